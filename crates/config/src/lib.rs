@@ -1,0 +1,1 @@
+//! facteur-config (being written)

@@ -1,0 +1,1 @@
+//! facteur-daemon (being written)

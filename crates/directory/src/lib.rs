@@ -1,0 +1,1 @@
+//! facteur-directory (being written)

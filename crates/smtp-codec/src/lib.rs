@@ -1,0 +1,35 @@
+//! facteur-smtp-codec: the pure SMTP/LMTP codec shared by facteur-lmtpd,
+//! facteur-smtpd and the queue manager's client.
+//!
+//! Layout:
+//! - [`line`]: command-line framing with a length limit (an overlong line is
+//!   reported once and skipped up to its end, never buffered).
+//! - [`command`]: one framed line to a [`Command`] (the grammar itself is
+//!   smtp-proto's `Request::parse`, a well-kept parser made for SMTP/LMTP:
+//!   MAIL/RCPT parameters, DSN, SMTPUTF8, BDAT, AUTH), with parse errors mapped
+//!   to the replies RFC 5321 asks for.
+//! - [`data`]: the DATA receiver (ours: see its header for why), which ends
+//!   only at `<CRLF>.<CRLF>`, removes dot-stuffing, and reports bare CR or LF
+//!   and oversize messages without buffering them.
+//! - [`reply`]: replies with enhanced status codes, single and multi-line.
+//!
+//! No I/O anywhere: every function takes bytes and returns values, so the
+//! codec is tested from transcripts split at every byte, and fuzzed
+//! (`fuzz/fuzz_targets/smtp_codec.rs`).
+//!
+//! Standards: RFC 5321 (SMTP), RFC 2033 (LMTP), RFC 3030 (CHUNKING),
+//! RFC 2034/3463 (enhanced status codes), RFC 2920 (PIPELINING).
+//!
+//! Security: the data receiver is the SMTP-smuggling boundary (the
+//! CVE-2023-51764 class): `\n.\n`, `\r.\r`, `\n.\r\n` and `\r\n.\n` never end
+//! a message.
+
+pub mod command;
+pub mod data;
+pub mod line;
+pub mod reply;
+
+pub use command::{Command, parse_command};
+pub use data::{DataOutcome, DataReceiver, LineEndingCheck};
+pub use line::{LineEvent, LineFramer};
+pub use reply::Reply;

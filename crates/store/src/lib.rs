@@ -1,0 +1,1 @@
+//! facteur-store (being written)
