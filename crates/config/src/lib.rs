@@ -1,1 +1,324 @@
-//! facteur-config (being written)
+//! facteur-config: the one configuration file, `/etc/facteur/facteur.toml`.
+//!
+//! Every program reads the same file (`--config PATH` overrides): the shared
+//! sections (`hostname`, `[paths]`, `[tls]`, `[directory]`, `[store]`,
+//! `[log]`) and its own (`[lmtpd]`, ...). `etc/facteur.toml` in the source tree
+//! is the annotated reference: every key, its default, what it does.
+//!
+//! Guarantees: [`Config::load`] either returns a configuration whose every
+//! value has been checked (types, ranges, absolute paths, addresses, modes) or
+//! an error naming the file, the key (dotted path, e.g. `lmtpd.listen[0]`),
+//! the line when known, and the reason. Unknown keys are errors, never
+//! silently ignored, so a typo cannot turn a setting off.
+//!
+//! Needs: serde + toml; serde_path_to_error gives the key path of an error.
+//! No global state: the loaded value is passed down explicitly.
+
+mod units;
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub use units::{ByteSize, Seconds};
+
+/// Where programs look when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/facteur/facteur.toml";
+
+/// A configuration error: which file, which key, why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {}{reason}", key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The name this server uses for itself (greetings, Received:, Maildir
+    /// file names). Default: the system's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub paths: Paths,
+    #[serde(default)]
+    pub tls: Tls,
+    #[serde(default)]
+    pub directory: Directory,
+    #[serde(default)]
+    pub store: Store,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub lmtpd: Lmtpd,
+    /// Set by [`Config::load`]: the file it came from (for messages).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    /// Queue directories (maildrop/ incoming/ active/ deferred/ hold/ corrupt/).
+    pub spool_dir: PathBuf,
+    /// Long-lived state that is not mail (temporary delivery files, ...).
+    pub state_dir: PathBuf,
+    /// Unix sockets (lmtp.sock, qmgr.sock).
+    pub run_dir: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            spool_dir: "/var/spool/facteur".into(),
+            state_dir: "/var/lib/facteur".into(),
+            run_dir: "/run/facteur".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls { cert: "/etc/facteur/tls/cert.pem".into(), key: "/etc/facteur/tls/key.pem".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryBackend {
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Directory {
+    pub backend: DirectoryBackend,
+    /// The SQLite database file.
+    pub path: PathBuf,
+    /// Characters that separate a detail from the user (`user+tag@dom`).
+    /// Empty turns the feature off.
+    pub recipient_delimiter: String,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory {
+            backend: DirectoryBackend::Sqlite,
+            path: "/var/lib/facteur/directory.sqlite".into(),
+            recipient_delimiter: "+".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// Mailboxes live at `<mail_root>/<domain>/<user>/`.
+    pub mail_root: PathBuf,
+    /// Quota given to new users (0 = unlimited).
+    pub default_quota_bytes: ByteSize,
+    pub default_quota_messages: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store { mail_root: "/var/lib/facteur/mail".into(), default_quota_bytes: ByteSize(0), default_quota_messages: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter: `info`, `debug`, `facteur_lmtpd=debug,info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// What to answer when a message would put a mailbox over its quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverQuota {
+    /// `552 5.2.2`: the sender gets a bounce.
+    Reject,
+    /// `452 4.2.2`: the sending MTA keeps trying.
+    Defer,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lmtpd {
+    /// Unix socket: a file name (placed in `paths.run_dir`) or an absolute path.
+    pub socket: PathBuf,
+    /// Permission bits of the socket, octal.
+    pub socket_mode: String,
+    /// Optional TCP listeners, e.g. `["127.0.0.1:24"]`.
+    pub listen: Vec<SocketAddr>,
+    pub max_connections: u32,
+    pub max_message_size: ByteSize,
+    pub max_recipients: u32,
+    pub max_line_length: u32,
+    /// Idle time allowed between commands, and between reads in DATA.
+    pub timeout: Seconds,
+    /// Errors (bad commands) before the connection is closed.
+    pub max_errors: u32,
+    pub over_quota: OverQuota,
+}
+
+impl Default for Lmtpd {
+    fn default() -> Self {
+        Lmtpd {
+            socket: "lmtp.sock".into(),
+            socket_mode: "0660".into(),
+            listen: Vec::new(),
+            max_connections: 200,
+            max_message_size: ByteSize(50 * 1024 * 1024),
+            max_recipients: 1000,
+            max_line_length: 4096,
+            timeout: Seconds(300),
+            max_errors: 20,
+            over_quota: OverQuota::Reject,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: None,
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        let mut cfg = Config::parse(&text, &file)?;
+        cfg.source = path.to_path_buf();
+        Ok(cfg)
+    }
+
+    /// Parses and checks configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
+            let mut reason = inner.message().trim().to_string();
+            if let Some(l) = line {
+                reason = format!("{reason} (line {l})");
+            }
+            ConfigError { file: file.to_string(), key: (path != "." && !path.is_empty()).then_some(path), reason }
+        })?;
+        cfg.check().map_err(|(key, reason)| ConfigError { file: file.to_string(), key: Some(key), reason })?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot.
+    fn check(&self) -> Result<(), (String, String)> {
+        if let Some(h) = &self.hostname {
+            facteur_mail::normalize_domain(h).map_err(|e| ("hostname".into(), format!("{h:?}: {e}")))?;
+        }
+        let absolute = [
+            ("paths.spool_dir", &self.paths.spool_dir),
+            ("paths.state_dir", &self.paths.state_dir),
+            ("paths.run_dir", &self.paths.run_dir),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("directory.path", &self.directory.path),
+            ("store.mail_root", &self.store.mail_root),
+        ];
+        for (key, p) in absolute {
+            if !p.is_absolute() {
+                return Err((key.into(), format!("{:?} is not an absolute path", p.display().to_string())));
+            }
+        }
+        if self.directory.recipient_delimiter.chars().any(|c| c.is_alphanumeric() || c.is_whitespace() || c == '@') {
+            return Err((
+                "directory.recipient_delimiter".into(),
+                "must be punctuation such as \"+\" or \"+-\" (not letters, digits, spaces or '@')".into(),
+            ));
+        }
+        parse_mode(&self.lmtpd.socket_mode).map_err(|r| ("lmtpd.socket_mode".to_string(), r))?;
+        if self.lmtpd.socket.as_os_str().is_empty() {
+            return Err(("lmtpd.socket".into(), "must not be empty".into()));
+        }
+        let l = &self.lmtpd;
+        for (key, v, min) in [
+            ("lmtpd.max_connections", l.max_connections as u64, 1),
+            ("lmtpd.max_recipients", l.max_recipients as u64, 1),
+            ("lmtpd.max_line_length", l.max_line_length as u64, 512),
+            ("lmtpd.timeout", l.timeout.0, 1),
+            ("lmtpd.max_errors", l.max_errors as u64, 1),
+            ("lmtpd.max_message_size", l.max_message_size.0, 1024),
+        ] {
+            if v < min {
+                return Err((key.into(), format!("{v} is below the minimum of {min}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host name to use: the configured one or the system's.
+    pub fn hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(system_hostname)
+    }
+
+    /// The LMTP Unix socket path.
+    pub fn lmtp_socket(&self) -> PathBuf {
+        if self.lmtpd.socket.is_absolute() {
+            self.lmtpd.socket.clone()
+        } else {
+            self.paths.run_dir.join(&self.lmtpd.socket)
+        }
+    }
+
+    /// The socket permission bits (checked at load).
+    pub fn lmtp_socket_mode(&self) -> u32 {
+        parse_mode(&self.lmtpd.socket_mode).unwrap_or(0o660)
+    }
+}
+
+/// Parses an octal permission string such as `"0660"`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| format!("{s:?} is not an octal mode such as \"0660\""))?;
+    if m > 0o777 {
+        return Err(format!("{s:?} is more than 0777"));
+    }
+    Ok(m)
+}
+
+/// The system's host name, or `localhost` if it cannot be read.
+pub fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests;

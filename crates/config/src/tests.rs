@@ -1,0 +1,96 @@
+//! Unit tests for facteur-config: defaults, the reference file, and every
+//! kind of refusal with its key and reason.
+
+use super::*;
+
+fn err(text: &str) -> ConfigError {
+    match Config::parse(text, "test.toml") {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = Config::parse("", "t").unwrap();
+    assert_eq!(c.paths.spool_dir, PathBuf::from("/var/spool/facteur"));
+    assert_eq!(c.lmtp_socket(), PathBuf::from("/run/facteur/lmtp.sock"));
+    assert_eq!(c.lmtp_socket_mode(), 0o660);
+    assert_eq!(c.lmtpd.max_message_size, ByteSize(50 << 20));
+    assert_eq!(c.directory.recipient_delimiter, "+");
+    assert_eq!(c.lmtpd.over_quota, OverQuota::Reject);
+}
+
+#[test]
+fn the_reference_file_parses_and_matches_the_defaults() {
+    let text = include_str!("../../../etc/facteur.toml");
+    let c = Config::parse(text, "etc/facteur.toml").unwrap();
+    let d = Config::parse("", "t").unwrap();
+    assert_eq!(c.paths.spool_dir, d.paths.spool_dir);
+    assert_eq!(c.lmtpd.max_message_size, d.lmtpd.max_message_size);
+    assert_eq!(c.lmtpd.timeout, d.lmtpd.timeout);
+    assert_eq!(c.lmtpd.max_connections, d.lmtpd.max_connections);
+    assert_eq!(c.store.mail_root, d.store.mail_root);
+}
+
+#[test]
+fn values_with_units() {
+    let c = Config::parse("[lmtpd]\nmax_message_size = \"20M\"\ntimeout = \"2m\"\nlisten = [\"127.0.0.1:2024\", \"[::1]:2024\"]\n", "t").unwrap();
+    assert_eq!(c.lmtpd.max_message_size, ByteSize(20 << 20));
+    assert_eq!(c.lmtpd.timeout, Seconds(120));
+    assert_eq!(c.lmtpd.listen.len(), 2);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = err("[lmtpd]\nmax_conections = 5\n");
+    assert_eq!(e.file, "test.toml");
+    assert!(e.reason.contains("max_conections"), "{e}");
+    assert!(e.reason.contains("line 2"), "{e}");
+    let e = err("colour = \"blue\"\n");
+    assert!(e.to_string().contains("colour"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = err("[lmtpd]\nmax_connections = \"many\"\n");
+    assert_eq!(e.key.as_deref(), Some("lmtpd.max_connections"), "{e}");
+    let e = err("[lmtpd]\nmax_message_size = \"lots\"\n");
+    assert_eq!(e.key.as_deref(), Some("lmtpd.max_message_size"), "{e}");
+    assert!(e.reason.contains("\"lots\""), "{e}");
+}
+
+#[test]
+fn bad_address_names_the_key() {
+    let e = err("[lmtpd]\nlisten = [\"127.0.0.1:2024\", \"nowhere\"]\n");
+    assert_eq!(e.key.as_deref(), Some("lmtpd.listen[1]"), "{e}");
+}
+
+#[test]
+fn bad_paths_modes_and_values() {
+    assert_eq!(err("[paths]\nspool_dir = \"spool\"\n").key.as_deref(), Some("paths.spool_dir"));
+    assert_eq!(err("[lmtpd]\nsocket_mode = \"rw\"\n").key.as_deref(), Some("lmtpd.socket_mode"));
+    assert_eq!(err("[lmtpd]\nsocket_mode = \"1777\"\n").key.as_deref(), Some("lmtpd.socket_mode"));
+    assert_eq!(err("[lmtpd]\nmax_connections = 0\n").key.as_deref(), Some("lmtpd.max_connections"));
+    assert_eq!(err("[lmtpd]\nover_quota = \"maybe\"\n").key.as_deref(), Some("lmtpd.over_quota"));
+    assert_eq!(err("hostname = \"bad host\"\n").key.as_deref(), Some("hostname"));
+    assert_eq!(err("[directory]\nrecipient_delimiter = \"x\"\n").key.as_deref(), Some("directory.recipient_delimiter"));
+    assert!(err("[lmtpd\n").reason.contains("line 1"));
+}
+
+#[test]
+fn missing_file_is_reported() {
+    let e = Config::load(Path::new("/nonexistent/facteur.toml")).unwrap_err();
+    assert_eq!(e.file, "/nonexistent/facteur.toml");
+    assert!(e.reason.contains("cannot read"), "{e}");
+}
+
+#[test]
+fn load_records_the_source() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("f.toml");
+    std::fs::write(&p, "hostname = \"mx.example.test\"\n").unwrap();
+    let c = Config::load(&p).unwrap();
+    assert_eq!(c.source, p);
+    assert_eq!(c.hostname(), "mx.example.test");
+}
