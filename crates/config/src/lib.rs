@@ -20,7 +20,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-pub use units::{ByteSize, Seconds};
+pub use units::{ByteSize, Seconds, parse_duration, parse_size};
 
 /// Where programs look when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/facteur/facteur.toml";
@@ -91,7 +91,10 @@ pub struct Tls {
 
 impl Default for Tls {
     fn default() -> Self {
-        Tls { cert: "/etc/facteur/tls/cert.pem".into(), key: "/etc/facteur/tls/key.pem".into() }
+        Tls {
+            cert: "/etc/facteur/tls/cert.pem".into(),
+            key: "/etc/facteur/tls/key.pem".into(),
+        }
     }
 }
 
@@ -134,7 +137,11 @@ pub struct Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Store { mail_root: "/var/lib/facteur/mail".into(), default_quota_bytes: ByteSize(0), default_quota_messages: 0 }
+        Store {
+            mail_root: "/var/lib/facteur/mail".into(),
+            default_quota_bytes: ByteSize(0),
+            default_quota_messages: 0,
+        }
     }
 }
 
@@ -155,7 +162,10 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Log { level: "info".into(), format: LogFormat::Text }
+        Log {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -226,21 +236,36 @@ impl Config {
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let line = inner.span().map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
+            let line = inner.span().map(|s| {
+                text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            });
             let mut reason = inner.message().trim().to_string();
             if let Some(l) = line {
                 reason = format!("{reason} (line {l})");
             }
-            ConfigError { file: file.to_string(), key: (path != "." && !path.is_empty()).then_some(path), reason }
+            ConfigError {
+                file: file.to_string(),
+                key: (path != "." && !path.is_empty()).then_some(path),
+                reason,
+            }
         })?;
-        cfg.check().map_err(|(key, reason)| ConfigError { file: file.to_string(), key: Some(key), reason })?;
+        cfg.check().map_err(|(key, reason)| ConfigError {
+            file: file.to_string(),
+            key: Some(key),
+            reason,
+        })?;
         Ok(cfg)
     }
 
     /// Checks what types alone cannot.
     fn check(&self) -> Result<(), (String, String)> {
         if let Some(h) = &self.hostname {
-            facteur_mail::normalize_domain(h).map_err(|e| ("hostname".into(), format!("{h:?}: {e}")))?;
+            facteur_mail::normalize_domain(h)
+                .map_err(|e| ("hostname".into(), format!("{h:?}: {e}")))?;
         }
         let absolute = [
             ("paths.spool_dir", &self.paths.spool_dir),
@@ -253,13 +278,22 @@ impl Config {
         ];
         for (key, p) in absolute {
             if !p.is_absolute() {
-                return Err((key.into(), format!("{:?} is not an absolute path", p.display().to_string())));
+                return Err((
+                    key.into(),
+                    format!("{:?} is not an absolute path", p.display().to_string()),
+                ));
             }
         }
-        if self.directory.recipient_delimiter.chars().any(|c| c.is_alphanumeric() || c.is_whitespace() || c == '@') {
+        if self
+            .directory
+            .recipient_delimiter
+            .chars()
+            .any(|c| c.is_alphanumeric() || c.is_whitespace() || c == '@')
+        {
             return Err((
                 "directory.recipient_delimiter".into(),
-                "must be punctuation such as \"+\" or \"+-\" (not letters, digits, spaces or '@')".into(),
+                "must be punctuation such as \"+\" or \"+-\" (not letters, digits, spaces or '@')"
+                    .into(),
             ));
         }
         parse_mode(&self.lmtpd.socket_mode).map_err(|r| ("lmtpd.socket_mode".to_string(), r))?;
@@ -304,7 +338,8 @@ impl Config {
 
 /// Parses an octal permission string such as `"0660"`.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
-    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| format!("{s:?} is not an octal mode such as \"0660\""))?;
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("{s:?} is not an octal mode such as \"0660\""))?;
     if m > 0o777 {
         return Err(format!("{s:?} is more than 0777"));
     }

@@ -68,13 +68,36 @@ fn bad_address_names_the_key() {
 
 #[test]
 fn bad_paths_modes_and_values() {
-    assert_eq!(err("[paths]\nspool_dir = \"spool\"\n").key.as_deref(), Some("paths.spool_dir"));
-    assert_eq!(err("[lmtpd]\nsocket_mode = \"rw\"\n").key.as_deref(), Some("lmtpd.socket_mode"));
-    assert_eq!(err("[lmtpd]\nsocket_mode = \"1777\"\n").key.as_deref(), Some("lmtpd.socket_mode"));
-    assert_eq!(err("[lmtpd]\nmax_connections = 0\n").key.as_deref(), Some("lmtpd.max_connections"));
-    assert_eq!(err("[lmtpd]\nover_quota = \"maybe\"\n").key.as_deref(), Some("lmtpd.over_quota"));
-    assert_eq!(err("hostname = \"bad host\"\n").key.as_deref(), Some("hostname"));
-    assert_eq!(err("[directory]\nrecipient_delimiter = \"x\"\n").key.as_deref(), Some("directory.recipient_delimiter"));
+    assert_eq!(
+        err("[paths]\nspool_dir = \"spool\"\n").key.as_deref(),
+        Some("paths.spool_dir")
+    );
+    assert_eq!(
+        err("[lmtpd]\nsocket_mode = \"rw\"\n").key.as_deref(),
+        Some("lmtpd.socket_mode")
+    );
+    assert_eq!(
+        err("[lmtpd]\nsocket_mode = \"1777\"\n").key.as_deref(),
+        Some("lmtpd.socket_mode")
+    );
+    assert_eq!(
+        err("[lmtpd]\nmax_connections = 0\n").key.as_deref(),
+        Some("lmtpd.max_connections")
+    );
+    assert_eq!(
+        err("[lmtpd]\nover_quota = \"maybe\"\n").key.as_deref(),
+        Some("lmtpd.over_quota")
+    );
+    assert_eq!(
+        err("hostname = \"bad host\"\n").key.as_deref(),
+        Some("hostname")
+    );
+    assert_eq!(
+        err("[directory]\nrecipient_delimiter = \"x\"\n")
+            .key
+            .as_deref(),
+        Some("directory.recipient_delimiter")
+    );
     assert!(err("[lmtpd\n").reason.contains("line 1"));
 }
 

@@ -31,11 +31,16 @@ fn parse_suffixed(s: &str, units: &[(char, u64)]) -> Option<u64> {
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
-pub(crate) fn parse_size(s: &str) -> Option<u64> {
-    parse_suffixed(s, &[('b', 1), ('k', 1 << 10), ('m', 1 << 20), ('g', 1 << 30)])
+/// Parses a size: bytes, or a number with a K/M/G suffix (binary).
+pub fn parse_size(s: &str) -> Option<u64> {
+    parse_suffixed(
+        s,
+        &[('b', 1), ('k', 1 << 10), ('m', 1 << 20), ('g', 1 << 30)],
+    )
 }
 
-pub(crate) fn parse_duration(s: &str) -> Option<u64> {
+/// Parses a duration: seconds, or a number with an s/m/h/d suffix.
+pub fn parse_duration(s: &str) -> Option<u64> {
     parse_suffixed(s, &[('s', 1), ('m', 60), ('h', 3600), ('d', 86400)])
 }
 
@@ -62,14 +67,21 @@ impl de::Visitor<'_> for UnitVisitor {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UnitVisitor { what: "a size (bytes, or a string such as \"50M\")", parse: parse_size }).map(ByteSize)
+        d.deserialize_any(UnitVisitor {
+            what: "a size (bytes, or a string such as \"50M\")",
+            parse: parse_size,
+        })
+        .map(ByteSize)
     }
 }
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UnitVisitor { what: "a duration (seconds, or a string such as \"5m\")", parse: parse_duration })
-            .map(Seconds)
+        d.deserialize_any(UnitVisitor {
+            what: "a duration (seconds, or a string such as \"5m\")",
+            parse: parse_duration,
+        })
+        .map(Seconds)
     }
 }
 

@@ -41,8 +41,12 @@ fn error_reply(e: ProtoError) -> Reply {
     match e {
         ProtoError::UnknownCommand => Reply::new(500, (5, 5, 2), "Command unrecognized"),
         ProtoError::InvalidSenderAddress => Reply::new(501, (5, 1, 7), "Bad sender address syntax"),
-        ProtoError::InvalidRecipientAddress => Reply::new(501, (5, 1, 3), "Bad recipient address syntax"),
-        ProtoError::SyntaxError { syntax } => Reply::new(501, (5, 5, 4), format!("Syntax: {syntax}")),
+        ProtoError::InvalidRecipientAddress => {
+            Reply::new(501, (5, 1, 3), "Bad recipient address syntax")
+        }
+        ProtoError::SyntaxError { syntax } => {
+            Reply::new(501, (5, 5, 4), format!("Syntax: {syntax}"))
+        }
         ProtoError::InvalidParameter { param } => {
             Reply::new(501, (5, 5, 4), format!("Invalid parameter {param}"))
         }
@@ -72,8 +76,18 @@ mod tests {
 
     #[test]
     fn transcript_of_commands() {
-        assert_eq!(ok("LHLO client.test\r\n"), Request::Lhlo { host: "client.test".into() });
-        assert_eq!(ok("lhlo client.test\n"), Request::Lhlo { host: "client.test".into() });
+        assert_eq!(
+            ok("LHLO client.test\r\n"),
+            Request::Lhlo {
+                host: "client.test".into()
+            }
+        );
+        assert_eq!(
+            ok("lhlo client.test\n"),
+            Request::Lhlo {
+                host: "client.test".into()
+            }
+        );
         match ok("MAIL FROM:<a@b.test> BODY=8BITMIME SMTPUTF8 SIZE=1000\r\n") {
             Request::Mail { from } => {
                 assert_eq!(from.address, "a@b.test");
@@ -100,8 +114,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(ok("DATA\r\n"), Request::Data);
-        assert_eq!(ok("BDAT 100 LAST\r\n"), Request::Bdat { chunk_size: 100, is_last: true });
-        assert_eq!(ok("BDAT 5\r\n"), Request::Bdat { chunk_size: 5, is_last: false });
+        assert_eq!(
+            ok("BDAT 100 LAST\r\n"),
+            Request::Bdat {
+                chunk_size: 100,
+                is_last: true
+            }
+        );
+        assert_eq!(
+            ok("BDAT 5\r\n"),
+            Request::Bdat {
+                chunk_size: 5,
+                is_last: false
+            }
+        );
         assert_eq!(ok("RSET\r\n"), Request::Rset);
         assert_eq!(ok("QUIT\r\n"), Request::Quit);
         assert!(matches!(ok("NOOP\r\n"), Request::Noop { .. }));
@@ -121,7 +147,15 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let samples: &[&[u8]] = &[b"\xff\xfe\r\n", b"MAIL FROM:<\xff@x>\r\n", b"RCPT TO:<a@b> NOTIFY=\r\n", b"BDAT 99999999999999999999999\r\n", b"\r\n", b"\n", b""];
+        let samples: &[&[u8]] = &[
+            b"\xff\xfe\r\n",
+            b"MAIL FROM:<\xff@x>\r\n",
+            b"RCPT TO:<a@b> NOTIFY=\r\n",
+            b"BDAT 99999999999999999999999\r\n",
+            b"\r\n",
+            b"\n",
+            b"",
+        ];
         for s in samples {
             let _ = parse_command(s);
         }

@@ -57,7 +57,11 @@ pub struct DataReceiver {
 impl DataReceiver {
     /// `max` is the size limit in octets (0 = none).
     pub fn new(max: u64) -> Self {
-        DataReceiver { state: State::LineStart, max, out: DataOutcome::default() }
+        DataReceiver {
+            state: State::LineStart,
+            max,
+            out: DataOutcome::default(),
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -227,7 +231,8 @@ mod tests {
 
     #[test]
     fn plain_message_and_pipelined_rest() {
-        let (msg, o, rest) = at_every_split(b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n", 0).unwrap();
+        let (msg, o, rest) =
+            at_every_split(b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n", 0).unwrap();
         assert_eq!(msg, b"Subject: x\r\n\r\nhello\r\n");
         assert_eq!(o.size, msg.len() as u64);
         assert!(!o.bare_cr && !o.bare_lf && !o.too_big);
@@ -249,10 +254,19 @@ mod tests {
 
     #[test]
     fn smuggling_sequences_never_end_data() {
-        for probe in [&b"a\n.\nMAIL FROM:<x@y>\n"[..], b"a\r.\rMAIL FROM:<x@y>\r", b"a\n.\r\nMAIL FROM:<x@y>\r\n", b"a\r\n.\nMAIL FROM:<x@y>\r\n", b"a\r\r\n.\r\r\n"] {
+        for probe in [
+            &b"a\n.\nMAIL FROM:<x@y>\n"[..],
+            b"a\r.\rMAIL FROM:<x@y>\r",
+            b"a\n.\r\nMAIL FROM:<x@y>\r\n",
+            b"a\r\n.\nMAIL FROM:<x@y>\r\n",
+            b"a\r\r\n.\r\r\n",
+        ] {
             let mut input = probe.to_vec();
             // Not ended by the probe...
-            assert!(run(&input, 0, 1).is_none() || probe == b"a\r\r\n.\r\r\n", "{probe:?}");
+            assert!(
+                run(&input, 0, 1).is_none() || probe == b"a\r\r\n.\r\r\n",
+                "{probe:?}"
+            );
             // ...only by a real end of data, and the probe is flagged.
             input.extend_from_slice(b"\r\n.\r\n");
             let (msg, o, rest) = at_every_split(&input, 0).unwrap();
@@ -287,7 +301,9 @@ mod tests {
 
     #[test]
     fn eight_bit_and_utf8_pass_through() {
-        let mut body = "Subject: caf\u{e9}\r\n\r\n\u{1F600} \u{fffd}".as_bytes().to_vec();
+        let mut body = "Subject: caf\u{e9}\r\n\r\n\u{1F600} \u{fffd}"
+            .as_bytes()
+            .to_vec();
         body.push(0xff);
         let mut input = body.clone();
         input.extend_from_slice(b"\r\n.\r\n");

@@ -26,7 +26,10 @@ impl LineFramer {
     /// `max` counts the terminator: RFC 5321 §4.5.3.1.4 says 512 for command
     /// lines, but extensions make them longer; smtpd uses more.
     pub fn new(max: usize) -> Self {
-        LineFramer { max: max.max(3), discarding: false }
+        LineFramer {
+            max: max.max(3),
+            discarding: false,
+        }
     }
 
     /// True while skipping the rest of an overlong line.
@@ -106,7 +109,11 @@ mod tests {
             let out = run(input, 100, step);
             assert_eq!(
                 out,
-                vec![Ok(b"EHLO a\r\n".to_vec()), Ok(b"MAIL FROM:<>\r\n".to_vec()), Ok(b"NOOP\n".to_vec())],
+                vec![
+                    Ok(b"EHLO a\r\n".to_vec()),
+                    Ok(b"MAIL FROM:<>\r\n".to_vec()),
+                    Ok(b"NOOP\n".to_vec())
+                ],
                 "step {step}"
             );
         }

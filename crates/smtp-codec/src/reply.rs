@@ -18,17 +18,29 @@ pub struct Reply {
 impl Reply {
     /// A one-line reply with an enhanced status code.
     pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
-        Reply { code, enhanced: Some(enhanced), lines: vec![text.into()] }
+        Reply {
+            code,
+            enhanced: Some(enhanced),
+            lines: vec![text.into()],
+        }
     }
 
     /// A one-line reply without an enhanced code (greeting, LHLO/EHLO).
     pub fn plain(code: u16, text: impl Into<String>) -> Reply {
-        Reply { code, enhanced: None, lines: vec![text.into()] }
+        Reply {
+            code,
+            enhanced: None,
+            lines: vec![text.into()],
+        }
     }
 
     /// A multi-line reply without enhanced code (the EHLO/LHLO keyword list).
     pub fn multi(code: u16, lines: Vec<String>) -> Reply {
-        Reply { code, enhanced: None, lines }
+        Reply {
+            code,
+            enhanced: None,
+            lines,
+        }
     }
 
     pub fn is_positive(&self) -> bool {
@@ -93,8 +105,14 @@ mod tests {
 
     #[test]
     fn multi_line_and_sanitising() {
-        let r = Reply::multi(250, vec!["host".into(), "PIPELINING".into(), "SIZE 10".into()]);
-        assert_eq!(r.to_bytes(), b"250-host\r\n250-PIPELINING\r\n250 SIZE 10\r\n");
+        let r = Reply::multi(
+            250,
+            vec!["host".into(), "PIPELINING".into(), "SIZE 10".into()],
+        );
+        assert_eq!(
+            r.to_bytes(),
+            b"250-host\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
+        );
         let evil = Reply::new(550, (5, 1, 1), "no\r\n250 ok");
         assert_eq!(evil.to_bytes(), b"550 5.1.1 no  250 ok\r\n");
         assert!(evil.is_permanent());

@@ -1,0 +1,787 @@
+//! The embedded SQLite backend of the directory.
+//!
+//! Offers [`SqliteDirectory`], a [`Directory`] kept in one database file
+//! (`/var/lib/facteur/directory.sqlite` in production). Needs a writable
+//! parent directory (SQLite puts `-wal` and `-shm` files beside the database).
+//!
+//! Guarantees, for several processes using the file at once (daemons read while
+//! facteurctl writes):
+//! - WAL journal: readers never block the writer nor each other;
+//! - `busy_timeout` of 5 s: a writer waits for another writer instead of
+//!   failing at once;
+//! - every write runs in a `BEGIN IMMEDIATE` transaction, so a check and the
+//!   write that depends on it (does the domain exist? is it empty?) see the
+//!   same state, and no read-to-write upgrade can deadlock;
+//! - foreign keys on: users and aliases always belong to an existing domain;
+//! - the schema version lives in `PRAGMA user_version`; [`SqliteDirectory::open`]
+//!   migrates an older file forward in one transaction and refuses a newer one.
+//!
+//! Schema version history:
+//! - 1: `domains(name)`, `users(address, domain, password_hash, quota_bytes,
+//!   quota_messages)`, `aliases(id, source, domain, target, target_key)`;
+//!   quotas are stored as SQLite integers (i64), so a quota above 2^63 - 1 is
+//!   refused with [`DirectoryError::InvalidQuota`].
+//!
+//! Security: the file holds password hashes; it is created mode 0640 when
+//! missing. All SQL uses bound parameters, never string formatting.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::{
+    AliasRecord, Directory, DirectoryError, Result, UserRecord, check_address, check_alias_source,
+    check_alias_target, check_domain,
+};
+
+/// How long a connection waits for a lock held by another process.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migrations: `MIGRATIONS[i]` takes a database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the first schema.
+    "CREATE TABLE domains (
+        name TEXT PRIMARY KEY NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE users (
+        address TEXT PRIMARY KEY NOT NULL,
+        domain TEXT NOT NULL REFERENCES domains(name) ON DELETE RESTRICT,
+        password_hash TEXT NOT NULL,
+        quota_bytes INTEGER NOT NULL DEFAULT 0 CHECK (quota_bytes >= 0),
+        quota_messages INTEGER NOT NULL DEFAULT 0 CHECK (quota_messages >= 0)
+     );
+     CREATE INDEX users_domain ON users(domain);
+     CREATE TABLE aliases (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        domain TEXT NOT NULL REFERENCES domains(name) ON DELETE RESTRICT,
+        target TEXT NOT NULL,
+        target_key TEXT NOT NULL,
+        UNIQUE (source, target_key)
+     );
+     CREATE INDEX aliases_domain ON aliases(domain);",
+];
+
+/// The schema version this program writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A [`Directory`] in an SQLite database. One connection per handle, behind a
+/// mutex: calls from several threads are serialised, which costs nothing next
+/// to the file locking SQLite does between processes anyway.
+pub struct SqliteDirectory {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDirectory").finish_non_exhaustive()
+    }
+}
+
+/// rusqlite errors become backend errors; the message keeps SQLite's text.
+fn db(e: rusqlite::Error) -> DirectoryError {
+    DirectoryError::Backend(e.to_string())
+}
+
+fn quota(q: u64) -> Result<i64> {
+    i64::try_from(q).map_err(|_| DirectoryError::InvalidQuota(q))
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    let qb: i64 = row.get(2)?;
+    let qm: i64 = row.get(3)?;
+    Ok(UserRecord {
+        address: row.get(0)?,
+        password_hash: row.get(1)?,
+        // The CHECK constraints keep both non-negative; clamp anything else.
+        quota_bytes: u64::try_from(qb).unwrap_or(0),
+        quota_messages: u64::try_from(qm).unwrap_or(0),
+    })
+}
+
+fn domain_exists(tx: &Connection, domain: &str) -> Result<bool> {
+    tx.query_row(
+        "SELECT 1 FROM domains WHERE name = ?1",
+        [domain],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(db)
+}
+
+impl SqliteDirectory {
+    /// Opens the database at `path`, creating the file (mode 0640) and the
+    /// schema when missing, and migrating an older schema forward.
+    pub fn open(path: &Path) -> Result<Self> {
+        create_private(path)?;
+        let conn = Connection::open(path)
+            .map_err(|e| DirectoryError::Backend(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        // WAL is persistent in the file; setting it again is a no-op.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "directory database is not in WAL mode");
+        }
+        Self::setup(conn)
+    }
+
+    /// A private database in memory (tests, `facteurctl` dry runs).
+    pub fn open_in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory().map_err(db)?;
+        Self::setup(conn)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
+        // NORMAL is durable enough in WAL mode (a power cut may lose the last
+        // commit, never corrupt the file) and avoids an fsync per write.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        migrate(&mut conn)?;
+        Ok(SqliteDirectory {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The schema version of the open database (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64> {
+        user_version(&self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held cannot leave the connection in a
+        // half-written state (an open Transaction rolls back on drop), so a
+        // poisoned lock is safe to take over.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committing on success.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+}
+
+/// Creates `path` mode 0640 if it does not exist, so SQLite (which would use
+/// 0644 less the umask) opens a file that is not world-readable. SQLite gives
+/// its `-wal` and `-shm` files the mode of the database file.
+fn create_private(path: &Path) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o640);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DirectoryError::Backend(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]. The common case (already current)
+/// takes no write lock; otherwise the version is read again under the lock,
+/// because another process may have migrated meanwhile.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let v = user_version(conn)?;
+    if v == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let v = user_version(&tx)?;
+    if !(0..=SCHEMA_VERSION).contains(&v) {
+        return Err(DirectoryError::Backend(format!(
+            "directory schema version {v} is not one this program knows (up to {SCHEMA_VERSION}); upgrade facteur"
+        )));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+        tracing::info!(from, to = from + 1, "migrating directory schema");
+        tx.execute_batch(sql).map_err(db)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(db)?;
+    tx.commit().map_err(db)
+}
+
+impl Directory for SqliteDirectory {
+    fn add_domain(&self, name: &str) -> Result<()> {
+        let d = check_domain(name)?;
+        self.write(|tx| {
+            if domain_exists(tx, &d)? {
+                return Err(DirectoryError::AlreadyExists(format!("domain {d}")));
+            }
+            tx.execute("INSERT INTO domains (name) VALUES (?1)", [&d])
+                .map_err(db)?;
+            tracing::info!(domain = %d, "domain added");
+            Ok(())
+        })
+    }
+
+    fn delete_domain(&self, name: &str) -> Result<()> {
+        let d = check_domain(name)?;
+        self.write(|tx| {
+            if !domain_exists(tx, &d)? {
+                return Err(DirectoryError::NotFound(format!("domain {d}")));
+            }
+            let used: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM users WHERE domain = ?1)
+                         OR EXISTS (SELECT 1 FROM aliases WHERE domain = ?1)",
+                    [&d],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            if used {
+                return Err(DirectoryError::DomainNotEmpty(d.clone()));
+            }
+            tx.execute("DELETE FROM domains WHERE name = ?1", [&d])
+                .map_err(db)?;
+            tracing::info!(domain = %d, "domain deleted");
+            Ok(())
+        })
+    }
+
+    fn list_domains(&self) -> Result<Vec<String>> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached("SELECT name FROM domains ORDER BY name")
+            .map_err(db)?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<String>>>().map_err(db)
+    }
+
+    fn is_local_domain(&self, name: &str) -> Result<bool> {
+        let d = check_domain(name)?;
+        domain_exists(&self.lock(), &d)
+    }
+
+    fn add_user(
+        &self,
+        address: &str,
+        password_hash: &str,
+        quota_bytes: u64,
+        quota_messages: u64,
+    ) -> Result<()> {
+        let a = check_address(address)?;
+        let (qb, qm) = (quota(quota_bytes)?, quota(quota_messages)?);
+        let key = a.key();
+        self.write(|tx| {
+            if !domain_exists(tx, a.domain())? {
+                return Err(DirectoryError::NotFound(format!("domain {}", a.domain())));
+            }
+            let exists = tx
+                .query_row("SELECT 1 FROM users WHERE address = ?1", [&key], |_| Ok(()))
+                .optional()
+                .map_err(db)?
+                .is_some();
+            if exists {
+                return Err(DirectoryError::AlreadyExists(format!("user {key}")));
+            }
+            tx.execute(
+                "INSERT INTO users (address, domain, password_hash, quota_bytes, quota_messages)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, a.domain(), password_hash, qb, qm],
+            )
+            .map_err(db)?;
+            tracing::info!(user = %key, "user added");
+            Ok(())
+        })
+    }
+
+    fn delete_user(&self, address: &str) -> Result<()> {
+        let key = check_address(address)?.key();
+        self.write(|tx| {
+            let n = tx
+                .execute("DELETE FROM users WHERE address = ?1", [&key])
+                .map_err(db)?;
+            if n == 0 {
+                return Err(DirectoryError::NotFound(format!("user {key}")));
+            }
+            tracing::info!(user = %key, "user deleted");
+            Ok(())
+        })
+    }
+
+    fn set_password_hash(&self, address: &str, password_hash: &str) -> Result<()> {
+        let key = check_address(address)?.key();
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET password_hash = ?2 WHERE address = ?1",
+                    params![key, password_hash],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(DirectoryError::NotFound(format!("user {key}")));
+            }
+            tracing::info!(user = %key, "password changed");
+            Ok(())
+        })
+    }
+
+    fn set_quota(&self, address: &str, quota_bytes: u64, quota_messages: u64) -> Result<()> {
+        let key = check_address(address)?.key();
+        let (qb, qm) = (quota(quota_bytes)?, quota(quota_messages)?);
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET quota_bytes = ?2, quota_messages = ?3 WHERE address = ?1",
+                    params![key, qb, qm],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(DirectoryError::NotFound(format!("user {key}")));
+            }
+            tracing::info!(user = %key, quota_bytes, quota_messages, "quota changed");
+            Ok(())
+        })
+    }
+
+    fn get_user(&self, address: &str) -> Result<Option<UserRecord>> {
+        let key = check_address(address)?.key();
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT address, password_hash, quota_bytes, quota_messages
+                 FROM users WHERE address = ?1",
+            )
+            .map_err(db)?;
+        st.query_row([&key], user_from_row).optional().map_err(db)
+    }
+
+    fn list_users(&self, domain: Option<&str>) -> Result<Vec<UserRecord>> {
+        let d = domain.map(check_domain).transpose()?;
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT address, password_hash, quota_bytes, quota_messages
+                 FROM users WHERE ?1 IS NULL OR domain = ?1 ORDER BY address",
+            )
+            .map_err(db)?;
+        let rows = st.query_map([&d], user_from_row).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
+    }
+
+    fn add_alias(&self, source: &str, target: &str) -> Result<()> {
+        let (src, domain) = check_alias_source(source)?;
+        let (tgt, tgt_key) = check_alias_target(target)?;
+        self.write(|tx| {
+            if !domain_exists(tx, &domain)? {
+                return Err(DirectoryError::NotFound(format!("domain {domain}")));
+            }
+            let exists = tx
+                .query_row(
+                    "SELECT 1 FROM aliases WHERE source = ?1 AND target_key = ?2",
+                    [&src, &tgt_key],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(db)?
+                .is_some();
+            if exists {
+                return Err(DirectoryError::AlreadyExists(format!(
+                    "alias {src} -> {tgt}"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO aliases (source, domain, target, target_key) VALUES (?1, ?2, ?3, ?4)",
+                params![src, domain, tgt, tgt_key],
+            )
+            .map_err(db)?;
+            tracing::info!(alias = %src, target = %tgt, "alias target added");
+            Ok(())
+        })
+    }
+
+    fn delete_alias(&self, source: &str, target: Option<&str>) -> Result<()> {
+        let (src, _) = check_alias_source(source)?;
+        let tgt = target.map(check_alias_target).transpose()?;
+        self.write(|tx| {
+            let n = match &tgt {
+                Some((_, key)) => tx.execute(
+                    "DELETE FROM aliases WHERE source = ?1 AND target_key = ?2",
+                    [&src, key],
+                ),
+                None => tx.execute("DELETE FROM aliases WHERE source = ?1", [&src]),
+            }
+            .map_err(db)?;
+            if n == 0 {
+                let what = match &tgt {
+                    Some((t, _)) => format!("alias {src} -> {t}"),
+                    None => format!("alias {src}"),
+                };
+                return Err(DirectoryError::NotFound(what));
+            }
+            tracing::info!(alias = %src, removed = n, "alias targets deleted");
+            Ok(())
+        })
+    }
+
+    fn alias_targets(&self, source: &str) -> Result<Vec<String>> {
+        let (src, _) = check_alias_source(source)?;
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached("SELECT target FROM aliases WHERE source = ?1 ORDER BY id")
+            .map_err(db)?;
+        let rows = st.query_map([&src], |r| r.get(0)).map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<String>>>().map_err(db)
+    }
+
+    fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<AliasRecord>> {
+        let d = domain.map(check_domain).transpose()?;
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT source, target FROM aliases WHERE ?1 IS NULL OR domain = ?1
+                 ORDER BY source, id",
+            )
+            .map_err(db)?;
+        let rows = st
+            .query_map([&d], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        let mut out: Vec<AliasRecord> = Vec::new();
+        for row in rows {
+            let (source, target) = row.map_err(db)?;
+            match out.last_mut() {
+                Some(last) if last.source == source => last.targets.push(target),
+                _ => out.push(AliasRecord {
+                    source,
+                    targets: vec![target],
+                }),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn dir() -> SqliteDirectory {
+        let d = SqliteDirectory::open_in_memory().unwrap();
+        d.add_domain("example.test").unwrap();
+        d
+    }
+
+    #[test]
+    fn domains_crud() {
+        let d = dir();
+        assert_eq!(
+            d.add_domain("EXAMPLE.test"),
+            Err(DirectoryError::AlreadyExists("domain example.test".into()))
+        );
+        d.add_domain("b.test.").unwrap();
+        assert_eq!(d.list_domains().unwrap(), vec!["b.test", "example.test"]);
+        assert!(d.is_local_domain("Example.Test").unwrap());
+        assert!(!d.is_local_domain("other.test").unwrap());
+        assert!(
+            matches!(d.add_domain("bad domain"), Err(DirectoryError::InvalidDomain(m)) if m.contains("bad domain"))
+        );
+        assert!(matches!(
+            d.add_domain("[10.0.0.1]"),
+            Err(DirectoryError::InvalidDomain(_))
+        ));
+        d.delete_domain("B.TEST").unwrap();
+        assert_eq!(
+            d.delete_domain("b.test"),
+            Err(DirectoryError::NotFound("domain b.test".into()))
+        );
+        assert_eq!(d.list_domains().unwrap(), vec!["example.test"]);
+    }
+
+    #[test]
+    fn domain_delete_refused_while_used() {
+        let d = dir();
+        d.add_user("a@example.test", "{PLAIN}x", 0, 0).unwrap();
+        assert_eq!(
+            d.delete_domain("example.test"),
+            Err(DirectoryError::DomainNotEmpty("example.test".into()))
+        );
+        d.delete_user("a@example.test").unwrap();
+        d.add_alias("@example.test", "someone@remote.test").unwrap();
+        assert_eq!(
+            d.delete_domain("example.test"),
+            Err(DirectoryError::DomainNotEmpty("example.test".into()))
+        );
+        d.delete_alias("@example.test", None).unwrap();
+        d.delete_domain("example.test").unwrap();
+        assert!(d.list_domains().unwrap().is_empty());
+    }
+
+    #[test]
+    fn users_crud_and_case() {
+        let d = dir();
+        d.add_user("John.Doe@Example.TEST", "{PLAIN}pw", 1000, 10)
+            .unwrap();
+        assert_eq!(
+            d.add_user("john.doe@example.test", "{PLAIN}other", 0, 0),
+            Err(DirectoryError::AlreadyExists(
+                "user john.doe@example.test".into()
+            ))
+        );
+        let u = d.get_user("JOHN.DOE@example.test").unwrap().unwrap();
+        assert_eq!(
+            u,
+            UserRecord {
+                address: "john.doe@example.test".into(),
+                password_hash: "{PLAIN}pw".into(),
+                quota_bytes: 1000,
+                quota_messages: 10
+            }
+        );
+        assert_eq!(d.get_user("nobody@example.test").unwrap(), None);
+        d.set_password_hash("john.doe@EXAMPLE.test", "{PLAIN}new")
+            .unwrap();
+        d.set_quota("john.doe@example.test", 0, 5).unwrap();
+        let u = d.get_user("john.doe@example.test").unwrap().unwrap();
+        assert_eq!(
+            (u.password_hash.as_str(), u.quota_bytes, u.quota_messages),
+            ("{PLAIN}new", 0, 5)
+        );
+        assert!(matches!(
+            d.set_quota("x@example.test", 1, 1),
+            Err(DirectoryError::NotFound(_))
+        ));
+        assert!(matches!(
+            d.set_password_hash("x@example.test", "h"),
+            Err(DirectoryError::NotFound(_))
+        ));
+        assert_eq!(
+            d.set_quota("john.doe@example.test", u64::MAX, 0),
+            Err(DirectoryError::InvalidQuota(u64::MAX))
+        );
+        d.set_quota("john.doe@example.test", i64::MAX as u64, 0)
+            .unwrap();
+        assert_eq!(
+            d.get_user("john.doe@example.test")
+                .unwrap()
+                .unwrap()
+                .quota_bytes,
+            i64::MAX as u64
+        );
+        d.delete_user("John.Doe@example.test").unwrap();
+        assert_eq!(d.get_user("john.doe@example.test").unwrap(), None);
+        assert!(matches!(
+            d.delete_user("john.doe@example.test"),
+            Err(DirectoryError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn user_needs_domain_and_valid_address() {
+        let d = dir();
+        assert_eq!(
+            d.add_user("a@nowhere.test", "h", 0, 0),
+            Err(DirectoryError::NotFound("domain nowhere.test".into()))
+        );
+        assert!(
+            matches!(d.add_user("no-at-sign", "h", 0, 0), Err(DirectoryError::InvalidAddress(m)) if m.contains("no-at-sign"))
+        );
+        assert!(matches!(
+            d.get_user("a@b/c"),
+            Err(DirectoryError::InvalidAddress(_))
+        ));
+    }
+
+    #[test]
+    fn list_users_by_domain() {
+        let d = dir();
+        d.add_domain("other.test").unwrap();
+        d.add_user("b@example.test", "h", 0, 0).unwrap();
+        d.add_user("a@example.test", "h", 0, 0).unwrap();
+        d.add_user("c@other.test", "h", 0, 0).unwrap();
+        let all: Vec<_> = d
+            .list_users(None)
+            .unwrap()
+            .into_iter()
+            .map(|u| u.address)
+            .collect();
+        assert_eq!(
+            all,
+            vec!["a@example.test", "b@example.test", "c@other.test"]
+        );
+        let ex: Vec<_> = d
+            .list_users(Some("EXAMPLE.TEST"))
+            .unwrap()
+            .into_iter()
+            .map(|u| u.address)
+            .collect();
+        assert_eq!(ex, vec!["a@example.test", "b@example.test"]);
+        assert!(d.list_users(Some("none.test")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn aliases_crud() {
+        let d = dir();
+        d.add_alias("Sales@Example.test", "bob@example.test")
+            .unwrap();
+        d.add_alias("sales@example.test", "Alice@Remote.Example")
+            .unwrap();
+        assert_eq!(
+            d.add_alias("sales@example.test", "alice@remote.example"),
+            Err(DirectoryError::AlreadyExists(
+                "alias sales@example.test -> alice@remote.example".into()
+            ))
+        );
+        assert_eq!(
+            d.alias_targets("SALES@example.test").unwrap(),
+            vec!["bob@example.test", "Alice@remote.example"]
+        );
+        assert!(d.alias_targets("none@example.test").unwrap().is_empty());
+        assert_eq!(
+            d.add_alias("x@remote.example", "bob@example.test"),
+            Err(DirectoryError::NotFound("domain remote.example".into()))
+        );
+        assert!(matches!(
+            d.add_alias("x@example.test", "not an address"),
+            Err(DirectoryError::InvalidAddress(_))
+        ));
+        d.add_alias("@example.test", "postmaster@example.test")
+            .unwrap();
+        assert_eq!(
+            d.alias_targets("@EXAMPLE.test").unwrap(),
+            vec!["postmaster@example.test"]
+        );
+        assert_eq!(
+            d.list_aliases(Some("example.test")).unwrap(),
+            vec![
+                AliasRecord {
+                    source: "@example.test".into(),
+                    targets: vec!["postmaster@example.test".into()]
+                },
+                AliasRecord {
+                    source: "sales@example.test".into(),
+                    targets: vec!["bob@example.test".into(), "Alice@remote.example".into()]
+                },
+            ]
+        );
+        d.delete_alias("sales@example.test", Some("ALICE@remote.example"))
+            .unwrap();
+        assert_eq!(
+            d.alias_targets("sales@example.test").unwrap(),
+            vec!["bob@example.test"]
+        );
+        assert!(matches!(
+            d.delete_alias("sales@example.test", Some("alice@remote.example")),
+            Err(DirectoryError::NotFound(_))
+        ));
+        d.delete_alias("sales@example.test", None).unwrap();
+        assert!(matches!(
+            d.delete_alias("sales@example.test", None),
+            Err(DirectoryError::NotFound(_))
+        ));
+        assert_eq!(d.list_aliases(None).unwrap().len(), 1);
+        assert!(d.list_aliases(Some("other.test")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn schema_version_is_set() {
+        let d = dir();
+        assert_eq!(d.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(SCHEMA_VERSION, 1);
+    }
+
+    #[test]
+    fn file_shared_between_handles() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("directory.sqlite");
+        let writer = SqliteDirectory::open(&path).unwrap();
+        let reader = SqliteDirectory::open(&path).unwrap();
+        assert_eq!(reader.schema_version().unwrap(), SCHEMA_VERSION);
+        writer.add_domain("example.test").unwrap();
+        writer.add_user("a@example.test", "{PLAIN}x", 0, 0).unwrap();
+        assert!(reader.is_local_domain("example.test").unwrap());
+        assert_eq!(
+            reader.get_user("A@example.test").unwrap().unwrap().address,
+            "a@example.test"
+        );
+        // And the other way round.
+        reader
+            .add_alias("b@example.test", "a@example.test")
+            .unwrap();
+        assert_eq!(
+            writer.alias_targets("b@example.test").unwrap(),
+            vec!["a@example.test"]
+        );
+        let mode: String = writer
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = writer
+            .lock()
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        drop((writer, reader));
+        // Reopening keeps the data and the version.
+        let again = SqliteDirectory::open(&path).unwrap();
+        assert_eq!(again.list_users(None).unwrap().len(), 1);
+        assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_file_is_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("directory.sqlite");
+        let _d = SqliteDirectory::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "mode {mode:o}");
+        assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("directory.sqlite");
+        drop(SqliteDirectory::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        match SqliteDirectory::open(&path) {
+            Err(DirectoryError::Backend(m)) => assert!(m.contains("schema version 2"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn not_a_database() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("garbage");
+        std::fs::write(&path, b"this is not an sqlite file, not at all, no no no no no no no no no no no no no no no no no no no no").unwrap();
+        assert!(matches!(
+            SqliteDirectory::open(&path),
+            Err(DirectoryError::Backend(_))
+        ));
+        let missing = tmp.path().join("no/such/dir/db.sqlite");
+        assert!(matches!(
+            SqliteDirectory::open(&missing),
+            Err(DirectoryError::Backend(_))
+        ));
+    }
+}

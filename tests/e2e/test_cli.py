@@ -1,0 +1,113 @@
+"""facteurctl and start-up behaviour: config check, init --dev, users and
+domains, `up` restarting a daemon that dies."""
+
+import os
+import signal
+import smtplib
+import stat
+import subprocess
+import time
+
+from harness import BIN, wait_for
+
+
+def run(*args, stdin=None):
+    return subprocess.run([str(BIN / args[0]), *args[1:]], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_config_check_and_refusals(facteur):
+    cfg = facteur.config
+    r = run("facteurctl", "--config", str(cfg), "config", "check")
+    assert r.returncode == 0 and "ok" in r.stdout, r
+    bad = facteur.root / "bad.toml"
+    cases = {
+        "[lmtpd]\nmax_conections = 5\n": ["bad.toml", "max_conections", "line 2"],
+        "[lmtpd]\nmax_connections = \"many\"\n": ["lmtpd.max_connections"],
+        "[lmtpd]\nlisten = [\"localhost\"]\n": ["lmtpd.listen[0]"],
+        "[store]\nmail_root = \"relative/mail\"\n": ["store.mail_root", "absolute"],
+    }
+    for text, expect in cases.items():
+        bad.write_text(text)
+        r = run("facteurctl", "--config", str(bad), "config", "check")
+        assert r.returncode == 78, (text, r)
+        for e in expect:
+            assert e in r.stderr, (text, e, r.stderr)
+        # The daemon refuses to start with the same message.
+        r = run("facteur-lmtpd", "--config", str(bad))
+        assert r.returncode == 78, (text, r)
+        for e in expect:
+            assert e in r.stderr, (text, e, r.stderr)
+    r = run("facteurctl", "--config", str(facteur.root / "missing.toml"), "config", "check")
+    assert r.returncode == 78 and "missing.toml" in r.stderr and "cannot read" in r.stderr
+
+
+def test_init_dev(facteur):
+    root = facteur.root
+    pw = (root / "demo-password").read_text().strip()
+    assert pw == facteur.demo_password and len(pw) >= 16
+    assert stat.S_IMODE(os.stat(root / "demo-password").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(root / "tls" / "key.pem").st_mode) == 0o600
+    assert (root / "tls" / "cert.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    cfg = (root / "facteur.toml").read_text()
+    assert "127.0.0.1" in cfg and "0.0.0.0" not in cfg
+    assert (root / "mail" / "example.test" / "demo" / "new").is_dir()
+    assert (root / "mail" / "example.test" / "demo" / ".Sent" / "cur").is_dir()
+    out = facteur.ctl("user", "list")
+    assert "demo@example.test" in out
+    # A second init refuses to overwrite.
+    r = run("facteurctl", "init", "--dev", str(root))
+    assert r.returncode != 0 and "already exists" in r.stderr
+
+
+def test_users_domains_aliases(facteur):
+    f = facteur
+    f.ctl("domain", "add", "second.test")
+    assert "second.test" in f.ctl("domain", "list")
+    f.add_user("Zoe@Second.test", "s3cret", "--quota", "10M", "--quota-messages", "100")
+    out = f.ctl("user", "list", "second.test")
+    assert "zoe@second.test" in out and str(10 * 1024 * 1024) in out
+    # Duplicate user, unknown domain, empty password: refused.
+    r = f.ctl("user", "add", "zoe@second.test", stdin="x\n", check=False)
+    assert "exists" in r.lower()
+    r = f.ctl("user", "add", "x@nowhere.test", stdin="x\n", check=False)
+    assert "nowhere.test" in r
+    r = f.ctl("user", "add", "y@second.test", stdin="\n", check=False)
+    assert "empty password" in r
+    # A domain with users cannot be deleted.
+    r = f.ctl("domain", "del", "second.test", check=False)
+    assert "second.test" in r and "deleted" not in r
+    f.ctl("alias", "add", "all@second.test", "zoe@second.test", "demo@example.test")
+    out = f.ctl("alias", "list")
+    assert "all@second.test" in out and "zoe@second.test" in out and "demo@example.test" in out
+    # Deleting a user keeps the mail unless --purge.
+    md = f.maildir("zoe@second.test")
+    assert md.is_dir()
+    f.ctl("user", "del", "zoe@second.test")
+    assert md.is_dir()
+    f.add_user("zoe@second.test", "again")
+    f.ctl("user", "del", "zoe@second.test", "--purge")
+    assert not md.exists()
+
+
+def test_up_runs_and_restarts_lmtpd(facteur):
+    f = facteur
+    up = subprocess.Popen([str(BIN / "facteurctl"), "up", "--config", str(f.config)], stdout=f.log, stderr=f.log)
+    try:
+        wait_for(lambda: f._tcp_up(), 20, "lmtpd under facteurctl up")
+        pid = int(subprocess.run(["pgrep", "-f", f"facteur-lmtpd --config {f.config}"], capture_output=True, text=True).stdout.split()[0])
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        wait_for(lambda: f._tcp_up(), 20, "lmtpd restarted")
+        c = smtplib.LMTP("127.0.0.1", f.lmtp_port)
+        c.mail("s@remote.test")
+        assert c.rcpt("demo@example.test")[0] == 250
+        assert c.data(b"Subject: up\r\n\r\nhi\r\n")[0] == 250
+        c.quit()
+        assert "restart" in f.log_text()
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(30)
+    assert up.returncode == 0
+    # Everything stopped with it.
+    r = subprocess.run(["pgrep", "-f", f"facteur-lmtpd --config {f.config}"], capture_output=True)
+    assert r.returncode == 1
