@@ -33,7 +33,7 @@ def wait_for(pred, timeout=30.0, what="condition"):
         if v:
             return v
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 def crlf(text):

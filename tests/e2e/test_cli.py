@@ -99,6 +99,7 @@ def test_up_runs_and_restarts_lmtpd(facteur):
         time.sleep(0.5)
         wait_for(lambda: f._tcp_up(), 20, "lmtpd restarted")
         c = smtplib.LMTP("127.0.0.1", f.lmtp_port)
+        c.ehlo()
         c.mail("s@remote.test")
         assert c.rcpt("demo@example.test")[0] == 250
         assert c.data(b"Subject: up\r\n\r\nhi\r\n")[0] == 250

@@ -22,6 +22,7 @@ def test_kill9_during_200_concurrent_deliveries(lmtpd):
     def client(k):
         try:
             c = smtplib.LMTP("127.0.0.1", f.lmtp_port)
+            c.ehlo()
             for i in range(k, 200, 20):
                 c.mail("s@remote.test")
                 c.rcpt("alice@example.test")
@@ -58,6 +59,7 @@ def test_kill9_during_200_concurrent_deliveries(lmtpd):
     # The next start works and delivers.
     f.start_lmtpd()
     c = smtplib.LMTP("127.0.0.1", f.lmtp_port)
+    c.ehlo()
     c.mail("s@remote.test")
     c.rcpt("alice@example.test")
     assert c.data(message(999))[0] == 250

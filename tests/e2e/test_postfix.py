@@ -118,7 +118,7 @@ def test_postfix_delivers_through_lmtpd(lmtpd):
         def delivered():
             return all(len(lmtpd.new_files(u)) == (2 if u != "demo@example.test" else 1) for u in msgs)
 
-        wait_for(delivered, 60, "Postfix to deliver through facteur-lmtpd:\n" + (log.read_text() if log.exists() else ""))
+        wait_for(delivered, 60, lambda: "Postfix to deliver through facteur-lmtpd:\n" + (log.read_text() if log.exists() else ""))
         for rcpt, body in msgs.items():
             contents = [f.read_bytes() for f in lmtpd.new_files(rcpt)]
             mine = [c for c in contents if b"via postfix" in c]

@@ -23,9 +23,14 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 /// Installs the global tracing subscriber. `FACTEUR_LOG` overrides the level.
 pub fn init_logging(log: &facteur_config::Log) {
     use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("FACTEUR_LOG").ok().unwrap_or_else(|| log.level.clone());
+    let filter = std::env::var("FACTEUR_LOG")
+        .ok()
+        .unwrap_or_else(|| log.level.clone());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false);
     let _ = match log.format {
         facteur_config::LogFormat::Json => builder.json().try_init(),
         facteur_config::LogFormat::Text => builder.try_init(),
@@ -78,7 +83,10 @@ impl Listener {
     /// What this listens on, for logs.
     pub fn describe(&self) -> String {
         match self {
-            Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| "tcp".into()),
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "tcp".into()),
             Listener::Unix(_, p) => format!("unix:{}", p.display()),
         }
     }
@@ -130,13 +138,21 @@ macro_rules! delegate {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         delegate!(self, s => s.poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         delegate!(self, s => s.poll_write(cx, buf))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -176,7 +192,10 @@ mod tests {
         let p = d.path().join("s.sock");
         {
             let _l = Listener::bind_unix(&p, 0o600).unwrap();
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
             // A live socket is not stolen.
             assert!(Listener::bind_unix(&p, 0o600).is_err());
         }

@@ -141,9 +141,12 @@ pub fn normalize_domain(domain: &str) -> Result<String, AddressError> {
         if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
             return Err(AddressError::BadDomain);
         }
-        let ok = label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (!c.is_ascii() && !c.is_control() && !c.is_whitespace()));
+        let ok = label.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || c == '-'
+                || c == '_'
+                || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+        });
         if !ok {
             return Err(AddressError::BadDomain);
         }
@@ -173,7 +176,18 @@ mod tests {
 
     #[test]
     fn refuses_bad_input() {
-        for bad in ["", "nodomain", "@dom.test", "a@", "a@.test", "a@b..test", "a@-x.test", "a@x/y", "a\0@x.test", "a@x\\y"] {
+        for bad in [
+            "",
+            "nodomain",
+            "@dom.test",
+            "a@",
+            "a@.test",
+            "a@b..test",
+            "a@-x.test",
+            "a@x/y",
+            "a\0@x.test",
+            "a@x\\y",
+        ] {
             assert!(Address::parse(bad).is_err(), "{bad:?} should be refused");
         }
         let long = format!("{}@x.test", "a".repeat(65));
@@ -204,6 +218,9 @@ mod tests {
     #[test]
     fn trailing_dot_and_literal() {
         assert_eq!(Address::parse("a@X.test.").unwrap().domain(), "x.test");
-        assert_eq!(Address::parse("a@[127.0.0.1]").unwrap().domain(), "[127.0.0.1]");
+        assert_eq!(
+            Address::parse("a@[127.0.0.1]").unwrap().domain(),
+            "[127.0.0.1]"
+        );
     }
 }

@@ -1,1 +1,287 @@
-//! facteur-store (being written)
+//! facteur-store: the mail store, Maildir++ plus a per-user SQLite index.
+//!
+//! Used at once by facteur-lmtpd (delivery), facteur-imapd and facteur-pop3d,
+//! in separate processes. The on-disk format (version 1) is specified in
+//! `docs/store-format.md`.
+//!
+//! Layout of the crate:
+//!
+//! ```text
+//!   lib.rs      the types and Store (users, delivery entry points)
+//!   deliver.rs  user directories, writing a message into tmp/, deliver()
+//!   name.rs     unique names, file name parsing, flag letters (pure)
+//!   crlf.rs     CRLF <-> LF conversion (pure, incremental)
+//!   quota.rs    the Maildir++ maildirsize file
+//!   folders.rs  mailbox names <-> directories, UserStore (list, create, ...)
+//!   index.rs    the SQLite index: schema, rows, UIDVALIDITY
+//!   sync.rs     bringing the index up to date with the directories
+//!   mailbox.rs  a selected Mailbox: view, flags, append, copy, move, expunge
+//! ```
+//!
+//! Layout on disk: `<root>/<domain>/<localpart>/` holds INBOX (`cur/ new/
+//! tmp/`), one `.Name/` directory per other folder (Maildir++), the quota
+//! file `maildirsize`, and the index `facteur-index.sqlite`.
+//!
+//! Invariants:
+//! - Message files are plain Maildir and immutable; their names carry the
+//!   system flags. Messages are stored with LF line endings and handed out
+//!   with CRLF; the conversion is a bijection (see crlf.rs).
+//! - Delivery never opens the index: it writes `tmp/`, fsyncs, renames into
+//!   `new/`, fsyncs `new/`; the next sync gives the message its UID.
+//! - Every change to the index, and every scan of a mailbox directory, runs
+//!   inside one SQLite `BEGIN IMMEDIATE` transaction per user, so processes
+//!   serialize: a UID is never given twice and never reused.
+//! - The index can always be rebuilt from the files, but only with a new
+//!   UIDVALIDITY.
+//!
+//! Standards: Maildir (cr.yp.to/proto/maildir.html), Maildir++ (Courier),
+//! IMAP4rev2 (RFC 9051) semantics for names, UIDs and RENAME INBOX,
+//! CONDSTORE/QRESYNC (RFC 7162) for MODSEQ and vanished UIDs, SPECIAL-USE
+//! (RFC 6154).
+//!
+//! Security: user names and mailbox names are checked before they become
+//! paths (no `/`, no `..`, no leading `.`, no NUL or control characters), so
+//! nothing can reach outside the user's directory. Directories are 0700,
+//! files 0600.
+
+mod crlf;
+mod deliver;
+mod folders;
+mod index;
+mod mailbox;
+pub mod name;
+mod quota;
+mod sync;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use crlf::{CrlfReader, ToCrlf, ToLf, to_crlf, to_lf};
+pub use folders::UserStore;
+pub use mailbox::Mailbox;
+pub use name::{ANSWERED, DELETED, DRAFT, FLAGGED, ParsedName, SEEN, parse_file_name};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("over quota")]
+    OverQuota,
+    #[error("no such mailbox: {0}")]
+    NoSuchMailbox(String),
+    #[error("mailbox already exists: {0}")]
+    MailboxExists(String),
+    #[error("invalid mailbox name: {0}")]
+    InvalidName(String),
+    #[error("invalid user: {0}")]
+    InvalidUser(String),
+    #[error("no such message: uid {0}")]
+    NoSuchMessage(u32),
+    /// DELETE of a mailbox that has children (RFC 9051 §6.3.5 lets a server
+    /// refuse; Maildir++ cannot keep a \Noselect parent).
+    #[error("mailbox has children: {0}")]
+    HasChildren(String),
+    #[error("index: {0}")]
+    Index(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The result type of the store.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A quota; 0 means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Bytes on disk (the `S=` sizes).
+    pub bytes: u64,
+    /// Number of messages.
+    pub messages: u64,
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The mail root: `<root>/<domain>/<localpart>/`.
+    pub root: PathBuf,
+    /// This host's name, used in unique file names.
+    pub hostname: String,
+}
+
+/// What a process shares between all its handles.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: StoreConfig,
+    pub names: name::UniqueNames,
+}
+
+/// The mail store. Cheap to clone; Send + Sync.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// A delivered message.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// Its file, in `new/`.
+    pub path: PathBuf,
+    /// Its size on disk (LF line endings).
+    pub disk_size: u64,
+    /// Its size in CRLF form (RFC822.SIZE, POP3 sizes).
+    pub size: u64,
+}
+
+/// SPECIAL-USE roles (RFC 6154).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpecialUse {
+    All,
+    Archive,
+    Drafts,
+    Flagged,
+    Junk,
+    Sent,
+    Trash,
+}
+
+impl SpecialUse {
+    const ALL: [SpecialUse; 7] = [
+        SpecialUse::All,
+        SpecialUse::Archive,
+        SpecialUse::Drafts,
+        SpecialUse::Flagged,
+        SpecialUse::Junk,
+        SpecialUse::Sent,
+        SpecialUse::Trash,
+    ];
+
+    /// The IMAP attribute, e.g. `\Sent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecialUse::All => "\\All",
+            SpecialUse::Archive => "\\Archive",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Flagged => "\\Flagged",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Trash => "\\Trash",
+        }
+    }
+
+    /// Parses an attribute (case-insensitive).
+    pub fn parse(s: &str) -> Option<SpecialUse> {
+        SpecialUse::ALL
+            .into_iter()
+            .find(|u| u.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// The role a folder created by `create_user` has; also given back to
+    /// those folders when the index is rebuilt.
+    pub(crate) fn default_for(name: &str) -> Option<SpecialUse> {
+        DEFAULT_FOLDERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, u)| *u)
+    }
+}
+
+/// The folders every new user gets.
+pub(crate) const DEFAULT_FOLDERS: [(&str, SpecialUse); 5] = [
+    ("Sent", SpecialUse::Sent),
+    ("Drafts", SpecialUse::Drafts),
+    ("Trash", SpecialUse::Trash),
+    ("Junk", SpecialUse::Junk),
+    ("Archive", SpecialUse::Archive),
+];
+
+/// A mailbox as LIST shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxInfo {
+    /// Its name: "INBOX", "Sent", "Lists/rust".
+    pub name: String,
+    pub special_use: Option<SpecialUse>,
+    pub subscribed: bool,
+}
+
+/// Message flags: system flags as bits, keywords by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// [`SEEN`], [`ANSWERED`], [`FLAGGED`], [`DELETED`], [`DRAFT`].
+    pub system: u8,
+    /// IMAP keywords (atoms). Kept in the index only.
+    pub keywords: BTreeSet<String>,
+}
+
+impl Flags {
+    /// Only system flags.
+    pub fn system(bits: u8) -> Flags {
+        Flags {
+            system: bits,
+            keywords: BTreeSet::new(),
+        }
+    }
+
+    /// Applies `op` with `arg` to these flags.
+    pub fn apply(&self, op: FlagOp, arg: &Flags) -> Flags {
+        match op {
+            FlagOp::Replace => arg.clone(),
+            FlagOp::Add => Flags {
+                system: self.system | arg.system,
+                keywords: self.keywords.union(&arg.keywords).cloned().collect(),
+            },
+            FlagOp::Remove => Flags {
+                system: self.system & !arg.system,
+                keywords: self.keywords.difference(&arg.keywords).cloned().collect(),
+            },
+        }
+    }
+}
+
+/// How STORE changes flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// A message as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub uid: u32,
+    pub flags: Flags,
+    pub modseq: u64,
+    /// Size in CRLF form.
+    pub size: u64,
+    /// Unix seconds: the file's mtime when the index first saw it.
+    pub internal_date: i64,
+    /// The file's name in `cur/` when last seen.
+    pub file_name: String,
+}
+
+/// What changed since a handle's previous view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncChanges {
+    pub added: Vec<u32>,
+    pub expunged: Vec<u32>,
+    pub flags_changed: Vec<u32>,
+}
+
+/// The outcome of a STORE.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreFlagsResult {
+    /// Messages whose flags changed.
+    pub updated: Vec<u32>,
+    /// Messages that failed the UNCHANGEDSINCE test.
+    pub failed: Vec<u32>,
+}
+
+impl Store {
+    /// A store rooted at `cfg.root`.
+    pub fn new(cfg: StoreConfig) -> Store {
+        let names = name::UniqueNames::new(&cfg.hostname);
+        Store {
+            shared: Arc::new(Shared { cfg, names }),
+        }
+    }
+}

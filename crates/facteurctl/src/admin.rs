@@ -1,0 +1,218 @@
+//! Domains, users and aliases: the directory, and the user's mailbox in the
+//! store (created with the user; removed only with `--purge`).
+
+use crate::cli::{AliasAction, DomainAction, UserAction};
+use anyhow::{Context as _, bail};
+use facteur_config::Config;
+use facteur_directory::{Directory, SqliteDirectory, password};
+use facteur_store::{Quota, Store, StoreConfig};
+use std::io::{BufRead, IsTerminal};
+
+/// Opens the configured directory.
+pub fn open_directory(cfg: &Config) -> anyhow::Result<SqliteDirectory> {
+    if let Some(dir) = cfg.directory.path.parent() {
+        facteur_util::create_dir_all_mode(dir, 0o750)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    SqliteDirectory::open(&cfg.directory.path)
+        .with_context(|| format!("opening the directory {}", cfg.directory.path.display()))
+}
+
+/// The configured store.
+pub fn open_store(cfg: &Config) -> Store {
+    Store::new(StoreConfig {
+        root: cfg.store.mail_root.clone(),
+        hostname: cfg.hostname(),
+    })
+}
+
+pub fn domain(cfg: &Config, action: DomainAction) -> anyhow::Result<()> {
+    let dir = open_directory(cfg)?;
+    match action {
+        DomainAction::Add { name } => {
+            dir.add_domain(&name)?;
+            println!("domain {name} added");
+        }
+        DomainAction::Del { name } => {
+            dir.delete_domain(&name)?;
+            println!("domain {name} deleted");
+        }
+        DomainAction::List => {
+            for d in dir.list_domains()? {
+                println!("{d}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a new password: twice at a prompt, or one line of standard input.
+pub fn read_password(prompt: &str) -> anyhow::Result<String> {
+    let pw = if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password(prompt)?;
+        let b = rpassword::prompt_password("Again: ")?;
+        if a != b {
+            bail!("the two passwords differ");
+        }
+        a
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if pw.is_empty() {
+        bail!("empty password");
+    }
+    Ok(pw)
+}
+
+fn size_arg(s: &str) -> anyhow::Result<u64> {
+    facteur_config::parse_size(s)
+        .with_context(|| format!("{s:?} is not a size (bytes, or a number with K, M or G)"))
+}
+
+pub fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
+    let dir = open_directory(cfg)?;
+    let store = open_store(cfg);
+    match action {
+        UserAction::Add {
+            address,
+            quota,
+            quota_messages,
+        } => {
+            let address = normalize(&address)?;
+            let bytes = quota
+                .as_deref()
+                .map(size_arg)
+                .transpose()?
+                .unwrap_or(cfg.store.default_quota_bytes.0);
+            let messages = quota_messages.unwrap_or(cfg.store.default_quota_messages);
+            let pw = read_password(&format!("Password for {address}: "))?;
+            add_user(&dir, &store, &address, &pw, bytes, messages)?;
+            println!("user {address} added");
+        }
+        UserAction::Del { address, purge } => {
+            let address = normalize(&address)?;
+            dir.delete_user(&address)?;
+            if purge {
+                store.purge_user(&address)?;
+                println!("user {address} deleted, mail removed");
+            } else {
+                println!(
+                    "user {address} deleted; mail kept in {}",
+                    store.user_dir(&address)?.display()
+                );
+            }
+        }
+        UserAction::Passwd { address } => {
+            let address = normalize(&address)?;
+            if dir.get_user(&address)?.is_none() {
+                bail!("no such user: {address}");
+            }
+            let pw = read_password(&format!("New password for {address}: "))?;
+            dir.set_password_hash(&address, &password::hash_password(&pw)?)?;
+            println!("password of {address} changed");
+        }
+        UserAction::List { domain } => {
+            for u in dir.list_users(domain.as_deref())? {
+                println!(
+                    "{}\tquota={}\tmessages={}",
+                    u.address,
+                    show_limit(u.quota_bytes),
+                    show_limit(u.quota_messages)
+                );
+            }
+        }
+        UserAction::Quota {
+            address,
+            bytes,
+            messages,
+        } => {
+            let address = normalize(&address)?;
+            let Some(u) = dir.get_user(&address)? else {
+                bail!("no such user: {address}")
+            };
+            if bytes.is_some() || messages.is_some() {
+                let b = bytes
+                    .as_deref()
+                    .map(size_arg)
+                    .transpose()?
+                    .unwrap_or(u.quota_bytes);
+                let m = messages.unwrap_or(u.quota_messages);
+                dir.set_quota(&address, b, m)?;
+                println!(
+                    "quota of {address}: {} bytes, {} messages",
+                    show_limit(b),
+                    show_limit(m)
+                );
+            } else {
+                let us = store.open_user(
+                    &address,
+                    Quota {
+                        bytes: u.quota_bytes,
+                        messages: u.quota_messages,
+                    },
+                )?;
+                let (ub, um) = us.quota_usage()?;
+                println!(
+                    "{address}: {ub} of {} bytes, {um} of {} messages",
+                    show_limit(u.quota_bytes),
+                    show_limit(u.quota_messages)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates a user in the directory and its mailbox in the store.
+pub fn add_user(
+    dir: &dyn Directory,
+    store: &Store,
+    address: &str,
+    pw: &str,
+    bytes: u64,
+    messages: u64,
+) -> anyhow::Result<()> {
+    dir.add_user(address, &password::hash_password(pw)?, bytes, messages)?;
+    store
+        .create_user(address)
+        .with_context(|| format!("creating the mailbox of {address}"))?;
+    Ok(())
+}
+
+fn show_limit(v: u64) -> String {
+    if v == 0 {
+        "unlimited".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn normalize(address: &str) -> anyhow::Result<String> {
+    Ok(facteur_mail::Address::parse(address)
+        .with_context(|| format!("{address:?} is not an address"))?
+        .key())
+}
+
+pub fn alias(cfg: &Config, action: AliasAction) -> anyhow::Result<()> {
+    let dir = open_directory(cfg)?;
+    match action {
+        AliasAction::Add { source, targets } => {
+            for t in &targets {
+                dir.add_alias(&source, t)?;
+            }
+            println!("alias {source} -> {}", targets.join(", "));
+        }
+        AliasAction::Del { source, target } => {
+            dir.delete_alias(&source, target.as_deref())?;
+            println!("alias {source} deleted");
+        }
+        AliasAction::List { domain } => {
+            for a in dir.list_aliases(domain.as_deref())? {
+                println!("{}\t{}", a.source, a.targets.join(", "));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The command line of facteurctl.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The administrator's tool for facteur: configuration, domains, users,
+/// aliases, and `up` to run the whole suite in the foreground.
+#[derive(Debug, Parser)]
+#[command(name = "facteurctl", version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, short = 'c', global = true, default_value = facteur_config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration file without starting anything.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Write a complete development setup under DIR (loopback, development
+    /// ports, self-signed certificate, domain example.test, user demo@example.test).
+    Init(InitArgs),
+    /// Run every daemon of the suite in the foreground (trials, development, tests).
+    Up(UpArgs),
+    /// Local domains.
+    Domain {
+        #[command(subcommand)]
+        action: DomainAction,
+    },
+    /// Users (mailboxes). Passwords are read from a prompt, or from standard
+    /// input when it is not a terminal; never from the command line.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Aliases: one address to one or more addresses; `@domain` is the
+    /// domain's catch-all.
+    Alias {
+        #[command(subcommand)]
+        action: AliasAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Parse and check the file; print "ok" or what is wrong.
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Development mode (the only mode so far): everything under DIR.
+    #[arg(long, value_name = "DIR")]
+    pub dev: PathBuf,
+    /// Overwrite an existing setup's configuration.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Initialise DIR with `init --dev` if needed, then run with DIR/facteur.toml.
+    #[arg(long, value_name = "DIR")]
+    pub dev: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainAction {
+    Add { name: String },
+    Del { name: String },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a user; the password comes from a prompt or standard input.
+    Add {
+        address: String,
+        /// Quota in bytes or with a suffix ("1G"); default: store.default_quota_bytes.
+        #[arg(long)]
+        quota: Option<String>,
+        /// Quota in messages; default: store.default_quota_messages.
+        #[arg(long)]
+        quota_messages: Option<u64>,
+    },
+    /// Delete a user. Mail stays on disk unless --purge.
+    Del {
+        address: String,
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Change a user's password (prompt or standard input).
+    Passwd { address: String },
+    /// List users, of one domain or all.
+    List { domain: Option<String> },
+    /// Show a user's quota and usage, or change the quota.
+    Quota {
+        address: String,
+        #[arg(long)]
+        bytes: Option<String>,
+        #[arg(long)]
+        messages: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasAction {
+    /// Add one or more targets to SOURCE (`user@domain`, or `@domain` for a catch-all).
+    Add {
+        source: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Remove one target of SOURCE, or all of them.
+    Del {
+        source: String,
+        target: Option<String>,
+    },
+    List {
+        domain: Option<String>,
+    },
+}

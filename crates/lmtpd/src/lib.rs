@@ -1,0 +1,102 @@
+//! facteur-lmtpd: the local delivery agent, an LMTP server (RFC 2033).
+//!
+//! Whatever speaks LMTP can deliver here — facteur-qmgr, or a third-party MTA
+//! such as Postfix (`virtual_transport = lmtp:unix:/run/facteur/lmtp.sock`).
+//! For each recipient it resolves the address through the directory (aliases,
+//! `+` details, catch-all), and after the message it writes one copy per
+//! recipient into the Maildir store, answering per recipient.
+//!
+//! Layout: [`server`] binds the listeners and runs the accept loop with a
+//! connection limit and a clean shutdown; [`session`] is the protocol state
+//! machine, generic over the stream (tests drive it in memory); [`envelope`]
+//! answers LHLO/MAIL/RCPT; [`deliver`] writes the copies; [`body`] holds the
+//! message with bounded memory.
+//!
+//! Invariants:
+//! - A recipient's 250 after DATA/BDAT LAST is written only after its copy is
+//!   fsynced and renamed into `new/` (and `new/` fsynced) by the store. A
+//!   SIGKILL at any moment loses no acknowledged message and leaves no
+//!   partial file visible to readers (partial files live only in `tmp/`).
+//! - Memory per connection is bounded: command lines by `max_line_length`,
+//!   message bodies spill to an unlinked temporary file past 1 MiB.
+//! - Bad input never panics; it gets a reply (or a timeout) and, past
+//!   `max_errors`, the connection is closed.
+//!
+//! Standards: RFC 2033 (LMTP), RFC 5321, RFC 3030 (CHUNKING), RFC 2920
+//! (PIPELINING), RFC 6531/6152 (SMTPUTF8, 8BITMIME), RFC 1870 (SIZE),
+//! RFC 3463 (enhanced status codes).
+//!
+//! Security: LMTP has no authentication; listen on a Unix socket with a
+//! restrictive mode, or on loopback/trusted networks only.
+
+pub mod body;
+pub mod deliver;
+pub mod envelope;
+pub mod server;
+pub mod session;
+
+use facteur_config::{Config, OverQuota};
+use facteur_directory::Directory;
+use facteur_store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use server::run;
+
+/// Limits of one connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub timeout: Duration,
+    pub max_errors: u32,
+}
+
+/// Everything a session needs, shared by all sessions.
+pub struct Context {
+    pub hostname: String,
+    pub directory: Arc<dyn Directory>,
+    pub store: Arc<Store>,
+    pub delimiters: String,
+    pub limits: Limits,
+    pub over_quota: OverQuota,
+    /// Where large bodies spill (unlinked files).
+    pub tmp_dir: PathBuf,
+}
+
+impl Context {
+    /// Builds the context from the configuration: opens the directory and the
+    /// store, creates the temporary directory.
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
+        let hostname = cfg.hostname();
+        let directory: Arc<dyn Directory> = Arc::new(
+            facteur_directory::SqliteDirectory::open(&cfg.directory.path)
+                .map_err(|e| anyhow::anyhow!("directory {}: {e}", cfg.directory.path.display()))?,
+        );
+        let store = Arc::new(Store::new(facteur_store::StoreConfig {
+            root: cfg.store.mail_root.clone(),
+            hostname: hostname.clone(),
+        }));
+        let tmp_dir = cfg.paths.state_dir.join("tmp");
+        facteur_util::create_dir_all_mode(&tmp_dir, 0o700)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp_dir.display()))?;
+        let l = &cfg.lmtpd;
+        Ok(Context {
+            hostname,
+            directory,
+            store,
+            delimiters: cfg.directory.recipient_delimiter.clone(),
+            limits: Limits {
+                max_message_size: l.max_message_size.0,
+                max_recipients: l.max_recipients as usize,
+                max_line_length: l.max_line_length as usize,
+                timeout: l.timeout.duration(),
+                max_errors: l.max_errors,
+            },
+            over_quota: l.over_quota,
+            tmp_dir,
+        })
+    }
+}

@@ -1,0 +1,311 @@
+//! Transcript tests: a session driven in memory over a duplex pipe, with a
+//! real directory (SQLite in memory) and a real store (temporary directory).
+//! Each `C:` chunk is written, the `S:` replies read and compared.
+
+use super::*;
+use crate::{Context, Limits};
+use facteur_config::OverQuota;
+use facteur_directory::{Directory, SqliteDirectory};
+use facteur_store::{Store, StoreConfig};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: std::path::PathBuf,
+    ctx: Arc<Context>,
+}
+
+fn fixture(max_size: u64) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let dir = SqliteDirectory::open_in_memory().unwrap();
+    dir.add_domain("example.test").unwrap();
+    for u in ["alice@example.test", "bob@example.test"] {
+        dir.add_user(u, "{PLAIN}x", 0, 0).unwrap();
+    }
+    dir.add_user("small@example.test", "{PLAIN}x", 1000, 0)
+        .unwrap();
+    let store = Store::new(StoreConfig {
+        root: root.join("mail"),
+        hostname: "test.host".into(),
+    });
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    let ctx = Arc::new(Context {
+        hostname: "lmtp.test".into(),
+        directory: Arc::new(dir),
+        store: Arc::new(store),
+        delimiters: "+".into(),
+        limits: Limits {
+            max_message_size: max_size,
+            max_recipients: 3,
+            max_line_length: 512,
+            timeout: Duration::from_secs(2),
+            max_errors: 8,
+        },
+        over_quota: OverQuota::Reject,
+        tmp_dir: root.join("tmp"),
+    });
+    Fixture {
+        _tmp: tmp,
+        root,
+        ctx,
+    }
+}
+
+impl Fixture {
+    fn new_files(&self, user: &str) -> Vec<Vec<u8>> {
+        let (l, d) = user.split_once('@').unwrap();
+        let dir = self.root.join("mail").join(d).join(l).join("new");
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .map(|r| {
+                r.map(|e| std::fs::read(e.unwrap().path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    fn start(
+        &self,
+    ) -> (
+        DuplexStream,
+        tokio::task::JoinHandle<()>,
+        watch::Sender<bool>,
+    ) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (tx, rx) = watch::channel(false);
+        let ctx = Arc::clone(&self.ctx);
+        let h = tokio::spawn(serve(ctx, server, "test".into(), rx));
+        (client, h, tx)
+    }
+}
+
+/// Reads replies until `n` final lines (`ddd `) have arrived.
+async fn read_replies(c: &mut DuplexStream, n: usize) -> Vec<String> {
+    let mut buf = Vec::new();
+    let mut finals = Vec::new();
+    while finals.len() < n {
+        let mut chunk = [0u8; 4096];
+        let k = tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk))
+            .await
+            .expect("reply in time")
+            .unwrap();
+        assert!(
+            k > 0,
+            "connection closed; got {finals:?} and {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..k]);
+        while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = buf.drain(..p + 2).collect();
+            let line = String::from_utf8_lossy(&line[..p]).to_string();
+            if line.as_bytes().get(3) == Some(&b' ') {
+                finals.push(line);
+            }
+        }
+    }
+    finals
+}
+
+/// Runs a transcript: pairs of (client bytes, expected reply prefixes).
+async fn transcript(f: &Fixture, steps: &[(&[u8], &[&str])]) {
+    let (mut c, h, _stop) = f.start();
+    assert!(read_replies(&mut c, 1).await[0].starts_with("220 lmtp.test"));
+    for (send, expect) in steps {
+        c.write_all(send).await.unwrap();
+        let got = read_replies(&mut c, expect.len()).await;
+        for (g, e) in got.iter().zip(expect.iter()) {
+            assert!(
+                g.starts_with(e),
+                "sent {:?}: expected {e:?}, got {g:?} (all: {got:?})",
+                String::from_utf8_lossy(send)
+            );
+        }
+    }
+    drop(c);
+    h.await.unwrap();
+}
+
+#[tokio::test]
+async fn delivers_per_recipient_with_unknown_refused() {
+    let f = fixture(1 << 20);
+    transcript(
+        &f,
+        &[
+            (b"LHLO client\r\n", &["250 CHUNKING"]),
+            (b"MAIL FROM:<s@remote.test>\r\n", &["250 2.1.0"]),
+            (b"RCPT TO:<alice@example.test>\r\n", &["250 2.1.5"]),
+            (b"RCPT TO:<nobody@example.test>\r\n", &["550 5.1.1"]),
+            (b"RCPT TO:<bob+tag@example.test>\r\n", &["250 2.1.5"]),
+            (b"RCPT TO:<x@elsewhere.test>\r\n", &["550 5.1.1"]),
+            (b"DATA\r\n", &["354"]),
+            (
+                b"Subject: t\r\n\r\n..dot\r\nbody\r\n.\r\n",
+                &[
+                    "250 2.0.0 <alice@example.test> Saved",
+                    "250 2.0.0 <bob+tag@example.test> Saved",
+                ],
+            ),
+            (b"QUIT\r\n", &["221"]),
+        ],
+    )
+    .await;
+    assert_eq!(f.new_files("alice@example.test"), vec![b"Return-Path: <s@remote.test>\nDelivered-To: alice@example.test\nSubject: t\n\n.dot\nbody\n".to_vec()]);
+    assert_eq!(f.new_files("bob@example.test"), vec![b"Return-Path: <s@remote.test>\nDelivered-To: bob+tag@example.test\nSubject: t\n\n.dot\nbody\n".to_vec()]);
+}
+
+#[tokio::test]
+async fn whole_session_pipelined_in_one_write_split_anywhere() {
+    let f = fixture(1 << 20);
+    let script = b"LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: p\r\n\r\nx\r\n.\r\nNOOP\r\nQUIT\r\n";
+    // Written one byte at a time: framing never depends on read boundaries.
+    let (mut c, h, _stop) = f.start();
+    for b in script.iter() {
+        c.write_all(&[*b]).await.unwrap();
+    }
+    let got = read_replies(&mut c, 8).await;
+    let codes: Vec<&str> = got.iter().map(|l| &l[..3]).collect();
+    assert_eq!(
+        codes,
+        ["220", "250", "250", "250", "354", "250", "250", "221"]
+    );
+    h.await.unwrap();
+    let files = f.new_files("alice@example.test");
+    assert_eq!(files.len(), 1);
+    assert!(files[0].starts_with(b"Return-Path: <>\n"));
+}
+
+#[tokio::test]
+async fn order_of_commands_is_enforced() {
+    let f = fixture(1 << 20);
+    transcript(
+        &f,
+        &[
+            (b"MAIL FROM:<a@b.test>\r\n", &["503 5.5.1"]),
+            (b"EHLO x\r\n", &["500 5.5.1"]),
+            (b"LHLO x\r\n", &["250"]),
+            (b"RCPT TO:<alice@example.test>\r\n", &["503 5.5.1"]),
+            (b"DATA\r\n", &["503 5.5.1"]),
+            (b"MAIL FROM:<a@b.test>\r\n", &["250"]),
+            (b"MAIL FROM:<a@b.test>\r\n", &["503 5.5.1 Nested"]),
+            (b"RSET\r\n", &["250"]),
+            (b"STARTTLS\r\n", &["502"]),
+            (b"QUIT\r\n", &["221"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn recipient_limit_and_too_many_errors() {
+    let f = fixture(1 << 20);
+    let (mut c, h, _stop) = f.start();
+    read_replies(&mut c, 1).await;
+    c.write_all(b"LHLO x\r\nMAIL FROM:<>\r\n").await.unwrap();
+    read_replies(&mut c, 2).await;
+    for _ in 0..3 {
+        c.write_all(b"RCPT TO:<alice@example.test>\r\n")
+            .await
+            .unwrap();
+        assert!(read_replies(&mut c, 1).await[0].starts_with("250"));
+    }
+    c.write_all(b"RCPT TO:<alice@example.test>\r\n")
+        .await
+        .unwrap();
+    assert!(read_replies(&mut c, 1).await[0].starts_with("452 4.5.3"));
+    // 1 error so far; 7 more close the connection.
+    c.write_all(&b"BAD\r\n".repeat(7)).await.unwrap();
+    let got = read_replies(&mut c, 8).await;
+    assert!(got[6].starts_with("500"), "{got:?}");
+    assert!(got[7].starts_with("421 4.7.0"), "{got:?}");
+    h.await.unwrap();
+}
+
+#[tokio::test]
+async fn oversize_and_bare_lf_get_per_recipient_refusals() {
+    let f = fixture(2048);
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 5000));
+    big.extend_from_slice(b"\r\n.\r\n");
+    transcript(
+        &f,
+        &[
+            (b"LHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n", &["250", "250", "250", "250", "354"]),
+            (&big, &["552 5.3.4", "552 5.3.4"]),
+            (b"MAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n", &["250", "250", "354"]),
+            (b"a\nb\r\n.\r\n", &["550 5.6.0"]),
+            (b"MAIL FROM:<a@b.test> SIZE=999999\r\n", &["552 5.3.4"]),
+        ],
+    )
+    .await;
+    assert!(f.new_files("alice@example.test").is_empty());
+}
+
+#[tokio::test]
+async fn bdat_chunks_and_bdat_without_transaction() {
+    let f = fixture(1 << 20);
+    transcript(
+        &f,
+        &[
+            (b"LHLO x\r\n", &["250"]),
+            // Outside a transaction the chunk is still consumed, not run as commands.
+            (b"BDAT 6\r\nQUIT\r\n", &["503"]),
+            (
+                b"MAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\n",
+                &["250", "250"],
+            ),
+            (b"BDAT 9\r\nSubject: ", &["250 2.0.0 9 octets"]),
+            (
+                b"BDAT 5 LAST\r\nb\r\n\r\n",
+                &["250 2.0.0 <alice@example.test>"],
+            ),
+            (
+                b"MAIL FROM:<a@b.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 3 LAST\r\na\nb",
+                &["250", "250", "550 5.6.0"],
+            ),
+            (b"QUIT\r\n", &["221"]),
+        ],
+    )
+    .await;
+    let files = f.new_files("alice@example.test");
+    assert_eq!(files.len(), 1);
+    assert!(files[0].ends_with(b"Subject: b\n\n"));
+}
+
+#[tokio::test]
+async fn over_quota_is_552() {
+    let f = fixture(1 << 20);
+    let mut msg = b"LHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<small@example.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: q\r\n\r\n".to_vec();
+    msg.extend(std::iter::repeat_n(b'q', 2000));
+    msg.extend_from_slice(b"\r\n.\r\n");
+    transcript(
+        &f,
+        &[(
+            &msg,
+            &["250", "250", "250", "250", "354", "552 5.2.2", "250 2.0.0"],
+        )],
+    )
+    .await;
+    assert!(f.new_files("small@example.test").is_empty());
+    assert_eq!(f.new_files("alice@example.test").len(), 1);
+}
+
+#[tokio::test]
+async fn idle_timeout_and_shutdown() {
+    let f = fixture(1 << 20);
+    // Timeout (2 s in the fixture): 421 then close.
+    let (mut c, h, _stop) = f.start();
+    read_replies(&mut c, 1).await;
+    let got = read_replies(&mut c, 1).await;
+    assert!(got[0].starts_with("421 4.4.2"), "{got:?}");
+    h.await.unwrap();
+    // Shutdown while idle: 421 4.3.2.
+    let (mut c, h, stop) = f.start();
+    read_replies(&mut c, 1).await;
+    stop.send(true).unwrap();
+    let got = read_replies(&mut c, 1).await;
+    assert!(got[0].starts_with("421 4.3.2"), "{got:?}");
+    h.await.unwrap();
+}

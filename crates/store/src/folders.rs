@@ -1,0 +1,585 @@
+//! Mailbox names and folders: [`UserStore`] (LIST, CREATE, DELETE, RENAME,
+//! SUBSCRIBE, quota usage, SELECT).
+//!
+//! Names: the IMAP-visible hierarchy separator is `/`; names are UTF-8 (the
+//! IMAP layer does modified UTF-7). On disk a folder is the Maildir++
+//! directory `.<c1>.<c2>...` in the user directory, where in each component
+//! `%` is written `%25` and `.` is written `%2E` (so the mapping is
+//! reversible); INBOX is the user directory itself, and `inbox` in any case
+//! means INBOX. Each folder directory holds `cur/ new/ tmp/` and an empty
+//! `maildirfolder` file.
+//!
+//! Security: [`normalize`] refuses empty names and components, control
+//! characters, names over 255 bytes (and directory names over 255 bytes);
+//! after escaping, no component can be `.`, `..` or hold `/`, so no name
+//! reaches outside the user directory.
+//!
+//! Subscriptions live in the plain file `facteur-subscriptions` (one name a
+//! line), not in the index, so a rebuilt index keeps them. Changes to it and
+//! to folders are made inside the index's write lock, so they serialize
+//! between processes.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::deliver::ensure_maildir;
+use crate::{
+    DEFAULT_FOLDERS, Mailbox, MailboxInfo, Quota, Result, Shared, SpecialUse, StoreError, index,
+    quota,
+};
+
+/// The subscriptions file, in the user directory.
+pub const SUBSCRIPTIONS: &str = "facteur-subscriptions";
+
+/// Checks a mailbox name and returns its normal form (`INBOX` spelled so).
+pub fn normalize(name: &str) -> Result<String> {
+    let bad = || StoreError::InvalidName(name.to_owned());
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(bad());
+    }
+    let mut out = String::with_capacity(name.len());
+    for (i, comp) in name.split('/').enumerate() {
+        if comp.is_empty() {
+            return Err(bad());
+        }
+        if i > 0 {
+            out.push('/');
+        }
+        if i == 0 && comp.eq_ignore_ascii_case("INBOX") {
+            out.push_str("INBOX");
+        } else {
+            out.push_str(comp);
+        }
+    }
+    if out != "INBOX" && dir_name(&out).len() > 255 {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// The directory name of a normalized name other than INBOX: `.a.b`.
+pub fn dir_name(norm: &str) -> String {
+    let mut s = String::with_capacity(norm.len() + 4);
+    for comp in norm.split('/') {
+        s.push('.');
+        for c in comp.chars() {
+            match c {
+                '%' => s.push_str("%25"),
+                '.' => s.push_str("%2E"),
+                c => s.push(c),
+            }
+        }
+    }
+    s
+}
+
+/// The name a folder directory stands for, if it is one of ours (the
+/// mapping must give the directory name back exactly).
+pub fn decode_dir(dir: &str) -> Option<String> {
+    let rest = dir.strip_prefix('.')?;
+    let mut out = String::with_capacity(rest.len());
+    for (i, comp) in rest.split('.').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(
+            &comp
+                .replace("%2E", ".")
+                .replace("%2e", ".")
+                .replace("%25", "%"),
+        );
+    }
+    let norm = normalize(&out).ok()?;
+    (norm != "INBOX" && dir_name(&norm) == dir).then_some(norm)
+}
+
+/// The directory of a normalized name.
+pub fn folder_path(user_dir: &Path, norm: &str) -> PathBuf {
+    if norm == "INBOX" {
+        user_dir.to_path_buf()
+    } else {
+        user_dir.join(dir_name(norm))
+    }
+}
+
+/// One user's store: holds the index connection. Send + Sync.
+pub struct UserStore {
+    pub(crate) inner: Arc<UserInner>,
+}
+
+impl std::fmt::Debug for UserStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserStore")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+/// What a user's handles share.
+pub(crate) struct UserInner {
+    pub shared: Arc<Shared>,
+    pub dir: PathBuf,
+    pub quota: Quota,
+    conn: Mutex<Connection>,
+}
+
+impl UserInner {
+    /// The index connection. A panic while it was held left no transaction
+    /// open (rusqlite rolls back on drop), so a poisoned lock is usable.
+    pub fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` inside `BEGIN IMMEDIATE` ... `COMMIT` (rolled back on error).
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let t = f(&tx)?;
+        tx.commit()?;
+        Ok(t)
+    }
+}
+
+fn subscriptions(dir: &Path) -> io::Result<Vec<String>> {
+    match fs::read_to_string(dir.join(SUBSCRIPTIONS)) {
+        Ok(s) => Ok(s
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_subscriptions(dir: &Path, names: &[String]) -> io::Result<()> {
+    let mut s = String::new();
+    for n in names {
+        s.push_str(n);
+        s.push('\n');
+    }
+    facteur_util::write_atomic(&dir.join(SUBSCRIPTIONS), s.as_bytes(), 0o600)
+}
+
+/// The folder directories of the user: (normalized name, directory name).
+fn folder_dirs(user_dir: &Path) -> io::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(user_dir)? {
+        let e = e?;
+        let Ok(n) = e.file_name().into_string() else {
+            continue;
+        };
+        if let Some(name) = decode_dir(&n)
+            && e.path().join("cur").is_dir()
+        {
+            out.push((name, n));
+        }
+    }
+    Ok(out)
+}
+
+impl UserStore {
+    pub(crate) fn open(shared: Arc<Shared>, dir: PathBuf, quota: Quota) -> Result<UserStore> {
+        let conn = index::open(&dir)?;
+        Ok(UserStore {
+            inner: Arc::new(UserInner {
+                shared,
+                dir,
+                quota,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// The default folders with their roles; subscribes them the first time.
+    pub(crate) fn create_defaults(&self) -> Result<()> {
+        for (name, su) in DEFAULT_FOLDERS {
+            match self.create_mailbox(name, Some(su)) {
+                Ok(()) | Err(StoreError::MailboxExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let dir = &self.inner.dir;
+        self.inner.write(|_| {
+            if !dir.join(SUBSCRIPTIONS).exists() {
+                let mut names = vec!["INBOX".to_owned()];
+                names.extend(DEFAULT_FOLDERS.iter().map(|(n, _)| (*n).to_owned()));
+                write_subscriptions(dir, &names)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// All mailboxes: INBOX first, then by name.
+    pub fn list_mailboxes(&self) -> Result<Vec<MailboxInfo>> {
+        let rows = index::all_rows(&self.inner.conn())?;
+        let subs = subscriptions(&self.inner.dir)?;
+        let mut names: Vec<String> = folder_dirs(&self.inner.dir)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        names.insert(0, "INBOX".to_owned());
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let special_use = match rows.iter().find(|r| r.name == name) {
+                    Some(r) => r.special_use,
+                    None => SpecialUse::default_for(&name),
+                };
+                let subscribed = subs.contains(&name);
+                MailboxInfo {
+                    name,
+                    special_use,
+                    subscribed,
+                }
+            })
+            .collect())
+    }
+
+    /// Creates a mailbox (and its missing parents, without roles).
+    pub fn create_mailbox(&self, name: &str, special_use: Option<SpecialUse>) -> Result<()> {
+        let norm = normalize(name)?;
+        if norm == "INBOX" {
+            return Err(StoreError::MailboxExists(norm));
+        }
+        let dir = &self.inner.dir;
+        self.inner.write(|tx| {
+            let comps: Vec<&str> = norm.split('/').collect();
+            for i in 1..=comps.len() {
+                let n = comps[..i].join("/");
+                let path = folder_path(dir, &n);
+                let last = i == comps.len();
+                if path.join("cur").is_dir() {
+                    if last {
+                        return Err(StoreError::MailboxExists(norm.clone()));
+                    }
+                    continue;
+                }
+                // Built under a temporary name, then renamed: a crash leaves
+                // either no folder or a complete one.
+                let tmp = dir.join(format!(
+                    "facteur-new-folder-{}",
+                    self.inner.shared.names.next()
+                ));
+                ensure_maildir(&tmp)?;
+                fs::File::create(tmp.join("maildirfolder"))?;
+                if let Err(e) = fs::rename(&tmp, &path) {
+                    let _ = fs::remove_dir_all(&tmp);
+                    return Err(e.into());
+                }
+                if let Some(old) = index::mailbox_row(tx, &n)? {
+                    index::delete_row(tx, old.id)?;
+                }
+                index::create_row(tx, dir, &n, if last { special_use } else { None })?;
+            }
+            facteur_util::fsync_dir(dir)?;
+            Ok(())
+        })
+    }
+
+    /// Deletes a mailbox and its messages. INBOX cannot be deleted; a
+    /// mailbox with children is refused ([`StoreError::HasChildren`]).
+    pub fn delete_mailbox(&self, name: &str) -> Result<()> {
+        let norm = normalize(name)?;
+        if norm == "INBOX" {
+            return Err(StoreError::InvalidName(norm));
+        }
+        let dir = &self.inner.dir;
+        self.inner.write(|tx| {
+            let path = folder_path(dir, &norm);
+            if !path.join("cur").is_dir() {
+                return Err(StoreError::NoSuchMailbox(norm.clone()));
+            }
+            let prefix = format!("{norm}/");
+            if folder_dirs(dir)?
+                .iter()
+                .any(|(n, _)| n.starts_with(&prefix))
+            {
+                return Err(StoreError::HasChildren(norm.clone()));
+            }
+            let (bytes, count) = folder_usage(&path)?;
+            let aside = dir.join(format!(
+                "facteur-deleting-{}",
+                self.inner.shared.names.next()
+            ));
+            fs::rename(&path, &aside)?;
+            facteur_util::fsync_dir(dir)?;
+            if let Some(row) = index::mailbox_row(tx, &norm)? {
+                index::delete_row(tx, row.id)?;
+            }
+            fs::remove_dir_all(&aside)?;
+            quota::record(dir, -(bytes as i64), -(count as i64))?;
+            Ok(())
+        })
+    }
+
+    /// Renames a mailbox and its children. Renaming INBOX moves its
+    /// messages into a new mailbox `to` and leaves INBOX empty, its children
+    /// untouched (RFC 9051 §6.3.6).
+    pub fn rename_mailbox(&self, from: &str, to: &str) -> Result<()> {
+        let from = normalize(from)?;
+        let to = normalize(to)?;
+        if to == "INBOX" {
+            return Err(StoreError::MailboxExists(to));
+        }
+        if from == "INBOX" {
+            return self.rename_inbox(&to);
+        }
+        if to == from || to.starts_with(&format!("{from}/")) {
+            return Err(StoreError::InvalidName(to));
+        }
+        let dir = &self.inner.dir;
+        self.inner.write(|tx| {
+            let src = folder_path(dir, &from);
+            if !src.join("cur").is_dir() {
+                return Err(StoreError::NoSuchMailbox(from.clone()));
+            }
+            if folder_path(dir, &to).exists() {
+                return Err(StoreError::MailboxExists(to.clone()));
+            }
+            let prefix = format!("{from}/");
+            let mut moves = vec![(from.clone(), to.clone())];
+            for (n, _) in folder_dirs(dir)? {
+                if let Some(rest) = n.strip_prefix(&prefix) {
+                    moves.push((n.clone(), format!("{to}/{rest}")));
+                }
+            }
+            for (a, b) in &moves {
+                let b = normalize(b)?;
+                let target = folder_path(dir, &b);
+                if target.exists() {
+                    return Err(StoreError::MailboxExists(b));
+                }
+                fs::rename(folder_path(dir, a), &target)?;
+                if let Some(stale) = index::mailbox_row(tx, &b)? {
+                    index::delete_row(tx, stale.id)?;
+                }
+                tx.execute("UPDATE mailboxes SET name = ?2 WHERE name = ?1", [a, &b])?;
+            }
+            facteur_util::fsync_dir(dir)?;
+            Ok(())
+        })
+    }
+
+    fn rename_inbox(&self, to: &str) -> Result<()> {
+        self.create_mailbox(to, None)?;
+        let dir = &self.inner.dir;
+        let dest = folder_path(dir, to);
+        self.inner.write(|_| {
+            for sub in ["new", "cur"] {
+                for e in fs::read_dir(dir.join(sub))? {
+                    let e = e?;
+                    let n = e.file_name();
+                    if n.to_string_lossy().starts_with('.') {
+                        continue;
+                    }
+                    match fs::rename(e.path(), dest.join(sub).join(&n)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                facteur_util::fsync_dir(&dest.join(sub))?;
+                facteur_util::fsync_dir(&dir.join(sub))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Subscribes (`on`) or unsubscribes a name (which need not exist).
+    pub fn subscribe(&self, name: &str, on: bool) -> Result<()> {
+        let norm = normalize(name)?;
+        let dir = &self.inner.dir;
+        self.inner.write(|_| {
+            let mut subs = subscriptions(dir)?;
+            let had = subs.contains(&norm);
+            if on && !had {
+                subs.push(norm.clone());
+            } else if !on && had {
+                subs.retain(|n| *n != norm);
+            } else {
+                return Ok(());
+            }
+            write_subscriptions(dir, &subs)?;
+            Ok(())
+        })
+    }
+
+    /// Quota usage: (bytes on disk, messages), from `maildirsize`.
+    pub fn quota_usage(&self) -> Result<(u64, u64)> {
+        Ok(quota::usage(&self.inner.dir, self.inner.quota)?)
+    }
+
+    /// Opens a mailbox and syncs it.
+    pub fn select(&self, name: &str) -> Result<Mailbox> {
+        Mailbox::open(Arc::clone(&self.inner), name)
+    }
+}
+
+/// The `S=` sizes and count of one folder's messages.
+fn folder_usage(path: &Path) -> io::Result<(u64, u64)> {
+    let (mut bytes, mut count) = (0, 0);
+    for sub in ["cur", "new"] {
+        for e in fs::read_dir(path.join(sub))? {
+            let e = e?;
+            let n = e.file_name();
+            let Some(p) = n.to_str().and_then(crate::name::parse_file_name) else {
+                continue;
+            };
+            bytes += match p.disk_size {
+                Some(s) => s,
+                None => e.metadata().map(|m| m.len()).unwrap_or(0),
+            };
+            count += 1;
+        }
+    }
+    Ok((bytes, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Store, StoreConfig};
+
+    #[test]
+    fn names_escape_and_refuse() {
+        assert_eq!(normalize("inbox").unwrap(), "INBOX");
+        assert_eq!(normalize("Inbox/x").unwrap(), "INBOX/x");
+        assert_eq!(dir_name("Lists/rust"), ".Lists.rust");
+        assert_eq!(dir_name("a.b/50%"), ".a%2Eb.50%25");
+        assert_eq!(dir_name(".."), ".%2E%2E");
+        for n in ["Lists/rust", "a.b/50%", "..", "é/ü", "x%2Ey"] {
+            assert_eq!(decode_dir(&dir_name(n)).as_deref(), Some(n), "{n}");
+        }
+        for bad in ["", "/abs", "a//b", "a/", "x\ny", "a\0b", &"x".repeat(256)] {
+            assert!(
+                matches!(normalize(bad), Err(StoreError::InvalidName(_))),
+                "{bad:?}"
+            );
+        }
+        // `..` and `a/../../b` are harmless names: they stay inside.
+        assert_eq!(dir_name(&normalize("../x").unwrap()), ".%2E%2E.x");
+        assert_eq!(
+            dir_name(&normalize("a/../../b").unwrap()),
+            ".a.%2E%2E.%2E%2E.b"
+        );
+        assert_eq!(decode_dir(".a%41"), None, "not ours: not listed");
+        assert_eq!(decode_dir("cur"), None);
+    }
+
+    fn user() -> (tempfile::TempDir, UserStore) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(StoreConfig {
+            root: d.path().to_path_buf(),
+            hostname: "h".into(),
+        });
+        s.create_user("u@x.test").unwrap();
+        let us = s.open_user("u@x.test", Quota::default()).unwrap();
+        (d, us)
+    }
+
+    #[test]
+    fn create_user_gives_special_folders() {
+        let (_d, us) = user();
+        let l = us.list_mailboxes().unwrap();
+        let names: Vec<_> = l.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]
+        );
+        assert!(l.iter().all(|m| m.subscribed));
+        assert_eq!(
+            l.iter().find(|m| m.name == "Sent").unwrap().special_use,
+            Some(SpecialUse::Sent)
+        );
+        assert!(us.inner.dir.join(".Sent/maildirfolder").is_file());
+        // Idempotent, and keeps an unsubscription.
+        us.subscribe("Junk", false).unwrap();
+        us.create_defaults().unwrap();
+        let l = us.list_mailboxes().unwrap();
+        assert!(!l.iter().find(|m| m.name == "Junk").unwrap().subscribed);
+    }
+
+    #[test]
+    fn create_delete_rename() {
+        let (_d, us) = user();
+        us.create_mailbox("Lists/rust", None).unwrap();
+        assert!(matches!(
+            us.create_mailbox("Lists/rust", None),
+            Err(StoreError::MailboxExists(_))
+        ));
+        assert!(matches!(
+            us.create_mailbox("inbox", None),
+            Err(StoreError::MailboxExists(_))
+        ));
+        assert!(matches!(us.create_mailbox("../x", None), Ok(())));
+        assert!(us.inner.dir.join(".%2E%2E.x").is_dir());
+        assert!(matches!(
+            us.delete_mailbox("Lists"),
+            Err(StoreError::HasChildren(_))
+        ));
+        us.rename_mailbox("Lists", "Old").unwrap();
+        let names: Vec<_> = us
+            .list_mailboxes()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert!(
+            names.contains(&"Old/rust".to_owned()) && !names.iter().any(|n| n.starts_with("Lists"))
+        );
+        assert!(matches!(
+            us.rename_mailbox("Old", "Sent"),
+            Err(StoreError::MailboxExists(_))
+        ));
+        assert!(matches!(
+            us.rename_mailbox("Nope", "X"),
+            Err(StoreError::NoSuchMailbox(_))
+        ));
+        us.delete_mailbox("Old/rust").unwrap();
+        us.delete_mailbox("Old").unwrap();
+        assert!(matches!(
+            us.delete_mailbox("INBOX"),
+            Err(StoreError::InvalidName(_))
+        ));
+        assert!(matches!(
+            us.delete_mailbox("Old"),
+            Err(StoreError::NoSuchMailbox(_))
+        ));
+    }
+
+    #[test]
+    fn special_use_given_at_create() {
+        let (_d, us) = user();
+        us.create_mailbox("Everything", Some(SpecialUse::All))
+            .unwrap();
+        let l = us.list_mailboxes().unwrap();
+        assert_eq!(
+            l.iter()
+                .find(|m| m.name == "Everything")
+                .unwrap()
+                .special_use,
+            Some(SpecialUse::All)
+        );
+        assert!(
+            !l.iter()
+                .find(|m| m.name == "Everything")
+                .unwrap()
+                .subscribed
+        );
+        us.subscribe("Everything", true).unwrap();
+        assert!(
+            us.list_mailboxes()
+                .unwrap()
+                .iter()
+                .find(|m| m.name == "Everything")
+                .unwrap()
+                .subscribed
+        );
+    }
+}

@@ -1,0 +1,635 @@
+//! A selected mailbox: its view of the messages and the operations on them.
+//!
+//! Offers [`Mailbox`]: a snapshot of the mailbox (sorted by UID; sequence
+//! number = index + 1) that changes only in [`Mailbox::sync`] and in the
+//! operations whose results the IMAP session reports itself (STORE updates
+//! flags in place; EXPUNGE and MOVE remove the messages). Additions (APPEND,
+//! COPY, MOVE into this mailbox, deliveries, other sessions) show up in the
+//! next `sync`, which says what changed since the previous view.
+//!
+//! Guarantees: every write runs inside the user's `BEGIN IMMEDIATE`
+//! transaction and re-reads the rows it acts on there, so a stale view never
+//! acts on another message. A file rename or unlink that fails with ENOENT
+//! (another process or tool moved the file) triggers a forced scan under the
+//! same lock and one retry. APPEND and COPY are fsynced before they return
+//! and enforce the quota. Needs sync.rs, index.rs, quota.rs.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::crlf::CrlfReader;
+use crate::deliver::{set_mtime, write_tmp};
+use crate::folders::{UserInner, folder_path, normalize};
+use crate::index::{self, MailboxRow, MsgRow};
+use crate::name::{base_with_sizes, cur_name, parse_file_name};
+use crate::{
+    DELETED, FlagOp, Flags, MessageMeta, Result, StoreError, StoreFlagsResult, SyncChanges, quota,
+    sync,
+};
+
+/// A selected mailbox.
+pub struct Mailbox {
+    user: Arc<UserInner>,
+    name: String,
+    dir: PathBuf,
+    id: i64,
+    uidvalidity: u32,
+    uidnext: u32,
+    highest_modseq: u64,
+    messages: Vec<MessageMeta>,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("name", &self.name)
+            .field("uidvalidity", &self.uidvalidity)
+            .field("uidnext", &self.uidnext)
+            .field("messages", &self.messages.len())
+            .finish()
+    }
+}
+
+fn is_not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+/// The row of this mailbox inside a transaction, checked against `id`: a
+/// mailbox deleted (or recreated) meanwhile is gone for this handle.
+fn locked_row(conn: &Connection, name: &str, id: i64) -> Result<MailboxRow> {
+    index::mailbox_row(conn, name)?
+        .filter(|r| r.id == id)
+        .ok_or_else(|| StoreError::NoSuchMailbox(name.to_owned()))
+}
+
+impl Mailbox {
+    pub(crate) fn open(user: Arc<UserInner>, name: &str) -> Result<Mailbox> {
+        let name = normalize(name)?;
+        let dir = folder_path(&user.dir, &name);
+        if !dir.join("cur").is_dir() {
+            return Err(StoreError::NoSuchMailbox(name));
+        }
+        if name == "INBOX" {
+            crate::deliver::ensure_maildir(&dir)?;
+        }
+        let mut mb = Mailbox {
+            user,
+            name,
+            dir,
+            id: -1,
+            uidvalidity: 0,
+            uidnext: 1,
+            highest_modseq: 0,
+            messages: Vec::new(),
+        };
+        mb.refresh(true)?;
+        Ok(mb)
+    }
+
+    /// Scans if needed, then reloads the view if anything changed. Returns
+    /// whether the view was reloaded.
+    fn refresh(&mut self, first: bool) -> Result<bool> {
+        if !self.dir.join("cur").is_dir() {
+            return Err(StoreError::NoSuchMailbox(self.name.clone()));
+        }
+        let mut conn = self.user.conn();
+        let row = index::mailbox_row(&conn, &self.name)?;
+        let scan = match &row {
+            None => true,
+            Some(r) => (!first && r.id != self.id) || sync::needs_scan(&self.dir, r)?,
+        };
+        if scan {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut row = match index::mailbox_row(&tx, &self.name)? {
+                Some(r) if first || r.id == self.id => r,
+                None if first => index::create_row(&tx, &self.user.dir, &self.name, None)?,
+                _ => return Err(StoreError::NoSuchMailbox(self.name.clone())),
+            };
+            sync::scan_locked(&tx, &self.dir, &mut row, false)?;
+            tx.commit()?;
+        } else if let Some(r) = &row
+            && !first
+            && r.highest_modseq == self.highest_modseq
+            && r.uidnext == self.uidnext
+        {
+            return Ok(false);
+        }
+        // One read transaction: the row and the messages agree.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let row = index::mailbox_row(&tx, &self.name)?
+            .ok_or_else(|| StoreError::NoSuchMailbox(self.name.clone()))?;
+        if !first && row.id != self.id {
+            return Err(StoreError::NoSuchMailbox(self.name.clone()));
+        }
+        // UIDNEXT - 1 bounds the count; the old view is a closer guess.
+        let guess = if first {
+            128 * 1024
+        } else {
+            self.messages.len() * 2 + 4096
+        };
+        let hint = (row.uidnext as usize).saturating_sub(1).min(guess);
+        self.messages = index::load_messages(&tx, row.id, hint)?;
+        if self.messages.capacity() > 2 * self.messages.len() + 4096 {
+            self.messages.shrink_to_fit();
+        }
+        tx.commit()?;
+        self.id = row.id;
+        self.uidvalidity = row.uidvalidity;
+        self.uidnext = row.uidnext;
+        self.highest_modseq = row.highest_modseq;
+        Ok(true)
+    }
+
+    /// Runs `f` with this mailbox's row inside the write lock, then saves
+    /// the row (UIDNEXT, HIGHESTMODSEQ) and commits.
+    fn write<T>(&self, f: impl FnOnce(&Connection, &mut MailboxRow) -> Result<T>) -> Result<T> {
+        self.user.write(|tx| {
+            let mut row = locked_row(tx, &self.name, self.id)?;
+            let t = f(tx, &mut row)?;
+            index::update_row(tx, &row)?;
+            Ok(t)
+        })
+    }
+
+    /// The mailbox name ("INBOX", "Lists/rust").
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn uidvalidity(&self) -> u32 {
+        self.uidvalidity
+    }
+    pub fn uidnext(&self) -> u32 {
+        self.uidnext
+    }
+    pub fn highest_modseq(&self) -> u64 {
+        self.highest_modseq
+    }
+
+    /// The messages, sorted by UID; sequence number = index + 1.
+    pub fn messages(&self) -> &[MessageMeta] {
+        &self.messages
+    }
+
+    fn position(&self, uid: u32) -> Option<usize> {
+        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// Brings the view up to date; says what changed since the previous one.
+    /// Errors with [`StoreError::NoSuchMailbox`] if the mailbox was deleted
+    /// or recreated (new UIDVALIDITY): the session must end.
+    pub fn sync(&mut self) -> Result<SyncChanges> {
+        let old = std::mem::take(&mut self.messages);
+        match self.refresh(false) {
+            Ok(true) => Ok(diff(&old, &self.messages)),
+            Ok(false) => {
+                self.messages = old;
+                Ok(SyncChanges::default())
+            }
+            Err(e) => {
+                self.messages = old;
+                Err(e)
+            }
+        }
+    }
+
+    /// Messages of the view with a modseq above `modseq` (CHANGEDSINCE).
+    pub fn changed_since(&self, modseq: u64) -> Vec<&MessageMeta> {
+        self.messages.iter().filter(|m| m.modseq > modseq).collect()
+    }
+
+    /// UIDs expunged with a modseq above `modseq` (QRESYNC VANISHED).
+    pub fn vanished_since(&self, modseq: u64) -> Result<Vec<u32>> {
+        index::vanished_since(&self.user.conn(), self.id, modseq)
+    }
+
+    /// Changes flags (STORE). Messages expunged meanwhile are skipped;
+    /// with `unchanged_since`, messages with a higher modseq fail (RFC 7162
+    /// §3.1.3). Flags that do not change do not bump the modseq.
+    pub fn store_flags(
+        &mut self,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<StoreFlagsResult> {
+        let mut changes: Vec<(u32, String, Flags, u64)> = Vec::new();
+        let result = self.write(|tx, row| {
+            let mut res = StoreFlagsResult::default();
+            'each: for &uid in uids {
+                // Twice at most: a file renamed behind our back makes us
+                // rescan and decide again from the fresh row.
+                for attempt in 0..2 {
+                    let Some(m) = index::message(tx, row.id, uid)? else {
+                        continue 'each;
+                    };
+                    if unchanged_since.is_some_and(|u| m.modseq > u) {
+                        res.failed.push(uid);
+                        continue 'each;
+                    }
+                    let new = m.flags.apply(op, flags);
+                    if new == m.flags {
+                        continue 'each;
+                    }
+                    let mut file_name = m.file_name;
+                    if new.system != m.flags.system {
+                        match rename_flags(&self.dir, &file_name, new.system) {
+                            Ok(f) => file_name = f,
+                            Err(e) if is_not_found(&e) && attempt == 0 => {
+                                sync::scan_locked(tx, &self.dir, row, true)?;
+                                continue;
+                            }
+                            Err(e) if is_not_found(&e) => continue 'each,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    row.highest_modseq += 1;
+                    index::update_message(tx, row.id, uid, &file_name, &new, row.highest_modseq)?;
+                    res.updated.push(uid);
+                    changes.push((uid, file_name, new, row.highest_modseq));
+                    continue 'each;
+                }
+            }
+            Ok(res)
+        })?;
+        for (uid, file_name, new, modseq) in changes {
+            if let Some(i) = self.position(uid) {
+                let m = &mut self.messages[i];
+                m.file_name = file_name;
+                m.flags = new;
+                m.modseq = modseq;
+            }
+        }
+        Ok(result)
+    }
+
+    /// Appends a message (CRLF form). Fsynced before return; the UID is
+    /// given now; the quota is enforced; the file's mtime is the internal
+    /// date. The view learns of it at the next `sync`.
+    pub fn append(
+        &mut self,
+        content: &mut dyn Read,
+        flags: &Flags,
+        internal_date: Option<i64>,
+    ) -> Result<u32> {
+        let w = write_tmp(&self.dir, &self.user.shared.names, content)?;
+        let result = (|| {
+            quota::check(&self.user.dir, self.user.quota, w.disk_size, 1)?;
+            if let Some(d) = internal_date {
+                set_mtime(&w.tmp, d)?;
+            }
+            let date = internal_date.unwrap_or_else(|| {
+                use std::os::unix::fs::MetadataExt;
+                fs::metadata(&w.tmp).map(|m| m.mtime()).unwrap_or(0)
+            });
+            let name = cur_name(&w.base(), flags.system, "");
+            let cur = self.dir.join("cur");
+            self.write(|tx, row| {
+                // Renamed into cur/ under the lock, so no scan can see it
+                // before its row exists.
+                fs::rename(&w.tmp, cur.join(&name))?;
+                facteur_util::fsync_dir(&cur)?;
+                let uid = next_uid(row)?;
+                row.highest_modseq += 1;
+                index::insert_message(
+                    tx,
+                    row.id,
+                    &MsgRow {
+                        uid,
+                        file_name: name.clone(),
+                        flags: flags.clone(),
+                        modseq: row.highest_modseq,
+                        size: w.crlf_size,
+                        disk_size: w.disk_size,
+                        internal_date: date,
+                    },
+                )?;
+                Ok(uid)
+            })
+        })();
+        match result {
+            Ok(uid) => {
+                record_quota(&self.user.dir, w.disk_size as i64, 1);
+                Ok(uid)
+            }
+            Err(e) => {
+                w.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies messages into `dest` (hard links where possible, else copy +
+    /// fsync). Returns (source UID, new UID) pairs; messages gone meanwhile
+    /// are skipped.
+    pub fn copy_to(&mut self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
+        self.transfer(uids, dest, false)
+    }
+
+    /// Moves messages into `dest` (one rename each); they leave this view.
+    pub fn move_to(&mut self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
+        let pairs = self.transfer(uids, dest, true)?;
+        let moved: std::collections::HashSet<u32> = pairs.iter().map(|p| p.0).collect();
+        self.messages.retain(|m| !moved.contains(&m.uid));
+        Ok(pairs)
+    }
+
+    fn transfer(
+        &mut self,
+        uids: &[u32],
+        dest: &mut Mailbox,
+        remove: bool,
+    ) -> Result<Vec<(u32, u32)>> {
+        if dest.user.dir != self.user.dir {
+            return Err(StoreError::Index("copy between users".into()));
+        }
+        let src_cur = self.dir.join("cur");
+        let dst_cur = dest.dir.join("cur");
+        let names = &self.user.shared.names;
+        let (pairs, bytes) = self.user.write(|tx| {
+            let mut row = locked_row(tx, &self.name, self.id)?;
+            let mut drow = locked_row(tx, &dest.name, dest.id)?;
+            let same = row.id == drow.id;
+            let mut msgs = Vec::new();
+            for &uid in uids {
+                if let Some(m) = index::message(tx, row.id, uid)? {
+                    msgs.push(m);
+                }
+            }
+            if !remove {
+                let bytes: u64 = msgs.iter().map(|m| m.disk_size).sum();
+                quota::check(&self.user.dir, self.user.quota, bytes, msgs.len() as u64)?;
+            }
+            let mut pairs = Vec::new();
+            let mut bytes = 0u64;
+            for mut m in msgs {
+                let new_name = if remove {
+                    m.file_name.clone()
+                } else {
+                    let p = parse_file_name(&m.file_name);
+                    let other = p.as_ref().map(|p| p.other_flags).unwrap_or("");
+                    cur_name(
+                        &base_with_sizes(&names.next(), m.disk_size, m.size),
+                        m.flags.system,
+                        other,
+                    )
+                };
+                let mut tried = false;
+                let done = loop {
+                    let from = src_cur.join(&m.file_name);
+                    let to = dst_cur.join(&new_name);
+                    let r = if remove {
+                        fs::rename(&from, &to)
+                    } else {
+                        link_or_copy(&from, &to, &dest.dir)
+                    };
+                    match r {
+                        Ok(()) => break true,
+                        Err(e) if is_not_found(&e) && !tried => {
+                            // Moved by another process: rescan, retry once.
+                            tried = true;
+                            sync::scan_locked(tx, &self.dir, &mut row, true)?;
+                            match index::message(tx, row.id, m.uid)? {
+                                Some(again) => m = again,
+                                None => break false,
+                            }
+                        }
+                        Err(e) if is_not_found(&e) => break false,
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                if !done {
+                    continue;
+                }
+                let new_uid = if same {
+                    next_uid(&mut row)?
+                } else {
+                    next_uid(&mut drow)?
+                };
+                let dm = if same { &mut row } else { &mut drow };
+                dm.highest_modseq += 1;
+                index::insert_message(
+                    tx,
+                    dm.id,
+                    &MsgRow {
+                        uid: new_uid,
+                        file_name: new_name,
+                        modseq: dm.highest_modseq,
+                        ..m.clone()
+                    },
+                )?;
+                if remove {
+                    row.highest_modseq += 1;
+                    index::expunge_message(tx, row.id, m.uid, row.highest_modseq)?;
+                }
+                bytes += m.disk_size;
+                pairs.push((m.uid, new_uid));
+            }
+            facteur_util::fsync_dir(&dst_cur)?;
+            if remove {
+                facteur_util::fsync_dir(&src_cur)?;
+            }
+            if same {
+                index::update_row(tx, &row)?;
+            } else {
+                index::update_row(tx, &row)?;
+                index::update_row(tx, &drow)?;
+            }
+            Ok((pairs, bytes))
+        })?;
+        if !remove {
+            record_quota(&self.user.dir, bytes as i64, pairs.len() as i64);
+        }
+        Ok(pairs)
+    }
+
+    /// Removes the messages flagged \Deleted (only those in `uids` if
+    /// given). Returns their UIDs, ascending; they leave this view.
+    pub fn expunge(&mut self, uids: Option<&[u32]>) -> Result<Vec<u32>> {
+        let cur = self.dir.join("cur");
+        let (gone, bytes) = self.write(|tx, row| {
+            let candidates: Vec<u32> = match uids {
+                Some(u) => u.to_vec(),
+                None => {
+                    let mut st = tx.prepare_cached(
+                        "SELECT uid FROM messages WHERE mailbox = ?1 AND (flags & ?2) != 0 ORDER BY uid",
+                    )?;
+                    st.query_map(rusqlite::params![row.id, DELETED], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<u32>>>()?
+                }
+            };
+            let mut gone = Vec::new();
+            let mut bytes = 0u64;
+            for uid in candidates {
+                let Some(mut m) = index::message(tx, row.id, uid)? else { continue };
+                if m.flags.system & DELETED == 0 {
+                    continue;
+                }
+                if let Err(e) = fs::remove_file(cur.join(&m.file_name)) {
+                    if !is_not_found(&e) {
+                        return Err(e.into());
+                    }
+                    sync::scan_locked(tx, &self.dir, row, true)?;
+                    match index::message(tx, row.id, uid)? {
+                        Some(again) if again.flags.system & DELETED != 0 => m = again,
+                        _ => continue,
+                    }
+                    match fs::remove_file(cur.join(&m.file_name)) {
+                        Ok(()) => {}
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                row.highest_modseq += 1;
+                index::expunge_message(tx, row.id, uid, row.highest_modseq)?;
+                bytes += m.disk_size;
+                gone.push(uid);
+            }
+            if !gone.is_empty() {
+                facteur_util::fsync_dir(&cur)?;
+            }
+            Ok((gone, bytes))
+        })?;
+        record_quota(&self.user.dir, -(bytes as i64), -(gone.len() as i64));
+        let mut gone = gone;
+        gone.sort_unstable();
+        self.messages
+            .retain(|m| gone.binary_search(&m.uid).is_err());
+        Ok(gone)
+    }
+
+    /// The file of message `uid`, following a rename by another process.
+    fn open_file(&self, uid: u32) -> Result<File> {
+        let cur = self.dir.join("cur");
+        let i = self.position(uid).ok_or(StoreError::NoSuchMessage(uid))?;
+        match File::open(cur.join(&self.messages[i].file_name)) {
+            Ok(f) => return Ok(f),
+            Err(e) if !is_not_found(&e) => return Err(e.into()),
+            Err(_) => {}
+        }
+        // Renamed meanwhile: ask the index, then scan and ask again.
+        for force in [false, true] {
+            let name = if force {
+                self.write(|tx, row| {
+                    sync::scan_locked(tx, &self.dir, row, true)?;
+                    index::message(tx, row.id, uid)
+                })?
+            } else {
+                index::message(&self.user.conn(), self.id, uid)?
+            };
+            let Some(m) = name else {
+                return Err(StoreError::NoSuchMessage(uid));
+            };
+            match File::open(cur.join(&m.file_name)) {
+                Ok(f) => return Ok(f),
+                Err(e) if !is_not_found(&e) => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        Err(StoreError::NoSuchMessage(uid))
+    }
+
+    /// The whole message in CRLF form.
+    pub fn read_message(&self, uid: u32) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        CrlfReader::new(self.open_file(uid)?).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// The message in CRLF form, streamed.
+    pub fn open_message(&self, uid: u32) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(CrlfReader::new(self.open_file(uid)?)))
+    }
+}
+
+fn next_uid(row: &mut MailboxRow) -> Result<u32> {
+    let uid = row.uidnext;
+    row.uidnext = uid
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Index("UIDs exhausted in this mailbox".into()))?;
+    Ok(uid)
+}
+
+/// Renames a file in `cur/` for new system flags; returns the new name.
+fn rename_flags(dir: &Path, file_name: &str, system: u8) -> io::Result<String> {
+    let cur = dir.join("cur");
+    let p = parse_file_name(file_name).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad file name in index: {file_name}"),
+        )
+    })?;
+    let new_name = cur_name(p.base, system, p.other_flags);
+    fs::rename(cur.join(file_name), cur.join(&new_name))?;
+    Ok(new_name)
+}
+
+/// Hard link, or (across devices, or where links are refused) a copy that
+/// keeps the mtime, written in `tmp/` of `folder`, fsynced, then renamed.
+fn link_or_copy(from: &Path, to: &Path, folder: &Path) -> io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) || e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => {
+            let base = to.file_name().and_then(|n| n.to_str()).unwrap_or("copy");
+            let tmp = folder
+                .join("tmp")
+                .join(base.split(':').next().unwrap_or(base));
+            let result = (|| {
+                fs::copy(from, &tmp)?;
+                let f = File::options().write(true).open(&tmp)?;
+                f.set_modified(fs::metadata(from)?.modified()?)?;
+                f.sync_all()?;
+                fs::rename(&tmp, to)
+            })();
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result
+        }
+    }
+}
+
+fn record_quota(user_dir: &Path, bytes: i64, count: i64) {
+    if let Err(e) = quota::record(user_dir, bytes, count) {
+        tracing::warn!(dir = %user_dir.display(), error = %e, "cannot update maildirsize");
+    }
+}
+
+/// What changed from view `old` to view `new` (both sorted by UID).
+fn diff(old: &[MessageMeta], new: &[MessageMeta]) -> SyncChanges {
+    let mut c = SyncChanges::default();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) if a.uid == b.uid => {
+                if a.flags != b.flags || a.modseq != b.modseq {
+                    c.flags_changed.push(a.uid);
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if a.uid < b.uid => {
+                c.expunged.push(a.uid);
+                i += 1;
+            }
+            (Some(a), None) => {
+                c.expunged.push(a.uid);
+                i += 1;
+            }
+            (_, Some(b)) => {
+                c.added.push(b.uid);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+#[path = "mailbox_tests.rs"]
+mod tests;

@@ -1,0 +1,487 @@
+//! Tests of Mailbox and sync (kept apart from mailbox.rs for its length).
+
+use super::*;
+use crate::{ANSWERED, DELETED, FLAGGED, Quota, SEEN, Store, StoreConfig, UserStore};
+use std::path::Path;
+
+const USER: &str = "u@x.test";
+
+fn setup() -> (tempfile::TempDir, Store, UserStore) {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::new(StoreConfig {
+        root: d.path().to_path_buf(),
+        hostname: "h".into(),
+    });
+    s.create_user(USER).unwrap();
+    let us = s.open_user(USER, Quota::default()).unwrap();
+    (d, s, us)
+}
+
+fn deliver(s: &Store, body: &str) {
+    s.deliver(USER, None, &mut body.as_bytes(), Quota::default())
+        .unwrap();
+}
+
+fn uids(mb: &Mailbox) -> Vec<u32> {
+    mb.messages().iter().map(|m| m.uid).collect()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Store>();
+    check::<UserStore>();
+    check::<Mailbox>();
+}
+
+#[test]
+fn select_assigns_uids_stable_after_reopen() {
+    let (d, s, us) = setup();
+    for i in 0..3 {
+        deliver(&s, &format!("Subject: {i}\r\n\r\nbody {i}\r\n"));
+    }
+    let mb = us.select("INBOX").unwrap();
+    assert_eq!(uids(&mb), [1, 2, 3]);
+    assert_eq!(mb.uidnext(), 4);
+    let v = mb.uidvalidity();
+    assert!(v > 0);
+    let udir = d.path().join("x.test/u");
+    assert!(names(&udir.join("new")).is_empty(), "moved to cur/");
+    assert!(names(&udir.join("cur")).iter().all(|n| n.ends_with(":2,")));
+    let bodies: Vec<_> = mb
+        .messages()
+        .iter()
+        .map(|m| mb.read_message(m.uid).unwrap())
+        .collect();
+    for (i, b) in bodies.iter().enumerate() {
+        assert_eq!(
+            b,
+            format!("Subject: {i}\r\n\r\nbody {i}\r\n").as_bytes(),
+            "order by delivery"
+        );
+    }
+    let mut streamed = Vec::new();
+    mb.open_message(2)
+        .unwrap()
+        .read_to_end(&mut streamed)
+        .unwrap();
+    assert_eq!(streamed, bodies[1]);
+    assert_eq!(mb.messages()[0].size, bodies[0].len() as u64);
+    drop(mb);
+    drop(us);
+    let us = s.open_user(USER, Quota::default()).unwrap();
+    let mb = us.select("inbox").unwrap();
+    assert_eq!(
+        (uids(&mb), mb.uidvalidity(), mb.name()),
+        (vec![1, 2, 3], v, "INBOX")
+    );
+    assert!(matches!(
+        mb.read_message(9),
+        Err(StoreError::NoSuchMessage(9))
+    ));
+    assert!(matches!(
+        us.select("Nope"),
+        Err(StoreError::NoSuchMailbox(_))
+    ));
+}
+
+#[test]
+fn uid_never_reused_after_expunge() {
+    let (_d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    deliver(&s, "b\r\n");
+    let mut mb = us.select("INBOX").unwrap();
+    mb.store_flags(&[2], FlagOp::Add, &Flags::system(DELETED), None)
+        .unwrap();
+    assert_eq!(mb.expunge(None).unwrap(), [2]);
+    assert_eq!(uids(&mb), [1]);
+    deliver(&s, "c\r\n");
+    let ch = mb.sync().unwrap();
+    assert_eq!(ch.added, [3]);
+    assert!(ch.expunged.is_empty());
+    assert_eq!(uids(&mb), [1, 3]);
+    assert_eq!(mb.read_message(3).unwrap(), b"c\r\n");
+}
+
+#[test]
+fn external_tool_changes_are_noticed() {
+    let (d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    deliver(&s, "b\r\n");
+    let mut mb = us.select("INBOX").unwrap();
+    let cur = d.path().join("x.test/u/cur");
+    let m0 = mb.messages()[0].clone();
+    let base = m0.file_name.split(':').next().unwrap().to_owned();
+    // mutt marks message 1 seen and flagged.
+    fs::rename(cur.join(&m0.file_name), cur.join(format!("{base}:2,FS"))).unwrap();
+    // Another tool removes message 2 and drops a new one into cur/ (no S=/W=).
+    fs::remove_file(cur.join(&mb.messages()[1].file_name)).unwrap();
+    fs::write(cur.join("1234.foreign.host:2,S"), "x\ny\n").unwrap();
+    let before = mb.highest_modseq();
+    let ch = mb.sync().unwrap();
+    assert_eq!(ch.flags_changed, [1]);
+    assert_eq!(ch.expunged, [2]);
+    assert_eq!(ch.added, [3]);
+    assert_eq!(mb.messages()[0].flags.system, SEEN | FLAGGED);
+    assert!(mb.messages()[0].modseq > before);
+    assert_eq!(mb.messages()[1].size, 6, "CRLF size counted");
+    assert_eq!(mb.read_message(3).unwrap(), b"x\r\ny\r\n");
+    assert_eq!(mb.vanished_since(before).unwrap(), [2]);
+    // Nothing more changed: an empty sync.
+    assert_eq!(mb.sync().unwrap(), SyncChanges::default());
+    // A rename behind our back, then a STORE on the old name: retried.
+    let m = mb.messages()[0].clone();
+    let base = m.file_name.split(':').next().unwrap().to_owned();
+    fs::rename(cur.join(&m.file_name), cur.join(format!("{base}:2,S"))).unwrap();
+    let r = mb
+        .store_flags(&[1], FlagOp::Add, &Flags::system(ANSWERED), None)
+        .unwrap();
+    assert_eq!(r.updated, [1]);
+    assert!(cur.join(format!("{base}:2,RS")).exists());
+    // And reading a message renamed behind our back still works.
+    fs::rename(
+        cur.join(format!("{base}:2,RS")),
+        cur.join(format!("{base}:2,R")),
+    )
+    .unwrap();
+    assert_eq!(mb.read_message(1).unwrap(), b"a\r\n");
+}
+
+#[test]
+fn store_flags_keywords_and_unchangedsince() {
+    let (d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    deliver(&s, "b\r\n");
+    let mut mb = us.select("INBOX").unwrap();
+    let ms0 = mb.messages()[0].modseq;
+    let mut f = Flags::system(SEEN);
+    f.keywords.insert("$Junk".into());
+    let r = mb.store_flags(&[1, 2, 99], FlagOp::Add, &f, None).unwrap();
+    assert_eq!(r.updated, [1, 2]);
+    assert!(mb.messages().iter().all(|m| m.flags == f && m.modseq > ms0));
+    let cur = d.path().join("x.test/u/cur");
+    assert!(
+        names(&cur).iter().all(|n| n.ends_with(":2,S")),
+        "keywords not in names"
+    );
+    // Unchanged flags do not bump.
+    let hm = mb.messages()[1].modseq;
+    assert!(
+        mb.store_flags(&[2], FlagOp::Add, &f, None)
+            .unwrap()
+            .updated
+            .is_empty()
+    );
+    assert_eq!(mb.messages()[1].modseq, hm);
+    // UNCHANGEDSINCE: message 1 changed after `ms0`.
+    let r = mb
+        .store_flags(&[1, 2], FlagOp::Remove, &Flags::system(SEEN), Some(ms0))
+        .unwrap();
+    assert_eq!((r.updated, r.failed), (vec![], vec![1, 2]));
+    let r = mb
+        .store_flags(&[1], FlagOp::Replace, &Flags::system(FLAGGED), Some(hm))
+        .unwrap();
+    assert_eq!(r.updated, [1]);
+    assert_eq!(mb.messages()[0].flags, Flags::system(FLAGGED));
+    // Another session sees the change, flags included.
+    let us2 = s.open_user(USER, Quota::default()).unwrap();
+    let mb2 = us2.select("INBOX").unwrap();
+    assert_eq!(mb2.messages()[0].flags, Flags::system(FLAGGED));
+    assert!(mb2.messages()[1].flags.keywords.contains("$Junk"));
+    assert_eq!(
+        mb2.changed_since(hm)
+            .iter()
+            .map(|m| m.uid)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    // Our own STORE is not reported again by sync.
+    assert!(mb.sync().unwrap().flags_changed.is_empty());
+}
+
+#[test]
+fn append_copy_move_expunge() {
+    let (d, _s, us) = setup();
+    let mut inbox = us.select("INBOX").unwrap();
+    let mut archive = us.select("Archive").unwrap();
+    let m0 = inbox.highest_modseq();
+    let uid = inbox
+        .append(
+            &mut &b"Subject: app\r\n\r\nx\r\n"[..],
+            &Flags::system(SEEN),
+            Some(1_000_000_000),
+        )
+        .unwrap();
+    assert_eq!(uid, 1);
+    let ch = inbox.sync().unwrap();
+    assert_eq!(ch.added, [1]);
+    let m = &inbox.messages()[0];
+    assert_eq!(
+        (m.internal_date, m.flags.system, m.size),
+        (1_000_000_000, SEEN, 19)
+    );
+    assert!(m.modseq > m0);
+    let f = d.path().join("x.test/u/cur").join(&m.file_name);
+    assert_eq!(
+        fs::metadata(&f).unwrap().modified().unwrap(),
+        UNIX_EPOCH_PLUS(1_000_000_000)
+    );
+    assert!(names(&d.path().join("x.test/u/tmp")).is_empty());
+
+    // COPY: a new UID in Archive, the same bytes, the same flags.
+    assert_eq!(inbox.copy_to(&[1], &mut archive).unwrap(), [(1, 1)]);
+    assert_eq!(archive.sync().unwrap().added, [1]);
+    assert_eq!(
+        archive.read_message(1).unwrap(),
+        b"Subject: app\r\n\r\nx\r\n"
+    );
+    assert_eq!(archive.messages()[0].flags.system, SEEN);
+    assert_eq!(archive.messages()[0].internal_date, 1_000_000_000);
+    assert_eq!(us.quota_usage().unwrap(), (32, 2));
+
+    // MOVE back from Archive: gone there (tombstone), new UID in INBOX.
+    let before = archive.highest_modseq();
+    assert_eq!(archive.move_to(&[1], &mut inbox).unwrap(), [(1, 2)]);
+    assert!(archive.messages().is_empty());
+    assert_eq!(
+        archive.sync().unwrap(),
+        SyncChanges::default(),
+        "already out of the view"
+    );
+    assert_eq!(archive.vanished_since(before).unwrap(), [1]);
+    assert_eq!(inbox.sync().unwrap().added, [2]);
+    assert_eq!(
+        names(&d.path().join("x.test/u/.Archive/cur")),
+        Vec::<String>::new()
+    );
+
+    // EXPUNGE only \Deleted ones, restricted to the given UIDs.
+    inbox
+        .store_flags(&[1, 2], FlagOp::Add, &Flags::system(DELETED), None)
+        .unwrap();
+    let before = inbox.highest_modseq();
+    let ms_after_store = inbox.messages()[1].modseq;
+    assert_eq!(inbox.expunge(Some(&[2])).unwrap(), [2]);
+    assert_eq!(uids(&inbox), [1]);
+    assert_eq!(inbox.expunge(None).unwrap(), [1]);
+    assert!(inbox.messages().is_empty());
+    assert_eq!(inbox.vanished_since(before).unwrap(), [1, 2]);
+    assert_eq!(inbox.vanished_since(ms_after_store + 1).unwrap(), [1]);
+    assert_eq!(us.quota_usage().unwrap(), (0, 0));
+    assert!(names(&d.path().join("x.test/u/cur")).is_empty());
+    assert_eq!(inbox.sync().unwrap(), SyncChanges::default());
+}
+
+#[allow(non_snake_case)]
+fn UNIX_EPOCH_PLUS(secs: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+#[test]
+fn append_enforces_quota() {
+    let (_d, s, _) = setup();
+    let us = s
+        .open_user(
+            USER,
+            Quota {
+                bytes: 0,
+                messages: 1,
+            },
+        )
+        .unwrap();
+    let mut mb = us.select("INBOX").unwrap();
+    mb.append(&mut &b"a\r\n"[..], &Flags::default(), None)
+        .unwrap();
+    assert!(matches!(
+        mb.append(&mut &b"b\r\n"[..], &Flags::default(), None),
+        Err(StoreError::OverQuota)
+    ));
+    let mut sent = us.select("Sent").unwrap();
+    assert!(matches!(
+        mb.copy_to(&[1], &mut sent),
+        Err(StoreError::OverQuota)
+    ));
+    assert_eq!(us.quota_usage().unwrap(), (2, 1));
+}
+
+#[test]
+fn rename_inbox_moves_messages() {
+    let (_d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    deliver(&s, "b\r\n");
+    let inbox = us.select("INBOX").unwrap();
+    assert_eq!(inbox.messages().len(), 2);
+    us.rename_mailbox("INBOX", "Old").unwrap();
+    let mut inbox = us.select("INBOX").unwrap();
+    assert!(inbox.messages().is_empty());
+    let old = us.select("Old").unwrap();
+    assert_eq!(uids(&old), [1, 2]);
+    assert_eq!(old.read_message(2).unwrap(), b"b\r\n");
+    deliver(&s, "c\r\n");
+    assert_eq!(inbox.sync().unwrap().added, [3], "INBOX UIDs go on");
+    // A plain rename keeps UIDVALIDITY and UIDs.
+    let v = old.uidvalidity();
+    drop(old);
+    us.rename_mailbox("Old", "Older/Still").unwrap();
+    let o = us.select("Older/Still").unwrap();
+    assert_eq!((o.uidvalidity(), uids(&o)), (v, vec![1, 2]));
+}
+
+#[test]
+fn index_deleted_or_corrupt_is_rebuilt_with_new_uidvalidity() {
+    let (d, s, us) = setup();
+    for i in 0..5 {
+        deliver(&s, &format!("m{i}\r\n"));
+    }
+    let mut mb = us.select("INBOX").unwrap();
+    mb.store_flags(&[2], FlagOp::Add, &Flags::system(FLAGGED), None)
+        .unwrap();
+    let v = mb.uidvalidity();
+    drop(mb);
+    drop(us);
+    let udir = d.path().join("x.test/u");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(udir.join(format!("facteur-index.sqlite{ext}")));
+    }
+    let us = s.open_user(USER, Quota::default()).unwrap();
+    let mb = us.select("INBOX").unwrap();
+    assert!(mb.uidvalidity() > v);
+    assert_eq!(mb.messages().len(), 5);
+    assert_eq!(
+        mb.messages()[1].flags.system,
+        FLAGGED,
+        "flags come back from names"
+    );
+    assert_eq!(mb.read_message(5).unwrap(), b"m4\r\n");
+    let sent = us
+        .list_mailboxes()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.name == "Sent")
+        .unwrap();
+    assert_eq!(
+        sent.special_use,
+        Some(crate::SpecialUse::Sent),
+        "roles come back"
+    );
+    let v2 = mb.uidvalidity();
+    drop(mb);
+    drop(us);
+    fs::write(udir.join("facteur-index.sqlite"), vec![0x55; 4096]).unwrap();
+    let _ = fs::remove_file(udir.join("facteur-index.sqlite-wal"));
+    let _ = fs::remove_file(udir.join("facteur-index.sqlite-shm"));
+    let us = s.open_user(USER, Quota::default()).unwrap();
+    let mb = us.select("INBOX").unwrap();
+    assert!(mb.uidvalidity() > v2);
+    assert_eq!(mb.messages().len(), 5);
+}
+
+#[test]
+fn deleted_and_recreated_mailbox_ends_session() {
+    let (_d, _s, us) = setup();
+    us.create_mailbox("Tmp", None).unwrap();
+    let mut mb = us.select("Tmp").unwrap();
+    let v = mb.uidvalidity();
+    us.delete_mailbox("Tmp").unwrap();
+    assert!(matches!(mb.sync(), Err(StoreError::NoSuchMailbox(_))));
+    us.create_mailbox("Tmp", None).unwrap();
+    assert!(matches!(mb.sync(), Err(StoreError::NoSuchMailbox(_))));
+    assert!(us.select("Tmp").unwrap().uidvalidity() > v);
+}
+
+#[test]
+fn concurrent_syncs_never_duplicate_uids() {
+    let (_d, s, _us) = setup();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let s = s.clone();
+        let stop = Arc::clone(&stop);
+        readers.push(std::thread::spawn(move || {
+            let us = s.open_user(USER, Quota::default()).unwrap();
+            let mut mb = us.select("INBOX").unwrap();
+            let mut seen = std::collections::HashMap::new();
+            loop {
+                let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+                mb.sync().unwrap();
+                for m in mb.messages() {
+                    // A UID always names the same file (same base).
+                    let base = m.file_name.split(':').next().unwrap().to_owned();
+                    let prev = seen.insert(m.uid, base.clone());
+                    assert!(prev.is_none_or(|p| p == base), "uid {} given twice", m.uid);
+                }
+                if done {
+                    return uids(&mb);
+                }
+            }
+        }));
+    }
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    deliver(&s, &format!("t{t} m{i}\r\n"));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for r in readers {
+        assert_eq!(r.join().unwrap(), (1..=120).collect::<Vec<u32>>());
+    }
+}
+
+/// Run with `cargo test -p facteur-store -- --ignored --nocapture bench`.
+#[test]
+#[ignore]
+fn bench_select_100k() {
+    let (d, _s, us) = setup();
+    let udir = d.path().join("x.test/u");
+    let cur = udir.join("cur");
+    let t = std::time::Instant::now();
+    for i in 0..100_000u32 {
+        fs::write(
+            cur.join(format!("{}.M{i}P1Q{i}R0.h,S=5,W=6:2,S", 1_600_000_000 + i)),
+            "body\n",
+        )
+        .unwrap();
+    }
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for sub in ["cur", "new"] {
+        File::open(udir.join(sub))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    eprintln!("wrote 100k files in {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mb = us.select("INBOX").unwrap();
+    eprintln!("cold select (scan, 100k UIDs assigned): {:?}", t.elapsed());
+    assert_eq!(mb.messages().len(), 100_000);
+    drop(mb);
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let mb = us.select("INBOX").unwrap();
+        best = best.min(t.elapsed());
+        assert_eq!(mb.uidnext(), 100_001);
+    }
+    eprintln!("warm select of 100k messages: best of 5 {best:?}");
+    let mut mb = us.select("INBOX").unwrap();
+    let t = std::time::Instant::now();
+    mb.sync().unwrap();
+    eprintln!("sync with nothing changed: {:?}", t.elapsed());
+}

@@ -1,0 +1,249 @@
+//! Sync: bringing a mailbox's index rows up to date with its directories.
+//!
+//! Offers [`scan_locked`], called inside the user's `BEGIN IMMEDIATE`
+//! transaction, and [`needs_scan`], the cheap test done before taking it.
+//! Needs the index (index.rs) and the name parser (name.rs).
+//!
+//! Invariants (each holds at every commit of the index):
+//! 1. Every file of `cur/` whose name parses is known by its *base* (the
+//!    name up to `:`) to exactly one row; no two rows of a mailbox share a
+//!    base. A file is matched to its row by base only, so a flag rename by
+//!    any tool keeps the UID.
+//! 2. UIDs are given only here and in APPEND/COPY/MOVE, always from the
+//!    mailbox row's `uidnext`, which only grows, inside the write lock; so no
+//!    UID is given twice or reused, whichever process syncs. New files get
+//!    UIDs in a stable order: mtime, then name.
+//! 3. Every change that a client can see (new message, expunge, flags)
+//!    takes a modseq above the mailbox's previous HIGHESTMODSEQ, and an
+//!    expunged UID leaves a tombstone with its modseq (for QRESYNC VANISHED).
+//! 4. Only a scan done under the lock moves files from `new/` to `cur/` (with
+//!    `:2,`), and a file moved but not yet committed is found again by its
+//!    base: a crash between the rename and the commit loses nothing.
+//! 5. The recorded directory mtimes (ns) are the ones seen *before* the
+//!    readdir, and only if already older than [`SETTLE`]: a change made
+//!    within the same timestamp tick as a recorded mtime is therefore
+//!    impossible, and equal mtimes mean nothing changed. Our own renames
+//!    change the mtimes, which costs at most one extra scan.
+//!
+//! Files in `tmp/` older than 36 hours are removed (Maildir's rule).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, params};
+
+use crate::index::{self, MailboxRow, MsgRow};
+use crate::name::parse_file_name;
+use crate::{Flags, Result};
+
+/// How old a directory's mtime must be before it is trusted as unchanged.
+pub const SETTLE: Duration = Duration::from_secs(2);
+const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
+fn mtime_ns(m: &fs::Metadata) -> i64 {
+    m.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec())
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as i64
+}
+
+/// The mtimes of `cur/` and `new/`.
+fn dir_mtimes(dir: &Path) -> io::Result<(i64, i64)> {
+    Ok((
+        mtime_ns(&fs::metadata(dir.join("cur"))?),
+        mtime_ns(&fs::metadata(dir.join("new"))?),
+    ))
+}
+
+/// Whether the directories may have changed since `row` was written.
+pub fn needs_scan(dir: &Path, row: &MailboxRow) -> io::Result<bool> {
+    let (c, n) = dir_mtimes(dir)?;
+    Ok(row.cur_mtime_ns < 0
+        || row.new_mtime_ns < 0
+        || c != row.cur_mtime_ns
+        || n != row.new_mtime_ns)
+}
+
+/// Brings the rows of mailbox `row` (in directory `dir`) up to date. Must
+/// run inside a write transaction; updates `row` in memory and in the
+/// index. With `force`, scans even when the mtimes say nothing changed.
+pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: bool) -> Result<()> {
+    let (cur_ns, new_ns) = dir_mtimes(dir)?;
+    if !force && row.cur_mtime_ns >= 0 && row.cur_mtime_ns == cur_ns && row.new_mtime_ns == new_ns {
+        return Ok(());
+    }
+    let settled = now_ns() - SETTLE.as_nanos() as i64;
+    clean_tmp(dir);
+    let cur = dir.join("cur");
+    // new/ -> cur/, adding the empty info part.
+    for e in fs::read_dir(dir.join("new"))? {
+        let e = e?;
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        let Some(p) = parse_file_name(&name) else {
+            continue;
+        };
+        let target = if p.has_info {
+            name.clone()
+        } else {
+            format!("{name}:2,")
+        };
+        match fs::rename(e.path(), cur.join(&target)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // What is in cur/, by base.
+    let mut names: Vec<String> = Vec::new();
+    for e in fs::read_dir(&cur)? {
+        let e = e?;
+        if let Ok(name) = e.file_name().into_string()
+            && parse_file_name(&name).is_some()
+        {
+            names.push(name);
+        }
+    }
+    let mut on_disk: HashMap<&str, &str> = HashMap::with_capacity(names.len());
+    for n in &names {
+        let base = n.split(':').next().unwrap_or(n);
+        if let Some(other) = on_disk.insert(base, n) {
+            // Two files, one base: keep one (stable choice), ignore the other.
+            tracing::warn!(dir = %cur.display(), a = other, b = n.as_str(), "two files with one base name");
+            if other < n.as_str() {
+                on_disk.insert(base, other);
+            }
+        }
+    }
+    let modseq = row.highest_modseq + 1;
+    let mut changed = false;
+    {
+        let mut st =
+            conn.prepare_cached("SELECT uid, file_name, flags FROM messages WHERE mailbox = ?1")?;
+        let known = st
+            .query_map([row.id], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u8>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut upd = conn.prepare_cached(
+            "UPDATE messages SET file_name = ?3, flags = ?4, modseq = CASE WHEN ?5 THEN ?6 ELSE modseq END
+             WHERE mailbox = ?1 AND uid = ?2",
+        )?;
+        for (uid, file_name, flags) in known {
+            let base = file_name.split(':').next().unwrap_or(&file_name);
+            match on_disk.remove(base) {
+                Some(now) if now == file_name => {}
+                Some(now) => {
+                    // Renamed by someone else: flags may have changed.
+                    let new_flags = parse_file_name(now).map(|p| p.flags).unwrap_or(flags);
+                    let bump = new_flags != flags;
+                    upd.execute(params![row.id, uid, now, new_flags, bump, modseq as i64])?;
+                    changed |= bump;
+                }
+                None => {
+                    index::expunge_message(conn, row.id, uid, modseq)?;
+                    changed = true;
+                }
+            }
+        }
+    }
+    // Files unknown to the index: new messages.
+    let mut fresh: Vec<(i64, &str, fs::Metadata)> = Vec::with_capacity(on_disk.len());
+    for name in on_disk.into_values() {
+        match fs::metadata(cur.join(name)) {
+            Ok(m) => fresh.push((mtime_ns(&m), name, m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    fresh.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    for (_, name, meta) in fresh {
+        let Some(p) = parse_file_name(name) else {
+            continue;
+        };
+        let disk_size = p.disk_size.unwrap_or(meta.len());
+        let size = match p.crlf_size {
+            Some(w) => w,
+            None => match crlf_size_of(&cur.join(name)) {
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let uid = row.uidnext;
+        row.uidnext = row
+            .uidnext
+            .checked_add(1)
+            .ok_or_else(|| crate::StoreError::Index("UIDs exhausted in this mailbox".into()))?;
+        index::insert_message(
+            conn,
+            row.id,
+            &MsgRow {
+                uid,
+                file_name: name.to_owned(),
+                flags: Flags::system(p.flags),
+                modseq,
+                size,
+                disk_size,
+                internal_date: meta.mtime(),
+            },
+        )?;
+        changed = true;
+    }
+    if changed {
+        row.highest_modseq = modseq;
+    }
+    row.cur_mtime_ns = if cur_ns < settled { cur_ns } else { -1 };
+    row.new_mtime_ns = if new_ns < settled { new_ns } else { -1 };
+    index::update_row(conn, row)?;
+    Ok(())
+}
+
+/// The CRLF size of a file written by another tool (no `W=`): its size plus
+/// its LF count.
+fn crlf_size_of(path: &Path) -> io::Result<u64> {
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += crate::crlf::crlf_len(&buf[..n]);
+    }
+}
+
+/// Removes files older than 36 hours from `tmp/` (best effort).
+fn clean_tmp(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir.join("tmp")) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for e in rd.flatten() {
+        if let Ok(m) = e.metadata()
+            && m.is_file()
+            && let Ok(t) = m.modified()
+            && now.duration_since(t).unwrap_or_default() > TMP_MAX_AGE
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
