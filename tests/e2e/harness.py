@@ -36,6 +36,21 @@ def wait_for(pred, timeout=30.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
+def set_key(cfg, section, line):
+    """Sets `key = value` in [section] of a TOML text: replaces the key if the
+    section has it, else adds it right after the section header."""
+    key = line.split("=")[0].strip()
+    head = f"[{section}]\n"
+    start = cfg.index(head) + len(head)
+    nxt = cfg.find("\n[", start)
+    end = len(cfg) if nxt < 0 else nxt + 1
+    body = cfg[start:end]
+    new, n = re.subn(rf"(?m)^{re.escape(key)}\s*=.*$", line, body)
+    if n == 0:
+        new = line + "\n" + body
+    return cfg[:start] + new + cfg[end:]
+
+
 def crlf(text):
     """A message in network form from a readable Python string."""
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
@@ -45,7 +60,7 @@ class Facteur:
     """A facteur installation under a fresh directory, set up by the real
     `facteurctl init --dev` and adapted to free ports."""
 
-    def __init__(self, extra_lmtpd=""):
+    def __init__(self, extra_lmtpd="", extra=None):
         self.root = Path(tempfile.mkdtemp(prefix="fe2e-", dir="/tmp"))
         os.chmod(self.root, 0o755)
         self.procs = []
@@ -54,15 +69,25 @@ class Facteur:
         assert m, out
         self.demo_password = m.group(1)
         self.lmtp_port = free_port()
+        self.smtp_port, self.submission_port, self.submissions_port = free_port(), free_port(), free_port()
         cfg = (self.root / "facteur.toml").read_text()
         cfg = re.sub(r'listen = \["127\.0\.0\.1:\d+"\]', f'listen = ["127.0.0.1:{self.lmtp_port}"]', cfg)
+        cfg = re.sub(r'\nmx = \["127\.0\.0\.1:\d+"\]', f'\nmx = ["127.0.0.1:{self.smtp_port}"]', cfg)
+        cfg = re.sub(r'\nsubmission = \["127\.0\.0\.1:\d+"\]', f'\nsubmission = ["127.0.0.1:{self.submission_port}"]', cfg)
+        cfg = re.sub(r'\nsubmissions = \["127\.0\.0\.1:\d+"\]', f'\nsubmissions = ["127.0.0.1:{self.submissions_port}"]', cfg)
         cfg = cfg.replace('socket_mode = "0660"', 'socket_mode = "0666"')
+        extra = dict(extra or {})
         if extra_lmtpd:
-            cfg = cfg.replace("[lmtpd]\n", "[lmtpd]\n" + extra_lmtpd.strip() + "\n")
+            extra["lmtpd"] = extra_lmtpd
+        for section, lines in extra.items():
+            for line in lines.strip().splitlines():
+                cfg = set_key(cfg, section, line)
         (self.root / "facteur.toml").write_text(cfg)
         self.config = self.root / "facteur.toml"
         self.socket = self.root / "run" / "lmtp.sock"
         self.log = open(self.root / "lmtpd.log", "ab")
+        self.logs = {"lmtpd": self.log}
+        self.daemons = {}
 
     # --- administration -------------------------------------------------
     def ctl(self, *args, stdin=None, check=True):
@@ -90,9 +115,30 @@ class Facteur:
         wait_for(lambda: self.socket.exists() and self._tcp_up(), 20, "facteur-lmtpd to listen")
         return p
 
-    def _tcp_up(self):
+    def start(self, name):
+        """Starts facteur-<name> and waits until it is ready."""
+        if name == "lmtpd":
+            p = self.start_lmtpd()
+            self.daemons[name] = p
+            return p
+        log = self.logs.setdefault(name, open(self.root / f"{name}.log", "ab"))
+        p = subprocess.Popen([str(BIN / f"facteur-{name}"), "--config", str(self.config)], stdout=log, stderr=log)
+        self.procs.append(p)
+        self.daemons[name] = p
+        if name == "smtpd":
+            wait_for(lambda: p.poll() is not None or self._tcp_up(self.smtp_port), 20, "facteur-smtpd to listen")
+        elif name == "qmgr":
+            wait_for(lambda: p.poll() is not None or (self.root / "run" / "qmgr.sock").exists(), 20, "facteur-qmgr to start")
+        assert p.poll() is None, self.log_text(name)
+        return p
+
+    def start_all(self):
+        for n in ("lmtpd", "qmgr", "smtpd"):
+            self.start(n)
+
+    def _tcp_up(self, port=None):
         try:
-            with socket.create_connection(("127.0.0.1", self.lmtp_port), timeout=1) as s:
+            with socket.create_connection(("127.0.0.1", port or self.lmtp_port), timeout=1) as s:
                 s.recv(100)
             return True
         except OSError:
@@ -111,7 +157,8 @@ class Facteur:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(5)
-        self.log.close()
+        for l in self.logs.values():
+            l.close()
 
     def cleanup(self):
         self.stop()
@@ -128,9 +175,21 @@ class Facteur:
         d = self.maildir(address) / "new"
         return sorted(d.iterdir()) if d.exists() else []
 
-    def log_text(self):
-        self.log.flush()
-        return (self.root / "lmtpd.log").read_text(errors="replace")
+    def log_text(self, name="lmtpd"):
+        if name in self.logs:
+            self.logs[name].flush()
+        p = self.root / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def all_files(self, address):
+        """Message files of a mailbox's INBOX, new/ and cur/."""
+        md = self.maildir(address)
+        out = []
+        for sub in ("new", "cur"):
+            d = md / sub
+            if d.exists():
+                out += sorted(d.iterdir())
+        return out
 
 
 def strip_added_headers(stored):

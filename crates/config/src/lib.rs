@@ -54,6 +54,10 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub lmtpd: Lmtpd,
+    #[serde(default)]
+    pub smtpd: Smtpd,
+    #[serde(default)]
+    pub qmgr: Qmgr,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -216,6 +220,162 @@ impl Default for Lmtpd {
     }
 }
 
+/// An IP network in CIDR form (`127.0.0.0/8`, `::1/128`; a bare address is
+/// a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network (IPv4-mapped IPv6 addresses match
+    /// IPv4 networks).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        IpNet::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("{s:?} is not a network such as \"127.0.0.0/8\""))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smtpd {
+    /// MX listeners (port 25 in production): mail for local domains from
+    /// anyone, relay only for `mynetworks`; no AUTH.
+    pub mx: Vec<SocketAddr>,
+    /// Submission listeners (587): STARTTLS, then AUTH required before MAIL.
+    pub submission: Vec<SocketAddr>,
+    /// Submissions listeners (465): implicit TLS, AUTH required.
+    pub submissions: Vec<SocketAddr>,
+    /// Clients allowed to relay without authentication.
+    pub mynetworks: Vec<IpNet>,
+    pub max_message_size: ByteSize,
+    pub max_recipients: u32,
+    pub max_line_length: u32,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    /// Messages accepted per client IP per minute (4xx beyond).
+    pub max_messages_per_ip_per_minute: u32,
+    pub timeout: Seconds,
+    pub max_errors: u32,
+    /// Offer AUTH without TLS to clients on loopback (tests, local webmail).
+    pub allow_plaintext_auth_on_loopback: bool,
+    /// An authenticated user may only use sender addresses they own (their
+    /// address and the aliases that reach them).
+    pub enforce_sender_ownership: bool,
+}
+
+impl Default for Smtpd {
+    fn default() -> Self {
+        Smtpd {
+            mx: Vec::new(),
+            submission: Vec::new(),
+            submissions: Vec::new(),
+            mynetworks: vec![
+                IpNet {
+                    addr: std::net::Ipv4Addr::new(127, 0, 0, 0).into(),
+                    prefix: 8,
+                },
+                IpNet {
+                    addr: std::net::Ipv6Addr::LOCALHOST.into(),
+                    prefix: 128,
+                },
+            ],
+            max_message_size: ByteSize(50 * 1024 * 1024),
+            max_recipients: 1000,
+            max_line_length: 4096,
+            max_connections: 500,
+            max_connections_per_ip: 20,
+            max_messages_per_ip_per_minute: 600,
+            timeout: Seconds(300),
+            max_errors: 20,
+            allow_plaintext_auth_on_loopback: false,
+            enforce_sender_ownership: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Qmgr {
+    /// The wake-up socket: a file name in `paths.run_dir`, or an absolute path.
+    pub socket: PathBuf,
+    /// Where local mail goes: "" = this configuration's lmtpd socket;
+    /// otherwise "unix:/path" or "inet:host:port".
+    pub lmtp: String,
+    /// Queue directories are scanned this often even without wake-ups.
+    pub scan_interval: Seconds,
+    /// Retry backoff: starts at min, doubles up to max.
+    pub min_backoff: Seconds,
+    pub max_backoff: Seconds,
+    /// After this long in the queue a message is bounced.
+    pub max_lifetime: Seconds,
+    /// Deliveries to lmtpd at once.
+    pub lmtp_concurrency: u32,
+    /// Recipients per LMTP transaction.
+    pub lmtp_max_recipients: u32,
+}
+
+impl Default for Qmgr {
+    fn default() -> Self {
+        Qmgr {
+            socket: "qmgr.sock".into(),
+            lmtp: String::new(),
+            scan_interval: Seconds(60),
+            min_backoff: Seconds(300),
+            max_backoff: Seconds(3600),
+            max_lifetime: Seconds(5 * 86400),
+            lmtp_concurrency: 10,
+            lmtp_max_recipients: 50,
+        }
+    }
+}
+
 impl Config {
     /// Reads, parses and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -301,6 +461,45 @@ impl Config {
             return Err(("lmtpd.socket".into(), "must not be empty".into()));
         }
         let l = &self.lmtpd;
+        let sm = &self.smtpd;
+        let q = &self.qmgr;
+        if !(q.lmtp.is_empty() || q.lmtp.starts_with("unix:/") || q.lmtp.starts_with("inet:")) {
+            return Err((
+                "qmgr.lmtp".into(),
+                format!(
+                    "{:?}: expected \"\", \"unix:/path\" or \"inet:host:port\"",
+                    q.lmtp
+                ),
+            ));
+        }
+        if q.min_backoff > q.max_backoff {
+            return Err((
+                "qmgr.min_backoff".into(),
+                "is larger than qmgr.max_backoff".into(),
+            ));
+        }
+        for (key, v, min) in [
+            ("smtpd.max_connections", sm.max_connections as u64, 1),
+            (
+                "smtpd.max_connections_per_ip",
+                sm.max_connections_per_ip as u64,
+                1,
+            ),
+            ("smtpd.max_recipients", sm.max_recipients as u64, 1),
+            ("smtpd.max_line_length", sm.max_line_length as u64, 512),
+            ("smtpd.timeout", sm.timeout.0, 1),
+            ("smtpd.max_errors", sm.max_errors as u64, 1),
+            ("smtpd.max_message_size", sm.max_message_size.0, 1024),
+            ("qmgr.scan_interval", q.scan_interval.0, 1),
+            ("qmgr.min_backoff", q.min_backoff.0, 1),
+            ("qmgr.max_lifetime", q.max_lifetime.0, 1),
+            ("qmgr.lmtp_concurrency", q.lmtp_concurrency as u64, 1),
+            ("qmgr.lmtp_max_recipients", q.lmtp_max_recipients as u64, 1),
+        ] {
+            if v < min {
+                return Err((key.into(), format!("{v} is below the minimum of {min}")));
+            }
+        }
         for (key, v, min) in [
             ("lmtpd.max_connections", l.max_connections as u64, 1),
             ("lmtpd.max_recipients", l.max_recipients as u64, 1),
@@ -327,6 +526,15 @@ impl Config {
             self.lmtpd.socket.clone()
         } else {
             self.paths.run_dir.join(&self.lmtpd.socket)
+        }
+    }
+
+    /// The queue manager's wake-up socket path.
+    pub fn qmgr_socket(&self) -> PathBuf {
+        if self.qmgr.socket.is_absolute() {
+            self.qmgr.socket.clone()
+        } else {
+            self.paths.run_dir.join(&self.qmgr.socket)
         }
     }
 

@@ -117,3 +117,35 @@ fn load_records_the_source() {
     assert_eq!(c.source, p);
     assert_eq!(c.hostname(), "mx.example.test");
 }
+
+#[test]
+fn smtpd_and_qmgr_sections() {
+    let c = Config::parse("[smtpd]\nmx = [\"127.0.0.1:2525\"]\nmynetworks = [\"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.1\"]\n[qmgr]\nlmtp = \"inet:127.0.0.1:2024\"\nmin_backoff = \"1s\"\n", "t").unwrap();
+    assert_eq!(c.smtpd.mx.len(), 1);
+    let n = &c.smtpd.mynetworks;
+    assert!(n[0].contains("10.1.2.3".parse().unwrap()));
+    assert!(!n[0].contains("11.1.2.3".parse().unwrap()));
+    assert!(n[1].contains("2001:db8::1".parse().unwrap()));
+    assert!(n[2].contains("192.0.2.1".parse().unwrap()));
+    assert!(!n[2].contains("192.0.2.2".parse().unwrap()));
+    assert!(n[0].contains("::ffff:10.0.0.1".parse().unwrap()));
+    assert_eq!(c.qmgr.min_backoff, Seconds(1));
+    assert_eq!(c.qmgr_socket(), PathBuf::from("/run/facteur/qmgr.sock"));
+    let d = Config::parse("", "t").unwrap();
+    assert!(d.smtpd.mynetworks[0].contains("127.0.0.1".parse().unwrap()));
+    assert!(d.smtpd.mynetworks[1].contains("::1".parse().unwrap()));
+    assert_eq!(
+        err("[smtpd]\nmynetworks = [\"10.0.0.0/33\"]\n")
+            .key
+            .as_deref(),
+        Some("smtpd.mynetworks[0]")
+    );
+    assert_eq!(
+        err("[qmgr]\nlmtp = \"tcp:x\"\n").key.as_deref(),
+        Some("qmgr.lmtp")
+    );
+    assert_eq!(
+        err("[qmgr]\nmin_backoff = \"2h\"\n").key.as_deref(),
+        Some("qmgr.min_backoff")
+    );
+}

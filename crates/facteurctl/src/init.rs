@@ -14,8 +14,11 @@ use std::path::{Path, PathBuf};
 pub const DEV_DOMAIN: &str = "example.test";
 pub const DEV_USER: &str = "demo@example.test";
 pub const DEV_HOSTNAME: &str = "mail.example.test";
-/// LMTP over TCP in development (DESIGN.md: development defaults).
+/// Development ports (DESIGN.md: development defaults).
 pub const DEV_LMTP_PORT: u16 = 2024;
+pub const DEV_SMTP_PORT: u16 = 2525;
+pub const DEV_SUBMISSION_PORT: u16 = 2587;
+pub const DEV_SUBMISSIONS_PORT: u16 = 2465;
 
 fn toml_str(p: &Path) -> String {
     toml::Value::String(p.display().to_string()).to_string()
@@ -33,7 +36,10 @@ pub fn dev_config(dir: &Path) -> String {
          [directory]\npath = {}\n\n\
          [store]\nmail_root = {}\n\n\
          [log]\nlevel = \"info\"\n\n\
-         [lmtpd]\nsocket = \"lmtp.sock\"\nsocket_mode = \"0660\"\nlisten = [\"127.0.0.1:{DEV_LMTP_PORT}\"]\n",
+         [lmtpd]\nsocket = \"lmtp.sock\"\nsocket_mode = \"0660\"\nlisten = [\"127.0.0.1:{DEV_LMTP_PORT}\"]\n\n\
+         [smtpd]\nmx = [\"127.0.0.1:{DEV_SMTP_PORT}\"]\nsubmission = [\"127.0.0.1:{DEV_SUBMISSION_PORT}\"]\n\
+         submissions = [\"127.0.0.1:{DEV_SUBMISSIONS_PORT}\"]\nmynetworks = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
+         [qmgr]\nsocket = \"qmgr.sock\"\n",
         p("spool"),
         p("state"),
         p("run"),

@@ -79,10 +79,9 @@ pub async fn rcpt(ctx: &Arc<Context>, txn: &mut Transaction, to: &RcptTo<String>
     };
     let c = Arc::clone(ctx);
     let a = addr.clone();
-    let resolved = tokio::task::spawn_blocking(move || {
-        facteur_directory::resolve(c.directory.as_ref(), &a, &c.delimiters)
-    })
-    .await;
+    let resolved =
+        tokio::task::spawn_blocking(move || resolve_final(c.directory.as_ref(), &a, &c.delimiters))
+            .await;
     let shown = addr.to_string();
     match resolved {
         Err(_) => Reply::new(451, (4, 3, 0), "Internal error resolving the recipient"),
@@ -139,6 +138,31 @@ pub async fn rcpt(ctx: &Arc<Context>, txn: &mut Transaction, to: &RcptTo<String>
             Reply::new(250, (2, 1, 5), format!("<{shown}> OK"))
         }
     }
+}
+
+/// Resolves a recipient the way the last hop must: an address that names a
+/// user (with or without a detail) is that user's mailbox, whatever aliases
+/// say. The sending MTA — facteur-qmgr, or Postfix with its virtual alias
+/// maps — has already expanded aliases; expanding again would deliver twice
+/// with "keep a copy" aliases (`alice -> alice, bob`) or refuse alice's copy
+/// when the alias also forwards elsewhere. Addresses that are not users are
+/// resolved through the directory (aliases, catch-all), so that an MTA that
+/// does no expansion still reaches the right mailboxes.
+pub fn resolve_final(
+    dir: &dyn facteur_directory::Directory,
+    addr: &Address,
+    delimiters: &str,
+) -> Result<Vec<Target>, ResolveError> {
+    if let Some(user) = dir.get_user(&addr.key())? {
+        return Ok(vec![Target::Local { user, detail: None }]);
+    }
+    let (base, detail) = addr.split_detail(delimiters);
+    if detail.is_some()
+        && let Some(user) = dir.get_user(&base.key())?
+    {
+        return Ok(vec![Target::Local { user, detail }]);
+    }
+    facteur_directory::resolve(dir, addr, delimiters)
 }
 
 /// The delimiter character that preceded `detail` in the recipient's local

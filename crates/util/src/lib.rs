@@ -8,6 +8,7 @@
 //! leaves either the complete new file or the old one, never a mix; before it
 //! returns, readers see the old file or nothing.
 
+pub mod date;
 pub mod id;
 
 pub use id::new_id;

@@ -26,6 +26,13 @@ fn fixture(max_size: u64) -> Fixture {
     }
     dir.add_user("small@example.test", "{PLAIN}x", 1000, 0)
         .unwrap();
+    // "Keep a copy and forward": the MTA has expanded it already.
+    dir.add_alias("alice@example.test", "alice@example.test")
+        .unwrap();
+    dir.add_alias("alice@example.test", "friend@elsewhere.test")
+        .unwrap();
+    dir.add_alias("team@example.test", "bob@example.test")
+        .unwrap();
     let store = Store::new(StoreConfig {
         root: root.join("mail"),
         hostname: "test.host".into(),
@@ -308,4 +315,26 @@ async fn idle_timeout_and_shutdown() {
     let got = read_replies(&mut c, 1).await;
     assert!(got[0].starts_with("421 4.3.2"), "{got:?}");
     h.await.unwrap();
+}
+
+#[tokio::test]
+async fn users_are_final_and_aliases_still_resolve() {
+    let f = fixture(1 << 20);
+    transcript(
+        &f,
+        &[
+            (b"LHLO x\r\nMAIL FROM:<a@b.test>\r\n", &["250", "250"]),
+            // alice is a user: her mailbox, not her keep-a-copy alias.
+            (b"RCPT TO:<alice@example.test>\r\n", &["250 2.1.5"]),
+            // team is only an alias: expanded here for MTAs that do not.
+            (b"RCPT TO:<team@example.test>\r\n", &["250 2.1.5"]),
+            (
+                b"DATA\r\nSubject: x\r\n\r\ny\r\n.\r\n",
+                &["354", "250", "250"],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(f.new_files("alice@example.test").len(), 1);
+    assert_eq!(f.new_files("bob@example.test").len(), 1);
 }

@@ -1,0 +1,100 @@
+//! facteur-qmgr: the queue manager. It owns the queue.
+//!
+//! It picks up what the sendmail command left in `maildrop/` and what smtpd
+//! left in `incoming/`, resolves each recipient through the directory
+//! (aliases, `+` details, catch-all), delivers local mail over LMTP to
+//! facteur-lmtpd (or any LMTP server), retries temporary failures with
+//! exponential backoff, and returns failures to the sender as RFC 3464
+//! delivery status notifications. Remote (SMTP) delivery is not written yet:
+//! remote recipients stay deferred and bounce when the message expires.
+//!
+//! Layout (one concern per file):
+//! - [`server`]: the scheduler loop — wake-up socket, periodic scans,
+//!   concurrency limit, shutdown;
+//! - [`queue`]: the state machine of one queue file (pickup, attempt,
+//!   deferral, removal) and its durability rules;
+//! - [`resolve`](mod@resolve): recipient expansion, pure over the directory;
+//! - [`client`]: the LMTP client; [`reply`]: the bounded reply parser;
+//! - [`schedule`]: backoff and expiry; [`dsn`]: bounce messages.
+//!
+//! Invariants (details in `queue.rs`): the spool is the only state; every
+//! decision (resolved recipients, per-recipient status, attempts, next
+//! attempt) is written to the queue file, fsynced, before it is acted on;
+//! a kill -9 at any moment leaves each message delivered exactly once or
+//! still queued, except for a duplicate in the short window between the
+//! LMTP server's 250 and our update, which the next start-up logs.
+//! Wake-ups on the datagram socket are hints only; the queue directories
+//! are scanned at start and every `scan_interval`.
+//!
+//! Standards: RFC 2033 (LMTP), RFC 5321, RFC 2920 (PIPELINING), RFC 3461
+//! (DSN parameters), RFC 3464 (DSN format), RFC 3463 (status codes),
+//! RFC 6522 (multipart/report), RFC 3834 (Auto-Submitted).
+//!
+//! Security: qmgr never writes a mailbox; it talks only to its own LMTP
+//! server and the spool. Peer replies are bounded and sanitised before they
+//! reach logs, queue files or bounces. A bounce never goes to the null
+//! sender, so bounces cannot loop.
+
+pub mod client;
+pub mod dsn;
+pub mod queue;
+pub mod reply;
+pub mod resolve;
+pub mod schedule;
+pub mod server;
+
+use facteur_config::Config;
+use facteur_directory::Directory;
+use facteur_spool::Spool;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use server::{bind_wakeup, run, serve};
+
+/// Everything the queue manager needs, built once from the configuration.
+pub struct Context {
+    pub spool: Spool,
+    pub directory: Arc<dyn Directory>,
+    /// `directory.recipient_delimiter`.
+    pub delimiters: String,
+    pub hostname: String,
+    pub schedule: schedule::Schedule,
+    pub lmtp: client::LmtpTarget,
+    pub timeouts: client::Timeouts,
+    /// Messages delivered at once.
+    pub lmtp_concurrency: usize,
+    pub lmtp_max_recipients: usize,
+    pub scan_interval: Duration,
+    /// How long a shutdown waits for deliveries in flight.
+    pub shutdown_grace: Duration,
+    /// The wake-up socket.
+    pub socket: PathBuf,
+}
+
+impl Context {
+    /// Opens the spool (creating its directories) and the directory.
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
+        let spool = Spool::open(&cfg.paths.spool_dir)
+            .map_err(|e| anyhow::anyhow!("spool {}: {e}", cfg.paths.spool_dir.display()))?;
+        let directory: Arc<dyn Directory> = Arc::new(
+            facteur_directory::SqliteDirectory::open(&cfg.directory.path)
+                .map_err(|e| anyhow::anyhow!("directory {}: {e}", cfg.directory.path.display()))?,
+        );
+        let q = &cfg.qmgr;
+        Ok(Context {
+            spool,
+            directory,
+            delimiters: cfg.directory.recipient_delimiter.clone(),
+            hostname: cfg.hostname(),
+            schedule: schedule::Schedule::from_config(q),
+            lmtp: client::LmtpTarget::from_config(cfg),
+            timeouts: client::Timeouts::default(),
+            lmtp_concurrency: (q.lmtp_concurrency as usize).max(1),
+            lmtp_max_recipients: (q.lmtp_max_recipients as usize).max(1),
+            scan_interval: q.scan_interval.duration().max(Duration::from_secs(1)),
+            shutdown_grace: Duration::from_secs(60),
+            socket: cfg.qmgr_socket(),
+        })
+    }
+}

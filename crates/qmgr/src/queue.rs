@@ -1,0 +1,523 @@
+//! The delivery state machine of one queue file.
+//!
+//! Offers the steps the scheduler (`server.rs`) runs: [`pickup`]
+//! (maildrop/ or incoming/ → recipients resolved → active/), [`check_deferred`]
+//! (deferred/ → active/ when due), [`recover_active`] (start-up: what a
+//! previous qmgr left in active/) and [`attempt`] (one delivery attempt of a
+//! message in active/, then deferred/ or removal, and the bounce).
+//!
+//! Life of a message (Postfix's incoming → active → deferred, with the
+//! schedule in the file itself):
+//!
+//! ```text
+//! maildrop/, incoming/ --resolve, rewrite--> active/ --attempt--> removed (all final, DSN sent)
+//!                                               ^          \----> deferred/ (some left; next_attempt)
+//!                                               \---- due ----------/
+//! ```
+//!
+//! Invariants:
+//! - Resolution happens while the file is in maildrop/ or incoming/, and is
+//!   recorded (`rewrite_recipients`) before the move to active/; a file in
+//!   active/ or deferred/ is resolved. A crash between the two re-resolves,
+//!   which yields the same set (resolution of final mailboxes is idempotent
+//!   up to de-duplication).
+//! - Before connecting to the LMTP server, the recipients about to be tried
+//!   are marked "attempt in progress" in the file; right after the replies are
+//!   read, their outcome, `attempts + 1` and `next_attempt` are written
+//!   (`Spool::update`, fsynced) before anything else. A kill -9 in between
+//!   leaves the mark: the next qmgr warns that a duplicate may follow (the
+//!   only window where one is possible), and tries again.
+//! - A message leaves the queue only when every recipient is final, and
+//!   only after its DSN (if any) is committed to incoming/. A crash between
+//!   the two may send the DSN twice, never lose it.
+//! - Anything unreadable goes to corrupt/ with a log line.
+//!
+//! Every log event carries `queue_id`.
+
+use crate::Context;
+use crate::client::{Client, Txn, stream_reader};
+use crate::dsn;
+use crate::resolve;
+use crate::schedule::now;
+use facteur_smtp_codec::Reply;
+use facteur_spool::{BodyType, Envelope, QueueName, RcptStatus, Recipient, Spool, SpoolError};
+use std::io::Write;
+use std::sync::Arc;
+use tracing::{error, info, warn};
+
+/// The mark put in front of `last_reply` while an attempt is in progress.
+pub const IN_PROGRESS: &str = "[attempt in progress] ";
+/// What remote recipients get until remote delivery exists.
+pub const REMOTE_NOT_AVAILABLE: &str = "4.4.0 remote delivery not available yet";
+
+/// Runs a blocking spool operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(SpoolError::Io(std::io::Error::other(e.to_string()))))
+}
+
+/// Moves an unreadable file to corrupt/, with a log line.
+fn to_corrupt(spool: &Spool, q: QueueName, id: &str, why: &SpoolError) {
+    error!(queue_id = %id, queue = q.as_str(), error = %why, "unreadable queue file, moving it to corrupt/");
+    if let Err(e) = spool.move_to(id, q, QueueName::Corrupt) {
+        error!(queue_id = %id, error = %e, "cannot move the file to corrupt/");
+    }
+}
+
+/// maildrop/ or incoming/ → resolve recipients → active/. Returns whether
+/// the message reached active/.
+pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
+    let spool = &ctx.spool;
+    let qf = match spool.read(q, id) {
+        Ok(f) => f,
+        Err(SpoolError::NotFound(_)) => return false,
+        Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
+            // The spool renames only complete files into queue directories,
+            // so an incomplete one here is damaged, not in progress.
+            to_corrupt(spool, q, id, &e);
+            return false;
+        }
+        Err(e) => {
+            warn!(queue_id = %id, error = %e, "cannot read queue file; will retry");
+            return false;
+        }
+    };
+    let env = qf.envelope;
+    info!(
+        queue_id = %id,
+        from = %format!("<{}>", env.sender),
+        size = qf.message_size,
+        nrcpt = env.recipients.len(),
+        queue = q.as_str(),
+        "picked up"
+    );
+    let exp = match resolve::expand(ctx.directory.as_ref(), &env, &ctx.delimiters) {
+        Ok(x) => x,
+        Err(e) => {
+            warn!(queue_id = %id, error = %e, "directory unavailable, recipient resolution postponed");
+            return false;
+        }
+    };
+    for (orig, fin) in &exp.events {
+        info!(queue_id = %id, orig = %orig, to = %fin, "resolved");
+    }
+    for a in &exp.warnings {
+        warn!(queue_id = %id, rcpt = %a, "this mailbox address is also an alias source; the LMTP server may expand it again");
+    }
+    if exp.changed {
+        let new = Envelope {
+            recipients: exp.recipients,
+            ..env
+        };
+        if let Err(e) = spool.rewrite_recipients(q, id, &new) {
+            error!(queue_id = %id, error = %e, "cannot record the resolved recipients; will retry");
+            return false;
+        }
+    }
+    match spool.move_to(id, q, QueueName::Active) {
+        Ok(()) => true,
+        Err(e) => {
+            error!(queue_id = %id, error = %e, "cannot move the file to active/");
+            false
+        }
+    }
+}
+
+/// deferred/: moves the file to active/ when due (or expired) and returns
+/// `None`; else returns its next attempt time.
+pub fn check_deferred(ctx: &Context, id: &str, now: i64) -> Option<i64> {
+    match ctx.spool.read(QueueName::Deferred, id) {
+        Ok(qf) => {
+            let env = &qf.envelope;
+            if env.next_attempt > now && !ctx.schedule.expired(env.arrival, now) {
+                return Some(env.next_attempt);
+            }
+            if let Err(e) = ctx
+                .spool
+                .move_to(id, QueueName::Deferred, QueueName::Active)
+            {
+                error!(queue_id = %id, error = %e, "cannot move the file to active/");
+            }
+            None
+        }
+        Err(SpoolError::NotFound(_)) => None,
+        Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
+            to_corrupt(&ctx.spool, QueueName::Deferred, id, &e);
+            None
+        }
+        Err(e) => {
+            warn!(queue_id = %id, error = %e, "cannot read queue file; will retry");
+            None
+        }
+    }
+}
+
+/// Start-up: a file found in active/ was being handled by a previous qmgr.
+/// Warns when an attempt was in progress; puts it back in deferred/ when it
+/// had been tried and is not due yet (a stop between update and move).
+pub fn recover_active(ctx: &Context, id: &str, now: i64) {
+    let qf = match ctx.spool.read(QueueName::Active, id) {
+        Ok(f) => f,
+        Err(SpoolError::NotFound(_)) => return,
+        Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
+            to_corrupt(&ctx.spool, QueueName::Active, id, &e);
+            return;
+        }
+        Err(e) => {
+            warn!(queue_id = %id, error = %e, "cannot read queue file");
+            return;
+        }
+    };
+    let env = &qf.envelope;
+    let marked: Vec<&str> = env
+        .recipients
+        .iter()
+        .filter(|r| !r.status.is_final() && in_progress(r))
+        .map(|r| r.address.as_str())
+        .collect();
+    if !marked.is_empty() {
+        warn!(
+            queue_id = %id,
+            rcpts = %marked.join(","),
+            "a delivery attempt was in progress when qmgr stopped; the recipients are retried and a duplicate delivery may follow"
+        );
+    }
+    let pending = env.recipients.iter().any(|r| !r.status.is_final());
+    if pending
+        && env.attempts > 0
+        && env.next_attempt > now
+        && marked.is_empty()
+        && let Err(e) = ctx
+            .spool
+            .move_to(id, QueueName::Active, QueueName::Deferred)
+    {
+        error!(queue_id = %id, error = %e, "cannot move the file to deferred/");
+    }
+}
+
+fn in_progress(r: &Recipient) -> bool {
+    r.last_reply
+        .as_deref()
+        .is_some_and(|l| l.starts_with(IN_PROGRESS))
+}
+
+fn strip_in_progress(r: &mut Recipient) {
+    if let Some(l) = &r.last_reply
+        && let Some(rest) = l.strip_prefix(IN_PROGRESS)
+    {
+        r.last_reply = (!rest.is_empty()).then(|| rest.to_string());
+    }
+}
+
+/// What an attempt left for the scheduler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptResult {
+    /// The message was deferred until then.
+    pub next_attempt: Option<i64>,
+    /// A new file was queued (a DSN): scan incoming/ soon.
+    pub rescan: bool,
+}
+
+/// One delivery attempt of the message `id` in active/.
+pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
+    let c = Arc::clone(&ctx);
+    let i = id.clone();
+    let qf = match blocking(move || c.spool.read(QueueName::Active, &i)).await {
+        Ok(f) => f,
+        Err(SpoolError::NotFound(_)) => return AttemptResult::default(),
+        Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
+            to_corrupt(&ctx.spool, QueueName::Active, &id, &e);
+            return AttemptResult::default();
+        }
+        Err(e) => {
+            warn!(queue_id = %id, error = %e, "cannot read queue file; will retry");
+            return AttemptResult::default();
+        }
+    };
+    let mut env = qf.envelope;
+    for r in &mut env.recipients {
+        strip_in_progress(r);
+    }
+    let todo: Vec<usize> = (0..env.recipients.len())
+        .filter(|&i| !env.recipients[i].status.is_final())
+        .collect();
+    let started = now();
+
+    if !todo.is_empty() && ctx.schedule.expired(env.arrival, started) {
+        for &i in &todo {
+            let r = &mut env.recipients[i];
+            let last = r.last_reply.take().unwrap_or_else(|| "none".into());
+            r.status = RcptStatus::Bounced;
+            r.last_reply = Some(format!(
+                "4.4.7 message expired after {} seconds in the queue; last reply: {last}",
+                started.saturating_sub(env.arrival)
+            ));
+            info!(queue_id = %id, rcpt = %r.address, status = "bounced", reply = %r.last_reply.as_deref().unwrap_or(""), "expired");
+        }
+        if !save(&ctx, &id, &env).await {
+            return AttemptResult::default();
+        }
+    } else if !todo.is_empty() {
+        // Which recipients are local?
+        let c = Arc::clone(&ctx);
+        let addrs: Vec<String> = todo
+            .iter()
+            .map(|&i| env.recipients[i].address.clone())
+            .collect();
+        let local: Vec<Result<bool, String>> = tokio::task::spawn_blocking(move || {
+            addrs
+                .iter()
+                .map(|a| {
+                    let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                    if domain.starts_with('[') {
+                        return Ok(false);
+                    }
+                    c.directory
+                        .is_local_domain(domain)
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+        let mut lmtp = Vec::new();
+        for (k, &i) in todo.iter().enumerate() {
+            let r = &mut env.recipients[i];
+            match local.get(k) {
+                Some(Ok(true)) => lmtp.push(i),
+                Some(Ok(false)) => {
+                    r.status = RcptStatus::Deferred;
+                    r.last_reply = Some(REMOTE_NOT_AVAILABLE.into());
+                    info!(queue_id = %id, rcpt = %r.address, status = "deferred", reply = REMOTE_NOT_AVAILABLE, "deferred");
+                }
+                Some(Err(e)) => {
+                    r.status = RcptStatus::Deferred;
+                    r.last_reply = Some(format!("4.3.0 directory unavailable: {e}"));
+                    warn!(queue_id = %id, rcpt = %r.address, error = %e, "deferred: directory unavailable");
+                }
+                None => {
+                    r.status = RcptStatus::Deferred;
+                    r.last_reply = Some("4.3.0 internal error".into());
+                }
+            }
+        }
+        if !lmtp.is_empty() {
+            // Mark the attempt, durably, so a restart knows a duplicate is
+            // possible.
+            let mut marked = env.clone();
+            for &i in &lmtp {
+                let r = &mut marked.recipients[i];
+                r.last_reply = Some(format!(
+                    "{IN_PROGRESS}{}",
+                    r.last_reply.as_deref().unwrap_or("")
+                ));
+            }
+            if !save(&ctx, &id, &marked).await {
+                return AttemptResult::default();
+            }
+            let outcomes = deliver_local(&ctx, &id, &env, &lmtp).await;
+            for (&i, outcome) in lmtp.iter().zip(outcomes) {
+                let r = &mut env.recipients[i];
+                let (status, text) = match outcome {
+                    Ok(reply) if reply.code / 100 == 2 => {
+                        (RcptStatus::Delivered, reply.to_string())
+                    }
+                    Ok(reply) if reply.code / 100 == 5 => (RcptStatus::Bounced, reply.to_string()),
+                    Ok(reply) => (RcptStatus::Deferred, reply.to_string()),
+                    Err(text) => (RcptStatus::Deferred, text),
+                };
+                r.status = status;
+                let word = match status {
+                    RcptStatus::Delivered => "delivered",
+                    RcptStatus::Bounced => "bounced",
+                    _ => "deferred",
+                };
+                info!(queue_id = %id, rcpt = %r.address, status = word, relay = %ctx.lmtp, reply = %text, "{word}");
+                r.last_reply = Some(text);
+            }
+        }
+        env.attempts = env.attempts.saturating_add(1);
+        let done = now();
+        env.next_attempt = ctx.schedule.next_attempt(done, env.attempts);
+        // Durable before anything else: this is what makes a delivery count.
+        if !save(&ctx, &id, &env).await {
+            return AttemptResult::default();
+        }
+    }
+
+    if env.recipients.iter().all(|r| r.status.is_final()) {
+        return finish(&ctx, &id, &env).await;
+    }
+    let c = Arc::clone(&ctx);
+    let i = id.clone();
+    match blocking(move || c.spool.move_to(&i, QueueName::Active, QueueName::Deferred)).await {
+        Ok(()) => {
+            info!(queue_id = %id, attempts = env.attempts, next_in = env.next_attempt - now(), "moved to deferred/");
+        }
+        Err(e) => error!(queue_id = %id, error = %e, "cannot move the file to deferred/"),
+    }
+    AttemptResult {
+        next_attempt: Some(env.next_attempt),
+        rescan: false,
+    }
+}
+
+/// `Spool::update` in active/; logs and returns false on failure.
+async fn save(ctx: &Arc<Context>, id: &str, env: &Envelope) -> bool {
+    let c = Arc::clone(ctx);
+    let (i, e) = (id.to_string(), env.clone());
+    match blocking(move || c.spool.update(QueueName::Active, &i, &e)).await {
+        Ok(()) => true,
+        Err(e) => {
+            error!(queue_id = %id, error = %e, "cannot record the delivery state; the message stays in active/ and will be retried (a duplicate may follow)");
+            false
+        }
+    }
+}
+
+/// Delivers to the recipients `which` over LMTP. One outcome per recipient:
+/// the server's reply, or the reason there is none (treated as temporary).
+async fn deliver_local(
+    ctx: &Arc<Context>,
+    id: &str,
+    env: &Envelope,
+    which: &[usize],
+) -> Vec<Result<Reply, String>> {
+    let mut out: Vec<Result<Reply, String>> = Vec::with_capacity(which.len());
+    let fail_all = |out: &mut Vec<Result<Reply, String>>, text: String| {
+        while out.len() < which.len() {
+            out.push(Err(text.clone()));
+        }
+    };
+    let stream = match ctx.lmtp.connect(ctx.timeouts.command).await {
+        Ok(s) => s,
+        Err(e) => {
+            fail_all(
+                &mut out,
+                format!("4.4.1 cannot connect to {}: {e}", ctx.lmtp),
+            );
+            return out;
+        }
+    };
+    let mut client = match Client::start(stream, &ctx.hostname, ctx.timeouts).await {
+        Ok(c) => c,
+        Err(e) => {
+            fail_all(&mut out, e.as_reply_text());
+            return out;
+        }
+    };
+    let eight_bit = env.body != BodyType::SevenBit;
+    for batch in which.chunks(ctx.lmtp_max_recipients.max(1)) {
+        let rcpts: Vec<String> = batch
+            .iter()
+            .map(|&i| env.recipients[i].address.clone())
+            .collect();
+        let c = Arc::clone(ctx);
+        let i = id.to_string();
+        let message = match blocking(move || c.spool.open_message(QueueName::Active, &i)).await {
+            Ok(m) => stream_reader(m),
+            Err(e) => {
+                fail_all(
+                    &mut out,
+                    format!("4.3.0 cannot read the queued message: {e}"),
+                );
+                return out;
+            }
+        };
+        let txn = Txn {
+            sender: &env.sender,
+            eight_bit,
+            smtputf8: env.smtputf8,
+            rcpts: &rcpts,
+        };
+        let res = client.send(&txn, message).await;
+        let err_text = res.error.as_ref().map(|e| e.as_reply_text());
+        for reply in res.replies {
+            out.push(reply.ok_or_else(|| {
+                err_text
+                    .clone()
+                    .unwrap_or_else(|| "4.4.2 no reply from the server".into())
+            }));
+        }
+        if let Some(t) = err_text {
+            warn!(queue_id = %id, relay = %ctx.lmtp, error = %t, "LMTP connection failed");
+            fail_all(&mut out, t);
+            return out;
+        }
+    }
+    client.quit().await;
+    out
+}
+
+/// Every recipient is final: the DSN if one is due, then removal.
+async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope) -> AttemptResult {
+    let mut rescan = false;
+    let bounced = env
+        .recipients
+        .iter()
+        .any(|r| r.status == RcptStatus::Bounced);
+    if env.sender.is_empty() && bounced {
+        info!(queue_id = %id, "null sender: no bounce for the failed recipients");
+    }
+    if !dsn::reported(env).is_empty() {
+        let c = Arc::clone(ctx);
+        let (i, e) = (id.to_string(), env.clone());
+        match blocking(move || queue_dsn(&c, &i, &e)).await {
+            Ok(Some(new_id)) => {
+                info!(queue_id = %id, bounce_id = %new_id, to = %env.sender, "bounce created");
+                info!(queue_id = %new_id, orig_id = %id, "bounce for {id}");
+                rescan = true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!(queue_id = %id, error = %e, "cannot create the bounce; the message stays in active/ and will be retried");
+                return AttemptResult::default();
+            }
+        }
+    }
+    let c = Arc::clone(ctx);
+    let i = id.to_string();
+    match blocking(move || c.spool.remove(QueueName::Active, &i)).await {
+        Ok(()) => info!(queue_id = %id, "removed"),
+        Err(e) => error!(queue_id = %id, error = %e, "cannot remove the queue file"),
+    }
+    AttemptResult {
+        next_attempt: None,
+        rescan,
+    }
+}
+
+/// Builds the DSN for `env` and commits it to incoming/. Blocking.
+fn queue_dsn(ctx: &Context, id: &str, env: &Envelope) -> Result<Option<String>, SpoolError> {
+    let qf = ctx.spool.read(QueueName::Active, id)?;
+    let msg = ctx.spool.open_message(QueueName::Active, id)?;
+    let original = dsn::read_original(msg, env.ret, qf.message_size)?;
+    let unique = format!("{id}.{}", now());
+    let dctx = dsn::DsnContext {
+        hostname: &ctx.hostname,
+        queue_id: id,
+        now: now(),
+        unique: &unique,
+    };
+    let Some(bytes) = dsn::build(&dctx, env, original) else {
+        return Ok(None);
+    };
+    let bounce = Envelope {
+        sender: String::new(),
+        recipients: vec![Recipient::new(env.sender.clone())],
+        body: BodyType::EightBitMime,
+        smtputf8: env.smtputf8,
+        protocol: Some("qmgr-dsn".into()),
+        arrival: now(),
+        ..Envelope::default()
+    };
+    let mut w = ctx.spool.create(QueueName::Incoming, &bounce)?;
+    if let Err(e) = w.write_all(&bytes) {
+        w.abort();
+        return Err(e.into());
+    }
+    w.commit().map(Some)
+}

@@ -1,0 +1,234 @@
+//! The scheduler: when to look at the queue, and how many messages to
+//! deliver at once.
+//!
+//! Offers [`run`] (the daemon: context from the configuration, wake-up
+//! socket, until SIGTERM/SIGINT), [`serve`] (the loop, given a context, a
+//! bound socket and a shutdown future: what tests drive) and
+//! [`bind_wakeup`].
+//!
+//! The loop scans the queue at start, on every datagram on the wake-up
+//! socket (any content: it is only a hint), every `scan_interval`, when the
+//! earliest deferred message falls due, and after a delivery queued a
+//! bounce. A scan (blocking file work, off the async threads) picks up
+//! maildrop/ and incoming/, moves due files from deferred/ to active/, and
+//! lists active/; each active message not already in flight gets a task,
+//! and at most `lmtp_concurrency` tasks deliver at once (a semaphore).
+//!
+//! Shutdown: stop scanning and starting deliveries, wait up to
+//! `shutdown_grace` for deliveries in flight, then drop the rest (their
+//! files stay in active/ with the in-progress mark; see `queue.rs`).
+//!
+//! Security: the wake-up socket is mode 0666 like Postfix's public pickup
+//! socket — the sendmail command runs as any local user — and a datagram
+//! carries no data we use, so a flood costs at most extra scans.
+
+use crate::Context;
+use crate::queue;
+use crate::schedule::now;
+use facteur_config::Config;
+use facteur_spool::QueueName;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UnixDatagram;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+/// Runs facteur-qmgr until a shutdown signal.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let ctx = Arc::new(Context::from_config(&cfg)?);
+    let sock = bind_wakeup(&ctx.socket)
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", ctx.socket.display()))?;
+    serve(ctx, sock, facteur_daemon::shutdown_signal()).await
+}
+
+/// Binds the wake-up datagram socket at `path` (mode 0666), replacing a
+/// stale socket file; refuses a non-socket, or a socket someone is bound to.
+pub fn bind_wakeup(path: &Path) -> io::Result<UnixDatagram> {
+    if let Some(dir) = path.parent() {
+        facteur_util::create_dir_all_mode(dir, 0o755)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Ok(_) => {
+            let probe = std::os::unix::net::UnixDatagram::unbound()?;
+            if probe.connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{}: another queue manager is running", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+    }
+    let s = UnixDatagram::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(s)
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+struct Scan {
+    active: Vec<String>,
+    /// The earliest next attempt among files left in deferred/.
+    next_due: Option<i64>,
+}
+
+/// One pass over the queue directories. Blocking.
+fn scan(ctx: &Context) -> Scan {
+    for q in [QueueName::Maildrop, QueueName::Incoming] {
+        match ctx.spool.list(q) {
+            Ok(ids) => {
+                for id in ids {
+                    queue::pickup(ctx, q, &id);
+                }
+            }
+            Err(e) => error!(queue = q.as_str(), error = %e, "cannot list the queue"),
+        }
+    }
+    let t = now();
+    let mut next_due: Option<i64> = None;
+    match ctx.spool.list(QueueName::Deferred) {
+        Ok(ids) => {
+            for id in ids {
+                if let Some(n) = queue::check_deferred(ctx, &id, t) {
+                    next_due = Some(next_due.map_or(n, |d| d.min(n)));
+                }
+            }
+        }
+        Err(e) => error!(queue = "deferred", error = %e, "cannot list the queue"),
+    }
+    let active = ctx.spool.list(QueueName::Active).unwrap_or_else(|e| {
+        error!(queue = "active", error = %e, "cannot list the queue");
+        Vec::new()
+    });
+    Scan { active, next_due }
+}
+
+/// The time until unix second `at`, from now.
+fn until(at: i64) -> Duration {
+    Duration::from_secs(u64::try_from(at.saturating_sub(now())).unwrap_or(0))
+}
+
+/// Runs the scheduler until `shutdown` resolves.
+pub async fn serve(
+    ctx: Arc<Context>,
+    wake: UnixDatagram,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    info!(socket = %ctx.socket.display(), lmtp = %ctx.lmtp, "facteur-qmgr started");
+    // Start-up: what the previous run left in active/.
+    {
+        let c = Arc::clone(&ctx);
+        tokio::task::spawn_blocking(move || {
+            let t = now();
+            for id in c.spool.list(QueueName::Active).unwrap_or_default() {
+                queue::recover_active(&c, &id, t);
+            }
+        })
+        .await?;
+    }
+    let limit = Arc::new(Semaphore::new(ctx.lmtp_concurrency));
+    let mut inflight: HashSet<String> = HashSet::new();
+    let mut task_ids: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut tasks: JoinSet<(String, queue::AttemptResult)> = JoinSet::new();
+    let mut scan_now = true;
+    let mut deadline = tokio::time::Instant::now();
+    let mut buf = [0u8; 64];
+    tokio::pin!(shutdown);
+    loop {
+        if scan_now {
+            scan_now = false;
+            let c = Arc::clone(&ctx);
+            let found = tokio::task::spawn_blocking(move || scan(&c))
+                .await
+                .unwrap_or_else(|e| {
+                    error!(error = %e, "queue scan failed");
+                    Scan::default()
+                });
+            for id in found.active {
+                if !inflight.insert(id.clone()) {
+                    continue;
+                }
+                let c = Arc::clone(&ctx);
+                let l = Arc::clone(&limit);
+                let key = id.clone();
+                let h = tasks.spawn(async move {
+                    let Ok(_permit) = l.acquire_owned().await else {
+                        return (id, queue::AttemptResult::default());
+                    };
+                    let r = queue::attempt(c, id.clone()).await;
+                    (id, r)
+                });
+                task_ids.insert(h.id(), key);
+            }
+            let mut wait = ctx.scan_interval;
+            if let Some(n) = found.next_due {
+                wait = wait.min(until(n));
+            }
+            deadline = tokio::time::Instant::now() + wait;
+            debug!(in_flight = inflight.len(), next_scan_in = ?wait, "queue scanned");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => scan_now = true,
+            r = wake.recv(&mut buf) => {
+                if let Err(e) = r {
+                    warn!(error = %e, "wake-up socket");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // Many hints are one hint.
+                while wake.try_recv(&mut buf).is_ok() {}
+                scan_now = true;
+            }
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                match done {
+                    Ok((tid, (id, r))) => {
+                        task_ids.remove(&tid);
+                        inflight.remove(&id);
+                        if r.rescan {
+                            scan_now = true;
+                        } else if let Some(n) = r.next_attempt {
+                            deadline = deadline.min(tokio::time::Instant::now() + until(n));
+                        }
+                    }
+                    Err(e) => {
+                        // A panic in a delivery task is a bug; its message
+                        // stays in active/ and is retried at the next scan.
+                        let id = task_ids.remove(&e.id()).unwrap_or_default();
+                        error!(queue_id = %id, error = %e, "delivery task failed");
+                        inflight.remove(&id);
+                        scan_now = true;
+                    }
+                }
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    info!(in_flight = inflight.len(), "facteur-qmgr shutting down");
+    limit.close();
+    let grace = ctx.shutdown_grace;
+    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        warn!(
+            "deliveries still running after the grace period were cut off; they are retried at the next start"
+        );
+    }
+    tasks.abort_all();
+    drop(wake);
+    let _ = std::fs::remove_file(&ctx.socket);
+    info!("facteur-qmgr stopped");
+    Ok(())
+}

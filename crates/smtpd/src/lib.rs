@@ -1,0 +1,107 @@
+//! facteur-smtpd: the SMTP server (RFC 5321).
+//!
+//! Three kinds of listener (`[smtpd]`): **MX** (port 25: mail for local
+//! domains from anyone, relaying only for `mynetworks`, no AUTH),
+//! **submission** (587: STARTTLS, then AUTH before MAIL) and **submissions**
+//! (465: implicit TLS, then AUTH). Accepted mail is written durably into
+//! `spool/incoming` and the queue manager is woken (a hint only).
+//!
+//! Layout: [`server`] binds listeners and enforces connection limits;
+//! [`session`] is the state machine and its I/O, generic over the stream;
+//! [`policy`] decides relaying, recipients, sender ownership and rates;
+//! [`auth`] does SASL PLAIN and LOGIN; [`message`] receives DATA/BDAT into a
+//! queue file with the headers we add; [`conn`] and [`tls`] handle TLS.
+//!
+//! Invariants:
+//! - 250 after DATA/BDAT LAST only after the queue file is committed (fsynced
+//!   and renamed, directory fsynced).
+//! - Never an open relay: without AUTH, a client outside `mynetworks` can only
+//!   send to local domains; source routes, `%`, `!` and quoted `@` hacks are
+//!   refused (see [`policy`]).
+//! - DATA ends only at `<CRLF>.<CRLF>`; a bare CR or LF makes the message
+//!   refused (SMTP smuggling, CVE-2023-51764 class).
+//! - After STARTTLS, anything the client sent before the handshake is thrown
+//!   away (CVE-2011-0411 class). AUTH is never offered in clear text (except
+//!   to loopback clients when configured).
+//!
+//! Standards: RFC 5321, 3207 (STARTTLS), 4954 (AUTH), 4616 (PLAIN), 3030
+//! (CHUNKING), 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531
+//! (SMTPUTF8), 3461 (DSN), 2034/3463 (enhanced codes), 3848 (Received
+//! protocol names), 5322 (Date, Message-ID).
+
+pub mod auth;
+pub mod conn;
+pub mod message;
+pub mod policy;
+pub mod server;
+pub mod session;
+pub mod tls;
+
+use facteur_config::Config;
+use facteur_directory::Directory;
+use facteur_spool::Spool;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use server::run;
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Mx,
+    Submission,
+    Submissions,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Mx => "mx",
+            Mode::Submission => "submission",
+            Mode::Submissions => "submissions",
+        }
+    }
+}
+
+/// Everything sessions share.
+pub struct Context {
+    pub hostname: String,
+    pub directory: Arc<dyn Directory>,
+    pub spool: Spool,
+    pub delimiters: String,
+    pub cfg: facteur_config::Smtpd,
+    pub tls: tls::TlsState,
+    pub qmgr_socket: PathBuf,
+    pub rates: policy::Rates,
+}
+
+impl Context {
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
+        let directory: Arc<dyn Directory> = Arc::new(
+            facteur_directory::SqliteDirectory::open(&cfg.directory.path)
+                .map_err(|e| anyhow::anyhow!("directory {}: {e}", cfg.directory.path.display()))?,
+        );
+        let spool = Spool::open(&cfg.paths.spool_dir)
+            .map_err(|e| anyhow::anyhow!("spool {}: {e}", cfg.paths.spool_dir.display()))?;
+        let tls = tls::TlsState::default();
+        match tls::load(&cfg.tls.cert, &cfg.tls.key) {
+            Ok(t) => tls.set(Some(t)),
+            Err(e) => {
+                if !cfg.smtpd.submissions.is_empty() {
+                    anyhow::bail!("TLS is needed for the submissions listener: {e:#}");
+                }
+                tracing::warn!(error = %format!("{e:#}"), "no TLS certificate: STARTTLS will not be offered");
+            }
+        }
+        Ok(Context {
+            hostname: cfg.hostname(),
+            directory,
+            spool,
+            delimiters: cfg.directory.recipient_delimiter.clone(),
+            cfg: cfg.smtpd.clone(),
+            tls,
+            qmgr_socket: cfg.qmgr_socket(),
+            rates: policy::Rates::default(),
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! Who may send what to whom: relay control, recipient checks, sender
+//! ownership, and per-client rates.
+//!
+//! Relay rule (never an open relay): a recipient in a local domain is
+//! accepted from anyone if the directory knows it; a recipient elsewhere only
+//! from an authenticated user or a client in `mynetworks`; anything else gets
+//! `554 5.7.1`. The classic tricks are refused before any of that:
+//! - `u%remote@local`, `a!b!u@local`, `"u@remote"@local`: a local part holding
+//!   `%`, `!` or `@` is refused (`550 5.7.1`) when it would land here — we never
+//!   re-route on them;
+//! - `@local:u@remote`: the source route is dropped by the parser (RFC 5321
+//!   §4.1.1.3 says to ignore it), leaving `u@remote`, a relay;
+//! - `u@[1.2.3.4]`: an address literal is never a local domain, so a relay.
+//!
+//! Unknown local recipients are refused at RCPT (`550 5.1.1`), never bounced
+//! later.
+
+use crate::Context;
+use facteur_directory::{ResolveError, Target};
+use facteur_mail::Address;
+use facteur_smtp_codec::Reply;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the session knows about its client, for policy decisions.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub auth_user: Option<String>,
+}
+
+impl Client {
+    pub fn trusted(&self, ctx: &Context) -> bool {
+        self.auth_user.is_some() || ctx.cfg.mynetworks.iter().any(|n| n.contains(self.ip))
+    }
+}
+
+/// Checks a recipient. `Ok` means accept it.
+pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Result<Address, Reply> {
+    let addr = Address::parse(raw)
+        .map_err(|e| Reply::new(501, (5, 1, 3), format!("Bad recipient address: {e}")))?;
+    let c = Arc::clone(ctx);
+    let a = addr.clone();
+    let local = tokio::task::spawn_blocking(move || c.directory.is_local_domain(a.domain()))
+        .await
+        .map_err(|_| temp_failure())?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "directory lookup failed");
+            temp_failure()
+        })?;
+    if local {
+        if addr.local().contains(['%', '!', '@']) {
+            return Err(Reply::new(
+                550,
+                (5, 7, 1),
+                format!("<{addr}>: %, ! and @ routing in local parts are not supported"),
+            ));
+        }
+        let c = Arc::clone(ctx);
+        let a = addr.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            facteur_directory::resolve(c.directory.as_ref(), &a, &c.delimiters)
+        })
+        .await
+        .map_err(|_| temp_failure())?;
+        return match r {
+            Ok(_) => Ok(addr),
+            Err(ResolveError::UnknownUser | ResolveError::NotLocal) => Err(Reply::new(
+                550,
+                (5, 1, 1),
+                format!("<{addr}>: no such user here"),
+            )),
+            Err(ResolveError::Loop | ResolveError::TooDeep(_)) => {
+                Err(Reply::new(550, (5, 4, 6), format!("<{addr}>: alias loop")))
+            }
+            Err(ResolveError::Directory(e)) => {
+                tracing::warn!(error = %e, "directory lookup failed");
+                Err(temp_failure())
+            }
+        };
+    }
+    if client.trusted(ctx) {
+        Ok(addr)
+    } else {
+        Err(Reply::new(
+            554,
+            (5, 7, 1),
+            format!("<{addr}>: relay access denied"),
+        ))
+    }
+}
+
+fn temp_failure() -> Reply {
+    Reply::new(
+        451,
+        (4, 3, 0),
+        "Directory temporarily unavailable, try again later",
+    )
+}
+
+/// Checks that an authenticated user may use `sender` (their own address, or
+/// an alias that reaches them).
+pub async fn check_sender(ctx: &Arc<Context>, user: &str, sender: &str) -> Result<(), Reply> {
+    if sender.is_empty() || !ctx.cfg.enforce_sender_ownership {
+        return Ok(());
+    }
+    let addr = Address::parse(sender)
+        .map_err(|e| Reply::new(501, (5, 1, 7), format!("Bad sender address: {e}")))?;
+    if addr.key() == user {
+        return Ok(());
+    }
+    let c = Arc::clone(ctx);
+    let a = addr.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        facteur_directory::resolve(c.directory.as_ref(), &a, &c.delimiters)
+    })
+    .await
+    .map_err(|_| temp_failure())?;
+    match r {
+        Ok(targets)
+            if targets
+                .iter()
+                .any(|t| matches!(t, Target::Local { user: u, .. } if u.address == user)) =>
+        {
+            Ok(())
+        }
+        Err(ResolveError::Directory(_)) => Err(temp_failure()),
+        _ => Err(Reply::new(
+            553,
+            (5, 7, 1),
+            format!("<{addr}>: sender address not owned by {user}"),
+        )),
+    }
+}
+
+/// Connection counts and message rates per client address.
+#[derive(Debug, Default)]
+pub struct Rates {
+    inner: Mutex<HashMap<IpAddr, PerIp>>,
+}
+
+#[derive(Debug, Default)]
+struct PerIp {
+    conns: u32,
+    msgs: VecDeque<Instant>,
+}
+
+/// Holds one connection slot of an address; released on drop.
+pub struct ConnSlot {
+    ctx: Arc<Context>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.ctx.rates.inner.lock()
+            && let Some(p) = m.get_mut(&self.ip)
+        {
+            {
+                p.conns = p.conns.saturating_sub(1);
+                if p.conns == 0 && p.msgs.is_empty() {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+impl Rates {
+    /// Takes a connection slot for `ip`, or `None` over the per-address limit.
+    pub fn connect(ctx: &Arc<Context>, ip: IpAddr) -> Option<ConnSlot> {
+        let mut m = ctx.rates.inner.lock().ok()?;
+        let p = m.entry(ip).or_default();
+        if p.conns >= ctx.cfg.max_connections_per_ip {
+            return None;
+        }
+        p.conns += 1;
+        Some(ConnSlot {
+            ctx: Arc::clone(ctx),
+            ip,
+        })
+    }
+
+    /// Records a message from `ip`; false when over the per-minute limit.
+    pub fn message_allowed(&self, ip: IpAddr, per_minute: u32) -> bool {
+        let Ok(mut m) = self.inner.lock() else {
+            return true;
+        };
+        let p = m.entry(ip).or_default();
+        let now = Instant::now();
+        while p
+            .msgs
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            p.msgs.pop_front();
+        }
+        if p.msgs.len() as u32 >= per_minute {
+            return false;
+        }
+        p.msgs.push_back(now);
+        true
+    }
+}

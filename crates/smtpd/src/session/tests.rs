@@ -1,0 +1,320 @@
+//! Transcript tests: an SMTP session in memory (duplex pipe), with a real
+//! directory (SQLite in memory) and a real spool (temporary directory).
+
+use super::*;
+use facteur_directory::{Directory, SqliteDirectory, password};
+use facteur_spool::Spool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    ctx: Arc<Context>,
+}
+
+fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = SqliteDirectory::open_in_memory().unwrap();
+    dir.add_domain("example.test").unwrap();
+    dir.add_user(
+        "alice@example.test",
+        &password::hash_password("pw").unwrap(),
+        0,
+        0,
+    )
+    .unwrap();
+    dir.add_user("bob@example.test", "{PLAIN}bob", 0, 0)
+        .unwrap();
+    dir.add_alias("alice.smith@example.test", "alice@example.test")
+        .unwrap();
+    let cfg = facteur_config::Smtpd {
+        mynetworks: vec![facteur_config::IpNet::parse(mynetworks).unwrap()],
+        max_message_size: facteur_config::ByteSize(max_size),
+        max_errors: 30,
+        timeout: facteur_config::Seconds(5),
+        allow_plaintext_auth_on_loopback: true,
+        max_messages_per_ip_per_minute: 5,
+        ..Default::default()
+    };
+    let ctx = Arc::new(Context {
+        hostname: "mx.example.test".into(),
+        directory: Arc::new(dir),
+        spool: Spool::open(&tmp.path().join("spool")).unwrap(),
+        delimiters: "+".into(),
+        cfg,
+        tls: crate::tls::TlsState::default(),
+        qmgr_socket: tmp.path().join("qmgr.sock"),
+        rates: crate::policy::Rates::default(),
+    });
+    Fixture { _tmp: tmp, ctx }
+}
+
+impl Fixture {
+    fn queued(&self) -> Vec<facteur_spool::QueueFile> {
+        let s = &self.ctx.spool;
+        s.list(QueueName::Incoming)
+            .unwrap()
+            .iter()
+            .map(|id| s.read(QueueName::Incoming, id).unwrap())
+            .collect()
+    }
+
+    fn message(&self, id: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.ctx
+            .spool
+            .open_message(QueueName::Incoming, id)
+            .unwrap()
+            .read_to_end(&mut v)
+            .unwrap();
+        v
+    }
+}
+
+async fn read_replies(c: &mut DuplexStream, n: usize) -> Vec<String> {
+    let mut buf = Vec::new();
+    let mut finals = Vec::new();
+    while finals.len() < n {
+        let mut chunk = [0u8; 4096];
+        let k = tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk))
+            .await
+            .expect("reply in time")
+            .unwrap();
+        assert!(k > 0, "closed; got {finals:?}");
+        buf.extend_from_slice(&chunk[..k]);
+        while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = buf.drain(..p + 2).collect();
+            let line = String::from_utf8_lossy(&line[..p]).to_string();
+            if line.as_bytes().get(3) == Some(&b' ') {
+                finals.push(line);
+            }
+        }
+    }
+    finals
+}
+
+async fn transcript(f: &Fixture, mode: Mode, ip: &str, steps: &[(&[u8], &[&str])]) {
+    let (mut c, server) = tokio::io::duplex(1 << 16);
+    let (_tx, rx) = watch::channel(false);
+    let h = tokio::spawn(serve(
+        Arc::clone(&f.ctx),
+        mode,
+        Conn::Plain(server),
+        ip.parse().unwrap(),
+        rx,
+    ));
+    assert!(read_replies(&mut c, 1).await[0].starts_with("220 mx.example.test"));
+    for (send, expect) in steps {
+        c.write_all(send).await.unwrap();
+        let got = read_replies(&mut c, expect.len()).await;
+        for (g, e) in got.iter().zip(expect.iter()) {
+            assert!(
+                g.starts_with(e),
+                "sent {:?}: expected {e:?}, got {g:?} (all {got:?})",
+                String::from_utf8_lossy(send)
+            );
+        }
+    }
+    drop(c);
+    h.await.unwrap();
+}
+
+#[tokio::test]
+async fn mx_accepts_local_mail_and_queues_it_with_received() {
+    let f = fixture("192.0.2.0/24", 1 << 20);
+    transcript(
+        &f,
+        Mode::Mx,
+        "203.0.113.5",
+        &[
+            (b"EHLO client.test\r\n", &["250 HELP"]),
+            (b"MAIL FROM:<s@remote.test> BODY=8BITMIME RET=HDRS ENVID=abc\r\n", &["250 2.1.0"]),
+            (b"RCPT TO:<alice+tag@example.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;alice+2Btag@example.test\r\n", &["250 2.1.5"]),
+            (b"RCPT TO:<alice.smith@example.test>\r\n", &["250 2.1.5"]),
+            (b"DATA\r\n", &["354"]),
+            (b"Subject: hi\r\n\r\n..x\r\n.\r\n", &["250 2.0.0 OK: queued as"]),
+            (b"QUIT\r\n", &["221"]),
+        ],
+    )
+    .await;
+    let q = f.queued();
+    assert_eq!(q.len(), 1);
+    let e = &q[0].envelope;
+    assert_eq!(e.sender, "s@remote.test");
+    assert_eq!(e.recipients.len(), 2);
+    assert!(
+        e.recipients[0].notify.failure
+            && e.recipients[0].notify.delay
+            && !e.recipients[0].notify.success
+    );
+    assert_eq!(
+        e.recipients[0].orcpt.as_deref(),
+        Some("alice+tag@example.test")
+    );
+    assert!(matches!(e.ret, Some(Ret::Hdrs)));
+    assert_eq!(e.envid.as_deref(), Some("abc"));
+    assert!(matches!(e.body, BodyType::EightBitMime));
+    assert_eq!(e.client_addr.as_deref(), Some("203.0.113.5"));
+    assert_eq!(e.helo.as_deref(), Some("client.test"));
+    assert_eq!(e.protocol.as_deref(), Some("ESMTP"));
+    let m = f.message(&e.queue_id);
+    let text = String::from_utf8_lossy(&m);
+    assert!(text.starts_with("Received: from client.test (unknown [203.0.113.5])\r\n\tby mx.example.test (facteur) with ESMTP id "), "{text}");
+    assert!(text.ends_with("Subject: hi\r\n\r\n.x\r\n"), "{text}");
+    // MX never adds Message-ID or Date.
+    assert!(!text.contains("Message-ID"));
+}
+
+#[tokio::test]
+async fn relay_control_and_tricks() {
+    let f = fixture("192.0.2.0/24", 1 << 20);
+    let mut steps: Vec<(&[u8], &[&str])> = vec![
+        (b"EHLO stranger\r\n", &["250"]),
+        (b"MAIL FROM:<x@remote.test>\r\n", &["250"]),
+    ];
+    steps.extend_from_slice(&[
+        (b"RCPT TO:<victim@elsewhere.test>\r\n", &["554 5.7.1"]),
+        (
+            b"RCPT TO:<u%elsewhere.test@example.test>\r\n",
+            &["550 5.7.1"],
+        ),
+        (
+            b"RCPT TO:<@example.test:u@elsewhere.test>\r\n",
+            &["554 5.7.1"],
+        ),
+        (b"RCPT TO:<\"u@elsewhere.test\"@example.test>\r\n", &["5"]),
+        (b"RCPT TO:<u@[192.0.2.1]>\r\n", &["5"]),
+        (b"RCPT TO:<a!b!u>\r\n", &["5"]),
+        (
+            b"RCPT TO:<elsewhere.test!u@example.test>\r\n",
+            &["550 5.7.1"],
+        ),
+        (b"RCPT TO:<nobody@example.test>\r\n", &["550 5.1.1"]),
+        (b"DATA\r\n", &["503 5.5.1"]),
+        (b"QUIT\r\n", &["221"]),
+    ]);
+    transcript(&f, Mode::Mx, "203.0.113.9", &steps).await;
+    assert!(f.queued().is_empty());
+    // From mynetworks, relaying is allowed.
+    transcript(
+        &f,
+        Mode::Mx,
+        "192.0.2.7",
+        &[(
+            b"EHLO inside\r\nMAIL FROM:<x@example.test>\r\nRCPT TO:<friend@elsewhere.test>\r\n",
+            &["250", "250", "250 2.1.5"],
+        )],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn submission_needs_auth_and_owned_sender() {
+    let f = fixture("192.0.2.0/24", 1 << 20);
+    let plain = base64_plain("alice@example.test", "pw");
+    let wrong = base64_plain("alice@example.test", "nope");
+    let auth_ok = format!("AUTH PLAIN {plain}\r\n");
+    let auth_bad = format!("AUTH PLAIN {wrong}\r\n");
+    transcript(
+        &f,
+        Mode::Submission,
+        "127.0.0.1",
+        &[
+            (b"EHLO mua\r\n", &["250 HELP"]),
+            (b"MAIL FROM:<alice@example.test>\r\n", &["530 5.7.0"]),
+            (auth_bad.as_bytes(), &["535 5.7.8"]),
+            (auth_ok.as_bytes(), &["235 2.7.0"]),
+            (b"MAIL FROM:<bob@example.test>\r\n", &["553 5.7.1"]),
+            (b"MAIL FROM:<alice.smith@example.test>\r\n", &["250"]),
+            (b"RSET\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<friend@elsewhere.test>\r\nDATA\r\n", &["250", "250", "250", "354"]),
+            (b"Subject: x\r\n\r\nbody\r\n.\r\n", &["250 2.0.0"]),
+        ],
+    )
+    .await;
+    let q = f.queued();
+    assert_eq!(
+        q[0].envelope.auth_user.as_deref(),
+        Some("alice@example.test")
+    );
+    assert_eq!(q[0].envelope.protocol.as_deref(), Some("ESMTPA"));
+    let text = String::from_utf8(f.message(&q[0].envelope.queue_id)).unwrap();
+    assert!(
+        text.contains("\r\nMessage-ID: <") && text.contains("\r\nDate: "),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn auth_login_exchange_and_cancel() {
+    let f = fixture("192.0.2.0/24", 1 << 20);
+    let u = format!("{}\r\n", crate::auth::encode(b"bob@example.test"));
+    let p = format!("{}\r\n", crate::auth::encode(b"bob"));
+    transcript(
+        &f,
+        Mode::Submission,
+        "127.0.0.1",
+        &[
+            (b"EHLO mua\r\n", &["250"]),
+            (b"AUTH LOGIN\r\n", &["334 VXNlcm5hbWU6"]),
+            (b"*\r\n", &["501"]),
+            (b"AUTH LOGIN\r\n", &["334"]),
+            (u.as_bytes(), &["334 UGFzc3dvcmQ6"]),
+            (p.as_bytes(), &["235"]),
+            (b"AUTH LOGIN\r\n", &["503"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn auth_never_offered_in_clear_to_strangers_nor_on_mx() {
+    let f = fixture("192.0.2.0/24", 1 << 20);
+    transcript(
+        &f,
+        Mode::Submission,
+        "203.0.113.1",
+        &[(b"AUTH PLAIN AGFAYgA=\r\n", &["503 5.5.1"])],
+    )
+    .await;
+    transcript(
+        &f,
+        Mode::Mx,
+        "127.0.0.1",
+        &[(b"EHLO x\r\nAUTH PLAIN AGFAYgA=\r\n", &["250", "503 5.5.1"])],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn smuggling_size_bdat_and_rates() {
+    let f = fixture("192.0.2.0/24", 100);
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 200));
+    big.extend_from_slice(b"\r\n.\r\n");
+    transcript(
+        &f,
+        Mode::Mx,
+        "203.0.113.2",
+        &[
+            (b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n", &["250", "250", "250", "354"]),
+            (b"a\n.\nMAIL FROM:<e@r.test>\nRCPT TO:<bob@example.test>\nDATA\nx\r\n.\r\n", &["550 5.6.0"]),
+            (b"MAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n", &["250", "250", "354"]),
+            (&big, &["552 5.3.4"]),
+            (b"MAIL FROM:<s@r.test> SIZE=101\r\n", &["552 5.3.4"]),
+            (b"MAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 3\r\nA: BDAT 5 LAST\r\nb\r\n\r\n", &["250", "250", "250 2.0.0 3 octets", "250 2.0.0 OK: queued"]),
+            // Four MAILs counted so far (the SIZE refusal is not): the fifth
+            // this minute is the last one allowed.
+            (b"MAIL FROM:<s@r.test>\r\n", &["250"]),
+            (b"RSET\r\nMAIL FROM:<s@r.test>\r\n", &["250", "250"]),
+            (b"RSET\r\nMAIL FROM:<s@r.test>\r\n", &["250", "450 4.7.0"]),
+        ],
+    )
+    .await;
+    let q = f.queued();
+    assert_eq!(q.len(), 1);
+    let text = String::from_utf8(f.message(&q[0].envelope.queue_id)).unwrap();
+    assert!(text.ends_with("A: b\r\n\r\n"), "{text}");
+}
+
+fn base64_plain(user: &str, pass: &str) -> String {
+    crate::auth::encode(format!("\0{user}\0{pass}").as_bytes())
+}

@@ -1,0 +1,742 @@
+//! The spool directory: creating, listing, reading, updating, moving and
+//! removing queue files, and waking the queue manager.
+//!
+//! Needs: a POSIX file system with hard links (falls back to a checked
+//! rename without them), `facteur-util` for fsync helpers and queue ids.
+//!
+//! Guarantees (see the crate documentation): nothing is visible in a queue
+//! directory before it is complete and durable; `update` is atomic and
+//! durable; ids are validated before use in paths; files are opened with
+//! O_NOFOLLOW and must be regular files.
+//!
+//! Concurrency: any number of writers may create files at once (ids are
+//! reserved with O_EXCL). Operations on one existing queue file (update,
+//! move, rewrite, remove) must be serialized by the caller; qmgr owns the
+//! messages in its queues, and facteurctl asks qmgr or works on `hold/`.
+
+use crate::format::{self, END_RECORD};
+use crate::writer::QueueWriter;
+use crate::{Envelope, QueueFile, QueueName, Result, SpoolError, valid_queue_id};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode of `maildrop/`: setgid (files get the spool's group, so qmgr can read
+/// them), sticky (users cannot remove each other's files), writable and
+/// searchable by all, readable (listable) only by the owner.
+pub const MAILDROP_MODE: u32 = 0o3733;
+/// Mode of every other directory.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of queue files in `maildrop/` (group: the spool's, via setgid).
+pub const MAILDROP_FILE_MODE: u32 = 0o640;
+/// Mode of every other queue file and state file.
+pub const FILE_MODE: u32 = 0o600;
+
+const TMP_DIR: &str = "tmp";
+const STATE_DIR: &str = "state";
+
+/// A spool rooted at a directory. Cheap to clone; holds no open files.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+fn not_found_to(e: io::Error, what: impl FnOnce() -> String) -> SpoolError {
+    if e.kind() == io::ErrorKind::NotFound {
+        SpoolError::NotFound(what())
+    } else {
+        SpoolError::Io(e)
+    }
+}
+
+fn invalid_input(msg: String) -> SpoolError {
+    SpoolError::Io(io::Error::new(io::ErrorKind::InvalidInput, msg))
+}
+
+/// Opens an existing queue or state file for reading, refusing symlinks and
+/// anything but a regular file.
+fn open_regular(path: &Path, id: &str) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                SpoolError::Corrupt(format!("{}: is a symbolic link", path.display()))
+            } else {
+                not_found_to(e, || id.to_string())
+            }
+        })?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(SpoolError::Corrupt(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
+    }
+    Ok(f)
+}
+
+impl Spool {
+    /// Opens the spool at `root`, creating the queue directories (and the
+    /// private `tmp/` and `state/`) that are missing. Existing directories
+    /// keep their modes: an unprivileged `sendmail` only needs them to exist.
+    pub fn open(root: &Path) -> Result<Spool> {
+        if !root.is_dir() {
+            facteur_util::create_dir_all_mode(root, 0o755)?;
+        }
+        let spool = Spool {
+            root: root.to_path_buf(),
+        };
+        let mut dirs: Vec<(PathBuf, u32)> = QueueName::ALL
+            .iter()
+            .map(|&q| {
+                let mode = if q == QueueName::Maildrop {
+                    MAILDROP_MODE
+                } else {
+                    DIR_MODE
+                };
+                (spool.dir(q), mode)
+            })
+            .collect();
+        dirs.push((root.join(TMP_DIR), DIR_MODE));
+        dirs.push((root.join(STATE_DIR), DIR_MODE));
+        for (dir, mode) in dirs {
+            if dir.is_dir() {
+                continue;
+            }
+            match fs::DirBuilder::new().mode(mode & 0o777).create(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e.into()),
+            }
+            // mkdir applies the umask and may drop the setgid/sticky bits.
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
+        }
+        Ok(spool)
+    }
+
+    /// The spool root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of queue `q`.
+    pub fn dir(&self, q: QueueName) -> PathBuf {
+        self.root.join(q.as_str())
+    }
+
+    fn path(&self, q: QueueName, id: &str) -> Result<PathBuf> {
+        if !valid_queue_id(id) {
+            return Err(SpoolError::NotFound(id.to_string()));
+        }
+        Ok(self.dir(q).join(id))
+    }
+
+    fn state_path(&self, id: &str) -> PathBuf {
+        self.root.join(STATE_DIR).join(format!("{id}.state"))
+    }
+
+    /// Whether a file named `id` is in any queue directory.
+    fn exists_anywhere(&self, id: &str) -> bool {
+        QueueName::ALL
+            .iter()
+            .any(|&q| fs::symlink_metadata(self.dir(q).join(id)).is_ok())
+    }
+
+    /// Starts a new queue file in `q` (Incoming or Maildrop) with envelope
+    /// `env` (its `queue_id` is ignored: a new id is assigned). Write the
+    /// message (network form) into the returned writer, then commit.
+    pub fn create(&self, q: QueueName, env: &Envelope) -> Result<QueueWriter> {
+        let (tmp_dir, mode) = match q {
+            QueueName::Incoming => (self.root.join(TMP_DIR), FILE_MODE),
+            // Unprivileged users cannot enter tmp/: they write in maildrop/
+            // itself, under a name that `list` never returns.
+            QueueName::Maildrop => (self.dir(q), MAILDROP_FILE_MODE),
+            _ => return Err(invalid_input(format!("cannot create files in {q}"))),
+        };
+        let mut tries = 0;
+        let (id, tmp_path, file) = loop {
+            tries += 1;
+            let id = facteur_util::new_id();
+            let tmp_path = tmp_dir.join(format!(".{id}.tmp"));
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp_path)
+            {
+                Ok(f) => {
+                    if self.exists_anywhere(&id) {
+                        let _ = fs::remove_file(&tmp_path);
+                    } else {
+                        break (id, tmp_path, f);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => {}
+                Err(e) => return Err(e.into()),
+            }
+            if tries >= 100 {
+                return Err(SpoolError::Io(io::Error::other("no free queue id")));
+            }
+        };
+        let mut writer = QueueWriter {
+            spool: self.clone(),
+            queue: q,
+            id,
+            tmp_path,
+            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            len_offset: 0,
+            written: 0,
+        };
+        let mut env = env.clone();
+        env.queue_id = writer.id.clone();
+        let head = format::encode_envelope(&env, rand::random::<u64>())?;
+        writer.len_offset = head.len() as u64 + 1;
+        let out = writer.file.as_mut().expect("just set");
+        out.write_all(&head)?;
+        out.write_all(&format::message_record_head(0))?;
+        Ok(writer)
+    }
+
+    /// The queue ids in `q`, sorted (= by arrival). Temporary files, state
+    /// files and anything that is not a valid id are never listed.
+    pub fn list(&self, q: QueueName) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(self.dir(q))? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str()
+                && valid_queue_id(name)
+            {
+                ids.push(name.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn parse(&self, q: QueueName, id: &str) -> Result<(File, format::ParsedQueueFile, PathBuf)> {
+        let path = self.path(q, id)?;
+        let file = open_regular(&path, id)?;
+        let len = file.metadata()?.len();
+        let mut r = BufReader::with_capacity(16 * 1024, &file);
+        let parsed = format::parse_queue_file(&mut r, len)?;
+        drop(r);
+        if parsed.envelope.queue_id != id {
+            return Err(SpoolError::Corrupt(format!(
+                "{}: queue id record says {:?}",
+                path.display(),
+                parsed.envelope.queue_id
+            )));
+        }
+        Ok((file, parsed, path))
+    }
+
+    /// The latest delivery state for a file, if a state file belongs to it.
+    fn load_state(&self, id: &str, nonce: u64) -> Result<Option<format::DeliveryState>> {
+        let data = match fs::read(self.state_path(id)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let st = format::parse_state_bytes(&data)
+            .map_err(|e| SpoolError::Corrupt(format!("state file of {id}: {e}")))?;
+        Ok((st.nonce == nonce).then_some(st))
+    }
+
+    /// Reads a queue file's envelope, with its latest delivery state.
+    pub fn read(&self, q: QueueName, id: &str) -> Result<QueueFile> {
+        let (_, parsed, path) = self.parse(q, id)?;
+        let mut envelope = parsed.envelope;
+        if let Some(st) = self.load_state(id, parsed.nonce)?
+            && !st.apply(&mut envelope)
+        {
+            return Err(SpoolError::Corrupt(format!(
+                "state file of {id} does not match its recipients"
+            )));
+        }
+        Ok(QueueFile {
+            queue: q,
+            envelope,
+            message_size: parsed.message_len,
+            path,
+        })
+    }
+
+    /// Reads a queue file from whichever queue directory holds it.
+    pub fn find(&self, id: &str) -> Result<QueueFile> {
+        for q in QueueName::ALL {
+            match self.read(q, id) {
+                Err(SpoolError::NotFound(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(SpoolError::NotFound(id.to_string()))
+    }
+
+    /// The message of a queue file, network form (CRLF), exactly as written.
+    pub fn open_message(&self, q: QueueName, id: &str) -> Result<Box<dyn Read + Send>> {
+        let (mut file, parsed, _) = self.parse(q, id)?;
+        file.seek(SeekFrom::Start(parsed.message_offset))?;
+        Ok(Box::new(BufReader::with_capacity(
+            64 * 1024,
+            file.take(parsed.message_len),
+        )))
+    }
+
+    /// Moves a queue file between queues (rename, fsync both directories).
+    /// The state file lives in `state/`, keyed by id, so it goes along.
+    pub fn move_to(&self, id: &str, from: QueueName, to: QueueName) -> Result<()> {
+        let src = self.path(from, id)?;
+        if from == to {
+            fs::symlink_metadata(&src).map_err(|e| not_found_to(e, || id.to_string()))?;
+            return Ok(());
+        }
+        let dst = self.path(to, id)?;
+        if fs::symlink_metadata(&dst).is_ok() {
+            return Err(SpoolError::Io(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", dst.display()),
+            )));
+        }
+        fs::rename(&src, &dst).map_err(|e| not_found_to(e, || id.to_string()))?;
+        facteur_util::fsync_dir(&self.dir(to))?;
+        facteur_util::fsync_dir(&self.dir(from))?;
+        Ok(())
+    }
+
+    /// Durably replaces the mutable state (recipients' status and last
+    /// reply, attempts, next attempt, delay notified). `env` must have the
+    /// same recipients, in the same order, as the file.
+    pub fn update(&self, q: QueueName, id: &str, env: &Envelope) -> Result<()> {
+        let (_, parsed, _) = self.parse(q, id)?;
+        let old = &parsed.envelope.recipients;
+        if old.len() != env.recipients.len()
+            || old
+                .iter()
+                .zip(&env.recipients)
+                .any(|(a, b)| a.address != b.address)
+        {
+            return Err(invalid_input(format!(
+                "update of {id}: the recipient list differs (use rewrite_recipients)"
+            )));
+        }
+        let data = format::encode_state(env, parsed.nonce)?;
+        facteur_util::write_atomic(&self.state_path(id), &data, FILE_MODE)?;
+        Ok(())
+    }
+
+    /// Durably replaces the whole envelope (e.g. a new recipient list after
+    /// alias expansion), keeping the message bytes: writes a new file in
+    /// `tmp/` (copying the message), renames it over the old one.
+    pub fn rewrite_recipients(&self, q: QueueName, id: &str, env: &Envelope) -> Result<()> {
+        let (mut old, parsed, path) = self.parse(q, id)?;
+        let mut env = env.clone();
+        env.queue_id = id.to_string();
+        let tmp = self.root.join(TMP_DIR).join(format!(".{id}.rewrite"));
+        let result = (|| -> Result<()> {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(FILE_MODE)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            // Keep the old file's permissions (maildrop files are 0640).
+            f.set_permissions(old.metadata()?.permissions())?;
+            let mut w = BufWriter::with_capacity(64 * 1024, f);
+            w.write_all(&format::encode_envelope(&env, rand::random::<u64>())?)?;
+            let len = u32::try_from(parsed.message_len)
+                .map_err(|_| invalid_input("message too large".into()))?;
+            w.write_all(&format::message_record_head(len))?;
+            old.seek(SeekFrom::Start(parsed.message_offset))?;
+            let copied = io::copy(&mut (&mut old).take(parsed.message_len), &mut w)?;
+            if copied != parsed.message_len {
+                return Err(SpoolError::Incomplete(format!("{id}: message shrank")));
+            }
+            w.write_all(&END_RECORD)?;
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            facteur_util::fsync_dir(&self.dir(q))?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+            return result;
+        }
+        // The old state file names the old nonce: now stale, so harmless;
+        // remove it to keep state/ tidy.
+        let _ = fs::remove_file(self.state_path(id));
+        Ok(())
+    }
+
+    /// Removes a queue file and its state file (unlink, fsync directory).
+    pub fn remove(&self, q: QueueName, id: &str) -> Result<()> {
+        let path = self.path(q, id)?;
+        fs::remove_file(&path).map_err(|e| not_found_to(e, || id.to_string()))?;
+        facteur_util::fsync_dir(&self.dir(q))?;
+        match fs::remove_file(self.state_path(id)) {
+            Ok(()) => facteur_util::fsync_dir(&self.root.join(STATE_DIR))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wake_qmgr;
+    use crate::{BodyType, Notify, RcptStatus, Recipient, Ret};
+
+    fn env() -> Envelope {
+        Envelope {
+            sender: "".into(),
+            recipients: vec![
+                Recipient::new("a@example.net"),
+                Recipient {
+                    address: "bé@exämple.org".into(),
+                    orcpt: Some("utf-8;bé@exämple.org".into()),
+                    notify: Notify {
+                        failure: true,
+                        delay: true,
+                        ..Notify::default()
+                    },
+                    ..Recipient::default()
+                },
+            ],
+            ret: Some(Ret::Full),
+            envid: Some("E1".into()),
+            body: BodyType::BinaryMime,
+            smtputf8: true,
+            client_addr: Some("192.0.2.1".into()),
+            client_name: None,
+            helo: Some("[192.0.2.1]".into()),
+            protocol: Some("ESMTP".into()),
+            auth_user: None,
+            local_user: None,
+            arrival: 1_700_000_000,
+            ..Envelope::default()
+        }
+    }
+
+    fn put(spool: &Spool, q: QueueName, msg: &[u8]) -> String {
+        let mut w = spool.create(q, &env()).unwrap();
+        w.write_all(msg).unwrap();
+        w.commit().unwrap()
+    }
+
+    fn message(spool: &Spool, q: QueueName, id: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        spool
+            .open_message(q, id)
+            .unwrap()
+            .read_to_end(&mut v)
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn open_creates_directories_with_modes() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&d.path().join("spool")).unwrap();
+        for q in QueueName::ALL {
+            let mode = fs::metadata(spool.dir(q)).unwrap().permissions().mode() & 0o7777;
+            let want = if q == QueueName::Maildrop {
+                MAILDROP_MODE
+            } else {
+                DIR_MODE
+            };
+            assert_eq!(mode, want, "{q}");
+        }
+        // Opening again is harmless.
+        Spool::open(spool.root()).unwrap();
+    }
+
+    #[test]
+    fn create_commit_read_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let msg = b"From: a@b\r\nSubject: t\r\n\r\n.dot\r\nbare\rcr\r\n";
+        let mut w = spool.create(QueueName::Incoming, &env()).unwrap();
+        let id = w.queue_id().to_string();
+        assert_eq!(id.len(), 14);
+        assert!(
+            spool.list(QueueName::Incoming).unwrap().is_empty(),
+            "visible before commit"
+        );
+        w.write_all(msg).unwrap();
+        assert_eq!(w.commit().unwrap(), id);
+        assert_eq!(spool.list(QueueName::Incoming).unwrap(), vec![id.clone()]);
+        let qf = spool.read(QueueName::Incoming, &id).unwrap();
+        let mut want = env();
+        want.queue_id = id.clone();
+        assert_eq!(qf.envelope, want);
+        assert_eq!(qf.message_size, msg.len() as u64);
+        assert_eq!(qf.queue, QueueName::Incoming);
+        assert_eq!(qf.path, spool.dir(QueueName::Incoming).join(&id));
+        assert_eq!(message(&spool, QueueName::Incoming, &id), msg);
+        assert_eq!(spool.find(&id).unwrap().envelope, want);
+        assert!(
+            fs::read_dir(d.path().join(TMP_DIR))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn five_megabyte_message_streamed() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let msg: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let mut w = spool.create(QueueName::Incoming, &env()).unwrap();
+        for chunk in msg.chunks(7919) {
+            w.write_all(chunk).unwrap();
+        }
+        let id = w.commit().unwrap();
+        assert_eq!(
+            spool.read(QueueName::Incoming, &id).unwrap().message_size,
+            msg.len() as u64
+        );
+        assert!(message(&spool, QueueName::Incoming, &id) == msg);
+    }
+
+    #[test]
+    fn abort_and_drop_leave_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let mut w = spool.create(QueueName::Maildrop, &env()).unwrap();
+        w.write_all(b"x").unwrap();
+        w.abort();
+        drop(spool.create(QueueName::Incoming, &env()).unwrap());
+        assert!(
+            fs::read_dir(d.path().join(TMP_DIR))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        assert!(
+            fs::read_dir(spool.dir(QueueName::Maildrop))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        assert!(spool.create(QueueName::Active, &env()).is_err());
+    }
+
+    #[test]
+    fn list_ignores_temporary_and_foreign_files() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let w = spool.create(QueueName::Maildrop, &env()).unwrap();
+        fs::write(spool.dir(QueueName::Maildrop).join("x.tmp"), b"").unwrap();
+        assert!(spool.list(QueueName::Maildrop).unwrap().is_empty());
+        let id = w.commit().unwrap();
+        assert_eq!(spool.list(QueueName::Maildrop).unwrap(), vec![id.clone()]);
+        let mode = fs::metadata(spool.dir(QueueName::Maildrop).join(&id))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, MAILDROP_FILE_MODE);
+    }
+
+    #[test]
+    fn missing_end_is_incomplete_and_garbage_corrupt() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let id = put(&spool, QueueName::Incoming, b"hello\r\n");
+        let p = spool.dir(QueueName::Incoming).join(&id);
+        let len = fs::metadata(&p).unwrap().len();
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        assert!(matches!(
+            spool.read(QueueName::Incoming, &id),
+            Err(SpoolError::Incomplete(_))
+        ));
+        assert!(spool.open_message(QueueName::Incoming, &id).is_err());
+        fs::write(
+            spool.dir(QueueName::Hold).join("GARBAGE"),
+            b"not a queue file",
+        )
+        .unwrap();
+        assert!(matches!(
+            spool.read(QueueName::Hold, "GARBAGE"),
+            Err(SpoolError::Corrupt(_))
+        ));
+        assert!(matches!(
+            spool.read(QueueName::Hold, "NOPE"),
+            Err(SpoolError::NotFound(_))
+        ));
+        assert!(matches!(
+            spool.read(QueueName::Hold, "../x"),
+            Err(SpoolError::NotFound(_))
+        ));
+        assert!(matches!(spool.find("NOPE"), Err(SpoolError::NotFound(_))));
+        // A file whose queue id record names another file.
+        fs::copy(
+            spool.dir(QueueName::Hold).join("GARBAGE"),
+            spool.dir(QueueName::Hold).join("G2"),
+        )
+        .unwrap();
+        let other = put(&spool, QueueName::Incoming, b"x");
+        fs::copy(
+            spool.dir(QueueName::Incoming).join(&other),
+            spool.dir(QueueName::Hold).join("OTHER"),
+        )
+        .unwrap();
+        assert!(matches!(
+            spool.read(QueueName::Hold, "OTHER"),
+            Err(SpoolError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn update_is_durable_and_follows_moves() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let id = put(&spool, QueueName::Incoming, b"m\r\n");
+        spool
+            .move_to(&id, QueueName::Incoming, QueueName::Active)
+            .unwrap();
+        let mut e = spool.read(QueueName::Active, &id).unwrap().envelope;
+        e.recipients[0].status = RcptStatus::Delivered;
+        e.recipients[0].last_reply = Some("250 2.0.0 ok".into());
+        e.recipients[1].status = RcptStatus::Deferred;
+        e.recipients[1].last_reply = Some("451 4.4.1 no answer".into());
+        e.attempts = 1;
+        e.next_attempt = 1_700_000_600;
+        e.delay_notified = true;
+        spool.update(QueueName::Active, &id, &e).unwrap();
+        // A fresh handle sees it (nothing cached).
+        let again = Spool::open(d.path()).unwrap();
+        assert_eq!(again.read(QueueName::Active, &id).unwrap().envelope, e);
+        again
+            .move_to(&id, QueueName::Active, QueueName::Deferred)
+            .unwrap();
+        assert_eq!(again.read(QueueName::Deferred, &id).unwrap().envelope, e);
+        assert!(matches!(
+            again.read(QueueName::Active, &id),
+            Err(SpoolError::NotFound(_))
+        ));
+        assert_eq!(message(&again, QueueName::Deferred, &id), b"m\r\n");
+        // A different recipient list is refused.
+        let mut wrong = e.clone();
+        wrong.recipients.pop();
+        assert!(spool.update(QueueName::Deferred, &id, &wrong).is_err());
+        // remove takes the state file along.
+        spool.remove(QueueName::Deferred, &id).unwrap();
+        assert!(!spool.state_path(&id).exists());
+        assert!(matches!(
+            spool.remove(QueueName::Deferred, &id),
+            Err(SpoolError::NotFound(_))
+        ));
+        assert!(matches!(
+            spool.move_to(&id, QueueName::Deferred, QueueName::Hold),
+            Err(SpoolError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn rewrite_recipients_keeps_message_and_drops_stale_state() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let msg = b"Subject: alias\r\n\r\nbody\r\n";
+        let id = put(&spool, QueueName::Incoming, msg);
+        let mut e = spool.read(QueueName::Incoming, &id).unwrap().envelope;
+        e.attempts = 2;
+        e.recipients[0].status = RcptStatus::Deferred;
+        spool.update(QueueName::Incoming, &id, &e).unwrap();
+        let stale = fs::read(spool.state_path(&id)).unwrap();
+        e.recipients = vec![
+            Recipient::new("x@example.com"),
+            Recipient::new("y@example.com"),
+            Recipient::new("z@example.com"),
+        ];
+        spool
+            .rewrite_recipients(QueueName::Incoming, &id, &e)
+            .unwrap();
+        let qf = spool.read(QueueName::Incoming, &id).unwrap();
+        assert_eq!(qf.envelope, e);
+        assert_eq!(message(&spool, QueueName::Incoming, &id), msg);
+        // A state file left over from the old file (crash before its
+        // removal) is ignored: it names the old nonce.
+        fs::write(spool.state_path(&id), stale).unwrap();
+        assert_eq!(spool.read(QueueName::Incoming, &id).unwrap().envelope, e);
+        assert!(
+            fs::read_dir(d.path().join(TMP_DIR))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn concurrent_creates_get_unique_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let spool = spool.clone();
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|i| {
+                            let q = if i % 2 == 0 {
+                                QueueName::Incoming
+                            } else {
+                                QueueName::Maildrop
+                            };
+                            put(&spool, q, format!("{t}/{i}").as_bytes())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<String> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n);
+        let listed = spool.list(QueueName::Incoming).unwrap().len()
+            + spool.list(QueueName::Maildrop).unwrap().len();
+        assert_eq!(listed, n);
+    }
+
+    #[test]
+    fn symlinks_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let id = put(&spool, QueueName::Incoming, b"x");
+        std::os::unix::fs::symlink(
+            spool.dir(QueueName::Incoming).join(&id),
+            spool.dir(QueueName::Hold).join("LINK"),
+        )
+        .unwrap();
+        assert!(matches!(
+            spool.read(QueueName::Hold, "LINK"),
+            Err(SpoolError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn wake_qmgr_is_quiet_and_delivers() {
+        let d = tempfile::tempdir().unwrap();
+        wake_qmgr(&d.path().join("missing.sock"));
+        let path = d.path().join("qmgr.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        wake_qmgr(&path);
+        let mut buf = [0u8; 8];
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"W");
+    }
+}

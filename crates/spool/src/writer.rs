@@ -1,0 +1,144 @@
+//! Writing a new queue file: [`QueueWriter`] streams the message after the
+//! envelope records that `Spool::create` wrote, and `commit` makes it
+//! visible; [`wake_qmgr`] tells the queue manager.
+//!
+//! Guarantees: `commit` returns only when the file is complete (END record,
+//! message length patched in), fsynced, linked into its queue directory
+//! without replacing anything, and the directory fsynced. A writer dropped
+//! without commit removes its temporary file. Messages are limited to
+//! `format::MAX_MESSAGE` bytes (4 GiB - 1).
+
+use crate::format::{self, END_RECORD};
+use crate::{QueueName, Result, Spool, SpoolError};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+fn invalid_input(msg: String) -> SpoolError {
+    SpoolError::Io(io::Error::new(io::ErrorKind::InvalidInput, msg))
+}
+
+/// A queue file being written: the envelope is already on disk; write the
+/// message bytes, then [`QueueWriter::commit`]. Dropped without commit, the
+/// temporary file is removed (as by [`QueueWriter::abort`]).
+#[derive(Debug)]
+pub struct QueueWriter {
+    pub(crate) spool: Spool,
+    pub(crate) queue: QueueName,
+    pub(crate) id: String,
+    pub(crate) tmp_path: PathBuf,
+    pub(crate) file: Option<BufWriter<File>>,
+    /// Offset of the message record's length field.
+    pub(crate) len_offset: u64,
+    pub(crate) written: u64,
+}
+
+impl QueueWriter {
+    /// The queue id this file will have.
+    pub fn queue_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Bytes of message written so far.
+    pub fn message_size(&self) -> u64 {
+        self.written
+    }
+
+    /// Writes END, fsyncs the file, links it into its queue directory (never
+    /// replacing a file), fsyncs the directory; returns the queue id. Only
+    /// after this may anyone say 250.
+    pub fn commit(mut self) -> Result<String> {
+        let result = self.finish();
+        if result.is_err() {
+            self.discard();
+        }
+        result.map(|()| std::mem::take(&mut self.id))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let w = self.file.take().expect("commit once");
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        let len = u32::try_from(self.written).map_err(|_| {
+            invalid_input(format!("message of {} bytes is too large", self.written))
+        })?;
+        let end = self.len_offset + 4 + self.written;
+        file.write_all_at(&END_RECORD, end)?;
+        file.write_all_at(&len.to_be_bytes(), self.len_offset)?;
+        file.sync_all()?;
+        drop(file);
+        let dir = self.spool.dir(self.queue);
+        let dst = dir.join(&self.id);
+        match fs::hard_link(&self.tmp_path, &dst) {
+            Ok(()) => fs::remove_file(&self.tmp_path)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e.into()),
+            // File systems without hard links: a checked rename.
+            Err(_) => {
+                if fs::symlink_metadata(&dst).is_ok() {
+                    return Err(SpoolError::Io(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} already exists", dst.display()),
+                    )));
+                }
+                fs::rename(&self.tmp_path, &dst)?;
+            }
+        }
+        facteur_util::fsync_dir(&dir)?;
+        self.tmp_path = PathBuf::new();
+        Ok(())
+    }
+
+    /// Gives up: removes the temporary file.
+    pub fn abort(mut self) {
+        self.discard();
+    }
+
+    fn discard(&mut self) {
+        self.file = None;
+        if !self.tmp_path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp_path);
+            self.tmp_path = PathBuf::new();
+        }
+    }
+}
+
+impl Drop for QueueWriter {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+impl Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written + buf.len() as u64 > format::MAX_MESSAGE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "message too large for a queue file",
+            ));
+        }
+        let w = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("queue file already closed"))?;
+        let n = w.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Best-effort hint to the queue manager: one datagram `b"W"` from an
+/// unbound socket to `socket`, non-blocking. Errors (no qmgr, full queue)
+/// are ignored: qmgr also scans its directories periodically.
+pub fn wake_qmgr(socket: &Path) {
+    if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = s.set_nonblocking(true);
+        let _ = s.send_to(b"W", socket);
+    }
+}
