@@ -1,6 +1,8 @@
 //! facteur-daemon: the skeleton every facteur daemon stands on.
 //!
-//! Offers: logging set up from `[log]` (only binaries call it; libraries only
+//! Offers: [`tls`] (the rustls server configuration from `[tls]`, reloadable)
+//! and [`conn`] (a stream that starts in clear text and may become TLS, for
+//! STARTTLS/STLS and implicit TLS); logging set up from `[log]` (only binaries call it; libraries only
 //! emit `tracing` events), listeners on TCP and Unix sockets behind one
 //! [`Listener`] / [`Stream`] pair so sessions stay generic, safe creation of a
 //! Unix socket (a stale socket file is replaced, a live one or a non-socket is
@@ -10,6 +12,9 @@
 //!
 //! Security: a Unix socket gets its permission bits before it accepts
 //! connections (bound under a restrictive umask, then chmod-ed).
+
+pub mod conn;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@
 //! [`session`] is the state machine and its I/O, generic over the stream;
 //! [`policy`] decides relaying, recipients, sender ownership and rates;
 //! [`auth`] does SASL PLAIN and LOGIN; [`message`] receives DATA/BDAT into a
-//! queue file with the headers we add; [`conn`] and [`tls`] handle TLS.
+//! queue file with the headers we add; TLS comes from facteur-daemon.
 //!
 //! Invariants:
 //! - 250 after DATA/BDAT LAST only after the queue file is committed (fsynced
@@ -30,12 +30,10 @@
 //! protocol names), 5322 (Date, Message-ID).
 
 pub mod auth;
-pub mod conn;
 pub mod message;
 pub mod policy;
 pub mod server;
 pub mod session;
-pub mod tls;
 
 use facteur_config::Config;
 use facteur_directory::Directory;
@@ -70,7 +68,7 @@ pub struct Context {
     pub spool: Spool,
     pub delimiters: String,
     pub cfg: facteur_config::Smtpd,
-    pub tls: tls::TlsState,
+    pub tls: facteur_daemon::tls::TlsState,
     pub qmgr_socket: PathBuf,
     pub rates: policy::Rates,
 }
@@ -83,8 +81,8 @@ impl Context {
         );
         let spool = Spool::open(&cfg.paths.spool_dir)
             .map_err(|e| anyhow::anyhow!("spool {}: {e}", cfg.paths.spool_dir.display()))?;
-        let tls = tls::TlsState::default();
-        match tls::load(&cfg.tls.cert, &cfg.tls.key) {
+        let tls = facteur_daemon::tls::TlsState::default();
+        match facteur_daemon::tls::load(&cfg.tls.cert, &cfg.tls.key) {
             Ok(t) => tls.set(Some(t)),
             Err(e) => {
                 if !cfg.smtpd.submissions.is_empty() {

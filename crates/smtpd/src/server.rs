@@ -4,10 +4,11 @@
 //! does the implicit TLS handshake on submissions, reloads the TLS
 //! certificate on SIGHUP, and shuts down cleanly on SIGTERM/SIGINT.
 
-use crate::conn::Conn;
 use crate::policy::Rates;
-use crate::{Context, Mode, session, tls};
+use crate::{Context, Mode, session};
 use facteur_config::Config;
+use facteur_daemon::conn::Conn;
+use facteur_daemon::tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,10 +9,10 @@
 //! state after the greeting (RFC 3207 §4.2).
 
 use crate::auth;
-use crate::conn::Conn;
 use crate::message::{Incoming, Trace};
 use crate::policy::{self, Client};
 use crate::{Context, Mode};
+use facteur_daemon::conn::Conn;
 use facteur_smtp_codec::{
     DataReceiver, LineEndingCheck, LineEvent, LineFramer, Reply, parse_command,
 };

@@ -41,7 +41,7 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
         spool: Spool::open(&tmp.path().join("spool")).unwrap(),
         delimiters: "+".into(),
         cfg,
-        tls: crate::tls::TlsState::default(),
+        tls: facteur_daemon::tls::TlsState::default(),
         qmgr_socket: tmp.path().join("qmgr.sock"),
         rates: crate::policy::Rates::default(),
     });

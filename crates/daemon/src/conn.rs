@@ -1,6 +1,7 @@
-//! A connection that starts in clear text and may become TLS (STARTTLS), or
-//! is TLS from the start (submissions, port 465). Sessions are generic over
-//! the underlying stream, so tests run them over in-memory pipes.
+//! A connection that starts in clear text and may become TLS (SMTP STARTTLS,
+//! POP3 STLS, IMAP STARTTLS), or is TLS from the start (ports 465, 993, 995).
+//! Sessions are generic over the underlying stream, so tests run them over
+//! in-memory pipes.
 
 use std::io;
 use std::pin::Pin;

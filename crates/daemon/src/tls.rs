@@ -1,4 +1,4 @@
-//! TLS for facteur-smtpd: the rustls server configuration built from the
+//! TLS for the daemons: the rustls server configuration built from the
 //! certificate chain and key files of `[tls]`, shared by all sessions and
 //! replaced on SIGHUP (a bad new certificate keeps the old one and logs why).
 //!
