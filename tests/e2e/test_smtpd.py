@@ -3,15 +3,18 @@ plain, STARTTLS and implicit TLS, AUTH PLAIN and LOGIN on submission,
 pipelining, BDAT, 8BITMIME and SMTPUTF8, size limits, relay control, SMTP
 smuggling probes — and the whole path smtpd -> qmgr -> lmtpd -> Maildir."""
 
-import base64
+import shutil
+import signal
 import smtplib
 import socket
 import ssl
 import subprocess
+import tempfile
+import time
 
 import pytest
 
-from harness import Facteur, crlf, wait_for
+from harness import BIN, Facteur, crlf, wait_for
 
 SWAKS = "swaks"
 
@@ -253,3 +256,55 @@ def test_size_limit_exact_and_over(suite):
     assert finals(out) == [b"250", b"250", b"250", b"354", b"552", b"250", b"221"], out
     [p] = delivered(f, "alice@example.test")
     assert p.read_bytes().endswith(at.replace(b"\r\n", b"\n"))
+
+
+def test_sighup_reloads_the_certificate(suite):
+    f = suite
+
+    def served_cert():
+        with socket.create_connection(("127.0.0.1", f.submissions_port), timeout=10) as raw_sock:
+            with tls_ctx().wrap_socket(raw_sock, server_hostname="mail.example.test") as t:
+                return t.getpeercert(binary_form=True)
+
+    tls = f.root / "tls"
+    assert served_cert() == ssl.PEM_cert_to_DER_cert((tls / "cert.pem").read_text())
+    # A new certificate, made by another init --dev, put in place.
+    other = tempfile.mkdtemp(prefix="fe2e-cert-", dir="/tmp")
+    try:
+        subprocess.run([str(BIN / "facteurctl"), "init", "--dev", other], check=True, capture_output=True)
+        shutil.copy(f"{other}/tls/cert.pem", tls / "cert.pem")
+        shutil.copy(f"{other}/tls/key.pem", tls / "key.pem")
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+    new = ssl.PEM_cert_to_DER_cert((tls / "cert.pem").read_text())
+    assert served_cert() != new  # not before the reload
+    f.daemons["smtpd"].send_signal(signal.SIGHUP)
+    wait_for(lambda: served_cert() == new, 10, "the new certificate to be served")
+    # A broken certificate on reload keeps the good one.
+    (tls / "cert.pem").write_text("garbage")
+    f.daemons["smtpd"].send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert served_cert() == new
+    assert "TLS reload failed" in f.log_text("smtpd")
+
+
+def test_connection_limits_per_address_and_timeouts():
+    f = Facteur(extra={"smtpd": 'max_connections_per_ip = 2\ntimeout = "2s"'})
+    try:
+        f.start_all()
+        a = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
+        b = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
+        assert a.recv(100).startswith(b"220 ") and b.recv(100).startswith(b"220 ")
+        c = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
+        assert c.recv(100).startswith(b"421 4.7.0"), "third connection from one address"
+        c.close()
+        # An idle client is dropped after the timeout with a 421.
+        assert a.recv(100).startswith(b"421 4.4.2")
+        a.close()
+        b.close()
+        # Slots are given back: a new connection is served.
+        d = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
+        assert d.recv(100).startswith(b"220 ")
+        d.close()
+    finally:
+        f.cleanup()
