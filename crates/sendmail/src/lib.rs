@@ -189,7 +189,7 @@ pub fn enqueue(ctx: &Context, mut sub: Submission) -> Result<String, Failure> {
         msg.add("From", &message::from_value(name, &addr));
     }
     if !msg.has("date") {
-        msg.add("Date", &message::rfc5322_date(arrival));
+        msg.add("Date", &facteur_util::date::rfc5322(arrival));
     }
     if !msg.has("message-id") {
         msg.add("Message-ID", &format!("<{id}@{}>", ctx.hostname));

@@ -5,8 +5,8 @@
 //! a directory that cannot be read is reported and the rest still listed.
 //! Files that cannot be parsed are shown with the reason, never skipped.
 
-use crate::message::short_date;
 use facteur_spool::{QueueFile, QueueName, RcptStatus, Spool, SpoolError};
+use facteur_util::date::short as short_date;
 use std::io::{self, Write};
 
 fn status(s: RcptStatus) -> &'static str {

@@ -267,53 +267,6 @@ pub fn parse_address_list(s: &str) -> Vec<String> {
     out
 }
 
-/// Formats Unix time `t` as an RFC 5322 date-time in UTC:
-/// `Tue, 14 Nov 2023 22:13:20 +0000`.
-pub fn rfc5322_date(t: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = t.div_euclid(86400);
-    let secs = t.rem_euclid(86400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {d} {} {y} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// Unix time as `YYYY-MM-DD HH:MM:SS` (UTC), for mailq.
-pub fn short_date(t: i64) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86400));
-    let s = t.rem_euclid(86400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (the well-known era-based algorithm, H. Hinnant's "civil_from_days").
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d)
-}
-
 /// A From: value: `Full Name <addr>` with the name quoted or encoded
 /// (RFC 2047, UTF-8, base64) as needed, or just `addr`.
 pub fn from_value(full_name: Option<&str>, addr: &str) -> String {
@@ -444,17 +397,6 @@ Bcc: hidden@h.example\r\nBCC: undisclosed-recipients:;\r\nSubject: t\r\n\r\nbody
         for (input, want) in cases {
             assert_eq!(parse_address_list(input), *want, "{input}");
         }
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(
-            rfc5322_date(1_700_000_000),
-            "Tue, 14 Nov 2023 22:13:20 +0000"
-        );
-        assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(short_date(1_700_000_000), "2023-11-14 22:13:20");
     }
 
     #[test]

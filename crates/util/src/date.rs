@@ -40,6 +40,18 @@ pub fn rfc5322(unix: i64) -> String {
     )
 }
 
+/// Formats unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), for listings.
+pub fn short(unix: i64) -> String {
+    let (y, m, d) = civil(unix.div_euclid(86_400));
+    let s = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// Now, in unix seconds.
 pub fn now_unix() -> i64 {
     SystemTime::now()
@@ -63,5 +75,7 @@ mod tests {
         assert_eq!(rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(rfc5322(1_795_459_674), "Mon, 23 Nov 2026 18:47:54 +0000");
         assert_eq!(rfc5322(-1), "Wed, 31 Dec 1969 23:59:59 +0000");
+        assert_eq!(rfc5322(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 +0000");
+        assert_eq!(short(1_700_000_000), "2023-11-14 22:13:20");
     }
 }
