@@ -14,24 +14,14 @@ use crate::Context;
 use crate::body::Body;
 use crate::deliver;
 use crate::envelope::{self, Transaction};
-use facteur_smtp_codec::{
-    DataReceiver, LineEndingCheck, LineEvent, LineFramer, Reply, parse_command,
-};
+use facteur_daemon::lineio::{Fill, Input, LineIo};
+use facteur_smtp_codec::{DataReceiver, LineEndingCheck, Reply, parse_command};
 use smtp_proto::Request;
 use std::io;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
-
-const READ_CHUNK: usize = 64 * 1024;
-
-enum Fill {
-    Data,
-    Eof,
-    Timeout,
-    Stop,
-}
 
 enum Flow {
     Continue,
@@ -40,14 +30,10 @@ enum Flow {
 
 struct Session<S> {
     ctx: Arc<Context>,
-    io: S,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    framer: LineFramer,
+    io: LineIo<S>,
     lhlo: bool,
     txn: Option<Transaction>,
     errors: u32,
-    stop: watch::Receiver<bool>,
 }
 
 /// Serves one connection until QUIT, EOF, a timeout, too many errors or a
@@ -59,17 +45,13 @@ where
     let span = info_span!("lmtp", peer = %peer);
     async move {
         debug!("connected");
-        let max_line = ctx.limits.max_line_length;
+        let io = LineIo::new(io, ctx.limits.max_line_length, ctx.limits.timeout, stop);
         let mut s = Session {
             ctx,
             io,
-            inbuf: Vec::with_capacity(4096),
-            out: Vec::with_capacity(1024),
-            framer: LineFramer::new(max_line),
             lhlo: false,
             txn: None,
             errors: 0,
-            stop,
         };
         let greeting = Reply::plain(220, format!("{} LMTP facteur ready", s.ctx.hostname));
         s.reply(&greeting);
@@ -87,74 +69,53 @@ where
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn reply(&mut self, r: &Reply) {
-        r.write_to(&mut self.out);
+        r.write_to(self.io.out());
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.io.write_all(&self.out).await?;
-            self.out.clear();
+    fn error(&mut self, r: Reply) {
+        self.errors += 1;
+        self.reply(&r);
+    }
+
+    /// Answers a read that ended inside DATA or BDAT: the connection closes.
+    async fn interrupted(&mut self, why: Fill, what: &str) -> io::Result<()> {
+        if why == Fill::Timeout {
+            self.reply(&Reply::new(
+                421,
+                (4, 4, 2),
+                format!("Timeout in {what}, closing connection"),
+            ));
             self.io.flush().await?;
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timeout in {what}"),
+            ));
         }
-        Ok(())
-    }
-
-    /// Flushes pending replies, then reads more input. `idle` means we wait
-    /// for a command (a shutdown may interrupt); inside DATA it may not.
-    async fn fill(&mut self, idle: bool) -> io::Result<Fill> {
-        self.flush().await?;
-        if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
-            self.inbuf.reserve(READ_CHUNK);
-        }
-        let timeout = self.ctx.limits.timeout;
-        let mut stop = self.stop.clone();
-        let read = tokio::time::timeout(timeout, self.io.read_buf(&mut self.inbuf));
-        let r = if idle {
-            tokio::select! {
-                r = read => r,
-                _ = stop.wait_for(|s| *s) => return Ok(Fill::Stop),
-            }
-        } else {
-            read.await
-        };
-        match r {
-            Err(_) => Ok(Fill::Timeout),
-            Ok(Ok(0)) => Ok(Fill::Eof),
-            Ok(Ok(_)) => Ok(Fill::Data),
-            Ok(Err(e)) => Err(e),
-        }
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("connection closed in {what}"),
+        ))
     }
 
     async fn run(&mut self) -> io::Result<()> {
         loop {
-            if *self.stop.borrow() && self.txn.is_none() {
+            if self.io.stopping() && self.txn.is_none() {
                 self.reply(&Reply::new(421, (4, 3, 2), "Service shutting down"));
-                return self.flush().await;
+                return self.io.flush().await;
             }
-            let (used, ev) = self.framer.next(&self.inbuf);
-            let ev = ev.map(|e| match e {
-                LineEvent::Line(l) => Some(l.to_vec()),
-                LineEvent::TooLong => None,
-            });
-            self.inbuf.drain(..used);
-            match ev {
-                None => match self.fill(self.txn.is_none()).await? {
-                    Fill::Data => continue,
-                    Fill::Eof => return Ok(()),
-                    Fill::Timeout => {
-                        self.reply(&Reply::new(421, (4, 4, 2), "Timeout, closing connection"));
-                        return self.flush().await;
-                    }
-                    Fill::Stop => continue,
-                },
-                Some(None) => {
-                    self.error(Reply::new(500, (5, 5, 2), "Line too long"));
-                }
-                Some(Some(line)) => {
+            match self.io.next_line(self.txn.is_none()).await? {
+                Input::Line(line) => {
                     if let Flow::Close = self.command(&line).await? {
-                        return self.flush().await;
+                        return self.io.flush().await;
                     }
                 }
+                Input::TooLong => self.error(Reply::new(500, (5, 5, 2), "Line too long")),
+                Input::Eof => return Ok(()),
+                Input::Timeout => {
+                    self.reply(&Reply::new(421, (4, 4, 2), "Timeout, closing connection"));
+                    return self.io.flush().await;
+                }
+                Input::Stop => continue,
             }
             if self.errors >= self.ctx.limits.max_errors {
                 self.reply(&Reply::new(
@@ -162,14 +123,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     (4, 7, 0),
                     "Too many errors, closing connection",
                 ));
-                return self.flush().await;
+                return self.io.flush().await;
             }
         }
-    }
-
-    fn error(&mut self, r: Reply) {
-        self.errors += 1;
-        self.reply(&r);
     }
 
     async fn command(&mut self, line: &[u8]) -> io::Result<Flow> {
@@ -288,34 +244,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         ));
         let mut rx = DataReceiver::new(self.ctx.limits.max_message_size);
         let mut body = Body::default();
-        let mut chunk = Vec::with_capacity(READ_CHUNK);
         let mut io_error: Option<io::Error> = None;
-        loop {
-            chunk.clear();
-            let used = rx.feed(&self.inbuf, &mut chunk);
-            self.inbuf.drain(..used);
-            if io_error.is_none()
-                && !rx.outcome().too_big
-                && let Err(e) = body.append(&chunk, &self.ctx.tmp_dir)
-            {
-                io_error = Some(e);
-            }
-            if rx.is_done() {
-                break;
-            }
-            match self.fill(false).await? {
-                Fill::Data | Fill::Stop => {}
-                Fill::Eof => return Ok(()),
-                Fill::Timeout => {
-                    self.reply(&Reply::new(
-                        421,
-                        (4, 4, 2),
-                        "Timeout in DATA, closing connection",
-                    ));
-                    self.flush().await?;
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "timeout in DATA"));
+        let tmp_dir = self.ctx.tmp_dir.clone();
+        let end = self
+            .io
+            .read_data(&mut rx, |chunk| {
+                if io_error.is_none()
+                    && let Err(e) = body.append(chunk, &tmp_dir)
+                {
+                    io_error = Some(e);
                 }
-            }
+            })
+            .await?;
+        if end != Fill::Data {
+            return self.interrupted(end, "DATA").await;
         }
         let o = rx.outcome();
         let refusal = if o.too_big {
@@ -350,34 +292,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let max = self.ctx.limits.max_message_size;
         let mut body = self.bdat_body();
         let mut check = self.take_bdat_check();
-        let mut left = size as u64;
-        let mut too_big = body.len().saturating_add(left) > max;
+        let mut too_big = body.len().saturating_add(size as u64) > max;
         let mut io_error = None;
-        while left > 0 {
-            if self.inbuf.is_empty() {
-                match self.fill(false).await? {
-                    Fill::Data | Fill::Stop => {}
-                    Fill::Eof => return Ok(()),
-                    Fill::Timeout => {
-                        self.reply(&Reply::new(
-                            421,
-                            (4, 4, 2),
-                            "Timeout in BDAT, closing connection",
-                        ));
-                        self.flush().await?;
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "timeout in BDAT"));
+        let tmp_dir = self.ctx.tmp_dir.clone();
+        let keep = refusal.is_none() && !too_big;
+        let end = self
+            .io
+            .read_exact(size as u64, |chunk| {
+                if keep && io_error.is_none() {
+                    check.feed(chunk);
+                    if let Err(e) = body.append(chunk, &tmp_dir) {
+                        io_error = Some(e);
                     }
                 }
-            }
-            let n = (left.min(self.inbuf.len() as u64)) as usize;
-            if refusal.is_none() && !too_big && io_error.is_none() {
-                check.feed(&self.inbuf[..n]);
-                if let Err(e) = body.append(&self.inbuf[..n], &self.ctx.tmp_dir) {
-                    io_error = Some(e);
-                }
-            }
-            self.inbuf.drain(..n);
-            left -= n as u64;
+            })
+            .await?;
+        if end != Fill::Data {
+            return self.interrupted(end, "BDAT").await;
         }
         if let Some(r) = refusal {
             self.error(r);
@@ -472,7 +403,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Reply::new(451, (4, 3, 0), "Local error in delivery, try again later")
             });
             self.reply(&r);
-            self.flush().await?;
+            self.io.flush().await?;
         }
         debug!(tx = %txn.id, ms = txn.started.elapsed().as_millis() as u64, "transaction done");
         Ok(())

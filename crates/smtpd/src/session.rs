@@ -13,27 +13,17 @@ use crate::message::{Incoming, Trace};
 use crate::policy::{self, Client};
 use crate::{Context, Mode};
 use facteur_daemon::conn::Conn;
-use facteur_smtp_codec::{
-    DataReceiver, LineEndingCheck, LineEvent, LineFramer, Reply, parse_command,
-};
+use facteur_daemon::lineio::{Fill, Input, LineIo};
+use facteur_smtp_codec::{DataReceiver, LineEndingCheck, Reply, parse_command};
 use facteur_spool::{BodyType, Envelope, Notify, QueueName, RcptStatus, Recipient, Ret};
 use smtp_proto::{MailFrom, RcptTo, Request};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
-
-const READ_CHUNK: usize = 64 * 1024;
-
-enum Fill {
-    Data,
-    Eof,
-    Timeout,
-    Stop,
-}
 
 enum Flow {
     Continue,
@@ -52,17 +42,13 @@ struct Txn {
 struct Session<S> {
     ctx: Arc<Context>,
     mode: Mode,
-    conn: Conn<S>,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    framer: LineFramer,
+    io: LineIo<Conn<S>>,
     ip: IpAddr,
     helo: Option<String>,
     esmtp: bool,
     auth_user: Option<String>,
     txn: Option<Txn>,
     errors: u32,
-    stop: watch::Receiver<bool>,
 }
 
 /// Serves one connection. For [`Mode::Submissions`] the caller passes a
@@ -80,20 +66,17 @@ pub async fn serve<S>(
     async move {
         debug!("connected");
         let max_line = ctx.cfg.max_line_length as usize;
+        let io = LineIo::new(conn, max_line, ctx.cfg.timeout.duration(), stop);
         let mut s = Session {
             ctx,
             mode,
-            conn,
-            inbuf: Vec::with_capacity(4096),
-            out: Vec::with_capacity(1024),
-            framer: LineFramer::new(max_line),
+            io,
             ip,
             helo: None,
             esmtp: false,
             auth_user: None,
             txn: None,
             errors: 0,
-            stop,
         };
         let greeting = Reply::plain(220, format!("{} ESMTP facteur", s.ctx.hostname));
         s.reply(&greeting);
@@ -109,7 +92,7 @@ pub async fn serve<S>(
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn reply(&mut self, r: &Reply) {
-        r.write_to(&mut self.out);
+        r.write_to(self.io.out());
     }
 
     fn error(&mut self, r: Reply) {
@@ -117,86 +100,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(&r);
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.conn.write_all(&self.out).await?;
-            self.out.clear();
-            self.conn.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn fill(&mut self, idle: bool) -> io::Result<Fill> {
-        self.flush().await?;
-        if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
-            self.inbuf.reserve(READ_CHUNK);
-        }
-        let timeout = self.ctx.cfg.timeout.duration();
-        let mut stop = self.stop.clone();
-        let read = tokio::time::timeout(timeout, self.conn.read_buf(&mut self.inbuf));
-        let r = if idle {
-            tokio::select! {
-                r = read => r,
-                _ = stop.wait_for(|s| *s) => return Ok(Fill::Stop),
-            }
-        } else {
-            read.await
-        };
-        match r {
-            Err(_) => Ok(Fill::Timeout),
-            Ok(Ok(0)) => Ok(Fill::Eof),
-            Ok(Ok(_)) => Ok(Fill::Data),
-            Ok(Err(e)) => Err(e),
-        }
-    }
-
-    /// Reads one line (for the AUTH exchange). `None` on EOF/timeout.
+    /// Reads one line (the AUTH exchange). `None` when the client is gone.
     async fn read_line(&mut self) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            let (used, ev) = self.framer.next(&self.inbuf);
-            let ev = ev.map(|e| match e {
-                LineEvent::Line(l) => Some(l.to_vec()),
-                LineEvent::TooLong => None,
-            });
-            self.inbuf.drain(..used);
-            match ev {
-                Some(Some(l)) => return Ok(Some(l)),
-                Some(None) => return Ok(Some(Vec::new())),
-                None => match self.fill(false).await? {
-                    Fill::Data | Fill::Stop => {}
-                    Fill::Eof | Fill::Timeout => return Ok(None),
-                },
-            }
+        Ok(match self.io.next_line(false).await? {
+            Input::Line(l) => Some(l),
+            Input::TooLong => Some(Vec::new()),
+            Input::Eof | Input::Timeout | Input::Stop => None,
+        })
+    }
+
+    /// Answers a read that ended inside DATA or BDAT: the connection closes.
+    async fn interrupted(&mut self, why: Fill, what: &str) -> io::Result<()> {
+        if why == Fill::Timeout {
+            self.reply(&Reply::new(
+                421,
+                (4, 4, 2),
+                format!("Timeout in {what}, closing connection"),
+            ));
+            self.io.flush().await?;
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timeout in {what}"),
+            ));
         }
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("connection closed in {what}"),
+        ))
     }
 
     async fn run(&mut self) -> io::Result<()> {
         loop {
-            if *self.stop.borrow() && self.txn.is_none() {
+            if self.io.stopping() && self.txn.is_none() {
                 self.reply(&Reply::new(421, (4, 3, 2), "Service shutting down"));
-                return self.flush().await;
+                return self.io.flush().await;
             }
-            let (used, ev) = self.framer.next(&self.inbuf);
-            let ev = ev.map(|e| match e {
-                LineEvent::Line(l) => Some(l.to_vec()),
-                LineEvent::TooLong => None,
-            });
-            self.inbuf.drain(..used);
-            match ev {
-                None => match self.fill(self.txn.is_none()).await? {
-                    Fill::Data | Fill::Stop => continue,
-                    Fill::Eof => return Ok(()),
-                    Fill::Timeout => {
-                        self.reply(&Reply::new(421, (4, 4, 2), "Timeout, closing connection"));
-                        return self.flush().await;
-                    }
-                },
-                Some(None) => self.error(Reply::new(500, (5, 5, 2), "Line too long")),
-                Some(Some(line)) => {
+            match self.io.next_line(self.txn.is_none()).await? {
+                Input::Line(line) => {
                     if let Flow::Close = self.command(&line).await? {
-                        return self.flush().await;
+                        return self.io.flush().await;
                     }
                 }
+                Input::TooLong => self.error(Reply::new(500, (5, 5, 2), "Line too long")),
+                Input::Eof => return Ok(()),
+                Input::Timeout => {
+                    self.reply(&Reply::new(421, (4, 4, 2), "Timeout, closing connection"));
+                    return self.io.flush().await;
+                }
+                Input::Stop => continue,
             }
             if self.errors >= self.ctx.cfg.max_errors {
                 self.reply(&Reply::new(
@@ -204,14 +155,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     (4, 7, 0),
                     "Too many errors, closing connection",
                 ));
-                return self.flush().await;
+                return self.io.flush().await;
             }
         }
     }
 
     fn auth_offered(&self) -> bool {
         self.mode != Mode::Mx
-            && (self.conn.is_tls()
+            && (self.io.stream.is_tls()
                 || (self.ctx.cfg.allow_plaintext_auth_on_loopback && self.ip.is_loopback()))
     }
 
@@ -230,7 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             "DSN".into(),
             "CHUNKING".into(),
         ];
-        if !self.conn.is_tls() && self.ctx.tls.get().is_some() {
+        if !self.io.stream.is_tls() && self.ctx.tls.get().is_some() {
             lines.push("STARTTLS".into());
         }
         if self.auth_offered() {
@@ -308,7 +259,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn starttls(&mut self) -> io::Result<Flow> {
-        if self.conn.is_tls() {
+        if self.io.stream.is_tls() {
             self.error(Reply::new(503, (5, 5, 1), "TLS already active"));
             return Ok(Flow::Continue);
         }
@@ -317,27 +268,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         };
         self.reply(&Reply::new(220, (2, 0, 0), "Ready to start TLS"));
-        self.flush().await?;
+        self.io.flush().await?;
         // Anything pipelined after STARTTLS in clear text is discarded.
-        if !self.inbuf.is_empty() {
-            warn!(
-                bytes = self.inbuf.len(),
-                "discarding data pipelined after STARTTLS"
-            );
+        let dropped = self.io.discard_input();
+        if dropped > 0 {
+            warn!(bytes = dropped, "discarding data pipelined after STARTTLS");
         }
-        self.inbuf.clear();
-        let plain = match std::mem::replace(&mut self.conn, Conn::Gone) {
+        let plain = match std::mem::replace(&mut self.io.stream, Conn::Gone) {
             Conn::Plain(s) => s,
             other => {
-                self.conn = other;
+                self.io.stream = other;
                 return Ok(Flow::Close);
             }
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
             Ok(Ok(t)) => {
-                self.conn = Conn::Tls(Box::new(t));
-                debug!(tls = %self.conn.tls_description().unwrap_or_default(), "STARTTLS done");
+                self.io.stream = Conn::Tls(Box::new(t));
+                debug!(tls = %self.io.stream.tls_description().unwrap_or_default(), "STARTTLS done");
                 self.abort_txn();
                 self.helo = None;
                 self.esmtp = false;
@@ -567,7 +515,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let qid = writer.queue_id().to_string();
         let protocol = protocol(
             self.esmtp,
-            self.conn.is_tls(),
+            self.io.stream.is_tls(),
             self.auth_user.is_some(),
             t.mail.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
         );
@@ -578,7 +526,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             hostname: self.ctx.hostname.clone(),
             protocol,
             queue_id: qid.clone(),
-            tls: self.conn.tls_description(),
+            tls: self.io.stream.tls_description(),
             single_rcpt: (t.rcpts.len() == 1).then(|| t.rcpts[0].address.clone()),
             date: facteur_util::date::rfc5322_now(),
         };
@@ -617,34 +565,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             "Start mail input; end with <CRLF>.<CRLF>",
         ));
         let mut rx = DataReceiver::new(self.ctx.cfg.max_message_size.0);
-        let mut chunk = Vec::with_capacity(READ_CHUNK);
-        loop {
-            chunk.clear();
-            let used = rx.feed(&self.inbuf, &mut chunk);
-            self.inbuf.drain(..used);
-            if !rx.outcome().too_big {
-                incoming.push(&chunk);
-            }
-            if rx.is_done() {
-                break;
-            }
-            match self.fill(false).await? {
-                Fill::Data | Fill::Stop => {}
-                Fill::Eof => {
-                    incoming.abort();
-                    return Ok(());
-                }
-                Fill::Timeout => {
-                    incoming.abort();
-                    self.reply(&Reply::new(
-                        421,
-                        (4, 4, 2),
-                        "Timeout in DATA, closing connection",
-                    ));
-                    self.flush().await?;
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "timeout in DATA"));
-                }
-            }
+        let end = self
+            .io
+            .read_data(&mut rx, |chunk| incoming.push(chunk))
+            .await?;
+        if end != Fill::Data {
+            incoming.abort();
+            return self.interrupted(end, "DATA").await;
         }
         let o = rx.outcome();
         let refusal = if o.too_big {
@@ -686,40 +613,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let max = self.ctx.cfg.max_message_size.0;
-        let mut left = size;
         let mut too_big = self
             .txn
             .as_ref()
             .is_some_and(|t| t.bdat_size.saturating_add(size) > max);
-        while left > 0 {
-            if self.inbuf.is_empty() {
-                match self.fill(false).await? {
-                    Fill::Data | Fill::Stop => {}
-                    Fill::Eof => return Ok(()),
-                    Fill::Timeout => {
-                        self.reply(&Reply::new(
-                            421,
-                            (4, 4, 2),
-                            "Timeout in BDAT, closing connection",
-                        ));
-                        self.flush().await?;
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "timeout in BDAT"));
+        let keep = refusal.is_none() && !too_big;
+        let txn = &mut self.txn;
+        let end = self
+            .io
+            .read_exact(size, |chunk| {
+                if keep
+                    && let Some(t) = txn.as_mut()
+                    && !t.bdat_failed
+                {
+                    t.bdat_check.feed(chunk);
+                    if let Some(m) = t.bdat.as_mut() {
+                        m.push(chunk);
                     }
                 }
-            }
-            let n = (left.min(self.inbuf.len() as u64)) as usize;
-            if refusal.is_none()
-                && !too_big
-                && let Some(t) = self.txn.as_mut()
-                && !t.bdat_failed
-            {
-                t.bdat_check.feed(&self.inbuf[..n]);
-                if let Some(m) = t.bdat.as_mut() {
-                    m.push(&self.inbuf[..n]);
-                }
-            }
-            self.inbuf.drain(..n);
-            left -= n as u64;
+            })
+            .await?;
+        if end != Fill::Data {
+            return self.interrupted(end, "BDAT").await;
         }
         if let Some(r) = refusal {
             self.error(r);
@@ -877,7 +792,7 @@ fn envelope<S: AsyncRead + AsyncWrite + Unpin>(s: &Session<S>, t: &Txn) -> Envel
         helo: s.helo.clone(),
         protocol: Some(protocol(
             s.esmtp,
-            s.conn.is_tls(),
+            s.io.stream.is_tls(),
             s.auth_user.is_some(),
             f & smtp_proto::MAIL_SMTPUTF8 != 0,
         )),

@@ -1,0 +1,255 @@
+//! The I/O half of a line-oriented protocol session (SMTP, LMTP): one input
+//! buffer, one output buffer, command-line framing with a length limit,
+//! read time-outs, and the shutdown signal. Sessions keep their state
+//! machines and call this for bytes.
+//!
+//! Guarantees:
+//! - Replies are batched and flushed before every blocking read, so
+//!   pipelined commands (RFC 2920) get their replies together and a client
+//!   that waits for a reply always gets it.
+//! - Memory is bounded: a command line by the framer's limit (an overlong
+//!   line is reported once and skipped), message data by the caller's sink
+//!   (DATA and BDAT bytes are handed over chunk by chunk, never accumulated
+//!   here).
+//! - Bytes after the end of DATA or of a BDAT chunk stay buffered for the
+//!   next command; [`LineIo::discard_input`] drops them (STARTTLS).
+
+use facteur_smtp_codec::{DataReceiver, LineEvent, LineFramer};
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What a read brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    Data,
+    Eof,
+    Timeout,
+    /// The daemon is shutting down (only while idle).
+    Stop,
+}
+
+/// The next thing on the command channel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A command line, with its terminator.
+    Line(Vec<u8>),
+    /// A line over the limit (skipped).
+    TooLong,
+    Eof,
+    Timeout,
+    Stop,
+}
+
+/// Buffers and framing around a stream.
+pub struct LineIo<S> {
+    /// The stream; sessions may swap it (STARTTLS) after
+    /// [`discard_input`](Self::discard_input).
+    pub stream: S,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    framer: LineFramer,
+    timeout: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
+    pub fn new(stream: S, max_line: usize, timeout: Duration, stop: watch::Receiver<bool>) -> Self {
+        LineIo {
+            stream,
+            inbuf: Vec::with_capacity(4096),
+            out: Vec::with_capacity(1024),
+            framer: LineFramer::new(max_line),
+            timeout,
+            stop,
+        }
+    }
+
+    /// Queues bytes to send at the next flush.
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// The output buffer, for encoders that append to a `Vec`.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Whether the daemon asked sessions to end.
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Drops buffered input; returns how many bytes were dropped.
+    pub fn discard_input(&mut self) -> usize {
+        let n = self.inbuf.len();
+        self.inbuf.clear();
+        n
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+            self.stream.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, then reads more input. `idle` lets a shutdown interrupt the
+    /// wait (between commands, never inside a message).
+    pub async fn fill(&mut self, idle: bool) -> io::Result<Fill> {
+        self.flush().await?;
+        if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
+            self.inbuf.reserve(READ_CHUNK);
+        }
+        let mut stop = self.stop.clone();
+        let read = tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.inbuf));
+        let r = if idle {
+            tokio::select! {
+                r = read => r,
+                _ = stop.wait_for(|s| *s) => return Ok(Fill::Stop),
+            }
+        } else {
+            read.await
+        };
+        match r {
+            Err(_) => Ok(Fill::Timeout),
+            Ok(Ok(0)) => Ok(Fill::Eof),
+            Ok(Ok(_)) => Ok(Fill::Data),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// The next command line, reading as needed.
+    pub async fn next_line(&mut self, idle: bool) -> io::Result<Input> {
+        loop {
+            let (used, ev) = self.framer.next(&self.inbuf);
+            let ev = ev.map(|e| match e {
+                LineEvent::Line(l) => Input::Line(l.to_vec()),
+                LineEvent::TooLong => Input::TooLong,
+            });
+            self.inbuf.drain(..used);
+            if let Some(ev) = ev {
+                return Ok(ev);
+            }
+            match self.fill(idle).await? {
+                Fill::Data => {}
+                Fill::Eof => return Ok(Input::Eof),
+                Fill::Timeout => return Ok(Input::Timeout),
+                Fill::Stop => return Ok(Input::Stop),
+            }
+        }
+    }
+
+    /// Reads a DATA section through `rx` up to `<CRLF>.<CRLF>`, handing the
+    /// message bytes to `sink`. Returns `Fill::Data` when the end was
+    /// reached, or why it was not.
+    pub async fn read_data(
+        &mut self,
+        rx: &mut DataReceiver,
+        mut sink: impl FnMut(&[u8]),
+    ) -> io::Result<Fill> {
+        let mut chunk = Vec::with_capacity(READ_CHUNK);
+        loop {
+            chunk.clear();
+            let used = rx.feed(&self.inbuf, &mut chunk);
+            self.inbuf.drain(..used);
+            sink(&chunk);
+            if rx.is_done() {
+                return Ok(Fill::Data);
+            }
+            match self.fill(false).await? {
+                Fill::Data | Fill::Stop => {}
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Reads exactly `n` bytes (a BDAT chunk), handing them to `sink`.
+    pub async fn read_exact(
+        &mut self,
+        mut n: u64,
+        mut sink: impl FnMut(&[u8]),
+    ) -> io::Result<Fill> {
+        while n > 0 {
+            if self.inbuf.is_empty() {
+                match self.fill(false).await? {
+                    Fill::Data | Fill::Stop => {}
+                    other => return Ok(other),
+                }
+            }
+            let k = (n.min(self.inbuf.len() as u64)) as usize;
+            sink(&self.inbuf[..k]);
+            self.inbuf.drain(..k);
+            n -= k as u64;
+        }
+        Ok(Fill::Data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn lines_data_and_chunks_share_one_buffer() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let (_tx, rx) = watch::channel(false);
+        let mut io = LineIo::new(server, 64, Duration::from_secs(5), rx);
+        client
+            .write_all(b"CMD one\r\nDATA-BYTES a\r\n.\r\nXYZWnext\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            io.next_line(true).await.unwrap(),
+            Input::Line(b"CMD one\r\n".to_vec())
+        );
+        let mut rx = DataReceiver::new(0);
+        let mut msg = Vec::new();
+        assert_eq!(
+            io.read_data(&mut rx, |b| msg.extend_from_slice(b))
+                .await
+                .unwrap(),
+            Fill::Data
+        );
+        assert_eq!(msg, b"DATA-BYTES a\r\n");
+        let mut chunk = Vec::new();
+        assert_eq!(
+            io.read_exact(4, |b| chunk.extend_from_slice(b))
+                .await
+                .unwrap(),
+            Fill::Data
+        );
+        assert_eq!(chunk, b"XYZW");
+        assert_eq!(
+            io.next_line(true).await.unwrap(),
+            Input::Line(b"next\r\n".to_vec())
+        );
+        client.write_all(&[b'x'; 100]).await.unwrap();
+        client.write_all(b"\r\n").await.unwrap();
+        assert_eq!(io.next_line(true).await.unwrap(), Input::TooLong);
+        io.write(b"250 ok\r\n");
+        io.flush().await.unwrap();
+        let mut got = [0u8; 8];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"250 ok\r\n");
+        drop(client);
+        assert_eq!(io.next_line(true).await.unwrap(), Input::Eof);
+    }
+
+    #[tokio::test]
+    async fn timeout_and_stop() {
+        let (_client, server) = tokio::io::duplex(64);
+        let (tx, rx) = watch::channel(false);
+        let mut io = LineIo::new(server, 64, Duration::from_millis(50), rx);
+        assert_eq!(io.next_line(true).await.unwrap(), Input::Timeout);
+        tx.send(true).unwrap();
+        assert!(io.stopping());
+        assert_eq!(io.next_line(true).await.unwrap(), Input::Stop);
+    }
+}
