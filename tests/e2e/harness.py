@@ -71,7 +71,10 @@ class Facteur:
         self.lmtp_port = free_port()
         self.smtp_port, self.submission_port, self.submissions_port = free_port(), free_port(), free_port()
         cfg = (self.root / "facteur.toml").read_text()
+        self.pop3_port, self.pop3s_port = free_port(), free_port()
         cfg = re.sub(r'listen = \["127\.0\.0\.1:\d+"\]', f'listen = ["127.0.0.1:{self.lmtp_port}"]', cfg)
+        cfg = set_key(cfg, "pop3d", f'listen = ["127.0.0.1:{self.pop3_port}"]')
+        cfg = re.sub(r'\nlisten_tls = \["127\.0\.0\.1:\d+"\]', f'\nlisten_tls = ["127.0.0.1:{self.pop3s_port}"]', cfg)
         cfg = re.sub(r'\nmx = \["127\.0\.0\.1:\d+"\]', f'\nmx = ["127.0.0.1:{self.smtp_port}"]', cfg)
         cfg = re.sub(r'\nsubmission = \["127\.0\.0\.1:\d+"\]', f'\nsubmission = ["127.0.0.1:{self.submission_port}"]', cfg)
         cfg = re.sub(r'\nsubmissions = \["127\.0\.0\.1:\d+"\]', f'\nsubmissions = ["127.0.0.1:{self.submissions_port}"]', cfg)
@@ -127,6 +130,8 @@ class Facteur:
         self.daemons[name] = p
         if name == "smtpd":
             wait_for(lambda: p.poll() is not None or self._tcp_up(self.smtp_port), 20, "facteur-smtpd to listen")
+        elif name == "pop3d":
+            wait_for(lambda: p.poll() is not None or (self._tcp_up(self.pop3_port) and self._tcp_up(self.pop3s_port, tls=True)), 20, "facteur-pop3d to listen")
         elif name == "qmgr":
             wait_for(lambda: p.poll() is not None or (self.root / "run" / "qmgr.sock").exists(), 20, "facteur-qmgr to start")
         assert p.poll() is None, self.log_text(name)
@@ -136,10 +141,13 @@ class Facteur:
         for n in ("lmtpd", "qmgr", "smtpd"):
             self.start(n)
 
-    def _tcp_up(self, port=None):
+    def _tcp_up(self, port=None, tls=False):
+        """Whether something listens on `port` (TLS: merely accepts; the
+        server speaks first only after the handshake)."""
         try:
             with socket.create_connection(("127.0.0.1", port or self.lmtp_port), timeout=1) as s:
-                s.recv(100)
+                if not tls:
+                    s.recv(100)
             return True
         except OSError:
             return False

@@ -58,6 +58,8 @@ pub struct Config {
     pub smtpd: Smtpd,
     #[serde(default)]
     pub qmgr: Qmgr,
+    #[serde(default)]
+    pub pop3d: Pop3d,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -376,6 +378,38 @@ impl Default for Qmgr {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3d {
+    /// Plain POP3 listeners (110): STLS offered, no password before TLS.
+    pub listen: Vec<SocketAddr>,
+    /// Implicit TLS listeners (995, POP3S).
+    pub listen_tls: Vec<SocketAddr>,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    /// Idle time allowed between commands (RFC 1939 §3: at least 10 minutes
+    /// once logged in).
+    pub timeout: Seconds,
+    /// Bad commands tolerated before the connection is closed.
+    pub max_errors: u32,
+    /// Accept USER/PASS and AUTH without TLS from loopback clients.
+    pub allow_plaintext_auth_on_loopback: bool,
+}
+
+impl Default for Pop3d {
+    fn default() -> Self {
+        Pop3d {
+            listen: Vec::new(),
+            listen_tls: Vec::new(),
+            max_connections: 500,
+            max_connections_per_ip: 20,
+            timeout: Seconds(600),
+            max_errors: 20,
+            allow_plaintext_auth_on_loopback: false,
+        }
+    }
+}
+
 impl Config {
     /// Reads, parses and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -499,6 +533,27 @@ impl Config {
             if v < min {
                 return Err((key.into(), format!("{v} is below the minimum of {min}")));
             }
+        }
+        let p = &self.pop3d;
+        for (key, v, min) in [
+            ("pop3d.max_connections", p.max_connections as u64, 1),
+            (
+                "pop3d.max_connections_per_ip",
+                p.max_connections_per_ip as u64,
+                1,
+            ),
+            ("pop3d.timeout", p.timeout.0, 1),
+            ("pop3d.max_errors", p.max_errors as u64, 1),
+        ] {
+            if v < min {
+                return Err((key.into(), format!("{v} is below the minimum of {min}")));
+            }
+        }
+        if let Some(a) = p.listen.iter().find(|a| p.listen_tls.contains(a)) {
+            return Err((
+                "pop3d.listen_tls".into(),
+                format!("{a} is also in pop3d.listen"),
+            ));
         }
         for (key, v, min) in [
             ("lmtpd.max_connections", l.max_connections as u64, 1),

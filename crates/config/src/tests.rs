@@ -31,6 +31,9 @@ fn the_reference_file_parses_and_matches_the_defaults() {
     assert_eq!(c.lmtpd.timeout, d.lmtpd.timeout);
     assert_eq!(c.lmtpd.max_connections, d.lmtpd.max_connections);
     assert_eq!(c.store.mail_root, d.store.mail_root);
+    assert_eq!(c.pop3d.timeout, d.pop3d.timeout);
+    assert_eq!(c.pop3d.max_connections, d.pop3d.max_connections);
+    assert_eq!(c.pop3d.max_errors, d.pop3d.max_errors);
 }
 
 #[test]
@@ -147,5 +150,50 @@ fn smtpd_and_qmgr_sections() {
     assert_eq!(
         err("[qmgr]\nmin_backoff = \"2h\"\n").key.as_deref(),
         Some("qmgr.min_backoff")
+    );
+}
+
+#[test]
+fn pop3d_section() {
+    let d = Config::parse("", "t").unwrap();
+    assert!(d.pop3d.listen.is_empty() && d.pop3d.listen_tls.is_empty());
+    assert_eq!(d.pop3d.timeout, Seconds(600));
+    assert!(!d.pop3d.allow_plaintext_auth_on_loopback);
+    let c = Config::parse(
+        "[pop3d]\nlisten = [\"127.0.0.1:2110\"]\nlisten_tls = [\"127.0.0.1:2995\"]\ntimeout = \"15m\"\nmax_errors = 5\nallow_plaintext_auth_on_loopback = true\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.pop3d.listen[0].port(), 2110);
+    assert_eq!(c.pop3d.listen_tls[0].port(), 2995);
+    assert_eq!(c.pop3d.timeout, Seconds(900));
+    assert_eq!(c.pop3d.max_errors, 5);
+    assert!(c.pop3d.allow_plaintext_auth_on_loopback);
+    assert_eq!(
+        err("[pop3d]\nmax_errors = 0\n").key.as_deref(),
+        Some("pop3d.max_errors")
+    );
+    assert_eq!(
+        err("[pop3d]\ntimeout = 0\n").key.as_deref(),
+        Some("pop3d.timeout")
+    );
+    assert_eq!(
+        err("[pop3d]\nmax_connections_per_ip = 0\n").key.as_deref(),
+        Some("pop3d.max_connections_per_ip")
+    );
+    assert_eq!(
+        err("[pop3d]\nlisten = [\"127.0.0.1:110\"]\nlisten_tls = [\"127.0.0.1:110\"]\n")
+            .key
+            .as_deref(),
+        Some("pop3d.listen_tls")
+    );
+    assert_eq!(
+        err("[pop3d]\nlisten = [\"localhost\"]\n").key.as_deref(),
+        Some("pop3d.listen[0]")
+    );
+    assert!(
+        err("[pop3d]\nlisten_ssl = []\n")
+            .reason
+            .contains("listen_ssl")
     );
 }

@@ -1,19 +1,26 @@
 //! facteur-daemon: the skeleton every facteur daemon stands on.
 //!
-//! Offers: [`tls`] (the rustls server configuration from `[tls]`, reloadable)
+//! Offers: [`entry::main`] (the whole `main` of a daemon), [`lineio`] (the I/O half of an SMTP/LMTP session: buffers,
+//! framing, time-outs, DATA and BDAT reading), [`tls`] (the rustls server configuration from `[tls]`, reloadable)
 //! and [`conn`] (a stream that starts in clear text and may become TLS, for
 //! STARTTLS/STLS and implicit TLS); logging set up from `[log]` (only binaries call it; libraries only
 //! emit `tracing` events), listeners on TCP and Unix sockets behind one
 //! [`Listener`] / [`Stream`] pair so sessions stay generic, safe creation of a
 //! Unix socket (a stale socket file is replaced, a live one or a non-socket is
-//! never touched), and [`shutdown_signal`] (SIGTERM or SIGINT).
+//! never touched), [`shutdown_signal`] (SIGTERM or SIGINT), [`ignore_hangup`],
+//! and [`systemd`]
+//! (readiness notification; sockets passed by socket activation, which
+//! daemons take instead of binding).
 //!
-//! Needs tokio, tracing-subscriber and facteur-config.
+//! Needs tokio, tracing-subscriber, facteur-config, sd-notify.
 //!
 //! Security: a Unix socket gets its permission bits before it accepts
 //! connections (bound under a restrictive umask, then chmod-ed).
 
 pub mod conn;
+pub mod entry;
+pub mod lineio;
+pub mod systemd;
 pub mod tls;
 
 use std::io;
@@ -35,6 +42,9 @@ pub fn init_logging(log: &facteur_config::Log) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        // Colours only on a terminal: under systemd, stderr is the journal,
+        // where escape codes would clutter every line.
+        .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false);
     let _ = match log.format {
         facteur_config::LogFormat::Json => builder.json().try_init(),
@@ -46,7 +56,11 @@ pub fn init_logging(log: &facteur_config::Log) {
 #[derive(Debug)]
 pub enum Listener {
     Tcp(TcpListener),
+    /// A socket this process bound; its file is removed on drop.
     Unix(UnixListener, PathBuf),
+    /// A socket the service manager bound and passed on (socket
+    /// activation); it outlives this process, so its file is left in place.
+    UnixActivated(UnixListener, PathBuf),
 }
 
 /// A connected stream of either kind; sessions are generic over
@@ -70,6 +84,24 @@ impl Listener {
         Ok(Listener::Unix(l, path.to_path_buf()))
     }
 
+    /// Wraps a TCP socket passed by the service manager.
+    pub fn from_inherited_tcp(l: std::net::TcpListener) -> io::Result<Listener> {
+        l.set_nonblocking(true)?;
+        Ok(Listener::Tcp(TcpListener::from_std(l)?))
+    }
+
+    /// Wraps a Unix socket passed by the service manager; its file is
+    /// never removed by this process.
+    pub fn from_inherited_unix(l: std::os::unix::net::UnixListener) -> io::Result<Listener> {
+        l.set_nonblocking(true)?;
+        let path = l
+            .local_addr()?
+            .as_pathname()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(Listener::UnixActivated(UnixListener::from_std(l)?, path))
+    }
+
     /// Accepts one connection; returns it with a printable peer name.
     pub async fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
@@ -78,7 +110,7 @@ impl Listener {
                 let _ = s.set_nodelay(true);
                 Ok((Stream::Tcp(s), a.to_string()))
             }
-            Listener::Unix(l, p) => {
+            Listener::Unix(l, p) | Listener::UnixActivated(l, p) => {
                 let (s, _) = l.accept().await?;
                 Ok((Stream::Unix(s), format!("unix:{}", p.display())))
             }
@@ -93,6 +125,7 @@ impl Listener {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "tcp".into()),
             Listener::Unix(_, p) => format!("unix:{}", p.display()),
+            Listener::UnixActivated(_, p) => format!("unix:{} (socket-activated)", p.display()),
         }
     }
 }
@@ -168,6 +201,20 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// For a daemon with nothing to reload yet: logs SIGHUP instead of dying of
+/// it (its default action), so `systemctl reload` (`ExecReload=kill -HUP`)
+/// and a stray `kill -HUP` are harmless. Call from inside the runtime.
+pub fn ignore_hangup(daemon: &'static str) -> io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("{daemon}: SIGHUP received; nothing to reload");
+        }
+    });
+    Ok(())
+}
+
 /// Resolves when the process gets SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -221,6 +268,27 @@ mod tests {
         assert_eq!(&buf, b"hi");
         assert!(peer.starts_with("unix:"));
         client.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_inherited_socket_file_outlives_the_listener() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.sock");
+        let raw = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        let l = Listener::from_inherited_unix(raw).unwrap();
+        assert!(l.describe().contains("socket-activated"));
+        let client = tokio::spawn({
+            let p = p.clone();
+            async move { UnixStream::connect(&p).await.unwrap() }
+        });
+        let (_s, peer) = l.accept().await.unwrap();
+        assert_eq!(peer, format!("unix:{}", p.display()));
+        client.await.unwrap();
+        drop(l);
+        assert!(p.exists());
+        let t = Listener::from_inherited_tcp(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .unwrap();
+        assert!(t.describe().starts_with("127.0.0.1:"));
     }
 
     #[test]

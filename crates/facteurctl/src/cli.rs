@@ -44,6 +44,46 @@ pub enum Command {
         #[command(subcommand)]
         action: AliasAction,
     },
+    /// TLS certificates.
+    Tls {
+        #[command(subcommand)]
+        action: TlsAction,
+    },
+    /// Print the DNS records to publish for DOMAIN (MX, A/AAAA, SPF, DMARC,
+    /// and what to ask for PTR), for the configured host name.
+    DnsRecords(DnsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsAction {
+    /// Write a self-signed certificate and key (mode 0600). Without --cert
+    /// and --key: the paths of [tls] in the configuration.
+    SelfSigned {
+        #[arg(long, value_name = "PATH")]
+        cert: Option<PathBuf>,
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+        /// A name the certificate is for (repeatable); default: the
+        /// configured host name.
+        #[arg(long = "name", value_name = "HOST")]
+        names: Vec<String>,
+        /// Replace an existing certificate or key.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DnsArgs {
+    /// The mail domain (the part after @ in your addresses).
+    pub domain: String,
+    /// This server's public IPv4 address (default: what the host name
+    /// resolves to, if public).
+    #[arg(long, value_name = "ADDRESS")]
+    pub ipv4: Vec<std::net::Ipv4Addr>,
+    /// This server's public IPv6 address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub ipv6: Vec<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,8 @@ pub const DEV_LMTP_PORT: u16 = 2024;
 pub const DEV_SMTP_PORT: u16 = 2525;
 pub const DEV_SUBMISSION_PORT: u16 = 2587;
 pub const DEV_SUBMISSIONS_PORT: u16 = 2465;
+pub const DEV_POP3_PORT: u16 = 2110;
+pub const DEV_POP3S_PORT: u16 = 2995;
 
 fn toml_str(p: &Path) -> String {
     toml::Value::String(p.display().to_string()).to_string()
@@ -39,7 +41,8 @@ pub fn dev_config(dir: &Path) -> String {
          [lmtpd]\nsocket = \"lmtp.sock\"\nsocket_mode = \"0660\"\nlisten = [\"127.0.0.1:{DEV_LMTP_PORT}\"]\n\n\
          [smtpd]\nmx = [\"127.0.0.1:{DEV_SMTP_PORT}\"]\nsubmission = [\"127.0.0.1:{DEV_SUBMISSION_PORT}\"]\n\
          submissions = [\"127.0.0.1:{DEV_SUBMISSIONS_PORT}\"]\nmynetworks = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
-         [qmgr]\nsocket = \"qmgr.sock\"\n",
+         [qmgr]\nsocket = \"qmgr.sock\"\n\n\
+         [pop3d]\nlisten = [\"127.0.0.1:{DEV_POP3_PORT}\"]\nlisten_tls = [\"127.0.0.1:{DEV_POP3S_PORT}\"]\n",
         p("spool"),
         p("state"),
         p("run"),
@@ -127,6 +130,7 @@ pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
         "  LMTP:          {} and 127.0.0.1:{DEV_LMTP_PORT}",
         cfg.lmtp_socket().display()
     );
+    println!("  POP3:          127.0.0.1:{DEV_POP3_PORT} (STLS), 127.0.0.1:{DEV_POP3S_PORT} (TLS)");
     println!("  mail:          {}", cfg.store.mail_root.display());
     println!(
         "Start it with: facteurctl up --config {}",

@@ -3,7 +3,10 @@
 //! Layout: [`cli`] declares the command line; [`admin`] manages domains,
 //! users and aliases in the directory (and mailboxes in the store);
 //! [`init`] writes a development setup; [`up`] runs the suite in the
-//! foreground, restarting a daemon that dies (production uses systemd).
+//! foreground, restarting a daemon that dies (production uses systemd);
+//! [`tls`] writes a self-signed certificate; [`dns`] prints the DNS records
+//! to publish; [`privs`] makes root act as the mail store's owner, so files
+//! created for the daemons belong to them.
 //!
 //! Security: passwords never come from the command line (visible in `ps` and
 //! shell history): a prompt on a terminal, otherwise the first line of
@@ -11,11 +14,14 @@
 
 pub mod admin;
 pub mod cli;
+pub mod dns;
 pub mod init;
+pub mod privs;
+pub mod tls;
 pub mod up;
 
 use anyhow::Context as _;
-use cli::{Cli, Command, ConfigAction};
+use cli::{Cli, Command, ConfigAction, TlsAction};
 use facteur_config::Config;
 
 /// Runs one command; returns the process exit code.
@@ -51,10 +57,62 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = load(&config)?;
             up::up(&cfg)
         }
-        Command::Domain { action } => admin::domain(&load(&cli.config)?, action).map(|_| 0),
-        Command::User { action } => admin::user(&load(&cli.config)?, action).map(|_| 0),
-        Command::Alias { action } => admin::alias(&load(&cli.config)?, action).map(|_| 0),
+        Command::Domain { action } => {
+            admin::domain(&load_as_owner(&cli.config)?, action).map(|_| 0)
+        }
+        Command::User { action } => admin::user(&load_as_owner(&cli.config)?, action).map(|_| 0),
+        Command::Alias { action } => admin::alias(&load_as_owner(&cli.config)?, action).map(|_| 0),
+        Command::Tls {
+            action:
+                TlsAction::SelfSigned {
+                    cert,
+                    key,
+                    names,
+                    force,
+                },
+        } => {
+            // The configuration is needed only for what was not given.
+            let (cert, key, names) = match (cert, key, names.is_empty()) {
+                (Some(c), Some(k), false) => (c, k, names),
+                (c, k, _) => {
+                    let cfg = load(&cli.config)?;
+                    let names = if names.is_empty() {
+                        vec![cfg.hostname()]
+                    } else {
+                        names
+                    };
+                    (c.unwrap_or(cfg.tls.cert), k.unwrap_or(cfg.tls.key), names)
+                }
+            };
+            tls::self_signed(&cert, &key, &names, force)?;
+            println!(
+                "self-signed certificate for {} written to {} (key: {})",
+                names.join(", "),
+                cert.display(),
+                key.display()
+            );
+            Ok(0)
+        }
+        Command::DnsRecords(args) => {
+            let cfg = load(&cli.config)?;
+            let domain = dns::domain_name(&args.domain)?;
+            let host = cfg.hostname();
+            let (v4, v6) = if args.ipv4.is_empty() && args.ipv6.is_empty() {
+                dns::public_addresses(&host)
+            } else {
+                (args.ipv4, args.ipv6)
+            };
+            print!("{}", dns::records(&domain, &host, &v4, &v6));
+            Ok(0)
+        }
     }
+}
+
+/// Loads the configuration, then (as root) becomes the mail store's owner.
+fn load_as_owner(path: &std::path::Path) -> anyhow::Result<Config> {
+    let cfg = load(path)?;
+    privs::act_as_store_owner(&cfg)?;
+    Ok(cfg)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {

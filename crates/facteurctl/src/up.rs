@@ -15,7 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// The daemons of the suite, in start order.
-pub const DAEMONS: &[&str] = &["facteur-lmtpd", "facteur-qmgr", "facteur-smtpd"];
+pub const DAEMONS: &[&str] = &[
+    "facteur-lmtpd",
+    "facteur-qmgr",
+    "facteur-smtpd",
+    "facteur-pop3d",
+];
 
 /// Finds a program beside the running executable, else relies on PATH.
 pub fn program_path(name: &str) -> PathBuf {

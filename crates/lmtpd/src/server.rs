@@ -1,12 +1,12 @@
-//! The accept loop: binds the Unix socket and the TCP listeners from the
-//! configuration, serves each connection in its own task under a connection
+//! The accept loop: binds the Unix socket (or takes the one systemd passed
+//! as `lmtp`) and the TCP listeners from the configuration, serves each connection in its own task under a connection
 //! limit, and shuts down cleanly on SIGTERM/SIGINT (stops accepting, lets
 //! sessions finish their transaction for up to 30 s, removes the socket).
 
 use crate::Context;
 use crate::session;
 use facteur_config::Config;
-use facteur_daemon::Listener;
+use facteur_daemon::{Listener, systemd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -16,15 +16,22 @@ use tracing::{error, info, warn};
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     let mut listeners = Vec::new();
-    let sock = cfg.lmtp_socket();
-    if let Some(dir) = sock.parent() {
-        facteur_util::create_dir_all_mode(dir, 0o755)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    // Socket activation: the socket systemd passed as "lmtp" replaces the
+    // configured Unix socket (and is left in place at exit).
+    for l in systemd::inherited_unix("lmtp")? {
+        listeners.push(Listener::from_inherited_unix(l)?);
     }
-    listeners.push(
-        Listener::bind_unix(&sock, cfg.lmtp_socket_mode())
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", sock.display()))?,
-    );
+    if listeners.is_empty() {
+        let sock = cfg.lmtp_socket();
+        if let Some(dir) = sock.parent() {
+            facteur_util::create_dir_all_mode(dir, 0o755)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+        listeners.push(
+            Listener::bind_unix(&sock, cfg.lmtp_socket_mode())
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", sock.display()))?,
+        );
+    }
     for addr in &cfg.lmtpd.listen {
         listeners.push(
             Listener::bind_tcp(*addr)
@@ -32,6 +39,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
         );
     }
+    for name in systemd::unclaimed() {
+        warn!(
+            name,
+            "ignoring a socket passed by the service manager under an unknown name"
+        );
+    }
+    facteur_daemon::ignore_hangup("facteur-lmtpd")?;
+    systemd::ready();
     serve(
         ctx,
         listeners,

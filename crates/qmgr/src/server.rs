@@ -43,6 +43,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     let sock = bind_wakeup(&ctx.socket)
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", ctx.socket.display()))?;
+    facteur_daemon::ignore_hangup("facteur-qmgr")?;
+    facteur_daemon::systemd::ready();
     serve(ctx, sock, facteur_daemon::shutdown_signal()).await
 }
 

@@ -1,5 +1,7 @@
 //! Listeners and connection limits for facteur-smtpd: binds the MX,
-//! submission and submissions addresses from `[smtpd]`, enforces the total
+//! submission and submissions addresses from `[smtpd]` (or takes the sockets
+//! systemd passed under the names `mx`, `submission`, `submissions`),
+//! enforces the total
 //! and per-address connection limits (a refused client gets `421 4.7.0`),
 //! does the implicit TLS handshake on submissions, reloads the TLS
 //! certificate on SIGHUP, and shuts down cleanly on SIGTERM/SIGINT.
@@ -8,7 +10,7 @@ use crate::policy::Rates;
 use crate::{Context, Mode, session};
 use facteur_config::Config;
 use facteur_daemon::conn::Conn;
-use facteur_daemon::tls;
+use facteur_daemon::{systemd, tls};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +28,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         (Mode::Submission, &cfg.smtpd.submission),
         (Mode::Submissions, &cfg.smtpd.submissions),
     ] {
+        // Socket activation: sockets the service manager passed under the
+        // listener's name replace the configured addresses of that listener.
+        let inherited = systemd::inherited_tcp(mode.as_str())?;
+        if !inherited.is_empty() {
+            for l in inherited {
+                l.set_nonblocking(true)?;
+                listeners.push((mode, TcpListener::from_std(l)?));
+            }
+            continue;
+        }
         for a in addrs {
             let l = TcpListener::bind(a)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
             listeners.push((mode, l));
         }
+    }
+    for name in systemd::unclaimed() {
+        warn!(
+            name,
+            "ignoring a socket passed by the service manager under an unknown name"
+        );
     }
     if listeners.is_empty() {
         anyhow::bail!(
@@ -57,6 +75,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
+    systemd::ready();
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 

@@ -66,7 +66,6 @@ impl QueueWriter {
         file.write_all_at(&END_RECORD, end)?;
         file.write_all_at(&len.to_be_bytes(), self.len_offset)?;
         file.sync_all()?;
-        drop(file);
         let dir = self.spool.dir(self.queue);
         let dst = dir.join(&self.id);
         match fs::hard_link(&self.tmp_path, &dst) {
@@ -83,7 +82,18 @@ impl QueueWriter {
                 fs::rename(&self.tmp_path, &dst)?;
             }
         }
-        facteur_util::fsync_dir(&dir)?;
+        match facteur_util::fsync_dir(&dir) {
+            // An unprivileged sendmail cannot open maildrop/ (mode 3733: no
+            // read bit for others) to fsync it; syncfs on the queue file
+            // makes the new directory entry durable with the rest of its
+            // file system instead.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                use std::os::fd::AsRawFd;
+                nix::unistd::syncfs(file.as_raw_fd()).map_err(io::Error::from)?;
+            }
+            r => r?,
+        }
+        drop(file);
         self.tmp_path = PathBuf::new();
         Ok(())
     }

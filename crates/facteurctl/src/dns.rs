@@ -1,0 +1,197 @@
+//! `facteurctl dns-records DOMAIN`: the DNS records to publish so that the
+//! world delivers DOMAIN's mail to this server and believes mail from it.
+//!
+//! Prints zone-file lines: the MX of DOMAIN (the configured host name), the
+//! host's A/AAAA records, SPF for DOMAIN (`v=spf1 mx -all`: only the MX hosts
+//! send) and for the host name itself (the HELO identity), DMARC
+//! (`p=quarantine`, aggregate reports to postmaster@DOMAIN), and as comments
+//! what cannot be a zone record: the PTR (set by whoever owns the address)
+//! and DKIM (not signed yet).
+//!
+//! Addresses come from `--ipv4`/`--ipv6`, else from resolving the host name
+//! and keeping only public addresses (a loopback or private address in a
+//! public zone breaks delivery); placeholders are printed when none is known.
+//!
+//! Standards: RFC 5321 §5 (MX), RFC 7208 (SPF), RFC 7489 (DMARC).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+
+/// Checks and normalises a domain name (lower case, no final dot).
+pub fn domain_name(s: &str) -> anyhow::Result<String> {
+    let d = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        anyhow::bail!("{s:?} is not a domain name");
+    }
+    Ok(d)
+}
+
+/// An address that may appear in public DNS.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let [o0, o1, ..] = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_documentation()
+                || (o0 == 100 && (64..128).contains(&o1)))
+        }
+        IpAddr::V6(a) => {
+            let s0 = a.segments()[0];
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80
+                || s0 == 0x2001 && a.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// The public addresses `host` resolves to.
+pub fn public_addresses(host: &str) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    if let Ok(addrs) = (host, 25).to_socket_addrs() {
+        for a in addrs {
+            match a.ip() {
+                ip if !is_public(ip) => {}
+                IpAddr::V4(x) if !v4.contains(&x) => v4.push(x),
+                IpAddr::V6(x) if !v6.contains(&x) => v6.push(x),
+                _ => {}
+            }
+        }
+    }
+    (v4, v6)
+}
+
+/// The records for `domain` served by `host`.
+pub fn records(domain: &str, host: &str, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> String {
+    let mut out = String::new();
+    let mut line = |name: &str, ty: &str, data: &str| {
+        out.push_str(&format!(
+            "{:<28} 3600 IN {ty:<5} {data}\n",
+            format!("{name}.")
+        ));
+    };
+    let mut notes = Vec::new();
+    line(domain, "MX", &format!("10 {host}."));
+    if v4.is_empty() && v6.is_empty() {
+        line(host, "A", "<public IPv4 address of this server>");
+        line(host, "AAAA", "<public IPv6 address of this server, if any>");
+        notes.push(format!(
+            "; {host} has no public address here: replace the placeholders, or run\n\
+             ; again with --ipv4 ADDRESS and --ipv6 ADDRESS."
+        ));
+    }
+    for a in v4 {
+        line(host, "A", &a.to_string());
+    }
+    for a in v6 {
+        line(host, "AAAA", &a.to_string());
+    }
+    line(domain, "TXT", "\"v=spf1 mx -all\"");
+    if host != domain {
+        line(host, "TXT", "\"v=spf1 a -all\"");
+    }
+    line(
+        &format!("_dmarc.{domain}"),
+        "TXT",
+        &format!("\"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}\""),
+    );
+    out.push('\n');
+    for n in notes {
+        out.push_str(&n);
+        out.push('\n');
+    }
+    let addrs: Vec<String> = v4
+        .iter()
+        .map(ToString::to_string)
+        .chain(v6.iter().map(ToString::to_string))
+        .collect();
+    let which = if addrs.is_empty() {
+        "this server's addresses".to_string()
+    } else {
+        addrs.join(" and ")
+    };
+    out.push_str(&format!(
+        "; PTR: the reverse DNS of {which} must be {host}: many receivers\n\
+         ; refuse mail otherwise. It is set by whoever owns the address: your hosting\n\
+         ; provider's panel or support, not your zone.\n\
+         ; DKIM: facteur does not sign mail yet; its key record will be printed here.\n\
+         ; Make sure postmaster@{domain} exists (an alias will do): DMARC reports go there.\n"
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_with_addresses() {
+        let r = records(
+            "example.org",
+            "mail.example.org",
+            &["192.0.2.1".parse().unwrap()],
+            &["2001:db8::1".parse().unwrap()],
+        );
+        let has = |s: &str| assert!(r.contains(s), "{s:?} missing in\n{r}");
+        has("example.org.                 3600 IN MX    10 mail.example.org.\n");
+        has("mail.example.org.            3600 IN A     192.0.2.1\n");
+        has("mail.example.org.            3600 IN AAAA  2001:db8::1\n");
+        has("example.org.                 3600 IN TXT   \"v=spf1 mx -all\"\n");
+        has("mail.example.org.            3600 IN TXT   \"v=spf1 a -all\"\n");
+        has(
+            "_dmarc.example.org.          3600 IN TXT   \"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.org\"\n",
+        );
+        has("reverse DNS of 192.0.2.1 and 2001:db8::1 must be mail.example.org:");
+        has("DKIM");
+        assert!(!r.contains('<'));
+    }
+
+    #[test]
+    fn placeholders_without_addresses() {
+        let r = records("example.org", "example.org", &[], &[]);
+        assert!(r.contains("IN A     <public IPv4 address"), "{r}");
+        assert!(r.contains("--ipv4"));
+        // The host is the domain: one SPF record, not two.
+        assert_eq!(r.matches("v=spf1").count(), 1);
+    }
+
+    #[test]
+    fn only_public_addresses() {
+        for a in [
+            "127.0.1.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+        ] {
+            assert!(!is_public(a.parse().unwrap()), "{a}");
+        }
+        for a in ["203.0.114.7", "8.8.8.8", "2a01:4f8::1"] {
+            assert!(is_public(a.parse().unwrap()), "{a}");
+        }
+    }
+
+    #[test]
+    fn domain_names() {
+        assert_eq!(domain_name("Example.ORG.").unwrap(), "example.org");
+        for bad in ["", "a..b", "-a.org", "a b.org", "x@y.org"] {
+            assert!(domain_name(bad).is_err(), "{bad}");
+        }
+    }
+}
