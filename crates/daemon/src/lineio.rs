@@ -1,4 +1,4 @@
-//! The I/O half of a line-oriented protocol session (SMTP, LMTP): one input
+//! The I/O half of a line-oriented protocol session (SMTP, LMTP, POP3): one input
 //! buffer, one output buffer, command-line framing with a length limit,
 //! read time-outs, and the shutdown signal. Sessions keep their state
 //! machines and call this for bytes.
@@ -52,6 +52,7 @@ pub struct LineIo<S> {
     inbuf: Vec<u8>,
     out: Vec<u8>,
     framer: LineFramer,
+    max_line: usize,
     timeout: Duration,
     stop: watch::Receiver<bool>,
 }
@@ -63,6 +64,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             inbuf: Vec::with_capacity(4096),
             out: Vec::with_capacity(1024),
             framer: LineFramer::new(max_line),
+            max_line,
             timeout,
             stop,
         }
@@ -83,18 +85,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         *self.stop.borrow()
     }
 
-    /// Drops buffered input; returns how many bytes were dropped.
+    /// Drops buffered input, and forgets a half-skipped overlong line;
+    /// returns how many bytes were dropped (STARTTLS, STLS).
     pub fn discard_input(&mut self) -> usize {
-        let n = self.inbuf.len();
+        let n = self.inbuf.len() + usize::from(self.framer.is_discarding());
         self.inbuf.clear();
+        self.framer = LineFramer::new(self.max_line);
         n
     }
 
+    /// Writes the batched output, with the idle timeout as a write timeout
+    /// (a client that stops reading cannot hold a session forever).
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let w = async {
             self.stream.write_all(&self.out).await?;
-            self.out.clear();
-            self.stream.flush().await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.timeout, w).await {
+            Ok(r) => r?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+        }
+        self.out.clear();
+        // A big transfer (POP3 RETR) may have grown the buffer: give it back.
+        if self.out.capacity() > 4 * READ_CHUNK {
+            self.out.shrink_to(READ_CHUNK);
         }
         Ok(())
     }

@@ -3,8 +3,8 @@
 //! Offers what a POP3 server needs between the socket and its state machine:
 //!
 //! ```text
-//!   line.rs       LineFramer: command lines out of a byte buffer, with a
-//!                 length limit (an overlong line is reported, then skipped)
+//!   (lines)       framed by facteur-daemon's LineIo (the shared framer);
+//!                 MAX_LINE below is the POP3 limit
 //!   command.rs    Command and parse_command: keyword dispatch, shared
 //!                 argument rules; one file per command family below
 //!   command/user.rs   USER, PASS (RFC 1939 §7)
@@ -33,14 +33,18 @@
 //! are values for the peer (`-ERR`), never panics; limits bound memory.
 
 mod command;
-mod line;
 mod response;
 mod stuff;
 mod top;
 
 pub use command::auth::{SaslResponse, decode_sasl_response, parse_plain};
 pub use command::{Command, ParseError, parse_command};
-pub use line::{LineEvent, LineFramer, MAX_LINE};
+
 pub use response::{Capa, RespCode, Response, write_continuation, write_multiline};
 pub use stuff::DotStuffer;
 pub use top::TopLimiter;
+
+/// The longest command line accepted, line ending included. RFC 2449 §4
+/// limits commands to 255 octets; SASL responses (RFC 5034 §4) may be longer
+/// (a PLAIN response with a long password), so the limit is more generous.
+pub const MAX_LINE: usize = 1024;

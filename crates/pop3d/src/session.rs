@@ -21,25 +21,18 @@ mod transaction;
 use crate::Context;
 use crate::maildrop::Maildrop;
 use facteur_daemon::conn::Conn;
-use facteur_pop3_proto::{Command, LineEvent, LineFramer, MAX_LINE, Response, parse_command};
+use facteur_daemon::lineio::{Input, LineIo};
+use facteur_pop3_proto::{Command, MAX_LINE, Response, parse_command};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-const READ_CHUNK: usize = 16 * 1024;
 /// Output is written out once this much is batched (during RETR).
 const WRITE_CHUNK: usize = 64 * 1024;
-
-enum Fill {
-    Data,
-    Eof,
-    Timeout,
-    Stop,
-}
 
 /// Whether the session goes on.
 pub(crate) enum Flow {
@@ -57,14 +50,10 @@ enum State {
 
 struct Session<S> {
     ctx: Arc<Context>,
-    conn: Conn<S>,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    framer: LineFramer,
+    io: LineIo<Conn<S>>,
     ip: IpAddr,
     state: State,
     errors: u32,
-    stop: watch::Receiver<bool>,
 }
 
 /// Serves one connection. For implicit TLS the caller passes a stream on
@@ -76,16 +65,13 @@ where
     let span = info_span!("pop3", peer = %ip, tls = conn.is_tls());
     async move {
         debug!("connected");
+        let io = LineIo::new(conn, MAX_LINE, ctx.cfg.timeout.duration(), stop);
         let mut s = Session {
             ctx,
-            conn,
-            inbuf: Vec::with_capacity(1024),
-            out: Vec::with_capacity(1024),
-            framer: LineFramer::new(MAX_LINE),
+            io,
             ip,
             state: State::Authorization { user: None },
             errors: 0,
-            stop,
         };
         let greeting = Response::ok(format!("{} POP3 server ready (facteur)", s.ctx.hostname));
         s.reply(&greeting);
@@ -118,7 +104,7 @@ where
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn reply(&mut self, r: &Response) {
-        r.write_to(&mut self.out);
+        r.write_to(self.io.out());
     }
 
     /// A `-ERR` that counts towards `max_errors`.
@@ -127,101 +113,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(&r);
     }
 
-    /// Writes the batched output, with the idle timeout as a write timeout
-    /// (a client that stops reading cannot hold the session forever).
     async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let timeout = self.ctx.cfg.timeout.duration();
-        let w = async {
-            self.conn.write_all(&self.out).await?;
-            self.conn.flush().await
-        };
-        match tokio::time::timeout(timeout, w).await {
-            Ok(r) => r?,
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
-        }
-        self.out.clear();
-        if self.out.capacity() > 4 * WRITE_CHUNK {
-            self.out.shrink_to(WRITE_CHUNK);
-        }
-        Ok(())
+        self.io.flush().await
     }
 
-    async fn fill(&mut self, idle: bool) -> io::Result<Fill> {
-        self.flush().await?;
-        if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
-            self.inbuf.reserve(READ_CHUNK);
-        }
-        let timeout = self.ctx.cfg.timeout.duration();
-        let mut stop = self.stop.clone();
-        let read = tokio::time::timeout(timeout, self.conn.read_buf(&mut self.inbuf));
-        let r = if idle {
-            tokio::select! {
-                r = read => r,
-                _ = stop.wait_for(|s| *s) => return Ok(Fill::Stop),
-            }
-        } else {
-            read.await
-        };
-        match r {
-            Err(_) => Ok(Fill::Timeout),
-            Ok(Ok(0)) => Ok(Fill::Eof),
-            Ok(Ok(_)) => Ok(Fill::Data),
-            Ok(Err(e)) => Err(e),
-        }
-    }
-
-    /// The next line: `Ok(Some(Ok(line)))`, `Ok(Some(Err(())))` for an
-    /// overlong one, `Ok(None)` when the buffer holds no complete line.
-    fn next_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
-        let (used, ev) = self.framer.next(&self.inbuf);
-        let ev = ev.map(|e| match e {
-            LineEvent::Line(l) => Ok(l.to_vec()),
-            LineEvent::TooLong => Err(()),
-        });
-        self.inbuf.drain(..used);
-        ev
-    }
-
-    /// Reads one line (a SASL response). `None` on EOF, timeout, stop.
+    /// Reads one line (a SASL response), without its line ending: `Err(())`
+    /// for an overlong one, `None` on EOF, timeout, stop.
     async fn read_line(&mut self) -> io::Result<Option<Result<Vec<u8>, ()>>> {
-        loop {
-            if let Some(l) = self.next_line() {
-                return Ok(Some(l));
-            }
-            match self.fill(false).await? {
-                Fill::Data => {}
-                Fill::Eof | Fill::Timeout | Fill::Stop => return Ok(None),
-            }
-        }
+        Ok(match self.io.next_line(false).await? {
+            Input::Line(l) => Some(Ok(strip_eol(l))),
+            Input::TooLong => Some(Err(())),
+            Input::Eof | Input::Timeout | Input::Stop => None,
+        })
     }
 
     async fn run(&mut self) -> io::Result<()> {
         loop {
-            if *self.stop.borrow() {
+            if self.io.stopping() {
                 self.reply(&Response::err_code(
                     facteur_pop3_proto::RespCode::SysTemp,
                     "Server shutting down, nothing was deleted",
                 ));
                 return self.flush().await;
             }
-            match self.next_line() {
-                None => match self.fill(true).await? {
-                    Fill::Data | Fill::Stop => continue,
-                    Fill::Eof => return Ok(()),
-                    Fill::Timeout => {
-                        info!("idle for too long");
-                        self.reply(&Response::err(
-                            "Autologout: idle for too long, nothing was deleted",
-                        ));
-                        return self.flush().await;
-                    }
-                },
-                Some(Err(())) => self.error(Response::err("Line too long")),
-                Some(Ok(line)) => {
-                    if let Flow::Close = self.command(&line).await? {
+            match self.io.next_line(true).await? {
+                Input::Stop => continue,
+                Input::Eof => return Ok(()),
+                Input::Timeout => {
+                    info!("idle for too long");
+                    self.reply(&Response::err(
+                        "Autologout: idle for too long, nothing was deleted",
+                    ));
+                    return self.flush().await;
+                }
+                Input::TooLong => self.error(Response::err("Line too long")),
+                Input::Line(line) => {
+                    if let Flow::Close = self.command(&strip_eol(line)).await? {
                         return self.flush().await;
                     }
                 }
@@ -267,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Whether a password may be sent now: over TLS, or in clear text from
     /// loopback when the configuration allows it.
     fn login_allowed(&self) -> bool {
-        self.conn.is_tls()
+        self.io.stream.is_tls()
             || (self.ctx.cfg.allow_plaintext_auth_on_loopback && self.ip.is_loopback())
     }
 
@@ -276,14 +203,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let capa = facteur_pop3_proto::Capa {
             user: auth,
             sasl: if auth { &["PLAIN"] } else { &[] },
-            stls: !self.in_transaction() && !self.conn.is_tls() && self.ctx.tls.get().is_some(),
+            stls: !self.in_transaction()
+                && !self.io.stream.is_tls()
+                && self.ctx.tls.get().is_some(),
             implementation: Some("facteur"),
         };
-        capa.write_to(&mut self.out);
+        capa.write_to(self.io.out());
     }
 
     async fn stls(&mut self) -> io::Result<Flow> {
-        if self.conn.is_tls() {
+        if self.io.stream.is_tls() {
             self.error(Response::err("TLS already active"));
             return Ok(Flow::Continue);
         }
@@ -294,27 +223,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(&Response::ok("Begin TLS negotiation"));
         self.flush().await?;
         // Anything pipelined after STLS in clear text is discarded.
-        if !self.inbuf.is_empty() || self.framer.is_discarding() {
-            warn!(
-                bytes = self.inbuf.len(),
-                "discarding data pipelined after STLS"
-            );
+        let dropped = self.io.discard_input();
+        if dropped > 0 {
+            warn!(bytes = dropped, "discarding data pipelined after STLS");
         }
-        self.inbuf.clear();
-        self.framer = LineFramer::new(MAX_LINE);
         self.state = State::Authorization { user: None };
-        let plain = match std::mem::replace(&mut self.conn, Conn::Gone) {
+        let plain = match std::mem::replace(&mut self.io.stream, Conn::Gone) {
             Conn::Plain(s) => s,
             other => {
-                self.conn = other;
+                self.io.stream = other;
                 return Ok(Flow::Close);
             }
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
             Ok(Ok(t)) => {
-                self.conn = Conn::Tls(Box::new(t));
-                debug!(tls = %self.conn.tls_description().unwrap_or_default(), "STLS done");
+                self.io.stream = Conn::Tls(Box::new(t));
+                debug!(tls = %self.io.stream.tls_description().unwrap_or_default(), "STLS done");
                 Ok(Flow::Continue)
             }
             Ok(Err(e)) => {
@@ -331,3 +256,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 #[cfg(test)]
 mod tests;
+
+/// A command line without its CRLF (or bare LF).
+fn strip_eol(mut line: Vec<u8>) -> Vec<u8> {
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    line
+}

@@ -62,7 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(mechanism) = mechanism else {
             // RFC 1734 habit: AUTH alone lists the mechanisms.
             self.reply(&Response::ok("Supported mechanisms follow"));
-            facteur_pop3_proto::write_multiline(&mut self.out, ["PLAIN"]);
+            facteur_pop3_proto::write_multiline(self.io.out(), ["PLAIN"]);
             return Ok(());
         };
         if mechanism != "PLAIN" {
@@ -72,7 +72,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let text = match initial {
             Some(t) => t,
             None => {
-                write_continuation(&mut self.out, b"");
+                write_continuation(self.io.out(), b"");
                 match self.read_line().await? {
                     Some(Ok(l)) => String::from_utf8_lossy(&l).into_owned(),
                     Some(Err(())) => {

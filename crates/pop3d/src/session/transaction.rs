@@ -77,7 +77,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .map(|(i, m)| format!("{i} {}", m.size))
                     .collect();
                 self.reply(&Response::ok(format!("{n} messages ({octets} octets)")));
-                write_multiline(&mut self.out, lines);
+                write_multiline(self.io.out(), lines);
             }
             Command::List(Some(i)) => match md.get(i) {
                 Some(m) => {
@@ -92,7 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .map(|(i, m)| format!("{i} {}", md.uidl(m)))
                     .collect();
                 self.reply(&Response::ok("Unique-ID listing follows"));
-                write_multiline(&mut self.out, lines);
+                write_multiline(self.io.out(), lines);
             }
             Command::Uidl(Some(i)) => match md.get(i) {
                 Some(m) => {
@@ -203,15 +203,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Some(l) = limiter.as_mut() {
                 chunk = &chunk[..l.take(chunk)];
             }
-            stuffer.push(chunk, &mut self.out);
-            if self.out.len() >= WRITE_CHUNK {
+            stuffer.push(chunk, self.io.out());
+            if self.io.out().len() >= WRITE_CHUNK {
                 self.flush().await?;
             }
             if limiter.as_ref().is_some_and(TopLimiter::is_done) {
                 break;
             }
         }
-        let sent = stuffer.finish(&mut self.out);
+        let sent = stuffer.finish(self.io.out());
         if top.is_none() {
             if sent != size {
                 warn!(
