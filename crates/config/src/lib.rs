@@ -609,12 +609,17 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
     Ok(m)
 }
 
-/// The system's host name, or `localhost` if it cannot be read.
+/// The system's mail name: Debian's `/etc/mailname` when it holds a valid
+/// name, else the kernel's host name, else `localhost`.
 pub fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    let first_line = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
+            .filter(|s| !s.is_empty() && facteur_mail::normalize_domain(s).is_ok())
+    };
+    first_line("/etc/mailname")
+        .or_else(|| first_line("/proc/sys/kernel/hostname"))
         .unwrap_or_else(|| "localhost".into())
 }
 
