@@ -127,6 +127,9 @@ pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
         dir.join("demo-password").display()
     );
     println!(
+        "  SMTP:          127.0.0.1:{DEV_SMTP_PORT} (MX), 127.0.0.1:{DEV_SUBMISSION_PORT} (submission: STARTTLS, AUTH), 127.0.0.1:{DEV_SUBMISSIONS_PORT} (TLS)"
+    );
+    println!(
         "  LMTP:          {} and 127.0.0.1:{DEV_LMTP_PORT}",
         cfg.lmtp_socket().display()
     );
