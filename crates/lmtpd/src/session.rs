@@ -260,19 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.interrupted(end, "DATA").await;
         }
         let o = rx.outcome();
-        let refusal = if o.too_big {
-            Some(Reply::new(
-                552,
-                (5, 3, 4),
-                "Message size exceeds fixed maximum message size",
-            ))
-        } else if o.bare_lf || o.bare_cr {
-            Some(Reply::new(
-                550,
-                (5, 6, 0),
-                "Message contains a bare CR or LF; line endings must be CRLF",
-            ))
-        } else {
+        let refusal = Reply::content_refusal(o.too_big, o.bare_lf || o.bare_cr).or_else(|| {
             io_error.map(|e| {
                 warn!(error = %e, "cannot buffer the message");
                 Reply::new(
@@ -281,7 +269,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "Local error buffering the message, try again later",
                 )
             })
-        };
+        });
         self.finish(body, refusal).await
     }
 
@@ -322,11 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if let Some(t) = self.txn.as_mut() {
                     t.bdat_failed = true;
                 }
-                self.error(Reply::new(
-                    552,
-                    (5, 3, 4),
-                    "Message size exceeds fixed maximum message size",
-                ));
+                self.error(Reply::too_big());
             } else {
                 self.reply(&Reply::new(
                     250,
@@ -338,27 +322,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(());
         }
         check.finish();
-        let refusal = if too_big {
-            Some(Reply::new(
-                552,
-                (5, 3, 4),
-                "Message size exceeds fixed maximum message size",
-            ))
-        } else if check.bare_cr || check.bare_lf {
-            Some(Reply::new(
-                550,
-                (5, 6, 0),
-                "Message contains a bare CR or LF; line endings must be CRLF",
-            ))
-        } else {
-            io_error.map(|_| {
-                Reply::new(
-                    451,
-                    (4, 3, 0),
-                    "Local error buffering the message, try again later",
-                )
-            })
-        };
+        let refusal =
+            Reply::content_refusal(too_big, check.bare_cr || check.bare_lf).or_else(|| {
+                io_error.map(|_| {
+                    Reply::new(
+                        451,
+                        (4, 3, 0),
+                        "Local error buffering the message, try again later",
+                    )
+                })
+            });
         self.finish(body, refusal).await
     }
 

@@ -43,6 +43,32 @@ impl Reply {
         }
     }
 
+    /// `552 5.3.4`: the message is larger than the server takes (RFC 1870).
+    pub fn too_big() -> Reply {
+        Reply::new(
+            552,
+            (5, 3, 4),
+            "Message size exceeds fixed maximum message size",
+        )
+    }
+
+    /// The refusal of a message that was received to its end but cannot be
+    /// taken: too big (`552 5.3.4`), or holding a bare CR or LF
+    /// (`550 5.6.0`, the SMTP-smuggling guard); `None` when it is fine.
+    pub fn content_refusal(too_big: bool, bare_line_ending: bool) -> Option<Reply> {
+        if too_big {
+            Some(Reply::too_big())
+        } else if bare_line_ending {
+            Some(Reply::new(
+                550,
+                (5, 6, 0),
+                "Message contains a bare CR or LF; line endings must be CRLF",
+            ))
+        } else {
+            None
+        }
+    }
+
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
@@ -101,6 +127,16 @@ mod tests {
         assert_eq!(r.to_bytes(), b"250 2.1.5 Recipient ok\r\n");
         assert!(r.is_positive());
         assert_eq!(r.to_string(), "250 2.1.5 Recipient ok");
+    }
+
+    #[test]
+    fn content_refusals() {
+        assert_eq!(Reply::content_refusal(true, true).unwrap().code, 552);
+        assert_eq!(
+            Reply::content_refusal(false, true).unwrap().to_bytes()[..9],
+            *b"550 5.6.0"
+        );
+        assert_eq!(Reply::content_refusal(false, false), None);
     }
 
     #[test]

@@ -423,11 +423,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.error(Reply::new(530, (5, 7, 0), "Authentication required"));
         }
         if from.size as u64 > self.ctx.cfg.max_message_size.0 {
-            return self.error(Reply::new(
-                552,
-                (5, 3, 4),
-                "Message size exceeds fixed maximum message size",
-            ));
+            return self.error(Reply::too_big());
         }
         if !from.address.is_empty()
             && let Err(e) = facteur_mail::Address::parse(&from.address)
@@ -574,21 +570,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.interrupted(end, "DATA").await;
         }
         let o = rx.outcome();
-        let refusal = if o.too_big {
-            Some(Reply::new(
-                552,
-                (5, 3, 4),
-                "Message size exceeds fixed maximum message size",
-            ))
-        } else if o.bare_cr || o.bare_lf {
-            Some(Reply::new(
-                550,
-                (5, 6, 0),
-                "Message contains a bare CR or LF; line endings must be CRLF",
-            ))
-        } else {
-            None
-        };
+        let refusal = Reply::content_refusal(o.too_big, o.bare_cr || o.bare_lf);
         self.finish(incoming, refusal, o.size).await;
         Ok(())
     }
@@ -653,11 +635,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         if !last {
             if too_big {
-                self.error(Reply::new(
-                    552,
-                    (5, 3, 4),
-                    "Message size exceeds fixed maximum message size",
-                ));
+                self.error(Reply::too_big());
             } else {
                 self.reply(&Reply::new(
                     250,
@@ -671,21 +649,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         check.finish();
         let total = t.bdat_size;
         let incoming = t.bdat.take();
-        let refusal = if too_big {
-            Some(Reply::new(
-                552,
-                (5, 3, 4),
-                "Message size exceeds fixed maximum message size",
-            ))
-        } else if check.bare_cr || check.bare_lf {
-            Some(Reply::new(
-                550,
-                (5, 6, 0),
-                "Message contains a bare CR or LF; line endings must be CRLF",
-            ))
-        } else {
-            None
-        };
+        let refusal = Reply::content_refusal(too_big, check.bare_cr || check.bare_lf);
         match incoming {
             Some(m) => self.finish(m, refusal, total).await,
             None => {
