@@ -14,8 +14,10 @@
 //! - Bytes after the end of DATA or of a BDAT chunk stay buffered for the
 //!   next command; [`LineIo::discard_input`] drops them (STARTTLS).
 
+use crate::conn::Conn;
 use facteur_smtp_codec::{DataReceiver, LineEvent, LineFramer};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -205,6 +207,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             n -= k as u64;
         }
         Ok(Fill::Data)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> LineIo<Conn<T>> {
+    /// STARTTLS / STLS after the positive reply has been queued: flushes
+    /// it, drops whatever the client pipelined in clear text (the
+    /// CVE-2011-0411 class), and runs the TLS handshake (30 s at most).
+    /// `Ok(true)`: the session goes on in TLS; `Ok(false)`: the handshake
+    /// failed or the stream was already TLS, and the connection must close.
+    pub async fn start_tls(&mut self, tls: Arc<rustls::ServerConfig>) -> io::Result<bool> {
+        self.flush().await?;
+        let dropped = self.discard_input();
+        if dropped > 0 {
+            tracing::warn!(
+                bytes = dropped,
+                "discarding data pipelined before the TLS handshake"
+            );
+        }
+        let plain = match std::mem::replace(&mut self.stream, Conn::Gone) {
+            Conn::Plain(s) => s,
+            other => {
+                self.stream = other;
+                return Ok(false);
+            }
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
+            Ok(Ok(t)) => {
+                self.stream = Conn::Tls(Box::new(t));
+                tracing::debug!(tls = %self.stream.tls_description().unwrap_or_default(), "TLS started");
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                Ok(false)
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timed out");
+                Ok(false)
+            }
+        }
     }
 }
 

@@ -26,10 +26,9 @@ use facteur_pop3_proto::{Command, MAX_LINE, Response, parse_command};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span};
 
 /// Output is written out once this much is batched (during RETR).
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -221,36 +220,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         };
         self.reply(&Response::ok("Begin TLS negotiation"));
-        self.flush().await?;
-        // Anything pipelined after STLS in clear text is discarded.
-        let dropped = self.io.discard_input();
-        if dropped > 0 {
-            warn!(bytes = dropped, "discarding data pipelined after STLS");
-        }
+        // Anything pipelined in clear text is thrown away by start_tls.
         self.state = State::Authorization { user: None };
-        let plain = match std::mem::replace(&mut self.io.stream, Conn::Gone) {
-            Conn::Plain(s) => s,
-            other => {
-                self.io.stream = other;
-                return Ok(Flow::Close);
-            }
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
-            Ok(Ok(t)) => {
-                self.io.stream = Conn::Tls(Box::new(t));
-                debug!(tls = %self.io.stream.tls_description().unwrap_or_default(), "STLS done");
-                Ok(Flow::Continue)
-            }
-            Ok(Err(e)) => {
-                info!(error = %e, "TLS handshake failed");
-                Ok(Flow::Close)
-            }
-            Err(_) => {
-                info!("TLS handshake timed out");
-                Ok(Flow::Close)
-            }
+        if !self.io.start_tls(tls).await? {
+            return Ok(Flow::Close);
         }
+        Ok(Flow::Continue)
     }
 }
 

@@ -268,39 +268,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         };
         self.reply(&Reply::new(220, (2, 0, 0), "Ready to start TLS"));
-        self.io.flush().await?;
-        // Anything pipelined after STARTTLS in clear text is discarded.
-        let dropped = self.io.discard_input();
-        if dropped > 0 {
-            warn!(bytes = dropped, "discarding data pipelined after STARTTLS");
+        // Anything pipelined in clear text is thrown away by start_tls.
+        if !self.io.start_tls(tls).await? {
+            return Ok(Flow::Close);
         }
-        let plain = match std::mem::replace(&mut self.io.stream, Conn::Gone) {
-            Conn::Plain(s) => s,
-            other => {
-                self.io.stream = other;
-                return Ok(Flow::Close);
-            }
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
-            Ok(Ok(t)) => {
-                self.io.stream = Conn::Tls(Box::new(t));
-                debug!(tls = %self.io.stream.tls_description().unwrap_or_default(), "STARTTLS done");
-                self.abort_txn();
-                self.helo = None;
-                self.esmtp = false;
-                self.auth_user = None;
-                Ok(Flow::Continue)
-            }
-            Ok(Err(e)) => {
-                info!(error = %e, "TLS handshake failed");
-                Ok(Flow::Close)
-            }
-            Err(_) => {
-                info!("TLS handshake timed out");
-                Ok(Flow::Close)
-            }
-        }
+        self.abort_txn();
+        self.helo = None;
+        self.esmtp = false;
+        self.auth_user = None;
+        Ok(Flow::Continue)
     }
 
     async fn auth(&mut self, mechanism: u64, initial: String) -> io::Result<()> {

@@ -8,6 +8,7 @@ use super::*;
 use facteur_directory::{Directory, SqliteDirectory};
 use facteur_store::{Quota, Store, StoreConfig};
 use std::io::Read as _;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio_rustls::rustls;
 
