@@ -292,9 +292,19 @@ def test_connection_limits_per_address_and_timeouts():
     f = Facteur(extra={"smtpd": 'max_connections_per_ip = 2\ntimeout = "2s"'})
     try:
         f.start_all()
-        a = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
-        b = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
-        assert a.recv(100).startswith(b"220 ") and b.recv(100).startswith(b"220 ")
+        # The harness's readiness probe holds a slot until smtpd has seen it
+        # close; retry until both connections are served, within a bound.
+        deadline = time.time() + 10
+        while True:
+            a = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
+            b = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
+            ga, gb = a.recv(100), b.recv(100)
+            if ga.startswith(b"220 ") and gb.startswith(b"220 "):
+                break
+            a.close()
+            b.close()
+            assert time.time() < deadline, (ga, gb)
+            time.sleep(0.2)
         c = socket.create_connection(("127.0.0.1", f.smtp_port), timeout=10)
         assert c.recv(100).startswith(b"421 4.7.0"), "third connection from one address"
         c.close()
