@@ -1,0 +1,1 @@
+//! IMAP views of a message (being written).

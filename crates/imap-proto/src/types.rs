@@ -1,0 +1,337 @@
+//! The IMAP command tree: what the parser produces and the session consumes.
+//!
+//! Strings are already unquoted / de-literalised and valid UTF-8. Mailbox
+//! names are given exactly as the client sent them (no modified UTF-7
+//! decoding, no INBOX case folding): both depend on session state (ENABLE
+//! UTF8=ACCEPT / IMAP4rev2), which the session owns.
+
+/// One sequence number or UID bound; `*` is the largest in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqBound {
+    Num(u32),
+    Star,
+}
+
+/// A sequence set (`1:4,7,9:*`), or `$` (the saved SEARCHRES result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceSet {
+    /// Ranges as written; `a:b` may have a > b (means the same as b:a).
+    /// A single number `n` is `(Num(n), Num(n))`.
+    Ranges(Vec<(SeqBound, SeqBound)>),
+    /// `$` (RFC 5182).
+    Saved,
+}
+
+/// A calendar date as in SEARCH SINCE / BEFORE (`1-Feb-2024`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: i32,
+    /// 1..=12
+    pub month: u8,
+    /// 1..=31
+    pub day: u8,
+}
+
+/// Everything SEARCH can ask (RFC 9051 §6.4.4, RFC 3501, RFC 7162 MODSEQ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchKey {
+    /// Several keys in a row, or a parenthesised list: all must match.
+    And(Vec<SearchKey>),
+    All,
+    Answered,
+    Bcc(String),
+    Before(Date),
+    Body(String),
+    Cc(String),
+    Deleted,
+    Draft,
+    Flagged,
+    From(String),
+    /// Field name, value (empty value: the field exists).
+    Header(String, String),
+    Keyword(String),
+    Larger(u64),
+    New,
+    Not(Box<SearchKey>),
+    Old,
+    On(Date),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    Recent,
+    Seen,
+    SentBefore(Date),
+    SentOn(Date),
+    SentSince(Date),
+    Since(Date),
+    Smaller(u64),
+    Subject(String),
+    Text(String),
+    To(String),
+    Uid(SequenceSet),
+    Unanswered,
+    Undeleted,
+    Undraft,
+    Unflagged,
+    Unkeyword(String),
+    Unseen,
+    /// A bare sequence set (message sequence numbers), `$` included.
+    Seq(SequenceSet),
+    /// MODSEQ n (entry name/type, if given, are parsed and ignored).
+    ModSeq(u64),
+}
+
+/// SEARCH RETURN options (RFC 4731 ESEARCH, RFC 5182 SAVE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+/// The textual part of a BODY[...] section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionText {
+    Header,
+    /// Field names as sent (case kept for echoing; compare ignoring case).
+    HeaderFields(Vec<String>),
+    HeaderFieldsNot(Vec<String>),
+    Text,
+    /// Only after a part number.
+    Mime,
+}
+
+/// `BODY[1.2.HEADER]` = part [1, 2], text Some(Header). `BODY[]` = empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Section {
+    pub part: Vec<u32>,
+    pub text: Option<SectionText>,
+}
+
+/// One FETCH data item. Macros (ALL, FAST, FULL) are expanded by the parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchAttr {
+    Envelope,
+    Flags,
+    InternalDate,
+    /// RFC822 (= BODY[], marks \Seen).
+    Rfc822,
+    /// RFC822.HEADER (= BODY.PEEK[HEADER]).
+    Rfc822Header,
+    Rfc822Size,
+    /// RFC822.TEXT (= BODY[TEXT], marks \Seen).
+    Rfc822Text,
+    /// BODY without a section: the non-extensible BODYSTRUCTURE.
+    Body,
+    BodyStructure,
+    Uid,
+    ModSeq,
+    /// BODY[section]<partial> or BODY.PEEK[...]. partial = (offset, count).
+    BodySection {
+        peek: bool,
+        section: Section,
+        partial: Option<(u32, u32)>,
+    },
+    /// BINARY[part]<partial> / BINARY.PEEK (RFC 3516).
+    Binary {
+        peek: bool,
+        part: Vec<u32>,
+        partial: Option<(u32, u32)>,
+    },
+    /// BINARY.SIZE[part].
+    BinarySize(Vec<u32>),
+}
+
+/// How STORE changes flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// STATUS data items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    Recent,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Deleted,
+    Size,
+    HighestModSeq,
+    AppendLimit,
+}
+
+/// QRESYNC parameters of SELECT/EXAMINE (RFC 7162 §3.2.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QresyncParams {
+    pub uidvalidity: u32,
+    pub modseq: u64,
+    pub known_uids: Option<SequenceSet>,
+    /// (known sequence numbers, their UIDs).
+    pub seq_match: Option<(SequenceSet, SequenceSet)>,
+}
+
+/// LIST selection options (RFC 5258, RFC 6154).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListSelect {
+    pub subscribed: bool,
+    pub remote: bool,
+    pub recursive_match: bool,
+    pub special_use: bool,
+}
+
+/// LIST return options (RFC 5258, RFC 5819, RFC 6154).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListReturn {
+    pub subscribed: bool,
+    pub children: bool,
+    pub special_use: bool,
+    /// RETURN (STATUS (...)).
+    pub status: Option<Vec<StatusItem>>,
+}
+
+/// The literal that ends an APPEND command line: the message itself, which
+/// the session streams to disk instead of holding it in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Literal {
+    pub len: u64,
+    /// `{n}`: the client waits for a `+` continuation. `{n+}` (LITERAL+ /
+    /// LITERAL-) is non-synchronising: the data follows at once.
+    pub sync: bool,
+    /// `~{n}` (RFC 3516 literal8): may contain NUL.
+    pub binary: bool,
+}
+
+/// A command, by state group (RFC 9051 §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    // Any state.
+    Capability,
+    Noop,
+    Logout,
+    /// ID (RFC 2971): None for NIL, else field/value pairs.
+    Id(Option<Vec<(String, Option<String>)>>),
+
+    // Not authenticated.
+    StartTls,
+    /// AUTHENTICATE mech [initial-response]. The initial response is decoded
+    /// from base64 (`=` gives Some(empty)); None when absent.
+    Authenticate {
+        mechanism: String,
+        initial: Option<Vec<u8>>,
+    },
+    Login {
+        user: String,
+        password: String,
+    },
+
+    // Authenticated.
+    Enable(Vec<String>),
+    /// SELECT or EXAMINE (`read_only`).
+    Select {
+        mailbox: String,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<QresyncParams>,
+    },
+    Create {
+        mailbox: String,
+        /// CREATE box (USE (\Sent)): the attributes as sent.
+        special_use: Vec<String>,
+    },
+    Delete(String),
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe(String),
+    Unsubscribe(String),
+    /// LIST, extended or not. `patterns` has one element for plain LIST.
+    List {
+        reference: String,
+        patterns: Vec<String>,
+        select: ListSelect,
+        ret: ListReturn,
+    },
+    Lsub {
+        reference: String,
+        pattern: String,
+    },
+    Namespace,
+    Status {
+        mailbox: String,
+        items: Vec<StatusItem>,
+    },
+    /// APPEND box [(flags)] ["date-time"] {n}: the message literal follows
+    /// (see [`Literal`]); the session reads `literal.len` octets, then the
+    /// rest of the line (normally just CRLF).
+    Append {
+        mailbox: String,
+        flags: Vec<String>,
+        /// Unix seconds, from the date-time with its zone applied.
+        date: Option<i64>,
+        literal: Literal,
+    },
+    Idle,
+    GetQuota(String),
+    GetQuotaRoot(String),
+    /// SETQUOTA root (resource limit ...): parsed so it can be refused.
+    SetQuota {
+        root: String,
+        limits: Vec<(String, u64)>,
+    },
+    Compress(String),
+
+    // Selected.
+    Check,
+    Close,
+    Unselect,
+    Expunge,
+    /// UID EXPUNGE set (UIDPLUS).
+    UidExpunge(SequenceSet),
+    Search {
+        uid: bool,
+        /// Some for ESEARCH (`RETURN (...)`, possibly empty = ALL).
+        ret: Option<Vec<SearchReturn>>,
+        charset: Option<String>,
+        key: SearchKey,
+    },
+    Fetch {
+        uid: bool,
+        set: SequenceSet,
+        attrs: Vec<FetchAttr>,
+        /// CHANGEDSINCE modseq (RFC 7162).
+        changed_since: Option<u64>,
+        /// VANISHED (RFC 7162 QRESYNC, UID FETCH only).
+        vanished: bool,
+    },
+    Store {
+        uid: bool,
+        set: SequenceSet,
+        unchanged_since: Option<u64>,
+        op: StoreOp,
+        silent: bool,
+        /// Flags as sent (`\Seen`, `$Forwarded`), backslash kept.
+        flags: Vec<String>,
+    },
+    Copy {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+    Move {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+}
+
+/// A tagged command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    pub tag: String,
+    pub command: Command,
+}

@@ -1,0 +1,1 @@
+//! facteur-imapd (being written).
