@@ -78,7 +78,16 @@ class Facteur:
         cfg = re.sub(r'\nmx = \["127\.0\.0\.1:\d+"\]', f'\nmx = ["127.0.0.1:{self.smtp_port}"]', cfg)
         cfg = re.sub(r'\nsubmission = \["127\.0\.0\.1:\d+"\]', f'\nsubmission = ["127.0.0.1:{self.submission_port}"]', cfg)
         cfg = re.sub(r'\nsubmissions = \["127\.0\.0\.1:\d+"\]', f'\nsubmissions = ["127.0.0.1:{self.submissions_port}"]', cfg)
+        # The patterns above also hit [imapd]: give it its own ports.
+        self.imap_port, self.imaps_port = free_port(), free_port()
+        cfg = set_key(cfg, "pop3d", f'listen_tls = ["127.0.0.1:{self.pop3s_port}"]')
+        cfg = set_key(cfg, "imapd", f'listen = ["127.0.0.1:{self.imap_port}"]')
+        cfg = set_key(cfg, "imapd", f'listen_tls = ["127.0.0.1:{self.imaps_port}"]')
         cfg = cfg.replace('socket_mode = "0660"', 'socket_mode = "0666"')
+        # Remote delivery never asks the system's resolver in tests: a
+        # closed loopback port answers nothing (tests that deliver remotely
+        # point this at their own DNS server).
+        cfg = set_key(cfg, "qmgr", 'dns_servers = ["127.0.0.1:9"]')
         extra = dict(extra or {})
         if extra_lmtpd:
             extra["lmtpd"] = extra_lmtpd
@@ -130,6 +139,8 @@ class Facteur:
         self.daemons[name] = p
         if name == "smtpd":
             wait_for(lambda: p.poll() is not None or self._tcp_up(self.smtp_port), 20, "facteur-smtpd to listen")
+        elif name == "imapd":
+            wait_for(lambda: p.poll() is not None or (self._tcp_up(self.imap_port) and self._tcp_up(self.imaps_port, tls=True)), 20, "facteur-imapd to listen")
         elif name == "pop3d":
             wait_for(lambda: p.poll() is not None or (self._tcp_up(self.pop3_port) and self._tcp_up(self.pop3s_port, tls=True)), 20, "facteur-pop3d to listen")
         elif name == "qmgr":

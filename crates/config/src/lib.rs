@@ -14,12 +14,14 @@
 //! Needs: serde + toml; serde_path_to_error gives the key path of an error.
 //! No global state: the loaded value is passed down explicitly.
 
+mod qmgr;
 mod units;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
 pub use units::{ByteSize, Seconds, parse_duration, parse_size};
 
 /// Where programs look when `--config` is not given.
@@ -60,6 +62,8 @@ pub struct Config {
     pub qmgr: Qmgr,
     #[serde(default)]
     pub pop3d: Pop3d,
+    #[serde(default)]
+    pub imapd: Imapd,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -344,42 +348,6 @@ impl Default for Smtpd {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Qmgr {
-    /// The wake-up socket: a file name in `paths.run_dir`, or an absolute path.
-    pub socket: PathBuf,
-    /// Where local mail goes: "" = this configuration's lmtpd socket;
-    /// otherwise "unix:/path" or "inet:host:port".
-    pub lmtp: String,
-    /// Queue directories are scanned this often even without wake-ups.
-    pub scan_interval: Seconds,
-    /// Retry backoff: starts at min, doubles up to max.
-    pub min_backoff: Seconds,
-    pub max_backoff: Seconds,
-    /// After this long in the queue a message is bounced.
-    pub max_lifetime: Seconds,
-    /// Deliveries to lmtpd at once.
-    pub lmtp_concurrency: u32,
-    /// Recipients per LMTP transaction.
-    pub lmtp_max_recipients: u32,
-}
-
-impl Default for Qmgr {
-    fn default() -> Self {
-        Qmgr {
-            socket: "qmgr.sock".into(),
-            lmtp: String::new(),
-            scan_interval: Seconds(60),
-            min_backoff: Seconds(300),
-            max_backoff: Seconds(3600),
-            max_lifetime: Seconds(5 * 86400),
-            lmtp_concurrency: 10,
-            lmtp_max_recipients: 50,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct Pop3d {
     /// Plain POP3 listeners (110): STLS offered, no password before TLS.
     pub listen: Vec<SocketAddr>,
@@ -406,6 +374,47 @@ impl Default for Pop3d {
             timeout: Seconds(600),
             max_errors: 20,
             allow_plaintext_auth_on_loopback: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imapd {
+    /// Plain IMAP listeners (143): STARTTLS offered, LOGINDISABLED before TLS.
+    pub listen: Vec<SocketAddr>,
+    /// Implicit TLS listeners (993, IMAPS).
+    pub listen_tls: Vec<SocketAddr>,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    /// Idle time allowed once logged in (RFC 9051 §5.4: at least 30 minutes;
+    /// IDLE clients re-issue it every 29).
+    pub timeout: Seconds,
+    /// Idle time allowed before login.
+    pub login_timeout: Seconds,
+    /// Bad commands tolerated before the connection is closed.
+    pub max_errors: u32,
+    /// Accept LOGIN and AUTHENTICATE without TLS, from loopback clients only.
+    pub allow_plaintext_auth_on_loopback: bool,
+    /// The largest message APPEND accepts (APPENDLIMIT, RFC 7889).
+    pub max_append_size: ByteSize,
+    /// The longest command, literals other than APPEND's message included.
+    pub max_command_size: ByteSize,
+}
+
+impl Default for Imapd {
+    fn default() -> Self {
+        Imapd {
+            listen: Vec::new(),
+            listen_tls: Vec::new(),
+            max_connections: 5000,
+            max_connections_per_ip: 50,
+            timeout: Seconds(30 * 60),
+            login_timeout: Seconds(60),
+            max_errors: 20,
+            allow_plaintext_auth_on_loopback: false,
+            max_append_size: ByteSize(50 << 20),
+            max_command_size: ByteSize(1 << 20),
         }
     }
 }
@@ -497,21 +506,7 @@ impl Config {
         let l = &self.lmtpd;
         let sm = &self.smtpd;
         let q = &self.qmgr;
-        if !(q.lmtp.is_empty() || q.lmtp.starts_with("unix:/") || q.lmtp.starts_with("inet:")) {
-            return Err((
-                "qmgr.lmtp".into(),
-                format!(
-                    "{:?}: expected \"\", \"unix:/path\" or \"inet:host:port\"",
-                    q.lmtp
-                ),
-            ));
-        }
-        if q.min_backoff > q.max_backoff {
-            return Err((
-                "qmgr.min_backoff".into(),
-                "is larger than qmgr.max_backoff".into(),
-            ));
-        }
+        qmgr::check(q)?;
         for (key, v, min) in [
             ("smtpd.max_connections", sm.max_connections as u64, 1),
             (
@@ -524,11 +519,6 @@ impl Config {
             ("smtpd.timeout", sm.timeout.0, 1),
             ("smtpd.max_errors", sm.max_errors as u64, 1),
             ("smtpd.max_message_size", sm.max_message_size.0, 1024),
-            ("qmgr.scan_interval", q.scan_interval.0, 1),
-            ("qmgr.min_backoff", q.min_backoff.0, 1),
-            ("qmgr.max_lifetime", q.max_lifetime.0, 1),
-            ("qmgr.lmtp_concurrency", q.lmtp_concurrency as u64, 1),
-            ("qmgr.lmtp_max_recipients", q.lmtp_max_recipients as u64, 1),
         ] {
             if v < min {
                 return Err((key.into(), format!("{v} is below the minimum of {min}")));
@@ -553,6 +543,30 @@ impl Config {
             return Err((
                 "pop3d.listen_tls".into(),
                 format!("{a} is also in pop3d.listen"),
+            ));
+        }
+        let i = &self.imapd;
+        for (key, v, min) in [
+            ("imapd.max_connections", i.max_connections as u64, 1),
+            (
+                "imapd.max_connections_per_ip",
+                i.max_connections_per_ip as u64,
+                1,
+            ),
+            ("imapd.timeout", i.timeout.0, 30 * 60),
+            ("imapd.login_timeout", i.login_timeout.0, 10),
+            ("imapd.max_errors", i.max_errors as u64, 1),
+            ("imapd.max_append_size", i.max_append_size.0, 1024),
+            ("imapd.max_command_size", i.max_command_size.0, 8192),
+        ] {
+            if v < min {
+                return Err((key.into(), format!("{v} is below the minimum of {min}")));
+            }
+        }
+        if let Some(a) = i.listen.iter().find(|a| i.listen_tls.contains(a)) {
+            return Err((
+                "imapd.listen_tls".into(),
+                format!("{a} is also in imapd.listen"),
             ));
         }
         for (key, v, min) in [
@@ -590,6 +604,15 @@ impl Config {
             self.qmgr.socket.clone()
         } else {
             self.paths.run_dir.join(&self.qmgr.socket)
+        }
+    }
+
+    /// The queue manager's control socket path (`facteurctl queue`).
+    pub fn qmgr_control_socket(&self) -> PathBuf {
+        if self.qmgr.control_socket.is_absolute() {
+            self.qmgr.control_socket.clone()
+        } else {
+            self.paths.run_dir.join(&self.qmgr.control_socket)
         }
     }
 

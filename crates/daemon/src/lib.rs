@@ -17,8 +17,11 @@
 //! Security: a Unix socket gets its permission bits before it accepts
 //! connections (bound under a restrictive umask, then chmod-ed).
 
+pub mod accept;
+pub mod body;
 pub mod conn;
 pub mod entry;
+pub mod limits;
 pub mod lineio;
 pub mod systemd;
 pub mod tls;

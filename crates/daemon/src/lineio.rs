@@ -23,6 +23,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer between commands.
+const IDLE_CHUNK: usize = 4 * 1024;
 
 /// What a read brought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +65,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
     pub fn new(stream: S, max_line: usize, timeout: Duration, stop: watch::Receiver<bool>) -> Self {
         LineIo {
             stream,
-            inbuf: Vec::with_capacity(4096),
-            out: Vec::with_capacity(1024),
+            inbuf: Vec::new(),
+            out: Vec::new(),
             framer: LineFramer::new(max_line),
             max_line,
             timeout,
@@ -80,6 +82,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
     /// The output buffer, for encoders that append to a `Vec`.
     pub fn out(&mut self) -> &mut Vec<u8> {
         &mut self.out
+    }
+
+    /// Changes the idle time-out (IMAP allows more once logged in).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// Whether input is buffered (a pipelined command waits).
+    pub fn has_input(&self) -> bool {
+        !self.inbuf.is_empty()
     }
 
     /// Whether the daemon asked sessions to end.
@@ -111,9 +123,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
         }
         self.out.clear();
-        // A big transfer (POP3 RETR) may have grown the buffer: give it back.
+        // A big transfer (POP3 RETR, IMAP FETCH) may have grown the buffer:
+        // give it back.
         if self.out.capacity() > 4 * READ_CHUNK {
-            self.out.shrink_to(READ_CHUNK);
+            self.out = Vec::new();
         }
         Ok(())
     }
@@ -122,7 +135,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
     /// wait (between commands, never inside a message).
     pub async fn fill(&mut self, idle: bool) -> io::Result<Fill> {
         self.flush().await?;
-        if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
+        if idle {
+            // Between commands: a small buffer, so thousands of idle
+            // connections (IMAP IDLE) cost little; what a bulk transfer
+            // grew is given back.
+            if self.inbuf.is_empty() && self.inbuf.capacity() > 4 * IDLE_CHUNK {
+                self.inbuf = Vec::new();
+            }
+            if self.inbuf.capacity() - self.inbuf.len() < IDLE_CHUNK / 4 {
+                self.inbuf.reserve(IDLE_CHUNK);
+            }
+        } else if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
             self.inbuf.reserve(READ_CHUNK);
         }
         let mut stop = self.stop.clone();

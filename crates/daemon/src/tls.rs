@@ -11,10 +11,10 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 /// The current TLS configuration; `None` when no certificate is configured
-/// or readable (STARTTLS is then not offered).
-#[derive(Debug, Default)]
+/// or readable (STARTTLS is then not offered). Clones share the state.
+#[derive(Debug, Default, Clone)]
 pub struct TlsState {
-    current: RwLock<Option<Arc<ServerConfig>>>,
+    current: Arc<RwLock<Option<Arc<ServerConfig>>>>,
 }
 
 impl TlsState {

@@ -49,6 +49,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TlsAction,
     },
+    /// The mail queue: list, show, flush, hold, release, delete, requeue.
+    /// Applied by the running facteur-qmgr over its control socket; with
+    /// qmgr stopped, on the spool directly.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
     /// Print the DNS records to publish for DOMAIN (MX, A/AAAA, SPF, DMARC,
     /// and what to ask for PTR), for the configured host name.
     DnsRecords(DnsArgs),
@@ -164,4 +171,28 @@ pub enum AliasAction {
     List {
         domain: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// Every queued message: id, queue, size, arrival, sender, recipients
+    /// with their status and last reply (what `mailq` prints).
+    List,
+    /// One message: envelope, per-recipient status and last reply, header.
+    Show { id: String },
+    /// Try deferred messages now (one, or all); forgets destination backoff.
+    Flush { id: Option<String> },
+    /// Put a message on hold: nothing happens to it until released.
+    Hold { id: String },
+    /// Release a held message: it is delivered at once.
+    Release { id: String },
+    /// Delete messages (no bounce is sent).
+    Delete {
+        ids: Vec<String>,
+        /// Delete every message from this envelope sender (`<>` for bounces).
+        #[arg(long, value_name = "ADDR")]
+        from: Option<String>,
+    },
+    /// Resolve a message's recipients again and try it at once.
+    Requeue { id: String },
 }

@@ -21,6 +21,8 @@ pub const DEV_SUBMISSION_PORT: u16 = 2587;
 pub const DEV_SUBMISSIONS_PORT: u16 = 2465;
 pub const DEV_POP3_PORT: u16 = 2110;
 pub const DEV_POP3S_PORT: u16 = 2995;
+pub const DEV_IMAP_PORT: u16 = 2143;
+pub const DEV_IMAPS_PORT: u16 = 2993;
 
 fn toml_str(p: &Path) -> String {
     toml::Value::String(p.display().to_string()).to_string()
@@ -42,7 +44,8 @@ pub fn dev_config(dir: &Path) -> String {
          [smtpd]\nmx = [\"127.0.0.1:{DEV_SMTP_PORT}\"]\nsubmission = [\"127.0.0.1:{DEV_SUBMISSION_PORT}\"]\n\
          submissions = [\"127.0.0.1:{DEV_SUBMISSIONS_PORT}\"]\nmynetworks = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
          [qmgr]\nsocket = \"qmgr.sock\"\n\n\
-         [pop3d]\nlisten = [\"127.0.0.1:{DEV_POP3_PORT}\"]\nlisten_tls = [\"127.0.0.1:{DEV_POP3S_PORT}\"]\n",
+         [pop3d]\nlisten = [\"127.0.0.1:{DEV_POP3_PORT}\"]\nlisten_tls = [\"127.0.0.1:{DEV_POP3S_PORT}\"]\n\n\
+         [imapd]\nlisten = [\"127.0.0.1:{DEV_IMAP_PORT}\"]\nlisten_tls = [\"127.0.0.1:{DEV_IMAPS_PORT}\"]\n",
         p("spool"),
         p("state"),
         p("run"),
@@ -134,6 +137,9 @@ pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
         cfg.lmtp_socket().display()
     );
     println!("  POP3:          127.0.0.1:{DEV_POP3_PORT} (STLS), 127.0.0.1:{DEV_POP3S_PORT} (TLS)");
+    println!(
+        "  IMAP:          127.0.0.1:{DEV_IMAP_PORT} (STARTTLS), 127.0.0.1:{DEV_IMAPS_PORT} (TLS)"
+    );
     println!("  mail:          {}", cfg.store.mail_root.display());
     println!(
         "Start it with: facteurctl up --config {}",

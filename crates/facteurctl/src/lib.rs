@@ -5,7 +5,7 @@
 //! [`init`] writes a development setup; [`up`] runs the suite in the
 //! foreground, restarting a daemon that dies (production uses systemd);
 //! [`tls`] writes a self-signed certificate; [`dns`] prints the DNS records
-//! to publish; [`privs`] makes root act as the mail store's owner, so files
+//! to publish; [`queue`] lists and steers the mail queue; [`privs`] makes root act as the mail store's owner, so files
 //! created for the daemons belong to them.
 //!
 //! Security: passwords never come from the command line (visible in `ps` and
@@ -17,6 +17,7 @@ pub mod cli;
 pub mod dns;
 pub mod init;
 pub mod privs;
+pub mod queue;
 pub mod tls;
 pub mod up;
 
@@ -62,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::User { action } => admin::user(&load_as_owner(&cli.config)?, action).map(|_| 0),
         Command::Alias { action } => admin::alias(&load_as_owner(&cli.config)?, action).map(|_| 0),
+        Command::Queue { action } => queue::run(&load(&cli.config)?, action),
         Command::Tls {
             action:
                 TlsAction::SelfSigned {

@@ -20,6 +20,7 @@ pub const DAEMONS: &[&str] = &[
     "facteur-qmgr",
     "facteur-smtpd",
     "facteur-pop3d",
+    "facteur-imapd",
 ];
 
 /// Finds a program beside the running executable, else relies on PATH.

@@ -11,7 +11,8 @@ fn atom_char(b: u8) -> bool {
 /// `utf8` is allowed, as with IMAP4rev2 / UTF8=ACCEPT) only ASCII.
 fn quotable(s: &[u8], utf8: bool) -> bool {
     s.len() <= 1024
-        && s.iter().all(|&b| b != 0 && b != b'\r' && b != b'\n' && (utf8 || b < 0x80))
+        && s.iter()
+            .all(|&b| b != 0 && b != b'\r' && b != b'\n' && (utf8 || b < 0x80))
         && (!utf8 || std::str::from_utf8(s).is_ok())
 }
 
@@ -183,7 +184,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(date_time(0, 0), "\"01-Jan-1970 00:00:00 +0000\"");
-        assert_eq!(date_time(1_795_467_909, 60), "\"23-Nov-2026 22:05:09 +0100\"");
+        assert_eq!(
+            date_time(1_795_467_909, 60),
+            "\"23-Nov-2026 22:05:09 +0100\""
+        );
         assert_eq!(date_time(0, -150), "\"31-Dec-1969 21:30:00 -0230\"");
         for days in [-800_000, -1, 0, 59, 60, 365, 11_016, 20_000, 2_000_000] {
             let (y, m, d) = civil_from_days(days);

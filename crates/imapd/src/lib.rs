@@ -1,1 +1,131 @@
-//! facteur-imapd (being written).
+//! facteur-imapd: mailboxes over IMAP4rev2 (RFC 9051) and IMAP4rev1
+//! (RFC 3501), on the Maildir++ store lmtpd delivers into and pop3d reads.
+//!
+//! Layout (server, session, one file per command group):
+//!
+//! ```text
+//!   server.rs              listeners (143 STARTTLS, 993 TLS), limits, SIGHUP
+//!   notify.rs              change notification for IDLE (in-process + inotify)
+//!   session.rs             one connection: reading commands and their
+//!                          literals, dispatch by state, untagged updates
+//!   session/auth.rs        CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE, ENABLE, ID
+//!   session/mailboxes.rs   SELECT/EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE,
+//!                          LIST, LSUB, STATUS, NAMESPACE, quota
+//!   session/append.rs      APPEND, its literal streamed to disk
+//!   session/fetch.rs       FETCH and UID FETCH
+//!   session/search.rs      SEARCH, ESEARCH, SEARCHRES
+//!   session/modify.rs      STORE, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT
+//!   session/idle.rs        IDLE
+//! ```
+//!
+//! The codec is `facteur-imap-proto` (pure); message views (ENVELOPE,
+//! BODYSTRUCTURE, sections, SEARCH text) are `facteur-imap-message`.
+//!
+//! Invariants:
+//! - A session's sequence numbers are the positions in its store view
+//!   (`Mailbox::messages`). The view changes only by the session's own
+//!   operations (whose results it reports) and by `Mailbox::sync`, which is
+//!   called only where EXPUNGE may be sent (not during FETCH, STORE, SEARCH
+//!   by sequence number: RFC 9051 §7.5.1); every change sync reports is
+//!   announced (EXISTS, EXPUNGE or VANISHED, FETCH FLAGS) before the tagged
+//!   reply.
+//! - APPEND OK is sent only after the message is in `cur/` and its index row
+//!   committed, both fsynced (the store's guarantee). A literal is streamed to
+//!   memory or an unlinked file, never held whole beyond 1 MiB.
+//! - Memory per connection is bounded: a command, its literals included, by
+//!   `max_command_size`; literal announcements over the limits are refused
+//!   before a byte is read (`APPEND INBOX {4294967295}` costs nothing).
+//!
+//! Security: LOGIN and AUTHENTICATE are refused before TLS (LOGINDISABLED)
+//! unless `allow_plaintext_auth_on_loopback` and the client is on loopback;
+//! after STARTTLS the bytes pipelined in clear text are thrown away; failed
+//! logins are slowed down per address and per user; mailbox names go through
+//! the store's name checks, which keep them inside the user's directory.
+//!
+//! Standards: RFC 9051, RFC 3501, RFC 2177 (IDLE), RFC 2342 (NAMESPACE),
+//! RFC 4315 (UIDPLUS), RFC 6851 (MOVE), RFC 3691 (UNSELECT), RFC 7888
+//! (LITERAL+/-), RFC 5161 (ENABLE), RFC 2971 (ID), RFC 4959 (SASL-IR),
+//! RFC 6154 (SPECIAL-USE), RFC 5258/5819 (LIST-EXTENDED, LIST-STATUS),
+//! RFC 3348 (CHILDREN), RFC 4731 (ESEARCH), RFC 5182 (SEARCHRES), RFC 7162
+//! (CONDSTORE, QRESYNC), RFC 9208 (QUOTA), RFC 7889 (APPENDLIMIT), RFC 8438
+//! (STATUS=SIZE), RFC 3516 (BINARY).
+
+pub mod notify;
+pub mod server;
+pub mod session;
+
+use facteur_config::Config;
+use facteur_directory::Directory;
+use facteur_store::{Quota, Store, StoreConfig, StoreError, UserStore};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use server::run;
+
+/// Everything sessions share.
+pub struct Context {
+    pub hostname: String,
+    pub directory: Arc<dyn Directory>,
+    pub store: Store,
+    pub cfg: facteur_config::Imapd,
+    pub tls: facteur_daemon::tls::TlsState,
+    pub limits: Arc<facteur_daemon::limits::Limits>,
+    pub notifier: Arc<notify::Notifier>,
+    /// The pause after a failed login (grows with repeated failures, see
+    /// facteur_daemon::limits). Tests shorten it.
+    pub auth_delay: Duration,
+    /// Open user stores, shared by all sessions of a user (a phone, a
+    /// laptop and a webmail of one user share one index connection).
+    pub users: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<UserStore>>>,
+}
+
+impl Context {
+    /// The user's store, shared with the user's other sessions.
+    pub fn user_store(&self, address: &str, quota: Quota) -> Result<Arc<UserStore>, StoreError> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = users.get(address).and_then(std::sync::Weak::upgrade) {
+            return Ok(s);
+        }
+        let s = Arc::new(self.store.open_user(address, quota)?);
+        if users.len() >= 64 {
+            users.retain(|_, w| w.strong_count() > 0);
+        }
+        users.insert(address.to_string(), Arc::downgrade(&s));
+        Ok(s)
+    }
+}
+
+impl Context {
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
+        let directory: Arc<dyn Directory> = Arc::new(
+            facteur_directory::SqliteDirectory::open(&cfg.directory.path)
+                .map_err(|e| anyhow::anyhow!("directory {}: {e}", cfg.directory.path.display()))?,
+        );
+        let hostname = cfg.hostname();
+        let store = Store::new(StoreConfig {
+            root: cfg.store.mail_root.clone(),
+            hostname: hostname.clone(),
+        });
+        let tls = facteur_daemon::tls::TlsState::default();
+        match facteur_daemon::tls::load(&cfg.tls.cert, &cfg.tls.key) {
+            Ok(t) => tls.set(Some(t)),
+            Err(e) => {
+                if !cfg.imapd.listen_tls.is_empty() {
+                    anyhow::bail!("TLS is needed for imapd.listen_tls: {e:#}");
+                }
+                tracing::warn!(error = %format!("{e:#}"), "no TLS certificate: STARTTLS will not be offered");
+            }
+        }
+        Ok(Context {
+            hostname,
+            directory,
+            store,
+            cfg: cfg.imapd.clone(),
+            tls,
+            limits: Arc::new(facteur_daemon::limits::Limits::default()),
+            notifier: notify::Notifier::new(),
+            auth_delay: Duration::from_millis(1500),
+            users: Default::default(),
+        })
+    }
+}

@@ -11,8 +11,8 @@
 //! session sends the replies in recipient order, each as soon as it is ready.
 
 use crate::Context;
-use crate::body::Body;
 use facteur_config::OverQuota;
+use facteur_daemon::body::Body;
 use facteur_directory::UserRecord;
 use facteur_smtp_codec::Reply;
 use facteur_store::{Quota, StoreError};

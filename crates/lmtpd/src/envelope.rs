@@ -23,7 +23,7 @@ pub struct Transaction {
     pub started: Instant,
     /// BDAT: the chunks received so far, their line-ending check, and
     /// whether a chunk already failed (the rest of the message is skipped).
-    pub bdat_body: crate::body::Body,
+    pub bdat_body: facteur_daemon::body::Body,
     pub bdat_check: facteur_smtp_codec::LineEndingCheck,
     pub bdat_failed: bool,
 }

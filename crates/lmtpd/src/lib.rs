@@ -29,7 +29,6 @@
 //! Security: LMTP has no authentication; listen on a Unix socket with a
 //! restrictive mode, or on loopback/trusted networks only.
 
-pub mod body;
 pub mod deliver;
 pub mod envelope;
 pub mod server;

@@ -11,9 +11,9 @@
 //! written and flushed as soon as its copy is durable (RFC 2033 §4.2).
 
 use crate::Context;
-use crate::body::Body;
 use crate::deliver;
 use crate::envelope::{self, Transaction};
+use facteur_daemon::body::Body;
 use facteur_daemon::lineio::{Fill, Input, LineIo};
 use facteur_smtp_codec::{DataReceiver, LineEndingCheck, Reply, parse_command};
 use smtp_proto::Request;

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //!   server.rs               listeners, connection limits, implicit TLS, SIGHUP
-//!   limits.rs               connections per address; failed-login slowdown
+//!   (facteur_daemon::limits: connections per address; failed-login slowdown)
 //!   session.rs              one connection: I/O, framing, dispatch, STLS
 //!   session/login.rs        AUTHORIZATION state: USER, PASS, AUTH, CAPA
 //!   session/transaction.rs  TRANSACTION state: STAT LIST UIDL RETR TOP DELE RSET NOOP, QUIT
@@ -45,7 +45,6 @@
 //! limit get `-ERR`; idle clients are dropped; too many errors end the
 //! session.
 
-pub mod limits;
 pub mod maildrop;
 pub mod server;
 pub mod session;
@@ -66,9 +65,9 @@ pub struct Context {
     pub store: Store,
     pub cfg: facteur_config::Pop3d,
     pub tls: facteur_daemon::tls::TlsState,
-    pub limits: Arc<limits::Limits>,
+    pub limits: Arc<facteur_daemon::limits::Limits>,
     /// The pause after a failed login (grows with repeated failures, see
-    /// limits.rs). Tests shorten it.
+    /// facteur_daemon::limits). Tests shorten it.
     pub auth_delay: Duration,
 }
 
@@ -99,7 +98,7 @@ impl Context {
             store,
             cfg: cfg.pop3d.clone(),
             tls,
-            limits: Arc::new(limits::Limits::default()),
+            limits: Arc::new(facteur_daemon::limits::Limits::default()),
             auth_delay: Duration::from_millis(1500),
         })
     }

@@ -44,6 +44,8 @@ const MAX_FIELD: usize = 900;
 pub enum Action {
     Failed,
     Delivered,
+    /// Still queued after `delay_warning` (a "delayed" notice).
+    Delayed,
 }
 
 /// The recipients (indices into `env.recipients`) a DSN must report, with
@@ -67,6 +69,25 @@ pub fn reported(env: &Envelope) -> Vec<(usize, Action)> {
                 _ => None,
             }
         })
+        .collect()
+}
+
+/// The recipients a "delayed" notice covers: not final yet, with NOTIFY
+/// not given (our default is FAILURE,DELAY, RFC 3461 §4.1) or holding
+/// DELAY. Empty for the null sender.
+pub fn reported_delayed(env: &Envelope) -> Vec<(usize, Action)> {
+    if env.sender.is_empty() {
+        return Vec::new();
+    }
+    env.recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            let n = r.notify;
+            let given = n.success || n.failure || n.delay || n.never;
+            !r.status.is_final() && (!given || n.delay)
+        })
+        .map(|(i, _)| (i, Action::Delayed))
         .collect()
 }
 
@@ -138,8 +159,10 @@ pub fn status_of(reply: Option<&str>, action: Action) -> String {
     match (found, action) {
         (Some((c, s, d)), Action::Failed) if c != 2 => format!("{c}.{s}.{d}"),
         (Some((2, s, d)), Action::Delivered) => format!("2.{s}.{d}"),
+        (Some((4, s, d)), Action::Delayed) => format!("4.{s}.{d}"),
         (_, Action::Failed) => "5.0.0".into(),
         (_, Action::Delivered) => "2.0.0".into(),
+        (_, Action::Delayed) => "4.0.0".into(),
     }
 }
 
@@ -157,11 +180,32 @@ pub struct DsnContext<'a> {
 
 /// Builds the DSN for `env`, or `None` when [`reported`] is empty.
 pub fn build(ctx: &DsnContext<'_>, env: &Envelope, original: Original) -> Option<Vec<u8>> {
-    let report = reported(env);
+    build_report(ctx, env, original, reported(env), None)
+}
+
+/// Builds the "delayed" notice for `env` (RFC 3464 `Action: delayed`, with
+/// `Will-Retry-Until`), or `None` when [`reported_delayed`] is empty.
+pub fn build_delayed(
+    ctx: &DsnContext<'_>,
+    env: &Envelope,
+    original: Original,
+    retry_until: i64,
+) -> Option<Vec<u8>> {
+    build_report(ctx, env, original, reported_delayed(env), Some(retry_until))
+}
+
+fn build_report(
+    ctx: &DsnContext<'_>,
+    env: &Envelope,
+    original: Original,
+    report: Vec<(usize, Action)>,
+    retry_until: Option<i64>,
+) -> Option<Vec<u8>> {
     if report.is_empty() {
         return None;
     }
     let failed = report.iter().any(|(_, a)| *a == Action::Failed);
+    let delayed = retry_until.is_some();
     let host = one_line(ctx.hostname, 255);
 
     // The human-readable part.
@@ -171,6 +215,12 @@ pub fn build(ctx: &DsnContext<'_>, env: &Envelope, original: Original) -> Option
             "I'm sorry to have to inform you that your message could not\r\n\
              be delivered to one or more recipients. It's attached below.\r\n\r\n",
         );
+    } else if delayed {
+        text.push_str(
+            "Your message could not be delivered yet to the recipients below.\r\n\
+             It is still queued, and delivery will be retried; you do not need\r\n\
+             to send it again. You will be told if it finally fails.\r\n\r\n",
+        );
     } else {
         text.push_str("Your message was successfully delivered to the recipients below.\r\n\r\n");
     }
@@ -179,6 +229,7 @@ pub fn build(ctx: &DsnContext<'_>, env: &Envelope, original: Original) -> Option
         let what = match action {
             Action::Failed => "failed",
             Action::Delivered => "delivered",
+            Action::Delayed => "delayed",
         };
         text.push_str(&format!(
             "<{}>: {what}: {}\r\n",
@@ -222,11 +273,19 @@ pub fn build(ctx: &DsnContext<'_>, env: &Envelope, original: Original) -> Option
                 ds.push_str(&format!("Original-Recipient: rfc822;{o}\r\n"));
             }
         }
-        let (act, status) = match action {
-            Action::Failed => ("failed", status_of(r.last_reply.as_deref(), action)),
-            Action::Delivered => ("delivered", status_of(r.last_reply.as_deref(), action)),
+        let act = match action {
+            Action::Failed => "failed",
+            Action::Delivered => "delivered",
+            Action::Delayed => "delayed",
         };
+        let status = status_of(r.last_reply.as_deref(), action);
         ds.push_str(&format!("Action: {act}\r\nStatus: {status}\r\n"));
+        if let Some(u) = retry_until {
+            ds.push_str(&format!(
+                "Will-Retry-Until: {}\r\n",
+                Date::new(u).to_rfc822()
+            ));
+        }
         if let Some(reply) = &r.last_reply {
             let reply = one_line(reply, MAX_FIELD);
             let is_smtp = reply
@@ -262,6 +321,8 @@ pub fn build(ctx: &DsnContext<'_>, env: &Envelope, original: Original) -> Option
     );
     let subject = if failed {
         "Undelivered Mail Returned to Sender"
+    } else if delayed {
+        "Delayed Mail (still being retried)"
     } else {
         "Successful Mail Delivery Report"
     };

@@ -5,8 +5,8 @@
 //! (aliases, `+` details, catch-all), delivers local mail over LMTP to
 //! facteur-lmtpd (or any LMTP server), retries temporary failures with
 //! exponential backoff, and returns failures to the sender as RFC 3464
-//! delivery status notifications. Remote (SMTP) delivery is not written yet:
-//! remote recipients stay deferred and bounce when the message expires.
+//! delivery status notifications (and "delayed" notices). Remote mail goes
+//! over SMTP to each domain's MX or to a relayhost ([`smtp`]).
 //!
 //! Layout (one concern per file):
 //! - [`server`]: the scheduler loop — wake-up socket, periodic scans,
@@ -15,7 +15,11 @@
 //!   deferral, removal) and its durability rules;
 //! - [`resolve`](mod@resolve): recipient expansion, pure over the directory;
 //! - [`client`]: the LMTP client; [`reply`]: the bounded reply parser;
-//! - [`schedule`]: backoff and expiry; [`dsn`]: bounce messages.
+//! - [`schedule`]: backoff and expiry; [`dsn`]: bounce messages;
+//! - [`smtp`]: remote delivery (DNS, the SMTP client, TLS policies,
+//!   relayhost, connection cache, destination backoff);
+//! - [`control`]: the control socket of `facteurctl queue` and the queue
+//!   operations it runs (also usable on the spool with qmgr down).
 //!
 //! Invariants (details in `queue.rs`): the spool is the only state; every
 //! decision (resolved recipients, per-recipient status, attempts, next
@@ -30,18 +34,21 @@
 //! (DSN parameters), RFC 3464 (DSN format), RFC 3463 (status codes),
 //! RFC 6522 (multipart/report), RFC 3834 (Auto-Submitted).
 //!
-//! Security: qmgr never writes a mailbox; it talks only to its own LMTP
-//! server and the spool. Peer replies are bounded and sanitised before they
+//! Security: qmgr never writes a mailbox; it talks to its own LMTP server,
+//! the spool, and (remote delivery) SMTP servers on the Internet, whose
+//! input is bounded and time-limited. Peer replies are bounded and sanitised before they
 //! reach logs, queue files or bounces. A bounce never goes to the null
 //! sender, so bounces cannot loop.
 
 pub mod client;
+pub mod control;
 pub mod dsn;
 pub mod queue;
 pub mod reply;
 pub mod resolve;
 pub mod schedule;
 pub mod server;
+pub mod smtp;
 
 use facteur_config::Config;
 use facteur_directory::Directory;
@@ -70,6 +77,12 @@ pub struct Context {
     pub shutdown_grace: Duration,
     /// The wake-up socket.
     pub socket: PathBuf,
+    /// The control socket (`facteurctl queue ...`).
+    pub control_socket: PathBuf,
+    /// Remote delivery (SMTP).
+    pub remote: smtp::Remote,
+    /// Seconds before a "delayed" DSN (0: never).
+    pub delay_warning: u64,
 }
 
 impl Context {
@@ -95,6 +108,9 @@ impl Context {
             scan_interval: q.scan_interval.duration().max(Duration::from_secs(1)),
             shutdown_grace: Duration::from_secs(60),
             socket: cfg.qmgr_socket(),
+            control_socket: cfg.qmgr_control_socket(),
+            remote: smtp::Remote::from_config(cfg)?,
+            delay_warning: q.delay_warning.0,
         })
     }
 }

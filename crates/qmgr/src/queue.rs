@@ -39,6 +39,7 @@ use crate::client::{Client, Txn, stream_reader};
 use crate::dsn;
 use crate::resolve;
 use crate::schedule::now;
+use crate::smtp::Outcome;
 use facteur_smtp_codec::Reply;
 use facteur_spool::{BodyType, Envelope, QueueName, RcptStatus, Recipient, Spool, SpoolError};
 use std::io::Write;
@@ -47,8 +48,6 @@ use tracing::{error, info, warn};
 
 /// The mark put in front of `last_reply` while an attempt is in progress.
 pub const IN_PROGRESS: &str = "[attempt in progress] ";
-/// What remote recipients get until remote delivery exists.
-pub const REMOTE_NOT_AVAILABLE: &str = "4.4.0 remote delivery not available yet";
 
 /// Runs a blocking spool operation off the async threads.
 async fn blocking<T: Send + 'static>(
@@ -284,15 +283,12 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
         .await
         .unwrap_or_default();
         let mut lmtp = Vec::new();
+        let mut remote: Vec<usize> = Vec::new();
         for (k, &i) in todo.iter().enumerate() {
             let r = &mut env.recipients[i];
             match local.get(k) {
                 Some(Ok(true)) => lmtp.push(i),
-                Some(Ok(false)) => {
-                    r.status = RcptStatus::Deferred;
-                    r.last_reply = Some(REMOTE_NOT_AVAILABLE.into());
-                    info!(queue_id = %id, rcpt = %r.address, status = "deferred", reply = REMOTE_NOT_AVAILABLE, "deferred");
-                }
+                Some(Ok(false)) => remote.push(i),
                 Some(Err(e)) => {
                     r.status = RcptStatus::Deferred;
                     r.last_reply = Some(format!("4.3.0 directory unavailable: {e}"));
@@ -304,11 +300,11 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                 }
             }
         }
-        if !lmtp.is_empty() {
+        if !lmtp.is_empty() || !remote.is_empty() {
             // Mark the attempt, durably, so a restart knows a duplicate is
             // possible.
             let mut marked = env.clone();
-            for &i in &lmtp {
+            for &i in lmtp.iter().chain(&remote) {
                 let r = &mut marked.recipients[i];
                 r.last_reply = Some(format!(
                     "{IN_PROGRESS}{}",
@@ -318,6 +314,8 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             if !save(&ctx, &id, &marked).await {
                 return AttemptResult::default();
             }
+        }
+        if !lmtp.is_empty() {
             let outcomes = deliver_local(&ctx, &id, &env, &lmtp).await;
             for (&i, outcome) in lmtp.iter().zip(outcomes) {
                 let r = &mut env.recipients[i];
@@ -329,14 +327,48 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                     Ok(reply) => (RcptStatus::Deferred, reply.to_string()),
                     Err(text) => (RcptStatus::Deferred, text),
                 };
-                r.status = status;
-                let word = match status {
-                    RcptStatus::Delivered => "delivered",
-                    RcptStatus::Bounced => "bounced",
-                    _ => "deferred",
+                record(&id, r, status, text, &ctx.lmtp.to_string());
+            }
+        }
+        // Remote recipients, one destination domain at a time.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for &i in &remote {
+            let a = &env.recipients[i].address;
+            let d = a
+                .rsplit_once('@')
+                .map(|(_, d)| d)
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            match groups.iter_mut().find(|(g, _)| *g == d) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((d, vec![i])),
+            }
+        }
+        for (domain, which) in groups {
+            let outcomes = ctx
+                .remote
+                .deliver(
+                    &ctx.spool,
+                    QueueName::Active,
+                    &id,
+                    &env,
+                    qf.message_size,
+                    &domain,
+                    &which,
+                )
+                .await;
+            let dest = ctx.remote.destination(&domain).key;
+            for (&i, o) in which.iter().zip(outcomes) {
+                let (status, text) = match o {
+                    Outcome::Reply(r) if r.code / 100 == 2 => {
+                        (RcptStatus::Delivered, r.to_string())
+                    }
+                    Outcome::Reply(r) if r.code / 100 == 5 => (RcptStatus::Bounced, r.to_string()),
+                    Outcome::Reply(r) => (RcptStatus::Deferred, r.to_string()),
+                    Outcome::Temp(t) => (RcptStatus::Deferred, t),
+                    Outcome::Perm(t) => (RcptStatus::Bounced, t),
                 };
-                info!(queue_id = %id, rcpt = %r.address, status = word, relay = %ctx.lmtp, reply = %text, "{word}");
-                r.last_reply = Some(text);
+                record(&id, &mut env.recipients[i], status, text, &dest);
             }
         }
         env.attempts = env.attempts.saturating_add(1);
@@ -351,6 +383,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
     if env.recipients.iter().all(|r| r.status.is_final()) {
         return finish(&ctx, &id, &env).await;
     }
+    let rescan = delay_notice(&ctx, &id, &mut env).await;
     let c = Arc::clone(&ctx);
     let i = id.clone();
     match blocking(move || c.spool.move_to(&i, QueueName::Active, QueueName::Deferred)).await {
@@ -361,8 +394,56 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
     }
     AttemptResult {
         next_attempt: Some(env.next_attempt),
-        rescan: false,
+        rescan,
     }
+}
+
+/// Sends the "delayed" notice once, when the message has waited
+/// `delay_warning`: the DSN is committed first, then `delay_notified` is
+/// recorded (a crash between the two may send it twice, never lose it).
+/// Returns whether a DSN was queued.
+async fn delay_notice(ctx: &Arc<Context>, id: &str, env: &mut Envelope) -> bool {
+    let t = now();
+    let warn_after = i64::try_from(ctx.delay_warning).unwrap_or(i64::MAX);
+    if ctx.delay_warning == 0
+        || env.delay_notified
+        || t.saturating_sub(env.arrival) < warn_after
+        || dsn::reported_delayed(env).is_empty()
+    {
+        return false;
+    }
+    let until = env
+        .arrival
+        .saturating_add(i64::try_from(ctx.schedule.max_lifetime).unwrap_or(i64::MAX));
+    let c = Arc::clone(ctx);
+    let (i, e) = (id.to_string(), env.clone());
+    let queued = match blocking(move || queue_dsn(&c, &i, &e, Some(until))).await {
+        Ok(Some(new_id)) => {
+            info!(queue_id = %id, notice_id = %new_id, to = %env.sender, "delay notice created");
+            info!(queue_id = %new_id, orig_id = %id, "delay notice for {id}");
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            error!(queue_id = %id, error = %e, "cannot create the delay notice; will retry");
+            return false;
+        }
+    };
+    env.delay_notified = true;
+    save(ctx, id, env).await;
+    queued
+}
+
+/// Sets a recipient's outcome, with its log line.
+fn record(id: &str, r: &mut Recipient, status: RcptStatus, text: String, relay: &str) {
+    r.status = status;
+    let word = match status {
+        RcptStatus::Delivered => "delivered",
+        RcptStatus::Bounced => "bounced",
+        _ => "deferred",
+    };
+    info!(queue_id = %id, rcpt = %r.address, status = word, relay = %relay, reply = %text, "{word}");
+    r.last_reply = Some(text);
 }
 
 /// `Spool::update` in active/; logs and returns false on failure.
@@ -465,7 +546,7 @@ async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope) -> AttemptResult {
     if !dsn::reported(env).is_empty() {
         let c = Arc::clone(ctx);
         let (i, e) = (id.to_string(), env.clone());
-        match blocking(move || queue_dsn(&c, &i, &e)).await {
+        match blocking(move || queue_dsn(&c, &i, &e, None)).await {
             Ok(Some(new_id)) => {
                 info!(queue_id = %id, bounce_id = %new_id, to = %env.sender, "bounce created");
                 info!(queue_id = %new_id, orig_id = %id, "bounce for {id}");
@@ -490,11 +571,23 @@ async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope) -> AttemptResult {
     }
 }
 
-/// Builds the DSN for `env` and commits it to incoming/. Blocking.
-fn queue_dsn(ctx: &Context, id: &str, env: &Envelope) -> Result<Option<String>, SpoolError> {
+/// Builds the DSN for `env` (a "delayed" notice when `retry_until` is
+/// given) and commits it to incoming/. Blocking.
+fn queue_dsn(
+    ctx: &Context,
+    id: &str,
+    env: &Envelope,
+    retry_until: Option<i64>,
+) -> Result<Option<String>, SpoolError> {
     let qf = ctx.spool.read(QueueName::Active, id)?;
     let msg = ctx.spool.open_message(QueueName::Active, id)?;
-    let original = dsn::read_original(msg, env.ret, qf.message_size)?;
+    // A delay notice returns the header only: the message is still queued.
+    let ret = if retry_until.is_some() {
+        Some(facteur_spool::Ret::Hdrs)
+    } else {
+        env.ret
+    };
+    let original = dsn::read_original(msg, ret, qf.message_size)?;
     let unique = format!("{id}.{}", now());
     let dctx = dsn::DsnContext {
         hostname: &ctx.hostname,
@@ -502,7 +595,11 @@ fn queue_dsn(ctx: &Context, id: &str, env: &Envelope) -> Result<Option<String>, 
         now: now(),
         unique: &unique,
     };
-    let Some(bytes) = dsn::build(&dctx, env, original) else {
+    let built = match retry_until {
+        Some(u) => dsn::build_delayed(&dctx, env, original, u),
+        None => dsn::build(&dctx, env, original),
+    };
+    let Some(bytes) = built else {
         return Ok(None);
     };
     let bounce = Envelope {

@@ -23,6 +23,7 @@
 //! carries no data we use, so a flood costs at most extra scans.
 
 use crate::Context;
+use crate::control;
 use crate::queue;
 use crate::schedule::now;
 use facteur_config::Config;
@@ -33,7 +34,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UnixDatagram;
+use tokio::net::{UnixDatagram, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
@@ -77,6 +78,87 @@ pub fn bind_wakeup(path: &Path) -> io::Result<UnixDatagram> {
     let s = UnixDatagram::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     Ok(s)
+}
+
+/// A control request and where its answer goes.
+struct Request {
+    op: control::Op,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<String>, String>>,
+}
+
+/// Binds the control socket (mode 0600), replacing a stale one.
+fn bind_control(path: &Path) -> io::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Ok(_) => std::fs::remove_file(path)?,
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
+/// Accepts control connections: one request line each, bounded in size
+/// and time, handed to the scheduler loop.
+async fn accept_control(l: UnixListener, tx: tokio::sync::mpsc::Sender<Request>) {
+    loop {
+        let Ok((stream, _)) = l.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+            let (r, mut w) = stream.into_split();
+            let mut line = String::new();
+            let mut r = tokio::io::BufReader::new(r.take(4096));
+            let read = tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line)).await;
+            let res = match read {
+                Ok(Ok(_)) => match control::parse_request(line.trim()) {
+                    Ok(op) => {
+                        let (otx, orx) = tokio::sync::oneshot::channel();
+                        if tx.send(Request { op, reply: otx }).await.is_err() {
+                            Err("qmgr is shutting down".to_string())
+                        } else {
+                            orx.await
+                                .unwrap_or_else(|_| Err("qmgr is shutting down".into()))
+                        }
+                    }
+                    Err(e) => Err(e),
+                },
+                _ => Err("no request".into()),
+            };
+            let _ = w.write_all(control::answer(&res).as_bytes()).await;
+        });
+    }
+}
+
+/// Runs one control request between scans (never during one).
+async fn run_control(ctx: &Arc<Context>, req: Request) {
+    if matches!(req.op, control::Op::Flush(_)) {
+        ctx.remote.clear_backoff(None);
+    }
+    let c = Arc::clone(ctx);
+    let op = req.op.clone();
+    let res = tokio::task::spawn_blocking(move || control::apply(&c.spool, &op))
+        .await
+        .unwrap_or_else(|e| Err(format!("internal error: {e}")));
+    match &res {
+        Ok(lines) => {
+            for l in lines {
+                let id = l.split(':').next().unwrap_or("");
+                info!(queue_id = %id, op = %req.op.to_line(), result = %l, "queue command");
+            }
+        }
+        Err(e) => warn!(op = %req.op.to_line(), error = %e, "queue command refused"),
+    }
+    let _ = req.reply.send(res);
 }
 
 /// What a scan found.
@@ -130,6 +212,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     info!(socket = %ctx.socket.display(), lmtp = %ctx.lmtp, "facteur-qmgr started");
+    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<Request>(16);
+    let ctl_listener = bind_control(&ctx.control_socket)
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", ctx.control_socket.display()))?;
+    let ctl_task = tokio::spawn(accept_control(ctl_listener, ctl_tx));
+    let mut held_ops: HashMap<String, Request> = HashMap::new();
     // Start-up: what the previous run left in active/.
     {
         let c = Arc::clone(&ctx);
@@ -198,6 +285,10 @@ pub async fn serve(
                     Ok((tid, (id, r))) => {
                         task_ids.remove(&tid);
                         inflight.remove(&id);
+                        if let Some(req) = held_ops.remove(&id) {
+                            run_control(&ctx, req).await;
+                            scan_now = true;
+                        }
                         if r.rescan {
                             scan_now = true;
                         } else if let Some(n) = r.next_attempt {
@@ -214,9 +305,27 @@ pub async fn serve(
                     }
                 }
             }
+            Some(req) = ctl_rx.recv() => {
+                match req.op.id() {
+                    Some(id) if inflight.contains(id) && !matches!(req.op, control::Op::Flush(_)) => {
+                        // Applied when the attempt in progress has recorded
+                        // its results (see control.rs).
+                        info!(queue_id = %id, op = %req.op.to_line(), "waiting for the delivery in progress");
+                        if let Some(old) = held_ops.insert(id.to_string(), req) {
+                            let _ = old.reply.send(Err("superseded by a newer request".into()));
+                        }
+                    }
+                    _ => {
+                        run_control(&ctx, req).await;
+                        scan_now = true;
+                    }
+                }
+            }
             _ = &mut shutdown => break,
         }
     }
+    ctl_task.abort();
+    let _ = std::fs::remove_file(&ctx.control_socket);
     info!(in_flight = inflight.len(), "facteur-qmgr shutting down");
     limit.close();
     let grace = ctx.shutdown_grace;

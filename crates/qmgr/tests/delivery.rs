@@ -192,7 +192,7 @@ async fn expiry_bounces_remote_recipients() {
     let root = Root::new("max_lifetime = 60\n");
     let lmtpd = start_lmtpd(&root.cfg).await;
     let qmgr = start_qmgr(&root.cfg).await;
-    // Remote: deferred ("not available yet") until it expires.
+    // Remote: deferred (no DNS answers in this test) until it expires.
     let id = root.queue("bob@example.test", &["friend@remote.test"], |e| {
         e.arrival -= 120;
         e.recipients[0].notify = Notify {
@@ -225,9 +225,12 @@ async fn remote_recipient_stays_deferred() {
         .read(QueueName::Deferred, &id)
         .unwrap()
         .envelope;
-    assert_eq!(
-        env.recipients[0].last_reply.as_deref(),
-        Some(facteur_qmgr::queue::REMOTE_NOT_AVAILABLE)
+    // No nameserver answers (the test's points at a closed loopback port):
+    // a temporary failure, the recipient deferred.
+    let reply = env.recipients[0].last_reply.as_deref().unwrap_or("");
+    assert!(
+        reply.starts_with("4.4.3 MX lookup of remote.test"),
+        "{reply}"
     );
     qmgr.stop().await;
 }

@@ -12,23 +12,28 @@
 //!   only at `<CRLF>.<CRLF>`, removes dot-stuffing, and reports bare CR or LF
 //!   and oversize messages without buffering them.
 //! - [`reply`]: replies with enhanced status codes, single and multi-line.
+//! - [`client`]: what a client needs: the EHLO keywords ([`Extensions`]) and
+//!   MAIL/RCPT lines with ESMTP parameters (SIZE, BODY, SMTPUTF8, DSN xtext).
 //!
 //! No I/O anywhere: every function takes bytes and returns values, so the
 //! codec is tested from transcripts split at every byte, and fuzzed
 //! (`fuzz/fuzz_targets/smtp_codec.rs`).
 //!
 //! Standards: RFC 5321 (SMTP), RFC 2033 (LMTP), RFC 3030 (CHUNKING),
-//! RFC 2034/3463 (enhanced status codes), RFC 2920 (PIPELINING).
+//! RFC 2034/3463 (enhanced status codes), RFC 2920 (PIPELINING), RFC 3461
+//! (DSN parameters), RFC 1870 (SIZE), RFC 6531 (SMTPUTF8).
 //!
 //! Security: the data receiver is the SMTP-smuggling boundary (the
 //! CVE-2023-51764 class): `\n.\n`, `\r.\r`, `\n.\r\n` and `\r\n.\n` never end
 //! a message.
 
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod line;
 pub mod reply;
 
+pub use client::Extensions;
 pub use command::{Command, parse_command};
 pub use data::{DataOutcome, DataReceiver, LineEndingCheck};
 pub use line::{LineEvent, LineFramer};

@@ -410,6 +410,11 @@ impl UserStore {
         })
     }
 
+    /// The user's directory (its `tmp/` takes spilled APPEND literals).
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
     /// Quota usage: (bytes on disk, messages), from `maildirsize`.
     pub fn quota_usage(&self) -> Result<(u64, u64)> {
         Ok(quota::usage(&self.inner.dir, self.inner.quota)?)

@@ -155,6 +155,12 @@ impl Mailbox {
         })
     }
 
+    /// The mailbox's Maildir directory (watched by IDLE for changes made
+    /// by other processes).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The mailbox name ("INBOX", "Lists/rust").
     pub fn name(&self) -> &str {
         &self.name

@@ -6,7 +6,7 @@
 //! The password is checked by the directory in a blocking task (unknown users
 //! cost as much as known ones); a failure is answered `-ERR [AUTH]` only
 //! after a pause, and repeated failures per address or per user add a pause
-//! before the next check (limits.rs). USER never says whether a user exists.
+//! before the next check (facteur_daemon::limits). USER never says whether a user exists.
 //! Passwords are never logged.
 
 use super::{Flow, Session, State, blocking};

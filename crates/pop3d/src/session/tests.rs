@@ -76,7 +76,7 @@ fn fixture(timeout: u64) -> Fixture {
         store,
         cfg,
         tls,
-        limits: Arc::new(crate::limits::Limits::default()),
+        limits: Arc::new(facteur_daemon::limits::Limits::default()),
         auth_delay: Duration::from_millis(10),
     });
     Fixture {

@@ -33,7 +33,8 @@ impl Root {
              [tls]\ncert = {}\nkey = {}\n\
              [directory]\npath = {}\n\
              [store]\nmail_root = {}\n\
-             [qmgr]\nmin_backoff = 1\nmax_backoff = 2\nscan_interval = 30\n{extra_qmgr}\n",
+             [qmgr]\nmin_backoff = 1\nmax_backoff = 2\nscan_interval = 30\n\
+             dns_servers = [\"127.0.0.1:9\"]\nsmtp_connect_timeout = 2\n{extra_qmgr}\n",
             p("spool"),
             p("state"),
             p("run"),

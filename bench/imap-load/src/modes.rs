@@ -1,0 +1,201 @@
+//! The three load modes of imap-load (see main.rs): `mix`, `big`, `idle`.
+//! Each returns the JSON object that main prints; numbers only, no
+//! judgement — bench/run compares the two servers.
+
+use crate::Opts;
+use crate::conn::{Conn, source_addr};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::Semaphore;
+
+/// A ~4 KB message in network form, unique by its Message-ID.
+fn message(worker: usize, cycle: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: Load Generator <load@bench.test>\r\nTo: user@example.test\r\n\
+         Subject: imap-load append {worker}.{cycle}\r\n\
+         Date: Mon, 23 Nov 2026 12:00:00 +0000\r\n\
+         Message-ID: <imap-load.{worker}.{cycle}.{}@bench.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n",
+        std::process::id()
+    );
+    while m.len() < 4096 {
+        m.push_str("The quick brown fox jumps over the lazy dog, again and again and again.\r\n");
+    }
+    m.into_bytes()
+}
+
+fn median_and(v: &mut [f64], q: f64) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (pick(0.5), pick(q))
+}
+
+/// One visit of a mail client; returns the number of commands sent.
+async fn visit(opts: &Opts, worker: usize, cycle: usize, seeded: u32) -> io::Result<u64> {
+    let mut c = Conn::connect(source_addr(worker), opts.dst, opts.timeout).await?;
+    c.login(&opts.user(worker), &opts.password).await?;
+    c.command("LIST \"\" \"*\"").await?;
+    let sel = c.command("SELECT INBOX").await?;
+    let mut cmds = 4;
+    // Only the seeded messages are read or flagged: the ones appended by
+    // concurrent sessions may vanish at any moment.
+    let n = sel.exists().unwrap_or(0).min(seeded);
+    if n > 0 {
+        let lo = n.saturating_sub(19).max(1);
+        c.command(&format!(
+            "FETCH {lo}:{n} (UID FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE MESSAGE-ID)])"
+        ))
+        .await?;
+        cmds += 1;
+        for k in 0..3usize {
+            let seq = 1 + ((worker * 7 + cycle * 13 + k * 31) % n as usize);
+            c.command(&format!("FETCH {seq} (BODY.PEEK[])")).await?;
+            let sign = if cycle % 2 == 0 { '+' } else { '-' };
+            c.command(&format!("STORE {seq} {sign}FLAGS.SILENT (\\Flagged)")).await?;
+            cmds += 2;
+        }
+    }
+    let appended = c.append("INBOX", "\\Seen", &message(worker, cycle)).await?;
+    cmds += 1;
+    let uid = match appended.append_uid() {
+        Some(uid) => uid,
+        None => {
+            // No UIDPLUS: find the message by its Message-ID.
+            let r = c
+                .command(&format!("UID SEARCH HEADER Message-ID \"<imap-load.{worker}.{cycle}.{}@bench.test>\"", std::process::id()))
+                .await?;
+            cmds += 1;
+            let found = r.untagged.iter().find_map(|l| l.strip_prefix("* SEARCH ")?.split(' ').next()?.parse().ok());
+            found.ok_or_else(|| io::Error::other("appended message not found by SEARCH"))?
+        }
+    };
+    c.command(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)")).await?;
+    c.command("EXPUNGE").await?;
+    c.logout().await?;
+    Ok(cmds + 3)
+}
+
+pub async fn mix(opts: &Opts) -> io::Result<String> {
+    let sessions = opts.num("sessions", 10);
+    let cycles = opts.num("cycles", 10);
+    let seeded = opts.num("seeded", 100) as u32;
+    let opts = Arc::new(Opts { rest: opts.rest.clone(), password: opts.password.clone(), user_prefix: opts.user_prefix.clone(), user_suffix: opts.user_suffix.clone(), ..*opts });
+    let commands = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..sessions {
+        let (opts, commands) = (opts.clone(), commands.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(cycles);
+            let mut errors: Vec<String> = Vec::new();
+            for cy in 0..cycles {
+                let t = Instant::now();
+                match visit(&opts, w, cy, seeded).await {
+                    Ok(n) => {
+                        commands.fetch_add(n, Ordering::Relaxed);
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = Vec::new();
+    for t in tasks {
+        let (l, e) = t.await.map_err(io::Error::other)?;
+        lat.extend(l);
+        errors.extend(e);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ok = lat.len();
+    let (p50, p99) = median_and(&mut lat, 0.99);
+    Ok(format!(
+        "{{\"mode\":\"mix\",\"sessions\":{sessions},\"visits\":{ok},\"errors\":{},\"first_error\":{:?},\"secs\":{secs:.4},\
+         \"visits_per_s\":{:.2},\"commands_per_s\":{:.1},\"p50_ms\":{p50:.2},\"p99_ms\":{p99:.2}}}",
+        errors.len(),
+        errors.first().cloned().unwrap_or_default(),
+        ok as f64 / secs,
+        commands.load(Ordering::Relaxed) as f64 / secs,
+    ))
+}
+
+pub async fn big(opts: &Opts) -> io::Result<String> {
+    let repeat = opts.num("repeat", 3);
+    let warmup = opts.num("warmup", 1);
+    let user = opts.rest.get("user").cloned().unwrap_or_else(|| opts.user(0));
+    let (mut sel_ms, mut fetch_ms) = (Vec::new(), Vec::new());
+    let (mut exists, mut fetched) = (0, 0);
+    let mut cold_ms = -1.0;
+    for r in 0..warmup + repeat {
+        let mut c = Conn::connect(source_addr(r), opts.dst, opts.timeout).await?;
+        c.login(&user, &opts.password).await?;
+        let t0 = Instant::now();
+        let sel = c.command("SELECT INBOX").await?;
+        let t1 = Instant::now();
+        let f = c.command("FETCH 1:* (FLAGS)").await?;
+        let t2 = Instant::now();
+        c.logout().await?;
+        exists = sel.exists().unwrap_or(0);
+        fetched = f.untagged.iter().filter(|l| l.contains("FETCH")).count();
+        if r == 0 {
+            cold_ms = (t1 - t0).as_secs_f64() * 1000.0;
+        }
+        if r >= warmup {
+            sel_ms.push((t1 - t0).as_secs_f64() * 1000.0);
+            fetch_ms.push((t2 - t1).as_secs_f64() * 1000.0);
+        }
+    }
+    let (s50, _) = median_and(&mut sel_ms, 1.0);
+    let (f50, _) = median_and(&mut fetch_ms, 1.0);
+    Ok(format!(
+        "{{\"mode\":\"big\",\"exists\":{exists},\"fetched\":{fetched},\"first_select_ms\":{cold_ms:.3},\"select_ms\":{s50:.3},\"fetch_ms\":{f50:.3},\
+         \"select_all_ms\":{sel_ms:?},\"fetch_all_ms\":{fetch_ms:?}}}"
+    ))
+}
+
+pub async fn idle(opts: &Opts) -> io::Result<String> {
+    let n = opts.num("connections", 100);
+    let ramp = Arc::new(Semaphore::new(opts.num("ramp", 100)));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (ramp, dst, user, pw, timeout) = (ramp.clone(), opts.dst, opts.user(i), opts.password.clone(), opts.timeout);
+        tasks.push(tokio::spawn(async move {
+            let _permit = ramp.acquire_owned().await.map_err(io::Error::other)?;
+            let mut c = Conn::connect(source_addr(i), dst, timeout).await?;
+            c.login(&user, &pw).await?;
+            c.command("SELECT INBOX").await?;
+            c.idle().await?;
+            Ok::<_, io::Error>(c.into_stream())
+        }));
+    }
+    let mut held = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await.map_err(io::Error::other)? {
+            Ok(s) => held.push(s),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    println!(
+        "{{\"mode\":\"idle\",\"connections\":{n},\"idling\":{},\"errors\":{},\"first_error\":{:?},\"secs\":{:.3}}}",
+        held.len(),
+        errors.len(),
+        errors.first().cloned().unwrap_or_default(),
+        start.elapsed().as_secs_f64()
+    );
+    // Hold the connections until the harness has measured the server.
+    let mut line = String::new();
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let _ = tokio::time::timeout(Duration::from_secs(600), stdin.read_line(&mut line)).await;
+    drop(held);
+    Ok(String::new())
+}

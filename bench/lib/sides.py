@@ -1,0 +1,348 @@
+"""The two sides bench/run compares, each set up privately under the run's
+temporary directory on free loopback ports, and each run inside its own
+Accounting (CPU and memory, see common.py):
+
+- FacteurSide: a root made by the real `facteurctl init --dev`, ports moved
+  to free ones, limits meant for one client address raised (the load comes
+  from loopback), plain-text login allowed on loopback; the release
+  daemons started one by one (facteur-imapd only when it is built).
+- PeerSide: Postfix 3.7 (smtpd -> queue -> lmtp client) handing mail to
+  Dovecot 2.3 (LMTP, IMAP, POP3) over Dovecot's LMTP unix socket, as in
+  ../shared/peer-configs/ (Dovecot in its high-performance login mode).
+  Nothing of /etc/postfix or /etc/dovecot is read or changed.
+
+Both sides get the same users with the same password hash (argon2id
+strings made by facteurctl, given to Dovecot as {ARGON2ID}), so a login
+costs the same work on both.
+"""
+
+import os
+import pwd
+import re
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from common import Accounting, free_port, log, run, set_key, tcp_up, wait_for
+
+DOMAIN = "example.test"
+
+
+class FacteurSide:
+    name = "facteur"
+
+    def __init__(self, tmp, bin_dir):
+        self.bin = Path(bin_dir)
+        self.root = Path(tmp) / "facteur"
+        self.acct = Accounting("facteur")
+        self.procs = {}
+        self.logs = []
+        self.has_imap = (self.bin / "facteur-imapd").exists()
+        self.smtp_port, self.lmtp_port, self.pop3_port = free_port(), free_port(), free_port()
+        self.imap_port = free_port() if self.has_imap else None
+        self.owner = None
+
+    def ctl(self, *args, stdin=None):
+        cmd = [str(self.bin / "facteurctl")]
+        if args[0] != "init":
+            cmd += ["--config", str(self.root / "facteur.toml")]
+        return run(cmd + list(args), input=stdin)
+
+    def setup(self, users, password):
+        self.ctl("init", "--dev", str(self.root))
+        os.chmod(self.root, 0o755)
+        cfg = (self.root / "facteur.toml").read_text()
+        free = lambda: f'["127.0.0.1:{free_port()}"]'  # noqa: E731
+        cfg = set_key(cfg, "lmtpd", "listen", f'["127.0.0.1:{self.lmtp_port}"]')
+        cfg = set_key(cfg, "lmtpd", "max_connections", "1000")
+        cfg = set_key(cfg, "smtpd", "mx", f'["127.0.0.1:{self.smtp_port}"]')
+        cfg = set_key(cfg, "smtpd", "submission", free())
+        cfg = set_key(cfg, "smtpd", "submissions", free())
+        cfg = set_key(cfg, "smtpd", "max_connections", "2000")
+        cfg = set_key(cfg, "smtpd", "max_connections_per_ip", "2000")
+        cfg = set_key(cfg, "smtpd", "max_messages_per_ip_per_minute", "4000000000")
+        cfg = set_key(cfg, "pop3d", "listen", f'["127.0.0.1:{self.pop3_port}"]')
+        cfg = set_key(cfg, "pop3d", "listen_tls", free())
+        cfg = set_key(cfg, "pop3d", "allow_plaintext_auth_on_loopback", "true")
+        cfg = set_key(cfg, "pop3d", "max_connections_per_ip", "500")
+        if self.has_imap:
+            cfg = set_key(cfg, "imapd", "listen", f'["127.0.0.1:{self.imap_port}"]')
+            cfg = set_key(cfg, "imapd", "listen_tls", free())
+            cfg = set_key(cfg, "imapd", "allow_plaintext_auth_on_loopback", "true")
+            cfg = set_key(cfg, "imapd", "max_connections", "30000")
+            cfg = set_key(cfg, "imapd", "max_connections_per_ip", "30000")
+        cfg = cfg.replace('socket_mode = "0660"', 'socket_mode = "0666"')
+        (self.root / "facteur.toml").write_text(cfg)
+        self.ctl("config", "check")
+        for u in users:
+            self.ctl("user", "add", f"{u}@{DOMAIN}", stdin=password + "\n")
+        db = sqlite3.connect(self.root / "state" / "directory.sqlite")
+        hashes = dict(db.execute("SELECT address, password_hash FROM users").fetchall())
+        db.close()
+        return {u: hashes[f"{u}@{DOMAIN}"] for u in users}
+
+    def maildir(self, user):
+        return self.root / "mail" / DOMAIN / user
+
+    def _start(self, name, ready):
+        logf = open(self.root / f"{name}.log", "ab")
+        self.logs.append(logf)
+        p = subprocess.Popen(
+            [str(self.bin / f"facteur-{name}"), "--config", str(self.root / "facteur.toml")],
+            stdout=logf, stderr=logf, preexec_fn=self.acct.preexec,
+        )
+        self.acct.add_root(p.pid)
+        self.procs[name] = p
+        wait_for(lambda: p.poll() is not None or ready(), 30, f"facteur-{name} to start")
+        if p.poll() is not None:
+            raise RuntimeError(f"facteur-{name} exited: see {self.root}/{name}.log")
+
+    def start(self):
+        self._start("lmtpd", lambda: (self.root / "run" / "lmtp.sock").exists() and tcp_up(self.lmtp_port))
+        self._start("qmgr", lambda: (self.root / "run" / "qmgr.sock").exists())
+        self._start("smtpd", lambda: tcp_up(self.smtp_port))
+        self._start("pop3d", lambda: tcp_up(self.pop3_port))
+        if self.has_imap:
+            self._start("imapd", lambda: tcp_up(self.imap_port))
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for name, p in self.procs.items():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                log(f"facteur-{name} ignored SIGTERM for 20 s; killing it")
+                p.kill()
+                p.wait(5)
+        for f in self.logs:
+            f.close()
+        self.acct.kill_leftovers()
+
+
+DOVECOT_CONF = """# Private Dovecot for bench/run (see ../shared/peer-configs/dovecot.conf).
+protocols = imap pop3 lmtp
+listen = 127.0.0.1
+base_dir = {d}/run
+state_dir = {d}/state
+instance_name = facteur-bench-dovecot
+log_path = {d}/log/dovecot.log
+info_log_path = {d}/log/dovecot-info.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_username_format = %Ln
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%n {d}/users
+  default_fields = uid=vmail gid=vmail home={mail}/%n
+}}
+mail_location = maildir:~
+mail_fsync = optimized
+first_valid_uid = 100
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+default_process_limit = 1000
+default_client_limit = 30000
+# Idle IMAP connections move to the imap-hibernate process (Dovecot's way
+# of keeping thousands of IDLE clients cheap); without it each one keeps an
+# imap process.
+imap_hibernate_timeout = {hibernate}s
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+  service_count = 0
+  process_min_avail = 2
+  vsz_limit = 1G
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+  service_count = 0
+  process_min_avail = 2
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0666
+  }}
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp}
+  }}
+}}
+service imap {{
+  service_count = 100
+  process_limit = 1000
+  unix_listener imap-master {{
+    mode = 0666
+  }}
+}}
+service imap-hibernate {{
+  client_limit = 30000
+  unix_listener imap-hibernate {{
+    mode = 0666
+  }}
+}}
+service pop3 {{
+  service_count = 100
+}}
+service auth {{
+  client_limit = 30000
+}}
+protocol imap {{
+  mail_max_userip_connections = 30000
+}}
+protocol pop3 {{
+  mail_max_userip_connections = 1000
+}}
+protocol lmtp {{
+  postmaster_address = postmaster@example.test
+}}
+"""
+
+POSTFIX_MAIN = """# Private Postfix for bench/run (see ../shared/peer-configs/main.cf).
+compatibility_level = 3.6
+queue_directory = {d}/spool
+data_directory = {d}/data
+maillog_file = {d}/log/postfix.log
+maillog_file_prefixes = {d}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = peers.localhost
+mydomain = localhost
+myorigin = $myhostname
+mydestination = $myhostname, localhost
+virtual_mailbox_domains = example.test
+virtual_mailbox_maps = texthash:{d}/vmailbox
+virtual_transport = lmtp:unix:{lmtp_socket}
+alias_maps =
+alias_database =
+local_recipient_maps =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+lmtp_dns_support_level = disabled
+relayhost =
+default_transport = error:no outbound mail from this test instance
+relay_transport = error:no outbound mail from this test instance
+smtpd_tls_security_level = none
+smtp_tls_security_level = none
+message_size_limit = 52428800
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+default_process_limit = 100
+lmtp_destination_concurrency_limit = 20
+lmtp_destination_recipient_limit = 50
+biff = no
+"""
+
+POSTFIX_MASTER_SERVICES = """pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+proxywrite unix - - n - 1 proxymap
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+lmtp unix - - n - - lmtp
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+"""
+
+
+class PeerSide:
+    name = "postfix+dovecot"
+
+    def __init__(self, tmp, hibernate_secs=3):
+        self.dir = Path(tmp) / "peer"
+        self.dov = self.dir / "dovecot"
+        self.pf = self.dir / "postfix"
+        self.mail = self.dir / "mail"
+        self.acct = Accounting("peer")
+        self.smtp_port, self.lmtp_port, self.pop3_port, self.imap_port = (free_port() for _ in range(4))
+        self.has_imap = True
+        self.hibernate_secs = hibernate_secs
+        pw = pwd.getpwnam("vmail")
+        self.owner = (pw.pw_uid, pw.pw_gid)
+
+    def setup(self, hashes):
+        for d in (self.dov / "run", self.dov / "state", self.dov / "log", self.mail,
+                  self.pf / "etc", self.pf / "spool", self.pf / "data", self.pf / "log"):
+            d.mkdir(parents=True, exist_ok=True)
+        for d in (self.dir, self.dov, self.pf):
+            os.chmod(d, 0o755)
+        os.chown(self.mail, *self.owner)
+        (self.dov / "users").write_text("".join(f"{u}:{{ARGON2ID}}{h}::::::\n" if h.startswith("$argon2id$")
+                                                else f"{u}:{h}::::::\n" for u, h in hashes.items()))
+        (self.dov / "dovecot.conf").write_text(DOVECOT_CONF.format(
+            d=self.dov, mail=self.mail, imap=self.imap_port, pop3=self.pop3_port, lmtp=self.lmtp_port,
+            hibernate=self.hibernate_secs))
+        (self.pf / "vmailbox").write_text("".join(f"{u}@{DOMAIN} {u}/\n" for u in hashes))
+        (self.pf / "etc" / "main.cf").write_text(POSTFIX_MAIN.format(d=self.pf, lmtp_socket=self.dov / "run" / "lmtp"))
+        (self.pf / "etc" / "master.cf").write_text(
+            f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd\n" + POSTFIX_MASTER_SERVICES)
+        run(["postfix", "-c", str(self.pf / "etc"), "set-permissions"], check=False)
+
+    def maildir(self, user):
+        return self.mail / user
+
+    def start(self):
+        conf = str(self.dov / "dovecot.conf")
+        p = run(["dovecot", "-c", conf], check=False, preexec_fn=self.acct.preexec)
+        if p.returncode != 0:
+            raise RuntimeError(f"dovecot did not start: {p.stdout}{p.stderr}")
+        wait_for(lambda: tcp_up(self.imap_port) and (self.dov / "run" / "lmtp").exists(), 30, "dovecot")
+        self._add_pidfile_root(self.dov / "run" / "master.pid")
+        p = run(["postfix", "-c", str(self.pf / "etc"), "start"], check=False, preexec_fn=self.acct.preexec)
+        if p.returncode != 0:
+            logtext = (self.pf / "log" / "postfix.log").read_text() if (self.pf / "log" / "postfix.log").exists() else ""
+            raise RuntimeError(f"postfix did not start: {p.stdout}{p.stderr}{logtext[-2000:]}")
+        wait_for(lambda: tcp_up(self.smtp_port), 30, "postfix smtpd")
+        self._add_pidfile_root(self.pf / "spool" / "pid" / "master.pid")
+
+    def _add_pidfile_root(self, path):
+        try:
+            self.acct.add_root(int(re.findall(r"\d+", path.read_text())[0]))
+        except (OSError, IndexError):
+            pass
+
+    def stop(self):
+        run(["postfix", "-c", str(self.pf / "etc"), "stop"], check=False)
+        run(["dovecot", "-c", str(self.dov / "dovecot.conf"), "stop"], check=False)
+        wait_for_quiet = lambda: not [p for p in self.acct.pids() if p != os.getpid()]  # noqa: E731
+        try:
+            wait_for(wait_for_quiet, 15, "the peers to exit")
+        except RuntimeError:
+            pass
+        self.acct.kill_leftovers()

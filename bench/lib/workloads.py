@@ -1,0 +1,306 @@
+"""The workloads of bench/run. Each runs the same work against every side
+that can do it, alternating sides run by run (A B A B), and fills Rows:
+per run a figure, the CPU seconds the side's processes spent during it,
+and the units of work done (messages, sessions) for CPU per unit.
+
+Figures: throughput rows are "higher is better", time and memory rows
+"lower is better"; Row.ratio() is always facteur's advantage (>1: facteur
+better), computed run by run, then the median taken.
+"""
+
+import json
+import os
+import poplib
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import seed
+from common import count_files, log, run
+from sides import DOMAIN
+
+PASSWORD = "bench-Pw-7q2"
+SENDER = "bench@bench.test"
+
+
+class Row:
+    def __init__(self, workload, unit, higher_better=True, cpu_unit="msg"):
+        self.workload, self.unit, self.higher_better, self.cpu_unit = workload, unit, higher_better, cpu_unit
+        self.vals = {}  # side name -> [(figure, cpu_s, units)]
+        self.notes = []
+        self.skipped = {}  # side name -> reason
+
+    def add(self, side, figure, cpu, units):
+        self.vals.setdefault(side, []).append((figure, cpu, units))
+
+    def median(self, side, i=0):
+        v = [r[i] for r in self.vals.get(side, [])]
+        return statistics.median(v) if v else None
+
+    def cpu_per_unit_ms(self, side):
+        v = [r[1] / r[2] * 1000 for r in self.vals.get(side, []) if r[2]]
+        return statistics.median(v) if v else None
+
+    def ratio(self, a="facteur", b="postfix+dovecot"):
+        pairs = list(zip(self.vals.get(a, []), self.vals.get(b, [])))
+        rs = []
+        for (fa, _, _), (fb, _, _) in pairs:
+            if fa and fb:
+                rs.append(fa / fb if self.higher_better else fb / fa)
+        return statistics.median(rs) if rs else None
+
+
+def alternate(sides, reps, row, one_run):
+    """Runs one_run(side, rep) -> (figure, cpu_s, units) A B A B."""
+    for rep in range(reps):
+        for s in sides:
+            if s.name in row.skipped:
+                continue
+            try:
+                fig, cpu, units = one_run(s, rep)
+                row.add(s.name, fig, cpu, units)
+            except Exception as e:  # a failed run is reported, the rest goes on
+                row.skipped[s.name] = f"failed: {str(e).strip()[:300]}"
+                log(f"{row.workload} on {s.name} failed: {e}")
+
+
+def timed(side, fn):
+    c0, t0 = side.acct.cpu_seconds(), time.monotonic()
+    out = fn()
+    t1, c1 = time.monotonic(), side.acct.cpu_seconds()
+    return t1 - t0, c1 - c0, out
+
+
+# --- 1 and 2: SMTP and LMTP deliveries into Maildir --------------------------
+
+DELIVERY_USERS = [f"d{i}" for i in range(10)]
+
+
+def deliveries(sides, count, size, reps, lmtp):
+    name = "2. LMTP -> Maildir (smtp-source -L)" if lmtp else "1. SMTP -> queue -> LMTP -> Maildir"
+    row = Row(f"{name}, {count} msgs x {size // 1000} KB, 10 sessions", "msg/s")
+
+    def one(side, rep):
+        mds = [side.maildir(u) for u in DELIVERY_USERS]
+        seed.clear(mds)
+        dirs = [m / sub for m in mds for sub in ("new", "cur")]
+        port = side.lmtp_port if lmtp else side.smtp_port
+        per = count // len(DELIVERY_USERS)
+        procs = []
+
+        def go():
+            for u in DELIVERY_USERS:
+                cmd = ["smtp-source"] + (["-L"] if lmtp else []) + [
+                    "-s", "1", "-m", str(per), "-l", str(size), "-f", SENDER,
+                    "-t", f"{u}@{DOMAIN}", f"127.0.0.1:{port}"]
+                procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            deadline = time.monotonic() + 60 + count / 20
+            while count_files(dirs) < per * len(DELIVERY_USERS):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {count_files(dirs)} of {per * len(DELIVERY_USERS)} messages delivered in time")
+                if any(p.poll() not in (None, 0) for p in procs):
+                    bad = next(p for p in procs if p.poll() not in (None, 0))
+                    raise RuntimeError(f"smtp-source failed: {bad.stderr.read()[:300]}")
+                time.sleep(0.02)
+
+        secs, cpu, _ = timed(side, go)
+        for p in procs:
+            p.wait(30)
+        n = per * len(DELIVERY_USERS)
+        return n / secs, cpu, n
+
+    alternate(sides, reps, row, one)
+    return [row]
+
+
+# --- 3. IMAP -----------------------------------------------------------------
+
+def imap_load(args, timeout=900, stdin=None):
+    p = run([str(IMAP_LOAD)] + [str(a) for a in args], timeout=timeout, input=stdin)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+IMAP_LOAD = Path("imap-load")  # set by bench/run
+
+
+def imap_common(side, prefix, users):
+    return ["--port", side.imap_port, "--password", PASSWORD, "--user-prefix", prefix,
+            "--user-suffix", f"@{DOMAIN}", "--users", users]
+
+
+def imap_mix(sides, sessions, cycles, users, seeded, reps):
+    row = Row(f"3a. IMAP mix, {sessions} concurrent sessions x {cycles} visits", "visits/s", cpu_unit="visit")
+
+    def one(side, rep):
+        args = ["mix"] + imap_common(side, "m", users) + ["--sessions", sessions, "--cycles", cycles, "--seeded", seeded]
+        secs, cpu, j = timed(side, lambda: imap_load(args))
+        if j["errors"]:
+            row.notes.append(f"{side.name}: {j['errors']} failed visits ({j['first_error']})")
+        if not j["visits"]:
+            raise RuntimeError(f"no visit succeeded: {j['first_error']}")
+        return j["visits_per_s"], cpu, j["visits"]
+
+    alternate(sides, reps, row, one)
+    return [row]
+
+
+def imap_big(sides, count, reps):
+    sel = Row(f"3b. SELECT of a {count}-message mailbox (warm)", "ms", higher_better=False, cpu_unit="select")
+    fet = Row(f"3b. FETCH 1:* (FLAGS) of {count} messages (warm)", "ms", higher_better=False, cpu_unit="fetch")
+    cold = Row(f"3b. first SELECT of {count} messages (index build)", "ms", higher_better=False, cpu_unit="select")
+    base = lambda s: ["big", "--port", s.imap_port, "--password", PASSWORD,  # noqa: E731
+                      "--user", f"big@{DOMAIN}", "--timeout", 900]
+    for s in sides:
+        secs, cpu, j = timed(s, lambda: imap_load(base(s) + ["--warmup", 1, "--repeat", 0]))
+        if j["exists"] != count:
+            cold.notes.append(f"{s.name}: SELECT said {j['exists']} EXISTS, {count} seeded")
+        cold.add(s.name, j["first_select_ms"], cpu, 1)
+
+    def one(side, rep):
+        c0 = side.acct.cpu_seconds()
+        j = imap_load(base(side) + ["--warmup", 0, "--repeat", 1])
+        if j["fetched"] != count:
+            fet.notes.append(f"{side.name}: FETCH returned {j['fetched']} of {count}")
+        cpu = side.acct.cpu_seconds() - c0
+        fet.add(side.name, j["fetch_ms"], cpu / 2, 1)
+        return j["select_ms"], cpu / 2, 1
+
+    alternate(sides, reps, sel, one)
+    for r in (fet,):
+        r.skipped.update(sel.skipped)
+    return [cold, sel, fet]
+
+
+def imap_idle(sides, n, users, settle):
+    row = Row(f"3c. memory per IDLE connection, {n} connections", "KiB/conn", higher_better=False, cpu_unit="conn")
+    for s in sides:
+        try:
+            before = s.acct.pss_kib()
+            c0 = s.acct.cpu_seconds()
+            p = subprocess.Popen([str(IMAP_LOAD), "idle"] + [str(a) for a in imap_common(s, "m", users)]
+                                 + ["--connections", str(n), "--ramp", "100", "--timeout", "120"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                j = json.loads(p.stdout.readline() or "{}")
+                if not j.get("idling"):
+                    raise RuntimeError(f"no connection reached IDLE: {j.get('first_error') or p.stderr.read()[:300]}")
+                time.sleep(settle[s.name])
+                after = s.acct.pss_kib()
+                cpu = s.acct.cpu_seconds() - c0
+            finally:
+                p.stdin.close()
+                p.wait(120)
+            if j["errors"]:
+                row.notes.append(f"{s.name}: {j['errors']} of {n} connections failed ({j['first_error']})")
+            row.add(s.name, (after - before) / j["idling"], cpu, j["idling"])
+            row.notes.append(f"{s.name}: PSS {before / 1024:.0f} MiB before, {after / 1024:.0f} MiB with {j['idling']} idling")
+        except Exception as e:
+            row.skipped[s.name] = f"failed: {e}"
+            log(f"IDLE on {s.name} failed: {e}")
+        time.sleep(2)
+    return [row]
+
+
+# --- 4. POP3 -----------------------------------------------------------------
+
+def pop3(sides, count, reps, tmp):
+    lib = Row(f"4a. POP3 RETR of {count} messages (~31 MB), poplib", "s", higher_better=False)
+    fm = Row(f"4b. POP3 fetchmail --keep of {count} messages", "s", higher_better=False)
+
+    def poplib_session(side, retr=True):
+        p = poplib.POP3("127.0.0.1", side.pop3_port, timeout=120)
+        p.user(f"pop@{DOMAIN}")
+        p.pass_(PASSWORD)
+        n, _ = p.stat()
+        got = 0
+        if retr:
+            for i in range(1, n + 1):
+                got += sum(len(x) for x in p.retr(i)[1])
+        p.quit()
+        return n, got
+
+    for s in sides:  # warm-up: first login indexes the mailbox
+        poplib_session(s, retr=False)
+
+    def one_lib(side, rep):
+        secs, cpu, (n, got) = timed(side, lambda: poplib_session(side))
+        if n != count:
+            lib.notes.append(f"{side.name}: STAT said {n}, {count} seeded")
+        return secs, cpu, n
+
+    home = Path(tmp) / "fetchmail"
+    home.mkdir(exist_ok=True)
+
+    def one_fm(side, rep):
+        rc = home / f"rc-{side.name}"
+        out = home / f"out-{side.name}"
+        rc.write_text(
+            "set no bouncemail\n"
+            f"poll 127.0.0.1 with proto POP3 service {side.pop3_port} auth password\n"
+            f'  user "pop@{DOMAIN}" there with password "{PASSWORD}" is "root" here\n'
+            f"  options keep fetchall no rewrite sslproto '' bsmtp {out}\n")
+        os.chmod(rc, 0o600)
+        if out.exists():
+            out.unlink()
+        env = dict(os.environ, FETCHMAILHOME=str(home), HOME=str(home))
+        secs, cpu, p = timed(side, lambda: run(["fetchmail", "-f", str(rc), "-N", "--nosyslog", "-s"],
+                                                 check=False, env=env, timeout=300))
+        if p.returncode != 0:
+            raise RuntimeError(f"fetchmail exit {p.returncode}: {(p.stdout + p.stderr)[-300:]}")
+        got = out.stat().st_size if out.exists() else 0
+        if got < count * 1000:
+            raise RuntimeError(f"fetchmail wrote only {got} bytes")
+        return secs, cpu, count
+
+    alternate(sides, reps, lib, one_lib)
+    alternate(sides, reps, fm, one_fm)
+    return [lib, fm]
+
+
+# --- 5. mbsync ---------------------------------------------------------------
+
+def mbsync(sides, count, reps, tmp):
+    full = Row(f"5a. mbsync full pull of {count} messages", "s", higher_better=False)
+    resync = Row("5b. mbsync no-change resync", "s", higher_better=False)
+    base = Path(tmp) / "mbsync"
+    base.mkdir(exist_ok=True)
+
+    def rc_for(side):
+        near = base / f"near-{side.name}"
+        rc = base / f"rc-{side.name}"
+        rc.write_text(
+            f"IMAPAccount far\nHost 127.0.0.1\nPort {side.imap_port}\nUser sync@{DOMAIN}\nPass {PASSWORD}\n"
+            "SSLType None\nAuthMechs LOGIN\n\n"
+            "IMAPStore far\nAccount far\n\n"
+            f"MaildirStore near\nPath {near}/\nInbox {near}/INBOX\n\n"
+            "Channel ch\nFar :far:\nNear :near:\nPatterns INBOX\nCreate Near\nSync Pull\nSyncState *\n")
+        return rc, near
+
+    def sync(side, rc):
+        p = run(["mbsync", "-c", str(rc), "-a", "-q"], check=False, timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"mbsync exit {p.returncode}: {(p.stdout + p.stderr)[-300:]}")
+
+    def one(side, rep):
+        rc, near = rc_for(side)
+        shutil.rmtree(near, ignore_errors=True)
+        secs, cpu, _ = timed(side, lambda: sync(side, rc))
+        pulled = count_files([near / "INBOX" / "cur", near / "INBOX" / "new"])
+        if pulled != count:
+            full.notes.append(f"{side.name}: pulled {pulled} of {count}")
+        secs2, cpu2, _ = timed(side, lambda: sync(side, rc))
+        resync.add(side.name, secs2, cpu2, count)
+        return secs, cpu, count
+
+    for s in sides:  # warm-up: the server indexes the mailbox once
+        rc, near = rc_for(s)
+        shutil.rmtree(near, ignore_errors=True)
+        try:
+            sync(s, rc)
+        except RuntimeError as e:
+            full.skipped[s.name] = resync.skipped[s.name] = f"failed: {e}"
+    alternate(sides, reps, full, one)
+    resync.skipped.update(full.skipped)
+    return [full, resync]

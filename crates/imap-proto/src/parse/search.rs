@@ -1,0 +1,421 @@
+//! SEARCH (RFC 9051 §6.4.4, RFC 3501 §6.4.4): ESEARCH return options (RFC
+//! 4731 §3.1) including SAVE (RFC 5182), CHARSET, every search key, `$`
+//! (RFC 5182) and MODSEQ (RFC 7162 §3.1.5).
+//!
+//! Needs the lexer. Guarantees: recursion (parentheses, NOT, OR) is bounded
+//! by [`super::MAX_SEARCH_DEPTH`], so hostile nesting gets an error, not a
+//! stack overflow; consecutive keys are an implicit AND, returned as
+//! [`SearchKey::And`] when there are several and as the key itself when
+//! there is one (the same for a parenthesised list).
+
+use super::MAX_SEARCH_DEPTH;
+use super::lexer::{Parser, Res};
+use crate::types::{Command, SearchKey, SearchReturn};
+
+/// `SEARCH [SP "RETURN" SP "(" [opt *(SP opt)] ")"] [SP "CHARSET" SP
+/// charset] 1*(SP search-key)`.
+pub(super) fn search(p: &mut Parser<'_>, uid: bool) -> Res<Command> {
+    p.arg("missing search criteria")?;
+    let mut ret = None;
+    let mut charset = None;
+    let m = p.mark();
+    if p.word().eq_ignore_ascii_case(b"RETURN") {
+        p.sp()?;
+        ret = Some(p.paren_list0(search_return)?);
+        p.arg("missing search criteria")?;
+    } else {
+        p.reset(m);
+    }
+    let m = p.mark();
+    if p.word().eq_ignore_ascii_case(b"CHARSET") {
+        p.arg("missing charset")?;
+        // charset = atom / quoted
+        charset = Some(if p.peek() == Some(b'"') {
+            p.string()?
+        } else {
+            p.atom()?
+        });
+        p.arg("missing search criteria")?;
+    } else {
+        p.reset(m);
+    }
+    let key = key_list(p, 0)?;
+    Ok(Command::Search {
+        uid,
+        ret,
+        charset,
+        key,
+    })
+}
+
+fn search_return(p: &mut Parser<'_>) -> Res<SearchReturn> {
+    let w = p.word();
+    let is = |s: &str| w.eq_ignore_ascii_case(s.as_bytes());
+    Ok(if is("MIN") {
+        SearchReturn::Min
+    } else if is("MAX") {
+        SearchReturn::Max
+    } else if is("ALL") {
+        SearchReturn::All
+    } else if is("COUNT") {
+        SearchReturn::Count
+    } else if is("SAVE") {
+        SearchReturn::Save
+    } else {
+        return Err("unknown SEARCH return option");
+    })
+}
+
+/// One or more keys separated by SP, up to the end of the input or a `)`.
+fn key_list(p: &mut Parser<'_>, depth: usize) -> Res<SearchKey> {
+    let mut keys = vec![key(p, depth)?];
+    while p.eat(b' ') {
+        keys.push(key(p, depth)?);
+    }
+    Ok(and(keys))
+}
+
+fn and(mut keys: Vec<SearchKey>) -> SearchKey {
+    match keys.pop() {
+        Some(k) if keys.is_empty() => k,
+        Some(k) => {
+            keys.push(k);
+            SearchKey::And(keys)
+        }
+        None => SearchKey::And(keys),
+    }
+}
+
+/// One `search-key`.
+fn key(p: &mut Parser<'_>, depth: usize) -> Res<SearchKey> {
+    if depth >= MAX_SEARCH_DEPTH {
+        return Err("search key nesting too deep");
+    }
+    match p.peek() {
+        None => return Err("missing search key"),
+        Some(b'(') => {
+            p.eat(b'(');
+            let k = key_list(p, depth + 1)?;
+            p.expect(b')', "expected ')'")?;
+            return Ok(k);
+        }
+        Some(b'0'..=b'9' | b'*' | b'$') => return Ok(SearchKey::Seq(p.seq_set()?)),
+        Some(_) => {}
+    }
+    let w = p.word().to_ascii_uppercase();
+    let text = |p: &mut Parser<'_>| -> Res<String> {
+        p.arg("missing search string")?;
+        p.astring()
+    };
+    let date = |p: &mut Parser<'_>| {
+        p.arg("missing date")?;
+        p.date()
+    };
+    Ok(match w.as_slice() {
+        b"ALL" => SearchKey::All,
+        b"ANSWERED" => SearchKey::Answered,
+        b"BCC" => SearchKey::Bcc(text(p)?),
+        b"BEFORE" => SearchKey::Before(date(p)?),
+        b"BODY" => SearchKey::Body(text(p)?),
+        b"CC" => SearchKey::Cc(text(p)?),
+        b"DELETED" => SearchKey::Deleted,
+        b"DRAFT" => SearchKey::Draft,
+        b"FLAGGED" => SearchKey::Flagged,
+        b"FROM" => SearchKey::From(text(p)?),
+        b"HEADER" => {
+            p.arg("missing header field name")?;
+            let name = p.astring()?;
+            SearchKey::Header(name, text(p)?)
+        }
+        b"KEYWORD" => {
+            p.arg("missing keyword")?;
+            SearchKey::Keyword(p.atom()?)
+        }
+        b"LARGER" => {
+            p.arg("missing size")?;
+            SearchKey::Larger(p.number64()?)
+        }
+        b"NEW" => SearchKey::New,
+        b"NOT" => {
+            p.arg("missing search key")?;
+            SearchKey::Not(Box::new(key(p, depth + 1)?))
+        }
+        b"OLD" => SearchKey::Old,
+        b"ON" => SearchKey::On(date(p)?),
+        b"OR" => {
+            p.arg("missing search key")?;
+            let a = key(p, depth + 1)?;
+            p.arg("missing search key")?;
+            let b = key(p, depth + 1)?;
+            SearchKey::Or(Box::new(a), Box::new(b))
+        }
+        b"RECENT" => SearchKey::Recent,
+        b"SEEN" => SearchKey::Seen,
+        b"SENTBEFORE" => SearchKey::SentBefore(date(p)?),
+        b"SENTON" => SearchKey::SentOn(date(p)?),
+        b"SENTSINCE" => SearchKey::SentSince(date(p)?),
+        b"SINCE" => SearchKey::Since(date(p)?),
+        b"SMALLER" => {
+            p.arg("missing size")?;
+            SearchKey::Smaller(p.number64()?)
+        }
+        b"SUBJECT" => SearchKey::Subject(text(p)?),
+        b"TEXT" => SearchKey::Text(text(p)?),
+        b"TO" => SearchKey::To(text(p)?),
+        b"UID" => {
+            p.arg("missing sequence set")?;
+            SearchKey::Uid(p.seq_set()?)
+        }
+        b"UNANSWERED" => SearchKey::Unanswered,
+        b"UNDELETED" => SearchKey::Undeleted,
+        b"UNDRAFT" => SearchKey::Undraft,
+        b"UNFLAGGED" => SearchKey::Unflagged,
+        b"UNKEYWORD" => {
+            p.arg("missing keyword")?;
+            SearchKey::Unkeyword(p.atom()?)
+        }
+        b"UNSEEN" => SearchKey::Unseen,
+        b"MODSEQ" => SearchKey::ModSeq(modseq(p)?),
+        b"" => return Err("invalid search key"),
+        _ => return Err("unknown search key"),
+    })
+}
+
+/// After MODSEQ: `[SP entry-name SP entry-type-req] SP mod-sequence-valzer`
+/// (RFC 7162 §3.1.5); the entry is checked and dropped.
+fn modseq(p: &mut Parser<'_>) -> Res<u64> {
+    p.arg("missing mod-sequence")?;
+    if p.peek() == Some(b'"') {
+        let entry = p.string()?;
+        if !entry.starts_with("/flags/") || entry.len() == "/flags/".len() {
+            return Err("invalid MODSEQ entry name");
+        }
+        p.sp()?;
+        let t = p.word();
+        if !["priv", "shared", "all"]
+            .iter()
+            .any(|x| t.eq_ignore_ascii_case(x.as_bytes()))
+        {
+            return Err("invalid MODSEQ entry type");
+        }
+        p.arg("missing mod-sequence")?;
+    }
+    p.modseq()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{err, ok, ok_bytes};
+    use crate::types::{SearchKey::*, SeqBound::*, SequenceSet::*, *};
+
+    fn s(x: &str) -> String {
+        x.to_owned()
+    }
+
+    fn date(year: i32, month: u8, day: u8) -> Date {
+        Date { year, month, day }
+    }
+
+    fn search(
+        uid: bool,
+        ret: Option<Vec<SearchReturn>>,
+        charset: Option<&str>,
+        key: SearchKey,
+    ) -> Command {
+        Command::Search {
+            uid,
+            ret,
+            charset: charset.map(s),
+            key,
+        }
+    }
+
+    /// The key of `a SEARCH <keys>`.
+    fn key(keys: &str) -> SearchKey {
+        match ok(&format!("a SEARCH {keys}")) {
+            Command::Search { key, .. } => key,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_key() {
+        let d = date(2024, 2, 1);
+        let cases = [
+            ("ALL", All),
+            ("ANSWERED", Answered),
+            ("BCC x", Bcc(s("x"))),
+            ("BEFORE 1-Feb-2024", Before(d)),
+            ("BODY \"a b\"", Body(s("a b"))),
+            ("CC {3}\r\nc d", Cc(s("c d"))),
+            ("DELETED", Deleted),
+            ("DRAFT", Draft),
+            ("FLAGGED", Flagged),
+            ("FROM Smith", From(s("Smith"))),
+            (
+                "HEADER Message-ID \"<a@b>\"",
+                Header(s("Message-ID"), s("<a@b>")),
+            ),
+            ("HEADER X-Spam \"\"", Header(s("X-Spam"), s(""))),
+            ("KEYWORD $Forwarded", Keyword(s("$Forwarded"))),
+            ("LARGER 1024", Larger(1024)),
+            ("NEW", New),
+            ("NOT SEEN", Not(Box::new(Seen))),
+            ("OLD", Old),
+            ("ON \"01-Feb-2024\"", On(d)),
+            ("OR SEEN FLAGGED", Or(Box::new(Seen), Box::new(Flagged))),
+            ("RECENT", Recent),
+            ("SEEN", Seen),
+            ("SENTBEFORE 01-feb-2024", SentBefore(d)),
+            ("SENTON 1-FEB-2024", SentOn(d)),
+            ("SENTSINCE 1-Feb-2024", SentSince(d)),
+            ("SINCE 29-Feb-2024", Since(date(2024, 2, 29))),
+            ("SMALLER 9223372036854775807", Smaller(i64::MAX as u64)),
+            ("SUBJECT \"caf\u{e9}\"", Subject(s("caf\u{e9}"))),
+            ("TEXT x", Text(s("x"))),
+            ("TO x", To(s("x"))),
+            ("UID 1:*", Uid(Ranges(vec![(Num(1), Star)]))),
+            ("UID $", Uid(Saved)),
+            ("UNANSWERED", Unanswered),
+            ("UNDELETED", Undeleted),
+            ("UNDRAFT", Undraft),
+            ("UNFLAGGED", Unflagged),
+            ("UNKEYWORD $Junk", Unkeyword(s("$Junk"))),
+            ("UNSEEN", Unseen),
+            ("2,4:*", Seq(Ranges(vec![(Num(2), Num(2)), (Num(4), Star)]))),
+            ("*", Seq(Ranges(vec![(Star, Star)]))),
+            ("$", Seq(Saved)),
+            ("MODSEQ 0", ModSeq(0)),
+            (
+                "MODSEQ \"/flags/\\\\draft\" all 620162338",
+                ModSeq(620162338),
+            ),
+            ("modseq \"/flags/$Junk\" PRIV 5", ModSeq(5)),
+            ("(SEEN)", Seen),
+            ("(SEEN FLAGGED)", And(vec![Seen, Flagged])),
+            ("SEEN FLAGGED", And(vec![Seen, Flagged])),
+            ("((((ALL))))", All),
+            (
+                "NOT (OR 1 2 3)",
+                Not(Box::new(And(vec![
+                    Or(
+                        Box::new(Seq(Ranges(vec![(Num(1), Num(1))]))),
+                        Box::new(Seq(Ranges(vec![(Num(2), Num(2))]))),
+                    ),
+                    Seq(Ranges(vec![(Num(3), Num(3))])),
+                ]))),
+            ),
+        ];
+        for (keys, want) in cases {
+            assert_eq!(key(keys), want, "{keys}");
+        }
+    }
+
+    #[test]
+    fn rfc_examples() {
+        use SearchReturn as R;
+        let smith = || {
+            And(vec![
+                Flagged,
+                Since(date(1994, 2, 1)),
+                Not(Box::new(From(s("Smith")))),
+            ])
+        };
+        let cases: &[(&[u8], Command)] = &[
+            // RFC 9051 §6.4.4.
+            (b"A282 SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"",
+                search(false, Some(vec![R::Min, R::Count]), None, smith())),
+            (b"A283 SEARCH RETURN () FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"", search(false, Some(vec![]), None, smith())),
+            (b"A284 SEARCH TEXT \"string not in mailbox\"", search(false, None, None, Text(s("string not in mailbox")))),
+            (b"A285 SEARCH CHARSET UTF-8 TEXT {12}\r\n\xd0\xbe\xd1\x82\xd0\xbf\xd1\x83\xd1\x81\xd0\xba",
+                search(false, None, Some("UTF-8"), Text(s("отпуск")))),
+            (b"A286 SEARCH CHARSET WHATEVER TEXT \"string not in mailbox\"",
+                search(false, None, Some("WHATEVER"), Text(s("string not in mailbox")))),
+            (b"a SEARCH CHARSET \"us-ascii\" ALL", search(false, None, Some("us-ascii"), All)),
+            // RFC 5182 §3.
+            (b"A300 SEARCH RETURN (SAVE) SINCE 19-Mar-2007 NOT SEEN",
+                search(false, Some(vec![R::Save]), None, And(vec![Since(date(2007, 3, 19)), Not(Box::new(Seen))]))),
+            (b"A301 SEARCH $ SMALLER 4096", search(false, None, None, And(vec![Seq(Saved), Smaller(4096)]))),
+            (b"A302 SEARCH CHARSET UTF-8 (OR $ 1,3000:3021) TEXT {8+}\r\n\xd0\xbc\xd0\xb0\xd1\x82\xd1\x8c",
+                search(false, None, Some("UTF-8"), And(vec![
+                    Or(Box::new(Seq(Saved)), Box::new(Seq(Ranges(vec![(Num(1), Num(1)), (Num(3000), Num(3021))])))),
+                    Text(s("мать")),
+                ]))),
+            // RFC 4731 §4.
+            (b"A284 SEARCH RETURN (MIN) UNSEEN", search(false, Some(vec![R::Min]), None, Unseen)),
+            (b"A285 UID SEARCH RETURN (MIN MAX) 1:5000",
+                search(true, Some(vec![R::Min, R::Max]), None, Seq(Ranges(vec![(Num(1), Num(5000))])))),
+            (b"A286 SEARCH RETURN (COUNT) DELETED", search(false, Some(vec![R::Count]), None, Deleted)),
+            (b"a SEARCH RETURN (ALL) ALL", search(false, Some(vec![R::All]), None, All)),
+            // RFC 7162 §3.1.5.
+            (b"a UID SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338",
+                search(true, None, None, ModSeq(620162338))),
+            (b"t SEARCH OR NOT MODSEQ 720162338 LARGER 50000",
+                search(false, None, None, Or(Box::new(Not(Box::new(ModSeq(720162338)))), Box::new(Larger(50000))))),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&ok_bytes(input), want, "{}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let deep = format!("a SEARCH {}ALL{}", "(".repeat(64), ")".repeat(64));
+        let shallow = format!("a SEARCH {}ALL{}", "(".repeat(63), ")".repeat(63));
+        assert_eq!(key(&shallow["a SEARCH ".len()..]), All);
+        let nots = format!("a SEARCH {}ALL", "NOT ".repeat(64));
+        for (input, msg) in [
+            (&b"a SEARCH"[..], "missing search criteria"),
+            (b"a SEARCH ", "missing search criteria"),
+            (b"a SEARCH FOO", "unknown search key"),
+            (b"a SEARCH SEEN ", "missing search key"),
+            (b"a SEARCH SEEN  UNSEEN", "invalid search key"),
+            (b"a SEARCH ()", "invalid search key"),
+            (b"a SEARCH (SEEN", "expected ')'"),
+            (b"a SEARCH SEEN)", "unexpected characters at end of command"),
+            (b"a SEARCH RETURN (FOO) ALL", "unknown SEARCH return option"),
+            (b"a SEARCH RETURN (MIN)", "missing search criteria"),
+            (b"a SEARCH CHARSET", "missing charset"),
+            (b"a SEARCH CHARSET UTF-8", "missing search criteria"),
+            (
+                b"a SEARCH CHARSET UTF-8 RETURN (MIN) ALL",
+                "unknown search key",
+            ),
+            (b"a SEARCH SINCE 30-Feb-2024", "invalid date"),
+            (b"a SEARCH SINCE 29-Feb-2023", "invalid date"),
+            (b"a SEARCH SINCE 1-Feb-24", "invalid date"),
+            (b"a SEARCH SINCE 001-Feb-2024", "invalid date"),
+            (b"a SEARCH SINCE \"1-Feb-2024", "invalid date"),
+            (b"a SEARCH SINCE", "missing date"),
+            (b"a SEARCH FROM", "missing search string"),
+            (b"a SEARCH HEADER X", "missing search string"),
+            (b"a SEARCH LARGER x", "expected a number"),
+            (b"a SEARCH LARGER 9223372036854775808", "number too large"),
+            (b"a SEARCH OR SEEN", "missing search key"),
+            (b"a SEARCH NOT", "missing search key"),
+            (b"a SEARCH UID", "missing sequence set"),
+            (b"a SEARCH 0", "0 is not a valid message number"),
+            (b"a SEARCH MODSEQ", "missing mod-sequence"),
+            (
+                b"a SEARCH MODSEQ \"/x/y\" all 1",
+                "invalid MODSEQ entry name",
+            ),
+            (
+                b"a SEARCH MODSEQ \"/flags/x\" mine 1",
+                "invalid MODSEQ entry type",
+            ),
+            (b"a SEARCH MODSEQ \"/flags/x\" all", "missing mod-sequence"),
+            (b"a SEARCH KEYWORD \\Seen", "expected an atom"),
+            (deep.as_bytes(), "search key nesting too deep"),
+            (nots.as_bytes(), "search key nesting too deep"),
+        ] {
+            let e = err(input);
+            assert_eq!(
+                (e.tag.as_deref(), e.message.as_str()),
+                (Some("a"), msg),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Change notification for selected mailboxes, so IDLE (RFC 2177) learns of
+//! new mail and other sessions' changes at once, without polling.
+//!
+//! Two sources feed one counter per mailbox directory:
+//! - this process: a session that changes a mailbox (STORE, APPEND, COPY,
+//!   MOVE, EXPUNGE) calls [`Notifier::changed`];
+//! - other processes (lmtpd delivering into `new/`, pop3d expunging from
+//!   `cur/`, another imapd): one inotify instance for the whole process
+//!   watches `new/` and `cur/` of every mailbox some session is idling on.
+//!
+//! A [`Subscription`] is a `watch` receiver on that counter; dropping the last
+//! one removes the inotify watches. One inotify instance serves every
+//! connection (the per-user instance limit is 128 by default, far below
+//! thousands of IDLE clients). When inotify is unavailable or a watch cannot
+//! be added (`max_user_watches`), the IDLE loop's periodic re-check (see
+//! session/idle.rs) still finds changes, only later.
+//!
+//! The counter only says "look again": the session then syncs its view with
+//! the store, which is the truth.
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+struct Watched {
+    tx: watch::Sender<u64>,
+    subscribers: usize,
+    wds: Vec<WatchDescriptor>,
+}
+
+#[derive(Default)]
+struct Inner {
+    dirs: HashMap<PathBuf, Watched>,
+    by_wd: HashMap<WatchDescriptor, PathBuf>,
+}
+
+/// The process-wide registry of watched mailboxes.
+pub struct Notifier {
+    inner: Mutex<Inner>,
+    inotify: Option<Inotify>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("inotify", &self.inotify.is_some())
+            .finish()
+    }
+}
+
+/// Interest in one mailbox's changes; see [`Subscription::changed`].
+pub struct Subscription {
+    rx: watch::Receiver<u64>,
+    dir: PathBuf,
+    notifier: Arc<Notifier>,
+}
+
+impl Notifier {
+    /// A notifier; with a tokio runtime present, inotify events are read by
+    /// a background task. Without inotify, only in-process changes notify.
+    pub fn new() -> Arc<Notifier> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| warn!(error = %e, "inotify unavailable: IDLE will notice other processes' changes late"))
+            .ok();
+        let n = Arc::new(Notifier {
+            inner: Mutex::new(Inner::default()),
+            inotify,
+        });
+        if let Some(fd) = n
+            .inotify
+            .as_ref()
+            .and_then(|i| i.as_fd().try_clone_to_owned().ok())
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let weak = Arc::downgrade(&n);
+            tokio::spawn(async move {
+                if let Err(e) = read_events(weak, fd).await {
+                    warn!(error = %e, "inotify reader stopped");
+                }
+            });
+        }
+        n
+    }
+
+    /// Subscribes to changes of the mailbox in `dir`.
+    pub fn subscribe(self: &Arc<Self>, dir: &Path) -> Subscription {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *inner;
+        let w = inner.dirs.entry(dir.to_path_buf()).or_insert_with(|| {
+            let mut wds = Vec::new();
+            if let Some(ino) = &self.inotify {
+                let mask = AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_MOVED_FROM
+                    | AddWatchFlags::IN_DELETE
+                    | AddWatchFlags::IN_ONLYDIR;
+                for sub in ["new", "cur"] {
+                    match ino.add_watch(&dir.join(sub), mask) {
+                        Ok(wd) => wds.push(wd),
+                        Err(e) => debug!(dir = %dir.display(), error = %e, "cannot watch"),
+                    }
+                }
+            }
+            Watched {
+                tx: watch::channel(0).0,
+                subscribers: 0,
+                wds,
+            }
+        });
+        w.subscribers += 1;
+        for wd in &w.wds {
+            inner.by_wd.insert(*wd, dir.to_path_buf());
+        }
+        Subscription {
+            rx: w.tx.subscribe(),
+            dir: dir.to_path_buf(),
+            notifier: Arc::clone(self),
+        }
+    }
+
+    /// Says that this process changed the mailbox in `dir`.
+    pub fn changed(&self, dir: &Path) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = inner.dirs.get(dir) {
+            w.tx.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    fn bump_wd(&self, wd: Option<WatchDescriptor>) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match wd.and_then(|wd| inner.by_wd.get(&wd)) {
+            Some(dir) => {
+                if let Some(w) = inner.dirs.get(dir) {
+                    w.tx.send_modify(|v| *v = v.wrapping_add(1));
+                }
+            }
+            // Queue overflow (or an unknown watch): everyone looks again.
+            None => {
+                for w in inner.dirs.values() {
+                    w.tx.send_modify(|v| *v = v.wrapping_add(1));
+                }
+            }
+        }
+    }
+
+    fn unsubscribe(&self, dir: &Path) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(w) = inner.dirs.get_mut(dir) else {
+            return;
+        };
+        w.subscribers -= 1;
+        if w.subscribers > 0 {
+            return;
+        }
+        if let Some(w) = inner.dirs.remove(dir) {
+            for wd in w.wds {
+                inner.by_wd.remove(&wd);
+                if let Some(ino) = &self.inotify {
+                    let _ = ino.rm_watch(wd);
+                }
+            }
+        }
+    }
+}
+
+impl Subscription {
+    /// Waits until the mailbox may have changed since the last call (or
+    /// since subscribing).
+    pub async fn changed(&mut self) {
+        if self.rx.changed().await.is_err() {
+            // The sender lives as long as the entry, which lives as long as
+            // this subscription: never reached, but never spin either.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.notifier.unsubscribe(&self.dir);
+    }
+}
+
+async fn read_events(n: std::sync::Weak<Notifier>, fd: OwnedFd) -> std::io::Result<()> {
+    // `new` is deprecated for lack of I/O safety with borrowed descriptors;
+    // this one is an OwnedFd the AsyncFd owns until it drops, and the
+    // `register` replacement is `unsafe`, which the workspace denies.
+    #[allow(deprecated)]
+    let afd = AsyncFd::new(fd)?;
+    loop {
+        let mut guard = afd.readable().await?;
+        let Some(n) = n.upgrade() else { return Ok(()) };
+        let Some(ino) = &n.inotify else { return Ok(()) };
+        match ino.read_events() {
+            Ok(events) => {
+                for ev in events {
+                    if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                        n.bump_wd(None);
+                    } else if !ev.mask.contains(AddWatchFlags::IN_IGNORED) {
+                        n.bump_wd(Some(ev.wd));
+                    }
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn in_process_and_inotify_changes_wake_subscribers() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["new", "cur"] {
+            std::fs::create_dir(t.path().join(d)).unwrap();
+        }
+        let n = Notifier::new();
+        let mut a = n.subscribe(t.path());
+        let mut b = n.subscribe(t.path());
+        n.changed(t.path());
+        tokio::time::timeout(Duration::from_secs(1), a.changed())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), b.changed())
+            .await
+            .unwrap();
+        // Another process delivering: a file appears in new/.
+        std::fs::write(t.path().join("new/1.x"), b"mail").unwrap();
+        tokio::time::timeout(Duration::from_secs(1), a.changed())
+            .await
+            .unwrap();
+        drop(a);
+        drop(b);
+        assert!(n.inner.lock().unwrap().dirs.is_empty());
+        assert!(n.inner.lock().unwrap().by_wd.is_empty());
+        // Nobody watches: a change is a no-op.
+        n.changed(t.path());
+    }
+}

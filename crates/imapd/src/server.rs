@@ -1,0 +1,48 @@
+//! Listeners for facteur-imapd: binds `imapd.listen` (clear text with
+//! STARTTLS) and `imapd.listen_tls` (implicit TLS), or takes the sockets
+//! systemd passed under the names `imap` and `imaps`, and serves them through
+//! the shared accept loop (facteur_daemon::accept: connection limits — a
+//! refused client gets `* BYE` —, implicit TLS, clean shutdown). The
+//! certificate is reloaded on SIGHUP.
+
+use crate::{Context, session};
+use facteur_config::Config;
+use facteur_daemon::{accept, systemd};
+use std::sync::Arc;
+
+/// Runs facteur-imapd until a shutdown signal.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let ctx = Arc::new(Context::from_config(&cfg)?);
+    let listeners = accept::bind_listeners(&[
+        (false, "imap", &cfg.imapd.listen),
+        (true, "imaps", &cfg.imapd.listen_tls),
+    ])
+    .await?;
+    if listeners.is_empty() {
+        anyhow::bail!("no listener configured: set imapd.listen or imapd.listen_tls");
+    }
+    accept::reload_tls_on_hangup(ctx.tls.clone(), cfg.tls.cert.clone(), cfg.tls.key.clone())?;
+    systemd::ready();
+    serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
+}
+
+/// Serves the listeners (`true`: implicit TLS) until `shutdown` resolves.
+pub async fn serve(
+    ctx: Arc<Context>,
+    listeners: accept::Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let policy = accept::Policy {
+        daemon: "facteur-imapd",
+        max_connections: ctx.cfg.max_connections,
+        max_connections_per_ip: ctx.cfg.max_connections_per_ip,
+        limits: Arc::clone(&ctx.limits),
+        tls: ctx.tls.clone(),
+        refusal: |why| format!("* BYE [UNAVAILABLE] {why}\r\n").into_bytes(),
+    };
+    accept::serve(policy, listeners, shutdown, move |conn, peer, stop| {
+        let ctx = Arc::clone(&ctx);
+        async move { session::serve(ctx, conn, peer.ip(), stop).await }
+    })
+    .await
+}

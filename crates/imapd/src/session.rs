@@ -1,0 +1,684 @@
+//! One IMAP connection: reading commands with their literals, dispatch by
+//! state (RFC 9051 §3), and the untagged updates that keep the client's view
+//! of the selected mailbox in step with the store. Generic over the stream,
+//! so tests run sessions over in-memory pipes.
+//!
+//! Reading (RFC 9051 §4.3, RFC 7888): a command is read line by line; a line
+//! ending in a literal announcement (`{n}`, `{n+}`, `~{n}`) is followed by
+//! the literal's octets (after a `+` continuation for the synchronising
+//! form) and more command text. The whole command is bounded by
+//! `max_command_size`; an announcement over it is refused before any octet
+//! is read (a synchronising one with BAD, a non-synchronising one by closing
+//! the connection, as RFC 7888 §4 allows). APPEND's message literal is not
+//! part of the command: it is recognised by parsing the text before it, and
+//! streamed by session/append.rs.
+//!
+//! Updates: see the invariants in lib.rs. [`Session::announce`] syncs the
+//! view and reports what changed; it runs after every command except FETCH,
+//! STORE and SEARCH by sequence number.
+
+mod append;
+mod auth;
+mod fetch;
+mod idle;
+mod mailboxes;
+mod modify;
+mod search;
+#[cfg(test)]
+mod tests;
+
+use crate::Context;
+use facteur_daemon::conn::Conn;
+use facteur_daemon::lineio::{Fill, Input, LineIo};
+use facteur_imap_proto::{Command, Literal, SeqBound, SequenceSet, Tagged, encode};
+use facteur_store::{Flags, Mailbox, StoreError, UserStore};
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// The longest line of a command (literals apart).
+const MAX_LINE: usize = 64 * 1024;
+/// Output is written out once this much is batched (FETCH of bodies).
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// Whether the session goes on.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// The logged-in user.
+pub(crate) struct User {
+    pub address: String,
+    pub store: Arc<UserStore>,
+    pub quota: facteur_store::Quota,
+}
+
+/// The selected mailbox.
+pub(crate) struct Selected {
+    pub mb: Mailbox,
+    pub read_only: bool,
+}
+
+/// What reading a command brought.
+enum Read {
+    /// A complete command, literals inline.
+    Command(Vec<u8>),
+    /// An APPEND whose message literal is next on the wire.
+    Append(Tagged),
+    /// Refused while reading: BAD with the tag if known.
+    Bad(Option<String>, String),
+    Eof,
+    Timeout,
+    Stop,
+    /// The connection must close (BYE text).
+    Close(String),
+}
+
+pub(crate) struct Session<S> {
+    pub ctx: Arc<Context>,
+    pub io: LineIo<Conn<S>>,
+    pub ip: IpAddr,
+    pub user: Option<User>,
+    pub sel: Option<Selected>,
+    pub errors: u32,
+    /// IMAP4rev2 enabled: UTF-8 mailbox names and strings, ESEARCH replies,
+    /// no \Recent.
+    pub rev2: bool,
+    /// UTF8=ACCEPT enabled (or rev2): mailbox names in UTF-8.
+    pub utf8: bool,
+    /// CONDSTORE in use (RFC 7162 §3.1): MODSEQ in FETCH replies.
+    pub condstore: bool,
+    /// QRESYNC enabled: VANISHED instead of EXPUNGE.
+    pub qresync: bool,
+    /// The SEARCHRES result (`$`), as UIDs.
+    pub saved: Vec<u32>,
+}
+
+/// Serves one connection. For implicit TLS the caller passes a stream on
+/// which TLS is already established (`Conn::Tls`).
+pub async fn serve<S>(ctx: Arc<Context>, conn: Conn<S>, ip: IpAddr, stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let span = info_span!("imap", peer = %ip, tls = conn.is_tls());
+    async move {
+        debug!("connected");
+        let io = LineIo::new(conn, MAX_LINE, ctx.cfg.login_timeout.duration(), stop);
+        let mut s = Session {
+            ctx,
+            io,
+            ip,
+            user: None,
+            sel: None,
+            errors: 0,
+            rev2: false,
+            utf8: false,
+            condstore: false,
+            qresync: false,
+            saved: Vec::new(),
+        };
+        let caps = s.capabilities();
+        s.io.write(
+            format!(
+                "* OK [CAPABILITY {caps}] {} IMAP server ready (facteur)\r\n",
+                s.ctx.hostname
+            )
+            .as_bytes(),
+        );
+        if let Err(e) = s.run().await {
+            debug!(error = %e, "connection ended with an I/O error");
+        }
+        if let Some(u) = &s.user {
+            debug!(user = %u.address, "disconnected");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs blocking store work (SQLite, fsync) without stalling the other
+/// sessions on this worker thread.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    async fn run(&mut self) -> io::Result<()> {
+        loop {
+            if self.io.stopping() {
+                self.io
+                    .write(b"* BYE [UNAVAILABLE] Server shutting down\r\n");
+                return self.io.flush().await;
+            }
+            if self.errors >= self.ctx.cfg.max_errors {
+                self.io.write(b"* BYE Too many errors\r\n");
+                return self.io.flush().await;
+            }
+            let flow = match self.read_command().await? {
+                Read::Eof => return Ok(()),
+                Read::Stop => continue,
+                Read::Timeout => {
+                    self.io.write(b"* BYE Autologout: idle for too long\r\n");
+                    return self.io.flush().await;
+                }
+                Read::Close(why) => {
+                    self.io.write(format!("* BYE {why}\r\n").as_bytes());
+                    return self.io.flush().await;
+                }
+                Read::Bad(tag, why) => {
+                    self.bad(tag.as_deref(), &why);
+                    Flow::Continue
+                }
+                Read::Append(t) => self.append(t).await?,
+                Read::Command(bytes) => match facteur_imap_proto::parse_command(&bytes) {
+                    Ok(t) => self.dispatch(t).await?,
+                    Err(e) => {
+                        self.bad(e.tag.as_deref(), &e.message);
+                        Flow::Continue
+                    }
+                },
+            };
+            if self.io.out().len() > WRITE_CHUNK || !self.io.has_input() {
+                self.io.flush().await?;
+            }
+            if flow == Flow::Close {
+                return self.io.flush().await;
+            }
+        }
+    }
+
+    /// Reads one command and its literals (see the module comment).
+    async fn read_command(&mut self) -> io::Result<Read> {
+        let max = self.ctx.cfg.max_command_size.0 as usize;
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let line = match self.io.next_line(buf.is_empty()).await? {
+                Input::Line(l) => l,
+                Input::TooLong => {
+                    return Ok(Read::Bad(tag_of(&buf), "Command line too long".into()));
+                }
+                Input::Eof => return Ok(Read::Eof),
+                Input::Timeout => return Ok(Read::Timeout),
+                Input::Stop => {
+                    if buf.is_empty() {
+                        return Ok(Read::Stop);
+                    }
+                    continue;
+                }
+            };
+            let line = strip_eol(&line);
+            if buf.len() + line.len() > max {
+                return Ok(Read::Bad(
+                    tag_of(&buf).or_else(|| tag_of(line)),
+                    "Command too long".into(),
+                ));
+            }
+            buf.extend_from_slice(line);
+            let lit = match facteur_imap_proto::literal_at_end(line) {
+                Ok(None) => return Ok(Read::Command(buf)),
+                // The parser says what is wrong with it.
+                Err(_) => return Ok(Read::Command(buf)),
+                Ok(Some(l)) => l,
+            };
+            if let Ok(t) = facteur_imap_proto::parse_command(&buf)
+                && matches!(t.command, Command::Append { .. })
+            {
+                return Ok(Read::Append(t));
+            }
+            if lit.len > (max - buf.len()) as u64 {
+                if lit.sync {
+                    return Ok(Read::Bad(tag_of(&buf), "Literal too long".into()));
+                }
+                // The octets are on their way and we will not read them.
+                return Ok(Read::Close("Literal too long".into()));
+            }
+            if lit.sync {
+                self.io.write(b"+ Ready for literal data\r\n");
+            }
+            buf.extend_from_slice(b"\r\n");
+            match self
+                .io
+                .read_exact(lit.len, |b| buf.extend_from_slice(b))
+                .await?
+            {
+                Fill::Data => {}
+                Fill::Timeout => return Ok(Read::Timeout),
+                Fill::Eof | Fill::Stop => return Ok(Read::Eof),
+            }
+        }
+    }
+
+    /// Reads and drops a literal the client sends without waiting for us
+    /// (a refused non-synchronising APPEND); `false` if the connection must
+    /// close instead.
+    pub(crate) async fn skip_literal(&mut self, lit: Literal) -> io::Result<bool> {
+        if lit.sync {
+            return Ok(true);
+        }
+        if lit.len > 2 * self.ctx.cfg.max_append_size.0 {
+            return Ok(false);
+        }
+        if self.io.read_exact(lit.len, |_| {}).await? != Fill::Data {
+            return Ok(false);
+        }
+        // The rest of the command line.
+        Ok(matches!(self.io.next_line(false).await?, Input::Line(_)))
+    }
+
+    async fn dispatch(&mut self, t: Tagged) -> io::Result<Flow> {
+        let tag = t.tag;
+        let name = command_name(&t.command);
+        debug!(command = name, "command");
+        match t.command {
+            Command::Capability => {
+                let caps = self.capabilities();
+                self.io.write(format!("* CAPABILITY {caps}\r\n").as_bytes());
+                self.announce_and_ok(&tag, "CAPABILITY completed")
+            }
+            Command::Noop => self.announce_and_ok(&tag, "NOOP completed"),
+            Command::Logout => {
+                self.io.write(b"* BYE Logging out\r\n");
+                self.ok(&tag, "LOGOUT completed");
+                Ok(Flow::Close)
+            }
+            Command::Id(_) => {
+                self.io.write(b"* ID (\"name\" \"facteur\")\r\n");
+                self.ok(&tag, "ID completed");
+                Ok(Flow::Continue)
+            }
+            Command::StartTls => self.starttls(&tag).await,
+            Command::Login { user, password } => self.login(&tag, user, password).await,
+            Command::Authenticate { mechanism, initial } => {
+                self.authenticate(&tag, mechanism, initial).await
+            }
+            c if self.user.is_none() => {
+                self.bad(
+                    Some(&tag),
+                    &format!("{} needs a login first", command_name(&c)),
+                );
+                Ok(Flow::Continue)
+            }
+            Command::Enable(caps) => self.enable(&tag, caps),
+            Command::Select {
+                mailbox,
+                read_only,
+                condstore,
+                qresync,
+            } => self.select(&tag, &mailbox, read_only, condstore, qresync),
+            Command::Create {
+                mailbox,
+                special_use,
+            } => self.create(&tag, &mailbox, &special_use),
+            Command::Delete(m) => self.delete(&tag, &m),
+            Command::Rename { from, to } => self.rename(&tag, &from, &to),
+            Command::Subscribe(m) => self.subscribe(&tag, &m, true),
+            Command::Unsubscribe(m) => self.subscribe(&tag, &m, false),
+            Command::List {
+                reference,
+                patterns,
+                select,
+                ret,
+            } => self.list(&tag, &reference, &patterns, select, ret, false),
+            Command::Lsub { reference, pattern } => {
+                let select = facteur_imap_proto::ListSelect {
+                    subscribed: true,
+                    ..Default::default()
+                };
+                self.list(
+                    &tag,
+                    &reference,
+                    &[pattern],
+                    select,
+                    Default::default(),
+                    true,
+                )
+            }
+            Command::Namespace => {
+                self.io.write(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+                self.announce_and_ok(&tag, "NAMESPACE completed")
+            }
+            Command::Status { mailbox, items } => self.status(&tag, &mailbox, &items),
+            Command::GetQuota(root) => self.get_quota(&tag, &root),
+            Command::GetQuotaRoot(m) => self.get_quota_root(&tag, &m),
+            Command::SetQuota { .. } => {
+                self.no(&tag, "Quotas are set by the administrator");
+                Ok(Flow::Continue)
+            }
+            Command::Compress(_) => {
+                self.no(&tag, "COMPRESS is not supported");
+                Ok(Flow::Continue)
+            }
+            Command::Idle => self.idle(&tag).await,
+            Command::Append { .. } => {
+                // Never here: read_command hands APPEND to append().
+                self.bad(Some(&tag), "APPEND needs a message literal");
+                Ok(Flow::Continue)
+            }
+            c if self.sel.is_none() => {
+                self.bad(
+                    Some(&tag),
+                    &format!("{} needs a selected mailbox", command_name(&c)),
+                );
+                Ok(Flow::Continue)
+            }
+            Command::Check => self.announce_and_ok(&tag, "CHECK completed"),
+            Command::Close => self.close(&tag, true),
+            Command::Unselect => self.close(&tag, false),
+            Command::Expunge => self.expunge(&tag, None),
+            Command::UidExpunge(set) => self.expunge(&tag, Some(set)),
+            Command::Search {
+                uid,
+                ret,
+                charset,
+                key,
+            } => self.search(&tag, uid, ret, charset, key),
+            Command::Fetch {
+                uid,
+                set,
+                attrs,
+                changed_since,
+                vanished,
+            } => {
+                self.fetch(&tag, uid, &set, attrs, changed_since, vanished)
+                    .await
+            }
+            Command::Store {
+                uid,
+                set,
+                unchanged_since,
+                op,
+                silent,
+                flags,
+            } => self.store(&tag, uid, &set, unchanged_since, op, silent, &flags),
+            Command::Copy { uid, set, mailbox } => self.copy(&tag, uid, &set, &mailbox, false),
+            Command::Move { uid, set, mailbox } => self.copy(&tag, uid, &set, &mailbox, true),
+        }
+    }
+
+    // ---- replies ----
+
+    pub(crate) fn ok(&mut self, tag: &str, text: &str) {
+        self.io.write(format!("{tag} OK {text}\r\n").as_bytes());
+    }
+
+    pub(crate) fn no(&mut self, tag: &str, text: &str) {
+        self.io.write(format!("{tag} NO {text}\r\n").as_bytes());
+    }
+
+    /// BAD, counted towards `max_errors`.
+    pub(crate) fn bad(&mut self, tag: Option<&str>, text: &str) {
+        self.errors += 1;
+        let tag = tag.unwrap_or("*");
+        self.io.write(format!("{tag} BAD {text}\r\n").as_bytes());
+    }
+
+    /// NO for a store error, with the response code that fits.
+    pub(crate) fn store_error(&mut self, tag: &str, e: &StoreError) {
+        let text = match e {
+            StoreError::OverQuota => "[OVERQUOTA] Quota exceeded".to_string(),
+            StoreError::NoSuchMailbox(_) => "[NONEXISTENT] No such mailbox".to_string(),
+            StoreError::MailboxExists(_) => "[ALREADYEXISTS] Mailbox already exists".to_string(),
+            StoreError::InvalidName(_) => "[CANNOT] Invalid mailbox name".to_string(),
+            StoreError::HasChildren(_) => {
+                "[INUSE] Mailbox has children: delete them first".to_string()
+            }
+            StoreError::NoSuchMessage(_) => {
+                "[EXPUNGEISSUED] Some messages were expunged".to_string()
+            }
+            e => {
+                warn!(error = %e, "store error");
+                "[SERVERBUG] Internal error, try again later".to_string()
+            }
+        };
+        self.no(tag, &text);
+    }
+
+    /// Announces changes, then OK (or BYE and close if the selected
+    /// mailbox vanished).
+    pub(crate) fn announce_and_ok(&mut self, tag: &str, text: &str) -> io::Result<Flow> {
+        if self.announce() == Flow::Close {
+            return Ok(Flow::Close);
+        }
+        self.ok(tag, text);
+        Ok(Flow::Continue)
+    }
+
+    /// Syncs the selected mailbox and writes what changed: EXPUNGE (or
+    /// VANISHED), EXISTS, FETCH FLAGS.
+    pub(crate) fn announce(&mut self) -> Flow {
+        let Some(sel) = &mut self.sel else {
+            return Flow::Continue;
+        };
+        let changes = match blocking(|| sel.mb.sync()) {
+            Ok(c) => c,
+            Err(e) => {
+                info!(error = %e, "selected mailbox is gone");
+                self.io
+                    .write(b"* BYE [CLOSED] The selected mailbox was deleted or rebuilt\r\n");
+                return Flow::Close;
+            }
+        };
+        let msgs = sel.mb.messages();
+        if !changes.expunged.is_empty() {
+            if self.qresync {
+                let set = encode::seq_set(&changes.expunged);
+                self.io.write(format!("* VANISHED {set}\r\n").as_bytes());
+            } else {
+                // Each expunged message's number in the client's view: the
+                // survivors before it plus the expunged before it. Sent
+                // highest first, so no announcement shifts a later one.
+                let mut seqs: Vec<usize> = changes
+                    .expunged
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &uid)| msgs.partition_point(|m| m.uid < uid) + i + 1)
+                    .collect();
+                seqs.sort_unstable();
+                let mut out = String::new();
+                for s in seqs.iter().rev() {
+                    out.push_str(&format!("* {s} EXPUNGE\r\n"));
+                }
+                self.io.write(out.as_bytes());
+            }
+        }
+        if !changes.added.is_empty() || !changes.expunged.is_empty() {
+            self.io
+                .write(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
+        }
+        if !changes.flags_changed.is_empty() {
+            let mut out = Vec::new();
+            for uid in &changes.flags_changed {
+                let Ok(i) = msgs.binary_search_by_key(uid, |m| m.uid) else {
+                    continue;
+                };
+                let m = &msgs[i];
+                out.extend_from_slice(
+                    format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes(),
+                );
+                write_flags(&mut out, &m.flags);
+                if self.condstore {
+                    out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
+                }
+                out.extend_from_slice(b")\r\n");
+            }
+            self.io.write(&out);
+        }
+        Flow::Continue
+    }
+
+    // ---- names and sets ----
+
+    /// A mailbox name from the client, in the store's terms.
+    pub(crate) fn mailbox_in(&self, name: &str) -> Option<String> {
+        if self.utf8 {
+            Some(name.to_string())
+        } else {
+            facteur_imap_proto::utf7::decode(name)
+        }
+    }
+
+    /// A mailbox name for the client (astring).
+    pub(crate) fn mailbox_out(&self, out: &mut Vec<u8>, name: &str) {
+        if self.utf8 {
+            encode::astring(out, name, true);
+        } else {
+            encode::astring(out, &facteur_imap_proto::utf7::encode(name), false);
+        }
+    }
+
+    /// The positions (0-based, ascending, distinct) of the messages `set`
+    /// names in the selected mailbox, by sequence number or by UID.
+    pub(crate) fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<usize> {
+        let Some(sel) = &self.sel else {
+            return Vec::new();
+        };
+        let msgs = sel.mb.messages();
+        let mut out = Vec::new();
+        match set {
+            SequenceSet::Saved => {
+                for u in &self.saved {
+                    if let Ok(i) = msgs.binary_search_by_key(u, |m| m.uid) {
+                        out.push(i);
+                    }
+                }
+            }
+            _ if !uid => {
+                for (lo, hi) in set.ranges(msgs.len() as u32) {
+                    let hi = (hi as usize).min(msgs.len());
+                    let lo = (lo as usize).max(1);
+                    if lo <= hi {
+                        out.extend(lo - 1..hi);
+                    }
+                }
+            }
+            _ => {
+                let largest = msgs.last().map_or(0, |m| m.uid);
+                for (lo, hi) in set.ranges(largest) {
+                    let a = msgs.partition_point(|m| m.uid < lo);
+                    let b = msgs.partition_point(|m| m.uid <= hi);
+                    out.extend(a..b);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// True if `set` uses `*` (so an empty mailbox gives an empty result, not an
+/// error).
+pub(crate) fn uses_star(set: &SequenceSet) -> bool {
+    match set {
+        SequenceSet::Ranges(r) => r
+            .iter()
+            .any(|(a, b)| *a == SeqBound::Star || *b == SeqBound::Star),
+        SequenceSet::Saved => false,
+    }
+}
+
+/// `(\Seen \Flagged kw)`, without allocating (FETCH 1:* FLAGS on a big
+/// mailbox writes this 100,000 times).
+pub(crate) fn write_flags(out: &mut Vec<u8>, f: &Flags) {
+    let system = SYSTEM_FLAGS
+        .iter()
+        .filter(|(bit, _)| f.system & bit != 0)
+        .map(|(_, name)| *name);
+    encode::flag_list(out, system.chain(f.keywords.iter().map(String::as_str)));
+}
+
+pub(crate) const SYSTEM_FLAGS: [(u8, &str); 5] = [
+    (facteur_store::SEEN, "\\Seen"),
+    (facteur_store::ANSWERED, "\\Answered"),
+    (facteur_store::FLAGGED, "\\Flagged"),
+    (facteur_store::DELETED, "\\Deleted"),
+    (facteur_store::DRAFT, "\\Draft"),
+];
+
+/// Flags from a client's list; `Err` names a flag we cannot store.
+pub(crate) fn parse_flags(list: &[String]) -> Result<Flags, String> {
+    let mut f = Flags::default();
+    for name in list {
+        if let Some(&(bit, _)) = SYSTEM_FLAGS
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+        {
+            f.system |= bit;
+        } else if name.eq_ignore_ascii_case("\\Recent") {
+            return Err("\\Recent cannot be set".into());
+        } else if name.starts_with('\\') {
+            return Err(format!("Unknown system flag {name}"));
+        } else if name.is_empty() || name.len() > 128 {
+            return Err("Invalid keyword".into());
+        } else {
+            f.keywords.insert(name.clone());
+        }
+    }
+    Ok(f)
+}
+
+fn strip_eol(line: &[u8]) -> &[u8] {
+    let l = line.strip_suffix(b"\n").unwrap_or(line);
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+/// The tag at the start of a command, if it looks like one.
+fn tag_of(buf: &[u8]) -> Option<String> {
+    let end = buf.iter().position(|&b| b == b' ')?;
+    let tag = &buf[..end];
+    (!tag.is_empty()
+        && tag.len() <= 64
+        && tag
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b)))
+    .then(|| String::from_utf8_lossy(tag).into_owned())
+}
+
+pub(crate) fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Capability => "CAPABILITY",
+        Command::Noop => "NOOP",
+        Command::Logout => "LOGOUT",
+        Command::Id(_) => "ID",
+        Command::StartTls => "STARTTLS",
+        Command::Authenticate { .. } => "AUTHENTICATE",
+        Command::Login { .. } => "LOGIN",
+        Command::Enable(_) => "ENABLE",
+        Command::Select {
+            read_only: false, ..
+        } => "SELECT",
+        Command::Select {
+            read_only: true, ..
+        } => "EXAMINE",
+        Command::Create { .. } => "CREATE",
+        Command::Delete(_) => "DELETE",
+        Command::Rename { .. } => "RENAME",
+        Command::Subscribe(_) => "SUBSCRIBE",
+        Command::Unsubscribe(_) => "UNSUBSCRIBE",
+        Command::List { .. } => "LIST",
+        Command::Lsub { .. } => "LSUB",
+        Command::Namespace => "NAMESPACE",
+        Command::Status { .. } => "STATUS",
+        Command::Append { .. } => "APPEND",
+        Command::Idle => "IDLE",
+        Command::GetQuota(_) => "GETQUOTA",
+        Command::GetQuotaRoot(_) => "GETQUOTAROOT",
+        Command::SetQuota { .. } => "SETQUOTA",
+        Command::Compress(_) => "COMPRESS",
+        Command::Check => "CHECK",
+        Command::Close => "CLOSE",
+        Command::Unselect => "UNSELECT",
+        Command::Expunge => "EXPUNGE",
+        Command::UidExpunge(_) => "UID EXPUNGE",
+        Command::Search { .. } => "SEARCH",
+        Command::Fetch { .. } => "FETCH",
+        Command::Store { .. } => "STORE",
+        Command::Copy { .. } => "COPY",
+        Command::Move { .. } => "MOVE",
+    }
+}

@@ -1,0 +1,316 @@
+//! FETCH and UID FETCH (RFC 9051 §6.4.5, §7.5.2), with CHANGEDSINCE and
+//! MODSEQ (RFC 7162 §3.1.4), VANISHED (RFC 7162 §3.2.6) and BINARY (RFC
+//! 3516).
+//!
+//! Data items that need only the index (FLAGS, UID, INTERNALDATE,
+//! RFC822.SIZE, MODSEQ) never open a message file; the others read the
+//! message once and take every view from one `facteur_imap_message::Message`.
+//! Body data goes out as literals. Non-PEEK body items set `\Seen` (in one
+//! store call for the whole set, before the replies, which then carry the
+//! new FLAGS). Replies are written out in chunks, so a `FETCH 1:* BODY[]` on
+//! a large mailbox needs one message in memory at a time.
+
+use super::{Flow, Session, WRITE_CHUNK, blocking, write_flags};
+use facteur_imap_message::{BinaryError, Message};
+use facteur_imap_proto::{FetchAttr, SectionText, SequenceSet, encode, section_label};
+use facteur_store::{FlagOp, Flags, SEEN, StoreError};
+use std::io::{self, Write as _};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+fn needs_content(a: &FetchAttr) -> bool {
+    !matches!(
+        a,
+        FetchAttr::Flags
+            | FetchAttr::Uid
+            | FetchAttr::InternalDate
+            | FetchAttr::Rfc822Size
+            | FetchAttr::ModSeq
+    )
+}
+
+fn sets_seen(a: &FetchAttr) -> bool {
+    matches!(
+        a,
+        FetchAttr::Rfc822
+            | FetchAttr::Rfc822Text
+            | FetchAttr::BodySection { peek: false, .. }
+            | FetchAttr::Binary { peek: false, .. }
+    )
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn fetch(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        set: &SequenceSet,
+        mut attrs: Vec<FetchAttr>,
+        changed_since: Option<u64>,
+        vanished: bool,
+    ) -> io::Result<Flow> {
+        if vanished && (!uid || changed_since.is_none() || !self.qresync) {
+            self.bad(
+                Some(tag),
+                "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC enabled",
+            );
+            return Ok(Flow::Continue);
+        }
+        if changed_since.is_some() {
+            self.condstore = true;
+        }
+        if uid && !attrs.contains(&FetchAttr::Uid) {
+            attrs.insert(0, FetchAttr::Uid);
+        }
+        if (changed_since.is_some() || (self.condstore && attrs.contains(&FetchAttr::Flags)))
+            && !attrs.contains(&FetchAttr::ModSeq)
+        {
+            attrs.push(FetchAttr::ModSeq);
+        }
+        let mut positions = self.resolve(set, uid);
+        let Some(sel) = &mut self.sel else {
+            return Ok(Flow::Continue);
+        };
+        if let Some(cs) = changed_since {
+            let msgs = sel.mb.messages();
+            positions.retain(|&i| msgs[i].modseq > cs);
+            if vanished {
+                let largest = sel.mb.uidnext().saturating_sub(1);
+                match blocking(|| sel.mb.vanished_since(cs)) {
+                    Ok(gone) => {
+                        let gone: Vec<u32> = gone
+                            .into_iter()
+                            .filter(|&u| set.contains(u, largest))
+                            .collect();
+                        if !gone.is_empty() {
+                            self.io.write(
+                                format!("* VANISHED (EARLIER) {}\r\n", encode::seq_set(&gone))
+                                    .as_bytes(),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        self.store_error(tag, &e);
+                        return Ok(Flow::Continue);
+                    }
+                }
+            }
+        }
+        // \Seen first, in one go.
+        let mut seen_set: Vec<u32> = Vec::new();
+        if !sel.read_only && attrs.iter().any(sets_seen) {
+            let msgs = sel.mb.messages();
+            seen_set = positions
+                .iter()
+                .map(|&i| &msgs[i])
+                .filter(|m| m.flags.system & SEEN == 0)
+                .map(|m| m.uid)
+                .collect();
+            if !seen_set.is_empty() {
+                let uids = seen_set.clone();
+                match blocking(|| {
+                    sel.mb
+                        .store_flags(&uids, FlagOp::Add, &Flags::system(SEEN), None)
+                }) {
+                    Ok(_) => self.ctx.notifier.changed(sel.mb.dir()),
+                    Err(e) => {
+                        self.store_error(tag, &e);
+                        return Ok(Flow::Continue);
+                    }
+                }
+            }
+        }
+        let content = attrs.iter().any(needs_content);
+        let utf8 = self.utf8;
+        let mut gone = false;
+        let mut unknown_cte = false;
+        let mut out: Vec<u8> = Vec::with_capacity(4096);
+        for i in positions {
+            let Some(sel) = &self.sel else { break };
+            let m = &sel.mb.messages()[i];
+            let raw = if content {
+                match blocking(|| sel.mb.read_message(m.uid)) {
+                    Ok(r) => Some(r),
+                    Err(StoreError::NoSuchMessage(_)) => {
+                        gone = true;
+                        continue;
+                    }
+                    Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                        gone = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.store_error(tag, &e);
+                        return Ok(Flow::Continue);
+                    }
+                }
+            } else {
+                None
+            };
+            let msg = raw.as_deref().map(Message::parse);
+            let _ = write!(out, "* {} FETCH (", i + 1);
+            let mut first = true;
+            let mut wrote_flags = false;
+            for a in &attrs {
+                let start = out.len();
+                if !first {
+                    out.push(b' ');
+                }
+                match a {
+                    FetchAttr::Flags => {
+                        out.extend_from_slice(b"FLAGS ");
+                        write_flags(&mut out, &m.flags);
+                        wrote_flags = true;
+                    }
+                    FetchAttr::Uid => {
+                        let _ = write!(out, "UID {}", m.uid);
+                    }
+                    FetchAttr::InternalDate => {
+                        out.extend_from_slice(b"INTERNALDATE ");
+                        out.extend_from_slice(encode::date_time(m.internal_date, 0).as_bytes());
+                    }
+                    FetchAttr::Rfc822Size => {
+                        let _ = write!(out, "RFC822.SIZE {}", m.size);
+                    }
+                    FetchAttr::ModSeq => {
+                        let _ = write!(out, "MODSEQ ({})", m.modseq);
+                    }
+                    other => {
+                        let Some(msg) = &msg else { continue };
+                        if !write_content(&mut out, other, msg, utf8, &mut unknown_cte) {
+                            out.truncate(start);
+                            continue;
+                        }
+                    }
+                }
+                first = false;
+            }
+            if !wrote_flags && seen_set.binary_search(&m.uid).is_ok() {
+                if !first {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(b"FLAGS ");
+                write_flags(&mut out, &m.flags);
+            }
+            out.extend_from_slice(b")\r\n");
+            if out.len() > WRITE_CHUNK {
+                self.io.write(&out);
+                out.clear();
+                self.io.flush().await?;
+            }
+        }
+        self.io.write(&out);
+        if uid && self.announce() == Flow::Close {
+            return Ok(Flow::Close);
+        }
+        if unknown_cte {
+            self.no(
+                tag,
+                "[UNKNOWN-CTE] Cannot decode a part's content-transfer-encoding",
+            );
+        } else if gone {
+            self.no(tag, "[EXPUNGEISSUED] Some messages were expunged meanwhile");
+        } else {
+            self.ok(tag, "FETCH completed");
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Writes one content item; `false` if it was left out (BINARY of an
+/// undecodable part).
+fn write_content(
+    out: &mut Vec<u8>,
+    a: &FetchAttr,
+    msg: &Message<'_>,
+    utf8: bool,
+    unknown_cte: &mut bool,
+) -> bool {
+    match a {
+        FetchAttr::Envelope => {
+            out.extend_from_slice(b"ENVELOPE ");
+            msg.envelope(out, utf8);
+        }
+        FetchAttr::Body => {
+            out.extend_from_slice(b"BODY ");
+            msg.body_structure(out, false, utf8);
+        }
+        FetchAttr::BodyStructure => {
+            out.extend_from_slice(b"BODYSTRUCTURE ");
+            msg.body_structure(out, true, utf8);
+        }
+        FetchAttr::Rfc822 => {
+            out.extend_from_slice(b"RFC822 ");
+            encode::literal(out, msg.raw());
+        }
+        FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
+            let (name, text) = if *a == FetchAttr::Rfc822Header {
+                ("RFC822.HEADER ", SectionText::Header)
+            } else {
+                ("RFC822.TEXT ", SectionText::Text)
+            };
+            out.extend_from_slice(name.as_bytes());
+            let s = facteur_imap_proto::Section {
+                part: Vec::new(),
+                text: Some(text),
+            };
+            encode::literal(out, &msg.section(&s).unwrap_or_default());
+        }
+        FetchAttr::BodySection {
+            section, partial, ..
+        } => {
+            out.extend_from_slice(section_label(a).as_bytes());
+            out.push(b' ');
+            match msg.section(section) {
+                Some(d) => encode::literal(out, cut(&d, *partial)),
+                None => out.extend_from_slice(b"NIL"),
+            }
+        }
+        FetchAttr::Binary { part, partial, .. } => match msg.binary(part) {
+            Ok(d) => {
+                out.extend_from_slice(section_label(a).as_bytes());
+                out.push(b' ');
+                let d = cut(&d, *partial);
+                if d.contains(&0) {
+                    out.push(b'~');
+                }
+                encode::literal(out, d);
+            }
+            Err(BinaryError::UnknownCte) => {
+                *unknown_cte = true;
+                return false;
+            }
+            Err(BinaryError::NoSuchPart) => {
+                out.extend_from_slice(section_label(a).as_bytes());
+                out.extend_from_slice(b" NIL");
+            }
+        },
+        FetchAttr::BinarySize(part) => match msg.binary(part) {
+            Ok(d) => {
+                out.extend_from_slice(section_label(a).as_bytes());
+                out.extend_from_slice(format!(" {}", d.len()).as_bytes());
+            }
+            Err(BinaryError::UnknownCte) => {
+                *unknown_cte = true;
+                return false;
+            }
+            Err(BinaryError::NoSuchPart) => {
+                out.extend_from_slice(section_label(a).as_bytes());
+                out.extend_from_slice(b" 0");
+            }
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// The `<offset.count>` slice of `d`.
+fn cut(d: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
+    match partial {
+        None => d,
+        Some((o, n)) => {
+            let start = (o as usize).min(d.len());
+            let end = start.saturating_add(n as usize).min(d.len());
+            &d[start..end]
+        }
+    }
+}

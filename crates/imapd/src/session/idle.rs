@@ -1,0 +1,87 @@
+//! IDLE (RFC 2177, RFC 9051 §6.3.13): the client waits, the server pushes
+//! EXISTS / EXPUNGE / FETCH as soon as the mailbox changes, until `DONE`.
+//!
+//! Wake-ups come from the notifier (this process's sessions, and inotify
+//! for lmtpd, pop3d and other processes): no polling loop. As a safety net
+//! for a lost notification (inotify watch limit reached), the view is also
+//! re-synced every two minutes, when a `* OK Still here` keeps NAT mappings
+//! alive. The session ends after the configured idle timeout as any other
+//! idle session does.
+
+use super::{Flow, Session};
+use facteur_daemon::lineio::Input;
+use std::io;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// How often an idling client hears from us without changes.
+const KEEPALIVE: Duration = Duration::from_secs(120);
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn idle(&mut self, tag: &str) -> io::Result<Flow> {
+        let mut sub = self
+            .sel
+            .as_ref()
+            .map(|s| self.ctx.notifier.subscribe(s.mb.dir()));
+        // Changes that happened before IDLE are reported at once.
+        if self.announce() == Flow::Close {
+            return Ok(Flow::Close);
+        }
+        self.io.write(b"+ idling\r\n");
+        let started = Instant::now();
+        let limit = self.ctx.cfg.timeout.duration();
+        loop {
+            // Flushed here, so the select below only ever reads: a read is
+            // cancel-safe, a half-written flush would not be.
+            self.io.flush().await?;
+            let changed = async {
+                match &mut sub {
+                    Some(s) => s.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let input = tokio::select! {
+                i = self.io.next_line(true) => Some(i?),
+                _ = changed => None,
+                _ = tokio::time::sleep(KEEPALIVE) => {
+                    self.io.write(b"* OK Still here\r\n");
+                    None
+                }
+            };
+            match input {
+                None => {
+                    if self.announce() == Flow::Close {
+                        return Ok(Flow::Close);
+                    }
+                    if started.elapsed() > limit {
+                        self.io.write(b"* BYE Autologout: idle for too long\r\n");
+                        return Ok(Flow::Close);
+                    }
+                }
+                Some(Input::Line(l)) => {
+                    let text = String::from_utf8_lossy(&l);
+                    if text.trim_end().eq_ignore_ascii_case("DONE") {
+                        drop(sub);
+                        return self.announce_and_ok(tag, "IDLE terminated");
+                    }
+                    self.bad(Some(tag), "Expected DONE");
+                    return Ok(Flow::Continue);
+                }
+                Some(Input::TooLong) => {
+                    self.bad(Some(tag), "Expected DONE");
+                    return Ok(Flow::Continue);
+                }
+                Some(Input::Stop) => {
+                    self.io
+                        .write(b"* BYE [UNAVAILABLE] Server shutting down\r\n");
+                    return Ok(Flow::Close);
+                }
+                Some(Input::Eof) => return Ok(Flow::Close),
+                Some(Input::Timeout) => {
+                    self.io.write(b"* BYE Autologout: idle for too long\r\n");
+                    return Ok(Flow::Close);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! Authenticated-state commands on mailboxes: SELECT and EXAMINE (RFC 9051
+//! §6.3.2–3, with CONDSTORE and QRESYNC parameters, RFC 7162 §3.1.8, §3.2.5),
+//! CREATE (with USE, RFC 6154 §3), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
+//! LIST (RFC 9051 §6.3.9 with LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819,
+//! SPECIAL-USE), LSUB (RFC 3501), STATUS (with SIZE RFC 8438, HIGHESTMODSEQ,
+//! APPENDLIMIT RFC 7889), GETQUOTA and GETQUOTAROOT (RFC 9208).
+//!
+//! The hierarchy delimiter is `/`; there is one personal namespace with an
+//! empty prefix. Names are checked by the store (`folders::normalize`), which
+//! keeps every mailbox inside the user's directory.
+
+use super::{Flow, Selected, Session, blocking, write_flags};
+use facteur_imap_proto::{ListReturn, ListSelect, QresyncParams, StatusItem, encode};
+use facteur_store::{DELETED, MailboxInfo, SEEN, SpecialUse, StoreError};
+use std::collections::BTreeSet;
+use std::io;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// The name in store terms, or NO sent and None.
+    fn name_or_no(&mut self, tag: &str, name: &str) -> Option<String> {
+        match self.mailbox_in(name) {
+            Some(n) => Some(n),
+            None => {
+                self.no(tag, "[CANNOT] Invalid mailbox name encoding");
+                None
+            }
+        }
+    }
+
+    pub(super) fn select(
+        &mut self,
+        tag: &str,
+        name: &str,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<QresyncParams>,
+    ) -> io::Result<Flow> {
+        if qresync.is_some() && !self.qresync {
+            self.bad(Some(tag), "QRESYNC must be enabled first");
+            return Ok(Flow::Continue);
+        }
+        // Any SELECT leaves the previous mailbox first (RFC 9051 §6.3.2).
+        if self.sel.take().is_some() {
+            self.io.write(b"* OK [CLOSED] Previous mailbox closed\r\n");
+        }
+        let Some(name) = self.name_or_no(tag, name) else {
+            return Ok(Flow::Continue);
+        };
+        let Some(user) = &self.user else {
+            return Ok(Flow::Continue);
+        };
+        let mb = match blocking(|| user.store.select(&name)) {
+            Ok(mb) => mb,
+            Err(e) => {
+                self.store_error(tag, &e);
+                return Ok(Flow::Continue);
+            }
+        };
+        if condstore {
+            self.condstore = true;
+        }
+        let msgs = mb.messages();
+        let mut keywords: BTreeSet<&str> = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk"]
+            .into_iter()
+            .collect();
+        for m in msgs {
+            keywords.extend(m.flags.keywords.iter().map(String::as_str));
+        }
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        for k in &keywords {
+            out.push(b' ');
+            out.extend_from_slice(k.as_bytes());
+        }
+        out.extend_from_slice(b")\r\n");
+        if read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        } else {
+            out.extend_from_slice(
+                b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n",
+            );
+        }
+        out.extend_from_slice(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
+        if !self.rev2 {
+            out.extend_from_slice(b"* 0 RECENT\r\n");
+            if let Some(i) = msgs.iter().position(|m| m.flags.system & SEEN == 0) {
+                out.extend_from_slice(
+                    format!("* OK [UNSEEN {}] First unseen\r\n", i + 1).as_bytes(),
+                );
+            }
+        }
+        out.extend_from_slice(
+            format!(
+                "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n\
+                 * OK [HIGHESTMODSEQ {}] Highest\r\n",
+                mb.uidvalidity(),
+                mb.uidnext(),
+                mb.highest_modseq()
+            )
+            .as_bytes(),
+        );
+        if self.rev2 {
+            out.extend_from_slice(b"* LIST () \"/\" ");
+            self.mailbox_out(&mut out, mb.name());
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(q) = qresync
+            && q.uidvalidity == mb.uidvalidity()
+        {
+            let largest = mb.uidnext().saturating_sub(1);
+            let known = |uid: u32| {
+                q.known_uids
+                    .as_ref()
+                    .is_none_or(|k| k.contains(uid, largest))
+            };
+            match blocking(|| mb.vanished_since(q.modseq)) {
+                Ok(gone) => {
+                    let gone: Vec<u32> = gone.into_iter().filter(|&u| known(u)).collect();
+                    if !gone.is_empty() {
+                        out.extend_from_slice(
+                            format!("* VANISHED (EARLIER) {}\r\n", encode::seq_set(&gone))
+                                .as_bytes(),
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.sel = None;
+                    self.store_error(tag, &e);
+                    return Ok(Flow::Continue);
+                }
+            }
+            for (i, m) in mb.messages().iter().enumerate() {
+                if m.modseq > q.modseq {
+                    out.extend_from_slice(
+                        format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes(),
+                    );
+                    write_flags(&mut out, &m.flags);
+                    out.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
+                }
+            }
+        }
+        self.io.write(&out);
+        self.sel = Some(Selected { mb, read_only });
+        if read_only {
+            self.ok(tag, "[READ-ONLY] EXAMINE completed");
+        } else {
+            self.ok(tag, "[READ-WRITE] SELECT completed");
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn create(&mut self, tag: &str, name: &str, uses: &[String]) -> io::Result<Flow> {
+        let Some(name) = self.name_or_no(tag, name) else {
+            return Ok(Flow::Continue);
+        };
+        // A trailing delimiter only says the name will have children.
+        let name = name.trim_end_matches('/').to_string();
+        let special = match uses {
+            [] => None,
+            [u] => match SpecialUse::parse(u) {
+                Some(s) => Some(s),
+                None => {
+                    self.no(tag, "[USEATTR] Unsupported special-use attribute");
+                    return Ok(Flow::Continue);
+                }
+            },
+            _ => {
+                self.no(tag, "[USEATTR] Only one special-use attribute per mailbox");
+                return Ok(Flow::Continue);
+            }
+        };
+        let Some(user) = &self.user else {
+            return Ok(Flow::Continue);
+        };
+        match blocking(|| user.store.create_mailbox(&name, special)) {
+            Ok(()) => self.announce_and_ok(tag, "CREATE completed"),
+            Err(e) => {
+                self.store_error(tag, &e);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    pub(super) fn delete(&mut self, tag: &str, name: &str) -> io::Result<Flow> {
+        let Some(name) = self.name_or_no(tag, name) else {
+            return Ok(Flow::Continue);
+        };
+        let Some(user) = &self.user else {
+            return Ok(Flow::Continue);
+        };
+        if name.eq_ignore_ascii_case("INBOX") {
+            self.no(tag, "[CANNOT] INBOX cannot be deleted");
+            return Ok(Flow::Continue);
+        }
+        match blocking(|| user.store.delete_mailbox(&name)) {
+            Ok(()) => self.announce_and_ok(tag, "DELETE completed"),
+            Err(e) => {
+                self.store_error(tag, &e);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    pub(super) fn rename(&mut self, tag: &str, from: &str, to: &str) -> io::Result<Flow> {
+        let (Some(from), Some(to)) = (self.mailbox_in(from), self.mailbox_in(to)) else {
+            self.no(tag, "[CANNOT] Invalid mailbox name encoding");
+            return Ok(Flow::Continue);
+        };
+        let Some(user) = &self.user else {
+            return Ok(Flow::Continue);
+        };
+        match blocking(|| user.store.rename_mailbox(&from, to.trim_end_matches('/'))) {
+            Ok(()) => self.announce_and_ok(tag, "RENAME completed"),
+            Err(e) => {
+                self.store_error(tag, &e);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    pub(super) fn subscribe(&mut self, tag: &str, name: &str, on: bool) -> io::Result<Flow> {
+        let Some(name) = self.name_or_no(tag, name) else {
+            return Ok(Flow::Continue);
+        };
+        let Some(user) = &self.user else {
+            return Ok(Flow::Continue);
+        };
+        match blocking(|| user.store.subscribe(&name, on)) {
+            Ok(()) => self.announce_and_ok(
+                tag,
+                if on {
+                    "SUBSCRIBE completed"
+                } else {
+                    "UNSUBSCRIBE completed"
+                },
+            ),
+            Err(e) => {
+                self.store_error(tag, &e);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    pub(super) fn list(
+        &mut self,
+        tag: &str,
+        reference: &str,
+        patterns: &[String],
+        select: ListSelect,
+        ret: ListReturn,
+        lsub: bool,
+    ) -> io::Result<Flow> {
+        let what = if lsub { "LSUB" } else { "LIST" };
+        // LIST "" "": the delimiter and root (RFC 9051 §6.3.9).
+        if patterns.len() == 1 && patterns[0].is_empty() && !lsub {
+            self.io.write(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+            return self.announce_and_ok(tag, "LIST completed");
+        }
+        let Some(user) = &self.user else {
+            return Ok(Flow::Continue);
+        };
+        let boxes = match blocking(|| user.store.list_mailboxes()) {
+            Ok(b) => b,
+            Err(e) => {
+                self.store_error(tag, &e);
+                return Ok(Flow::Continue);
+            }
+        };
+        let mut pats = Vec::new();
+        for p in patterns {
+            let Some(p) = self.mailbox_in(&format!("{reference}{p}")) else {
+                self.no(tag, "[CANNOT] Invalid mailbox name encoding");
+                return Ok(Flow::Continue);
+            };
+            pats.push(p);
+        }
+        let names: BTreeSet<&str> = boxes.iter().map(|b| b.name.as_str()).collect();
+        // Every name and every ancestor of one (a missing ancestor is
+        // listed \NonExistent, as LIST "%" must show the hierarchy).
+        let mut entries: Vec<(String, Option<&MailboxInfo>)> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for b in &boxes {
+            let mut prefix = String::new();
+            for (i, comp) in b.name.split('/').enumerate() {
+                if i > 0 {
+                    prefix.push('/');
+                }
+                prefix.push_str(comp);
+                if seen.insert(prefix.clone()) {
+                    let info = if prefix == b.name {
+                        Some(b)
+                    } else {
+                        boxes.iter().find(|x| x.name == prefix)
+                    };
+                    entries.push((prefix.clone(), info));
+                }
+            }
+        }
+        let subscribed_only = select.subscribed || lsub;
+        let mut out = Vec::new();
+        let mut status_for = Vec::new();
+        for (name, info) in &entries {
+            if !pats.iter().any(|p| matches(p, name)) {
+                continue;
+            }
+            let subscribed = info.is_some_and(|i| i.subscribed);
+            if subscribed_only && !subscribed {
+                continue;
+            }
+            if select.special_use && info.is_none_or(|i| i.special_use.is_none()) {
+                continue;
+            }
+            let has_children = names.iter().any(|n| {
+                n.len() > name.len()
+                    && n.starts_with(name.as_str())
+                    && n.as_bytes()[name.len()] == b'/'
+            });
+            let mut attrs: Vec<&str> = Vec::new();
+            match info {
+                None => attrs.push(if self.rev2 {
+                    "\\NonExistent"
+                } else {
+                    "\\Noselect"
+                }),
+                Some(i) => {
+                    if let Some(u) = i.special_use {
+                        attrs.push(u.as_str());
+                    }
+                }
+            }
+            if !lsub {
+                attrs.push(if has_children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
+            if subscribed && (ret.subscribed || select.subscribed) {
+                attrs.push("\\Subscribed");
+            }
+            out.extend_from_slice(format!("* {what} (").as_bytes());
+            out.extend_from_slice(attrs.join(" ").as_bytes());
+            out.extend_from_slice(b") \"/\" ");
+            self.mailbox_out(&mut out, name);
+            out.extend_from_slice(b"\r\n");
+            if info.is_some() && ret.status.is_some() {
+                status_for.push(name.clone());
+            }
+        }
+        self.io.write(&out);
+        if let Some(items) = &ret.status {
+            for name in status_for {
+                // A mailbox that cannot be opened just gets no STATUS.
+                let _ = self.write_status(&name, items);
+            }
+        }
+        self.announce_and_ok(tag, &format!("{what} completed"))
+    }
+
+    /// Writes `* STATUS name (...)`.
+    fn write_status(&mut self, name: &str, items: &[StatusItem]) -> Result<(), StoreError> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        let mb = blocking(|| user.store.select(name))?;
+        let msgs = mb.messages();
+        let mut parts = Vec::new();
+        for it in items {
+            parts.push(match it {
+                StatusItem::Messages => format!("MESSAGES {}", msgs.len()),
+                StatusItem::Recent => "RECENT 0".to_string(),
+                StatusItem::UidNext => format!("UIDNEXT {}", mb.uidnext()),
+                StatusItem::UidValidity => format!("UIDVALIDITY {}", mb.uidvalidity()),
+                StatusItem::Unseen => format!(
+                    "UNSEEN {}",
+                    msgs.iter().filter(|m| m.flags.system & SEEN == 0).count()
+                ),
+                StatusItem::Deleted => format!(
+                    "DELETED {}",
+                    msgs.iter()
+                        .filter(|m| m.flags.system & DELETED != 0)
+                        .count()
+                ),
+                StatusItem::Size => format!("SIZE {}", msgs.iter().map(|m| m.size).sum::<u64>()),
+                StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", mb.highest_modseq()),
+                StatusItem::AppendLimit => {
+                    format!("APPENDLIMIT {}", self.ctx.cfg.max_append_size.0)
+                }
+            });
+        }
+        let mut out = b"* STATUS ".to_vec();
+        self.mailbox_out(&mut out, name);
+        out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        self.io.write(&out);
+        Ok(())
+    }
+
+    pub(super) fn status(
+        &mut self,
+        tag: &str,
+        name: &str,
+        items: &[StatusItem],
+    ) -> io::Result<Flow> {
+        let Some(name) = self.name_or_no(tag, name) else {
+            return Ok(Flow::Continue);
+        };
+        match self.write_status(&name, items) {
+            Ok(()) => self.announce_and_ok(tag, "STATUS completed"),
+            Err(e) => {
+                self.store_error(tag, &e);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// `* QUOTA "" (STORAGE used limit MESSAGE used limit)`, or nothing for
+    /// an unlimited user.
+    fn write_quota(&mut self) -> Result<bool, StoreError> {
+        let Some(user) = &self.user else {
+            return Ok(false);
+        };
+        let q = user.quota;
+        if q.bytes == 0 && q.messages == 0 {
+            return Ok(false);
+        }
+        let (bytes, count) = blocking(|| user.store.quota_usage())?;
+        let mut res = Vec::new();
+        if q.bytes > 0 {
+            // STORAGE is in units of 1024 octets (RFC 9208 §5.1).
+            res.push(format!(
+                "STORAGE {} {}",
+                bytes.div_ceil(1024),
+                q.bytes / 1024
+            ));
+        }
+        if q.messages > 0 {
+            res.push(format!("MESSAGE {count} {}", q.messages));
+        }
+        self.io
+            .write(format!("* QUOTA \"\" ({})\r\n", res.join(" ")).as_bytes());
+        Ok(true)
+    }
+
+    pub(super) fn get_quota(&mut self, tag: &str, root: &str) -> io::Result<Flow> {
+        if !root.is_empty() {
+            self.no(tag, "[NONEXISTENT] No such quota root");
+            return Ok(Flow::Continue);
+        }
+        match self.write_quota() {
+            Ok(true) => self.announce_and_ok(tag, "GETQUOTA completed"),
+            Ok(false) => {
+                self.no(tag, "[NONEXISTENT] No quota for this user");
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                self.store_error(tag, &e);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    pub(super) fn get_quota_root(&mut self, tag: &str, name: &str) -> io::Result<Flow> {
+        let Some(user) = &self.user else {
+            return Ok(Flow::Continue);
+        };
+        let limited = user.quota.bytes > 0 || user.quota.messages > 0;
+        let mut out = b"* QUOTAROOT ".to_vec();
+        self.mailbox_out(&mut out, name);
+        if limited {
+            out.extend_from_slice(b" \"\"");
+        }
+        out.extend_from_slice(b"\r\n");
+        self.io.write(&out);
+        if let Err(e) = self.write_quota() {
+            self.store_error(tag, &e);
+            return Ok(Flow::Continue);
+        }
+        self.announce_and_ok(tag, "GETQUOTAROOT completed")
+    }
+}
+
+/// LIST pattern matching (RFC 9051 §6.3.9): `*` matches anything, `%`
+/// anything but the delimiter; INBOX matches case-insensitively. Iterative
+/// with backtracking on the last wildcard: no exponential blow-up.
+pub(crate) fn matches(pattern: &str, name: &str) -> bool {
+    let fold = |s: &str| -> String {
+        if s.len() >= 5
+            && s.as_bytes()[..5].eq_ignore_ascii_case(b"INBOX")
+            && (s.len() == 5 || s.as_bytes()[5] == b'/')
+        {
+            format!("INBOX{}", &s[5..])
+        } else {
+            s.to_string()
+        }
+    };
+    let (p, n) = (fold(pattern), fold(name));
+    let (p, n): (Vec<char>, Vec<char>) = (p.chars().collect(), n.chars().collect());
+    // Dynamic programming over (pattern position, name position).
+    let mut cur = vec![false; n.len() + 1];
+    cur[0] = true;
+    for &pc in &p {
+        let mut next = vec![false; n.len() + 1];
+        match pc {
+            '*' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    any |= cur[j];
+                    next[j] = any;
+                }
+            }
+            '%' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    if j > 0 && n[j - 1] == '/' {
+                        any = false;
+                    }
+                    any |= cur[j];
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=n.len() {
+                    next[j] = cur[j - 1] && n[j - 1] == c;
+                }
+            }
+        }
+        cur = next;
+    }
+    cur[n.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn list_patterns() {
+        for (p, n, want) in [
+            ("*", "INBOX", true),
+            ("*", "a/b/c", true),
+            ("%", "a/b", false),
+            ("%", "a", true),
+            ("a/%", "a/b", true),
+            ("a/%", "a/b/c", false),
+            ("a/*", "a/b/c", true),
+            ("inbox", "INBOX", true),
+            ("Inbox/%", "INBOX/x", true),
+            ("Sent", "sent", false),
+            ("S%t", "Sent", true),
+            ("%/%", "a/b", true),
+            ("", "", true),
+            ("x", "", false),
+        ] {
+            assert_eq!(matches(p, n), want, "{p} vs {n}");
+        }
+        // No blow-up on hostile patterns.
+        let p = "*a".repeat(200);
+        assert!(!matches(&p, &"a".repeat(100)));
+    }
+}

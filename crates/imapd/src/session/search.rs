@@ -1,0 +1,253 @@
+//! SEARCH and UID SEARCH (RFC 9051 §6.4.4), ESEARCH replies (RFC 4731, and
+//! always under IMAP4rev2), SEARCHRES (`SAVE`, `$`, RFC 5182), MODSEQ
+//! (RFC 7162 §3.1.5).
+//!
+//! Keys on flags, sizes, dates, sequence numbers and UIDs use the index
+//! only; a message file is read (once per message) only if a header or text
+//! key has to look inside. Dates compare calendar days: INTERNALDATE's in
+//! UTC, the Date header's in its own zone (RFC 9051 §6.4.4). facteur keeps
+//! no \Recent: RECENT and NEW match nothing, OLD everything.
+
+use super::{Flow, Session, blocking};
+use facteur_imap_message::Message;
+use facteur_imap_proto::{Date, SearchKey, SearchReturn, SequenceSet, encode};
+use facteur_store::{ANSWERED, DELETED, DRAFT, FLAGGED, Mailbox, MessageMeta, SEEN};
+use std::io;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// What one message evaluation sees.
+struct Probe<'a> {
+    mb: &'a Mailbox,
+    meta: &'a MessageMeta,
+    seq: u32,
+    count: u32,
+    largest_uid: u32,
+    saved: &'a [u32],
+    /// The message bytes, read on first need (None inside: unreadable).
+    raw: Option<Option<Vec<u8>>>,
+}
+
+impl Probe<'_> {
+    fn message(&mut self) -> Option<&[u8]> {
+        if self.raw.is_none() {
+            let uid = self.meta.uid;
+            self.raw = Some(blocking(|| self.mb.read_message(uid)).ok());
+        }
+        self.raw.as_ref().and_then(|r| r.as_deref())
+    }
+
+    fn with_message(&mut self, f: impl FnOnce(&Message<'_>) -> bool) -> bool {
+        match self.message() {
+            Some(raw) => f(&Message::parse(raw)),
+            None => false,
+        }
+    }
+}
+
+fn day(d: &Date) -> i64 {
+    encode::days_from_civil(i64::from(d.year), u32::from(d.month), u32::from(d.day))
+}
+
+fn in_set(set: &SequenceSet, n: u32, largest: u32, saved_hit: bool) -> bool {
+    match set {
+        SequenceSet::Saved => saved_hit,
+        s => s.contains(n, largest),
+    }
+}
+
+fn eval(key: &SearchKey, p: &mut Probe<'_>) -> bool {
+    let meta: &MessageMeta = p.meta;
+    let f = &meta.flags;
+    let has = |bit: u8| f.system & bit != 0;
+    let internal_day = meta.internal_date.div_euclid(86_400);
+    let sent_day = |p: &mut Probe<'_>| -> Option<i64> {
+        let mut out = None;
+        p.with_message(|m| {
+            out = m.sent_day().map(|(y, mo, d)| {
+                encode::days_from_civil(i64::from(y), u32::from(mo), u32::from(d))
+            });
+            true
+        });
+        out
+    };
+    match key {
+        SearchKey::And(keys) => keys.iter().all(|k| eval(k, p)),
+        SearchKey::All => true,
+        SearchKey::Answered => has(ANSWERED),
+        SearchKey::Unanswered => !has(ANSWERED),
+        SearchKey::Deleted => has(DELETED),
+        SearchKey::Undeleted => !has(DELETED),
+        SearchKey::Draft => has(DRAFT),
+        SearchKey::Undraft => !has(DRAFT),
+        SearchKey::Flagged => has(FLAGGED),
+        SearchKey::Unflagged => !has(FLAGGED),
+        SearchKey::Seen => has(SEEN),
+        SearchKey::Unseen => !has(SEEN),
+        SearchKey::Recent | SearchKey::New => false,
+        SearchKey::Old => true,
+        SearchKey::Keyword(k) => f.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)),
+        SearchKey::Unkeyword(k) => !f.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)),
+        SearchKey::Larger(n) => p.meta.size > *n,
+        SearchKey::Smaller(n) => p.meta.size < *n,
+        SearchKey::Before(d) => internal_day < day(d),
+        SearchKey::On(d) => internal_day == day(d),
+        SearchKey::Since(d) => internal_day >= day(d),
+        SearchKey::SentBefore(d) => sent_day(p).is_some_and(|s| s < day(d)),
+        SearchKey::SentOn(d) => sent_day(p).is_some_and(|s| s == day(d)),
+        SearchKey::SentSince(d) => sent_day(p).is_some_and(|s| s >= day(d)),
+        SearchKey::ModSeq(n) => p.meta.modseq >= *n,
+        SearchKey::Not(k) => !eval(k, p),
+        SearchKey::Or(a, b) => eval(a, p) || eval(b, p),
+        SearchKey::Seq(set) => {
+            let hit = p.saved.binary_search(&p.meta.uid).is_ok();
+            in_set(set, p.seq, p.count, hit)
+        }
+        SearchKey::Uid(set) => {
+            let hit = p.saved.binary_search(&p.meta.uid).is_ok();
+            in_set(set, p.meta.uid, p.largest_uid, hit)
+        }
+        SearchKey::Bcc(s) => p.with_message(|m| m.header_contains("Bcc", s)),
+        SearchKey::Cc(s) => p.with_message(|m| m.header_contains("Cc", s)),
+        SearchKey::From(s) => p.with_message(|m| m.header_contains("From", s)),
+        SearchKey::To(s) => p.with_message(|m| m.header_contains("To", s)),
+        SearchKey::Subject(s) => p.with_message(|m| m.header_contains("Subject", s)),
+        SearchKey::Header(name, v) => p.with_message(|m| m.header_contains(name, v)),
+        SearchKey::Body(s) => p.with_message(|m| m.body_contains(s)),
+        SearchKey::Text(s) => p.with_message(|m| m.text_contains(s)),
+    }
+}
+
+fn uses_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::And(ks) => ks.iter().any(uses_modseq),
+        SearchKey::Not(k) => uses_modseq(k),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        _ => false,
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) fn search(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        ret: Option<Vec<SearchReturn>>,
+        charset: Option<String>,
+        key: SearchKey,
+    ) -> io::Result<Flow> {
+        if let Some(c) = &charset
+            && !c.eq_ignore_ascii_case("UTF-8")
+            && !c.eq_ignore_ascii_case("US-ASCII")
+        {
+            self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+            return Ok(Flow::Continue);
+        }
+        let modseq_key = uses_modseq(&key);
+        if modseq_key {
+            self.condstore = true;
+        }
+        let Some(sel) = &self.sel else {
+            return Ok(Flow::Continue);
+        };
+        let msgs = sel.mb.messages();
+        let mut saved = self.saved.clone();
+        saved.sort_unstable();
+        let largest_uid = msgs.last().map_or(0, |m| m.uid);
+        let mut hits: Vec<(u32, u32, u64)> = Vec::new(); // (seq, uid, modseq)
+        for (i, meta) in msgs.iter().enumerate() {
+            let mut p = Probe {
+                mb: &sel.mb,
+                meta,
+                seq: i as u32 + 1,
+                count: msgs.len() as u32,
+                largest_uid,
+                saved: &saved,
+                raw: None,
+            };
+            if eval(&key, &mut p) {
+                hits.push((i as u32 + 1, meta.uid, meta.modseq));
+            }
+        }
+        let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
+        let max_modseq = hits.iter().map(|h| h.2).max();
+        let esearch = ret.is_some() || self.rev2;
+        let opts = match ret {
+            Some(o) if o.is_empty() => vec![SearchReturn::All],
+            Some(o) => o,
+            None => vec![SearchReturn::All],
+        };
+        if esearch && opts.contains(&SearchReturn::Save) {
+            let only_ends = !opts.contains(&SearchReturn::All)
+                && !opts.contains(&SearchReturn::Count)
+                && (opts.contains(&SearchReturn::Min) || opts.contains(&SearchReturn::Max));
+            self.saved = if only_ends {
+                let mut v = Vec::new();
+                if opts.contains(&SearchReturn::Min)
+                    && let Some(h) = hits.first()
+                {
+                    v.push(h.1);
+                }
+                if opts.contains(&SearchReturn::Max)
+                    && let Some(h) = hits.last()
+                {
+                    v.push(h.1);
+                }
+                v
+            } else {
+                hits.iter().map(|h| h.1).collect()
+            };
+        }
+        let mut out = String::new();
+        if !esearch {
+            out.push_str("* SEARCH");
+            for n in &nums {
+                out.push_str(&format!(" {n}"));
+            }
+            if modseq_key && let Some(m) = max_modseq {
+                out.push_str(&format!(" (MODSEQ {m})"));
+            }
+            out.push_str("\r\n");
+        } else if opts.iter().any(|o| *o != SearchReturn::Save) {
+            out.push_str("* ESEARCH (TAG ");
+            let mut t = Vec::new();
+            encode::string(&mut t, tag.as_bytes(), false);
+            out.push_str(&String::from_utf8_lossy(&t));
+            out.push(')');
+            if uid {
+                out.push_str(" UID");
+            }
+            for o in &opts {
+                match o {
+                    SearchReturn::Min => {
+                        if let Some(n) = nums.first() {
+                            out.push_str(&format!(" MIN {n}"));
+                        }
+                    }
+                    SearchReturn::Max => {
+                        if let Some(n) = nums.last() {
+                            out.push_str(&format!(" MAX {n}"));
+                        }
+                    }
+                    SearchReturn::Count => out.push_str(&format!(" COUNT {}", nums.len())),
+                    SearchReturn::All => {
+                        if !nums.is_empty() {
+                            out.push_str(&format!(" ALL {}", encode::seq_set(&nums)));
+                        }
+                    }
+                    SearchReturn::Save => {}
+                }
+            }
+            if modseq_key && let Some(m) = max_modseq {
+                out.push_str(&format!(" MODSEQ {m}"));
+            }
+            out.push_str("\r\n");
+        }
+        self.io.write(out.as_bytes());
+        if uid {
+            return self.announce_and_ok(tag, "SEARCH completed");
+        }
+        self.ok(tag, "SEARCH completed");
+        Ok(Flow::Continue)
+    }
+}

@@ -1,0 +1,297 @@
+//! Queue administration: the operations of `facteurctl queue` ([`Op`],
+//! [`apply`]) and the control socket protocol that lets a running qmgr do
+//! them itself ([`request`], [`parse_request`]). The protocol is
+//! specified in `docs/qmgr-control.md`.
+//!
+//! Why qmgr must do them when it runs: it moves files between active/ and
+//! deferred/ at any time, and a message in active/ may be in the middle of a
+//! delivery. qmgr runs each operation between two scans (never at the same
+//! time as one), and holds an operation on a message being delivered until
+//! that attempt has recorded its results — so a deleted message is never
+//! delivered afterwards, and a held one never leaves hold/ by itself. With
+//! qmgr stopped nobody moves files, so `facteurctl` runs the same [`apply`]
+//! on the spool directly.
+//!
+//! Operations (each durable before it is reported done, with the spool's
+//! rename + fsync rules):
+//! - `flush [ID]`: deferred/ → active/ with `next_attempt` reset (all of
+//!   deferred/ without ID); a running qmgr also forgets destination backoffs;
+//! - `hold ID`: from maildrop/, incoming/, active/ or deferred/ to hold/;
+//! - `release ID`: hold/ → incoming/ (recipients resolved again, which is
+//!   idempotent; delivered at once);
+//! - `delete ID`: removed from any queue directory (with its state), no
+//!   bounce;
+//! - `requeue ID`: back to incoming/ with `next_attempt` reset, so its
+//!   recipients are resolved again (after an alias change) and it is tried
+//!   at once.
+//!
+//! Security: the control socket is mode 0600 in the run directory: only the
+//! daemon's user and root may steer the queue. Queue ids are checked by the
+//! spool before they touch a path. A request is one line of at most 4 KiB.
+
+use facteur_spool::{QueueName, Spool, SpoolError};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// One queue operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Flush(Option<String>),
+    Hold(String),
+    Release(String),
+    Delete(String),
+    Requeue(String),
+}
+
+impl Op {
+    /// The message it is about, if one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Op::Flush(id) => id.as_deref(),
+            Op::Hold(id) | Op::Release(id) | Op::Delete(id) | Op::Requeue(id) => Some(id),
+        }
+    }
+
+    /// The request line.
+    pub fn to_line(&self) -> String {
+        match self {
+            Op::Flush(None) => "FLUSH".into(),
+            Op::Flush(Some(id)) => format!("FLUSH {id}"),
+            Op::Hold(id) => format!("HOLD {id}"),
+            Op::Release(id) => format!("RELEASE {id}"),
+            Op::Delete(id) => format!("DELETE {id}"),
+            Op::Requeue(id) => format!("REQUEUE {id}"),
+        }
+    }
+}
+
+/// Parses a request line (`VERB [ID]`).
+pub fn parse_request(line: &str) -> Result<Op, String> {
+    let mut it = line.split_ascii_whitespace();
+    let verb = it.next().unwrap_or("").to_ascii_uppercase();
+    let id = it.next().map(str::to_string);
+    if it.next().is_some() {
+        return Err("too many arguments".into());
+    }
+    if let Some(i) = &id
+        && !facteur_spool::valid_queue_id(i)
+    {
+        return Err(format!("{i:?} is not a queue id"));
+    }
+    let need = |id: Option<String>| id.ok_or_else(|| format!("{verb} needs a queue id"));
+    match verb.as_str() {
+        "FLUSH" => Ok(Op::Flush(id)),
+        "HOLD" => Ok(Op::Hold(need(id)?)),
+        "RELEASE" => Ok(Op::Release(need(id)?)),
+        "DELETE" => Ok(Op::Delete(need(id)?)),
+        "REQUEUE" => Ok(Op::Requeue(need(id)?)),
+        _ => Err(format!("unknown request {verb:?}")),
+    }
+}
+
+fn find(spool: &Spool, id: &str) -> Result<QueueName, String> {
+    for q in QueueName::ALL {
+        if spool.dir(q).join(id).exists() {
+            return Ok(q);
+        }
+    }
+    Err(format!("{id}: no such message in the queue"))
+}
+
+fn err(id: &str, e: SpoolError) -> String {
+    format!("{id}: {e}")
+}
+
+/// Resets `next_attempt` so the message is due now.
+fn make_due(spool: &Spool, q: QueueName, id: &str) -> Result<(), String> {
+    let qf = spool.read(q, id).map_err(|e| err(id, e))?;
+    let mut env = qf.envelope;
+    env.next_attempt = 0;
+    spool.update(q, id, &env).map_err(|e| err(id, e))
+}
+
+/// Runs `op` on the spool. Blocking. The caller guarantees nobody else
+/// moves the message meanwhile (see the module header). Returns what was
+/// done, one line per message.
+pub fn apply(spool: &Spool, op: &Op) -> Result<Vec<String>, String> {
+    match op {
+        Op::Flush(None) => {
+            let ids = spool
+                .list(QueueName::Deferred)
+                .map_err(|e| format!("deferred/: {e}"))?;
+            let mut out = Vec::new();
+            for id in ids {
+                out.extend(apply(spool, &Op::Flush(Some(id)))?);
+            }
+            if out.is_empty() {
+                out.push("nothing deferred".into());
+            }
+            Ok(out)
+        }
+        Op::Flush(Some(id)) => match find(spool, id)? {
+            QueueName::Deferred => {
+                make_due(spool, QueueName::Deferred, id)?;
+                spool
+                    .move_to(id, QueueName::Deferred, QueueName::Active)
+                    .map_err(|e| err(id, e))?;
+                Ok(vec![format!("{id}: flushed")])
+            }
+            QueueName::Hold => Err(format!("{id}: on hold; release it first")),
+            QueueName::Corrupt => Err(format!("{id}: in corrupt/, cannot be delivered")),
+            q => Ok(vec![format!("{id}: already due ({q})")]),
+        },
+        Op::Hold(id) => match find(spool, id)? {
+            QueueName::Hold => Ok(vec![format!("{id}: already on hold")]),
+            QueueName::Corrupt => Err(format!("{id}: in corrupt/")),
+            q => {
+                spool
+                    .move_to(id, q, QueueName::Hold)
+                    .map_err(|e| err(id, e))?;
+                Ok(vec![format!("{id}: held (was in {q}/)")])
+            }
+        },
+        Op::Release(id) => match find(spool, id)? {
+            QueueName::Hold => {
+                make_due(spool, QueueName::Hold, id)?;
+                spool
+                    .move_to(id, QueueName::Hold, QueueName::Incoming)
+                    .map_err(|e| err(id, e))?;
+                Ok(vec![format!("{id}: released")])
+            }
+            q => Err(format!("{id}: not on hold (in {q}/)")),
+        },
+        Op::Delete(id) => {
+            let q = find(spool, id)?;
+            spool.remove(q, id).map_err(|e| err(id, e))?;
+            Ok(vec![format!("{id}: deleted (was in {q}/)")])
+        }
+        Op::Requeue(id) => match find(spool, id)? {
+            QueueName::Corrupt => Err(format!("{id}: in corrupt/")),
+            QueueName::Hold => Err(format!("{id}: on hold; release it instead")),
+            QueueName::Incoming | QueueName::Maildrop => {
+                Ok(vec![format!("{id}: not yet picked up, nothing to do")])
+            }
+            q => {
+                make_due(spool, q, id)?;
+                spool
+                    .move_to(id, q, QueueName::Incoming)
+                    .map_err(|e| err(id, e))?;
+                Ok(vec![format!("{id}: requeued")])
+            }
+        },
+    }
+}
+
+/// The client side: sends `op` to the qmgr control socket at `path`.
+/// `Err(NotFound | ConnectionRefused)`: qmgr is not running there.
+/// `Ok(Err(text))`: qmgr refused the operation.
+pub fn request(path: &Path, op: &Op) -> io::Result<Result<Vec<String>, String>> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("{}\n", op.to_line()).as_bytes())?;
+    let mut lines = Vec::new();
+    let r = BufReader::new(s.take(1 << 20));
+    for l in r.lines() {
+        let l = l?;
+        if let Some(rest) = l.strip_prefix("OK ") {
+            lines.push(rest.to_string());
+        } else if let Some(rest) = l.strip_prefix("DONE") {
+            let _ = rest;
+            return Ok(Ok(lines));
+        } else if let Some(rest) = l.strip_prefix("ERR ") {
+            return Ok(Err(rest.to_string()));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "qmgr closed the control connection without an answer",
+    ))
+}
+
+/// The answer for a request: `OK line`... `DONE`, or `ERR text`.
+pub fn answer(res: &Result<Vec<String>, String>) -> String {
+    let one = |s: &str| s.replace(['\r', '\n'], " ");
+    match res {
+        Ok(lines) => {
+            let mut a: String = lines.iter().map(|l| format!("OK {}\n", one(l))).collect();
+            a.push_str("DONE\n");
+            a
+        }
+        Err(e) => format!("ERR {}\n", one(e)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use facteur_spool::{Envelope, Recipient};
+
+    fn queued(spool: &Spool) -> String {
+        let env = Envelope {
+            sender: "s@x.test".into(),
+            recipients: vec![Recipient::new("r@remote.test")],
+            ..Envelope::default()
+        };
+        let mut w = spool.create(QueueName::Incoming, &env).unwrap();
+        w.write_all(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        w.commit().unwrap()
+    }
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!(parse_request("flush").unwrap(), Op::Flush(None));
+        assert_eq!(
+            parse_request("HOLD ABC123").unwrap(),
+            Op::Hold("ABC123".into())
+        );
+        assert!(parse_request("HOLD").is_err());
+        assert!(parse_request("DELETE ../x").is_err());
+        assert!(parse_request("EXPLODE").is_err());
+        for op in [Op::Flush(Some("A1".into())), Op::Requeue("B2".into())] {
+            assert_eq!(parse_request(&op.to_line()).unwrap(), op);
+        }
+    }
+
+    #[test]
+    fn operations_on_the_spool() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let id = queued(&spool);
+        spool
+            .move_to(&id, QueueName::Incoming, QueueName::Deferred)
+            .unwrap();
+        let mut env = spool.read(QueueName::Deferred, &id).unwrap().envelope;
+        env.next_attempt = i64::MAX;
+        spool.update(QueueName::Deferred, &id, &env).unwrap();
+
+        apply(&spool, &Op::Hold(id.clone())).unwrap();
+        assert!(spool.read(QueueName::Hold, &id).is_ok());
+        assert!(apply(&spool, &Op::Flush(Some(id.clone()))).is_err());
+        assert!(apply(&spool, &Op::Requeue(id.clone())).is_err());
+        apply(&spool, &Op::Release(id.clone())).unwrap();
+        let qf = spool.read(QueueName::Incoming, &id).unwrap();
+        assert_eq!(qf.envelope.next_attempt, 0);
+        spool
+            .move_to(&id, QueueName::Incoming, QueueName::Deferred)
+            .unwrap();
+        assert_eq!(
+            apply(&spool, &Op::Flush(None)).unwrap(),
+            vec![format!("{id}: flushed")]
+        );
+        assert!(spool.read(QueueName::Active, &id).is_ok());
+        apply(&spool, &Op::Requeue(id.clone())).unwrap();
+        assert!(spool.read(QueueName::Incoming, &id).is_ok());
+        apply(&spool, &Op::Delete(id.clone())).unwrap();
+        assert!(apply(&spool, &Op::Delete(id.clone())).is_err());
+        assert!(spool.find(&id).is_err());
+    }
+
+    #[test]
+    fn answers() {
+        assert_eq!(answer(&Ok(vec!["a\nb".into()])), "OK a b\nDONE\n");
+        assert_eq!(answer(&Err("no".into())), "ERR no\n");
+    }
+}

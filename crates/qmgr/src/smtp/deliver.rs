@@ -1,0 +1,622 @@
+//! One message to one destination: which hosts, which policy, which
+//! connection; and the state shared by all remote deliveries ([`Remote`]):
+//! concurrency limits, the destination backoff and the connection cache.
+//!
+//! A destination is a domain (MX delivery) or a relayhost (`[qmgr]
+//! relayhost`, or `[qmgr.destinations."domain"] relayhost`); its key names
+//! it in logs, limits, backoff and the cache.
+//!
+//! [`Remote::deliver`]: the route (MX by preference, null MX, implicit MX),
+//! then each host and each of its addresses in turn until one gives a
+//! usable session — a connect failure, a time-out, a 4xx/5xx greeting or
+//! EHLO, a failed TLS handshake or a missing STARTTLS under `encrypt` or
+//! `verify` all move on to the next one. Then the checks that make a
+//! message undeliverable to this peer (SIZE, SMTPUTF8, BINARYMIME), AUTH
+//! for a relayhost with credentials, and the transactions (at most
+//! `smtp_max_recipients` recipients each). One [`Outcome`] per recipient.
+//!
+//! Connection cache: after a clean transaction the session is kept for
+//! `smtp_connection_reuse_time`; the next message to the same destination
+//! takes it, checks it with RSET, and uses it (several messages per
+//! connection). A cached session is closed (QUIT) when its time is up.
+//!
+//! Backoff: a destination where no host could be reached
+//! `smtp_destination_failures` times in a row is not tried for
+//! `smtp_destination_backoff`; its messages are deferred without a
+//! connection. `facteurctl queue flush` clears it.
+
+use super::dns::{self, Dns, HickoryDns, Route};
+use super::session::{BoxIo, Session, SmtpError, Timeouts, Txn, TxnRcpt};
+use super::tls::TlsClients;
+use crate::client::stream_reader;
+use facteur_config::{Config, Relayhost, TlsPolicy, parse_relayhost};
+use facteur_smtp_codec::Reply;
+use facteur_smtp_codec::client::{Body, MailParams};
+use facteur_spool::{BodyType, Envelope, QueueName, Ret, Spool};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+/// What became of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The peer's own reply (2xx delivered, 4xx deferred, 5xx bounced).
+    Reply(Reply),
+    /// Our own diagnosis, temporary (`4.x.x text`).
+    Temp(String),
+    /// Our own diagnosis, permanent (`5xx 5.x.x text`): bounce.
+    Perm(String),
+}
+
+/// The settings of remote delivery, from `[qmgr]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub helo_name: String,
+    pub relayhost: Option<(String, Relayhost)>,
+    pub destinations: BTreeMap<String, (Option<(String, Relayhost)>, Option<TlsPolicy>)>,
+    pub tls_policy: TlsPolicy,
+    pub smtp_port: u16,
+    pub timeouts: Timeouts,
+    pub max_recipients: usize,
+    pub failure_limit: u32,
+    pub backoff: Duration,
+    pub reuse: Duration,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &Config) -> Settings {
+        let q = &cfg.qmgr;
+        let relay = |s: &str| {
+            (!s.is_empty())
+                .then(|| parse_relayhost(s).ok().map(|r| (s.to_string(), r)))
+                .flatten()
+        };
+        Settings {
+            helo_name: cfg.hostname(),
+            relayhost: relay(&q.relayhost),
+            destinations: q
+                .destinations
+                .iter()
+                .map(|(d, v)| (d.to_ascii_lowercase(), (relay(&v.relayhost), v.tls_policy)))
+                .collect(),
+            tls_policy: q.tls_policy,
+            smtp_port: q.smtp_port,
+            timeouts: Timeouts {
+                connect: q.smtp_connect_timeout.duration(),
+                greeting: q.smtp_greeting_timeout.duration(),
+                command: q.smtp_command_timeout.duration(),
+                data_init: q.smtp_data_init_timeout.duration(),
+                data_block: q.smtp_data_block_timeout.duration(),
+                data_done: q.smtp_data_done_timeout.duration(),
+            },
+            max_recipients: (q.smtp_max_recipients as usize).max(1),
+            failure_limit: q.smtp_destination_failures.max(1),
+            backoff: q.smtp_destination_backoff.duration(),
+            reuse: q.smtp_connection_reuse_time.duration(),
+        }
+    }
+}
+
+/// Where one domain's mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dest {
+    /// The name in logs, limits, backoff and the cache.
+    pub key: String,
+    /// The domain (MX lookup), or the relayhost's host.
+    pub host: String,
+    pub mx: bool,
+    pub port: u16,
+    pub policy: TlsPolicy,
+    /// The relayhost as configured (the key of its credentials).
+    pub relay: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+struct Pooled {
+    token: u64,
+    session: Session,
+}
+
+/// The state of remote delivery, shared by every delivery task.
+pub struct Remote {
+    pub dns: Arc<dyn Dns>,
+    tls: TlsClients,
+    pub settings: Settings,
+    /// relayhost → (user, password); `Err` says why the file was refused.
+    creds: Result<HashMap<String, (String, String)>, String>,
+    total: Arc<Semaphore>,
+    per_dest_max: usize,
+    per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
+    health: Mutex<HashMap<String, Health>>,
+    pool: Arc<Mutex<HashMap<String, Vec<Pooled>>>>,
+    tokens: AtomicU64,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads `relayhost user password` lines. Refuses a file that anyone but
+/// its owner may read or write.
+pub fn load_credentials(path: &Path) -> Result<HashMap<String, (String, String)>, String> {
+    let mut out = HashMap::new();
+    if path.as_os_str().is_empty() {
+        return Ok(out);
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{}: mode {mode:04o} lets other users read or change it; refusing to use it (chmod 0600, owned by the facteur user)",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut it = line.split_whitespace();
+        match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(h), Some(u), Some(p), None) => {
+                out.insert(h.to_string(), (u.to_string(), p.to_string()));
+            }
+            _ => {
+                return Err(format!(
+                    "{} line {}: expected \"relayhost username password\"",
+                    path.display(),
+                    n + 1
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Remote {
+    /// From the configuration: the resolver, TLS, credentials.
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Remote> {
+        let q = &cfg.qmgr;
+        let dns =
+            HickoryDns::new(&q.dns_servers).map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?;
+        let tls = TlsClients::new(&q.tls_ca_file)
+            .map_err(|e| anyhow::anyhow!("TLS client configuration: {e}"))?;
+        let creds = load_credentials(&q.relay_password_file);
+        if let Err(e) = &creds {
+            warn!(error = %e, "relayhost credentials not used");
+        }
+        Ok(Remote::new(
+            Arc::new(dns),
+            tls,
+            Settings::from_config(cfg),
+            creds,
+            q.smtp_concurrency as usize,
+            q.smtp_destination_concurrency as usize,
+        ))
+    }
+
+    pub fn new(
+        dns: Arc<dyn Dns>,
+        tls: TlsClients,
+        settings: Settings,
+        creds: Result<HashMap<String, (String, String)>, String>,
+        total: usize,
+        per_dest: usize,
+    ) -> Remote {
+        Remote {
+            dns,
+            tls,
+            settings,
+            creds,
+            total: Arc::new(Semaphore::new(total.max(1))),
+            per_dest_max: per_dest.max(1),
+            per_dest: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(HashMap::new())),
+            tokens: AtomicU64::new(0),
+        }
+    }
+
+    /// Where mail for `domain` goes.
+    pub fn destination(&self, domain: &str) -> Dest {
+        let d = domain.to_ascii_lowercase();
+        let (relay, policy) = match self.settings.destinations.get(&d) {
+            Some((r, p)) => (r.clone().or(self.settings.relayhost.clone()), *p),
+            None => (self.settings.relayhost.clone(), None),
+        };
+        let policy = policy.unwrap_or(self.settings.tls_policy);
+        match relay {
+            Some((s, r)) => Dest {
+                key: format!("relay:{s}"),
+                host: r.host,
+                mx: r.mx,
+                port: r.port,
+                policy,
+                relay: Some(s),
+            },
+            None => Dest {
+                key: d.clone(),
+                host: d,
+                mx: true,
+                port: self.settings.smtp_port,
+                policy,
+                relay: None,
+            },
+        }
+    }
+
+    /// Forgets the backoff of one destination key, or of all.
+    pub fn clear_backoff(&self, key: Option<&str>) {
+        if let Ok(mut h) = self.health.lock() {
+            match key {
+                Some(k) => {
+                    h.remove(k);
+                }
+                None => h.clear(),
+            }
+        }
+    }
+
+    fn backed_off(&self, key: &str) -> Option<String> {
+        let h = self.health.lock().ok()?;
+        let e = h.get(key)?;
+        let until = e.until?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(format!(
+            "4.4.1 destination {key} not tried: {} failed attempts in a row, backed off for {}s more",
+            e.failures,
+            left.as_secs()
+        ))
+    }
+
+    fn record_health(&self, key: &str, ok: bool) {
+        let Ok(mut h) = self.health.lock() else {
+            return;
+        };
+        if ok {
+            h.remove(key);
+            return;
+        }
+        let e = h.entry(key.to_string()).or_default();
+        e.failures = e.failures.saturating_add(1);
+        if e.failures >= self.settings.failure_limit {
+            e.until = Some(Instant::now() + self.settings.backoff);
+        }
+    }
+
+    fn dest_semaphore(&self, key: &str) -> Arc<Semaphore> {
+        let mut m = self
+            .per_dest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            m.entry(key.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_dest_max))),
+        )
+    }
+
+    fn take_cached(&self, key: &str) -> Option<Session> {
+        let mut p = self.pool.lock().ok()?;
+        let v = p.get_mut(key)?;
+        let s = v.pop().map(|p| p.session);
+        if v.is_empty() {
+            p.remove(key);
+        }
+        s
+    }
+
+    fn put_cached(&self, key: &str, session: Session) {
+        if self.settings.reuse.is_zero() {
+            tokio::spawn(session.quit());
+            return;
+        }
+        let token = self.tokens.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut p) = self.pool.lock() {
+            p.entry(key.to_string())
+                .or_default()
+                .push(Pooled { token, session });
+        }
+        let pool = Arc::clone(&self.pool);
+        let key = key.to_string();
+        let reuse = self.settings.reuse;
+        tokio::spawn(async move {
+            tokio::time::sleep(reuse).await;
+            let s = pool.lock().ok().and_then(|mut p| {
+                let v = p.get_mut(&key)?;
+                let i = v.iter().position(|x| x.token == token)?;
+                let s = v.swap_remove(i).session;
+                if v.is_empty() {
+                    p.remove(&key);
+                }
+                Some(s)
+            });
+            if let Some(s) = s {
+                s.quit().await;
+            }
+        });
+    }
+
+    /// Delivers message `id` (in `queue` of `spool`) to the recipients
+    /// `which` of `env`, all in `domain`. One outcome per recipient.
+    pub async fn deliver(
+        &self,
+        spool: &Spool,
+        queue: QueueName,
+        id: &str,
+        env: &Envelope,
+        size: u64,
+        domain: &str,
+        which: &[usize],
+    ) -> Vec<Outcome> {
+        let dest = self.destination(domain);
+        let all = |o: Outcome| vec![o; which.len()];
+        if let Some(t) = self.backed_off(&dest.key) {
+            return all(Outcome::Temp(t));
+        }
+        let _total = self.total.acquire().await;
+        let sem = self.dest_semaphore(&dest.key);
+        let _dest_permit = sem.acquire().await;
+
+        let mut session = None;
+        while let Some(mut s) = self.take_cached(&dest.key) {
+            match s.rset().await {
+                Ok(()) => {
+                    info!(queue_id = %id, dest = %dest.key, "reusing a cached connection");
+                    session = Some((s, "(cached)".to_string()));
+                    break;
+                }
+                Err(e) => {
+                    info!(queue_id = %id, dest = %dest.key, error = %e, "cached connection unusable, opening a new one")
+                }
+            }
+        }
+        let (mut session, peer) = match session {
+            Some(x) => x,
+            None => match self.connect(id, &dest).await {
+                Ok(x) => {
+                    self.record_health(&dest.key, true);
+                    x
+                }
+                Err(Fail::Perm(t)) => return all(Outcome::Perm(t)),
+                Err(Fail::Temp(t, counts)) => {
+                    if counts {
+                        self.record_health(&dest.key, false);
+                    }
+                    return all(Outcome::Temp(t));
+                }
+            },
+        };
+
+        // What makes the message undeliverable to this peer (RFC 1870,
+        // RFC 6531 §3.2, RFC 3030 §3).
+        let x = &session.ext;
+        let refusal = if !x.fits(size) {
+            Some(format!(
+                "552 5.3.4 message size {size} exceeds the limit of {} of {peer}",
+                x.size.unwrap_or(0)
+            ))
+        } else if env.smtputf8 && !x.smtputf8 {
+            Some(format!(
+                "553 5.6.7 SMTPUTF8 is required, but was not offered by host {peer}"
+            ))
+        } else if env.body == BodyType::BinaryMime && !(x.binary_mime && x.chunking) {
+            Some(format!(
+                "554 5.6.3 BINARYMIME is required, but was not offered by host {peer}"
+            ))
+        } else {
+            None
+        };
+        if let Some(t) = refusal {
+            info!(queue_id = %id, dest = %dest.key, relay = %peer, reply = %t, "not sent");
+            self.put_cached(&dest.key, session);
+            return all(Outcome::Perm(t));
+        }
+
+        let params = MailParams {
+            size: x.size.map(|_| size),
+            body: match env.body {
+                BodyType::SevenBit => None,
+                BodyType::EightBitMime if x.eight_bit_mime => Some(Body::EightBitMime),
+                // No 8BITMIME: sent as is, as Postfix does by default
+                // (RFC 6152 §3 would convert; nearly every server takes it).
+                BodyType::EightBitMime => None,
+                BodyType::BinaryMime => Some(Body::BinaryMime),
+            },
+            smtputf8: env.smtputf8 && x.smtputf8,
+            ret_hdrs: if x.dsn {
+                env.ret.map(|r| r == Ret::Hdrs)
+            } else {
+                None
+            },
+            envid: if x.dsn { env.envid.as_deref() } else { None },
+        };
+        let mut out = Vec::with_capacity(which.len());
+        let mut broken = None;
+        for batch in which.chunks(self.settings.max_recipients) {
+            let rcpts: Vec<TxnRcpt> = batch
+                .iter()
+                .map(|&i| {
+                    let r = &env.recipients[i];
+                    TxnRcpt {
+                        address: r.address.clone(),
+                        notify: notify_param(r.notify),
+                        orcpt: r.orcpt.clone(),
+                    }
+                })
+                .collect();
+            let (sp, i) = (spool.clone(), id.to_string());
+            let message =
+                match tokio::task::spawn_blocking(move || sp.open_message(queue, &i)).await {
+                    Ok(Ok(m)) => stream_reader(m),
+                    Ok(Err(e)) => {
+                        broken = Some(format!("4.3.0 cannot read the queued message: {e}"));
+                        break;
+                    }
+                    Err(e) => {
+                        broken = Some(format!("4.3.0 internal error: {e}"));
+                        break;
+                    }
+                };
+            let txn = Txn {
+                sender: &env.sender,
+                params: params.clone(),
+                rcpts: &rcpts,
+            };
+            let res = session.send(&txn, message).await;
+            let err_text = res.error.as_ref().map(SmtpError::as_reply_text);
+            for r in res.replies {
+                out.push(match r {
+                    Some(r) => Outcome::Reply(r),
+                    None => Outcome::Temp(
+                        err_text
+                            .clone()
+                            .unwrap_or_else(|| "4.4.2 no reply from the peer".into()),
+                    ),
+                });
+            }
+            if let Some(t) = err_text {
+                warn!(queue_id = %id, dest = %dest.key, relay = %peer, error = %t, "SMTP connection failed");
+                broken = Some(t);
+                break;
+            }
+        }
+        match broken {
+            Some(t) => {
+                while out.len() < which.len() {
+                    out.push(Outcome::Temp(t.clone()));
+                }
+            }
+            None => self.put_cached(&dest.key, session),
+        }
+        out
+    }
+
+    /// Tries each host and address of the destination until one gives a
+    /// session ready for MAIL (TLS and AUTH done as the policy says).
+    async fn connect(&self, id: &str, dest: &Dest) -> Result<(Session, String), Fail> {
+        let hosts = match dns::route(self.dns.as_ref(), &dest.host, dest.mx).await {
+            Route::Hosts(h) => h,
+            Route::Refused(t) => return Err(Fail::Perm(t)),
+            Route::Later(t) => return Err(Fail::Temp(t, false)),
+        };
+        let mut last = format!("4.4.1 no host of {} could be reached", dest.key);
+        for host in hosts {
+            let addrs = match dns::host_addrs(self.dns.as_ref(), &host).await {
+                Ok(a) => a,
+                Err(t) => {
+                    debug!(queue_id = %id, host = %host, error = %t, "no address");
+                    last = t;
+                    continue;
+                }
+            };
+            for ip in addrs {
+                let peer = format!("{host}[{ip}]:{}", dest.port);
+                match self.open(dest, &host, SocketAddr::new(ip, dest.port)).await {
+                    Ok(s) => {
+                        info!(queue_id = %id, dest = %dest.key, relay = %peer, tls = s.tls, "connected");
+                        return Ok((s, peer));
+                    }
+                    Err(t) => {
+                        info!(queue_id = %id, dest = %dest.key, relay = %peer, error = %t, "host failed, trying the next one");
+                        last = format!("{t} ({peer})");
+                    }
+                }
+            }
+        }
+        Err(Fail::Temp(last, true))
+    }
+
+    /// One address: connect, greeting, EHLO, STARTTLS, AUTH.
+    async fn open(&self, dest: &Dest, host: &str, addr: SocketAddr) -> Result<Session, String> {
+        let t = self.settings.timeouts;
+        let tcp = tokio::time::timeout(t.connect, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| "4.4.1 connect timed out".to_string())?
+            .map_err(|e| format!("4.4.1 cannot connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let io: BoxIo = Box::new(tcp);
+        let mut s = Session::start(io, &self.settings.helo_name, t)
+            .await
+            .map_err(|e| e.as_reply_text())?;
+        let cfg = self
+            .tls
+            .config(dest.policy)
+            .map_err(|e| format!("4.7.5 TLS policy verify impossible, CA file unusable: {e}"))?;
+        if let Some(cfg) = cfg {
+            if s.ext.starttls {
+                // The name checked under `verify`: the MX host (or the
+                // relayhost) name, never what the peer says it is.
+                let name = host.trim_start_matches('[').trim_end_matches(']');
+                s = s.starttls(cfg, name).await.map_err(|e| e.as_reply_text())?;
+            } else if matches!(dest.policy, TlsPolicy::Encrypt | TlsPolicy::Verify) {
+                let _ = tokio::spawn(s.quit());
+                return Err(format!(
+                    "4.7.4 TLS is required (policy {}), but was not offered by host {host}",
+                    dest.policy.as_str()
+                ));
+            }
+        }
+        if dest.relay.is_some()
+            && let Err(e) = &self.creds
+        {
+            // Never fall back to sending unauthenticated (the relay would
+            // refuse with a 5xx and the mail would bounce): defer, and say
+            // why, until the administrator fixes the file.
+            let _ = tokio::spawn(s.quit());
+            return Err(format!("4.7.0 relayhost credentials unusable: {e}"));
+        }
+        if let Some(relay) = &dest.relay
+            && let Ok(creds) = &self.creds
+            && let Some((user, pass)) = creds.get(relay)
+        {
+            if !s.tls {
+                let _ = tokio::spawn(s.quit());
+                return Err(format!(
+                    "4.7.0 not sending the credentials for {relay} without TLS (tls_policy none, or no STARTTLS)"
+                ));
+            }
+            s.auth(user, pass).await.map_err(|e| e.as_reply_text())?;
+        }
+        Ok(s)
+    }
+}
+
+enum Fail {
+    Perm(String),
+    /// The text, and whether it counts against the destination's health.
+    Temp(String, bool),
+}
+
+/// RFC 3461 NOTIFY, as given (None when it was not).
+fn notify_param(n: facteur_spool::Notify) -> Option<String> {
+    if n.never {
+        return Some("NEVER".into());
+    }
+    let mut v = Vec::new();
+    if n.success {
+        v.push("SUCCESS");
+    }
+    if n.failure {
+        v.push("FAILURE");
+    }
+    if n.delay {
+        v.push("DELAY");
+    }
+    (!v.is_empty()).then(|| v.join(","))
+}

@@ -1,0 +1,133 @@
+"""A small authoritative DNS server for the tests, on loopback (UDP and TCP),
+answering MX, A and AAAA from a table. Written with socket + struct only (RFC
+1035 wire format), so the tests need no DNS package and no network.
+
+Why a Python server rather than hickory-server in process: the e2e tests
+drive the real facteur-qmgr binary, which must be pointed at a nameserver
+address (`qmgr.dns_servers`); a server the test owns is what a real
+deployment's resolver is, and the same table serves qmgr and the test.
+
+    dns = DnsServer({"remote.test": {"MX": [(10, "mx.remote.test")]},
+                     "mx.remote.test": {"A": ["127.0.0.2"]},
+                     "nomail.test": {"MX": [(0, ".")]}})
+    dns.start(); ... dns.addr  -> "127.0.0.1:PORT"; dns.stop()
+
+Names not in the table get NXDOMAIN; known names without the asked type get
+an empty NOERROR answer (NODATA).
+"""
+
+import socket
+import struct
+import threading
+
+TYPES = {"A": 1, "MX": 15, "AAAA": 28, "TXT": 16}
+
+
+def encode_name(name):
+    name = name.rstrip(".")
+    out = b""
+    if name:
+        for label in name.split("."):
+            b = label.encode("idna") if label else b""
+            out += bytes([len(b)]) + b
+    return out + b"\0"
+
+
+def decode_name(msg, off):
+    labels = []
+    while True:
+        n = msg[off]
+        if n & 0xC0 == 0xC0:
+            ptr = struct.unpack("!H", msg[off:off + 2])[0] & 0x3FFF
+            rest, _ = decode_name(msg, ptr)
+            return ".".join(labels + ([rest] if rest else [])), off + 2
+        off += 1
+        if n == 0:
+            return ".".join(labels), off
+        labels.append(msg[off:off + n].decode("ascii", "replace"))
+        off += n
+
+
+class DnsServer:
+    def __init__(self, zone):
+        self.zone = {k.lower().rstrip("."): v for k, v in zone.items()}
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = self.udp.getsockname()[1]
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(16)
+        self.addr = f"127.0.0.1:{self.port}"
+        self.queries = []
+        self._stop = False
+
+    def set(self, name, rtype, values):
+        self.zone.setdefault(name.lower().rstrip("."), {})[rtype] = values
+
+    def answer(self, query):
+        qid, flags = struct.unpack("!HH", query[:4])
+        name, off = decode_name(query, 12)
+        qtype, qclass = struct.unpack("!HH", query[off:off + 4])
+        question = query[12:off + 4]
+        self.queries.append((name.lower(), qtype))
+        entry = self.zone.get(name.lower().rstrip("."))
+        rrs = []
+        if entry is not None:
+            for tname, tnum in TYPES.items():
+                if tnum != qtype:
+                    continue
+                for v in entry.get(tname, []):
+                    if tname == "A":
+                        rdata = socket.inet_pton(socket.AF_INET, v)
+                    elif tname == "AAAA":
+                        rdata = socket.inet_pton(socket.AF_INET6, v)
+                    elif tname == "MX":
+                        rdata = struct.pack("!H", v[0]) + encode_name(v[1])
+                    else:
+                        b = v.encode()
+                        rdata = bytes([len(b)]) + b
+                    rrs.append(b"\xc0\x0c" + struct.pack("!HHIH", tnum, 1, 60, len(rdata)) + rdata)
+        rcode = 3 if entry is None else 0
+        # QR, AA, RD copied, RA.
+        rflags = 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080 | rcode
+        head = struct.pack("!HHHHHH", qid, rflags, 1, len(rrs), 0, 0)
+        return head + question + b"".join(rrs)
+
+    def _serve_udp(self):
+        while not self._stop:
+            try:
+                data, peer = self.udp.recvfrom(4096)
+                self.udp.sendto(self.answer(data), peer)
+            except OSError:
+                return
+            except Exception:  # a malformed query: no answer
+                continue
+
+    def _serve_tcp(self):
+        while not self._stop:
+            try:
+                c, _ = self.tcp.accept()
+            except OSError:
+                return
+            with c:
+                try:
+                    c.settimeout(5)
+                    n = struct.unpack("!H", c.recv(2))[0]
+                    q = b""
+                    while len(q) < n:
+                        q += c.recv(n - len(q))
+                    a = self.answer(q)
+                    c.sendall(struct.pack("!H", len(a)) + a)
+                except Exception:
+                    pass
+
+    def start(self):
+        for f in (self._serve_udp, self._serve_tcp):
+            threading.Thread(target=f, daemon=True).start()
+        return self
+
+    def stop(self):
+        self._stop = True
+        self.udp.close()
+        self.tcp.close()
