@@ -66,6 +66,18 @@ def run(cmd, check=True, timeout=600, **kw):
     return p
 
 
+def run_daemonizing(cmd, logfile, preexec_fn=None, timeout=60):
+    """Runs a command that starts a daemon in the background (dovecot,
+    postfix start): its output goes to `logfile`, not to a pipe the daemon
+    would inherit and hold open. Returns (exit code, output)."""
+    with open(logfile, "ab+") as f:
+        start = f.tell()
+        rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, timeout=timeout,
+                            preexec_fn=preexec_fn).returncode
+        f.seek(start)
+        return rc, f.read().decode(errors="replace")
+
+
 def _children_map():
     kids = {}
     for d in os.listdir("/proc"):

@@ -23,7 +23,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from common import Accounting, free_port, log, run, set_key, tcp_up, wait_for
+from common import Accounting, free_port, log, run, run_daemonizing, set_key, tcp_up, wait_for
 
 DOMAIN = "example.test"
 
@@ -48,7 +48,11 @@ class FacteurSide:
             cmd += ["--config", str(self.root / "facteur.toml")]
         return run(cmd + list(args), input=stdin)
 
-    def setup(self, users, password):
+    def setup(self, users, password, scheme="sha512-crypt"):
+        """Creates the users; returns {user: stored hash} for the peer.
+        `scheme`: argon2id (facteurctl's own hashes, facteur's default),
+        sha512-crypt or plain (one hash made by `doveadm pw`, stored for
+        every user in facteur's directory as an imported Dovecot hash)."""
         self.ctl("init", "--dev", str(self.root))
         os.chmod(self.root, 0o755)
         cfg = (self.root / "facteur.toml").read_text()
@@ -77,6 +81,10 @@ class FacteurSide:
         for u in users:
             self.ctl("user", "add", f"{u}@{DOMAIN}", stdin=password + "\n")
         db = sqlite3.connect(self.root / "state" / "directory.sqlite")
+        if scheme != "argon2id":
+            h = run(["doveadm", "pw", "-s", scheme.upper(), "-p", password]).stdout.strip()
+            with db:
+                db.execute("UPDATE users SET password_hash = ?", (h,))
         hashes = dict(db.execute("SELECT address, password_hash FROM users").fetchall())
         db.close()
         return {u: hashes[f"{u}@{DOMAIN}"] for u in users}
@@ -319,15 +327,16 @@ class PeerSide:
 
     def start(self):
         conf = str(self.dov / "dovecot.conf")
-        p = run(["dovecot", "-c", conf], check=False, preexec_fn=self.acct.preexec)
-        if p.returncode != 0:
-            raise RuntimeError(f"dovecot did not start: {p.stdout}{p.stderr}")
+        rc, out = run_daemonizing(["dovecot", "-c", conf], self.dir / "start.log", self.acct.preexec)
+        if rc != 0:
+            raise RuntimeError(f"dovecot did not start: {out}")
         wait_for(lambda: tcp_up(self.imap_port) and (self.dov / "run" / "lmtp").exists(), 30, "dovecot")
         self._add_pidfile_root(self.dov / "run" / "master.pid")
-        p = run(["postfix", "-c", str(self.pf / "etc"), "start"], check=False, preexec_fn=self.acct.preexec)
-        if p.returncode != 0:
+        rc, out = run_daemonizing(["postfix", "-c", str(self.pf / "etc"), "start"], self.dir / "start.log",
+                                  self.acct.preexec)
+        if rc != 0:
             logtext = (self.pf / "log" / "postfix.log").read_text() if (self.pf / "log" / "postfix.log").exists() else ""
-            raise RuntimeError(f"postfix did not start: {p.stdout}{p.stderr}{logtext[-2000:]}")
+            raise RuntimeError(f"postfix did not start: {out}{logtext[-2000:]}")
         wait_for(lambda: tcp_up(self.smtp_port), 30, "postfix smtpd")
         self._add_pidfile_root(self.pf / "spool" / "pid" / "master.pid")
 
@@ -338,8 +347,8 @@ class PeerSide:
             pass
 
     def stop(self):
-        run(["postfix", "-c", str(self.pf / "etc"), "stop"], check=False)
-        run(["dovecot", "-c", str(self.dov / "dovecot.conf"), "stop"], check=False)
+        run_daemonizing(["postfix", "-c", str(self.pf / "etc"), "stop"], self.dir / "start.log")
+        run_daemonizing(["dovecot", "-c", str(self.dov / "dovecot.conf"), "stop"], self.dir / "start.log")
         wait_for_quiet = lambda: not [p for p in self.acct.pids() if p != os.getpid()]  # noqa: E731
         try:
             wait_for(wait_for_quiet, 15, "the peers to exit")

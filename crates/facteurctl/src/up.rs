@@ -32,6 +32,21 @@ pub fn program_path(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// The config section of a mail access daemon that has no listener
+/// configured (POP3 or IMAP not offered): `up` leaves that daemon out
+/// rather than restart it forever.
+fn unconfigured(cfg: &Config, name: &str) -> Option<&'static str> {
+    match name {
+        "facteur-pop3d" if cfg.pop3d.listen.is_empty() && cfg.pop3d.listen_tls.is_empty() => {
+            Some("pop3d")
+        }
+        "facteur-imapd" if cfg.imapd.listen.is_empty() && cfg.imapd.listen_tls.is_empty() => {
+            Some("imapd")
+        }
+        _ => None,
+    }
+}
+
 struct Supervised {
     name: &'static str,
     child: Option<Child>,
@@ -71,6 +86,10 @@ async fn supervise(cfg: &Config) -> anyhow::Result<u8> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut daemons = Vec::new();
     for &name in DAEMONS {
+        if let Some(section) = unconfigured(cfg, name) {
+            eprintln!("facteurctl up: not starting {name}: [{section}] has no listener");
+            continue;
+        }
         let child = spawn(name, &config)?;
         eprintln!(
             "facteurctl up: started {name} (pid {})",
