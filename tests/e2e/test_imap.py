@@ -422,11 +422,6 @@ def test_mailbox_names_utf8_mutf7_and_no_escape(imap):
     r.close()
 
 
-@pytest.mark.xfail(
-    reason="facteur-store follows a symlinked folder directory (folders.rs folder_dirs/Mailbox::open use "
-    "is_dir()/read_dir, which follow links): APPEND to it writes outside the user's directory",
-    strict=True,
-)
 def test_symlinked_folder_is_not_followed(imap):
     f = imap
     home = f.maildir(ALICE)

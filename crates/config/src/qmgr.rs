@@ -290,4 +290,32 @@ mod tests {
             assert!(parse_relayhost(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn destinations_table_and_errors() {
+        let c = crate::Config::parse(
+            "[qmgr]\nrelayhost = \"[smarthost.test]:587\"\ndns_servers = [\"127.0.0.1:5353\"]\n\
+             [qmgr.destinations.\"example.org\"]\ntls_policy = \"verify\"\n",
+            "t",
+        )
+        .unwrap();
+        let d = &c.qmgr.destinations["example.org"];
+        assert_eq!(d.tls_policy, Some(TlsPolicy::Verify));
+        assert_eq!(c.qmgr.tls_policy, TlsPolicy::May);
+        assert_eq!(c.qmgr.dns_servers.len(), 1);
+        let key = |t: &str| crate::Config::parse(t, "t").unwrap_err().key;
+        assert_eq!(
+            key("[qmgr]\nrelayhost = \"[x\"\n").as_deref(),
+            Some("qmgr.relayhost")
+        );
+        assert_eq!(
+            key("[qmgr.destinations.\"a.test\"]\nrelayhost = \"a b\"\n").as_deref(),
+            Some("qmgr.destinations.\"a.test\".relayhost")
+        );
+        assert!(key("[qmgr]\ntls_policy = \"maybe\"\n").is_some());
+        assert_eq!(
+            key("[qmgr]\nrelay_password_file = \"pw\"\n").as_deref(),
+            Some("qmgr.relay_password_file")
+        );
+    }
 }

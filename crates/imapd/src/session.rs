@@ -35,7 +35,7 @@ use facteur_store::{Flags, Mailbox, StoreError, UserStore};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -132,6 +132,9 @@ where
         );
         if let Err(e) = s.run().await {
             debug!(error = %e, "connection ended with an I/O error");
+        } else {
+            // An orderly end: TLS close_notify (RFC 8446 §6.1), then FIN.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.io.stream.shutdown()).await;
         }
         if let Some(u) = &s.user {
             debug!(user = %u.address, "disconnected");

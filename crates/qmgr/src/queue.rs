@@ -39,7 +39,7 @@ use crate::client::{Client, Txn, stream_reader};
 use crate::dsn;
 use crate::resolve;
 use crate::schedule::now;
-use crate::smtp::Outcome;
+use crate::smtp::{Message, Outcome};
 use facteur_smtp_codec::Reply;
 use facteur_spool::{BodyType, Envelope, QueueName, RcptStatus, Recipient, Spool, SpoolError};
 use std::io::Write;
@@ -348,11 +348,13 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             let outcomes = ctx
                 .remote
                 .deliver(
-                    &ctx.spool,
-                    QueueName::Active,
-                    &id,
-                    &env,
-                    qf.message_size,
+                    Message {
+                        spool: &ctx.spool,
+                        queue: QueueName::Active,
+                        id: &id,
+                        env: &env,
+                        size: qf.message_size,
+                    },
                     &domain,
                     &which,
                 )

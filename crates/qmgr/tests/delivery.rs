@@ -216,7 +216,8 @@ async fn expiry_bounces_remote_recipients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_recipient_stays_deferred() {
-    let root = Root::new("");
+    let dns = servfail_dns();
+    let root = Root::new(&format!("dns_servers = [\"{dns}\"]\n"));
     let qmgr = start_qmgr(&root.cfg).await;
     let id = root.queue("bob@example.test", &["friend@remote.test"], |_| {});
     wait_for(10, "deferred", || root.ids(QueueName::Deferred).len() == 1).await;
@@ -225,8 +226,7 @@ async fn remote_recipient_stays_deferred() {
         .read(QueueName::Deferred, &id)
         .unwrap()
         .envelope;
-    // No nameserver answers (the test's points at a closed loopback port):
-    // a temporary failure, the recipient deferred.
+    // The nameserver fails (SERVFAIL): a temporary failure, deferred.
     let reply = env.recipients[0].last_reply.as_deref().unwrap_or("");
     assert!(
         reply.starts_with("4.4.3 MX lookup of remote.test"),

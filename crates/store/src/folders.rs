@@ -97,6 +97,19 @@ pub fn decode_dir(dir: &str) -> Option<String> {
     (norm != "INBOX" && dir_name(&norm) == dir).then_some(norm)
 }
 
+/// Whether `dir` is a Maildir we may use: its `cur/` is a real directory,
+/// and a folder (`.Name`) is a real directory too, never a symbolic link,
+/// so no mailbox name can lead outside the user's directory. (The user
+/// directory itself may be a link an administrator placed.)
+pub(crate) fn is_maildir(dir: &Path) -> bool {
+    let real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_dir());
+    let folder = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'));
+    (!folder || real_dir(dir)) && real_dir(&dir.join("cur"))
+}
+
 /// The directory of a normalized name.
 pub fn folder_path(user_dir: &Path, norm: &str) -> PathBuf {
     if norm == "INBOX" {
@@ -174,7 +187,7 @@ fn folder_dirs(user_dir: &Path) -> io::Result<Vec<(String, String)>> {
             continue;
         };
         if let Some(name) = decode_dir(&n)
-            && e.path().join("cur").is_dir()
+            && is_maildir(&e.path())
         {
             out.push((name, n));
         }
@@ -254,7 +267,7 @@ impl UserStore {
                 let n = comps[..i].join("/");
                 let path = folder_path(dir, &n);
                 let last = i == comps.len();
-                if path.join("cur").is_dir() {
+                if is_maildir(&path) {
                     if last {
                         return Err(StoreError::MailboxExists(norm.clone()));
                     }
@@ -292,7 +305,7 @@ impl UserStore {
         let dir = &self.inner.dir;
         self.inner.write(|tx| {
             let path = folder_path(dir, &norm);
-            if !path.join("cur").is_dir() {
+            if !is_maildir(&path) {
                 return Err(StoreError::NoSuchMailbox(norm.clone()));
             }
             let prefix = format!("{norm}/");
@@ -336,7 +349,7 @@ impl UserStore {
         let dir = &self.inner.dir;
         self.inner.write(|tx| {
             let src = folder_path(dir, &from);
-            if !src.join("cur").is_dir() {
+            if !is_maildir(&src) {
                 return Err(StoreError::NoSuchMailbox(from.clone()));
             }
             if folder_path(dir, &to).exists() {

@@ -70,7 +70,7 @@ impl Mailbox {
     pub(crate) fn open(user: Arc<UserInner>, name: &str) -> Result<Mailbox> {
         let name = normalize(name)?;
         let dir = folder_path(&user.dir, &name);
-        if !dir.join("cur").is_dir() {
+        if !crate::folders::is_maildir(&dir) {
             return Err(StoreError::NoSuchMailbox(name));
         }
         if name == "INBOX" {
@@ -93,7 +93,7 @@ impl Mailbox {
     /// Scans if needed, then reloads the view if anything changed. Returns
     /// whether the view was reloaded.
     fn refresh(&mut self, first: bool) -> Result<bool> {
-        if !self.dir.join("cur").is_dir() {
+        if !crate::folders::is_maildir(&self.dir) {
             return Err(StoreError::NoSuchMailbox(self.name.clone()));
         }
         let mut conn = self.user.conn();

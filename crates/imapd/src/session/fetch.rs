@@ -55,7 +55,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
             return Ok(Flow::Continue);
         }
-        if changed_since.is_some() {
+        // CONDSTORE enabling (RFC 7162 §3.1): CHANGEDSINCE or MODSEQ asked.
+        if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
             self.condstore = true;
         }
         if uid && !attrs.contains(&FetchAttr::Uid) {
@@ -260,9 +261,14 @@ fn write_content(
         } => {
             out.extend_from_slice(section_label(a).as_bytes());
             out.push(b' ');
-            match msg.section(section) {
-                Some(d) => encode::literal(out, cut(&d, *partial)),
-                None => out.extend_from_slice(b"NIL"),
+            if section.part.is_empty() && section.text.is_none() {
+                // BODY[]: the message itself, without an intermediate copy.
+                encode::literal(out, cut(msg.raw(), *partial));
+            } else {
+                match msg.section(section) {
+                    Some(d) => encode::literal(out, cut(&d, *partial)),
+                    None => out.extend_from_slice(b"NIL"),
+                }
             }
         }
         FetchAttr::Binary { part, partial, .. } => match msg.binary(part) {

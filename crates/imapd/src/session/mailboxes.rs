@@ -336,7 +336,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     "\\HasNoChildren"
                 });
             }
-            if subscribed && (ret.subscribed || select.subscribed) {
+            // \Subscribed is LIST-EXTENDED's (RFC 5258 §3.1), not LSUB's.
+            if subscribed && !lsub && (ret.subscribed || select.subscribed) {
                 attrs.push("\\Subscribed");
             }
             out.extend_from_slice(format!("* {what} (").as_bytes());

@@ -193,3 +193,40 @@ fn status_extraction_and_hostile_text() {
     assert!(!s.contains("\nX-Injected"), "{s}");
     assert!(!s.contains("\nB: c"), "{s}");
 }
+
+#[test]
+fn delayed_notice_honours_notify() {
+    let mut e = env();
+    let mut waiting = Recipient::new("slow@remote.test");
+    waiting.status = RcptStatus::Deferred;
+    waiting.last_reply = Some("451 4.2.0 <slow@remote.test> try later".into());
+    let mut quiet = Recipient::new("quiet@remote.test");
+    quiet.status = RcptStatus::Deferred;
+    quiet.notify = Notify {
+        failure: true,
+        ..Notify::default()
+    };
+    let mut asked = Recipient::new("asked@remote.test");
+    asked.notify = Notify {
+        delay: true,
+        ..Notify::default()
+    };
+    e.recipients = vec![e.recipients[0].clone(), waiting, quiet, asked];
+    // Final recipients and NOTIFY without DELAY are left out.
+    let r: Vec<usize> = reported_delayed(&e).into_iter().map(|(i, _)| i).collect();
+    assert_eq!(r, vec![1, 3]);
+    let orig = read_original(ORIGINAL, Some(facteur_spool::Ret::Hdrs), 10).unwrap();
+    let bytes = build_delayed(&ctx(), &e, orig, 1_700_432_000).unwrap();
+    let m = MessageParser::default().parse(&bytes).unwrap();
+    assert_eq!(m.subject(), Some("Delayed Mail (still being retried)"));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("Action: delayed"), "{text}");
+    assert!(text.contains("Status: 4.2.0"), "{text}");
+    assert!(text.contains("Status: 4.0.0"), "{text}");
+    assert!(text.contains("Will-Retry-Until: "), "{text}");
+    assert!(!text.contains("quiet@remote.test"), "{text}");
+    assert!(!text.contains("Action: failed"), "{text}");
+    // The null sender never gets one.
+    e.sender.clear();
+    assert!(reported_delayed(&e).is_empty());
+}

@@ -54,12 +54,27 @@ pub enum Outcome {
     Perm(String),
 }
 
+/// One `[qmgr.destinations."domain"]` entry: the relayhost (as written,
+/// and parsed) and the TLS policy.
+pub type DestSetting = (Option<(String, Relayhost)>, Option<TlsPolicy>);
+
+/// The message a delivery is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub spool: &'a Spool,
+    pub queue: QueueName,
+    pub id: &'a str,
+    pub env: &'a Envelope,
+    /// Bytes, network form (for SIZE).
+    pub size: u64,
+}
+
 /// The settings of remote delivery, from `[qmgr]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub helo_name: String,
     pub relayhost: Option<(String, Relayhost)>,
-    pub destinations: BTreeMap<String, (Option<(String, Relayhost)>, Option<TlsPolicy>)>,
+    pub destinations: BTreeMap<String, DestSetting>,
     pub tls_policy: TlsPolicy,
     pub smtp_port: u16,
     pub timeouts: Timeouts,
@@ -352,18 +367,16 @@ impl Remote {
         });
     }
 
-    /// Delivers message `id` (in `queue` of `spool`) to the recipients
-    /// `which` of `env`, all in `domain`. One outcome per recipient.
-    pub async fn deliver(
-        &self,
-        spool: &Spool,
-        queue: QueueName,
-        id: &str,
-        env: &Envelope,
-        size: u64,
-        domain: &str,
-        which: &[usize],
-    ) -> Vec<Outcome> {
+    /// Delivers `msg` to its recipients `which`, all in `domain`. One
+    /// outcome per recipient.
+    pub async fn deliver(&self, msg: Message<'_>, domain: &str, which: &[usize]) -> Vec<Outcome> {
+        let Message {
+            spool,
+            queue,
+            id,
+            env,
+            size,
+        } = msg;
         let dest = self.destination(domain);
         let all = |o: Outcome| vec![o; which.len()];
         if let Some(t) = self.backed_off(&dest.key) {
@@ -565,7 +578,7 @@ impl Remote {
                 let name = host.trim_start_matches('[').trim_end_matches(']');
                 s = s.starttls(cfg, name).await.map_err(|e| e.as_reply_text())?;
             } else if matches!(dest.policy, TlsPolicy::Encrypt | TlsPolicy::Verify) {
-                let _ = tokio::spawn(s.quit());
+                drop(tokio::spawn(s.quit()));
                 return Err(format!(
                     "4.7.4 TLS is required (policy {}), but was not offered by host {host}",
                     dest.policy.as_str()
@@ -578,7 +591,7 @@ impl Remote {
             // Never fall back to sending unauthenticated (the relay would
             // refuse with a 5xx and the mail would bounce): defer, and say
             // why, until the administrator fixes the file.
-            let _ = tokio::spawn(s.quit());
+            drop(tokio::spawn(s.quit()));
             return Err(format!("4.7.0 relayhost credentials unusable: {e}"));
         }
         if let Some(relay) = &dest.relay
@@ -586,7 +599,7 @@ impl Remote {
             && let Some((user, pass)) = creds.get(relay)
         {
             if !s.tls {
-                let _ = tokio::spawn(s.quit());
+                drop(tokio::spawn(s.quit()));
                 return Err(format!(
                     "4.7.0 not sending the credentials for {relay} without TLS (tls_policy none, or no STARTTLS)"
                 ));

@@ -55,6 +55,8 @@ pub trait Dns: Send + Sync {
     fn mx<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<Mx>, DnsError>>;
     /// IPv4 then IPv6 addresses of `name` (fully qualified).
     fn addrs<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<IpAddr>, DnsError>>;
+    /// TXT records of `name` (fully qualified), each one's strings joined.
+    fn txt<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<Vec<u8>>, DnsError>>;
 }
 
 /// The real resolver.
@@ -99,6 +101,19 @@ fn map_err(e: NetError) -> DnsError {
 }
 
 impl Dns for HickoryDns {
+    fn txt<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<Vec<u8>>, DnsError>> {
+        Box::pin(async move {
+            let l = self.resolver.txt_lookup(name).await.map_err(map_err)?;
+            Ok(l.answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(t) => Some(t.txt_data.concat()),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
     fn mx<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<Mx>, DnsError>> {
         Box::pin(async move {
             let l = self.resolver.mx_lookup(name).await.map_err(map_err)?;
@@ -233,9 +248,19 @@ pub mod mock {
     pub struct MockDns {
         pub mx: HashMap<String, Result<Vec<Mx>, DnsError>>,
         pub addrs: HashMap<String, Vec<IpAddr>>,
+        pub txt: HashMap<String, Vec<Vec<u8>>>,
     }
 
     impl Dns for MockDns {
+        fn txt<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<Vec<u8>>, DnsError>> {
+            assert!(name.ends_with('.'), "not fully qualified: {name}");
+            let r = self
+                .txt
+                .get(name)
+                .cloned()
+                .ok_or(DnsError::NoRecords { nxdomain: true });
+            Box::pin(async move { r })
+        }
         fn mx<'a>(&'a self, name: &'a str) -> BoxFut<'a, Result<Vec<Mx>, DnsError>> {
             assert!(name.ends_with('.'), "not fully qualified: {name}");
             let r = self

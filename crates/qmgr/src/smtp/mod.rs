@@ -27,7 +27,7 @@ pub mod dns;
 pub mod session;
 pub mod tls;
 
-pub use deliver::{Outcome, Remote};
+pub use deliver::{Message, Outcome, Remote};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test

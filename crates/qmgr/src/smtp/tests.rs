@@ -1,7 +1,7 @@
 //! The SMTP client against scripted in-memory peers (transcripts), and
 //! remote delivery against scripted peers on loopback with a mock DNS.
 
-use super::deliver::{Outcome, Remote, Settings};
+use super::deliver::{Message, Outcome, Remote, Settings};
 use super::dns::Mx;
 use super::dns::mock::MockDns;
 use super::session::{BoxIo, Session, SmtpError, Timeouts, Txn, TxnRcpt};
@@ -88,7 +88,8 @@ async fn run_peer<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-const EHLO_ALL: &str = "250-peer.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 DSN\r\n";
+const EHLO_ALL: &str =
+    "250-peer.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250 DSN\r\n";
 
 /// The usual answers, for a peer without special behaviour.
 fn standard(l: &str) -> Act {
@@ -168,16 +169,25 @@ async fn one_of_three_refused_one_deferred_pipelined_in_one_batch() {
         },
         rcpts: &r,
     };
-    let out = s.send(&txn, message(b"Subject: x\r\n\r\n.dot\r\nend\r\n")).await;
+    let out = s
+        .send(&txn, message(b"Subject: x\r\n\r\n.dot\r\nend\r\n"))
+        .await;
     assert!(out.error.is_none(), "{:?}", out.error);
-    let codes: Vec<u16> = out.replies.iter().map(|r| r.as_ref().unwrap().code).collect();
+    let codes: Vec<u16> = out
+        .replies
+        .iter()
+        .map(|r| r.as_ref().unwrap().code)
+        .collect();
     assert_eq!(codes, vec![250, 550, 451]);
     let log = log.lock().unwrap().clone();
     assert_eq!(log[1], "MAIL FROM:<s@y.test> RET=HDRS ENVID=E1");
-    assert_eq!(log[2], "RCPT TO:<a@x.test> NOTIFY=FAILURE ORCPT=rfc822;a@x.test");
+    assert_eq!(
+        log[2],
+        "RCPT TO:<a@x.test> NOTIFY=FAILURE ORCPT=rfc822;a@x.test"
+    );
     assert_eq!(log[5], "DATA");
     // Dot-stuffed on the wire.
-    assert_eq!(log[6], "<DATA>Subject: x\r\n\r\n..dot\r\nend\r\n");
+    assert_eq!(log[6], "<DATA>Subject: x\r\n\r\n..dot\r\nend"); // (trailing CRLF trimmed by the log)
     // A second message on the same connection, after RSET.
     s.rset().await.unwrap();
     let r = rcpts(&["a@x.test"]);
@@ -195,7 +205,12 @@ async fn one_of_three_refused_one_deferred_pipelined_in_one_batch() {
 async fn reply_before_greeting_and_talk_before_ehlo_are_refused() {
     let (io, peer) = pipe();
     let log = Arc::new(Mutex::new(Vec::new()));
-    tokio::spawn(run_peer(peer, b"250 not a greeting\r\n", log.clone(), standard));
+    tokio::spawn(run_peer(
+        peer,
+        b"250 not a greeting\r\n",
+        log.clone(),
+        standard,
+    ));
     let e = Session::start(io, "c", short()).await.unwrap_err();
     assert!(matches!(e, SmtpError::Refused("the greeting", _)), "{e}");
     // A greeting with an unsolicited reply behind it (pipelining desync).
@@ -213,7 +228,11 @@ async fn ten_thousand_line_reply_is_refused_with_bounded_memory() {
         let mut b = [0u8; 64];
         let _ = peer.read(&mut b).await;
         for _ in 0..10_000 {
-            if peer.write_all(b"250-xxxxxxxxxxxxxxxxxxxxxxxx\r\n").await.is_err() {
+            if peer
+                .write_all(b"250-xxxxxxxxxxxxxxxxxxxxxxxx\r\n")
+                .await
+                .is_err()
+            {
                 return; // the client hung up: good
             }
         }
@@ -287,24 +306,29 @@ async fn close_mid_data_leaves_recipients_unanswered() {
 async fn temporary_mail_refusal_and_permanent_data_refusal() {
     let (io, peer) = pipe();
     let mut n = 0;
-    tokio::spawn(run_peer(peer, b"220 hi\r\n", Default::default(), move |l| {
-        if l.starts_with("MAIL") {
-            n += 1;
-            if n == 1 {
-                return Act::Say("451 4.3.0 busy\r\n");
+    tokio::spawn(run_peer(
+        peer,
+        b"220 hi\r\n",
+        Default::default(),
+        move |l| {
+            if l.starts_with("MAIL") {
+                n += 1;
+                if n == 1 {
+                    return Act::Say("451 4.3.0 busy\r\n");
+                }
             }
-        }
-        if l.starts_with("RCPT") && n == 1 {
-            return Act::Say("503 5.5.1 need MAIL\r\n");
-        }
-        if l == "DATA" && n == 1 {
-            return Act::Say("503 5.5.1 need RCPT\r\n");
-        }
-        if l.starts_with("<DATA>") {
-            return Act::Say("554 5.7.1 content refused\r\n");
-        }
-        standard(l)
-    }));
+            if l.starts_with("RCPT") && n == 1 {
+                return Act::Say("503 5.5.1 need MAIL\r\n");
+            }
+            if l == "DATA" && n == 1 {
+                return Act::Say("503 5.5.1 need RCPT\r\n");
+            }
+            if l.starts_with("<DATA>") {
+                return Act::Say("554 5.7.1 content refused\r\n");
+            }
+            standard(l)
+        },
+    ));
     let mut s = Session::start(io, "c", short()).await.unwrap();
     let r = rcpts(&["a@x.test", "b@x.test"]);
     let txn = Txn {
@@ -443,8 +467,10 @@ async fn size_smtputf8_null_mx_next_mx_and_backoff() {
     dns.mx.insert("null.test.".into(), Ok(vec![mx(0, "")]));
     dns.mx
         .insert("down.test.".into(), Ok(vec![mx(10, "nothing.down.test")]));
-    dns.addrs
-        .insert("nothing.down.test.".into(), vec!["127.0.0.1".parse().unwrap()]);
+    dns.addrs.insert(
+        "nothing.down.test.".into(),
+        vec!["127.0.0.1".parse().unwrap()],
+    );
     let busy = tokio::net::TcpListener::bind(("127.0.0.5", port)).await;
     if let Ok(l) = busy {
         tokio::spawn(async move {
@@ -465,7 +491,17 @@ async fn size_smtputf8_null_mx_next_mx_and_backoff() {
     };
     let (_d, spool, id, env) = queued(env, b"Subject: t\r\n\r\nhi\r\n");
     let out = remote
-        .deliver(&spool, QueueName::Active, &id, &env, 20, "x.test", &[0, 1])
+        .deliver(
+            Message {
+                spool: &spool,
+                queue: QueueName::Active,
+                id: &id,
+                env: &env,
+                size: 20,
+            },
+            "x.test",
+            &[0, 1],
+        )
         .await;
     assert!(
         out.iter()
@@ -474,38 +510,116 @@ async fn size_smtputf8_null_mx_next_mx_and_backoff() {
     );
     // Bigger than the peer's SIZE 1000: bounced without sending.
     let out = remote
-        .deliver(&spool, QueueName::Active, &id, &env, 5000, "x.test", &[0])
+        .deliver(
+            Message {
+                spool: &spool,
+                queue: QueueName::Active,
+                id: &id,
+                env: &env,
+                size: 5000,
+            },
+            "x.test",
+            &[0],
+        )
         .await;
-    assert!(matches!(&out[0], Outcome::Perm(t) if t.starts_with("552 5.3.4")), "{out:?}");
+    assert!(
+        matches!(&out[0], Outcome::Perm(t) if t.starts_with("552 5.3.4")),
+        "{out:?}"
+    );
     // SMTPUTF8 needed, not offered (RFC 6531 §3.2): bounced.
     let mut utf = env.clone();
     utf.smtputf8 = true;
     let out = remote
-        .deliver(&spool, QueueName::Active, &id, &utf, 20, "x.test", &[0])
+        .deliver(
+            Message {
+                spool: &spool,
+                queue: QueueName::Active,
+                id: &id,
+                env: &utf,
+                size: 20,
+            },
+            "x.test",
+            &[0],
+        )
         .await;
-    assert!(matches!(&out[0], Outcome::Perm(t) if t.starts_with("553 5.6.7")), "{out:?}");
+    assert!(
+        matches!(&out[0], Outcome::Perm(t) if t.starts_with("553 5.6.7")),
+        "{out:?}"
+    );
     // Null MX: bounced at once.
     let out = remote
-        .deliver(&spool, QueueName::Active, &id, &env, 20, "null.test", &[0])
+        .deliver(
+            Message {
+                spool: &spool,
+                queue: QueueName::Active,
+                id: &id,
+                env: &env,
+                size: 20,
+            },
+            "null.test",
+            &[0],
+        )
         .await;
-    assert!(matches!(&out[0], Outcome::Perm(t) if t.contains("5.1.10")), "{out:?}");
+    assert!(
+        matches!(&out[0], Outcome::Perm(t) if t.contains("5.1.10")),
+        "{out:?}"
+    );
     // `encrypt` and a peer without STARTTLS: deferred; twice, and the
     // destination is backed off (failure_limit 2).
     for _ in 0..2 {
         let out = remote
-            .deliver(&spool, QueueName::Active, &id, &env, 20, "down.test", &[0])
+            .deliver(
+                Message {
+                    spool: &spool,
+                    queue: QueueName::Active,
+                    id: &id,
+                    env: &env,
+                    size: 20,
+                },
+                "down.test",
+                &[0],
+            )
             .await;
-        assert!(matches!(&out[0], Outcome::Temp(t) if t.starts_with("4.7.4")), "{out:?}");
+        assert!(
+            matches!(&out[0], Outcome::Temp(t) if t.starts_with("4.7.4")),
+            "{out:?}"
+        );
     }
     let out = remote
-        .deliver(&spool, QueueName::Active, &id, &env, 20, "down.test", &[0])
+        .deliver(
+            Message {
+                spool: &spool,
+                queue: QueueName::Active,
+                id: &id,
+                env: &env,
+                size: 20,
+            },
+            "down.test",
+            &[0],
+        )
         .await;
-    assert!(matches!(&out[0], Outcome::Temp(t) if t.contains("backed off")), "{out:?}");
+    assert!(
+        matches!(&out[0], Outcome::Temp(t) if t.contains("backed off")),
+        "{out:?}"
+    );
     remote.clear_backoff(None);
     let out = remote
-        .deliver(&spool, QueueName::Active, &id, &env, 20, "down.test", &[0])
+        .deliver(
+            Message {
+                spool: &spool,
+                queue: QueueName::Active,
+                id: &id,
+                env: &env,
+                size: 20,
+            },
+            "down.test",
+            &[0],
+        )
         .await;
-    assert!(matches!(&out[0], Outcome::Temp(t) if t.starts_with("4.7.4")), "{out:?}");
+    assert!(
+        matches!(&out[0], Outcome::Temp(t) if t.starts_with("4.7.4")),
+        "{out:?}"
+    );
 }
 
 #[test]

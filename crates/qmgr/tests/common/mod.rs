@@ -22,6 +22,12 @@ pub struct Root {
 impl Root {
     /// `extra_qmgr`: more lines for `[qmgr]`.
     pub fn new(extra_qmgr: &str) -> Root {
+        // Remote delivery never asks the system's resolver in tests.
+        let dns = if extra_qmgr.contains("dns_servers") {
+            ""
+        } else {
+            "dns_servers = [\"127.0.0.1:9\"]\n"
+        };
         let dir = tempfile::tempdir().unwrap();
         let p = |s: &str| {
             let v = dir.path().join(s);
@@ -34,7 +40,7 @@ impl Root {
              [directory]\npath = {}\n\
              [store]\nmail_root = {}\n\
              [qmgr]\nmin_backoff = 1\nmax_backoff = 2\nscan_interval = 30\n\
-             dns_servers = [\"127.0.0.1:9\"]\nsmtp_connect_timeout = 2\n{extra_qmgr}\n",
+             {dns}smtp_connect_timeout = 2\n{extra_qmgr}\n",
             p("spool"),
             p("state"),
             p("run"),
@@ -174,6 +180,26 @@ pub async fn start_lmtpd(cfg: &Config) -> Running {
         stop: Some(tx),
         handle,
     }
+}
+
+/// A nameserver on loopback that answers every query SERVFAIL (a DNS
+/// outage, fast). Returns its address.
+pub fn servfail_dns() -> std::net::SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 512];
+        while let Ok((n, peer)) = s.recv_from(&mut b) {
+            if n < 12 {
+                continue;
+            }
+            let mut r = b[..n].to_vec();
+            r[2] = 0x80 | (r[2] & 0x01); // QR, RD copied
+            r[3] = 0x82; // RA, SERVFAIL
+            let _ = s.send_to(&r, peer);
+        }
+    });
+    addr
 }
 
 /// qmgr, in process.
