@@ -134,7 +134,8 @@ where
             debug!(error = %e, "connection ended with an I/O error");
         } else {
             // An orderly end: TLS close_notify (RFC 8446 §6.1), then FIN.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.io.stream.shutdown()).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.io.stream.shutdown())
+                .await;
         }
         if let Some(u) = &s.user {
             debug!(user = %u.address, "disconnected");

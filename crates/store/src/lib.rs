@@ -52,6 +52,7 @@ mod mailbox;
 pub mod name;
 mod quota;
 mod sync;
+mod views;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -113,6 +114,7 @@ pub struct StoreConfig {
 pub(crate) struct Shared {
     pub cfg: StoreConfig,
     pub names: name::UniqueNames,
+    pub views: views::Views,
 }
 
 /// The mail store. Cheap to clone; Send + Sync.
@@ -281,7 +283,11 @@ impl Store {
     pub fn new(cfg: StoreConfig) -> Store {
         let names = name::UniqueNames::new(&cfg.hostname);
         Store {
-            shared: Arc::new(Shared { cfg, names }),
+            shared: Arc::new(Shared {
+                cfg,
+                names,
+                views: views::Views::default(),
+            }),
         }
     }
 }

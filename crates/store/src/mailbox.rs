@@ -40,7 +40,8 @@ pub struct Mailbox {
     uidvalidity: u32,
     uidnext: u32,
     highest_modseq: u64,
-    messages: Vec<MessageMeta>,
+    /// Shared with the process's view cache until this handle changes it.
+    messages: Arc<Vec<MessageMeta>>,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -84,7 +85,7 @@ impl Mailbox {
             uidvalidity: 0,
             uidnext: 1,
             highest_modseq: 0,
-            messages: Vec::new(),
+            messages: Arc::new(Vec::new()),
         };
         mb.refresh(true)?;
         Ok(mb)
@@ -125,6 +126,18 @@ impl Mailbox {
         if !first && row.id != self.id {
             return Err(StoreError::NoSuchMailbox(self.name.clone()));
         }
+        let key = (row.id, row.uidnext, row.highest_modseq);
+        if let Some(messages) = self.user.shared.views.get(&self.dir, key) {
+            if !first && key == (self.id, self.uidnext, self.highest_modseq) {
+                return Ok(false);
+            }
+            self.messages = messages;
+            self.id = row.id;
+            self.uidvalidity = row.uidvalidity;
+            self.uidnext = row.uidnext;
+            self.highest_modseq = row.highest_modseq;
+            return Ok(true);
+        }
         // UIDNEXT - 1 bounds the count; the old view is a closer guess.
         let guess = if first {
             128 * 1024
@@ -132,11 +145,17 @@ impl Mailbox {
             self.messages.len() * 2 + 4096
         };
         let hint = (row.uidnext as usize).saturating_sub(1).min(guess);
-        self.messages = index::load_messages(&tx, row.id, hint)?;
-        if self.messages.capacity() > 2 * self.messages.len() + 4096 {
-            self.messages.shrink_to_fit();
+        let mut messages = index::load_messages(&tx, row.id, hint)?;
+        if messages.capacity() > 2 * messages.len() + 4096 {
+            messages.shrink_to_fit();
         }
         tx.commit()?;
+        self.messages = Arc::new(messages);
+        self.user.shared.views.put(
+            &self.dir,
+            (row.id, row.uidnext, row.highest_modseq),
+            &self.messages,
+        );
         self.id = row.id;
         self.uidvalidity = row.uidvalidity;
         self.uidnext = row.uidnext;
@@ -263,7 +282,7 @@ impl Mailbox {
         })?;
         for (uid, file_name, new, modseq) in changes {
             if let Some(i) = self.position(uid) {
-                let m = &mut self.messages[i];
+                let m = &mut Arc::make_mut(&mut self.messages)[i];
                 m.file_name = file_name;
                 m.flags = new;
                 m.modseq = modseq;
@@ -339,7 +358,7 @@ impl Mailbox {
     pub fn move_to(&mut self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
         let pairs = self.transfer(uids, dest, true)?;
         let moved: std::collections::HashSet<u32> = pairs.iter().map(|p| p.0).collect();
-        self.messages.retain(|m| !moved.contains(&m.uid));
+        Arc::make_mut(&mut self.messages).retain(|m| !moved.contains(&m.uid));
         Ok(pairs)
     }
 
@@ -502,8 +521,7 @@ impl Mailbox {
         record_quota(&self.user.dir, -(bytes as i64), -(gone.len() as i64));
         let mut gone = gone;
         gone.sort_unstable();
-        self.messages
-            .retain(|m| gone.binary_search(&m.uid).is_err());
+        Arc::make_mut(&mut self.messages).retain(|m| gone.binary_search(&m.uid).is_err());
         Ok(gone)
     }
 

@@ -485,3 +485,30 @@ fn bench_select_100k() {
     mb.sync().unwrap();
     eprintln!("sync with nothing changed: {:?}", t.elapsed());
 }
+
+#[test]
+fn cached_views_are_shared_and_never_stale() {
+    let (_d, s, us) = setup();
+    for i in 0..3 {
+        deliver(&s, &format!("Subject: {i}\r\n\r\nbody {i}\r\n"));
+    }
+    let mut a = us.select("INBOX").unwrap();
+    // A second SELECT of an unchanged mailbox shares the first one's view.
+    let b = us.select("INBOX").unwrap();
+    assert!(Arc::ptr_eq(&a.messages, &b.messages));
+    // A handle that changes flags copies the view; the cache keeps the old
+    // one only under the old HIGHESTMODSEQ, so a new SELECT sees the change.
+    a.store_flags(&[2], FlagOp::Add, &Flags::system(SEEN), None)
+        .unwrap();
+    assert!(!Arc::ptr_eq(&a.messages, &b.messages));
+    assert_eq!(b.messages()[1].flags.system & SEEN, 0);
+    let c = us.select("INBOX").unwrap();
+    assert_eq!(c.messages()[1].flags.system & SEEN, SEEN);
+    // New mail and expunges too.
+    deliver(&s, "Subject: 4\r\n\r\nbody 4\r\n");
+    let d = us.select("INBOX").unwrap();
+    assert_eq!(uids(&d), [1, 2, 3, 4]);
+    // Another user store (another process's view of the same index) agrees.
+    let other = s.open_user(USER, Quota::default()).unwrap();
+    assert_eq!(uids(&other.select("INBOX").unwrap()), [1, 2, 3, 4]);
+}

@@ -45,8 +45,10 @@ fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = SqliteDirectory::open_in_memory().unwrap();
     dir.add_domain("example.test").unwrap();
-    dir.add_user("alice@example.test", "{PLAIN}alice-pw", 0, 0).unwrap();
-    dir.add_user("bob@example.test", "{PLAIN}bob-pw", 0, 0).unwrap();
+    dir.add_user("alice@example.test", "{PLAIN}alice-pw", 0, 0)
+        .unwrap();
+    dir.add_user("bob@example.test", "{PLAIN}bob-pw", 0, 0)
+        .unwrap();
     let store = Store::new(StoreConfig {
         root: tmp.path().join("mail"),
         hostname: "mail.example.test".into(),
@@ -114,11 +116,22 @@ impl Fixture {
     async fn connect(&self, ip: &str) -> (Client<DuplexStream>, Server) {
         let (c, server) = tokio::io::duplex(1 << 16);
         let (tx, rx) = watch::channel(false);
-        let h = tokio::spawn(serve(Arc::clone(&self.ctx), Conn::Plain(server), ip.parse().unwrap(), rx));
+        let h = tokio::spawn(serve(
+            Arc::clone(&self.ctx),
+            Conn::Plain(server),
+            ip.parse().unwrap(),
+            rx,
+        ));
         let mut c = Client::new(c);
         let g = c.line().await;
-        assert!(g.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 "), "{g}");
-        assert!(g.ends_with("] mail.example.test IMAP server ready (facteur)"), "{g}");
+        assert!(
+            g.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 "),
+            "{g}"
+        );
+        assert!(
+            g.ends_with("] mail.example.test IMAP server ready (facteur)"),
+            "{g}"
+        );
         (c, Server { h, _stop: tx })
     }
 
@@ -133,12 +146,20 @@ impl Fixture {
     }
 
     fn uidvalidity(&self, mailbox: &str) -> u32 {
-        let us = self.ctx.store.open_user("alice@example.test", Quota::default()).unwrap();
+        let us = self
+            .ctx
+            .store
+            .open_user("alice@example.test", Quota::default())
+            .unwrap();
         us.select(mailbox).unwrap().uidvalidity()
     }
 
     fn uids(&self, mailbox: &str) -> Vec<u32> {
-        let us = self.ctx.store.open_user("alice@example.test", Quota::default()).unwrap();
+        let us = self
+            .ctx
+            .store
+            .open_user("alice@example.test", Quota::default())
+            .unwrap();
         let mb = us.select(mailbox).unwrap();
         mb.messages().iter().map(|m| m.uid).collect()
     }
@@ -151,7 +172,9 @@ struct Client<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     fn new(s: S) -> Self {
-        Client { r: BufReader::new(s) }
+        Client {
+            r: BufReader::new(s),
+        }
     }
 
     async fn send(&mut self, raw: &[u8]) {
@@ -171,7 +194,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     async fn line(&mut self) -> String {
         let l = self.raw_line().await;
-        assert!(l.ends_with(b"\r\n"), "not a CRLF line: {:?}", String::from_utf8_lossy(&l));
+        assert!(
+            l.ends_with(b"\r\n"),
+            "not a CRLF line: {:?}",
+            String::from_utf8_lossy(&l)
+        );
         String::from_utf8(l[..l.len() - 2].to_vec()).unwrap()
     }
 
@@ -194,7 +221,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     async fn eof(&mut self) {
-        assert_eq!(String::from_utf8_lossy(&self.raw_line().await), "", "expected the server to hang up");
+        assert_eq!(
+            String::from_utf8_lossy(&self.raw_line().await),
+            "",
+            "expected the server to hang up"
+        );
     }
 
     /// Runs a transcript (see the module comment); true if it ended with
@@ -222,8 +253,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             let (want, skip) = match l.strip_prefix("S*:") {
                 Some(w) => (w, true),
                 None => (
-                    l.strip_prefix("S:")
-                        .unwrap_or_else(|| panic!("line {}: neither C:, S:, S*: nor EOF: {l}", n + 1)),
+                    l.strip_prefix("S:").unwrap_or_else(|| {
+                        panic!("line {}: neither C:, S:, S*: nor EOF: {l}", n + 1)
+                    }),
                     false,
                 ),
             };
@@ -234,7 +266,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 if glob(want.as_bytes(), got.as_bytes()) {
                     break;
                 }
-                assert!(skip && skipped < 100, "script line {}:\n want {want}\n  got {got}", n + 1);
+                assert!(
+                    skip && skipped < 100,
+                    "script line {}:\n want {want}\n  got {got}",
+                    n + 1
+                );
                 skipped += 1;
             }
         }
@@ -253,7 +289,10 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
             [] => s.is_empty(),
             [b'*', b'*', rest @ ..] => (0..=s.len()).any(|i| go(rest, &s[i..], false, b'*')),
             [b'*', rest @ ..] if !at_start && prev != b'\\' => {
-                let n = s.iter().take_while(|b| !matches!(b, b' ' | b')' | b']')).count();
+                let n = s
+                    .iter()
+                    .take_while(|b| !matches!(b, b' ' | b')' | b']'))
+                    .count();
                 (1..=n).rev().any(|i| go(rest, &s[i..], false, b'*'))
             }
             [c, rest @ ..] => s.first() == Some(c) && go(rest, &s[1..], false, *c),
@@ -269,7 +308,10 @@ fn glob_matches_what_it_should() {
     assert!(!glob(b"* OK [UIDVALIDITY *] x", b"+ OK [UIDVALIDITY 1] x"));
     assert!(glob(br"(\Seen \*)", br"(\Seen \*)"));
     assert!(!glob(br"(\Seen \*)", br"(\Seen \Draft)"));
-    assert!(glob(b"a OK [CAPABILITY **] Logged in", b"a OK [CAPABILITY IMAP4rev1 X Y] Logged in"));
+    assert!(glob(
+        b"a OK [CAPABILITY **] Logged in",
+        b"a OK [CAPABILITY IMAP4rev1 X Y] Logged in"
+    ));
     assert!(!glob(b"a OK *", b"a OK two words"));
 }
 
@@ -393,7 +435,8 @@ async fn no_login_before_tls_then_starttls_discards_pipelined_input() {
     )
     .await;
     // A command injected after STARTTLS in the same packet is thrown away.
-    c.send(b"e STARTTLS\r\nf LOGIN alice@example.test alice-pw\r\n").await;
+    c.send(b"e STARTTLS\r\nf LOGIN alice@example.test alice-pw\r\n")
+        .await;
     assert_eq!(c.line().await, "e OK Begin TLS negotiation now");
     assert!(c.r.buffer().is_empty());
     let mut c = Client::new(tls_client(&f, c.r.into_inner()).await);
@@ -786,7 +829,10 @@ async fn literal_limits() {
     cmd.extend(std::iter::repeat_n(b'x', over));
     cmd.extend_from_slice(b"\r\ni NOOP\r\n");
     c.send(&cmd).await;
-    assert_eq!(c.line().await, format!("h NO [TOOBIG] Message larger than {APPEND_LIMIT} octets"));
+    assert_eq!(
+        c.line().await,
+        format!("h NO [TOOBIG] Message larger than {APPEND_LIMIT} octets")
+    );
     assert_eq!(c.line().await, "i OK NOOP completed");
     // A non-synchronising literal over the command limit: BYE.
     c.run(
@@ -882,7 +928,9 @@ async fn bad_input_then_too_many_errors() {
     assert!(l.starts_with("e BAD ") || l.starts_with("* BAD "), "{l}");
     assert_eq!(c.line().await, "f OK NOOP completed");
     // Under the line limit but over max_command_size.
-    let l = c.cmd("g", &format!("NOOP {}", "y".repeat(COMMAND_LIMIT as usize))).await;
+    let l = c
+        .cmd("g", &format!("NOOP {}", "y".repeat(COMMAND_LIMIT as usize)))
+        .await;
     assert_eq!(l, ["g BAD Command too long"]);
     // 5 errors so far (a, b, d, e, g); the sixth closes the session.
     c.run(
@@ -1011,7 +1059,11 @@ async fn condstore_and_qresync() {
     )
     .await;
     let modseq = {
-        let us = f.ctx.store.open_user("alice@example.test", Quota::default()).unwrap();
+        let us = f
+            .ctx
+            .store
+            .open_user("alice@example.test", Quota::default())
+            .unwrap();
         us.select("INBOX").unwrap().highest_modseq()
     };
     // Another session changes 1 and expunges 3.

@@ -1,0 +1,83 @@
+//! A process-wide cache of mailbox views, so that SELECT of a big mailbox
+//! that has not changed costs one index row read instead of loading every
+//! message row again (a client reconnecting, a second device, a webmail
+//! that logs in for each page).
+//!
+//! A view is keyed by the mailbox's directory and valid for exactly one
+//! (index row id, UIDNEXT, HIGHESTMODSEQ): every change to a mailbox —
+//! a new message, a flag, an expunge, a change found by a scan — raises
+//! HIGHESTMODSEQ, so a view whose triple matches the row is the row's
+//! messages. Views are shared (`Arc`); a handle that changes its own view
+//! copies it first (`Arc::make_mut`), leaving the cached one intact.
+//!
+//! Bounded: at most [`MAX_MESSAGES`] messages in all the cached views; the
+//! least recently used go first.
+
+use crate::MessageMeta;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Messages kept in all cached views together (about 100 bytes each).
+pub const MAX_MESSAGES: usize = 1_000_000;
+
+struct View {
+    key: (i64, u32, u64),
+    messages: Arc<Vec<MessageMeta>>,
+    used: u64,
+}
+
+/// The cache.
+#[derive(Default)]
+pub(crate) struct Views {
+    inner: Mutex<(HashMap<PathBuf, View>, u64)>,
+}
+
+impl std::fmt::Debug for Views {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Views")
+    }
+}
+
+impl Views {
+    /// The cached view of `dir` for (id, uidnext, highest_modseq).
+    pub fn get(&self, dir: &Path, key: (i64, u32, u64)) -> Option<Arc<Vec<MessageMeta>>> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, clock) = &mut *g;
+        *clock += 1;
+        let v = map.get_mut(dir).filter(|v| v.key == key)?;
+        v.used = *clock;
+        Some(Arc::clone(&v.messages))
+    }
+
+    /// Remembers the view of `dir` for `key`.
+    pub fn put(&self, dir: &Path, key: (i64, u32, u64), messages: &Arc<Vec<MessageMeta>>) {
+        if messages.len() > MAX_MESSAGES / 4 {
+            return;
+        }
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, clock) = &mut *g;
+        *clock += 1;
+        map.insert(
+            dir.to_path_buf(),
+            View {
+                key,
+                messages: Arc::clone(messages),
+                used: *clock,
+            },
+        );
+        let mut total: usize = map.values().map(|v| v.messages.len()).sum();
+        while total > MAX_MESSAGES {
+            let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, v)| v.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(v) = map.remove(&oldest) {
+                total -= v.messages.len();
+            }
+        }
+    }
+}
