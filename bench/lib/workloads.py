@@ -173,8 +173,8 @@ def imap_big(sides, count, reps):
     return [cold, sel, fet]
 
 
-def imap_idle(sides, n, users, settle):
-    row = Row(f"3c. memory per IDLE connection, {n} connections", "KiB/conn", higher_better=False, cpu_unit="conn")
+def imap_idle(sides, n, users, settle, seeded):
+    row = Row(f"3c. memory per IDLE connection, {n} connections on INBOXes of {seeded} messages", "KiB/conn", higher_better=False, cpu_unit="conn")
     for s in sides:
         try:
             before = s.acct.pss_kib()

@@ -16,11 +16,14 @@ others can read, refused), a delay notice and the final bounce, and every
 running and stopped."""
 
 import email
+import http.server
 import os
 import shutil
 import smtplib
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +54,46 @@ def make_ca(d):
                                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", "mx.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "mx.pem",
             "-days", "2", "-extfile", "ext.cnf", cwd=d)
+    # The MTA-STS policy hosts (HTTPS).
+    openssl("req", *ec, "-keyout", "sts.key", "-out", "sts.csr", "-subj", "/CN=mta-sts.sts.test", cwd=d)
+    (d / "sts.cnf").write_text("subjectAltName=DNS:mta-sts.sts.test,DNS:mta-sts.stsbad.test\nbasicConstraints=CA:FALSE\n"
+                               "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "sts.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "sts.pem",
+            "-days", "2", "-extfile", "sts.cnf", cwd=d)
+
+
+POLICIES = {
+    # sts.test's MX is Postfix, which the policy lists: delivered, TLS verified.
+    "mta-sts.sts.test": "version: STSv1\r\nmode: enforce\r\nmx: mx.remote.test\r\nmax_age: 86400\r\n",
+    # stsbad.test's MX is the scripted peer, which the policy does not list.
+    "mta-sts.stsbad.test": "version: STSv1\r\nmode: enforce\r\nmx: *.remote.test\r\nmax_age: 86400\r\n",
+}
+
+
+def start_policy_server(certs):
+    """HTTPS on 127.0.0.4, serving /.well-known/mta-sts.txt by Host."""
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = POLICIES.get(self.headers.get("Host", ""), "")
+            if self.path != "/.well-known/mta-sts.txt" or not body:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.4", 0), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs / "sts.pem", certs / "sts.key")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
 
 
 def start_postfix(d, port, certs):
@@ -60,7 +103,7 @@ def start_postfix(d, port, certs):
         (d / sub).mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o755)
     os.chown(d / "vmail", 65534, 65534)
-    (d / "vmailbox").write_text("bob@remote.test remote/bob/\ncarol@remote.test remote/carol/\n")
+    (d / "vmailbox").write_text("bob@remote.test remote/bob/\ncarol@remote.test remote/carol/\nbob@sts.test remote/stsbob/\n")
     (d / "etc" / "main.cf").write_text(f"""compatibility_level = 3.6
 queue_directory = {d}/spool
 data_directory = {d}/data
@@ -70,7 +113,7 @@ mail_owner = postfix
 setgid_group = postdrop
 myhostname = mx.remote.test
 mydestination =
-virtual_mailbox_domains = remote.test wrongname.test
+virtual_mailbox_domains = remote.test wrongname.test sts.test
 virtual_mailbox_maps = texthash:{d}/vmailbox
 virtual_mailbox_base = {d}/vmail
 virtual_uid_maps = static:65534
@@ -149,7 +192,16 @@ class Net:
             "v6.test": {"AAAA": ["::1"]},
             # RFC 7505 null MX.
             "nomail.test": {"MX": [(0, ".")]},
+            # MTA-STS (RFC 8461).
+            "sts.test": {"MX": [(10, "mx.remote.test")]},
+            "_mta-sts.sts.test": {"TXT": ["v=STSv1; id=20260101T000000;"]},
+            "mta-sts.sts.test": {"A": ["127.0.0.4"]},
+            "stsbad.test": {"MX": [(10, "mx.scripted.test")]},
+            "_mta-sts.stsbad.test": {"TXT": ["v=STSv1; id=1;"]},
+            "mta-sts.stsbad.test": {"A": ["127.0.0.4"]},
         }).start()
+        self.policy_server = start_policy_server(self.certs)
+        self.https_port = self.policy_server.server_address[1]
         self.peer = ScriptedPeer(["127.0.0.3", "::1"], self.port).start()
         self.postfix_dir = tmp / "postfix"
         self.postfix = start_postfix(self.postfix_dir, self.port, self.certs)
@@ -164,6 +216,7 @@ class Net:
         wait_for(up, 30, "postfix smtpd")
 
     def stop(self):
+        self.policy_server.shutdown()
         self.postfix("stop")
         self.peer.stop()
         self.dns.stop()
@@ -441,3 +494,22 @@ def test_relayhost_with_auth(net, facteur_cleanup):
         assert "tls=true" in f.log_text("qmgr")
     finally:
         pwfile.unlink(missing_ok=True)
+
+
+def test_mta_sts_enforce(net, facteur_cleanup):
+    f = sender_facteur(net, qmgr=f"mta_sts = true\nmta_sts_https_port = {net.https_port}")
+    facteur_cleanup.append(f)
+    n0 = len(net.peer.messages)
+    send(f, ["bob@sts.test"], "sts ok")
+    send(f, ["x@stsbad.test"], "sts refused")
+    wait_for(lambda: net.postfix_mail("stsbob"), 30, lambda: f.log_text("qmgr")[-3000:])
+    assert b"Subject: sts ok" in net.postfix_mail("stsbob")[0].read_bytes()
+
+    def reasons():
+        return "\n".join(f.ctl("queue", "show", i, check=False) for i in queued(f))
+
+    wait_for(lambda: "4.7.5 MTA-STS policy of stsbad.test (enforce) lists none of its MX hosts" in reasons(), 20,
+             lambda: reasons() + f.log_text("qmgr")[-3000:])
+    assert not any(b"sts refused" in m[2] for m in net.peer.messages[n0:])
+    log = f.log_text("qmgr")
+    assert "MTA-STS policy fetched" in log and "domain=sts.test" in log and "tls=true" in log

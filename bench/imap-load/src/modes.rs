@@ -56,7 +56,7 @@ async fn visit(opts: &Opts, worker: usize, cycle: usize, seeded: u32) -> io::Res
         for k in 0..3usize {
             let seq = 1 + ((worker * 7 + cycle * 13 + k * 31) % n as usize);
             c.command(&format!("FETCH {seq} (BODY.PEEK[])")).await?;
-            let sign = if cycle % 2 == 0 { '+' } else { '-' };
+            let sign = if cycle.is_multiple_of(2) { '+' } else { '-' };
             c.command(&format!("STORE {seq} {sign}FLAGS.SILENT (\\Flagged)")).await?;
             cmds += 2;
         }

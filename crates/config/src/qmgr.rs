@@ -94,6 +94,10 @@ pub struct Qmgr {
     pub tls_ca_file: PathBuf,
     /// Per destination domain: relayhost and TLS policy.
     pub destinations: BTreeMap<String, Destination>,
+    /// Honour MTA-STS policies (RFC 8461) of destination domains.
+    pub mta_sts: bool,
+    /// TEST ONLY: the HTTPS port of MTA-STS policy hosts (443).
+    pub mta_sts_https_port: u16,
     /// SMTP connections at once, in total and per destination.
     pub smtp_concurrency: u32,
     pub smtp_destination_concurrency: u32,
@@ -136,6 +140,8 @@ impl Default for Qmgr {
             tls_policy: TlsPolicy::May,
             tls_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
             destinations: BTreeMap::new(),
+            mta_sts: false,
+            mta_sts_https_port: 443,
             smtp_concurrency: 20,
             smtp_destination_concurrency: 5,
             smtp_max_recipients: 100,
@@ -239,6 +245,7 @@ pub fn check(q: &Qmgr) -> Result<(), (String, String)> {
         ("qmgr.lmtp_concurrency", q.lmtp_concurrency as u64, 1),
         ("qmgr.lmtp_max_recipients", q.lmtp_max_recipients as u64, 1),
         ("qmgr.smtp_port", q.smtp_port as u64, 1),
+        ("qmgr.mta_sts_https_port", q.mta_sts_https_port as u64, 1),
         ("qmgr.smtp_concurrency", q.smtp_concurrency as u64, 1),
         (
             "qmgr.smtp_destination_concurrency",

@@ -21,7 +21,8 @@
 //!   active/ or deferred/ is resolved. A crash between the two re-resolves,
 //!   which yields the same set (resolution of final mailboxes is idempotent
 //!   up to de-duplication).
-//! - Before connecting to the LMTP server, the recipients about to be tried
+//! - Before connecting to the LMTP server or an SMTP peer (remote
+//!   recipients, grouped by destination domain, `smtp/`), the recipients about to be tried
 //!   are marked "attempt in progress" in the file; right after the replies are
 //!   read, their outcome, `attempts + 1` and `next_attempt` are written
 //!   (`Spool::update`, fsynced) before anything else. A kill -9 in between

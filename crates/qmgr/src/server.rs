@@ -14,13 +14,19 @@
 //! lists active/; each active message not already in flight gets a task,
 //! and at most `lmtp_concurrency` tasks deliver at once (a semaphore).
 //!
+//! Control socket (`facteurctl queue`, `docs/qmgr-control.md`): requests
+//! are handed to this loop and run between scans (never during one); a
+//! request about a message being delivered waits until that attempt ends.
+//!
 //! Shutdown: stop scanning and starting deliveries, wait up to
 //! `shutdown_grace` for deliveries in flight, then drop the rest (their
 //! files stay in active/ with the in-progress mark; see `queue.rs`).
 //!
 //! Security: the wake-up socket is mode 0666 like Postfix's public pickup
 //! socket — the sendmail command runs as any local user — and a datagram
-//! carries no data we use, so a flood costs at most extra scans.
+//! carries no data we use, so a flood costs at most extra scans. The
+//! control socket is mode 0600 (the daemon's user and root), one request
+//! line of at most 4 KiB per connection, read with a time-out.
 
 use crate::Context;
 use crate::control;

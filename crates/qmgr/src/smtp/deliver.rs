@@ -20,12 +20,17 @@
 //! takes it, checks it with RSET, and uses it (several messages per
 //! connection). A cached session is closed (QUIT) when its time is up.
 //!
+//! MTA-STS (`qmgr.mta_sts`): for MX delivery without a TLS policy of its
+//! own, a domain's `enforce` policy keeps only the MX hosts it lists and
+//! makes TLS `verify` (see `mta_sts.rs`); `testing` only logs.
+//!
 //! Backoff: a destination where no host could be reached
 //! `smtp_destination_failures` times in a row is not tried for
 //! `smtp_destination_backoff`; its messages are deferred without a
 //! connection. `facteurctl queue flush` clears it.
 
 use super::dns::{self, Dns, HickoryDns, Route};
+use super::mta_sts::{Mode, MtaSts, Policy};
 use super::session::{BoxIo, Session, SmtpError, Timeouts, Txn, TxnRcpt};
 use super::tls::TlsClients;
 use crate::client::stream_reader;
@@ -128,6 +133,8 @@ pub struct Dest {
     pub mx: bool,
     pub port: u16,
     pub policy: TlsPolicy,
+    /// The policy was set for this domain (MTA-STS is then not asked).
+    pub explicit_tls: bool,
     /// The relayhost as configured (the key of its credentials).
     pub relay: Option<String>,
 }
@@ -156,6 +163,8 @@ pub struct Remote {
     health: Mutex<HashMap<String, Health>>,
     pool: Arc<Mutex<HashMap<String, Vec<Pooled>>>>,
     tokens: AtomicU64,
+    /// MTA-STS, when `qmgr.mta_sts` is on.
+    pub sts: Option<MtaSts>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -216,14 +225,33 @@ impl Remote {
         if let Err(e) = &creds {
             warn!(error = %e, "relayhost credentials not used");
         }
-        Ok(Remote::new(
+        let sts = if q.mta_sts {
+            match tls.config(TlsPolicy::Verify) {
+                Ok(Some(v)) => Some(MtaSts::new(
+                    v,
+                    q.mta_sts_https_port,
+                    q.smtp_command_timeout
+                        .duration()
+                        .min(Duration::from_secs(60)),
+                )),
+                Ok(None) | Err(_) => {
+                    warn!(ca_file = %q.tls_ca_file.display(), "MTA-STS is off: the CA file is unusable");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut r = Remote::new(
             Arc::new(dns),
             tls,
             Settings::from_config(cfg),
             creds,
             q.smtp_concurrency as usize,
             q.smtp_destination_concurrency as usize,
-        ))
+        );
+        r.sts = sts;
+        Ok(r)
     }
 
     pub fn new(
@@ -245,6 +273,7 @@ impl Remote {
             health: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(HashMap::new())),
             tokens: AtomicU64::new(0),
+            sts: None,
         }
     }
 
@@ -255,6 +284,7 @@ impl Remote {
             Some((r, p)) => (r.clone().or(self.settings.relayhost.clone()), *p),
             None => (self.settings.relayhost.clone(), None),
         };
+        let explicit_tls = policy.is_some();
         let policy = policy.unwrap_or(self.settings.tls_policy);
         match relay {
             Some((s, r)) => Dest {
@@ -263,6 +293,7 @@ impl Remote {
                 mx: r.mx,
                 port: r.port,
                 policy,
+                explicit_tls,
                 relay: Some(s),
             },
             None => Dest {
@@ -271,6 +302,7 @@ impl Remote {
                 mx: true,
                 port: self.settings.smtp_port,
                 policy,
+                explicit_tls,
                 relay: None,
             },
         }
@@ -377,10 +409,24 @@ impl Remote {
             env,
             size,
         } = msg;
-        let dest = self.destination(domain);
+        let mut dest = self.destination(domain);
         let all = |o: Outcome| vec![o; which.len()];
         if let Some(t) = self.backed_off(&dest.key) {
             return all(Outcome::Temp(t));
+        }
+        // MTA-STS (RFC 8461 §4): only for MX delivery without a policy of
+        // the administrator's own for this domain.
+        let sts = match &self.sts {
+            Some(m) if dest.relay.is_none() && dest.mx && !dest.explicit_tls => m
+                .policy(self.dns.as_ref(), id, domain)
+                .await
+                .filter(|p| p.mode != Mode::None),
+            _ => None,
+        };
+        if sts.as_ref().is_some_and(|p| p.mode == Mode::Enforce) {
+            dest.policy = TlsPolicy::Verify;
+            // Cached connections were made without the policy's checks.
+            dest.key = format!("{}+mta-sts", dest.key);
         }
         let _total = self.total.acquire().await;
         let sem = self.dest_semaphore(&dest.key);
@@ -401,7 +447,7 @@ impl Remote {
         }
         let (mut session, peer) = match session {
             Some(x) => x,
-            None => match self.connect(id, &dest).await {
+            None => match self.connect(id, &dest, sts.as_ref()).await {
                 Ok(x) => {
                     self.record_health(&dest.key, true);
                     x
@@ -522,12 +568,34 @@ impl Remote {
 
     /// Tries each host and address of the destination until one gives a
     /// session ready for MAIL (TLS and AUTH done as the policy says).
-    async fn connect(&self, id: &str, dest: &Dest) -> Result<(Session, String), Fail> {
-        let hosts = match dns::route(self.dns.as_ref(), &dest.host, dest.mx).await {
+    async fn connect(
+        &self,
+        id: &str,
+        dest: &Dest,
+        sts: Option<&Policy>,
+    ) -> Result<(Session, String), Fail> {
+        let mut hosts = match dns::route(self.dns.as_ref(), &dest.host, dest.mx).await {
             Route::Hosts(h) => h,
             Route::Refused(t) => return Err(Fail::Perm(t)),
             Route::Later(t) => return Err(Fail::Temp(t, false)),
         };
+        if let Some(p) = sts {
+            for h in hosts.iter().filter(|h| !p.allows(h)) {
+                warn!(queue_id = %id, dest = %dest.key, host = %h, mode = ?p.mode, "MX host not listed in the MTA-STS policy");
+            }
+            if p.mode == Mode::Enforce {
+                hosts.retain(|h| p.allows(h));
+                if hosts.is_empty() {
+                    return Err(Fail::Temp(
+                        format!(
+                            "4.7.5 MTA-STS policy of {} (enforce) lists none of its MX hosts",
+                            dest.host
+                        ),
+                        false,
+                    ));
+                }
+            }
+        }
         let mut last = format!("4.4.1 no host of {} could be reached", dest.key);
         for host in hosts {
             let addrs = match dns::host_addrs(self.dns.as_ref(), &host).await {

@@ -6,6 +6,7 @@
 //! - [`session`]: one SMTP connection (EHLO, STARTTLS, AUTH, PIPELINING,
 //!   SIZE, 8BITMIME, SMTPUTF8, DSN, CHUNKING), per-recipient results;
 //! - [`tls`]: the rustls client configurations of the TLS policies;
+//! - [`mta_sts`]: MTA-STS (RFC 8461) policies, fetched and cached;
 //! - [`deliver`]: one message to one destination — the route, the hosts
 //!   tried in turn, the policy checks, the connection cache, concurrency
 //!   limits and the destination backoff ([`Remote`] holds that state).
@@ -16,7 +17,7 @@
 //! restart loses none of the queue's truth.
 //!
 //! Standards: RFC 5321, RFC 1870, RFC 2920, RFC 3030, RFC 3207, RFC 3461,
-//! RFC 4954, RFC 6152, RFC 6531, RFC 7505.
+//! RFC 4954, RFC 6152, RFC 6531, RFC 7505, RFC 8461.
 //!
 //! Security: peer input is bounded (replies) and time-limited (every stage);
 //! credentials go only over TLS and only to the relayhost they are for; the
@@ -24,6 +25,7 @@
 
 pub mod deliver;
 pub mod dns;
+pub mod mta_sts;
 pub mod session;
 pub mod tls;
 

@@ -129,7 +129,9 @@ pub fn parse_http(resp: &[u8]) -> Result<Vec<u8>, String> {
     let status = lines.next().unwrap_or("");
     let code = status.split_whitespace().nth(1).unwrap_or("");
     if code != "200" {
-        return Err(format!("HTTP status {status:?} (redirects are not followed)"));
+        return Err(format!(
+            "HTTP status {status:?} (redirects are not followed)"
+        ));
     }
     let mut length = None;
     let mut chunked = false;
@@ -274,8 +276,8 @@ impl MtaSts {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
-        let name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|e| e.to_string())?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
         let mut tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
             .connect(name, tcp)
             .await
@@ -348,7 +350,9 @@ mod tests {
         assert_eq!(parse_http(b"HTTP/1.0 200 OK\r\n\r\nall").unwrap(), b"all");
         assert!(parse_http(b"HTTP/1.1 301 Moved\r\nLocation: x\r\n\r\n").is_err());
         assert!(parse_http(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc").is_err());
-        assert!(parse_http(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
+        assert!(
+            parse_http(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
         assert!(parse_http(b"garbage").is_err());
     }
 }
