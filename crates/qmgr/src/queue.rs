@@ -117,7 +117,7 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
             return false;
         }
     }
-    match spool.move_to(id, q, QueueName::Active) {
+    match spool.relocate(id, q, QueueName::Active) {
         Ok(()) => true,
         Err(e) => {
             error!(queue_id = %id, error = %e, "cannot move the file to active/");
@@ -137,7 +137,7 @@ pub fn check_deferred(ctx: &Context, id: &str, now: i64) -> Option<i64> {
             }
             if let Err(e) = ctx
                 .spool
-                .move_to(id, QueueName::Deferred, QueueName::Active)
+                .relocate(id, QueueName::Deferred, QueueName::Active)
             {
                 error!(queue_id = %id, error = %e, "cannot move the file to active/");
             }
@@ -192,7 +192,7 @@ pub fn recover_active(ctx: &Context, id: &str, now: i64) {
         && marked.is_empty()
         && let Err(e) = ctx
             .spool
-            .move_to(id, QueueName::Active, QueueName::Deferred)
+            .relocate(id, QueueName::Active, QueueName::Deferred)
     {
         error!(queue_id = %id, error = %e, "cannot move the file to deferred/");
     }
@@ -389,7 +389,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
     let rescan = delay_notice(&ctx, &id, &mut env).await;
     let c = Arc::clone(&ctx);
     let i = id.clone();
-    match blocking(move || c.spool.move_to(&i, QueueName::Active, QueueName::Deferred)).await {
+    match blocking(move || c.spool.relocate(&i, QueueName::Active, QueueName::Deferred)).await {
         Ok(()) => {
             info!(queue_id = %id, attempts = env.attempts, next_in = env.next_attempt - now(), "moved to deferred/");
         }
@@ -564,7 +564,7 @@ async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope) -> AttemptResult {
     }
     let c = Arc::clone(ctx);
     let i = id.to_string();
-    match blocking(move || c.spool.remove(QueueName::Active, &i)).await {
+    match blocking(move || c.spool.discard(QueueName::Active, &i)).await {
         Ok(()) => info!(queue_id = %id, "removed"),
         Err(e) => error!(queue_id = %id, error = %e, "cannot remove the queue file"),
     }
