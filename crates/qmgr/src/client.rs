@@ -193,6 +193,59 @@ pub fn stream_reader(mut r: Box<dyn io::Read + Send>) -> MessageSource {
     rx
 }
 
+/// LMTP connections kept open between messages, so the next delivery skips
+/// the connect, greeting and LHLO (lmtpd serves any number of transactions
+/// per connection). A connection is checked with RSET before reuse and
+/// dropped after [`POOL_IDLE`] unused, well inside lmtpd's idle timeout.
+pub struct Pool {
+    idle: std::sync::Mutex<Vec<(Client<facteur_daemon::Stream>, std::time::Instant)>>,
+    max: usize,
+}
+
+/// How long a pooled connection may wait for its next message.
+pub const POOL_IDLE: Duration = Duration::from_secs(20);
+
+impl Pool {
+    pub fn new(max: usize) -> Pool {
+        Pool {
+            idle: std::sync::Mutex::new(Vec::new()),
+            max,
+        }
+    }
+
+    /// A live pooled connection, if one is waiting.
+    pub async fn take(&self) -> Option<Client<facteur_daemon::Stream>> {
+        loop {
+            let c = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.retain(|(_, since)| since.elapsed() < POOL_IDLE);
+                idle.pop()
+            };
+            let (mut c, _) = c?;
+            if c.rset().await.is_ok() {
+                return Some(c);
+            }
+        }
+    }
+
+    /// Gives a connection back after a clean transaction (or closes it when
+    /// the pool is full).
+    pub async fn put(&self, c: Client<facteur_daemon::Stream>) {
+        let full = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < self.max {
+                idle.push((c, std::time::Instant::now()));
+                None
+            } else {
+                Some(c)
+            }
+        };
+        if let Some(c) = full {
+            c.quit().await;
+        }
+    }
+}
+
 /// One LMTP connection.
 pub struct Client<S> {
     io: S,
@@ -361,7 +414,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(())
     }
 
-    async fn rset(&mut self) -> Result<(), ClientError> {
+    /// RSET: also how a pooled connection proves it is still alive.
+    pub async fn rset(&mut self) -> Result<(), ClientError> {
         self.write(b"RSET\r\n").await?;
         self.flush().await?;
         let r = self

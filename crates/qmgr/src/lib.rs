@@ -68,6 +68,8 @@ pub struct Context {
     pub hostname: String,
     pub schedule: schedule::Schedule,
     pub lmtp: client::LmtpTarget,
+    /// Open LMTP connections between deliveries.
+    pub lmtp_pool: client::Pool,
     pub timeouts: client::Timeouts,
     /// Messages delivered at once.
     pub lmtp_concurrency: usize,
@@ -102,6 +104,7 @@ impl Context {
             hostname: cfg.hostname(),
             schedule: schedule::Schedule::from_config(q),
             lmtp: client::LmtpTarget::from_config(cfg),
+            lmtp_pool: client::Pool::new((q.lmtp_concurrency as usize).max(1)),
             timeouts: client::Timeouts::default(),
             lmtp_concurrency: (q.lmtp_concurrency as usize).max(1),
             lmtp_max_recipients: (q.lmtp_max_recipients as usize).max(1),

@@ -476,21 +476,26 @@ async fn deliver_local(
             out.push(Err(text.clone()));
         }
     };
-    let stream = match ctx.lmtp.connect(ctx.timeouts.command).await {
-        Ok(s) => s,
-        Err(e) => {
-            fail_all(
-                &mut out,
-                format!("4.4.1 cannot connect to {}: {e}", ctx.lmtp),
-            );
-            return out;
-        }
-    };
-    let mut client = match Client::start(stream, &ctx.hostname, ctx.timeouts).await {
-        Ok(c) => c,
-        Err(e) => {
-            fail_all(&mut out, e.as_reply_text());
-            return out;
+    let mut client = match ctx.lmtp_pool.take().await {
+        Some(c) => c,
+        None => {
+            let stream = match ctx.lmtp.connect(ctx.timeouts.command).await {
+                Ok(s) => s,
+                Err(e) => {
+                    fail_all(
+                        &mut out,
+                        format!("4.4.1 cannot connect to {}: {e}", ctx.lmtp),
+                    );
+                    return out;
+                }
+            };
+            match Client::start(stream, &ctx.hostname, ctx.timeouts).await {
+                Ok(c) => c,
+                Err(e) => {
+                    fail_all(&mut out, e.as_reply_text());
+                    return out;
+                }
+            }
         }
     };
     let eight_bit = env.body != BodyType::SevenBit;
@@ -532,7 +537,7 @@ async fn deliver_local(
             return out;
         }
     }
-    client.quit().await;
+    ctx.lmtp_pool.put(client).await;
     out
 }
 
