@@ -24,16 +24,19 @@ use tracing::{error, info, warn};
 /// A listener and whether it speaks implicit TLS.
 pub type Listeners = Vec<(bool, TcpListener)>;
 
-/// Binds `(implicit_tls, systemd name, addresses)` groups. Sockets passed
-/// by socket activation under a group's name replace its addresses.
-pub async fn bind_listeners(groups: &[(bool, &str, &[SocketAddr])]) -> anyhow::Result<Listeners> {
+/// Binds `(tag, systemd name, addresses)` groups (the tag says what the
+/// listener is: implicit TLS or not, MX or submission). Sockets passed by
+/// socket activation under a group's name replace its addresses.
+pub async fn bind_listeners<T: Copy>(
+    groups: &[(T, &str, &[SocketAddr])],
+) -> anyhow::Result<Vec<(T, TcpListener)>> {
     let mut listeners = Vec::new();
-    for &(implicit_tls, name, addrs) in groups {
+    for &(tag, name, addrs) in groups {
         let inherited = systemd::inherited_tcp(name)?;
         if !inherited.is_empty() {
             for l in inherited {
                 l.set_nonblocking(true)?;
-                listeners.push((implicit_tls, TcpListener::from_std(l)?));
+                listeners.push((tag, TcpListener::from_std(l)?));
             }
             continue;
         }
@@ -41,7 +44,7 @@ pub async fn bind_listeners(groups: &[(bool, &str, &[SocketAddr])]) -> anyhow::R
             let l = TcpListener::bind(a)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
-            listeners.push((implicit_tls, l));
+            listeners.push((tag, l));
         }
     }
     for name in systemd::unclaimed() {

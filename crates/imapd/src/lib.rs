@@ -77,20 +77,38 @@ pub struct Context {
     /// Open user stores, shared by all sessions of a user (a phone, a
     /// laptop and a webmail of one user share one index connection).
     pub users: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<UserStore>>>,
+    /// The most recently used user stores, kept open after their last
+    /// session ends: a client that logs in for each check (webmail, phones,
+    /// the benchmark's visits) does not reopen the index every time.
+    pub recent: std::sync::Mutex<std::collections::VecDeque<Arc<UserStore>>>,
 }
+
+/// User stores kept open after their last session.
+const RECENT_USERS: usize = 128;
 
 impl Context {
     /// The user's store, shared with the user's other sessions.
     pub fn user_store(&self, address: &str, quota: Quota) -> Result<Arc<UserStore>, StoreError> {
-        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = users.get(address).and_then(std::sync::Weak::upgrade) {
-            return Ok(s);
+        let s = {
+            let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+            match users.get(address).and_then(std::sync::Weak::upgrade) {
+                Some(s) => s,
+                None => {
+                    let s = Arc::new(self.store.open_user(address, quota)?);
+                    if users.len() >= 2 * RECENT_USERS {
+                        users.retain(|_, w| w.strong_count() > 0);
+                    }
+                    users.insert(address.to_string(), Arc::downgrade(&s));
+                    s
+                }
+            }
+        };
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|r| !Arc::ptr_eq(r, &s));
+        if recent.len() >= RECENT_USERS {
+            recent.pop_front();
         }
-        let s = Arc::new(self.store.open_user(address, quota)?);
-        if users.len() >= 64 {
-            users.retain(|_, w| w.strong_count() > 0);
-        }
-        users.insert(address.to_string(), Arc::downgrade(&s));
+        recent.push_back(Arc::clone(&s));
         Ok(s)
     }
 }
@@ -126,6 +144,7 @@ impl Context {
             notifier: notify::Notifier::new(),
             auth_delay: Duration::from_millis(1500),
             users: Default::default(),
+            recent: Default::default(),
         })
     }
 }

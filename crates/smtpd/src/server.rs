@@ -10,7 +10,7 @@ use crate::policy::Rates;
 use crate::{Context, Mode, session};
 use facteur_config::Config;
 use facteur_daemon::conn::Conn;
-use facteur_daemon::{systemd, tls};
+use facteur_daemon::systemd;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,59 +22,33 @@ use tracing::{error, info, warn};
 /// Runs facteur-smtpd until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
-    let mut listeners = Vec::new();
-    for (mode, addrs) in [
-        (Mode::Mx, &cfg.smtpd.mx),
-        (Mode::Submission, &cfg.smtpd.submission),
-        (Mode::Submissions, &cfg.smtpd.submissions),
-    ] {
-        // Socket activation: sockets the service manager passed under the
-        // listener's name replace the configured addresses of that listener.
-        let inherited = systemd::inherited_tcp(mode.as_str())?;
-        if !inherited.is_empty() {
-            for l in inherited {
-                l.set_nonblocking(true)?;
-                listeners.push((mode, TcpListener::from_std(l)?));
-            }
-            continue;
-        }
-        for a in addrs {
-            let l = TcpListener::bind(a)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
-            listeners.push((mode, l));
-        }
-    }
-    for name in systemd::unclaimed() {
-        warn!(
-            name,
-            "ignoring a socket passed by the service manager under an unknown name"
-        );
-    }
+    // Socket activation: sockets the service manager passed under a
+    // listener's name replace the configured addresses of that listener.
+    let listeners = facteur_daemon::accept::bind_listeners(&[
+        (Mode::Mx, Mode::Mx.as_str(), &cfg.smtpd.mx),
+        (
+            Mode::Submission,
+            Mode::Submission.as_str(),
+            &cfg.smtpd.submission,
+        ),
+        (
+            Mode::Submissions,
+            Mode::Submissions.as_str(),
+            &cfg.smtpd.submissions,
+        ),
+    ])
+    .await?;
     if listeners.is_empty() {
         anyhow::bail!(
             "no listener configured: set smtpd.mx, smtpd.submission or smtpd.submissions"
         );
     }
     // SIGHUP: reload the certificate.
-    {
-        let ctx = Arc::clone(&ctx);
-        let (cert, key) = (cfg.tls.cert.clone(), cfg.tls.key.clone());
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                match tls::load(&cert, &key) {
-                    Ok(t) => {
-                        ctx.tls.set(Some(t));
-                        info!("TLS certificate reloaded");
-                    }
-                    Err(e) => {
-                        warn!(error = %format!("{e:#}"), "TLS reload failed; keeping the previous certificate")
-                    }
-                }
-            }
-        });
-    }
+    facteur_daemon::accept::reload_tls_on_hangup(
+        ctx.tls.clone(),
+        cfg.tls.cert.clone(),
+        cfg.tls.key.clone(),
+    )?;
     systemd::ready();
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }

@@ -89,6 +89,7 @@ fn fixture() -> Fixture {
         notifier: crate::notify::Notifier::new(),
         auth_delay: Duration::from_millis(10),
         users: Default::default(),
+        recent: Default::default(),
     });
     Fixture {
         _tmp: tmp,
