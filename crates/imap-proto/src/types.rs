@@ -89,7 +89,7 @@ pub enum SearchReturn {
     Save,
 }
 
-/// The textual part of a BODY[...] section.
+/// The textual part of a `BODY[...]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SectionText {
     Header,
@@ -101,7 +101,7 @@ pub enum SectionText {
     Mime,
 }
 
-/// `BODY[1.2.HEADER]` = part [1, 2], text Some(Header). `BODY[]` = empty.
+/// `BODY[1.2.HEADER]` = part `[1, 2]`, text `Some(Header)`. `BODY[]` = empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Section {
     pub part: Vec<u32>,
@@ -114,31 +114,31 @@ pub enum FetchAttr {
     Envelope,
     Flags,
     InternalDate,
-    /// RFC822 (= BODY[], marks \Seen).
+    /// RFC822 (= `BODY[]`, marks \Seen).
     Rfc822,
-    /// RFC822.HEADER (= BODY.PEEK[HEADER]).
+    /// RFC822.HEADER (= `BODY.PEEK[HEADER]`).
     Rfc822Header,
     Rfc822Size,
-    /// RFC822.TEXT (= BODY[TEXT], marks \Seen).
+    /// RFC822.TEXT (= `BODY[TEXT]`, marks \Seen).
     Rfc822Text,
     /// BODY without a section: the non-extensible BODYSTRUCTURE.
     Body,
     BodyStructure,
     Uid,
     ModSeq,
-    /// BODY[section]<partial> or BODY.PEEK[...]. partial = (offset, count).
+    /// `BODY[section]<partial>` or `BODY.PEEK[...]`; partial = (offset, count).
     BodySection {
         peek: bool,
         section: Section,
         partial: Option<(u32, u32)>,
     },
-    /// BINARY[part]<partial> / BINARY.PEEK (RFC 3516).
+    /// `BINARY[part]<partial>` / `BINARY.PEEK` (RFC 3516).
     Binary {
         peek: bool,
         part: Vec<u32>,
         partial: Option<(u32, u32)>,
     },
-    /// BINARY.SIZE[part].
+    /// `BINARY.SIZE[part]`.
     BinarySize(Vec<u32>),
 }
 
