@@ -172,6 +172,8 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
         }
     }
     fresh.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    // One read buffer for every file that has to be read (no W= size).
+    let mut buf = Vec::new();
     for (_, name, meta) in fresh {
         let Some(p) = parse_file_name(name) else {
             continue;
@@ -179,7 +181,7 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
         let disk_size = p.disk_size.unwrap_or(meta.len());
         let size = match p.crlf_size {
             Some(w) => w,
-            None => match crlf_size_of(&cur.join(name)) {
+            None => match crlf_size_of(&cur.join(name), &mut buf) {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
@@ -216,12 +218,12 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
 
 /// The CRLF size of a file written by another tool (no `W=`): its size plus
 /// its LF count.
-fn crlf_size_of(path: &Path) -> io::Result<u64> {
+fn crlf_size_of(path: &Path, buf: &mut Vec<u8>) -> io::Result<u64> {
     let mut f = fs::File::open(path)?;
-    let mut buf = vec![0u8; 64 * 1024];
+    buf.resize(64 * 1024, 0);
     let mut total = 0u64;
     loop {
-        let n = match f.read(&mut buf) {
+        let n = match f.read(buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
