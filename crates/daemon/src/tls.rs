@@ -29,6 +29,24 @@ impl TlsState {
     }
 }
 
+/// The daemon's starting TLS state from `[tls]`: the certificate if it
+/// loads; without one, an error if an implicit-TLS listener (`needed_by`,
+/// named in the message) needs it, else a warning that STARTTLS (or STLS)
+/// will not be offered.
+pub fn initial(tls: &facteur_config::Tls, needed_by: Option<&str>) -> anyhow::Result<TlsState> {
+    let state = TlsState::default();
+    match load(&tls.cert, &tls.key) {
+        Ok(t) => state.set(Some(t)),
+        Err(e) => {
+            if let Some(what) = needed_by {
+                anyhow::bail!("TLS is needed for {what}: {e:#}");
+            }
+            tracing::warn!(error = %format!("{e:#}"), "no TLS certificate: STARTTLS will not be offered");
+        }
+    }
+    Ok(state)
+}
+
 /// Loads the certificate chain and key.
 pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)

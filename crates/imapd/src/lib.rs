@@ -124,16 +124,10 @@ impl Context {
             root: cfg.store.mail_root.clone(),
             hostname: hostname.clone(),
         });
-        let tls = facteur_daemon::tls::TlsState::default();
-        match facteur_daemon::tls::load(&cfg.tls.cert, &cfg.tls.key) {
-            Ok(t) => tls.set(Some(t)),
-            Err(e) => {
-                if !cfg.imapd.listen_tls.is_empty() {
-                    anyhow::bail!("TLS is needed for imapd.listen_tls: {e:#}");
-                }
-                tracing::warn!(error = %format!("{e:#}"), "no TLS certificate: STARTTLS will not be offered");
-            }
-        }
+        let tls = facteur_daemon::tls::initial(
+            &cfg.tls,
+            (!cfg.imapd.listen_tls.is_empty()).then_some("imapd.listen_tls"),
+        )?;
         Ok(Context {
             hostname,
             directory,

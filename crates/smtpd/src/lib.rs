@@ -81,16 +81,10 @@ impl Context {
         );
         let spool = Spool::open(&cfg.paths.spool_dir)
             .map_err(|e| anyhow::anyhow!("spool {}: {e}", cfg.paths.spool_dir.display()))?;
-        let tls = facteur_daemon::tls::TlsState::default();
-        match facteur_daemon::tls::load(&cfg.tls.cert, &cfg.tls.key) {
-            Ok(t) => tls.set(Some(t)),
-            Err(e) => {
-                if !cfg.smtpd.submissions.is_empty() {
-                    anyhow::bail!("TLS is needed for the submissions listener: {e:#}");
-                }
-                tracing::warn!(error = %format!("{e:#}"), "no TLS certificate: STARTTLS will not be offered");
-            }
-        }
+        let tls = facteur_daemon::tls::initial(
+            &cfg.tls,
+            (!cfg.smtpd.submissions.is_empty()).then_some("the submissions listener"),
+        )?;
         Ok(Context {
             hostname: cfg.hostname(),
             directory,
