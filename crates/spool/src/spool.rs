@@ -40,7 +40,15 @@ const STATE_DIR: &str = "state";
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    /// State files of delivered messages kept for reuse (see `discard`);
+    /// `None` until first needed.
+    free_states: std::sync::Arc<std::sync::Mutex<Option<Vec<PathBuf>>>>,
 }
+
+/// Where `discard` keeps state files for reuse, inside `state/`.
+const FREE_STATES: &str = ".free";
+/// How many state files are kept for reuse.
+const MAX_FREE_STATES: usize = 256;
 
 fn not_found_to(e: io::Error, what: impl FnOnce() -> String) -> SpoolError {
     if e.kind() == io::ErrorKind::NotFound {
@@ -87,6 +95,7 @@ impl Spool {
         }
         let spool = Spool {
             root: root.to_path_buf(),
+            free_states: Default::default(),
         };
         let mut dirs: Vec<(PathBuf, u32)> = QueueName::ALL
             .iter()
@@ -359,9 +368,26 @@ impl Spool {
                     && framed_state(&old).is_some_and(|(_, clean)| clean)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The first update: the log is created in place (no
-                // temporary name). A crash mid-write leaves a log with no
-                // intact frame, read as "no state yet" — what there was.
+                // The first update: a state file of a delivered message is
+                // reused when there is one (creating an inode per message
+                // was most of the qmgr's kernel time), else one is created
+                // in place (no temporary name). Either way a crash mid-write
+                // leaves a file with no intact frame of this message (the
+                // frames of the file's previous message have another
+                // nonce), read as "no state yet" — what there was.
+                if let Some(free) = self.take_free_state()
+                    && fs::rename(&free, &path).is_ok()
+                {
+                    let mut f = OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)?;
+                    f.write_all(&frame)?;
+                    f.sync_data()?;
+                    facteur_util::fsync_dir(&self.root.join(STATE_DIR))?;
+                    return Ok(());
+                }
                 match OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -444,14 +470,70 @@ impl Spool {
     /// waiting for the disk. If a crash undoes the unlinks, the file comes
     /// back with its (durable) state saying every recipient is final, and
     /// the qmgr removes it again: nothing is delivered twice.
+    /// The state file is kept for reuse by a later message (`update`)
+    /// while fewer than a few hundred are kept.
     pub fn discard(&self, q: QueueName, id: &str) -> Result<()> {
         let path = self.path(q, id)?;
         fs::remove_file(&path).map_err(|e| not_found_to(e, || id.to_string()))?;
-        match fs::remove_file(self.state_path(id)) {
+        let state = self.state_path(id);
+        if self.keep_free_state(&state, id) {
+            return Ok(());
+        }
+        match fs::remove_file(state) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The list of reusable state files, loaded on first use.
+    fn with_free_states<T>(&self, f: impl FnOnce(&mut Vec<PathBuf>) -> T) -> T {
+        let mut g = self.free_states.lock().unwrap_or_else(|p| p.into_inner());
+        let list = g.get_or_insert_with(|| {
+            fs::read_dir(self.root.join(STATE_DIR).join(FREE_STATES))
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .take(MAX_FREE_STATES)
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        f(list)
+    }
+
+    fn take_free_state(&self) -> Option<PathBuf> {
+        self.with_free_states(Vec::pop)
+    }
+
+    /// Moves a delivered message's state file aside for reuse; false if
+    /// it was not (none, or enough kept already).
+    fn keep_free_state(&self, state: &Path, id: &str) -> bool {
+        self.with_free_states(|list| {
+            if list.len() >= MAX_FREE_STATES {
+                return false;
+            }
+            let dir = self.root.join(STATE_DIR).join(FREE_STATES);
+            let to = dir.join(id);
+            let mut moved = fs::rename(state, &to);
+            if matches!(&moved, Err(e) if e.kind() == io::ErrorKind::NotFound)
+                && state.exists()
+                && !dir.is_dir()
+            {
+                // The first time: make the directory, then again.
+                moved = fs::DirBuilder::new()
+                    .mode(DIR_MODE & 0o777)
+                    .create(&dir)
+                    .and_then(|()| fs::rename(state, &to));
+            }
+            match moved {
+                Ok(()) => {
+                    list.push(to);
+                    true
+                }
+                Err(_) => false,
+            }
+        })
     }
 
     /// Removes a queue file and its state file (unlink, fsync directory).
@@ -901,5 +983,59 @@ mod state_log_tests {
         assert_eq!(framed_state(&log), Some((Ok(&b"first"[..]), false)));
         // Not a log (a whole-file state of the first format).
         assert_eq!(framed_state(b"\x89FQS...."), None);
+    }
+}
+
+#[cfg(test)]
+mod free_state_tests {
+    use super::*;
+    use crate::{Envelope, RcptStatus, Recipient};
+
+    fn env_with(rcpt: &str) -> Envelope {
+        Envelope {
+            sender: "s@x.test".into(),
+            recipients: vec![Recipient::new(rcpt)],
+            ..Envelope::default()
+        }
+    }
+
+    #[test]
+    fn discarded_state_files_are_reused_and_never_leak_state() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let commit = |rcpt: &str| {
+            let mut w = spool.create(QueueName::Incoming, &env_with(rcpt)).unwrap();
+            w.write_all(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+            w.commit().unwrap()
+        };
+        // Message A is delivered: its state says so, then it is discarded.
+        let a = commit("a@x.test");
+        let mut qf = spool.read(QueueName::Incoming, &a).unwrap();
+        qf.envelope.recipients[0].status = RcptStatus::Delivered;
+        spool.update(QueueName::Incoming, &a, &qf.envelope).unwrap();
+        spool.discard(QueueName::Incoming, &a).unwrap();
+        assert!(!spool.state_path(&a).exists());
+        let free = d.path().join(STATE_DIR).join(FREE_STATES);
+        assert_eq!(fs::read_dir(&free).unwrap().count(), 1);
+        // Message B has no state yet: A's old file must not speak for it.
+        let b = commit("b@x.test");
+        let qb = spool.read(QueueName::Incoming, &b).unwrap();
+        assert_eq!(qb.envelope.recipients[0].status, RcptStatus::Pending);
+        // B's first update takes A's old file (no new inode)...
+        let mut eb = qb.envelope.clone();
+        eb.recipients[0].last_reply = Some("in progress".into());
+        spool.update(QueueName::Incoming, &b, &eb).unwrap();
+        assert_eq!(fs::read_dir(&free).unwrap().count(), 0);
+        // ...and B reads its own state, not A's delivered status.
+        let qb = spool.read(QueueName::Incoming, &b).unwrap();
+        assert_eq!(qb.envelope.recipients[0].status, RcptStatus::Pending);
+        assert_eq!(
+            qb.envelope.recipients[0].last_reply.as_deref(),
+            Some("in progress")
+        );
+        // A fresh Spool (a restarted qmgr) finds kept files again.
+        spool.discard(QueueName::Incoming, &b).unwrap();
+        let again = Spool::open(d.path()).unwrap();
+        assert!(again.take_free_state().is_some());
     }
 }
