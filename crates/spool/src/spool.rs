@@ -43,6 +43,10 @@ pub struct Spool {
     /// State files of delivered messages kept for reuse (see `discard`);
     /// `None` until first needed.
     free_states: std::sync::Arc<std::sync::Mutex<Option<Vec<PathBuf>>>>,
+    /// Queue files of delivered messages waiting in `tmp/.free/` to be
+    /// rewritten by `create` (names seen there; another process may have
+    /// taken one meanwhile), and how many `discard` thinks are there.
+    free_queue_files: std::sync::Arc<std::sync::Mutex<(Vec<PathBuf>, usize, u32)>>,
 }
 
 /// Where `discard` keeps state files for reuse, inside `state/`.
@@ -96,6 +100,7 @@ impl Spool {
         let spool = Spool {
             root: root.to_path_buf(),
             free_states: Default::default(),
+            free_queue_files: Default::default(),
         };
         let mut dirs: Vec<(PathBuf, u32)> = QueueName::ALL
             .iter()
@@ -169,6 +174,15 @@ impl Spool {
             tries += 1;
             let id = facteur_util::new_id();
             let tmp_path = tmp_dir.join(format!(".{id}.tmp"));
+            if q == QueueName::Incoming
+                && let Some(f) = self.reuse_queue_file(&tmp_path)
+            {
+                if self.exists_anywhere(&id) {
+                    let _ = fs::remove_file(&tmp_path);
+                } else {
+                    break (id, tmp_path, f);
+                }
+            }
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -474,7 +488,9 @@ impl Spool {
     /// while fewer than a few hundred are kept.
     pub fn discard(&self, q: QueueName, id: &str) -> Result<()> {
         let path = self.path(q, id)?;
-        fs::remove_file(&path).map_err(|e| not_found_to(e, || id.to_string()))?;
+        if !self.keep_queue_file(&path, id) {
+            fs::remove_file(&path).map_err(|e| not_found_to(e, || id.to_string()))?;
+        }
         let state = self.state_path(id);
         if self.keep_free_state(&state, id) {
             return Ok(());
@@ -484,6 +500,72 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Moves a delivered message's queue file to `tmp/.free/` for `create`
+    /// to rewrite (no inode allocated per message); false if not kept.
+    fn keep_queue_file(&self, path: &Path, id: &str) -> bool {
+        let dir = self.root.join(TMP_DIR).join(FREE_STATES);
+        let mut g = self
+            .free_queue_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Recount now and then: other processes take files out.
+        if g.2.is_multiple_of(64) {
+            g.1 = fs::read_dir(&dir).map(|rd| rd.count()).unwrap_or(0);
+        }
+        g.2 = g.2.wrapping_add(1);
+        if g.1 >= MAX_FREE_STATES {
+            return false;
+        }
+        // Only our own files (a maildrop file belongs to its sender).
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_file() && m.permissions().mode() & 0o777 == FILE_MODE => {}
+            _ => return false,
+        }
+        let to = dir.join(id);
+        let mut moved = fs::rename(path, &to);
+        if matches!(&moved, Err(e) if e.kind() == io::ErrorKind::NotFound)
+            && path.exists()
+            && !dir.is_dir()
+        {
+            moved = fs::DirBuilder::new()
+                .mode(DIR_MODE & 0o777)
+                .create(&dir)
+                .and_then(|()| fs::rename(path, &to));
+        }
+        if moved.is_ok() {
+            g.1 += 1;
+        }
+        moved.is_ok()
+    }
+
+    /// Claims a kept queue file as `tmp_path` (a rename: of two processes
+    /// after the same file, one gets it) and opens it truncated.
+    fn reuse_queue_file(&self, tmp_path: &Path) -> Option<File> {
+        let mut g = self
+            .free_queue_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if g.0.is_empty() {
+            g.0 = fs::read_dir(self.root.join(TMP_DIR).join(FREE_STATES))
+                .map(|rd| rd.flatten().map(|e| e.path()).take(64).collect())
+                .unwrap_or_default();
+        }
+        while let Some(free) = g.0.pop() {
+            if fs::rename(&free, tmp_path).is_ok() {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(tmp_path);
+                if f.is_err() {
+                    let _ = fs::remove_file(tmp_path);
+                }
+                return f.ok();
+            }
+        }
+        None
     }
 
     /// The list of reusable state files, loaded on first use.
@@ -1032,6 +1114,26 @@ mod free_state_tests {
         assert_eq!(
             qb.envelope.recipients[0].last_reply.as_deref(),
             Some("in progress")
+        );
+        // A's queue file was kept too, and B's creation above reused it:
+        // B reads back as itself.
+        let kept_q = d.path().join(TMP_DIR).join(FREE_STATES);
+        assert_eq!(fs::read_dir(&kept_q).unwrap().count(), 0);
+        let mut msg = Vec::new();
+        spool
+            .open_message(QueueName::Incoming, &b)
+            .unwrap()
+            .read_to_end(&mut msg)
+            .unwrap();
+        assert_eq!(msg, b"Subject: x\r\n\r\nbody\r\n");
+        assert_eq!(
+            spool
+                .read(QueueName::Incoming, &b)
+                .unwrap()
+                .envelope
+                .recipients[0]
+                .address,
+            "b@x.test"
         );
         // A fresh Spool (a restarted qmgr) finds kept files again.
         spool.discard(QueueName::Incoming, &b).unwrap();
