@@ -26,9 +26,11 @@ pub type Listeners = Vec<(bool, TcpListener)>;
 
 /// Binds `(tag, systemd name, addresses)` groups (the tag says what the
 /// listener is: implicit TLS or not, MX or submission). Sockets passed by
-/// socket activation under a group's name replace its addresses.
+/// socket activation under a group's name replace its addresses. With no
+/// listener at all it fails, naming the config `keys` to set.
 pub async fn bind_listeners<T: Copy>(
     groups: &[(T, &str, &[SocketAddr])],
+    keys: &str,
 ) -> anyhow::Result<Vec<(T, TcpListener)>> {
     let mut listeners = Vec::new();
     for &(tag, name, addrs) in groups {
@@ -53,7 +55,18 @@ pub async fn bind_listeners<T: Copy>(
             "ignoring a socket passed by the service manager under an unknown name"
         );
     }
+    if listeners.is_empty() {
+        anyhow::bail!("no listener configured: set {keys}");
+    }
     Ok(listeners)
+}
+
+/// The daemon is about to serve: the certificate is reloaded on every
+/// SIGHUP from now on, and systemd hears that we are ready.
+pub fn ready(tls: TlsState, cfg: &facteur_config::Tls) -> std::io::Result<()> {
+    reload_tls_on_hangup(tls, cfg.cert.clone(), cfg.key.clone())?;
+    systemd::ready();
+    Ok(())
 }
 
 /// Limits and words for [`serve`].

@@ -7,22 +7,21 @@
 
 use crate::{Context, session};
 use facteur_config::Config;
-use facteur_daemon::{accept, systemd};
+use facteur_daemon::accept;
 use std::sync::Arc;
 
 /// Runs facteur-imapd until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
-    let listeners = accept::bind_listeners(&[
-        (false, "imap", &cfg.imapd.listen),
-        (true, "imaps", &cfg.imapd.listen_tls),
-    ])
+    let listeners = accept::bind_listeners(
+        &[
+            (false, "imap", &cfg.imapd.listen),
+            (true, "imaps", &cfg.imapd.listen_tls),
+        ],
+        "imapd.listen or imapd.listen_tls",
+    )
     .await?;
-    if listeners.is_empty() {
-        anyhow::bail!("no listener configured: set imapd.listen or imapd.listen_tls");
-    }
-    accept::reload_tls_on_hangup(ctx.tls.clone(), cfg.tls.cert.clone(), cfg.tls.key.clone())?;
-    systemd::ready();
+    accept::ready(ctx.tls.clone(), &cfg.tls)?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 

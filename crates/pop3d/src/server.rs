@@ -8,23 +8,22 @@
 
 use crate::{Context, session};
 use facteur_config::Config;
-use facteur_daemon::{accept, systemd};
+use facteur_daemon::accept;
 use facteur_pop3_proto::{RespCode, Response};
 use std::sync::Arc;
 
 /// Runs facteur-pop3d until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
-    let listeners = accept::bind_listeners(&[
-        (false, "pop3", &cfg.pop3d.listen),
-        (true, "pop3s", &cfg.pop3d.listen_tls),
-    ])
+    let listeners = accept::bind_listeners(
+        &[
+            (false, "pop3", &cfg.pop3d.listen),
+            (true, "pop3s", &cfg.pop3d.listen_tls),
+        ],
+        "pop3d.listen or pop3d.listen_tls",
+    )
     .await?;
-    if listeners.is_empty() {
-        anyhow::bail!("no listener configured: set pop3d.listen or pop3d.listen_tls");
-    }
-    accept::reload_tls_on_hangup(ctx.tls.clone(), cfg.tls.cert.clone(), cfg.tls.key.clone())?;
-    systemd::ready();
+    accept::ready(ctx.tls.clone(), &cfg.tls)?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 

@@ -10,7 +10,6 @@ use crate::policy::Rates;
 use crate::{Context, Mode, session};
 use facteur_config::Config;
 use facteur_daemon::conn::Conn;
-use facteur_daemon::systemd;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,32 +23,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     // Socket activation: sockets the service manager passed under a
     // listener's name replace the configured addresses of that listener.
-    let listeners = facteur_daemon::accept::bind_listeners(&[
-        (Mode::Mx, Mode::Mx.as_str(), &cfg.smtpd.mx),
-        (
-            Mode::Submission,
-            Mode::Submission.as_str(),
-            &cfg.smtpd.submission,
-        ),
-        (
-            Mode::Submissions,
-            Mode::Submissions.as_str(),
-            &cfg.smtpd.submissions,
-        ),
-    ])
+    let listeners = facteur_daemon::accept::bind_listeners(
+        &[
+            (Mode::Mx, Mode::Mx.as_str(), &cfg.smtpd.mx),
+            (
+                Mode::Submission,
+                Mode::Submission.as_str(),
+                &cfg.smtpd.submission,
+            ),
+            (
+                Mode::Submissions,
+                Mode::Submissions.as_str(),
+                &cfg.smtpd.submissions,
+            ),
+        ],
+        "smtpd.mx, smtpd.submission or smtpd.submissions",
+    )
     .await?;
-    if listeners.is_empty() {
-        anyhow::bail!(
-            "no listener configured: set smtpd.mx, smtpd.submission or smtpd.submissions"
-        );
-    }
-    // SIGHUP: reload the certificate.
-    facteur_daemon::accept::reload_tls_on_hangup(
-        ctx.tls.clone(),
-        cfg.tls.cert.clone(),
-        cfg.tls.key.clone(),
-    )?;
-    systemd::ready();
+    facteur_daemon::accept::ready(ctx.tls.clone(), &cfg.tls)?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 
