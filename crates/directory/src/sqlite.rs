@@ -102,14 +102,12 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
 }
 
 fn domain_exists(tx: &Connection, domain: &str) -> Result<bool> {
-    tx.query_row(
-        "SELECT 1 FROM domains WHERE name = ?1",
-        [domain],
-        |_| Ok(()),
-    )
-    .optional()
-    .map(|o| o.is_some())
-    .map_err(db)
+    // Cached: asked for every RCPT and by qmgr for every recipient.
+    tx.prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
+        .and_then(|mut st| st.query_row([domain], |_| Ok(())))
+        .optional()
+        .map(|o| o.is_some())
+        .map_err(db)
 }
 
 impl SqliteDirectory {

@@ -156,7 +156,7 @@ pub fn check_deferred(ctx: &Context, id: &str, now: i64) -> Option<i64> {
 }
 
 /// Start-up: a file found in active/ was being handled by a previous qmgr.
-/// Warns when an attempt was in progress; puts it back in deferred/ when it
+/// Says when an attempt may have been in progress; puts it back in deferred/ when it
 /// had been tried and is not due yet (a stop between update and move).
 pub fn recover_active(ctx: &Context, id: &str, now: i64) {
     let qf = match ctx.spool.read(QueueName::Active, id) {
@@ -178,6 +178,13 @@ pub fn recover_active(ctx: &Context, id: &str, now: i64) {
         .filter(|r| !r.status.is_final() && in_progress(r))
         .map(|r| r.address.as_str())
         .collect();
+    if env.attempts == 0 && env.recipients.iter().any(|r| !r.status.is_final()) {
+        // First attempts are not marked (see `attempt`).
+        info!(
+            queue_id = %id,
+            "picked up before qmgr stopped; tried now (if its first attempt was under way, a duplicate delivery may follow)"
+        );
+    }
     if !marked.is_empty() {
         warn!(
             queue_id = %id,
@@ -301,9 +308,12 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                 }
             }
         }
-        if !lmtp.is_empty() || !remote.is_empty() {
-            // Mark the attempt, durably, so a restart knows a duplicate is
-            // possible.
+        if env.attempts > 0 && (!lmtp.is_empty() || !remote.is_empty()) {
+            // A retry: mark the attempt, durably, so a restart knows a
+            // duplicate is possible and retries at once instead of waiting
+            // for `next_attempt`. A first attempt is not marked (one
+            // fdatasync per message saved): a restart finds it in active/
+            // with `attempts == 0` and retries it at once anyway.
             let mut marked = env.clone();
             for &i in lmtp.iter().chain(&remote) {
                 let r = &mut marked.recipients[i];
@@ -377,6 +387,14 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
         env.attempts = env.attempts.saturating_add(1);
         let done = now();
         env.next_attempt = ctx.schedule.next_attempt(done, env.attempts);
+        if env.recipients.iter().all(|r| r.status.is_final()) {
+            // Every recipient is final: `finish` queues the DSN if one is
+            // due (fsynced) and removes the message, and saves this state
+            // only if it cannot. Not saving first spares an fdatasync per
+            // message; a crash in between retries the message (a
+            // duplicate, never a loss), as Postfix does.
+            return finish(&ctx, &id, &env, false).await;
+        }
         // Durable before anything else: this is what makes a delivery count.
         if !save(&ctx, &id, &env).await {
             return AttemptResult::default();
@@ -384,7 +402,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
     }
 
     if env.recipients.iter().all(|r| r.status.is_final()) {
-        return finish(&ctx, &id, &env).await;
+        return finish(&ctx, &id, &env, true).await;
     }
     let rescan = delay_notice(&ctx, &id, &mut env).await;
     let c = Arc::clone(&ctx);
@@ -541,8 +559,10 @@ async fn deliver_local(
     out
 }
 
-/// Every recipient is final: the DSN if one is due, then removal.
-async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope) -> AttemptResult {
+/// Every recipient is final: the DSN if one is due, then removal. When
+/// `saved` is false, `env` is saved if the message has to stay (so a retry
+/// does not deliver again).
+async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope, saved: bool) -> AttemptResult {
     let mut rescan = false;
     let bounced = env
         .recipients
@@ -563,6 +583,9 @@ async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope) -> AttemptResult {
             Ok(None) => {}
             Err(e) => {
                 error!(queue_id = %id, error = %e, "cannot create the bounce; the message stays in active/ and will be retried");
+                if !saved {
+                    save(ctx, id, env).await;
+                }
                 return AttemptResult::default();
             }
         }
@@ -571,7 +594,12 @@ async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope) -> AttemptResult {
     let i = id.to_string();
     match blocking(move || c.spool.discard(QueueName::Active, &i)).await {
         Ok(()) => info!(queue_id = %id, "removed"),
-        Err(e) => error!(queue_id = %id, error = %e, "cannot remove the queue file"),
+        Err(e) => {
+            error!(queue_id = %id, error = %e, "cannot remove the queue file");
+            if !saved {
+                save(ctx, id, env).await;
+            }
+        }
     }
     AttemptResult {
         next_attempt: None,

@@ -44,6 +44,11 @@ async fn local_delivery_and_alias_fan_out_exactly_once() {
         carol.contains("Delivered-To: carol+news@example.test"),
         "{carol}"
     );
+    // Delivered at the first attempt: no state was ever written (neither a
+    // state file nor one kept for reuse).
+    let state = root.cfg.paths.spool_dir.join("state");
+    let files: Vec<_> = walk(&state);
+    assert!(files.is_empty(), "state written: {files:?}");
     qmgr.stop().await;
     lmtpd.stop().await;
 }
@@ -320,4 +325,17 @@ async fn corrupt_file_goes_to_corrupt() {
     })
     .await;
     qmgr.stop().await;
+}
+
+/// Every file (not directory) under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }

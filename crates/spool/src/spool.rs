@@ -541,7 +541,9 @@ impl Spool {
     }
 
     /// Claims a kept queue file as `tmp_path` (a rename: of two processes
-    /// after the same file, one gets it) and opens it truncated.
+    /// after the same file, one gets it) and opens it for overwriting: not
+    /// truncated, so its blocks are rewritten in place instead of freed and
+    /// allocated again; `QueueWriter::commit` cuts it to its new length.
     fn reuse_queue_file(&self, tmp_path: &Path) -> Option<File> {
         let mut g = self
             .free_queue_files
@@ -556,7 +558,6 @@ impl Spool {
             if fs::rename(&free, tmp_path).is_ok() {
                 let f = OpenOptions::new()
                     .write(true)
-                    .truncate(true)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(tmp_path);
                 if f.is_err() {
@@ -1085,13 +1086,15 @@ mod free_state_tests {
     fn discarded_state_files_are_reused_and_never_leak_state() {
         let d = tempfile::tempdir().unwrap();
         let spool = Spool::open(d.path()).unwrap();
-        let commit = |rcpt: &str| {
+        let commit = |rcpt: &str, body_lines: usize| {
             let mut w = spool.create(QueueName::Incoming, &env_with(rcpt)).unwrap();
-            w.write_all(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+            w.write_all(b"Subject: x\r\n\r\n").unwrap();
+            w.write_all(&b"body\r\n".repeat(body_lines)).unwrap();
             w.commit().unwrap()
         };
-        // Message A is delivered: its state says so, then it is discarded.
-        let a = commit("a@x.test");
+        // Message A (longer than B) is delivered: its state says so, then
+        // it is discarded.
+        let a = commit("a@x.test", 5000);
         let mut qf = spool.read(QueueName::Incoming, &a).unwrap();
         qf.envelope.recipients[0].status = RcptStatus::Delivered;
         spool.update(QueueName::Incoming, &a, &qf.envelope).unwrap();
@@ -1100,7 +1103,7 @@ mod free_state_tests {
         let free = d.path().join(STATE_DIR).join(FREE_STATES);
         assert_eq!(fs::read_dir(&free).unwrap().count(), 1);
         // Message B has no state yet: A's old file must not speak for it.
-        let b = commit("b@x.test");
+        let b = commit("b@x.test", 1);
         let qb = spool.read(QueueName::Incoming, &b).unwrap();
         assert_eq!(qb.envelope.recipients[0].status, RcptStatus::Pending);
         // B's first update takes A's old file (no new inode)...
@@ -1116,7 +1119,7 @@ mod free_state_tests {
             Some("in progress")
         );
         // A's queue file was kept too, and B's creation above reused it:
-        // B reads back as itself.
+        // B reads back as itself, cut to its own length.
         let kept_q = d.path().join(TMP_DIR).join(FREE_STATES);
         assert_eq!(fs::read_dir(&kept_q).unwrap().count(), 0);
         let mut msg = Vec::new();
@@ -1135,6 +1138,10 @@ mod free_state_tests {
                 .address,
             "b@x.test"
         );
+        let b_len = fs::metadata(spool.path(QueueName::Incoming, &b).unwrap())
+            .unwrap()
+            .len();
+        assert!(b_len < 1000, "{b_len} bytes: A's tail is left");
         // A fresh Spool (a restarted qmgr) finds kept files again.
         spool.discard(QueueName::Incoming, &b).unwrap();
         let again = Spool::open(d.path()).unwrap();

@@ -65,6 +65,8 @@ impl QueueWriter {
         let end = self.len_offset + 4 + self.written;
         file.write_all_at(&END_RECORD, end)?;
         file.write_all_at(&len.to_be_bytes(), self.len_offset)?;
+        // A reused file (`Spool::create`) may be longer than this message.
+        file.set_len(end + END_RECORD.len() as u64)?;
         file.sync_all()?;
         let dir = self.spool.dir(self.queue);
         let dst = dir.join(&self.id);
