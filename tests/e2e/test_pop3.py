@@ -177,6 +177,34 @@ def test_sasl_plain_and_wrong_password(pop3):
     p.quit()
 
 
+def test_remembered_login_follows_password_changes(pop3):
+    """pop3d remembers a successful login (directory.login_cache_seconds,
+    on by default): a password change or a deleted user still takes effect
+    at the very next login."""
+    f = pop3
+
+    def login(pw):
+        p = poplib.POP3("127.0.0.1", f.pop3_port, timeout=30)
+        try:
+            p.user(ALICE)
+            p.pass_(pw)
+            return True
+        except poplib.error_proto:
+            return False
+        finally:
+            try:
+                p.quit()
+            except (poplib.error_proto, OSError):
+                pass
+
+    assert login("alice-pw") and login("alice-pw")  # the second one is remembered
+    f.ctl("user", "passwd", ALICE, stdin="alice-new-pw\n")
+    assert not login("alice-pw"), "the old password still works after passwd"
+    assert login("alice-new-pw")
+    f.ctl("user", "del", ALICE)
+    assert not login("alice-new-pw"), "a deleted user still logs in"
+
+
 def test_no_password_before_tls_then_stls_and_implicit_tls(pop3_strict):
     f = pop3_strict
     deliver(f, ALICE, [DOTTY])

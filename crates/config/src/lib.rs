@@ -123,6 +123,10 @@ pub struct Directory {
     /// Characters that separate a detail from the user (`user+tag@dom`).
     /// Empty turns the feature off.
     pub recipient_delimiter: String,
+    /// How long (seconds) a daemon remembers a successful login, so that
+    /// logging in again with the same password skips the password hash
+    /// (see `facteur_directory::LoginCache`). 0 turns it off.
+    pub login_cache_seconds: u64,
 }
 
 impl Default for Directory {
@@ -131,6 +135,7 @@ impl Default for Directory {
             backend: DirectoryBackend::Sqlite,
             path: "/var/lib/facteur/directory.sqlite".into(),
             recipient_delimiter: "+".into(),
+            login_cache_seconds: 600,
         }
     }
 }

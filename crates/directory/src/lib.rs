@@ -34,10 +34,12 @@
 //! time on unknown users so a client cannot probe which logins exist. The
 //! database file is created mode 0640 (daemons read it as group `facteur`).
 
+pub mod login_cache;
 pub mod password;
 pub mod resolve;
 pub mod sqlite;
 
+pub use login_cache::LoginCache;
 pub use resolve::{MAX_ALIAS_DEPTH, ResolveError, Target, authenticate, resolve};
 pub use sqlite::SqliteDirectory;
 

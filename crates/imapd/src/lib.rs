@@ -66,6 +66,8 @@ pub use server::run;
 pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
+    /// Recently verified logins (`directory.login_cache_seconds`).
+    pub logins: facteur_directory::LoginCache,
     pub store: Store,
     pub cfg: facteur_config::Imapd,
     pub tls: facteur_daemon::tls::TlsState,
@@ -129,6 +131,7 @@ impl Context {
             (!cfg.imapd.listen_tls.is_empty()).then_some("imapd.listen_tls"),
         )?;
         Ok(Context {
+            logins: facteur_directory::LoginCache::from_seconds(cfg.directory.login_cache_seconds),
             hostname,
             directory,
             store,

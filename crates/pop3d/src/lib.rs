@@ -62,6 +62,8 @@ pub use server::run;
 pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
+    /// Recently verified logins (`directory.login_cache_seconds`).
+    pub logins: facteur_directory::LoginCache,
     pub store: Store,
     pub cfg: facteur_config::Pop3d,
     pub tls: facteur_daemon::tls::TlsState,
@@ -87,6 +89,7 @@ impl Context {
             (!cfg.pop3d.listen_tls.is_empty()).then_some("pop3d.listen_tls"),
         )?;
         Ok(Context {
+            logins: facteur_directory::LoginCache::from_seconds(cfg.directory.login_cache_seconds),
             hostname,
             directory,
             store,

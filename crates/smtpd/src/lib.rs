@@ -65,6 +65,8 @@ impl Mode {
 pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
+    /// Recently verified logins (`directory.login_cache_seconds`).
+    pub logins: facteur_directory::LoginCache,
     pub spool: Spool,
     pub delimiters: String,
     pub cfg: facteur_config::Smtpd,
@@ -86,6 +88,7 @@ impl Context {
             (!cfg.smtpd.submissions.is_empty()).then_some("the submissions listener"),
         )?;
         Ok(Context {
+            logins: facteur_directory::LoginCache::from_seconds(cfg.directory.login_cache_seconds),
             hostname: cfg.hostname(),
             directory,
             spool,

@@ -356,7 +356,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let ctx = Arc::clone(&self.ctx);
         let login = user.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            facteur_directory::authenticate(ctx.directory.as_ref(), &login, &pass)
+            ctx.logins
+                .authenticate(ctx.directory.as_ref(), &login, &pass)
         })
         .await
         .ok()

@@ -157,7 +157,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let ctx = Arc::clone(&self.ctx);
         let name = login.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            facteur_directory::authenticate(ctx.directory.as_ref(), &name, &pass)
+            ctx.logins
+                .authenticate(ctx.directory.as_ref(), &name, &pass)
         })
         .await
         .map_err(|e| io::Error::other(format!("login task failed: {e}")))?;

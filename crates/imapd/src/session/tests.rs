@@ -80,6 +80,7 @@ fn fixture() -> Fixture {
         ..Default::default()
     };
     let ctx = Arc::new(Context {
+        logins: facteur_directory::LoginCache::disabled(),
         hostname: "mail.example.test".into(),
         directory: Arc::new(dir),
         store,

@@ -109,9 +109,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let ctx = Arc::clone(&self.ctx);
         let name = login.clone();
-        let user =
-            blocking(move || facteur_directory::authenticate(ctx.directory.as_ref(), &name, &pass))
-                .await?;
+        let user = blocking(move || {
+            ctx.logins
+                .authenticate(ctx.directory.as_ref(), &name, &pass)
+        })
+        .await?;
         let user = match user {
             Ok(Some(u)) => u,
             Ok(None) => {

@@ -71,6 +71,7 @@ fn fixture(timeout: u64) -> Fixture {
         ..Default::default()
     };
     let ctx = Arc::new(Context {
+        logins: facteur_directory::LoginCache::disabled(),
         hostname: "mail.example.test".into(),
         directory: Arc::new(dir),
         store,

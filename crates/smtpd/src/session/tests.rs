@@ -36,6 +36,7 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
         ..Default::default()
     };
     let ctx = Arc::new(Context {
+        logins: facteur_directory::LoginCache::disabled(),
         hostname: "mx.example.test".into(),
         directory: Arc::new(dir),
         spool: Spool::open(&tmp.path().join("spool")).unwrap(),

@@ -1,0 +1,298 @@
+//! Recently verified logins, kept in memory so that a client that logs in
+//! again (a phone polling, Thunderbird opening one connection per folder)
+//! does not pay the password hash again: SHA512-CRYPT or argon2 costs
+//! milliseconds of CPU per login, the same order as everything else an IMAP
+//! visit does.
+//!
+//! What is kept, per login, for `ttl` after the last *successful*
+//! verification: a SHA-256 tag of (a random key made at start-up, the stored
+//! hash string, the password), never the password. A later login hits only
+//! if the directory still holds the same stored hash (a password change or a
+//! deleted user misses at once) and the password gives the same tag; any
+//! other login runs the full verification, so a wrong password costs what it
+//! always did, and failures are never cached. The map is bounded
+//! (`max_entries`; expired entries are swept when it is full, then the whole
+//! map is dropped if that is not enough).
+//!
+//! The trade-off, documented for administrators (`directory.login_cache_seconds`,
+//! 0 turns it off): someone who can read the daemon's memory could test
+//! password guesses against a tag at SHA-256 speed instead of the stored
+//! hash's. Such a reader also sees the passwords of the logins happening at
+//! that moment.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::password::constant_time_eq;
+use crate::resolve::authenticate;
+use crate::{Directory, Result, UserRecord};
+
+struct Entry {
+    tag: [u8; 32],
+    until: Instant,
+}
+
+/// See the module documentation.
+pub struct LoginCache {
+    key: [u8; 32],
+    ttl: Duration,
+    max_entries: usize,
+    map: Mutex<HashMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for LoginCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginCache")
+            .field("ttl", &self.ttl)
+            .field("max_entries", &self.max_entries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoginCache {
+    /// The bound the daemons use: far more users than one server logs in
+    /// within `ttl`, about 1 MiB of memory.
+    pub const MAX_ENTRIES: usize = 10_000;
+
+    /// The daemons' cache: `directory.login_cache_seconds`.
+    pub fn from_seconds(seconds: u64) -> Self {
+        Self::new(Duration::from_secs(seconds), Self::MAX_ENTRIES)
+    }
+
+    /// A cache keeping successful logins for `ttl` (zero: nothing is kept)
+    /// and at most `max_entries` of them.
+    pub fn new(ttl: Duration, max_entries: usize) -> Self {
+        LoginCache {
+            key: rand::random(),
+            ttl,
+            max_entries,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A cache that keeps nothing.
+    pub fn disabled() -> Self {
+        Self::new(Duration::ZERO, 0)
+    }
+
+    fn enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.max_entries > 0
+    }
+
+    fn tag(&self, stored: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.key);
+        // Lengths first: no two (stored, password) pairs feed the same bytes.
+        h.update((stored.len() as u64).to_be_bytes());
+        h.update(stored.as_bytes());
+        h.update((password.len() as u64).to_be_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// [`authenticate`], skipping the password hash when this login
+    /// succeeded with the same password and stored hash within `ttl`.
+    pub fn authenticate(
+        &self,
+        dir: &dyn Directory,
+        login: &str,
+        password: &str,
+    ) -> Result<Option<UserRecord>> {
+        if !self.enabled() || password.is_empty() {
+            return authenticate(dir, login, password);
+        }
+        // The directory is asked every time: a changed or removed user is
+        // seen at once.
+        let Ok(addr) = crate::check_address(login) else {
+            return authenticate(dir, login, password);
+        };
+        let key = addr.key();
+        if let Some(user) = dir.get_user(&addr.to_string())? {
+            let tag = self.tag(&user.password_hash, password);
+            let now = Instant::now();
+            let hit = self
+                .lock()
+                .get(&key)
+                .is_some_and(|e| e.until > now && constant_time_eq(&e.tag, &tag));
+            if hit {
+                return Ok(Some(user));
+            }
+        }
+        let verified = authenticate(dir, login, password)?;
+        if let Some(user) = &verified {
+            let tag = self.tag(&user.password_hash, password);
+            let now = Instant::now();
+            let mut map = self.lock();
+            if map.len() >= self.max_entries && !map.contains_key(&key) {
+                map.retain(|_, e| e.until > now);
+                if map.len() >= self.max_entries {
+                    map.clear();
+                }
+            }
+            map.insert(
+                key,
+                Entry {
+                    tag,
+                    until: now + self.ttl,
+                },
+            );
+        }
+        Ok(verified)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many logins are kept (tests).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no login is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::SqliteDirectory;
+
+    fn dir() -> SqliteDirectory {
+        let d = SqliteDirectory::open_in_memory().unwrap();
+        d.add_domain("example.test").unwrap();
+        d.add_user("alice@example.test", "{PLAIN}right", 0, 0)
+            .unwrap();
+        d
+    }
+
+    #[test]
+    fn hits_only_the_same_password_and_stored_hash() {
+        let d = dir();
+        let c = LoginCache::new(Duration::from_secs(60), 10);
+        assert!(
+            c.authenticate(&d, "alice@example.test", "wrong")
+                .unwrap()
+                .is_none()
+        );
+        assert!(c.is_empty(), "failures are not kept");
+        assert!(
+            c.authenticate(&d, "Alice@Example.test", "right")
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(c.len(), 1);
+        // A hit: same login (any case), same password.
+        assert!(
+            c.authenticate(&d, "alice@example.test", "right")
+                .unwrap()
+                .is_some()
+        );
+        // A wrong password never hits.
+        assert!(
+            c.authenticate(&d, "alice@example.test", "righ")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            c.authenticate(&d, "alice@example.test", "")
+                .unwrap()
+                .is_none()
+        );
+        // A password change is seen at once: the old one no longer works.
+        d.set_password_hash("alice@example.test", "{PLAIN}new")
+            .unwrap();
+        assert!(
+            c.authenticate(&d, "alice@example.test", "right")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            c.authenticate(&d, "alice@example.test", "new")
+                .unwrap()
+                .is_some()
+        );
+        // A deleted user is refused at once.
+        d.delete_user("alice@example.test").unwrap();
+        assert!(
+            c.authenticate(&d, "alice@example.test", "new")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_hit_skips_the_verification() {
+        // An entry planted for the current stored hash answers for a
+        // password the verifier would refuse: the verification was skipped.
+        // One planted for another stored hash does not answer.
+        let d = dir();
+        let c = LoginCache::new(Duration::from_secs(60), 10);
+        let tag = c.tag("{PLAIN}right", "planted");
+        c.lock().insert(
+            "alice@example.test".into(),
+            Entry {
+                tag,
+                until: Instant::now() + Duration::from_secs(60),
+            },
+        );
+        assert!(
+            c.authenticate(&d, "alice@example.test", "planted")
+                .unwrap()
+                .is_some(),
+            "the cache answered"
+        );
+        let tag = c.tag("{PLAIN}other", "planted2");
+        c.lock().insert(
+            "alice@example.test".into(),
+            Entry {
+                tag,
+                until: Instant::now() + Duration::from_secs(60),
+            },
+        );
+        assert!(
+            c.authenticate(&d, "alice@example.test", "planted2")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn expiry_bound_and_disabled() {
+        let d = dir();
+        let c = LoginCache::new(Duration::from_millis(1), 10);
+        c.authenticate(&d, "alice@example.test", "right").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let tag = c.tag("{PLAIN}right", "planted");
+        c.lock().insert(
+            "alice@example.test".into(),
+            Entry {
+                tag,
+                until: Instant::now() - Duration::from_millis(1),
+            },
+        );
+        assert!(
+            c.authenticate(&d, "alice@example.test", "planted")
+                .unwrap()
+                .is_none(),
+            "expired entries do not answer"
+        );
+        let off = LoginCache::disabled();
+        off.authenticate(&d, "alice@example.test", "right").unwrap();
+        assert!(off.is_empty());
+        // Bounded: a full map makes room.
+        let small = LoginCache::new(Duration::from_secs(60), 1);
+        d.add_user("bob@example.test", "{PLAIN}b", 0, 0).unwrap();
+        small
+            .authenticate(&d, "alice@example.test", "right")
+            .unwrap();
+        small.authenticate(&d, "bob@example.test", "b").unwrap();
+        assert_eq!(small.len(), 1);
+    }
+}
