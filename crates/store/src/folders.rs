@@ -147,13 +147,39 @@ impl UserInner {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` inside `BEGIN IMMEDIATE` ... `COMMIT` (rolled back on error).
+    /// Runs `f` inside `BEGIN IMMEDIATE` ... `COMMIT` (rolled back on
+    /// error); the commit is fsynced (`synchronous=FULL`).
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let t = f(&tx)?;
         tx.commit()?;
         Ok(t)
+    }
+
+    /// [`UserInner::write`] whose commit is not fsynced
+    /// (`synchronous=NORMAL` for this one transaction): for flag changes
+    /// only. A killed process loses nothing (the WAL is written before
+    /// COMMIT returns); a power failure may undo the last flag changes
+    /// before the next fsynced commit or checkpoint, as with Dovecot's
+    /// default `mail_fsync = optimized`. Never for a change that gives out
+    /// UIDs or removes messages.
+    pub fn write_unsynced<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let t = f(&tx)?;
+            tx.commit()?;
+            Ok(t)
+        })();
+        if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+            // Never leave the connection unsynced for the next writer:
+            // replace it (a fresh one starts FULL) or refuse.
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot restore synchronous=FULL; reopening the index");
+            *conn = crate::index::open(&self.dir)?;
+        }
+        result
     }
 }
 

@@ -5,7 +5,8 @@
 //! load of a mailbox's messages. Needs rusqlite (bundled SQLite).
 //!
 //! Guarantees: WAL journal, `synchronous=FULL` (a UID assignment that was
-//! reported is on disk: losing one could let a UID be given twice), a 5 s
+//! reported is on disk: losing one could let a UID be given twice; flag
+//! changes alone commit unsynced, see `UserInner::write_unsynced`), a 5 s
 //! busy timeout, `PRAGMA user_version` = [`VERSION`]. Writers use
 //! `BEGIN IMMEDIATE`, so writers of all processes serialize on the database
 //! lock, which is also the lock that makes a scan of `cur/` atomic.

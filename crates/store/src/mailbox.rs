@@ -174,6 +174,31 @@ impl Mailbox {
         })
     }
 
+    /// [`Mailbox::write`], not fsynced (see `UserInner::write_unsynced`),
+    /// unless `f` gave out UIDs (a scan found new files): then a durable
+    /// commit follows before this returns, so no UID anyone may see can be
+    /// lost.
+    fn write_unsynced<T>(
+        &self,
+        f: impl FnOnce(&Connection, &mut MailboxRow) -> Result<T>,
+    ) -> Result<T> {
+        let mut gave_uids = false;
+        let t = self.user.write_unsynced(|tx| {
+            let mut row = locked_row(tx, &self.name, self.id)?;
+            let uidnext = row.uidnext;
+            let t = f(tx, &mut row)?;
+            gave_uids = row.uidnext != uidnext;
+            index::update_row(tx, &row)?;
+            Ok(t)
+        })?;
+        if gave_uids {
+            // Rewrites the row (a WAL frame), committed with fsync: the
+            // WAL, up to and with the commit above, is on disk.
+            self.write(|_, _| Ok(()))?;
+        }
+        Ok(t)
+    }
+
     /// The mailbox's Maildir directory (watched by IDLE for changes made
     /// by other processes).
     pub fn dir(&self) -> &Path {
@@ -242,7 +267,9 @@ impl Mailbox {
         unchanged_since: Option<u64>,
     ) -> Result<StoreFlagsResult> {
         let mut changes: Vec<(u32, String, Flags, u64)> = Vec::new();
-        let result = self.write(|tx, row| {
+        // Not fsynced: flag changes are not worth a disk flush each (the
+        // Maildir renames that carry them are not fsynced either).
+        let result = self.write_unsynced(|tx, row| {
             let mut res = StoreFlagsResult::default();
             'each: for &uid in uids {
                 // Twice at most: a file renamed behind our back makes us

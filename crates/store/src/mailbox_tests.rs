@@ -1,7 +1,7 @@
 //! Tests of Mailbox and sync (kept apart from mailbox.rs for its length).
 
 use super::*;
-use crate::{ANSWERED, DELETED, FLAGGED, Quota, SEEN, Store, StoreConfig, UserStore};
+use crate::{ANSWERED, DELETED, DRAFT, FLAGGED, Quota, SEEN, Store, StoreConfig, UserStore};
 use std::path::Path;
 
 const USER: &str = "u@x.test";
@@ -154,6 +154,29 @@ fn external_tool_changes_are_noticed() {
     )
     .unwrap();
     assert_eq!(mb.read_message(1).unwrap(), b"a\r\n");
+    // STORE commits without fsync, and leaves the connection fsyncing
+    // (synchronous=FULL, 2) for the next writer.
+    let sync_level = |us: &UserStore| -> i64 {
+        us.inner
+            .conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(sync_level(&us), 2);
+    // A STORE whose retry scan gives a UID to a new file: the UID is kept.
+    deliver(&s, "c\r\n");
+    fs::rename(
+        cur.join(format!("{base}:2,R")),
+        cur.join(format!("{base}:2,FR")),
+    )
+    .unwrap();
+    let r = mb
+        .store_flags(&[1], FlagOp::Add, &Flags::system(DRAFT), None)
+        .unwrap();
+    assert_eq!(r.updated, [1]);
+    assert_eq!(sync_level(&us), 2);
+    let again = us.select("INBOX").unwrap();
+    assert_eq!(uids(&again), [1, 3, 4]);
 }
 
 #[test]
