@@ -57,6 +57,28 @@ fn now_ns() -> i64 {
         .as_nanos() as i64
 }
 
+/// What a scan needs of a new file.
+struct FileTimes {
+    mtime: i64,
+    mtime_ns: i64,
+    len: u64,
+}
+
+/// `fstatat(dir, name)`, following a symlink as `fs::metadata` does.
+fn stat_at(dir: &fs::File, name: &str) -> io::Result<FileTimes> {
+    use std::os::fd::AsRawFd;
+    let st = nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, nix::fcntl::AtFlags::empty())
+        .map_err(io::Error::from)?;
+    Ok(FileTimes {
+        mtime: st.st_mtime,
+        mtime_ns: st
+            .st_mtime
+            .saturating_mul(1_000_000_000)
+            .saturating_add(st.st_mtime_nsec),
+        len: u64::try_from(st.st_size).unwrap_or(0),
+    })
+}
+
 /// The mtimes of `cur/` and `new/`.
 fn dir_mtimes(dir: &Path) -> io::Result<(i64, i64)> {
     Ok((
@@ -162,13 +184,18 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
             }
         }
     }
-    // Files unknown to the index: new messages.
-    let mut fresh: Vec<(i64, &str, fs::Metadata)> = Vec::with_capacity(on_disk.len());
-    for name in on_disk.into_values() {
-        match fs::metadata(cur.join(name)) {
-            Ok(m) => fresh.push((mtime_ns(&m), name, m)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+    // Files unknown to the index: new messages. Their mtimes come from
+    // fstatat on one descriptor of cur/ (a first SELECT of a big mailbox
+    // stats every file: a path walk each was most of its time).
+    let mut fresh: Vec<(i64, &str, FileTimes)> = Vec::with_capacity(on_disk.len());
+    if !on_disk.is_empty() {
+        let cur_fd = fs::File::open(&cur)?;
+        for name in on_disk.into_values() {
+            match stat_at(&cur_fd, name) {
+                Ok(t) => fresh.push((t.mtime_ns, name, t)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     fresh.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
@@ -178,7 +205,7 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
         let Some(p) = parse_file_name(name) else {
             continue;
         };
-        let disk_size = p.disk_size.unwrap_or(meta.len());
+        let disk_size = p.disk_size.unwrap_or(meta.len);
         let size = match p.crlf_size {
             Some(w) => w,
             None => match crlf_size_of(&cur.join(name), &mut buf) {
@@ -202,7 +229,7 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
                 modseq,
                 size,
                 disk_size,
-                internal_date: meta.mtime(),
+                internal_date: meta.mtime,
             },
         )?;
         changed = true;
