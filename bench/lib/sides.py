@@ -48,7 +48,7 @@ class FacteurSide:
             cmd += ["--config", str(self.root / "facteur.toml")]
         return run(cmd + list(args), input=stdin)
 
-    def setup(self, users, password, scheme="sha512-crypt"):
+    def setup(self, users, password, scheme="sha512-crypt", login_cache_seconds=None):
         """Creates the users; returns {user: stored hash} for the peer.
         `scheme`: argon2id (facteurctl's own hashes, facteur's default),
         sha512-crypt or plain (one hash made by `doveadm pw`, stored for
@@ -75,6 +75,8 @@ class FacteurSide:
             cfg = set_key(cfg, "imapd", "allow_plaintext_auth_on_loopback", "true")
             cfg = set_key(cfg, "imapd", "max_connections", "30000")
             cfg = set_key(cfg, "imapd", "max_connections_per_ip", "30000")
+        if login_cache_seconds is not None:
+            cfg = set_key(cfg, "directory", "login_cache_seconds", str(login_cache_seconds))
         cfg = cfg.replace('socket_mode = "0660"', 'socket_mode = "0666"')
         (self.root / "facteur.toml").write_text(cfg)
         self.ctl("config", "check")
