@@ -211,6 +211,11 @@ fn until(at: i64) -> Duration {
     Duration::from_secs(u64::try_from(at.saturating_sub(now())).unwrap_or(0))
 }
 
+/// How often the spool is swept of what crashes left, and how old such a
+/// file must be (no writer keeps a temporary file open for a day).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+const SWEEP_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// Runs the scheduler until `shutdown` resolves.
 pub async fn serve(
     ctx: Arc<Context>,
@@ -240,11 +245,27 @@ pub async fn serve(
     let mut tasks: JoinSet<(String, queue::AttemptResult)> = JoinSet::new();
     let mut scan_now = true;
     let mut deadline = tokio::time::Instant::now();
+    let mut next_sweep = tokio::time::Instant::now();
     let mut buf = [0u8; 64];
     tokio::pin!(shutdown);
     loop {
         if scan_now {
             scan_now = false;
+            if tokio::time::Instant::now() >= next_sweep {
+                // What crashes left behind (temporary files, orphan state
+                // files), at start-up and then every hour.
+                next_sweep = tokio::time::Instant::now() + SWEEP_EVERY;
+                let c = Arc::clone(&ctx);
+                tokio::task::spawn_blocking(move || {
+                    let n = c.spool.sweep(SWEEP_AGE);
+                    if n > 0 {
+                        info!(
+                            removed = n,
+                            "removed files left by crashes (older than a day) from the spool"
+                        );
+                    }
+                });
+            }
             let c = Arc::clone(&ctx);
             let found = tokio::task::spawn_blocking(move || scan(&c))
                 .await
