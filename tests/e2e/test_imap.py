@@ -747,6 +747,32 @@ def test_search_every_kind_of_key(imap):
 # STORE, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT
 
 
+def test_delivered_mail_internaldate_read_when_asked(imap):
+    """Delivered files carry their size in their names, so the first SELECT
+    does not stat them: INTERNALDATE (the file's mtime) is read when a FETCH
+    or a SEARCH by date first needs it, and kept."""
+    f = imap
+    deliver(f, ALICE, [crlf(f"Subject: d{k}\n\nbody {k}\n") for k in range(3)])
+    new = f.root / "mail" / "example.test" / "alice" / "new"
+    wait_for(lambda: len(os.listdir(new)) == 3, 10, "three deliveries")
+    # Deliveries 1, 2, 3 dated 1 Feb, 1 Mar, 1 Apr 2025 (noon UTC).
+    for name, ts in zip(sorted(os.listdir(new)), (1738411200, 1740830400, 1743508800)):
+        os.utime(new / name, (ts, ts))
+    c = login(f)
+    ok(c.select("INBOX"))
+    assert ok(c.search(None, "BEFORE", "15-Feb-2025"))[0] == b"1"
+    assert ok(c.search(None, "SINCE", "15-Feb-2025"))[0] == b"2 3"
+    data = ok(c.fetch("1:3", "(INTERNALDATE)"))
+    dates = [imaplib.Internaldate2tuple(d) for d in data]
+    assert [time.strftime("%Y-%m-%d", t) for t in dates] == ["2025-02-01", "2025-03-01", "2025-04-01"], data
+    c.logout()
+    # A new session (the dates now come from the index or the shared view).
+    c = login(f)
+    ok(c.select("INBOX"))
+    assert ok(c.search(None, "ON", "1-Mar-2025"))[0] == b"2"
+    c.logout()
+
+
 def test_store_copy_move_expunge_close_unselect(imap):
     f = imap
     deliver(f, ALICE, [crlf(f"Subject: m{i}\n\nbody {i}\n") for i in range(1, 7)])

@@ -247,6 +247,9 @@ pub enum FlagOp {
     Replace,
 }
 
+/// [`MessageMeta::internal_date`] not looked up yet.
+pub const UNKNOWN_DATE: i64 = i64::MIN;
+
 /// A message as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {
@@ -255,7 +258,10 @@ pub struct MessageMeta {
     pub modseq: u64,
     /// Size in CRLF form.
     pub size: u64,
-    /// Unix seconds: the file's mtime when the index first saw it.
+    /// Unix seconds: the file's mtime, or [`UNKNOWN_DATE`] until someone
+    /// asks for it ([`Mailbox::resolve_dates`]): a scan that finds new
+    /// files does not stat them (the first SELECT of a big Maildir would
+    /// stat every file).
     pub internal_date: i64,
     /// The file's name in `cur/` when last seen.
     pub file_name: String,

@@ -552,6 +552,71 @@ impl Mailbox {
         Ok(gone)
     }
 
+    /// Reads the internal dates (file mtimes) still unknown among `uids`
+    /// (every message of the view with `None`; see
+    /// [`MessageMeta::internal_date`]) and records them in the index (not
+    /// fsynced: they can be read again) and in this view. A message gone
+    /// meanwhile keeps [`crate::UNKNOWN_DATE`].
+    pub fn resolve_dates(&mut self, uids: Option<&[u32]>) -> Result<()> {
+        let unknown = |m: &MessageMeta| m.internal_date == crate::UNKNOWN_DATE;
+        let todo: Vec<usize> = match uids {
+            Some(u) => u
+                .iter()
+                .filter_map(|&uid| self.position(uid))
+                .filter(|&i| unknown(&self.messages[i]))
+                .collect(),
+            None => (0..self.messages.len())
+                .filter(|&i| unknown(&self.messages[i]))
+                .collect(),
+        };
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let cur = File::open(self.dir.join("cur"))?;
+        let mut found: Vec<(usize, i64)> = Vec::with_capacity(todo.len());
+        for i in todo {
+            let m = &self.messages[i];
+            let mtime = match sync::stat_at(&cur, &m.file_name) {
+                Ok(t) => t.mtime,
+                // Renamed by someone else: find it again.
+                Err(e) if is_not_found(&e) => match self.open_file(m.uid) {
+                    Ok(f) => {
+                        use std::os::unix::fs::MetadataExt;
+                        f.metadata()?.mtime()
+                    }
+                    Err(StoreError::NoSuchMessage(_)) => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e.into()),
+            };
+            found.push((i, mtime));
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(u32, i64)> = found
+            .iter()
+            .map(|&(i, t)| (self.messages[i].uid, t))
+            .collect();
+        let id = self.id;
+        self.user.write_unsynced(|tx| {
+            let mut st = tx.prepare_cached(
+                "UPDATE messages SET internal_date = ?3
+                 WHERE mailbox = ?1 AND uid = ?2 AND internal_date = ?4",
+            )?;
+            for (uid, t) in &rows {
+                st.execute(rusqlite::params![id, uid, t, crate::UNKNOWN_DATE])?;
+            }
+            Ok(())
+        })?;
+        let msgs = Arc::make_mut(&mut self.messages);
+        for (i, t) in found {
+            msgs[i].internal_date = t;
+        }
+        self.user.shared.views.fill_dates(&self.dir, &rows);
+        Ok(())
+    }
+
     /// The file of message `uid`, following a rename by another process.
     fn open_file(&self, uid: u32) -> Result<File> {
         let cur = self.dir.join("cur");

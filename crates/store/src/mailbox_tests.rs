@@ -535,3 +535,74 @@ fn cached_views_are_shared_and_never_stale() {
     let other = s.open_user(USER, Quota::default()).unwrap();
     assert_eq!(uids(&other.select("INBOX").unwrap()), [1, 2, 3, 4]);
 }
+
+#[test]
+fn internal_dates_are_read_when_asked_and_kept() {
+    let (d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    deliver(&s, "b\r\n");
+    let new = d.path().join("x.test/u/new");
+    let when = |secs: i64| UNIX_EPOCH_PLUS(secs as u64);
+    for (k, n) in names(&new).iter().enumerate() {
+        File::options()
+            .write(true)
+            .open(new.join(n))
+            .unwrap()
+            .set_modified(when(1_000_000_000 + k as i64 * 86_400))
+            .unwrap();
+    }
+    // The scan gives UIDs without reading the dates (the names carry S=).
+    let mut mb = us.select("INBOX").unwrap();
+    assert!(
+        mb.messages()
+            .iter()
+            .all(|m| m.internal_date == crate::UNKNOWN_DATE)
+    );
+    // Message 2 is renamed by another tool before anyone asks: followed.
+    let cur = d.path().join("x.test/u/cur");
+    let m2 = mb.messages()[1].file_name.clone();
+    let base = m2.split(':').next().unwrap().to_owned();
+    fs::rename(cur.join(&m2), cur.join(format!("{base}:2,S"))).unwrap();
+    mb.resolve_dates(Some(&[1])).unwrap();
+    assert_eq!(mb.messages()[0].internal_date, 1_000_000_000);
+    assert_eq!(mb.messages()[1].internal_date, crate::UNKNOWN_DATE);
+    mb.resolve_dates(None).unwrap();
+    assert_eq!(mb.messages()[1].internal_date, 1_000_000_000 + 86_400);
+    // Kept: a new handle knows them without asking, from the cached view
+    // (the handle above is still open and shares it)...
+    let again = us.select("INBOX").unwrap();
+    let dates: Vec<i64> = again.messages().iter().map(|m| m.internal_date).collect();
+    assert_eq!(dates, [1_000_000_000, 1_000_000_000 + 86_400]);
+    // ...and from the index, in another process.
+    drop((mb, again));
+    let fresh = s.open_user(USER, Quota::default()).unwrap();
+    let conn = fresh.inner.conn();
+    let stored: Vec<i64> = conn
+        .prepare("SELECT internal_date FROM messages ORDER BY uid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(stored, [1_000_000_000, 1_000_000_000 + 86_400]);
+    drop(conn);
+    // The shared view got the dates too: with the index's copy wiped, a
+    // new handle on the same view still knows them.
+    deliver(&s, "c\r\n");
+    let mut mb = us.select("INBOX").unwrap();
+    assert_eq!(mb.messages()[2].internal_date, crate::UNKNOWN_DATE);
+    mb.resolve_dates(None).unwrap();
+    us.inner
+        .conn()
+        .execute(
+            "UPDATE messages SET internal_date = ?1 WHERE uid = 3",
+            [crate::UNKNOWN_DATE],
+        )
+        .unwrap();
+    let other = us.select("INBOX").unwrap();
+    assert_eq!(
+        other.messages()[2].internal_date,
+        mb.messages()[2].internal_date
+    );
+    assert_ne!(other.messages()[2].internal_date, crate::UNKNOWN_DATE);
+}

@@ -12,7 +12,10 @@
 //! 2. UIDs are given only here and in APPEND/COPY/MOVE, always from the
 //!    mailbox row's `uidnext`, which only grows, inside the write lock; so no
 //!    UID is given twice or reused, whichever process syncs. New files get
-//!    UIDs in a stable order: mtime, then name.
+//!    UIDs in a stable order: by the delivery time their names start with
+//!    (`<secs>.M<usec>`), then by name. Their mtimes (internal dates) are not read here when
+//!    the name gives the size: `Mailbox::resolve_dates` reads them when
+//!    asked.
 //! 3. Every change that a client can see (new message, expunge, flags)
 //!    takes a modseq above the mailbox's previous HIGHESTMODSEQ, and an
 //!    expunged UID leaves a tombstone with its modseq (for QRESYNC VANISHED).
@@ -57,24 +60,37 @@ fn now_ns() -> i64 {
         .as_nanos() as i64
 }
 
-/// What a scan needs of a new file.
-struct FileTimes {
-    mtime: i64,
-    mtime_ns: i64,
+/// The delivery time a Maildir name starts with: `<secs>.M<usec>...`
+/// (ours, Dovecot's) or `<secs>.<anything>` (usec 0); (0, 0) for a name
+/// without one. Numbers, so that `M99` sorts before `M100`.
+fn name_time(name: &str) -> (u64, u64) {
+    fn digits(s: &str) -> (Option<u64>, &str) {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        (s[..end].parse::<u64>().ok(), &s[end..])
+    }
+    let (Some(secs), rest) = digits(name) else {
+        return (0, 0);
+    };
+    let usec = rest
+        .strip_prefix(".M")
+        .and_then(|r| digits(r).0)
+        .unwrap_or(0);
+    (secs, usec)
+}
+
+/// What a scan needs of a new file whose name lacks its size.
+pub(crate) struct FileTimes {
+    pub mtime: i64,
     len: u64,
 }
 
 /// `fstatat(dir, name)`, following a symlink as `fs::metadata` does.
-fn stat_at(dir: &fs::File, name: &str) -> io::Result<FileTimes> {
+pub(crate) fn stat_at(dir: &fs::File, name: &str) -> io::Result<FileTimes> {
     use std::os::fd::AsRawFd;
     let st = nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, nix::fcntl::AtFlags::empty())
         .map_err(io::Error::from)?;
     Ok(FileTimes {
         mtime: st.st_mtime,
-        mtime_ns: st
-            .st_mtime
-            .saturating_mul(1_000_000_000)
-            .saturating_add(st.st_mtime_nsec),
         len: u64::try_from(st.st_size).unwrap_or(0),
     })
 }
@@ -184,28 +200,33 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
             }
         }
     }
-    // Files unknown to the index: new messages. Their mtimes come from
-    // fstatat on one descriptor of cur/ (a first SELECT of a big mailbox
-    // stats every file: a path walk each was most of its time).
-    let mut fresh: Vec<(i64, &str, FileTimes)> = Vec::with_capacity(on_disk.len());
-    if !on_disk.is_empty() {
-        let cur_fd = fs::File::open(&cur)?;
-        for name in on_disk.into_values() {
-            match stat_at(&cur_fd, name) {
-                Ok(t) => fresh.push((t.mtime_ns, name, t)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    fresh.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    // Files unknown to the index: new messages, in name order. Only a
+    // name without its size (S=) costs a stat (fstatat on one descriptor
+    // of cur/, no path walk); the internal date is left unknown otherwise.
+    let mut fresh: Vec<((u64, u64), &str)> =
+        on_disk.into_values().map(|n| (name_time(n), n)).collect();
+    fresh.sort_unstable();
+    let mut cur_fd: Option<fs::File> = None;
     // One read buffer for every file that has to be read (no W= size).
     let mut buf = Vec::new();
-    for (_, name, meta) in fresh {
+    for (_, name) in fresh {
         let Some(p) = parse_file_name(name) else {
             continue;
         };
-        let disk_size = p.disk_size.unwrap_or(meta.len);
+        let (disk_size, internal_date) = match p.disk_size {
+            Some(d) => (d, crate::UNKNOWN_DATE),
+            None => {
+                let fd = match &cur_fd {
+                    Some(fd) => fd,
+                    None => cur_fd.insert(fs::File::open(&cur)?),
+                };
+                match stat_at(fd, name) {
+                    Ok(t) => (t.len, t.mtime),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
         let size = match p.crlf_size {
             Some(w) => w,
             None => match crlf_size_of(&cur.join(name), &mut buf) {
@@ -229,7 +250,7 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
                 modseq,
                 size,
                 disk_size,
-                internal_date: meta.mtime,
+                internal_date,
             },
         )?;
         changed = true;
@@ -274,5 +295,33 @@ fn clean_tmp(dir: &Path) {
         {
             let _ = fs::remove_file(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_time;
+
+    #[test]
+    fn names_sort_by_their_delivery_time() {
+        assert_eq!(name_time("1700000000.M99P1Q2R3.h,S=1"), (1_700_000_000, 99));
+        assert_eq!(name_time("1700000000.M100P1.h"), (1_700_000_000, 100));
+        assert_eq!(name_time("1700000000.12345_1.courier"), (1_700_000_000, 0));
+        assert_eq!(name_time("foreign"), (0, 0));
+        assert_eq!(name_time("99999999999999999999999.M1"), (0, 0));
+        let mut v = [
+            "1700000000.M100P1.h",
+            "1700000000.M99P1.h",
+            "1600000000.M5.h",
+        ];
+        v.sort_unstable_by_key(|n| (name_time(n), *n));
+        assert_eq!(
+            v,
+            [
+                "1600000000.M5.h",
+                "1700000000.M99P1.h",
+                "1700000000.M100P1.h"
+            ]
+        );
     }
 }

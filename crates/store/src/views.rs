@@ -50,6 +50,20 @@ impl Views {
         Some(Arc::clone(&v.messages))
     }
 
+    /// Records internal dates read since the view of `dir` was cached
+    /// (`Mailbox::resolve_dates`). A message's date never changes, so they
+    /// hold in whichever view has the UID.
+    pub fn fill_dates(&self, dir: &Path, dates: &[(u32, i64)]) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = g.0.get_mut(dir) else { return };
+        let msgs = Arc::make_mut(&mut v.messages);
+        for &(uid, date) in dates {
+            if let Ok(i) = msgs.binary_search_by_key(&uid, |m| m.uid) {
+                msgs[i].internal_date = date;
+            }
+        }
+    }
+
     /// Remembers the view of `dir` for `key`.
     pub fn put(&self, dir: &Path, key: (i64, u32, u64), messages: &Arc<Vec<MessageMeta>>) {
         if messages.len() > MAX_MESSAGES / 4 {

@@ -13,7 +13,7 @@
 use super::{Flow, Session, WRITE_CHUNK, blocking, write_flags};
 use facteur_imap_message::{BinaryError, Message};
 use facteur_imap_proto::{FetchAttr, SectionText, SequenceSet, encode, section_label};
-use facteur_store::{FlagOp, Flags, SEEN, StoreError};
+use facteur_store::{FlagOp, Flags, SEEN, StoreError, UNKNOWN_DATE};
 use std::io::{self, Write as _};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -120,6 +120,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
         }
+        // Internal dates a scan left unknown: read them now, in one go.
+        if attrs.contains(&FetchAttr::InternalDate) {
+            let msgs = sel.mb.messages();
+            let unknown: Vec<u32> = positions
+                .iter()
+                .map(|&i| &msgs[i])
+                .filter(|m| m.internal_date == UNKNOWN_DATE)
+                .map(|m| m.uid)
+                .collect();
+            if !unknown.is_empty()
+                && let Err(e) = blocking(|| sel.mb.resolve_dates(Some(&unknown)))
+            {
+                self.store_error(tag, &e);
+                return Ok(Flow::Continue);
+            }
+        }
         let content = attrs.iter().any(needs_content);
         let utf8 = self.utf8;
         let mut gone = false;
@@ -167,7 +183,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                     FetchAttr::InternalDate => {
                         out.extend_from_slice(b"INTERNALDATE ");
-                        out.extend_from_slice(encode::date_time(m.internal_date, 0).as_bytes());
+                        // Still unknown: the file vanished meanwhile.
+                        let date = if m.internal_date == UNKNOWN_DATE {
+                            0
+                        } else {
+                            m.internal_date
+                        };
+                        out.extend_from_slice(encode::date_time(date, 0).as_bytes());
                     }
                     FetchAttr::Rfc822Size => {
                         let _ = write!(out, "RFC822.SIZE {}", m.size);

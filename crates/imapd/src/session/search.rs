@@ -117,6 +117,16 @@ fn eval(key: &SearchKey, p: &mut Probe<'_>) -> bool {
     }
 }
 
+fn uses_internal_date(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Before(_) | SearchKey::On(_) | SearchKey::Since(_) => true,
+        SearchKey::And(ks) => ks.iter().any(uses_internal_date),
+        SearchKey::Not(k) => uses_internal_date(k),
+        SearchKey::Or(a, b) => uses_internal_date(a) || uses_internal_date(b),
+        _ => false,
+    }
+}
+
 fn uses_modseq(key: &SearchKey) -> bool {
     match key {
         SearchKey::ModSeq(_) => true,
@@ -146,6 +156,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let modseq_key = uses_modseq(&key);
         if modseq_key {
             self.condstore = true;
+        }
+        if uses_internal_date(&key)
+            && let Some(sel) = &mut self.sel
+            && let Err(e) = sel.mb.resolve_dates(None)
+        {
+            self.store_error(tag, &e);
+            return Ok(Flow::Continue);
         }
         let Some(sel) = &self.sel else {
             return Ok(Flow::Continue);
