@@ -104,14 +104,38 @@ impl Mailbox {
             Some(r) => (!first && r.id != self.id) || sync::needs_scan(&self.dir, r)?,
         };
         if scan {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut row = match index::mailbox_row(&tx, &self.name)? {
-                Some(r) if first || r.id == self.id => r,
-                None if first => index::create_row(&tx, &self.user.dir, &self.name, None)?,
-                _ => return Err(StoreError::NoSuchMailbox(self.name.clone())),
-            };
-            sync::scan_locked(&tx, &self.dir, &mut row, false)?;
-            tx.commit()?;
+            drop(conn);
+            // Most scans find nothing new (the directory moved because of
+            // our own changes, already in the index): their commit only
+            // records the directories' mtimes, a hint, so it is not
+            // fsynced. A scan that changed anything a client can see (UIDs
+            // given, expunges, flags: HIGHESTMODSEQ moved) or created the
+            // row is followed by a fsynced commit before anyone hears of it.
+            let mut durable = false;
+            self.user.write_unsynced(|tx| {
+                let mut row = match index::mailbox_row(tx, &self.name)? {
+                    Some(r) if first || r.id == self.id => r,
+                    None if first => {
+                        durable = true;
+                        index::create_row(tx, &self.user.dir, &self.name, None)?
+                    }
+                    _ => return Err(StoreError::NoSuchMailbox(self.name.clone())),
+                };
+                let before = (row.uidnext, row.highest_modseq);
+                sync::scan_locked(tx, &self.dir, &mut row, false)?;
+                durable |= before != (row.uidnext, row.highest_modseq);
+                Ok(())
+            })?;
+            if durable {
+                self.user.write(|tx| {
+                    // Rewrites the row (a WAL frame) with fsync: the WAL, up
+                    // to and with the scan's commit, is on disk.
+                    let row = index::mailbox_row(tx, &self.name)?
+                        .ok_or_else(|| StoreError::NoSuchMailbox(self.name.clone()))?;
+                    index::update_row(tx, &row)
+                })?;
+            }
+            conn = self.user.conn();
         } else if let Some(r) = &row
             && !first
             && r.highest_modseq == self.highest_modseq
