@@ -18,6 +18,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -192,7 +193,9 @@ impl Mailbox {
     fn write<T>(&self, f: impl FnOnce(&Connection, &mut MailboxRow) -> Result<T>) -> Result<T> {
         self.user.write(|tx| {
             let mut row = locked_row(tx, &self.name, self.id)?;
+            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.dir).ok());
             let t = f(tx, &mut row)?;
+            sync::after_own_change(&self.dir, &mut row, rec, pre);
             index::update_row(tx, &row)?;
             Ok(t)
         })
@@ -210,8 +213,10 @@ impl Mailbox {
         let t = self.user.write_unsynced(|tx| {
             let mut row = locked_row(tx, &self.name, self.id)?;
             let uidnext = row.uidnext;
+            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.dir).ok());
             let t = f(tx, &mut row)?;
             gave_uids = row.uidnext != uidnext;
+            sync::after_own_change(&self.dir, &mut row, rec, pre);
             index::update_row(tx, &row)?;
             Ok(t)
         })?;
@@ -221,6 +226,14 @@ impl Mailbox {
             self.write(|_, _| Ok(()))?;
         }
         Ok(t)
+    }
+
+    /// When the store wants to verify, by one scan, changes it trusted
+    /// without a scan (see sync.rs, invariant 5): an IDLE session syncs
+    /// then, so a change by another tool made in the same clock tick as
+    /// one of ours is pushed too. None: nothing to verify.
+    pub fn verification_in(&self) -> Option<Duration> {
+        sync::verification_in(&self.dir)
     }
 
     /// The mailbox's Maildir directory (watched by IDLE for changes made

@@ -606,3 +606,42 @@ fn internal_dates_are_read_when_asked_and_kept() {
     );
     assert_ne!(other.messages()[2].internal_date, crate::UNKNOWN_DATE);
 }
+
+#[test]
+fn own_changes_cost_no_rescan_and_are_verified_after_settle() {
+    let (d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    let mut mb = us.select("INBOX").unwrap();
+    // That scan moved the delivery from new/ to cur/, so the next one
+    // scans again (once); new/ is made old, as it is between deliveries.
+    let new = d.path().join("x.test/u/new");
+    File::open(&new)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    mb.sync().unwrap();
+    let cur = d.path().join("x.test/u/cur");
+    // Our own APPEND: cur/'s new mtime is recorded as ours.
+    mb.append(&mut &b"b\r\n"[..], &Flags::default(), None)
+        .unwrap();
+    let mtime = fs::metadata(&cur).unwrap().modified().unwrap();
+    // A file from another tool whose arrival leaves cur/'s mtime as it was
+    // (as a change in the same clock tick as ours would).
+    fs::write(cur.join("1234.foreign.host:2,S"), "x\ny\n").unwrap();
+    File::open(&cur).unwrap().set_modified(mtime).unwrap();
+    // No rescan: our APPEND shows up (from the index), the other file not
+    // yet, and the store says when it will verify.
+    let ch = mb.sync().unwrap();
+    assert_eq!(ch.added, [2]);
+    let wait = mb.verification_in().expect("a verification is due");
+    assert!(wait <= crate::sync::SETTLE);
+    // Once that time has passed, the next sync scans and finds it.
+    std::thread::sleep(wait + std::time::Duration::from_millis(50));
+    let ch = mb.sync().unwrap();
+    assert_eq!(ch.added, [3]);
+    assert_eq!(mb.read_message(3).unwrap(), b"x\r\ny\r\n");
+    // Verified on a settled directory: nothing more to verify.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    mb.sync().unwrap();
+    assert!(mb.verification_in().is_none());
+}

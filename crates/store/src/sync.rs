@@ -23,10 +23,19 @@
 //!    `:2,`), and a file moved but not yet committed is found again by its
 //!    base: a crash between the rename and the commit loses nothing.
 //! 5. The recorded directory mtimes (ns) are the ones seen *before* the
-//!    readdir, and only if already older than [`SETTLE`]: a change made
-//!    within the same timestamp tick as a recorded mtime is therefore
-//!    impossible, and equal mtimes mean nothing changed. Our own renames
-//!    change the mtimes, which costs at most one extra scan.
+//!    readdir. One older than [`SETTLE`] is trusted: a change made within
+//!    the same timestamp tick is impossible, and an equal mtime means
+//!    nothing changed. A younger `new/` mtime is not recorded (the next
+//!    sync scans again). A younger `cur/` mtime is recorded as *young*
+//!    (`-2 - mtime`), and so is `cur/`'s mtime after a change this process
+//!    made itself under the lock and wrote to the index (APPEND, STORE's
+//!    renames, EXPUNGE: [`after_own_change`]), when the record was current
+//!    before it. A young record is trusted only by the process that made
+//!    it, and only until [`SETTLE`] after the first young record since its
+//!    last trusted one ([`verification_in`]); then one scan verifies it.
+//!    So a session's own changes cost no rescan of a big `cur/`, and a
+//!    change by another tool in the same clock tick as one of ours is seen
+//!    at most [`SETTLE`] late. (IDLE wakes up for that verification.)
 //!
 //! Files in `tmp/` older than 36 hours are removed (Maildir's rule).
 
@@ -35,7 +44,8 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
 
@@ -103,13 +113,93 @@ fn dir_mtimes(dir: &Path) -> io::Result<(i64, i64)> {
     ))
 }
 
+/// A young record of `cur/`'s mtime `ns` (see invariant 5).
+fn young(ns: i64) -> i64 {
+    if ns < 0 { -1 } else { -2 - ns }
+}
+
+/// The mtime in a young record.
+fn young_mtime(rec: i64) -> Option<i64> {
+    (rec <= -2).then(|| -2 - rec)
+}
+
+/// Per process: since when it has trusted a young record of a `cur/`
+/// without verifying it by a scan. Bounded; forgetting an entry only costs
+/// a scan.
+fn unverified() -> std::sync::MutexGuard<'static, HashMap<std::path::PathBuf, Instant>> {
+    static MAP: std::sync::OnceLock<Mutex<HashMap<std::path::PathBuf, Instant>>> =
+        std::sync::OnceLock::new();
+    MAP.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+const MAX_UNVERIFIED: usize = 4096;
+
+fn mark_unverified(dir: &Path, keep_older: bool) {
+    let mut m = unverified();
+    if keep_older && m.contains_key(dir) {
+        return;
+    }
+    if m.len() >= MAX_UNVERIFIED {
+        m.clear();
+    }
+    m.insert(dir.to_path_buf(), Instant::now());
+}
+
+/// Whether the record `rec` says `cur/` (now at mtime `cur_ns`) has not
+/// changed since it was written.
+fn cur_current(dir: &Path, rec: i64, cur_ns: i64) -> bool {
+    if rec >= 0 {
+        return rec == cur_ns;
+    }
+    young_mtime(rec) == Some(cur_ns) && unverified().get(dir).is_some_and(|t| t.elapsed() < SETTLE)
+}
+
+/// When this process will want to verify `dir`'s young record by a scan
+/// (None: it trusts no young record of it).
+pub fn verification_in(dir: &Path) -> Option<Duration> {
+    unverified()
+        .get(dir)
+        .map(|t| SETTLE.saturating_sub(t.elapsed()))
+}
+
+/// `cur/`'s mtime (ns).
+pub(crate) fn cur_mtime(dir: &Path) -> io::Result<i64> {
+    Ok(mtime_ns(&fs::metadata(dir.join("cur"))?))
+}
+
+/// After a change this process made to `cur/` inside the write lock and
+/// recorded in the index: if the row's record (`rec_before`) was current
+/// at `pre` (the mtime read under the lock before the change), records the
+/// new mtime as young, so the change costs no rescan. Otherwise leaves the
+/// row alone (the next sync scans).
+pub(crate) fn after_own_change(
+    dir: &Path,
+    row: &mut MailboxRow,
+    rec_before: i64,
+    pre: Option<i64>,
+) {
+    let Some(pre) = pre else { return };
+    // A scan inside the change wrote its own record.
+    if row.cur_mtime_ns != rec_before || !cur_current(dir, rec_before, pre) {
+        return;
+    }
+    match cur_mtime(dir) {
+        Ok(post) if post == pre => {}
+        Ok(post) => {
+            // From a trusted record the deferral starts now; from a young
+            // one it keeps its start, so it stays bounded by SETTLE.
+            mark_unverified(dir, rec_before < 0);
+            row.cur_mtime_ns = young(post);
+        }
+        Err(_) => row.cur_mtime_ns = -1,
+    }
+}
+
 /// Whether the directories may have changed since `row` was written.
 pub fn needs_scan(dir: &Path, row: &MailboxRow) -> io::Result<bool> {
     let (c, n) = dir_mtimes(dir)?;
-    Ok(row.cur_mtime_ns < 0
-        || row.new_mtime_ns < 0
-        || c != row.cur_mtime_ns
-        || n != row.new_mtime_ns)
+    Ok(!(cur_current(dir, row.cur_mtime_ns, c) && row.new_mtime_ns >= 0 && n == row.new_mtime_ns))
 }
 
 /// Brings the rows of mailbox `row` (in directory `dir`) up to date. Must
@@ -117,7 +207,11 @@ pub fn needs_scan(dir: &Path, row: &MailboxRow) -> io::Result<bool> {
 /// index. With `force`, scans even when the mtimes say nothing changed.
 pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: bool) -> Result<()> {
     let (cur_ns, new_ns) = dir_mtimes(dir)?;
-    if !force && row.cur_mtime_ns >= 0 && row.cur_mtime_ns == cur_ns && row.new_mtime_ns == new_ns {
+    if !force
+        && cur_current(dir, row.cur_mtime_ns, cur_ns)
+        && row.new_mtime_ns >= 0
+        && row.new_mtime_ns == new_ns
+    {
         return Ok(());
     }
     let settled = now_ns() - SETTLE.as_nanos() as i64;
@@ -258,7 +352,15 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
     if changed {
         row.highest_modseq = modseq;
     }
-    row.cur_mtime_ns = if cur_ns < settled { cur_ns } else { -1 };
+    row.cur_mtime_ns = if cur_ns < settled {
+        unverified().remove(dir);
+        cur_ns
+    } else {
+        // This scan verified everything up to its readdir: the deferral
+        // starts again now.
+        mark_unverified(dir, false);
+        young(cur_ns)
+    };
     row.new_mtime_ns = if new_ns < settled { new_ns } else { -1 };
     index::update_row(conn, row)?;
     Ok(())

@@ -2,7 +2,8 @@
 //! EXISTS / EXPUNGE / FETCH as soon as the mailbox changes, until `DONE`.
 //!
 //! Wake-ups come from the notifier (this process's sessions, and inotify
-//! for lmtpd, pop3d and other processes): no polling loop. As a safety net
+//! for lmtpd, pop3d and other processes): no polling loop, but one sync
+//! when the store wants its recent unscanned changes verified. As a safety net
 //! for a lost notification (inotify watch limit reached), the view is also
 //! re-synced every two minutes, when a `* OK Still here` keeps NAT mappings
 //! alive. The session ends after the configured idle timeout as any other
@@ -40,9 +41,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     None => std::future::pending().await,
                 }
             };
+            // The store trusted recent changes without a scan: sync when
+            // it wants them verified (store's sync.rs, invariant 5).
+            let verify = self.sel.as_ref().and_then(|s| s.mb.verification_in());
+            let verified = async {
+                match verify {
+                    // Zero: the sync just done could not verify (an
+                    // error); try again later rather than at once.
+                    Some(d) if d.is_zero() => tokio::time::sleep(KEEPALIVE / 8).await,
+                    Some(d) => tokio::time::sleep(d + Duration::from_millis(20)).await,
+                    None => std::future::pending().await,
+                }
+            };
             let input = tokio::select! {
                 i = self.io.next_line(true) => Some(i?),
                 _ = changed => None,
+                _ = verified => None,
                 _ = tokio::time::sleep(KEEPALIVE) => {
                     self.io.write(b"* OK Still here\r\n");
                     None
