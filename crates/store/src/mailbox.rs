@@ -306,7 +306,9 @@ impl Mailbox {
         let mut changes: Vec<(u32, String, Flags, u64)> = Vec::new();
         // Not fsynced: flag changes are not worth a disk flush each (the
         // Maildir renames that carry them are not fsynced either).
+        let mut keys = ((0, 0), (0, 0));
         let result = self.write_unsynced(|tx, row| {
+            keys.0 = (row.uidnext, row.highest_modseq);
             let mut res = StoreFlagsResult::default();
             'each: for &uid in uids {
                 // Twice at most: a file renamed behind our back makes us
@@ -342,8 +344,10 @@ impl Mailbox {
                     continue 'each;
                 }
             }
+            keys.1 = (row.uidnext, row.highest_modseq);
             Ok(res)
         })?;
+        let n = changes.len();
         for (uid, file_name, new, modseq) in changes {
             if let Some(i) = self.position(uid) {
                 let m = &mut Arc::make_mut(&mut self.messages)[i];
@@ -352,7 +356,28 @@ impl Mailbox {
                 m.modseq = modseq;
             }
         }
+        self.adopt(keys.0, keys.1, n);
         Ok(result)
+    }
+
+    /// After a change made under the lock from exactly this view's state
+    /// (`before`, the locked row's (UIDNEXT, HIGHESTMODSEQ), equal to the
+    /// view's), that gave out no UID and `n` modseqs (one per change the
+    /// caller has applied to the view): the view is the index's state at
+    /// `after`, so it takes that key and is shared (no reload of every
+    /// row at the next sync). Anything else — another change in between, a
+    /// scan inside — leaves the view to be reloaded.
+    fn adopt(&mut self, before: (u32, u64), after: (u32, u64), n: usize) {
+        if n > 0
+            && before == (self.uidnext, self.highest_modseq)
+            && after == (before.0, before.1 + n as u64)
+        {
+            self.highest_modseq = after.1;
+            self.user
+                .shared
+                .views
+                .put(&self.dir, (self.id, self.uidnext, after.1), &self.messages);
+        }
     }
 
     /// Appends a message (CRLF form). Fsynced before return; the UID is
@@ -539,7 +564,9 @@ impl Mailbox {
     /// given). Returns their UIDs, ascending; they leave this view.
     pub fn expunge(&mut self, uids: Option<&[u32]>) -> Result<Vec<u32>> {
         let cur = self.dir.join("cur");
+        let mut keys = ((0, 0), (0, 0));
         let (gone, bytes) = self.write(|tx, row| {
+            keys.0 = (row.uidnext, row.highest_modseq);
             let candidates: Vec<u32> = match uids {
                 Some(u) => u.to_vec(),
                 None => {
@@ -580,12 +607,18 @@ impl Mailbox {
             if !gone.is_empty() {
                 facteur_util::fsync_dir(&cur)?;
             }
+            keys.1 = (row.uidnext, row.highest_modseq);
             Ok((gone, bytes))
         })?;
         record_quota(&self.user.dir, -(bytes as i64), -(gone.len() as i64));
         let mut gone = gone;
         gone.sort_unstable();
+        let before = self.messages.len();
         Arc::make_mut(&mut self.messages).retain(|m| gone.binary_search(&m.uid).is_err());
+        // Every expunged UID was in the view when the view was current.
+        if before - self.messages.len() == gone.len() {
+            self.adopt(keys.0, keys.1, gone.len());
+        }
         Ok(gone)
     }
 

@@ -645,3 +645,33 @@ fn own_changes_cost_no_rescan_and_are_verified_after_settle() {
     mb.sync().unwrap();
     assert!(mb.verification_in().is_none());
 }
+
+#[test]
+fn own_store_and_expunge_keep_the_view_shared_and_exact() {
+    let (_d, s, us) = setup();
+    for b in ["a\r\n", "b\r\n", "c\r\n"] {
+        deliver(&s, b);
+    }
+    let mut a = us.select("INBOX").unwrap();
+    let exact = |mb: &Mailbox| {
+        let loaded = index::load_messages(&us.inner.conn(), mb.id, 0).unwrap();
+        assert_eq!(*mb.messages, loaded, "the view is the index's state");
+    };
+    let before = a.highest_modseq();
+    a.store_flags(&[1, 2], FlagOp::Add, &Flags::system(SEEN | DELETED), None)
+        .unwrap();
+    assert_eq!(a.highest_modseq(), before + 2);
+    exact(&a);
+    // A new handle gets this very view from the cache (no reload).
+    let c = us.select("INBOX").unwrap();
+    assert!(Arc::ptr_eq(&a.messages, &c.messages));
+    assert_eq!(c.highest_modseq(), a.highest_modseq());
+    assert_eq!(a.expunge(None).unwrap(), [1, 2]);
+    exact(&a);
+    assert_eq!(uids(&a), [3]);
+    let e = us.select("INBOX").unwrap();
+    assert!(Arc::ptr_eq(&a.messages, &e.messages));
+    // The other handle hears of it at its next sync, as before.
+    let mut c = c;
+    assert_eq!(c.sync().unwrap().expunged, [1, 2]);
+}
