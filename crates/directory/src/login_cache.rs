@@ -164,67 +164,47 @@ mod tests {
     use super::*;
     use crate::SqliteDirectory;
 
+    const ALICE: &str = "alice@example.test";
+
     fn dir() -> SqliteDirectory {
         let d = SqliteDirectory::open_in_memory().unwrap();
         d.add_domain("example.test").unwrap();
-        d.add_user("alice@example.test", "{PLAIN}right", 0, 0)
-            .unwrap();
+        d.add_user(ALICE, "{PLAIN}right", 0, 0).unwrap();
         d
+    }
+
+    /// Whether `login` with `password` is let in.
+    fn lets_in(c: &LoginCache, d: &SqliteDirectory, login: &str, password: &str) -> bool {
+        c.authenticate(d, login, password).unwrap().is_some()
+    }
+
+    /// Puts an entry for alice as if (`stored`, `password`) had been
+    /// verified, valid until `until`.
+    fn plant(c: &LoginCache, stored: &str, password: &str, until: Instant) {
+        let tag = c.tag(stored, password);
+        c.lock().insert(ALICE.into(), Entry { tag, until });
     }
 
     #[test]
     fn hits_only_the_same_password_and_stored_hash() {
         let d = dir();
         let c = LoginCache::new(Duration::from_secs(60), 10);
-        assert!(
-            c.authenticate(&d, "alice@example.test", "wrong")
-                .unwrap()
-                .is_none()
-        );
+        assert!(!lets_in(&c, &d, ALICE, "wrong"));
         assert!(c.is_empty(), "failures are not kept");
-        assert!(
-            c.authenticate(&d, "Alice@Example.test", "right")
-                .unwrap()
-                .is_some()
-        );
+        assert!(lets_in(&c, &d, "Alice@Example.test", "right"));
         assert_eq!(c.len(), 1);
         // A hit: same login (any case), same password.
-        assert!(
-            c.authenticate(&d, "alice@example.test", "right")
-                .unwrap()
-                .is_some()
-        );
+        assert!(lets_in(&c, &d, ALICE, "right"));
         // A wrong password never hits.
-        assert!(
-            c.authenticate(&d, "alice@example.test", "righ")
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            c.authenticate(&d, "alice@example.test", "")
-                .unwrap()
-                .is_none()
-        );
+        assert!(!lets_in(&c, &d, ALICE, "righ"));
+        assert!(!lets_in(&c, &d, ALICE, ""));
         // A password change is seen at once: the old one no longer works.
-        d.set_password_hash("alice@example.test", "{PLAIN}new")
-            .unwrap();
-        assert!(
-            c.authenticate(&d, "alice@example.test", "right")
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            c.authenticate(&d, "alice@example.test", "new")
-                .unwrap()
-                .is_some()
-        );
+        d.set_password_hash(ALICE, "{PLAIN}new").unwrap();
+        assert!(!lets_in(&c, &d, ALICE, "right"));
+        assert!(lets_in(&c, &d, ALICE, "new"));
         // A deleted user is refused at once.
-        d.delete_user("alice@example.test").unwrap();
-        assert!(
-            c.authenticate(&d, "alice@example.test", "new")
-                .unwrap()
-                .is_none()
-        );
+        d.delete_user(ALICE).unwrap();
+        assert!(!lets_in(&c, &d, ALICE, "new"));
     }
 
     #[test]
@@ -234,65 +214,35 @@ mod tests {
         // One planted for another stored hash does not answer.
         let d = dir();
         let c = LoginCache::new(Duration::from_secs(60), 10);
-        let tag = c.tag("{PLAIN}right", "planted");
-        c.lock().insert(
-            "alice@example.test".into(),
-            Entry {
-                tag,
-                until: Instant::now() + Duration::from_secs(60),
-            },
-        );
-        assert!(
-            c.authenticate(&d, "alice@example.test", "planted")
-                .unwrap()
-                .is_some(),
-            "the cache answered"
-        );
-        let tag = c.tag("{PLAIN}other", "planted2");
-        c.lock().insert(
-            "alice@example.test".into(),
-            Entry {
-                tag,
-                until: Instant::now() + Duration::from_secs(60),
-            },
-        );
-        assert!(
-            c.authenticate(&d, "alice@example.test", "planted2")
-                .unwrap()
-                .is_none()
-        );
+        let later = Instant::now() + Duration::from_secs(60);
+        plant(&c, "{PLAIN}right", "planted", later);
+        assert!(lets_in(&c, &d, ALICE, "planted"), "the cache answered");
+        plant(&c, "{PLAIN}other", "planted2", later);
+        assert!(!lets_in(&c, &d, ALICE, "planted2"));
     }
 
     #[test]
     fn expiry_bound_and_disabled() {
         let d = dir();
-        let c = LoginCache::new(Duration::from_millis(1), 10);
-        c.authenticate(&d, "alice@example.test", "right").unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        let tag = c.tag("{PLAIN}right", "planted");
-        c.lock().insert(
-            "alice@example.test".into(),
-            Entry {
-                tag,
-                until: Instant::now() - Duration::from_millis(1),
-            },
+        let c = LoginCache::new(Duration::from_secs(60), 10);
+        plant(
+            &c,
+            "{PLAIN}right",
+            "planted",
+            Instant::now() - Duration::from_millis(1),
         );
         assert!(
-            c.authenticate(&d, "alice@example.test", "planted")
-                .unwrap()
-                .is_none(),
+            !lets_in(&c, &d, ALICE, "planted"),
             "expired entries do not answer"
         );
         let off = LoginCache::disabled();
-        off.authenticate(&d, "alice@example.test", "right").unwrap();
+        assert!(lets_in(&off, &d, ALICE, "right"));
         assert!(off.is_empty());
         // Bounded: a full map makes room.
         let small = LoginCache::new(Duration::from_secs(60), 1);
         d.add_user("bob@example.test", "{PLAIN}b", 0, 0).unwrap();
-        small
-            .authenticate(&d, "alice@example.test", "right")
-            .unwrap();
-        small.authenticate(&d, "bob@example.test", "b").unwrap();
+        assert!(lets_in(&small, &d, ALICE, "right"));
+        assert!(lets_in(&small, &d, "bob@example.test", "b"));
         assert_eq!(small.len(), 1);
     }
 }

@@ -543,7 +543,12 @@ impl Spool {
                 return n.contains(".tmp.");
             }
             match n.strip_suffix(".state") {
-                Some(id) if valid_queue_id(id) => !self.exists_anywhere(id),
+                // Twice: a file moving between queues (a rename) can be
+                // missed by one pass over the directories; the second pass
+                // finds it unless it moved again meanwhile.
+                Some(id) if valid_queue_id(id) => {
+                    !self.exists_anywhere(id) && !self.exists_anywhere(id)
+                }
                 _ => false,
             }
         };
