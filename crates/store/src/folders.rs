@@ -158,12 +158,14 @@ impl UserInner {
     }
 
     /// [`UserInner::write`] whose commit is not fsynced
-    /// (`synchronous=NORMAL` for this one transaction): for flag changes
-    /// only. A killed process loses nothing (the WAL is written before
-    /// COMMIT returns); a power failure may undo the last flag changes
-    /// before the next fsynced commit or checkpoint, as with Dovecot's
-    /// default `mail_fsync = optimized`. Never for a change that gives out
-    /// UIDs or removes messages.
+    /// (`synchronous=NORMAL` for this one transaction). A killed process
+    /// loses nothing (the WAL is written before COMMIT returns); a power
+    /// failure may undo the commit until the next fsynced commit or
+    /// checkpoint, as with Dovecot's default `mail_fsync = optimized`. For
+    /// flag changes, scans that found nothing, and EXPUNGE after it has
+    /// fsynced the removals themselves (docs/store-format.md); never for a
+    /// change that gives out UIDs (callers follow a scan that did with a
+    /// fsynced commit).
     pub fn write_unsynced<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
         conn.pragma_update(None, "synchronous", "NORMAL")?;

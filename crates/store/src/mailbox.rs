@@ -565,7 +565,10 @@ impl Mailbox {
     pub fn expunge(&mut self, uids: Option<&[u32]>) -> Result<Vec<u32>> {
         let cur = self.dir.join("cur");
         let mut keys = ((0, 0), (0, 0));
-        let (gone, bytes) = self.write(|tx, row| {
+        // The removals are made durable by fsyncing cur/ below; the index
+        // commit is not fsynced: if a power failure undoes it, the next
+        // scan finds the files gone and records the expunges again.
+        let (gone, bytes) = self.write_unsynced(|tx, row| {
             keys.0 = (row.uidnext, row.highest_modseq);
             let candidates: Vec<u32> = match uids {
                 Some(u) => u.to_vec(),
