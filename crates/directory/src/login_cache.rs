@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::password::constant_time_eq;
+use crate::password::{constant_time_eq, verify_password};
 use crate::resolve::authenticate;
 use crate::{Directory, Result, UserRecord};
 
@@ -110,21 +110,23 @@ impl LoginCache {
             return authenticate(dir, login, password);
         };
         let key = addr.key();
-        if let Some(user) = dir.get_user(&addr.to_string())? {
-            let tag = self.tag(&user.password_hash, password);
-            let now = Instant::now();
-            let hit = self
-                .lock()
-                .get(&key)
-                .is_some_and(|e| e.until > now && constant_time_eq(&e.tag, &tag));
-            if hit {
-                return Ok(Some(user));
-            }
+        let Some(user) = dir.get_user(&addr.to_string())? else {
+            // Unknown: `authenticate` spends the same time as for a wrong
+            // password.
+            return authenticate(dir, login, password);
+        };
+        let tag = self.tag(&user.password_hash, password);
+        let now = Instant::now();
+        let hit = self
+            .lock()
+            .get(&key)
+            .is_some_and(|e| e.until > now && constant_time_eq(&e.tag, &tag));
+        if hit {
+            return Ok(Some(user));
         }
-        let verified = authenticate(dir, login, password)?;
-        if let Some(user) = &verified {
-            let tag = self.tag(&user.password_hash, password);
-            let now = Instant::now();
+        // The user is in hand: verify against it, no second lookup.
+        let verified = verify_password(&user.password_hash, password).then_some(user);
+        if verified.is_some() {
             let mut map = self.lock();
             if map.len() >= self.max_entries && !map.contains_key(&key) {
                 map.retain(|_, e| e.until > now);
