@@ -20,10 +20,21 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("FACTEUR_BIN", REPO / "target" / "debug"))
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now, never one this process handed out
+    before: the kernel may give the same ephemeral port to two binds in a
+    row once the first socket is closed (two listeners of one config then
+    collide, and `config check` refuses it)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def wait_for(pred, timeout=30.0, what="condition"):
