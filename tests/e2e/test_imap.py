@@ -909,8 +909,12 @@ def test_two_sessions_see_each_others_flags_and_expunges(imap):
     # An APPEND by one session: EXISTS in the other, in IDLE too.
     b.send("i IDLE\r\n")
     assert b.line() == b"+ idling\r\n"
-    _, t = a.append("INBOX", b"Subject: x\r\n\r\nx\r\n")
+    u, t = a.append("INBOX", b"Subject: x\r\n\r\nx\r\n")
     assert t.startswith(b"OK [APPENDUID"), t
+    # The appending session, INBOX selected, hears of it once.
+    assert u == [b"* 3 EXISTS"], u
+    u, _ = a.cmd("NOOP")
+    assert u == [], u
     b.s.settimeout(2)
     assert b.line() == b"* 3 EXISTS\r\n"
     a.cmd("STORE 1 -FLAGS (\\Flagged)")

@@ -168,14 +168,19 @@ impl UserInner {
     /// fsynced commit).
     pub fn write_unsynced<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Cached statements: a pragma_update parses its text every time.
+        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let t = f(&tx)?;
             tx.commit()?;
             Ok(t)
         })();
-        if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+        let full = conn
+            .prepare_cached("PRAGMA synchronous = FULL")
+            .and_then(|mut st| st.execute([]));
+        if let Err(e) = full {
             // Never leave the connection unsynced for the next writer:
             // replace it (a fresh one starts FULL) or refuse.
             tracing::error!(dir = %self.dir.display(), error = %e, "cannot restore synchronous=FULL; reopening the index");

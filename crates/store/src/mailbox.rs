@@ -43,6 +43,9 @@ pub struct Mailbox {
     highest_modseq: u64,
     /// Shared with the process's view cache until this handle changes it.
     messages: Arc<Vec<MessageMeta>>,
+    /// UIDs this handle's own APPEND put in its view (at the end: each was
+    /// UIDNEXT), for the next `sync` to report as added.
+    unannounced: Vec<u32>,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -87,6 +90,7 @@ impl Mailbox {
             uidnext: 1,
             highest_modseq: 0,
             messages: Arc::new(Vec::new()),
+            unannounced: Vec::new(),
         };
         mb.refresh(true)?;
         Ok(mb)
@@ -256,9 +260,21 @@ impl Mailbox {
         self.highest_modseq
     }
 
-    /// The messages, sorted by UID; sequence number = index + 1.
+    /// The messages, sorted by UID; sequence number = index + 1. After
+    /// this handle's own [`Mailbox::append`], the view ends with the new
+    /// message before a `sync` has reported it.
     pub fn messages(&self) -> &[MessageMeta] {
         &self.messages
+    }
+
+    /// This handle's view, to change. If the view cache holds this very
+    /// view, it is taken out first, so that the change is made in place
+    /// instead of on a copy of every message (the caller puts the view
+    /// back under its new key, see `adopt`); a view another handle shares
+    /// is copied.
+    fn view_mut(&mut self) -> &mut Vec<MessageMeta> {
+        self.user.shared.views.release(&self.dir, &self.messages);
+        Arc::make_mut(&mut self.messages)
     }
 
     fn position(&self, uid: u32) -> Option<usize> {
@@ -270,17 +286,29 @@ impl Mailbox {
     /// or recreated (new UIDVALIDITY): the session must end.
     pub fn sync(&mut self) -> Result<SyncChanges> {
         let old = std::mem::take(&mut self.messages);
-        match self.refresh(false) {
-            Ok(true) => Ok(diff(&old, &self.messages)),
+        let mut changes = match self.refresh(false) {
+            Ok(true) => diff(&old, &self.messages),
             Ok(false) => {
                 self.messages = old;
-                Ok(SyncChanges::default())
+                SyncChanges::default()
             }
             Err(e) => {
                 self.messages = old;
-                Err(e)
+                return Err(e);
+            }
+        };
+        // Our own APPENDs, already in the old view. One expunged since was
+        // never announced, so its expunge is not either.
+        for uid in std::mem::take(&mut self.unannounced) {
+            if let Some(i) = changes.expunged.iter().position(|&u| u == uid) {
+                changes.expunged.remove(i);
+            } else if self.position(uid).is_some() {
+                changes.added.push(uid);
             }
         }
+        changes.added.sort_unstable();
+        changes.added.dedup();
+        Ok(changes)
     }
 
     /// Messages of the view with a modseq above `modseq` (CHANGEDSINCE).
@@ -350,7 +378,7 @@ impl Mailbox {
         let n = changes.len();
         for (uid, file_name, new, modseq) in changes {
             if let Some(i) = self.position(uid) {
-                let m = &mut Arc::make_mut(&mut self.messages)[i];
+                let m = &mut self.view_mut()[i];
                 m.file_name = file_name;
                 m.flags = new;
                 m.modseq = modseq;
@@ -382,7 +410,9 @@ impl Mailbox {
 
     /// Appends a message (CRLF form). Fsynced before return; the UID is
     /// given now; the quota is enforced; the file's mtime is the internal
-    /// date. The view learns of it at the next `sync`.
+    /// date. If this handle's view was current, the message joins it at
+    /// once (no reload of every row) and the next `sync` reports it as
+    /// added; otherwise the view learns of it at the next `sync`.
     pub fn append(
         &mut self,
         content: &mut dyn Read,
@@ -390,6 +420,8 @@ impl Mailbox {
         internal_date: Option<i64>,
     ) -> Result<u32> {
         let w = write_tmp(&self.dir, &self.user.shared.names, content)?;
+        let mut keys = ((0, 0), (0, 0));
+        let mut meta = None;
         let result = (|| {
             quota::check(&self.user.dir, self.user.quota, w.disk_size, 1)?;
             if let Some(d) = internal_date {
@@ -402,31 +434,52 @@ impl Mailbox {
             let name = cur_name(&w.base(), flags.system, "");
             let cur = self.dir.join("cur");
             self.write(|tx, row| {
+                keys.0 = (row.uidnext, row.highest_modseq);
                 // Renamed into cur/ under the lock, so no scan can see it
                 // before its row exists.
                 fs::rename(&w.tmp, cur.join(&name))?;
                 facteur_util::fsync_dir(&cur)?;
                 let uid = next_uid(row)?;
                 row.highest_modseq += 1;
-                index::insert_message(
-                    tx,
-                    row.id,
-                    &MsgRow {
-                        uid,
-                        file_name: name.clone(),
-                        flags: flags.clone(),
-                        modseq: row.highest_modseq,
-                        size: w.crlf_size,
-                        disk_size: w.disk_size,
-                        internal_date: date,
-                    },
-                )?;
+                let m = MsgRow {
+                    uid,
+                    file_name: name,
+                    flags: flags.clone(),
+                    modseq: row.highest_modseq,
+                    size: w.crlf_size,
+                    disk_size: w.disk_size,
+                    internal_date: date,
+                };
+                index::insert_message(tx, row.id, &m)?;
+                keys.1 = (row.uidnext, row.highest_modseq);
+                meta = Some(MessageMeta {
+                    uid,
+                    flags: m.flags,
+                    modseq: m.modseq,
+                    size: m.size,
+                    internal_date: date,
+                    file_name: m.file_name,
+                });
                 Ok(uid)
             })
         })();
         match result {
             Ok(uid) => {
                 record_quota(&self.user.dir, w.disk_size as i64, 1);
+                // Nothing else happened under the lock since the view: the
+                // view plus this message is the index's state.
+                let (before, after) = keys;
+                if before == (self.uidnext, self.highest_modseq)
+                    && before.0 == uid
+                    && after == (uid.saturating_add(1), before.1 + 1)
+                    && let Some(m) = meta
+                {
+                    self.view_mut().push(m);
+                    self.unannounced.push(uid);
+                    (self.uidnext, self.highest_modseq) = after;
+                    let key = (self.id, self.uidnext, self.highest_modseq);
+                    self.user.shared.views.put(&self.dir, key, &self.messages);
+                }
                 Ok(uid)
             }
             Err(e) => {
@@ -447,7 +500,9 @@ impl Mailbox {
     pub fn move_to(&mut self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
         let pairs = self.transfer(uids, dest, true)?;
         let moved: std::collections::HashSet<u32> = pairs.iter().map(|p| p.0).collect();
-        Arc::make_mut(&mut self.messages).retain(|m| !moved.contains(&m.uid));
+        if !moved.is_empty() {
+            self.view_mut().retain(|m| !moved.contains(&m.uid));
+        }
         Ok(pairs)
     }
 
@@ -616,8 +671,12 @@ impl Mailbox {
         record_quota(&self.user.dir, -(bytes as i64), -(gone.len() as i64));
         let mut gone = gone;
         gone.sort_unstable();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
         let before = self.messages.len();
-        Arc::make_mut(&mut self.messages).retain(|m| gone.binary_search(&m.uid).is_err());
+        self.view_mut()
+            .retain(|m| gone.binary_search(&m.uid).is_err());
         // Every expunged UID was in the view when the view was current.
         if before - self.messages.len() == gone.len() {
             self.adopt(keys.0, keys.1, gone.len());
@@ -682,11 +741,19 @@ impl Mailbox {
             }
             Ok(())
         })?;
+        // The cached view, if it is this one, is updated with it; another
+        // cached view of this mailbox gets the dates too.
+        let ours = self.user.shared.views.release(&self.dir, &self.messages);
         let msgs = Arc::make_mut(&mut self.messages);
         for (i, t) in found {
             msgs[i].internal_date = t;
         }
-        self.user.shared.views.fill_dates(&self.dir, &rows);
+        if ours {
+            let key = (self.id, self.uidnext, self.highest_modseq);
+            self.user.shared.views.put(&self.dir, key, &self.messages);
+        } else {
+            self.user.shared.views.fill_dates(&self.dir, &rows);
+        }
         Ok(())
     }
 

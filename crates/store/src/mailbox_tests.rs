@@ -163,6 +163,12 @@ fn external_tool_changes_are_noticed() {
             .unwrap()
     };
     assert_eq!(sync_level(&us), 2);
+    let inside = us
+        .inner
+        .write_unsynced(|tx| Ok(tx.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?))
+        .unwrap();
+    assert_eq!(inside, 1, "NORMAL inside write_unsynced");
+    assert_eq!(sync_level(&us), 2);
     // A STORE whose retry scan gives a UID to a new file: the UID is kept.
     deliver(&s, "c\r\n");
     fs::rename(
@@ -674,4 +680,54 @@ fn own_store_and_expunge_keep_the_view_shared_and_exact() {
     // The other handle hears of it at its next sync, as before.
     let mut c = c;
     assert_eq!(c.sync().unwrap().expunged, [1, 2]);
+}
+
+#[test]
+fn own_append_joins_the_view_and_the_next_sync_reports_it() {
+    let (_d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    let mut a = us.select("INBOX").unwrap();
+    let exact = |mb: &Mailbox| {
+        let loaded = index::load_messages(&us.inner.conn(), mb.id, 0).unwrap();
+        assert_eq!(*mb.messages, loaded, "the view is the index's state");
+    };
+    let uid = a
+        .append(
+            &mut &b"Subject: x\r\n\r\nb\r\n"[..],
+            &Flags::system(SEEN),
+            None,
+        )
+        .unwrap();
+    assert_eq!(uid, 2);
+    assert_eq!(uids(&a), [1, 2]);
+    exact(&a);
+    // Shared at its new key: a new handle gets this very view.
+    let b = us.select("INBOX").unwrap();
+    assert!(Arc::ptr_eq(&a.messages, &b.messages));
+    let c = a.sync().unwrap();
+    assert_eq!((c.added, c.expunged), (vec![2], vec![]));
+    assert_eq!(a.sync().unwrap(), SyncChanges::default());
+
+    // Appended, then expunged by another handle before this one synced:
+    // never announced, so neither added nor expunged.
+    let uid = a
+        .append(&mut &b"c\r\n"[..], &Flags::system(DELETED), None)
+        .unwrap();
+    let mut b = us.select("INBOX").unwrap();
+    assert_eq!(b.expunge(None).unwrap(), [uid]);
+    assert_eq!(a.sync().unwrap(), SyncChanges::default());
+    assert_eq!(uids(&a), [1, 2]);
+
+    // A view that was not current (another handle appended) learns of
+    // both at the sync, as before.
+    let other = b
+        .append(&mut &b"d\r\n"[..], &Flags::default(), None)
+        .unwrap();
+    let uid = a
+        .append(&mut &b"e\r\n"[..], &Flags::default(), None)
+        .unwrap();
+    assert_eq!(uids(&a), [1, 2], "not current: not joined");
+    let c = a.sync().unwrap();
+    assert_eq!(c.added, [other, uid]);
+    exact(&a);
 }

@@ -8,7 +8,9 @@
 //! a new message, a flag, an expunge, a change found by a scan — raises
 //! HIGHESTMODSEQ, so a view whose triple matches the row is the row's
 //! messages. Views are shared (`Arc`); a handle that changes its own view
-//! copies it first (`Arc::make_mut`), leaving the cached one intact.
+//! takes it out of the cache if the cache holds that very view (changed in
+//! place, then put back under its new key), and otherwise copies it
+//! (`Arc::make_mut`), leaving the cached one intact for the other handles.
 //!
 //! Bounded: at most [`MAX_MESSAGES`] messages in all the cached views; the
 //! least recently used go first.
@@ -61,6 +63,20 @@ impl Views {
             if let Ok(i) = msgs.binary_search_by_key(&uid, |m| m.uid) {
                 msgs[i].internal_date = date;
             }
+        }
+    }
+
+    /// Forgets the cached view of `dir` if it is `messages` itself, so
+    /// that the handle holding it can change it in place; says whether it
+    /// did.
+    pub fn release(&self, dir: &Path, messages: &Arc<Vec<MessageMeta>>) -> bool {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match g.0.get(dir) {
+            Some(v) if Arc::ptr_eq(&v.messages, messages) => {
+                g.0.remove(dir);
+                true
+            }
+            _ => false,
         }
     }
 
