@@ -487,6 +487,31 @@ def vm_hwm_kib(pid):
     raise AssertionError("no VmHWM")
 
 
+def test_fetch_of_headers_and_bodies_across_read_batches(imap):
+    f = imap
+    c = login(f)
+    # A header of ~16 KB (more than one read) over a 3 MB body.
+    long_header = "".join(f"X-Long-{k}: {'y' * 70}\n" for k in range(200))
+    big = crlf(f"From: a@example.org\nSubject: big one\n{long_header}\n") + b"z" * (3 << 20) + b"\r\n"
+    small = [crlf(f"Subject: m{i}\n\nbody {i}\n") for i in range(70)]
+    msgs = small[:35] + [big] + small[35:]
+    for m in msgs:
+        ok(c.append("INBOX", None, None, m))
+    c.select("INBOX", readonly=True)
+    data = ok(c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+    got = [d[1] for d in data if isinstance(d, tuple)]
+    want = [m.split(b"\r\n")[0 if m is not big else 1] + b"\r\n\r\n" for m in msgs]
+    assert got == want
+    data = ok(c.fetch("36", "(ENVELOPE BODY.PEEK[HEADER])"))
+    assert b'"big one"' in data[0][0], data[0][0]
+    assert data[0][1] == big[: big.index(b"\r\n\r\n") + 4]
+    data = ok(c.fetch("1:*", "(BODY.PEEK[])"))
+    got = [d[1] for d in data if isinstance(d, tuple)]
+    assert len(got) == len(msgs)
+    assert all(g == m for g, m in zip(got, msgs))
+    c.logout()
+
+
 def test_append_20mb_streams_to_disk(imap):
     f = imap
     pid = f.daemons["imapd"].pid

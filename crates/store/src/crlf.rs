@@ -103,6 +103,50 @@ pub fn to_crlf(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Converts a whole buffer from LF to CRLF, sized exactly (one pass to
+/// count the LFs, one to copy: no reallocation for big messages).
+pub fn to_crlf_exact(input: &[u8]) -> Vec<u8> {
+    let lfs = memchr::memchr_iter(b'\n', input).count();
+    let mut out = Vec::with_capacity(input.len() + lfs);
+    ToCrlf.push(input, &mut out);
+    out
+}
+
+/// Reads LF-form bytes from `r` up to and with the empty line that ends
+/// the header block, in CRLF form (everything if no line is empty), in
+/// reads of `chunk` bytes: a header-only FETCH of a big message reads its
+/// first few kilobytes, not all of it. The header ends where IMAP's
+/// sections say it does: at the first line with nothing before its line
+/// end.
+pub fn read_header(r: &mut impl Read, chunk: usize) -> io::Result<Vec<u8>> {
+    let mut raw = vec![0u8; chunk.max(1)];
+    let mut out = Vec::with_capacity(chunk + chunk / 8);
+    let mut searched: usize = 0;
+    loop {
+        let n = match r.read(&mut raw) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(out);
+        }
+        ToCrlf.push(&raw[..n], &mut out);
+        // In CRLF form every line ends with CR LF, so an empty line is a
+        // CR LF at the start or right after another line's CR LF.
+        if out.starts_with(b"\r\n") {
+            out.truncate(2);
+            return Ok(out);
+        }
+        let from = searched.saturating_sub(3);
+        if let Some(i) = memchr::memmem::find(&out[from..], b"\r\n\r\n") {
+            out.truncate(from + i + 4);
+            return Ok(out);
+        }
+        searched = out.len();
+    }
+}
+
 /// The CRLF size of LF-form bytes: their length plus their LF count.
 pub fn crlf_len(lf_form: &[u8]) -> u64 {
     lf_form.len() as u64 + memchr::memchr_iter(b'\n', lf_form).count() as u64
@@ -170,6 +214,28 @@ mod tests {
         (b"\r\n\r\n.\r\n", b"\n\n.\n"),
         (b"x\r\r\r\ny", b"x\r\r\ny"),
     ];
+
+    #[test]
+    fn header_block_read_in_small_chunks() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b"\nbody\n", b"\r\n"),
+            (b"A: 1\nB: 2\n\nbody\n\nmore\n", b"A: 1\r\nB: 2\r\n\r\n"),
+            (b"A: 1\nB: 2\n", b"A: 1\r\nB: 2\r\n"),
+            (b"A: 1", b"A: 1"),
+            // A lone CR is not an empty line; CR LF on disk is not either.
+            (b"A: 1\n\r\nB: 2\n\nx", b"A: 1\r\n\r\r\nB: 2\r\n\r\n"),
+            (b"A: 1\r\n\nx", b"A: 1\r\r\n\r\n"),
+        ];
+        for (disk, want) in cases {
+            for chunk in [1, 2, 3, 5, 8192] {
+                let got = read_header(&mut &disk[..], chunk).unwrap();
+                assert_eq!(got, *want, "{disk:?} in chunks of {chunk}");
+            }
+            assert!(to_crlf(disk).starts_with(want));
+            assert_eq!(to_crlf_exact(disk), to_crlf(disk));
+        }
+    }
 
     #[test]
     fn table_round_trip() {

@@ -790,9 +790,18 @@ impl Mailbox {
 
     /// The whole message in CRLF form.
     pub fn read_message(&self, uid: u32) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        CrlfReader::new(self.open_file(uid)?).read_to_end(&mut out)?;
-        Ok(out)
+        // The index's CRLF size bounds the file's: one read, no regrowth.
+        let size = self.position(uid).map_or(0, |i| self.messages[i].size);
+        let mut raw = Vec::with_capacity((size as usize).min(64 << 20) + 1);
+        self.open_file(uid)?.read_to_end(&mut raw)?;
+        Ok(crate::crlf::to_crlf_exact(&raw))
+    }
+
+    /// The message's header block in CRLF form, up to and with the empty
+    /// line that ends it (see [`crate::crlf::read_header`]): what FETCH of
+    /// ENVELOPE or header fields needs, without reading a big message.
+    pub fn read_header(&self, uid: u32) -> Result<Vec<u8>> {
+        Ok(crate::crlf::read_header(&mut self.open_file(uid)?, 8192)?)
     }
 
     /// The message in CRLF form, streamed.

@@ -7,8 +7,11 @@
 //! message once and take every view from one `facteur_imap_message::Message`.
 //! Body data goes out as literals. Non-PEEK body items set `\Seen` (in one
 //! store call for the whole set, before the replies, which then carry the
-//! new FLAGS). Replies are written out in chunks, so a `FETCH 1:* BODY[]` on
-//! a large mailbox needs one message in memory at a time.
+//! new FLAGS). Message files are read in batches (up to 1 MiB, or one
+//! bigger message, per blocking call) and replies written out in chunks, so
+//! a `FETCH 1:* BODY[]` on a large mailbox holds one batch in memory at a
+//! time. A FETCH of only ENVELOPE and header sections reads each file's
+//! header block, not the whole message.
 
 use super::{Flow, Session, WRITE_CHUNK, blocking, write_flags};
 use facteur_imap_message::{BinaryError, Message};
@@ -26,6 +29,44 @@ fn needs_content(a: &FetchAttr) -> bool {
             | FetchAttr::Rfc822Size
             | FetchAttr::ModSeq
     )
+}
+
+/// Items answered from the message's header block alone (or from the
+/// index): a FETCH of only these reads no body.
+fn from_header(a: &FetchAttr) -> bool {
+    match a {
+        FetchAttr::Envelope | FetchAttr::Rfc822Header => true,
+        FetchAttr::BodySection { section, .. } => {
+            section.part.is_empty()
+                && matches!(
+                    section.text,
+                    Some(
+                        SectionText::Header
+                            | SectionText::HeaderFields(_)
+                            | SectionText::HeaderFieldsNot(_)
+                    )
+                )
+        }
+        a => !needs_content(a),
+    }
+}
+
+/// Bytes of messages read in one blocking call (a bigger message alone).
+const READ_BATCH_BYTES: u64 = 1 << 20;
+/// Messages read in one blocking call, at most.
+const READ_BATCH_MESSAGES: usize = 64;
+
+/// The first positions of `rest` to read in one go: at least one, then
+/// while under [`READ_BATCH_BYTES`] (by `size`) and
+/// [`READ_BATCH_MESSAGES`].
+fn read_batch(rest: &[usize], size: impl Fn(usize) -> u64) -> &[usize] {
+    let mut bytes = 0;
+    let mut n = 0;
+    while n < rest.len() && n < READ_BATCH_MESSAGES && (n == 0 || bytes < READ_BATCH_BYTES) {
+        bytes += size(rest[n]);
+        n += 1;
+    }
+    &rest[..n]
 }
 
 fn sets_seen(a: &FetchAttr) -> bool {
@@ -137,88 +178,120 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let content = attrs.iter().any(needs_content);
+        let header_only = attrs.iter().all(from_header);
         let utf8 = self.utf8;
         let mut gone = false;
         let mut unknown_cte = false;
         let mut out: Vec<u8> = Vec::with_capacity(4096);
-        for i in positions {
+        let mut next = 0;
+        while next < positions.len() {
+            // The files of a batch are read in one blocking call (each
+            // call hands this worker's other sessions to another thread).
             let Some(sel) = &self.sel else { break };
-            let m = &sel.mb.messages()[i];
-            let raw = if content {
-                match blocking(|| sel.mb.read_message(m.uid)) {
-                    Ok(r) => Some(r),
-                    Err(StoreError::NoSuchMessage(_)) => {
+            let batch = if content {
+                let msgs = sel.mb.messages();
+                read_batch(&positions[next..], |i| {
+                    let size = msgs[i].size;
+                    if header_only { size.min(8192) } else { size }
+                })
+            } else {
+                &positions[next..]
+            };
+            next += batch.len();
+            let mut raws = if content {
+                blocking(|| {
+                    let msgs = sel.mb.messages();
+                    batch
+                        .iter()
+                        .map(|&i| {
+                            if header_only {
+                                sel.mb.read_header(msgs[i].uid)
+                            } else {
+                                sel.mb.read_message(msgs[i].uid)
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            } else {
+                Vec::new()
+            }
+            .into_iter();
+            for &i in batch {
+                let Some(sel) = &self.sel else { break };
+                let m = &sel.mb.messages()[i];
+                let raw = match raws.next() {
+                    None => None,
+                    Some(Ok(r)) => Some(r),
+                    Some(Err(StoreError::NoSuchMessage(_))) => {
                         gone = true;
                         continue;
                     }
-                    Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                    Some(Err(StoreError::Io(e))) if e.kind() == io::ErrorKind::NotFound => {
                         gone = true;
                         continue;
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         self.store_error(tag, &e);
                         return Ok(Flow::Continue);
                     }
-                }
-            } else {
-                None
-            };
-            let msg = raw.as_deref().map(Message::parse);
-            let _ = write!(out, "* {} FETCH (", i + 1);
-            let mut first = true;
-            let mut wrote_flags = false;
-            for a in &attrs {
-                let start = out.len();
-                if !first {
-                    out.push(b' ');
-                }
-                match a {
-                    FetchAttr::Flags => {
-                        out.extend_from_slice(b"FLAGS ");
-                        write_flags(&mut out, &m.flags);
-                        wrote_flags = true;
+                };
+                let msg = raw.as_deref().map(Message::parse);
+                let _ = write!(out, "* {} FETCH (", i + 1);
+                let mut first = true;
+                let mut wrote_flags = false;
+                for a in &attrs {
+                    let start = out.len();
+                    if !first {
+                        out.push(b' ');
                     }
-                    FetchAttr::Uid => {
-                        let _ = write!(out, "UID {}", m.uid);
-                    }
-                    FetchAttr::InternalDate => {
-                        out.extend_from_slice(b"INTERNALDATE ");
-                        // Still unknown: the file vanished meanwhile.
-                        let date = if m.internal_date == UNKNOWN_DATE {
-                            0
-                        } else {
-                            m.internal_date
-                        };
-                        out.extend_from_slice(encode::date_time(date, 0).as_bytes());
-                    }
-                    FetchAttr::Rfc822Size => {
-                        let _ = write!(out, "RFC822.SIZE {}", m.size);
-                    }
-                    FetchAttr::ModSeq => {
-                        let _ = write!(out, "MODSEQ ({})", m.modseq);
-                    }
-                    other => {
-                        let Some(msg) = &msg else { continue };
-                        if !write_content(&mut out, other, msg, utf8, &mut unknown_cte) {
-                            out.truncate(start);
-                            continue;
+                    match a {
+                        FetchAttr::Flags => {
+                            out.extend_from_slice(b"FLAGS ");
+                            write_flags(&mut out, &m.flags);
+                            wrote_flags = true;
+                        }
+                        FetchAttr::Uid => {
+                            let _ = write!(out, "UID {}", m.uid);
+                        }
+                        FetchAttr::InternalDate => {
+                            out.extend_from_slice(b"INTERNALDATE ");
+                            // Still unknown: the file vanished meanwhile.
+                            let date = if m.internal_date == UNKNOWN_DATE {
+                                0
+                            } else {
+                                m.internal_date
+                            };
+                            out.extend_from_slice(encode::date_time(date, 0).as_bytes());
+                        }
+                        FetchAttr::Rfc822Size => {
+                            let _ = write!(out, "RFC822.SIZE {}", m.size);
+                        }
+                        FetchAttr::ModSeq => {
+                            let _ = write!(out, "MODSEQ ({})", m.modseq);
+                        }
+                        other => {
+                            let Some(msg) = &msg else { continue };
+                            if !write_content(&mut out, other, msg, utf8, &mut unknown_cte) {
+                                out.truncate(start);
+                                continue;
+                            }
                         }
                     }
+                    first = false;
                 }
-                first = false;
-            }
-            if !wrote_flags && seen_set.binary_search(&m.uid).is_ok() {
-                if !first {
-                    out.push(b' ');
+                if !wrote_flags && seen_set.binary_search(&m.uid).is_ok() {
+                    if !first {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(b"FLAGS ");
+                    write_flags(&mut out, &m.flags);
                 }
-                out.extend_from_slice(b"FLAGS ");
-                write_flags(&mut out, &m.flags);
-            }
-            out.extend_from_slice(b")\r\n");
-            if out.len() > WRITE_CHUNK {
-                self.io.write(&out);
-                out.clear();
-                self.io.flush().await?;
+                out.extend_from_slice(b")\r\n");
+                if out.len() > WRITE_CHUNK {
+                    self.io.write(&out);
+                    out.clear();
+                    self.io.flush().await?;
+                }
             }
         }
         self.io.write(&out);
@@ -340,5 +413,42 @@ fn cut(d: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
             let end = start.saturating_add(n as usize).min(d.len());
             &d[start..end]
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_batches_bound_bytes_and_messages() {
+        let pos: Vec<usize> = (0..200).collect();
+        // Small messages: 64 at a time.
+        assert_eq!(read_batch(&pos, |_| 1000).len(), READ_BATCH_MESSAGES);
+        // A big one is read alone; the batch before it stops after it.
+        assert_eq!(read_batch(&pos, |_| 5 << 20).len(), 1);
+        let size = |i: usize| if i == 3 { 5 << 20 } else { 1000 };
+        assert_eq!(read_batch(&pos, size), &pos[..4]);
+        assert_eq!(read_batch(&pos[4..], size).len(), READ_BATCH_MESSAGES);
+        assert_eq!(read_batch(&pos[..0], size).len(), 0);
+    }
+
+    #[test]
+    fn header_items_need_no_body() {
+        let p = |s: &str| match facteur_imap_proto::parse_command(
+            format!("a FETCH 1 ({s})").as_bytes(),
+        ) {
+            Ok(facteur_imap_proto::Tagged {
+                command: facteur_imap_proto::Command::Fetch { attrs, .. },
+                ..
+            }) => attrs.iter().all(from_header),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert!(p("UID FLAGS ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)]"));
+        assert!(p("RFC822.HEADER BODY[HEADER] BODY.PEEK[HEADER.FIELDS.NOT (X)]<0.10>"));
+        assert!(!p("ENVELOPE BODYSTRUCTURE"));
+        assert!(!p("BODY.PEEK[1.HEADER]"));
+        assert!(!p("BODY.PEEK[TEXT]"));
+        assert!(!p("BODY[]"));
     }
 }
