@@ -146,7 +146,10 @@ where
 }
 
 /// Runs blocking store work (SQLite, fsync) without stalling the other
-/// sessions on this worker thread.
+/// sessions on this worker thread. Each call hands the worker's other
+/// tasks to another thread (a wake-up and context switches, several
+/// microseconds), so a command that works on the store runs whole in one
+/// call (see `dispatch`); calls nested in it cost nothing.
 pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
@@ -284,7 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.io.write(format!("* CAPABILITY {caps}\r\n").as_bytes());
                 self.announce_and_ok(&tag, "CAPABILITY completed")
             }
-            Command::Noop => self.announce_and_ok(&tag, "NOOP completed"),
+            Command::Noop => blocking(|| self.announce_and_ok(&tag, "NOOP completed")),
             Command::Logout => {
                 self.io.write(b"* BYE Logging out\r\n");
                 self.ok(&tag, "LOGOUT completed");
@@ -313,40 +316,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 read_only,
                 condstore,
                 qresync,
-            } => self.select(&tag, &mailbox, read_only, condstore, qresync),
+            } => blocking(|| self.select(&tag, &mailbox, read_only, condstore, qresync)),
             Command::Create {
                 mailbox,
                 special_use,
-            } => self.create(&tag, &mailbox, &special_use),
-            Command::Delete(m) => self.delete(&tag, &m),
-            Command::Rename { from, to } => self.rename(&tag, &from, &to),
-            Command::Subscribe(m) => self.subscribe(&tag, &m, true),
-            Command::Unsubscribe(m) => self.subscribe(&tag, &m, false),
+            } => blocking(|| self.create(&tag, &mailbox, &special_use)),
+            Command::Delete(m) => blocking(|| self.delete(&tag, &m)),
+            Command::Rename { from, to } => blocking(|| self.rename(&tag, &from, &to)),
+            Command::Subscribe(m) => blocking(|| self.subscribe(&tag, &m, true)),
+            Command::Unsubscribe(m) => blocking(|| self.subscribe(&tag, &m, false)),
             Command::List {
                 reference,
                 patterns,
                 select,
                 ret,
-            } => self.list(&tag, &reference, &patterns, select, ret, false),
+            } => blocking(|| self.list(&tag, &reference, &patterns, select, ret, false)),
             Command::Lsub { reference, pattern } => {
                 let select = facteur_imap_proto::ListSelect {
                     subscribed: true,
                     ..Default::default()
                 };
-                self.list(
-                    &tag,
-                    &reference,
-                    &[pattern],
-                    select,
-                    Default::default(),
-                    true,
-                )
+                blocking(|| {
+                    self.list(
+                        &tag,
+                        &reference,
+                        &[pattern],
+                        select,
+                        Default::default(),
+                        true,
+                    )
+                })
             }
             Command::Namespace => {
                 self.io.write(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
                 self.announce_and_ok(&tag, "NAMESPACE completed")
             }
-            Command::Status { mailbox, items } => self.status(&tag, &mailbox, &items),
+            Command::Status { mailbox, items } => blocking(|| self.status(&tag, &mailbox, &items)),
             Command::GetQuota(root) => self.get_quota(&tag, &root),
             Command::GetQuotaRoot(m) => self.get_quota_root(&tag, &m),
             Command::SetQuota { .. } => {
@@ -370,17 +375,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 );
                 Ok(Flow::Continue)
             }
-            Command::Check => self.announce_and_ok(&tag, "CHECK completed"),
-            Command::Close => self.close(&tag, true),
-            Command::Unselect => self.close(&tag, false),
-            Command::Expunge => self.expunge(&tag, None),
-            Command::UidExpunge(set) => self.expunge(&tag, Some(set)),
+            Command::Check => blocking(|| self.announce_and_ok(&tag, "CHECK completed")),
+            Command::Close => blocking(|| self.close(&tag, true)),
+            Command::Unselect => blocking(|| self.close(&tag, false)),
+            Command::Expunge => blocking(|| self.expunge(&tag, None)),
+            Command::UidExpunge(set) => blocking(|| self.expunge(&tag, Some(set))),
             Command::Search {
                 uid,
                 ret,
                 charset,
                 key,
-            } => self.search(&tag, uid, ret, charset, key),
+            } => blocking(|| self.search(&tag, uid, ret, charset, key)),
             Command::Fetch {
                 uid,
                 set,
@@ -398,9 +403,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 op,
                 silent,
                 flags,
-            } => self.store(&tag, uid, &set, unchanged_since, op, silent, &flags),
-            Command::Copy { uid, set, mailbox } => self.copy(&tag, uid, &set, &mailbox, false),
-            Command::Move { uid, set, mailbox } => self.copy(&tag, uid, &set, &mailbox, true),
+            } => blocking(|| self.store(&tag, uid, &set, unchanged_since, op, silent, &flags)),
+            Command::Copy { uid, set, mailbox } => {
+                blocking(|| self.copy(&tag, uid, &set, &mailbox, false))
+            }
+            Command::Move { uid, set, mailbox } => {
+                blocking(|| self.copy(&tag, uid, &set, &mailbox, true))
+            }
         }
     }
 

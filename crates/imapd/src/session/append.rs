@@ -142,27 +142,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let flags = parse_flags(&flags).unwrap_or_default();
         let body = body.freeze();
         let mut reader = body.reader(Vec::new());
-        let result = match (&mut target, &mut self.sel) {
-            (Some(mb), _) => blocking(|| mb.append(&mut reader, &flags, date))
-                .map(|u| (u, mb.uidvalidity(), mb.dir().to_path_buf())),
-            (None, Some(sel)) => blocking(|| sel.mb.append(&mut reader, &flags, date))
-                .map(|u| (u, sel.mb.uidvalidity(), sel.mb.dir().to_path_buf())),
-            (None, None) => return Ok(Flow::Continue),
-        };
-        match result {
-            Ok((uid, validity, dir)) => {
-                self.ctx.notifier.changed(&dir);
-                info!(user = %self.user.as_ref().map_or("", |u| u.address.as_str()), uid, size = literal.len, "message appended");
-                if self.announce() == Flow::Close {
-                    return Ok(Flow::Close);
+        // The append, the announcement and the reply in one blocking call.
+        blocking(|| {
+            let result = match (&mut target, &mut self.sel) {
+                (Some(mb), _) => mb
+                    .append(&mut reader, &flags, date)
+                    .map(|u| (u, mb.uidvalidity(), mb.dir().to_path_buf())),
+                (None, Some(sel)) => sel
+                    .mb
+                    .append(&mut reader, &flags, date)
+                    .map(|u| (u, sel.mb.uidvalidity(), sel.mb.dir().to_path_buf())),
+                (None, None) => return Ok(Flow::Continue),
+            };
+            match result {
+                Ok((uid, validity, dir)) => {
+                    self.ctx.notifier.changed(&dir);
+                    info!(user = %self.user.as_ref().map_or("", |u| u.address.as_str()), uid, size = literal.len, "message appended");
+                    if self.announce() == Flow::Close {
+                        return Ok(Flow::Close);
+                    }
+                    self.ok(
+                        &tag,
+                        &format!("[APPENDUID {validity} {uid}] APPEND completed"),
+                    );
                 }
-                self.ok(
-                    &tag,
-                    &format!("[APPENDUID {validity} {uid}] APPEND completed"),
-                );
+                Err(e) => self.store_error(&tag, &e),
             }
-            Err(e) => self.store_error(&tag, &e),
-        }
-        Ok(Flow::Continue)
+            Ok(Flow::Continue)
+        })
     }
 }

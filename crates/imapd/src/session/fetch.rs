@@ -445,7 +445,9 @@ mod tests {
             other => panic!("{s}: {other:?}"),
         };
         assert!(p("UID FLAGS ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)]"));
-        assert!(p("RFC822.HEADER BODY[HEADER] BODY.PEEK[HEADER.FIELDS.NOT (X)]<0.10>"));
+        assert!(p(
+            "RFC822.HEADER BODY[HEADER] BODY.PEEK[HEADER.FIELDS.NOT (X)]<0.10>"
+        ));
         assert!(!p("ENVELOPE BODYSTRUCTURE"));
         assert!(!p("BODY.PEEK[1.HEADER]"));
         assert!(!p("BODY.PEEK[TEXT]"));
