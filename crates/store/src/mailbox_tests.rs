@@ -731,3 +731,28 @@ fn own_append_joins_the_view_and_the_next_sync_reports_it() {
     assert_eq!(c.added, [other, uid]);
     exact(&a);
 }
+
+#[test]
+fn expunge_takes_deleted_messages_from_the_index_when_the_view_is_stale() {
+    let (_d, s, us) = setup();
+    for b in ["a\r\n", "b\r\n", "c\r\n"] {
+        deliver(&s, b);
+    }
+    let mut a = us.select("INBOX").unwrap();
+    let mut b = us.select("INBOX").unwrap();
+    // a's view: 2 is \Deleted. b then undeletes 2 and deletes 3.
+    a.store_flags(&[2], FlagOp::Add, &Flags::system(DELETED), None)
+        .unwrap();
+    b.sync().unwrap();
+    b.store_flags(&[2], FlagOp::Remove, &Flags::system(DELETED), None)
+        .unwrap();
+    b.store_flags(&[3], FlagOp::Add, &Flags::system(DELETED), None)
+        .unwrap();
+    assert_eq!(a.expunge(None).unwrap(), [3]);
+    // From a current view, its own \Deleted.
+    a.sync().unwrap();
+    a.store_flags(&[1], FlagOp::Add, &Flags::system(DELETED), None)
+        .unwrap();
+    assert_eq!(a.expunge(None).unwrap(), [1]);
+    assert_eq!(uids(&a), [2]);
+}
