@@ -263,8 +263,10 @@ pub struct MessageMeta {
     /// files does not stat them (the first SELECT of a big Maildir would
     /// stat every file).
     pub internal_date: i64,
-    /// The file's name in `cur/` when last seen.
-    pub file_name: String,
+    /// The file's name in `cur/` when last seen. Shared: views are copied
+    /// (a session's own change to a view another shares, a view brought up
+    /// to date) without copying every name.
+    pub file_name: std::sync::Arc<str>,
 }
 
 /// What changed since a handle's previous view.

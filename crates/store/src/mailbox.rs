@@ -27,6 +27,7 @@ use crate::deliver::{set_mtime, write_tmp};
 use crate::folders::{UserInner, folder_path, normalize};
 use crate::index::{self, MailboxRow, MsgRow};
 use crate::name::{base_with_sizes, cur_name, parse_file_name};
+use crate::views::ViewKey;
 use crate::{
     DELETED, FlagOp, Flags, MessageMeta, Result, StoreError, StoreFlagsResult, SyncChanges, quota,
     sync,
@@ -65,10 +66,13 @@ fn is_not_found(e: &io::Error) -> bool {
 
 /// The row of this mailbox inside a transaction, checked against `id`: a
 /// mailbox deleted (or recreated) meanwhile is gone for this handle.
-fn locked_row(conn: &Connection, name: &str, id: i64) -> Result<MailboxRow> {
-    index::mailbox_row(conn, name)?
-        .filter(|r| r.id == id)
-        .ok_or_else(|| StoreError::NoSuchMailbox(name.to_owned()))
+/// The row of the mailbox `mb` has open, read inside the write lock; gone
+/// if the mailbox was deleted and recreated or its index rebuilt (a new
+/// row id, or the old one again with a new UIDVALIDITY).
+fn locked_row(conn: &Connection, mb: &Mailbox) -> Result<MailboxRow> {
+    index::mailbox_row(conn, &mb.name)?
+        .filter(|r| mb.is_row(r))
+        .ok_or_else(|| StoreError::NoSuchMailbox(mb.name.clone()))
 }
 
 impl Mailbox {
@@ -106,7 +110,7 @@ impl Mailbox {
         let row = index::mailbox_row(&conn, &self.name)?;
         let scan = match &row {
             None => true,
-            Some(r) => (!first && r.id != self.id) || sync::needs_scan(&self.dir, r)?,
+            Some(r) => (!first && !self.is_row(r)) || sync::needs_scan(&self.dir, r)?,
         };
         if scan {
             drop(conn);
@@ -119,7 +123,7 @@ impl Mailbox {
             let mut durable = false;
             self.user.write_unsynced(|tx| {
                 let mut row = match index::mailbox_row(tx, &self.name)? {
-                    Some(r) if first || r.id == self.id => r,
+                    Some(r) if first || self.is_row(&r) => r,
                     None if first => {
                         durable = true;
                         index::create_row(tx, &self.user.dir, &self.name, None)?
@@ -152,12 +156,12 @@ impl Mailbox {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let row = index::mailbox_row(&tx, &self.name)?
             .ok_or_else(|| StoreError::NoSuchMailbox(self.name.clone()))?;
-        if !first && row.id != self.id {
+        if !first && !self.is_row(&row) {
             return Err(StoreError::NoSuchMailbox(self.name.clone()));
         }
-        let key = (row.id, row.uidnext, row.highest_modseq);
+        let key = (row.id, row.uidvalidity, row.uidnext, row.highest_modseq);
         if let Some(messages) = self.user.shared.views.get(&self.dir, key) {
-            if !first && key == (self.id, self.uidnext, self.highest_modseq) {
+            if !first && key == self.view_key() {
                 return Ok(false);
             }
             self.messages = messages;
@@ -167,24 +171,43 @@ impl Mailbox {
             self.highest_modseq = row.highest_modseq;
             return Ok(true);
         }
-        // UIDNEXT - 1 bounds the count; the old view is a closer guess.
-        let guess = if first {
-            128 * 1024
+        // A view of this mailbox from before (this handle's, else the
+        // cache's) is brought up to date with the rows changed and the
+        // tombstones left since its HIGHESTMODSEQ: every change stamps its
+        // row or tombstone with a new HIGHESTMODSEQ. Sessions of one
+        // mailbox changing it in turn then never read every row.
+        let base = if !first && self.is_row(&row) {
+            Some((
+                Arc::clone(&self.messages),
+                self.uidnext,
+                self.highest_modseq,
+            ))
         } else {
-            self.messages.len() * 2 + 4096
+            self.user
+                .shared
+                .views
+                .latest(&self.dir, (row.id, row.uidvalidity))
         };
-        let hint = (row.uidnext as usize).saturating_sub(1).min(guess);
-        let mut messages = index::load_messages(&tx, row.id, hint)?;
+        let mut messages = match base {
+            Some((old, uidnext, modseq))
+                if uidnext <= row.uidnext && modseq <= row.highest_modseq =>
+            {
+                let changed = index::changed_since(&tx, row.id, modseq)?;
+                let gone = index::vanished_since(&tx, row.id, modseq)?;
+                apply_changes(&old, changed, &gone)
+            }
+            _ => {
+                // UIDNEXT - 1 bounds the count.
+                let hint = (row.uidnext as usize).saturating_sub(1).min(128 * 1024);
+                index::load_messages(&tx, row.id, hint)?
+            }
+        };
         if messages.capacity() > 2 * messages.len() + 4096 {
             messages.shrink_to_fit();
         }
         tx.commit()?;
         self.messages = Arc::new(messages);
-        self.user.shared.views.put(
-            &self.dir,
-            (row.id, row.uidnext, row.highest_modseq),
-            &self.messages,
-        );
+        self.user.shared.views.put(&self.dir, key, &self.messages);
         self.id = row.id;
         self.uidvalidity = row.uidvalidity;
         self.uidnext = row.uidnext;
@@ -196,7 +219,7 @@ impl Mailbox {
     /// the row (UIDNEXT, HIGHESTMODSEQ) and commits.
     fn write<T>(&self, f: impl FnOnce(&Connection, &mut MailboxRow) -> Result<T>) -> Result<T> {
         self.user.write(|tx| {
-            let mut row = locked_row(tx, &self.name, self.id)?;
+            let mut row = locked_row(tx, self)?;
             let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.dir).ok());
             let t = f(tx, &mut row)?;
             sync::after_own_change(&self.dir, &mut row, rec, pre);
@@ -215,7 +238,7 @@ impl Mailbox {
     ) -> Result<T> {
         let mut gave_uids = false;
         let t = self.user.write_unsynced(|tx| {
-            let mut row = locked_row(tx, &self.name, self.id)?;
+            let mut row = locked_row(tx, self)?;
             let uidnext = row.uidnext;
             let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.dir).ok());
             let t = f(tx, &mut row)?;
@@ -277,6 +300,16 @@ impl Mailbox {
         Arc::make_mut(&mut self.messages)
     }
 
+    /// Whether `row` is the mailbox this handle has open.
+    fn is_row(&self, row: &MailboxRow) -> bool {
+        (row.id, row.uidvalidity) == (self.id, self.uidvalidity)
+    }
+
+    /// The view cache's key of this handle's view.
+    fn view_key(&self) -> ViewKey {
+        (self.id, self.uidvalidity, self.uidnext, self.highest_modseq)
+    }
+
     fn position(&self, uid: u32) -> Option<usize> {
         self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
     }
@@ -285,18 +318,12 @@ impl Mailbox {
     /// Errors with [`StoreError::NoSuchMailbox`] if the mailbox was deleted
     /// or recreated (new UIDVALIDITY): the session must end.
     pub fn sync(&mut self) -> Result<SyncChanges> {
-        let old = std::mem::take(&mut self.messages);
-        let mut changes = match self.refresh(false) {
-            Ok(true) => diff(&old, &self.messages),
-            Ok(false) => {
-                self.messages = old;
-                SyncChanges::default()
-            }
-            Err(e) => {
-                self.messages = old;
-                return Err(e);
-            }
+        let old = Arc::clone(&self.messages);
+        let mut changes = match self.refresh(false)? {
+            true => diff(&old, &self.messages),
+            false => SyncChanges::default(),
         };
+        drop(old);
         // Our own APPENDs, already in the old view. One expunged since was
         // never announced, so its expunge is not either.
         for uid in std::mem::take(&mut self.unannounced) {
@@ -379,7 +406,7 @@ impl Mailbox {
         for (uid, file_name, new, modseq) in changes {
             if let Some(i) = self.position(uid) {
                 let m = &mut self.view_mut()[i];
-                m.file_name = file_name;
+                m.file_name = file_name.into();
                 m.flags = new;
                 m.modseq = modseq;
             }
@@ -404,7 +431,7 @@ impl Mailbox {
             self.user
                 .shared
                 .views
-                .put(&self.dir, (self.id, self.uidnext, after.1), &self.messages);
+                .put(&self.dir, self.view_key(), &self.messages);
         }
     }
 
@@ -458,7 +485,7 @@ impl Mailbox {
                     modseq: m.modseq,
                     size: m.size,
                     internal_date: date,
-                    file_name: m.file_name,
+                    file_name: m.file_name.into(),
                 });
                 Ok(uid)
             })
@@ -477,7 +504,7 @@ impl Mailbox {
                     self.view_mut().push(m);
                     self.unannounced.push(uid);
                     (self.uidnext, self.highest_modseq) = after;
-                    let key = (self.id, self.uidnext, self.highest_modseq);
+                    let key = self.view_key();
                     self.user.shared.views.put(&self.dir, key, &self.messages);
                 }
                 Ok(uid)
@@ -519,8 +546,8 @@ impl Mailbox {
         let dst_cur = dest.dir.join("cur");
         let names = &self.user.shared.names;
         let (pairs, bytes) = self.user.write(|tx| {
-            let mut row = locked_row(tx, &self.name, self.id)?;
-            let mut drow = locked_row(tx, &dest.name, dest.id)?;
+            let mut row = locked_row(tx, self)?;
+            let mut drow = locked_row(tx, dest)?;
             let same = row.id == drow.id;
             let mut msgs = Vec::new();
             for &uid in uids {
@@ -759,7 +786,7 @@ impl Mailbox {
             msgs[i].internal_date = t;
         }
         if ours {
-            let key = (self.id, self.uidnext, self.highest_modseq);
+            let key = self.view_key();
             self.user.shared.views.put(&self.dir, key, &self.messages);
         } else {
             self.user.shared.views.fill_dates(&self.dir, &rows);
@@ -771,7 +798,7 @@ impl Mailbox {
     fn open_file(&self, uid: u32) -> Result<File> {
         let cur = self.dir.join("cur");
         let i = self.position(uid).ok_or(StoreError::NoSuchMessage(uid))?;
-        match File::open(cur.join(&self.messages[i].file_name)) {
+        match File::open(cur.join(&*self.messages[i].file_name)) {
             Ok(f) => return Ok(f),
             Err(e) if !is_not_found(&e) => return Err(e.into()),
             Err(_) => {}
@@ -875,6 +902,29 @@ fn record_quota(user_dir: &Path, bytes: i64, count: i64) {
 }
 
 /// What changed from view `old` to view `new` (both sorted by UID).
+/// `old` with the rows `changed` since (sorted by UID: new ones, new
+/// flags) and without the UIDs `gone` (sorted).
+fn apply_changes(old: &[MessageMeta], changed: Vec<MessageMeta>, gone: &[u32]) -> Vec<MessageMeta> {
+    let mut out = Vec::with_capacity(old.len() + changed.len());
+    let mut changed = changed.into_iter().peekable();
+    for m in old {
+        while let Some(c) = changed.next_if(|c| c.uid < m.uid) {
+            out.push(c);
+        }
+        if let Some(mut c) = changed.next_if(|c| c.uid == m.uid) {
+            // An internal date read since is kept (dates never change).
+            if c.internal_date == crate::UNKNOWN_DATE {
+                c.internal_date = m.internal_date;
+            }
+            out.push(c);
+        } else if gone.binary_search(&m.uid).is_err() {
+            out.push(m.clone());
+        }
+    }
+    out.extend(changed);
+    out
+}
+
 fn diff(old: &[MessageMeta], new: &[MessageMeta]) -> SyncChanges {
     let mut c = SyncChanges::default();
     let (mut i, mut j) = (0, 0);

@@ -122,9 +122,9 @@ fn external_tool_changes_are_noticed() {
     let m0 = mb.messages()[0].clone();
     let base = m0.file_name.split(':').next().unwrap().to_owned();
     // mutt marks message 1 seen and flagged.
-    fs::rename(cur.join(&m0.file_name), cur.join(format!("{base}:2,FS"))).unwrap();
+    fs::rename(cur.join(&*m0.file_name), cur.join(format!("{base}:2,FS"))).unwrap();
     // Another tool removes message 2 and drops a new one into cur/ (no S=/W=).
-    fs::remove_file(cur.join(&mb.messages()[1].file_name)).unwrap();
+    fs::remove_file(cur.join(&*mb.messages()[1].file_name)).unwrap();
     fs::write(cur.join("1234.foreign.host:2,S"), "x\ny\n").unwrap();
     let before = mb.highest_modseq();
     let ch = mb.sync().unwrap();
@@ -141,7 +141,7 @@ fn external_tool_changes_are_noticed() {
     // A rename behind our back, then a STORE on the old name: retried.
     let m = mb.messages()[0].clone();
     let base = m.file_name.split(':').next().unwrap().to_owned();
-    fs::rename(cur.join(&m.file_name), cur.join(format!("{base}:2,S"))).unwrap();
+    fs::rename(cur.join(&*m.file_name), cur.join(format!("{base}:2,S"))).unwrap();
     let r = mb
         .store_flags(&[1], FlagOp::Add, &Flags::system(ANSWERED), None)
         .unwrap();
@@ -259,7 +259,7 @@ fn append_copy_move_expunge() {
         (1_000_000_000, SEEN, 19)
     );
     assert!(m.modseq > m0);
-    let f = d.path().join("x.test/u/cur").join(&m.file_name);
+    let f = d.path().join("x.test/u/cur").join(&*m.file_name);
     assert_eq!(
         fs::metadata(&f).unwrap().modified().unwrap(),
         UNIX_EPOCH_PLUS(1_000_000_000)
@@ -568,7 +568,7 @@ fn internal_dates_are_read_when_asked_and_kept() {
     let cur = d.path().join("x.test/u/cur");
     let m2 = mb.messages()[1].file_name.clone();
     let base = m2.split(':').next().unwrap().to_owned();
-    fs::rename(cur.join(&m2), cur.join(format!("{base}:2,S"))).unwrap();
+    fs::rename(cur.join(&*m2), cur.join(format!("{base}:2,S"))).unwrap();
     mb.resolve_dates(Some(&[1])).unwrap();
     assert_eq!(mb.messages()[0].internal_date, 1_000_000_000);
     assert_eq!(mb.messages()[1].internal_date, crate::UNKNOWN_DATE);
@@ -755,4 +755,85 @@ fn expunge_takes_deleted_messages_from_the_index_when_the_view_is_stale() {
         .unwrap();
     assert_eq!(a.expunge(None).unwrap(), [1]);
     assert_eq!(uids(&a), [2]);
+}
+
+#[test]
+fn a_stale_view_is_brought_up_to_date_by_the_changes_since() {
+    let (_d, s, us) = setup();
+    for b in ["a\r\n", "b\r\n", "c\r\n", "d\r\n"] {
+        deliver(&s, b);
+    }
+    let mut a = us.select("INBOX").unwrap();
+    let mut b = us.select("INBOX").unwrap();
+    // Internal dates are filled lazily (a view may not know one the
+    // index has): compared where the view knows them.
+    let exact = |mb: &Mailbox| {
+        let mut loaded = index::load_messages(&us.inner.conn(), mb.id, 0).unwrap();
+        for (l, m) in loaded.iter_mut().zip(mb.messages.iter()) {
+            if m.internal_date == crate::UNKNOWN_DATE {
+                l.internal_date = m.internal_date;
+            }
+        }
+        assert_eq!(*mb.messages, loaded, "the view is the index's state");
+    };
+    a.resolve_dates(None).unwrap();
+    // b: a flag, an append, an expunge; then a delivery found by a scan.
+    b.store_flags(&[2], FlagOp::Add, &Flags::system(FLAGGED), None)
+        .unwrap();
+    let new = b
+        .append(&mut &b"e\r\n"[..], &Flags::default(), None)
+        .unwrap();
+    b.store_flags(&[3], FlagOp::Add, &Flags::system(DELETED), None)
+        .unwrap();
+    assert_eq!(b.expunge(None).unwrap(), [3]);
+    // The cache holds b's view; a new handle starts from it.
+    let c = a.sync().unwrap();
+    assert_eq!(c.added, [new]);
+    assert_eq!(c.expunged, [3]);
+    assert_eq!(c.flags_changed, [2]);
+    exact(&a);
+    // A change the cache did not see (b's view is stale after a's STORE
+    // from a view b had not): b catches up from its own view.
+    a.store_flags(&[1], FlagOp::Add, &Flags::system(SEEN), None)
+        .unwrap();
+    a.store_flags(&[4], FlagOp::Add, &Flags::system(DELETED), None)
+        .unwrap();
+    assert_eq!(a.expunge(None).unwrap(), [4]);
+    deliver(&s, "f\r\n");
+    let c = b.sync().unwrap();
+    assert_eq!(c.flags_changed, [1]);
+    assert_eq!(c.expunged, [4]);
+    // b's own APPEND, not announced yet, and the delivery.
+    assert_eq!(c.added, [new, new + 1]);
+    exact(&b);
+}
+
+#[test]
+fn changes_applied_to_a_view() {
+    let m = |uid: u32, modseq: u64, date: i64| MessageMeta {
+        uid,
+        flags: Flags::default(),
+        modseq,
+        size: 1,
+        internal_date: date,
+        file_name: format!("f{uid}-{modseq}").into(),
+    };
+    let u = crate::UNKNOWN_DATE;
+    let old = vec![m(1, 1, 10), m(2, 1, 20), m(4, 1, 40), m(6, 1, 60)];
+    // 2 changed (its date, unknown in the row, is kept), 4 gone, 3 (a row
+    // the old view lacked) and 7 new.
+    let changed = vec![m(2, 5, u), m(3, 6, u), m(7, 7, 70)];
+    let got = apply_changes(&old, changed, &[4]);
+    assert_eq!(
+        got,
+        vec![
+            m(1, 1, 10),
+            m(2, 5, 20),
+            m(3, 6, u),
+            m(6, 1, 60),
+            m(7, 7, 70)
+        ]
+    );
+    assert_eq!(apply_changes(&[], vec![m(1, 2, 3)], &[]), vec![m(1, 2, 3)]);
+    assert_eq!(apply_changes(&old, vec![], &[1, 2, 4, 6]), vec![]);
 }

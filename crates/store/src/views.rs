@@ -4,7 +4,7 @@
 //! that logs in for each page).
 //!
 //! A view is keyed by the mailbox's directory and valid for exactly one
-//! (index row id, UIDNEXT, HIGHESTMODSEQ): every change to a mailbox —
+//! (index row id, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ): every change to a mailbox —
 //! a new message, a flag, an expunge, a change found by a scan — raises
 //! HIGHESTMODSEQ, so a view whose triple matches the row is the row's
 //! messages. Views are shared (`Arc`); a handle that changes its own view
@@ -23,8 +23,13 @@ use std::sync::{Arc, Mutex};
 /// Messages kept in all cached views together (about 100 bytes each).
 pub const MAX_MESSAGES: usize = 1_000_000;
 
+/// A view's identity: index row id, UIDVALIDITY (a rebuilt index may give
+/// a mailbox its old row id again, never its UIDVALIDITY), UIDNEXT,
+/// HIGHESTMODSEQ.
+pub(crate) type ViewKey = (i64, u32, u32, u64);
+
 struct View {
-    key: (i64, u32, u64),
+    key: ViewKey,
     messages: Arc<Vec<MessageMeta>>,
     used: u64,
 }
@@ -43,13 +48,25 @@ impl std::fmt::Debug for Views {
 
 impl Views {
     /// The cached view of `dir` for (id, uidnext, highest_modseq).
-    pub fn get(&self, dir: &Path, key: (i64, u32, u64)) -> Option<Arc<Vec<MessageMeta>>> {
+    pub fn get(&self, dir: &Path, key: ViewKey) -> Option<Arc<Vec<MessageMeta>>> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (map, clock) = &mut *g;
         *clock += 1;
         let v = map.get_mut(dir).filter(|v| v.key == key)?;
         v.used = *clock;
         Some(Arc::clone(&v.messages))
+    }
+
+    /// The cached view of `dir` if it is of this (row id, UIDVALIDITY),
+    /// whatever its (UIDNEXT, HIGHESTMODSEQ): a base to bring up to date.
+    pub fn latest(
+        &self,
+        dir: &Path,
+        mailbox: (i64, u32),
+    ) -> Option<(Arc<Vec<MessageMeta>>, u32, u64)> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let v = g.0.get(dir).filter(|v| (v.key.0, v.key.1) == mailbox)?;
+        Some((Arc::clone(&v.messages), v.key.2, v.key.3))
     }
 
     /// Records internal dates read since the view of `dir` was cached
@@ -81,7 +98,7 @@ impl Views {
     }
 
     /// Remembers the view of `dir` for `key`.
-    pub fn put(&self, dir: &Path, key: (i64, u32, u64), messages: &Arc<Vec<MessageMeta>>) {
+    pub fn put(&self, dir: &Path, key: ViewKey, messages: &Arc<Vec<MessageMeta>>) {
         if messages.len() > MAX_MESSAGES / 4 {
             return;
         }
