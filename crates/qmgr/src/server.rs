@@ -6,13 +6,17 @@
 //! bound socket and a shutdown future: what tests drive) and
 //! [`bind_wakeup`].
 //!
-//! The loop scans the queue at start, on every datagram on the wake-up
-//! socket (any content: it is only a hint), every `scan_interval`, when the
-//! earliest deferred message falls due, and after a delivery queued a
-//! bounce. A scan (blocking file work, off the async threads) picks up
-//! maildrop/ and incoming/, moves due files from deferred/ to active/, and
-//! lists active/; each active message not already in flight gets a task,
-//! and at most `lmtp_concurrency` tasks deliver at once (a semaphore).
+//! The loop scans the whole queue at start, every `scan_interval`, when
+//! the earliest deferred message falls due, and after a delivery queued a
+//! bounce or a control request: a full scan (blocking file work, off the
+//! async threads) picks up maildrop/ and incoming/, moves due files from
+//! deferred/ to active/, and lists active/. A datagram on the wake-up
+//! socket (any content: it is only a hint) runs a pickup scan: maildrop/
+//! and incoming/ only, so that each new message does not read every
+//! deferred file (a queue of thousands deferred during an outage would
+//! make every arrival cost thousands of reads). Each active message not
+//! already in flight gets a task, and at most `lmtp_concurrency` tasks
+//! deliver at once (a semaphore).
 //!
 //! Control socket (`facteurctl queue`, `docs/qmgr-control.md`): requests
 //! are handed to this loop and run between scans (never during one); a
@@ -175,18 +179,28 @@ struct Scan {
     next_due: Option<i64>,
 }
 
-/// One pass over the queue directories. Blocking.
-fn scan(ctx: &Context) -> Scan {
+/// Picks up maildrop/ and incoming/; returns the messages that reached
+/// active/. Blocking.
+fn pickup_scan(ctx: &Context) -> Vec<String> {
+    let mut picked = Vec::new();
     for q in [QueueName::Maildrop, QueueName::Incoming] {
         match ctx.spool.list(q) {
             Ok(ids) => {
                 for id in ids {
-                    queue::pickup(ctx, q, &id);
+                    if queue::pickup(ctx, q, &id) {
+                        picked.push(id);
+                    }
                 }
             }
             Err(e) => error!(queue = q.as_str(), error = %e, "cannot list the queue"),
         }
     }
+    picked
+}
+
+/// One pass over the queue directories. Blocking.
+fn scan(ctx: &Context) -> Scan {
+    pickup_scan(ctx);
     let t = now();
     let mut next_due: Option<i64> = None;
     match ctx.spool.list(QueueName::Deferred) {
@@ -243,15 +257,19 @@ pub async fn serve(
     let mut inflight: HashSet<String> = HashSet::new();
     let mut task_ids: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut tasks: JoinSet<(String, queue::AttemptResult)> = JoinSet::new();
+    // A full scan (deferred/ and active/ too) or only a pickup scan.
     let mut scan_now = true;
+    let mut pickup_now = false;
     let mut deadline = tokio::time::Instant::now();
     let mut next_sweep = tokio::time::Instant::now();
     let mut buf = [0u8; 64];
     tokio::pin!(shutdown);
     loop {
-        if scan_now {
+        if scan_now || pickup_now {
+            let full = scan_now;
             scan_now = false;
-            if tokio::time::Instant::now() >= next_sweep {
+            pickup_now = false;
+            if full && tokio::time::Instant::now() >= next_sweep {
                 // What crashes left behind (temporary files, orphan state
                 // files), at start-up and then every hour.
                 next_sweep = tokio::time::Instant::now() + SWEEP_EVERY;
@@ -267,12 +285,21 @@ pub async fn serve(
                 });
             }
             let c = Arc::clone(&ctx);
-            let found = tokio::task::spawn_blocking(move || scan(&c))
-                .await
-                .unwrap_or_else(|e| {
-                    error!(error = %e, "queue scan failed");
-                    Scan::default()
-                });
+            let found = tokio::task::spawn_blocking(move || {
+                if full {
+                    scan(&c)
+                } else {
+                    Scan {
+                        active: pickup_scan(&c),
+                        next_due: None,
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                error!(error = %e, "queue scan failed");
+                Scan::default()
+            });
             for id in found.active {
                 if !inflight.insert(id.clone()) {
                     continue;
@@ -289,12 +316,14 @@ pub async fn serve(
                 });
                 task_ids.insert(h.id(), key);
             }
-            let mut wait = ctx.scan_interval;
-            if let Some(n) = found.next_due {
-                wait = wait.min(until(n));
+            if full {
+                let mut wait = ctx.scan_interval;
+                if let Some(n) = found.next_due {
+                    wait = wait.min(until(n));
+                }
+                deadline = tokio::time::Instant::now() + wait;
+                debug!(in_flight = inflight.len(), next_scan_in = ?wait, "queue scanned");
             }
-            deadline = tokio::time::Instant::now() + wait;
-            debug!(in_flight = inflight.len(), next_scan_in = ?wait, "queue scanned");
         }
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => scan_now = true,
@@ -305,7 +334,7 @@ pub async fn serve(
                 }
                 // Many hints are one hint.
                 while wake.try_recv(&mut buf).is_ok() {}
-                scan_now = true;
+                pickup_now = true;
             }
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                 match done {
