@@ -10,7 +10,7 @@
 //! the same hashing work whether the login exists or not, so response time
 //! does not tell a client which logins exist.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use facteur_mail::Address;
 
@@ -88,12 +88,37 @@ pub fn resolve(
     addr: &Address,
     delimiters: &str,
 ) -> std::result::Result<Vec<Target>, ResolveError> {
+    resolve_with(dir, addr, delimiters, HashMap::new())
+}
+
+/// [`resolve`] for an address whose domain the caller has just found
+/// local: the directory is not asked about that domain again.
+pub fn resolve_local(
+    dir: &dyn Directory,
+    addr: &Address,
+    delimiters: &str,
+) -> std::result::Result<Vec<Target>, ResolveError> {
+    resolve_with(
+        dir,
+        addr,
+        delimiters,
+        HashMap::from([(addr.domain().to_owned(), true)]),
+    )
+}
+
+fn resolve_with(
+    dir: &dyn Directory,
+    addr: &Address,
+    delimiters: &str,
+    local: HashMap<String, bool>,
+) -> std::result::Result<Vec<Target>, ResolveError> {
     let mut r = Resolver {
         dir,
         delimiters,
         path: Vec::new(),
         seen: HashSet::new(),
         out: Vec::new(),
+        local,
     };
     if !r.is_local(addr.domain())? {
         return Err(ResolveError::NotLocal);
@@ -110,18 +135,25 @@ struct Resolver<'a> {
     /// Keys already in `out` (users by address, externals by key).
     seen: HashSet<String>,
     out: Vec<Target>,
+    /// Domains already asked about (each is asked once per resolution).
+    local: HashMap<String, bool>,
 }
 
 type Step = std::result::Result<(), ResolveError>;
 
 impl Resolver<'_> {
-    fn is_local(&self, domain: &str) -> std::result::Result<bool, ResolveError> {
+    fn is_local(&mut self, domain: &str) -> std::result::Result<bool, ResolveError> {
         // Address literals are never local (and are not valid domain names
         // for the directory, so do not ask it).
         if domain.starts_with('[') {
             return Ok(false);
         }
-        Ok(self.dir.is_local_domain(domain)?)
+        if let Some(&l) = self.local.get(domain) {
+            return Ok(l);
+        }
+        let l = self.dir.is_local_domain(domain)?;
+        self.local.insert(domain.to_owned(), l);
+        Ok(l)
     }
 
     fn push_local(&mut self, user: UserRecord, detail: Option<String>) {

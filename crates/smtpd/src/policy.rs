@@ -41,30 +41,29 @@ impl Client {
 pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Result<Address, Reply> {
     let addr = Address::parse(raw)
         .map_err(|e| Reply::new(501, (5, 1, 3), format!("Bad recipient address: {e}")))?;
+    // Is the domain ours, and then who is it: one blocking call.
     let c = Arc::clone(ctx);
     let a = addr.clone();
-    let local = tokio::task::spawn_blocking(move || c.directory.is_local_domain(a.domain()))
-        .await
-        .map_err(|_| temp_failure())?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "directory lookup failed");
-            temp_failure()
-        })?;
+    let (local, resolved) = tokio::task::spawn_blocking(move || {
+        let local = c.directory.is_local_domain(a.domain())?;
+        let resolved = (local && !a.local().contains(['%', '!', '@']))
+            .then(|| facteur_directory::resolve_local(c.directory.as_ref(), &a, &c.delimiters));
+        Ok::<_, facteur_directory::DirectoryError>((local, resolved))
+    })
+    .await
+    .map_err(|_| temp_failure())?
+    .map_err(|e| {
+        tracing::warn!(error = %e, "directory lookup failed");
+        temp_failure()
+    })?;
     if local {
-        if addr.local().contains(['%', '!', '@']) {
+        let Some(r) = resolved else {
             return Err(Reply::new(
                 550,
                 (5, 7, 1),
                 format!("<{addr}>: %, ! and @ routing in local parts are not supported"),
             ));
-        }
-        let c = Arc::clone(ctx);
-        let a = addr.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            facteur_directory::resolve(c.directory.as_ref(), &a, &c.delimiters)
-        })
-        .await
-        .map_err(|_| temp_failure())?;
+        };
         return match r {
             Ok(_) => Ok(addr),
             Err(ResolveError::UnknownUser | ResolveError::NotLocal) => Err(Reply::new(
