@@ -149,8 +149,22 @@ impl Write for QueueWriter {
 /// unbound socket to `socket`, non-blocking. Errors (no qmgr, full queue)
 /// are ignored: qmgr also scans its directories periodically.
 pub fn wake_qmgr(socket: &Path) {
-    if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
-        let _ = s.set_nonblocking(true);
-        let _ = s.send_to(b"W", socket);
-    }
+    // One socket per process, made at the first wake-up (a socket and a
+    // close per message otherwise); a failure to make it is retried at the
+    // next wake-up.
+    static SOCKET: std::sync::OnceLock<std::os::unix::net::UnixDatagram> =
+        std::sync::OnceLock::new();
+    let s = match SOCKET.get() {
+        Some(s) => s,
+        None => {
+            let Ok(s) = std::os::unix::net::UnixDatagram::unbound() else {
+                return;
+            };
+            if s.set_nonblocking(true).is_err() {
+                return;
+            }
+            SOCKET.get_or_init(|| s)
+        }
+    };
+    let _ = s.send_to(b"W", socket);
 }
