@@ -54,6 +54,37 @@ async fn local_delivery_and_alias_fan_out_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arrival_does_not_read_the_deferred_queue() {
+    let root = Root::new("");
+    let lmtpd = start_lmtpd(&root.cfg).await;
+    let qmgr = start_qmgr(&root.cfg).await;
+    // After the start-up scan, an unreadable file in deferred/: only a
+    // full scan (timer, every 30 s here) reads deferred/ and would move it
+    // to corrupt/.
+    wait_for(5, "qmgr started", || {
+        root.cfg.paths.spool_dir.join("deferred").is_dir()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let garbage = root
+        .spool()
+        .dir(QueueName::Deferred)
+        .join("0000000000000aa");
+    std::fs::write(&garbage, b"not a queue file").unwrap();
+    for _ in 0..3 {
+        root.queue("sender@remote.test", &["alice@example.test"], |_| {});
+    }
+    wait_for(15, "delivered", || {
+        root.mailbox("alice@example.test").len() == 3
+    })
+    .await;
+    assert!(garbage.exists(), "deferred/ was read for an arrival");
+    assert!(root.ids(QueueName::Corrupt).is_empty());
+    qmgr.stop().await;
+    lmtpd.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_alias_target_bounces_to_local_sender() {
     let root = Root::new("");
     let lmtpd = start_lmtpd(&root.cfg).await;
