@@ -528,8 +528,15 @@ def test_append_20mb_streams_to_disk(imap):
     assert grown < 8 * 1024, f"imapd's peak RSS grew by {grown} KiB during a 20 MB APPEND"
     data = ok(c.fetch("1", "(RFC822.SIZE)"))
     assert data == [f"1 (RFC822.SIZE {len(msg)})".encode()]
+    before = vm_hwm_kib(pid)
     data = ok(c.fetch("1", "(BODY.PEEK[])"))
     assert hashlib.sha256(data[0][1]).digest() == hashlib.sha256(msg).digest()
+    # Sent from the file in chunks, not read whole first.
+    grown = vm_hwm_kib(pid) - before
+    assert grown < 8 * 1024, f"imapd's peak RSS grew by {grown} KiB during a 20 MB FETCH"
+    data = ok(c.fetch("1", "(UID RFC822 FLAGS)"))
+    assert hashlib.sha256(data[0][1]).digest() == hashlib.sha256(msg).digest()
+    assert b"FLAGS (\\Seen)" in data[1], data[1]
     c.logout()
 
 

@@ -10,8 +10,10 @@
 //! new FLAGS). Message files are read in batches (up to 1 MiB, or one
 //! bigger message, per blocking call) and replies written out in chunks, so
 //! a `FETCH 1:* BODY[]` on a large mailbox holds one batch in memory at a
-//! time. A FETCH of only ENVELOPE and header sections reads each file's
-//! header block, not the whole message.
+//! time; a message over 1 MiB asked for whole (BODY[], RFC822) with no
+//! other content item is streamed from its file in 64 KiB reads after
+//! its CRLF size is counted. A FETCH of only ENVELOPE and header sections
+//! reads each file's header block, not the whole message.
 
 use super::{Flow, Session, WRITE_CHUNK, blocking, write_flags};
 use facteur_imap_message::{BinaryError, Message};
@@ -19,6 +21,7 @@ use facteur_imap_proto::{FetchAttr, SectionText, SequenceSet, encode, section_la
 use facteur_store::{FlagOp, Flags, SEEN, StoreError, UNKNOWN_DATE};
 use std::io::{self, Write as _};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::warn;
 
 fn needs_content(a: &FetchAttr) -> bool {
     !matches!(
@@ -179,6 +182,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let content = attrs.iter().any(needs_content);
         let header_only = attrs.iter().all(from_header);
+        let whole_only = attrs.iter().filter(|a| needs_content(a)).count() == 1
+            && attrs.iter().any(is_whole_message);
+        let streamed = |size: u64| whole_only && size > STREAM_ABOVE;
         let utf8 = self.utf8;
         let mut gone = false;
         let mut unknown_cte = false;
@@ -192,7 +198,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let msgs = sel.mb.messages();
                 read_batch(&positions[next..], |i| {
                     let size = msgs[i].size;
-                    if header_only { size.min(8192) } else { size }
+                    if header_only {
+                        size.min(8192)
+                    } else if streamed(size) {
+                        0
+                    } else {
+                        size
+                    }
                 })
             } else {
                 &positions[next..]
@@ -204,10 +216,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     batch
                         .iter()
                         .map(|&i| {
+                            let m = &msgs[i];
                             if header_only {
-                                sel.mb.read_header(msgs[i].uid)
+                                Some(sel.mb.read_header(m.uid))
+                            } else if streamed(m.size) {
+                                None
                             } else {
-                                sel.mb.read_message(msgs[i].uid)
+                                Some(sel.mb.read_message(m.uid))
                             }
                         })
                         .collect::<Vec<_>>()
@@ -216,17 +231,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Vec::new()
             }
             .into_iter();
-            for &i in batch {
+            'each: for &i in batch {
                 let Some(sel) = &self.sel else { break };
-                let m = &sel.mb.messages()[i];
-                let raw = match raws.next() {
+                let m = sel.mb.messages()[i].clone();
+                let raw = match raws.next().flatten() {
                     None => None,
                     Some(Ok(r)) => Some(r),
-                    Some(Err(StoreError::NoSuchMessage(_))) => {
-                        gone = true;
-                        continue;
-                    }
-                    Some(Err(StoreError::Io(e))) if e.kind() == io::ErrorKind::NotFound => {
+                    Some(Err(e)) if is_gone(&e) => {
                         gone = true;
                         continue;
                     }
@@ -235,6 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         return Ok(Flow::Continue);
                     }
                 };
+                let response_start = out.len();
                 let msg = raw.as_deref().map(Message::parse);
                 let _ = write!(out, "* {} FETCH (", i + 1);
                 let mut first = true;
@@ -268,6 +280,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         }
                         FetchAttr::ModSeq => {
                             let _ = write!(out, "MODSEQ ({})", m.modseq);
+                        }
+                        other if is_whole_message(other) && streamed(m.size) => {
+                            match self.stream_message(&mut out, other, m.uid).await? {
+                                Streamed::Done => {}
+                                Streamed::Gone => {
+                                    out.truncate(response_start);
+                                    gone = true;
+                                    continue 'each;
+                                }
+                                Streamed::Failed(e) => {
+                                    out.truncate(response_start);
+                                    self.io.write(&out);
+                                    self.store_error(tag, &e);
+                                    return Ok(Flow::Continue);
+                                }
+                                Streamed::Cut => return Ok(Flow::Close),
+                            }
                         }
                         other => {
                             let Some(msg) = &msg else { continue };
@@ -309,6 +338,104 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.ok(tag, "FETCH completed");
         }
         Ok(Flow::Continue)
+    }
+}
+
+/// Whether `e` says the message is gone (expunged meanwhile).
+fn is_gone(e: &StoreError) -> bool {
+    match e {
+        StoreError::NoSuchMessage(_) => true,
+        StoreError::Io(e) => e.kind() == io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// BODY[], BODY.PEEK[] or RFC822: the whole message, as it is.
+fn is_whole_message(a: &FetchAttr) -> bool {
+    match a {
+        FetchAttr::Rfc822 => true,
+        FetchAttr::BodySection {
+            section, partial, ..
+        } => section.part.is_empty() && section.text.is_none() && partial.is_none(),
+        _ => false,
+    }
+}
+
+/// A message bigger than this (CRLF bytes) asked for whole, with no other
+/// item that needs its content, is streamed from its file: a FETCH of a
+/// 50 MB message holds 64 KiB of it at a time, not all of it.
+const STREAM_ABOVE: u64 = 1 << 20;
+
+/// How a streamed message went.
+enum Streamed {
+    Done,
+    /// Expunged meanwhile; nothing was written.
+    Gone,
+    /// Could not be opened; nothing was written.
+    Failed(StoreError),
+    /// Failed after its literal began: the connection must end.
+    Cut,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Writes item `a` of message `uid` as a literal streamed from the
+    /// file, after what `out` holds: the size is counted from the file
+    /// first (a literal announces it), then the file goes out in chunks.
+    async fn stream_message(
+        &mut self,
+        out: &mut Vec<u8>,
+        a: &FetchAttr,
+        uid: u32,
+    ) -> io::Result<Streamed> {
+        let Some(sel) = &self.sel else {
+            return Ok(Streamed::Gone);
+        };
+        let opened =
+            blocking(|| Ok::<_, StoreError>((sel.mb.crlf_size(uid)?, sel.mb.open_message(uid)?)));
+        let (size, mut reader) = match opened {
+            Ok(x) => x,
+            Err(e) if is_gone(&e) => return Ok(Streamed::Gone),
+            Err(e) => return Ok(Streamed::Failed(e)),
+        };
+        if *a == FetchAttr::Rfc822 {
+            out.extend_from_slice(b"RFC822");
+        } else {
+            out.extend_from_slice(section_label(a).as_bytes());
+        }
+        let _ = write!(out, " {{{size}}}\r\n");
+        self.io.write(out);
+        out.clear();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut sent = 0u64;
+        loop {
+            let n = match blocking(|| reader.read(&mut buf)) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!(uid, error = %e, "cannot read a message while sending it; closing the connection");
+                    return Ok(Streamed::Cut);
+                }
+            };
+            if n == 0 || sent + n as u64 > size {
+                break;
+            }
+            sent += n as u64;
+            self.io.write(&buf[..n]);
+            if self.io.out().len() > WRITE_CHUNK {
+                self.io.flush().await?;
+            }
+        }
+        if sent != size {
+            // Maildir files never change: another tool rewrote this one.
+            warn!(
+                uid,
+                announced = size,
+                sent,
+                "message changed while being sent; closing the connection"
+            );
+            return Ok(Streamed::Cut);
+        }
+        Ok(Streamed::Done)
     }
 }
 
