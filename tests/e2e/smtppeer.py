@@ -11,6 +11,8 @@ depends on the recipient:
 
 It offers PIPELINING, SIZE, 8BITMIME and DSN, never STARTTLS (so the policy
 `encrypt` must refuse it), and records every command line it received.
+Except on 127.0.0.5, where it offers STARTTLS, says 220 to it and then
+answers the TLS handshake with clear text (a broken TLS set-up).
 """
 
 import socket
@@ -65,8 +67,14 @@ class ScriptedPeer:
                 with self.lock:
                     self.commands.append(cmd)
                 verb = cmd.split(" ", 1)[0].upper()
+                broken_tls = c.getsockname()[0] == "127.0.0.5"
                 if verb == "EHLO":
-                    c.sendall(b"250-scripted.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n250 DSN\r\n")
+                    tls = b"250-STARTTLS\r\n" if broken_tls else b""
+                    c.sendall(b"250-scripted.test\r\n" + tls + b"250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n250 DSN\r\n")
+                elif verb == "STARTTLS" and broken_tls:
+                    c.sendall(b"220 2.0.0 ready\r\n")
+                    c.sendall(b"this is not a TLS server hello\r\n")
+                    return
                 elif verb == "HELO":
                     c.sendall(b"250 scripted.test\r\n")
                 elif verb == "MAIL":

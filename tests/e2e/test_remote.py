@@ -185,6 +185,10 @@ class Net:
             "tempfail.test": {"MX": [(10, "mx.scripted.test")]},
             "close.test": {"MX": [(10, "mx.scripted.test")]},
             "hang.test": {"MX": [(10, "mx.scripted.test")]},
+            # STARTTLS offered, then a broken handshake.
+            "badtls.test": {"MX": [(10, "mx.badtls.test")]},
+            "mx.badtls.test": {"A": ["127.0.0.5"]},
+            "encbad.test": {"MX": [(10, "mx.badtls.test")]},
             # The preferred MX refuses connections; the next one works.
             "multi.test": {"MX": [(5, "dead.multi.test"), (10, "mx.scripted.test")]},
             "dead.multi.test": {"A": ["127.0.0.9"]},
@@ -202,7 +206,7 @@ class Net:
         }).start()
         self.policy_server = start_policy_server(self.certs)
         self.https_port = self.policy_server.server_address[1]
-        self.peer = ScriptedPeer(["127.0.0.3", "::1"], self.port).start()
+        self.peer = ScriptedPeer(["127.0.0.3", "::1", "127.0.0.5"], self.port).start()
         self.postfix_dir = tmp / "postfix"
         self.postfix = start_postfix(self.postfix_dir, self.port, self.certs)
 
@@ -400,6 +404,25 @@ def test_tls_policies_wrong_name_and_no_starttls(net, facteur_cleanup):
              lambda: reasons() + f.log_text("qmgr")[-3000:])
     assert "certificate" in reasons().lower() or "NotValidForName" in reasons()
     assert not any(b"needs tls" in m[2] for m in net.peer.messages[n0:])
+
+
+def test_opportunistic_tls_that_breaks_falls_back_to_clear_text(net, facteur_cleanup):
+    f = sender_facteur(net, tail='\n[qmgr.destinations."encbad.test"]\ntls_policy = "encrypt"\n')
+    facteur_cleanup.append(f)
+    n0 = len(net.peer.messages)
+    send(f, ["ok@badtls.test"], "tls may fail")
+    send(f, ["ok@encbad.test"], "tls must not fail")
+
+    def delivered(subject):
+        return any(subject in m[2] for m in net.peer.messages[n0:])
+    wait_for(lambda: delivered(b"tls may fail"), 30,
+             lambda: "\n".join(l for l in f.log_text("qmgr").splitlines() if "badtls" in l)[-3000:])
+    assert "STARTTLS" in net.peer.commands
+    assert "trying again without TLS" in f.log_text("qmgr")
+    # Under encrypt the same failure defers: never sent in clear.
+    wait_for(lambda: len(queued(f)) == 1 and "4." in f.ctl("queue", "show", queued(f)[0], check=False), 30,
+             lambda: f.log_text("qmgr")[-3000:])
+    assert not delivered(b"tls must not fail")
 
 
 def test_queue_commands_on_a_stuck_message(net, facteur_cleanup):

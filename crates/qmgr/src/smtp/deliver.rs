@@ -10,7 +10,8 @@
 //! then each host and each of its addresses in turn until one gives a
 //! usable session — a connect failure, a time-out, a 4xx/5xx greeting or
 //! EHLO, a failed TLS handshake or a missing STARTTLS under `encrypt` or
-//! `verify` all move on to the next one. Then the checks that make a
+//! `verify` all move on to the next one. Under `may` a failed STARTTLS is
+//! followed by a second connection to the same address without TLS. Then the checks that make a
 //! message undeliverable to this peer (SIZE, SMTPUTF8, BINARYMIME), AUTH
 //! for a relayhost with credentials, and the transactions (at most
 //! `smtp_max_recipients` recipients each). One [`Outcome`] per recipient.
@@ -623,8 +624,30 @@ impl Remote {
         Err(Fail::Temp(last, true))
     }
 
-    /// One address: connect, greeting, EHLO, STARTTLS, AUTH.
+    /// One address: connect, greeting, EHLO, STARTTLS, AUTH. Under the
+    /// opportunistic policy (`may`), a STARTTLS that fails (refused, or a
+    /// handshake that breaks) is followed by a second connection in clear
+    /// text, as Postfix does: TLS that cannot be had must not keep the
+    /// mail from a peer that takes it without.
     async fn open(&self, dest: &Dest, host: &str, addr: SocketAddr) -> Result<Session, String> {
+        match self.open_once(dest, host, addr, true).await {
+            Err(Open::TlsFailed(e)) if dest.policy == TlsPolicy::May => {
+                info!(dest = %dest.key, relay = %addr, error = %e, "STARTTLS failed; trying again without TLS");
+                self.open_once(dest, host, addr, false)
+                    .await
+                    .map_err(Open::text)
+            }
+            r => r.map_err(Open::text),
+        }
+    }
+
+    async fn open_once(
+        &self,
+        dest: &Dest,
+        host: &str,
+        addr: SocketAddr,
+        use_tls: bool,
+    ) -> Result<Session, Open> {
         let t = self.settings.timeouts;
         let tcp = tokio::time::timeout(t.connect, tokio::net::TcpStream::connect(addr))
             .await
@@ -638,19 +661,23 @@ impl Remote {
         let cfg = self
             .tls
             .config(dest.policy)
-            .map_err(|e| format!("4.7.5 TLS policy verify impossible, CA file unusable: {e}"))?;
+            .map_err(|e| format!("4.7.5 TLS policy verify impossible, CA file unusable: {e}"))?
+            .filter(|_| use_tls);
         if let Some(cfg) = cfg {
             if s.ext.starttls {
                 // The name checked under `verify`: the MX host (or the
                 // relayhost) name, never what the peer says it is.
                 let name = host.trim_start_matches('[').trim_end_matches(']');
-                s = s.starttls(cfg, name).await.map_err(|e| e.as_reply_text())?;
+                s = s
+                    .starttls(cfg, name)
+                    .await
+                    .map_err(|e| Open::TlsFailed(e.as_reply_text()))?;
             } else if matches!(dest.policy, TlsPolicy::Encrypt | TlsPolicy::Verify) {
                 drop(tokio::spawn(s.quit()));
-                return Err(format!(
+                return Err(Open::Other(format!(
                     "4.7.4 TLS is required (policy {}), but was not offered by host {host}",
                     dest.policy.as_str()
-                ));
+                )));
             }
         }
         if dest.relay.is_some()
@@ -660,7 +687,9 @@ impl Remote {
             // refuse with a 5xx and the mail would bounce): defer, and say
             // why, until the administrator fixes the file.
             drop(tokio::spawn(s.quit()));
-            return Err(format!("4.7.0 relayhost credentials unusable: {e}"));
+            return Err(Open::Other(format!(
+                "4.7.0 relayhost credentials unusable: {e}"
+            )));
         }
         if let Some(relay) = &dest.relay
             && let Ok(creds) = &self.creds
@@ -668,13 +697,34 @@ impl Remote {
         {
             if !s.tls {
                 drop(tokio::spawn(s.quit()));
-                return Err(format!(
+                return Err(Open::Other(format!(
                     "4.7.0 not sending the credentials for {relay} without TLS (tls_policy none, or no STARTTLS)"
-                ));
+                )));
             }
             s.auth(user, pass).await.map_err(|e| e.as_reply_text())?;
         }
         Ok(s)
+    }
+}
+
+/// Why one connection attempt failed.
+enum Open {
+    /// STARTTLS was refused or its handshake failed.
+    TlsFailed(String),
+    Other(String),
+}
+
+impl Open {
+    fn text(self) -> String {
+        match self {
+            Open::TlsFailed(t) | Open::Other(t) => t,
+        }
+    }
+}
+
+impl From<String> for Open {
+    fn from(t: String) -> Open {
+        Open::Other(t)
     }
 }
 
