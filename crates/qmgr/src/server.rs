@@ -54,7 +54,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     let sock = bind_wakeup(&ctx.socket)
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", ctx.socket.display()))?;
-    facteur_daemon::ignore_hangup("facteur-qmgr")?;
+    // SIGHUP (systemctl reload): the relayhost credentials are read again.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let c = Arc::clone(&ctx);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let c = Arc::clone(&c);
+            let _ = tokio::task::spawn_blocking(move || c.remote.reload_credentials()).await;
+        }
+    });
     facteur_daemon::systemd::ready();
     serve(ctx, sock, facteur_daemon::shutdown_signal()).await
 }

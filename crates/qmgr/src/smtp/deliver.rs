@@ -42,7 +42,7 @@ use facteur_spool::{BodyType, Envelope, QueueName, Ret, Spool};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -157,7 +157,10 @@ pub struct Remote {
     tls: TlsClients,
     pub settings: Settings,
     /// relayhost → (user, password); `Err` says why the file was refused.
-    creds: Result<HashMap<String, (String, String)>, String>,
+    /// Read again on SIGHUP ([`Remote::reload_credentials`]).
+    creds: std::sync::RwLock<Arc<Credentials>>,
+    /// The file they come from (`qmgr.relay_password_file`; empty: none).
+    creds_file: PathBuf,
     total: Arc<Semaphore>,
     per_dest_max: usize,
     per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -175,6 +178,9 @@ impl std::fmt::Debug for Remote {
             .finish_non_exhaustive()
     }
 }
+
+/// relayhost → (user, password), or why the file was refused.
+pub type Credentials = Result<HashMap<String, (String, String)>, String>;
 
 /// Reads `relayhost user password` lines. Refuses a file that anyone but
 /// its owner may read or write.
@@ -252,7 +258,22 @@ impl Remote {
             q.smtp_destination_concurrency as usize,
         );
         r.sts = sts;
+        r.creds_file = q.relay_password_file.clone();
         Ok(r)
+    }
+
+    /// Reads the relayhost credentials file again (SIGHUP): a changed
+    /// password is used from the next connection on; a file now refused
+    /// (bad mode, bad line) makes relayhost deliveries wait, as at start.
+    pub fn reload_credentials(&self) {
+        let creds = load_credentials(&self.creds_file);
+        match &creds {
+            Ok(c) => {
+                info!(file = %self.creds_file.display(), relayhosts = c.len(), "relayhost credentials read again")
+            }
+            Err(e) => warn!(error = %e, "relayhost credentials not used"),
+        }
+        *self.creds.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(creds);
     }
 
     pub fn new(
@@ -267,7 +288,8 @@ impl Remote {
             dns,
             tls,
             settings,
-            creds,
+            creds: std::sync::RwLock::new(Arc::new(creds)),
+            creds_file: PathBuf::new(),
             total: Arc::new(Semaphore::new(total.max(1))),
             per_dest_max: per_dest.max(1),
             per_dest: Mutex::new(HashMap::new()),
@@ -680,8 +702,9 @@ impl Remote {
                 )));
             }
         }
+        let creds = Arc::clone(&self.creds.read().unwrap_or_else(|p| p.into_inner()));
         if dest.relay.is_some()
-            && let Err(e) = &self.creds
+            && let Err(e) = &*creds
         {
             // Never fall back to sending unauthenticated (the relay would
             // refuse with a 5xx and the mail would bounce): defer, and say
@@ -692,7 +715,7 @@ impl Remote {
             )));
         }
         if let Some(relay) = &dest.relay
-            && let Ok(creds) = &self.creds
+            && let Ok(creds) = &*creds
             && let Some((user, pass)) = creds.get(relay)
         {
             if !s.tls {
