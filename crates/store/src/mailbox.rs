@@ -64,8 +64,6 @@ fn is_not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
 
-/// The row of this mailbox inside a transaction, checked against `id`: a
-/// mailbox deleted (or recreated) meanwhile is gone for this handle.
 /// The row of the mailbox `mb` has open, read inside the write lock; gone
 /// if the mailbox was deleted and recreated or its index rebuilt (a new
 /// row id, or the old one again with a new UIDVALIDITY).
