@@ -3,12 +3,14 @@
 //! CRLF <-> LF conversion. Checks: no panic; a parsed name's unique part is a
 //! non-empty prefix of the name; a name rebuilt from the parsed flags parses
 //! back to the same flags; to_crlf(to_lf(x)) == x for every x whose LFs are
-//! all preceded by CR (what the store accepts).
+//! all preceded by CR (what the store accepts); the header block read from
+//! a file (read_header) is the same whatever the read size, is a prefix of
+//! the whole message in CRLF form, and ends at its first empty line.
 
 #![no_main]
 
 use facteur_store::name::cur_name;
-use facteur_store::{parse_file_name, to_crlf, to_lf};
+use facteur_store::{parse_file_name, read_header, to_crlf, to_lf};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,4 +33,20 @@ fuzz_target!(|data: &[u8]| {
         net.push(b);
     }
     assert_eq!(to_crlf(&to_lf(&net)), net);
+    // `data` as a file on disk (LF form): its header block.
+    let full = to_crlf(data);
+    let head = read_header(&mut &data[..], 8192).expect("reading a slice");
+    assert_eq!(
+        read_header(&mut &data[..], 3).expect("reading a slice"),
+        head
+    );
+    assert!(full.starts_with(&head));
+    if head.len() < full.len() {
+        // Ends with the first empty line: no earlier one inside.
+        let end = head.len() - 2;
+        assert!(head.ends_with(b"\r\n"));
+        assert!(end == 0 || head[..end].ends_with(b"\r\n"));
+        assert!(!head[..end].starts_with(b"\r\n"));
+        assert!(!head[..end].windows(4).any(|w| w == b"\r\n\r\n"));
+    }
 });

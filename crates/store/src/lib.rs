@@ -58,7 +58,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use crlf::{CrlfReader, ToCrlf, ToLf, to_crlf, to_lf};
+pub use crlf::{CrlfReader, ToCrlf, ToLf, read_header, to_crlf, to_lf};
 pub use folders::{UserStore, normalize as normalize_name};
 pub use mailbox::Mailbox;
 pub use name::{ANSWERED, DELETED, DRAFT, FLAGGED, ParsedName, SEEN, parse_file_name};
