@@ -650,19 +650,21 @@ impl Mailbox {
         // scan finds the files gone and records the expunges again.
         // A current view has the index's flags: its \Deleted messages are
         // the candidates, without reading every row.
-        let view_deleted: Vec<u32> = self
-            .messages
-            .iter()
-            .filter(|m| m.flags.system & DELETED != 0)
-            .map(|m| m.uid)
-            .collect();
+        // (Only for a plain EXPUNGE: UID EXPUNGE names its candidates.)
+        let view_deleted: Option<Vec<u32>> = uids.is_none().then(|| {
+            self.messages
+                .iter()
+                .filter(|m| m.flags.system & DELETED != 0)
+                .map(|m| m.uid)
+                .collect()
+        });
         let view_key = (self.uidnext, self.highest_modseq);
         let (gone, bytes) = self.write_unsynced(|tx, row| {
             keys.0 = (row.uidnext, row.highest_modseq);
-            let candidates: Vec<u32> = match uids {
-                Some(u) => u.to_vec(),
-                None if keys.0 == view_key => view_deleted,
-                None => {
+            let candidates: Vec<u32> = match (uids, view_deleted) {
+                (Some(u), _) => u.to_vec(),
+                (None, Some(v)) if keys.0 == view_key => v,
+                (None, _) => {
                     let mut st = tx.prepare_cached(
                         "SELECT uid FROM messages WHERE mailbox = ?1 AND (flags & ?2) != 0 ORDER BY uid",
                     )?;

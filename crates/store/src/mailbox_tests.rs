@@ -26,6 +26,20 @@ fn uids(mb: &Mailbox) -> Vec<u32> {
     mb.messages().iter().map(|m| m.uid).collect()
 }
 
+/// Asserts that `mb`'s view is the index's state (with `lazy_dates`,
+/// internal dates the view has not read yet are not compared).
+fn assert_view_is_index(us: &UserStore, mb: &Mailbox, lazy_dates: bool) {
+    let mut loaded = index::load_messages(&us.inner.conn(), mb.id, 0).unwrap();
+    if lazy_dates {
+        for (l, m) in loaded.iter_mut().zip(mb.messages.iter()) {
+            if m.internal_date == crate::UNKNOWN_DATE {
+                l.internal_date = m.internal_date;
+            }
+        }
+    }
+    assert_eq!(*mb.messages, loaded, "the view is the index's state");
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<_> = fs::read_dir(dir)
         .unwrap()
@@ -659,10 +673,7 @@ fn own_store_and_expunge_keep_the_view_shared_and_exact() {
         deliver(&s, b);
     }
     let mut a = us.select("INBOX").unwrap();
-    let exact = |mb: &Mailbox| {
-        let loaded = index::load_messages(&us.inner.conn(), mb.id, 0).unwrap();
-        assert_eq!(*mb.messages, loaded, "the view is the index's state");
-    };
+    let exact = |mb: &Mailbox| assert_view_is_index(&us, mb, false);
     let before = a.highest_modseq();
     a.store_flags(&[1, 2], FlagOp::Add, &Flags::system(SEEN | DELETED), None)
         .unwrap();
@@ -687,10 +698,7 @@ fn own_append_joins_the_view_and_the_next_sync_reports_it() {
     let (_d, s, us) = setup();
     deliver(&s, "a\r\n");
     let mut a = us.select("INBOX").unwrap();
-    let exact = |mb: &Mailbox| {
-        let loaded = index::load_messages(&us.inner.conn(), mb.id, 0).unwrap();
-        assert_eq!(*mb.messages, loaded, "the view is the index's state");
-    };
+    let exact = |mb: &Mailbox| assert_view_is_index(&us, mb, false);
     let uid = a
         .append(
             &mut &b"Subject: x\r\n\r\nb\r\n"[..],
@@ -765,17 +773,8 @@ fn a_stale_view_is_brought_up_to_date_by_the_changes_since() {
     }
     let mut a = us.select("INBOX").unwrap();
     let mut b = us.select("INBOX").unwrap();
-    // Internal dates are filled lazily (a view may not know one the
-    // index has): compared where the view knows them.
-    let exact = |mb: &Mailbox| {
-        let mut loaded = index::load_messages(&us.inner.conn(), mb.id, 0).unwrap();
-        for (l, m) in loaded.iter_mut().zip(mb.messages.iter()) {
-            if m.internal_date == crate::UNKNOWN_DATE {
-                l.internal_date = m.internal_date;
-            }
-        }
-        assert_eq!(*mb.messages, loaded, "the view is the index's state");
-    };
+    // Internal dates are filled lazily: compared where the view knows them.
+    let exact = |mb: &Mailbox| assert_view_is_index(&us, mb, true);
     a.resolve_dates(None).unwrap();
     // b: a flag, an append, an expunge; then a delivery found by a scan.
     b.store_flags(&[2], FlagOp::Add, &Flags::system(FLAGGED), None)
