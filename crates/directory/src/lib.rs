@@ -8,7 +8,8 @@
 //! expansion), imapd and pop3d (login) and facteurctl (administration).
 //!
 //! Layout:
-//! - `lib.rs`: the [`Directory`] trait every backend implements, the records,
+//! - `lib.rs`: [`open`] (the configured backend), the [`Directory`] trait
+//!   every backend implements, the records,
 //!   the errors, and input validation shared by backends;
 //! - [`sqlite`]: [`SqliteDirectory`], the embedded default backend (one
 //!   database file shared by several processes: WAL, busy timeout, schema
@@ -44,6 +45,24 @@ pub use resolve::{MAX_ALIAS_DEPTH, ResolveError, Target, authenticate, resolve, 
 pub use sqlite::SqliteDirectory;
 
 use facteur_mail::Address;
+use std::sync::Arc;
+
+/// Opens the directory the configuration names: the one way every program
+/// opens it, so that another backend (PostgreSQL) is one more arm here.
+/// The error names the backend's location.
+pub fn open(cfg: &facteur_config::Config) -> Result<Arc<dyn Directory>> {
+    let d = &cfg.directory;
+    match d.backend {
+        facteur_config::DirectoryBackend::Sqlite => SqliteDirectory::open(&d.path)
+            .map(|d| Arc::new(d) as Arc<dyn Directory>)
+            .map_err(|e| match e {
+                DirectoryError::Backend(m) if m.contains(&*d.path.to_string_lossy()) => {
+                    DirectoryError::Backend(m)
+                }
+                e => DirectoryError::Backend(format!("{}: {e}", d.path.display())),
+            }),
+    }
+}
 
 /// Why a directory operation failed. Each message names the input at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

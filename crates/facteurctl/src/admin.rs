@@ -4,18 +4,17 @@
 use crate::cli::{AliasAction, DomainAction, UserAction};
 use anyhow::{Context as _, bail};
 use facteur_config::Config;
-use facteur_directory::{Directory, SqliteDirectory, password};
+use facteur_directory::{Directory, password};
 use facteur_store::{Quota, Store, StoreConfig};
 use std::io::{BufRead, IsTerminal};
 
 /// Opens the configured directory.
-pub fn open_directory(cfg: &Config) -> anyhow::Result<SqliteDirectory> {
+pub fn open_directory(cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn Directory>> {
     if let Some(dir) = cfg.directory.path.parent() {
         facteur_util::create_dir_all_mode(dir, 0o750)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
-    SqliteDirectory::open(&cfg.directory.path)
-        .with_context(|| format!("opening the directory {}", cfg.directory.path.display()))
+    facteur_directory::open(cfg).context("opening the directory")
 }
 
 /// The configured store.
@@ -88,7 +87,7 @@ pub fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
                 .unwrap_or(cfg.store.default_quota_bytes.0);
             let messages = quota_messages.unwrap_or(cfg.store.default_quota_messages);
             let pw = read_password(&format!("Password for {address}: "))?;
-            add_user(&dir, &store, &address, &pw, bytes, messages)?;
+            add_user(dir.as_ref(), &store, &address, &pw, bytes, messages)?;
             println!("user {address} added");
         }
         UserAction::Del { address, purge } => {

@@ -102,7 +102,6 @@ pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
 
     let directory = crate::admin::open_directory(&cfg)?;
     let store = crate::admin::open_store(&cfg);
-    use facteur_directory::Directory;
     if !directory.is_local_domain(DEV_DOMAIN)? {
         directory.add_domain(DEV_DOMAIN)?;
     }
@@ -114,7 +113,7 @@ pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
         )?;
         store.create_user(DEV_USER)?;
     } else {
-        crate::admin::add_user(&directory, &store, DEV_USER, &password, 0, 0)?;
+        crate::admin::add_user(directory.as_ref(), &store, DEV_USER, &password, 0, 0)?;
     }
     facteur_util::write_atomic(
         &dir.join("demo-password"),

@@ -14,7 +14,7 @@ use crate::cli::QueueAction;
 use anyhow::{Context as _, bail};
 use facteur_config::Config;
 use facteur_qmgr::control::{self, Op};
-use facteur_spool::{QueueName, RcptStatus, Spool};
+use facteur_spool::{QueueName, Spool};
 use std::io::{self, Read};
 
 /// Runs one queue command; returns the exit code.
@@ -113,15 +113,6 @@ fn ops(cfg: &Config, spool: &Spool, ops: Vec<Op>) -> anyhow::Result<u8> {
     Ok(status)
 }
 
-fn status(s: RcptStatus) -> &'static str {
-    match s {
-        RcptStatus::Pending => "pending",
-        RcptStatus::Delivered => "delivered",
-        RcptStatus::Bounced => "bounced",
-        RcptStatus::Deferred => "deferred",
-    }
-}
-
 /// Envelope, recipients and the message header.
 fn show(spool: &Spool, id: &str) -> anyhow::Result<()> {
     if !facteur_spool::valid_queue_id(id) {
@@ -154,7 +145,7 @@ fn show(spool: &Spool, id: &str) -> anyhow::Result<()> {
         println!(
             "recipient:    <{}> {}{}",
             r.address,
-            status(r.status),
+            r.status,
             r.last_reply
                 .as_deref()
                 .map(|l| format!(": {l}"))

@@ -117,10 +117,7 @@ impl Context {
 
 impl Context {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
-        let directory: Arc<dyn Directory> = Arc::new(
-            facteur_directory::SqliteDirectory::open(&cfg.directory.path)
-                .map_err(|e| anyhow::anyhow!("directory {}: {e}", cfg.directory.path.display()))?,
-        );
+        let directory: Arc<dyn Directory> = facteur_directory::open(cfg)?;
         let hostname = cfg.hostname();
         let store = Store::new(StoreConfig {
             root: cfg.store.mail_root.clone(),

@@ -70,10 +70,7 @@ impl Context {
     /// store, creates the temporary directory.
     pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
         let hostname = cfg.hostname();
-        let directory: Arc<dyn Directory> = Arc::new(
-            facteur_directory::SqliteDirectory::open(&cfg.directory.path)
-                .map_err(|e| anyhow::anyhow!("directory {}: {e}", cfg.directory.path.display()))?,
-        );
+        let directory: Arc<dyn Directory> = facteur_directory::open(cfg)?;
         let store = Arc::new(Store::new(facteur_store::StoreConfig {
             root: cfg.store.mail_root.clone(),
             hostname: hostname.clone(),

@@ -14,6 +14,8 @@
 //! domain), because a domain and a local part become directory names in the
 //! mail store.
 
+pub mod dsn;
+
 use std::fmt;
 
 /// Longest mailbox we accept (RFC 5321 §4.5.3.1.3 allows a 256-octet path).

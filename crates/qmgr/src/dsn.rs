@@ -24,7 +24,8 @@
 //! put on one line (control characters replaced) and shortened, so it cannot
 //! add header fields or DSN fields.
 
-use facteur_spool::{Envelope, RcptStatus, Ret};
+use facteur_mail::dsn::{RcptStatus, Ret};
+use facteur_spool::Envelope;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::date::Date;

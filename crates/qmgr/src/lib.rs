@@ -92,10 +92,7 @@ impl Context {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
         let spool = Spool::open(&cfg.paths.spool_dir)
             .map_err(|e| anyhow::anyhow!("spool {}: {e}", cfg.paths.spool_dir.display()))?;
-        let directory: Arc<dyn Directory> = Arc::new(
-            facteur_directory::SqliteDirectory::open(&cfg.directory.path)
-                .map_err(|e| anyhow::anyhow!("directory {}: {e}", cfg.directory.path.display()))?,
-        );
+        let directory: Arc<dyn Directory> = facteur_directory::open(cfg)?;
         let q = &cfg.qmgr;
         Ok(Context {
             spool,

@@ -41,8 +41,9 @@ use crate::dsn;
 use crate::resolve;
 use crate::schedule::now;
 use crate::smtp::{Message, Outcome};
+use facteur_mail::dsn::{BodyType, RcptStatus};
 use facteur_smtp_codec::Reply;
-use facteur_spool::{BodyType, Envelope, QueueName, RcptStatus, Recipient, Spool, SpoolError};
+use facteur_spool::{Envelope, QueueName, Recipient, Spool, SpoolError};
 use std::io::Write;
 use std::sync::Arc;
 use tracing::{error, info, warn};
@@ -619,7 +620,7 @@ fn queue_dsn(
     let msg = ctx.spool.open_message(QueueName::Active, id)?;
     // A delay notice returns the header only: the message is still queued.
     let ret = if retry_until.is_some() {
-        Some(facteur_spool::Ret::Hdrs)
+        Some(facteur_mail::dsn::Ret::Hdrs)
     } else {
         env.ret
     };

@@ -26,7 +26,8 @@
 
 use facteur_directory::{Directory, DirectoryError, ResolveError, Target};
 use facteur_mail::Address;
-use facteur_spool::{Envelope, RcptStatus, Recipient};
+use facteur_mail::dsn::RcptStatus;
+use facteur_spool::{Envelope, Recipient};
 use std::collections::HashSet;
 
 /// The result of [`expand`].
@@ -164,7 +165,7 @@ fn with_detail(user: &str, detail: Option<&str>, orig: &Address, delimiters: &st
 mod tests {
     use super::*;
     use facteur_directory::SqliteDirectory;
-    use facteur_spool::Notify;
+    use facteur_mail::dsn::Notify;
 
     fn dir() -> SqliteDirectory {
         let d = SqliteDirectory::open_in_memory().unwrap();

@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use facteur_spool::{Notify, QueueName, RcptStatus};
+use facteur_mail::dsn::{Notify, RcptStatus};
+use facteur_spool::QueueName;
 use mail_parser::{MessageParser, MimeHeaders};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

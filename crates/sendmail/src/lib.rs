@@ -26,7 +26,8 @@ pub mod message;
 pub mod smtp;
 
 use args::{Mode, Options};
-use facteur_spool::{BodyType, Envelope, Notify, QueueName, Recipient, Ret, Spool};
+use facteur_mail::dsn::{BodyType, Notify, Ret};
+use facteur_spool::{Envelope, QueueName, Recipient, Spool};
 use message::Message;
 use std::ffi::OsString;
 use std::io::{BufRead, Read, Write};
@@ -201,28 +202,12 @@ pub fn enqueue(ctx: &Context, mut sub: Submission) -> Result<String, Failure> {
 }
 
 fn parse_notify(s: &str) -> Result<Notify, Failure> {
-    let mut n = Notify::default();
-    for word in s.split(',').map(|w| w.trim().to_ascii_lowercase()) {
-        match word.as_str() {
-            "never" => n.never = true,
-            "success" => n.success = true,
-            "failure" => n.failure = true,
-            "delay" => n.delay = true,
-            _ => {
-                return Err(fail(
-                    exit::USAGE,
-                    format!("-N {s}: not never or success,failure,delay"),
-                ));
-            }
-        }
-    }
-    if n.never && (n.success || n.failure || n.delay) {
-        return Err(fail(
+    Notify::parse(s).ok_or_else(|| {
+        fail(
             exit::USAGE,
-            format!("-N {s}: never excludes the others"),
-        ));
-    }
-    Ok(n)
+            format!("-N {s}: not never, or a list of success, failure, delay"),
+        )
+    })
 }
 
 /// `-bm`: reads the message from `input` and queues it.

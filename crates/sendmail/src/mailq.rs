@@ -5,18 +5,9 @@
 //! a directory that cannot be read is reported and the rest still listed.
 //! Files that cannot be parsed are shown with the reason, never skipped.
 
-use facteur_spool::{QueueFile, QueueName, RcptStatus, Spool, SpoolError};
+use facteur_spool::{QueueFile, QueueName, Spool, SpoolError};
 use facteur_util::date::short as short_date;
 use std::io::{self, Write};
-
-fn status(s: RcptStatus) -> &'static str {
-    match s {
-        RcptStatus::Pending => "pending",
-        RcptStatus::Delivered => "delivered",
-        RcptStatus::Bounced => "bounced",
-        RcptStatus::Deferred => "deferred",
-    }
-}
 
 const INDENT: &str = "                                                   ";
 
@@ -32,8 +23,8 @@ fn entry(out: &mut impl Write, id: &str, q: QueueName, qf: &QueueFile) -> io::Re
     )?;
     for r in &e.recipients {
         match &r.last_reply {
-            Some(reply) => writeln!(out, "{INDENT}{} ({}: {reply})", r.address, status(r.status))?,
-            None => writeln!(out, "{INDENT}{} ({})", r.address, status(r.status))?,
+            Some(reply) => writeln!(out, "{INDENT}{} ({}: {reply})", r.address, r.status)?,
+            None => writeln!(out, "{INDENT}{} ({})", r.address, r.status)?,
         }
     }
     writeln!(out)
@@ -93,6 +84,7 @@ pub fn list_queue(spool: &Spool, out: &mut impl Write, err: &mut impl Write) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use facteur_mail::dsn::RcptStatus;
     use facteur_spool::{Envelope, Recipient};
 
     #[test]

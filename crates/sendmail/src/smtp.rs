@@ -14,8 +14,9 @@
 //! Security: runs as the invoking user, with that user's rights only; memory
 //! is bounded by the line limit and the message size limit.
 
+use facteur_mail::dsn::{Notify, Ret};
 use facteur_smtp_codec::{Command, DataReceiver, LineEvent, LineFramer, Reply, parse_command};
-use facteur_spool::{Notify, Recipient, Ret};
+use facteur_spool::Recipient;
 use smtp_proto::{
     MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
     RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,

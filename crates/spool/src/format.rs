@@ -15,7 +15,8 @@
 //! are [`SpoolError::Corrupt`]. Integers are big-endian; nothing depends on
 //! the host.
 
-use crate::{BodyType, Envelope, Notify, RcptStatus, Recipient, Result, Ret, SpoolError};
+use crate::{Envelope, Recipient, Result, SpoolError};
+use facteur_mail::dsn::{BodyType, Notify, RcptStatus, Ret};
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 
 /// First 8 bytes of a queue file. The high byte, CR LF and ^Z catch

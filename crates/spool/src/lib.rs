@@ -42,6 +42,7 @@ pub use format::{ParsedQueueFile, parse_queue_file_bytes};
 pub use spool::Spool;
 pub use writer::{QueueWriter, wake_qmgr};
 
+use facteur_mail::dsn::{BodyType, Notify, RcptStatus, Ret};
 use std::path::PathBuf;
 
 /// The queue directories, each with a fixed meaning.
@@ -112,53 +113,6 @@ pub enum SpoolError {
 }
 
 pub type Result<T> = std::result::Result<T, SpoolError>;
-
-/// RFC 3461 RET: what a failure DSN should return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Ret {
-    Full,
-    Hdrs,
-}
-
-/// The body type declared with MAIL FROM BODY= (RFC 6152, RFC 3030).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum BodyType {
-    #[default]
-    SevenBit,
-    EightBitMime,
-    BinaryMime,
-}
-
-/// RFC 3461 NOTIFY. All false = not given (default behaviour:
-/// failure + delay).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Notify {
-    pub success: bool,
-    pub failure: bool,
-    pub delay: bool,
-    pub never: bool,
-}
-
-/// Where a recipient stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum RcptStatus {
-    /// Not tried yet.
-    #[default]
-    Pending,
-    /// Final: accepted by the next hop or the store.
-    Delivered,
-    /// Final: rejected permanently (a bounce is due or was sent).
-    Bounced,
-    /// Still pending, with an earlier temporary failure.
-    Deferred,
-}
-
-impl RcptStatus {
-    /// Delivered or Bounced.
-    pub fn is_final(self) -> bool {
-        matches!(self, RcptStatus::Delivered | RcptStatus::Bounced)
-    }
-}
 
 /// One envelope recipient with its own delivery state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

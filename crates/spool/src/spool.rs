@@ -742,8 +742,9 @@ fn framed_state(data: &[u8]) -> Option<(std::result::Result<&[u8], ()>, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Recipient;
     use crate::wake_qmgr;
-    use crate::{BodyType, Notify, RcptStatus, Recipient, Ret};
+    use facteur_mail::dsn::{BodyType, Notify, RcptStatus, Ret};
 
     fn env() -> Envelope {
         Envelope {
@@ -1126,7 +1127,8 @@ mod state_log_tests {
 #[cfg(test)]
 mod free_state_tests {
     use super::*;
-    use crate::{Envelope, RcptStatus, Recipient};
+    use crate::{Envelope, Recipient};
+    use facteur_mail::dsn::RcptStatus;
 
     #[test]
     fn sweep_removes_only_old_leftovers() {

@@ -1,7 +1,8 @@
 //! DSN building, checked by parsing the result back with mail-parser.
 
 use super::*;
-use facteur_spool::{Notify, Recipient};
+use facteur_mail::dsn::Notify;
+use facteur_spool::Recipient;
 use mail_parser::{MessageParser, MimeHeaders};
 
 const ORIGINAL: &[u8] = b"From: s@remote.test\r\nSubject: hello\r\n\r\nbody line\r\n";
@@ -215,7 +216,7 @@ fn delayed_notice_honours_notify() {
     // Final recipients and NOTIFY without DELAY are left out.
     let r: Vec<usize> = reported_delayed(&e).into_iter().map(|(i, _)| i).collect();
     assert_eq!(r, vec![1, 3]);
-    let orig = read_original(ORIGINAL, Some(facteur_spool::Ret::Hdrs), 10).unwrap();
+    let orig = read_original(ORIGINAL, Some(facteur_mail::dsn::Ret::Hdrs), 10).unwrap();
     let bytes = build_delayed(&ctx(), &e, orig, 1_700_432_000).unwrap();
     let m = MessageParser::default().parse(&bytes).unwrap();
     assert_eq!(m.subject(), Some("Delayed Mail (still being retried)"));

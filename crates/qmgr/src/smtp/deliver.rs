@@ -36,9 +36,10 @@ use super::session::{BoxIo, Session, SmtpError, Timeouts, Txn, TxnRcpt};
 use super::tls::TlsClients;
 use crate::client::stream_reader;
 use facteur_config::{Config, Relayhost, TlsPolicy, parse_relayhost};
+use facteur_mail::dsn::{BodyType, Ret};
 use facteur_smtp_codec::Reply;
 use facteur_smtp_codec::client::{Body, MailParams};
-use facteur_spool::{BodyType, Envelope, QueueName, Ret, Spool};
+use facteur_spool::{Envelope, QueueName, Spool};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -537,7 +538,7 @@ impl Remote {
                     let r = &env.recipients[i];
                     TxnRcpt {
                         address: r.address.clone(),
-                        notify: notify_param(r.notify),
+                        notify: r.notify.is_given().then(|| r.notify.to_string()),
                         orcpt: r.orcpt.clone(),
                     }
                 })
@@ -755,22 +756,4 @@ enum Fail {
     Perm(String),
     /// The text, and whether it counts against the destination's health.
     Temp(String, bool),
-}
-
-/// RFC 3461 NOTIFY, as given (None when it was not).
-fn notify_param(n: facteur_spool::Notify) -> Option<String> {
-    if n.never {
-        return Some("NEVER".into());
-    }
-    let mut v = Vec::new();
-    if n.success {
-        v.push("SUCCESS");
-    }
-    if n.failure {
-        v.push("FAILURE");
-    }
-    if n.delay {
-        v.push("DELAY");
-    }
-    (!v.is_empty()).then(|| v.join(","))
 }
