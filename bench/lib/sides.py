@@ -295,6 +295,18 @@ postlog unix-dgram n - n - 1 postlogd
 """
 
 
+def vmail_owner():
+    """The uid/gid Dovecot delivers as: the system user `vmail`, created
+    (as Debian's facteur package does) on a machine that has none yet."""
+    try:
+        pw = pwd.getpwnam("vmail")
+    except KeyError:
+        run(["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "vmail"])
+        pw = pwd.getpwnam("vmail")
+    return (pw.pw_uid, pw.pw_gid)
+
+
 class PeerSide:
     name = "postfix+dovecot"
 
@@ -309,8 +321,7 @@ class PeerSide:
         self.hibernate_secs = hibernate_secs
         # after the last client reached IDLE: hibernation, then idle_kill, then a margin
         self.idle_settle_secs = hibernate_secs + imap_idle_kill_secs + 3
-        pw = pwd.getpwnam("vmail")
-        self.owner = (pw.pw_uid, pw.pw_gid)
+        self.owner = vmail_owner()
 
     def setup(self, hashes):
         for d in (self.dov / "run", self.dov / "state", self.dov / "log", self.mail,

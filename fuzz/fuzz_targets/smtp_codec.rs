@@ -3,12 +3,15 @@
 //! parameters) so that most inputs look like a session, then pushed through
 //! the line framer, the command parser and the DATA receiver, split where the
 //! input says. Checks: no panic; the framer's buffer never exceeds the limit;
-//! the DATA receiver's output never exceeds its limit; a message it accepts
-//! never holds a bare LF unless it reported one.
+//! a parsed BDAT size or MAIL SIZE is exactly the number written on the line
+//! (never a wrapped or saturated one); no parsed address or host holds a
+//! control character; the DATA receiver's output never exceeds its limit; a
+//! message it accepts never holds a bare LF unless it reported one.
 
 #![no_main]
 
-use facteur_smtp_codec::{DataReceiver, LineEvent, LineFramer, parse_command};
+use facteur_smtp_codec::{Command, DataReceiver, parse_command};
+use facteur_util::line::{LineEvent, LineFramer};
 use libfuzzer_sys::fuzz_target;
 
 const TOKENS: &[&[u8]] = &[
@@ -29,6 +32,46 @@ fn expand(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The digits that follow `key` (case-insensitive) on the line.
+fn digits_after(line: &[u8], key: &[u8]) -> Option<String> {
+    let up = line.to_ascii_uppercase();
+    let at = up.windows(key.len()).rposition(|w| w == key)? + key.len();
+    let d: Vec<u8> = line[at..].iter().take_while(|b| b.is_ascii_digit()).copied().collect();
+    String::from_utf8(d).ok()
+}
+
+fn check_command(line: &[u8]) {
+    let Ok(cmd) = parse_command(line) else { return };
+    let clean = |s: &str| assert!(!s.chars().any(char::is_control), "{s:?}");
+    match cmd {
+        Command::Bdat { size, .. } => {
+            let d = digits_after(line, b"BDAT ").expect("BDAT has digits");
+            assert_eq!(d.trim_start_matches('0').to_string(), if size == 0 { String::new() } else { size.to_string() });
+        }
+        Command::Mail(m) => {
+            clean(&m.address);
+            if let Some(n) = m.params.size {
+                let d = digits_after(line, b"SIZE=").expect("SIZE has digits");
+                assert_eq!(d.parse::<u128>().ok(), Some(u128::from(n)));
+            }
+            if let Some(e) = &m.params.envid {
+                clean(e);
+            }
+        }
+        Command::Rcpt(r) => {
+            clean(&r.address);
+            if let Some(o) = &r.params.orcpt {
+                clean(o);
+            }
+        }
+        Command::Ehlo(h) | Command::Helo(h) | Command::Lhlo(h) => {
+            clean(&h);
+            assert!(!h.contains(' '));
+        }
+        _ => {}
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let (split, rest) = match data.split_first() {
         Some((s, r)) => ((*s as usize % 31) + 1, r),
@@ -43,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
             let (used, ev) = framer.next(&buf);
             let more = ev.is_some();
             if let Some(LineEvent::Line(l)) = ev {
-                let _ = parse_command(l);
+                check_command(l);
             }
             buf.drain(..used);
             if !more {

@@ -1,52 +1,65 @@
-//! The accept loop every TCP daemon shares (pop3d, imapd): listeners, the
-//! total and per-address connection limits, the implicit-TLS handshake, and
-//! a clean shutdown.
+//! The accept loop every daemon shares (smtpd, lmtpd, imapd, pop3d):
+//! listeners on TCP and Unix sockets, the total and per-address connection
+//! limits, the implicit-TLS handshake, and a clean shutdown.
 //!
 //! Offers [`bind_listeners`] (configured addresses, or the sockets systemd
 //! passed under the listener's name) and [`serve`]. A client over a limit is
 //! sent the daemon's refusal line and closed; on TLS listeners the handshake
 //! runs (30 s at most) before the session sees the stream. At shutdown the
 //! listeners close, sessions see the stop signal (and end at their next
-//! idle point), and `serve` waits up to 30 s for them.
+//! idle point), and `serve` waits up to 30 s for them. Per-address limits
+//! apply to TCP clients; a Unix socket's clients are local processes,
+//! counted only against the total.
 
 use crate::conn::Conn;
 use crate::limits::Limits;
-use crate::{systemd, tls::TlsState};
+use crate::{Listener, Peer, Stream, systemd, tls::TlsState};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::{error, info, warn};
 
-/// A listener and whether it speaks implicit TLS.
-pub type Listeners = Vec<(bool, TcpListener)>;
+/// A bound listener: what it is for (`tag`, the daemon's own type) and
+/// whether it speaks implicit TLS.
+#[derive(Debug)]
+pub struct Bound<T> {
+    pub tag: T,
+    pub tls: bool,
+    pub listener: Listener,
+}
 
-/// Binds `(tag, systemd name, addresses)` groups (the tag says what the
-/// listener is: implicit TLS or not, MX or submission). Sockets passed by
-/// socket activation under a group's name replace its addresses. With no
-/// listener at all it fails, naming the config `keys` to set.
+/// What [`bind_listeners`] binds: a tag, implicit TLS or not, the name
+/// systemd passes its sockets under, and the configured addresses.
+pub type Group<'a, T> = (T, bool, &'a str, &'a [SocketAddr]);
+
+/// Binds the groups. Sockets passed by socket activation under a group's
+/// name replace its addresses. With no listener at all it fails, naming the
+/// config `keys` to set.
 pub async fn bind_listeners<T: Copy>(
-    groups: &[(T, &str, &[SocketAddr])],
+    groups: &[Group<'_, T>],
     keys: &str,
-) -> anyhow::Result<Vec<(T, TcpListener)>> {
+) -> anyhow::Result<Vec<Bound<T>>> {
     let mut listeners = Vec::new();
-    for &(tag, name, addrs) in groups {
+    for &(tag, tls, name, addrs) in groups {
         let inherited = systemd::inherited_tcp(name)?;
         if !inherited.is_empty() {
             for l in inherited {
-                l.set_nonblocking(true)?;
-                listeners.push((tag, TcpListener::from_std(l)?));
+                listeners.push(Bound {
+                    tag,
+                    tls,
+                    listener: Listener::from_inherited_tcp(l)?,
+                });
             }
             continue;
         }
         for a in addrs {
-            let l = TcpListener::bind(a)
+            let listener = Listener::bind_tcp(*a)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
-            listeners.push((tag, l));
+            listeners.push(Bound { tag, tls, listener });
         }
     }
     for name in systemd::unclaimed() {
@@ -84,27 +97,30 @@ pub struct Policy {
 }
 
 /// Serves `listeners` until `shutdown` resolves; `session` runs each
-/// accepted connection (its TLS already up on implicit-TLS listeners).
-pub async fn serve<F, Fut>(
+/// accepted connection (its TLS already up on implicit-TLS listeners) with
+/// its listener's tag.
+pub async fn serve<T, F, Fut>(
     policy: Policy,
-    listeners: Listeners,
+    listeners: Vec<Bound<T>>,
     shutdown: impl Future<Output = ()>,
     session: F,
 ) -> anyhow::Result<()>
 where
-    F: Fn(Conn<TcpStream>, SocketAddr, watch::Receiver<bool>) -> Fut
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    T: Copy + Send + Sync + 'static,
+    F: Fn(T, Conn<Stream>, Peer, watch::Receiver<bool>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(policy.max_connections as usize));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for (implicit_tls, l) in listeners {
+    for Bound {
+        tag,
+        tls: implicit_tls,
+        listener: l,
+    } in listeners
+    {
         info!(
-            listen = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            listen = %l.describe(),
             tls = implicit_tls,
             "{} listening", policy.daemon
         );
@@ -127,7 +143,6 @@ where
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
                 let policy = policy.clone();
                 let stop = stop.clone();
                 let session = session.clone();
@@ -137,25 +152,35 @@ where
                         refuse(stream, &policy, "Too many connections, try again later").await;
                         return;
                     };
-                    let Some(_slot) = policy
-                        .limits
-                        .connect(peer.ip(), policy.max_connections_per_ip)
-                    else {
-                        info!(peer = %peer.ip(), "too many connections from this address");
-                        refuse(stream, &policy, "Too many connections from your address").await;
-                        return;
+                    let _slot = match peer.ip() {
+                        Some(ip) => {
+                            match policy.limits.connect(ip, policy.max_connections_per_ip) {
+                                Some(slot) => Some(slot),
+                                None => {
+                                    info!(peer = %ip, "too many connections from this address");
+                                    refuse(
+                                        stream,
+                                        &policy,
+                                        "Too many connections from your address",
+                                    )
+                                    .await;
+                                    return;
+                                }
+                            }
+                        }
+                        None => None,
                     };
                     if !implicit_tls {
-                        return session(Conn::Plain(stream), peer, stop).await;
+                        return session(tag, Conn::Plain(stream), peer, stop).await;
                     }
                     let Some(tls) = policy.tls.get() else { return };
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                     match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream))
                         .await
                     {
-                        Ok(Ok(t)) => session(Conn::Tls(Box::new(t)), peer, stop).await,
-                        Ok(Err(e)) => info!(peer = %peer.ip(), error = %e, "TLS handshake failed"),
-                        Err(_) => info!(peer = %peer.ip(), "TLS handshake timed out"),
+                        Ok(Ok(t)) => session(tag, Conn::Tls(Box::new(t)), peer, stop).await,
+                        Ok(Err(e)) => info!(peer = %peer, error = %e, "TLS handshake failed"),
+                        Err(_) => info!(peer = %peer, "TLS handshake timed out"),
                     }
                 });
                 while sessions.try_join_next().is_some() {}
@@ -180,7 +205,7 @@ where
 
 /// Refuses a connection in clear text. On a TLS listener the client will
 /// not understand it, but it closes the connection either way.
-async fn refuse(mut stream: TcpStream, policy: &Policy, why: &str) {
+async fn refuse(mut stream: Stream, policy: &Policy, why: &str) {
     let _ = stream.write_all(&(policy.refusal)(why)).await;
 }
 

@@ -67,6 +67,33 @@ impl Body {
         Arc::new(self)
     }
 
+    /// A reader over the bytes appended so far, from the first (checks at
+    /// the end of the data read it before it is frozen).
+    pub fn read_from_start(&self) -> io::Result<impl Read + Send + '_> {
+        Ok(Partial { body: self, pos: 0 })
+    }
+
+    /// Reads at `pos`; 0 at the end.
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Body::Memory(v) => {
+                let start = (pos as usize).min(v.len());
+                let n = (v.len() - start).min(buf.len());
+                buf[..n].copy_from_slice(&v[start..start + n]);
+                Ok(n)
+            }
+            Body::File { file, len } => {
+                let left = len.saturating_sub(pos);
+                let want = (left.min(buf.len() as u64)) as usize;
+                if want == 0 {
+                    Ok(0)
+                } else {
+                    file.read_at(&mut buf[..want], pos)
+                }
+            }
+        }
+    }
+
     /// A reader over the whole body, starting with `prefix` (the headers this
     /// delivery adds).
     pub fn reader(self: &Arc<Body>, prefix: Vec<u8>) -> BodyReader {
@@ -96,23 +123,21 @@ impl Read for BodyReader {
             self.prefix_pos += n;
             return Ok(n);
         }
-        let n = match &*self.body {
-            Body::Memory(v) => {
-                let start = (self.pos as usize).min(v.len());
-                let n = (v.len() - start).min(buf.len());
-                buf[..n].copy_from_slice(&v[start..start + n]);
-                n
-            }
-            Body::File { file, len } => {
-                let left = len.saturating_sub(self.pos);
-                let want = (left.min(buf.len() as u64)) as usize;
-                if want == 0 {
-                    0
-                } else {
-                    file.read_at(&mut buf[..want], self.pos)?
-                }
-            }
-        };
+        let n = self.body.read_at(self.pos, buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads a body that is still being received.
+struct Partial<'a> {
+    body: &'a Body,
+    pos: u64,
+}
+
+impl Read for Partial<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.body.read_at(self.pos, buf)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -134,6 +159,13 @@ mod tests {
         }
         assert!(matches!(b, Body::File { .. }));
         assert_eq!(b.len(), 6 + 1_500_000);
+        let mut partial = Vec::new();
+        b.read_from_start()
+            .unwrap()
+            .read_to_end(&mut partial)
+            .unwrap();
+        assert_eq!(partial.len(), 6 + 1_500_000);
+        assert!(partial.starts_with(b"hello xxx"));
         let b = b.freeze();
         // Two readers at once, each from the start.
         let mut r1 = b.reader(b"P: 1\r\n".to_vec());

@@ -1,7 +1,8 @@
 //! facteur-daemon: the skeleton every facteur daemon stands on.
 //!
-//! Offers: [`entry::main`] (the whole `main` of a daemon), [`lineio`] (the I/O half of an SMTP/LMTP session: buffers,
-//! framing, time-outs, DATA and BDAT reading), [`tls`] (the rustls server configuration from `[tls]`, reloadable)
+//! Offers: [`entry::main`] (the whole `main` of a daemon), [`lineio`] (the I/O half of a line protocol session: buffers,
+//! framing, time-outs), [`body`] (a message being received, in memory or
+//! spilled to an unlinked file), [`tls`] (the rustls server configuration from `[tls]`, reloadable)
 //! and [`conn`] (a stream that starts in clear text and may become TLS, for
 //! STARTTLS/STLS and implicit TLS); logging set up from `[log]` (only binaries call it; libraries only
 //! emit `tracing` events), listeners on TCP and Unix sockets behind one
@@ -66,6 +67,33 @@ pub enum Listener {
     UnixActivated(UnixListener, PathBuf),
 }
 
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client's address.
+    Ip(std::net::IpAddr),
+    /// A local process (a Unix socket, a pipe), with a name for logs.
+    Local(String),
+}
+
+impl Peer {
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Peer::Ip(ip) => Some(*ip),
+            Peer::Local(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Ip(ip) => write!(f, "{ip}"),
+            Peer::Local(s) => f.write_str(s),
+        }
+    }
+}
+
 /// A connected stream of either kind; sessions are generic over
 /// `AsyncRead + AsyncWrite`, this is what daemons hand them.
 #[derive(Debug)]
@@ -105,18 +133,30 @@ impl Listener {
         Ok(Listener::UnixActivated(UnixListener::from_std(l)?, path))
     }
 
-    /// Accepts one connection; returns it with a printable peer name.
-    pub async fn accept(&self) -> io::Result<(Stream, String)> {
+    /// Accepts one connection; returns it with its peer.
+    pub async fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, a) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), a.to_string()))
+                Ok((Stream::Tcp(s), Peer::Ip(a.ip())))
             }
             Listener::Unix(l, p) | Listener::UnixActivated(l, p) => {
                 let (s, _) = l.accept().await?;
-                Ok((Stream::Unix(s), format!("unix:{}", p.display())))
+                Ok((
+                    Stream::Unix(s),
+                    Peer::Local(format!("unix:{}", p.display())),
+                ))
             }
+        }
+    }
+
+    /// The TCP address this listens on (port 0 in the configuration asks the
+    /// system for a free one: this says which).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            _ => None,
         }
     }
 
@@ -269,7 +309,7 @@ mod tests {
         let mut buf = [0u8; 2];
         s.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hi");
-        assert!(peer.starts_with("unix:"));
+        assert!(peer.to_string().starts_with("unix:"));
         client.await.unwrap();
     }
 
@@ -285,7 +325,7 @@ mod tests {
             async move { UnixStream::connect(&p).await.unwrap() }
         });
         let (_s, peer) = l.accept().await.unwrap();
-        assert_eq!(peer, format!("unix:{}", p.display()));
+        assert_eq!(peer, Peer::Local(format!("unix:{}", p.display())));
         client.await.unwrap();
         drop(l);
         assert!(p.exists());

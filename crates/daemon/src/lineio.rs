@@ -1,21 +1,22 @@
-//! The I/O half of a line-oriented protocol session (SMTP, LMTP, POP3): one input
-//! buffer, one output buffer, command-line framing with a length limit,
-//! read time-outs, and the shutdown signal. Sessions keep their state
-//! machines and call this for bytes.
+//! The I/O half of a line-oriented protocol session (SMTP, LMTP, POP3, IMAP):
+//! one input buffer, one output buffer, command-line framing with a length
+//! limit, read time-outs, and the shutdown signal. Sessions keep their state
+//! machines and call this for bytes; protocol-specific readers (SMTP's DATA)
+//! sit on [`LineIo::consume`].
 //!
 //! Guarantees:
 //! - Replies are batched and flushed before every blocking read, so
 //!   pipelined commands (RFC 2920) get their replies together and a client
 //!   that waits for a reply always gets it.
 //! - Memory is bounded: a command line by the framer's limit (an overlong
-//!   line is reported once and skipped), message data by the caller's sink
-//!   (DATA and BDAT bytes are handed over chunk by chunk, never accumulated
-//!   here).
-//! - Bytes after the end of DATA or of a BDAT chunk stay buffered for the
-//!   next command; [`LineIo::discard_input`] drops them (STARTTLS).
+//!   line is reported once and skipped), data read through
+//!   [`LineIo::consume`] and [`LineIo::read_exact`] by the caller's sink
+//!   (bytes are handed over chunk by chunk, never accumulated here).
+//! - Bytes after the end of a data section stay buffered for the next
+//!   command; [`LineIo::discard_input`] drops them (STARTTLS).
 
 use crate::conn::Conn;
-use facteur_smtp_codec::{DataReceiver, LineEvent, LineFramer};
+use facteur_util::line::{LineEvent, LineFramer};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,21 +188,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         }
     }
 
-    /// Reads a DATA section through `rx` up to `<CRLF>.<CRLF>`, handing the
-    /// message bytes to `sink`. Returns `Fill::Data` when the end was
-    /// reached, or why it was not.
-    pub async fn read_data(
+    /// Hands the buffered input to `take`, reading more while it asks for
+    /// it. `take` gets everything buffered (possibly nothing) and returns
+    /// how many bytes it used and whether it is done; what it leaves stays
+    /// buffered for the next command. Returns `Fill::Data` once `take` is
+    /// done, or why it could not be.
+    pub async fn consume(
         &mut self,
-        rx: &mut DataReceiver,
-        mut sink: impl FnMut(&[u8]),
+        mut take: impl FnMut(&[u8]) -> (usize, bool),
     ) -> io::Result<Fill> {
-        let mut chunk = Vec::with_capacity(READ_CHUNK);
         loop {
-            chunk.clear();
-            let used = rx.feed(&self.inbuf, &mut chunk);
-            self.inbuf.drain(..used);
-            sink(&chunk);
-            if rx.is_done() {
+            let (used, done) = take(&self.inbuf);
+            self.inbuf.drain(..used.min(self.inbuf.len()));
+            if done {
                 return Ok(Fill::Data);
             }
             match self.fill(false).await? {
@@ -211,7 +210,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         }
     }
 
-    /// Reads exactly `n` bytes (a BDAT chunk), handing them to `sink`.
+    /// Reads exactly `n` bytes (a BDAT chunk, an IMAP literal), handing them
+    /// to `sink`.
     pub async fn read_exact(
         &mut self,
         mut n: u64,
@@ -292,12 +292,18 @@ mod tests {
             io.next_line(true).await.unwrap(),
             Input::Line(b"CMD one\r\n".to_vec())
         );
-        let mut rx = DataReceiver::new(0);
+        // Up to (and without) the first ".\r\n": a stand-in for a DATA reader.
         let mut msg = Vec::new();
         assert_eq!(
-            io.read_data(&mut rx, |b| msg.extend_from_slice(b))
-                .await
-                .unwrap(),
+            io.consume(|b| match b.windows(3).position(|w| w == b".\r\n") {
+                Some(p) => {
+                    msg.extend_from_slice(&b[..p]);
+                    (p + 3, true)
+                }
+                None => (0, false),
+            })
+            .await
+            .unwrap(),
             Fill::Data
         );
         assert_eq!(msg, b"DATA-BYTES a\r\n");

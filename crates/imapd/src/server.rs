@@ -15,8 +15,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     let listeners = accept::bind_listeners(
         &[
-            (false, "imap", &cfg.imapd.listen),
-            (true, "imaps", &cfg.imapd.listen_tls),
+            ((), false, "imap", &cfg.imapd.listen),
+            ((), true, "imaps", &cfg.imapd.listen_tls),
         ],
         "imapd.listen or imapd.listen_tls",
     )
@@ -25,10 +25,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 
-/// Serves the listeners (`true`: implicit TLS) until `shutdown` resolves.
+/// Serves the listeners until `shutdown` resolves.
 pub async fn serve(
     ctx: Arc<Context>,
-    listeners: accept::Listeners,
+    listeners: Vec<accept::Bound<()>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let policy = accept::Policy {
@@ -39,9 +39,10 @@ pub async fn serve(
         tls: ctx.tls.clone(),
         refusal: |why| format!("* BYE [UNAVAILABLE] {why}\r\n").into_bytes(),
     };
-    accept::serve(policy, listeners, shutdown, move |conn, peer, stop| {
+    accept::serve(policy, listeners, shutdown, move |(), conn, peer, stop| {
         let ctx = Arc::clone(&ctx);
-        async move { session::serve(ctx, conn, peer.ip(), stop).await }
+        let ip = peer.ip().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        async move { session::serve(ctx, conn, ip, stop).await }
     })
     .await
 }

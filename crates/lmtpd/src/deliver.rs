@@ -39,7 +39,7 @@ pub struct Rcpt {
 /// Starts the deliveries; the handles are in recipient order.
 pub fn start(
     ctx: &Arc<Context>,
-    tx: &str,
+    queue_id: &str,
     sender: &str,
     rcpts: &[Rcpt],
     body: &Arc<Body>,
@@ -48,13 +48,15 @@ pub fn start(
         .iter()
         .map(|r| {
             let ctx = Arc::clone(ctx);
-            let (tx, sender, rcpt, body) = (
-                tx.to_string(),
+            let (queue_id, sender, rcpt, body) = (
+                queue_id.to_string(),
                 sender.to_string(),
                 r.clone(),
                 Arc::clone(body),
             );
-            tokio::task::spawn_blocking(move || deliver_rcpt(&ctx, &tx, &sender, &rcpt, &body))
+            tokio::task::spawn_blocking(move || {
+                deliver_rcpt(&ctx, &queue_id, &sender, &rcpt, &body)
+            })
         })
         .collect()
 }
@@ -62,7 +64,13 @@ pub fn start(
 /// Delivers to every mailbox of one recipient. The reply is 250 when all
 /// copies are on disk, else the first failure (a temporary one before a
 /// permanent one, so that the sender retries rather than bounces).
-fn deliver_rcpt(ctx: &Context, tx: &str, sender: &str, rcpt: &Rcpt, body: &Arc<Body>) -> Reply {
+fn deliver_rcpt(
+    ctx: &Context,
+    queue_id: &str,
+    sender: &str,
+    rcpt: &Rcpt,
+    body: &Arc<Body>,
+) -> Reply {
     let mut failure: Option<Reply> = None;
     for t in &rcpt.targets {
         let started = Instant::now();
@@ -80,11 +88,11 @@ fn deliver_rcpt(ctx: &Context, tx: &str, sender: &str, rcpt: &Rcpt, body: &Arc<B
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(d) => {
-                info!(tx, from = %sender, to = %rcpt.address, mailbox = %t.user.address, file = %d.path.display(), size = d.size, duration_ms = ms, result = "250 2.0.0 delivered", "delivered");
+                info!(queue_id, from = %sender, to = %rcpt.address, mailbox = %t.user.address, file = %d.path.display(), size = d.size, duration_ms = ms, result = "250 2.0.0 delivered", "delivered");
             }
             Err(e) => {
                 let reply = store_error_reply(ctx, &e, &rcpt.address);
-                warn!(tx, from = %sender, to = %rcpt.address, mailbox = %t.user.address, size = body.len(), duration_ms = ms, result = %reply, error = %e, "not delivered");
+                warn!(queue_id, from = %sender, to = %rcpt.address, mailbox = %t.user.address, size = body.len(), duration_ms = ms, result = %reply, error = %e, "not delivered");
                 failure = match failure {
                     Some(f) if f.is_transient() || !reply.is_transient() => Some(f),
                     _ => Some(reply),
@@ -92,8 +100,13 @@ fn deliver_rcpt(ctx: &Context, tx: &str, sender: &str, rcpt: &Rcpt, body: &Arc<B
             }
         }
     }
-    failure
-        .unwrap_or_else(|| Reply::new(250, (2, 0, 0), format!("<{}> Saved as {tx}", rcpt.address)))
+    failure.unwrap_or_else(|| {
+        Reply::new(
+            250,
+            (2, 0, 0),
+            format!("<{}> Saved as {queue_id}", rcpt.address),
+        )
+    })
 }
 
 /// Maps a store failure to the reply the sender should act on.

@@ -6,11 +6,11 @@
 //! `+` details, catch-all), and after the message it writes one copy per
 //! recipient into the Maildir store, answering per recipient.
 //!
-//! Layout: [`server`] binds the listeners and runs the accept loop with a
-//! connection limit and a clean shutdown; [`session`] is the protocol state
-//! machine, generic over the stream (tests drive it in memory); [`envelope`]
-//! answers LHLO/MAIL/RCPT; [`deliver`] writes the copies; [`body`] holds the
-//! message with bounded memory.
+//! Layout: [`server`] binds the listeners and serves them through the shared
+//! accept loop; the protocol is the SMTP core's (facteur-smtp-server, LMTP
+//! dialect), and [`handler`] is lmtpd on it; [`envelope`] resolves RCPT;
+//! [`deliver`] writes the copies; the message is held with bounded memory
+//! in a `facteur_daemon::body::Body`.
 //!
 //! Invariants:
 //! - A recipient's 250 after DATA/BDAT LAST is written only after its copy is
@@ -31,8 +31,8 @@
 
 pub mod deliver;
 pub mod envelope;
+pub mod handler;
 pub mod server;
-pub mod session;
 
 use facteur_config::{Config, OverQuota};
 use facteur_directory::Directory;

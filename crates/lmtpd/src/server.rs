@@ -1,16 +1,18 @@
-//! The accept loop: binds the Unix socket (or takes the one systemd passed
-//! as `lmtp`) and the TCP listeners from the configuration, serves each connection in its own task under a connection
-//! limit, and shuts down cleanly on SIGTERM/SIGINT (stops accepting, lets
-//! sessions finish their transaction for up to 30 s, removes the socket).
+//! The listeners of facteur-lmtpd: the Unix socket (or the one systemd
+//! passed as `lmtp`) and the TCP addresses of `[lmtpd] listen`, served
+//! through the shared accept loop (facteur_daemon::accept: the connection
+//! limit, a clean shutdown that lets sessions finish their transaction for
+//! up to 30 s; the socket file is removed at exit unless systemd owns it).
+//! Each connection is a session of the SMTP core, LMTP dialect, with the
+//! [`Lmtp`] handler.
 
 use crate::Context;
-use crate::session;
+use crate::handler::Lmtp;
 use facteur_config::Config;
-use facteur_daemon::{Listener, systemd};
+use facteur_daemon::{Listener, accept, systemd};
+use facteur_smtp_codec::Reply;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
-use tracing::{error, info, warn};
+use tracing::warn;
 
 /// Runs facteur-lmtpd until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -50,7 +52,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     serve(
         ctx,
         listeners,
-        cfg.lmtpd.max_connections as usize,
+        cfg.lmtpd.max_connections,
         facteur_daemon::shutdown_signal(),
     )
     .await
@@ -60,57 +62,31 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 pub async fn serve(
     ctx: Arc<Context>,
     listeners: Vec<Listener>,
-    max_connections: usize,
+    max_connections: u32,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let limit = Arc::new(Semaphore::new(max_connections));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for l in listeners {
-        info!(listen = %l.describe(), "facteur-lmtpd listening");
-        let ctx = Arc::clone(&ctx);
-        let limit = Arc::clone(&limit);
-        let mut stop = stop_rx.clone();
-        tasks.spawn(async move {
-            let mut sessions = tokio::task::JoinSet::new();
-            loop {
-                let permit = tokio::select! {
-                    p = Arc::clone(&limit).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                    _ = stop.changed() => break,
-                };
-                let accepted = tokio::select! {
-                    a = l.accept() => a,
-                    _ = stop.changed() => break,
-                };
-                match accepted {
-                    Ok((stream, peer)) => {
-                        let ctx = Arc::clone(&ctx);
-                        let stop = stop.clone();
-                        sessions.spawn(async move {
-                            session::serve(ctx, stream, peer, stop).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        // EMFILE and the like: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                while sessions.try_join_next().is_some() {}
-            }
-            drop(l);
-            let _ = tokio::time::timeout(Duration::from_secs(30), async { while sessions.join_next().await.is_some() {} }).await;
-        });
-    }
-    shutdown.await;
-    info!("facteur-lmtpd shutting down");
-    let _ = stop_tx.send(true);
-    while let Some(r) = tasks.join_next().await {
-        if let Err(e) = r {
-            error!(error = %e, "listener task failed");
-        }
-    }
-    info!("facteur-lmtpd stopped");
-    Ok(())
+    let policy = accept::Policy {
+        daemon: "facteur-lmtpd",
+        max_connections,
+        // LMTP clients are MTAs on this machine or a trusted network: the
+        // total is the only limit.
+        max_connections_per_ip: max_connections,
+        limits: Arc::new(facteur_daemon::limits::Limits::default()),
+        tls: facteur_daemon::tls::TlsState::default(),
+        refusal: |why| Reply::new(421, (4, 3, 2), why).to_bytes(),
+    };
+    let listeners = listeners
+        .into_iter()
+        .map(|listener| accept::Bound {
+            tag: (),
+            tls: false,
+            listener,
+        })
+        .collect();
+    let handler = Arc::new(Lmtp::new(ctx));
+    accept::serve(policy, listeners, shutdown, move |(), conn, peer, stop| {
+        let h = Arc::clone(&handler);
+        async move { facteur_smtp_server::serve(h, conn, peer, "lmtp", stop).await }
+    })
+    .await
 }

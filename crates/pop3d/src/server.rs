@@ -17,8 +17,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     let listeners = accept::bind_listeners(
         &[
-            (false, "pop3", &cfg.pop3d.listen),
-            (true, "pop3s", &cfg.pop3d.listen_tls),
+            ((), false, "pop3", &cfg.pop3d.listen),
+            ((), true, "pop3s", &cfg.pop3d.listen_tls),
         ],
         "pop3d.listen or pop3d.listen_tls",
     )
@@ -27,10 +27,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 
-/// Serves the listeners (`true`: implicit TLS) until `shutdown` resolves.
+/// Serves the listeners until `shutdown` resolves.
 pub async fn serve(
     ctx: Arc<Context>,
-    listeners: accept::Listeners,
+    listeners: Vec<accept::Bound<()>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let policy = accept::Policy {
@@ -41,9 +41,10 @@ pub async fn serve(
         tls: ctx.tls.clone(),
         refusal: |why| Response::err_code(RespCode::SysTemp, why).to_bytes(),
     };
-    accept::serve(policy, listeners, shutdown, move |conn, peer, stop| {
+    accept::serve(policy, listeners, shutdown, move |(), conn, peer, stop| {
         let ctx = Arc::clone(&ctx);
-        async move { session::serve(ctx, conn, peer.ip(), stop).await }
+        let ip = peer.ip().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        async move { session::serve(ctx, conn, ip, stop).await }
     })
     .await
 }

@@ -281,9 +281,13 @@ pub fn deliver(ctx: &Context, opts: &Options, input: impl BufRead) -> Result<Str
 }
 
 /// `-bs`: an SMTP session on `input`/`output`.
-pub fn smtp_session(ctx: &Context, input: impl Read, output: impl Write) -> std::io::Result<()> {
+pub fn smtp_session(
+    ctx: &Context,
+    input: impl Read + Send + 'static,
+    output: impl Write + Unpin,
+) -> std::io::Result<()> {
     let normalize = |a: &str| normalize_address(a, &ctx.hostname);
-    let mut submit = |t: smtp::Transaction| {
+    let submit = |t: smtp::Transaction| {
         enqueue(
             ctx,
             Submission {
@@ -304,8 +308,15 @@ pub fn smtp_session(ctx: &Context, input: impl Read, output: impl Write) -> std:
         &ctx.hostname,
         ctx.max_size,
         &normalize,
-        &mut submit,
+        &submit,
     )
+}
+
+/// Standard input as a file of its own (a duplicate of descriptor 0), so
+/// that `-bs` can read it from a thread of its own.
+fn stdin_file() -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    Ok(std::io::stdin().as_fd().try_clone_to_owned()?.into())
 }
 
 fn say(stderr: &mut dyn Write, prog: &str, code: u8, msg: &str) -> u8 {
@@ -396,7 +407,8 @@ pub fn run(
                 Err(e) => say(&mut stderr, &prog, exit::IOERR, &e.to_string()),
             }
         }
-        Mode::Smtp => match smtp_session(&ctx, stdin, stdout) {
+        // The session reads descriptor 0 itself (`stdin` is for -bm/-t).
+        Mode::Smtp => match stdin_file().and_then(|i| smtp_session(&ctx, i, &mut stdout)) {
             Ok(()) => exit::OK,
             Err(e) => say(&mut stderr, &prog, exit::IOERR, &format!("-bs: {e}")),
         },
@@ -598,7 +610,12 @@ mod tests {
         let c = ctx(d.path());
         let mut out = Vec::new();
         let input = "HELO me\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<root@host.example>\r\nDATA\r\nBcc: x@y.example\r\nSubject: s\r\n\r\nhi\r\n.\r\nQUIT\r\n";
-        smtp_session(&c, input.as_bytes(), &mut out).unwrap();
+        smtp_session(
+            &c,
+            std::io::Cursor::new(input.as_bytes().to_vec()),
+            &mut out,
+        )
+        .unwrap();
         let out = String::from_utf8(out).unwrap();
         let id = out
             .split("queued as ")

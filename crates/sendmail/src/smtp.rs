@@ -1,27 +1,33 @@
-//! `sendmail -bs`: a minimal but correct SMTP server on stdin/stdout
-//! (RFC 5321), for programs that submit mail by speaking SMTP to a pipe.
+//! `sendmail -bs`: SMTP on stdin/stdout (RFC 5321), for programs that
+//! submit mail by speaking SMTP to a pipe. The protocol is facteur's one
+//! SMTP core (facteur-smtp-server); this file is its handler and the
+//! bridge from the standard streams to the core's async I/O.
 //!
-//! Offers: [`session`], generic over `Read` + `Write` so tests run it in
-//! memory; the caller passes the function that queues a finished
-//! transaction. Commands: EHLO/HELO, MAIL (BODY, SMTPUTF8, RET, ENVID), RCPT
-//! (NOTIFY, ORCPT), DATA, RSET, NOOP, VRFY (252), QUIT; anything else 502.
+//! Offers: [`session`], over any `Read` + `Write` so tests run it in
+//! memory; the caller passes the functions that complete an address
+//! (`user` -> `user@hostname`) and queue a finished transaction.
 //!
-//! Uses facteur-smtp-codec for line framing (length limit), command parsing
-//! and DATA (ends only at CRLF.CRLF, dot-unstuffing, size limit). A bare LF
-//! inside DATA is made a CRLF: the client is a local program, and the
-//! message is re-framed into network form here, not relayed as is.
+//! A bare LF inside DATA is made a CRLF: the client is a local program,
+//! and the message is re-framed into network form here, not relayed as is
+//! ([`BareLineEndings::Accept`]). No STARTTLS, no AUTH: the client is the
+//! invoking user, already known.
 //!
-//! Security: runs as the invoking user, with that user's rights only; memory
-//! is bounded by the line limit and the message size limit.
+//! Security: runs as the invoking user, with that user's rights only;
+//! memory is bounded by the line limit and the message size limit.
 
-use facteur_mail::dsn::{Notify, Ret};
-use facteur_smtp_codec::{Command, DataReceiver, LineEvent, LineFramer, Reply, parse_command};
-use facteur_spool::Recipient;
-use smtp_proto::{
-    MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
-    RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
+use facteur_daemon::conn::Conn;
+use facteur_mail::dsn::Ret;
+use facteur_smtp_codec::{MailFrom, RcptTo, Reply};
+use facteur_smtp_server::{
+    BareLineEndings, Content, Dialect, Handler, Limits, Peer, ReplyFuture, SessionInfo, Sink, Txn,
 };
+use facteur_spool::Recipient;
 use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
 
 /// A finished SMTP transaction, ready to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +43,6 @@ pub struct Transaction {
 }
 
 const MAX_LINE: usize = 4096;
-
-fn reply(out: &mut impl Write, r: Reply) -> io::Result<()> {
-    out.write_all(&r.to_bytes())?;
-    out.flush()
-}
 
 /// Makes every bare LF a CRLF.
 fn crlf(data: Vec<u8>) -> Vec<u8> {
@@ -59,211 +60,225 @@ fn crlf(data: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// Runs one SMTP session. `normalize` checks an address and completes it
-/// (`user` -> `user@hostname`); `submit` queues a transaction and returns
-/// the queue id, or a reason for a 451.
-pub fn session<R: Read, W: Write>(
-    mut input: R,
-    mut output: W,
-    hostname: &str,
-    max_size: u64,
-    normalize: &dyn Fn(&str) -> Result<String, String>,
-    submit: &mut dyn FnMut(Transaction) -> Result<String, String>,
-) -> io::Result<()> {
-    reply(
-        &mut output,
-        Reply::plain(220, format!("{hostname} ESMTP facteur sendmail")),
-    )?;
-    let mut framer = LineFramer::new(MAX_LINE);
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 8192];
-    let mut greeted = false;
-    let mut tx: Option<Transaction> = None;
-    let mut data: Option<(DataReceiver, Vec<u8>)> = None;
-    let mut eof = false;
-    loop {
-        // DATA mode: feed everything buffered to the receiver.
-        if let Some((rx, msg)) = data.as_mut() {
-            let used = rx.feed(&buf, msg);
-            buf.drain(..used);
-            if rx.is_done() {
-                let outcome = rx.outcome();
-                let (_, msg) = data.take().expect("in data mode");
-                let mut t = tx.take().expect("DATA needs a transaction");
-                let r = if outcome.too_big {
-                    Reply::new(552, (5, 3, 4), "Message too big")
-                } else {
-                    t.data = crlf(msg);
-                    match submit(t) {
-                        Ok(id) => Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}")),
-                        Err(e) => Reply::new(451, (4, 3, 0), format!("Not queued: {e}")),
-                    }
-                };
-                reply(&mut output, r)?;
-                continue;
-            }
-        } else {
-            let (used, ev) = framer.next(&buf);
-            let line = match ev {
-                Some(LineEvent::Line(l)) => Some(l.to_vec()),
-                Some(LineEvent::TooLong) => {
-                    reply(&mut output, Reply::new(500, (5, 5, 2), "Line too long"))?;
-                    None
-                }
-                None => None,
-            };
-            buf.drain(..used);
-            if let Some(line) = line {
-                if !command(
-                    &line,
-                    &mut output,
-                    hostname,
-                    max_size,
-                    normalize,
-                    &mut greeted,
-                    &mut tx,
-                    &mut data,
-                )? {
-                    return Ok(());
-                }
-                continue;
-            }
-            if used > 0 {
-                continue;
-            }
-        }
-        if eof {
-            return Ok(());
-        }
-        let n = input.read(&mut chunk)?;
-        if n == 0 {
-            eof = true;
-        }
-        buf.extend_from_slice(&chunk[..n]);
+/// Completes or refuses an address.
+pub type Normalize<'a> = &'a (dyn Fn(&str) -> Result<String, String> + Sync);
+/// Queues a transaction: the queue id, or why it failed (a 451).
+pub type Submit<'a> = &'a (dyn Fn(Transaction) -> Result<String, String> + Sync);
+
+struct Bs<'a> {
+    hostname: String,
+    limits: Limits,
+    normalize: Normalize<'a>,
+    submit: Submit<'a>,
+}
+
+/// The message while it arrives (bounded by the size limit: past it the
+/// core stops handing bytes over).
+struct Buffer(Vec<u8>);
+
+impl Content for Buffer {
+    fn reader(&mut self) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(&self.0[..]))
     }
 }
 
-/// Handles one command line; false ends the session (QUIT).
-#[allow(clippy::too_many_arguments)]
-fn command(
-    line: &[u8],
-    out: &mut impl Write,
+impl Sink for Buffer {
+    fn push(&mut self, b: &[u8]) -> io::Result<()> {
+        self.0.extend_from_slice(b);
+        Ok(())
+    }
+    fn abort(self) {}
+}
+
+impl Handler for Bs<'_> {
+    type Rcpt = Recipient;
+    type Sink = Buffer;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Smtp
+    }
+    fn greeting(&self) -> String {
+        format!("{} ESMTP facteur sendmail", self.hostname)
+    }
+    fn hostname(&self) -> &str {
+        &self.hostname
+    }
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    fn extensions(&self, _s: &SessionInfo) -> Vec<String> {
+        vec!["DSN".into()]
+    }
+    fn normalize_sender(&self, address: &str) -> Result<String, Reply> {
+        (self.normalize)(address)
+            .map_err(|e| Reply::new(501, (5, 1, 7), format!("Bad sender address: {e}")))
+    }
+    fn normalize_recipient(&self, address: &str) -> Result<String, Reply> {
+        (self.normalize)(address)
+            .map_err(|e| Reply::new(501, (5, 1, 3), format!("Bad recipient address: {e}")))
+    }
+    async fn mail(&self, _s: &SessionInfo, _from: &MailFrom) -> Result<(), Reply> {
+        Ok(())
+    }
+    async fn rcpt(
+        &self,
+        _s: &SessionInfo,
+        _t: &Txn<Recipient>,
+        to: &RcptTo,
+    ) -> Result<(Recipient, Reply), Reply> {
+        let r = Recipient {
+            address: to.address.clone(),
+            orcpt: to.params.orcpt.as_ref().map(|o| format!("rfc822;{o}")),
+            notify: to.params.notify,
+            ..Recipient::default()
+        };
+        Ok((r, Reply::new(250, (2, 1, 5), "Ok")))
+    }
+    fn open(&self, _s: &SessionInfo, _t: &Txn<Recipient>) -> Result<Buffer, Reply> {
+        Ok(Buffer(Vec::new()))
+    }
+    async fn finish(
+        &self,
+        _s: &SessionInfo,
+        txn: Txn<Recipient>,
+        msg: Buffer,
+        _size: u64,
+    ) -> Vec<ReplyFuture> {
+        let p = &txn.mail.params;
+        let t = Transaction {
+            sender: txn.mail.address.clone(),
+            recipients: txn.rcpts.into_iter().map(|(_, r)| r).collect(),
+            ret: p.ret,
+            envid: p.envid.clone(),
+            eight_bit: p
+                .body
+                .is_some_and(|b| b != facteur_mail::dsn::BodyType::SevenBit),
+            smtputf8: p.smtputf8,
+            data: crlf(msg.0),
+        };
+        let r = match (self.submit)(t) {
+            Ok(id) => Reply::new(250, (2, 0, 0), format!("Ok: queued as {id}")),
+            Err(e) => Reply::new(451, (4, 3, 0), format!("Not queued: {e}")),
+        };
+        vec![Box::pin(std::future::ready(r))]
+    }
+}
+
+/// The input as an async stream: a thread reads it (a blocking read that
+/// nothing can interrupt, so the thread is left to end at EOF or with the
+/// process) and hands the chunks over.
+struct Input {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Input {
+    fn start(mut input: impl Read + Send + 'static) -> Input {
+        let (tx, rx) = mpsc::channel(4);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let r = match input.read(&mut buf) {
+                    Ok(n) => Ok(buf[..n].to_vec()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let end = !matches!(&r, Ok(v) if !v.is_empty());
+                if tx.blocking_send(r).is_err() || end {
+                    return;
+                }
+            }
+        });
+        Input {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl AsyncRead for Input {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pos == self.chunk.len() {
+            match self.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(Some(Ok(c))) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+            }
+        }
+        let n = (self.chunk.len() - self.pos).min(buf.remaining());
+        let pos = self.pos;
+        buf.put_slice(&self.chunk[pos..pos + n]);
+        self.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The output, written as the core flushes (a pipe to the client: a write
+/// that blocks is the client not reading, as with any SMTP server).
+struct Output<W>(W);
+
+impl<W: Write + Unpin> AsyncWrite for Output<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.0.write(buf))
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.flush())
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.flush())
+    }
+}
+
+/// Runs one SMTP session on `input`/`output` until QUIT or EOF.
+pub fn session(
+    input: impl Read + Send + 'static,
+    output: impl Write + Unpin,
     hostname: &str,
     max_size: u64,
-    normalize: &dyn Fn(&str) -> Result<String, String>,
-    greeted: &mut bool,
-    tx: &mut Option<Transaction>,
-    data: &mut Option<(DataReceiver, Vec<u8>)>,
-) -> io::Result<bool> {
-    let cmd = match parse_command(line) {
-        Ok(c) => c,
-        Err(r) => {
-            reply(out, r)?;
-            return Ok(true);
-        }
-    };
-    let r = match cmd {
-        Command::Ehlo { .. } => {
-            *greeted = true;
-            *tx = None;
-            Reply::multi(
-                250,
-                vec![
-                    hostname.to_string(),
-                    "PIPELINING".into(),
-                    format!("SIZE {max_size}"),
-                    "8BITMIME".into(),
-                    "SMTPUTF8".into(),
-                    "DSN".into(),
-                    "ENHANCEDSTATUSCODES".into(),
-                ],
-            )
-        }
-        Command::Helo { .. } => {
-            *greeted = true;
-            *tx = None;
-            Reply::plain(250, hostname.to_string())
-        }
-        Command::Mail { from } => {
-            if !*greeted {
-                Reply::new(503, (5, 5, 1), "Send EHLO or HELO first")
-            } else if tx.is_some() {
-                Reply::new(503, (5, 5, 1), "Nested MAIL command")
-            } else if max_size > 0 && from.size as u64 > max_size {
-                Reply::new(552, (5, 3, 4), "Message too big")
-            } else {
-                let sender = if from.address.is_empty() {
-                    Ok(String::new())
-                } else {
-                    normalize(&from.address)
-                };
-                match sender {
-                    Err(e) => Reply::new(501, (5, 1, 7), format!("Bad sender address: {e}")),
-                    Ok(sender) => {
-                        let f = from.flags;
-                        *tx = Some(Transaction {
-                            sender,
-                            recipients: Vec::new(),
-                            ret: if f & MAIL_RET_FULL != 0 {
-                                Some(Ret::Full)
-                            } else if f & MAIL_RET_HDRS != 0 {
-                                Some(Ret::Hdrs)
-                            } else {
-                                None
-                            },
-                            envid: from.env_id,
-                            eight_bit: f & (MAIL_BODY_8BITMIME | MAIL_BODY_BINARYMIME) != 0,
-                            smtputf8: f & MAIL_SMTPUTF8 != 0,
-                            data: Vec::new(),
-                        });
-                        Reply::new(250, (2, 1, 0), "Ok")
-                    }
-                }
-            }
-        }
-        Command::Rcpt { to } => match tx.as_mut() {
-            None => Reply::new(503, (5, 5, 1), "Need MAIL command"),
-            Some(t) => match normalize(&to.address) {
-                Err(e) => Reply::new(501, (5, 1, 3), format!("Bad recipient address: {e}")),
-                Ok(address) => {
-                    let f = to.flags;
-                    t.recipients.push(Recipient {
-                        address,
-                        orcpt: to.orcpt.map(|o| format!("rfc822;{o}")),
-                        notify: Notify {
-                            success: f & RCPT_NOTIFY_SUCCESS != 0,
-                            failure: f & RCPT_NOTIFY_FAILURE != 0,
-                            delay: f & RCPT_NOTIFY_DELAY != 0,
-                            never: f & RCPT_NOTIFY_NEVER != 0,
-                        },
-                        ..Recipient::default()
-                    });
-                    Reply::new(250, (2, 1, 5), "Ok")
-                }
-            },
+    normalize: Normalize<'_>,
+    submit: Submit<'_>,
+) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handler = std::sync::Arc::new(Bs {
+        hostname: hostname.to_string(),
+        limits: Limits {
+            max_line_length: MAX_LINE,
+            max_message_size: max_size,
+            max_recipients: 10_000,
+            max_errors: 100,
+            // A local program: no idle limit worth the name.
+            timeout: Duration::from_secs(3600),
+            bare_line_endings: BareLineEndings::Accept,
         },
-        Command::Data => match tx.as_ref() {
-            None => Reply::new(503, (5, 5, 1), "Need MAIL command"),
-            Some(t) if t.recipients.is_empty() => Reply::new(554, (5, 5, 1), "No valid recipients"),
-            Some(_) => {
-                *data = Some((DataReceiver::new(max_size), Vec::new()));
-                Reply::plain(354, "End data with <CR><LF>.<CR><LF>")
-            }
-        },
-        Command::Rset => {
-            *tx = None;
-            Reply::new(250, (2, 0, 0), "Ok")
-        }
-        Command::Noop { .. } => Reply::new(250, (2, 0, 0), "Ok"),
-        Command::Vrfy { .. } => Reply::new(252, (2, 5, 2), "Cannot VRFY, send some mail"),
-        Command::Quit => {
-            reply(out, Reply::new(221, (2, 0, 0), "Bye"))?;
-            return Ok(false);
-        }
-        _ => Reply::new(502, (5, 5, 1), "Command not implemented"),
-    };
-    reply(out, r)?;
-    Ok(true)
+        normalize,
+        submit,
+    });
+    let stream = tokio::io::join(Input::start(input), Output(output));
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    rt.block_on(facteur_smtp_server::serve(
+        handler,
+        Conn::Plain(stream),
+        Peer::Local("stdin".into()),
+        "sendmail",
+        stop_rx,
+    ));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -278,21 +293,22 @@ mod tests {
     /// queued transactions.
     fn run(input: &str) -> (String, Vec<Transaction>) {
         let mut out = Vec::new();
-        let mut got = Vec::new();
-        let mut submit = |t: Transaction| {
-            got.push(t);
-            Ok(format!("ID{}", got.len()))
+        let got = std::sync::Mutex::new(Vec::new());
+        let submit = |t: Transaction| {
+            let mut g = got.lock().unwrap();
+            g.push(t);
+            Ok(format!("ID{}", g.len()))
         };
         session(
-            input.as_bytes(),
+            std::io::Cursor::new(input.as_bytes().to_vec()),
             &mut out,
             "host.example",
             1000,
             &norm,
-            &mut submit,
+            &submit,
         )
         .unwrap();
-        (String::from_utf8(out).unwrap(), got)
+        (String::from_utf8(out).unwrap(), got.into_inner().unwrap())
     }
 
     fn codes(out: &str) -> Vec<&str> {
@@ -335,7 +351,7 @@ STARTTLS\r\nBOGUS\r\nQUIT\r\n",
         assert_eq!(
             codes(&out),
             [
-                "220", "503", "250", "503", "503", "250", "503", "554", "501", "250", "503", "250",
+                "220", "503", "250", "503", "503", "250", "503", "503", "501", "250", "503", "250",
                 "252", "502", "500", "221"
             ],
             "{out}"

@@ -2,12 +2,10 @@
 //! facteur-smtpd and the queue manager's client.
 //!
 //! Layout:
-//! - [`line`]: command-line framing with a length limit (an overlong line is
-//!   reported once and skipped up to its end, never buffered).
-//! - [`command`]: one framed line to a [`Command`] (the grammar itself is
-//!   smtp-proto's `Request::parse`, a well-kept parser made for SMTP/LMTP:
-//!   MAIL/RCPT parameters, DSN, SMTPUTF8, BDAT, AUTH), with parse errors mapped
-//!   to the replies RFC 5321 asks for.
+//! - [`command`]: one framed line (framing is `facteur_util::line`) to a
+//!   [`Command`] with our own types: the paths of MAIL/RCPT, their ESMTP
+//!   parameters (SIZE, BODY, SMTPUTF8, DSN, XQUEUEID), BDAT sizes that never
+//!   wrap; parse errors mapped to the replies RFC 5321 asks for.
 //! - [`data`]: the DATA receiver (ours: see its header for why), which ends
 //!   only at `<CRLF>.<CRLF>`, removes dot-stuffing, and reports bare CR or LF
 //!   and oversize messages without buffering them.
@@ -30,11 +28,9 @@
 pub mod client;
 pub mod command;
 pub mod data;
-pub mod line;
 pub mod reply;
 
 pub use client::Extensions;
-pub use command::{Command, parse_command};
+pub use command::{Command, MailFrom, RcptTo, parse_command};
 pub use data::{DataOutcome, DataReceiver, LineEndingCheck};
-pub use line::{LineEvent, LineFramer};
 pub use reply::Reply;

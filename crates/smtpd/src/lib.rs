@@ -6,11 +6,13 @@
 //! (465: implicit TLS, then AUTH). Accepted mail is written durably into
 //! `spool/incoming` and the queue manager is woken (a hint only).
 //!
-//! Layout: [`server`] binds listeners and enforces connection limits;
-//! [`session`] is the state machine and its I/O, generic over the stream;
-//! [`policy`] decides relaying, recipients, sender ownership and rates;
-//! [`auth`] does SASL PLAIN and LOGIN; [`message`] receives DATA/BDAT into a
-//! queue file with the headers we add; TLS comes from facteur-daemon.
+//! Layout: [`server`] binds listeners and serves them through the shared
+//! accept loop (facteur_daemon::accept: connection limits, implicit TLS);
+//! the protocol is the SMTP core's (facteur-smtp-server), and
+//! [`handler`] is smtpd on it: AUTH on submission, the queue file as the
+//! message sink; [`policy`] decides relaying, recipients, sender ownership
+//! and message rates (a check at the core's MAIL hook); [`message`]
+//! receives the message into a queue file with the headers we add.
 //!
 //! Invariants:
 //! - 250 after DATA/BDAT LAST only after the queue file is committed (fsynced
@@ -29,11 +31,10 @@
 //! (SMTPUTF8), 3461 (DSN), 2034/3463 (enhanced codes), 3848 (Received
 //! protocol names), 5322 (Date, Message-ID).
 
-pub mod auth;
+pub mod handler;
 pub mod message;
 pub mod policy;
 pub mod server;
-pub mod session;
 
 use facteur_config::Config;
 use facteur_directory::Directory;
@@ -72,7 +73,10 @@ pub struct Context {
     pub cfg: facteur_config::Smtpd,
     pub tls: facteur_daemon::tls::TlsState,
     pub qmgr_socket: PathBuf,
+    /// Message rates per client address.
     pub rates: policy::Rates,
+    /// Connections per client address (the accept loop's).
+    pub limits: Arc<facteur_daemon::limits::Limits>,
 }
 
 impl Context {
@@ -94,6 +98,7 @@ impl Context {
             tls,
             qmgr_socket: cfg.qmgr_socket(),
             rates: policy::Rates::default(),
+            limits: Arc::new(facteur_daemon::limits::Limits::default()),
         })
     }
 }

@@ -8,10 +8,12 @@
 //! §4.4) naming the protocol (RFC 3848) and the TLS version and cipher.
 //!
 //! Nothing is visible to the queue manager before [`Incoming::commit`]:
-//! the spool writes END, fsyncs, renames and fsyncs the directory.
+//! the spool writes END, fsyncs, renames and fsyncs the directory. As the
+//! SMTP core's sink, a write that fails fails the transaction (a 4xx).
 
+use facteur_smtp_server::{Content, Sink};
 use facteur_spool::QueueWriter;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// The header section is inspected up to this size; past it, the message is
 /// taken as having no header end (headers are written as they are).
@@ -69,7 +71,6 @@ pub struct Incoming {
     head: Vec<u8>,
     head_done: bool,
     add_missing: Option<(String, String)>,
-    error: Option<io::Error>,
 }
 
 impl Incoming {
@@ -86,7 +87,6 @@ impl Incoming {
             head: Vec::new(),
             head_done: false,
             add_missing,
-            error: None,
         }
     }
 
@@ -95,23 +95,21 @@ impl Incoming {
     }
 
     /// Appends message bytes (network form, unstuffed).
-    pub fn push(&mut self, bytes: &[u8]) {
-        if self.error.is_some() || bytes.is_empty() {
-            return;
+    pub fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
         }
         if self.head_done {
-            if let Err(e) = self.writer.write_all(bytes) {
-                self.error = Some(e);
-            }
-            return;
+            return self.writer.write_all(bytes);
         }
         self.head.extend_from_slice(bytes);
         if header_end(&self.head).is_some() || self.head.len() > HEAD_LIMIT {
-            self.flush_head();
+            self.flush_head()?;
         }
+        Ok(())
     }
 
-    fn flush_head(&mut self) {
+    fn flush_head(&mut self) -> io::Result<()> {
         self.head_done = true;
         let mut out = std::mem::take(&mut self.prefix);
         if let Some((mid, date)) = self.add_missing.take() {
@@ -126,28 +124,39 @@ impl Incoming {
         }
         out.extend_from_slice(&self.head);
         self.head = Vec::new();
-        if let Err(e) = self.writer.write_all(&out) {
-            self.error = Some(e);
-        }
+        self.writer.write_all(&out)
     }
 
     /// Makes the queue file durable and visible; returns the queue id. Call
     /// from a blocking context (it fsyncs).
     pub fn commit(mut self) -> io::Result<String> {
         if !self.head_done {
-            self.flush_head();
+            self.flush_head()?;
         }
-        if let Some(e) = self.error.take() {
-            self.writer.abort();
-            return Err(e);
+        self.writer.commit().map_err(|e| match e {
+            facteur_spool::SpoolError::Io(e) => e,
+            e => io::Error::other(e.to_string()),
+        })
+    }
+}
+
+impl Content for Incoming {
+    /// The message as it will be queued: our trace header, then what the
+    /// client sent.
+    fn reader(&mut self) -> io::Result<Box<dyn Read + Send + '_>> {
+        if !self.head_done {
+            self.flush_head()?;
         }
-        self.writer
-            .commit()
-            .map_err(|e| io::Error::other(e.to_string()))
+        Ok(Box::new(self.writer.message_reader()?))
+    }
+}
+
+impl Sink for Incoming {
+    fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
+        Incoming::push(self, bytes)
     }
 
-    /// Throws the message away.
-    pub fn abort(self) {
+    fn abort(self) {
         self.writer.abort();
     }
 }

@@ -13,12 +13,14 @@
 //! - `u@[1.2.3.4]`: an address literal is never a local domain, so a relay.
 //!
 //! Unknown local recipients are refused at RCPT (`550 5.1.1`), never bounced
-//! later.
+//! later. [`MessageRate`] is a check (the SMTP core's MAIL hook): messages
+//! per client address per minute.
 
 use crate::Context;
 use facteur_directory::{ResolveError, Target};
 use facteur_mail::Address;
-use facteur_smtp_codec::Reply;
+use facteur_smtp_codec::{MailFrom, Reply};
+use facteur_smtp_server::{Check, CheckFuture, SessionInfo, Verdict};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -27,13 +29,17 @@ use std::time::{Duration, Instant};
 /// What the session knows about its client, for policy decisions.
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub ip: IpAddr,
+    /// `None` for a local client (never trusted for relaying by address).
+    pub ip: Option<IpAddr>,
     pub auth_user: Option<String>,
 }
 
 impl Client {
     pub fn trusted(&self, ctx: &Context) -> bool {
-        self.auth_user.is_some() || ctx.cfg.mynetworks.iter().any(|n| n.contains(self.ip))
+        self.auth_user.is_some()
+            || self
+                .ip
+                .is_some_and(|ip| ctx.cfg.mynetworks.iter().any(|n| n.contains(ip)))
     }
 }
 
@@ -45,7 +51,9 @@ pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Resul
     let c = Arc::clone(ctx);
     let a = addr.clone();
     let (local, resolved) = tokio::task::spawn_blocking(move || {
-        let local = c.directory.is_local_domain(a.domain())?;
+        // An address literal is never a local domain (and the directory
+        // refuses to be asked about one).
+        let local = !a.domain().starts_with('[') && c.directory.is_local_domain(a.domain())?;
         let resolved = (local && !a.local().contains(['%', '!', '@']))
             .then(|| facteur_directory::resolve_local(c.directory.as_ref(), &a, &c.delimiters));
         Ok::<_, facteur_directory::DirectoryError>((local, resolved))
@@ -134,72 +142,69 @@ pub async fn check_sender(ctx: &Arc<Context>, user: &str, sender: &str) -> Resul
     }
 }
 
-/// Connection counts and message rates per client address.
+/// Message counts per client address over the last minute. Memory is
+/// bounded: past [`MAX_RATE_ENTRIES`] addresses, those idle for a minute
+/// are dropped, and if all are busy the table starts again.
 #[derive(Debug, Default)]
 pub struct Rates {
-    inner: Mutex<HashMap<IpAddr, PerIp>>,
+    inner: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
 }
 
-#[derive(Debug, Default)]
-struct PerIp {
-    conns: u32,
-    msgs: VecDeque<Instant>,
-}
-
-/// Holds one connection slot of an address; released on drop.
-pub struct ConnSlot {
-    ctx: Arc<Context>,
-    ip: IpAddr,
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.ctx.rates.inner.lock()
-            && let Some(p) = m.get_mut(&self.ip)
-        {
-            {
-                p.conns = p.conns.saturating_sub(1);
-                if p.conns == 0 && p.msgs.is_empty() {
-                    m.remove(&self.ip);
-                }
-            }
-        }
-    }
-}
+/// Addresses whose message rate is tracked at most.
+pub const MAX_RATE_ENTRIES: usize = 100_000;
 
 impl Rates {
-    /// Takes a connection slot for `ip`, or `None` over the per-address limit.
-    pub fn connect(ctx: &Arc<Context>, ip: IpAddr) -> Option<ConnSlot> {
-        let mut m = ctx.rates.inner.lock().ok()?;
-        let p = m.entry(ip).or_default();
-        if p.conns >= ctx.cfg.max_connections_per_ip {
-            return None;
-        }
-        p.conns += 1;
-        Some(ConnSlot {
-            ctx: Arc::clone(ctx),
-            ip,
-        })
-    }
-
     /// Records a message from `ip`; false when over the per-minute limit.
     pub fn message_allowed(&self, ip: IpAddr, per_minute: u32) -> bool {
         let Ok(mut m) = self.inner.lock() else {
             return true;
         };
-        let p = m.entry(ip).or_default();
         let now = Instant::now();
-        while p
-            .msgs
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            p.msgs.pop_front();
+        let minute = Duration::from_secs(60);
+        if m.len() >= MAX_RATE_ENTRIES && !m.contains_key(&ip) {
+            m.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= minute));
+            if m.len() >= MAX_RATE_ENTRIES {
+                m.clear();
+            }
         }
-        if p.msgs.len() as u32 >= per_minute {
+        let q = m.entry(ip).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) > minute) {
+            q.pop_front();
+        }
+        if q.len() as u32 >= per_minute {
             return false;
         }
-        p.msgs.push_back(now);
+        q.push_back(now);
         true
+    }
+}
+
+/// The check at MAIL: `max_messages_per_ip_per_minute` (`450 4.7.0`
+/// beyond). Local clients (no address) are not counted.
+pub struct MessageRate {
+    pub ctx: Arc<Context>,
+}
+
+impl Check for MessageRate {
+    fn name(&self) -> &'static str {
+        "message-rate"
+    }
+
+    fn mail<'a>(&'a self, s: &'a SessionInfo, _from: &'a MailFrom) -> CheckFuture<'a> {
+        let allowed = s.peer.ip().is_none_or(|ip| {
+            self.ctx
+                .rates
+                .message_allowed(ip, self.ctx.cfg.max_messages_per_ip_per_minute)
+        });
+        let v = if allowed {
+            Verdict::Accept
+        } else {
+            Verdict::Reject(Reply::new(
+                450,
+                (4, 7, 0),
+                "Too many messages from your address, slow down",
+            ))
+        };
+        Box::pin(std::future::ready(v))
     }
 }

@@ -45,6 +45,22 @@ impl QueueWriter {
         self.written
     }
 
+    /// A reader over the message bytes written so far (end-of-data checks
+    /// read the message before it is committed). Flushes the buffer first.
+    pub fn message_reader(&mut self) -> io::Result<MessageReader> {
+        let w = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("queue file already closed"))?;
+        w.flush()?;
+        let start = self.len_offset + 4;
+        Ok(MessageReader {
+            file: w.get_ref().try_clone()?,
+            pos: start,
+            end: start + self.written,
+        })
+    }
+
     /// Writes END, fsyncs the file, links it into its queue directory (never
     /// replacing a file), fsyncs the directory; returns the queue id. Only
     /// after this may anyone say 250.
@@ -142,6 +158,27 @@ impl Write for QueueWriter {
             Some(w) => w.flush(),
             None => Ok(()),
         }
+    }
+}
+
+/// Reads a byte range of a queue file being written (positioned reads: the
+/// writer's offset is untouched).
+#[derive(Debug)]
+pub struct MessageReader {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+impl io::Read for MessageReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 

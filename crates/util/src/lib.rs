@@ -2,7 +2,9 @@
 //!
 //! Offers durable file operations: [`fsync_dir`] (make a rename or a create in
 //! a directory durable) and [`write_atomic`] (temporary name, write, fsync,
-//! rename, fsync the directory). Needs only `std`.
+//! rename, fsync the directory); [`line`], the command-line framer every
+//! line protocol (SMTP, LMTP, POP3, IMAP) reads with; [`date`] and [`id`].
+//! Needs `std` and memchr.
 //!
 //! Guarantees: after `write_atomic` returns `Ok`, a crash at any later moment
 //! leaves either the complete new file or the old one, never a mix; before it
@@ -10,6 +12,7 @@
 
 pub mod date;
 pub mod id;
+pub mod line;
 
 pub use id::new_id;
 

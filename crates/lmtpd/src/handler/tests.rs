@@ -9,6 +9,7 @@ use facteur_directory::{Directory, SqliteDirectory};
 use facteur_store::{Store, StoreConfig};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::watch;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -83,8 +84,14 @@ impl Fixture {
     ) {
         let (client, server) = tokio::io::duplex(1 << 16);
         let (tx, rx) = watch::channel(false);
-        let ctx = Arc::clone(&self.ctx);
-        let h = tokio::spawn(serve(ctx, server, "test".into(), rx));
+        let handler = Arc::new(Lmtp::new(Arc::clone(&self.ctx)));
+        let h = tokio::spawn(facteur_smtp_server::serve(
+            handler,
+            facteur_daemon::conn::Conn::Plain(server),
+            facteur_daemon::Peer::Local("test".into()),
+            "lmtp",
+            rx,
+        ));
         (client, h, tx)
     }
 }
@@ -141,7 +148,7 @@ async fn delivers_per_recipient_with_unknown_refused() {
     transcript(
         &f,
         &[
-            (b"LHLO client\r\n", &["250 CHUNKING"]),
+            (b"LHLO client\r\n", &["250 XQUEUEID"]),
             (b"MAIL FROM:<s@remote.test>\r\n", &["250 2.1.0"]),
             (b"RCPT TO:<alice@example.test>\r\n", &["250 2.1.5"]),
             (b"RCPT TO:<nobody@example.test>\r\n", &["550 5.1.1"]),
@@ -337,4 +344,31 @@ async fn users_are_final_and_aliases_still_resolve() {
     .await;
     assert_eq!(f.new_files("alice@example.test").len(), 1);
     assert_eq!(f.new_files("bob@example.test").len(), 1);
+}
+
+#[tokio::test]
+async fn a_chunk_that_cannot_be_buffered_is_a_temporary_failure() {
+    // Bug 1 of issue 13: an I/O error while buffering a non-last chunk was
+    // answered 552 5.3.4, and BDAT LAST then refused every recipient with
+    // 552: a permanent bounce for a full or broken disk. Here the body
+    // spills to a temporary directory that does not exist.
+    let mut f = fixture(1 << 22);
+    Arc::get_mut(&mut f.ctx).unwrap().tmp_dir = f.root.join("no-such-dir");
+    let chunk = vec![b'x'; (1 << 20) + 10];
+    let mut step = format!("BDAT {}\r\n", chunk.len()).into_bytes();
+    step.extend_from_slice(&chunk);
+    transcript(
+        &f,
+        &[
+            (
+                b"LHLO x\r\nMAIL FROM:<a@b.test> XQUEUEID=Q1\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\n",
+                &["250", "250", "250", "250"],
+            ),
+            (&step, &["451 4.3.0"]),
+            (b"BDAT 2 LAST\r\nab", &["451 4.3.0", "451 4.3.0"]),
+            (b"QUIT\r\n", &["221"]),
+        ],
+    )
+    .await;
+    assert!(f.new_files("alice@example.test").is_empty());
 }

@@ -2,9 +2,17 @@
 //! directory (SQLite in memory) and a real spool (temporary directory).
 
 use super::*;
+use base64::Engine as _;
 use facteur_directory::{Directory, SqliteDirectory, password};
+use facteur_mail::dsn::{BodyType, Ret};
 use facteur_spool::Spool;
+use std::io::Read as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::watch;
+
+fn encode(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -45,6 +53,7 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
         tls: facteur_daemon::tls::TlsState::default(),
         qmgr_socket: tmp.path().join("qmgr.sock"),
         rates: crate::policy::Rates::default(),
+        limits: Arc::new(facteur_daemon::limits::Limits::default()),
     });
     Fixture { _tmp: tmp, ctx }
 }
@@ -96,11 +105,12 @@ async fn read_replies(c: &mut DuplexStream, n: usize) -> Vec<String> {
 async fn transcript(f: &Fixture, mode: Mode, ip: &str, steps: &[(&[u8], &[&str])]) {
     let (mut c, server) = tokio::io::duplex(1 << 16);
     let (_tx, rx) = watch::channel(false);
-    let h = tokio::spawn(serve(
-        Arc::clone(&f.ctx),
-        mode,
-        Conn::Plain(server),
-        ip.parse().unwrap(),
+    let handler = Arc::new(Listener::new(Arc::clone(&f.ctx), mode));
+    let h = tokio::spawn(facteur_smtp_server::serve(
+        handler,
+        facteur_daemon::conn::Conn::Plain(server),
+        Peer::Ip(ip.parse().unwrap()),
+        mode.as_str(),
         rx,
     ));
     assert!(read_replies(&mut c, 1).await[0].starts_with("220 mx.example.test"));
@@ -127,7 +137,7 @@ async fn mx_accepts_local_mail_and_queues_it_with_received() {
         Mode::Mx,
         "203.0.113.5",
         &[
-            (b"EHLO client.test\r\n", &["250 HELP"]),
+            (b"EHLO client.test\r\n", &["250 "]),
             (b"MAIL FROM:<s@remote.test> BODY=8BITMIME RET=HDRS ENVID=abc\r\n", &["250 2.1.0"]),
             (b"RCPT TO:<alice+tag@example.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;alice+2Btag@example.test\r\n", &["250 2.1.5"]),
             (b"RCPT TO:<alice.smith@example.test>\r\n", &["250 2.1.5"]),
@@ -220,7 +230,7 @@ async fn submission_needs_auth_and_owned_sender() {
         Mode::Submission,
         "127.0.0.1",
         &[
-            (b"EHLO mua\r\n", &["250 HELP"]),
+            (b"EHLO mua\r\n", &["250 "]),
             (b"MAIL FROM:<alice@example.test>\r\n", &["530 5.7.0"]),
             (auth_bad.as_bytes(), &["535 5.7.8"]),
             (auth_ok.as_bytes(), &["235 2.7.0"]),
@@ -247,8 +257,8 @@ async fn submission_needs_auth_and_owned_sender() {
 #[tokio::test]
 async fn auth_login_exchange_and_cancel() {
     let f = fixture("192.0.2.0/24", 1 << 20);
-    let u = format!("{}\r\n", crate::auth::encode(b"bob@example.test"));
-    let p = format!("{}\r\n", crate::auth::encode(b"bob"));
+    let u = format!("{}\r\n", encode(b"bob@example.test"));
+    let p = format!("{}\r\n", encode(b"bob"));
     transcript(
         &f,
         Mode::Submission,
@@ -317,5 +327,46 @@ async fn smuggling_size_bdat_and_rates() {
 }
 
 fn base64_plain(user: &str, pass: &str) -> String {
-    crate::auth::encode(format!("\0{user}\0{pass}").as_bytes())
+    encode(format!("\0{user}\0{pass}").as_bytes())
+}
+
+#[tokio::test]
+async fn a_bdat_message_whose_first_chunk_was_lost_is_never_queued() {
+    // Bug 2 of issue 13: the queue file could not be created at the first
+    // chunk (here: spool/tmp is briefly not a directory); the old session
+    // created it at the next chunk and answered 250 to BDAT LAST for a
+    // message without its first chunk.
+    let f = fixture("192.0.2.0/24", 1 << 20);
+    let tmp = f.ctx.spool.root().join("tmp");
+    let (mut c, server) = tokio::io::duplex(1 << 16);
+    let (_tx, rx) = watch::channel(false);
+    let handler = Arc::new(Listener::new(Arc::clone(&f.ctx), Mode::Mx));
+    let h = tokio::spawn(facteur_smtp_server::serve(
+        handler,
+        facteur_daemon::conn::Conn::Plain(server),
+        Peer::Ip("203.0.113.7".parse().unwrap()),
+        "mx",
+        rx,
+    ));
+    read_replies(&mut c, 1).await;
+    c.write_all(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_replies(&mut c, 3).await.len(), 3);
+    std::fs::rename(&tmp, tmp.with_extension("away")).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    c.write_all(b"BDAT 12\r\nSubject: 1\r\n").await.unwrap();
+    let r = read_replies(&mut c, 1).await;
+    assert!(r[0].starts_with("451 4.3.0"), "{r:?}");
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::rename(tmp.with_extension("away"), &tmp).unwrap();
+    c.write_all(b"BDAT 4\r\n\r\nhiBDAT 2 LAST\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_replies(&mut c, 2).await;
+    assert!(r.iter().all(|l| l.starts_with("451")), "{r:?}");
+    c.write_all(b"QUIT\r\n").await.unwrap();
+    read_replies(&mut c, 1).await;
+    h.await.unwrap();
+    assert!(f.queued().is_empty());
 }

@@ -1,4 +1,4 @@
-//! Command-line framing: splits a byte stream into lines ending in LF (CRLF
+//! Command-line framing (pure code): splits a byte stream into lines ending in LF (CRLF
 //! expected; a bare LF is tolerated on command lines, as most servers do, but
 //! never inside DATA), with a maximum length.
 //!

@@ -1,0 +1,469 @@
+//! Transcript tests of the core with a toy handler: a sink in memory that
+//! can be told to fail, run over an in-memory pipe.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use facteur_daemon::conn::Conn;
+use facteur_smtp_codec::{MailFrom, RcptTo, Reply};
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::watch;
+
+/// A message the toy kept: sender, recipients, bytes.
+type Kept = (String, Vec<String>, Vec<u8>);
+
+#[derive(Default)]
+struct Toy {
+    lmtp: bool,
+    /// `open` fails.
+    fail_open: bool,
+    /// `push` fails once the sink holds this many bytes.
+    fail_after: Option<usize>,
+    checks: Vec<Arc<dyn Check>>,
+    /// Messages made durable: (sender, recipients, bytes).
+    kept: Mutex<Vec<Kept>>,
+    limits: Option<Limits>,
+}
+
+struct ToySink {
+    bytes: Vec<u8>,
+    fail_after: Option<usize>,
+}
+
+impl Content for ToySink {
+    fn reader(&mut self) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(&self.bytes[..]))
+    }
+}
+
+impl Sink for ToySink {
+    fn push(&mut self, b: &[u8]) -> io::Result<()> {
+        if self
+            .fail_after
+            .is_some_and(|n| self.bytes.len() + b.len() > n)
+        {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.bytes.extend_from_slice(b);
+        Ok(())
+    }
+    fn abort(self) {}
+}
+
+const LIMITS: Limits = Limits {
+    max_line_length: 512,
+    max_message_size: 1000,
+    max_recipients: 3,
+    max_errors: 10,
+    timeout: Duration::from_secs(5),
+    bare_line_endings: BareLineEndings::Refuse,
+};
+
+impl Handler for Toy {
+    type Rcpt = ();
+    type Sink = ToySink;
+    fn dialect(&self) -> Dialect {
+        if self.lmtp {
+            Dialect::Lmtp
+        } else {
+            Dialect::Smtp
+        }
+    }
+    fn greeting(&self) -> String {
+        "toy.test ESMTP".into()
+    }
+    fn hostname(&self) -> &str {
+        "toy.test"
+    }
+    fn limits(&self) -> &Limits {
+        self.limits.as_ref().unwrap_or(&LIMITS)
+    }
+    fn checks(&self) -> &[Arc<dyn Check>] {
+        &self.checks
+    }
+    async fn mail(&self, _s: &SessionInfo, _from: &MailFrom) -> Result<(), Reply> {
+        Ok(())
+    }
+    async fn rcpt(
+        &self,
+        _s: &SessionInfo,
+        _t: &Txn<()>,
+        to: &RcptTo,
+    ) -> Result<((), Reply), Reply> {
+        if to.address.starts_with("nobody@") {
+            return Err(Reply::new(550, (5, 1, 1), "no such user"));
+        }
+        Ok(((), Reply::new(250, (2, 1, 5), "OK")))
+    }
+    fn open(&self, _s: &SessionInfo, _t: &Txn<()>) -> Result<ToySink, Reply> {
+        if self.fail_open {
+            return Err(Reply::new(451, (4, 3, 0), "cannot open"));
+        }
+        Ok(ToySink {
+            bytes: Vec::new(),
+            fail_after: self.fail_after,
+        })
+    }
+    async fn finish(
+        &self,
+        _s: &SessionInfo,
+        txn: Txn<()>,
+        sink: ToySink,
+        _size: u64,
+    ) -> Vec<ReplyFuture> {
+        let rcpts: Vec<String> = txn.rcpts.iter().map(|(r, _)| r.address.clone()).collect();
+        let n = if self.lmtp { rcpts.len() } else { 1 };
+        self.kept
+            .lock()
+            .unwrap()
+            .push((txn.mail.address.clone(), rcpts, sink.bytes));
+        (0..n)
+            .map(|_| {
+                Box::pin(std::future::ready(Reply::new(250, (2, 0, 0), "kept"))) as ReplyFuture
+            })
+            .collect()
+    }
+}
+
+async fn read_replies(c: &mut DuplexStream, n: usize) -> Vec<String> {
+    let mut buf = Vec::new();
+    let mut finals = Vec::new();
+    while finals.len() < n {
+        let mut chunk = [0u8; 4096];
+        let k = tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk))
+            .await
+            .expect("reply in time")
+            .unwrap();
+        if k == 0 {
+            finals.push("<closed>".to_string());
+            break;
+        }
+        buf.extend_from_slice(&chunk[..k]);
+        while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = buf.drain(..p + 2).collect();
+            let line = String::from_utf8_lossy(&line[..p]).to_string();
+            if line.as_bytes().get(3) == Some(&b' ') {
+                finals.push(line);
+            }
+        }
+    }
+    finals
+}
+
+/// Runs a session: for each step, sends the bytes and checks that the
+/// replies start with the expected strings.
+async fn transcript(h: Toy, steps: &[(&[u8], &[&str])]) -> Arc<Toy> {
+    let h = Arc::new(h);
+    let (mut c, server) = tokio::io::duplex(1 << 16);
+    let (_tx, rx) = watch::channel(false);
+    let task = tokio::spawn(serve(
+        Arc::clone(&h),
+        Conn::Plain(server),
+        Peer::Ip("192.0.2.1".parse().unwrap()),
+        "test",
+        rx,
+    ));
+    assert!(read_replies(&mut c, 1).await[0].starts_with("220 toy.test"));
+    for (send, expect) in steps {
+        c.write_all(send).await.unwrap();
+        let got = read_replies(&mut c, expect.len()).await;
+        for (g, e) in got.iter().zip(expect.iter()) {
+            assert!(
+                g.starts_with(e),
+                "sent {:?}: expected {e:?}, got {g:?} (all {got:?})",
+                String::from_utf8_lossy(send)
+            );
+        }
+    }
+    drop(c);
+    task.await.unwrap();
+    h
+}
+
+#[tokio::test]
+async fn pipelined_transaction_and_bdat() {
+    let h = transcript(
+        Toy::default(),
+        &[
+            (
+                b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<nobody@x.test>\r\nDATA\r\n",
+                &["250", "250 2.1.0", "250 2.1.5", "550 5.1.1", "354"],
+            ),
+            (b"Subject: 1\r\n\r\nhi\r\n.\r\n", &["250 2.0.0 kept"]),
+            (
+                b"MAIL FROM:<> BODY=8BITMIME\r\nRCPT TO:<b@x.test>\r\nBDAT 5\r\nab\r\ncBDAT 5 LAST\r\nd\r\n\r\n",
+                &["250", "250", "250 2.0.0 5 octets", "250 2.0.0 kept"],
+            ),
+        ],
+    )
+    .await;
+    let kept = h.kept.lock().unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0].2, b"Subject: 1\r\n\r\nhi\r\n");
+    assert_eq!(kept[0].1, vec!["b@x.test"]);
+    // A CRLF split across chunks is no bare line ending.
+    assert_eq!(kept[1].2, b"ab\r\ncd\r\n\r\n");
+}
+
+#[tokio::test]
+async fn lmtp_answers_per_recipient() {
+    let h = transcript(
+        Toy {
+            lmtp: true,
+            ..Toy::default()
+        },
+        &[
+            (b"EHLO c\r\n", &["500 5.5.1"]),
+            (
+                b"LHLO c\r\nMAIL FROM:<a@x.test> XQUEUEID=ABC123\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nDATA\r\n",
+                &["250", "250", "250", "250", "354"],
+            ),
+            (b"x\r\n.\r\n", &["250 2.0.0 kept", "250 2.0.0 kept"]),
+        ],
+    )
+    .await;
+    assert_eq!(h.kept.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn smtp_refuses_xqueueid_and_bad_sequences() {
+    transcript(
+        Toy::default(),
+        &[
+            (b"MAIL FROM:<a@x.test>\r\n", &["503 5.5.1"]),
+            (b"EHLO c\r\n", &["250"]),
+            (b"MAIL FROM:<a@x.test> XQUEUEID=ABC\r\n", &["555"]),
+            (b"RCPT TO:<b@x.test>\r\n", &["503"]),
+            (b"DATA\r\n", &["503"]),
+            (b"MAIL FROM:<a@x.test> SIZE=1001\r\n", &["552 5.3.4"]),
+            (b"MAIL FROM:<a@x.test> BODY=BINARYMIME\r\n", &["555 5.5.4"]),
+            (b"RSET\r\nHELO c\r\nQUIT\r\n", &["250", "250", "221"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_chunk_that_cannot_be_stored_fails_the_transaction_with_a_4xx() {
+    // Bug 1 of issue 13: lmtpd answered 552 5.3.4 (permanent) to a chunk it
+    // could not buffer, then 552 to every recipient at BDAT LAST.
+    let h = transcript(
+        Toy {
+            lmtp: true,
+            fail_after: Some(4),
+            ..Toy::default()
+        },
+        &[(
+            b"LHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\nBDAT 3\r\nabcBDAT 3\r\ndefBDAT 2 LAST\r\ngh",
+            &[
+                "250", "250", "250", "250", "250 2.0.0 3 octets", "452 4.3.1", "452 4.3.1",
+                "452 4.3.1",
+            ],
+        )],
+    )
+    .await;
+    assert!(h.kept.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_whose_sink_cannot_open_is_never_accepted() {
+    // Bug 2 of issue 13: when the queue file could not be created at the
+    // first chunk, smtpd went on and answered 250 to BDAT LAST for a
+    // message without its first chunk.
+    let h = transcript(
+        Toy {
+            fail_open: true,
+            ..Toy::default()
+        },
+        &[
+            (
+                b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 3\r\nabcBDAT 3\r\ndefBDAT 2 LAST\r\ngh",
+                &["250", "250", "250", "451 4.3.0", "451 4.3.0", "451 4.3.0"],
+            ),
+            // The transaction is over; a new one may start.
+            (b"MAIL FROM:<a@x.test>\r\n", &["250"]),
+        ],
+    )
+    .await;
+    assert!(h.kept.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn data_that_cannot_be_stored_is_a_temporary_failure() {
+    transcript(
+        Toy {
+            fail_after: Some(3),
+            ..Toy::default()
+        },
+        &[(
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nabcdef\r\n.\r\nNOOP\r\n",
+            &["250", "250", "250", "354", "452 4.3.1", "250"],
+        )],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bdat_size_that_overflows_closes_the_connection() {
+    // smtp-proto 0.2.5 read this as a 999-byte chunk and ran the bytes
+    // after it as commands.
+    let h = transcript(
+        Toy::default(),
+        &[(
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 99999999999999999999999 LAST\r\nRSET\r\nMAIL FROM:<evil@x.test>\r\n",
+            &["250", "250", "250", "552 5.3.4", "<closed>"],
+        )],
+    )
+    .await;
+    assert!(h.kept.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn too_big_and_bare_line_endings() {
+    let mut big = b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 2000));
+    big.extend_from_slice(b"\r\n.\r\n");
+    transcript(
+        Toy::default(),
+        &[
+            (&big, &["250", "250", "250", "354", "552 5.3.4"]),
+            (
+                b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\na\n.\nb\r\n.\r\n",
+                &["250", "250", "354", "550 5.6.0"],
+            ),
+            (
+                b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nBDAT 3 LAST\r\na\nb",
+                &["250", "250", "550 5.6.0"],
+            ),
+        ],
+    )
+    .await;
+}
+
+struct DenyBody;
+impl Check for DenyBody {
+    fn name(&self) -> &'static str {
+        "deny-body"
+    }
+    fn mail<'a>(&'a self, _s: &'a SessionInfo, from: &'a MailFrom) -> CheckFuture<'a> {
+        let v = if from.address.starts_with("spammer@") {
+            Verdict::Reject(Reply::new(550, (5, 7, 1), "go away"))
+        } else {
+            Verdict::Accept
+        };
+        Box::pin(std::future::ready(v))
+    }
+    fn data<'a>(&'a self, _s: &'a SessionInfo, mut m: Message<'a>) -> CheckFuture<'a> {
+        let mut text = String::new();
+        let v = match m.reader().and_then(|mut r| r.read_to_string(&mut text)) {
+            Ok(_) if text.contains("VIRUS") => {
+                Verdict::Reject(Reply::new(554, (5, 7, 1), "infected"))
+            }
+            Ok(_) => Verdict::Accept,
+            Err(_) => Verdict::Reject(Reply::new(451, (4, 3, 0), "cannot read")),
+        };
+        Box::pin(std::future::ready(v))
+    }
+}
+
+#[tokio::test]
+async fn checks_run_at_their_stage() {
+    let h = transcript(
+        Toy {
+            checks: vec![Arc::new(DenyBody)],
+            ..Toy::default()
+        },
+        &[
+            (
+                b"EHLO c\r\nMAIL FROM:<spammer@x.test>\r\n",
+                &["250", "550 5.7.1 go away"],
+            ),
+            (
+                b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nVIRUS\r\n.\r\n",
+                &["250", "250", "354", "554 5.7.1 infected"],
+            ),
+            (
+                b"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nclean\r\n.\r\n",
+                &["250", "250", "354", "250 2.0.0 kept"],
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(h.kept.lock().unwrap().len(), 1);
+}
+
+struct Banned;
+impl Check for Banned {
+    fn name(&self) -> &'static str {
+        "banned"
+    }
+    fn connect<'a>(&'a self, _s: &'a SessionInfo) -> CheckFuture<'a> {
+        Box::pin(std::future::ready(Verdict::Reject(Reply::new(
+            554,
+            (5, 7, 1),
+            "not here",
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn a_refused_client_gets_503_until_quit() {
+    let h = Arc::new(Toy {
+        checks: vec![Arc::new(Banned)],
+        ..Toy::default()
+    });
+    let (mut c, server) = tokio::io::duplex(4096);
+    let (_tx, rx) = watch::channel(false);
+    let task = tokio::spawn(serve(
+        Arc::clone(&h),
+        Conn::Plain(server),
+        Peer::Ip("192.0.2.9".parse().unwrap()),
+        "test",
+        rx,
+    ));
+    assert!(read_replies(&mut c, 1).await[0].starts_with("554 5.7.1 not here"));
+    c.write_all(b"EHLO c\r\nQUIT\r\n").await.unwrap();
+    let got = read_replies(&mut c, 2).await;
+    assert!(
+        got[0].starts_with("503") && got[1].starts_with("221"),
+        "{got:?}"
+    );
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn early_talker_is_seen() {
+    struct Seen(Mutex<Option<bool>>);
+    impl Check for Seen {
+        fn name(&self) -> &'static str {
+            "seen"
+        }
+        fn helo<'a>(&'a self, s: &'a SessionInfo, _n: &'a str) -> CheckFuture<'a> {
+            *self.0.lock().unwrap() = Some(s.early_talker);
+            Box::pin(std::future::ready(Verdict::Accept))
+        }
+    }
+    let seen = Arc::new(Seen(Mutex::new(None)));
+    let h = Arc::new(Toy {
+        checks: vec![Arc::clone(&seen) as Arc<dyn Check>],
+        ..Toy::default()
+    });
+    let (mut c, server) = tokio::io::duplex(4096);
+    // The client speaks before the greeting.
+    c.write_all(b"EHLO eager\r\nQUIT\r\n").await.unwrap();
+    let (_tx, rx) = watch::channel(false);
+    let task = tokio::spawn(serve(
+        Arc::clone(&h),
+        Conn::Plain(server),
+        Peer::Ip("192.0.2.9".parse().unwrap()),
+        "test",
+        rx,
+    ));
+    let got = read_replies(&mut c, 3).await;
+    assert!(got[2].starts_with("221"), "{got:?}");
+    task.await.unwrap();
+    assert_eq!(*seen.0.lock().unwrap(), Some(true));
+}
