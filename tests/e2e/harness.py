@@ -1,6 +1,7 @@
 """Helpers for facteur's end-to-end tests: build paths, a temporary facteur
 installation made with the real `facteurctl init --dev`, and the real daemons
-started on free loopback ports.
+started on loopback with every listener on port 0: each daemon publishes the
+ports it was given (run/facteur-<daemon>.listen) and the harness reads them.
 
 Every test gets its own root under /tmp (mode 0755 so that Postfix's
 unprivileged processes can reach the LMTP socket) and stops what it started.
@@ -24,10 +25,11 @@ _GIVEN_PORTS = set()
 
 
 def free_port():
-    """A port free on 127.0.0.1 now, never one this process handed out
-    before: the kernel may give the same ephemeral port to two binds in a
-    row once the first socket is closed (two listeners of one config then
-    collide, and `config check` refuses it)."""
+    """A port free on 127.0.0.1 now, for peers that must be told their port
+    before they start (Postfix's master); never one this process handed out
+    before (the kernel may give the same ephemeral port to two binds in a
+    row once the first socket is closed). facteur's own daemons bind port 0
+    instead."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
@@ -62,6 +64,21 @@ def set_key(cfg, section, line):
     return cfg[:start] + new + cfg[end:]
 
 
+# Listener name (as published) -> (config section, key).
+LISTENERS = {
+    "lmtp": ("lmtpd", "listen"),
+    "mx": ("smtpd", "mx"),
+    "submission": ("smtpd", "submission"),
+    "submissions": ("smtpd", "submissions"),
+    "pop3": ("pop3d", "listen"),
+    "pop3s": ("pop3d", "listen_tls"),
+    "imap": ("imapd", "listen"),
+    "imaps": ("imapd", "listen_tls"),
+}
+DAEMON_OF = {"lmtp": "lmtpd", "mx": "smtpd", "submission": "smtpd", "submissions": "smtpd",
+             "pop3": "pop3d", "pop3s": "pop3d", "imap": "imapd", "imaps": "imapd"}
+
+
 def crlf(text):
     """A message in network form from a readable Python string."""
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
@@ -79,21 +96,12 @@ class Facteur:
         m = re.search(r"password:\s+(\S+)", out)
         assert m, out
         self.demo_password = m.group(1)
-        self.lmtp_port = free_port()
-        self.smtp_port, self.submission_port, self.submissions_port = free_port(), free_port(), free_port()
+        # Every listener on port 0: each daemon binds a port the system
+        # chooses and publishes it in run/facteur-<daemon>.listen, which
+        # the *_port properties below read (no port is guessed here).
         cfg = (self.root / "facteur.toml").read_text()
-        self.pop3_port, self.pop3s_port = free_port(), free_port()
-        cfg = re.sub(r'listen = \["127\.0\.0\.1:\d+"\]', f'listen = ["127.0.0.1:{self.lmtp_port}"]', cfg)
-        cfg = set_key(cfg, "pop3d", f'listen = ["127.0.0.1:{self.pop3_port}"]')
-        cfg = re.sub(r'\nlisten_tls = \["127\.0\.0\.1:\d+"\]', f'\nlisten_tls = ["127.0.0.1:{self.pop3s_port}"]', cfg)
-        cfg = re.sub(r'\nmx = \["127\.0\.0\.1:\d+"\]', f'\nmx = ["127.0.0.1:{self.smtp_port}"]', cfg)
-        cfg = re.sub(r'\nsubmission = \["127\.0\.0\.1:\d+"\]', f'\nsubmission = ["127.0.0.1:{self.submission_port}"]', cfg)
-        cfg = re.sub(r'\nsubmissions = \["127\.0\.0\.1:\d+"\]', f'\nsubmissions = ["127.0.0.1:{self.submissions_port}"]', cfg)
-        # The patterns above also hit [imapd]: give it its own ports.
-        self.imap_port, self.imaps_port = free_port(), free_port()
-        cfg = set_key(cfg, "pop3d", f'listen_tls = ["127.0.0.1:{self.pop3s_port}"]')
-        cfg = set_key(cfg, "imapd", f'listen = ["127.0.0.1:{self.imap_port}"]')
-        cfg = set_key(cfg, "imapd", f'listen_tls = ["127.0.0.1:{self.imaps_port}"]')
+        for section, key in LISTENERS.values():
+            cfg = set_key(cfg, section, f'{key} = ["127.0.0.1:0"]')
         cfg = cfg.replace('socket_mode = "0660"', 'socket_mode = "0666"')
         # Remote delivery never asks the system's resolver in tests: a
         # closed loopback port answers nothing (tests that deliver remotely
@@ -126,8 +134,50 @@ class Facteur:
     def add_user(self, address, password="pw-secret", *opts):
         return self.ctl("user", "add", address, *opts, stdin=password + "\n")
 
+    # --- ports ------------------------------------------------------------
+    def published(self, daemon):
+        """{listener name: port} from run/facteur-<daemon>.listen (empty
+        until the daemon has bound its listeners)."""
+        try:
+            text = (self.root / "run" / f"facteur-{daemon}.listen").read_text()
+        except FileNotFoundError:
+            return {}
+        return {name: int(addr.rsplit(":", 1)[1]) for name, addr in (l.split() for l in text.splitlines())}
+
+    def port(self, name):
+        """The port listener `name` (mx, imaps, lmtp, ...) listens on."""
+        port = self.published(DAEMON_OF[name]).get(name)
+        assert port, f"facteur-{DAEMON_OF[name]} has not published its {name} listener"
+        return port
+
+    def _pin(self, daemon):
+        """Writes the ports `daemon` was given into the configuration, so
+        that a restart binds the same ones."""
+        cfg = self.config.read_text()
+        for name, port in self.published(daemon).items():
+            section, key = LISTENERS[name]
+            cfg = set_key(cfg, section, f'{key} = ["127.0.0.1:{port}"]')
+        # Atomically: another daemon may be reading the file right now.
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(cfg)
+        os.replace(tmp, self.config)
+
+    def _unpublish(self, daemon):
+        """Forgets what a previous run of `daemon` published."""
+        (self.root / "run" / f"facteur-{daemon}.listen").unlink(missing_ok=True)
+
+    lmtp_port = property(lambda self: self.port("lmtp"))
+    smtp_port = property(lambda self: self.port("mx"))
+    submission_port = property(lambda self: self.port("submission"))
+    submissions_port = property(lambda self: self.port("submissions"))
+    pop3_port = property(lambda self: self.port("pop3"))
+    pop3s_port = property(lambda self: self.port("pop3s"))
+    imap_port = property(lambda self: self.port("imap"))
+    imaps_port = property(lambda self: self.port("imaps"))
+
     # --- daemons ----------------------------------------------------------
     def start_lmtpd(self):
+        self._unpublish("lmtpd")
         p = subprocess.Popen(
             [str(BIN / "facteur-lmtpd"), "--config", str(self.config)],
             stdout=self.log,
@@ -135,6 +185,9 @@ class Facteur:
         )
         self.procs.append(p)
         self.lmtpd = p
+        wait_for(lambda: p.poll() is not None or self.published("lmtpd"), 20, "facteur-lmtpd to listen")
+        assert p.poll() is None, self.log_text("lmtpd")
+        self._pin("lmtpd")
         wait_for(lambda: self.socket.exists() and self._tcp_up(), 20, "facteur-lmtpd to listen")
         return p
 
@@ -145,9 +198,14 @@ class Facteur:
             self.daemons[name] = p
             return p
         log = self.logs.setdefault(name, open(self.root / f"{name}.log", "ab"))
+        self._unpublish(name)
         p = subprocess.Popen([str(BIN / f"facteur-{name}"), "--config", str(self.config)], stdout=log, stderr=log)
         self.procs.append(p)
         self.daemons[name] = p
+        if name in ("smtpd", "imapd", "pop3d"):
+            wait_for(lambda: p.poll() is not None or self.published(name), 20, f"facteur-{name} to listen")
+            assert p.poll() is None, self.log_text(name)
+            self._pin(name)
         if name == "smtpd":
             wait_for(lambda: p.poll() is not None or self._tcp_up(self.smtp_port), 20, "facteur-smtpd to listen")
         elif name == "imapd":
@@ -166,8 +224,11 @@ class Facteur:
     def _tcp_up(self, port=None, tls=False):
         """Whether something listens on `port` (TLS: merely accepts; the
         server speaks first only after the handshake)."""
+        port = port or self.published("lmtpd").get("lmtp")
+        if not port:
+            return False
         try:
-            with socket.create_connection(("127.0.0.1", port or self.lmtp_port), timeout=1) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                 if not tls:
                     s.recv(100)
             return True

@@ -112,3 +112,44 @@ def test_up_runs_and_restarts_lmtpd(facteur):
     # Everything stopped with it.
     r = subprocess.run(["pgrep", "-f", f"facteur-lmtpd --config {f.config}"], capture_output=True)
     assert r.returncode == 1
+
+
+def test_up_stops_when_a_daemon_cannot_bind(facteur):
+    # An address already in use: `up` stops with smtpd's error instead of
+    # restarting it every few seconds for ever.
+    import socket
+    from harness import set_key
+    f = facteur
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        f.config.write_text(set_key(f.config.read_text(), "smtpd", f'mx = ["127.0.0.1:{port}"]'))
+        started = time.monotonic()
+        r = subprocess.run([str(BIN / "facteurctl"), "up", "--config", str(f.config)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0, r
+        assert f"cannot listen on 127.0.0.1:{port}" in r.stderr, r.stderr
+        assert "facteur-smtpd could not start" in r.stderr, r.stderr
+        assert "restarting" not in r.stderr, r.stderr
+        assert time.monotonic() - started < 60
+        # What had started before it is stopped again.
+        assert subprocess.run(["pgrep", "-f", f"facteur-lmtpd --config {f.config}"]).returncode == 1
+    finally:
+        taken.close()
+
+
+def test_init_port_base_moves_every_port(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, base in ((a, "2000"), (b, "3100")):
+        r = run("facteurctl", "init", "--dev", str(d), "--port-base", base)
+        assert r.returncode == 0, r
+    ta, tb = (a / "facteur.toml").read_text(), (b / "facteur.toml").read_text()
+    for port in (2525, 2587, 2465, 2143, 2993, 2110, 2995, 2024):
+        assert f"127.0.0.1:{port}\"" in ta, port
+        assert f"127.0.0.1:{port + 1100}\"" in tb, port + 1100
+    r = run("facteurctl", "--config", str(b / "facteur.toml"), "config", "check")
+    assert r.returncode == 0, r
+    r = run("facteurctl", "init", "--dev", str(tmp_path / "c"), "--port-base", "65000")
+    assert r.returncode != 0 and "65535" in r.stderr, r

@@ -544,7 +544,11 @@ impl Config {
                 return Err((key.into(), format!("{v} is below the minimum of {min}")));
             }
         }
-        if let Some(a) = p.listen.iter().find(|a| p.listen_tls.contains(a)) {
+        if let Some(a) = p
+            .listen
+            .iter()
+            .find(|a| a.port() != 0 && p.listen_tls.contains(a))
+        {
             return Err((
                 "pop3d.listen_tls".into(),
                 format!("{a} is also in pop3d.listen"),
@@ -568,7 +572,11 @@ impl Config {
                 return Err((key.into(), format!("{v} is below the minimum of {min}")));
             }
         }
-        if let Some(a) = i.listen.iter().find(|a| i.listen_tls.contains(a)) {
+        if let Some(a) = i
+            .listen
+            .iter()
+            .find(|a| a.port() != 0 && i.listen_tls.contains(a))
+        {
             return Err((
                 "imapd.listen_tls".into(),
                 format!("{a} is also in imapd.listen"),

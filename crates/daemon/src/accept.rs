@@ -16,24 +16,43 @@ use crate::limits::Limits;
 use crate::{Listener, Peer, Stream, systemd, tls::TlsState};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, watch};
 use tracing::{error, info, warn};
 
-/// A bound listener: what it is for (`tag`, the daemon's own type) and
+/// A bound listener: what it is for (`tag`, the daemon's own type), its
+/// name (the one systemd passes its sockets under: `mx`, `imaps`, ...) and
 /// whether it speaks implicit TLS.
 #[derive(Debug)]
 pub struct Bound<T> {
     pub tag: T,
+    pub name: &'static str,
     pub tls: bool,
     pub listener: Listener,
 }
 
 /// What [`bind_listeners`] binds: a tag, implicit TLS or not, the name
 /// systemd passes its sockets under, and the configured addresses.
-pub type Group<'a, T> = (T, bool, &'a str, &'a [SocketAddr]);
+pub type Group<'a, T> = (T, bool, &'static str, &'a [SocketAddr]);
+
+/// Writes `run_dir/<daemon>.listen`: one line per TCP listener, its name
+/// and the address it listens on (`mx 127.0.0.1:2525`). A configured port
+/// 0 asks the system for a free port; this file says which it gave (tests
+/// and `facteurctl` read it). Written atomically; a failure is logged, not
+/// fatal.
+pub fn publish<T>(run_dir: &Path, daemon: &str, listeners: &[Bound<T>]) {
+    let text: String = listeners
+        .iter()
+        .filter_map(|b| b.listener.local_addr().map(|a| format!("{} {a}\n", b.name)))
+        .collect();
+    let path = run_dir.join(format!("{daemon}.listen"));
+    if let Err(e) = facteur_util::write_atomic(&path, text.as_bytes(), 0o644) {
+        warn!(path = %path.display(), error = %e, "cannot write the list of listeners");
+    }
+}
 
 /// Binds the groups. Sockets passed by socket activation under a group's
 /// name replace its addresses. With no listener at all it fails, naming the
@@ -49,6 +68,7 @@ pub async fn bind_listeners<T: Copy>(
             for l in inherited {
                 listeners.push(Bound {
                     tag,
+                    name,
                     tls,
                     listener: Listener::from_inherited_tcp(l)?,
                 });
@@ -59,7 +79,12 @@ pub async fn bind_listeners<T: Copy>(
             let listener = Listener::bind_tcp(*a)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {a}: {e}"))?;
-            listeners.push(Bound { tag, tls, listener });
+            listeners.push(Bound {
+                tag,
+                name,
+                tls,
+                listener,
+            });
         }
     }
     for name in systemd::unclaimed() {
@@ -117,6 +142,7 @@ where
         tag,
         tls: implicit_tls,
         listener: l,
+        ..
     } in listeners
     {
         info!(

@@ -38,7 +38,7 @@ where
             return ExitCode::from(78); // EX_CONFIG
         }
     };
-    crate::init_logging(&cfg.log);
+    crate::init_logging(&cfg.log, name);
     fix_mmap_threshold();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

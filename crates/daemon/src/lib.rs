@@ -36,13 +36,66 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-/// Installs the global tracing subscriber. `FACTEUR_LOG` overrides the level.
-pub fn init_logging(log: &facteur_config::Log) {
+/// Third-party crates whose chatter an administrator does not need: their
+/// warnings are about one client's quirks (rustls warns about every client
+/// that sends an IP address as SNI, as Roundcube with `ssl://127.0.0.1`
+/// does) and say nothing of where they come from. Errors still show. A
+/// `level` that names one of these crates overrides its default here.
+const QUIET: &[&str] = &[
+    "rustls",
+    "tokio_rustls",
+    "hickory_proto",
+    "hickory_resolver",
+    "mail_auth",
+    "rusqlite",
+];
+
+/// The filter from `[log] level` (or `FACTEUR_LOG`), with [`QUIET`]'s
+/// crates at `error` unless the level names them.
+pub fn log_filter(level: &str) -> String {
+    let mut f = level.trim().to_string();
+    for c in QUIET {
+        if !level.split(',').any(|d| d.trim().starts_with(c)) {
+            f.push_str(&format!(",{c}=error"));
+        }
+    }
+    f
+}
+
+/// Text lines start with the daemon's name, as in a syslog tag: under
+/// `facteurctl up` all daemons share one terminal, and a line must say
+/// which one wrote it (a session's span then names its connection).
+struct Tagged<F> {
+    name: &'static str,
+    inner: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Tagged<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "{} ", self.name)?;
+        self.inner.format_event(ctx, writer, event)
+    }
+}
+
+/// Installs the global tracing subscriber for daemon `name`.
+/// `FACTEUR_LOG` overrides the level.
+pub fn init_logging(log: &facteur_config::Log, name: &'static str) {
     use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("FACTEUR_LOG")
+    let level = std::env::var("FACTEUR_LOG")
         .ok()
         .unwrap_or_else(|| log.level.clone());
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(log_filter(&level))
+        .unwrap_or_else(|_| EnvFilter::new(log_filter("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
@@ -52,7 +105,12 @@ pub fn init_logging(log: &facteur_config::Log) {
         .with_target(false);
     let _ = match log.format {
         facteur_config::LogFormat::Json => builder.json().try_init(),
-        facteur_config::LogFormat::Text => builder.try_init(),
+        facteur_config::LogFormat::Text => {
+            let inner = tracing_subscriber::fmt::format()
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()));
+            builder.event_format(Tagged { name, inner }).try_init()
+        }
     };
 }
 
@@ -332,6 +390,15 @@ mod tests {
         let t = Listener::from_inherited_tcp(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
             .unwrap();
         assert!(t.describe().starts_with("127.0.0.1:"));
+    }
+
+    #[test]
+    fn third_party_chatter_is_quiet_unless_asked_for() {
+        let f = log_filter("info");
+        assert!(f.starts_with("info,") && f.contains(",rustls=error"), "{f}");
+        let f = log_filter("debug,rustls=debug");
+        assert!(!f.contains("rustls=error"), "{f}");
+        assert!(f.contains("hickory_proto=error"), "{f}");
     }
 
     #[test]

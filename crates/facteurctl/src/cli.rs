@@ -107,6 +107,11 @@ pub struct InitArgs {
     /// Overwrite an existing setup's configuration.
     #[arg(long)]
     pub force: bool,
+    /// Moves every port together: SMTP at BASE+525, submission +587,
+    /// submissions +465, IMAP +143, IMAPS +993, POP3 +110, POP3S +995,
+    /// LMTP +24 (2000 gives 2525, 2587, ...).
+    #[arg(long, value_name = "BASE", default_value_t = crate::init::DEV_PORT_BASE)]
+    pub port_base: u16,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +119,9 @@ pub struct UpArgs {
     /// Initialise DIR with `init --dev` if needed, then run with DIR/facteur.toml.
     #[arg(long, value_name = "DIR")]
     pub dev: Option<PathBuf>,
+    /// With --dev, the port base of a new setup (see `init --port-base`).
+    #[arg(long, value_name = "BASE", default_value_t = crate::init::DEV_PORT_BASE)]
+    pub port_base: u16,
 }
 
 #[derive(Debug, Subcommand)]

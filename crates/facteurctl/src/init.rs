@@ -1,7 +1,9 @@
-//! `facteurctl init --dev DIR`: a complete development setup under DIR.
+//! `facteurctl init --dev DIR [--port-base N]`: a complete development
+//! setup under DIR.
 //!
 //! Writes `DIR/facteur.toml` (loopback only, the development ports of
-//! DESIGN.md), a self-signed certificate in `DIR/tls/`, the directory with the
+//! DESIGN.md, moved together by `--port-base`, so that several instances
+//! run side by side), a self-signed certificate in `DIR/tls/`, the directory with the
 //! domain `example.test` and the user `demo@example.test` (a random password,
 //! printed and written to `DIR/demo-password`, mode 0600), and the spool,
 //! state, run and mail directories.
@@ -14,23 +16,57 @@ use std::path::{Path, PathBuf};
 pub const DEV_DOMAIN: &str = "example.test";
 pub const DEV_USER: &str = "demo@example.test";
 pub const DEV_HOSTNAME: &str = "mail.example.test";
-/// Development ports (DESIGN.md: development defaults).
-pub const DEV_LMTP_PORT: u16 = 2024;
-pub const DEV_SMTP_PORT: u16 = 2525;
-pub const DEV_SUBMISSION_PORT: u16 = 2587;
-pub const DEV_SUBMISSIONS_PORT: u16 = 2465;
-pub const DEV_POP3_PORT: u16 = 2110;
-pub const DEV_POP3S_PORT: u16 = 2995;
-pub const DEV_IMAP_PORT: u16 = 2143;
-pub const DEV_IMAPS_PORT: u16 = 2993;
+/// The default port base: the development ports of DESIGN.md.
+pub const DEV_PORT_BASE: u16 = 2000;
+
+/// The development ports, each at a fixed offset from a base (2000 gives
+/// DESIGN.md's set: SMTP 2525, submission 2587, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub lmtp: u16,
+    pub smtp: u16,
+    pub submission: u16,
+    pub submissions: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
+    pub imap: u16,
+    pub imaps: u16,
+}
+
+impl Ports {
+    /// The set at `base`, or `None` when a port would pass 65535.
+    pub fn from_base(base: u16) -> Option<Ports> {
+        let p = |offset: u16| base.checked_add(offset);
+        Some(Ports {
+            lmtp: p(24)?,
+            smtp: p(525)?,
+            submission: p(587)?,
+            submissions: p(465)?,
+            pop3: p(110)?,
+            pop3s: p(995)?,
+            imap: p(143)?,
+            imaps: p(993)?,
+        })
+    }
+}
 
 fn toml_str(p: &Path) -> String {
     toml::Value::String(p.display().to_string()).to_string()
 }
 
 /// The development configuration for `dir` (absolute).
-pub fn dev_config(dir: &Path) -> String {
+pub fn dev_config(dir: &Path, ports: &Ports) -> String {
     let p = |s: &str| toml_str(&dir.join(s));
+    let Ports {
+        lmtp,
+        smtp,
+        submission,
+        submissions,
+        pop3,
+        pop3s,
+        imap,
+        imaps,
+    } = *ports;
     format!(
         "# facteur development setup, written by `facteurctl init --dev`.\n\
          # Loopback only. See etc/facteur.toml in the sources for every key.\n\
@@ -40,12 +76,12 @@ pub fn dev_config(dir: &Path) -> String {
          [directory]\npath = {}\n\n\
          [store]\nmail_root = {}\n\n\
          [log]\nlevel = \"info\"\n\n\
-         [lmtpd]\nsocket = \"lmtp.sock\"\nsocket_mode = \"0660\"\nlisten = [\"127.0.0.1:{DEV_LMTP_PORT}\"]\n\n\
-         [smtpd]\nmx = [\"127.0.0.1:{DEV_SMTP_PORT}\"]\nsubmission = [\"127.0.0.1:{DEV_SUBMISSION_PORT}\"]\n\
-         submissions = [\"127.0.0.1:{DEV_SUBMISSIONS_PORT}\"]\nmynetworks = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
+         [lmtpd]\nsocket = \"lmtp.sock\"\nsocket_mode = \"0660\"\nlisten = [\"127.0.0.1:{lmtp}\"]\n\n\
+         [smtpd]\nmx = [\"127.0.0.1:{smtp}\"]\nsubmission = [\"127.0.0.1:{submission}\"]\n\
+         submissions = [\"127.0.0.1:{submissions}\"]\nmynetworks = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
          [qmgr]\nsocket = \"qmgr.sock\"\n\n\
-         [pop3d]\nlisten = [\"127.0.0.1:{DEV_POP3_PORT}\"]\nlisten_tls = [\"127.0.0.1:{DEV_POP3S_PORT}\"]\n\n\
-         [imapd]\nlisten = [\"127.0.0.1:{DEV_IMAP_PORT}\"]\nlisten_tls = [\"127.0.0.1:{DEV_IMAPS_PORT}\"]\n",
+         [pop3d]\nlisten = [\"127.0.0.1:{pop3}\"]\nlisten_tls = [\"127.0.0.1:{pop3s}\"]\n\n\
+         [imapd]\nlisten = [\"127.0.0.1:{imap}\"]\nlisten_tls = [\"127.0.0.1:{imaps}\"]\n",
         p("spool"),
         p("state"),
         p("run"),
@@ -64,8 +100,12 @@ fn random_password() -> String {
         .collect()
 }
 
-/// Writes the setup; returns the demo user's password.
-pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
+/// Writes the setup with the ports at `port_base`; returns the demo
+/// user's password.
+pub fn init_dev(dir: &Path, force: bool, port_base: u16) -> anyhow::Result<String> {
+    let Some(ports) = Ports::from_base(port_base) else {
+        bail!("--port-base {port_base}: the ports would pass 65535");
+    };
     facteur_util::create_dir_all_mode(dir, 0o755)
         .with_context(|| format!("creating {}", dir.display()))?;
     let dir: PathBuf = dir
@@ -85,7 +125,7 @@ pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
     // LMTP (Postfix's unprivileged lmtp client); the sockets' own modes guard
     // who may connect.
     facteur_util::create_dir_all_mode(&dir.join("run"), 0o755)?;
-    let text = dev_config(&dir);
+    let text = dev_config(&dir, &ports);
     facteur_util::write_atomic(&cfg_path, text.as_bytes(), 0o644)?;
     let cfg = Config::load(&cfg_path)?;
 
@@ -121,6 +161,16 @@ pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
         0o600,
     )?;
 
+    let Ports {
+        lmtp,
+        smtp,
+        submission,
+        submissions,
+        pop3,
+        pop3s,
+        imap,
+        imaps,
+    } = ports;
     println!("facteur development setup written to {}", dir.display());
     println!("  configuration: {}", cfg_path.display());
     println!("  user:          {DEV_USER}");
@@ -129,16 +179,14 @@ pub fn init_dev(dir: &Path, force: bool) -> anyhow::Result<String> {
         dir.join("demo-password").display()
     );
     println!(
-        "  SMTP:          127.0.0.1:{DEV_SMTP_PORT} (MX), 127.0.0.1:{DEV_SUBMISSION_PORT} (submission: STARTTLS, AUTH), 127.0.0.1:{DEV_SUBMISSIONS_PORT} (TLS)"
+        "  SMTP:          127.0.0.1:{smtp} (MX), 127.0.0.1:{submission} (submission: STARTTLS, AUTH), 127.0.0.1:{submissions} (TLS)"
     );
     println!(
-        "  LMTP:          {} and 127.0.0.1:{DEV_LMTP_PORT}",
+        "  LMTP:          {} and 127.0.0.1:{lmtp}",
         cfg.lmtp_socket().display()
     );
-    println!("  POP3:          127.0.0.1:{DEV_POP3_PORT} (STLS), 127.0.0.1:{DEV_POP3S_PORT} (TLS)");
-    println!(
-        "  IMAP:          127.0.0.1:{DEV_IMAP_PORT} (STARTTLS), 127.0.0.1:{DEV_IMAPS_PORT} (TLS)"
-    );
+    println!("  POP3:          127.0.0.1:{pop3} (STLS), 127.0.0.1:{pop3s} (TLS)");
+    println!("  IMAP:          127.0.0.1:{imap} (STARTTLS), 127.0.0.1:{imaps} (TLS)");
     println!("  mail:          {}", cfg.store.mail_root.display());
     println!(
         "Start it with: facteurctl up --config {}",

@@ -41,7 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         },
         Command::Init(args) => {
-            init::init_dev(&args.dev, args.force)?;
+            init::init_dev(&args.dev, args.force, args.port_base)?;
             Ok(0)
         }
         Command::Up(args) => {
@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 Some(dir) => {
                     let path = dir.join("facteur.toml");
                     if !path.exists() {
-                        init::init_dev(dir, false)?;
+                        init::init_dev(dir, false, args.port_base)?;
                     }
                     path
                 }

@@ -3,10 +3,16 @@
 //! (`facteur.target`), not this.
 //!
 //! Each daemon is started from the directory facteurctl itself lives in
-//! (falling back to PATH) with `--config` pointing at the same file. A
-//! daemon that exits is restarted after a pause that doubles while it keeps
-//! dying quickly (1 s up to 30 s). SIGINT or SIGTERM stops them all: SIGTERM
-//! first, SIGKILL after 15 s.
+//! (falling back to PATH) with `--config` pointing at the same file, one
+//! after the other, each waited for until it says it is ready (the
+//! systemd readiness protocol: `READY=1` on a datagram socket of ours,
+//! named by `NOTIFY_SOCKET`). A daemon that exits before it is ready —
+//! an address already in use, a permission, a bad certificate — stops
+//! `up` with that daemon's error and exit status, instead of being
+//! restarted every few seconds for ever. A daemon that exits later is
+//! restarted after a pause that doubles while it keeps dying quickly (1 s
+//! up to 30 s). SIGINT or SIGTERM stops them all: SIGTERM first, SIGKILL
+//! after 15 s.
 
 use anyhow::Context as _;
 use facteur_config::Config;
@@ -55,13 +61,53 @@ struct Supervised {
     restart_at: Option<tokio::time::Instant>,
 }
 
-fn spawn(name: &str, config: &Path) -> anyhow::Result<Child> {
-    Command::new(program_path(name))
-        .arg("--config")
-        .arg(config)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {name}"))
+fn spawn(name: &str, config: &Path, notify: Option<&Path>) -> anyhow::Result<Child> {
+    let mut c = Command::new(program_path(name));
+    c.arg("--config").arg(config).kill_on_drop(true);
+    match notify {
+        Some(p) => c.env("NOTIFY_SOCKET", p),
+        None => c.env_remove("NOTIFY_SOCKET"),
+    };
+    c.spawn().with_context(|| format!("starting {name}"))
+}
+
+/// How long a daemon may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The readiness socket of daemon `name`.
+fn notify_socket(
+    run_dir: &Path,
+    name: &str,
+) -> anyhow::Result<(PathBuf, tokio::net::UnixDatagram)> {
+    let path = run_dir.join(format!(".up-{name}.notify"));
+    let _ = std::fs::remove_file(&path);
+    let sock = tokio::net::UnixDatagram::bind(&path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    Ok((path, sock))
+}
+
+/// Waits until `child` says READY=1 on `sock`. `Err` with the exit status
+/// when it exits first (or says nothing in time).
+async fn wait_ready(child: &mut Child, sock: &tokio::net::UnixDatagram) -> Result<(), String> {
+    let ready = async {
+        let mut buf = [0u8; 512];
+        loop {
+            match sock.recv(&mut buf).await {
+                Ok(n) if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") => return,
+                Ok(_) => continue,
+                // A broken socket: readiness cannot be known; assume ready.
+                Err(_) => return,
+            }
+        }
+    };
+    tokio::select! {
+        _ = ready => Ok(()),
+        status = child.wait() => Err(match status {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        }),
+        _ = tokio::time::sleep(START_TIMEOUT) => Err(format!("not ready after {START_TIMEOUT:?}")),
+    }
 }
 
 pub fn up(cfg: &Config) -> anyhow::Result<u8> {
@@ -84,17 +130,33 @@ async fn supervise(cfg: &Config) -> anyhow::Result<u8> {
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut daemons = Vec::new();
+    let mut daemons: Vec<Supervised> = Vec::new();
+    let mut notify = Vec::new();
     for &name in DAEMONS {
         if let Some(section) = unconfigured(cfg, name) {
             eprintln!("facteurctl up: not starting {name}: [{section}] has no listener");
             continue;
         }
-        let child = spawn(name, &config)?;
-        eprintln!(
-            "facteurctl up: started {name} (pid {})",
-            child.id().unwrap_or(0)
-        );
+        let (path, sock) = notify_socket(&cfg.paths.run_dir, name)?;
+        let mut child = spawn(name, &config, Some(&path))?;
+        let pid = child.id().unwrap_or(0);
+        if let Err(why) = wait_ready(&mut child, &sock).await {
+            eprintln!(
+                "facteurctl up: {name} could not start ({why}); see its error above. Stopping."
+            );
+            daemons.push(Supervised {
+                name,
+                child: Some(child),
+                started: Instant::now(),
+                backoff: Duration::ZERO,
+                restart_at: None,
+            });
+            stop_all(&mut daemons).await;
+            let _ = std::fs::remove_file(&path);
+            return Ok(1);
+        }
+        eprintln!("facteurctl up: started {name} (pid {pid})");
+        notify.push(path);
         daemons.push(Supervised {
             name,
             child: Some(child),
@@ -102,6 +164,10 @@ async fn supervise(cfg: &Config) -> anyhow::Result<u8> {
             backoff: Duration::from_secs(1),
             restart_at: None,
         });
+    }
+    // Restarts are not waited for.
+    for p in &notify {
+        let _ = std::fs::remove_file(p);
     }
     loop {
         let next_restart = daemons.iter().filter_map(|d| d.restart_at).min();
@@ -126,7 +192,7 @@ async fn supervise(cfg: &Config) -> anyhow::Result<u8> {
                 let now = tokio::time::Instant::now();
                 for d in daemons.iter_mut().filter(|d| d.restart_at.is_some_and(|t| t <= now)) {
                     d.restart_at = None;
-                    match spawn(d.name, &config) {
+                    match spawn(d.name, &config, None) {
                         Ok(c) => {
                             eprintln!("facteurctl up: restarted {} (pid {})", d.name, c.id().unwrap_or(0));
                             d.child = Some(c);
@@ -150,7 +216,13 @@ async fn supervise(cfg: &Config) -> anyhow::Result<u8> {
         }
     }
     eprintln!("facteurctl up: stopping");
-    for d in &daemons {
+    stop_all(&mut daemons).await;
+    Ok(0)
+}
+
+/// SIGTERM to every child, SIGKILL to those still there after 15 s.
+async fn stop_all(daemons: &mut [Supervised]) {
+    for d in daemons.iter() {
         if let Some(pid) = d.child.as_ref().and_then(|c| c.id()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
@@ -158,7 +230,7 @@ async fn supervise(cfg: &Config) -> anyhow::Result<u8> {
             );
         }
     }
-    for d in &mut daemons {
+    for d in daemons.iter_mut() {
         if let Some(c) = d.child.as_mut()
             && tokio::time::timeout(Duration::from_secs(15), c.wait())
                 .await
@@ -167,7 +239,6 @@ async fn supervise(cfg: &Config) -> anyhow::Result<u8> {
             let _ = c.kill().await;
         }
     }
-    Ok(0)
 }
 
 /// Resolves with the first of several futures (a tiny select_all, to avoid a

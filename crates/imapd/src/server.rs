@@ -21,6 +21,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "imapd.listen or imapd.listen_tls",
     )
     .await?;
+    accept::publish(&cfg.paths.run_dir, "facteur-imapd", &listeners);
     accept::ready(ctx.tls.clone(), &cfg.tls)?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }

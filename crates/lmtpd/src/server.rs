@@ -53,16 +53,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ctx,
         listeners,
         cfg.lmtpd.max_connections,
+        Some(cfg.paths.run_dir.clone()),
         facteur_daemon::shutdown_signal(),
     )
     .await
 }
 
-/// Serves `listeners` until `shutdown` resolves.
+/// Serves `listeners` until `shutdown` resolves; with a `run_dir`, the
+/// TCP addresses are published there first ([`accept::publish`]).
 pub async fn serve(
     ctx: Arc<Context>,
     listeners: Vec<Listener>,
     max_connections: u32,
+    run_dir: Option<std::path::PathBuf>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let policy = accept::Policy {
@@ -75,14 +78,18 @@ pub async fn serve(
         tls: facteur_daemon::tls::TlsState::default(),
         refusal: |why| Reply::new(421, (4, 3, 2), why).to_bytes(),
     };
-    let listeners = listeners
+    let listeners: Vec<_> = listeners
         .into_iter()
         .map(|listener| accept::Bound {
             tag: (),
+            name: "lmtp",
             tls: false,
             listener,
         })
         .collect();
+    if let Some(run_dir) = &run_dir {
+        accept::publish(run_dir, "facteur-lmtpd", &listeners);
+    }
     let handler = Arc::new(Lmtp::new(ctx));
     accept::serve(policy, listeners, shutdown, move |(), conn, peer, stop| {
         let h = Arc::clone(&handler);

@@ -23,6 +23,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "pop3d.listen or pop3d.listen_tls",
     )
     .await?;
+    accept::publish(&cfg.paths.run_dir, "facteur-pop3d", &listeners);
     accept::ready(ctx.tls.clone(), &cfg.tls)?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }

@@ -38,6 +38,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "smtpd.mx, smtpd.submission or smtpd.submissions",
     )
     .await?;
+    accept::publish(&cfg.paths.run_dir, "facteur-smtpd", &listeners);
     accept::ready(ctx.tls.clone(), &cfg.tls)?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }

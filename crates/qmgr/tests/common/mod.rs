@@ -170,7 +170,7 @@ pub async fn start_lmtpd(cfg: &Config) -> Running {
     let l = facteur_daemon::Listener::bind_unix(&cfg.lmtp_socket(), 0o660).unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
-        facteur_lmtpd::server::serve(ctx, vec![l], 10, async {
+        facteur_lmtpd::server::serve(ctx, vec![l], 10, None, async {
             let _ = rx.await;
         })
         .await
