@@ -319,3 +319,39 @@ def test_connection_limits_per_address_and_timeouts():
         d.close()
     finally:
         f.cleanup()
+
+
+def test_sighup_reloads_the_configuration(suite):
+    # systemctl reload: limits apply to new sessions; a bad file keeps the
+    # running configuration; a listener change is named as needing a restart.
+    from harness import set_key
+    f = suite
+    p = f.daemons["smtpd"]
+    with smtplib.SMTP("127.0.0.1", f.smtp_port) as s:
+        s.ehlo("c")
+        assert s.esmtp_features["size"] == str(64 * 1024)
+        cfg = f.config.read_text()
+        f.config.write_text(set_key(cfg, "smtpd", 'max_message_size = "128K"'))
+        p.send_signal(signal.SIGHUP)
+        wait_for(lambda: "facteur-smtpd: configuration reloaded" in f.log_text("smtpd"), 10, "the reload")
+        # The session that was open keeps its limits.
+        s.ehlo("c")
+        assert s.esmtp_features["size"] == str(64 * 1024)
+    with smtplib.SMTP("127.0.0.1", f.smtp_port) as s:
+        s.ehlo("c")
+        assert s.esmtp_features["size"] == str(128 * 1024)
+    # A file that does not load: the daemon says why and goes on as it was.
+    good = f.config.read_text()
+    f.config.write_text(set_key(good, "smtpd", "max_mesage_size = 1"))
+    p.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration not reloaded" in f.log_text("smtpd"), 10, "the refusal")
+    assert "max_mesage_size" in f.log_text("smtpd")
+    assert p.poll() is None
+    with smtplib.SMTP("127.0.0.1", f.smtp_port) as s:
+        s.ehlo("c")
+        assert s.esmtp_features["size"] == str(128 * 1024)
+    # A listener change needs a restart, and the log says so.
+    f.config.write_text(set_key(good, "smtpd", 'mx = ["127.0.0.1:1"]'))
+    p.send_signal(signal.SIGHUP)
+    wait_for(lambda: f.log_text("smtpd").count("key=\"smtpd.mx\"") >= 2, 10, "the restart notice")
+    f.config.write_text(good)

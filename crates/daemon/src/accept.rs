@@ -99,10 +99,21 @@ pub async fn bind_listeners<T: Copy>(
     Ok(listeners)
 }
 
-/// The daemon is about to serve: the certificate is reloaded on every
-/// SIGHUP from now on, and systemd hears that we are ready.
-pub fn ready(tls: TlsState, cfg: &facteur_config::Tls) -> std::io::Result<()> {
-    reload_tls_on_hangup(tls, cfg.cert.clone(), cfg.key.clone())?;
+/// The daemon is about to serve: the configuration (with the TLS
+/// certificate) is reloaded on every SIGHUP from now on
+/// ([`crate::reload::on_hangup`]: `apply` takes what may change, `fixed`
+/// names what needs a restart), and systemd hears that we are ready.
+pub fn ready<F>(
+    daemon: &'static str,
+    cfg: &facteur_config::Config,
+    tls: TlsState,
+    fixed: &'static [crate::reload::Fixed],
+    apply: F,
+) -> std::io::Result<()>
+where
+    F: Fn(&facteur_config::Config) + Send + Sync + 'static,
+{
+    crate::reload::on_hangup(daemon, cfg.clone(), Some(tls), fixed, apply)?;
     systemd::ready();
     Ok(())
 }
@@ -233,28 +244,4 @@ where
 /// not understand it, but it closes the connection either way.
 async fn refuse(mut stream: Stream, policy: &Policy, why: &str) {
     let _ = stream.write_all(&(policy.refusal)(why)).await;
-}
-
-/// Reloads the TLS certificate into `tls` on every SIGHUP, keeping the
-/// previous one when the new files do not load.
-pub fn reload_tls_on_hangup(
-    tls: TlsState,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-) -> std::io::Result<()> {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            match crate::tls::load(&cert, &key) {
-                Ok(t) => {
-                    tls.set(Some(t));
-                    info!("TLS certificate reloaded");
-                }
-                Err(e) => {
-                    warn!(error = %format!("{e:#}"), "TLS reload failed; keeping the previous certificate")
-                }
-            }
-        }
-    });
-    Ok(())
 }

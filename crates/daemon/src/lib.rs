@@ -8,7 +8,8 @@
 //! emit `tracing` events), listeners on TCP and Unix sockets behind one
 //! [`Listener`] / [`Stream`] pair so sessions stay generic, safe creation of a
 //! Unix socket (a stale socket file is replaced, a live one or a non-socket is
-//! never touched), [`shutdown_signal`] (SIGTERM or SIGINT), [`ignore_hangup`],
+//! never touched), [`shutdown_signal`] (SIGTERM or SIGINT), [`reload`]
+//! (the configuration read again on SIGHUP), [`ignore_hangup`],
 //! and [`systemd`]
 //! (readiness notification; sockets passed by socket activation, which
 //! daemons take instead of binding).
@@ -24,6 +25,7 @@ pub mod conn;
 pub mod entry;
 pub mod limits;
 pub mod lineio;
+pub mod reload;
 pub mod systemd;
 pub mod tls;
 

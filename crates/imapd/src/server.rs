@@ -10,6 +10,10 @@ use facteur_config::Config;
 use facteur_daemon::accept;
 use std::sync::Arc;
 
+/// A reload (SIGHUP) takes a new TLS certificate; `[imapd]` is read at
+/// start only.
+const FIXED: &[facteur_daemon::reload::Fixed] = &[("imapd", |c| format!("{:?}", c.imapd))];
+
 /// Runs facteur-imapd until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
@@ -22,7 +26,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .await?;
     accept::publish(&cfg.paths.run_dir, "facteur-imapd", &listeners);
-    accept::ready(ctx.tls.clone(), &cfg.tls)?;
+    accept::ready("facteur-imapd", &cfg, ctx.tls.clone(), FIXED, |_| {})?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 

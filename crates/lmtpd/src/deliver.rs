@@ -112,7 +112,7 @@ fn deliver_rcpt(
 /// Maps a store failure to the reply the sender should act on.
 pub fn store_error_reply(ctx: &Context, e: &StoreError, rcpt: &str) -> Reply {
     match e {
-        StoreError::OverQuota => match ctx.over_quota {
+        StoreError::OverQuota => match *ctx.over_quota.get() {
             OverQuota::Reject => {
                 Reply::new(552, (5, 2, 2), format!("<{rcpt}>: mailbox is over quota"))
             }

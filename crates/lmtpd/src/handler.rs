@@ -29,21 +29,11 @@ use tracing::debug;
 /// facteur-lmtpd's handler.
 pub struct Lmtp {
     pub ctx: Arc<Context>,
-    limits: Limits,
 }
 
 impl Lmtp {
     pub fn new(ctx: Arc<Context>) -> Lmtp {
-        let l = &ctx.limits;
-        let limits = Limits {
-            max_line_length: l.max_line_length,
-            max_message_size: l.max_message_size,
-            max_recipients: l.max_recipients,
-            max_errors: l.max_errors,
-            timeout: l.timeout,
-            bare_line_endings: BareLineEndings::Refuse,
-        };
-        Lmtp { ctx, limits }
+        Lmtp { ctx }
     }
 }
 
@@ -83,8 +73,16 @@ impl Handler for Lmtp {
         &self.ctx.hostname
     }
 
-    fn limits(&self) -> &Limits {
-        &self.limits
+    fn limits(&self) -> Arc<Limits> {
+        let l = self.ctx.limits.get();
+        Arc::new(Limits {
+            max_line_length: l.max_line_length,
+            max_message_size: l.max_message_size,
+            max_recipients: l.max_recipients,
+            max_errors: l.max_errors,
+            timeout: l.timeout,
+            bare_line_endings: BareLineEndings::Refuse,
+        })
     }
 
     fn extensions(&self, _s: &SessionInfo) -> Vec<String> {

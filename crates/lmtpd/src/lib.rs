@@ -53,14 +53,28 @@ pub struct Limits {
     pub max_errors: u32,
 }
 
+impl Limits {
+    pub fn from_config(l: &facteur_config::Lmtpd) -> Limits {
+        Limits {
+            max_message_size: l.max_message_size.0,
+            max_recipients: l.max_recipients as usize,
+            max_line_length: l.max_line_length as usize,
+            timeout: l.timeout.duration(),
+            max_errors: l.max_errors,
+        }
+    }
+}
+
 /// Everything a session needs, shared by all sessions.
 pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
     pub store: Arc<Store>,
     pub delimiters: String,
-    pub limits: Limits,
-    pub over_quota: OverQuota,
+    /// A reload (SIGHUP) replaces these; sessions that start after it
+    /// take them.
+    pub limits: facteur_daemon::reload::Live<Limits>,
+    pub over_quota: facteur_daemon::reload::Live<OverQuota>,
     /// Where large bodies spill (unlinked files).
     pub tmp_dir: PathBuf,
 }
@@ -78,21 +92,20 @@ impl Context {
         let tmp_dir = cfg.paths.state_dir.join("tmp");
         facteur_util::create_dir_all_mode(&tmp_dir, 0o700)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp_dir.display()))?;
-        let l = &cfg.lmtpd;
         Ok(Context {
             hostname,
             directory,
             store,
             delimiters: cfg.directory.recipient_delimiter.clone(),
-            limits: Limits {
-                max_message_size: l.max_message_size.0,
-                max_recipients: l.max_recipients as usize,
-                max_line_length: l.max_line_length as usize,
-                timeout: l.timeout.duration(),
-                max_errors: l.max_errors,
-            },
-            over_quota: l.over_quota,
+            limits: facteur_daemon::reload::Live::new(Limits::from_config(&cfg.lmtpd)),
+            over_quota: facteur_daemon::reload::Live::new(cfg.lmtpd.over_quota),
             tmp_dir,
         })
+    }
+
+    /// Takes what a reload may change from `cfg`.
+    pub fn reload(&self, cfg: &Config) {
+        self.limits.set(Limits::from_config(&cfg.lmtpd));
+        self.over_quota.set(cfg.lmtpd.over_quota);
     }
 }

@@ -4,7 +4,8 @@
 //! limit, a clean shutdown that lets sessions finish their transaction for
 //! up to 30 s; the socket file is removed at exit unless systemd owns it).
 //! Each connection is a session of the SMTP core, LMTP dialect, with the
-//! [`Lmtp`] handler.
+//! [`Lmtp`] handler. SIGHUP reads the configuration again: `[lmtpd]`'s
+//! limits and `over_quota` apply to the sessions that start after it.
 
 use crate::Context;
 use crate::handler::Lmtp;
@@ -13,6 +14,16 @@ use facteur_daemon::{Listener, accept, systemd};
 use facteur_smtp_codec::Reply;
 use std::sync::Arc;
 use tracing::warn;
+
+/// What a reload cannot change: the listeners and the connection limit.
+const FIXED: &[facteur_daemon::reload::Fixed] = &[
+    ("lmtpd.socket", |c| format!("{:?}", c.lmtp_socket())),
+    ("lmtpd.socket_mode", |c| c.lmtp_socket_mode().to_string()),
+    ("lmtpd.listen", |c| format!("{:?}", c.lmtpd.listen)),
+    ("lmtpd.max_connections", |c| {
+        c.lmtpd.max_connections.to_string()
+    }),
+];
 
 /// Runs facteur-lmtpd until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -47,7 +58,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             "ignoring a socket passed by the service manager under an unknown name"
         );
     }
-    facteur_daemon::ignore_hangup("facteur-lmtpd")?;
+    let live = Arc::clone(&ctx);
+    facteur_daemon::reload::on_hangup("facteur-lmtpd", cfg.clone(), None, FIXED, move |new| {
+        live.reload(new)
+    })?;
     systemd::ready();
     serve(
         ctx,

@@ -12,6 +12,10 @@ use facteur_daemon::accept;
 use facteur_pop3_proto::{RespCode, Response};
 use std::sync::Arc;
 
+/// A reload (SIGHUP) takes a new TLS certificate; `[pop3d]` is read at
+/// start only.
+const FIXED: &[facteur_daemon::reload::Fixed] = &[("pop3d", |c| format!("{:?}", c.pop3d))];
+
 /// Runs facteur-pop3d until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
@@ -24,7 +28,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .await?;
     accept::publish(&cfg.paths.run_dir, "facteur-pop3d", &listeners);
-    accept::ready(ctx.tls.clone(), &cfg.tls)?;
+    accept::ready("facteur-pop3d", &cfg, ctx.tls.clone(), FIXED, |_| {})?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 

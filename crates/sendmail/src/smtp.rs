@@ -67,7 +67,7 @@ pub type Submit<'a> = &'a (dyn Fn(Transaction) -> Result<String, String> + Sync)
 
 struct Bs<'a> {
     hostname: String,
-    limits: Limits,
+    limits: std::sync::Arc<Limits>,
     normalize: Normalize<'a>,
     submit: Submit<'a>,
 }
@@ -103,8 +103,8 @@ impl Handler for Bs<'_> {
     fn hostname(&self) -> &str {
         &self.hostname
     }
-    fn limits(&self) -> &Limits {
-        &self.limits
+    fn limits(&self) -> std::sync::Arc<Limits> {
+        std::sync::Arc::clone(&self.limits)
     }
     fn extensions(&self, _s: &SessionInfo) -> Vec<String> {
         vec!["DSN".into()]
@@ -257,7 +257,7 @@ pub fn session(
         .build()?;
     let handler = std::sync::Arc::new(Bs {
         hostname: hostname.to_string(),
-        limits: Limits {
+        limits: std::sync::Arc::new(Limits {
             max_line_length: MAX_LINE,
             max_message_size: max_size,
             max_recipients: 10_000,
@@ -265,7 +265,7 @@ pub fn session(
             // A local program: no idle limit worth the name.
             timeout: Duration::from_secs(3600),
             bare_line_endings: BareLineEndings::Accept,
-        },
+        }),
         normalize,
         submit,
     });

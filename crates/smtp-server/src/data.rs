@@ -119,7 +119,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             (2, 0, 0),
             "Start mail input; end with <CRLF>.<CRLF>",
         ));
-        let mut rx = DataReceiver::new(self.h.limits().max_message_size);
+        let mut rx = DataReceiver::new(self.limits.max_message_size);
         let mut failed: Option<io::Error> = None;
         let mut chunk = Vec::with_capacity(64 * 1024);
         let end = self
@@ -151,7 +151,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         bare: bool,
         failed: Option<&io::Error>,
     ) -> Option<Reply> {
-        let bare = bare && self.h.limits().bare_line_endings == BareLineEndings::Refuse;
+        let bare = bare && self.limits.bare_line_endings == BareLineEndings::Refuse;
         Reply::content_refusal(too_big, bare).or_else(|| {
             failed.map(|e| {
                 warn!(error = %e, "cannot store the message");
@@ -191,7 +191,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
                 });
             }
         }
-        let max = self.h.limits().max_message_size;
+        let max = self.limits.max_message_size;
         let bdat = &mut self.bdat;
         let keep = refusal.is_none();
         let mut left = size;
@@ -248,7 +248,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         };
         b.check.finish();
         let bare = (b.check.bare_cr || b.check.bare_lf)
-            && self.h.limits().bare_line_endings == BareLineEndings::Refuse;
+            && self.limits.bare_line_endings == BareLineEndings::Refuse;
         let refusal = b
             .failure
             .take()

@@ -115,7 +115,9 @@ pub trait Handler: Send + Sync {
     fn greeting(&self) -> String;
     /// Our name, first word of the EHLO/LHLO reply.
     fn hostname(&self) -> &str;
-    fn limits(&self) -> &Limits;
+    /// The limits a new session takes (it keeps them to its end, even if
+    /// a configuration reload changes them).
+    fn limits(&self) -> Arc<Limits>;
     /// Extension keywords besides the core's (PIPELINING, SIZE, 8BITMIME,
     /// SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING, STARTTLS, AUTH).
     fn extensions(&self, _s: &SessionInfo) -> Vec<String> {

@@ -39,6 +39,8 @@ pub(crate) struct Session<H: Handler, S> {
     /// BDAT state of the current transaction, from its first chunk.
     pub(crate) bdat: Option<Bdat<H::Sink>>,
     pub(crate) errors: u32,
+    /// The handler's limits when the session began.
+    pub(crate) limits: Arc<crate::handler::Limits>,
     /// A connect check refused the client: every command but QUIT gets this.
     refused: Option<Reply>,
 }
@@ -63,7 +65,7 @@ pub async fn serve<H, S>(
     let span = info_span!("session", proto, peer = %peer, listener);
     async move {
         debug!("connected");
-        let limits = handler.limits().clone();
+        let limits = handler.limits();
         let tls = conn.tls_description();
         let io = LineIo::new(conn, limits.max_line_length, limits.timeout, stop);
         let mut s = Session {
@@ -81,6 +83,7 @@ pub async fn serve<H, S>(
             txn: None,
             bdat: None,
             errors: 0,
+            limits,
             refused: None,
         };
         if let Err(e) = s.run().await {
@@ -152,7 +155,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
                 }
                 Input::Stop => continue,
             }
-            if self.errors >= self.h.limits().max_errors {
+            if self.errors >= self.limits.max_errors {
                 self.reply(&Reply::new(
                     421,
                     (4, 7, 0),
@@ -243,7 +246,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
     }
 
     fn ehlo_reply(&self) -> Reply {
-        let l = self.h.limits();
+        let l = &self.limits;
         let mut lines = vec![
             format!(
                 "{} greets {}",
@@ -342,7 +345,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         if from
             .params
             .size
-            .is_some_and(|n| n > self.h.limits().max_message_size)
+            .is_some_and(|n| n > self.limits.max_message_size)
         {
             return self.error(Reply::too_big());
         }
@@ -376,7 +379,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         let Some(t) = self.txn.as_ref() else {
             return self.error(Reply::new(503, (5, 5, 1), "Send MAIL first"));
         };
-        if t.rcpts.len() >= self.h.limits().max_recipients {
+        if t.rcpts.len() >= self.limits.max_recipients {
             return self.error(Reply::new(452, (4, 5, 3), "Too many recipients"));
         }
         match self.h.normalize_recipient(&to.address) {

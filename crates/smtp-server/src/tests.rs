@@ -78,8 +78,8 @@ impl Handler for Toy {
     fn hostname(&self) -> &str {
         "toy.test"
     }
-    fn limits(&self) -> &Limits {
-        self.limits.as_ref().unwrap_or(&LIMITS)
+    fn limits(&self) -> Arc<Limits> {
+        Arc::new(self.limits.clone().unwrap_or(LIMITS))
     }
     fn checks(&self) -> &[Arc<dyn Check>] {
         &self.checks

@@ -31,22 +31,12 @@ use tracing::{info, warn};
 pub struct Listener {
     pub ctx: Arc<Context>,
     pub mode: Mode,
-    limits: Limits,
     checks: Vec<Arc<dyn Check>>,
     logins: Logins,
 }
 
 impl Listener {
     pub fn new(ctx: Arc<Context>, mode: Mode) -> Listener {
-        let c = &ctx.cfg;
-        let limits = Limits {
-            max_line_length: c.max_line_length as usize,
-            max_message_size: c.max_message_size.0,
-            max_recipients: c.max_recipients as usize,
-            max_errors: c.max_errors,
-            timeout: c.timeout.duration(),
-            bare_line_endings: BareLineEndings::Refuse,
-        };
         let checks: Vec<Arc<dyn Check>> = vec![Arc::new(policy::MessageRate {
             ctx: Arc::clone(&ctx),
         })];
@@ -54,7 +44,6 @@ impl Listener {
             logins: Logins(Arc::clone(&ctx)),
             ctx,
             mode,
-            limits,
             checks,
         }
     }
@@ -117,8 +106,16 @@ impl Handler for Listener {
         &self.ctx.hostname
     }
 
-    fn limits(&self) -> &Limits {
-        &self.limits
+    fn limits(&self) -> Arc<Limits> {
+        let c = self.ctx.cfg.get();
+        Arc::new(Limits {
+            max_line_length: c.max_line_length as usize,
+            max_message_size: c.max_message_size.0,
+            max_recipients: c.max_recipients as usize,
+            max_errors: c.max_errors,
+            timeout: c.timeout.duration(),
+            bare_line_endings: BareLineEndings::Refuse,
+        })
     }
 
     fn extensions(&self, _s: &SessionInfo) -> Vec<String> {
@@ -132,7 +129,8 @@ impl Handler for Listener {
     fn authenticator(&self, s: &SessionInfo) -> Option<&dyn Authenticator> {
         let loopback = s.peer.ip().is_some_and(|ip| ip.is_loopback());
         let allowed = self.mode != Mode::Mx
-            && (s.tls.is_some() || (self.ctx.cfg.allow_plaintext_auth_on_loopback && loopback));
+            && (s.tls.is_some()
+                || (self.ctx.cfg.get().allow_plaintext_auth_on_loopback && loopback));
         allowed.then_some(&self.logins as &dyn Authenticator)
     }
 

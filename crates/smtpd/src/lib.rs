@@ -70,7 +70,9 @@ pub struct Context {
     pub logins: facteur_directory::LoginCache,
     pub spool: Spool,
     pub delimiters: String,
-    pub cfg: facteur_config::Smtpd,
+    /// `[smtpd]`; a reload (SIGHUP) replaces it: limits, `mynetworks` and
+    /// the policies apply to the sessions that start after it.
+    pub cfg: facteur_daemon::reload::Live<facteur_config::Smtpd>,
     pub tls: facteur_daemon::tls::TlsState,
     pub qmgr_socket: PathBuf,
     /// Message rates per client address.
@@ -94,7 +96,7 @@ impl Context {
             directory,
             spool,
             delimiters: cfg.directory.recipient_delimiter.clone(),
-            cfg: cfg.smtpd.clone(),
+            cfg: facteur_daemon::reload::Live::new(cfg.smtpd.clone()),
             tls,
             qmgr_socket: cfg.qmgr_socket(),
             rates: policy::Rates::default(),

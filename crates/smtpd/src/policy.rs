@@ -39,7 +39,7 @@ impl Client {
         self.auth_user.is_some()
             || self
                 .ip
-                .is_some_and(|ip| ctx.cfg.mynetworks.iter().any(|n| n.contains(ip)))
+                .is_some_and(|ip| ctx.cfg.get().mynetworks.iter().any(|n| n.contains(ip)))
     }
 }
 
@@ -110,7 +110,7 @@ fn temp_failure() -> Reply {
 /// Checks that an authenticated user may use `sender` (their own address, or
 /// an alias that reaches them).
 pub async fn check_sender(ctx: &Arc<Context>, user: &str, sender: &str) -> Result<(), Reply> {
-    if sender.is_empty() || !ctx.cfg.enforce_sender_ownership {
+    if sender.is_empty() || !ctx.cfg.get().enforce_sender_ownership {
         return Ok(());
     }
     let addr = Address::parse(sender)
@@ -194,7 +194,7 @@ impl Check for MessageRate {
         let allowed = s.peer.ip().is_none_or(|ip| {
             self.ctx
                 .rates
-                .message_allowed(ip, self.ctx.cfg.max_messages_per_ip_per_minute)
+                .message_allowed(ip, self.ctx.cfg.get().max_messages_per_ip_per_minute)
         });
         let v = if allowed {
             Verdict::Accept

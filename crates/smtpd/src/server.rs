@@ -4,8 +4,9 @@
 //! shared accept loop (facteur_daemon::accept: the total and per-address
 //! connection limits — a refused client gets `421 4.7.0` —, the implicit
 //! TLS handshake on submissions, a clean shutdown). Each connection is a
-//! session of the SMTP core with the listener's [`Listener`] handler. The
-//! TLS certificate is reloaded on SIGHUP.
+//! session of the SMTP core with the listener's [`Listener`] handler. On
+//! SIGHUP the configuration is read again: `[smtpd]`'s limits and policies
+//! and the TLS certificate apply to the sessions that start after it.
 
 use crate::handler::Listener;
 use crate::{Context, Mode};
@@ -13,6 +14,23 @@ use facteur_config::Config;
 use facteur_daemon::accept;
 use facteur_smtp_codec::Reply;
 use std::sync::Arc;
+
+/// What a reload cannot change: the listeners and the connection limits
+/// (the accept loop holds them), and where mail goes.
+const FIXED: &[facteur_daemon::reload::Fixed] = &[
+    ("smtpd.mx", |c| format!("{:?}", c.smtpd.mx)),
+    ("smtpd.submission", |c| format!("{:?}", c.smtpd.submission)),
+    ("smtpd.submissions", |c| {
+        format!("{:?}", c.smtpd.submissions)
+    }),
+    ("smtpd.max_connections", |c| {
+        c.smtpd.max_connections.to_string()
+    }),
+    ("smtpd.max_connections_per_ip", |c| {
+        c.smtpd.max_connections_per_ip.to_string()
+    }),
+    ("qmgr.socket", |c| format!("{:?}", c.qmgr_socket())),
+];
 
 /// Runs facteur-smtpd until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -39,7 +57,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .await?;
     accept::publish(&cfg.paths.run_dir, "facteur-smtpd", &listeners);
-    accept::ready(ctx.tls.clone(), &cfg.tls)?;
+    let live = Arc::clone(&ctx);
+    accept::ready("facteur-smtpd", &cfg, ctx.tls.clone(), FIXED, move |new| {
+        live.cfg.set(new.smtpd.clone())
+    })?;
     serve(ctx, listeners, facteur_daemon::shutdown_signal()).await
 }
 
@@ -51,8 +72,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let policy = accept::Policy {
         daemon: "facteur-smtpd",
-        max_connections: ctx.cfg.max_connections,
-        max_connections_per_ip: ctx.cfg.max_connections_per_ip,
+        max_connections: ctx.cfg.get().max_connections,
+        max_connections_per_ip: ctx.cfg.get().max_connections_per_ip,
         limits: Arc::clone(&ctx.limits),
         tls: ctx.tls.clone(),
         refusal: |why| Reply::new(421, (4, 7, 0), why).to_bytes(),

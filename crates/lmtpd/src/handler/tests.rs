@@ -44,14 +44,14 @@ fn fixture(max_size: u64) -> Fixture {
         directory: Arc::new(dir),
         store: Arc::new(store),
         delimiters: "+".into(),
-        limits: Limits {
+        limits: facteur_daemon::reload::Live::new(Limits {
             max_message_size: max_size,
             max_recipients: 3,
             max_line_length: 512,
             timeout: Duration::from_secs(2),
             max_errors: 8,
-        },
-        over_quota: OverQuota::Reject,
+        }),
+        over_quota: facteur_daemon::reload::Live::new(OverQuota::Reject),
         tmp_dir: root.join("tmp"),
     });
     Fixture {

@@ -49,7 +49,7 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
         directory: Arc::new(dir),
         spool: Spool::open(&tmp.path().join("spool")).unwrap(),
         delimiters: "+".into(),
-        cfg,
+        cfg: facteur_daemon::reload::Live::new(cfg),
         tls: facteur_daemon::tls::TlsState::default(),
         qmgr_socket: tmp.path().join("qmgr.sock"),
         rates: crate::policy::Rates::default(),
