@@ -14,6 +14,13 @@
 //!   (bytes are handed over chunk by chunk, never accumulated here).
 //! - Bytes after the end of a data section stay buffered for the next
 //!   command; [`LineIo::discard_input`] drops them (STARTTLS).
+//! - Time is bounded per command, not per read, so a client that trickles
+//!   a byte now and then cannot stretch it: a command line must arrive
+//!   whole within the time-out; a data section ([`LineIo::consume`],
+//!   [`LineIo::read_exact`]) gets the time-out plus one second per
+//!   [`LineIo::set_min_rate`] bytes received (1 KiB/s by default); and a
+//!   phase of the session may have a hard end ([`LineIo::set_deadline`]:
+//!   IMAP's login phase).
 
 use crate::conn::Conn;
 use facteur_util::line::{LineEvent, LineFramer};
@@ -22,8 +29,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 const READ_CHUNK: usize = 64 * 1024;
+/// The default slowest data transfer a client may keep up (bytes/s).
+pub const MIN_RATE: u64 = 1024;
 /// The read buffer between commands.
 const IDLE_CHUNK: usize = 4 * 1024;
 
@@ -59,6 +69,10 @@ pub struct LineIo<S> {
     framer: LineFramer,
     max_line: usize,
     timeout: Duration,
+    /// Bytes per second a data section must keep up.
+    min_rate: u64,
+    /// A hard end for the current phase of the session.
+    deadline: Option<Instant>,
     stop: watch::Receiver<bool>,
 }
 
@@ -71,8 +85,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             framer: LineFramer::new(max_line),
             max_line,
             timeout,
+            min_rate: MIN_RATE,
+            deadline: None,
             stop,
         }
+    }
+
+    /// Sets the slowest data transfer a client may keep up (bytes/s; at
+    /// least 1).
+    pub fn set_min_rate(&mut self, bytes_per_second: u64) {
+        self.min_rate = bytes_per_second.max(1);
+    }
+
+    /// Ends the session's current phase at `at` (every read after it is a
+    /// time-out), or lifts that end (`None`).
+    pub fn set_deadline(&mut self, at: Option<Instant>) {
+        self.deadline = at;
     }
 
     /// Queues bytes to send at the next flush.
@@ -132,9 +160,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         Ok(())
     }
 
-    /// Flushes, then reads more input. `idle` lets a shutdown interrupt the
-    /// wait (between commands, never inside a message).
+    /// Flushes, then reads more input, waiting at most the time-out.
+    /// `idle` lets a shutdown interrupt the wait (between commands, never
+    /// inside a message).
     pub async fn fill(&mut self, idle: bool) -> io::Result<Fill> {
+        let until = Instant::now() + self.timeout;
+        self.fill_until(idle, until).await
+    }
+
+    /// [`fill`](Self::fill), waiting until `until` at most (and never past
+    /// the phase's deadline).
+    async fn fill_until(&mut self, idle: bool, until: Instant) -> io::Result<Fill> {
+        let until = match self.deadline {
+            Some(d) => until.min(d),
+            None => until,
+        };
         self.flush().await?;
         if idle {
             // Between commands: a small buffer, so thousands of idle
@@ -150,7 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             self.inbuf.reserve(READ_CHUNK);
         }
         let mut stop = self.stop.clone();
-        let read = tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.inbuf));
+        let read = tokio::time::timeout_at(until, self.stream.read_buf(&mut self.inbuf));
         let r = if idle {
             tokio::select! {
                 r = read => r,
@@ -167,8 +207,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         }
     }
 
-    /// The next command line, reading as needed.
+    /// The next command line, reading as needed: the whole line must
+    /// arrive within the time-out.
     pub async fn next_line(&mut self, idle: bool) -> io::Result<Input> {
+        let until = Instant::now() + self.timeout;
         loop {
             let (used, ev) = self.framer.next(&self.inbuf);
             let ev = ev.map(|e| match e {
@@ -179,7 +221,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             if let Some(ev) = ev {
                 return Ok(ev);
             }
-            match self.fill(idle).await? {
+            match self.fill_until(idle, until).await? {
                 Fill::Data => {}
                 Fill::Eof => return Ok(Input::Eof),
                 Fill::Timeout => return Ok(Input::Timeout),
@@ -197,17 +239,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         &mut self,
         mut take: impl FnMut(&[u8]) -> (usize, bool),
     ) -> io::Result<Fill> {
+        let started = Instant::now();
+        let mut received = 0u64;
         loop {
             let (used, done) = take(&self.inbuf);
-            self.inbuf.drain(..used.min(self.inbuf.len()));
+            let used = used.min(self.inbuf.len());
+            self.inbuf.drain(..used);
+            received += used as u64;
             if done {
                 return Ok(Fill::Data);
             }
-            match self.fill(false).await? {
+            match self
+                .fill_until(false, self.data_deadline(started, received))
+                .await?
+            {
                 Fill::Data | Fill::Stop => {}
                 other => return Ok(other),
             }
         }
+    }
+
+    /// When a data section that began at `started` and has brought
+    /// `received` bytes must bring more: the time-out, plus a second per
+    /// `min_rate` bytes.
+    fn data_deadline(&self, started: Instant, received: u64) -> Instant {
+        let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        started + self.timeout + earned.min(Duration::from_secs(24 * 3600))
     }
 
     /// Reads exactly `n` bytes (a BDAT chunk, an IMAP literal), handing them
@@ -217,9 +274,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         mut n: u64,
         mut sink: impl FnMut(&[u8]),
     ) -> io::Result<Fill> {
+        let started = Instant::now();
+        let mut received = 0u64;
         while n > 0 {
             if self.inbuf.is_empty() {
-                match self.fill(false).await? {
+                match self
+                    .fill_until(false, self.data_deadline(started, received))
+                    .await?
+                {
                     Fill::Data | Fill::Stop => {}
                     other => return Ok(other),
                 }
@@ -228,6 +290,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             sink(&self.inbuf[..k]);
             self.inbuf.drain(..k);
             n -= k as u64;
+            received += k as u64;
         }
         Ok(Fill::Data)
     }
@@ -329,6 +392,52 @@ mod tests {
         assert_eq!(&got, b"250 ok\r\n");
         drop(client);
         assert_eq!(io.next_line(true).await.unwrap(), Input::Eof);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_cannot_stretch_a_command_or_a_data_section() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let (_tx, rx) = watch::channel(false);
+        let mut io = LineIo::new(server, 64, Duration::from_secs(10), rx);
+        io.set_min_rate(100);
+        let trickle = tokio::spawn(async move {
+            // A byte every 5 s: each read would be in time, the line never is.
+            for b in b"NOOP NOOP NOOP\r\n".iter() {
+                if client.write_all(&[*b]).await.is_err() {
+                    return client;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            client
+        });
+        let t0 = Instant::now();
+        assert_eq!(io.next_line(true).await.unwrap(), Input::Timeout);
+        assert!(t0.elapsed() <= Duration::from_secs(11));
+        let mut client = trickle.await.unwrap();
+        io.discard_input();
+        // Data: 10 s, plus 1 s per 100 bytes received; 150 bytes at once
+        // then silence: over at 11.5 s.
+        client.write_all(&[b'x'; 150]).await.unwrap();
+        let t0 = Instant::now();
+        let mut got = 0;
+        let end = io.read_exact(1000, |b| got += b.len()).await.unwrap();
+        // (What the trickle left in the pipe counts too.)
+        assert!(
+            end == Fill::Timeout && (150..=166).contains(&got),
+            "{end:?} {got}"
+        );
+        let took = t0.elapsed().as_secs_f64();
+        let allowed = 10.0 + got as f64 / 100.0;
+        assert!(
+            took >= allowed - 0.01 && took < allowed + 0.5,
+            "{took} vs {allowed}"
+        );
+        // A phase deadline cuts any wait short.
+        io.set_deadline(Some(Instant::now() + Duration::from_secs(2)));
+        let t0 = Instant::now();
+        assert_eq!(io.next_line(true).await.unwrap(), Input::Timeout);
+        assert!(t0.elapsed() <= Duration::from_secs(2));
+        drop(client);
     }
 
     #[tokio::test]

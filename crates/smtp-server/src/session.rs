@@ -26,6 +26,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{Instrument, debug, info, info_span};
 
+/// Commands that move nothing forward a session may send freely.
+const JUNK_LIMIT: u32 = 100;
+
 pub(crate) enum Flow {
     Continue,
     Close,
@@ -39,6 +42,8 @@ pub(crate) struct Session<H: Handler, S> {
     /// BDAT state of the current transaction, from its first chunk.
     pub(crate) bdat: Option<Bdat<H::Sink>>,
     pub(crate) errors: u32,
+    /// Commands that move nothing forward (NOOP, RSET, VRFY, HELP).
+    junk: u32,
     /// The handler's limits when the session began.
     pub(crate) limits: Arc<crate::handler::Limits>,
     /// A connect check refused the client: every command but QUIT gets this.
@@ -83,6 +88,7 @@ pub async fn serve<H, S>(
             txn: None,
             bdat: None,
             errors: 0,
+            junk: 0,
             limits,
             refused: None,
         };
@@ -188,6 +194,18 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             return Ok(Flow::Continue);
         }
         let lmtp = self.h.dialect() == Dialect::Lmtp;
+        // Past JUNK_LIMIT, each command that moves nothing forward counts
+        // as an error (Postfix's smtpd_junk_command_limit): a client cannot
+        // keep a connection for ever with NOOPs.
+        if matches!(
+            cmd,
+            Command::Noop | Command::Rset | Command::Vrfy(_) | Command::Help
+        ) {
+            self.junk += 1;
+            if self.junk > JUNK_LIMIT {
+                self.errors += 1;
+            }
+        }
         match cmd {
             Command::Ehlo(host) | Command::Helo(host) if lmtp => {
                 let _ = host;

@@ -467,3 +467,15 @@ async fn early_talker_is_seen() {
     task.await.unwrap();
     assert_eq!(*seen.0.lock().unwrap(), Some(true));
 }
+
+#[tokio::test]
+async fn endless_noops_end_the_session() {
+    // 100 NOOPs are free; past them each counts as an error (10 allowed).
+    let mut send = b"EHLO c\r\n".to_vec();
+    for _ in 0..111 {
+        send.extend_from_slice(b"NOOP\r\n");
+    }
+    let mut expect = vec!["250"; 111];
+    expect.push("421 4.7.0");
+    transcript(Toy::default(), &[(&send, &expect)]).await;
+}
