@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use super::*;
-use crate::keys::{hmac, sha256};
+use crate::client::ScramClient;
+use crate::keys::hmac;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -40,25 +41,18 @@ fn failure(s: Step) -> Failure {
     }
 }
 
-/// What a client computes: the proof for `password` over this exchange.
+/// What a client computes: client-final for `password` over this exchange.
 fn client_final(password: &str, gs2: &str, c_first_bare: &str, s_first: &str) -> String {
-    let attr = |k: &str| {
-        s_first
-            .split(',')
-            .find_map(|a| a.strip_prefix(k))
-            .unwrap()
-            .to_string()
-    };
-    let salt = STANDARD.decode(attr("s=")).unwrap();
-    let iter: u32 = attr("i=").parse().unwrap();
-    let mut salted = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, iter, &mut salted);
-    let client_key = hmac(&salted, &[b"Client Key"]);
-    let without_proof = format!("c={},r={}", STANDARD.encode(gs2), attr("r="));
-    let auth = format!("{c_first_bare},{s_first},{without_proof}");
-    let sig = hmac(&sha256(&client_key), &[auth.as_bytes()]);
-    let proof: Vec<u8> = client_key.iter().zip(sig).map(|(a, b)| a ^ b).collect();
-    format!("{without_proof},p={}", STANDARD.encode(proof))
+    let nonce = c_first_bare.split_once(",r=").unwrap().1;
+    let user = c_first_bare
+        .strip_prefix("n=")
+        .unwrap()
+        .split_once(',')
+        .unwrap()
+        .0;
+    let mut c = ScramClient::with_nonce(user, password, nonce).with_gs2_header(gs2);
+    assert_eq!(c.first(), format!("{gs2}{c_first_bare}").as_bytes());
+    String::from_utf8(c.respond(s_first.as_bytes()).unwrap()).unwrap()
 }
 
 /// Runs SCRAM up to server-first with these keys.

@@ -16,6 +16,7 @@
 //! - [`keys`]: [`ScramCredentials`] (what is stored beside the password
 //!   hash: salt, iteration count, StoredKey, ServerKey, and their text form),
 //!   SASLprep, and the [`Secret`] from which unknown users get fake ones;
+//! - [`client`]: a minimal SCRAM-SHA-256 client, for tests and tools;
 //! - [`codec`]: base64 of challenges and responses, `*` (cancel), `=` (an
 //!   empty initial response), each protocol wraps them in its own lines.
 //!
@@ -46,6 +47,7 @@
 //! logins exist. Proofs are compared in constant time. Passwords, keys and
 //! the secret never appear in `Debug` output; this crate logs nothing.
 
+pub mod client;
 pub mod codec;
 pub mod exchange;
 pub mod keys;
