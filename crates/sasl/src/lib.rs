@@ -198,6 +198,18 @@ pub enum Failure {
     OutOfOrder,
 }
 
+impl Failure {
+    /// The reason as the text of a protocol reply: capitalised.
+    pub fn sentence(self) -> String {
+        let t = self.to_string();
+        let mut c = t.chars();
+        match c.next() {
+            Some(f) => f.to_uppercase().chain(c).collect(),
+            None => t,
+        }
+    }
+}
+
 /// The one rule for the authorization identity, in every mechanism: when
 /// the client gives one, it must be the authentication identity, compared
 /// without regard to case (logins are addresses, and the directory looks
@@ -234,6 +246,15 @@ mod tests {
         assert_eq!(authorize(Some("A@X"), "a@x"), Ok(()));
         assert_eq!(authorize(Some("Élise@x"), "élise@x"), Ok(()));
         assert_eq!(authorize(Some("b@x"), "a@x"), Err(Failure::AuthzidMismatch));
+    }
+
+    #[test]
+    fn sentences() {
+        assert_eq!(Failure::Credentials.sentence(), "Authentication failed");
+        assert_eq!(
+            Failure::Malformed("PLAIN").sentence(),
+            "Malformed PLAIN message"
+        );
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Ok(Flow::Continue);
             }
             Outcome::Refused(why) => {
-                self.no(tag, &format!("[AUTHENTICATIONFAILED] {}", capitalized(why)));
+                self.no(tag, &format!("[AUTHENTICATIONFAILED] {}", why.sentence()));
                 self.errors += 1;
                 return Ok(Flow::Continue);
             }
@@ -247,15 +247,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel for Session<S> {
             Input::TooLong => Answer::TooLong,
             Input::Eof | Input::Timeout | Input::Stop => Answer::Closed,
         })
-    }
-}
-
-/// A failure's text as the start of a reply.
-fn capitalized(why: Failure) -> String {
-    let t = why.to_string();
-    let mut c = t.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => t,
     }
 }
