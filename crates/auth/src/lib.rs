@@ -232,7 +232,7 @@ impl Logins {
     /// The one way a login fails: counted, logged, then the pause.
     async fn failed(&self, ip: IpAddr, login: &str, mechanism: &str) -> Outcome {
         self.limits.failed(ip, login);
-        warn!(user = %login, mechanism, "authentication failed");
+        warn!(user = %login, mechanism = %mechanism, "authentication failed");
         tokio::time::sleep(self.delay).await;
         Outcome::Failed
     }
