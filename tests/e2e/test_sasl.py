@@ -1,6 +1,8 @@
 """SASL with a real client: Python's scramp (RFC 5802/7677) logs in with
 SCRAM-SHA-256 over IMAP (imaplib's `authenticate`, implicit TLS) and POP3
-(poplib with raw AUTH lines, implicit TLS); a wrong password is refused
+(poplib with raw AUTH lines, implicit TLS), and so does mbsync through
+Cyrus SASL's SCRAM plugin (a second, independent implementation); a wrong
+password is refused
 with SCRAM exactly as with PLAIN (same reply text, a pause, one log line of
 the same shape); a user whose password predates the SCRAM keys (the state
 the directory migration leaves users in) still logs in with PLAIN, fails
@@ -11,11 +13,15 @@ protocol, so an SMTP test can reuse them: smtplib's `SMTP.auth(mechanism,
 authobject)` takes `responder.smtp` as its authobject."""
 
 import base64
+import glob
 import imaplib
+import os
 import poplib
 import re
+import shutil
 import sqlite3
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -234,3 +240,55 @@ def test_password_from_before_scram_keys(fac):
     r = ScramResponder(OLD, "new-pw")
     assert c.authenticate(SCRAM, r)[0] == "OK" and r.verified
     c.logout()
+
+
+MBSYNC = shutil.which("mbsync")
+CYRUS_SCRAM = glob.glob("/usr/lib/*/sasl2/libscram.so*")
+
+
+@pytest.mark.skipif(not (MBSYNC and CYRUS_SCRAM), reason="needs mbsync (isync) and libsasl2-modules")
+def test_mbsync_logs_in_with_cyrus_sasl_scram(fac, tmp_path):
+    f = fac
+    near = tmp_path / "near"
+    near.mkdir()
+    cfg = tmp_path / "mbsyncrc"
+    cfg.write_text(
+        f"""IMAPAccount facteur
+Host 127.0.0.1
+Port {f.imaps_port}
+User {ALICE}
+Pass {ALICE_PW}
+SSLType IMAPS
+CertificateFile {f.root / "tls" / "cert.pem"}
+SystemCertificates no
+AuthMechs {SCRAM}
+
+IMAPStore far
+Account facteur
+
+MaildirStore near
+Path {near}/
+Inbox {near}/INBOX
+
+Channel facteur
+Far :far:
+Near :near:
+Patterns INBOX
+Create Near
+Sync Pull
+SyncState *
+"""
+    )
+    p = subprocess.run(
+        [MBSYNC, "-D", "-c", str(cfg), "-a"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, HOME=str(tmp_path)),
+        cwd=tmp_path,
+    )
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-3000:]
+    # Cyrus sends the login as authzid too (n,a=alice@...,n=alice@...).
+    assert re.search(rf"(?m)^(F: )?>>> \d+ AUTHENTICATE {SCRAM}", out), out[-3000:]
+    assert (near / "INBOX" / "cur").is_dir()
