@@ -106,22 +106,50 @@ impl std::fmt::Debug for Logins {
 const PASSWORD: &str = "password";
 
 impl Logins {
-    /// `delay` is the base pause after a failed login (1.5 s in the
-    /// daemons; tests shorten it). Reads the directory's SCRAM secret.
+    /// The base pause after a failed login, in the daemons (it grows with
+    /// repeated failures, see `facteur_daemon::limits`).
+    pub const DELAY: Duration = Duration::from_millis(1500);
+
+    /// `delay` is the base pause after a failed login. Reads the
+    /// directory's SCRAM secret.
     pub fn new(
-        directory: Arc<dyn Directory>,
+        directory: &Arc<dyn Directory>,
         cache: LoginCache,
-        limits: Arc<Limits>,
+        limits: &Arc<Limits>,
         delay: Duration,
-    ) -> Result<Self, DirectoryError> {
+    ) -> Result<Arc<Self>, DirectoryError> {
         let secret = Secret::from_slice(&directory.scram_secret()?);
-        Ok(Logins {
-            directory,
+        Ok(Arc::new(Logins {
+            directory: Arc::clone(directory),
             cache,
             secret,
-            limits,
+            limits: Arc::clone(limits),
             delay,
-        })
+        }))
+    }
+
+    /// A daemon's: the password cache of `directory.login_cache_seconds`,
+    /// the pause [`Logins::DELAY`].
+    pub fn for_daemon(
+        cfg: &facteur_config::Config,
+        directory: &Arc<dyn Directory>,
+        limits: &Arc<Limits>,
+    ) -> Result<Arc<Self>, DirectoryError> {
+        let cache = LoginCache::from_seconds(cfg.directory.login_cache_seconds);
+        Self::new(directory, cache, limits, Self::DELAY)
+    }
+
+    /// For tests of the daemons: no password cache, a 10 ms pause.
+    pub fn for_tests(
+        directory: &Arc<dyn Directory>,
+        limits: &Arc<Limits>,
+    ) -> Result<Arc<Self>, DirectoryError> {
+        Self::new(
+            directory,
+            LoginCache::disabled(),
+            limits,
+            Duration::from_millis(10),
+        )
     }
 
     /// The directory.

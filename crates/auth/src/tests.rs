@@ -67,15 +67,8 @@ fn logins() -> Arc<Logins> {
         0,
     )
     .unwrap();
-    Arc::new(
-        Logins::new(
-            Arc::new(dir),
-            LoginCache::disabled(),
-            Arc::new(Limits::default()),
-            DELAY,
-        )
-        .unwrap(),
-    )
+    let dir: Arc<dyn Directory> = Arc::new(dir);
+    Logins::new(&dir, LoginCache::disabled(), &Arc::default(), DELAY).unwrap()
 }
 
 /// A SCRAM client over the script: first, final, then the empty answer to

@@ -1,7 +1,7 @@
 //! Password hashing and verification.
 //!
 //! Offers [`credentials`] (what a new password stores: its hash and its
-//! SCRAM-SHA-256 keys), [`hash_password`] (new hashes are always argon2id PHC strings,
+//! SCRAM-SHA-256 keys) and [`set_password`], [`hash_password`] (new hashes are always argon2id PHC strings,
 //! `$argon2id$v=19$m=19456,t=2,p=1$salt$hash`, the `argon2` crate's defaults
 //! and OWASP's recommendation), [`verify_password`] and [`scheme_of`].
 //!
@@ -33,7 +33,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, Params};
 
-use crate::{Credentials, DirectoryError, Result};
+use crate::{Credentials, Directory, DirectoryError, Result};
 
 /// Largest argon2 memory cost (in KiB) [`verify_password`] will spend on a
 /// stored hash: 1 GiB. A larger one is refused rather than risk an
@@ -64,6 +64,12 @@ pub fn credentials(plain: &str) -> Result<Credentials> {
             .ok()
             .map(|k| k.to_string()),
     })
+}
+
+/// Sets `plain` as the password of `address`: its [`credentials`], hash
+/// and SCRAM keys in one write.
+pub fn set_password(dir: &dyn Directory, address: &str, plain: &str) -> Result<()> {
+    dir.set_credentials(address, &credentials(plain)?)
 }
 
 /// Why `plain` cannot get SCRAM keys, if it cannot.

@@ -184,7 +184,7 @@ pub fn add_user(
 
 /// Sets a user's password: its hash and its SCRAM keys, in one write.
 pub fn set_password(dir: &dyn Directory, address: &str, pw: &str) -> anyhow::Result<()> {
-    dir.set_credentials(address, &password::credentials(pw)?)?;
+    password::set_password(dir, address, pw)?;
     scram_note(address, pw);
     Ok(())
 }

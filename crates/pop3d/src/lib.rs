@@ -55,7 +55,6 @@ use facteur_config::Config;
 use facteur_directory::Directory;
 use facteur_store::{Store, StoreConfig};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use server::run;
 
@@ -86,14 +85,7 @@ impl Context {
             (!cfg.pop3d.listen_tls.is_empty()).then_some("pop3d.listen_tls"),
         )?;
         let limits = Arc::new(facteur_daemon::limits::Limits::default());
-        let logins = Arc::new(facteur_auth::Logins::new(
-            Arc::clone(&directory),
-            facteur_directory::LoginCache::from_seconds(cfg.directory.login_cache_seconds),
-            Arc::clone(&limits),
-            // The pause after a failed login (grows with repeated
-            // failures, see facteur_daemon::limits).
-            Duration::from_millis(1500),
-        )?);
+        let logins = facteur_auth::Logins::for_daemon(cfg, &directory, &limits)?;
         Ok(Context {
             logins,
             hostname,

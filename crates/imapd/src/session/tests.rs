@@ -84,15 +84,7 @@ fn fixture() -> Fixture {
     let directory: Arc<dyn facteur_directory::Directory> = Arc::new(dir);
     let limits = Arc::new(facteur_daemon::limits::Limits::default());
     let ctx = Arc::new(Context {
-        logins: Arc::new(
-            facteur_auth::Logins::new(
-                Arc::clone(&directory),
-                facteur_directory::LoginCache::disabled(),
-                Arc::clone(&limits),
-                Duration::from_millis(10),
-            )
-            .unwrap(),
-        ),
+        logins: facteur_auth::Logins::for_tests(&directory, &limits).unwrap(),
         hostname: "mail.example.test".into(),
         directory,
         store,

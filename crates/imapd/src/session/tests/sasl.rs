@@ -9,14 +9,8 @@ use facteur_sasl::encode;
 /// Gives alice SCRAM keys (the fixture's users have `{PLAIN}` hashes only,
 /// as users whose password predates the keys).
 fn with_scram_keys(f: &Fixture) {
-    f.ctx
-        .logins
-        .directory()
-        .set_credentials(
-            "alice@example.test",
-            &facteur_directory::password::credentials("alice-pw").unwrap(),
-        )
-        .unwrap();
+    let dir = f.ctx.logins.directory().as_ref();
+    facteur_directory::password::set_password(dir, "alice@example.test", "alice-pw").unwrap();
 }
 
 /// The base64 of a `+ ` continuation.
