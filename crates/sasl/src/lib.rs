@@ -37,6 +37,10 @@
 //! bounded; no input makes this crate panic; a method called out of turn
 //! fails the exchange ([`Failure::OutOfOrder`]).
 //!
+//! Needs: nothing from outside but randomness (rand's thread generator,
+//! seeded by the OS) for SCRAM server nonces and the salts of new keys;
+//! tests and the fuzz target fix the nonce ([`Exchange::start_with_nonce`]).
+//!
 //! Standards: RFC 4422 (SASL), RFC 4616 (PLAIN), RFC 5802 and RFC 7677
 //! (SCRAM-SHA-256), RFC 4013 (SASLprep), draft-murchison-sasl-login (LOGIN).
 //!
