@@ -15,7 +15,9 @@
 //!   database file shared by several processes: WAL, busy timeout, schema
 //!   version in `PRAGMA user_version`);
 //! - [`password`]: hashing (argon2id for new hashes) and verification of the
-//!   schemes admins import (Dovecot `{SCHEME}` prefixes, crypt strings);
+//!   schemes admins import (Dovecot `{SCHEME}` prefixes, crypt strings), and
+//!   [`password::credentials`], what is stored when a password is set: the
+//!   hash and the SCRAM-SHA-256 keys (facteur-sasl);
 //! - [`resolve`](mod@resolve): recipient resolution ([`resolve()`]) and
 //!   login ([`authenticate`]), written once against the trait so every
 //!   backend behaves alike.
@@ -23,14 +25,22 @@
 //! Needs `facteur-mail` for address syntax and normalisation; the SQLite
 //! backend needs a writable directory for its database file.
 //!
+//! SCRAM-SHA-256 keys (salt, iteration count, StoredKey, ServerKey) are
+//! stored beside the password hash whenever a password is set through
+//! [`Directory::set_credentials`] / [`Directory::add_user_with`]; a hash
+//! set alone ([`Directory::set_password_hash`], imported hashes) clears
+//! them, so keys never outlive the password they came from. A user without
+//! keys cannot use SCRAM (it fails as a wrong password does) until the
+//! password is set again; PLAIN and LOGIN work as before.
+//!
 //! Invariants: every address and domain is checked with facteur-mail before
 //! it is written, and stored in its lookup form (`Address::key`: lower-case),
 //! so lookups are case-insensitive; alias targets are stored as given (domain
 //! lower-cased) but compared by key. A domain cannot be deleted while users or
 //! aliases remain in it.
 //!
-//! Security: this crate holds password hashes. It never logs a password or a
-//! hash; [`password::verify_password`] compares in constant time and never
+//! Security: this crate holds password hashes and SCRAM keys. It never logs
+//! a password, a hash or a key; [`password::verify_password`] compares in constant time and never
 //! panics on a malformed stored string; [`authenticate`] spends comparable
 //! time on unknown users so a client cannot probe which logins exist. The
 //! database file is created mode 0640 (daemons read it as group `facteur`).
@@ -108,6 +118,36 @@ pub struct UserRecord {
     pub quota_bytes: u64,
     /// Mailbox message count limit, 0 = unlimited.
     pub quota_messages: u64,
+    /// SCRAM-SHA-256 keys in the text form `facteur_sasl::ScramCredentials`
+    /// reads, or `None` when the password was set without them.
+    pub scram: Option<String>,
+}
+
+/// What is stored when a password is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// A string [`password::verify_password`] understands.
+    pub password_hash: String,
+    /// SCRAM-SHA-256 keys (text form), when the password allows them.
+    pub scram: Option<String>,
+}
+
+impl Credentials {
+    /// A hash alone (an imported hash, tests): no SCRAM keys.
+    pub fn hash_only(password_hash: &str) -> Self {
+        Credentials {
+            password_hash: password_hash.to_owned(),
+            scram: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("scram", &self.scram.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// All targets of one alias source.
@@ -140,20 +180,42 @@ pub trait Directory: Send + Sync {
     fn list_domains(&self) -> Result<Vec<String>>;
     /// Whether mail for `name` is delivered here.
     fn is_local_domain(&self, name: &str) -> Result<bool>;
-    /// Adds a user; the domain must exist (`NotFound` otherwise).
-    /// `password_hash` is stored as given: hash with
-    /// [`password::hash_password`] first.
+    /// Adds a user with its credentials (make them with
+    /// [`password::credentials`]); the domain must exist (`NotFound`
+    /// otherwise).
+    fn add_user_with(
+        &self,
+        address: &str,
+        credentials: &Credentials,
+        quota_bytes: u64,
+        quota_messages: u64,
+    ) -> Result<()>;
+    /// Adds a user with a password hash alone, stored as given (hash with
+    /// [`password::hash_password`] first, or import one): no SCRAM keys.
     fn add_user(
         &self,
         address: &str,
         password_hash: &str,
         quota_bytes: u64,
         quota_messages: u64,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.add_user_with(
+            address,
+            &Credentials::hash_only(password_hash),
+            quota_bytes,
+            quota_messages,
+        )
+    }
     /// Deletes a user (aliases naming it are left alone). `NotFound` if absent.
     fn delete_user(&self, address: &str) -> Result<()>;
-    /// Replaces a user's password hash. `NotFound` if absent.
-    fn set_password_hash(&self, address: &str, password_hash: &str) -> Result<()>;
+    /// Replaces a user's credentials, hash and SCRAM keys together (one
+    /// write). `NotFound` if absent.
+    fn set_credentials(&self, address: &str, credentials: &Credentials) -> Result<()>;
+    /// Replaces a user's password hash and removes its SCRAM keys (they
+    /// belong to the old password). `NotFound` if absent.
+    fn set_password_hash(&self, address: &str, password_hash: &str) -> Result<()> {
+        self.set_credentials(address, &Credentials::hash_only(password_hash))
+    }
     /// Replaces a user's quotas (0 = unlimited). `NotFound` if absent.
     fn set_quota(&self, address: &str, quota_bytes: u64, quota_messages: u64) -> Result<()>;
     /// The user, matched case-insensitively, or `None`.
@@ -172,6 +234,11 @@ pub trait Directory: Send + Sync {
     fn alias_targets(&self, source: &str) -> Result<Vec<String>>;
     /// All aliases, or those whose source is in one domain, sorted by source.
     fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<AliasRecord>>;
+    /// A random secret made once per directory and kept with it, the same
+    /// for every daemon and across restarts: it keys the fake SCRAM salts
+    /// of unknown users (`facteur_sasl::Secret`), so they are stable and
+    /// cannot be told from real ones.
+    fn scram_secret(&self) -> Result<Vec<u8>>;
 }
 
 /// Parses and checks an address; the error names the input.

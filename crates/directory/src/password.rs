@@ -1,6 +1,7 @@
 //! Password hashing and verification.
 //!
-//! Offers [`hash_password`] (new hashes are always argon2id PHC strings,
+//! Offers [`credentials`] (what a new password stores: its hash and its
+//! SCRAM-SHA-256 keys) and [`set_password`], [`hash_password`] (new hashes are always argon2id PHC strings,
 //! `$argon2id$v=19$m=19456,t=2,p=1$salt$hash`, the `argon2` crate's defaults
 //! and OWASP's recommendation), [`verify_password`] and [`scheme_of`].
 //!
@@ -32,7 +33,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, Params};
 
-use crate::{DirectoryError, Result};
+use crate::{Credentials, Directory, DirectoryError, Result};
 
 /// Largest argon2 memory cost (in KiB) [`verify_password`] will spend on a
 /// stored hash: 1 GiB. A larger one is refused rather than risk an
@@ -49,6 +50,33 @@ pub fn hash_password(plain: &str) -> Result<String> {
         .hash_password(plain.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| DirectoryError::Password(e.to_string()))
+}
+
+/// What setting `plain` as a password stores: its argon2id hash and its
+/// SCRAM-SHA-256 keys ([`facteur_sasl::keys::DEFAULT_ITERATIONS`], a fresh
+/// salt). A password SASLprep refuses (control characters, unassigned
+/// code points: RFC 4013) gets no keys: that user logs in with PLAIN or
+/// LOGIN only (see [`scram_refusal`] to tell the administrator).
+pub fn credentials(plain: &str) -> Result<Credentials> {
+    Ok(Credentials {
+        password_hash: hash_password(plain)?,
+        scram: facteur_sasl::ScramCredentials::new(plain)
+            .ok()
+            .map(|k| k.to_string()),
+    })
+}
+
+/// Sets `plain` as the password of `address`: its [`credentials`], hash
+/// and SCRAM keys in one write.
+pub fn set_password(dir: &dyn Directory, address: &str, plain: &str) -> Result<()> {
+    dir.set_credentials(address, &credentials(plain)?)
+}
+
+/// Why `plain` cannot get SCRAM keys, if it cannot.
+pub fn scram_refusal(plain: &str) -> Option<String> {
+    facteur_sasl::keys::saslprep(plain)
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// The schemes we know, with the part of the stored string they verify.
@@ -185,6 +213,22 @@ mod tests {
     const BCRYPT_2B: &str = "$2b$04$abcdefghijklmnopqrstuu2r9OfJnfCsdneAXAGHnS4UpFFP8WIrW";
     const BCRYPT_2Y: &str = "$2y$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a";
     const BCRYPT_2A: &str = "$2a$05$abcdefghijklmnopqrstuuOQiyCxlgf/oeuTqixKmWdcYUh4Hjl0a";
+
+    #[test]
+    fn credentials_hold_hash_and_scram_keys() {
+        let c = credentials("pässwörd").unwrap();
+        assert!(verify_password(&c.password_hash, "pässwörd"));
+        let keys = facteur_sasl::ScramCredentials::parse(c.scram.as_deref().unwrap()).unwrap();
+        assert!(keys.matches("pässwörd"));
+        assert_eq!(keys.iterations, facteur_sasl::keys::DEFAULT_ITERATIONS);
+        assert!(!format!("{c:?}").contains(&c.password_hash));
+        assert_eq!(scram_refusal("pässwörd"), None);
+        // SASLprep refuses a control character: hash only, and a reason.
+        let c = credentials("tab\there").unwrap();
+        assert!(verify_password(&c.password_hash, "tab\there"));
+        assert_eq!(c.scram, None);
+        assert!(scram_refusal("tab\there").is_some());
+    }
 
     #[test]
     fn vectors_verify_and_reject() {

@@ -21,8 +21,12 @@
 //!   quota_messages)`, `aliases(id, source, domain, target, target_key)`;
 //!   quotas are stored as SQLite integers (i64), so a quota above 2^63 - 1 is
 //!   refused with [`DirectoryError::InvalidQuota`].
+//! - 2: `users.scram` (SCRAM-SHA-256 keys in their text form, NULL when the
+//!   password was set without them: every user of version 1), and
+//!   `secrets(name, value)`, where `scram` is the random secret of
+//!   [`Directory::scram_secret`] (made at its first use).
 //!
-//! Security: the file holds password hashes; it is created mode 0640 when
+//! Security: the file holds password hashes, SCRAM keys and a secret; it is created mode 0640 when
 //! missing. All SQL uses bound parameters, never string formatting.
 
 use std::path::Path;
@@ -32,8 +36,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::{
-    AliasRecord, Directory, DirectoryError, Result, UserRecord, check_address, check_alias_source,
-    check_alias_target, check_domain,
+    AliasRecord, Credentials, Directory, DirectoryError, Result, UserRecord, check_address,
+    check_alias_source, check_alias_target, check_domain,
 };
 
 /// How long a connection waits for a lock held by another process.
@@ -62,7 +66,16 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (source, target_key)
      );
      CREATE INDEX aliases_domain ON aliases(domain);",
+    // 1 -> 2: SCRAM-SHA-256 keys beside the hash; the secret for fake salts.
+    "ALTER TABLE users ADD COLUMN scram TEXT;
+     CREATE TABLE secrets (
+        name TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL
+     ) WITHOUT ROWID;",
 ];
+
+/// The columns [`user_from_row`] reads, in its order.
+const USER_COLUMNS: &str = "address, password_hash, quota_bytes, quota_messages, scram";
 
 /// The schema version this program writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -98,6 +111,7 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
         // The CHECK constraints keep both non-negative; clamp anything else.
         quota_bytes: u64::try_from(qb).unwrap_or(0),
         quota_messages: u64::try_from(qm).unwrap_or(0),
+        scram: row.get(4)?,
     })
 }
 
@@ -271,10 +285,10 @@ impl Directory for SqliteDirectory {
         domain_exists(&self.lock(), &d)
     }
 
-    fn add_user(
+    fn add_user_with(
         &self,
         address: &str,
-        password_hash: &str,
+        credentials: &Credentials,
         quota_bytes: u64,
         quota_messages: u64,
     ) -> Result<()> {
@@ -294,9 +308,16 @@ impl Directory for SqliteDirectory {
                 return Err(DirectoryError::AlreadyExists(format!("user {key}")));
             }
             tx.execute(
-                "INSERT INTO users (address, domain, password_hash, quota_bytes, quota_messages)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key, a.domain(), password_hash, qb, qm],
+                "INSERT INTO users (address, domain, password_hash, quota_bytes, quota_messages, scram)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key,
+                    a.domain(),
+                    credentials.password_hash,
+                    qb,
+                    qm,
+                    credentials.scram
+                ],
             )
             .map_err(db)?;
             tracing::info!(user = %key, "user added");
@@ -318,19 +339,19 @@ impl Directory for SqliteDirectory {
         })
     }
 
-    fn set_password_hash(&self, address: &str, password_hash: &str) -> Result<()> {
+    fn set_credentials(&self, address: &str, credentials: &Credentials) -> Result<()> {
         let key = check_address(address)?.key();
         self.write(|tx| {
             let n = tx
                 .execute(
-                    "UPDATE users SET password_hash = ?2 WHERE address = ?1",
-                    params![key, password_hash],
+                    "UPDATE users SET password_hash = ?2, scram = ?3 WHERE address = ?1",
+                    params![key, credentials.password_hash, credentials.scram],
                 )
                 .map_err(db)?;
             if n == 0 {
                 return Err(DirectoryError::NotFound(format!("user {key}")));
             }
-            tracing::info!(user = %key, "password changed");
+            tracing::info!(user = %key, scram = credentials.scram.is_some(), "password changed");
             Ok(())
         })
     }
@@ -357,10 +378,9 @@ impl Directory for SqliteDirectory {
         let key = check_address(address)?.key();
         let conn = self.lock();
         let mut st = conn
-            .prepare_cached(
-                "SELECT address, password_hash, quota_bytes, quota_messages
-                 FROM users WHERE address = ?1",
-            )
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE address = ?1"
+            ))
             .map_err(db)?;
         st.query_row([&key], user_from_row).optional().map_err(db)
     }
@@ -369,10 +389,9 @@ impl Directory for SqliteDirectory {
         let d = domain.map(check_domain).transpose()?;
         let conn = self.lock();
         let mut st = conn
-            .prepare_cached(
-                "SELECT address, password_hash, quota_bytes, quota_messages
-                 FROM users WHERE ?1 IS NULL OR domain = ?1 ORDER BY address",
-            )
+            .prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE ?1 IS NULL OR domain = ?1 ORDER BY address"
+            ))
             .map_err(db)?;
         let rows = st.query_map([&d], user_from_row).map_err(db)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
@@ -470,316 +489,30 @@ impl Directory for SqliteDirectory {
         }
         Ok(out)
     }
+
+    fn scram_secret(&self) -> Result<Vec<u8>> {
+        const GET: &str = "SELECT value FROM secrets WHERE name = 'scram'";
+        let found: Option<Vec<u8>> = self
+            .lock()
+            .query_row(GET, [], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        // First use: made here, from the OS's random source. Another process
+        // may do the same at once: the first insert wins, both read it.
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES ('scram', ?1)",
+                [rand::random::<[u8; 32]>().to_vec()],
+            )
+            .map_err(db)?;
+            tx.query_row(GET, [], |r| r.get(0)).map_err(db)
+        })
+    }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod tests {
-    use super::*;
-
-    fn dir() -> SqliteDirectory {
-        let d = SqliteDirectory::open_in_memory().unwrap();
-        d.add_domain("example.test").unwrap();
-        d
-    }
-
-    #[test]
-    fn domains_crud() {
-        let d = dir();
-        assert_eq!(
-            d.add_domain("EXAMPLE.test"),
-            Err(DirectoryError::AlreadyExists("domain example.test".into()))
-        );
-        d.add_domain("b.test.").unwrap();
-        assert_eq!(d.list_domains().unwrap(), vec!["b.test", "example.test"]);
-        assert!(d.is_local_domain("Example.Test").unwrap());
-        assert!(!d.is_local_domain("other.test").unwrap());
-        assert!(
-            matches!(d.add_domain("bad domain"), Err(DirectoryError::InvalidDomain(m)) if m.contains("bad domain"))
-        );
-        assert!(matches!(
-            d.add_domain("[10.0.0.1]"),
-            Err(DirectoryError::InvalidDomain(_))
-        ));
-        d.delete_domain("B.TEST").unwrap();
-        assert_eq!(
-            d.delete_domain("b.test"),
-            Err(DirectoryError::NotFound("domain b.test".into()))
-        );
-        assert_eq!(d.list_domains().unwrap(), vec!["example.test"]);
-    }
-
-    #[test]
-    fn domain_delete_refused_while_used() {
-        let d = dir();
-        d.add_user("a@example.test", "{PLAIN}x", 0, 0).unwrap();
-        assert_eq!(
-            d.delete_domain("example.test"),
-            Err(DirectoryError::DomainNotEmpty("example.test".into()))
-        );
-        d.delete_user("a@example.test").unwrap();
-        d.add_alias("@example.test", "someone@remote.test").unwrap();
-        assert_eq!(
-            d.delete_domain("example.test"),
-            Err(DirectoryError::DomainNotEmpty("example.test".into()))
-        );
-        d.delete_alias("@example.test", None).unwrap();
-        d.delete_domain("example.test").unwrap();
-        assert!(d.list_domains().unwrap().is_empty());
-    }
-
-    #[test]
-    fn users_crud_and_case() {
-        let d = dir();
-        d.add_user("John.Doe@Example.TEST", "{PLAIN}pw", 1000, 10)
-            .unwrap();
-        assert_eq!(
-            d.add_user("john.doe@example.test", "{PLAIN}other", 0, 0),
-            Err(DirectoryError::AlreadyExists(
-                "user john.doe@example.test".into()
-            ))
-        );
-        let u = d.get_user("JOHN.DOE@example.test").unwrap().unwrap();
-        assert_eq!(
-            u,
-            UserRecord {
-                address: "john.doe@example.test".into(),
-                password_hash: "{PLAIN}pw".into(),
-                quota_bytes: 1000,
-                quota_messages: 10
-            }
-        );
-        assert_eq!(d.get_user("nobody@example.test").unwrap(), None);
-        d.set_password_hash("john.doe@EXAMPLE.test", "{PLAIN}new")
-            .unwrap();
-        d.set_quota("john.doe@example.test", 0, 5).unwrap();
-        let u = d.get_user("john.doe@example.test").unwrap().unwrap();
-        assert_eq!(
-            (u.password_hash.as_str(), u.quota_bytes, u.quota_messages),
-            ("{PLAIN}new", 0, 5)
-        );
-        assert!(matches!(
-            d.set_quota("x@example.test", 1, 1),
-            Err(DirectoryError::NotFound(_))
-        ));
-        assert!(matches!(
-            d.set_password_hash("x@example.test", "h"),
-            Err(DirectoryError::NotFound(_))
-        ));
-        assert_eq!(
-            d.set_quota("john.doe@example.test", u64::MAX, 0),
-            Err(DirectoryError::InvalidQuota(u64::MAX))
-        );
-        d.set_quota("john.doe@example.test", i64::MAX as u64, 0)
-            .unwrap();
-        assert_eq!(
-            d.get_user("john.doe@example.test")
-                .unwrap()
-                .unwrap()
-                .quota_bytes,
-            i64::MAX as u64
-        );
-        d.delete_user("John.Doe@example.test").unwrap();
-        assert_eq!(d.get_user("john.doe@example.test").unwrap(), None);
-        assert!(matches!(
-            d.delete_user("john.doe@example.test"),
-            Err(DirectoryError::NotFound(_))
-        ));
-    }
-
-    #[test]
-    fn user_needs_domain_and_valid_address() {
-        let d = dir();
-        assert_eq!(
-            d.add_user("a@nowhere.test", "h", 0, 0),
-            Err(DirectoryError::NotFound("domain nowhere.test".into()))
-        );
-        assert!(
-            matches!(d.add_user("no-at-sign", "h", 0, 0), Err(DirectoryError::InvalidAddress(m)) if m.contains("no-at-sign"))
-        );
-        assert!(matches!(
-            d.get_user("a@b/c"),
-            Err(DirectoryError::InvalidAddress(_))
-        ));
-    }
-
-    #[test]
-    fn list_users_by_domain() {
-        let d = dir();
-        d.add_domain("other.test").unwrap();
-        d.add_user("b@example.test", "h", 0, 0).unwrap();
-        d.add_user("a@example.test", "h", 0, 0).unwrap();
-        d.add_user("c@other.test", "h", 0, 0).unwrap();
-        let all: Vec<_> = d
-            .list_users(None)
-            .unwrap()
-            .into_iter()
-            .map(|u| u.address)
-            .collect();
-        assert_eq!(
-            all,
-            vec!["a@example.test", "b@example.test", "c@other.test"]
-        );
-        let ex: Vec<_> = d
-            .list_users(Some("EXAMPLE.TEST"))
-            .unwrap()
-            .into_iter()
-            .map(|u| u.address)
-            .collect();
-        assert_eq!(ex, vec!["a@example.test", "b@example.test"]);
-        assert!(d.list_users(Some("none.test")).unwrap().is_empty());
-    }
-
-    #[test]
-    fn aliases_crud() {
-        let d = dir();
-        d.add_alias("Sales@Example.test", "bob@example.test")
-            .unwrap();
-        d.add_alias("sales@example.test", "Alice@Remote.Example")
-            .unwrap();
-        assert_eq!(
-            d.add_alias("sales@example.test", "alice@remote.example"),
-            Err(DirectoryError::AlreadyExists(
-                "alias sales@example.test -> alice@remote.example".into()
-            ))
-        );
-        assert_eq!(
-            d.alias_targets("SALES@example.test").unwrap(),
-            vec!["bob@example.test", "Alice@remote.example"]
-        );
-        assert!(d.alias_targets("none@example.test").unwrap().is_empty());
-        assert_eq!(
-            d.add_alias("x@remote.example", "bob@example.test"),
-            Err(DirectoryError::NotFound("domain remote.example".into()))
-        );
-        assert!(matches!(
-            d.add_alias("x@example.test", "not an address"),
-            Err(DirectoryError::InvalidAddress(_))
-        ));
-        d.add_alias("@example.test", "postmaster@example.test")
-            .unwrap();
-        assert_eq!(
-            d.alias_targets("@EXAMPLE.test").unwrap(),
-            vec!["postmaster@example.test"]
-        );
-        assert_eq!(
-            d.list_aliases(Some("example.test")).unwrap(),
-            vec![
-                AliasRecord {
-                    source: "@example.test".into(),
-                    targets: vec!["postmaster@example.test".into()]
-                },
-                AliasRecord {
-                    source: "sales@example.test".into(),
-                    targets: vec!["bob@example.test".into(), "Alice@remote.example".into()]
-                },
-            ]
-        );
-        d.delete_alias("sales@example.test", Some("ALICE@remote.example"))
-            .unwrap();
-        assert_eq!(
-            d.alias_targets("sales@example.test").unwrap(),
-            vec!["bob@example.test"]
-        );
-        assert!(matches!(
-            d.delete_alias("sales@example.test", Some("alice@remote.example")),
-            Err(DirectoryError::NotFound(_))
-        ));
-        d.delete_alias("sales@example.test", None).unwrap();
-        assert!(matches!(
-            d.delete_alias("sales@example.test", None),
-            Err(DirectoryError::NotFound(_))
-        ));
-        assert_eq!(d.list_aliases(None).unwrap().len(), 1);
-        assert!(d.list_aliases(Some("other.test")).unwrap().is_empty());
-    }
-
-    #[test]
-    fn schema_version_is_set() {
-        let d = dir();
-        assert_eq!(d.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 1);
-    }
-
-    #[test]
-    fn file_shared_between_handles() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("directory.sqlite");
-        let writer = SqliteDirectory::open(&path).unwrap();
-        let reader = SqliteDirectory::open(&path).unwrap();
-        assert_eq!(reader.schema_version().unwrap(), SCHEMA_VERSION);
-        writer.add_domain("example.test").unwrap();
-        writer.add_user("a@example.test", "{PLAIN}x", 0, 0).unwrap();
-        assert!(reader.is_local_domain("example.test").unwrap());
-        assert_eq!(
-            reader.get_user("A@example.test").unwrap().unwrap().address,
-            "a@example.test"
-        );
-        // And the other way round.
-        reader
-            .add_alias("b@example.test", "a@example.test")
-            .unwrap();
-        assert_eq!(
-            writer.alias_targets("b@example.test").unwrap(),
-            vec!["a@example.test"]
-        );
-        let mode: String = writer
-            .lock()
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        let fk: i64 = writer
-            .lock()
-            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(fk, 1);
-        drop((writer, reader));
-        // Reopening keeps the data and the version.
-        let again = SqliteDirectory::open(&path).unwrap();
-        assert_eq!(again.list_users(None).unwrap().len(), 1);
-        assert_eq!(again.schema_version().unwrap(), SCHEMA_VERSION);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn new_file_is_not_world_readable() {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("directory.sqlite");
-        let _d = SqliteDirectory::open(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & 0o007, 0, "mode {mode:o}");
-        assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
-    }
-
-    #[test]
-    fn newer_schema_is_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("directory.sqlite");
-        drop(SqliteDirectory::open(&path).unwrap());
-        let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
-        drop(conn);
-        match SqliteDirectory::open(&path) {
-            Err(DirectoryError::Backend(m)) => assert!(m.contains("schema version 2"), "{m}"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn not_a_database() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("garbage");
-        std::fs::write(&path, b"this is not an sqlite file, not at all, no no no no no no no no no no no no no no no no no no no no").unwrap();
-        assert!(matches!(
-            SqliteDirectory::open(&path),
-            Err(DirectoryError::Backend(_))
-        ));
-        let missing = tmp.path().join("no/such/dir/db.sqlite");
-        assert!(matches!(
-            SqliteDirectory::open(&missing),
-            Err(DirectoryError::Backend(_))
-        ));
-    }
-}
+#[path = "sqlite_tests.rs"]
+mod tests;

@@ -109,7 +109,7 @@ pub fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
                 bail!("no such user: {address}");
             }
             let pw = read_password(&format!("New password for {address}: "))?;
-            dir.set_password_hash(&address, &password::hash_password(&pw)?)?;
+            set_password(dir.as_ref(), &address, &pw)?;
             println!("password of {address} changed");
         }
         UserAction::List { domain } => {
@@ -164,7 +164,8 @@ pub fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates a user in the directory and its mailbox in the store.
+/// Creates a user in the directory (password hash and SCRAM keys) and its
+/// mailbox in the store.
 pub fn add_user(
     dir: &dyn Directory,
     store: &Store,
@@ -173,11 +174,28 @@ pub fn add_user(
     bytes: u64,
     messages: u64,
 ) -> anyhow::Result<()> {
-    dir.add_user(address, &password::hash_password(pw)?, bytes, messages)?;
+    dir.add_user_with(address, &password::credentials(pw)?, bytes, messages)?;
+    scram_note(address, pw);
     store
         .create_user(address)
         .with_context(|| format!("creating the mailbox of {address}"))?;
     Ok(())
+}
+
+/// Sets a user's password: its hash and its SCRAM keys, in one write.
+pub fn set_password(dir: &dyn Directory, address: &str, pw: &str) -> anyhow::Result<()> {
+    password::set_password(dir, address, pw)?;
+    scram_note(address, pw);
+    Ok(())
+}
+
+/// Tells the administrator when a password gets no SCRAM keys.
+fn scram_note(address: &str, pw: &str) {
+    if let Some(why) = password::scram_refusal(pw) {
+        eprintln!(
+            "note: {why}; {address} can log in with PLAIN and LOGIN (over TLS), not SCRAM-SHA-256"
+        );
+    }
 }
 
 fn show_limit(v: u64) -> String {

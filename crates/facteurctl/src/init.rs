@@ -147,10 +147,7 @@ pub fn init_dev(dir: &Path, force: bool, port_base: u16) -> anyhow::Result<Strin
     }
     let password = random_password();
     if directory.get_user(DEV_USER)?.is_some() {
-        directory.set_password_hash(
-            DEV_USER,
-            &facteur_directory::password::hash_password(&password)?,
-        )?;
+        crate::admin::set_password(directory.as_ref(), DEV_USER, &password)?;
         store.create_user(DEV_USER)?;
     } else {
         crate::admin::add_user(directory.as_ref(), &store, DEV_USER, &password, 0, 0)?;

@@ -36,13 +36,16 @@
 //!   `max_command_size`; literal announcements over the limits are refused
 //!   before a byte is read (`APPEND INBOX {4294967295}` costs nothing).
 //!
-//! Security: LOGIN and AUTHENTICATE are refused before TLS (LOGINDISABLED)
-//! unless `allow_plaintext_auth_on_loopback` and the client is on loopback;
+//! Security: LOGIN and AUTHENTICATE (SCRAM-SHA-256, PLAIN, LOGIN: facteur-sasl,
+//! driven against the directory by facteur-auth) are refused before TLS
+//! (LOGINDISABLED) unless `allow_plaintext_auth_on_loopback` and the client
+//! is on loopback;
 //! after STARTTLS the bytes pipelined in clear text are thrown away; failed
 //! logins are slowed down per address and per user; mailbox names go through
 //! the store's name checks, which keep them inside the user's directory.
 //!
-//! Standards: RFC 9051, RFC 3501, RFC 2177 (IDLE), RFC 2342 (NAMESPACE),
+//! Standards: RFC 9051, RFC 3501, RFC 4616 (PLAIN), RFC 7677 (SCRAM-SHA-256),
+//! RFC 2177 (IDLE), RFC 2342 (NAMESPACE),
 //! RFC 4315 (UIDPLUS), RFC 6851 (MOVE), RFC 3691 (UNSELECT), RFC 7888
 //! (LITERAL+/-), RFC 5161 (ENABLE), RFC 2971 (ID), RFC 4959 (SASL-IR),
 //! RFC 6154 (SPECIAL-USE), RFC 5258/5819 (LIST-EXTENDED, LIST-STATUS),
@@ -58,7 +61,6 @@ use facteur_config::Config;
 use facteur_directory::Directory;
 use facteur_store::{Quota, Store, StoreConfig, StoreError, UserStore};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use server::run;
 
@@ -66,16 +68,15 @@ pub use server::run;
 pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
-    /// Recently verified logins (`directory.login_cache_seconds`).
-    pub logins: facteur_directory::LoginCache,
+    /// Logins: SASL and command logins against the directory, with the
+    /// cache of verified passwords (`directory.login_cache_seconds`) and
+    /// the slow-down of failed logins (`limits`).
+    pub logins: Arc<facteur_auth::Logins>,
     pub store: Store,
     pub cfg: facteur_config::Imapd,
     pub tls: facteur_daemon::tls::TlsState,
     pub limits: Arc<facteur_daemon::limits::Limits>,
     pub notifier: Arc<notify::Notifier>,
-    /// The pause after a failed login (grows with repeated failures, see
-    /// facteur_daemon::limits). Tests shorten it.
-    pub auth_delay: Duration,
     /// Open user stores, shared by all sessions of a user (a phone, a
     /// laptop and a webmail of one user share one index connection).
     pub users: std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<UserStore>>>,
@@ -127,16 +128,17 @@ impl Context {
             &cfg.tls,
             (!cfg.imapd.listen_tls.is_empty()).then_some("imapd.listen_tls"),
         )?;
+        let limits = Arc::new(facteur_daemon::limits::Limits::default());
+        let logins = facteur_auth::Logins::for_daemon(cfg, &directory, &limits)?;
         Ok(Context {
-            logins: facteur_directory::LoginCache::from_seconds(cfg.directory.login_cache_seconds),
+            logins,
             hostname,
             directory,
             store,
             cfg: cfg.imapd.clone(),
             tls,
-            limits: Arc::new(facteur_daemon::limits::Limits::default()),
+            limits,
             notifier: notify::Notifier::new(),
-            auth_delay: Duration::from_millis(1500),
             users: Default::default(),
             recent: Default::default(),
         })

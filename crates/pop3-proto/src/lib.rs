@@ -8,7 +8,7 @@
 //!   command.rs    Command and parse_command: keyword dispatch, shared
 //!                 argument rules; one file per command family below
 //!   command/user.rs   USER, PASS (RFC 1939 §7)
-//!   command/auth.rs   AUTH (RFC 5034), SASL responses, PLAIN (RFC 4616)
+//!   command/auth.rs   AUTH (RFC 5034); the mechanisms are facteur-sasl's
 //!   command/msgno.rs  LIST, RETR, DELE, TOP, UIDL arguments (RFC 1939 §5, §7)
 //!   response.rs   +OK / -ERR lines with RESP-CODES (RFC 2449 §8, RFC 3206),
 //!                 multi-line responses, CAPA (RFC 2449 §5), SASL challenges
@@ -27,7 +27,7 @@
 //!
 //! Standards: RFC 1939 (POP3), RFC 2449 (CAPA, RESP-CODES, PIPELINING),
 //! RFC 3206 (SYS and AUTH response codes), RFC 2595 (STLS), RFC 5034 (SASL
-//! AUTH), RFC 4616 (PLAIN).
+//! AUTH).
 //!
 //! Security: everything here parses bytes from unauthenticated peers. Errors
 //! are values for the peer (`-ERR`), never panics; limits bound memory.
@@ -37,7 +37,6 @@ mod response;
 mod stuff;
 mod top;
 
-pub use command::auth::{SaslResponse, decode_sasl_response, parse_plain};
 pub use command::{Command, ParseError, parse_command};
 
 pub use response::{Capa, RespCode, Response, write_continuation, write_multiline};

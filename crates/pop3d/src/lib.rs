@@ -2,7 +2,8 @@
 //!
 //! Two kinds of listener (`[pop3d]`): `listen` (port 110: clear text, STLS
 //! offered, RFC 2595) and `listen_tls` (995: implicit TLS). Users log in with
-//! USER/PASS or AUTH PLAIN (RFC 5034) against the directory, then see their
+//! USER/PASS or AUTH (RFC 5034: SCRAM-SHA-256, PLAIN, LOGIN through
+//! facteur-sasl and facteur-auth) against the directory, then see their
 //! INBOX from the mail store, the same store imapd and lmtpd use.
 //!
 //! Layout (the mini-redis layering: server, session, commands):
@@ -35,7 +36,7 @@
 //!
 //! Standards: RFC 1939, RFC 2449 (CAPA, RESP-CODES, PIPELINING), RFC 3206
 //! (AUTH-RESP-CODE, SYS/TEMP), RFC 2595 (STLS), RFC 5034 (SASL), RFC 4616
-//! (PLAIN).
+//! (PLAIN), RFC 7677 (SCRAM-SHA-256).
 //!
 //! Security: no password in clear text: USER, PASS and AUTH are refused with
 //! `-ERR [AUTH]` (and not advertised in CAPA) until TLS is up, unless
@@ -54,7 +55,6 @@ use facteur_config::Config;
 use facteur_directory::Directory;
 use facteur_store::{Store, StoreConfig};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use server::run;
 
@@ -62,15 +62,14 @@ pub use server::run;
 pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
-    /// Recently verified logins (`directory.login_cache_seconds`).
-    pub logins: facteur_directory::LoginCache,
+    /// Logins: SASL and command logins against the directory, with the
+    /// cache of verified passwords (`directory.login_cache_seconds`) and
+    /// the slow-down of failed logins (`limits`).
+    pub logins: Arc<facteur_auth::Logins>,
     pub store: Store,
     pub cfg: facteur_config::Pop3d,
     pub tls: facteur_daemon::tls::TlsState,
     pub limits: Arc<facteur_daemon::limits::Limits>,
-    /// The pause after a failed login (grows with repeated failures, see
-    /// facteur_daemon::limits). Tests shorten it.
-    pub auth_delay: Duration,
 }
 
 impl Context {
@@ -85,15 +84,16 @@ impl Context {
             &cfg.tls,
             (!cfg.pop3d.listen_tls.is_empty()).then_some("pop3d.listen_tls"),
         )?;
+        let limits = Arc::new(facteur_daemon::limits::Limits::default());
+        let logins = facteur_auth::Logins::for_daemon(cfg, &directory, &limits)?;
         Ok(Context {
-            logins: facteur_directory::LoginCache::from_seconds(cfg.directory.login_cache_seconds),
+            logins,
             hostname,
             directory,
             store,
             cfg: cfg.pop3d.clone(),
             tls,
-            limits: Arc::new(facteur_daemon::limits::Limits::default()),
-            auth_delay: Duration::from_millis(1500),
+            limits,
         })
     }
 }

@@ -199,9 +199,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     fn capa(&mut self) {
         let auth = !self.in_transaction() && self.login_allowed();
+        let mechanisms = facteur_sasl::Mechanism::ALL.map(facteur_sasl::Mechanism::name);
         let capa = facteur_pop3_proto::Capa {
             user: auth,
-            sasl: if auth { &["PLAIN"] } else { &[] },
+            sasl: if auth { &mechanisms } else { &[] },
             stls: !self.in_transaction()
                 && !self.io.stream.is_tls()
                 && self.ctx.tls.get().is_some(),

@@ -1,17 +1,24 @@
 //! Not-authenticated state and session options: CAPABILITY's list,
-//! STARTTLS (RFC 9051 §6.2.1), LOGIN (§6.2.3), AUTHENTICATE PLAIN (§6.2.2,
-//! RFC 4616, SASL-IR RFC 4959), ENABLE (RFC 5161).
+//! STARTTLS (RFC 9051 §6.2.1), LOGIN (§6.2.3), AUTHENTICATE (§6.2.2) with
+//! SCRAM-SHA-256, PLAIN and LOGIN (facteur-sasl, driven by facteur-auth;
+//! SASL-IR RFC 4959), ENABLE (RFC 5161).
 //!
-//! Security: before TLS (outside the loopback exception) LOGIN and
-//! AUTHENTICATE are refused before their arguments are looked at, and
-//! LOGINDISABLED is advertised. Passwords are checked by the directory
-//! (unknown users cost as much as known ones); a failure is answered only
-//! after a pause, and repeated failures per address or per user add a pause
-//! before the next check. Passwords are never logged.
+//! SCRAM's server-final (`v=...`) goes out as a last `+` continuation,
+//! answered by an empty line, before the tagged OK (IMAP has no success
+//! data). A cancelled exchange (`*`) ends with BAD, as RFC 9051 asks.
+//!
+//! Security: before TLS (outside the loopback exception) LOGIN and every
+//! AUTHENTICATE mechanism are refused before their arguments are looked at,
+//! no AUTH= is listed and LOGINDISABLED is. SCRAM would not reveal the
+//! password, but it is held to the same rule as PLAIN (one rule, and RFC
+//! 7677 §4 recommends TLS: without it the user name and the session are in
+//! clear). Wrong credentials of any kind get the same reply after the same
+//! pauses (facteur-auth). Passwords are never logged.
 
 use super::{Flow, Session, User, blocking};
-use base64::Engine;
+use facteur_auth::{Answer, Channel, Outcome};
 use facteur_daemon::lineio::Input;
+use facteur_sasl::{Failure, Mechanism};
 use facteur_store::Quota;
 use std::io;
 use std::sync::Arc;
@@ -32,7 +39,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 c.push_str(" STARTTLS");
             }
             if self.login_allowed() {
-                c.push_str(" AUTH=PLAIN SASL-IR");
+                for m in Mechanism::ALL {
+                    c.push_str(" AUTH=");
+                    c.push_str(m.name());
+                }
+                c.push_str(" SASL-IR");
             } else {
                 c.push_str(" LOGINDISABLED");
             }
@@ -86,7 +97,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.errors += 1;
             return Ok(Flow::Continue);
         }
-        self.check_login(tag, user, pass).await
+        let logins = Arc::clone(&self.ctx.logins);
+        let outcome = logins.password(self.ip, &user, &pass).await;
+        self.finish_login(tag, outcome)
     }
 
     pub(super) async fn authenticate(
@@ -107,78 +120,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.errors += 1;
             return Ok(Flow::Continue);
         }
-        if !mechanism.eq_ignore_ascii_case("PLAIN") {
+        let Some(mechanism) = Mechanism::from_name(&mechanism) else {
             self.no(tag, "[CANNOT] Unsupported authentication mechanism");
             self.errors += 1;
             return Ok(Flow::Continue);
-        }
-        let data = match initial {
-            Some(d) => d,
-            None => {
-                self.io.write(b"+ \r\n");
-                let line = match self.io.next_line(false).await? {
-                    Input::Line(l) => l,
-                    Input::TooLong => {
-                        self.bad(Some(tag), "Response too long");
-                        return Ok(Flow::Continue);
-                    }
-                    Input::Eof | Input::Timeout | Input::Stop => return Ok(Flow::Close),
-                };
-                let text = String::from_utf8_lossy(&line).trim_end().to_string();
-                if text == "*" {
-                    self.bad(Some(tag), "Authentication cancelled");
-                    return Ok(Flow::Continue);
-                }
-                match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
-                    Ok(d) => d,
-                    Err(_) => {
-                        self.bad(Some(tag), "Invalid base64");
-                        return Ok(Flow::Continue);
-                    }
-                }
-            }
         };
-        match parse_plain(&data) {
-            Some((user, pass)) => self.check_login(tag, user, pass).await,
-            None => {
-                self.no(tag, "[AUTHENTICATIONFAILED] Malformed PLAIN credentials");
-                self.errors += 1;
-                Ok(Flow::Continue)
-            }
-        }
+        let logins = Arc::clone(&self.ctx.logins);
+        let outcome = logins
+            .sasl(self.ip, self, mechanism, initial.as_deref())
+            .await?;
+        self.finish_login(tag, outcome)
     }
 
-    async fn check_login(&mut self, tag: &str, login: String, pass: String) -> io::Result<Flow> {
-        let limits = Arc::clone(&self.ctx.limits);
-        let pause = limits.login_delay(self.ip, &login, self.ctx.auth_delay);
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-        let ctx = Arc::clone(&self.ctx);
-        let name = login.clone();
-        let checked = tokio::task::spawn_blocking(move || {
-            ctx.logins
-                .authenticate(ctx.directory.as_ref(), &name, &pass)
-        })
-        .await
-        .map_err(|e| io::Error::other(format!("login task failed: {e}")))?;
-        let record = match checked {
-            Ok(Some(u)) => u,
-            Ok(None) => {
-                limits.failed(self.ip, &login);
-                warn!(user = %login, "authentication failed");
-                tokio::time::sleep(self.ctx.auth_delay).await;
+    /// The tagged reply to a login, and the user's store on success.
+    fn finish_login(&mut self, tag: &str, outcome: Outcome) -> io::Result<Flow> {
+        let record = match outcome {
+            Outcome::Success(u) => u,
+            Outcome::Failed => {
                 self.no(tag, "[AUTHENTICATIONFAILED] Authentication failed");
                 self.errors += 1;
                 return Ok(Flow::Continue);
             }
-            Err(e) => {
-                warn!(user = %login, error = %e, "directory error during login");
+            Outcome::Refused(Failure::Cancelled) => {
+                // RFC 9051 §6.2.2: a cancelled exchange ends with BAD.
+                self.bad(Some(tag), "Authentication cancelled");
+                return Ok(Flow::Continue);
+            }
+            Outcome::Refused(Failure::Base64) => {
+                self.bad(Some(tag), "Invalid base64");
+                return Ok(Flow::Continue);
+            }
+            Outcome::Refused(Failure::TooLong) => {
+                self.bad(Some(tag), "Response too long");
+                return Ok(Flow::Continue);
+            }
+            Outcome::Refused(why) => {
+                self.no(tag, &format!("[AUTHENTICATIONFAILED] {}", why.sentence()));
+                self.errors += 1;
+                return Ok(Flow::Continue);
+            }
+            Outcome::Unavailable => {
                 self.no(tag, "[UNAVAILABLE] Temporary failure, try again later");
                 return Ok(Flow::Continue);
             }
+            Outcome::Closed => return Ok(Flow::Close),
         };
-        limits.succeeded(&login);
         let quota = Quota {
             bytes: record.quota_bytes,
             messages: record.quota_messages,
@@ -249,18 +235,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 }
 
-/// SASL PLAIN (RFC 4616): `[authzid] NUL authcid NUL passwd`. An authzid
-/// other than the login itself is refused (no proxy logins).
-fn parse_plain(data: &[u8]) -> Option<(String, String)> {
-    let mut parts = data.split(|&b| b == 0);
-    let authz = parts.next()?;
-    let user = std::str::from_utf8(parts.next()?).ok()?;
-    let pass = std::str::from_utf8(parts.next()?).ok()?;
-    if parts.next().is_some() || user.is_empty() {
-        return None;
+/// IMAP's side of a SASL exchange (RFC 9051 §6.2.2): a challenge is a
+/// `+ ` continuation with base64 text, the answer one line.
+impl<S: AsyncRead + AsyncWrite + Unpin> Channel for Session<S> {
+    async fn challenge(&mut self, data: &[u8]) -> io::Result<Answer> {
+        self.io
+            .write(format!("+ {}\r\n", facteur_sasl::encode(data)).as_bytes());
+        // next_line flushes the continuation before it waits.
+        Ok(match self.io.next_line(false).await? {
+            Input::Line(l) => Answer::Line(super::strip_eol(&l).to_vec()),
+            Input::TooLong => Answer::TooLong,
+            Input::Eof | Input::Timeout | Input::Stop => Answer::Closed,
+        })
     }
-    if !authz.is_empty() && authz != user.as_bytes() {
-        return None;
-    }
-    Some((user.to_string(), pass.to_string()))
 }

@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod sasl;
+
 use super::*;
 use facteur_directory::{Directory as _, SqliteDirectory};
 use facteur_store::{Quota, Store, StoreConfig};
@@ -79,16 +81,17 @@ fn fixture() -> Fixture {
         max_command_size: facteur_config::ByteSize(COMMAND_LIMIT),
         ..Default::default()
     };
+    let directory: Arc<dyn facteur_directory::Directory> = Arc::new(dir);
+    let limits = Arc::new(facteur_daemon::limits::Limits::default());
     let ctx = Arc::new(Context {
-        logins: facteur_directory::LoginCache::disabled(),
+        logins: facteur_auth::Logins::for_tests(&directory, &limits).unwrap(),
         hostname: "mail.example.test".into(),
-        directory: Arc::new(dir),
+        directory,
         store,
         cfg,
         tls,
-        limits: Arc::new(facteur_daemon::limits::Limits::default()),
+        limits,
         notifier: crate::notify::Notifier::new(),
-        auth_delay: Duration::from_millis(10),
         users: Default::default(),
         recent: Default::default(),
     });
@@ -355,7 +358,7 @@ async fn capability_login_and_logout() {
     f.transcript(
         r#"
         C: a CAPABILITY
-        S: * CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS AUTH=PLAIN SASL-IR LITERAL+ ** APPENDLIMIT=65536
+        S: * CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS AUTH=SCRAM-SHA-256 AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL+ ** APPENDLIMIT=65536
         S: a OK CAPABILITY completed
         C: b ID ("name" "test")
         S: * ID ("name" "facteur")
@@ -406,7 +409,7 @@ async fn authenticate_plain_with_and_without_initial_response() {
         C: !!notbase64
         S: b BAD Invalid base64
         C: c AUTHENTICATE PLAIN Ym9iAGFsaWNlQGV4YW1wbGUudGVzdABhbGljZS1wdw==
-        S: c NO [AUTHENTICATIONFAILED] Malformed PLAIN credentials
+        S: c NO [AUTHENTICATIONFAILED] Authorization identity differs from the authentication identity
         C: d AUTHENTICATE CRAM-MD5
         S: d NO [CANNOT] Unsupported authentication mechanism
         C: e AUTHENTICATE PLAIN
@@ -445,7 +448,7 @@ async fn no_login_before_tls_then_starttls_discards_pipelined_input() {
     c.run(
         r#"
         C: g CAPABILITY
-        S: * CAPABILITY IMAP4rev1 IMAP4rev2 AUTH=PLAIN SASL-IR LITERAL+ **
+        S: * CAPABILITY IMAP4rev1 IMAP4rev2 AUTH=SCRAM-SHA-256 AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL+ **
         S: g OK CAPABILITY completed
         C: h SELECT INBOX
         S*: h BAD SELECT needs a login first

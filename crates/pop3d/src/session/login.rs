@@ -1,17 +1,26 @@
-//! The AUTHORIZATION state (RFC 1939 §4, §7): USER and PASS, AUTH PLAIN
-//! (RFC 5034, RFC 4616), then opening the maildrop.
+//! The AUTHORIZATION state (RFC 1939 §4, §7): USER and PASS, AUTH (RFC
+//! 5034) with SCRAM-SHA-256, PLAIN and LOGIN (facteur-sasl, driven against
+//! the directory by facteur-auth), then opening the maildrop.
+//!
+//! SCRAM's server-final (`v=...`) goes out as a last `+` continuation,
+//! answered by an empty line, before `+OK` (RFC 5034 §4 has no success
+//! data).
 //!
 //! Security: before TLS (and outside the loopback exception) every login
-//! command is refused with `-ERR [AUTH]` before its argument is looked at.
-//! The password is checked by the directory in a blocking task (unknown users
-//! cost as much as known ones); a failure is answered `-ERR [AUTH]` only
-//! after a pause, and repeated failures per address or per user add a pause
-//! before the next check (facteur_daemon::limits). USER never says whether a user exists.
-//! Passwords are never logged.
+//! command, AUTH with any mechanism included, is refused with `-ERR [AUTH]`
+//! before its argument is looked at, and CAPA lists neither USER nor SASL.
+//! SCRAM would not reveal the password, but it is held to the same rule as
+//! PLAIN (one rule; RFC 7677 §4 recommends TLS). Wrong credentials of any
+//! kind (wrong password, unknown user, wrong SCRAM proof, a user without
+//! SCRAM keys) get the same `-ERR [AUTH]` after the same pauses
+//! (facteur-auth). USER never says whether a user exists. Passwords are
+//! never logged.
 
 use super::{Flow, Session, State, blocking};
 use crate::maildrop::{Maildrop, OpenError};
-use facteur_pop3_proto::{Command, RespCode, Response, SaslResponse, write_continuation};
+use facteur_auth::{Answer, Channel, Outcome};
+use facteur_pop3_proto::{Command, RespCode, Response, write_continuation};
+use facteur_sasl::{Failure, Mechanism};
 use std::io;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -62,77 +71,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(mechanism) = mechanism else {
             // RFC 1734 habit: AUTH alone lists the mechanisms.
             self.reply(&Response::ok("Supported mechanisms follow"));
-            facteur_pop3_proto::write_multiline(self.io.out(), ["PLAIN"]);
+            facteur_pop3_proto::write_multiline(self.io.out(), Mechanism::ALL.map(Mechanism::name));
             return Ok(());
         };
-        if mechanism != "PLAIN" {
+        let Some(mechanism) = Mechanism::from_name(&mechanism) else {
             self.error(Response::err("Unsupported authentication mechanism"));
             return Ok(());
-        }
-        let text = match initial {
-            Some(t) => t,
-            None => {
-                write_continuation(self.io.out(), b"");
-                match self.read_line().await? {
-                    Some(Ok(l)) => String::from_utf8_lossy(&l).into_owned(),
-                    Some(Err(())) => {
-                        self.error(Response::err("Line too long"));
-                        return Ok(());
-                    }
-                    None => return Ok(()),
-                }
-            }
         };
-        let creds = match facteur_pop3_proto::decode_sasl_response(&text) {
-            Some(SaslResponse::Cancel) => {
-                self.error(Response::err("Authentication cancelled"));
+        let initial = match initial.map(|t| facteur_sasl::decode_initial(t.as_bytes())) {
+            None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(_)) => {
+                self.error(Response::err("Cannot decode the credentials"));
                 return Ok(());
             }
-            Some(SaslResponse::Data(d)) => facteur_pop3_proto::parse_plain(&d),
-            None => None,
         };
-        match creds {
-            Some((user, pass)) => self.login(user, pass).await,
-            None => {
-                self.error(Response::err("Cannot decode the credentials"));
-                Ok(())
-            }
-        }
+        let logins = Arc::clone(&self.ctx.logins);
+        let outcome = logins
+            .sasl(self.ip, self, mechanism, initial.as_deref())
+            .await?;
+        self.open(outcome).await
     }
 
-    /// Checks the credentials, then locks and opens the maildrop.
+    /// Checks a USER/PASS login, then opens the maildrop.
     async fn login(&mut self, login: String, pass: String) -> io::Result<()> {
-        let limits = Arc::clone(&self.ctx.limits);
-        let pause = limits.login_delay(self.ip, &login, self.ctx.auth_delay);
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-        let ctx = Arc::clone(&self.ctx);
-        let name = login.clone();
-        let user = blocking(move || {
-            ctx.logins
-                .authenticate(ctx.directory.as_ref(), &name, &pass)
-        })
-        .await?;
-        let user = match user {
-            Ok(Some(u)) => u,
-            Ok(None) => {
-                limits.failed(self.ip, &login);
-                warn!(user = %login, "authentication failed");
-                tokio::time::sleep(self.ctx.auth_delay).await;
+        let logins = Arc::clone(&self.ctx.logins);
+        let outcome = logins.password(self.ip, &login, &pass).await;
+        self.open(outcome).await
+    }
+
+    /// Answers a login; on success locks and opens the maildrop.
+    async fn open(&mut self, outcome: Outcome) -> io::Result<()> {
+        let user = match outcome {
+            Outcome::Success(u) => u,
+            Outcome::Failed => {
                 self.error(Response::err_code(RespCode::Auth, "Authentication failed"));
                 return Ok(());
             }
-            Err(e) => {
-                warn!(user = %login, error = %e, "directory error during login");
+            Outcome::Refused(Failure::Cancelled) => {
+                self.error(Response::err("Authentication cancelled"));
+                return Ok(());
+            }
+            Outcome::Refused(Failure::Base64 | Failure::TooLong) => {
+                self.error(Response::err("Cannot decode the credentials"));
+                return Ok(());
+            }
+            Outcome::Refused(why) => {
+                self.error(Response::err(why.sentence()));
+                return Ok(());
+            }
+            Outcome::Unavailable => {
                 self.reply(&Response::err_code(
                     RespCode::SysTemp,
                     "Temporary failure, try again later",
                 ));
                 return Ok(());
             }
+            // The session ends at its next read.
+            Outcome::Closed => return Ok(()),
         };
-        limits.succeeded(&login);
         let ctx = Arc::clone(&self.ctx);
         let address = user.address.clone();
         let opened = blocking(move || Maildrop::open(&ctx.store, &address)).await?;
@@ -161,5 +158,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         Ok(())
+    }
+}
+
+/// POP3's side of a SASL exchange (RFC 5034 §4): a challenge is `+ ` and
+/// base64 text, the answer one line.
+impl<S: AsyncRead + AsyncWrite + Unpin> Channel for Session<S> {
+    async fn challenge(&mut self, data: &[u8]) -> io::Result<Answer> {
+        write_continuation(self.io.out(), data);
+        Ok(match self.read_line().await? {
+            Some(Ok(l)) => Answer::Line(l),
+            Some(Err(())) => Answer::TooLong,
+            None => Answer::Closed,
+        })
     }
 }

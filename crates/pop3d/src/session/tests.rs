@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod sasl;
+
 use super::*;
 use facteur_directory::{Directory, SqliteDirectory};
 use facteur_store::{Quota, Store, StoreConfig};
@@ -70,15 +72,16 @@ fn fixture(timeout: u64) -> Fixture {
         allow_plaintext_auth_on_loopback: true,
         ..Default::default()
     };
+    let directory: Arc<dyn facteur_directory::Directory> = Arc::new(dir);
+    let limits = Arc::new(facteur_daemon::limits::Limits::default());
     let ctx = Arc::new(Context {
-        logins: facteur_directory::LoginCache::disabled(),
+        logins: facteur_auth::Logins::for_tests(&directory, &limits).unwrap(),
         hostname: "mail.example.test".into(),
-        directory: Arc::new(dir),
+        directory,
         store,
         cfg,
         tls,
-        limits: Arc::new(facteur_daemon::limits::Limits::default()),
-        auth_delay: Duration::from_millis(10),
+        limits,
     });
     Fixture {
         tmp,
@@ -230,7 +233,7 @@ async fn every_command_in_a_session() {
     for want in [
         "TOP",
         "USER",
-        "SASL PLAIN",
+        "SASL SCRAM-SHA-256 PLAIN LOGIN",
         "RESP-CODES",
         "AUTH-RESP-CODE",
         "PIPELINING",
@@ -403,7 +406,7 @@ async fn auth_plain_forms() {
     let f = fixture(5);
     let (mut c, s) = f.connect(LOOPBACK).await;
     assert_eq!(c.cmd("AUTH").await, "+OK Supported mechanisms follow");
-    assert_eq!(c.lines().await, ["PLAIN"]);
+    assert_eq!(c.lines().await, ["SCRAM-SHA-256", "PLAIN", "LOGIN"]);
     assert_eq!(
         c.cmd("AUTH CRAM-MD5").await,
         "-ERR Unsupported authentication mechanism"
@@ -767,7 +770,10 @@ async fn stls_discards_pipelined_cleartext_then_allows_login() {
     assert_eq!(c.cmd("PASS alice-pw").await, "-ERR Send USER first");
     assert_eq!(c.cmd("CAPA").await, "+OK Capability list follows");
     let capa = c.lines().await;
-    assert!(capa.iter().any(|l| l == "USER") && capa.iter().any(|l| l == "SASL PLAIN"));
+    assert!(
+        capa.iter().any(|l| l == "USER")
+            && capa.iter().any(|l| l == "SASL SCRAM-SHA-256 PLAIN LOGIN")
+    );
     assert!(!capa.iter().any(|l| l == "STLS"), "{capa:?}");
     assert_eq!(c.cmd("STLS").await, "-ERR TLS already active");
     assert!(c.cmd("USER alice@example.test").await.starts_with("+OK"));
