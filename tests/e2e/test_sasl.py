@@ -292,3 +292,54 @@ SyncState *
     # Cyrus sends the login as authzid too (n,a=alice@...,n=alice@...).
     assert re.search(rf"(?m)^(F: )?>>> \d+ AUTHENTICATE {SCRAM}", out), out[-3000:]
     assert (near / "INBOX" / "cur").is_dir()
+
+
+def smtp_failure(f, mechanism, respond):
+    """The error an AUTH gets on submissions (implicit TLS), and how long
+    it took."""
+    import smtplib
+    s = smtplib.SMTP_SSL("127.0.0.1", f.submissions_port, context=tls_ctx(), timeout=30)
+    s.ehlo("mua.test")
+    t0 = time.monotonic()
+    with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+        s.auth(mechanism, respond, initial_response_ok=False)
+    took = time.monotonic() - t0
+    s.quit()
+    return (e.value.smtp_code, e.value.smtp_error), took
+
+
+def test_smtp_scram_submission_and_wrong_password_like_plain(fac):
+    # SMTP AUTH goes through the same driver: SCRAM-SHA-256 from scramp
+    # (smtplib's auth with an authobject), then a message submitted; a
+    # wrong SCRAM password gets the reply, pause and log line of PLAIN's.
+    import smtplib
+    f = fac
+    f.start("qmgr")
+    f.start("smtpd")
+    s = smtplib.SMTP_SSL("127.0.0.1", f.submissions_port, context=tls_ctx(), timeout=30)
+    s.ehlo("mua.test")
+    assert s.esmtp_features["auth"].split() == [SCRAM, "PLAIN", "LOGIN"], s.esmtp_features
+    r = ScramResponder(ALICE, ALICE_PW)
+    code, _ = s.auth(SCRAM, r.smtp, initial_response_ok=False)
+    assert code == 235 and r.verified
+    s.sendmail(ALICE, [ALICE], b"Subject: scram\r\n\r\nsent after SCRAM\r\n")
+    s.quit()
+    # With the initial response on the AUTH line (RFC 4954).
+    s = smtplib.SMTP_SSL("127.0.0.1", f.submissions_port, context=tls_ctx(), timeout=30)
+    s.ehlo("mua.test")
+    r = ScramResponder(ALICE, ALICE_PW)
+    assert s.auth(SCRAM, r.smtp, initial_response_ok=True)[0] == 235 and r.verified
+    s.quit()
+
+    scram_err, scram_took = smtp_failure(f, SCRAM, ScramResponder(ALICE, "wr0ng-Secret").smtp)
+    plain_err, plain_took = smtp_failure(f, "PLAIN", lambda _c=None: plain(ALICE, "wr0ng-Secret").decode())
+    assert scram_err == (535, b"5.7.8 Authentication credentials invalid"), scram_err
+    assert plain_err == scram_err
+    assert scram_took >= 1.4 and plain_took >= 1.4, (scram_took, plain_took)
+    lines = [l for l in log(f, "smtpd").splitlines() if "authentication failed" in l]
+    assert len(lines) == 2 and all(ALICE in l for l in lines), lines
+    assert any(f"mechanism={SCRAM}" in l for l in lines), lines
+    assert "wr0ng-Secret" not in log(f, "smtpd")
+    delivered = lambda: [p for p in f.all_files(ALICE) if b"sent after SCRAM" in p.read_bytes()]
+    from harness import wait_for
+    wait_for(delivered, 30, "the message sent after SCRAM")

@@ -1,201 +1,129 @@
-//! AUTH (RFC 4954) with the PLAIN (RFC 4616) and LOGIN mechanisms: the
-//! exchange on the wire; the handler's [`Authenticator`] checks the login.
+//! AUTH (RFC 4954): the exchange on the wire — `334 <base64>` challenges,
+//! one response line each — driven by facteur-auth's one login driver, so
+//! SMTP offers and checks exactly what IMAP and POP3 do: SCRAM-SHA-256
+//! (RFC 7677), PLAIN (RFC 4616) and LOGIN, with the same pause, failure
+//! count and log line for every wrong credential.
 //!
 //! AUTH is offered (EHLO keyword) and allowed only when the handler gives
-//! an authenticator for the session now (smtpd: submission, after TLS);
-//! never twice, never inside a transaction. `*` cancels (`501`). A failed
-//! login is `535 5.7.8` and counts as an error of the session; the pause
-//! that slows guessing is the authenticator's.
+//! its `facteur_auth::Logins` for the session now (smtpd: submission, after TLS or to
+//! loopback clients when configured); never twice, never inside a
+//! transaction. `*` cancels (`501 5.0.0`). A failed login is `535 5.7.8`
+//! and counts as an error of the session. SCRAM's server signature goes
+//! out as a last `334` before the `235`.
 //!
-//! Security: credentials are never logged; lines of the exchange are
-//! bounded by the session's line limit.
+//! Security: credentials are never logged; response lines are bounded by
+//! the session's line limit and by facteur-sasl's own.
 
-use crate::handler::{Authenticator, Handler};
+use crate::handler::Handler;
 use crate::session::Session;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use facteur_auth::{Answer, Channel, Outcome};
 use facteur_daemon::lineio::Input;
+use facteur_sasl::{Failure, Mechanism};
 use facteur_smtp_codec::Reply;
 use std::io;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::{info, warn};
 
-/// The mechanisms offered, as the EHLO keyword lists them.
-pub const MECHANISMS: &str = "PLAIN LOGIN";
-
-/// Decodes a base64 SASL response; `None` if it is not base64.
-fn decode(b64: &str) -> Option<Vec<u8>> {
-    STANDARD.decode(b64.trim().as_bytes()).ok()
+/// The EHLO keyword's list of mechanisms.
+pub fn mechanisms() -> String {
+    Mechanism::list()
 }
 
-/// PLAIN: `authzid NUL authcid NUL password`. The authorization identity,
-/// when given, must be the authentication identity (no proxy logins).
-fn parse_plain(raw: &[u8]) -> Option<(String, String)> {
-    let mut parts = raw.split(|&b| b == 0);
-    let authz = parts.next()?;
-    let user = std::str::from_utf8(parts.next()?).ok()?;
-    let pass = std::str::from_utf8(parts.next()?).ok()?;
-    if parts.next().is_some() || user.is_empty() {
-        return None;
+impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Channel for Session<H, S> {
+    async fn challenge(&mut self, data: &[u8]) -> io::Result<Answer> {
+        self.reply(&Reply::plain(334, facteur_sasl::encode(data)));
+        // next_line flushes the challenge before it waits.
+        Ok(match self.io.next_line(false).await? {
+            Input::Line(l) => {
+                let l = l.strip_suffix(b"\n").unwrap_or(&l);
+                Answer::Line(l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+            }
+            Input::TooLong => Answer::TooLong,
+            Input::Eof | Input::Timeout | Input::Stop => Answer::Closed,
+        })
     }
-    if !authz.is_empty() && !authz.eq_ignore_ascii_case(user.as_bytes()) {
-        return None;
-    }
-    Some((user.to_string(), pass.to_string()))
 }
 
-enum Step {
-    Got(String),
-    Cancelled,
-    Gone,
+/// What the session does after an exchange.
+pub(crate) enum AuthEnd {
+    Continue,
+    Close,
 }
 
 impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
-    /// Sends a `334` challenge and reads the client's line.
-    async fn challenge(&mut self, text: &str) -> io::Result<Step> {
-        self.reply(&Reply::plain(334, text));
-        Ok(match self.io.next_line(false).await? {
-            Input::Line(l) => {
-                let l = String::from_utf8_lossy(&l).trim().to_string();
-                if l == "*" {
-                    Step::Cancelled
-                } else {
-                    Step::Got(l)
-                }
-            }
-            Input::TooLong => Step::Got(String::new()),
-            Input::Eof | Input::Timeout | Input::Stop => Step::Gone,
-        })
-    }
-
     pub(crate) async fn auth(
         &mut self,
         mechanism: String,
         initial: Option<String>,
-    ) -> io::Result<()> {
+    ) -> io::Result<AuthEnd> {
         if self.info.auth_user.is_some() {
             self.error(Reply::new(503, (5, 5, 1), "Already authenticated"));
-            return Ok(());
+            return Ok(AuthEnd::Continue);
         }
-        if self.h.authenticator(&self.info).is_none() {
+        let Some(logins) = self.h.logins(&self.info).map(Arc::clone) else {
             self.error(Reply::new(
                 503,
                 (5, 5, 1),
                 "AUTH not available (use STARTTLS first)",
             ));
-            return Ok(());
-        }
+            return Ok(AuthEnd::Continue);
+        };
         if self.txn.is_some() {
             self.error(Reply::new(
                 503,
                 (5, 5, 1),
                 "AUTH not allowed during a mail transaction",
             ));
-            return Ok(());
+            return Ok(AuthEnd::Continue);
         }
+        let Some(mech) = Mechanism::from_name(&mechanism) else {
+            self.error(Reply::new(
+                504,
+                (5, 5, 4),
+                "Unrecognized authentication mechanism",
+            ));
+            return Ok(AuthEnd::Continue);
+        };
         // RFC 4954 §4: "=" is an empty initial response.
-        let initial = initial.map(|i| if i == "=" { String::new() } else { i });
-        let creds = match mechanism.as_str() {
-            "PLAIN" => {
-                let resp = match initial {
-                    Some(i) => i,
-                    None => match self.challenge("").await? {
-                        Step::Got(l) => l,
-                        Step::Cancelled => return self.cancelled(),
-                        Step::Gone => return Ok(()),
-                    },
-                };
-                decode(&resp).as_deref().and_then(parse_plain)
-            }
-            "LOGIN" => {
-                let user = match initial {
-                    Some(i) => i,
-                    None => match self.challenge(&STANDARD.encode(b"Username:")).await? {
-                        Step::Got(l) => l,
-                        Step::Cancelled => return self.cancelled(),
-                        Step::Gone => return Ok(()),
-                    },
-                };
-                let pass = match self.challenge(&STANDARD.encode(b"Password:")).await? {
-                    Step::Got(l) => l,
-                    Step::Cancelled => return self.cancelled(),
-                    Step::Gone => return Ok(()),
-                };
-                let u = decode(&user).and_then(|b| String::from_utf8(b).ok());
-                let p = decode(&pass).and_then(|b| String::from_utf8(b).ok());
-                u.zip(p)
-            }
-            _ => {
-                self.error(Reply::new(
-                    504,
-                    (5, 5, 4),
-                    "Unrecognized authentication mechanism",
-                ));
-                return Ok(());
-            }
-        };
-        let Some((user, pass)) = creds else {
-            self.error(Reply::new(501, (5, 5, 2), "Cannot decode the credentials"));
-            return Ok(());
-        };
-        let verified = match self.h.authenticator(&self.info) {
-            Some(a) => verify(a, &self.info.peer, &user, &pass).await,
+        let initial = match initial.map(|i| facteur_sasl::decode_initial(i.as_bytes())) {
             None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(why)) => {
+                self.error(refusal(why));
+                return Ok(AuthEnd::Continue);
+            }
         };
-        match verified {
-            Some(login) => {
-                info!(user = %login, mechanism, "authenticated");
-                self.info.auth_user = Some(login);
+        let ip = self
+            .info
+            .peer
+            .ip()
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        match logins.sasl(ip, self, mech, initial.as_deref()).await? {
+            Outcome::Success(user) => {
+                self.info.auth_user = Some(user.address);
                 self.reply(&Reply::new(235, (2, 7, 0), "Authentication successful"));
             }
-            None => {
-                warn!(user = %user, mechanism, "authentication failed");
-                self.error(Reply::new(
-                    535,
-                    (5, 7, 8),
-                    "Authentication credentials invalid",
-                ));
-            }
+            Outcome::Failed => self.error(Reply::new(
+                535,
+                (5, 7, 8),
+                "Authentication credentials invalid",
+            )),
+            Outcome::Refused(why) => self.error(refusal(why)),
+            Outcome::Unavailable => self.reply(&Reply::new(
+                454,
+                (4, 7, 0),
+                "Temporary authentication failure, try again later",
+            )),
+            Outcome::Closed => return Ok(AuthEnd::Close),
         }
-        Ok(())
-    }
-
-    fn cancelled(&mut self) -> io::Result<()> {
-        self.error(Reply::new(501, (5, 0, 0), "Authentication cancelled"));
-        Ok(())
+        Ok(AuthEnd::Continue)
     }
 }
 
-async fn verify(
-    a: &dyn Authenticator,
-    peer: &crate::Peer,
-    user: &str,
-    pass: &str,
-) -> Option<String> {
-    a.verify(peer, user, pass).await
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain() {
-        let r = decode(&STANDARD.encode(b"\0alice@example.test\0secret")).unwrap();
-        assert_eq!(
-            parse_plain(&r),
-            Some(("alice@example.test".into(), "secret".into()))
-        );
-        assert_eq!(
-            parse_plain(b"alice@x\0alice@x\0pw"),
-            Some(("alice@x".into(), "pw".into()))
-        );
-        assert_eq!(parse_plain(b"bob@x\0alice@x\0pw"), None);
-        assert_eq!(parse_plain(b"\0\0pw"), None);
-        assert_eq!(parse_plain(b"\0a\0b\0c"), None);
-        assert_eq!(parse_plain(b"\0a"), None);
-        assert_eq!(parse_plain(b"\0a\0\xff"), None);
-        assert!(decode("not base64!").is_none());
+/// The reply to an exchange that broke off (not a wrong password).
+fn refusal(why: Failure) -> Reply {
+    match why {
+        Failure::Cancelled => Reply::new(501, (5, 0, 0), "Authentication cancelled"),
+        why => Reply::new(501, (5, 5, 2), why.sentence()),
     }
 }

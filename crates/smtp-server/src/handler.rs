@@ -92,17 +92,6 @@ pub trait Sink: Content + Send {
 /// A reply that will be known later (a copy being written).
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
-/// Verifies a login (AUTH PLAIN / LOGIN): `Some(login)` when the password
-/// is right. The core decides when AUTH is allowed and runs the exchange.
-pub trait Authenticator: Send + Sync {
-    fn verify<'a>(
-        &'a self,
-        peer: &'a Peer,
-        user: &'a str,
-        password: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
-}
-
 /// A program on the core. See the module header.
 pub trait Handler: Send + Sync {
     /// What the handler keeps about an accepted recipient.
@@ -127,8 +116,8 @@ pub trait Handler: Send + Sync {
     fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
         None
     }
-    /// How logins are checked, when AUTH may be offered to this session now.
-    fn authenticator(&self, _s: &SessionInfo) -> Option<&dyn Authenticator> {
+    /// The logins, when AUTH may be offered to this session now.
+    fn logins(&self, _s: &SessionInfo) -> Option<&Arc<facteur_auth::Logins>> {
         None
     }
     /// Whether MAIL needs a login first (submission).

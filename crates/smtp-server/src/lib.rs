@@ -12,7 +12,8 @@
 //! - `session`: the state machine (greeting, EHLO/HELO/LHLO, MAIL, RCPT,
 //!   RSET, NOOP, VRFY, HELP, QUIT, STARTTLS, limits, time-outs), generic
 //!   over the stream; `data`: DATA and BDAT into the sink, end-of-data
-//!   checks, the replies; `auth`: AUTH PLAIN and LOGIN.
+//!   checks, the replies; `auth`: AUTH, the exchange of facteur-auth's
+//!   login driver (SCRAM-SHA-256, PLAIN, LOGIN) in SMTP's words.
 //!
 //! Needs facteur-smtp-codec (commands, replies, the DATA receiver) and
 //! facteur-daemon (the line I/O, TLS connections).
@@ -33,8 +34,8 @@
 //! Standards: RFC 5321 (SMTP), RFC 2033 (LMTP), RFC 3030 (CHUNKING,
 //! BINARYMIME), RFC 2920 (PIPELINING), RFC 1870 (SIZE), RFC 6152
 //! (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (DSN parameters), RFC 3207
-//! (STARTTLS), RFC 4954 (AUTH), RFC 4616 (PLAIN), RFC 2034/3463 (enhanced
-//! status codes).
+//! (STARTTLS), RFC 4954 (AUTH), RFC 4616 (PLAIN), RFC 7677 (SCRAM-SHA-256),
+//! RFC 2034/3463 (enhanced status codes).
 //!
 //! Security: STARTTLS drops whatever was pipelined before the handshake
 //! (CVE-2011-0411 class); a bare CR or LF in a message is refused unless
@@ -50,8 +51,7 @@ mod session;
 pub use check::{Check, CheckFuture, Content, Message, Verdict};
 pub use data::write_failure;
 pub use handler::{
-    Authenticator, BareLineEndings, Dialect, Handler, Limits, Peer, ReplyFuture, SessionInfo, Sink,
-    Txn,
+    BareLineEndings, Dialect, Handler, Limits, Peer, ReplyFuture, SessionInfo, Sink, Txn,
 };
 pub use session::serve;
 

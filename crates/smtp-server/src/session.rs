@@ -221,7 +221,11 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             Command::Ehlo(host) | Command::Lhlo(host) => return self.hello(host, true).await,
             Command::Helo(host) => return self.hello(host, false).await,
             Command::StartTls => return self.starttls().await,
-            Command::Auth { mechanism, initial } => self.auth(mechanism, initial).await?,
+            Command::Auth { mechanism, initial } => {
+                if let crate::auth::AuthEnd::Close = self.auth(mechanism, initial).await? {
+                    return Ok(Flow::Close);
+                }
+            }
             Command::Mail(from) => self.mail(from).await,
             Command::Rcpt(to) => self.rcpt(to).await,
             Command::Data => return self.data().await,
@@ -282,8 +286,8 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         if !self.io.stream.is_tls() && self.h.tls().is_some() {
             lines.push("STARTTLS".into());
         }
-        if self.info.auth_user.is_none() && self.h.authenticator(&self.info).is_some() {
-            lines.push(format!("AUTH {}", crate::auth::MECHANISMS));
+        if self.info.auth_user.is_none() && self.h.logins(&self.info).is_some() {
+            lines.push(format!("AUTH {}", crate::auth::mechanisms()));
         }
         Reply::multi(250, lines)
     }

@@ -17,14 +17,10 @@ use crate::{Context, Mode};
 use facteur_mail::dsn::RcptStatus;
 use facteur_smtp_codec::{MailFrom, RcptTo, Reply};
 use facteur_smtp_server::{
-    Authenticator, BareLineEndings, Check, Dialect, Handler, Limits, Peer, ReplyFuture,
-    SessionInfo, Txn,
+    BareLineEndings, Check, Dialect, Handler, Limits, ReplyFuture, SessionInfo, Txn,
 };
 use facteur_spool::{Envelope, QueueName, Recipient};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::{info, warn};
 
 /// One kind of listener.
@@ -32,7 +28,6 @@ pub struct Listener {
     pub ctx: Arc<Context>,
     pub mode: Mode,
     checks: Vec<Arc<dyn Check>>,
-    logins: Logins,
 }
 
 impl Listener {
@@ -40,12 +35,7 @@ impl Listener {
         let checks: Vec<Arc<dyn Check>> = vec![Arc::new(policy::MessageRate {
             ctx: Arc::clone(&ctx),
         })];
-        Listener {
-            logins: Logins(Arc::clone(&ctx)),
-            ctx,
-            mode,
-            checks,
-        }
+        Listener { ctx, mode, checks }
     }
 
     fn client(&self, s: &SessionInfo) -> Client {
@@ -53,40 +43,6 @@ impl Listener {
             ip: s.peer.ip(),
             auth_user: s.auth_user.clone(),
         }
-    }
-}
-
-/// The pause before a failed login is answered.
-const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(1500);
-
-/// Logins checked against the directory (through the login cache).
-struct Logins(Arc<Context>);
-
-impl Authenticator for Logins {
-    fn verify<'a>(
-        &'a self,
-        _peer: &'a Peer,
-        user: &'a str,
-        password: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>> {
-        Box::pin(async move {
-            let ctx = Arc::clone(&self.0);
-            let (u, p) = (user.to_string(), password.to_string());
-            let ok = tokio::task::spawn_blocking(move || {
-                ctx.logins.authenticate(ctx.directory.as_ref(), &u, &p)
-            })
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .flatten();
-            match ok {
-                Some(u) => Some(u.address),
-                None => {
-                    tokio::time::sleep(AUTH_FAILURE_DELAY).await;
-                    None
-                }
-            }
-        })
     }
 }
 
@@ -126,12 +82,12 @@ impl Handler for Listener {
         self.ctx.tls.get()
     }
 
-    fn authenticator(&self, s: &SessionInfo) -> Option<&dyn Authenticator> {
+    fn logins(&self, s: &SessionInfo) -> Option<&Arc<facteur_auth::Logins>> {
         let loopback = s.peer.ip().is_some_and(|ip| ip.is_loopback());
         let allowed = self.mode != Mode::Mx
             && (s.tls.is_some()
                 || (self.ctx.cfg.get().allow_plaintext_auth_on_loopback && loopback));
-        allowed.then_some(&self.logins as &dyn Authenticator)
+        allowed.then_some(&self.ctx.logins)
     }
 
     fn requires_auth(&self, _s: &SessionInfo) -> bool {

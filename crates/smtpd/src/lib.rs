@@ -66,8 +66,9 @@ impl Mode {
 pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
-    /// Recently verified logins (`directory.login_cache_seconds`).
-    pub logins: facteur_directory::LoginCache,
+    /// AUTH: the login driver (SASL mechanisms, the password cache of
+    /// `directory.login_cache_seconds`, the slow-down of failures).
+    pub logins: Arc<facteur_auth::Logins>,
     pub spool: Spool,
     pub delimiters: String,
     /// `[smtpd]`; a reload (SIGHUP) replaces it: limits, `mynetworks` and
@@ -77,13 +78,15 @@ pub struct Context {
     pub qmgr_socket: PathBuf,
     /// Message rates per client address.
     pub rates: policy::Rates,
-    /// Connections per client address (the accept loop's).
+    /// Connections and failed logins per client address (the accept
+    /// loop's and the logins').
     pub limits: Arc<facteur_daemon::limits::Limits>,
 }
 
 impl Context {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
         let directory: Arc<dyn Directory> = facteur_directory::open(cfg)?;
+        let limits = Arc::new(facteur_daemon::limits::Limits::default());
         let spool = Spool::open(&cfg.paths.spool_dir)
             .map_err(|e| anyhow::anyhow!("spool {}: {e}", cfg.paths.spool_dir.display()))?;
         let tls = facteur_daemon::tls::initial(
@@ -91,7 +94,7 @@ impl Context {
             (!cfg.smtpd.submissions.is_empty()).then_some("the submissions listener"),
         )?;
         Ok(Context {
-            logins: facteur_directory::LoginCache::from_seconds(cfg.directory.login_cache_seconds),
+            logins: facteur_auth::Logins::for_daemon(cfg, &directory, &limits)?,
             hostname: cfg.hostname(),
             directory,
             spool,
@@ -100,7 +103,7 @@ impl Context {
             tls,
             qmgr_socket: cfg.qmgr_socket(),
             rates: policy::Rates::default(),
-            limits: Arc::new(facteur_daemon::limits::Limits::default()),
+            limits,
         })
     }
 }

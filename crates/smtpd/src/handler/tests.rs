@@ -5,8 +5,10 @@ use super::*;
 use base64::Engine as _;
 use facteur_directory::{Directory, SqliteDirectory, password};
 use facteur_mail::dsn::{BodyType, Ret};
+use facteur_smtp_server::Peer;
 use facteur_spool::Spool;
 use std::io::Read as _;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
 
@@ -43,17 +45,19 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
         max_messages_per_ip_per_minute: 5,
         ..Default::default()
     };
+    let directory: Arc<dyn Directory> = Arc::new(dir);
+    let limits = Arc::new(facteur_daemon::limits::Limits::default());
     let ctx = Arc::new(Context {
-        logins: facteur_directory::LoginCache::disabled(),
+        logins: facteur_auth::Logins::for_tests(&directory, &limits).unwrap(),
         hostname: "mx.example.test".into(),
-        directory: Arc::new(dir),
+        directory,
         spool: Spool::open(&tmp.path().join("spool")).unwrap(),
         delimiters: "+".into(),
         cfg: facteur_daemon::reload::Live::new(cfg),
         tls: facteur_daemon::tls::TlsState::default(),
         qmgr_socket: tmp.path().join("qmgr.sock"),
         rates: crate::policy::Rates::default(),
-        limits: Arc::new(facteur_daemon::limits::Limits::default()),
+        limits,
     });
     Fixture { _tmp: tmp, ctx }
 }
