@@ -10,6 +10,12 @@
 //! idle point), and `serve` waits up to 30 s for them. Per-address limits
 //! apply to TCP clients; a Unix socket's clients are local processes,
 //! counted only against the total.
+//!
+//! A share of the slots is kept for light users: once fewer than a tenth
+//! of the slots are free ([`reserve`]), an address that already holds
+//! [`HEAVY`] connections or more is refused, so a few addresses that open
+//! all they may (slow clients, a flood) cannot fill the server: a client
+//! from anywhere else still gets in.
 
 use crate::conn::Conn;
 use crate::limits::Limits;
@@ -118,6 +124,14 @@ where
     Ok(())
 }
 
+/// Connections an address holds before it counts as heavy.
+pub const HEAVY: u32 = 2;
+
+/// Slots kept for light users out of `max`: a tenth (none below 10).
+pub fn reserve(max: u32) -> usize {
+    (max / 10) as usize
+}
+
 /// Limits and words for [`serve`].
 #[derive(Clone)]
 pub struct Policy {
@@ -184,11 +198,20 @@ where
                 let stop = stop.clone();
                 let session = session.clone();
                 let permit = Arc::clone(&limit).try_acquire_owned();
+                let crowded = limit.available_permits() < reserve(policy.max_connections);
                 sessions.spawn(async move {
                     let Ok(_permit) = permit else {
                         refuse(stream, &policy, "Too many connections, try again later").await;
                         return;
                     };
+                    if let Some(ip) = peer.ip()
+                        && crowded
+                        && policy.limits.connections(ip) >= HEAVY
+                    {
+                        info!(peer = %ip, "server crowded: the slots left are for other addresses");
+                        refuse(stream, &policy, "Too many connections, try again later").await;
+                        return;
+                    }
                     let _slot = match peer.ip() {
                         Some(ip) => {
                             match policy.limits.connect(ip, policy.max_connections_per_ip) {
@@ -244,4 +267,74 @@ where
 /// not understand it, but it closes the connection either way.
 async fn refuse(mut stream: Stream, policy: &Policy, why: &str) {
     let _ = stream.write_all(&(policy.refusal)(why)).await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Connects from `src` and reads the first line the server sends.
+    async fn first_line(addr: SocketAddr, src: &str) -> (tokio::net::TcpStream, String) {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+        let mut s = sock.connect(addr).await.unwrap();
+        let mut buf = vec![0u8; 200];
+        let n = s.read(&mut buf).await.unwrap();
+        (s, String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    #[tokio::test]
+    async fn heavy_addresses_cannot_take_the_last_slots() {
+        let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let policy = Policy {
+            daemon: "test",
+            max_connections: 10,
+            max_connections_per_ip: 10,
+            limits: Arc::new(Limits::default()),
+            tls: TlsState::default(),
+            refusal: |why| format!("no {why}\r\n").into_bytes(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            policy,
+            vec![Bound {
+                tag: (),
+                name: "test",
+                tls: false,
+                listener,
+            }],
+            async {
+                let _ = stop_rx.await;
+            },
+            |(), mut conn: Conn<Stream>, _peer, mut stop: watch::Receiver<bool>| async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = conn.write_all(b"hi\r\n").await;
+                let mut buf = [0u8; 16];
+                tokio::select! {
+                    _ = conn.read(&mut buf) => {}
+                    _ = stop.changed() => {}
+                }
+            },
+        ));
+        // One address takes all it may but the reserved tenth.
+        let mut held = Vec::new();
+        for _ in 0..9 {
+            let (s, l) = first_line(addr, "127.0.0.2").await;
+            assert_eq!(l, "hi\r\n");
+            held.push(s);
+        }
+        let (_s, l) = first_line(addr, "127.0.0.2").await;
+        assert!(l.starts_with("no "), "{l:?}");
+        // Another address still gets in.
+        let (_t, l) = first_line(addr, "127.0.0.3").await;
+        assert_eq!(l, "hi\r\n");
+        drop(held);
+        let _ = stop_tx.send(());
+        server.await.unwrap().unwrap();
+    }
 }

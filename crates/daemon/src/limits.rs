@@ -90,6 +90,14 @@ impl Limits {
         })
     }
 
+    /// How many connections `ip` holds now.
+    pub fn connections(&self, ip: IpAddr) -> u32 {
+        self.conns
+            .lock()
+            .map(|m| m.get(&ip).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     /// The pause before checking a login for `user` from `ip`.
     pub fn login_delay(&self, ip: IpAddr, user: &str, base: Duration) -> Duration {
         let Ok(m) = self.failures.lock() else {
@@ -152,6 +160,7 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let a = l.connect(ip, 2).unwrap();
         let _b = l.connect(ip, 2).unwrap();
+        assert_eq!(l.connections(ip), 2);
         assert!(l.connect(ip, 2).is_none());
         assert!(l.connect("192.0.2.2".parse().unwrap(), 2).is_some());
         drop(a);
