@@ -57,16 +57,10 @@ fn toml_str(p: &Path) -> String {
 /// The development configuration for `dir` (absolute).
 pub fn dev_config(dir: &Path, ports: &Ports) -> String {
     let p = |s: &str| toml_str(&dir.join(s));
-    let Ports {
-        lmtp,
-        smtp,
-        submission,
-        submissions,
-        pop3,
-        pop3s,
-        imap,
-        imaps,
-    } = *ports;
+    let ports = *ports;
+    let (lmtp, smtp, submission, submissions) =
+        (ports.lmtp, ports.smtp, ports.submission, ports.submissions);
+    let (pop3, pop3s, imap, imaps) = (ports.pop3, ports.pop3s, ports.imap, ports.imaps);
     format!(
         "# facteur development setup, written by `facteurctl init --dev`.\n\
          # Loopback only. See etc/facteur.toml in the sources for every key.\n\
@@ -158,16 +152,14 @@ pub fn init_dev(dir: &Path, force: bool, port_base: u16) -> anyhow::Result<Strin
         0o600,
     )?;
 
-    let Ports {
-        lmtp,
-        smtp,
-        submission,
-        submissions,
-        pop3,
-        pop3s,
-        imap,
-        imaps,
-    } = ports;
+    print_setup(&dir, &cfg_path, &cfg, &password, &ports);
+    Ok(password)
+}
+
+/// What `init` tells the developer: where things are, how to connect.
+fn print_setup(dir: &Path, cfg_path: &Path, cfg: &Config, password: &str, p: &Ports) {
+    let (lmtp, smtp, submission, submissions) = (p.lmtp, p.smtp, p.submission, p.submissions);
+    let (pop3, pop3s, imap, imaps) = (p.pop3, p.pop3s, p.imap, p.imaps);
     println!("facteur development setup written to {}", dir.display());
     println!("  configuration: {}", cfg_path.display());
     println!("  user:          {DEV_USER}");
@@ -189,5 +181,4 @@ pub fn init_dev(dir: &Path, force: bool, port_base: u16) -> anyhow::Result<Strin
         "Start it with: facteurctl up --config {}",
         cfg_path.display()
     );
-    Ok(password)
 }
