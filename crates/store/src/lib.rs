@@ -7,15 +7,23 @@
 //! Layout of the crate:
 //!
 //! ```text
-//!   lib.rs      the types and Store (users, delivery entry points)
-//!   deliver.rs  user directories, writing a message into tmp/, deliver()
+//!   lib.rs      the types and Store
 //!   name.rs     unique names, file name parsing, flag letters (pure)
 //!   crlf.rs     CRLF <-> LF conversion (pure, incremental)
+//!   layout.rs   user and mailbox names <-> directories, what is a Maildir
+//!   fsops.rs    every mkdir, new file, rename and fsync of a directory
+//!               entry (recorded in tests, to check durability)
+//!   maildir.rs  making a Maildir (durably), writing a message into tmp/
 //!   quota.rs    the Maildir++ maildirsize file
-//!   folders.rs  mailbox names <-> directories, UserStore (list, create, ...)
+//!   deliver.rs  Store::deliver (the hot path of facteur-lmtpd)
+//!   users.rs    Store: user directories, create_user, purge_user, open_user
+//!   folders.rs  UserStore: list, create, delete, rename, subscribe, select
 //!   index.rs    the SQLite index: schema, rows, UIDVALIDITY
 //!   sync.rs     bringing the index up to date with the directories
 //!   mailbox.rs  a selected Mailbox: view, flags, append, copy, move, expunge
+//!
+//! Dependencies point one way: users -> folders -> mailbox -> sync, index;
+//! deliver, folders and mailbox -> maildir -> fsops; all -> layout.
 //! ```
 //!
 //! Layout on disk: `<root>/<domain>/<localpart>/` holds INBOX (`cur/ new/
@@ -47,11 +55,15 @@
 mod crlf;
 mod deliver;
 mod folders;
+mod fsops;
 mod index;
+mod layout;
 mod mailbox;
+mod maildir;
 pub mod name;
 mod quota;
 mod sync;
+mod users;
 mod views;
 
 use std::collections::BTreeSet;
@@ -59,7 +71,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crlf::{CrlfReader, ToCrlf, ToLf, read_header, to_crlf, to_lf};
-pub use folders::{UserStore, normalize as normalize_name};
+pub use folders::UserStore;
+pub use layout::normalize as normalize_name;
 pub use mailbox::Mailbox;
 pub use name::{ANSWERED, DELETED, DRAFT, FLAGGED, ParsedName, SEEN, parse_file_name};
 

@@ -23,9 +23,10 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::crlf::CrlfReader;
-use crate::deliver::{set_mtime, write_tmp};
-use crate::folders::{UserInner, folder_path, normalize};
+use crate::folders::UserInner;
 use crate::index::{self, MailboxRow, MsgRow};
+use crate::layout::{folder_path, is_maildir, normalize};
+use crate::maildir::{set_mtime, write_tmp};
 use crate::name::{base_with_sizes, cur_name, parse_file_name};
 use crate::views::ViewKey;
 use crate::{
@@ -77,11 +78,11 @@ impl Mailbox {
     pub(crate) fn open(user: Arc<UserInner>, name: &str) -> Result<Mailbox> {
         let name = normalize(name)?;
         let dir = folder_path(&user.dir, &name);
-        if !crate::folders::is_maildir(&dir) {
+        if !is_maildir(&dir) {
             return Err(StoreError::NoSuchMailbox(name));
         }
         if name == "INBOX" {
-            crate::deliver::ensure_maildir(&dir)?;
+            crate::maildir::ensure_maildir(&dir, &user.shared.cfg.root)?;
         }
         let mut mb = Mailbox {
             user,
@@ -101,7 +102,7 @@ impl Mailbox {
     /// Scans if needed, then reloads the view if anything changed. Returns
     /// whether the view was reloaded.
     fn refresh(&mut self, first: bool) -> Result<bool> {
-        if !crate::folders::is_maildir(&self.dir) {
+        if !is_maildir(&self.dir) {
             return Err(StoreError::NoSuchMailbox(self.name.clone()));
         }
         let mut conn = self.user.conn();
