@@ -251,4 +251,54 @@ mod tests {
             ]
         );
     }
+
+    /// The index of the first event `pred` matches, after `from`.
+    fn find(
+        ev: &[fsops::Event],
+        from: usize,
+        pred: impl Fn(&fsops::Event) -> bool,
+    ) -> Option<usize> {
+        ev.iter().skip(from).position(pred).map(|i| i + from)
+    }
+
+    #[test]
+    fn a_first_delivery_makes_every_new_directory_durable_before_it_returns() {
+        use fsops::Event::{Mkdir, SyncDir};
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("mail");
+        fs::create_dir(&root).unwrap();
+        let s = store(&root);
+        let rec = fsops::recording();
+        s.deliver(
+            "bob@example.test",
+            None,
+            &mut &b"x\r\n"[..],
+            Quota::default(),
+        )
+        .unwrap();
+        let ev = rec.take();
+        let dom = root.join("example.test");
+        let user = dom.join("bob");
+        // Every new directory: made, and then (not before) the directory
+        // holding it fsynced, so its entry survives a power failure.
+        for dir in [
+            dom.clone(),
+            user.clone(),
+            user.join("cur"),
+            user.join("new"),
+            user.join("tmp"),
+        ] {
+            let made = find(&ev, 0, |e| *e == Mkdir(dir.clone()))
+                .unwrap_or_else(|| panic!("{} not made: {ev:#?}", dir.display()));
+            let parent = dir.parent().unwrap().to_path_buf();
+            assert!(
+                find(&ev, made, |e| *e == SyncDir(parent.clone())).is_some(),
+                "{} not fsynced after {} was made: {ev:#?}",
+                parent.display(),
+                dir.display()
+            );
+        }
+        // And the same for every entry made, the message's included.
+        fsops::check_durable(&ev).unwrap_or_else(|e| panic!("{e}: {ev:#?}"));
+    }
 }

@@ -261,8 +261,8 @@ impl UserStore {
                 "facteur-deleting-{}",
                 self.inner.shared.names.next()
             ));
-            fs::rename(&path, &aside)?;
-            facteur_util::fsync_dir(dir)?;
+            fsops::rename(&path, &aside)?;
+            fsops::fsync_dir(dir)?;
             if let Some(row) = index::mailbox_row(tx, &norm)? {
                 index::delete_row(tx, row.id)?;
             }
@@ -309,13 +309,13 @@ impl UserStore {
                 if target.exists() {
                     return Err(StoreError::MailboxExists(b));
                 }
-                fs::rename(folder_path(dir, a), &target)?;
+                fsops::rename(&folder_path(dir, a), &target)?;
                 if let Some(stale) = index::mailbox_row(tx, &b)? {
                     index::delete_row(tx, stale.id)?;
                 }
                 tx.execute("UPDATE mailboxes SET name = ?2 WHERE name = ?1", [a, &b])?;
             }
-            facteur_util::fsync_dir(dir)?;
+            fsops::fsync_dir(dir)?;
             Ok(())
         })
     }
@@ -514,5 +514,15 @@ mod tests {
                 .unwrap()
                 .subscribed
         );
+    }
+
+    #[test]
+    fn create_makes_the_folder_and_its_parents_durable() {
+        let (_d, us) = user();
+        let rec = crate::fsops::recording();
+        us.create_mailbox("Lists/rust", None).unwrap();
+        let ev = rec.take();
+        assert!(us.inner.dir.join(".Lists.rust/cur").is_dir());
+        crate::fsops::check_durable(&ev).unwrap_or_else(|e| panic!("{e}: {ev:#?}"));
     }
 }

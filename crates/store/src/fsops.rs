@@ -2,7 +2,8 @@
 //! new files, renames, and the fsyncs that make them durable.
 //!
 //! Offers [`mkdir`], [`create_new`], [`sync_file`], [`rename`],
-//! [`fsync_dir`]. Each is the plain system
+//! [`fsync_dir`], and [`StoreDirs`] (the same calls, for
+//! `facteur_util::create_dirs_durable_with`). Each is the plain system
 //! call; the test build also records it, per thread, so that a test can
 //! check the order of a whole operation's calls ([`recording`],
 //! [`check_durable`]): a directory entry is durable only if the directory
@@ -86,6 +87,20 @@ pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
     facteur_util::fsync_dir(dir)?;
     record(|| Event::SyncDir(dir.to_path_buf()));
     Ok(())
+}
+
+/// [`mkdir`] and [`fsync_dir`] for `facteur_util::create_dirs_durable_with`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreDirs;
+
+impl facteur_util::DirOps for StoreDirs {
+    fn mkdir(&self, dir: &Path, mode: u32) -> io::Result<()> {
+        mkdir(dir, mode)
+    }
+
+    fn fsync_dir(&self, dir: &Path) -> io::Result<()> {
+        fsync_dir(dir)
+    }
 }
 
 /// Records this thread's calls until dropped.

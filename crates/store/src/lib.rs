@@ -11,8 +11,8 @@
 //!   name.rs     unique names, file name parsing, flag letters (pure)
 //!   crlf.rs     CRLF <-> LF conversion (pure, incremental)
 //!   layout.rs   user and mailbox names <-> directories, what is a Maildir
-//!   fsops.rs    every mkdir, new file, rename and fsync of a directory
-//!               entry (recorded in tests, to check durability)
+//!   fsops.rs    the mkdirs, new files, renames and directory fsyncs of
+//!               delivery and folders (recorded in tests: durability)
 //!   maildir.rs  making a Maildir (durably), writing a message into tmp/
 //!   quota.rs    the Maildir++ maildirsize file
 //!   deliver.rs  Store::deliver (the hot path of facteur-lmtpd)
@@ -36,6 +36,10 @@
 //!   with CRLF; the conversion is a bijection (see crlf.rs).
 //! - Delivery never opens the index: it writes `tmp/`, fsyncs, renames into
 //!   `new/`, fsyncs `new/`; the next sync gives the message its UID.
+//! - Every directory entry an acknowledgement depends on is durable before
+//!   it is given: a new directory's parent, and each directory above it up
+//!   to the mail root, is fsynced after it is made (maildir.rs; the order
+//!   of calls is checked by tests through fsops.rs).
 //! - Every change to the index, and every scan of a mailbox directory, runs
 //!   inside one SQLite `BEGIN IMMEDIATE` transaction per user, so processes
 //!   serialize: a UID is never given twice and never reused.

@@ -23,10 +23,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::Result;
 use crate::crlf::ToLf;
 use crate::fsops;
 use crate::name::{UniqueNames, base_with_sizes};
+use crate::{Result, StoreError};
 
 /// The three directories of a Maildir.
 const SUBDIRS: [&str; 3] = ["cur", "new", "tmp"];
@@ -34,39 +34,48 @@ const SUBDIRS: [&str; 3] = ["cur", "new", "tmp"];
 /// The empty file that marks a Maildir++ folder.
 pub(crate) const FOLDER_MARK: &str = "maildirfolder";
 
-/// Makes `dir` a Maildir (`cur/ new/ tmp/`, 0700) if it is not one yet.
-pub(crate) fn ensure_maildir(dir: &Path, _root: &Path) -> Result<()> {
-    if dir.join("new").is_dir() && dir.join("cur").is_dir() && dir.join("tmp").is_dir() {
-        return Ok(());
-    }
+/// Makes `dir` a Maildir (`cur/ new/ tmp/`, 0700) if it is not one yet,
+/// with any missing directory above it up to the mail root `root`; what it
+/// creates is durable before it returns (see the module header). A
+/// Maildir that exists costs three `lstat`s and no fsync.
+pub(crate) fn ensure_maildir(dir: &Path, root: &Path) -> Result<()> {
+    let mut missing: Vec<PathBuf> = Vec::new();
     for sub in SUBDIRS {
-        mkdir_all(&dir.join(sub))?;
+        let p = dir.join(sub);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                tracing::warn!(path = %p.display(), "not a directory (a symbolic link?): refused");
+                return Err(StoreError::Io(io::Error::other(format!(
+                    "{}: not a directory",
+                    p.display()
+                ))));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(p),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !missing.is_empty() {
+        let refs: Vec<&Path> = missing.iter().map(PathBuf::as_path).collect();
+        facteur_util::create_dirs_durable_with(&fsops::StoreDirs, &refs, root, 0o700)?;
     }
     Ok(())
 }
 
-fn mkdir_all(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(p) = dir.parent() {
-        mkdir_all(p)?;
-    }
-    match fsops::mkdir(dir, 0o700) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        r => r,
-    }
-}
-
-/// Builds a complete, empty folder at `tmp` (a temporary name in the user
-/// directory), to be renamed into place.
+/// Builds a complete, empty folder (`cur/ new/ tmp/` and the
+/// `maildirfolder` mark) at `tmp`, a new temporary name in the user
+/// directory, and fsyncs it: renamed into place afterwards, the folder
+/// arrives whole (the caller fsyncs the user directory after the rename).
+/// On error, what was built is removed.
 pub(crate) fn build_folder(tmp: &Path) -> io::Result<()> {
     let result = (|| {
         fsops::mkdir(tmp, 0o700)?;
         for sub in SUBDIRS {
             fsops::mkdir(&tmp.join(sub), 0o700)?;
         }
-        fsops::create_new(&tmp.join(FOLDER_MARK), 0o600).map(drop)
+        let mark = tmp.join(FOLDER_MARK);
+        fsops::create_new(&mark, 0o600)?;
+        fsops::fsync_dir(tmp)
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(tmp);

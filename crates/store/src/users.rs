@@ -106,4 +106,42 @@ mod tests {
         );
         s.purge_user("bob@x.test").unwrap();
     }
+
+    #[test]
+    fn user_add_makes_every_folder_durable_before_it_returns() {
+        use crate::fsops::{self, Event};
+        let d = tempfile::tempdir().unwrap();
+        let s = store(d.path());
+        let rec = fsops::recording();
+        s.create_user("bob@x.test").unwrap();
+        let ev = rec.take();
+        let user = s.user_dir("bob@x.test").unwrap();
+        // Each special folder is built under a temporary name, made
+        // durable there (its cur/ new/ tmp/ and maildirfolder entries),
+        // renamed into place, and the user directory fsynced after.
+        for name in [".Sent", ".Drafts", ".Trash", ".Junk", ".Archive"] {
+            let to = user.join(name);
+            let (i, tmp) = ev
+                .iter()
+                .enumerate()
+                .find_map(|(i, e)| match e {
+                    Event::Rename(a, b) if *b == to => Some((i, a.clone())),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{name} not renamed into place: {ev:#?}"));
+            let cur = ev
+                .iter()
+                .position(|e| *e == Event::Mkdir(tmp.join("cur")))
+                .unwrap_or_else(|| panic!("{name}: no cur/ made: {ev:#?}"));
+            assert!(
+                ev[cur..i].contains(&Event::SyncDir(tmp.clone())),
+                "{name} renamed into place before its cur/ was durable: {ev:#?}"
+            );
+            assert!(
+                ev[i..].contains(&Event::SyncDir(user.clone())),
+                "{name}: the user directory not fsynced after the rename: {ev:#?}"
+            );
+        }
+        fsops::check_durable(&ev).unwrap_or_else(|e| panic!("{e}: {ev:#?}"));
+    }
 }
