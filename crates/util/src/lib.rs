@@ -249,10 +249,7 @@ mod tests {
             ]
         );
         for s in &subs {
-            assert_eq!(
-                fs::metadata(s).unwrap().permissions().mode() & 0o777,
-                0o700
-            );
+            assert_eq!(fs::metadata(s).unwrap().permissions().mode() & 0o777, 0o700);
         }
         // Existing: nothing at all.
         let r = Recorder::default();
