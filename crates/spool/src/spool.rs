@@ -66,6 +66,8 @@ pub struct Spool {
     /// rewritten by `create` (names seen there; another process may have
     /// taken one meanwhile), and how many `discard` thinks are there.
     free_queue_files: std::sync::Arc<std::sync::Mutex<(Vec<PathBuf>, usize, u32)>>,
+    /// When `discard` last fsynced each queue directory (moves.rs).
+    discard_syncs: std::sync::Arc<std::sync::Mutex<[Option<std::time::Instant>; 6]>>,
 }
 
 pub(super) fn not_found_to(e: io::Error, what: impl FnOnce() -> String) -> SpoolError {
@@ -105,16 +107,18 @@ pub(super) fn open_regular(path: &Path, id: &str) -> Result<File> {
 
 impl Spool {
     /// Opens the spool at `root`, creating the queue directories (and the
-    /// private `tmp/` and `state/`) that are missing. Existing directories
-    /// keep their modes: an unprivileged `sendmail` only needs them to exist.
+    /// private `tmp/` and `state/`) that are missing, durably (the root is
+    /// fsynced after). Existing directories keep their modes: an
+    /// unprivileged `sendmail` only needs them to exist.
     pub fn open(root: &Path) -> Result<Spool> {
         if !root.is_dir() {
-            facteur_util::create_dir_all_mode(root, 0o755)?;
+            facteur_util::create_dirs_durable(&[root], root, 0o755)?;
         }
         let spool = Spool {
             root: root.to_path_buf(),
             free_states: Default::default(),
             free_queue_files: Default::default(),
+            discard_syncs: Default::default(),
         };
         let mut dirs: Vec<(PathBuf, u32)> = QueueName::ALL
             .iter()
@@ -129,17 +133,29 @@ impl Spool {
             .collect();
         dirs.push((root.join(TMP_DIR), DIR_MODE));
         dirs.push((root.join(STATE_DIR), DIR_MODE));
+        let mut created = false;
         for (dir, mode) in dirs {
             if dir.is_dir() {
                 continue;
             }
             match fs::DirBuilder::new().mode(mode & 0o777).create(&dir) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                // Made by another process at the same moment, which may
+                // not have fsynced the root yet.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    created = true;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
+            created = true;
             // mkdir applies the umask and may drop the setgid/sticky bits.
             fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
+        }
+        if created {
+            // A queue file committed into a directory whose own entry is
+            // not durable could vanish with it after a power failure.
+            facteur_util::fsync_dir(root)?;
         }
         Ok(spool)
     }

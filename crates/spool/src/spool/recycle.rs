@@ -16,6 +16,16 @@ pub(super) const FREE_STATES: &str = ".free";
 /// How many state files (and queue files) are kept for reuse.
 pub(super) const MAX_FREE_STATES: usize = 256;
 
+/// Whether `f` has one name only. The rename that takes a kept file out
+/// of `.free/` is not fsynced (the directory fsync after its new name is
+/// made covers it on most file systems, not on all): after a power
+/// failure a kept name may come back beside the file's new one, a queue
+/// or state file in use. Such a file is never reused; one `fstat`.
+pub(super) fn sole_name(f: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().is_ok_and(|m| m.nlink() == 1)
+}
+
 impl Spool {
     /// Moves a delivered message's queue file to `tmp/.free/` for `create`
     /// to rewrite (no inode allocated per message); false if not kept.
@@ -75,10 +85,18 @@ impl Spool {
                     .write(true)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(tmp_path);
-                if f.is_err() {
-                    let _ = fs::remove_file(tmp_path);
+                match f {
+                    Ok(f) if sole_name(&f) => return Some(f),
+                    Ok(_) => {
+                        // Also another file (see `sole_name`): drop this
+                        // name, never overwrite that file.
+                        let _ = fs::remove_file(tmp_path);
+                    }
+                    Err(_) => {
+                        let _ = fs::remove_file(tmp_path);
+                        return None;
+                    }
                 }
-                return f.ok();
             }
         }
         None
@@ -207,5 +225,51 @@ mod tests {
         spool.discard(QueueName::Incoming, &b).unwrap();
         let again = Spool::open(d.path()).unwrap();
         assert!(again.take_free_state().is_some());
+    }
+
+    #[test]
+    fn a_kept_file_that_has_another_name_is_never_rewritten() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let a = put(&spool, QueueName::Incoming, b"message A\r\n");
+        let mut e = spool.read(QueueName::Incoming, &a).unwrap().envelope;
+        e.attempts = 1;
+        spool.update(QueueName::Incoming, &a, &e).unwrap();
+        spool.discard(QueueName::Incoming, &a).unwrap();
+        // What a power failure may leave when a kept file's new names were
+        // made durable but not its move out of .free/: the kept queue file
+        // and state file are also a live message's.
+        let kept_q = d.path().join(TMP_DIR).join(FREE_STATES).join(&a);
+        let kept_s = d.path().join(STATE_DIR).join(FREE_STATES).join(&a);
+        fs::hard_link(&kept_q, spool.dir(QueueName::Hold).join(&a)).unwrap();
+        fs::hard_link(&kept_s, spool.state_path(&a)).unwrap();
+        let before_q = fs::read(&kept_q).unwrap();
+        let before_s = fs::read(&kept_s).unwrap();
+        // A new message and its first update take neither.
+        let b = put(&spool, QueueName::Incoming, b"message B\r\n");
+        let mut eb = spool.read(QueueName::Incoming, &b).unwrap().envelope;
+        eb.attempts = 1;
+        spool.update(QueueName::Incoming, &b, &eb).unwrap();
+        assert_eq!(
+            fs::read(spool.dir(QueueName::Hold).join(&a)).unwrap(),
+            before_q
+        );
+        assert_eq!(fs::read(spool.state_path(&a)).unwrap(), before_s);
+        assert_eq!(message(&spool, QueueName::Hold, &a), b"message A\r\n");
+        assert_eq!(
+            spool.read(QueueName::Hold, &a).unwrap().envelope.attempts,
+            1
+        );
+        assert_eq!(message(&spool, QueueName::Incoming, &b), b"message B\r\n");
+        assert_eq!(
+            spool
+                .read(QueueName::Incoming, &b)
+                .unwrap()
+                .envelope
+                .attempts,
+            1
+        );
+        // The extra names are gone, the live files are whole.
+        assert!(!kept_q.exists() && !kept_s.exists());
     }
 }

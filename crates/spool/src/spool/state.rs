@@ -3,6 +3,7 @@
 //! "State file"), reusing a kept state file for a message's first update
 //! (recycle.rs).
 
+use super::recycle::sole_name;
 use super::{FILE_MODE, STATE_DIR, invalid_input};
 use crate::format;
 use crate::{Envelope, QueueName, Result, Spool};
@@ -53,13 +54,18 @@ impl Spool {
                 {
                     let mut f = OpenOptions::new()
                         .write(true)
-                        .truncate(true)
                         .custom_flags(libc::O_NOFOLLOW)
                         .open(&path)?;
-                    f.write_all(&frame)?;
-                    f.sync_data()?;
-                    facteur_util::fsync_dir(&self.root.join(STATE_DIR))?;
-                    return Ok(());
+                    if sole_name(&f) {
+                        f.set_len(0)?;
+                        f.write_all(&frame)?;
+                        f.sync_data()?;
+                        facteur_util::fsync_dir(&self.root.join(STATE_DIR))?;
+                        return Ok(());
+                    }
+                    // Another message's state file too: not ours to cut.
+                    drop(f);
+                    fs::remove_file(&path)?;
                 }
                 match OpenOptions::new()
                     .write(true)
