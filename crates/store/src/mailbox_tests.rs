@@ -1,7 +1,10 @@
 //! Tests of Mailbox and sync (kept apart from mailbox.rs for its length).
 
 use super::*;
-use crate::{ANSWERED, DELETED, DRAFT, FLAGGED, Quota, SEEN, Store, StoreConfig, UserStore};
+use crate::{
+    ANSWERED, DELETED, DRAFT, FLAGGED, FlagOp, Flags, Quota, SEEN, Store, StoreConfig, UserStore,
+};
+use std::fs::{self, File};
 use std::path::Path;
 
 const USER: &str = "u@x.test";
