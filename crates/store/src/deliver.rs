@@ -9,7 +9,10 @@
 //! first delivery creates the Maildir (maildir.rs), durably.
 //!
 //! Security: the user name is checked before it becomes a path (layout.rs);
-//! a mailbox name too, and a folder that is a symbolic link is refused.
+//! a mailbox name too. A `cur/`, `new/` or `tmp/` of INBOX, a folder, or a
+//! folder's `new/`, that is a symbolic link is refused (`lstat`s that
+//! replace the `stat`s made anyway): nothing is delivered through a link.
+//! (The new file itself is created with `O_EXCL`, which follows no link.)
 
 use std::io::Read;
 
@@ -34,7 +37,9 @@ impl Store {
             Some(name) => {
                 let norm = layout::normalize(name)?;
                 let f = layout::folder_path(&user_dir, &norm);
-                if !f.join("new").is_dir() {
+                // A folder, or its new/, that is a symbolic link is no
+                // mailbox: nothing is written through it.
+                if !(layout::real_dir(&f) && layout::real_dir(&f.join("new"))) {
                     return Err(StoreError::NoSuchMailbox(name.to_owned()));
                 }
                 f
@@ -224,6 +229,7 @@ mod tests {
                 fsops::Event::SyncFile(_) => "fsync file".into(),
                 fsops::Event::Rename(_, to) if to.parent() == Some(new) => "rename to new/".into(),
                 fsops::Event::Rename(a, b) => format!("rename {} {}", a.display(), b.display()),
+                fsops::Event::Link(p) => format!("link {}", p.display()),
                 fsops::Event::SyncDir(d) => format!("fsync {}", d.display()),
             })
             .collect()
@@ -300,5 +306,47 @@ mod tests {
         }
         // And the same for every entry made, the message's included.
         fsops::check_durable(&ev).unwrap_or_else(|e| panic!("{e}: {ev:#?}"));
+    }
+
+    #[test]
+    fn nothing_is_delivered_through_a_symbolic_link() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let s = store(&d.path().join("mail"));
+        s.create_user("bob@x.test").unwrap();
+        let u = s.user_dir("bob@x.test").unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir_all(outside.join("new")).unwrap();
+        fs::create_dir_all(outside.join("tmp")).unwrap();
+        fs::create_dir_all(outside.join("cur")).unwrap();
+        let msg = |s: &Store, folder| {
+            s.deliver("bob@x.test", folder, &mut &b"x\r\n"[..], Quota::default())
+        };
+        // A folder that is a link.
+        fs::remove_dir_all(u.join(".Junk")).unwrap();
+        symlink(&outside, u.join(".Junk")).unwrap();
+        assert!(matches!(
+            msg(&s, Some("Junk")),
+            Err(StoreError::NoSuchMailbox(_))
+        ));
+        // A folder whose new/ is a link.
+        fs::remove_dir(u.join(".Sent/new")).unwrap();
+        symlink(outside.join("new"), u.join(".Sent/new")).unwrap();
+        assert!(matches!(
+            msg(&s, Some("Sent")),
+            Err(StoreError::NoSuchMailbox(_))
+        ));
+        // INBOX's new/ or tmp/.
+        for sub in ["new", "tmp"] {
+            fs::rename(u.join(sub), u.join(format!("{sub}.real"))).unwrap();
+            symlink(outside.join(sub), u.join(sub)).unwrap();
+            assert!(msg(&s, None).is_err(), "{sub}");
+            fs::remove_file(u.join(sub)).unwrap();
+            fs::rename(u.join(format!("{sub}.real")), u.join(sub)).unwrap();
+        }
+        for sub in ["new", "tmp", "cur"] {
+            assert!(files(&outside.join(sub)).is_empty(), "{sub}");
+        }
+        msg(&s, None).unwrap();
     }
 }

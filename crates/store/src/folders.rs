@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use crate::dirfd::{Dir, is_link_refused};
 use crate::layout::{decode_dir, folder_path, is_maildir, normalize};
 use crate::maildir::build_folder;
 use crate::{
@@ -100,13 +101,17 @@ impl UserInner {
 }
 
 fn subscriptions(dir: &Path) -> io::Result<Vec<String>> {
-    match fs::read_to_string(dir.join(SUBSCRIPTIONS)) {
+    match crate::dirfd::read_to_string(&dir.join(SUBSCRIPTIONS)) {
         Ok(s) => Ok(s
             .lines()
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
             .collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if is_link_refused(&e) => {
+            tracing::warn!(dir = %dir.display(), "{SUBSCRIPTIONS} is a symbolic link: not read (replaced at the next change)");
+            Ok(Vec::new())
+        }
         Err(e) => Err(e),
     }
 }
@@ -256,7 +261,7 @@ impl UserStore {
             {
                 return Err(StoreError::HasChildren(norm.clone()));
             }
-            let (bytes, count) = folder_usage(&path)?;
+            let (bytes, count) = quota::folder_usage(&Dir::open_nofollow(&path)?)?;
             let aside = dir.join(format!(
                 "facteur-deleting-{}",
                 self.inner.shared.names.next()
@@ -323,23 +328,34 @@ impl UserStore {
     fn rename_inbox(&self, to: &str) -> Result<()> {
         self.create_mailbox(to, None)?;
         let dir = &self.inner.dir;
-        let dest = folder_path(dir, to);
+        let user = Dir::open(dir)?;
+        let dest = Dir::open_nofollow(&folder_path(dir, to))?;
         self.inner.write(|_| {
             for sub in ["new", "cur"] {
-                for e in fs::read_dir(dir.join(sub))? {
-                    let e = e?;
-                    let n = e.file_name();
-                    if n.to_string_lossy().starts_with('.') {
+                // Never through a link: what a link leads to is not INBOX's.
+                let from = match user.sub(sub) {
+                    Ok(d) => d,
+                    Err(e) if is_link_refused(&e) => {
+                        tracing::warn!(dir = %dir.display(), sub, "not a directory (a symbolic link?): its files stay where they are");
                         continue;
                     }
-                    match fs::rename(e.path(), dest.join(sub).join(&n)) {
+                    Err(e) => return Err(e.into()),
+                };
+                let to = dest.sub(sub)?;
+                let listing = from.list()?;
+                listing.warn_skipped(from.path());
+                for n in listing.files {
+                    if n.starts_with('.') {
+                        continue;
+                    }
+                    match from.rename(&n, &to, &n) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
-                facteur_util::fsync_dir(&dest.join(sub))?;
-                facteur_util::fsync_dir(&dir.join(sub))?;
+                to.fsync()?;
+                from.fsync()?;
             }
             Ok(())
         })
@@ -378,26 +394,6 @@ impl UserStore {
     pub fn select(&self, name: &str) -> Result<Mailbox> {
         Mailbox::open(Arc::clone(&self.inner), name)
     }
-}
-
-/// The `S=` sizes and count of one folder's messages.
-fn folder_usage(path: &Path) -> io::Result<(u64, u64)> {
-    let (mut bytes, mut count) = (0, 0);
-    for sub in ["cur", "new"] {
-        for e in fs::read_dir(path.join(sub))? {
-            let e = e?;
-            let n = e.file_name();
-            let Some(p) = n.to_str().and_then(crate::name::parse_file_name) else {
-                continue;
-            };
-            bytes += match p.disk_size {
-                Some(s) => s,
-                None => e.metadata().map(|m| m.len()).unwrap_or(0),
-            };
-            count += 1;
-        }
-    }
-    Ok((bytes, count))
 }
 
 #[cfg(test)]

@@ -10,9 +10,8 @@
 //! holding it was fsynced after the entry was made (docs/store-format.md,
 //! "Durability").
 //!
-//! Calls made relative to a directory descriptor (sync.rs, the no-follow
-//! opens of dirfd.rs) and SQLite's own are not recorded: they are not on
-//! the paths the durability tests follow (delivery, folder creation).
+//! The renames, links and fsyncs made relative to a directory descriptor
+//! (dirfd.rs) are recorded too; SQLite's own calls are not.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -27,6 +26,8 @@ pub(crate) enum Event {
     Create(std::path::PathBuf),
     SyncFile(std::path::PathBuf),
     Rename(std::path::PathBuf, std::path::PathBuf),
+    /// A hard link: a new name for a file whose data is durable.
+    Link(std::path::PathBuf),
     SyncDir(std::path::PathBuf),
 }
 
@@ -35,8 +36,9 @@ thread_local! {
     static LOG: std::cell::RefCell<Option<Vec<Event>>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Records a call made elsewhere (dirfd.rs).
 #[cfg(test)]
-fn record(e: impl FnOnce() -> Event) {
+pub(crate) fn record(e: impl FnOnce() -> Event) {
     LOG.with(|l| {
         if let Some(v) = l.borrow_mut().as_mut() {
             v.push(e());
@@ -44,9 +46,10 @@ fn record(e: impl FnOnce() -> Event) {
     });
 }
 
+/// Records a call made elsewhere (dirfd.rs): nothing outside tests.
 #[cfg(not(test))]
 #[inline(always)]
-fn record(_: impl FnOnce() -> Event) {}
+pub(crate) fn record(_: impl FnOnce() -> Event) {}
 
 /// mkdir(2) with `mode` (before the umask).
 pub(crate) fn mkdir(dir: &Path, mode: u32) -> io::Result<()> {
@@ -146,7 +149,7 @@ pub(crate) fn check_durable(events: &[Event]) -> std::result::Result<(), String>
     let mut unsynced: Vec<PathBuf> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         match e {
-            Event::Mkdir(p) => pending.push(p.clone()),
+            Event::Mkdir(p) | Event::Link(p) => pending.push(p.clone()),
             Event::Create(p) => {
                 pending.push(p.clone());
                 unsynced.push(p.clone());

@@ -122,11 +122,23 @@ pub fn folder_path(user_dir: &Path, norm: &str) -> PathBuf {
 /// so no mailbox name can lead outside the user's directory. (The user
 /// directory itself may be a link an administrator placed.)
 pub(crate) fn is_maildir(dir: &Path) -> bool {
+    maildir_id(dir).is_some()
+}
+
+/// [`is_maildir`], and if so the (device, inode) of `cur/` (`lstat`s).
+pub(crate) fn maildir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
     let folder = dir
         .file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with('.'));
-    (!folder || real_dir(dir)) && real_dir(&dir.join("cur"))
+    if folder && !real_dir(dir) {
+        return None;
+    }
+    fs::symlink_metadata(dir.join("cur"))
+        .ok()
+        .filter(|m| m.file_type().is_dir())
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Whether `p` is a directory and not a symbolic link (`lstat`).

@@ -13,6 +13,8 @@
 //!   layout.rs   user and mailbox names <-> directories, what is a Maildir
 //!   fsops.rs    the mkdirs, new files, renames and directory fsyncs of
 //!               delivery and folders (recorded in tests: durability)
+//!   dirfd.rs    directories and message files opened without following
+//!               symbolic links; the *at() calls on them
 //!   maildir.rs  making a Maildir (durably), writing a message into tmp/
 //!   quota.rs    the Maildir++ maildirsize file
 //!   deliver.rs  Store::deliver (the hot path of facteur-lmtpd)
@@ -53,11 +55,16 @@
 //!
 //! Security: user names and mailbox names are checked before they become
 //! paths (no `/`, no `..`, no leading `.`, no NUL or control characters), so
-//! nothing can reach outside the user's directory. Directories are 0700,
+//! nothing can reach outside the user's directory. No symbolic link is
+//! followed below the user directory: folders, `cur/ new/ tmp/` and
+//! message files are opened with `O_NOFOLLOW` and reached through
+//! directory descriptors (dirfd.rs); links and other non-regular files are
+//! skipped and logged, never moved, listed or read. Directories are 0700,
 //! files 0600.
 
 mod crlf;
 mod deliver;
+mod dirfd;
 mod folders;
 mod fsops;
 mod index;

@@ -31,9 +31,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::dirfd::{OpenMaildir, is_link_refused};
 use crate::folders::UserInner;
 use crate::index::{self, MailboxRow};
-use crate::layout::{folder_path, is_maildir, normalize};
+use crate::layout::{folder_path, is_maildir, maildir_id, normalize};
 use crate::views::ViewKey;
 use crate::{MessageMeta, Result, StoreError, SyncChanges, quota, sync};
 
@@ -42,6 +43,8 @@ pub struct Mailbox {
     user: Arc<UserInner>,
     name: String,
     dir: PathBuf,
+    /// `dir` and its `cur/`, open (no symbolic link followed).
+    md: OpenMaildir,
     id: i64,
     uidvalidity: u32,
     uidnext: u32,
@@ -68,6 +71,18 @@ fn is_not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
 
+/// Opens the Maildir of mailbox `name` at `dir`: a folder that is a
+/// symbolic link, or whose `cur/` is, is no mailbox.
+fn open_maildir(dir: &Path, name: &str) -> Result<OpenMaildir> {
+    OpenMaildir::open(dir, name != "INBOX").map_err(|e| {
+        if is_not_found(&e) || is_link_refused(&e) {
+            StoreError::NoSuchMailbox(name.to_owned())
+        } else {
+            e.into()
+        }
+    })
+}
+
 /// The row of the mailbox `mb` has open, read inside the write lock; gone
 /// if the mailbox was deleted and recreated or its index rebuilt (a new
 /// row id, or the old one again with a new UIDVALIDITY).
@@ -87,10 +102,12 @@ impl Mailbox {
         if name == "INBOX" {
             crate::maildir::ensure_maildir(&dir, &user.shared.cfg.root)?;
         }
+        let md = open_maildir(&dir, &name)?;
         let mut mb = Mailbox {
             user,
             name,
             dir,
+            md,
             id: -1,
             uidvalidity: 0,
             uidnext: 1,
@@ -105,14 +122,18 @@ impl Mailbox {
     /// Scans if needed, then reloads the view if anything changed. Returns
     /// whether the view was reloaded.
     fn refresh(&mut self, first: bool) -> Result<bool> {
-        if !is_maildir(&self.dir) {
-            return Err(StoreError::NoSuchMailbox(self.name.clone()));
+        // Still there, and still the directories we hold open? (One
+        // replaced by another tool is opened again.)
+        match maildir_id(&self.dir) {
+            None => return Err(StoreError::NoSuchMailbox(self.name.clone())),
+            Some(id) if id != self.md.cur_id => self.md = open_maildir(&self.dir, &self.name)?,
+            Some(_) => {}
         }
         let mut conn = self.user.conn();
         let row = index::mailbox_row(&conn, &self.name)?;
         let scan = match &row {
             None => true,
-            Some(r) => (!first && !self.is_row(r)) || sync::needs_scan(&self.dir, r)?,
+            Some(r) => (!first && !self.is_row(r)) || sync::needs_scan(&self.md, r)?,
         };
         if scan {
             drop(conn);
@@ -133,7 +154,7 @@ impl Mailbox {
                     _ => return Err(StoreError::NoSuchMailbox(self.name.clone())),
                 };
                 let before = (row.uidnext, row.highest_modseq);
-                sync::scan_locked(tx, &self.dir, &mut row, false)?;
+                sync::scan_locked(tx, &self.md, &mut row, false)?;
                 durable |= before != (row.uidnext, row.highest_modseq);
                 Ok(())
             })?;
@@ -222,9 +243,9 @@ impl Mailbox {
     fn write<T>(&self, f: impl FnOnce(&Connection, &mut MailboxRow) -> Result<T>) -> Result<T> {
         self.user.write(|tx| {
             let mut row = locked_row(tx, self)?;
-            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.dir).ok());
+            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.md).ok());
             let t = f(tx, &mut row)?;
-            sync::after_own_change(&self.dir, &mut row, rec, pre);
+            sync::after_own_change(&self.md, &mut row, rec, pre);
             index::update_row(tx, &row)?;
             Ok(t)
         })
@@ -242,10 +263,10 @@ impl Mailbox {
         let t = self.user.write_unsynced(|tx| {
             let mut row = locked_row(tx, self)?;
             let uidnext = row.uidnext;
-            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.dir).ok());
+            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.md).ok());
             let t = f(tx, &mut row)?;
             gave_uids = row.uidnext != uidnext;
-            sync::after_own_change(&self.dir, &mut row, rec, pre);
+            sync::after_own_change(&self.md, &mut row, rec, pre);
             index::update_row(tx, &row)?;
             Ok(t)
         })?;

@@ -3,8 +3,6 @@
 //! fsynced (a power failure that undoes it makes the next scan record the
 //! expunges again).
 
-use std::fs;
-
 use super::{Mailbox, is_not_found, record_quota};
 use crate::{DELETED, Result, index, sync};
 
@@ -12,7 +10,7 @@ impl Mailbox {
     /// Removes the messages flagged \Deleted (only those in `uids` if
     /// given). Returns their UIDs, ascending; they leave this view.
     pub fn expunge(&mut self, uids: Option<&[u32]>) -> Result<Vec<u32>> {
-        let cur = self.dir.join("cur");
+        let cur = &self.md.cur;
         let mut keys = ((0, 0), (0, 0));
         // The removals are made durable by fsyncing cur/ below; the index
         // commit is not fsynced: if a power failure undoes it, the next
@@ -48,16 +46,16 @@ impl Mailbox {
                 if m.flags.system & DELETED == 0 {
                     continue;
                 }
-                if let Err(e) = fs::remove_file(cur.join(&m.file_name)) {
+                if let Err(e) = cur.unlink(&m.file_name) {
                     if !is_not_found(&e) {
                         return Err(e.into());
                     }
-                    sync::scan_locked(tx, &self.dir, row, true)?;
+                    sync::scan_locked(tx, &self.md, row, true)?;
                     match index::message(tx, row.id, uid)? {
                         Some(again) if again.flags.system & DELETED != 0 => m = again,
                         _ => continue,
                     }
-                    match fs::remove_file(cur.join(&m.file_name)) {
+                    match cur.unlink(&m.file_name) {
                         Ok(()) => {}
                         Err(e) if is_not_found(&e) => {}
                         Err(e) => return Err(e.into()),
@@ -69,7 +67,7 @@ impl Mailbox {
                 gone.push(uid);
             }
             if !gone.is_empty() {
-                facteur_util::fsync_dir(&cur)?;
+                cur.fsync()?;
             }
             keys.1 = (row.uidnext, row.highest_modseq);
             Ok((gone, bytes))

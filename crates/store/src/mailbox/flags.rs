@@ -2,11 +2,10 @@
 //! the file name (a rename in `cur/`, not fsynced), keywords in the index
 //! only; the commit is not fsynced either (docs/store-format.md).
 
-use std::fs;
 use std::io;
-use std::path::Path;
 
 use super::{Mailbox, is_not_found};
+use crate::dirfd::Dir;
 use crate::name::{cur_name, parse_file_name};
 use crate::{FlagOp, Flags, Result, StoreFlagsResult, index, sync};
 
@@ -45,10 +44,10 @@ impl Mailbox {
                     }
                     let mut file_name = m.file_name;
                     if new.system != m.flags.system {
-                        match rename_flags(&self.dir, &file_name, new.system) {
+                        match rename_flags(&self.md.cur, &file_name, new.system) {
                             Ok(f) => file_name = f,
                             Err(e) if is_not_found(&e) && attempt == 0 => {
-                                sync::scan_locked(tx, &self.dir, row, true)?;
+                                sync::scan_locked(tx, &self.md, row, true)?;
                                 continue;
                             }
                             Err(e) if is_not_found(&e) => continue 'each,
@@ -80,8 +79,7 @@ impl Mailbox {
 }
 
 /// Renames a file in `cur/` for new system flags; returns the new name.
-fn rename_flags(dir: &Path, file_name: &str, system: u8) -> io::Result<String> {
-    let cur = dir.join("cur");
+fn rename_flags(cur: &Dir, file_name: &str, system: u8) -> io::Result<String> {
     let p = parse_file_name(file_name).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -89,6 +87,6 @@ fn rename_flags(dir: &Path, file_name: &str, system: u8) -> io::Result<String> {
         )
     })?;
     let new_name = cur_name(p.base, system, p.other_flags);
-    fs::rename(cur.join(file_name), cur.join(&new_name))?;
+    cur.rename(file_name, cur, &new_name)?;
     Ok(new_name)
 }

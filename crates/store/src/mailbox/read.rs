@@ -4,12 +4,12 @@
 //! first asked for). A file renamed by another process is found again
 //! through the index, then by a scan.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::sync::Arc;
 
 use super::{Mailbox, is_not_found};
 use crate::crlf::CrlfReader;
+use crate::dirfd::{MsgFile, is_link_refused};
 use crate::{MessageMeta, Result, StoreError, index, sync};
 
 impl Mailbox {
@@ -33,18 +33,17 @@ impl Mailbox {
         if todo.is_empty() {
             return Ok(());
         }
-        let cur = File::open(self.dir.join("cur"))?;
+        let cur = &self.md.cur;
         let mut found: Vec<(usize, i64)> = Vec::with_capacity(todo.len());
         for i in todo {
             let m = &self.messages[i];
-            let mtime = match sync::stat_at(&cur, &m.file_name) {
-                Ok(t) => t.mtime,
+            let mtime = match sync::stat_at(cur, &m.file_name) {
+                Ok(Some(t)) => t.mtime,
+                // Not a regular file any more (a link?): never followed.
+                Ok(None) => continue,
                 // Renamed by someone else: find it again.
                 Err(e) if is_not_found(&e) => match self.open_file(m.uid) {
-                    Ok(f) => {
-                        use std::os::unix::fs::MetadataExt;
-                        f.metadata()?.mtime()
-                    }
+                    Ok(f) => f.stat()?.st_mtime,
                     Err(StoreError::NoSuchMessage(_)) => continue,
                     Err(e) => return Err(e),
                 },
@@ -86,20 +85,30 @@ impl Mailbox {
         Ok(())
     }
 
-    /// The file of message `uid`, following a rename by another process.
-    fn open_file(&self, uid: u32) -> Result<File> {
-        let cur = self.dir.join("cur");
+    /// The file of message `uid`, following a rename by another process
+    /// (never a symbolic link: a message that is not a regular file is
+    /// refused, and logged, as no message).
+    fn open_file(&self, uid: u32) -> Result<MsgFile> {
+        let cur = &self.md.cur;
+        let refused = |e: io::Error| -> StoreError {
+            if is_link_refused(&e) || e.kind() == io::ErrorKind::InvalidData {
+                tracing::warn!(dir = %cur.path().display(), uid, error = %e, "message is not a regular file (a symbolic link?): not read");
+                StoreError::NoSuchMessage(uid)
+            } else {
+                e.into()
+            }
+        };
         let i = self.position(uid).ok_or(StoreError::NoSuchMessage(uid))?;
-        match File::open(cur.join(&*self.messages[i].file_name)) {
+        match cur.open_file(&self.messages[i].file_name) {
             Ok(f) => return Ok(f),
-            Err(e) if !is_not_found(&e) => return Err(e.into()),
+            Err(e) if !is_not_found(&e) => return Err(refused(e)),
             Err(_) => {}
         }
         // Renamed meanwhile: ask the index, then scan and ask again.
         for force in [false, true] {
             let name = if force {
                 self.write(|tx, row| {
-                    sync::scan_locked(tx, &self.dir, row, true)?;
+                    sync::scan_locked(tx, &self.md, row, true)?;
                     index::message(tx, row.id, uid)
                 })?
             } else {
@@ -108,9 +117,9 @@ impl Mailbox {
             let Some(m) = name else {
                 return Err(StoreError::NoSuchMessage(uid));
             };
-            match File::open(cur.join(&m.file_name)) {
+            match cur.open_file(&m.file_name) {
                 Ok(f) => return Ok(f),
-                Err(e) if !is_not_found(&e) => return Err(e.into()),
+                Err(e) if !is_not_found(&e) => return Err(refused(e)),
                 Err(_) => {}
             }
         }

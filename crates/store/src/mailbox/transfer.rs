@@ -4,11 +4,13 @@
 //! `cur/` is fsynced, and the row is written in the same transaction, so
 //! no scan sees the file unindexed; the quota is enforced (not for MOVE).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
 
 use super::{Mailbox, is_not_found, locked_row, record_quota};
+use crate::dirfd::Dir;
+use crate::fsops;
 use crate::index::{self, MailboxRow, MsgRow};
 use crate::maildir::{set_mtime, write_tmp};
 use crate::name::{base_with_sizes, cur_name, parse_file_name};
@@ -36,16 +38,16 @@ impl Mailbox {
             }
             let date = internal_date.unwrap_or_else(|| {
                 use std::os::unix::fs::MetadataExt;
-                fs::metadata(&w.tmp).map(|m| m.mtime()).unwrap_or(0)
+                fs::symlink_metadata(&w.tmp).map(|m| m.mtime()).unwrap_or(0)
             });
             let name = cur_name(&w.base(), flags.system, "");
-            let cur = self.dir.join("cur");
+            let cur = &self.md.cur;
             self.write(|tx, row| {
                 keys.0 = (row.uidnext, row.highest_modseq);
                 // Renamed into cur/ under the lock, so no scan can see it
                 // before its row exists.
-                fs::rename(&w.tmp, cur.join(&name))?;
-                facteur_util::fsync_dir(&cur)?;
+                cur.rename_into(&w.tmp, &name)?;
+                cur.fsync()?;
                 let uid = next_uid(row)?;
                 row.highest_modseq += 1;
                 let m = MsgRow {
@@ -122,8 +124,7 @@ impl Mailbox {
         if dest.user.dir != self.user.dir {
             return Err(StoreError::Index("copy between users".into()));
         }
-        let src_cur = self.dir.join("cur");
-        let dst_cur = dest.dir.join("cur");
+        let (src_cur, dst_cur) = (&self.md.cur, &dest.md.cur);
         let names = &self.user.shared.names;
         let (pairs, bytes) = self.user.write(|tx| {
             let mut row = locked_row(tx, self)?;
@@ -155,19 +156,22 @@ impl Mailbox {
                 };
                 let mut tried = false;
                 let done = loop {
-                    let from = src_cur.join(&m.file_name);
-                    let to = dst_cur.join(&new_name);
                     let r = if remove {
-                        fs::rename(&from, &to)
+                        src_cur.rename(&m.file_name, dst_cur, &new_name)
                     } else {
-                        link_or_copy(&from, &to, &dest.dir)
+                        link_or_copy(src_cur, &m.file_name, dst_cur, &new_name, &dest.dir)
                     };
                     match r {
                         Ok(()) => break true,
+                        // Not a regular file (a link?): not copied.
+                        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                            tracing::warn!(dir = %src_cur.path().display(), file = %m.file_name, "not a regular file (a symbolic link?): not copied");
+                            break false;
+                        }
                         Err(e) if is_not_found(&e) && !tried => {
                             // Moved by another process: rescan, retry once.
                             tried = true;
-                            sync::scan_locked(tx, &self.dir, &mut row, true)?;
+                            sync::scan_locked(tx, &self.md, &mut row, true)?;
                             match index::message(tx, row.id, m.uid)? {
                                 Some(again) => m = again,
                                 None => break false,
@@ -204,9 +208,9 @@ impl Mailbox {
                 bytes += m.disk_size;
                 pairs.push((m.uid, new_uid));
             }
-            facteur_util::fsync_dir(&dst_cur)?;
+            dst_cur.fsync()?;
             if remove {
-                facteur_util::fsync_dir(&src_cur)?;
+                src_cur.fsync()?;
             }
             if same {
                 index::update_row(tx, &row)?;
@@ -231,23 +235,39 @@ fn next_uid(row: &mut MailboxRow) -> Result<u32> {
     Ok(uid)
 }
 
-/// Hard link, or (across devices, or where links are refused) a copy that
-/// keeps the mtime, written in `tmp/` of `folder`, fsynced, then renamed.
-fn link_or_copy(from: &Path, to: &Path, folder: &Path) -> io::Result<()> {
-    match fs::hard_link(from, to) {
+/// Hard link of `from` in `from_dir` as `to` in `to_dir`, or (across
+/// devices, or where links are refused) a copy that keeps the mtime,
+/// written in `tmp/` of `folder`, fsynced, then renamed. Only a regular
+/// file is copied (`InvalidData` otherwise); links are never followed.
+fn link_or_copy(
+    from_dir: &Dir,
+    from: &str,
+    to_dir: &Dir,
+    to: &str,
+    folder: &Path,
+) -> io::Result<()> {
+    use nix::sys::stat::SFlag;
+    let st = from_dir.stat_at(from)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    match from_dir.link(from, to_dir, to) {
         Ok(()) => Ok(()),
         Err(e) if is_not_found(&e) || e.kind() == io::ErrorKind::AlreadyExists => Err(e),
         Err(_) => {
-            let base = to.file_name().and_then(|n| n.to_str()).unwrap_or("copy");
-            let tmp = folder
-                .join("tmp")
-                .join(base.split(':').next().unwrap_or(base));
+            let tmp = folder.join("tmp").join(to.split(':').next().unwrap_or(to));
             let result = (|| {
-                fs::copy(from, &tmp)?;
-                let f = File::options().write(true).open(&tmp)?;
-                f.set_modified(fs::metadata(from)?.modified()?)?;
-                f.sync_all()?;
-                fs::rename(&tmp, to)
+                let mut src = from_dir.open_file(from)?;
+                let mut f = fsops::create_new(&tmp, 0o600)?;
+                io::copy(&mut src, &mut f)?;
+                let secs = u64::try_from(st.st_mtime).unwrap_or(0);
+                let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0);
+                f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos))?;
+                fsops::sync_file(&f, &tmp)?;
+                to_dir.rename_into(&tmp, to)
             })();
             if result.is_err() {
                 let _ = fs::remove_file(&tmp);
