@@ -34,7 +34,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::dirfd::{OpenMaildir, is_link_refused};
 use crate::folders::UserInner;
 use crate::index::{self, MailboxRow};
-use crate::layout::{folder_path, is_maildir, maildir_id, normalize};
+use crate::layout::{folder_path, maildir_id, normalize};
 use crate::views::ViewKey;
 use crate::{MessageMeta, Result, StoreError, SyncChanges, quota, sync};
 
@@ -96,13 +96,11 @@ impl Mailbox {
     pub(crate) fn open(user: Arc<UserInner>, name: &str) -> Result<Mailbox> {
         let name = normalize(name)?;
         let dir = folder_path(&user.dir, &name);
-        if !is_maildir(&dir) {
-            return Err(StoreError::NoSuchMailbox(name));
-        }
+        // Refuses a folder, or a cur/, that is missing or a link.
+        let md = open_maildir(&dir, &name)?;
         if name == "INBOX" {
             crate::maildir::ensure_maildir(&dir, &user.shared.cfg.root)?;
         }
-        let md = open_maildir(&dir, &name)?;
         let mut mb = Mailbox {
             user,
             name,
@@ -123,11 +121,13 @@ impl Mailbox {
     /// whether the view was reloaded.
     fn refresh(&mut self, first: bool) -> Result<bool> {
         // Still there, and still the directories we hold open? (One
-        // replaced by another tool is opened again.)
-        match maildir_id(&self.dir) {
-            None => return Err(StoreError::NoSuchMailbox(self.name.clone())),
-            Some(id) if id != self.md.cur_id => self.md = open_maildir(&self.dir, &self.name)?,
-            Some(_) => {}
+        // replaced by another tool is opened again.) Just opened: yes.
+        if !first {
+            match maildir_id(&self.dir) {
+                None => return Err(StoreError::NoSuchMailbox(self.name.clone())),
+                Some(id) if id != self.md.cur_id => self.md = open_maildir(&self.dir, &self.name)?,
+                Some(_) => {}
+            }
         }
         let mut conn = self.user.conn();
         let row = index::mailbox_row(&conn, &self.name)?;
