@@ -71,6 +71,7 @@ impl Spool {
         env.queue_id = writer.id.clone();
         let head = format::encode_envelope(&env, rand::random::<u64>())?;
         writer.len_offset = head.len() as u64 + 1;
+        // Invariant: `file` is the Some(..) built a few lines above.
         let out = writer.file.as_mut().expect("just set");
         out.write_all(&head)?;
         out.write_all(&format::message_record_head(0))?;
