@@ -75,16 +75,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreConfig;
     use std::fs;
     use std::path::{Path, PathBuf};
-
-    fn store(d: &Path) -> Store {
-        Store::new(StoreConfig {
-            root: d.to_path_buf(),
-            hostname: "mx.test".into(),
-        })
-    }
 
     fn files(dir: &Path) -> Vec<PathBuf> {
         fs::read_dir(dir)
@@ -96,7 +88,7 @@ mod tests {
     #[test]
     fn delivery_lands_in_new_with_lf_and_round_trips() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         let msg = b"Subject: hi\r\n\r\nbody\rwith lone cr\r\n";
         let r = s
             .deliver("bob@example.test", None, &mut &msg[..], Quota::default())
@@ -120,7 +112,7 @@ mod tests {
     #[test]
     fn fifty_concurrent_deliveries() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         let handles: Vec<_> = (0..50)
             .map(|i| {
                 let s = s.clone();
@@ -147,7 +139,7 @@ mod tests {
     #[test]
     fn quota_refuses_bytes_and_count() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         let msg = b"0123456789\r\n"; // 11 bytes on disk
         let q = Quota {
             bytes: 30,
@@ -180,7 +172,7 @@ mod tests {
     #[test]
     fn delivery_into_folder_and_missing_folder() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         s.create_user("bob@x.test").unwrap();
         let r = s
             .deliver(
@@ -238,7 +230,7 @@ mod tests {
     #[test]
     fn a_delivery_to_an_existing_maildir_makes_no_directory_and_one_directory_fsync() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         s.deliver("bob@x.test", None, &mut &b"x\r\n"[..], Quota::default())
             .unwrap();
         let new = s.user_dir("bob@x.test").unwrap().join("new");
@@ -273,7 +265,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("mail");
         fs::create_dir(&root).unwrap();
-        let s = store(&root);
+        let s = Store::for_tests(&root);
         let rec = fsops::recording();
         s.deliver(
             "bob@example.test",
@@ -312,7 +304,7 @@ mod tests {
     fn nothing_is_delivered_through_a_symbolic_link() {
         use std::os::unix::fs::symlink;
         let d = tempfile::tempdir().unwrap();
-        let s = store(&d.path().join("mail"));
+        let s = Store::for_tests(&d.path().join("mail"));
         s.create_user("bob@x.test").unwrap();
         let u = s.user_dir("bob@x.test").unwrap();
         let outside = d.path().join("outside");

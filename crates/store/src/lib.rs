@@ -310,6 +310,17 @@ pub struct StoreFlagsResult {
     pub failed: Vec<u32>,
 }
 
+#[cfg(test)]
+impl Store {
+    /// A store rooted at `root`, for tests.
+    pub(crate) fn for_tests(root: &std::path::Path) -> Store {
+        Store::new(StoreConfig {
+            root: root.to_path_buf(),
+            hostname: "mx.test".into(),
+        })
+    }
+}
+
 impl Store {
     /// A store rooted at `cfg.root`.
     pub fn new(cfg: StoreConfig) -> Store {

@@ -65,20 +65,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{StoreConfig, StoreError};
-    use std::path::Path;
-
-    fn store(d: &Path) -> Store {
-        Store::new(StoreConfig {
-            root: d.to_path_buf(),
-            hostname: "mx.test".into(),
-        })
-    }
+    use crate::StoreError;
 
     #[test]
     fn user_dir_is_under_the_root() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         assert_eq!(
             s.user_dir("bob@example.test").unwrap(),
             d.path().join("example.test/bob")
@@ -92,7 +84,7 @@ mod tests {
     #[test]
     fn purge_removes_everything() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         s.create_user("bob@x.test").unwrap();
         s.deliver("bob@x.test", None, &mut &b"x\r\n"[..], Quota::default())
             .unwrap();
@@ -111,7 +103,7 @@ mod tests {
     fn user_add_makes_every_folder_durable_before_it_returns() {
         use crate::fsops::{self, Event};
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         let rec = fsops::recording();
         s.create_user("bob@x.test").unwrap();
         let ev = rec.take();

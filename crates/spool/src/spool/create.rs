@@ -83,12 +83,10 @@ impl Spool {
 mod tests {
     use super::*;
     use crate::spool::testutil::*;
-    use std::fs;
 
     #[test]
     fn create_commit_read_round_trip() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (d, spool) = temp_spool();
         let msg = b"From: a@b\r\nSubject: t\r\n\r\n.dot\r\nbare\rcr\r\n";
         let mut w = spool.create(QueueName::Incoming, &env()).unwrap();
         let id = w.queue_id().to_string();
@@ -109,18 +107,12 @@ mod tests {
         assert_eq!(qf.path, spool.dir(QueueName::Incoming).join(&id));
         assert_eq!(message(&spool, QueueName::Incoming, &id), msg);
         assert_eq!(spool.find(&id).unwrap().envelope, want);
-        assert!(
-            fs::read_dir(d.path().join(TMP_DIR))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        assert!(is_empty(&d.path().join(TMP_DIR)));
     }
 
     #[test]
     fn five_megabyte_message_streamed() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (_d, spool) = temp_spool();
         let msg: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
         let mut w = spool.create(QueueName::Incoming, &env()).unwrap();
         for chunk in msg.chunks(7919) {
@@ -136,31 +128,19 @@ mod tests {
 
     #[test]
     fn abort_and_drop_leave_nothing() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (d, spool) = temp_spool();
         let mut w = spool.create(QueueName::Maildrop, &env()).unwrap();
         w.write_all(b"x").unwrap();
         w.abort();
         drop(spool.create(QueueName::Incoming, &env()).unwrap());
-        assert!(
-            fs::read_dir(d.path().join(TMP_DIR))
-                .unwrap()
-                .next()
-                .is_none()
-        );
-        assert!(
-            fs::read_dir(spool.dir(QueueName::Maildrop))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        assert!(is_empty(&d.path().join(TMP_DIR)));
+        assert!(is_empty(&spool.dir(QueueName::Maildrop)));
         assert!(spool.create(QueueName::Active, &env()).is_err());
     }
 
     #[test]
     fn concurrent_creates_get_unique_ids() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (_d, spool) = temp_spool();
         let handles: Vec<_> = (0..8)
             .map(|t| {
                 let spool = spool.clone();

@@ -179,8 +179,7 @@ mod tests {
 
     #[test]
     fn rewrite_recipients_keeps_message_and_drops_stale_state() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (d, spool) = temp_spool();
         let msg = b"Subject: alias\r\n\r\nbody\r\n";
         let id = put(&spool, QueueName::Incoming, msg);
         let mut e = spool.read(QueueName::Incoming, &id).unwrap().envelope;
@@ -203,18 +202,12 @@ mod tests {
         // removal) is ignored: it names the old nonce.
         fs::write(spool.state_path(&id), stale).unwrap();
         assert_eq!(spool.read(QueueName::Incoming, &id).unwrap().envelope, e);
-        assert!(
-            fs::read_dir(d.path().join(TMP_DIR))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+        assert!(is_empty(&d.path().join(TMP_DIR)));
     }
 
     #[test]
     fn discards_fsync_their_directory_once_per_window() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (_d, spool) = temp_spool();
         let last = |s: &Spool| s.discard_syncs.lock().unwrap()[2];
         let a = put(&spool, QueueName::Incoming, b"a\r\n");
         let b = put(&spool, QueueName::Incoming, b"b\r\n");

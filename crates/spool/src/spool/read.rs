@@ -119,8 +119,7 @@ mod tests {
 
     #[test]
     fn list_ignores_temporary_and_foreign_files() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (_d, spool) = temp_spool();
         let w = spool.create(QueueName::Maildrop, &env()).unwrap();
         fs::write(spool.dir(QueueName::Maildrop).join("x.tmp"), b"").unwrap();
         assert!(spool.list(QueueName::Maildrop).unwrap().is_empty());
@@ -135,8 +134,7 @@ mod tests {
 
     #[test]
     fn missing_end_is_incomplete_and_garbage_corrupt() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (_d, spool) = temp_spool();
         let id = put(&spool, QueueName::Incoming, b"hello\r\n");
         let p = spool.dir(QueueName::Incoming).join(&id);
         let len = fs::metadata(&p).unwrap().len();
@@ -189,8 +187,7 @@ mod tests {
 
     #[test]
     fn symlinks_are_refused() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (_d, spool) = temp_spool();
         let id = put(&spool, QueueName::Incoming, b"x");
         std::os::unix::fs::symlink(
             spool.dir(QueueName::Incoming).join(&id),

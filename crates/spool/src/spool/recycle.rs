@@ -16,6 +16,20 @@ pub(super) const FREE_STATES: &str = ".free";
 /// How many state files (and queue files) are kept for reuse.
 pub(super) const MAX_FREE_STATES: usize = 256;
 
+/// Renames `from` to `dir/name`, making `dir` (a `.free/`) the first time.
+fn move_into(from: &Path, dir: &Path, name: &str) -> io::Result<()> {
+    let to = dir.join(name);
+    match fs::rename(from, &to) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && from.exists() && !dir.is_dir() => {
+            fs::DirBuilder::new()
+                .mode(DIR_MODE & 0o777)
+                .create(dir)
+                .and_then(|()| fs::rename(from, &to))
+        }
+        r => r,
+    }
+}
+
 /// Whether `f` has one name only. The rename that takes a kept file out
 /// of `.free/` is not fsynced (the directory fsync after its new name is
 /// made covers it on most file systems, not on all): after a power
@@ -48,17 +62,7 @@ impl Spool {
             Ok(m) if m.file_type().is_file() && m.permissions().mode() & 0o777 == FILE_MODE => {}
             _ => return false,
         }
-        let to = dir.join(id);
-        let mut moved = fs::rename(path, &to);
-        if matches!(&moved, Err(e) if e.kind() == io::ErrorKind::NotFound)
-            && path.exists()
-            && !dir.is_dir()
-        {
-            moved = fs::DirBuilder::new()
-                .mode(DIR_MODE & 0o777)
-                .create(&dir)
-                .and_then(|()| fs::rename(path, &to));
-        }
+        let moved = move_into(path, &dir, id);
         if moved.is_ok() {
             g.1 += 1;
         }
@@ -130,21 +134,9 @@ impl Spool {
                 return false;
             }
             let dir = self.root.join(STATE_DIR).join(FREE_STATES);
-            let to = dir.join(id);
-            let mut moved = fs::rename(state, &to);
-            if matches!(&moved, Err(e) if e.kind() == io::ErrorKind::NotFound)
-                && state.exists()
-                && !dir.is_dir()
-            {
-                // The first time: make the directory, then again.
-                moved = fs::DirBuilder::new()
-                    .mode(DIR_MODE & 0o777)
-                    .create(&dir)
-                    .and_then(|()| fs::rename(state, &to));
-            }
-            match moved {
+            match move_into(state, &dir, id) {
                 Ok(()) => {
-                    list.push(to);
+                    list.push(dir.join(id));
                     true
                 }
                 Err(_) => false,
@@ -163,8 +155,7 @@ mod tests {
 
     #[test]
     fn discarded_state_files_are_reused_and_never_leak_state() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (d, spool) = temp_spool();
         let commit = |rcpt: &str, body_lines: usize| {
             let mut w = spool.create(QueueName::Incoming, &env_with(rcpt)).unwrap();
             w.write_all(b"Subject: x\r\n\r\n").unwrap();
@@ -229,8 +220,7 @@ mod tests {
 
     #[test]
     fn a_kept_file_that_has_another_name_is_never_rewritten() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (d, spool) = temp_spool();
         let a = put(&spool, QueueName::Incoming, b"message A\r\n");
         let mut e = spool.read(QueueName::Incoming, &a).unwrap().envelope;
         e.attempts = 1;

@@ -185,8 +185,7 @@ mod tests {
 
     #[test]
     fn update_is_durable_and_follows_moves() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (d, spool) = temp_spool();
         let id = put(&spool, QueueName::Incoming, b"m\r\n");
         spool
             .move_to(&id, QueueName::Incoming, QueueName::Active)

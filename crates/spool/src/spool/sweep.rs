@@ -72,8 +72,7 @@ mod tests {
 
     #[test]
     fn sweep_removes_only_old_leftovers() {
-        let d = tempfile::tempdir().unwrap();
-        let spool = Spool::open(d.path()).unwrap();
+        let (d, spool) = temp_spool();
         let day = std::time::Duration::from_secs(86_400);
         let age = |p: &Path, secs: u64| {
             let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);

@@ -5,6 +5,18 @@ pub(crate) use crate::{Envelope, QueueName, Recipient, Spool, SpoolError};
 use facteur_mail::dsn::{BodyType, Notify, Ret};
 pub(crate) use std::io::{Read, Write};
 
+/// A spool in a new temporary directory.
+pub(crate) fn temp_spool() -> (tempfile::TempDir, Spool) {
+    let d = tempfile::tempdir().unwrap();
+    let spool = Spool::open(d.path()).unwrap();
+    (d, spool)
+}
+
+/// Whether the directory `dir` is empty.
+pub(crate) fn is_empty(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).unwrap().next().is_none()
+}
+
 pub(crate) fn env() -> Envelope {
     Envelope {
         sender: "".into(),
