@@ -278,7 +278,9 @@ pub(crate) fn file_id(st: &FileStat) -> FileId {
 /// A selected mailbox's directories, open: the folder (INBOX: the user
 /// directory) and its `cur/`, neither through a link (but the user
 /// directory, see the module header). `new/` and `tmp/` are opened when a
-/// scan needs them, the same way.
+/// scan needs them, the same way. So a selected mailbox holds two
+/// descriptors for its life (an IDLE session too): reading a message is
+/// then one `openat`, as many calls as the path-based open it replaces.
 #[derive(Debug)]
 pub(crate) struct OpenMaildir {
     pub folder: Dir,

@@ -25,7 +25,7 @@ mod read;
 mod transfer;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +42,8 @@ use crate::{MessageMeta, Result, StoreError, SyncChanges, quota, sync};
 pub struct Mailbox {
     user: Arc<UserInner>,
     name: String,
-    dir: PathBuf,
-    /// `dir` and its `cur/`, open (no symbolic link followed).
+    /// The Maildir directory (its path: `md.folder.path()`) and its
+    /// `cur/`, open (no symbolic link followed).
     md: OpenMaildir,
     id: i64,
     uidvalidity: u32,
@@ -104,7 +104,6 @@ impl Mailbox {
         let mut mb = Mailbox {
             user,
             name,
-            dir,
             md,
             id: -1,
             uidvalidity: 0,
@@ -123,9 +122,9 @@ impl Mailbox {
         // Still there, and still the directories we hold open? (One
         // replaced by another tool is opened again.) Just opened: yes.
         if !first {
-            match maildir_id(&self.dir) {
+            match maildir_id(self.dir()) {
                 None => return Err(StoreError::NoSuchMailbox(self.name.clone())),
-                Some(id) if id != self.md.cur_id => self.md = open_maildir(&self.dir, &self.name)?,
+                Some(id) if id != self.md.cur_id => self.md = open_maildir(self.dir(), &self.name)?,
                 Some(_) => {}
             }
         }
@@ -183,7 +182,7 @@ impl Mailbox {
             return Err(StoreError::NoSuchMailbox(self.name.clone()));
         }
         let key = (row.id, row.uidvalidity, row.uidnext, row.highest_modseq);
-        if let Some(messages) = self.user.shared.views.get(&self.dir, key) {
+        if let Some(messages) = self.user.shared.views.get(self.dir(), key) {
             if !first && key == self.view_key() {
                 return Ok(false);
             }
@@ -209,7 +208,7 @@ impl Mailbox {
             self.user
                 .shared
                 .views
-                .latest(&self.dir, (row.id, row.uidvalidity))
+                .latest(self.dir(), (row.id, row.uidvalidity))
         };
         let mut messages = match base {
             Some((old, uidnext, modseq))
@@ -230,7 +229,7 @@ impl Mailbox {
         }
         tx.commit()?;
         self.messages = Arc::new(messages);
-        self.user.shared.views.put(&self.dir, key, &self.messages);
+        self.user.shared.views.put(self.dir(), key, &self.messages);
         self.id = row.id;
         self.uidvalidity = row.uidvalidity;
         self.uidnext = row.uidnext;
@@ -283,13 +282,13 @@ impl Mailbox {
     /// then, so a change by another tool made in the same clock tick as
     /// one of ours is pushed too. None: nothing to verify.
     pub fn verification_in(&self) -> Option<Duration> {
-        sync::verification_in(&self.dir)
+        sync::verification_in(self.dir())
     }
 
     /// The mailbox's Maildir directory (watched by IDLE for changes made
     /// by other processes).
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.md.folder.path()
     }
 
     /// The mailbox name ("INBOX", "Lists/rust").
@@ -322,7 +321,7 @@ impl Mailbox {
     /// back under its new key, see `adopt`); a view another handle shares
     /// is copied.
     fn view_mut(&mut self) -> &mut Vec<MessageMeta> {
-        self.user.shared.views.release(&self.dir, &self.messages);
+        self.user.shared.views.release(self.dir(), &self.messages);
         Arc::make_mut(&mut self.messages)
     }
 
@@ -390,7 +389,7 @@ impl Mailbox {
             self.user
                 .shared
                 .views
-                .put(&self.dir, self.view_key(), &self.messages);
+                .put(self.dir(), self.view_key(), &self.messages);
         }
     }
 }

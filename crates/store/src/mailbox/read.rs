@@ -71,16 +71,16 @@ impl Mailbox {
         })?;
         // The cached view, if it is this one, is updated with it; another
         // cached view of this mailbox gets the dates too.
-        let ours = self.user.shared.views.release(&self.dir, &self.messages);
+        let ours = self.user.shared.views.release(self.dir(), &self.messages);
         let msgs = Arc::make_mut(&mut self.messages);
         for (i, t) in found {
             msgs[i].internal_date = t;
         }
         if ours {
             let key = self.view_key();
-            self.user.shared.views.put(&self.dir, key, &self.messages);
+            self.user.shared.views.put(self.dir(), key, &self.messages);
         } else {
-            self.user.shared.views.fill_dates(&self.dir, &rows);
+            self.user.shared.views.fill_dates(self.dir(), &rows);
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ impl Mailbox {
         flags: &Flags,
         internal_date: Option<i64>,
     ) -> Result<u32> {
-        let w = write_tmp(&self.dir, &self.user.shared.names, content)?;
+        let w = write_tmp(self.dir(), &self.user.shared.names, content)?;
         let mut keys = ((0, 0), (0, 0));
         let mut meta = None;
         let result = (|| {
@@ -87,7 +87,7 @@ impl Mailbox {
                     self.unannounced.push(uid);
                     (self.uidnext, self.highest_modseq) = after;
                     let key = self.view_key();
-                    self.user.shared.views.put(&self.dir, key, &self.messages);
+                    self.user.shared.views.put(self.dir(), key, &self.messages);
                 }
                 Ok(uid)
             }
@@ -159,7 +159,7 @@ impl Mailbox {
                     let r = if remove {
                         src_cur.rename(&m.file_name, dst_cur, &new_name)
                     } else {
-                        link_or_copy(src_cur, &m.file_name, dst_cur, &new_name, &dest.dir)
+                        link_or_copy(src_cur, &m.file_name, dst_cur, &new_name, dest.dir())
                     };
                     match r {
                         Ok(()) => break true,
