@@ -1,178 +1,25 @@
-//! Users' directories and delivery: the hot path of facteur-lmtpd.
-//!
-//! Offers [`Store::user_dir`], [`Store::create_user`], [`Store::purge_user`],
-//! [`Store::deliver`], [`Store::open_user`], and to the rest of the crate
-//! [`write_tmp`] (a message written into `tmp/` and fsynced) and
-//! [`ensure_maildir`].
+//! Delivery: the hot path of facteur-lmtpd ([`Store::deliver`]).
 //!
 //! Delivery follows Maildir (cr.yp.to/proto/maildir.html): a unique name in
 //! `tmp/`, write (CRLF -> LF), fsync the file, check the quota with its real
 //! size, rename into `new/` as `<unique>,S=<disk>,W=<crlf>`, fsync `new/`,
 //! and only then return. Unique names make concurrent deliveries (threads or
 //! processes) safe without a lock; readers never see a partial file, since
-//! `tmp/` is not read. Delivery never opens the SQLite index.
+//! `tmp/` is not read. Delivery never opens the SQLite index. A user's
+//! first delivery creates the Maildir (maildir.rs), durably.
 //!
-//! Security: the user name becomes two path components, so it is checked
-//! first: [`Store::user_dir`] refuses empty parts, `/`, NUL, control
-//! characters, a leading `.` and `..`. Directories are made 0700, files 0600.
+//! Security: the user name is checked before it becomes a path (layout.rs);
+//! a mailbox name too. A `cur/`, `new/` or `tmp/` of INBOX, a folder, or a
+//! folder's `new/`, that is a symbolic link is refused (`lstat`s that
+//! replace the `stat`s made anyway): nothing is delivered through a link.
+//! (The new file itself is created with `O_EXCL`, which follows no link.)
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::io::Read;
 
-use crate::crlf::ToLf;
-use crate::name::{UniqueNames, base_with_sizes};
-use crate::{Delivered, Quota, Result, Store, StoreError, UserStore, folders, quota};
-
-/// A message written into `tmp/` and fsynced.
-#[derive(Debug)]
-pub(crate) struct Written {
-    pub tmp: PathBuf,
-    pub unique: String,
-    pub disk_size: u64,
-    pub crlf_size: u64,
-}
-
-impl Written {
-    /// `<unique>,S=..,W=..`
-    pub fn base(&self) -> String {
-        base_with_sizes(&self.unique, self.disk_size, self.crlf_size)
-    }
-
-    /// Removes the temporary file (after a refusal or an error).
-    pub fn discard(&self) {
-        let _ = fs::remove_file(&self.tmp);
-    }
-}
-
-/// Writes `content` (CRLF form) into `<folder>/tmp/` in LF form and fsyncs it.
-pub(crate) fn write_tmp(
-    folder: &Path,
-    names: &UniqueNames,
-    content: &mut dyn Read,
-) -> Result<Written> {
-    let mut tries = 0;
-    let (unique, tmp, mut file) = loop {
-        let unique = names.next();
-        let tmp = folder.join("tmp").join(&unique);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-        {
-            Ok(f) => break (unique, tmp, f),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 3 => tries += 1,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let result = (|| -> io::Result<(u64, u64)> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut out = Vec::with_capacity(64 * 1024 + 1);
-        let mut conv = ToLf::new();
-        let (mut crlf, mut disk) = (0u64, 0u64);
-        loop {
-            let n = match content.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            crlf += n as u64;
-            conv.push(&buf[..n], &mut out);
-            file.write_all(&out)?;
-            disk += out.len() as u64;
-            out.clear();
-        }
-        conv.finish(&mut out);
-        file.write_all(&out)?;
-        disk += out.len() as u64;
-        file.sync_all()?;
-        Ok((disk, crlf))
-    })();
-    match result {
-        Ok((disk_size, crlf_size)) => Ok(Written {
-            tmp,
-            unique,
-            disk_size,
-            crlf_size,
-        }),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e.into())
-        }
-    }
-}
-
-/// Makes `dir` a Maildir (`cur/ new/ tmp/`, 0700) if it is not one yet.
-pub(crate) fn ensure_maildir(dir: &Path) -> io::Result<()> {
-    if dir.join("new").is_dir() && dir.join("cur").is_dir() && dir.join("tmp").is_dir() {
-        return Ok(());
-    }
-    for sub in ["cur", "new", "tmp"] {
-        facteur_util::create_dir_all_mode(&dir.join(sub), 0o700)?;
-    }
-    Ok(())
-}
-
-fn check_part(user: &str, part: &str) -> Result<()> {
-    if part.is_empty()
-        || part.len() > 255
-        || part.starts_with('.')
-        || part.contains(['/', '\\'])
-        || part.chars().any(char::is_control)
-    {
-        return Err(StoreError::InvalidUser(user.to_owned()));
-    }
-    Ok(())
-}
+use crate::maildir::{ensure_maildir, write_tmp};
+use crate::{Delivered, Quota, Result, Store, StoreError, fsops, layout, quota};
 
 impl Store {
-    /// The directory of `user` ("local@domain", already lower-case):
-    /// `<root>/<domain>/<local>/`. Refuses names that could leave the root.
-    pub fn user_dir(&self, user: &str) -> Result<PathBuf> {
-        let (local, domain) = user
-            .rsplit_once('@')
-            .ok_or_else(|| StoreError::InvalidUser(user.to_owned()))?;
-        check_part(user, local)?;
-        check_part(user, domain)?;
-        Ok(self.shared.cfg.root.join(domain).join(local))
-    }
-
-    /// Creates the user's Maildir with INBOX and the special-use folders
-    /// (Sent, Drafts, Trash, Junk, Archive), subscribed. Idempotent.
-    pub fn create_user(&self, user: &str) -> Result<()> {
-        let dir = self.user_dir(user)?;
-        ensure_maildir(&dir)?;
-        let us = self.open_user(user, Quota::default())?;
-        us.create_defaults()
-    }
-
-    /// Removes the user's directory and all the mail in it. The directory
-    /// is first renamed out of the way (atomically), so no delivery lands
-    /// in a half-removed tree.
-    pub fn purge_user(&self, user: &str) -> Result<()> {
-        let dir = self.user_dir(user)?;
-        let Some(parent) = dir.parent() else {
-            return Ok(());
-        };
-        let local = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let aside = parent.join(format!(".purge-{local}-{}", self.shared.names.next()));
-        match fs::rename(&dir, &aside) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        facteur_util::fsync_dir(parent)?;
-        fs::remove_dir_all(&aside)?;
-        Ok(())
-    }
-
     /// Delivers a message (CRLF form, dot-unstuffed) into INBOX or
     /// `mailbox`, which must exist. Creates the user's Maildir if missing.
     /// Returns once the message is durably in `new/`.
@@ -184,13 +31,15 @@ impl Store {
         quota: Quota,
     ) -> Result<Delivered> {
         let user_dir = self.user_dir(user)?;
-        ensure_maildir(&user_dir)?;
+        ensure_maildir(&user_dir, &self.shared.cfg.root)?;
         let folder = match mailbox {
             None => user_dir.clone(),
             Some(name) => {
-                let norm = folders::normalize(name)?;
-                let f = folders::folder_path(&user_dir, &norm);
-                if !f.join("new").is_dir() {
+                let norm = layout::normalize(name)?;
+                let f = layout::folder_path(&user_dir, &norm);
+                // A folder, or its new/, that is a symbolic link is no
+                // mailbox: nothing is written through it.
+                if !(layout::real_dir(&f) && layout::real_dir(&f.join("new"))) {
                     return Err(StoreError::NoSuchMailbox(name.to_owned()));
                 }
                 f
@@ -205,7 +54,7 @@ impl Store {
         }
         let new_dir = folder.join("new");
         let path = new_dir.join(w.base());
-        if let Err(e) = fs::rename(&w.tmp, &path).and_then(|()| facteur_util::fsync_dir(&new_dir)) {
+        if let Err(e) = fsops::rename(&w.tmp, &path).and_then(|()| fsops::fsync_dir(&new_dir)) {
             w.discard();
             return Err(e.into());
         }
@@ -221,33 +70,13 @@ impl Store {
             size: w.crlf_size,
         })
     }
-
-    /// Opens the user's index (creating the Maildir and the index if
-    /// missing). `quota` applies to APPEND, COPY and `quota_usage`.
-    pub fn open_user(&self, user: &str, quota: Quota) -> Result<UserStore> {
-        let dir = self.user_dir(user)?;
-        ensure_maildir(&dir)?;
-        UserStore::open(Arc::clone(&self.shared), dir, quota)
-    }
-}
-
-/// Sets a file's mtime (the INTERNALDATE of a message) to `secs`.
-pub(crate) fn set_mtime(path: &Path, secs: i64) -> io::Result<()> {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
-    File::options().write(true).open(path)?.set_modified(t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreConfig;
-
-    fn store(d: &Path) -> Store {
-        Store::new(StoreConfig {
-            root: d.to_path_buf(),
-            hostname: "mx.test".into(),
-        })
-    }
+    use std::fs;
+    use std::path::{Path, PathBuf};
 
     fn files(dir: &Path) -> Vec<PathBuf> {
         fs::read_dir(dir)
@@ -257,36 +86,9 @@ mod tests {
     }
 
     #[test]
-    fn user_dir_refuses_escapes() {
-        let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
-        assert_eq!(
-            s.user_dir("bob@example.test").unwrap(),
-            d.path().join("example.test/bob")
-        );
-        for bad in [
-            "bob",
-            "@example.test",
-            "bob@",
-            "../x@example.test",
-            "bob@..",
-            "a/b@c",
-            "bob@ex/../..",
-            "b\0@c",
-            ".x@c",
-            "x@.c",
-        ] {
-            assert!(
-                matches!(s.user_dir(bad), Err(StoreError::InvalidUser(_))),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
     fn delivery_lands_in_new_with_lf_and_round_trips() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         let msg = b"Subject: hi\r\n\r\nbody\rwith lone cr\r\n";
         let r = s
             .deliver("bob@example.test", None, &mut &msg[..], Quota::default())
@@ -310,7 +112,7 @@ mod tests {
     #[test]
     fn fifty_concurrent_deliveries() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         let handles: Vec<_> = (0..50)
             .map(|i| {
                 let s = s.clone();
@@ -337,7 +139,7 @@ mod tests {
     #[test]
     fn quota_refuses_bytes_and_count() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         let msg = b"0123456789\r\n"; // 11 bytes on disk
         let q = Quota {
             bytes: 30,
@@ -370,7 +172,7 @@ mod tests {
     #[test]
     fn delivery_into_folder_and_missing_folder() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
+        let s = Store::for_tests(d.path());
         s.create_user("bob@x.test").unwrap();
         let r = s
             .deliver(
@@ -410,16 +212,133 @@ mod tests {
         ));
     }
 
+    /// What a delivery to an existing Maildir calls, in order.
+    fn steady_state_calls(ev: &[fsops::Event], new: &Path) -> Vec<String> {
+        ev.iter()
+            .map(|e| match e {
+                fsops::Event::Mkdir(p) => format!("mkdir {}", p.display()),
+                fsops::Event::Create(_) => "create tmp/".into(),
+                fsops::Event::SyncFile(_) => "fsync file".into(),
+                fsops::Event::Rename(_, to) if to.parent() == Some(new) => "rename to new/".into(),
+                fsops::Event::Rename(a, b) => format!("rename {} {}", a.display(), b.display()),
+                fsops::Event::Link(p) => format!("link {}", p.display()),
+                fsops::Event::SyncDir(d) => format!("fsync {}", d.display()),
+            })
+            .collect()
+    }
+
     #[test]
-    fn purge_removes_everything() {
+    fn a_delivery_to_an_existing_maildir_makes_no_directory_and_one_directory_fsync() {
         let d = tempfile::tempdir().unwrap();
-        let s = store(d.path());
-        s.create_user("bob@x.test").unwrap();
+        let s = Store::for_tests(d.path());
         s.deliver("bob@x.test", None, &mut &b"x\r\n"[..], Quota::default())
             .unwrap();
-        s.purge_user("bob@x.test").unwrap();
-        assert!(!s.user_dir("bob@x.test").unwrap().exists());
-        assert!(files(&d.path().join("x.test")).is_empty());
-        s.purge_user("bob@x.test").unwrap();
+        let new = s.user_dir("bob@x.test").unwrap().join("new");
+        let rec = fsops::recording();
+        s.deliver("bob@x.test", None, &mut &b"y\r\n"[..], Quota::default())
+            .unwrap();
+        let ev = rec.take();
+        fsops::check_durable(&ev).unwrap();
+        assert_eq!(
+            steady_state_calls(&ev, &new),
+            [
+                "create tmp/".to_owned(),
+                "fsync file".into(),
+                "rename to new/".into(),
+                format!("fsync {}", new.display()),
+            ]
+        );
+    }
+
+    /// The index of the first event `pred` matches, after `from`.
+    fn find(
+        ev: &[fsops::Event],
+        from: usize,
+        pred: impl Fn(&fsops::Event) -> bool,
+    ) -> Option<usize> {
+        ev.iter().skip(from).position(pred).map(|i| i + from)
+    }
+
+    #[test]
+    fn a_first_delivery_makes_every_new_directory_durable_before_it_returns() {
+        use fsops::Event::{Mkdir, SyncDir};
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("mail");
+        fs::create_dir(&root).unwrap();
+        let s = Store::for_tests(&root);
+        let rec = fsops::recording();
+        s.deliver(
+            "bob@example.test",
+            None,
+            &mut &b"x\r\n"[..],
+            Quota::default(),
+        )
+        .unwrap();
+        let ev = rec.take();
+        let dom = root.join("example.test");
+        let user = dom.join("bob");
+        // Every new directory: made, and then (not before) the directory
+        // holding it fsynced, so its entry survives a power failure.
+        for dir in [
+            dom.clone(),
+            user.clone(),
+            user.join("cur"),
+            user.join("new"),
+            user.join("tmp"),
+        ] {
+            let made = find(&ev, 0, |e| *e == Mkdir(dir.clone()))
+                .unwrap_or_else(|| panic!("{} not made: {ev:#?}", dir.display()));
+            let parent = dir.parent().unwrap().to_path_buf();
+            assert!(
+                find(&ev, made, |e| *e == SyncDir(parent.clone())).is_some(),
+                "{} not fsynced after {} was made: {ev:#?}",
+                parent.display(),
+                dir.display()
+            );
+        }
+        // And the same for every entry made, the message's included.
+        fsops::check_durable(&ev).unwrap_or_else(|e| panic!("{e}: {ev:#?}"));
+    }
+
+    #[test]
+    fn nothing_is_delivered_through_a_symbolic_link() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::for_tests(&d.path().join("mail"));
+        s.create_user("bob@x.test").unwrap();
+        let u = s.user_dir("bob@x.test").unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir_all(outside.join("new")).unwrap();
+        fs::create_dir_all(outside.join("tmp")).unwrap();
+        fs::create_dir_all(outside.join("cur")).unwrap();
+        let msg = |s: &Store, folder| {
+            s.deliver("bob@x.test", folder, &mut &b"x\r\n"[..], Quota::default())
+        };
+        // A folder that is a link.
+        fs::remove_dir_all(u.join(".Junk")).unwrap();
+        symlink(&outside, u.join(".Junk")).unwrap();
+        assert!(matches!(
+            msg(&s, Some("Junk")),
+            Err(StoreError::NoSuchMailbox(_))
+        ));
+        // A folder whose new/ is a link.
+        fs::remove_dir(u.join(".Sent/new")).unwrap();
+        symlink(outside.join("new"), u.join(".Sent/new")).unwrap();
+        assert!(matches!(
+            msg(&s, Some("Sent")),
+            Err(StoreError::NoSuchMailbox(_))
+        ));
+        // INBOX's new/ or tmp/.
+        for sub in ["new", "tmp"] {
+            fs::rename(u.join(sub), u.join(format!("{sub}.real"))).unwrap();
+            symlink(outside.join(sub), u.join(sub)).unwrap();
+            assert!(msg(&s, None).is_err(), "{sub}");
+            fs::remove_file(u.join(sub)).unwrap();
+            fs::rename(u.join(format!("{sub}.real")), u.join(sub)).unwrap();
+        }
+        for sub in ["new", "tmp", "cur"] {
+            assert!(files(&outside.join(sub)).is_empty(), "{sub}");
+        }
+        msg(&s, None).unwrap();
     }
 }

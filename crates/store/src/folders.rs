@@ -1,18 +1,10 @@
 //! Mailbox names and folders: [`UserStore`] (LIST, CREATE, DELETE, RENAME,
 //! SUBSCRIBE, quota usage, SELECT).
 //!
-//! Names: the IMAP-visible hierarchy separator is `/`; names are UTF-8 (the
-//! IMAP layer does modified UTF-7). On disk a folder is the Maildir++
-//! directory `.<c1>.<c2>...` in the user directory, where in each component
-//! `%` is written `%25` and `.` is written `%2E` (so the mapping is
-//! reversible); INBOX is the user directory itself, and `inbox` in any case
-//! means INBOX. Each folder directory holds `cur/ new/ tmp/` and an empty
-//! `maildirfolder` file.
-//!
-//! Security: [`normalize`] refuses empty names and components, control
-//! characters, names over 255 bytes (and directory names over 255 bytes);
-//! after escaping, no component can be `.`, `..` or hold `/`, so no name
-//! reaches outside the user directory.
+//! Names map to directories as layout.rs says: INBOX is the user
+//! directory, any other folder a Maildir++ directory `.<c1>.<c2>...` holding
+//! `cur/ new/ tmp/` and an empty `maildirfolder` file. A new folder is
+//! built under a temporary name and renamed into place (maildir.rs).
 //!
 //! Subscriptions live in the plain file `facteur-subscriptions` (one name a
 //! line), not in the index, so a rebuilt index keeps them. Changes to it and
@@ -26,98 +18,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use crate::deliver::ensure_maildir;
+use crate::dirfd::{Dir, is_link_refused};
+use crate::layout::{decode_dir, folder_path, is_maildir, normalize};
+use crate::maildir::build_folder;
 use crate::{
-    DEFAULT_FOLDERS, Mailbox, MailboxInfo, Quota, Result, Shared, SpecialUse, StoreError, index,
-    quota,
+    DEFAULT_FOLDERS, Mailbox, MailboxInfo, Quota, Result, Shared, SpecialUse, StoreError, fsops,
+    index, quota,
 };
 
 /// The subscriptions file, in the user directory.
 pub const SUBSCRIPTIONS: &str = "facteur-subscriptions";
-
-/// Checks a mailbox name and returns its normal form (`INBOX` spelled so).
-pub fn normalize(name: &str) -> Result<String> {
-    let bad = || StoreError::InvalidName(name.to_owned());
-    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-        return Err(bad());
-    }
-    let mut out = String::with_capacity(name.len());
-    for (i, comp) in name.split('/').enumerate() {
-        if comp.is_empty() {
-            return Err(bad());
-        }
-        if i > 0 {
-            out.push('/');
-        }
-        if i == 0 && comp.eq_ignore_ascii_case("INBOX") {
-            out.push_str("INBOX");
-        } else {
-            out.push_str(comp);
-        }
-    }
-    if out != "INBOX" && dir_name(&out).len() > 255 {
-        return Err(bad());
-    }
-    Ok(out)
-}
-
-/// The directory name of a normalized name other than INBOX: `.a.b`.
-pub fn dir_name(norm: &str) -> String {
-    let mut s = String::with_capacity(norm.len() + 4);
-    for comp in norm.split('/') {
-        s.push('.');
-        for c in comp.chars() {
-            match c {
-                '%' => s.push_str("%25"),
-                '.' => s.push_str("%2E"),
-                c => s.push(c),
-            }
-        }
-    }
-    s
-}
-
-/// The name a folder directory stands for, if it is one of ours (the
-/// mapping must give the directory name back exactly).
-pub fn decode_dir(dir: &str) -> Option<String> {
-    let rest = dir.strip_prefix('.')?;
-    let mut out = String::with_capacity(rest.len());
-    for (i, comp) in rest.split('.').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        out.push_str(
-            &comp
-                .replace("%2E", ".")
-                .replace("%2e", ".")
-                .replace("%25", "%"),
-        );
-    }
-    let norm = normalize(&out).ok()?;
-    (norm != "INBOX" && dir_name(&norm) == dir).then_some(norm)
-}
-
-/// Whether `dir` is a Maildir we may use: its `cur/` is a real directory,
-/// and a folder (`.Name`) is a real directory too, never a symbolic link,
-/// so no mailbox name can lead outside the user's directory. (The user
-/// directory itself may be a link an administrator placed.)
-pub(crate) fn is_maildir(dir: &Path) -> bool {
-    let real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_dir());
-    let folder = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'));
-    (!folder || real_dir(dir)) && real_dir(&dir.join("cur"))
-}
-
-/// The directory of a normalized name.
-pub fn folder_path(user_dir: &Path, norm: &str) -> PathBuf {
-    if norm == "INBOX" {
-        user_dir.to_path_buf()
-    } else {
-        user_dir.join(dir_name(norm))
-    }
-}
 
 /// One user's store: holds the index connection. Send + Sync.
 pub struct UserStore {
@@ -191,13 +101,17 @@ impl UserInner {
 }
 
 fn subscriptions(dir: &Path) -> io::Result<Vec<String>> {
-    match fs::read_to_string(dir.join(SUBSCRIPTIONS)) {
+    match crate::dirfd::read_to_string(&dir.join(SUBSCRIPTIONS)) {
         Ok(s) => Ok(s
             .lines()
             .filter(|l| !l.is_empty())
             .map(str::to_owned)
             .collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if is_link_refused(&e) => {
+            tracing::warn!(dir = %dir.display(), "{SUBSCRIPTIONS} is a symbolic link: not read (replaced at the next change)");
+            Ok(Vec::new())
+        }
         Err(e) => Err(e),
     }
 }
@@ -312,9 +226,8 @@ impl UserStore {
                     "facteur-new-folder-{}",
                     self.inner.shared.names.next()
                 ));
-                ensure_maildir(&tmp)?;
-                fs::File::create(tmp.join("maildirfolder"))?;
-                if let Err(e) = fs::rename(&tmp, &path) {
+                build_folder(&tmp)?;
+                if let Err(e) = fsops::rename(&tmp, &path) {
                     let _ = fs::remove_dir_all(&tmp);
                     return Err(e.into());
                 }
@@ -323,7 +236,7 @@ impl UserStore {
                 }
                 index::create_row(tx, dir, &n, if last { special_use } else { None })?;
             }
-            facteur_util::fsync_dir(dir)?;
+            fsops::fsync_dir(dir)?;
             Ok(())
         })
     }
@@ -348,13 +261,13 @@ impl UserStore {
             {
                 return Err(StoreError::HasChildren(norm.clone()));
             }
-            let (bytes, count) = folder_usage(&path)?;
+            let (bytes, count) = quota::folder_usage(&Dir::open_nofollow(&path)?)?;
             let aside = dir.join(format!(
                 "facteur-deleting-{}",
                 self.inner.shared.names.next()
             ));
-            fs::rename(&path, &aside)?;
-            facteur_util::fsync_dir(dir)?;
+            fsops::rename(&path, &aside)?;
+            fsops::fsync_dir(dir)?;
             if let Some(row) = index::mailbox_row(tx, &norm)? {
                 index::delete_row(tx, row.id)?;
             }
@@ -401,13 +314,13 @@ impl UserStore {
                 if target.exists() {
                     return Err(StoreError::MailboxExists(b));
                 }
-                fs::rename(folder_path(dir, a), &target)?;
+                fsops::rename(&folder_path(dir, a), &target)?;
                 if let Some(stale) = index::mailbox_row(tx, &b)? {
                     index::delete_row(tx, stale.id)?;
                 }
                 tx.execute("UPDATE mailboxes SET name = ?2 WHERE name = ?1", [a, &b])?;
             }
-            facteur_util::fsync_dir(dir)?;
+            fsops::fsync_dir(dir)?;
             Ok(())
         })
     }
@@ -415,23 +328,34 @@ impl UserStore {
     fn rename_inbox(&self, to: &str) -> Result<()> {
         self.create_mailbox(to, None)?;
         let dir = &self.inner.dir;
-        let dest = folder_path(dir, to);
+        let user = Dir::open(dir)?;
+        let dest = Dir::open_nofollow(&folder_path(dir, to))?;
         self.inner.write(|_| {
             for sub in ["new", "cur"] {
-                for e in fs::read_dir(dir.join(sub))? {
-                    let e = e?;
-                    let n = e.file_name();
-                    if n.to_string_lossy().starts_with('.') {
+                // Never through a link: what a link leads to is not INBOX's.
+                let from = match user.sub(sub) {
+                    Ok(d) => d,
+                    Err(e) if is_link_refused(&e) => {
+                        tracing::warn!(dir = %dir.display(), sub, "not a directory (a symbolic link?): its files stay where they are");
                         continue;
                     }
-                    match fs::rename(e.path(), dest.join(sub).join(&n)) {
+                    Err(e) => return Err(e.into()),
+                };
+                let to = dest.sub(sub)?;
+                let listing = from.list()?;
+                listing.warn_skipped(from.path());
+                for n in listing.files {
+                    if n.starts_with('.') {
+                        continue;
+                    }
+                    match from.rename(&n, &to, &n) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
-                facteur_util::fsync_dir(&dest.join(sub))?;
-                facteur_util::fsync_dir(&dir.join(sub))?;
+                to.fsync()?;
+                from.fsync()?;
             }
             Ok(())
         })
@@ -472,56 +396,10 @@ impl UserStore {
     }
 }
 
-/// The `S=` sizes and count of one folder's messages.
-fn folder_usage(path: &Path) -> io::Result<(u64, u64)> {
-    let (mut bytes, mut count) = (0, 0);
-    for sub in ["cur", "new"] {
-        for e in fs::read_dir(path.join(sub))? {
-            let e = e?;
-            let n = e.file_name();
-            let Some(p) = n.to_str().and_then(crate::name::parse_file_name) else {
-                continue;
-            };
-            bytes += match p.disk_size {
-                Some(s) => s,
-                None => e.metadata().map(|m| m.len()).unwrap_or(0),
-            };
-            count += 1;
-        }
-    }
-    Ok((bytes, count))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Store, StoreConfig};
-
-    #[test]
-    fn names_escape_and_refuse() {
-        assert_eq!(normalize("inbox").unwrap(), "INBOX");
-        assert_eq!(normalize("Inbox/x").unwrap(), "INBOX/x");
-        assert_eq!(dir_name("Lists/rust"), ".Lists.rust");
-        assert_eq!(dir_name("a.b/50%"), ".a%2Eb.50%25");
-        assert_eq!(dir_name(".."), ".%2E%2E");
-        for n in ["Lists/rust", "a.b/50%", "..", "é/ü", "x%2Ey"] {
-            assert_eq!(decode_dir(&dir_name(n)).as_deref(), Some(n), "{n}");
-        }
-        for bad in ["", "/abs", "a//b", "a/", "x\ny", "a\0b", &"x".repeat(256)] {
-            assert!(
-                matches!(normalize(bad), Err(StoreError::InvalidName(_))),
-                "{bad:?}"
-            );
-        }
-        // `..` and `a/../../b` are harmless names: they stay inside.
-        assert_eq!(dir_name(&normalize("../x").unwrap()), ".%2E%2E.x");
-        assert_eq!(
-            dir_name(&normalize("a/../../b").unwrap()),
-            ".a.%2E%2E.%2E%2E.b"
-        );
-        assert_eq!(decode_dir(".a%41"), None, "not ours: not listed");
-        assert_eq!(decode_dir("cur"), None);
-    }
 
     fn user() -> (tempfile::TempDir, UserStore) {
         let d = tempfile::tempdir().unwrap();
@@ -632,5 +510,15 @@ mod tests {
                 .unwrap()
                 .subscribed
         );
+    }
+
+    #[test]
+    fn create_makes_the_folder_and_its_parents_durable() {
+        let (_d, us) = user();
+        let rec = crate::fsops::recording();
+        us.create_mailbox("Lists/rust", None).unwrap();
+        let ev = rec.take();
+        assert!(us.inner.dir.join(".Lists.rust/cur").is_dir());
+        crate::fsops::check_durable(&ev).unwrap_or_else(|e| panic!("{e}: {ev:#?}"));
     }
 }

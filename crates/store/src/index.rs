@@ -194,7 +194,7 @@ pub fn all_rows(conn: &Connection) -> Result<Vec<MailboxRow>> {
 /// given if that is not smaller. Call inside a write transaction.
 pub fn new_uidvalidity(user_dir: &Path) -> Result<u32> {
     let path = user_dir.join(UIDVALIDITY_FILE);
-    let last: u32 = fs::read_to_string(&path)
+    let last: u32 = crate::dirfd::read_to_string(&path)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);

@@ -7,15 +7,25 @@
 //! Layout of the crate:
 //!
 //! ```text
-//!   lib.rs      the types and Store (users, delivery entry points)
-//!   deliver.rs  user directories, writing a message into tmp/, deliver()
+//!   lib.rs      the types and Store
 //!   name.rs     unique names, file name parsing, flag letters (pure)
 //!   crlf.rs     CRLF <-> LF conversion (pure, incremental)
+//!   layout.rs   user and mailbox names <-> directories, what is a Maildir
+//!   fsops.rs    the mkdirs, new files, renames and directory fsyncs of
+//!               delivery and folders (recorded in tests: durability)
+//!   dirfd.rs    directories and message files opened without following
+//!               symbolic links; the *at() calls on them
+//!   maildir.rs  making a Maildir (durably), writing a message into tmp/
 //!   quota.rs    the Maildir++ maildirsize file
-//!   folders.rs  mailbox names <-> directories, UserStore (list, create, ...)
+//!   deliver.rs  Store::deliver (the hot path of facteur-lmtpd)
+//!   users.rs    Store: user directories, create_user, purge_user, open_user
+//!   folders.rs  UserStore: list, create, delete, rename, subscribe, select
 //!   index.rs    the SQLite index: schema, rows, UIDVALIDITY
 //!   sync.rs     bringing the index up to date with the directories
 //!   mailbox.rs  a selected Mailbox: view, flags, append, copy, move, expunge
+//!
+//! Dependencies point one way: users -> folders -> mailbox -> sync, index;
+//! deliver, folders and mailbox -> maildir -> fsops; all -> layout.
 //! ```
 //!
 //! Layout on disk: `<root>/<domain>/<localpart>/` holds INBOX (`cur/ new/
@@ -28,6 +38,10 @@
 //!   with CRLF; the conversion is a bijection (see crlf.rs).
 //! - Delivery never opens the index: it writes `tmp/`, fsyncs, renames into
 //!   `new/`, fsyncs `new/`; the next sync gives the message its UID.
+//! - Every directory entry an acknowledgement depends on is durable before
+//!   it is given: a new directory's parent, and each directory above it up
+//!   to the mail root, is fsynced after it is made (maildir.rs; the order
+//!   of calls is checked by tests through fsops.rs).
 //! - Every change to the index, and every scan of a mailbox directory, runs
 //!   inside one SQLite `BEGIN IMMEDIATE` transaction per user, so processes
 //!   serialize: a UID is never given twice and never reused.
@@ -41,17 +55,26 @@
 //!
 //! Security: user names and mailbox names are checked before they become
 //! paths (no `/`, no `..`, no leading `.`, no NUL or control characters), so
-//! nothing can reach outside the user's directory. Directories are 0700,
+//! nothing can reach outside the user's directory. No symbolic link is
+//! followed below the user directory: folders, `cur/ new/ tmp/` and
+//! message files are opened with `O_NOFOLLOW` and reached through
+//! directory descriptors (dirfd.rs); links and other non-regular files are
+//! skipped and logged, never moved, listed or read. Directories are 0700,
 //! files 0600.
 
 mod crlf;
 mod deliver;
+mod dirfd;
 mod folders;
+mod fsops;
 mod index;
+mod layout;
 mod mailbox;
+mod maildir;
 pub mod name;
 mod quota;
 mod sync;
+mod users;
 mod views;
 
 use std::collections::BTreeSet;
@@ -59,7 +82,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crlf::{CrlfReader, ToCrlf, ToLf, read_header, to_crlf, to_lf};
-pub use folders::{UserStore, normalize as normalize_name};
+pub use folders::UserStore;
+pub use layout::normalize as normalize_name;
 pub use mailbox::Mailbox;
 pub use name::{ANSWERED, DELETED, DRAFT, FLAGGED, ParsedName, SEEN, parse_file_name};
 
@@ -284,6 +308,17 @@ pub struct StoreFlagsResult {
     pub updated: Vec<u32>,
     /// Messages that failed the UNCHANGEDSINCE test.
     pub failed: Vec<u32>,
+}
+
+#[cfg(test)]
+impl Store {
+    /// A store rooted at `root`, for tests.
+    pub(crate) fn for_tests(root: &std::path::Path) -> Store {
+        Store::new(StoreConfig {
+            root: root.to_path_buf(),
+            hostname: "mx.test".into(),
+        })
+    }
 }
 
 impl Store {

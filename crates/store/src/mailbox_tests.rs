@@ -1,7 +1,10 @@
 //! Tests of Mailbox and sync (kept apart from mailbox.rs for its length).
 
 use super::*;
-use crate::{ANSWERED, DELETED, DRAFT, FLAGGED, Quota, SEEN, Store, StoreConfig, UserStore};
+use crate::{
+    ANSWERED, DELETED, DRAFT, FLAGGED, FlagOp, Flags, Quota, SEEN, Store, StoreConfig, UserStore,
+};
+use std::fs::{self, File};
 use std::path::Path;
 
 const USER: &str = "u@x.test";
@@ -835,4 +838,109 @@ fn changes_applied_to_a_view() {
     );
     assert_eq!(apply_changes(&[], vec![m(1, 2, 3)], &[]), vec![m(1, 2, 3)]);
     assert_eq!(apply_changes(&old, vec![], &[1, 2, 4, 6]), vec![]);
+}
+
+/// A directory outside the mail root, with one file a daemon could read.
+fn outside(d: &Path) -> std::path::PathBuf {
+    let o = d.join("outside");
+    fs::create_dir(&o).unwrap();
+    fs::write(o.join("secret"), "Subject: secret\n\nthe daemon's secret\n").unwrap();
+    o
+}
+
+#[test]
+fn a_symlink_in_cur_is_neither_listed_nor_read() {
+    let (d, s, us) = setup();
+    let o = outside(d.path());
+    deliver(&s, "Subject: real\r\n\r\nreal\r\n");
+    let cur = d.path().join("x.test/u/cur");
+    std::os::unix::fs::symlink(
+        o.join("secret"),
+        cur.join("1700000000.M1P1Q1.evil,S=40,W=43:2,"),
+    )
+    .unwrap();
+    let mut mb = us.select("INBOX").unwrap();
+    assert_eq!(mb.messages().len(), 1, "the link is not listed");
+    assert_eq!(
+        mb.read_message(1).unwrap(),
+        b"Subject: real\r\n\r\nreal\r\n"
+    );
+    // A message indexed, then replaced by a link: not served.
+    let name = mb.messages()[0].file_name.to_string();
+    fs::remove_file(cur.join(&name)).unwrap();
+    std::os::unix::fs::symlink(o.join("secret"), cur.join(&name)).unwrap();
+    assert!(mb.read_message(1).is_err());
+    assert!(mb.read_header(1).is_err());
+    assert!(mb.crlf_size(1).is_err());
+    assert!(mb.open_message(1).is_err());
+    // COPY does not carry it into another folder either.
+    let mut sent = us.select("Sent").unwrap();
+    let _ = mb.copy_to(&[1], &mut sent);
+    sent.sync().unwrap();
+    for m in sent.messages() {
+        assert!(sent.read_message(m.uid).is_err());
+    }
+    // The next sync sees the message gone, and still lists no link.
+    let c = mb.sync().unwrap();
+    assert_eq!(c.expunged, [1]);
+    assert!(mb.messages().is_empty());
+    assert!(o.join("secret").is_file(), "the outside file is untouched");
+}
+
+#[test]
+fn a_folder_whose_new_or_tmp_is_a_symlink_keeps_the_outside_files_out() {
+    let (d, _s, us) = setup();
+    let o = outside(d.path());
+    fs::write(o.join("1700000000.M1P1Q1.h,S=5,W=6"), "x\ny\n").unwrap();
+    fs::write(o.join("1700000001.M2P1Q1.h"), "x\ny\n").unwrap();
+    // Old enough for the cleaning of tmp/ (36 hours).
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(48 * 3600);
+    File::options()
+        .write(true)
+        .open(o.join("secret"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    us.create_mailbox("Evil", None).unwrap();
+    let f = d.path().join("x.test/u/.Evil");
+    for sub in ["new", "tmp"] {
+        fs::remove_dir(f.join(sub)).unwrap();
+        std::os::unix::fs::symlink(&o, f.join(sub)).unwrap();
+    }
+    if let Ok(mut mb) = us.select("Evil") {
+        assert!(mb.messages().is_empty());
+        let _ = mb.sync();
+        assert!(mb.messages().is_empty());
+    }
+    assert_eq!(
+        names(&o),
+        [
+            "1700000000.M1P1Q1.h,S=5,W=6",
+            "1700000001.M2P1Q1.h",
+            "secret"
+        ],
+        "nothing moved out of (or removed from) the outside directory"
+    );
+    assert!(names(&f.join("cur")).is_empty());
+}
+
+#[test]
+fn create_then_append_makes_every_entry_durable_before_ok() {
+    let (_d, _s, us) = setup();
+    let rec = crate::fsops::recording();
+    us.create_mailbox("Fresh/Sub", None).unwrap();
+    let mut mb = us.select("Fresh/Sub").unwrap();
+    mb.append(
+        &mut &b"Subject: a\r\n\r\nx\r\n"[..],
+        &Flags::default(),
+        None,
+    )
+    .unwrap();
+    let ev = rec.take();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, crate::fsops::Event::SyncDir(p) if p.ends_with(".Fresh.Sub/cur"))),
+        "{ev:#?}"
+    );
+    crate::fsops::check_durable(&ev).unwrap_or_else(|e| panic!("{e}: {ev:#?}"));
 }

@@ -20,12 +20,18 @@
 //! With no quota (both limits 0) nothing is read and the file is not
 //! created; lines are still appended to an existing file so that it stays
 //! right if a quota is set later.
+//!
+//! Security: `maildirsize` is opened with `O_NOFOLLOW` (a link put there
+//! is neither read nor appended to), and folders are summed through
+//! descriptors that follow no link (dirfd.rs).
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::dirfd::{Dir, is_link_refused};
 use crate::name::parse_file_name;
 use crate::{Quota, Result, StoreError};
 
@@ -40,20 +46,27 @@ fn limits_line(q: Quota) -> String {
 
 /// Reads the sums of the file; `None` if it must be recalculated.
 fn read(path: &Path, q: Quota) -> io::Result<Option<(i64, i64, SystemTime)>> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // A link: recalculated, and replaced by a file (atomically).
+        Err(e) if is_link_refused(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if meta.len() > MAX_LEN {
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.len() > MAX_LEN {
         return Ok(None);
     }
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+    let mut text = String::with_capacity(meta.len() as usize);
+    match f.read_to_string(&mut text) {
+        Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::InvalidData => return Ok(None),
         Err(e) => return Err(e),
-    };
+    }
     let mut lines = text.lines();
     if lines.next() != Some(limits_line(q).as_str()) {
         return Ok(None);
@@ -75,40 +88,49 @@ fn read(path: &Path, q: Quota) -> io::Result<Option<(i64, i64, SystemTime)>> {
 
 /// Sums the `S=` sizes (or the file sizes) of every message of every folder.
 pub fn scan(user_dir: &Path) -> io::Result<(u64, u64)> {
-    let mut bytes = 0u64;
-    let mut count = 0u64;
-    let mut folders = vec![user_dir.to_path_buf()];
+    let (mut bytes, mut count) = folder_usage(&Dir::open(user_dir)?)?;
     for e in fs::read_dir(user_dir)? {
         let e = e?;
         let n = e.file_name();
         let n = n.to_string_lossy();
+        // The entry's own type: a link to a directory is no folder.
         if n.starts_with('.') && n != "." && n != ".." && e.file_type()?.is_dir() {
-            folders.push(e.path());
-        }
-    }
-    for f in folders {
-        for sub in ["cur", "new"] {
-            let rd = match fs::read_dir(f.join(sub)) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            let folder = match Dir::open_nofollow(&e.path()) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_refused(&e) => continue,
                 Err(e) => return Err(e),
             };
-            for e in rd {
-                let e = e?;
-                let n = e.file_name();
-                let Some(p) = n.to_str().and_then(parse_file_name) else {
-                    continue;
-                };
-                let size = match p.disk_size {
-                    Some(s) => s,
-                    None => match e.metadata() {
-                        Ok(m) => m.len(),
-                        Err(_) => continue, // removed meanwhile
-                    },
-                };
-                bytes += size;
-                count += 1;
-            }
+            let (b, c) = folder_usage(&folder)?;
+            bytes += b;
+            count += c;
+        }
+    }
+    Ok((bytes, count))
+}
+
+/// The `S=` sizes (or file sizes) and the count of the messages of one
+/// folder, in `cur/` and `new/`: regular files only, no link followed
+/// (a `cur/` or `new/` that is a link counts nothing).
+pub fn folder_usage(folder: &Dir) -> io::Result<(u64, u64)> {
+    let (mut bytes, mut count) = (0, 0);
+    for sub in ["cur", "new"] {
+        let dir = match folder.sub(sub) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || is_link_refused(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        for n in dir.list()?.files {
+            let Some(p) = parse_file_name(&n) else {
+                continue;
+            };
+            bytes += match p.disk_size {
+                Some(s) => s,
+                None => match dir.stat_at(&n) {
+                    Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
+                    Err(_) => continue, // removed meanwhile
+                },
+            };
+            count += 1;
         }
     }
     Ok((bytes, count))
@@ -163,7 +185,11 @@ pub fn record(user_dir: &Path, bytes: i64, count: i64) -> io::Result<()> {
     if bytes == 0 && count == 0 {
         return Ok(());
     }
-    let mut f = match OpenOptions::new().append(true).open(user_dir.join(FILE)) {
+    let mut f = match OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(user_dir.join(FILE))
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
@@ -232,5 +258,24 @@ mod tests {
         assert_eq!(usage(d.path(), q).unwrap(), (0, 0));
         record(d.path(), -5, -1).unwrap();
         assert_eq!(usage(d.path(), q).unwrap(), (0, 0), "clamped at zero");
+    }
+
+    #[test]
+    fn a_linked_maildirsize_is_neither_read_nor_appended_to() {
+        let d = tempfile::tempdir().unwrap();
+        let user = d.path().join("u");
+        maildir(&user);
+        fs::write(user.join("new/a,S=100,W=104"), b"").unwrap();
+        let target = d.path().join("elsewhere");
+        fs::write(&target, "1000S,10C\n7 7\n").unwrap();
+        std::os::unix::fs::symlink(&target, user.join(FILE)).unwrap();
+        assert!(record(&user, 5, 1).is_err());
+        let q = Quota {
+            bytes: 1000,
+            messages: 10,
+        };
+        assert_eq!(usage(&user, q).unwrap(), (100, 1), "recalculated, not read");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "1000S,10C\n7 7\n");
+        assert!(fs::symlink_metadata(user.join(FILE)).unwrap().is_file());
     }
 }

@@ -38,17 +38,22 @@
 //!    at most [`SETTLE`] late. (IDLE wakes up for that verification.)
 //!
 //! Files in `tmp/` older than 36 hours are removed (Maildir's rule).
+//!
+//! Security: every directory and file is reached through descriptors
+//! (dirfd.rs), never through a symbolic link: a `new/` or `tmp/` that is a
+//! link is skipped (and logged), so no outside file is moved into the
+//! store or removed; links and other non-regular entries of `new/` and
+//! `cur/` are skipped (and logged), never moved, listed or read.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
 
+use crate::dirfd::{Dir, OpenMaildir, is_link_refused};
 use crate::index::{self, MailboxRow, MsgRow};
 use crate::name::parse_file_name;
 use crate::{Flags, Result};
@@ -57,10 +62,10 @@ use crate::{Flags, Result};
 pub const SETTLE: Duration = Duration::from_secs(2);
 const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
 
-fn mtime_ns(m: &fs::Metadata) -> i64 {
-    m.mtime()
+fn mtime_ns(st: &nix::sys::stat::FileStat) -> i64 {
+    st.st_mtime
         .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec())
+        .saturating_add(st.st_mtime_nsec)
 }
 
 fn now_ns() -> i64 {
@@ -94,22 +99,25 @@ pub(crate) struct FileTimes {
     len: u64,
 }
 
-/// `fstatat(dir, name)`, following a symlink as `fs::metadata` does.
-pub(crate) fn stat_at(dir: &fs::File, name: &str) -> io::Result<FileTimes> {
-    use std::os::fd::AsRawFd;
-    let st = nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, nix::fcntl::AtFlags::empty())
-        .map_err(io::Error::from)?;
-    Ok(FileTimes {
+/// `fstatat(dir, name)`, not through a symbolic link; `None` for anything
+/// but a regular file.
+pub(crate) fn stat_at(dir: &Dir, name: &str) -> io::Result<Option<FileTimes>> {
+    use nix::sys::stat::SFlag;
+    let st = dir.stat_at(name)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Ok(None);
+    }
+    Ok(Some(FileTimes {
         mtime: st.st_mtime,
         len: u64::try_from(st.st_size).unwrap_or(0),
-    })
+    }))
 }
 
-/// The mtimes of `cur/` and `new/`.
-fn dir_mtimes(dir: &Path) -> io::Result<(i64, i64)> {
+/// The mtimes of `cur/` and `new/` (of a `new/` that is a link: the link's).
+fn dir_mtimes(md: &OpenMaildir) -> io::Result<(i64, i64)> {
     Ok((
-        mtime_ns(&fs::metadata(dir.join("cur"))?),
-        mtime_ns(&fs::metadata(dir.join("new"))?),
+        mtime_ns(&md.cur.stat()?),
+        mtime_ns(&md.folder.stat_at("new")?),
     ))
 }
 
@@ -164,8 +172,8 @@ pub fn verification_in(dir: &Path) -> Option<Duration> {
 }
 
 /// `cur/`'s mtime (ns).
-pub(crate) fn cur_mtime(dir: &Path) -> io::Result<i64> {
-    Ok(mtime_ns(&fs::metadata(dir.join("cur"))?))
+pub(crate) fn cur_mtime(md: &OpenMaildir) -> io::Result<i64> {
+    Ok(mtime_ns(&md.cur.stat()?))
 }
 
 /// After a change this process made to `cur/` inside the write lock and
@@ -174,17 +182,18 @@ pub(crate) fn cur_mtime(dir: &Path) -> io::Result<i64> {
 /// new mtime as young, so the change costs no rescan. Otherwise leaves the
 /// row alone (the next sync scans).
 pub(crate) fn after_own_change(
-    dir: &Path,
+    md: &OpenMaildir,
     row: &mut MailboxRow,
     rec_before: i64,
     pre: Option<i64>,
 ) {
+    let dir = md.folder.path();
     let Some(pre) = pre else { return };
     // A scan inside the change wrote its own record.
     if row.cur_mtime_ns != rec_before || !cur_current(dir, rec_before, pre) {
         return;
     }
-    match cur_mtime(dir) {
+    match cur_mtime(md) {
         Ok(post) if post == pre => {}
         Ok(post) => {
             // From a trusted record the deferral starts now; from a young
@@ -197,16 +206,23 @@ pub(crate) fn after_own_change(
 }
 
 /// Whether the directories may have changed since `row` was written.
-pub fn needs_scan(dir: &Path, row: &MailboxRow) -> io::Result<bool> {
-    let (c, n) = dir_mtimes(dir)?;
+pub fn needs_scan(md: &OpenMaildir, row: &MailboxRow) -> io::Result<bool> {
+    let dir = md.folder.path();
+    let (c, n) = dir_mtimes(md)?;
     Ok(!(cur_current(dir, row.cur_mtime_ns, c) && row.new_mtime_ns >= 0 && n == row.new_mtime_ns))
 }
 
-/// Brings the rows of mailbox `row` (in directory `dir`) up to date. Must
+/// Brings the rows of mailbox `row` (in the Maildir `md`) up to date. Must
 /// run inside a write transaction; updates `row` in memory and in the
 /// index. With `force`, scans even when the mtimes say nothing changed.
-pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: bool) -> Result<()> {
-    let (cur_ns, new_ns) = dir_mtimes(dir)?;
+pub fn scan_locked(
+    conn: &Connection,
+    md: &OpenMaildir,
+    row: &mut MailboxRow,
+    force: bool,
+) -> Result<()> {
+    let dir = md.folder.path();
+    let (cur_ns, new_ns) = dir_mtimes(md)?;
     if !force
         && cur_current(dir, row.cur_mtime_ns, cur_ns)
         && row.new_mtime_ns >= 0
@@ -215,44 +231,48 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
         return Ok(());
     }
     let settled = now_ns() - SETTLE.as_nanos() as i64;
-    clean_tmp(dir);
-    let cur = dir.join("cur");
+    clean_tmp(md);
+    let cur = &md.cur;
     // new/ -> cur/, adding the empty info part.
-    for e in fs::read_dir(dir.join("new"))? {
-        let e = e?;
-        let Ok(name) = e.file_name().into_string() else {
-            continue;
-        };
-        let Some(p) = parse_file_name(&name) else {
-            continue;
-        };
-        let target = if p.has_info {
-            name.clone()
-        } else {
-            format!("{name}:2,")
-        };
-        match fs::rename(e.path(), cur.join(&target)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+    match md.folder.sub("new") {
+        Ok(new) => {
+            let listing = new.list()?;
+            listing.warn_skipped(new.path());
+            for name in listing.files {
+                let Some(p) = parse_file_name(&name) else {
+                    continue;
+                };
+                let target = if p.has_info {
+                    name.clone()
+                } else {
+                    format!("{name}:2,")
+                };
+                match new.rename(&name, cur, &target) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
+        Err(e) if is_link_refused(&e) => {
+            tracing::warn!(dir = %dir.display(), "new/ is not a directory (a symbolic link?): skipped, never followed");
+        }
+        Err(e) => return Err(e.into()),
     }
     // What is in cur/, by base.
-    let mut names: Vec<String> = Vec::new();
-    for e in fs::read_dir(&cur)? {
-        let e = e?;
-        if let Ok(name) = e.file_name().into_string()
-            && parse_file_name(&name).is_some()
-        {
-            names.push(name);
-        }
-    }
+    let listing = cur.list()?;
+    listing.warn_skipped(cur.path());
+    let names: Vec<String> = listing
+        .files
+        .into_iter()
+        .filter(|n| parse_file_name(n).is_some())
+        .collect();
     let mut on_disk: HashMap<&str, &str> = HashMap::with_capacity(names.len());
     for n in &names {
         let base = n.split(':').next().unwrap_or(n);
         if let Some(other) = on_disk.insert(base, n) {
             // Two files, one base: keep one (stable choice), ignore the other.
-            tracing::warn!(dir = %cur.display(), a = other, b = n.as_str(), "two files with one base name");
+            tracing::warn!(dir = %cur.path().display(), a = other, b = n.as_str(), "two files with one base name");
             if other < n.as_str() {
                 on_disk.insert(base, other);
             }
@@ -295,12 +315,11 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
         }
     }
     // Files unknown to the index: new messages, in name order. Only a
-    // name without its size (S=) costs a stat (fstatat on one descriptor
+    // name without its size (S=) costs a stat (fstatat on the descriptor
     // of cur/, no path walk); the internal date is left unknown otherwise.
     let mut fresh: Vec<((u64, u64), &str)> =
         on_disk.into_values().map(|n| (name_time(n), n)).collect();
     fresh.sort_unstable();
-    let mut cur_fd: Option<fs::File> = None;
     // One read buffer for every file that has to be read (no W= size).
     let mut buf = Vec::new();
     for (_, name) in fresh {
@@ -309,23 +328,22 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
         };
         let (disk_size, internal_date) = match p.disk_size {
             Some(d) => (d, crate::UNKNOWN_DATE),
-            None => {
-                let fd = match &cur_fd {
-                    Some(fd) => fd,
-                    None => cur_fd.insert(fs::File::open(&cur)?),
-                };
-                match stat_at(fd, name) {
-                    Ok(t) => (t.len, t.mtime),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            None => match stat_at(cur, name) {
+                Ok(Some(t)) => (t.len, t.mtime),
+                // Replaced by a link (or another kind of file) meanwhile.
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            },
         };
         let size = match p.crlf_size {
             Some(w) => w,
-            None => match crlf_size_of(&cur.join(name), &mut buf) {
+            None => match crlf_size_of(cur, name, &mut buf) {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if is_link_refused(&e) || e.kind() == io::ErrorKind::InvalidData => {
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             },
         };
@@ -368,8 +386,8 @@ pub fn scan_locked(conn: &Connection, dir: &Path, row: &mut MailboxRow, force: b
 
 /// The CRLF size of a file written by another tool (no `W=`): its size plus
 /// its LF count.
-fn crlf_size_of(path: &Path, buf: &mut Vec<u8>) -> io::Result<u64> {
-    let mut f = fs::File::open(path)?;
+fn crlf_size_of(cur: &Dir, name: &str, buf: &mut Vec<u8>) -> io::Result<u64> {
+    let mut f = cur.open_file(name)?;
     buf.resize(64 * 1024, 0);
     let mut total = 0u64;
     loop {
@@ -383,19 +401,30 @@ fn crlf_size_of(path: &Path, buf: &mut Vec<u8>) -> io::Result<u64> {
     }
 }
 
-/// Removes files older than 36 hours from `tmp/` (best effort).
-fn clean_tmp(dir: &Path) {
-    let Ok(rd) = fs::read_dir(dir.join("tmp")) else {
+/// Removes regular files older than 36 hours from `tmp/` (best effort; a
+/// `tmp/` that is a link is left alone: its target is not ours).
+fn clean_tmp(md: &OpenMaildir) {
+    let tmp = match md.folder.sub("tmp") {
+        Ok(t) => t,
+        Err(e) => {
+            if is_link_refused(&e) {
+                tracing::warn!(dir = %md.folder.path().display(), "tmp/ is not a directory (a symbolic link?): not cleaned, never followed");
+            }
+            return;
+        }
+    };
+    let Ok(listing) = tmp.list() else {
         return;
     };
-    let now = SystemTime::now();
-    for e in rd.flatten() {
-        if let Ok(m) = e.metadata()
-            && m.is_file()
-            && let Ok(t) = m.modified()
-            && now.duration_since(t).unwrap_or_default() > TMP_MAX_AGE
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    for name in listing.files {
+        if let Ok(Some(t)) = stat_at(&tmp, &name)
+            && now.saturating_sub(t.mtime) > TMP_MAX_AGE.as_secs() as i64
         {
-            let _ = fs::remove_file(e.path());
+            let _ = tmp.unlink(&name);
         }
     }
 }

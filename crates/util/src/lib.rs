@@ -1,14 +1,23 @@
 //! facteur-util: generic helpers at the bottom of the workspace.
 //!
 //! Offers durable file operations: [`fsync_dir`] (make a rename or a create in
-//! a directory durable) and [`write_atomic`] (temporary name, write, fsync,
-//! rename, fsync the directory); [`line`], the command-line framer every
-//! line protocol (SMTP, LMTP, POP3, IMAP) reads with; [`date`] and [`id`].
-//! Needs `std` and memchr.
+//! a directory durable), [`write_atomic`] (temporary name, write, fsync,
+//! rename, fsync the directory) and [`create_dirs_durable`] (make missing
+//! directories and fsync every directory an entry was added to); [`line`],
+//! the command-line framer every line protocol (SMTP, LMTP, POP3, IMAP)
+//! reads with; [`date`] and [`id`]. Needs `std` and memchr.
 //!
 //! Guarantees: after `write_atomic` returns `Ok`, a crash at any later moment
 //! leaves either the complete new file or the old one, never a mix; before it
-//! returns, readers see the old file or nothing.
+//! returns, readers see the old file or nothing. After `create_dirs_durable`
+//! returns `Ok`, the directories it was given survive a power failure.
+//!
+//! A directory entry (a new file, a new directory, the target of a rename)
+//! is durable only once the directory that holds it has been fsynced after
+//! the entry was made (fsync(2): "calling fsync() on a file does not
+//! necessarily ensure that the entry in the directory containing the file
+//! has also reached disk"); and a new directory is reachable after a crash
+//! only if its own entry, in its parent, is durable too.
 
 pub mod date;
 pub mod id;
@@ -19,7 +28,7 @@ pub use id::new_id;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Fsyncs a directory, so that entries created, renamed or removed in it
 /// survive a crash.
@@ -60,10 +69,126 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
-/// Creates `dir` and its parents with `mode` for the ones it creates.
+/// Creates `dir` and its parents with `mode` for the ones it creates. Not
+/// durable: see [`create_dirs_durable`] for directories that an
+/// acknowledgement depends on.
 pub fn create_dir_all_mode(dir: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
+}
+
+/// The two calls [`create_dirs_durable_with`] makes, so that a caller can
+/// route them through its own layer (and its tests record them).
+pub trait DirOps {
+    /// mkdir(2) of one directory, with `mode` (before the umask).
+    fn mkdir(&self, dir: &Path, mode: u32) -> io::Result<()>;
+    /// fsync(2) of one directory.
+    fn fsync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// [`DirOps`] straight to the system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemDirs;
+
+impl DirOps for SystemDirs {
+    fn mkdir(&self, dir: &Path, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new().mode(mode).create(dir)
+    }
+
+    fn fsync_dir(&self, dir: &Path) -> io::Result<()> {
+        fsync_dir(dir)
+    }
+}
+
+/// [`create_dirs_durable_with`] with [`SystemDirs`].
+pub fn create_dirs_durable(dirs: &[&Path], top: &Path, mode: u32) -> io::Result<bool> {
+    create_dirs_durable_with(&SystemDirs, dirs, top, mode)
+}
+
+/// Creates the directories `dirs` and their missing parents with `mode`,
+/// then makes them durable: fsyncs every directory in which it created an
+/// entry, and every ancestor of those up to and including `top`, deepest
+/// first, so that each new entry is durable and reachable from `top`
+/// before this returns. Directories that already exist are followed (a
+/// symbolic link an administrator placed is fine) and left alone; if all
+/// of `dirs` exist nothing is fsynced (returns false: nothing created).
+///
+/// A directory another process created at the same moment (`EEXIST` on a
+/// directory that was missing a moment before) counts as created here
+/// too: that process may not have fsynced its parent yet. The ancestors
+/// up to `top` are fsynced for the same reason: the directory above a new
+/// one may have been made, but not yet made durable, by a process that
+/// died in between.
+pub fn create_dirs_durable_with(
+    ops: &impl DirOps,
+    dirs: &[&Path],
+    top: &Path,
+    mode: u32,
+) -> io::Result<bool> {
+    let parent_of = |p: &Path| -> PathBuf {
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => q.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    };
+    // Directories whose entries changed, to fsync.
+    let mut touched: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        // The missing ones, outermost first.
+        let mut missing = Vec::new();
+        let mut p = dir.to_path_buf();
+        loop {
+            match fs::metadata(&p) {
+                Ok(m) if m.is_dir() => break,
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{}: exists and is not a directory", p.display()),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let up = parent_of(&p);
+            missing.push(std::mem::replace(&mut p, up));
+            if p == Path::new(".") || p == Path::new("/") {
+                break;
+            }
+        }
+        for m in missing.into_iter().rev() {
+            match ops.mkdir(&m, mode) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && m.is_dir() => {}
+                Err(e) => return Err(e),
+            }
+            touched.push(parent_of(&m));
+        }
+    }
+    if touched.is_empty() {
+        return Ok(false);
+    }
+    // Every ancestor of a touched directory, up to `top`.
+    let mut all: Vec<PathBuf> = Vec::new();
+    for t in touched {
+        let mut p = t;
+        loop {
+            if !all.contains(&p) {
+                all.push(p.clone());
+            }
+            if p == top || !p.starts_with(top) {
+                break;
+            }
+            p = parent_of(&p);
+        }
+    }
+    // Deepest first: a directory becomes durably reachable only once what
+    // it holds is.
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in &all {
+        ops.fsync_dir(p)?;
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -84,6 +209,72 @@ mod tests {
         );
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    /// Records the calls, and makes them.
+    #[derive(Default)]
+    struct Recorder(std::cell::RefCell<Vec<String>>);
+
+    impl DirOps for Recorder {
+        fn mkdir(&self, dir: &Path, mode: u32) -> io::Result<()> {
+            self.0.borrow_mut().push(format!("mkdir {}", dir.display()));
+            SystemDirs.mkdir(dir, mode)
+        }
+        fn fsync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.0.borrow_mut().push(format!("fsync {}", dir.display()));
+            SystemDirs.fsync_dir(dir)
+        }
+    }
+
+    #[test]
+    fn created_directories_are_fsynced_in_their_parents_deepest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let top = d.path().join("mail");
+        fs::create_dir(&top).unwrap();
+        let user = top.join("dom/u");
+        let subs = [user.join("cur"), user.join("new"), user.join("tmp")];
+        let refs: Vec<&Path> = subs.iter().map(PathBuf::as_path).collect();
+        let r = Recorder::default();
+        assert!(create_dirs_durable_with(&r, &refs, &top, 0o700).unwrap());
+        let t = top.display();
+        assert_eq!(
+            *r.0.borrow(),
+            [
+                format!("mkdir {t}/dom"),
+                format!("mkdir {t}/dom/u"),
+                format!("mkdir {t}/dom/u/cur"),
+                format!("mkdir {t}/dom/u/new"),
+                format!("mkdir {t}/dom/u/tmp"),
+                format!("fsync {t}/dom/u"),
+                format!("fsync {t}/dom"),
+                format!("fsync {t}"),
+            ]
+        );
+        for s in &subs {
+            assert_eq!(fs::metadata(s).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+        // Existing: nothing at all.
+        let r = Recorder::default();
+        assert!(!create_dirs_durable_with(&r, &refs, &top, 0o700).unwrap());
+        assert!(r.0.borrow().is_empty());
+        // A new directory under an existing one: its parent and every
+        // ancestor up to the top.
+        let r = Recorder::default();
+        let more = user.join(".Sent");
+        assert!(create_dirs_durable_with(&r, &[&more], &top, 0o700).unwrap());
+        assert_eq!(
+            *r.0.borrow(),
+            [
+                format!("mkdir {t}/dom/u/.Sent"),
+                format!("fsync {t}/dom/u"),
+                format!("fsync {t}/dom"),
+                format!("fsync {t}"),
+            ]
+        );
+        // A file in the way is an error.
+        fs::write(user.join("f"), b"").unwrap();
+        let f = user.join("f/x");
+        assert!(create_dirs_durable(&[&f], &top, 0o700).is_err());
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! Reading: [`Spool::list`] (the ids in a queue), [`Spool::read`] and
+//! [`Spool::find`] (envelope with its latest state), [`Spool::open_message`]
+//! (the message bytes). Files are opened with `O_NOFOLLOW` and must be
+//! regular files; the queue id record must name the file.
+
+use super::open_regular;
+use super::state::framed_state;
+use crate::format;
+use crate::{QueueFile, QueueName, Result, Spool, SpoolError, valid_queue_id};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+impl Spool {
+    /// The queue ids in `q`, sorted (= by arrival). Temporary files, state
+    /// files and anything that is not a valid id are never listed.
+    pub fn list(&self, q: QueueName) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(self.dir(q))? {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str()
+                && valid_queue_id(name)
+            {
+                ids.push(name.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub(super) fn parse(
+        &self,
+        q: QueueName,
+        id: &str,
+    ) -> Result<(File, format::ParsedQueueFile, PathBuf)> {
+        let path = self.path(q, id)?;
+        let file = open_regular(&path, id)?;
+        let len = file.metadata()?.len();
+        let mut r = BufReader::with_capacity(16 * 1024, &file);
+        let parsed = format::parse_queue_file(&mut r, len)?;
+        drop(r);
+        if parsed.envelope.queue_id != id {
+            return Err(SpoolError::Corrupt(format!(
+                "{}: queue id record says {:?}",
+                path.display(),
+                parsed.envelope.queue_id
+            )));
+        }
+        Ok((file, parsed, path))
+    }
+
+    /// The latest delivery state for a file, if a state file belongs to it.
+    pub(super) fn load_state(&self, id: &str, nonce: u64) -> Result<Option<format::DeliveryState>> {
+        let data = match fs::read(self.state_path(id)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let st = match framed_state(&data) {
+            // The state log: its last intact frame is the state.
+            Some((Ok(frame), _)) => format::parse_state_bytes(frame),
+            // A log with no intact frame: its first write was cut short by
+            // a crash, before `update` returned; there is no state yet.
+            Some((Err(()), _)) => return Ok(None),
+            // A whole-file state (written before state logs existed).
+            None => format::parse_state_bytes(&data),
+        }
+        .map_err(|e| SpoolError::Corrupt(format!("state file of {id}: {e}")))?;
+        Ok((st.nonce == nonce).then_some(st))
+    }
+
+    /// Reads a queue file's envelope, with its latest delivery state.
+    pub fn read(&self, q: QueueName, id: &str) -> Result<QueueFile> {
+        let (_, parsed, path) = self.parse(q, id)?;
+        let mut envelope = parsed.envelope;
+        if let Some(st) = self.load_state(id, parsed.nonce)?
+            && !st.apply(&mut envelope)
+        {
+            return Err(SpoolError::Corrupt(format!(
+                "state file of {id} does not match its recipients"
+            )));
+        }
+        Ok(QueueFile {
+            queue: q,
+            envelope,
+            message_size: parsed.message_len,
+            path,
+        })
+    }
+
+    /// Reads a queue file from whichever queue directory holds it.
+    pub fn find(&self, id: &str) -> Result<QueueFile> {
+        for q in QueueName::ALL {
+            match self.read(q, id) {
+                Err(SpoolError::NotFound(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(SpoolError::NotFound(id.to_string()))
+    }
+
+    /// The message of a queue file, network form (CRLF), exactly as written.
+    pub fn open_message(&self, q: QueueName, id: &str) -> Result<Box<dyn Read + Send>> {
+        let (mut file, parsed, _) = self.parse(q, id)?;
+        file.seek(SeekFrom::Start(parsed.message_offset))?;
+        Ok(Box::new(BufReader::with_capacity(
+            64 * 1024,
+            file.take(parsed.message_len),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::testutil::*;
+    use std::fs::{self, File};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn list_ignores_temporary_and_foreign_files() {
+        let (_d, spool) = temp_spool();
+        let w = spool.create(QueueName::Maildrop, &env()).unwrap();
+        fs::write(spool.dir(QueueName::Maildrop).join("x.tmp"), b"").unwrap();
+        assert!(spool.list(QueueName::Maildrop).unwrap().is_empty());
+        let id = w.commit().unwrap();
+        assert_eq!(spool.list(QueueName::Maildrop).unwrap(), vec![id.clone()]);
+        let mode = fs::metadata(spool.dir(QueueName::Maildrop).join(&id))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, MAILDROP_FILE_MODE);
+    }
+
+    #[test]
+    fn missing_end_is_incomplete_and_garbage_corrupt() {
+        let (_d, spool) = temp_spool();
+        let id = put(&spool, QueueName::Incoming, b"hello\r\n");
+        let p = spool.dir(QueueName::Incoming).join(&id);
+        let len = fs::metadata(&p).unwrap().len();
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+        assert!(matches!(
+            spool.read(QueueName::Incoming, &id),
+            Err(SpoolError::Incomplete(_))
+        ));
+        assert!(spool.open_message(QueueName::Incoming, &id).is_err());
+        fs::write(
+            spool.dir(QueueName::Hold).join("GARBAGE"),
+            b"not a queue file",
+        )
+        .unwrap();
+        assert!(matches!(
+            spool.read(QueueName::Hold, "GARBAGE"),
+            Err(SpoolError::Corrupt(_))
+        ));
+        assert!(matches!(
+            spool.read(QueueName::Hold, "NOPE"),
+            Err(SpoolError::NotFound(_))
+        ));
+        assert!(matches!(
+            spool.read(QueueName::Hold, "../x"),
+            Err(SpoolError::NotFound(_))
+        ));
+        assert!(matches!(spool.find("NOPE"), Err(SpoolError::NotFound(_))));
+        // A file whose queue id record names another file.
+        fs::copy(
+            spool.dir(QueueName::Hold).join("GARBAGE"),
+            spool.dir(QueueName::Hold).join("G2"),
+        )
+        .unwrap();
+        let other = put(&spool, QueueName::Incoming, b"x");
+        fs::copy(
+            spool.dir(QueueName::Incoming).join(&other),
+            spool.dir(QueueName::Hold).join("OTHER"),
+        )
+        .unwrap();
+        assert!(matches!(
+            spool.read(QueueName::Hold, "OTHER"),
+            Err(SpoolError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn symlinks_are_refused() {
+        let (_d, spool) = temp_spool();
+        let id = put(&spool, QueueName::Incoming, b"x");
+        std::os::unix::fs::symlink(
+            spool.dir(QueueName::Incoming).join(&id),
+            spool.dir(QueueName::Hold).join("LINK"),
+        )
+        .unwrap();
+        assert!(matches!(
+            spool.read(QueueName::Hold, "LINK"),
+            Err(SpoolError::Corrupt(_))
+        ));
+    }
+}

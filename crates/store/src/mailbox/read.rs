@@ -1,0 +1,166 @@
+//! Reading messages: [`Mailbox::read_message`], [`Mailbox::read_header`],
+//! [`Mailbox::crlf_size`], [`Mailbox::open_message`] (CRLF form, from the
+//! LF files), and [`Mailbox::resolve_dates`] (internal dates, read when
+//! first asked for). A file renamed by another process is found again
+//! through the index, then by a scan.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use super::{Mailbox, is_not_found};
+use crate::crlf::CrlfReader;
+use crate::dirfd::{MsgFile, is_link_refused};
+use crate::{MessageMeta, Result, StoreError, index, sync};
+
+impl Mailbox {
+    /// Reads the internal dates (file mtimes) still unknown among `uids`
+    /// (every message of the view with `None`; see
+    /// [`MessageMeta::internal_date`]) and records them in the index (not
+    /// fsynced: they can be read again) and in this view. A message gone
+    /// meanwhile keeps [`crate::UNKNOWN_DATE`].
+    pub fn resolve_dates(&mut self, uids: Option<&[u32]>) -> Result<()> {
+        let unknown = |m: &MessageMeta| m.internal_date == crate::UNKNOWN_DATE;
+        let todo: Vec<usize> = match uids {
+            Some(u) => u
+                .iter()
+                .filter_map(|&uid| self.position(uid))
+                .filter(|&i| unknown(&self.messages[i]))
+                .collect(),
+            None => (0..self.messages.len())
+                .filter(|&i| unknown(&self.messages[i]))
+                .collect(),
+        };
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let cur = &self.md.cur;
+        let mut found: Vec<(usize, i64)> = Vec::with_capacity(todo.len());
+        for i in todo {
+            let m = &self.messages[i];
+            let mtime = match sync::stat_at(cur, &m.file_name) {
+                Ok(Some(t)) => t.mtime,
+                // Not a regular file any more (a link?): never followed.
+                Ok(None) => continue,
+                // Renamed by someone else: find it again.
+                Err(e) if is_not_found(&e) => match self.open_file(m.uid) {
+                    Ok(f) => f.stat()?.st_mtime,
+                    Err(StoreError::NoSuchMessage(_)) => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e.into()),
+            };
+            found.push((i, mtime));
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(u32, i64)> = found
+            .iter()
+            .map(|&(i, t)| (self.messages[i].uid, t))
+            .collect();
+        let id = self.id;
+        self.user.write_unsynced(|tx| {
+            let mut st = tx.prepare_cached(
+                "UPDATE messages SET internal_date = ?3
+                 WHERE mailbox = ?1 AND uid = ?2 AND internal_date = ?4",
+            )?;
+            for (uid, t) in &rows {
+                st.execute(rusqlite::params![id, uid, t, crate::UNKNOWN_DATE])?;
+            }
+            Ok(())
+        })?;
+        // The cached view, if it is this one, is updated with it; another
+        // cached view of this mailbox gets the dates too.
+        let ours = self.user.shared.views.release(self.dir(), &self.messages);
+        let msgs = Arc::make_mut(&mut self.messages);
+        for (i, t) in found {
+            msgs[i].internal_date = t;
+        }
+        if ours {
+            let key = self.view_key();
+            self.user.shared.views.put(self.dir(), key, &self.messages);
+        } else {
+            self.user.shared.views.fill_dates(self.dir(), &rows);
+        }
+        Ok(())
+    }
+
+    /// The file of message `uid`, following a rename by another process
+    /// (never a symbolic link: a message that is not a regular file is
+    /// refused, and logged, as no message).
+    fn open_file(&self, uid: u32) -> Result<MsgFile> {
+        let cur = &self.md.cur;
+        let refused = |e: io::Error| -> StoreError {
+            if is_link_refused(&e) || e.kind() == io::ErrorKind::InvalidData {
+                tracing::warn!(dir = %cur.path().display(), uid, error = %e, "message is not a regular file (a symbolic link?): not read");
+                StoreError::NoSuchMessage(uid)
+            } else {
+                e.into()
+            }
+        };
+        let i = self.position(uid).ok_or(StoreError::NoSuchMessage(uid))?;
+        match cur.open_file(&self.messages[i].file_name) {
+            Ok(f) => return Ok(f),
+            Err(e) if !is_not_found(&e) => return Err(refused(e)),
+            Err(_) => {}
+        }
+        // Renamed meanwhile: ask the index, then scan and ask again.
+        for force in [false, true] {
+            let name = if force {
+                self.write(|tx, row| {
+                    sync::scan_locked(tx, &self.md, row, true)?;
+                    index::message(tx, row.id, uid)
+                })?
+            } else {
+                index::message(&self.user.conn(), self.id, uid)?
+            };
+            let Some(m) = name else {
+                return Err(StoreError::NoSuchMessage(uid));
+            };
+            match cur.open_file(&m.file_name) {
+                Ok(f) => return Ok(f),
+                Err(e) if !is_not_found(&e) => return Err(refused(e)),
+                Err(_) => {}
+            }
+        }
+        Err(StoreError::NoSuchMessage(uid))
+    }
+
+    /// The whole message in CRLF form.
+    pub fn read_message(&self, uid: u32) -> Result<Vec<u8>> {
+        // The index's CRLF size bounds the file's: one read, no regrowth.
+        let size = self.position(uid).map_or(0, |i| self.messages[i].size);
+        let mut raw = Vec::with_capacity((size as usize).min(64 << 20) + 1);
+        self.open_file(uid)?.read_to_end(&mut raw)?;
+        Ok(crate::crlf::to_crlf_exact(&raw))
+    }
+
+    /// The message's header block in CRLF form, up to and with the empty
+    /// line that ends it (see [`crate::crlf::read_header`]): what FETCH of
+    /// ENVELOPE or header fields needs, without reading a big message.
+    pub fn read_header(&self, uid: u32) -> Result<Vec<u8>> {
+        Ok(crate::crlf::read_header(&mut self.open_file(uid)?, 8192)?)
+    }
+
+    /// The exact size of the message in CRLF form, counted from its file
+    /// (one pass in 64 KiB reads): what a streamed literal announces.
+    pub fn crlf_size(&self, uid: u32) -> Result<u64> {
+        let mut f = self.open_file(uid)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => return Ok(size),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            size += crate::crlf::crlf_len(&buf[..n]);
+        }
+    }
+
+    /// The message in CRLF form, streamed.
+    pub fn open_message(&self, uid: u32) -> Result<Box<dyn Read + Send>> {
+        Ok(Box::new(CrlfReader::new(self.open_file(uid)?)))
+    }
+}
