@@ -18,10 +18,13 @@
 //!   [`Spool::read`] answers [`SpoolError::Incomplete`].
 //! - The message bytes of a queue file never change after commit (only
 //!   [`Spool::rewrite_recipients`] writes a new file, via temp + rename).
-//! - [`Spool::update`] writes the mutable state atomically (temp + fsync +
-//!   rename + fsync dir) into `state/<id>.state`; a crash leaves the old or the
-//!   new state. The state file names the file instance (a random nonce) it
-//!   belongs to, so a stale one is ignored.
+//! - [`Spool::update`] appends the mutable state as a frame to the log
+//!   `state/<id>.state` and fdatasyncs it (the first frame, or a log that
+//!   grew too long or was cut by a crash, is written whole: temp + fsync +
+//!   rename + fsync dir); the last intact frame is the state, so a crash
+//!   leaves the old or the new one (docs/queue-file.md). The state file
+//!   names the file instance (a random nonce) it belongs to, so a stale one
+//!   is ignored.
 //! - Bad bytes never panic and never allocate more than the file holds.
 //!
 //! Security: `maildrop/` is mode 03733 (setgid, sticky, writable by all,
