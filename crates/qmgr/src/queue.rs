@@ -36,13 +36,13 @@
 //! Every log event carries `queue_id`.
 
 use crate::Context;
-use crate::client::{Client, Txn, stream_reader};
 use crate::dsn;
+use crate::lmtp;
 use crate::resolve;
 use crate::schedule::now;
-use crate::smtp::{Message, Outcome};
 use facteur_mail::dsn::{BodyType, RcptStatus};
-use facteur_smtp_codec::Reply;
+use facteur_remote::{Message, Outcome};
+use facteur_smtp_client::Opener;
 use facteur_spool::{Envelope, QueueName, Recipient, Spool, SpoolError};
 use std::io::Write;
 use std::sync::Arc;
@@ -327,8 +327,17 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                 return AttemptResult::default();
             }
         }
+        // The message's bytes, opened again for each transaction.
+        let open: Opener = {
+            let (spool, i) = (ctx.spool.clone(), id.clone());
+            Arc::new(move || {
+                spool
+                    .open_message(QueueName::Active, &i)
+                    .map_err(std::io::Error::other)
+            })
+        };
         if !lmtp.is_empty() {
-            let outcomes = deliver_local(&ctx, &id, &env, &lmtp).await;
+            let outcomes = lmtp::deliver(&ctx, &id, &env, &lmtp, &open).await;
             for (&i, outcome) in lmtp.iter().zip(outcomes) {
                 let r = &mut env.recipients[i];
                 let (status, text) = match outcome {
@@ -361,11 +370,10 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                 .remote
                 .deliver(
                     Message {
-                        spool: &ctx.spool,
-                        queue: QueueName::Active,
                         id: &id,
                         env: &env,
                         size: qf.message_size,
+                        open: &open,
                     },
                     &domain,
                     &which,
@@ -479,85 +487,6 @@ async fn save(ctx: &Arc<Context>, id: &str, env: &Envelope) -> bool {
             false
         }
     }
-}
-
-/// Delivers to the recipients `which` over LMTP. One outcome per recipient:
-/// the server's reply, or the reason there is none (treated as temporary).
-async fn deliver_local(
-    ctx: &Arc<Context>,
-    id: &str,
-    env: &Envelope,
-    which: &[usize],
-) -> Vec<Result<Reply, String>> {
-    let mut out: Vec<Result<Reply, String>> = Vec::with_capacity(which.len());
-    let fail_all = |out: &mut Vec<Result<Reply, String>>, text: String| {
-        while out.len() < which.len() {
-            out.push(Err(text.clone()));
-        }
-    };
-    let mut client = match ctx.lmtp_pool.take().await {
-        Some(c) => c,
-        None => {
-            let stream = match ctx.lmtp.connect(ctx.timeouts.command).await {
-                Ok(s) => s,
-                Err(e) => {
-                    fail_all(
-                        &mut out,
-                        format!("4.4.1 cannot connect to {}: {e}", ctx.lmtp),
-                    );
-                    return out;
-                }
-            };
-            match Client::start(stream, &ctx.hostname, ctx.timeouts).await {
-                Ok(c) => c,
-                Err(e) => {
-                    fail_all(&mut out, e.as_reply_text());
-                    return out;
-                }
-            }
-        }
-    };
-    let eight_bit = env.body != BodyType::SevenBit;
-    for batch in which.chunks(ctx.lmtp_max_recipients.max(1)) {
-        let rcpts: Vec<String> = batch
-            .iter()
-            .map(|&i| env.recipients[i].address.clone())
-            .collect();
-        let c = Arc::clone(ctx);
-        let i = id.to_string();
-        let message = match blocking(move || c.spool.open_message(QueueName::Active, &i)).await {
-            Ok(m) => stream_reader(m),
-            Err(e) => {
-                fail_all(
-                    &mut out,
-                    format!("4.3.0 cannot read the queued message: {e}"),
-                );
-                return out;
-            }
-        };
-        let txn = Txn {
-            sender: &env.sender,
-            eight_bit,
-            smtputf8: env.smtputf8,
-            rcpts: &rcpts,
-        };
-        let res = client.send(&txn, message).await;
-        let err_text = res.error.as_ref().map(|e| e.as_reply_text());
-        for reply in res.replies {
-            out.push(reply.ok_or_else(|| {
-                err_text
-                    .clone()
-                    .unwrap_or_else(|| "4.4.2 no reply from the server".into())
-            }));
-        }
-        if let Some(t) = err_text {
-            warn!(queue_id = %id, relay = %ctx.lmtp, error = %t, "LMTP connection failed");
-            fail_all(&mut out, t);
-            return out;
-        }
-    }
-    ctx.lmtp_pool.put(client).await;
-    out
 }
 
 /// Every recipient is final: the DSN if one is due, then removal. When

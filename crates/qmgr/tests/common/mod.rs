@@ -206,10 +206,7 @@ pub fn servfail_dns() -> std::net::SocketAddr {
 pub async fn start_qmgr(cfg: &Config) -> Running {
     let mut ctx = facteur_qmgr::Context::from_config(cfg).unwrap();
     ctx.shutdown_grace = Duration::from_secs(5);
-    ctx.timeouts = facteur_qmgr::client::Timeouts {
-        command: Duration::from_secs(5),
-        data_end: Duration::from_secs(5),
-    };
+    ctx.timeouts = facteur_smtp_client::Timeouts::uniform(Duration::from_secs(5));
     let sock = facteur_qmgr::bind_wakeup(&ctx.socket).unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
