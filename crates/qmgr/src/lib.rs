@@ -20,8 +20,9 @@
 //! - remote delivery (DNS, MTA-STS, TLS policies, relayhosts, connection
 //!   cache, destination backoff) is the `facteur-remote` crate
 //!   ([`Context::remote`]);
-//! - [`control`]: the control socket of `facteurctl queue` and the queue
-//!   operations it runs (also usable on the spool with qmgr down).
+//! - the control socket of `facteurctl queue` is served by [`server`];
+//!   its protocol and the queue operations it runs (also usable on the
+//!   spool with qmgr down) are `facteur_spool::control`.
 //!
 //! Invariants (details in `queue.rs`): the spool is the only state; every
 //! decision (resolved recipients, per-recipient status, attempts, next
@@ -42,7 +43,6 @@
 //! reach logs, queue files or bounces. A bounce never goes to the null
 //! sender, so bounces cannot loop.
 
-pub mod control;
 pub mod dsn;
 pub mod lmtp;
 pub mod queue;

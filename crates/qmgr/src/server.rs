@@ -33,11 +33,11 @@
 //! line of at most 4 KiB per connection, read with a time-out.
 
 use crate::Context;
-use crate::control;
 use crate::queue;
 use crate::schedule::now;
 use facteur_config::Config;
 use facteur_spool::QueueName;
+use facteur_spool::control;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
