@@ -14,6 +14,8 @@
 //! - [`queue`]: the state machine of one queue file (pickup, attempt,
 //!   deferral, removal) and its durability rules;
 //! - [`resolve`](mod@resolve): recipient expansion, pure over the directory;
+//! - [`submitter`]: who submitted a file a local user wrote (its owner,
+//!   not its claims);
 //! - [`lmtp`]: local delivery over LMTP (the target, the pooled
 //!   connections of `facteur-smtp-client`'s LMTP dialect);
 //! - [`schedule`]: backoff and expiry; [`dsn`]: bounce messages;
@@ -49,6 +51,7 @@ pub mod queue;
 pub mod resolve;
 pub mod schedule;
 pub mod server;
+pub mod submitter;
 
 use facteur_config::Config;
 use facteur_directory::Directory;

@@ -40,11 +40,13 @@ use crate::dsn;
 use crate::lmtp;
 use crate::resolve;
 use crate::schedule::now;
+use crate::submitter;
 use facteur_mail::dsn::{BodyType, RcptStatus};
 use facteur_remote::{Message, Outcome};
 use facteur_smtp_client::Opener;
 use facteur_spool::{Envelope, QueueName, Recipient, Spool, SpoolError};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
@@ -69,9 +71,24 @@ fn to_corrupt(spool: &Spool, q: QueueName, id: &str, why: &SpoolError) {
 }
 
 /// maildrop/ or incoming/ → resolve recipients → active/. Returns whether
-/// the message reached active/.
+/// the message reached active/. A file from maildrop/ first moves to
+/// incoming/, out of its writer's reach, and its origin records are
+/// replaced by what its owner says (`submitter.rs`).
 pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
     let spool = &ctx.spool;
+    let from_maildrop = q == QueueName::Maildrop;
+    let q = if from_maildrop {
+        match spool.relocate(id, QueueName::Maildrop, QueueName::Incoming) {
+            Ok(()) => QueueName::Incoming,
+            Err(SpoolError::NotFound(_)) => return false,
+            Err(e) => {
+                error!(queue_id = %id, error = %e, "cannot move the file from maildrop/ to incoming/");
+                return false;
+            }
+        }
+    } else {
+        q
+    };
     let qf = match spool.read(q, id) {
         Ok(f) => f,
         Err(SpoolError::NotFound(_)) => return false,
@@ -86,13 +103,30 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
             return false;
         }
     };
-    let env = qf.envelope;
+    let mut env = qf.envelope;
+    // incoming/ is ours alone: the owner seen now is the writer's.
+    let owner = match std::fs::symlink_metadata(&qf.path) {
+        Ok(m) => m.uid(),
+        Err(e) => {
+            warn!(queue_id = %id, error = %e, "cannot read the queue file's owner; will retry");
+            return false;
+        }
+    };
+    let mut origin_changed = false;
+    if from_maildrop || submitter::untrusted_owner(owner, nix::unistd::geteuid().as_raw()) {
+        let user = submitter::user_name(owner);
+        origin_changed = submitter::apply_owner(&mut env, user);
+        if origin_changed {
+            info!(queue_id = %id, uid = owner, user = env.local_user.as_deref().unwrap_or(""), "origin records of a local user's file replaced by its owner");
+        }
+    }
     info!(
         queue_id = %id,
         from = %format!("<{}>", env.sender),
         size = qf.message_size,
         nrcpt = env.recipients.len(),
-        queue = q.as_str(),
+        queue = if from_maildrop { "maildrop" } else { q.as_str() },
+        user = env.local_user.as_deref().unwrap_or(""),
         "picked up"
     );
     let exp = match resolve::expand(ctx.directory.as_ref(), &env, &ctx.delimiters) {
@@ -108,7 +142,7 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
     for a in &exp.warnings {
         warn!(queue_id = %id, rcpt = %a, "this mailbox address is also an alias source; the LMTP server may expand it again");
     }
-    if exp.changed {
+    if exp.changed || origin_changed {
         let new = Envelope {
             recipients: exp.recipients,
             ..env
