@@ -6,7 +6,10 @@
 //! facteur-lmtpd (or any LMTP server), retries temporary failures with
 //! exponential backoff, and returns failures to the sender as RFC 3464
 //! delivery status notifications (and "delayed" notices). Remote mail goes
-//! over SMTP to each domain's MX or to a relayhost ([`smtp`]).
+//! over SMTP to each domain's MX or to a relayhost (`facteur-remote`). The
+//! protocol of both is `facteur-smtp-client`'s; LMTP transactions carry the
+//! message's queue id (`XQUEUEID`) when the server offers it, so one grep
+//! of the queue id follows the message into lmtpd's log.
 //!
 //! Layout (one concern per file):
 //! - [`server`]: the scheduler loop — wake-up socket, periodic scans,
@@ -41,9 +44,13 @@
 //!
 //! Security: qmgr never writes a mailbox; it talks to its own LMTP server,
 //! the spool, and (remote delivery) SMTP servers on the Internet, whose
-//! input is bounded and time-limited. Peer replies are bounded and sanitised before they
-//! reach logs, queue files or bounces. A bounce never goes to the null
-//! sender, so bounces cannot loop.
+//! input is bounded and time-limited. Peer replies are bounded and
+//! sanitised before they reach logs, queue files or bounces. A bounce never
+//! goes to the null sender, so bounces cannot loop. Files in `maildrop/`
+//! are written by any local user: their addresses are checked by the
+//! queue-file reader (no control characters) and again by the client's
+//! formatter, and their origin records are replaced by what the file's
+//! owner says ([`submitter`]).
 
 pub mod dsn;
 pub mod lmtp;
