@@ -17,7 +17,7 @@
 
 use crate::Context;
 use facteur_mail::dsn::BodyType;
-use facteur_smtp_client::{ClientError, Connection, Dialect, Opener, Txn, TxnRcpt, open_source};
+use facteur_smtp_client::{Connection, Dialect, Opener, Txn, TxnRcpt, open_source};
 use facteur_smtp_codec::Reply;
 use facteur_smtp_codec::client::{Body, MailParams};
 use facteur_spool::Envelope;
@@ -152,16 +152,9 @@ pub async fn deliver(
             rcpts: &rcpts,
             queue_id: Some(id),
         };
-        let res = client.send(&txn, message).await;
-        let err_text = res.error.as_ref().map(ClientError::as_reply_text);
-        for reply in res.replies {
-            out.push(reply.ok_or_else(|| {
-                err_text
-                    .clone()
-                    .unwrap_or_else(|| "4.4.2 no reply from the server".into())
-            }));
-        }
-        if let Some(t) = err_text {
+        let (replies, broken) = client.send(&txn, message).await.per_recipient();
+        out.extend(replies);
+        if let Some(t) = broken {
             warn!(queue_id = %id, relay = %ctx.lmtp, error = %t, "LMTP connection failed");
             fail_all(&mut out, t);
             return out;

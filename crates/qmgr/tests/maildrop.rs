@@ -10,26 +10,30 @@ use common::*;
 use facteur_spool::{Envelope, QueueName, Recipient};
 use std::sync::atomic::Ordering;
 
-/// A queue file with `value` as its sender, written by hand (the spool's
-/// writer refuses it): encoded with a placeholder, then patched.
-fn hand_written(id: &str, value: &str) -> Vec<u8> {
-    let placeholder = value.replace(['\r', '\n'], "Z");
-    let env = Envelope {
-        queue_id: id.into(),
-        sender: placeholder.clone(),
-        recipients: vec![Recipient::new("alice@example.test")],
-        arrival: facteur_qmgr::schedule::now(),
-        ..Envelope::default()
+/// A queue file for alice@example.test from `sender`, assembled record by
+/// record as a local user could (docs/queue-file.md): the spool's writer
+/// refuses to write such a sender.
+fn hand_written(id: &str, sender: &str) -> Vec<u8> {
+    let mut f = b"\x89FQF\r\n\x1a\n\x00\x01".to_vec();
+    let mut record = |t: u8, payload: &[u8]| {
+        f.push(t);
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(payload);
     };
-    let mut bytes =
-        facteur_spool::format::encode_queue_file_bytes(&env, 1, b"Subject: x\r\n\r\nx\r\n")
-            .unwrap();
-    let at = bytes
-        .windows(placeholder.len())
-        .position(|w| w == placeholder.as_bytes())
-        .unwrap();
-    bytes[at..at + value.len()].copy_from_slice(value.as_bytes());
-    bytes
+    let rcpt = b"alice@example.test";
+    let mut r = vec![0, 0, 0];
+    r.extend_from_slice(&(rcpt.len() as u32).to_be_bytes());
+    r.extend_from_slice(rcpt);
+    record(b'Q', id.as_bytes());
+    record(b'K', &1u64.to_be_bytes());
+    record(b'A', &facteur_qmgr::schedule::now().to_be_bytes());
+    record(b'S', sender.as_bytes());
+    record(b'B', &[0]);
+    record(b'D', &[0; 13]);
+    record(b'R', &r);
+    record(b'M', b"Subject: x\r\n\r\nx\r\n");
+    record(b'X', b"");
+    f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,6 +43,8 @@ async fn a_sender_with_crlf_goes_to_corrupt_and_never_to_lmtp() {
     root.set_lmtp(&fake.path);
     let qmgr = start_qmgr(&root.cfg).await;
     let id = "HANDWRITTEN1";
+    // The file is well formed but for its sender.
+    assert!(facteur_spool::parse_queue_file_bytes(&hand_written(id, "a@b.test")).is_ok());
     std::fs::write(
         root.spool().dir(QueueName::Maildrop).join(id),
         hand_written(id, "a@b\r\nRCPT TO:<x@y>"),

@@ -36,9 +36,7 @@ use crate::settings::{Credentials, Dest, Settings, load_credentials};
 use crate::tls::TlsClients;
 use facteur_config::{Config, TlsPolicy};
 use facteur_mail::dsn::{BodyType, Ret};
-use facteur_smtp_client::{
-    BoxIo, ClientError, Connection, Dialect, Opener, Pool, Txn, TxnRcpt, open_source,
-};
+use facteur_smtp_client::{BoxIo, Connection, Dialect, Opener, Pool, Txn, TxnRcpt, open_source};
 use facteur_smtp_codec::Reply;
 use facteur_smtp_codec::client::{Body, MailParams};
 use facteur_spool::Envelope;
@@ -383,19 +381,12 @@ impl Remote {
                 rcpts: &rcpts,
                 queue_id: Some(id),
             };
-            let res = session.send(&txn, message).await;
-            let err_text = res.error.as_ref().map(ClientError::as_reply_text);
-            for r in res.replies {
-                out.push(match r {
-                    Some(r) => Outcome::Reply(r),
-                    None => Outcome::Temp(
-                        err_text
-                            .clone()
-                            .unwrap_or_else(|| "4.4.2 no reply from the peer".into()),
-                    ),
-                });
-            }
-            if let Some(t) = err_text {
+            let (replies, dead) = session.send(&txn, message).await.per_recipient();
+            out.extend(replies.into_iter().map(|r| match r {
+                Ok(r) => Outcome::Reply(r),
+                Err(t) => Outcome::Temp(t),
+            }));
+            if let Some(t) = dead {
                 warn!(queue_id = %id, dest = %dest.key, relay = %peer, error = %t, "SMTP connection failed");
                 broken = Some(t);
                 break;

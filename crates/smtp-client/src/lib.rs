@@ -216,5 +216,24 @@ pub struct TxnOutcome {
     pub error: Option<ClientError>,
 }
 
+impl TxnOutcome {
+    /// What a queue records: each recipient's reply, or, where the peer
+    /// said nothing, the text of the failure that ended the connection (a
+    /// temporary failure: the recipient may or may not have the message);
+    /// and that text alone when the connection is dead.
+    pub fn per_recipient(self) -> (Vec<Result<Reply, String>>, Option<String>) {
+        let broken = self.error.as_ref().map(ClientError::as_reply_text);
+        let silent = broken
+            .clone()
+            .unwrap_or_else(|| "4.4.2 no reply from the peer".into());
+        let replies = self
+            .replies
+            .into_iter()
+            .map(|r| r.ok_or_else(|| silent.clone()))
+            .collect();
+        (replies, broken)
+    }
+}
+
 #[cfg(test)]
 mod tests;
