@@ -8,6 +8,7 @@
 //! returns a [`Connection<BoxIo>`].
 
 use crate::{ClientError, Dialect, Timeouts};
+use facteur_sasl::codec::encode;
 use facteur_smtp_codec::Reply;
 use facteur_smtp_codec::client::Extensions;
 use facteur_smtp_codec::reply::parse_reply;
@@ -126,7 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let t = self.t.command;
         if self.ext.auth.iter().any(|m| m == "PLAIN") {
-            let token = base64(format!("\0{user}\0{pass}").as_bytes());
+            let token = encode(format!("\0{user}\0{pass}").as_bytes());
             self.cmd(&format!("AUTH PLAIN {token}\r\n")).await?;
         } else if self.ext.auth.iter().any(|m| m == "LOGIN") {
             self.cmd("AUTH LOGIN\r\n").await?;
@@ -135,7 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 if r.code != 334 {
                     return Err(ClientError::Refused("AUTH", r));
                 }
-                self.cmd(&format!("{}\r\n", base64(v.as_bytes()))).await?;
+                self.cmd(&format!("{}\r\n", encode(v.as_bytes()))).await?;
             }
         } else {
             return Err(ClientError::Protocol(
@@ -253,22 +254,4 @@ impl<S: Io + 'static> Connection<S> {
         c.hello().await?;
         Ok(c)
     }
-}
-
-/// Standard base64 (RFC 4648 §4), for AUTH.
-pub fn base64(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for c in input.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if k <= c.len() {
-                out.push(T[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

@@ -57,8 +57,9 @@
 //! before our EHLO/LHLO, or after its STARTTLS 220 before the handshake) is
 //! dropped: pipelined plaintext must never be read as if it came over TLS
 //! (the CVE-2011-0411 class). Credentials are sent only over TLS
-//! ([`Connection::auth`] refuses otherwise). Reply text is sanitised by the
-//! parser before it reaches logs, queue files or bounces.
+//! ([`Connection::auth`] refuses otherwise; their base64 is
+//! `facteur-sasl`'s codec). Reply text is sanitised by the parser before it
+//! reaches logs, queue files or bounces.
 
 pub mod connection;
 pub mod pool;
@@ -67,7 +68,7 @@ pub mod source;
 pub mod testing;
 pub mod transaction;
 
-pub use connection::{BoxIo, Connection, Io, base64};
+pub use connection::{BoxIo, Connection, Io};
 pub use pool::Pool;
 pub use source::{MessageSource, Opener, open_source, stream_reader};
 

@@ -4,7 +4,7 @@
 
 use super::{codes, pipe, start};
 use crate::testing::{Act, message, standard};
-use crate::{ClientError, Connection, Dialect, Timeouts, Txn, TxnRcpt, base64};
+use crate::{ClientError, Connection, Dialect, Timeouts, Txn, TxnRcpt};
 use facteur_smtp_codec::client::MailParams;
 use facteur_smtp_codec::reply::ReplyError;
 use std::time::Duration;
@@ -287,17 +287,4 @@ async fn credentials_only_over_tls() {
     assert!(matches!(e, ClientError::Protocol(_)), "{e}");
     s.quit().await;
     assert!(!peer.done().await.iter().any(|l| l.starts_with("AUTH")));
-}
-
-#[test]
-fn base64_rfc4648_vectors() {
-    for (i, o) in [
-        ("", ""),
-        ("f", "Zg=="),
-        ("fo", "Zm8="),
-        ("foo", "Zm9v"),
-        ("foobar", "Zm9vYmFy"),
-    ] {
-        assert_eq!(base64(i.as_bytes()), o);
-    }
 }
