@@ -184,3 +184,28 @@ def test_sendmail_t_with_qmgr_stopped(suite):
         assert b"Bcc:" not in stored
     # Delivered and removed: mailq says so.
     wait_for(lambda: sendmail(f, "-bp", stdin=b"").stdout == b"Mail queue is empty\n", 30, "an empty queue")
+
+
+def test_one_grep_follows_a_message(suite):
+    """smtpd's queue id is in smtpd's, qmgr's and lmtpd's log lines about
+    the message (qmgr passes it to lmtpd as XQUEUEID); a message from
+    sendmail is logged with the user who ran it (the file's owner)."""
+    f = suite
+    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30) as c:
+        c.ehlo("client.test")
+        c.mail("far@remote.test")
+        c.rcpt("bob@example.test")
+        code, text = c.data(b"Subject: follow me\r\n\r\nhi\r\n")
+    assert code == 250, text
+    qid = re.search(rb"queued as ([0-9A-Za-z]+)", text).group(1).decode()
+    wait_for(lambda: f.all_files("bob@example.test"), 60, "the delivery")
+    for daemon in ("smtpd", "qmgr", "lmtpd"):
+        wait_for(lambda: re.search(rf'queue_id="?{qid}\b', f.log_text(daemon)), 10,
+                 lambda: f"queue_id={qid} in {daemon}'s log:\n{f.log_text(daemon)}")
+    r = sendmail(f, "-i", "carol@example.test", stdin=b"Subject: from cron\n\nhi\n")
+    assert r.returncode == 0, r
+    wait_for(lambda: f.all_files("carol@example.test"), 60, "the delivery")
+    import pwd
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    picked = [l for l in f.log_text("qmgr").splitlines() if "picked up" in l and re.search(r'queue="?maildrop', l)]
+    assert picked and re.search(rf'user="?{me}\b', picked[-1]), picked

@@ -13,7 +13,7 @@
 use crate::cli::QueueAction;
 use anyhow::{Context as _, bail};
 use facteur_config::Config;
-use facteur_qmgr::control::{self, Op};
+use facteur_spool::control::{self, Op};
 use facteur_spool::{QueueName, Spool};
 use std::io::{self, Read};
 
@@ -23,11 +23,8 @@ pub fn run(cfg: &Config, action: QueueAction) -> anyhow::Result<u8> {
         .with_context(|| format!("spool {}", cfg.paths.spool_dir.display()))?;
     match action {
         QueueAction::List => {
-            let ok = facteur_sendmail::mailq::list_queue(
-                &spool,
-                &mut io::stdout().lock(),
-                &mut io::stderr().lock(),
-            )?;
+            let ok =
+                control::list_queue(&spool, &mut io::stdout().lock(), &mut io::stderr().lock())?;
             Ok(if ok { 0 } else { 1 })
         }
         QueueAction::Show { id } => show(&spool, &id).map(|_| 0),

@@ -155,7 +155,7 @@ pub fn status_of(reply: Option<&str>, action: Action) -> String {
     let found = reply.and_then(|r| {
         r.split_whitespace()
             .take(2)
-            .find_map(|w| crate::reply::parse_enhanced(w.as_bytes()))
+            .find_map(|w| facteur_smtp_codec::reply::parse_enhanced(w.as_bytes()))
     });
     match (found, action) {
         (Some((c, s, d)), Action::Failed) if c != 2 => format!("{c}.{s}.{d}"),

@@ -6,7 +6,10 @@
 //! facteur-lmtpd (or any LMTP server), retries temporary failures with
 //! exponential backoff, and returns failures to the sender as RFC 3464
 //! delivery status notifications (and "delayed" notices). Remote mail goes
-//! over SMTP to each domain's MX or to a relayhost ([`smtp`]).
+//! over SMTP to each domain's MX or to a relayhost (`facteur-remote`). The
+//! protocol of both is `facteur-smtp-client`'s; LMTP transactions carry the
+//! message's queue id (`XQUEUEID`) when the server offers it, so one grep
+//! of the queue id follows the message into lmtpd's log.
 //!
 //! Layout (one concern per file):
 //! - [`server`]: the scheduler loop — wake-up socket, periodic scans,
@@ -14,12 +17,17 @@
 //! - [`queue`]: the state machine of one queue file (pickup, attempt,
 //!   deferral, removal) and its durability rules;
 //! - [`resolve`](mod@resolve): recipient expansion, pure over the directory;
-//! - [`client`]: the LMTP client; [`reply`]: the bounded reply parser;
+//! - [`submitter`]: who submitted a file a local user wrote (its owner,
+//!   not its claims);
+//! - [`lmtp`]: local delivery over LMTP (the target, the pooled
+//!   connections of `facteur-smtp-client`'s LMTP dialect);
 //! - [`schedule`]: backoff and expiry; [`dsn`]: bounce messages;
-//! - [`smtp`]: remote delivery (DNS, the SMTP client, TLS policies,
-//!   relayhost, connection cache, destination backoff);
-//! - [`control`]: the control socket of `facteurctl queue` and the queue
-//!   operations it runs (also usable on the spool with qmgr down).
+//! - remote delivery (DNS, MTA-STS, TLS policies, relayhosts, connection
+//!   cache, destination backoff) is the `facteur-remote` crate
+//!   ([`Context::remote`]);
+//! - the control socket of `facteurctl queue` is served by [`server`];
+//!   its protocol and the queue operations it runs (also usable on the
+//!   spool with qmgr down) are `facteur_spool::control`.
 //!
 //! Invariants (details in `queue.rs`): the spool is the only state; every
 //! decision (resolved recipients, per-recipient status, attempts, next
@@ -36,22 +44,26 @@
 //!
 //! Security: qmgr never writes a mailbox; it talks to its own LMTP server,
 //! the spool, and (remote delivery) SMTP servers on the Internet, whose
-//! input is bounded and time-limited. Peer replies are bounded and sanitised before they
-//! reach logs, queue files or bounces. A bounce never goes to the null
-//! sender, so bounces cannot loop.
+//! input is bounded and time-limited. Peer replies are bounded and
+//! sanitised before they reach logs, queue files or bounces. A bounce never
+//! goes to the null sender, so bounces cannot loop. Files in `maildrop/`
+//! are written by any local user: their addresses are checked by the
+//! queue-file reader (no control characters) and again by the client's
+//! formatter, and their origin records are replaced by what the file's
+//! owner says ([`submitter`]).
 
-pub mod client;
-pub mod control;
 pub mod dsn;
+pub mod lmtp;
 pub mod queue;
-pub mod reply;
 pub mod resolve;
 pub mod schedule;
 pub mod server;
-pub mod smtp;
+pub mod submitter;
 
 use facteur_config::Config;
 use facteur_directory::Directory;
+use facteur_remote::Remote;
+use facteur_smtp_client::{Pool, Timeouts};
 use facteur_spool::Spool;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,10 +79,11 @@ pub struct Context {
     pub delimiters: String,
     pub hostname: String,
     pub schedule: schedule::Schedule,
-    pub lmtp: client::LmtpTarget,
+    pub lmtp: lmtp::LmtpTarget,
     /// Open LMTP connections between deliveries.
-    pub lmtp_pool: client::Pool,
-    pub timeouts: client::Timeouts,
+    pub lmtp_pool: Pool<facteur_daemon::Stream>,
+    /// Of the LMTP connections.
+    pub timeouts: Timeouts,
     /// Messages delivered at once.
     pub lmtp_concurrency: usize,
     pub lmtp_max_recipients: usize,
@@ -82,7 +95,7 @@ pub struct Context {
     /// The control socket (`facteurctl queue ...`).
     pub control_socket: PathBuf,
     /// Remote delivery (SMTP).
-    pub remote: smtp::Remote,
+    pub remote: Remote,
     /// Seconds before a "delayed" DSN (0: never).
     pub delay_warning: u64,
 }
@@ -100,16 +113,16 @@ impl Context {
             delimiters: cfg.directory.recipient_delimiter.clone(),
             hostname: cfg.hostname(),
             schedule: schedule::Schedule::from_config(q),
-            lmtp: client::LmtpTarget::from_config(cfg),
-            lmtp_pool: client::Pool::new((q.lmtp_concurrency as usize).max(1)),
-            timeouts: client::Timeouts::default(),
+            lmtp: lmtp::LmtpTarget::from_config(cfg),
+            lmtp_pool: Pool::new((q.lmtp_concurrency as usize).max(1), lmtp::POOL_IDLE),
+            timeouts: Timeouts::lmtp(),
             lmtp_concurrency: (q.lmtp_concurrency as usize).max(1),
             lmtp_max_recipients: (q.lmtp_max_recipients as usize).max(1),
             scan_interval: q.scan_interval.duration().max(Duration::from_secs(1)),
             shutdown_grace: Duration::from_secs(60),
             socket: cfg.qmgr_socket(),
             control_socket: cfg.qmgr_control_socket(),
-            remote: smtp::Remote::from_config(cfg)?,
+            remote: Remote::from_config(cfg)?,
             delay_warning: q.delay_warning.0,
         })
     }

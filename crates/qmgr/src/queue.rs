@@ -36,15 +36,17 @@
 //! Every log event carries `queue_id`.
 
 use crate::Context;
-use crate::client::{Client, Txn, stream_reader};
 use crate::dsn;
+use crate::lmtp;
 use crate::resolve;
 use crate::schedule::now;
-use crate::smtp::{Message, Outcome};
+use crate::submitter;
 use facteur_mail::dsn::{BodyType, RcptStatus};
-use facteur_smtp_codec::Reply;
+use facteur_remote::{Message, Outcome};
+use facteur_smtp_client::Opener;
 use facteur_spool::{Envelope, QueueName, Recipient, Spool, SpoolError};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
@@ -69,9 +71,24 @@ fn to_corrupt(spool: &Spool, q: QueueName, id: &str, why: &SpoolError) {
 }
 
 /// maildrop/ or incoming/ → resolve recipients → active/. Returns whether
-/// the message reached active/.
+/// the message reached active/. A file from maildrop/ first moves to
+/// incoming/, out of its writer's reach, and its origin records are
+/// replaced by what its owner says (`submitter.rs`).
 pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
     let spool = &ctx.spool;
+    let from_maildrop = q == QueueName::Maildrop;
+    let q = if from_maildrop {
+        match spool.relocate(id, QueueName::Maildrop, QueueName::Incoming) {
+            Ok(()) => QueueName::Incoming,
+            Err(SpoolError::NotFound(_)) => return false,
+            Err(e) => {
+                error!(queue_id = %id, error = %e, "cannot move the file from maildrop/ to incoming/");
+                return false;
+            }
+        }
+    } else {
+        q
+    };
     let qf = match spool.read(q, id) {
         Ok(f) => f,
         Err(SpoolError::NotFound(_)) => return false,
@@ -86,13 +103,30 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
             return false;
         }
     };
-    let env = qf.envelope;
+    let mut env = qf.envelope;
+    // incoming/ is ours alone: the owner seen now is the writer's.
+    let owner = match std::fs::symlink_metadata(&qf.path) {
+        Ok(m) => m.uid(),
+        Err(e) => {
+            warn!(queue_id = %id, error = %e, "cannot read the queue file's owner; will retry");
+            return false;
+        }
+    };
+    let mut origin_changed = false;
+    if from_maildrop || submitter::untrusted_owner(owner, nix::unistd::geteuid().as_raw()) {
+        let user = submitter::user_name(owner);
+        origin_changed = submitter::apply_owner(&mut env, user);
+        if origin_changed {
+            info!(queue_id = %id, uid = owner, user = env.local_user.as_deref().unwrap_or(""), "origin records of a local user's file replaced by its owner");
+        }
+    }
     info!(
         queue_id = %id,
         from = %format!("<{}>", env.sender),
         size = qf.message_size,
         nrcpt = env.recipients.len(),
-        queue = q.as_str(),
+        queue = if from_maildrop { "maildrop" } else { q.as_str() },
+        user = env.local_user.as_deref().unwrap_or(""),
         "picked up"
     );
     let exp = match resolve::expand(ctx.directory.as_ref(), &env, &ctx.delimiters) {
@@ -108,7 +142,7 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
     for a in &exp.warnings {
         warn!(queue_id = %id, rcpt = %a, "this mailbox address is also an alias source; the LMTP server may expand it again");
     }
-    if exp.changed {
+    if exp.changed || origin_changed {
         let new = Envelope {
             recipients: exp.recipients,
             ..env
@@ -327,8 +361,17 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                 return AttemptResult::default();
             }
         }
+        // The message's bytes, opened again for each transaction.
+        let open: Opener = {
+            let (spool, i) = (ctx.spool.clone(), id.clone());
+            Arc::new(move || {
+                spool
+                    .open_message(QueueName::Active, &i)
+                    .map_err(std::io::Error::other)
+            })
+        };
         if !lmtp.is_empty() {
-            let outcomes = deliver_local(&ctx, &id, &env, &lmtp).await;
+            let outcomes = lmtp::deliver(&ctx, &id, &env, &lmtp, &open).await;
             for (&i, outcome) in lmtp.iter().zip(outcomes) {
                 let r = &mut env.recipients[i];
                 let (status, text) = match outcome {
@@ -361,11 +404,10 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                 .remote
                 .deliver(
                     Message {
-                        spool: &ctx.spool,
-                        queue: QueueName::Active,
                         id: &id,
                         env: &env,
                         size: qf.message_size,
+                        open: &open,
                     },
                     &domain,
                     &which,
@@ -479,85 +521,6 @@ async fn save(ctx: &Arc<Context>, id: &str, env: &Envelope) -> bool {
             false
         }
     }
-}
-
-/// Delivers to the recipients `which` over LMTP. One outcome per recipient:
-/// the server's reply, or the reason there is none (treated as temporary).
-async fn deliver_local(
-    ctx: &Arc<Context>,
-    id: &str,
-    env: &Envelope,
-    which: &[usize],
-) -> Vec<Result<Reply, String>> {
-    let mut out: Vec<Result<Reply, String>> = Vec::with_capacity(which.len());
-    let fail_all = |out: &mut Vec<Result<Reply, String>>, text: String| {
-        while out.len() < which.len() {
-            out.push(Err(text.clone()));
-        }
-    };
-    let mut client = match ctx.lmtp_pool.take().await {
-        Some(c) => c,
-        None => {
-            let stream = match ctx.lmtp.connect(ctx.timeouts.command).await {
-                Ok(s) => s,
-                Err(e) => {
-                    fail_all(
-                        &mut out,
-                        format!("4.4.1 cannot connect to {}: {e}", ctx.lmtp),
-                    );
-                    return out;
-                }
-            };
-            match Client::start(stream, &ctx.hostname, ctx.timeouts).await {
-                Ok(c) => c,
-                Err(e) => {
-                    fail_all(&mut out, e.as_reply_text());
-                    return out;
-                }
-            }
-        }
-    };
-    let eight_bit = env.body != BodyType::SevenBit;
-    for batch in which.chunks(ctx.lmtp_max_recipients.max(1)) {
-        let rcpts: Vec<String> = batch
-            .iter()
-            .map(|&i| env.recipients[i].address.clone())
-            .collect();
-        let c = Arc::clone(ctx);
-        let i = id.to_string();
-        let message = match blocking(move || c.spool.open_message(QueueName::Active, &i)).await {
-            Ok(m) => stream_reader(m),
-            Err(e) => {
-                fail_all(
-                    &mut out,
-                    format!("4.3.0 cannot read the queued message: {e}"),
-                );
-                return out;
-            }
-        };
-        let txn = Txn {
-            sender: &env.sender,
-            eight_bit,
-            smtputf8: env.smtputf8,
-            rcpts: &rcpts,
-        };
-        let res = client.send(&txn, message).await;
-        let err_text = res.error.as_ref().map(|e| e.as_reply_text());
-        for reply in res.replies {
-            out.push(reply.ok_or_else(|| {
-                err_text
-                    .clone()
-                    .unwrap_or_else(|| "4.4.2 no reply from the server".into())
-            }));
-        }
-        if let Some(t) = err_text {
-            warn!(queue_id = %id, relay = %ctx.lmtp, error = %t, "LMTP connection failed");
-            fail_all(&mut out, t);
-            return out;
-        }
-    }
-    ctx.lmtp_pool.put(client).await;
-    out
 }
 
 /// Every recipient is final: the DSN if one is due, then removal. When

@@ -1,20 +1,26 @@
-//! What an SMTP client needs besides the reply parser: the EHLO keyword list
-//! read into [`Extensions`], and the MAIL/RCPT command lines with their ESMTP
-//! parameters, xtext-encoded where RFC 3461 asks.
+//! What an SMTP or LMTP client needs besides the reply parser: the EHLO/LHLO
+//! keyword list read into [`Extensions`], the MAIL/RCPT command lines with
+//! their ESMTP parameters, xtext-encoded where RFC 3461 asks, and the
+//! dot-stuffing of DATA ([`DotStuffer`]).
 //!
 //! Pure code: takes the EHLO reply's text lines (already parsed and bounded
 //! by the caller's reply parser) and strings, returns values and lines.
 //!
-//! Standards: RFC 5321 §4.1.1.1 (EHLO), RFC 1870 (SIZE), RFC 6152
-//! (8BITMIME), RFC 6531 (SMTPUTF8), RFC 3461 (DSN: RET, ENVID, NOTIFY, ORCPT,
-//! xtext), RFC 3030 (CHUNKING, BINARYMIME), RFC 2920 (PIPELINING), RFC 3207
-//! (STARTTLS), RFC 4954 (AUTH).
+//! Standards: RFC 5321 §4.1.1.1 (EHLO), §4.5.2 (transparency), RFC 2033
+//! (LHLO), RFC 1870 (SIZE), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8), RFC
+//! 3461 (DSN: RET, ENVID, NOTIFY, ORCPT, xtext), RFC 3030 (CHUNKING,
+//! BINARYMIME), RFC 2920 (PIPELINING), RFC 3207 (STARTTLS), RFC 4954 (AUTH);
+//! `XQUEUEID` is facteur's own LMTP extension (the queue id of the message,
+//! so lmtpd's log lines carry it).
 //!
 //! Security: what a peer advertises is only believed within bounds (at most
 //! [`MAX_AUTH_MECHS`] mechanisms of at most 20 characters, a SIZE that is a
 //! number); addresses and parameter values are never allowed to carry CR, LF
-//! or spaces into a command line (the caller passes queue-file values, which
-//! smtpd checked, but this module does not rely on it: xtext encodes them).
+//! or spaces into a command line: [`mail_from`] and [`rcpt_to`] are the one
+//! checked path formatter of both dialects, and refuse an address with a
+//! control character, a space or an angle bracket (the queue-file reader
+//! refuses control characters too, but this module does not rely on it);
+//! parameter values are xtext-encoded or checked.
 
 /// Most SASL mechanism names kept from an AUTH line.
 pub const MAX_AUTH_MECHS: usize = 16;
@@ -34,6 +40,8 @@ pub struct Extensions {
     pub enhanced_status_codes: bool,
     /// SASL mechanisms, upper case.
     pub auth: Vec<String>,
+    /// `XQUEUEID` (LMTP, facteur-lmtpd): MAIL FROM may carry the queue id.
+    pub xqueueid: bool,
 }
 
 impl Extensions {
@@ -56,6 +64,7 @@ impl Extensions {
                 "BINARYMIME" => x.binary_mime = true,
                 "STARTTLS" => x.starttls = true,
                 "ENHANCEDSTATUSCODES" => x.enhanced_status_codes = true,
+                "XQUEUEID" => x.xqueueid = true,
                 "AUTH" => {
                     for m in words {
                         if x.auth.len() < MAX_AUTH_MECHS && m.len() <= 20 {
@@ -110,6 +119,14 @@ pub struct MailParams<'a> {
     /// RFC 3461 RET: `true` = HDRS, `false` = FULL.
     pub ret_hdrs: Option<bool>,
     pub envid: Option<&'a str>,
+    /// `XQUEUEID=<id>`: sent only when the server offered `XQUEUEID`, and
+    /// only a valid queue id (1 to 64 ASCII letters and digits).
+    pub queue_id: Option<&'a str>,
+}
+
+/// Whether `id` may go into `XQUEUEID=`: what a queue id is.
+fn valid_queue_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// Whether `s` can stand between `<` and `>` as-is: no control characters,
@@ -146,6 +163,9 @@ pub fn mail_from(sender: &str, p: &MailParams<'_>) -> Option<String> {
     if let Some(e) = p.envid {
         l.push_str(&format!(" ENVID={}", xtext(e)));
     }
+    if let Some(id) = p.queue_id.filter(|i| valid_queue_id(i)) {
+        l.push_str(&format!(" XQUEUEID={id}"));
+    }
     l.push_str("\r\n");
     Some(l)
 }
@@ -175,6 +195,57 @@ pub fn rcpt_to(addr: &str, notify: Option<&str>, orcpt: Option<&str>) -> Option<
     }
     l.push_str("\r\n");
     Some(l)
+}
+
+/// Dot-stuffing (RFC 5321 §4.5.2) across chunk boundaries: a line that
+/// starts with `.` gets another `.` in front; [`DotStuffer::finish`] ends
+/// the data with `.` (after a CRLF when the message did not end with one).
+#[derive(Debug)]
+pub struct DotStuffer {
+    at_line_start: bool,
+    /// The last two bytes seen, to know whether the message ends in CRLF.
+    tail: [u8; 2],
+    empty: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            tail: [0; 2],
+            empty: true,
+        }
+    }
+}
+
+impl DotStuffer {
+    /// Appends the stuffed form of `chunk` to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let mut start = 0;
+        for (i, &b) in chunk.iter().enumerate() {
+            if self.at_line_start && b == b'.' {
+                out.extend_from_slice(&chunk[start..i]);
+                out.push(b'.');
+                start = i;
+            }
+            self.at_line_start = b == b'\n';
+        }
+        out.extend_from_slice(&chunk[start..]);
+        match chunk {
+            [] => {}
+            [b] => self.tail = [self.tail[1], *b],
+            [.., a, b] => self.tail = [*a, *b],
+        }
+        self.empty &= chunk.is_empty();
+    }
+
+    /// Ends the data: a CRLF if the message did not end with one, then `.`.
+    pub fn finish(&self, out: &mut Vec<u8>) {
+        if !self.empty && self.tail != *b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +302,7 @@ mod tests {
             smtputf8: true,
             ret_hdrs: Some(true),
             envid: Some("QQ+1"),
+            queue_id: None,
         };
         assert_eq!(
             mail_from("a@b.example", &p).unwrap(),
@@ -255,5 +327,52 @@ mod tests {
             "RCPT TO:<c@d.example> ORCPT=rfc822;plain@e.example\r\n"
         );
         assert_eq!(rcpt_to("a b@c", None, None), None);
+    }
+
+    #[test]
+    fn xqueueid_parameter() {
+        let x = Extensions::from_ehlo(&["lmtp.example", "PIPELINING", "XQUEUEID"]);
+        assert!(x.xqueueid);
+        assert!(!Extensions::from_ehlo(&["lmtp.example", "PIPELINING"]).xqueueid);
+        let p = MailParams {
+            queue_id: Some("4F2A9C1B"),
+            ..MailParams::default()
+        };
+        assert_eq!(
+            mail_from("a@b.example", &p).unwrap(),
+            "MAIL FROM:<a@b.example> XQUEUEID=4F2A9C1B\r\n"
+        );
+        // Not a queue id: not sent (it could carry anything).
+        for bad in ["", "a b", "x\r\nRSET", "a=b", &"A".repeat(65)] {
+            let p = MailParams {
+                queue_id: Some(bad),
+                ..MailParams::default()
+            };
+            assert_eq!(mail_from("", &p).unwrap(), "MAIL FROM:<>\r\n", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dot_stuffing_at_every_split() {
+        let msg = b".a\r\n.\r\nb.c\r\n..\r\n.";
+        let want = b"..a\r\n..\r\nb.c\r\n...\r\n..\r\n.\r\n";
+        for cut in 0..=msg.len() {
+            let mut d = DotStuffer::default();
+            let mut out = Vec::new();
+            d.push(&msg[..cut], &mut out);
+            d.push(&msg[cut..], &mut out);
+            d.finish(&mut out);
+            assert_eq!(out, want, "cut at {cut}");
+        }
+        let mut out = Vec::new();
+        let d = DotStuffer::default();
+        d.finish(&mut out);
+        assert_eq!(out, b".\r\n");
+        let mut d = DotStuffer::default();
+        let mut out = Vec::new();
+        d.push(b"x\r", &mut out);
+        d.push(b"\n", &mut out);
+        d.finish(&mut out);
+        assert_eq!(out, b"x\r\n.\r\n");
     }
 }

@@ -4,6 +4,15 @@
 //! lines; [`Reply::write_to`] formats it with `-` continuation lines. Text is
 //! sanitised: CR, LF and other control characters never reach the wire, so a
 //! reply can quote a peer's input without letting it inject lines.
+//!
+//! The other direction, a client reading a server's replies, is `reply/parse.rs`:
+//! [`parse_reply`] takes the bytes received so far and gives a bounded
+//! [`Reply`] (at most [`MAX_LINES`] lines of [`MAX_LINE`] octets), "need
+//! more", or a [`ReplyError`].
+
+mod parse;
+
+pub use parse::{MAX_LINE, MAX_LINES, MAX_REPLY_BYTES, ReplyError, parse_enhanced, parse_reply};
 
 use std::fmt::Write as _;
 

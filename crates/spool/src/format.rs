@@ -14,6 +14,14 @@
 //! anywhere is [`SpoolError::Incomplete`]; bytes that cannot be a queue file
 //! are [`SpoolError::Corrupt`]. Integers are big-endian; nothing depends on
 //! the host.
+//!
+//! Security: `maildrop/` is writable by every local user, so a queue file
+//! is untrusted input. The envelope fields that become protocol commands
+//! when the message is delivered — the sender, each recipient address and
+//! ORCPT, the ENVID — must hold no control character ([`clean_field`]: no
+//! CR, LF, NUL, TAB, DEL or C1 control): the reader refuses a file with one
+//! as corrupt (qmgr moves it to `corrupt/`), and the writer never writes
+//! one. The SMTP/LMTP client checks again when it formats the commands.
 
 use crate::{Envelope, Recipient, Result, SpoolError};
 use facteur_mail::dsn::{BodyType, Notify, RcptStatus, Ret};
@@ -99,6 +107,25 @@ impl DeliveryState {
     }
 }
 
+/// Whether `s` may be stored as a sender, recipient, ORCPT or ENVID: no
+/// control character (CR, LF, NUL and every other C0 control, DEL, C1).
+pub fn clean_field(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+/// The envelope fields that [`clean_field`] guards, with their names.
+fn guarded(env: &Envelope) -> impl Iterator<Item = (&'static str, &str)> {
+    let one = [("sender", env.sender.as_str())]
+        .into_iter()
+        .chain(env.envid.as_deref().map(|e| ("ENVID", e)));
+    let rcpts = env.recipients.iter().flat_map(|r| {
+        [("recipient", r.address.as_str())]
+            .into_iter()
+            .chain(r.orcpt.as_deref().map(|o| ("ORCPT", o)))
+    });
+    one.chain(rcpts)
+}
+
 // ---------------------------------------------------------------- encoding
 
 fn invalid(msg: String) -> SpoolError {
@@ -175,6 +202,9 @@ fn header(magic: &[u8; 8]) -> Vec<u8> {
 pub fn encode_envelope(env: &Envelope, nonce: u64) -> Result<Vec<u8>> {
     if !crate::valid_queue_id(&env.queue_id) {
         return Err(invalid(format!("bad queue id {:?}", env.queue_id)));
+    }
+    if let Some((what, v)) = guarded(env).find(|(_, v)| !clean_field(v)) {
+        return Err(invalid(format!("{what} {v:?} has a control character")));
     }
     let mut out = header(&MAGIC);
     put(&mut out, rec::QUEUE_ID, env.queue_id.as_bytes())?;
@@ -446,7 +476,15 @@ fn parse_recipient(f: &mut Fields<'_>) -> Result<Recipient> {
         return Err(corrupt(format!("unknown recipient flags {has:#x}")));
     }
     let address = f.str()?;
+    if !clean_field(&address) {
+        return Err(corrupt(format!(
+            "recipient {address:?} has a control character"
+        )));
+    }
     let orcpt = if has & 1 != 0 { Some(f.str()?) } else { None };
+    if let Some(o) = orcpt.as_deref().filter(|o| !clean_field(o)) {
+        return Err(corrupt(format!("ORCPT {o:?} has a control character")));
+    }
     let last_reply = if has & 2 != 0 { Some(f.str()?) } else { None };
     Ok(Recipient {
         address,
@@ -549,13 +587,17 @@ pub fn parse_queue_file<R: Read + Seek>(r: &mut R, len: u64) -> Result<ParsedQue
     }
     rd.at_eof()?;
     let missing = |what: &str| corrupt(format!("missing {what} record"));
+    let checked = |what: &str, v: String| match clean_field(&v) {
+        true => Ok(v),
+        false => Err(corrupt(format!("{what} {v:?} has a control character"))),
+    };
     let (attempts, next_attempt, delay_notified) = delivery.ok_or_else(|| missing("delivery"))?;
     let envelope = Envelope {
         queue_id: queue_id.ok_or_else(|| missing("queue id"))?,
-        sender: sender.ok_or_else(|| missing("sender"))?,
+        sender: checked("sender", sender.ok_or_else(|| missing("sender"))?)?,
         recipients,
         ret,
-        envid,
+        envid: envid.map(|e| checked("ENVID", e)).transpose()?,
         body: body.ok_or_else(|| missing("body type"))?,
         smtputf8: smtputf8.unwrap_or(false),
         client_addr,
@@ -633,212 +675,4 @@ pub fn parse_state_bytes(data: &[u8]) -> Result<DeliveryState> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) fn full_envelope() -> Envelope {
-        Envelope {
-            queue_id: "0ABCDEFGHJKMNP".into(),
-            sender: "jöran@exämple.org".into(),
-            recipients: vec![
-                Recipient {
-                    address: "a@example.net".into(),
-                    orcpt: Some("rfc822;a@example.net".into()),
-                    notify: Notify {
-                        success: true,
-                        failure: true,
-                        delay: false,
-                        never: false,
-                    },
-                    status: RcptStatus::Deferred,
-                    last_reply: Some("451 4.3.0 try later".into()),
-                },
-                Recipient {
-                    address: "用户@例子.测试".into(),
-                    orcpt: None,
-                    notify: Notify {
-                        never: true,
-                        ..Notify::default()
-                    },
-                    status: RcptStatus::Delivered,
-                    last_reply: None,
-                },
-                Recipient::new("c@example.com"),
-            ],
-            ret: Some(Ret::Hdrs),
-            envid: Some("QQ314159".into()),
-            body: BodyType::EightBitMime,
-            smtputf8: true,
-            client_addr: Some("2001:db8::1".into()),
-            client_name: Some("mx.example.org".into()),
-            helo: Some("mx.example.org".into()),
-            protocol: Some("ESMTPSA".into()),
-            auth_user: Some("jöran".into()),
-            local_user: Some("root".into()),
-            arrival: 1_700_000_000,
-            attempts: 3,
-            next_attempt: 1_700_003_600,
-            delay_notified: true,
-        }
-    }
-
-    #[test]
-    fn round_trip_every_field() {
-        let env = full_envelope();
-        let msg = b"Subject: hi\r\n\r\nbody\r\n.\r\n";
-        let bytes = encode_queue_file_bytes(&env, 42, msg).unwrap();
-        let p = parse_queue_file_bytes(&bytes).unwrap();
-        assert_eq!(p.envelope, env);
-        assert_eq!(p.nonce, 42);
-        let range = p.message_offset as usize..(p.message_offset + p.message_len) as usize;
-        assert_eq!(&bytes[range], msg);
-    }
-
-    #[test]
-    fn round_trip_minimal_and_null_sender() {
-        let env = Envelope {
-            queue_id: "X".into(),
-            ..Envelope::default()
-        };
-        let bytes = encode_queue_file_bytes(&env, 0, b"").unwrap();
-        let p = parse_queue_file_bytes(&bytes).unwrap();
-        assert_eq!(p.envelope, env);
-        assert_eq!(p.envelope.sender, "");
-        assert_eq!(p.message_len, 0);
-    }
-
-    #[test]
-    fn every_truncation_fails_cleanly() {
-        let bytes =
-            encode_queue_file_bytes(&full_envelope(), 7, b"Subject: x\r\n\r\nhello\r\n").unwrap();
-        for cut in 0..bytes.len() {
-            match parse_queue_file_bytes(&bytes[..cut]) {
-                Err(SpoolError::Incomplete(_)) | Err(SpoolError::Corrupt(_)) => {}
-                other => panic!("cut at {cut}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn no_end_record_is_incomplete() {
-        let bytes = encode_queue_file_bytes(&full_envelope(), 7, b"hello\r\n").unwrap();
-        let cut = &bytes[..bytes.len() - END_RECORD.len()];
-        assert!(matches!(
-            parse_queue_file_bytes(cut),
-            Err(SpoolError::Incomplete(_))
-        ));
-    }
-
-    #[test]
-    fn garbage_is_corrupt() {
-        for g in [
-            &b"From: x\r\n\r\nhi"[..],
-            b"\x89FQF\r\n\x1a\n\x00\x02",
-            b"\x89FQS\r\n\x1a\n\x00\x01",
-        ] {
-            assert!(
-                matches!(parse_queue_file_bytes(g), Err(SpoolError::Corrupt(_))),
-                "{g:?}"
-            );
-        }
-        // Trailing bytes after END, an unknown record, a bad UTF-8 sender.
-        let good = encode_queue_file_bytes(&full_envelope(), 7, b"x").unwrap();
-        let mut trailing = good.clone();
-        trailing.push(0);
-        assert!(matches!(
-            parse_queue_file_bytes(&trailing),
-            Err(SpoolError::Corrupt(_))
-        ));
-        let mut env = Envelope {
-            queue_id: "Y".into(),
-            ..Envelope::default()
-        };
-        env.sender = "ab".into();
-        let mut bad = encode_queue_file_bytes(&env, 1, b"").unwrap();
-        let pos = bad.windows(3).position(|w| w == b"\x02ab").unwrap();
-        bad[pos + 1] = 0xff;
-        assert!(matches!(
-            parse_queue_file_bytes(&bad),
-            Err(SpoolError::Corrupt(_))
-        ));
-        let mut unknown = header(&MAGIC);
-        put(&mut unknown, b'z', b"").unwrap();
-        assert!(matches!(
-            parse_queue_file_bytes(&unknown),
-            Err(SpoolError::Corrupt(_))
-        ));
-    }
-
-    #[test]
-    fn huge_length_does_not_allocate() {
-        let mut b = header(&MAGIC);
-        b.extend_from_slice(&[rec::SENDER, 0xff, 0xff, 0xff, 0xff]);
-        assert!(parse_queue_file_bytes(&b).is_err());
-        let mut b = header(&STATE_MAGIC);
-        b.extend_from_slice(&[rec::RCPT_STATE, 0, 0, 0, 6, 0, 1, 0xff, 0xff, 0xff, 0xff]);
-        assert!(matches!(parse_state_bytes(&b), Err(SpoolError::Corrupt(_))));
-    }
-
-    #[test]
-    fn extension_records_are_skipped() {
-        let env = full_envelope();
-        let mut b = encode_envelope(&env, 9).unwrap();
-        put(&mut b, 0x90, b"future").unwrap();
-        b.extend_from_slice(&message_record_head(2));
-        b.extend_from_slice(b"hi");
-        b.extend_from_slice(&END_RECORD);
-        assert_eq!(parse_queue_file_bytes(&b).unwrap().envelope, env);
-    }
-
-    #[test]
-    fn state_round_trip_and_truncation() {
-        let env = full_envelope();
-        let s = encode_state(&env, 99).unwrap();
-        let st = parse_state_bytes(&s).unwrap();
-        assert_eq!(st.nonce, 99);
-        let mut other = env.clone();
-        for r in &mut other.recipients {
-            r.status = RcptStatus::Pending;
-            r.last_reply = None;
-        }
-        other.attempts = 0;
-        assert!(st.apply(&mut other));
-        assert_eq!(other, env);
-        for cut in 0..s.len() {
-            assert!(parse_state_bytes(&s[..cut]).is_err());
-        }
-    }
-    #[test]
-    fn random_mutations_never_panic() {
-        use rand::{Rng, SeedableRng};
-        let good =
-            encode_queue_file_bytes(&full_envelope(), 5, b"Subject: x\r\n\r\nhi\r\n").unwrap();
-        let state = encode_state(&full_envelope(), 5).unwrap();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
-        for round in 0..20_000 {
-            let mut b = if round % 2 == 0 {
-                good.clone()
-            } else {
-                state.clone()
-            };
-            for _ in 0..rng.gen_range(1..4) {
-                let i = rng.gen_range(0..b.len());
-                match rng.gen_range(0..3) {
-                    0 => b[i] ^= 1 << rng.gen_range(0..8),
-                    1 => b[i] = rng.r#gen(),
-                    _ => {
-                        b.remove(i);
-                    }
-                }
-            }
-            // The fuzz target's property: what parses re-encodes and re-parses.
-            if let Ok(p) = parse_queue_file_bytes(&b) {
-                let start = p.message_offset as usize;
-                let m = &b[start..start + p.message_len as usize];
-                let again = encode_queue_file_bytes(&p.envelope, p.nonce, m).unwrap();
-                assert_eq!(parse_queue_file_bytes(&again).unwrap().envelope, p.envelope);
-            }
-            let _ = parse_state_bytes(&b);
-        }
-    }
-}
+mod tests;

@@ -8,7 +8,9 @@
 //! (the mutable delivery state of a message, `<id>.state`, keyed by queue id
 //! and therefore independent of the directory the message is in). The
 //! on-disk format is specified in `docs/queue-file.md`; [`format`] implements
-//! it, [`spool`] the directory operations, [`writer`] new files.
+//! it, [`spool`] the directory operations, [`writer`] new files;
+//! [`control`] is what `facteurctl queue` and `mailq` do (queue operations,
+//! qmgr's control protocol, the listing).
 //!
 //! Invariants:
 //! - A file appears in a queue directory only when it is complete (ends with
@@ -37,6 +39,7 @@
 //! Standards: RFC 3461 (DSN parameters: NOTIFY, ORCPT, RET, ENVID), RFC 6152
 //! and RFC 3030 (body types), RFC 6531 (SMTPUTF8).
 
+pub mod control;
 pub mod format;
 pub mod spool;
 pub mod writer;

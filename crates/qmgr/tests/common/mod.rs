@@ -206,10 +206,7 @@ pub fn servfail_dns() -> std::net::SocketAddr {
 pub async fn start_qmgr(cfg: &Config) -> Running {
     let mut ctx = facteur_qmgr::Context::from_config(cfg).unwrap();
     ctx.shutdown_grace = Duration::from_secs(5);
-    ctx.timeouts = facteur_qmgr::client::Timeouts {
-        command: Duration::from_secs(5),
-        data_end: Duration::from_secs(5),
-    };
+    ctx.timeouts = facteur_smtp_client::Timeouts::uniform(Duration::from_secs(5));
     let sock = facteur_qmgr::bind_wakeup(&ctx.socket).unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
@@ -252,19 +249,26 @@ pub struct Fake {
     pub path: PathBuf,
     pub mode: Arc<AtomicU8>,
     pub transactions: Arc<std::sync::atomic::AtomicUsize>,
+    /// Every command line received (not the message).
+    pub lines: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Fake {
     pub fn start(path: PathBuf, mode: u8) -> Fake {
         let mode = Arc::new(AtomicU8::new(mode));
         let transactions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
         let l = tokio::net::UnixListener::bind(&path).unwrap();
-        let (m, t) = (Arc::clone(&mode), Arc::clone(&transactions));
+        let (m, t, ls) = (
+            Arc::clone(&mode),
+            Arc::clone(&transactions),
+            Arc::clone(&lines),
+        );
         tokio::spawn(async move {
             while let Ok((s, _)) = l.accept().await {
-                let (m, t) = (Arc::clone(&m), Arc::clone(&t));
+                let (m, t, ls) = (Arc::clone(&m), Arc::clone(&t), Arc::clone(&ls));
                 tokio::spawn(async move {
-                    let _ = fake_session(s, m, t).await;
+                    let _ = fake_session(s, m, t, ls).await;
                 });
             }
         });
@@ -272,6 +276,7 @@ impl Fake {
             path,
             mode,
             transactions,
+            lines,
         }
     }
 
@@ -284,6 +289,7 @@ async fn fake_session(
     s: tokio::net::UnixStream,
     mode: Arc<AtomicU8>,
     txns: Arc<std::sync::atomic::AtomicUsize>,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
 ) -> std::io::Result<()> {
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
@@ -295,6 +301,7 @@ async fn fake_session(
         if r.read_line(&mut line).await? == 0 {
             return Ok(());
         }
+        lines.lock().unwrap().push(line.trim_end().to_string());
         let upper = line.to_ascii_uppercase();
         let m = mode.load(Ordering::SeqCst);
         let reply: String = if upper.starts_with("LHLO") {

@@ -1,7 +1,12 @@
-//! Queue administration: the operations of `facteurctl queue` ([`Op`],
-//! [`apply`]) and the control socket protocol that lets a running qmgr do
-//! them itself ([`request`], [`parse_request`]). The protocol is
-//! specified in `docs/qmgr-control.md`.
+//! Queue administration, the part every program may use: the operations
+//! of `facteurctl queue` ([`Op`], [`apply`]), the control socket protocol
+//! that lets a running qmgr do them itself (the client side [`request`],
+//! the server's parsing and answers [`parse_request`], [`answer`]; qmgr's
+//! listener is in `facteur-qmgr`'s `server.rs`), and the queue listing of
+//! `mailq` and `facteurctl queue list` ([`list_queue`]). The protocol is
+//! specified in `docs/qmgr-control.md`. It lives in the spool, the
+//! contract between programs, so that facteurctl and sendmail use it
+//! without depending on the queue manager.
 //!
 //! Why qmgr must do them when it runs: it moves files between active/ and
 //! deferred/ at any time, and a message in active/ may be in the middle of a
@@ -25,11 +30,20 @@
 //!   recipients are resolved again (after an alias change) and it is tried
 //!   at once.
 //!
+//! The listing (`mailq`, `sendmail -bp`, `facteurctl queue list`) reads
+//! every queue directory: id, queue, size, arrival, sender, and each
+//! recipient with its status and last reply. A directory that cannot be
+//! read is reported and the rest still listed; files that cannot be parsed
+//! are shown with the reason, never skipped.
+//!
 //! Security: the control socket is mode 0600 in the run directory: only the
 //! daemon's user and root may steer the queue. Queue ids are checked by the
-//! spool before they touch a path. A request is one line of at most 4 KiB.
+//! spool before they touch a path. A request is one line of at most 4 KiB;
+//! an answer is read up to 1 MiB. Listing needs read access to the queue
+//! directories (root or the facteur user).
 
-use facteur_spool::{QueueName, Spool, SpoolError};
+use crate::{QueueFile, QueueName, Spool, SpoolError};
+use facteur_util::date::short as short_date;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -75,7 +89,7 @@ pub fn parse_request(line: &str) -> Result<Op, String> {
         return Err("too many arguments".into());
     }
     if let Some(i) = &id
-        && !facteur_spool::valid_queue_id(i)
+        && !crate::valid_queue_id(i)
     {
         return Err(format!("{i:?} is not a queue id"));
     }
@@ -223,11 +237,84 @@ pub fn answer(res: &Result<Vec<String>, String>) -> String {
     }
 }
 
+const INDENT: &str = "                                                   ";
+
+fn entry(out: &mut impl Write, id: &str, q: QueueName, qf: &QueueFile) -> io::Result<()> {
+    let e = &qf.envelope;
+    let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
+    writeln!(
+        out,
+        "{id:<15} {:<8} {:>8} {} {sender}",
+        q.as_str(),
+        qf.message_size,
+        short_date(e.arrival)
+    )?;
+    for r in &e.recipients {
+        match &r.last_reply {
+            Some(reply) => writeln!(out, "{INDENT}{} ({}: {reply})", r.address, r.status)?,
+            None => writeln!(out, "{INDENT}{} ({})", r.address, r.status)?,
+        }
+    }
+    writeln!(out)
+}
+
+/// Writes the listing of every queue directory to `out`, problems to
+/// `err`. Returns whether every directory could be read.
+pub fn list_queue(spool: &Spool, out: &mut impl Write, err: &mut impl Write) -> io::Result<bool> {
+    let mut all_read = true;
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    for q in QueueName::ALL {
+        let ids = match spool.list(q) {
+            Ok(ids) => ids,
+            Err(e) => {
+                writeln!(err, "mailq: cannot read {}: {e}", spool.dir(q).display())?;
+                all_read = false;
+                continue;
+            }
+        };
+        for id in ids {
+            if count == 0 {
+                writeln!(
+                    out,
+                    "{:<15} {:<8} {:>8} {:<19} -Sender/Recipient-",
+                    "-Queue ID-", "-Queue-", "--Size--", "---Arrival Time---"
+                )?;
+            }
+            match spool.read(q, &id) {
+                Ok(qf) => {
+                    count += 1;
+                    bytes += qf.message_size;
+                    entry(out, &id, q, &qf)?;
+                }
+                // Removed or moved by qmgr while we listed.
+                Err(SpoolError::NotFound(_)) => {}
+                Err(e) => {
+                    count += 1;
+                    writeln!(out, "{id:<15} {:<8} (unreadable: {e})\n", q.as_str())?;
+                }
+            }
+        }
+    }
+    if count == 0 {
+        writeln!(out, "Mail queue is empty")?;
+    } else {
+        writeln!(
+            out,
+            "-- {} Kbytes in {count} Request{}.",
+            bytes.div_ceil(1024),
+            if count == 1 { "" } else { "s" }
+        )?;
+    }
+    Ok(all_read)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use facteur_spool::{Envelope, Recipient};
+    use crate::{Envelope, Recipient};
+    use facteur_mail::dsn::RcptStatus;
 
     fn queued(spool: &Spool) -> String {
         let env = Envelope {
@@ -293,5 +380,53 @@ mod tests {
     fn answers() {
         assert_eq!(answer(&Ok(vec!["a\nb".into()])), "OK a b\nDONE\n");
         assert_eq!(answer(&Err("no".into())), "ERR no\n");
+    }
+
+    #[test]
+    fn lists_every_queue_with_statuses() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(d.path()).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert!(list_queue(&spool, &mut out, &mut err).unwrap());
+        assert_eq!(String::from_utf8(out).unwrap(), "Mail queue is empty\n");
+
+        let env = Envelope {
+            sender: "".into(),
+            recipients: vec![Recipient::new("a@x.example"), Recipient::new("b@x.example")],
+            arrival: 1_700_000_000,
+            ..Envelope::default()
+        };
+        let mut w = spool.create(QueueName::Maildrop, &env).unwrap();
+        w.write_all(&[b'x'; 2000]).unwrap();
+        let id = w.commit().unwrap();
+        spool
+            .move_to(&id, QueueName::Maildrop, QueueName::Deferred)
+            .unwrap();
+        let mut e = spool.read(QueueName::Deferred, &id).unwrap().envelope;
+        e.recipients[1].status = RcptStatus::Deferred;
+        e.recipients[1].last_reply = Some("451 4.4.1 host down".into());
+        spool.update(QueueName::Deferred, &id, &e).unwrap();
+        std::fs::write(spool.dir(QueueName::Corrupt).join("BAD"), b"junk").unwrap();
+
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert!(list_queue(&spool, &mut out, &mut err).unwrap());
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(&format!(
+                "{id:<15} deferred     2000 2023-11-14 22:13:20 <>"
+            )),
+            "{out}"
+        );
+        assert!(out.contains("a@x.example (pending)"), "{out}");
+        assert!(
+            out.contains("b@x.example (deferred: 451 4.4.1 host down)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("BAD             corrupt  (unreadable: corrupt queue file"),
+            "{out}"
+        );
+        assert!(out.ends_with("-- 2 Kbytes in 2 Requests.\n"), "{out}");
+        assert!(err.is_empty());
     }
 }

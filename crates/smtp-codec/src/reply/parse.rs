@@ -1,13 +1,14 @@
-//! Reading the server's replies (RFC 5321 §4.2, RFC 2034/3463 enhanced
-//! status codes): a small bounded parser, pure code, no I/O.
+//! Reading a server's replies (RFC 5321 §4.2, RFC 2034/3463 enhanced
+//! status codes): a small bounded parser, pure code, no I/O. The SMTP/LMTP
+//! client (`facteur-smtp-client`) reads every reply through it.
 //!
 //! Offers [`parse_reply`]: given the bytes received so far, either a whole
 //! reply (single or multi-line) and how many bytes it used, "need more", or an
-//! error. Needs nothing but `facteur-smtp-codec`'s [`Reply`] type.
+//! error; and [`parse_enhanced`] (an RFC 3463 code in text).
 //!
 //! Why not smtp-proto's `ResponseReceiver`: it is built for SMTP clients that
 //! keep one receiver per reply and drops continuation-line structure; here the
-//! queue manager wants the code of *every* line checked (a multi-line reply
+//! client wants the code of *every* line checked (a multi-line reply
 //! whose lines disagree is garbage), hard bounds on line length and line
 //! count, and a stateless function that is trivial to test split at every
 //! byte. It is ~100 lines.
@@ -21,7 +22,7 @@
 //! Security: reply text is the peer's; it is kept as lossy UTF-8 with control
 //! characters replaced, so it can go into logs and queue files (one line).
 
-use facteur_smtp_codec::Reply;
+use super::Reply;
 
 /// Longest reply line (RFC 5321 §4.5.3.1.5 says 512 octets; real servers send
 /// longer text, so be generous but bounded).

@@ -30,21 +30,19 @@
 //! `smtp_destination_backoff`; its messages are deferred without a
 //! connection. `facteurctl queue flush` clears it.
 
-use super::dns::{self, Dns, HickoryDns, Route};
-use super::mta_sts::{Mode, MtaSts, Policy};
-use super::session::{BoxIo, Session, SmtpError, Timeouts, Txn, TxnRcpt};
-use super::tls::TlsClients;
-use crate::client::stream_reader;
-use facteur_config::{Config, Relayhost, TlsPolicy, parse_relayhost};
+use crate::dns::{self, Dns, HickoryDns, Route};
+use crate::mta_sts::{Mode, MtaSts, Policy};
+use crate::settings::{Credentials, Dest, Settings, load_credentials};
+use crate::tls::TlsClients;
+use facteur_config::{Config, TlsPolicy};
 use facteur_mail::dsn::{BodyType, Ret};
+use facteur_smtp_client::{BoxIo, Connection, Dialect, Opener, Pool, Txn, TxnRcpt, open_source};
 use facteur_smtp_codec::Reply;
 use facteur_smtp_codec::client::{Body, MailParams};
-use facteur_spool::{Envelope, QueueName, Spool};
-use std::collections::{BTreeMap, HashMap};
+use facteur_spool::Envelope;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -61,95 +59,31 @@ pub enum Outcome {
     Perm(String),
 }
 
-/// One `[qmgr.destinations."domain"]` entry: the relayhost (as written,
-/// and parsed) and the TLS policy.
-pub type DestSetting = (Option<(String, Relayhost)>, Option<TlsPolicy>);
-
 /// The message a delivery is about.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Message<'a> {
-    pub spool: &'a Spool,
-    pub queue: QueueName,
+    /// Its queue id (logs).
     pub id: &'a str,
     pub env: &'a Envelope,
     /// Bytes, network form (for SIZE).
     pub size: u64,
+    /// Opens the bytes again for each transaction.
+    pub open: &'a Opener,
 }
 
-/// The settings of remote delivery, from `[qmgr]`.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub helo_name: String,
-    pub relayhost: Option<(String, Relayhost)>,
-    pub destinations: BTreeMap<String, DestSetting>,
-    pub tls_policy: TlsPolicy,
-    pub smtp_port: u16,
-    pub timeouts: Timeouts,
-    pub max_recipients: usize,
-    pub failure_limit: u32,
-    pub backoff: Duration,
-    pub reuse: Duration,
-}
-
-impl Settings {
-    pub fn from_config(cfg: &Config) -> Settings {
-        let q = &cfg.qmgr;
-        let relay = |s: &str| {
-            (!s.is_empty())
-                .then(|| parse_relayhost(s).ok().map(|r| (s.to_string(), r)))
-                .flatten()
-        };
-        Settings {
-            helo_name: cfg.hostname(),
-            relayhost: relay(&q.relayhost),
-            destinations: q
-                .destinations
-                .iter()
-                .map(|(d, v)| (d.to_ascii_lowercase(), (relay(&v.relayhost), v.tls_policy)))
-                .collect(),
-            tls_policy: q.tls_policy,
-            smtp_port: q.smtp_port,
-            timeouts: Timeouts {
-                connect: q.smtp_connect_timeout.duration(),
-                greeting: q.smtp_greeting_timeout.duration(),
-                command: q.smtp_command_timeout.duration(),
-                data_init: q.smtp_data_init_timeout.duration(),
-                data_block: q.smtp_data_block_timeout.duration(),
-                data_done: q.smtp_data_done_timeout.duration(),
-            },
-            max_recipients: (q.smtp_max_recipients as usize).max(1),
-            failure_limit: q.smtp_destination_failures.max(1),
-            backoff: q.smtp_destination_backoff.duration(),
-            reuse: q.smtp_connection_reuse_time.duration(),
-        }
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("id", &self.id)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
     }
-}
-
-/// Where one domain's mail goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dest {
-    /// The name in logs, limits, backoff and the cache.
-    pub key: String,
-    /// The domain (MX lookup), or the relayhost's host.
-    pub host: String,
-    pub mx: bool,
-    pub port: u16,
-    pub policy: TlsPolicy,
-    /// The policy was set for this domain (MTA-STS is then not asked).
-    pub explicit_tls: bool,
-    /// The relayhost as configured (the key of its credentials).
-    pub relay: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct Health {
     failures: u32,
     until: Option<Instant>,
-}
-
-struct Pooled {
-    token: u64,
-    session: Session,
 }
 
 /// The state of remote delivery, shared by every delivery task.
@@ -166,8 +100,8 @@ pub struct Remote {
     per_dest_max: usize,
     per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
     health: Mutex<HashMap<String, Health>>,
-    pool: Arc<Mutex<HashMap<String, Vec<Pooled>>>>,
-    tokens: AtomicU64,
+    /// Connections kept for `smtp_connection_reuse_time`, per destination.
+    pool: Pool<BoxIo>,
     /// MTA-STS, when `qmgr.mta_sts` is on.
     pub sts: Option<MtaSts>,
 }
@@ -180,55 +114,12 @@ impl std::fmt::Debug for Remote {
     }
 }
 
-/// relayhost → (user, password), or why the file was refused.
-pub type Credentials = Result<HashMap<String, (String, String)>, String>;
-
-/// Reads `relayhost user password` lines. Refuses a file that anyone but
-/// its owner may read or write.
-pub fn load_credentials(path: &Path) -> Result<HashMap<String, (String, String)>, String> {
-    let mut out = HashMap::new();
-    if path.as_os_str().is_empty() {
-        return Ok(out);
-    }
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{}: mode {mode:04o} lets other users read or change it; refusing to use it (chmod 0600, owned by the facteur user)",
-            path.display()
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut it = line.split_whitespace();
-        match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(h), Some(u), Some(p), None) => {
-                out.insert(h.to_string(), (u.to_string(), p.to_string()));
-            }
-            _ => {
-                return Err(format!(
-                    "{} line {}: expected \"relayhost username password\"",
-                    path.display(),
-                    n + 1
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
-
 impl Remote {
     /// From the configuration: the resolver, TLS, credentials.
-    pub fn from_config(cfg: &Config) -> anyhow::Result<Remote> {
+    pub fn from_config(cfg: &Config) -> Result<Remote, SetupError> {
         let q = &cfg.qmgr;
-        let dns =
-            HickoryDns::new(&q.dns_servers).map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?;
-        let tls = TlsClients::new(&q.tls_ca_file)
-            .map_err(|e| anyhow::anyhow!("TLS client configuration: {e}"))?;
+        let dns = HickoryDns::new(&q.dns_servers).map_err(|e| SetupError::Dns(e.to_string()))?;
+        let tls = TlsClients::new(&q.tls_ca_file).map_err(|e| SetupError::Tls(e.to_string()))?;
         let creds = load_credentials(&q.relay_password_file);
         if let Err(e) = &creds {
             warn!(error = %e, "relayhost credentials not used");
@@ -281,10 +172,11 @@ impl Remote {
         dns: Arc<dyn Dns>,
         tls: TlsClients,
         settings: Settings,
-        creds: Result<HashMap<String, (String, String)>, String>,
+        creds: Credentials,
         total: usize,
         per_dest: usize,
     ) -> Remote {
+        let reuse = settings.reuse;
         Remote {
             dns,
             tls,
@@ -295,41 +187,14 @@ impl Remote {
             per_dest_max: per_dest.max(1),
             per_dest: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
-            pool: Arc::new(Mutex::new(HashMap::new())),
-            tokens: AtomicU64::new(0),
+            pool: Pool::new(usize::MAX, reuse),
             sts: None,
         }
     }
 
     /// Where mail for `domain` goes.
     pub fn destination(&self, domain: &str) -> Dest {
-        let d = domain.to_ascii_lowercase();
-        let (relay, policy) = match self.settings.destinations.get(&d) {
-            Some((r, p)) => (r.clone().or(self.settings.relayhost.clone()), *p),
-            None => (self.settings.relayhost.clone(), None),
-        };
-        let explicit_tls = policy.is_some();
-        let policy = policy.unwrap_or(self.settings.tls_policy);
-        match relay {
-            Some((s, r)) => Dest {
-                key: format!("relay:{s}"),
-                host: r.host,
-                mx: r.mx,
-                port: r.port,
-                policy,
-                explicit_tls,
-                relay: Some(s),
-            },
-            None => Dest {
-                key: d.clone(),
-                host: d,
-                mx: true,
-                port: self.settings.smtp_port,
-                policy,
-                explicit_tls,
-                relay: None,
-            },
-        }
+        self.settings.destination(domain)
     }
 
     /// Forgets the backoff of one destination key, or of all.
@@ -382,56 +247,14 @@ impl Remote {
         )
     }
 
-    fn take_cached(&self, key: &str) -> Option<Session> {
-        let mut p = self.pool.lock().ok()?;
-        let v = p.get_mut(key)?;
-        let s = v.pop().map(|p| p.session);
-        if v.is_empty() {
-            p.remove(key);
-        }
-        s
-    }
-
-    fn put_cached(&self, key: &str, session: Session) {
-        if self.settings.reuse.is_zero() {
-            tokio::spawn(session.quit());
-            return;
-        }
-        let token = self.tokens.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut p) = self.pool.lock() {
-            p.entry(key.to_string())
-                .or_default()
-                .push(Pooled { token, session });
-        }
-        let pool = Arc::clone(&self.pool);
-        let key = key.to_string();
-        let reuse = self.settings.reuse;
-        tokio::spawn(async move {
-            tokio::time::sleep(reuse).await;
-            let s = pool.lock().ok().and_then(|mut p| {
-                let v = p.get_mut(&key)?;
-                let i = v.iter().position(|x| x.token == token)?;
-                let s = v.swap_remove(i).session;
-                if v.is_empty() {
-                    p.remove(&key);
-                }
-                Some(s)
-            });
-            if let Some(s) = s {
-                s.quit().await;
-            }
-        });
-    }
-
     /// Delivers `msg` to its recipients `which`, all in `domain`. One
     /// outcome per recipient.
     pub async fn deliver(&self, msg: Message<'_>, domain: &str, which: &[usize]) -> Vec<Outcome> {
         let Message {
-            spool,
-            queue,
             id,
             env,
             size,
+            open,
         } = msg;
         let mut dest = self.destination(domain);
         let all = |o: Outcome| vec![o; which.len()];
@@ -457,7 +280,7 @@ impl Remote {
         let _dest_permit = sem.acquire().await;
 
         let mut session = None;
-        while let Some(mut s) = self.take_cached(&dest.key) {
+        while let Some(mut s) = self.pool.take(&dest.key) {
             match s.rset().await {
                 Ok(()) => {
                     info!(queue_id = %id, dest = %dest.key, "reusing a cached connection");
@@ -507,7 +330,7 @@ impl Remote {
         };
         if let Some(t) = refusal {
             info!(queue_id = %id, dest = %dest.key, relay = %peer, reply = %t, "not sent");
-            self.put_cached(&dest.key, session);
+            self.pool.put(&dest.key, session);
             return all(Outcome::Perm(t));
         }
 
@@ -528,6 +351,8 @@ impl Remote {
                 None
             },
             envid: if x.dsn { env.envid.as_deref() } else { None },
+            // Set by the client for a server that offers it.
+            queue_id: None,
         };
         let mut out = Vec::with_capacity(which.len());
         let mut broken = None;
@@ -543,37 +368,25 @@ impl Remote {
                     }
                 })
                 .collect();
-            let (sp, i) = (spool.clone(), id.to_string());
-            let message =
-                match tokio::task::spawn_blocking(move || sp.open_message(queue, &i)).await {
-                    Ok(Ok(m)) => stream_reader(m),
-                    Ok(Err(e)) => {
-                        broken = Some(format!("4.3.0 cannot read the queued message: {e}"));
-                        break;
-                    }
-                    Err(e) => {
-                        broken = Some(format!("4.3.0 internal error: {e}"));
-                        break;
-                    }
-                };
+            let message = match open_source(open).await {
+                Ok(m) => m,
+                Err(e) => {
+                    broken = Some(format!("4.3.0 cannot read the queued message: {e}"));
+                    break;
+                }
+            };
             let txn = Txn {
                 sender: &env.sender,
                 params: params.clone(),
                 rcpts: &rcpts,
+                queue_id: Some(id),
             };
-            let res = session.send(&txn, message).await;
-            let err_text = res.error.as_ref().map(SmtpError::as_reply_text);
-            for r in res.replies {
-                out.push(match r {
-                    Some(r) => Outcome::Reply(r),
-                    None => Outcome::Temp(
-                        err_text
-                            .clone()
-                            .unwrap_or_else(|| "4.4.2 no reply from the peer".into()),
-                    ),
-                });
-            }
-            if let Some(t) = err_text {
+            let (replies, dead) = session.send(&txn, message).await.per_recipient();
+            out.extend(replies.into_iter().map(|r| match r {
+                Ok(r) => Outcome::Reply(r),
+                Err(t) => Outcome::Temp(t),
+            }));
+            if let Some(t) = dead {
                 warn!(queue_id = %id, dest = %dest.key, relay = %peer, error = %t, "SMTP connection failed");
                 broken = Some(t);
                 break;
@@ -585,7 +398,7 @@ impl Remote {
                     out.push(Outcome::Temp(t.clone()));
                 }
             }
-            None => self.put_cached(&dest.key, session),
+            None => self.pool.put(&dest.key, session),
         }
         out
     }
@@ -597,7 +410,7 @@ impl Remote {
         id: &str,
         dest: &Dest,
         sts: Option<&Policy>,
-    ) -> Result<(Session, String), Fail> {
+    ) -> Result<(Connection<BoxIo>, String), Fail> {
         let mut hosts = match dns::route(self.dns.as_ref(), &dest.host, dest.mx).await {
             Route::Hosts(h) => h,
             Route::Refused(t) => return Err(Fail::Perm(t)),
@@ -652,7 +465,12 @@ impl Remote {
     /// handshake that breaks) is followed by a second connection in clear
     /// text, as Postfix does: TLS that cannot be had must not keep the
     /// mail from a peer that takes it without.
-    async fn open(&self, dest: &Dest, host: &str, addr: SocketAddr) -> Result<Session, String> {
+    async fn open(
+        &self,
+        dest: &Dest,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Result<Connection<BoxIo>, String> {
         match self.open_once(dest, host, addr, true).await {
             Err(Open::TlsFailed(e)) if dest.policy == TlsPolicy::May => {
                 info!(dest = %dest.key, relay = %addr, error = %e, "STARTTLS failed; trying again without TLS");
@@ -670,7 +488,7 @@ impl Remote {
         host: &str,
         addr: SocketAddr,
         use_tls: bool,
-    ) -> Result<Session, Open> {
+    ) -> Result<Connection<BoxIo>, Open> {
         let t = self.settings.timeouts;
         let tcp = tokio::time::timeout(t.connect, tokio::net::TcpStream::connect(addr))
             .await
@@ -678,7 +496,7 @@ impl Remote {
             .map_err(|e| format!("4.4.1 cannot connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let io: BoxIo = Box::new(tcp);
-        let mut s = Session::start(io, &self.settings.helo_name, t)
+        let mut s = Connection::start(io, Dialect::Smtp, &self.settings.helo_name, t)
             .await
             .map_err(|e| e.as_reply_text())?;
         let cfg = self
@@ -750,6 +568,15 @@ impl From<String> for Open {
     fn from(t: String) -> Open {
         Open::Other(t)
     }
+}
+
+/// Why remote delivery could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("DNS resolver: {0}")]
+    Dns(String),
+    #[error("TLS client configuration: {0}")]
+    Tls(String),
 }
 
 enum Fail {

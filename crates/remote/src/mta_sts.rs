@@ -26,7 +26,7 @@
 //! Security: everything fetched is bounded (response size, time); the
 //! HTTPS client is the same rustls configuration as `verify`.
 
-use super::dns::{Dns, DnsError, fqdn};
+use crate::dns::{Dns, DnsError, fqdn};
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::mta_sts::MtaSts as StsRecord;
 use std::collections::HashMap;
@@ -258,7 +258,7 @@ impl MtaSts {
 
     async fn fetch(&self, dns: &dyn Dns, domain: &str) -> Result<Policy, String> {
         let host = format!("mta-sts.{domain}");
-        let addrs = super::dns::host_addrs(dns, &host).await?;
+        let addrs = crate::dns::host_addrs(dns, &host).await?;
         let mut last = String::from("no address");
         for ip in addrs {
             match self.get(&host, SocketAddr::new(ip, self.port)).await {

@@ -1,0 +1,165 @@
+//! Local delivery: how qmgr hands a message to facteur-lmtpd (or any LMTP
+//! server, RFC 2033) with the outbound client's LMTP dialect.
+//!
+//! Offers [`LmtpTarget`] (where: `unix:/path` or `inet:host:port`, from
+//! `[qmgr] lmtp`) and [`deliver`] (one message to some of its local
+//! recipients: a pooled connection or a new one, transactions of at most
+//! `lmtp_max_recipients` recipients, one outcome per recipient).
+//!
+//! The message's queue id goes along as `XQUEUEID=` when the server offers
+//! it (facteur-lmtpd does), so lmtpd's log lines about the delivery carry
+//! the same `queue_id` as qmgr's.
+//!
+//! Guarantees (the client's): an outcome is `Ok(reply)` only when the
+//! server said it; otherwise `Err(text)`, a temporary failure the caller
+//! defers (the recipient may have been delivered: a duplicate is the worst
+//! case). Addresses go through the codec's checked formatter, as in SMTP.
+
+use crate::Context;
+use facteur_mail::dsn::BodyType;
+use facteur_smtp_client::{Connection, Dialect, Opener, Txn, TxnRcpt, open_source};
+use facteur_smtp_codec::Reply;
+use facteur_smtp_codec::client::{Body, MailParams};
+use facteur_spool::Envelope;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::warn;
+
+/// The pool key of the one LMTP target.
+const POOL_KEY: &str = "lmtp";
+
+/// How long a pooled LMTP connection may wait for its next message (well
+/// inside lmtpd's idle time-out).
+pub const POOL_IDLE: Duration = Duration::from_secs(20);
+
+/// Where LMTP goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LmtpTarget {
+    Unix(PathBuf),
+    /// `host:port`, resolved at connect time.
+    Inet(String),
+}
+
+impl LmtpTarget {
+    /// From `[qmgr] lmtp`: "" means this configuration's lmtpd socket.
+    pub fn from_config(cfg: &facteur_config::Config) -> LmtpTarget {
+        let s = cfg.qmgr.lmtp.as_str();
+        if let Some(p) = s.strip_prefix("unix:") {
+            LmtpTarget::Unix(PathBuf::from(p))
+        } else if let Some(a) = s.strip_prefix("inet:") {
+            LmtpTarget::Inet(a.to_string())
+        } else {
+            // "" (the config check refuses anything else).
+            LmtpTarget::Unix(cfg.lmtp_socket())
+        }
+    }
+
+    /// Connects, within `timeout`.
+    pub async fn connect(&self, timeout: Duration) -> io::Result<facteur_daemon::Stream> {
+        let fut = async {
+            match self {
+                LmtpTarget::Unix(p) => Ok(facteur_daemon::Stream::Unix(
+                    tokio::net::UnixStream::connect(p).await?,
+                )),
+                LmtpTarget::Inet(a) => {
+                    let s = tokio::net::TcpStream::connect(a.as_str()).await?;
+                    let _ = s.set_nodelay(true);
+                    Ok(facteur_daemon::Stream::Tcp(s))
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+}
+
+impl std::fmt::Display for LmtpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LmtpTarget::Unix(p) => write!(f, "unix:{}", p.display()),
+            LmtpTarget::Inet(a) => write!(f, "inet:{a}"),
+        }
+    }
+}
+
+/// A live connection: a pooled one that answers RSET, or a new one.
+async fn connection(ctx: &Context) -> Result<Connection<facteur_daemon::Stream>, String> {
+    while let Some(mut c) = ctx.lmtp_pool.take(POOL_KEY) {
+        if c.rset().await.is_ok() {
+            return Ok(c);
+        }
+    }
+    let stream = ctx
+        .lmtp
+        .connect(ctx.timeouts.connect)
+        .await
+        .map_err(|e| format!("4.4.1 cannot connect to {}: {e}", ctx.lmtp))?;
+    Connection::start(stream, Dialect::Lmtp, &ctx.hostname, ctx.timeouts)
+        .await
+        .map_err(|e| e.as_reply_text())
+}
+
+/// Delivers the message `id` to its recipients `which` over LMTP. One
+/// outcome per recipient: the server's reply, or the reason there is none
+/// (treated as temporary).
+pub async fn deliver(
+    ctx: &Arc<Context>,
+    id: &str,
+    env: &Envelope,
+    which: &[usize],
+    open: &Opener,
+) -> Vec<Result<Reply, String>> {
+    let mut out: Vec<Result<Reply, String>> = Vec::with_capacity(which.len());
+    let fail_all = |out: &mut Vec<Result<Reply, String>>, text: String| {
+        while out.len() < which.len() {
+            out.push(Err(text.clone()));
+        }
+    };
+    let mut client = match connection(ctx).await {
+        Ok(c) => c,
+        Err(t) => {
+            fail_all(&mut out, t);
+            return out;
+        }
+    };
+    let params = MailParams {
+        body: (env.body != BodyType::SevenBit && client.ext.eight_bit_mime)
+            .then_some(Body::EightBitMime),
+        smtputf8: env.smtputf8 && client.ext.smtputf8,
+        ..MailParams::default()
+    };
+    for batch in which.chunks(ctx.lmtp_max_recipients.max(1)) {
+        let rcpts: Vec<TxnRcpt> = batch
+            .iter()
+            .map(|&i| TxnRcpt::new(env.recipients[i].address.clone()))
+            .collect();
+        let message = match open_source(open).await {
+            Ok(m) => m,
+            Err(e) => {
+                fail_all(
+                    &mut out,
+                    format!("4.3.0 cannot read the queued message: {e}"),
+                );
+                return out;
+            }
+        };
+        let txn = Txn {
+            sender: &env.sender,
+            params: params.clone(),
+            rcpts: &rcpts,
+            queue_id: Some(id),
+        };
+        let (replies, broken) = client.send(&txn, message).await.per_recipient();
+        out.extend(replies);
+        if let Some(t) = broken {
+            warn!(queue_id = %id, relay = %ctx.lmtp, error = %t, "LMTP connection failed");
+            fail_all(&mut out, t);
+            return out;
+        }
+    }
+    ctx.lmtp_pool.put(POOL_KEY, client);
+    out
+}
