@@ -169,7 +169,7 @@ impl Listener {
 
     /// Binds a Unix socket at `path` with permission bits `mode`.
     pub fn bind_unix(path: &Path, mode: u32) -> io::Result<Listener> {
-        remove_stale_socket(path)?;
+        remove_stale_socket(path, || std::os::unix::net::UnixStream::connect(path).is_ok())?;
         let l = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         Ok(Listener::Unix(l, path.to_path_buf()))
@@ -241,9 +241,11 @@ impl Drop for Listener {
     }
 }
 
-/// Removes a socket file nobody listens on. Refuses to remove anything that
-/// is not a socket, and a socket that still accepts connections.
-fn remove_stale_socket(path: &Path) -> io::Result<()> {
+/// Removes a socket file nobody uses: refuses anything that is not a
+/// socket, and a socket that `in_use` finds alive (a stream socket: a
+/// connect succeeds; a datagram socket: a send does). Daemons call it
+/// before they bind a socket of their own at `path`.
+pub fn remove_stale_socket(path: &Path, in_use: impl FnOnce() -> bool) -> io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
@@ -251,15 +253,11 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
             io::ErrorKind::AlreadyExists,
             format!("{} exists and is not a socket", path.display()),
         )),
-        Ok(_) => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{}: another process is listening there", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)
-        }
+        Ok(_) if in_use() => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{}: another process is using it", path.display()),
+        )),
+        Ok(_) => std::fs::remove_file(path),
     }
 }
 

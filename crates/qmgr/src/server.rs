@@ -40,7 +40,7 @@ use facteur_spool::QueueName;
 use facteur_spool::control;
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,30 +73,12 @@ pub fn bind_wakeup(path: &Path) -> io::Result<UnixDatagram> {
     if let Some(dir) = path.parent() {
         facteur_util::create_dir_all_mode(dir, 0o755)?;
     }
-    remove_stale(path, || {
+    facteur_daemon::remove_stale_socket(path, || {
         std::os::unix::net::UnixDatagram::unbound().is_ok_and(|p| p.connect(path).is_ok())
     })?;
     let s = UnixDatagram::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     Ok(s)
-}
-
-/// Removes the socket file a previous qmgr left at `path`. Refuses a file
-/// that is not a socket, and a socket that `in_use` finds alive.
-fn remove_stale(path: &Path, in_use: impl FnOnce() -> bool) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if !m.file_type().is_socket() => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
-        )),
-        Ok(_) if in_use() => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!("{}: another queue manager is running", path.display()),
-        )),
-        Ok(_) => std::fs::remove_file(path),
-    }
 }
 
 /// A control request and where its answer goes.
@@ -108,7 +90,7 @@ struct Request {
 /// Binds the control socket (mode 0600), replacing a stale one (bound
 /// after the wake-up socket, which proved no other qmgr runs).
 fn bind_control(path: &Path) -> io::Result<UnixListener> {
-    remove_stale(path, || false)?;
+    facteur_daemon::remove_stale_socket(path, || false)?;
     let l = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(l)

@@ -9,13 +9,18 @@
 //! - [`data`]: the DATA receiver (ours: see its header for why), which ends
 //!   only at `<CRLF>.<CRLF>`, removes dot-stuffing, and reports bare CR or LF
 //!   and oversize messages without buffering them.
-//! - [`reply`]: replies with enhanced status codes, single and multi-line.
-//! - [`client`]: what a client needs: the EHLO keywords ([`Extensions`]) and
-//!   MAIL/RCPT lines with ESMTP parameters (SIZE, BODY, SMTPUTF8, DSN xtext).
+//! - [`reply`]: replies with enhanced status codes, single and multi-line,
+//!   and the bounded parser of a peer's replies (`reply::parse`: every line's
+//!   code checked, hard bounds on line length and count).
+//! - [`client`]: what a client needs: the EHLO/LHLO keywords
+//!   ([`Extensions`]), the one checked formatter of MAIL/RCPT lines with
+//!   their ESMTP parameters (SIZE, BODY, SMTPUTF8, DSN xtext, XQUEUEID) —
+//!   an address with a control character, a space or a bracket is never
+//!   written —, and dot-stuffing across chunk boundaries (`DotStuffer`).
 //!
 //! No I/O anywhere: every function takes bytes and returns values, so the
 //! codec is tested from transcripts split at every byte, and fuzzed
-//! (`fuzz/fuzz_targets/smtp_codec.rs`).
+//! (`fuzz/fuzz_targets/smtp_codec.rs`, `smtp_reply.rs`).
 //!
 //! Standards: RFC 5321 (SMTP), RFC 2033 (LMTP), RFC 3030 (CHUNKING),
 //! RFC 2034/3463 (enhanced status codes), RFC 2920 (PIPELINING), RFC 3461
