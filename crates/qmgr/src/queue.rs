@@ -1,10 +1,12 @@
 //! The delivery state machine of one queue file.
 //!
-//! Offers the steps the scheduler (`server.rs`) runs: [`pickup`]
-//! (maildrop/ or incoming/ → recipients resolved → active/), [`check_deferred`]
+//! Offers the steps the scheduler runs: [`pickup`] (maildrop/ or
+//! incoming/ → recipients resolved → active/), [`check_deferred`]
 //! (deferred/ → active/ when due), [`recover_active`] (start-up: what a
-//! previous qmgr left in active/) and [`attempt`] (one delivery attempt of a
-//! message in active/, then deferred/ or removal, and the bounce).
+//! previous qmgr left in active/) — each for one file, run by the spool
+//! lane (`lane.rs`) — and [`attempt`] (one delivery attempt of a message
+//! in active/, then deferred/ or removal, and the bounce: a task of its
+//! own, `scheduler.rs`).
 //!
 //! Life of a message (Postfix's incoming → active → deferred, with the
 //! schedule in the file itself):
@@ -48,7 +50,7 @@ use facteur_spool::{Envelope, QueueName, Recipient, Spool, SpoolError};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The mark put in front of `last_reply` while an attempt is in progress.
 pub const IN_PROGRESS: &str = "[attempt in progress] ";
@@ -161,49 +163,84 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
     }
 }
 
-/// deferred/: moves the file to active/ when due (or expired) and returns
-/// `None`; else returns its next attempt time.
-pub fn check_deferred(ctx: &Context, id: &str, now: i64) -> Option<i64> {
+/// What [`check_deferred`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// Due (or expired): now in active/.
+    Moved,
+    /// Not due before this unix second.
+    Later(i64),
+    /// Gone, unreadable (will be read again) or moved to corrupt/.
+    Skipped,
+}
+
+/// deferred/: moves the file to active/ when due (or expired).
+pub fn check_deferred(ctx: &Context, id: &str, now: i64) -> Deferred {
     match ctx.spool.read(QueueName::Deferred, id) {
         Ok(qf) => {
             let env = &qf.envelope;
             if env.next_attempt > now && !ctx.schedule.expired(env.arrival, now) {
-                return Some(env.next_attempt);
+                return Deferred::Later(env.next_attempt);
             }
-            if let Err(e) = ctx
+            match ctx
                 .spool
                 .relocate(id, QueueName::Deferred, QueueName::Active)
             {
-                error!(queue_id = %id, error = %e, "cannot move the file to active/");
+                Ok(()) => Deferred::Moved,
+                Err(SpoolError::NotFound(_)) => Deferred::Skipped,
+                Err(e) => {
+                    error!(queue_id = %id, error = %e, "cannot move the file to active/");
+                    Deferred::Skipped
+                }
             }
-            None
         }
-        Err(SpoolError::NotFound(_)) => None,
+        Err(SpoolError::NotFound(_)) => Deferred::Skipped,
         Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
             to_corrupt(&ctx.spool, QueueName::Deferred, id, &e);
-            None
+            Deferred::Skipped
         }
         Err(e) => {
             warn!(queue_id = %id, error = %e, "cannot read queue file; will retry");
-            None
+            Deferred::Skipped
         }
     }
 }
 
+/// What [`recover_active`] did with a file a previous qmgr left in active/.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    /// Stays in active/, to be tried now. `first`: never tried (its first
+    /// attempt may have been under way: first attempts are not marked);
+    /// `marked`: a retry was in progress (warned).
+    TryNow { first: bool, marked: bool },
+    /// Tried already and not due: back in deferred/.
+    ToDeferred,
+    /// Gone meanwhile, or moved to corrupt/.
+    Gone,
+}
+
 /// Start-up: a file found in active/ was being handled by a previous qmgr.
-/// Says when an attempt may have been in progress; puts it back in deferred/ when it
-/// had been tried and is not due yet (a stop between update and move).
-pub fn recover_active(ctx: &Context, id: &str, now: i64) {
+/// Puts it back in deferred/ when it had been tried and is not due yet (a
+/// stop between update and move); otherwise it stays, to be tried now.
+/// Logs one line per message at debug level only (a queue of 50,000 must
+/// not log 50,000 lines at every start: the caller logs a summary), except
+/// a warning for a retry that was in progress (at most the concurrency
+/// limit of them: the only messages a duplicate may follow for certain).
+pub fn recover_active(ctx: &Context, id: &str, now: i64) -> Recovered {
     let qf = match ctx.spool.read(QueueName::Active, id) {
         Ok(f) => f,
-        Err(SpoolError::NotFound(_)) => return,
+        Err(SpoolError::NotFound(_)) => return Recovered::Gone,
         Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
             to_corrupt(&ctx.spool, QueueName::Active, id, &e);
-            return;
+            return Recovered::Gone;
         }
         Err(e) => {
+            // The attempt reads it again (and says why if it still fails).
             warn!(queue_id = %id, error = %e, "cannot read queue file");
-            return;
+            return Recovered::TryNow {
+                first: false,
+                marked: false,
+            };
         }
     };
     let env = &qf.envelope;
@@ -213,9 +250,11 @@ pub fn recover_active(ctx: &Context, id: &str, now: i64) {
         .filter(|r| !r.status.is_final() && in_progress(r))
         .map(|r| r.address.as_str())
         .collect();
-    if env.attempts == 0 && env.recipients.iter().any(|r| !r.status.is_final()) {
+    let pending = env.recipients.iter().any(|r| !r.status.is_final());
+    let first = env.attempts == 0 && pending;
+    if first {
         // First attempts are not marked (see `attempt`).
-        info!(
+        debug!(
             queue_id = %id,
             "picked up before qmgr stopped; tried now (if its first attempt was under way, a duplicate delivery may follow)"
         );
@@ -227,16 +266,25 @@ pub fn recover_active(ctx: &Context, id: &str, now: i64) {
             "a delivery attempt was in progress when qmgr stopped; the recipients are retried and a duplicate delivery may follow"
         );
     }
-    let pending = env.recipients.iter().any(|r| !r.status.is_final());
-    if pending
-        && env.attempts > 0
-        && env.next_attempt > now
-        && marked.is_empty()
-        && let Err(e) = ctx
+    if pending && env.attempts > 0 && env.next_attempt > now && marked.is_empty() {
+        match ctx
             .spool
             .relocate(id, QueueName::Active, QueueName::Deferred)
-    {
-        error!(queue_id = %id, error = %e, "cannot move the file to deferred/");
+        {
+            Ok(()) => {
+                debug!(queue_id = %id, next_in = env.next_attempt - now, "left in active/ before qmgr stopped, not due: back to deferred/");
+                return Recovered::ToDeferred;
+            }
+            Err(SpoolError::NotFound(_)) => return Recovered::Gone,
+            Err(e) => error!(queue_id = %id, error = %e, "cannot move the file to deferred/"),
+        }
+    }
+    if !first && marked.is_empty() {
+        debug!(queue_id = %id, "left in active/ before qmgr stopped; tried now");
+    }
+    Recovered::TryNow {
+        first,
+        marked: !marked.is_empty(),
     }
 }
 
