@@ -10,17 +10,21 @@
 //!
 //! Why qmgr must do them when it runs: it moves files between active/ and
 //! deferred/ at any time, and a message in active/ may be in the middle of a
-//! delivery. qmgr runs each operation between two scans (never at the same
-//! time as one), and holds an operation on a message being delivered until
-//! that attempt has recorded its results — so a deleted message is never
-//! delivered afterwards, and a held one never leaves hold/ by itself. With
-//! qmgr stopped nobody moves files, so `facteurctl` runs the same [`apply`]
-//! on the spool directly.
+//! delivery. qmgr runs each operation between two steps of its queue work
+//! (never during one), and holds an operation on a message being delivered
+//! until that attempt has recorded its results — so a deleted message is
+//! never delivered afterwards, and a held one never leaves hold/ by itself.
+//! A flush of all of deferred/ it does not run through [`apply`]: it
+//! answers at once with the number of messages and moves them in the
+//! background, as delivery slots free up (`facteur-qmgr`'s `lane.rs`).
+//! With qmgr stopped nobody moves files, so `facteurctl` runs the same
+//! [`apply`] on the spool directly.
 //!
 //! Operations (each durable before it is reported done, with the spool's
 //! rename + fsync rules):
 //! - `flush [ID]`: deferred/ → active/ with `next_attempt` reset (all of
-//!   deferred/ without ID); a running qmgr also forgets destination backoffs;
+//!   deferred/ without ID: the directories fsynced once, at the end, not
+//!   twice per message); a running qmgr also forgets destination backoffs;
 //! - `hold ID`: from maildrop/, incoming/, active/ or deferred/ to hold/;
 //! - `release ID`: hold/ → incoming/ (recipients resolved again, which is
 //!   idempotent; delivered at once);
@@ -135,9 +139,27 @@ pub fn apply(spool: &Spool, op: &Op) -> Result<Vec<String>, String> {
                 .list(QueueName::Deferred)
                 .map_err(|e| format!("deferred/: {e}"))?;
             let mut out = Vec::new();
+            let mut failed = Ok(());
             for id in ids {
-                out.extend(apply(spool, &Op::Flush(Some(id)))?);
+                let moved = make_due(spool, QueueName::Deferred, &id).and_then(|()| {
+                    spool
+                        .relocate(&id, QueueName::Deferred, QueueName::Active)
+                        .map_err(|e| err(&id, e))
+                });
+                if let Err(e) = moved {
+                    failed = Err(e);
+                    break;
+                }
+                out.push(format!("{id}: flushed"));
             }
+            // One fsync of each directory for all the renames (each is
+            // atomic; these make them durable before the answer).
+            if !out.is_empty() {
+                for q in [QueueName::Active, QueueName::Deferred] {
+                    facteur_util::fsync_dir(&spool.dir(q)).map_err(|e| format!("{q}/: {e}"))?;
+                }
+            }
+            failed?;
             if out.is_empty() {
                 out.push("nothing deferred".into());
             }
