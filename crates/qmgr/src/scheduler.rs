@@ -212,13 +212,8 @@ impl Scheduler {
     }
 
     fn start_step(&mut self) {
-        if self.recovery.as_ref().is_some_and(|r| r.walk.ids.is_none())
-            && let Some(mut r) = self.recovery.take()
-        {
-            return self.run(Step::Recover, move |c| {
-                let ready = lane::recover(c, &mut r);
-                Done::Recover(r, ready)
-            });
+        if self.recovery.as_ref().is_some_and(|r| r.walk.ids.is_none()) {
+            return self.recover_step();
         }
         if let Some(req) = self.controls.pop_front() {
             if matches!(req.op, Op::Flush(_)) {
@@ -244,11 +239,8 @@ impl Scheduler {
                 Done::Pickup(w, ready)
             });
         }
-        if let Some(mut r) = self.recovery.take() {
-            return self.run(Step::Recover, move |c| {
-                let ready = lane::recover(c, &mut r);
-                Done::Recover(r, ready)
-            });
+        if self.recovery.is_some() {
+            return self.recover_step();
         }
         if self.ready.backlog_len() < BACKLOG_MAX
             && let Some(mut w) = self.deferred.take()
@@ -261,6 +253,15 @@ impl Scheduler {
         if self.list_active && self.deferred.is_none() {
             self.list_active = false;
             self.run(Step::Active, |c| Done::Active(lane::list_active(c)));
+        }
+    }
+
+    fn recover_step(&mut self) {
+        if let Some(mut r) = self.recovery.take() {
+            self.run(Step::Recover, move |c| {
+                let ready = lane::recover(c, &mut r);
+                Done::Recover(r, ready)
+            });
         }
     }
 
