@@ -92,3 +92,61 @@ async fn a_flush_of_a_big_backlog_answers_at_once_and_new_mail_goes_on() {
     );
     assert!(root.ids(QueueName::Corrupt).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_about_messages_waiting_in_a_flush_are_kept() {
+    let root = Root::new("");
+    let mut backlog = spoolfill::fill(
+        &root.spool(),
+        QueueName::Deferred,
+        2000,
+        "alice@example.test",
+        spoolfill::deferred_for_an_hour,
+    );
+    backlog.sort();
+    let lmtpd = start_lmtpd(&root.cfg).await;
+    let qmgr = start_qmgr(&root.cfg).await;
+    let sock = root.cfg.qmgr_control_socket();
+    wait_for(10, "the control socket", || sock.exists()).await;
+    let ask = |op: Op| {
+        let sock = sock.clone();
+        tokio::task::spawn_blocking(move || control::request(&sock, &op).unwrap())
+    };
+    let flushed = ask(Op::Flush(None)).await.unwrap().unwrap();
+    assert!(flushed[0].starts_with("flushing 2000"), "{flushed:?}");
+    // Among the first moved to active/ (waiting for a slot, or being
+    // delivered: then the request waits for the attempt), and the last
+    // (most likely still in deferred/).
+    let (held, deleted, last) = (&backlog[150], &backlog[200], &backlog[1999]);
+    let (h, d, l) = tokio::join!(
+        ask(Op::Hold(held.clone())),
+        ask(Op::Delete(deleted.clone())),
+        ask(Op::Hold(last.clone())),
+    );
+    let mut done = Vec::new();
+    for (what, res) in [("hold", h), ("delete", d), ("hold", l)] {
+        let res = res.unwrap();
+        // Refused only if it was delivered first (then it is gone).
+        if let Err(e) = &res {
+            assert!(e.contains("no such message"), "{what}: {e}");
+        }
+        done.push(res.is_ok());
+    }
+    wait_for(120, "the backlog delivered", || {
+        root.ids(QueueName::Deferred).is_empty() && root.ids(QueueName::Active).is_empty()
+    })
+    .await;
+    qmgr.stop().await;
+    lmtpd.stop().await;
+    // Each message once: delivered, held or deleted; held ones stay held.
+    let hold = root.ids(QueueName::Hold);
+    let delivered = root.mailbox("alice@example.test").len();
+    let want_held: Vec<&String> = [(held, done[0]), (last, done[2])]
+        .into_iter()
+        .filter_map(|(id, ok)| ok.then_some(id))
+        .collect();
+    assert_eq!(hold.iter().collect::<Vec<_>>(), want_held);
+    assert!(root.spool().find(deleted).is_err());
+    assert_eq!(delivered + hold.len() + usize::from(done[1]), backlog.len());
+    assert!(root.ids(QueueName::Corrupt).is_empty());
+}
