@@ -107,13 +107,30 @@ class FacteurSide:
         if p.poll() is not None:
             raise RuntimeError(f"facteur-{name} exited: see {self.root}/{name}.log")
 
+    def _ready(self, name):
+        run_dir = self.root / "run"
+        return {
+            "lmtpd": lambda: (run_dir / "lmtp.sock").exists() and tcp_up(self.lmtp_port),
+            "qmgr": lambda: (run_dir / "qmgr.sock").exists() and (run_dir / "qmgr-control.sock").exists(),
+            "smtpd": lambda: tcp_up(self.smtp_port),
+            "pop3d": lambda: tcp_up(self.pop3_port),
+            "imapd": lambda: tcp_up(self.imap_port),
+        }[name]
+
     def start(self):
-        self._start("lmtpd", lambda: (self.root / "run" / "lmtp.sock").exists() and tcp_up(self.lmtp_port))
-        self._start("qmgr", lambda: (self.root / "run" / "qmgr.sock").exists())
-        self._start("smtpd", lambda: tcp_up(self.smtp_port))
-        self._start("pop3d", lambda: tcp_up(self.pop3_port))
-        if self.has_imap:
-            self._start("imapd", lambda: tcp_up(self.imap_port))
+        for name in ("lmtpd", "qmgr", "smtpd", "pop3d") + (("imapd",) if self.has_imap else ()):
+            self._start(name, self._ready(name))
+
+    def start_daemon(self, name):
+        """Starts one daemon again (workload 6 restarts facteur-qmgr)."""
+        self._start(name, self._ready(name))
+
+    def stop_daemon(self, name):
+        """Stops one daemon (SIGTERM: facteur-qmgr waits for its deliveries)."""
+        p = self.procs.get(name)
+        if p is not None and p.poll() is None:
+            p.terminate()
+            p.wait(90)
 
     def stop(self):
         for p in self.procs.values():

@@ -12,11 +12,13 @@ import json
 import os
 import poplib
 import shutil
+import smtplib
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
+import queuefile
 import seed
 from common import count_files, log, run
 from sides import DOMAIN
@@ -313,3 +315,102 @@ def mbsync(sides, count, reps, tmp):
     alternate(sides, reps, full, one)
     resync.skipped.update(full.skipped)
     return [full, resync]
+
+
+# --- 6. a backlog drained (facteur only) --------------------------------------
+
+PROBE_USER = "probe"
+
+
+def backlog(fac, peer, count, fresh, size):
+    """Issue 14: a queue of `count` deferred messages (an outage's backlog)
+    flushed with `facteurctl queue flush` and drained by facteur-qmgr into
+    facteur-lmtpd, against the queue manager's normal rate: `fresh` new
+    messages of the same size found in incoming/. Both queues are written
+    with qmgr stopped (lib/queuefile.py), so only the queue manager and the
+    delivery are timed. Also: how long the flush took to answer, and how
+    long a new message sent over SMTP in the middle of the drain took to
+    reach its mailbox."""
+    normal = Row(f"6a. qmgr normal rate: {fresh} new messages in incoming/, {size // 1000} KB", "msg/s")
+    drain = Row(f"6b. qmgr drain of {count} deferred messages after `queue flush`, {size // 1000} KB", "msg/s")
+    answer = Row(f"6c. `facteurctl queue flush` of {count} deferred messages answered", "ms",
+                 higher_better=False, cpu_unit="flush")
+    probe = Row("6d. a new message (SMTP) delivered in the middle of the drain", "ms",
+                higher_better=False, cpu_unit="msg")
+    rows = [normal, drain, answer, probe]
+    for r in rows:
+        r.skipped[peer.name] = ("facteur only: a Postfix backlog can only be made by sending every message "
+                                "through it during an outage (minutes at its rate), its queue files cannot be "
+                                "written directly")
+    spool = fac.root / "spool"
+    mds = [fac.maildir(u) for u in DELIVERY_USERS]
+    dirs = [m / sub for m in mds for sub in ("new", "cur")]
+    probe_dirs = [fac.maildir(PROBE_USER) / sub for sub in ("new", "cur")]
+    msg = seed.message("backlog", 0, size).replace(b"\n", b"\r\n")
+    rcpts = [f"{u}@{DOMAIN}" for u in DELIVERY_USERS]
+
+    def until_delivered(n, dirs, timeout):
+        deadline = time.monotonic() + timeout
+        while count_files(dirs) < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {count_files(dirs)} of {n} messages delivered in {timeout:.0f} s")
+            time.sleep(0.05)
+
+    def corrupt_note(row):
+        bad = count_files([spool / "corrupt"])
+        if bad:
+            row.notes.append(f"facteur: {bad} files in corrupt/ (lib/queuefile.py out of step with the format?)")
+
+    try:
+        # 6a: the normal rate of the same path, without a backlog.
+        seed.clear(mds)
+        fac.stop_daemon("qmgr")
+        queuefile.fill(spool / "incoming", "FRESH", fresh, SENDER, rcpts, msg, int(time.time()))
+
+        def fresh_run():
+            fac.start_daemon("qmgr")
+            until_delivered(fresh, dirs, 120 + fresh / 20)
+        secs, cpu, _ = timed(fac, fresh_run)
+        normal.add(fac.name, fresh / secs, cpu, fresh)
+        corrupt_note(normal)
+
+        # 6b-6d: the backlog.
+        seed.clear(mds)
+        seed.make_maildir(fac.maildir(PROBE_USER), fac.owner)
+        seed.clear([fac.maildir(PROBE_USER)])
+        fac.stop_daemon("qmgr")
+        t = time.monotonic()
+        now = int(time.time())
+        queuefile.fill(spool / "deferred", "BKLG", count, SENDER, rcpts, msg, now - 1800, attempts=1,
+                       next_attempt=now + 86400, status=queuefile.DEFERRED,
+                       last_reply="451 4.3.0 mailbox temporarily unavailable (bench)")
+        log(f"workload 6: {count} deferred messages written in {time.monotonic() - t:.1f} s")
+        fac.start_daemon("qmgr")
+        c0, t0 = fac.acct.cpu_seconds(), time.monotonic()
+        out = fac.ctl("queue", "flush").stdout.strip()
+        t1 = time.monotonic()
+        answer.add(fac.name, (t1 - t0) * 1000, fac.acct.cpu_seconds() - c0, 1)
+        answer.notes.append(f"facteur answered: {out[:160]}")
+        until_delivered(count // 4, dirs, 120 + count / 20)
+        at = count_files(dirs)
+        p0, pc = time.monotonic(), fac.acct.cpu_seconds()
+        with smtplib.SMTP("127.0.0.1", fac.smtp_port, timeout=30) as s:
+            s.sendmail(SENDER, [f"{PROBE_USER}@{DOMAIN}"], b"Subject: probe\r\n\r\nduring the drain\r\n")
+        until_delivered(1, probe_dirs, 60)
+        probe.add(fac.name, (time.monotonic() - p0) * 1000, fac.acct.cpu_seconds() - pc, 1)
+        probe.notes.append(f"facteur: sent when {at} of the {count} were delivered")
+        until_delivered(count, dirs, 120 + count / 20)
+        t2, c2 = time.monotonic(), fac.acct.cpu_seconds()
+        drain.add(fac.name, count / (t2 - t0), c2 - c0, count)
+        drain.notes.append(f"facteur: drained in {t2 - t0:.1f} s, from the flush request to the last delivery")
+        corrupt_note(drain)
+    except Exception as e:  # reported, the rest of the run goes on
+        for r in rows:
+            if not r.vals.get(fac.name):
+                r.skipped[fac.name] = f"failed: {str(e).strip()[:300]}"
+        log(f"workload 6 failed: {e}")
+    finally:
+        if fac.procs.get("qmgr") is None or fac.procs["qmgr"].poll() is not None:
+            fac.start_daemon("qmgr")
+        seed.clear(mds)
+    return rows
