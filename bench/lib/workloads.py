@@ -366,7 +366,7 @@ def backlog(fac, peer, count, fresh, size):
         # 6a: the normal rate of the same path, without a backlog.
         seed.clear(mds)
         fac.stop_daemon("qmgr")
-        queuefile.fill(spool / "incoming", "FRESH", fresh, SENDER, rcpts, msg, int(time.time()))
+        queuefile.fill(spool, "incoming", "FRESH", fresh, SENDER, rcpts, msg, int(time.time()))
 
         def fresh_run():
             fac.start_daemon("qmgr")
@@ -382,7 +382,7 @@ def backlog(fac, peer, count, fresh, size):
         fac.stop_daemon("qmgr")
         t = time.monotonic()
         now = int(time.time())
-        queuefile.fill(spool / "deferred", "BKLG", count, SENDER, rcpts, msg, now - 1800, attempts=1,
+        queuefile.fill(spool, "deferred", "BKLG", count, SENDER, rcpts, msg, now - 1800, attempts=1,
                        next_attempt=now + 86400, status=queuefile.DEFERRED,
                        last_reply="451 4.3.0 mailbox temporarily unavailable (bench)")
         log(f"workload 6: {count} deferred messages written in {time.monotonic() - t:.1f} s")
