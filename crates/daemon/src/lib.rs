@@ -169,7 +169,9 @@ impl Listener {
 
     /// Binds a Unix socket at `path` with permission bits `mode`.
     pub fn bind_unix(path: &Path, mode: u32) -> io::Result<Listener> {
-        remove_stale_socket(path, || std::os::unix::net::UnixStream::connect(path).is_ok())?;
+        remove_stale_socket(path, || {
+            std::os::unix::net::UnixStream::connect(path).is_ok()
+        })?;
         let l = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         Ok(Listener::Unix(l, path.to_path_buf()))
