@@ -250,8 +250,8 @@ mod tests {
 
     #[test]
     fn enhanced_code_syntax() {
-        let cases: [(&[u8], Option<(u8, u16, u16)>); 8] = [
-            (b"5.1.1", Some((5, 1, 1))),
+        let cases = [
+            (&b"5.1.1"[..], Some((5, 1, 1))),
             (b"4.123.999", Some((4, 123, 999))),
             (b"3.1.1", None),
             (b"5.1", None),
