@@ -328,10 +328,20 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             }
         }
         let replies = self.h.finish(&self.info, txn, sink, size).await;
+        let mut received = false;
         for r in replies {
             let r = r.await;
+            received |= r.code / 100 == 2;
             self.reply(&r);
             self.io.flush().await?;
+        }
+        if received {
+            // A message received forgives earlier errors and junk commands,
+            // as Postfix's smtpd does: a client that keeps its connection
+            // for many messages, with an RSET before each (qmgr's LMTP pool,
+            // Postfix's connection cache), is not cut off after the 120th.
+            self.errors = 0;
+            self.junk = 0;
         }
         Ok(Flow::Continue)
     }

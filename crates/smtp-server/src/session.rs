@@ -43,7 +43,7 @@ pub(crate) struct Session<H: Handler, S> {
     pub(crate) bdat: Option<Bdat<H::Sink>>,
     pub(crate) errors: u32,
     /// Commands that move nothing forward (NOOP, RSET, VRFY, HELP).
-    junk: u32,
+    pub(crate) junk: u32,
     /// The handler's limits when the session began.
     pub(crate) limits: Arc<crate::handler::Limits>,
     /// A connect check refused the client: every command but QUIT gets this.

@@ -414,6 +414,26 @@ async fn early_talker_is_seen() {
 }
 
 #[tokio::test]
+async fn a_message_received_forgives_junk_commands() {
+    // A pooled LMTP connection: an RSET before each of 300 messages (past
+    // 100 junk commands and 10 errors if nothing were forgiven).
+    let mut steps: Vec<(&[u8], &[&str])> = vec![(b"LHLO c\r\n", &["250"])];
+    let txn: &[u8] = b"RSET\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nx\r\n.\r\n";
+    for _ in 0..300 {
+        steps.push((txn, &["250", "250", "250", "354", "250 2.0.0 kept"]));
+    }
+    let h = transcript(
+        Toy {
+            lmtp: true,
+            ..Toy::default()
+        },
+        &steps,
+    )
+    .await;
+    assert_eq!(h.kept.lock().unwrap().len(), 300);
+}
+
+#[tokio::test]
 async fn endless_noops_end_the_session() {
     // 100 NOOPs are free; past them each counts as an error (10 allowed).
     let mut send = b"EHLO c\r\n".to_vec();
