@@ -635,6 +635,29 @@ impl Config {
     }
 }
 
+/// The shared sections of a setup that keeps everything under one
+/// directory `root` (`facteurctl init --dev`, tests), as TOML text:
+/// `[paths]` (`spool/`, `state/`, `run/`), `[tls]` (`tls/cert.pem`,
+/// `tls/key.pem`), `[directory]` (`state/directory.sqlite`) and `[store]`
+/// (`mail/`). Each section ends with a blank line; paths are quoted as TOML
+/// strings, so any file name is safe.
+pub fn sections_under(root: &Path) -> String {
+    let p = |s: &str| toml::Value::String(root.join(s).display().to_string());
+    format!(
+        "[paths]\nspool_dir = {}\nstate_dir = {}\nrun_dir = {}\n\n\
+         [tls]\ncert = {}\nkey = {}\n\n\
+         [directory]\npath = {}\n\n\
+         [store]\nmail_root = {}\n\n",
+        p("spool"),
+        p("state"),
+        p("run"),
+        p("tls/cert.pem"),
+        p("tls/key.pem"),
+        p("state/directory.sqlite"),
+        p("mail"),
+    )
+}
+
 /// Parses an octal permission string such as `"0660"`.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)

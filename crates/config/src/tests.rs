@@ -197,3 +197,16 @@ fn pop3d_section() {
             .contains("listen_ssl")
     );
 }
+
+#[test]
+fn sections_under_a_root_name_its_directories() {
+    let root = Path::new("/srv/fe \"dev\"");
+    let c = Config::parse(&sections_under(root), "t").unwrap();
+    assert_eq!(c.paths.spool_dir, root.join("spool"));
+    assert_eq!(c.paths.state_dir, root.join("state"));
+    assert_eq!(c.paths.run_dir, root.join("run"));
+    assert_eq!(c.tls.cert, root.join("tls/cert.pem"));
+    assert_eq!(c.tls.key, root.join("tls/key.pem"));
+    assert_eq!(c.directory.path, root.join("state/directory.sqlite"));
+    assert_eq!(c.store.mail_root, root.join("mail"));
+}

@@ -64,11 +64,13 @@ pub fn log_filter(level: &str) -> String {
     f
 }
 
-/// Text lines start with the daemon's name, as in a syslog tag: under
-/// `facteurctl up` all daemons share one terminal, and a line must say
-/// which one wrote it (a session's span then names its connection).
+/// Every line names the daemon that wrote it: text lines start with its
+/// name, as in a syslog tag (under `facteurctl up` all daemons share one
+/// terminal); JSON objects get a `"daemon"` member first. A session's span
+/// then names its connection.
 struct Tagged<F> {
     name: &'static str,
+    json: bool,
     inner: F,
 }
 
@@ -84,8 +86,20 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        write!(writer, "{} ", self.name)?;
-        self.inner.format_event(ctx, writer, event)
+        if !self.json {
+            write!(writer, "{} ", self.name)?;
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut obj = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut obj),
+            event,
+        )?;
+        match obj.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{\"daemon\":\"{}\",{rest}", self.name),
+            None => writer.write_str(&obj),
+        }
     }
 }
 
@@ -106,12 +120,28 @@ pub fn init_logging(log: &facteur_config::Log, name: &'static str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
         .with_target(false);
     let _ = match log.format {
-        facteur_config::LogFormat::Json => builder.json().try_init(),
+        facteur_config::LogFormat::Json => {
+            let inner = tracing_subscriber::fmt::format().json().with_target(false);
+            builder
+                .json()
+                .event_format(Tagged {
+                    name,
+                    json: true,
+                    inner,
+                })
+                .try_init()
+        }
         facteur_config::LogFormat::Text => {
             let inner = tracing_subscriber::fmt::format()
                 .with_target(false)
                 .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()));
-            builder.event_format(Tagged { name, inner }).try_init()
+            builder
+                .event_format(Tagged {
+                    name,
+                    json: false,
+                    inner,
+                })
+                .try_init()
         }
     };
 }
@@ -169,7 +199,9 @@ impl Listener {
 
     /// Binds a Unix socket at `path` with permission bits `mode`.
     pub fn bind_unix(path: &Path, mode: u32) -> io::Result<Listener> {
-        remove_stale_socket(path, || std::os::unix::net::UnixStream::connect(path).is_ok())?;
+        remove_stale_socket(path, || {
+            std::os::unix::net::UnixStream::connect(path).is_ok()
+        })?;
         let l = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         Ok(Listener::Unix(l, path.to_path_buf()))

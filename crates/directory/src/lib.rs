@@ -51,7 +51,9 @@ pub mod resolve;
 pub mod sqlite;
 
 pub use login_cache::LoginCache;
-pub use resolve::{MAX_ALIAS_DEPTH, ResolveError, Target, authenticate, resolve, resolve_local};
+pub use resolve::{
+    Hop, MAX_ALIAS_DEPTH, ResolveError, Target, authenticate, resolve, resolve_for, resolve_local,
+};
 pub use sqlite::SqliteDirectory;
 
 use facteur_mail::Address;

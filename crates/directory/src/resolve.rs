@@ -1,7 +1,9 @@
 //! Recipient resolution and login, written once against [`Directory`].
 //!
-//! Offers [`resolve()`] (shared by lmtpd and qmgr: where does mail for an
-//! address go?) and [`authenticate`] (shared by smtpd AUTH, imapd, pop3d).
+//! Offers [`resolve_for`] (where does mail for an address go, as smtpd's
+//! RCPT check, qmgr's expansion or lmtpd's delivery must see it: [`Hop`]
+//! writes down who expands aliases), the walk [`resolve()`] it is built on,
+//! and [`authenticate`] (the password check the login driver uses).
 //! Needs only a [`Directory`], so every backend resolves alike.
 //!
 //! Guarantees: resolution is bounded (at most [`MAX_ALIAS_DEPTH`] nested alias
@@ -89,6 +91,56 @@ pub fn resolve(
     delimiters: &str,
 ) -> std::result::Result<Vec<Target>, ResolveError> {
     resolve_with(dir, addr, delimiters, HashMap::new())
+}
+
+/// Where an address is being resolved, and so what aliases mean there.
+///
+/// The rule of who expands aliases, written once: mail for a local address
+/// is expanded exactly once, by the queue manager, which records the
+/// result in the queue file before the first delivery. smtpd only checks,
+/// at RCPT, that an address reaches someone (and throws the expansion
+/// away: the queue does it again once it has the message). The last hop,
+/// lmtpd, gets addresses that an MTA has already expanded — facteur-qmgr,
+/// or Postfix with its virtual alias maps — so an address that names a user
+/// is that user's mailbox whatever aliases say (expanding again would
+/// deliver twice with "keep a copy" aliases, `alice -> alice, bob`, or
+/// refuse alice's copy when the alias also forwards elsewhere); an address
+/// that is not a user is still expanded, for MTAs that do no expansion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// smtpd at RCPT, for an address whose domain the caller has just found
+    /// local (the directory is not asked about that domain again).
+    Accept,
+    /// The queue manager, once per message: the expansion that counts.
+    Queue,
+    /// The local delivery agent (LMTP): users first, then aliases.
+    Deliver,
+}
+
+/// Resolves `addr` as `hop` must ([`Hop`] says who expands aliases); the
+/// walk itself is [`resolve`]'s.
+pub fn resolve_for(
+    dir: &dyn Directory,
+    addr: &Address,
+    delimiters: &str,
+    hop: Hop,
+) -> std::result::Result<Vec<Target>, ResolveError> {
+    match hop {
+        Hop::Accept => resolve_local(dir, addr, delimiters),
+        Hop::Queue => resolve(dir, addr, delimiters),
+        Hop::Deliver => {
+            if let Some(user) = dir.get_user(&addr.key())? {
+                return Ok(vec![Target::Local { user, detail: None }]);
+            }
+            let (base, detail) = addr.split_detail(delimiters);
+            if detail.is_some()
+                && let Some(user) = dir.get_user(&base.key())?
+            {
+                return Ok(vec![Target::Local { user, detail }]);
+            }
+            resolve(dir, addr, delimiters)
+        }
+    }
 }
 
 /// [`resolve`] for an address whose domain the caller has just found
@@ -306,7 +358,16 @@ mod tests {
         a: &str,
         delims: &str,
     ) -> std::result::Result<Vec<String>, ResolveError> {
-        Ok(resolve(d, &addr(a), delims)?
+        run_at(d, a, delims, Hop::Queue)
+    }
+
+    fn run_at(
+        d: &SqliteDirectory,
+        a: &str,
+        delims: &str,
+        hop: Hop,
+    ) -> std::result::Result<Vec<String>, ResolveError> {
+        Ok(resolve_for(d, &addr(a), delims, hop)?
             .into_iter()
             .map(|t| match t {
                 Target::Local { user, detail: None } => user.address,
@@ -317,6 +378,40 @@ mod tests {
                 Target::External(a) => format!("ext:{a}"),
             })
             .collect())
+    }
+
+    #[test]
+    fn who_expands_aliases() {
+        let d = setup();
+        // "Keep a copy and forward", and an alias that is not a user.
+        d.add_alias("alice@example.test", "alice@example.test").unwrap();
+        d.add_alias("alice@example.test", "friend@elsewhere.test").unwrap();
+        d.add_alias("team@example.test", "bob@example.test").unwrap();
+        // The queue expands; smtpd's check sees the same walk.
+        for hop in [Hop::Queue, Hop::Accept] {
+            assert_eq!(
+                run_at(&d, "alice@example.test", "+", hop).unwrap(),
+                ["alice@example.test", "ext:friend@elsewhere.test"]
+            );
+        }
+        // The last hop: a user is that user's mailbox, details kept;
+        // what is not a user is still expanded.
+        assert_eq!(
+            run_at(&d, "Alice@example.test", "+", Hop::Deliver).unwrap(),
+            ["alice@example.test"]
+        );
+        assert_eq!(
+            run_at(&d, "alice+x@example.test", "+", Hop::Deliver).unwrap(),
+            ["alice@example.test+x"]
+        );
+        assert_eq!(
+            run_at(&d, "team@example.test", "+", Hop::Deliver).unwrap(),
+            ["bob@example.test"]
+        );
+        assert!(matches!(
+            run_at(&d, "nobody@example.test", "+", Hop::Deliver),
+            Err(ResolveError::UnknownUser)
+        ));
     }
 
     #[test]

@@ -50,13 +50,8 @@ impl Ports {
     }
 }
 
-fn toml_str(p: &Path) -> String {
-    toml::Value::String(p.display().to_string()).to_string()
-}
-
 /// The development configuration for `dir` (absolute).
 pub fn dev_config(dir: &Path, ports: &Ports) -> String {
-    let p = |s: &str| toml_str(&dir.join(s));
     let ports = *ports;
     let (lmtp, smtp, submission, submissions) =
         (ports.lmtp, ports.smtp, ports.submission, ports.submissions);
@@ -65,10 +60,7 @@ pub fn dev_config(dir: &Path, ports: &Ports) -> String {
         "# facteur development setup, written by `facteurctl init --dev`.\n\
          # Loopback only. See etc/facteur.toml in the sources for every key.\n\
          hostname = \"{DEV_HOSTNAME}\"\n\n\
-         [paths]\nspool_dir = {}\nstate_dir = {}\nrun_dir = {}\n\n\
-         [tls]\ncert = {}\nkey = {}\n\n\
-         [directory]\npath = {}\n\n\
-         [store]\nmail_root = {}\n\n\
+         {}\
          [log]\nlevel = \"info\"\n\n\
          [lmtpd]\nsocket = \"lmtp.sock\"\nsocket_mode = \"0660\"\nlisten = [\"127.0.0.1:{lmtp}\"]\n\n\
          [smtpd]\nmx = [\"127.0.0.1:{smtp}\"]\nsubmission = [\"127.0.0.1:{submission}\"]\n\
@@ -76,13 +68,7 @@ pub fn dev_config(dir: &Path, ports: &Ports) -> String {
          [qmgr]\nsocket = \"qmgr.sock\"\n\n\
          [pop3d]\nlisten = [\"127.0.0.1:{pop3}\"]\nlisten_tls = [\"127.0.0.1:{pop3s}\"]\n\n\
          [imapd]\nlisten = [\"127.0.0.1:{imap}\"]\nlisten_tls = [\"127.0.0.1:{imaps}\"]\n",
-        p("spool"),
-        p("state"),
-        p("run"),
-        p("tls/cert.pem"),
-        p("tls/key.pem"),
-        p("state/directory.sqlite"),
-        p("mail"),
+        facteur_config::sections_under(dir),
     )
 }
 

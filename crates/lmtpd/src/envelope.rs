@@ -1,12 +1,13 @@
 //! RCPT of an LMTP transaction: the recipient resolved through the
-//! directory (aliases, details after the recipient delimiter, catch-all)
-//! before answering, so an unknown address is refused at once with
+//! directory as the last hop must (`Hop::Deliver`: an address naming a user
+//! is that mailbox; others go through aliases, details, catch-all) before
+//! answering, so an unknown address is refused at once with
 //! `550 5.1.1` (RFC 2033 §4.2: the reply to RCPT says whether this
 //! recipient can be delivered to).
 
 use crate::Context;
 use crate::deliver::LocalTarget;
-use facteur_directory::{ResolveError, Target};
+use facteur_directory::{Hop, ResolveError, Target};
 use facteur_mail::Address;
 use facteur_smtp_codec::Reply;
 use std::sync::Arc;
@@ -22,9 +23,10 @@ pub async fn rcpt(
         .map_err(|e| Reply::new(501, (5, 1, 3), format!("Bad recipient address: {e}")))?;
     let c = Arc::clone(ctx);
     let a = addr.clone();
-    let resolved =
-        tokio::task::spawn_blocking(move || resolve_final(c.directory.as_ref(), &a, &c.delimiters))
-            .await;
+    let resolved = tokio::task::spawn_blocking(move || {
+        facteur_directory::resolve_for(c.directory.as_ref(), &a, &c.delimiters, Hop::Deliver)
+    })
+    .await;
     let shown = addr.to_string();
     let targets = match resolved {
         Err(_) => {
@@ -92,31 +94,6 @@ pub async fn rcpt(
         ));
     }
     Ok((targets, Reply::new(250, (2, 1, 5), format!("<{shown}> OK"))))
-}
-
-/// Resolves a recipient the way the last hop must: an address that names a
-/// user (with or without a detail) is that user's mailbox, whatever aliases
-/// say. The sending MTA — facteur-qmgr, or Postfix with its virtual alias
-/// maps — has already expanded aliases; expanding again would deliver twice
-/// with "keep a copy" aliases (`alice -> alice, bob`) or refuse alice's copy
-/// when the alias also forwards elsewhere. Addresses that are not users are
-/// resolved through the directory (aliases, catch-all), so that an MTA that
-/// does no expansion still reaches the right mailboxes.
-pub fn resolve_final(
-    dir: &dyn facteur_directory::Directory,
-    addr: &Address,
-    delimiters: &str,
-) -> Result<Vec<Target>, ResolveError> {
-    if let Some(user) = dir.get_user(&addr.key())? {
-        return Ok(vec![Target::Local { user, detail: None }]);
-    }
-    let (base, detail) = addr.split_detail(delimiters);
-    if detail.is_some()
-        && let Some(user) = dir.get_user(&base.key())?
-    {
-        return Ok(vec![Target::Local { user, detail }]);
-    }
-    facteur_directory::resolve(dir, addr, delimiters)
 }
 
 /// The delimiter character that preceded `detail` in the recipient's local

@@ -78,7 +78,8 @@ pub fn expand(
                 continue;
             }
         };
-        match facteur_directory::resolve(dir, &addr, delimiters) {
+        match facteur_directory::resolve_for(dir, &addr, delimiters, facteur_directory::Hop::Queue)
+        {
             Ok(targets) => {
                 for t in targets {
                     let final_addr = match t {

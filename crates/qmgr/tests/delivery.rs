@@ -12,9 +12,8 @@ use mail_parser::{MessageParser, MimeHeaders};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_delivery_and_alias_fan_out_exactly_once() {
-    let root = Root::new("");
-    let lmtpd = start_lmtpd(&root.cfg).await;
-    let qmgr = start_qmgr(&root.cfg).await;
+    let root = root("");
+    let suite = Suite::start(&root.cfg).await;
     // alice directly and through team: one copy each for alice and bob.
     root.queue(
         "sender@remote.test",
@@ -50,15 +49,13 @@ async fn local_delivery_and_alias_fan_out_exactly_once() {
     let state = root.cfg.paths.spool_dir.join("state");
     let files: Vec<_> = walk(&state);
     assert!(files.is_empty(), "state written: {files:?}");
-    qmgr.stop().await;
-    lmtpd.stop().await;
+    suite.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_arrival_does_not_read_the_deferred_queue() {
-    let root = Root::new("");
-    let lmtpd = start_lmtpd(&root.cfg).await;
-    let qmgr = start_qmgr(&root.cfg).await;
+    let root = root("");
+    let suite = Suite::start(&root.cfg).await;
     // After the start-up scan, an unreadable file in deferred/: only a
     // full scan (timer, every 30 s here) reads deferred/ and would move it
     // to corrupt/.
@@ -81,15 +78,13 @@ async fn an_arrival_does_not_read_the_deferred_queue() {
     .await;
     assert!(garbage.exists(), "deferred/ was read for an arrival");
     assert!(root.ids(QueueName::Corrupt).is_empty());
-    qmgr.stop().await;
-    lmtpd.stop().await;
+    suite.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_alias_target_bounces_to_local_sender() {
-    let root = Root::new("");
-    let lmtpd = start_lmtpd(&root.cfg).await;
-    let qmgr = start_qmgr(&root.cfg).await;
+    let root = root("");
+    let suite = Suite::start(&root.cfg).await;
     root.queue(
         "bob@example.test",
         &["broken@example.test", "alice@example.test"],
@@ -123,68 +118,40 @@ async fn unknown_alias_target_bounces_to_local_sender() {
         text.contains("Return-Path: <>"),
         "bounce has the null sender: {text}"
     );
-    qmgr.stop().await;
-    lmtpd.stop().await;
+    suite.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tempfail_is_deferred_then_retried() {
-    let mut root = Root::new("");
-    let fake = Fake::start(root.dir.path().join("fake.sock"), TEMPFAIL);
-    root.set_lmtp(&fake.path);
-    let qmgr = start_qmgr(&root.cfg).await;
+    let mut root = root("");
+    let (fake, qmgr) = with_fake(&mut root, TEMPFAIL).await;
     let before = facteur_qmgr::schedule::now();
     let id = root.queue("s@remote.test", &["alice@example.test"], |_| {});
-    wait_for(10, "deferred", || root.ids(QueueName::Deferred).len() == 1).await;
-    let qf = root.spool().read(QueueName::Deferred, &id).unwrap();
-    let env = &qf.envelope;
+    let env = &deferred(&root, &id, 1).await;
     assert_eq!(env.attempts, 1);
     assert!(
         env.next_attempt > before && env.next_attempt <= before + 3,
         "{env:?}"
     );
     assert_eq!(env.recipients[0].status, RcptStatus::Deferred);
-    assert!(
-        env.recipients[0]
-            .last_reply
-            .as_deref()
-            .unwrap()
-            .starts_with("451 4.3.0")
-    );
+    assert!(last_reply(env, 0).starts_with("451 4.3.0"));
     // The server recovers; the retry after the 1 s backoff delivers.
     fake.set(ACCEPT);
     wait_for(10, "delivered on retry", || root.queue_empty()).await;
-    assert_eq!(
-        fake.transactions.load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(fake.transactions(), 1);
     qmgr.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connection_defers_and_partial_acceptance() {
-    let mut root = Root::new("");
+    let mut root = root("");
     root.cfg.qmgr.min_backoff = facteur_config::Seconds(3600);
     root.cfg.qmgr.max_backoff = facteur_config::Seconds(3600);
-    let fake = Fake::start(root.dir.path().join("fake.sock"), DROP);
-    root.set_lmtp(&fake.path);
-    let qmgr = start_qmgr(&root.cfg).await;
+    let (fake, qmgr) = with_fake(&mut root, DROP).await;
     let id = root.queue("", &["alice@example.test"], |_| {});
-    wait_for(10, "deferred", || root.ids(QueueName::Deferred).len() == 1).await;
-    let env = root
-        .spool()
-        .read(QueueName::Deferred, &id)
-        .unwrap()
-        .envelope;
+    let env = deferred(&root, &id, 1).await;
     assert_eq!(env.recipients[0].status, RcptStatus::Deferred);
-    assert!(
-        env.recipients[0]
-            .last_reply
-            .as_deref()
-            .unwrap()
-            .starts_with("4.4.2"),
-        "{env:?}"
-    );
+    assert!(last_reply(&env, 0).starts_with("4.4.2"), "{env:?}");
 
     fake.set(ONE_OF_THREE);
     let id2 = root.queue(
@@ -196,15 +163,7 @@ async fn dropped_connection_defers_and_partial_acceptance() {
         ],
         |_| {},
     );
-    wait_for(10, "second deferred", || {
-        root.ids(QueueName::Deferred).len() == 2
-    })
-    .await;
-    let env = root
-        .spool()
-        .read(QueueName::Deferred, &id2)
-        .unwrap()
-        .envelope;
+    let env = deferred(&root, &id2, 2).await;
     let st: Vec<RcptStatus> = env.recipients.iter().map(|r| r.status).collect();
     assert_eq!(
         st,
@@ -214,21 +173,14 @@ async fn dropped_connection_defers_and_partial_acceptance() {
             RcptStatus::Bounced
         ]
     );
-    assert!(
-        env.recipients[0]
-            .last_reply
-            .as_deref()
-            .unwrap()
-            .contains("Saved as FAKE1")
-    );
+    assert!(last_reply(&env, 0).contains("Saved as FAKE1"));
     qmgr.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_bounces_remote_recipients() {
-    let root = Root::new("max_lifetime = 60\n");
-    let lmtpd = start_lmtpd(&root.cfg).await;
-    let qmgr = start_qmgr(&root.cfg).await;
+    let root = root("max_lifetime = 60\n");
+    let suite = Suite::start(&root.cfg).await;
     // Remote: deferred (no DNS answers in this test) until it expires.
     let id = root.queue("bob@example.test", &["friend@remote.test"], |e| {
         e.arrival -= 120;
@@ -247,22 +199,16 @@ async fn expiry_bounces_remote_recipients() {
     assert!(text.contains("Status: 4.4.7"), "{text}");
     assert!(text.contains("expired"), "{text}");
     assert!(text.contains(&id), "names the queue id: {text}");
-    qmgr.stop().await;
-    lmtpd.stop().await;
+    suite.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_recipient_stays_deferred() {
-    let dns = servfail_dns();
-    let root = Root::new(&format!("dns_servers = [\"{dns}\"]\n"));
+    let dns = facteur_testkit::servfail_dns();
+    let root = root(&format!("dns_servers = [\"{dns}\"]\n"));
     let qmgr = start_qmgr(&root.cfg).await;
     let id = root.queue("bob@example.test", &["friend@remote.test"], |_| {});
-    wait_for(10, "deferred", || root.ids(QueueName::Deferred).len() == 1).await;
-    let env = root
-        .spool()
-        .read(QueueName::Deferred, &id)
-        .unwrap()
-        .envelope;
+    let env = deferred(&root, &id, 1).await;
     // The nameserver fails (SERVFAIL): a temporary failure, deferred.
     let reply = env.recipients[0].last_reply.as_deref().unwrap_or("");
     assert!(
@@ -274,9 +220,8 @@ async fn remote_recipient_stays_deferred() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_sender_failure_is_never_bounced() {
-    let root = Root::new("");
-    let lmtpd = start_lmtpd(&root.cfg).await;
-    let qmgr = start_qmgr(&root.cfg).await;
+    let root = root("");
+    let suite = Suite::start(&root.cfg).await;
     root.queue("", &["nobody@example.test"], |_| {});
     wait_for(10, "queue empty", || root.queue_empty()).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -284,26 +229,19 @@ async fn null_sender_failure_is_never_bounced() {
     for u in ["alice", "bob", "carol"] {
         assert!(root.mailbox(&format!("{u}@example.test")).is_empty());
     }
-    qmgr.stop().await;
-    lmtpd.stop().await;
+    suite.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_the_schedule() {
-    let mut root = Root::new("");
+    let mut root = root("");
     root.cfg.qmgr.min_backoff = facteur_config::Seconds(3600);
     root.cfg.qmgr.max_backoff = facteur_config::Seconds(7200);
-    let fake = Fake::start(root.dir.path().join("fake.sock"), TEMPFAIL);
-    root.set_lmtp(&fake.path);
-    let qmgr = start_qmgr(&root.cfg).await;
+    let (fake, qmgr) = with_fake(&mut root, TEMPFAIL).await;
     let id = root.queue("s@remote.test", &["alice@example.test"], |_| {});
-    wait_for(10, "deferred", || root.ids(QueueName::Deferred).len() == 1).await;
+    deferred(&root, &id, 1).await;
     qmgr.stop().await;
-    let before = root
-        .spool()
-        .read(QueueName::Deferred, &id)
-        .unwrap()
-        .envelope;
+    let before = root.spool().envelope(QueueName::Deferred, &id);
     assert_eq!(before.attempts, 1);
     assert!(before.next_attempt > facteur_qmgr::schedule::now() + 3000);
 
@@ -312,17 +250,10 @@ async fn restart_keeps_the_schedule() {
     fake.set(ACCEPT);
     let qmgr = start_qmgr(&root.cfg).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let after = root
-        .spool()
-        .read(QueueName::Deferred, &id)
-        .unwrap()
-        .envelope;
+    let after = root.spool().envelope(QueueName::Deferred, &id);
     assert_eq!(after.attempts, 1);
     assert_eq!(after.next_attempt, before.next_attempt);
-    assert_eq!(
-        fake.transactions.load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(fake.transactions(), 0);
     qmgr.stop().await;
 
     // A message left in active/ with an attempt in progress (a kill -9
@@ -339,16 +270,13 @@ async fn restart_keeps_the_schedule() {
     spool.update(QueueName::Active, &id, &env).unwrap();
     let qmgr = start_qmgr(&root.cfg).await;
     wait_for(10, "retried and delivered", || root.queue_empty()).await;
-    assert_eq!(
-        fake.transactions.load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(fake.transactions(), 1);
     qmgr.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_file_goes_to_corrupt() {
-    let root = Root::new("");
+    let root = root("");
     let spool = root.spool();
     std::fs::write(spool.dir(QueueName::Incoming).join("BADFILE1"), b"garbage").unwrap();
     let qmgr = start_qmgr(&root.cfg).await;

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 use facteur_spool::{Envelope, QueueName, Recipient};
-use std::sync::atomic::Ordering;
 
 /// A queue file for alice@example.test from `sender`, assembled record by
 /// record as a local user could (docs/queue-file.md): the spool's writer
@@ -38,10 +37,8 @@ fn hand_written(id: &str, sender: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_with_crlf_goes_to_corrupt_and_never_to_lmtp() {
-    let mut root = Root::new("");
-    let fake = Fake::start(root.dir.path().join("fake.sock"), ACCEPT);
-    root.set_lmtp(&fake.path);
-    let qmgr = start_qmgr(&root.cfg).await;
+    let mut root = root("");
+    let (fake, qmgr) = with_fake(&mut root, ACCEPT).await;
     let id = "HANDWRITTEN1";
     // The file is well formed but for its sender.
     assert!(facteur_spool::parse_queue_file_bytes(&hand_written(id, "a@b.test")).is_ok());
@@ -56,14 +53,14 @@ async fn a_sender_with_crlf_goes_to_corrupt_and_never_to_lmtp() {
     })
     .await;
     qmgr.stop().await;
-    assert_eq!(fake.transactions.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.transactions(), 0);
     let lines = fake.lines.lock().unwrap().clone();
     assert!(!lines.iter().any(|l| l.contains("x@y")), "{lines:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_of_a_maildrop_file_says_who_submitted_it() {
-    let root = Root::new("");
+    let root = root("");
     let ctx = facteur_qmgr::Context::from_config(&root.cfg).unwrap();
     let spool = root.spool();
     // What a local user could write: another user, and records that only
@@ -80,9 +77,7 @@ async fn the_owner_of_a_maildrop_file_says_who_submitted_it() {
         arrival: facteur_qmgr::schedule::now(),
         ..Envelope::default()
     };
-    let mut w = spool.create(QueueName::Maildrop, &env).unwrap();
-    std::io::Write::write_all(&mut w, b"Subject: x\r\n\r\nx\r\n").unwrap();
-    let id = w.commit().unwrap();
+    let id = spool.put(QueueName::Maildrop, &env, b"Subject: x\r\n\r\nx\r\n");
     assert!(facteur_qmgr::queue::pickup(&ctx, QueueName::Maildrop, &id));
 
     let me = nix::unistd::geteuid();
@@ -90,7 +85,7 @@ async fn the_owner_of_a_maildrop_file_says_who_submitted_it() {
         .unwrap()
         .map(|u| u.name)
         .unwrap_or_else(|| me.to_string());
-    let got = spool.read(QueueName::Active, &id).unwrap().envelope;
+    let got = spool.envelope(QueueName::Active, &id);
     assert_eq!(got.local_user.as_deref(), Some(name.as_str()));
     assert_eq!(got.protocol.as_deref(), Some("sendmail"));
     assert_eq!(got.auth_user, None);

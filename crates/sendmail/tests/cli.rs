@@ -5,31 +5,14 @@
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns: failing is the point
 
 use facteur_spool::{QueueName, Spool};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use facteur_testkit::{Root, SpoolExt};
+use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    let config = p.join("facteur.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "hostname = \"test.example\"\n\
-             [paths]\nspool_dir = \"{0}/spool\"\nstate_dir = \"{0}/state\"\nrun_dir = \"{0}/run\"\n\
-             [directory]\npath = \"{0}/directory.sqlite\"\n\
-             [store]\nmail_root = \"{0}/mail\"\n",
-            p.display()
-        ),
-    )
-    .unwrap();
-    Setup { dir, config }
+/// A root with a configuration for `test.example` and no daemon.
+fn setup() -> Root {
+    Root::new("test.example", "")
 }
 
 fn sendmail(config: Option<&Path>, args: &[&str], stdin: &str) -> Output {
@@ -51,16 +34,17 @@ fn sendmail(config: Option<&Path>, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn maildrop(s: &Setup) -> (Spool, Vec<String>) {
-    let spool = Spool::open(&s.dir.path().join("spool")).unwrap();
-    let ids = spool.list(QueueName::Maildrop).unwrap();
+fn maildrop(s: &Root) -> (Spool, Vec<String>) {
+    let spool = s.spool();
+    let ids = spool.ids(QueueName::Maildrop);
     (spool, ids)
 }
 
 #[test]
 fn cron_style_submission_lands_in_maildrop() {
     let s = setup();
-    let c = s.config.to_str().unwrap();
+    let config = s.config_path();
+    let c = config.to_str().unwrap();
     let out = sendmail(
         None,
         &["-C", c, "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"],
@@ -69,16 +53,11 @@ fn cron_style_submission_lands_in_maildrop() {
     assert!(out.status.success(), "{out:?}");
     let (spool, ids) = maildrop(&s);
     assert_eq!(ids.len(), 1);
-    let qf = spool.read(QueueName::Maildrop, &ids[0]).unwrap();
-    assert_eq!(qf.envelope.recipients[0].address, "root@test.example");
-    assert!(qf.envelope.sender.ends_with("@test.example"));
-    assert_eq!(qf.envelope.protocol.as_deref(), Some("sendmail"));
-    let mut m = String::new();
-    spool
-        .open_message(QueueName::Maildrop, &ids[0])
-        .unwrap()
-        .read_to_string(&mut m)
-        .unwrap();
+    let env = spool.envelope(QueueName::Maildrop, &ids[0]);
+    assert_eq!(env.recipients[0].address, "root@test.example");
+    assert!(env.sender.ends_with("@test.example"));
+    assert_eq!(env.protocol.as_deref(), Some("sendmail"));
+    let m = spool.message_text(QueueName::Maildrop, &ids[0]);
     assert!(m.contains("\r\nFrom: CronDaemon <"), "{m}");
     assert!(
         m.contains(&format!("\r\nMessage-ID: <{}@test.example>\r\n", ids[0])),
@@ -94,24 +73,19 @@ fn cron_style_submission_lands_in_maildrop() {
 fn dash_t_with_env_config_and_mailq() {
     let s = setup();
     let out = sendmail(
-        Some(&s.config),
+        Some(&s.config_path()),
         &["-t", "-oi", "-f", "sender@example.org", "-v"],
         "To: a@example.net\nBcc: b@example.net\nSubject: x\n\nbody\n",
     );
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("queued as"));
     let (spool, ids) = maildrop(&s);
-    let qf = spool.read(QueueName::Maildrop, &ids[0]).unwrap();
-    let rcpts: Vec<_> = qf
-        .envelope
-        .recipients
-        .iter()
-        .map(|r| r.address.as_str())
-        .collect();
+    let env = spool.envelope(QueueName::Maildrop, &ids[0]);
+    let rcpts: Vec<_> = env.recipients.iter().map(|r| r.address.as_str()).collect();
     assert_eq!(rcpts, ["a@example.net", "b@example.net"]);
-    assert_eq!(qf.envelope.sender, "sender@example.org");
+    assert_eq!(env.sender, "sender@example.org");
 
-    let out = sendmail(Some(&s.config), &["-bp"], "");
+    let out = sendmail(Some(&s.config_path()), &["-bp"], "");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -125,7 +99,7 @@ fn dash_t_with_env_config_and_mailq() {
 fn smtp_mode_over_pipes() {
     let s = setup();
     let out = sendmail(
-        Some(&s.config),
+        Some(&s.config_path()),
         &["-bs"],
         "EHLO me\r\nMAIL FROM:<>\r\nRCPT TO:<x@example.net>\r\nDATA\r\nSubject: s\r\n\r\n..hi\r\n.\r\nQUIT\r\n",
     );
@@ -134,19 +108,15 @@ fn smtp_mode_over_pipes() {
     assert!(text.starts_with("220 test.example"), "{text}");
     assert!(text.contains("250 2.0.0 Ok: queued as"), "{text}");
     let (spool, ids) = maildrop(&s);
-    let mut m = String::new();
-    spool
-        .open_message(QueueName::Maildrop, &ids[0])
-        .unwrap()
-        .read_to_string(&mut m)
-        .unwrap();
+    let m = spool.message_text(QueueName::Maildrop, &ids[0]);
     assert!(m.ends_with("\r\n\r\n.hi\r\n"), "{m}");
 }
 
 #[test]
 fn exit_codes() {
     let s = setup();
-    let c = s.config.to_str().unwrap();
+    let config = s.config_path();
+    let c = config.to_str().unwrap();
     let code = |args: &[&str]| sendmail(None, args, "x\n").status.code();
     assert_eq!(code(&["-C", c]), Some(64), "no recipients");
     assert_eq!(code(&["-C", c, "-Z"]), Some(64), "bad flag");
@@ -155,7 +125,7 @@ fn exit_codes() {
         code(&["-C", "/nonexistent/facteur.toml", "a@b.example"]),
         Some(78)
     );
-    let bad = s.dir.path().join("bad.toml");
+    let bad = s.path().join("bad.toml");
     std::fs::write(&bad, "nosuchkey = 1\n").unwrap();
     assert_eq!(
         code(&["-C", bad.to_str().unwrap(), "a@b.example"]),
@@ -169,13 +139,13 @@ fn exit_codes() {
 #[test]
 fn called_as_mailq_and_newaliases() {
     let s = setup();
-    let bin = s.dir.path().join("bin");
+    let bin = s.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     for name in ["mailq", "newaliases"] {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_sendmail"), bin.join(name)).unwrap();
     }
     let out = Command::new(bin.join("mailq"))
-        .env("FACTEUR_CONFIG", &s.config)
+        .env("FACTEUR_CONFIG", s.config_path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -254,23 +254,24 @@ mod tests {
 
     #[test]
     fn smuggling_sequences_never_end_data() {
-        for probe in [
-            &b"a\n.\nMAIL FROM:<x@y>\n"[..],
-            b"a\r.\rMAIL FROM:<x@y>\r",
-            b"a\n.\r\nMAIL FROM:<x@y>\r\n",
-            b"a\r\n.\nMAIL FROM:<x@y>\r\n",
-            b"a\r\r\n.\r\r\n",
-        ] {
-            let mut input = probe.to_vec();
-            // Not ended by the probe...
-            assert!(
-                run(&input, 0, 1).is_none() || probe == b"a\r\r\n.\r\r\n",
-                "{probe:?}"
-            );
+        // (probe, whether it holds a bare CR, a bare LF)
+        let cases: [(&[u8], bool, bool); 5] = [
+            (b"a\n.\nMAIL FROM:<x@y>\n", false, true),
+            (b"a\r.\rMAIL FROM:<x@y>\r", true, false),
+            (b"a\n.\r\nMAIL FROM:<x@y>\r\n", false, true),
+            (b"a\r\n.\nMAIL FROM:<x@y>\r\n", false, true),
+            (b"a\r\r\n.\r\r\n", true, false),
+        ];
+        for (probe, cr, lf) in cases {
+            // Not ended by the probe, however it is split...
+            for step in 1..=probe.len() {
+                assert!(run(probe, 0, step).is_none(), "{probe:?} in {step}s");
+            }
             // ...only by a real end of data, and the probe is flagged.
+            let mut input = probe.to_vec();
             input.extend_from_slice(b"\r\n.\r\n");
             let (msg, o, rest) = at_every_split(&input, 0).unwrap();
-            assert!(o.bare_cr || o.bare_lf, "{probe:?} not flagged");
+            assert_eq!((o.bare_cr, o.bare_lf), (cr, lf), "{probe:?}");
             assert!(rest.is_empty());
             assert!(msg.starts_with(b"a"));
         }

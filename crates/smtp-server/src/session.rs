@@ -207,8 +207,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             }
         }
         match cmd {
-            Command::Ehlo(host) | Command::Helo(host) if lmtp => {
-                let _ = host;
+            Command::Ehlo(_) | Command::Helo(_) if lmtp => {
                 self.error(Reply::new(
                     500,
                     (5, 5, 1),

@@ -6,11 +6,10 @@
 use super::*;
 use facteur_daemon::conn::Conn;
 use facteur_smtp_codec::{MailFrom, RcptTo, Reply};
+use facteur_testkit::{Protocol, Session, Step};
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::sync::watch;
 
 /// A message the toy kept: sender, recipients, bytes.
 type Kept = (String, Vec<String>, Vec<u8>);
@@ -128,58 +127,19 @@ impl Handler for Toy {
     }
 }
 
-async fn read_replies(c: &mut DuplexStream, n: usize) -> Vec<String> {
-    let mut buf = Vec::new();
-    let mut finals = Vec::new();
-    while finals.len() < n {
-        let mut chunk = [0u8; 4096];
-        let k = tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk))
-            .await
-            .expect("reply in time")
-            .unwrap();
-        if k == 0 {
-            finals.push("<closed>".to_string());
-            break;
-        }
-        buf.extend_from_slice(&chunk[..k]);
-        while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
-            let line: Vec<u8> = buf.drain(..p + 2).collect();
-            let line = String::from_utf8_lossy(&line[..p]).to_string();
-            if line.as_bytes().get(3) == Some(&b' ') {
-                finals.push(line);
-            }
-        }
-    }
-    finals
+/// A session with the toy from `ip`.
+fn session(h: &Arc<Toy>, ip: &str) -> Session {
+    let (h, peer) = (Arc::clone(h), Peer::Ip(ip.parse().unwrap()));
+    Session::start(|io, stop| serve(h, Conn::Plain(io), peer, "test", stop))
 }
 
-/// Runs a session: for each step, sends the bytes and checks that the
-/// replies start with the expected strings.
-async fn transcript(h: Toy, steps: &[(&[u8], &[&str])]) -> Arc<Toy> {
+/// Runs a session: the greeting, then for each step, sends the bytes and
+/// checks that the replies start with the expected strings.
+async fn transcript(h: Toy, steps: &[Step<'_>]) -> Arc<Toy> {
     let h = Arc::new(h);
-    let (mut c, server) = tokio::io::duplex(1 << 16);
-    let (_tx, rx) = watch::channel(false);
-    let task = tokio::spawn(serve(
-        Arc::clone(&h),
-        Conn::Plain(server),
-        Peer::Ip("192.0.2.1".parse().unwrap()),
-        "test",
-        rx,
-    ));
-    assert!(read_replies(&mut c, 1).await[0].starts_with("220 toy.test"));
-    for (send, expect) in steps {
-        c.write_all(send).await.unwrap();
-        let got = read_replies(&mut c, expect.len()).await;
-        for (g, e) in got.iter().zip(expect.iter()) {
-            assert!(
-                g.starts_with(e),
-                "sent {:?}: expected {e:?}, got {g:?} (all {got:?})",
-                String::from_utf8_lossy(send)
-            );
-        }
-    }
-    drop(c);
-    task.await.unwrap();
+    session(&h, "192.0.2.1")
+        .transcript(Protocol::Smtp, "220 toy.test", steps)
+        .await;
     h
 }
 
@@ -415,23 +375,13 @@ async fn a_refused_client_gets_503_until_quit() {
         checks: vec![Arc::new(Banned)],
         ..Toy::default()
     });
-    let (mut c, server) = tokio::io::duplex(4096);
-    let (_tx, rx) = watch::channel(false);
-    let task = tokio::spawn(serve(
-        Arc::clone(&h),
-        Conn::Plain(server),
-        Peer::Ip("192.0.2.9".parse().unwrap()),
-        "test",
-        rx,
-    ));
-    assert!(read_replies(&mut c, 1).await[0].starts_with("554 5.7.1 not here"));
-    c.write_all(b"EHLO c\r\nQUIT\r\n").await.unwrap();
-    let got = read_replies(&mut c, 2).await;
-    assert!(
-        got[0].starts_with("503") && got[1].starts_with("221"),
-        "{got:?}"
-    );
-    task.await.unwrap();
+    session(&h, "192.0.2.9")
+        .transcript(
+            Protocol::Smtp,
+            "554 5.7.1 not here",
+            &[(b"EHLO c\r\nQUIT\r\n", &["503", "221"])],
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -451,20 +401,15 @@ async fn early_talker_is_seen() {
         checks: vec![Arc::clone(&seen) as Arc<dyn Check>],
         ..Toy::default()
     });
-    let (mut c, server) = tokio::io::duplex(4096);
     // The client speaks before the greeting.
-    c.write_all(b"EHLO eager\r\nQUIT\r\n").await.unwrap();
-    let (_tx, rx) = watch::channel(false);
-    let task = tokio::spawn(serve(
-        Arc::clone(&h),
-        Conn::Plain(server),
-        Peer::Ip("192.0.2.9".parse().unwrap()),
-        "test",
-        rx,
-    ));
-    let got = read_replies(&mut c, 3).await;
+    let mut s = Session::start_after(b"EHLO eager\r\nQUIT\r\n", |io, stop| {
+        let peer = Peer::Ip("192.0.2.9".parse().unwrap());
+        serve(Arc::clone(&h), Conn::Plain(io), peer, "test", stop)
+    })
+    .await;
+    let got = s.client.replies(Protocol::Smtp, 3).await;
     assert!(got[2].starts_with("221"), "{got:?}");
-    task.await.unwrap();
+    s.end().await;
     assert_eq!(*seen.0.lock().unwrap(), Some(true));
 }
 

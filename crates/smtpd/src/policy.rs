@@ -17,7 +17,7 @@
 //! per client address per minute.
 
 use crate::Context;
-use facteur_directory::{ResolveError, Target};
+use facteur_directory::{Hop, ResolveError, Target};
 use facteur_mail::Address;
 use facteur_smtp_codec::{MailFrom, Reply};
 use facteur_smtp_server::{Check, CheckFuture, SessionInfo, Verdict};
@@ -54,8 +54,9 @@ pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Resul
         // An address literal is never a local domain (and the directory
         // refuses to be asked about one).
         let local = !a.domain().starts_with('[') && c.directory.is_local_domain(a.domain())?;
-        let resolved = (local && !a.local().contains(['%', '!', '@']))
-            .then(|| facteur_directory::resolve_local(c.directory.as_ref(), &a, &c.delimiters));
+        let resolved = (local && !a.local().contains(['%', '!', '@'])).then(|| {
+            facteur_directory::resolve_for(c.directory.as_ref(), &a, &c.delimiters, Hop::Accept)
+        });
         Ok::<_, facteur_directory::DirectoryError>((local, resolved))
     })
     .await

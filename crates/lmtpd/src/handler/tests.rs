@@ -5,11 +5,8 @@
 use super::*;
 use crate::{Context, Limits};
 use facteur_config::OverQuota;
-use facteur_directory::{Directory, SqliteDirectory};
-use facteur_store::{Store, StoreConfig};
+use facteur_testkit::{Accounts, Protocol, Session, Step};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::sync::watch;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -20,29 +17,21 @@ struct Fixture {
 fn fixture(max_size: u64) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
-    let dir = SqliteDirectory::open_in_memory().unwrap();
-    dir.add_domain("example.test").unwrap();
-    for u in ["alice@example.test", "bob@example.test"] {
-        dir.add_user(u, "{PLAIN}x", 0, 0).unwrap();
-    }
-    dir.add_user("small@example.test", "{PLAIN}x", 1000, 0)
-        .unwrap();
-    // "Keep a copy and forward": the MTA has expanded it already.
-    dir.add_alias("alice@example.test", "alice@example.test")
-        .unwrap();
-    dir.add_alias("alice@example.test", "friend@elsewhere.test")
-        .unwrap();
-    dir.add_alias("team@example.test", "bob@example.test")
-        .unwrap();
-    let store = Store::new(StoreConfig {
-        root: root.join("mail"),
-        hostname: "test.host".into(),
-    });
+    let dir = Accounts::new()
+        .users(&["alice@example.test", "bob@example.test"], "{PLAIN}x")
+        .user_with_quota("small@example.test", "{PLAIN}x", 1000)
+        // "Keep a copy and forward": the MTA has expanded it already.
+        .alias(
+            "alice@example.test",
+            &["alice@example.test", "friend@elsewhere.test"],
+        )
+        .alias("team@example.test", &["bob@example.test"])
+        .in_memory();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
     let ctx = Arc::new(Context {
         hostname: "lmtp.test".into(),
         directory: Arc::new(dir),
-        store: Arc::new(store),
+        store: Arc::new(facteur_testkit::store_at(&root.join("mail"))),
         delimiters: "+".into(),
         limits: facteur_daemon::reload::Live::new(Limits {
             max_message_size: max_size,
@@ -62,84 +51,27 @@ fn fixture(max_size: u64) -> Fixture {
 }
 
 impl Fixture {
+    /// The messages in `user`'s new/.
     fn new_files(&self, user: &str) -> Vec<Vec<u8>> {
-        let (l, d) = user.split_once('@').unwrap();
-        let dir = self.root.join("mail").join(d).join(l).join("new");
-        let mut v: Vec<_> = std::fs::read_dir(dir)
-            .map(|r| {
-                r.map(|e| std::fs::read(e.unwrap().path()).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        facteur_testkit::maildir_new(&self.root.join("mail"), user)
     }
 
-    fn start(
-        &self,
-    ) -> (
-        DuplexStream,
-        tokio::task::JoinHandle<()>,
-        watch::Sender<bool>,
-    ) {
-        let (client, server) = tokio::io::duplex(1 << 16);
-        let (tx, rx) = watch::channel(false);
+    /// An LMTP session from a local client.
+    fn start(&self) -> Session {
         let handler = Arc::new(Lmtp::new(Arc::clone(&self.ctx)));
-        let h = tokio::spawn(facteur_smtp_server::serve(
-            handler,
-            facteur_daemon::conn::Conn::Plain(server),
-            facteur_daemon::Peer::Local("test".into()),
-            "lmtp",
-            rx,
-        ));
-        (client, h, tx)
+        Session::start(|io, stop| {
+            let io = facteur_daemon::conn::Conn::Plain(io);
+            let peer = facteur_daemon::Peer::Local("test".into());
+            facteur_smtp_server::serve(handler, io, peer, "lmtp", stop)
+        })
     }
-}
-
-/// Reads replies until `n` final lines (`ddd `) have arrived.
-async fn read_replies(c: &mut DuplexStream, n: usize) -> Vec<String> {
-    let mut buf = Vec::new();
-    let mut finals = Vec::new();
-    while finals.len() < n {
-        let mut chunk = [0u8; 4096];
-        let k = tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk))
-            .await
-            .expect("reply in time")
-            .unwrap();
-        assert!(
-            k > 0,
-            "connection closed; got {finals:?} and {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&chunk[..k]);
-        while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
-            let line: Vec<u8> = buf.drain(..p + 2).collect();
-            let line = String::from_utf8_lossy(&line[..p]).to_string();
-            if line.as_bytes().get(3) == Some(&b' ') {
-                finals.push(line);
-            }
-        }
-    }
-    finals
 }
 
 /// Runs a transcript: pairs of (client bytes, expected reply prefixes).
-async fn transcript(f: &Fixture, steps: &[(&[u8], &[&str])]) {
-    let (mut c, h, _stop) = f.start();
-    assert!(read_replies(&mut c, 1).await[0].starts_with("220 lmtp.test"));
-    for (send, expect) in steps {
-        c.write_all(send).await.unwrap();
-        let got = read_replies(&mut c, expect.len()).await;
-        for (g, e) in got.iter().zip(expect.iter()) {
-            assert!(
-                g.starts_with(e),
-                "sent {:?}: expected {e:?}, got {g:?} (all: {got:?})",
-                String::from_utf8_lossy(send)
-            );
-        }
-    }
-    drop(c);
-    h.await.unwrap();
+async fn transcript(f: &Fixture, steps: &[Step<'_>]) {
+    f.start()
+        .transcript(Protocol::Smtp, "220 lmtp.test", steps)
+        .await;
 }
 
 #[tokio::test]
@@ -175,17 +107,17 @@ async fn whole_session_pipelined_in_one_write_split_anywhere() {
     let f = fixture(1 << 20);
     let script = b"LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: p\r\n\r\nx\r\n.\r\nNOOP\r\nQUIT\r\n";
     // Written one byte at a time: framing never depends on read boundaries.
-    let (mut c, h, _stop) = f.start();
+    let mut s = f.start();
     for b in script.iter() {
-        c.write_all(&[*b]).await.unwrap();
+        s.client.send(&[*b]).await;
     }
-    let got = read_replies(&mut c, 8).await;
+    let got = s.client.replies(Protocol::Smtp, 8).await;
     let codes: Vec<&str> = got.iter().map(|l| &l[..3]).collect();
     assert_eq!(
         codes,
         ["220", "250", "250", "250", "354", "250", "250", "221"]
     );
-    h.await.unwrap();
+    s.server.ended().await;
     let files = f.new_files("alice@example.test");
     assert_eq!(files.len(), 1);
     assert!(files[0].starts_with(b"Return-Path: <>\n"));
@@ -215,26 +147,26 @@ async fn order_of_commands_is_enforced() {
 #[tokio::test]
 async fn recipient_limit_and_too_many_errors() {
     let f = fixture(1 << 20);
-    let (mut c, h, _stop) = f.start();
-    read_replies(&mut c, 1).await;
-    c.write_all(b"LHLO x\r\nMAIL FROM:<>\r\n").await.unwrap();
-    read_replies(&mut c, 2).await;
-    for _ in 0..3 {
-        c.write_all(b"RCPT TO:<alice@example.test>\r\n")
-            .await
-            .unwrap();
-        assert!(read_replies(&mut c, 1).await[0].starts_with("250"));
-    }
-    c.write_all(b"RCPT TO:<alice@example.test>\r\n")
-        .await
-        .unwrap();
-    assert!(read_replies(&mut c, 1).await[0].starts_with("452 4.5.3"));
+    let rcpt: Step = (b"RCPT TO:<alice@example.test>\r\n", &["250"]);
+    let mut s = f.start();
+    s.client.replies(Protocol::Smtp, 1).await;
+    s.steps(
+        Protocol::Smtp,
+        &[
+            (b"LHLO x\r\nMAIL FROM:<>\r\n", &["250", "250"]),
+            rcpt,
+            rcpt,
+            rcpt,
+            (rcpt.0, &["452 4.5.3"]),
+        ],
+    )
+    .await;
     // 1 error so far; 7 more close the connection.
-    c.write_all(&b"BAD\r\n".repeat(7)).await.unwrap();
-    let got = read_replies(&mut c, 8).await;
+    s.client.send(&b"BAD\r\n".repeat(7)).await;
+    let got = s.client.replies(Protocol::Smtp, 8).await;
     assert!(got[6].starts_with("500"), "{got:?}");
     assert!(got[7].starts_with("421 4.7.0"), "{got:?}");
-    h.await.unwrap();
+    s.server.ended().await;
 }
 
 #[tokio::test]
@@ -310,18 +242,18 @@ async fn over_quota_is_552() {
 async fn idle_timeout_and_shutdown() {
     let f = fixture(1 << 20);
     // Timeout (2 s in the fixture): 421 then close.
-    let (mut c, h, _stop) = f.start();
-    read_replies(&mut c, 1).await;
-    let got = read_replies(&mut c, 1).await;
+    let mut s = f.start();
+    s.client.replies(Protocol::Smtp, 1).await;
+    let got = s.client.replies(Protocol::Smtp, 1).await;
     assert!(got[0].starts_with("421 4.4.2"), "{got:?}");
-    h.await.unwrap();
+    s.server.ended().await;
     // Shutdown while idle: 421 4.3.2.
-    let (mut c, h, stop) = f.start();
-    read_replies(&mut c, 1).await;
-    stop.send(true).unwrap();
-    let got = read_replies(&mut c, 1).await;
+    let mut s = f.start();
+    s.client.replies(Protocol::Smtp, 1).await;
+    s.server.signal_stop();
+    let got = s.client.replies(Protocol::Smtp, 1).await;
     assert!(got[0].starts_with("421 4.3.2"), "{got:?}");
-    h.await.unwrap();
+    s.server.ended().await;
 }
 
 #[tokio::test]

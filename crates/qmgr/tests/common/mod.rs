@@ -1,84 +1,66 @@
-//! Test harness: a temporary facteur root with a directory, a spool, an
-//! in-process facteur-lmtpd or a scripted fake LMTP server, and qmgr.
+//! Test harness: a temporary facteur root (facteur-testkit) with the
+//! directory's accounts, an in-process facteur-lmtpd or a scripted fake
+//! LMTP server, and qmgr.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub use facteur_testkit::{Root, Running, SpoolExt, stopped, wait_for};
+
 use facteur_config::Config;
-use facteur_directory::{Directory, SqliteDirectory};
-use facteur_spool::{Envelope, QueueName, Recipient, Spool};
-use std::io::Write;
+use facteur_spool::{Envelope, QueueName, Recipient};
+use facteur_testkit::Accounts;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::oneshot;
 
-pub struct Root {
-    pub dir: tempfile::TempDir,
-    pub cfg: Config,
+/// A root for qmgr: quick retries (1 to 2 s), no DNS answers (unless
+/// `extra_qmgr` names `dns_servers`), then `extra_qmgr` in `[qmgr]`; the
+/// users alice, bob and carol, the alias team (alice, bob) and the alias
+/// broken to a user who does not exist.
+pub fn root(extra_qmgr: &str) -> Root {
+    // Remote delivery never asks the system's resolver in tests.
+    let dns = if extra_qmgr.contains("dns_servers") {
+        ""
+    } else {
+        "dns_servers = [\"127.0.0.1:9\"]\n"
+    };
+    let accounts = Accounts::new()
+        .users(
+            &[
+                "alice@example.test",
+                "bob@example.test",
+                "carol@example.test",
+            ],
+            "{PLAIN}pw",
+        )
+        .alias(
+            "team@example.test",
+            &["alice@example.test", "bob@example.test"],
+        )
+        .alias("broken@example.test", &["gone@example.test"]);
+    let qmgr = format!(
+        "[qmgr]\nmin_backoff = 1\nmax_backoff = 2\nscan_interval = 30\n\
+         {dns}smtp_connect_timeout = 2\n{extra_qmgr}\n"
+    );
+    Root::with_accounts("mail.example.test", &qmgr, &accounts)
 }
 
-impl Root {
-    /// `extra_qmgr`: more lines for `[qmgr]`.
-    pub fn new(extra_qmgr: &str) -> Root {
-        // Remote delivery never asks the system's resolver in tests.
-        let dns = if extra_qmgr.contains("dns_servers") {
-            ""
-        } else {
-            "dns_servers = [\"127.0.0.1:9\"]\n"
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let p = |s: &str| {
-            let v = dir.path().join(s);
-            toml_str(&v)
-        };
-        let text = format!(
-            "hostname = \"mail.example.test\"\n\
-             [paths]\nspool_dir = {}\nstate_dir = {}\nrun_dir = {}\n\
-             [tls]\ncert = {}\nkey = {}\n\
-             [directory]\npath = {}\n\
-             [store]\nmail_root = {}\n\
-             [qmgr]\nmin_backoff = 1\nmax_backoff = 2\nscan_interval = 30\n\
-             {dns}smtp_connect_timeout = 2\n{extra_qmgr}\n",
-            p("spool"),
-            p("state"),
-            p("run"),
-            p("tls/cert.pem"),
-            p("tls/key.pem"),
-            p("state/directory.sqlite"),
-            p("mail"),
-        );
-        for d in ["spool", "state", "run", "mail"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        let path = dir.path().join("facteur.toml");
-        std::fs::write(&path, text).unwrap();
-        let cfg = Config::load(&path).unwrap();
-        let d = SqliteDirectory::open(&cfg.directory.path).unwrap();
-        d.add_domain("example.test").unwrap();
-        for u in [
-            "alice@example.test",
-            "bob@example.test",
-            "carol@example.test",
-        ] {
-            d.add_user(u, "{PLAIN}pw", 0, 0).unwrap();
-        }
-        d.add_alias("team@example.test", "alice@example.test")
-            .unwrap();
-        d.add_alias("team@example.test", "bob@example.test")
-            .unwrap();
-        d.add_alias("broken@example.test", "gone@example.test")
-            .unwrap();
-        Root { dir, cfg }
-    }
-
-    pub fn spool(&self) -> Spool {
-        Spool::open(&self.cfg.paths.spool_dir).unwrap()
-    }
-
+/// What the tests do with a root's queue.
+pub trait Queue {
     /// Queues a message in incoming/ and wakes qmgr. Returns its id.
-    pub fn queue(&self, sender: &str, rcpts: &[&str], edit: impl FnOnce(&mut Envelope)) -> String {
+    fn queue(&self, sender: &str, rcpts: &[&str], edit: impl FnOnce(&mut Envelope)) -> String;
+    /// Ids in a queue directory.
+    fn ids(&self, q: QueueName) -> Vec<String>;
+    /// Nothing in maildrop/, incoming/, active/ or deferred/.
+    fn queue_empty(&self) -> bool;
+    /// Points qmgr at another LMTP socket.
+    fn set_lmtp(&mut self, path: &Path);
+}
+
+impl Queue for Root {
+    fn queue(&self, sender: &str, rcpts: &[&str], edit: impl FnOnce(&mut Envelope)) -> String {
         let mut env = Envelope {
             sender: sender.into(),
             recipients: rcpts.iter().map(|r| Recipient::new(*r)).collect(),
@@ -87,41 +69,20 @@ impl Root {
             ..Envelope::default()
         };
         edit(&mut env);
-        let mut w = self.spool().create(QueueName::Incoming, &env).unwrap();
-        w.write_all(
+        let id = self.spool().put(
+            QueueName::Incoming,
+            &env,
             b"From: <sender@example.test>\r\nSubject: test message\r\n\r\nHello.\r\n.dot line\r\n",
-        )
-        .unwrap();
-        let id = w.commit().unwrap();
+        );
         facteur_spool::wake_qmgr(&self.cfg.qmgr_socket());
         id
     }
 
-    /// Messages in a user's INBOX new/.
-    pub fn mailbox(&self, user: &str) -> Vec<Vec<u8>> {
-        let (local, domain) = user.split_once('@').unwrap();
-        let new = self
-            .cfg
-            .store
-            .mail_root
-            .join(domain)
-            .join(local)
-            .join("new");
-        let mut out = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(&new) {
-            for e in rd {
-                out.push(std::fs::read(e.unwrap().path()).unwrap());
-            }
-        }
-        out
+    fn ids(&self, q: QueueName) -> Vec<String> {
+        self.spool().ids(q)
     }
 
-    /// Ids in a queue directory.
-    pub fn ids(&self, q: QueueName) -> Vec<String> {
-        self.spool().list(q).unwrap()
-    }
-
-    pub fn queue_empty(&self) -> bool {
+    fn queue_empty(&self) -> bool {
         [
             QueueName::Maildrop,
             QueueName::Incoming,
@@ -132,74 +93,36 @@ impl Root {
         .all(|q| self.ids(*q).is_empty())
     }
 
-    pub fn directory(&self) -> SqliteDirectory {
-        SqliteDirectory::open(&self.cfg.directory.path).unwrap()
-    }
-
-    /// Points qmgr at another LMTP socket.
-    pub fn set_lmtp(&mut self, path: &Path) {
+    fn set_lmtp(&mut self, path: &Path) {
         self.cfg.qmgr.lmtp = format!("unix:{}", path.display());
     }
 }
 
-fn toml_str(p: &Path) -> String {
-    format!("\"{}\"", p.display())
+/// Waits until deferred/ holds `n` files, `id` among them; returns its
+/// envelope.
+pub async fn deferred(root: &Root, id: &str, n: usize) -> Envelope {
+    let what = format!("{n} in deferred/");
+    wait_for(10, &what, || root.ids(QueueName::Deferred).len() == n).await;
+    root.spool().envelope(QueueName::Deferred, id)
 }
 
-/// A running task with its shutdown trigger.
-pub struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(20), &mut self.handle)
-            .await
-            .expect("stopped in time")
-            .unwrap();
-    }
+/// The last reply recorded for recipient `i`.
+pub fn last_reply(env: &Envelope, i: usize) -> &str {
+    env.recipients[i]
+        .last_reply
+        .as_deref()
+        .unwrap_or_else(|| panic!("no reply for recipient {i}: {env:?}"))
 }
 
 /// The real facteur-lmtpd, in process.
 pub async fn start_lmtpd(cfg: &Config) -> Running {
     let ctx = Arc::new(facteur_lmtpd::Context::from_config(cfg).unwrap());
     let l = facteur_daemon::Listener::bind_unix(&cfg.lmtp_socket(), 0o660).unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        facteur_lmtpd::server::serve(ctx, vec![l], 10, None, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    Running {
-        stop: Some(tx),
-        handle,
-    }
-}
-
-/// A nameserver on loopback that answers every query SERVFAIL (a DNS
-/// outage, fast). Returns its address.
-pub fn servfail_dns() -> std::net::SocketAddr {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = s.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut b = [0u8; 512];
-        while let Ok((n, peer)) = s.recv_from(&mut b) {
-            if n < 12 {
-                continue;
-            }
-            let mut r = b[..n].to_vec();
-            r[2] = 0x80 | (r[2] & 0x01); // QR, RD copied
-            r[3] = 0x82; // RA, SERVFAIL
-            let _ = s.send_to(&r, peer);
-        }
-    });
-    addr
+    Running::spawn(|stop| async move {
+        facteur_lmtpd::server::serve(ctx, vec![l], 10, None, stopped(stop))
+            .await
+            .unwrap();
+    })
 }
 
 /// qmgr, in process.
@@ -208,29 +131,41 @@ pub async fn start_qmgr(cfg: &Config) -> Running {
     ctx.shutdown_grace = Duration::from_secs(5);
     ctx.timeouts = facteur_smtp_client::Timeouts::uniform(Duration::from_secs(5));
     let sock = facteur_qmgr::bind_wakeup(&ctx.socket).unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        facteur_qmgr::serve(Arc::new(ctx), sock, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    Running {
-        stop: Some(tx),
-        handle,
+    Running::spawn(|stop| async move {
+        facteur_qmgr::serve(Arc::new(ctx), sock, stopped(stop))
+            .await
+            .unwrap();
+    })
+}
+
+/// facteur-lmtpd and qmgr running on one root.
+pub struct Suite {
+    lmtpd: Running,
+    qmgr: Running,
+}
+
+impl Suite {
+    pub async fn start(cfg: &Config) -> Suite {
+        Suite {
+            lmtpd: start_lmtpd(cfg).await,
+            qmgr: start_qmgr(cfg).await,
+        }
+    }
+
+    /// Stops qmgr, then lmtpd.
+    pub async fn stop(self) {
+        self.qmgr.stop().await;
+        self.lmtpd.stop().await;
     }
 }
 
-/// Polls `cond` every 50 ms for up to `secs` seconds.
-pub async fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A fake LMTP server in `mode` at the root's `fake.sock`, with qmgr
+/// pointed at it, and qmgr running.
+pub async fn with_fake(root: &mut Root, mode: u8) -> (Fake, Running) {
+    let fake = Fake::start(root.path().join("fake.sock"), mode);
+    root.set_lmtp(&fake.path);
+    let qmgr = start_qmgr(&root.cfg).await;
+    (fake, qmgr)
 }
 
 /// What the fake LMTP server does.
@@ -248,7 +183,7 @@ pub const ONE_OF_THREE: u8 = 4;
 pub struct Fake {
     pub path: PathBuf,
     pub mode: Arc<AtomicU8>,
-    pub transactions: Arc<std::sync::atomic::AtomicUsize>,
+    pub transactions: Arc<AtomicUsize>,
     /// Every command line received (not the message).
     pub lines: Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -256,7 +191,7 @@ pub struct Fake {
 impl Fake {
     pub fn start(path: PathBuf, mode: u8) -> Fake {
         let mode = Arc::new(AtomicU8::new(mode));
-        let transactions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let transactions = Arc::new(AtomicUsize::new(0));
         let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
         let l = tokio::net::UnixListener::bind(&path).unwrap();
         let (m, t, ls) = (
@@ -283,12 +218,17 @@ impl Fake {
     pub fn set(&self, mode: u8) {
         self.mode.store(mode, Ordering::SeqCst);
     }
+
+    /// Messages it received whole.
+    pub fn transactions(&self) -> usize {
+        self.transactions.load(Ordering::SeqCst)
+    }
 }
 
 async fn fake_session(
     s: tokio::net::UnixStream,
     mode: Arc<AtomicU8>,
-    txns: Arc<std::sync::atomic::AtomicUsize>,
+    txns: Arc<AtomicUsize>,
     lines: Arc<std::sync::Mutex<Vec<String>>>,
 ) -> std::io::Result<()> {
     let (r, mut w) = s.into_split();

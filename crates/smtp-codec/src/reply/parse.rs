@@ -209,18 +209,21 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [
-            &b"hello\r\n"[..],
-            b"25\r\n",
-            b"2500 x\r\n",
-            b"250x\r\n",
-            b"650 no\r\n",
-            b"\r\n",
-            b"250-a\r\n251 b\r\n",
-            b"\xff\xfe\xfd\r\n",
-        ] {
-            assert!(
-                matches!(parse_reply(bad), Err(ReplyError::Malformed(_))),
+        // (input, the line the error names)
+        let cases: [(&[u8], &str); 8] = [
+            (b"hello\r\n", "hello"),
+            (b"25\r\n", "25"),
+            (b"2500 x\r\n", "2500 x"),
+            (b"250x\r\n", "250x"),
+            (b"650 no\r\n", "650 no"),
+            (b"\r\n", ""),
+            (b"250-a\r\n251 b\r\n", "251 b"),
+            (b"\xff\xfe\xfd\r\n", "\u{fffd}\u{fffd}\u{fffd}"),
+        ];
+        for (bad, line) in cases {
+            assert_eq!(
+                parse_reply(bad),
+                Err(ReplyError::Malformed(line.into())),
                 "{bad:?}"
             );
         }
@@ -247,17 +250,18 @@ mod tests {
 
     #[test]
     fn enhanced_code_syntax() {
-        assert_eq!(parse_enhanced(b"5.1.1"), Some((5, 1, 1)));
-        assert_eq!(parse_enhanced(b"4.123.999"), Some((4, 123, 999)));
-        for bad in [
-            &b"3.1.1"[..],
-            b"5.1",
-            b"5.1.1.1",
-            b"55.1.1",
-            b"5..1",
-            b"5.1.1000",
-        ] {
-            assert_eq!(parse_enhanced(bad), None, "{bad:?}");
+        let cases = [
+            (&b"5.1.1"[..], Some((5, 1, 1))),
+            (b"4.123.999", Some((4, 123, 999))),
+            (b"3.1.1", None),
+            (b"5.1", None),
+            (b"5.1.1.1", None),
+            (b"55.1.1", None),
+            (b"5..1", None),
+            (b"5.1.1000", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_enhanced(text), want, "{text:?}");
         }
     }
 }

@@ -3,14 +3,11 @@
 
 use super::*;
 use base64::Engine as _;
-use facteur_directory::{Directory, SqliteDirectory, password};
+use facteur_directory::{Directory, password};
 use facteur_mail::dsn::{BodyType, Ret};
 use facteur_smtp_server::Peer;
 use facteur_spool::Spool;
-use std::io::Read as _;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::sync::watch;
+use facteur_testkit::{Accounts, Protocol, Session, SpoolExt, Step};
 
 fn encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -23,19 +20,14 @@ struct Fixture {
 
 fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = SqliteDirectory::open_in_memory().unwrap();
-    dir.add_domain("example.test").unwrap();
-    dir.add_user(
-        "alice@example.test",
-        &password::hash_password("pw").unwrap(),
-        0,
-        0,
-    )
-    .unwrap();
-    dir.add_user("bob@example.test", "{PLAIN}bob", 0, 0)
-        .unwrap();
-    dir.add_alias("alice.smith@example.test", "alice@example.test")
-        .unwrap();
+    let dir = Accounts::new()
+        .user(
+            "alice@example.test",
+            &password::hash_password("pw").unwrap(),
+        )
+        .user("bob@example.test", "{PLAIN}bob")
+        .alias("alice.smith@example.test", &["alice@example.test"])
+        .in_memory();
     let cfg = facteur_config::Smtpd {
         mynetworks: vec![facteur_config::IpNet::parse(mynetworks).unwrap()],
         max_message_size: facteur_config::ByteSize(max_size),
@@ -63,74 +55,31 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
 }
 
 impl Fixture {
+    /// The queue files in incoming/.
     fn queued(&self) -> Vec<facteur_spool::QueueFile> {
-        let s = &self.ctx.spool;
-        s.list(QueueName::Incoming)
-            .unwrap()
-            .iter()
-            .map(|id| s.read(QueueName::Incoming, id).unwrap())
-            .collect()
+        self.ctx.spool.queued(QueueName::Incoming)
     }
 
-    fn message(&self, id: &str) -> Vec<u8> {
-        let mut v = Vec::new();
-        self.ctx
-            .spool
-            .open_message(QueueName::Incoming, id)
-            .unwrap()
-            .read_to_end(&mut v)
-            .unwrap();
-        v
+    /// The message of `id` in incoming/, as text.
+    fn message(&self, id: &str) -> String {
+        self.ctx.spool.message_text(QueueName::Incoming, id)
+    }
+
+    /// A session on a `mode` listener from `ip`.
+    fn session(&self, mode: Mode, ip: &str) -> Session {
+        let handler = Arc::new(Listener::new(Arc::clone(&self.ctx), mode));
+        let peer = Peer::Ip(ip.parse().unwrap());
+        Session::start(|io, stop| {
+            let io = facteur_daemon::conn::Conn::Plain(io);
+            facteur_smtp_server::serve(handler, io, peer, mode.as_str(), stop)
+        })
     }
 }
 
-async fn read_replies(c: &mut DuplexStream, n: usize) -> Vec<String> {
-    let mut buf = Vec::new();
-    let mut finals = Vec::new();
-    while finals.len() < n {
-        let mut chunk = [0u8; 4096];
-        let k = tokio::time::timeout(Duration::from_secs(10), c.read(&mut chunk))
-            .await
-            .expect("reply in time")
-            .unwrap();
-        assert!(k > 0, "closed; got {finals:?}");
-        buf.extend_from_slice(&chunk[..k]);
-        while let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
-            let line: Vec<u8> = buf.drain(..p + 2).collect();
-            let line = String::from_utf8_lossy(&line[..p]).to_string();
-            if line.as_bytes().get(3) == Some(&b' ') {
-                finals.push(line);
-            }
-        }
-    }
-    finals
-}
-
-async fn transcript(f: &Fixture, mode: Mode, ip: &str, steps: &[(&[u8], &[&str])]) {
-    let (mut c, server) = tokio::io::duplex(1 << 16);
-    let (_tx, rx) = watch::channel(false);
-    let handler = Arc::new(Listener::new(Arc::clone(&f.ctx), mode));
-    let h = tokio::spawn(facteur_smtp_server::serve(
-        handler,
-        facteur_daemon::conn::Conn::Plain(server),
-        Peer::Ip(ip.parse().unwrap()),
-        mode.as_str(),
-        rx,
-    ));
-    assert!(read_replies(&mut c, 1).await[0].starts_with("220 mx.example.test"));
-    for (send, expect) in steps {
-        c.write_all(send).await.unwrap();
-        let got = read_replies(&mut c, expect.len()).await;
-        for (g, e) in got.iter().zip(expect.iter()) {
-            assert!(
-                g.starts_with(e),
-                "sent {:?}: expected {e:?}, got {g:?} (all {got:?})",
-                String::from_utf8_lossy(send)
-            );
-        }
-    }
-    drop(c);
-    h.await.unwrap();
+async fn transcript(f: &Fixture, mode: Mode, ip: &str, steps: &[Step<'_>]) {
+    f.session(mode, ip)
+        .transcript(Protocol::Smtp, "220 mx.example.test", steps)
+        .await;
 }
 
 #[tokio::test]
@@ -171,8 +120,7 @@ async fn mx_accepts_local_mail_and_queues_it_with_received() {
     assert_eq!(e.client_addr.as_deref(), Some("203.0.113.5"));
     assert_eq!(e.helo.as_deref(), Some("client.test"));
     assert_eq!(e.protocol.as_deref(), Some("ESMTP"));
-    let m = f.message(&e.queue_id);
-    let text = String::from_utf8_lossy(&m);
+    let text = f.message(&e.queue_id);
     assert!(text.starts_with("Received: from client.test (unknown [203.0.113.5])\r\n\tby mx.example.test (facteur) with ESMTP id "), "{text}");
     assert!(text.ends_with("Subject: hi\r\n\r\n.x\r\n"), "{text}");
     // MX never adds Message-ID or Date.
@@ -251,7 +199,7 @@ async fn submission_needs_auth_and_owned_sender() {
         Some("alice@example.test")
     );
     assert_eq!(q[0].envelope.protocol.as_deref(), Some("ESMTPA"));
-    let text = String::from_utf8(f.message(&q[0].envelope.queue_id)).unwrap();
+    let text = f.message(&q[0].envelope.queue_id);
     assert!(
         text.contains("\r\nMessage-ID: <") && text.contains("\r\nDate: "),
         "{text}"
@@ -326,7 +274,7 @@ async fn smuggling_size_bdat_and_rates() {
     .await;
     let q = f.queued();
     assert_eq!(q.len(), 1);
-    let text = String::from_utf8(f.message(&q[0].envelope.queue_id)).unwrap();
+    let text = f.message(&q[0].envelope.queue_id);
     assert!(text.ends_with("A: b\r\n\r\n"), "{text}");
 }
 
@@ -342,35 +290,24 @@ async fn a_bdat_message_whose_first_chunk_was_lost_is_never_queued() {
     // message without its first chunk.
     let f = fixture("192.0.2.0/24", 1 << 20);
     let tmp = f.ctx.spool.root().join("tmp");
-    let (mut c, server) = tokio::io::duplex(1 << 16);
-    let (_tx, rx) = watch::channel(false);
-    let handler = Arc::new(Listener::new(Arc::clone(&f.ctx), Mode::Mx));
-    let h = tokio::spawn(facteur_smtp_server::serve(
-        handler,
-        facteur_daemon::conn::Conn::Plain(server),
-        Peer::Ip("203.0.113.7".parse().unwrap()),
-        "mx",
-        rx,
-    ));
-    read_replies(&mut c, 1).await;
-    c.write_all(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\n")
-        .await
-        .unwrap();
-    assert_eq!(read_replies(&mut c, 3).await.len(), 3);
+    let mut s = f.session(Mode::Mx, "203.0.113.7");
+    let c = &mut s.client;
+    c.expect(Protocol::Smtp, &["220"]).await;
+    c.send(b"EHLO c\r\nMAIL FROM:<s@r.test>\r\nRCPT TO:<alice@example.test>\r\n")
+        .await;
+    assert_eq!(c.replies(Protocol::Smtp, 3).await.len(), 3);
     std::fs::rename(&tmp, tmp.with_extension("away")).unwrap();
     std::fs::write(&tmp, b"not a directory").unwrap();
-    c.write_all(b"BDAT 12\r\nSubject: 1\r\n").await.unwrap();
-    let r = read_replies(&mut c, 1).await;
+    c.send(b"BDAT 12\r\nSubject: 1\r\n").await;
+    let r = c.replies(Protocol::Smtp, 1).await;
     assert!(r[0].starts_with("451 4.3.0"), "{r:?}");
     std::fs::remove_file(&tmp).unwrap();
     std::fs::rename(tmp.with_extension("away"), &tmp).unwrap();
-    c.write_all(b"BDAT 4\r\n\r\nhiBDAT 2 LAST\r\n\r\n")
-        .await
-        .unwrap();
-    let r = read_replies(&mut c, 2).await;
+    c.send(b"BDAT 4\r\n\r\nhiBDAT 2 LAST\r\n\r\n").await;
+    let r = c.replies(Protocol::Smtp, 2).await;
     assert!(r.iter().all(|l| l.starts_with("451")), "{r:?}");
-    c.write_all(b"QUIT\r\n").await.unwrap();
-    read_replies(&mut c, 1).await;
-    h.await.unwrap();
+    c.send(b"QUIT\r\n").await;
+    c.replies(Protocol::Smtp, 1).await;
+    s.end().await;
     assert!(f.queued().is_empty());
 }
