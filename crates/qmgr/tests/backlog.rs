@@ -19,7 +19,7 @@ const BACKLOG: usize = 50_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_of_a_big_backlog_answers_at_once_and_new_mail_goes_on() {
-    let root = Root::new("");
+    let root = root("");
     let t = Instant::now();
     let backlog = spoolfill::fill(
         &root.spool(),
@@ -95,7 +95,7 @@ async fn a_flush_of_a_big_backlog_answers_at_once_and_new_mail_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_about_messages_waiting_in_a_flush_are_kept() {
-    let root = Root::new("");
+    let root = root("");
     let mut backlog = spoolfill::fill(
         &root.spool(),
         QueueName::Deferred,

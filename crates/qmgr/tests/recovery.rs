@@ -45,7 +45,7 @@ async fn start_up_with_thousands_in_active_logs_a_summary() {
         .with_ansi(false)
         .with_writer(move || w.clone())
         .init();
-    let root = Root::new("");
+    let root = root("");
     let spool = root.spool();
     // Picked up, never tried (a first attempt may have been under way).
     let fresh = spoolfill::fill(
