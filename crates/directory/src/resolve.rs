@@ -384,9 +384,12 @@ mod tests {
     fn who_expands_aliases() {
         let d = setup();
         // "Keep a copy and forward", and an alias that is not a user.
-        d.add_alias("alice@example.test", "alice@example.test").unwrap();
-        d.add_alias("alice@example.test", "friend@elsewhere.test").unwrap();
-        d.add_alias("team@example.test", "bob@example.test").unwrap();
+        d.add_alias("alice@example.test", "alice@example.test")
+            .unwrap();
+        d.add_alias("alice@example.test", "friend@elsewhere.test")
+            .unwrap();
+        d.add_alias("team@example.test", "bob@example.test")
+            .unwrap();
         // The queue expands; smtpd's check sees the same walk.
         for hop in [Hop::Queue, Hop::Accept] {
             assert_eq!(
