@@ -91,7 +91,8 @@ pub struct Context {
     /// `directory.recipient_delimiter`.
     pub delimiters: String,
     pub hostname: String,
-    pub schedule: schedule::Schedule,
+    /// Backoff and expiry; a reload (SIGHUP) replaces it.
+    pub schedule: facteur_daemon::reload::Live<schedule::Schedule>,
     pub lmtp: lmtp::LmtpTarget,
     /// Open LMTP connections between deliveries.
     pub lmtp_pool: Pool<facteur_daemon::Stream>,
@@ -109,11 +110,20 @@ pub struct Context {
     pub control_socket: PathBuf,
     /// Remote delivery (SMTP).
     pub remote: Remote,
-    /// Seconds before a "delayed" DSN (0: never).
-    pub delay_warning: u64,
+    /// Seconds before a "delayed" DSN (0: never); a reload replaces it.
+    pub delay_warning: facteur_daemon::reload::Live<u64>,
 }
 
 impl Context {
+    /// Takes what a reload may change: the schedule, the "delayed" notice
+    /// and remote delivery's settings and credentials.
+    pub fn reload(&self, cfg: &Config) {
+        self.schedule
+            .set(schedule::Schedule::from_config(&cfg.qmgr));
+        self.delay_warning.set(cfg.qmgr.delay_warning.0);
+        self.remote.reload(cfg);
+    }
+
     /// Opens the spool (creating its directories) and the directory.
     pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
         let spool = Spool::open(&cfg.paths.spool_dir)
@@ -125,7 +135,7 @@ impl Context {
             directory,
             delimiters: cfg.directory.recipient_delimiter.clone(),
             hostname: cfg.hostname(),
-            schedule: schedule::Schedule::from_config(q),
+            schedule: facteur_daemon::reload::Live::new(schedule::Schedule::from_config(q)),
             lmtp: lmtp::LmtpTarget::from_config(cfg),
             lmtp_pool: Pool::new((q.lmtp_concurrency as usize).max(1), lmtp::POOL_IDLE),
             timeouts: Timeouts::lmtp(),
@@ -136,7 +146,7 @@ impl Context {
             socket: cfg.qmgr_socket(),
             control_socket: cfg.qmgr_control_socket(),
             remote: Remote::from_config(cfg)?,
-            delay_warning: q.delay_warning.0,
+            delay_warning: facteur_daemon::reload::Live::new(q.delay_warning.0),
         })
     }
 }

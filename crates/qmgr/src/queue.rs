@@ -179,7 +179,7 @@ pub fn check_deferred(ctx: &Context, id: &str, now: i64) -> Deferred {
     match ctx.spool.read(QueueName::Deferred, id) {
         Ok(qf) => {
             let env = &qf.envelope;
-            if env.next_attempt > now && !ctx.schedule.expired(env.arrival, now) {
+            if env.next_attempt > now && !ctx.schedule.get().expired(env.arrival, now) {
                 return Deferred::Later(env.next_attempt);
             }
             match ctx
@@ -336,7 +336,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
         .collect();
     let started = now();
 
-    if !todo.is_empty() && ctx.schedule.expired(env.arrival, started) {
+    if !todo.is_empty() && ctx.schedule.get().expired(env.arrival, started) {
         for &i in &todo {
             let r = &mut env.recipients[i];
             let last = r.last_reply.take().unwrap_or_else(|| "none".into());
@@ -477,7 +477,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
         }
         env.attempts = env.attempts.saturating_add(1);
         let done = now();
-        env.next_attempt = ctx.schedule.next_attempt(done, env.attempts);
+        env.next_attempt = ctx.schedule.get().next_attempt(done, env.attempts);
         if env.recipients.iter().all(|r| r.status.is_final()) {
             // Every recipient is final: `finish` queues the DSN if one is
             // due (fsynced) and removes the message, and saves this state
@@ -516,8 +516,9 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
 /// Returns whether a DSN was queued.
 async fn delay_notice(ctx: &Arc<Context>, id: &str, env: &mut Envelope) -> bool {
     let t = now();
-    let warn_after = i64::try_from(ctx.delay_warning).unwrap_or(i64::MAX);
-    if ctx.delay_warning == 0
+    let delay_warning = *ctx.delay_warning.get();
+    let warn_after = i64::try_from(delay_warning).unwrap_or(i64::MAX);
+    if delay_warning == 0
         || env.delay_notified
         || t.saturating_sub(env.arrival) < warn_after
         || dsn::reported_delayed(env).is_empty()
@@ -526,7 +527,7 @@ async fn delay_notice(ctx: &Arc<Context>, id: &str, env: &mut Envelope) -> bool 
     }
     let until = env
         .arrival
-        .saturating_add(i64::try_from(ctx.schedule.max_lifetime).unwrap_or(i64::MAX));
+        .saturating_add(i64::try_from(ctx.schedule.get().max_lifetime).unwrap_or(i64::MAX));
     let c = Arc::clone(ctx);
     let (i, e) = (id.to_string(), env.clone());
     let queued = match blocking(move || queue_dsn(&c, &i, &e, Some(until))).await {

@@ -44,20 +44,41 @@ use std::time::Duration;
 use tokio::net::UnixDatagram;
 use tracing::{info, warn};
 
+/// What a reload cannot change: the sockets, where local mail goes, the
+/// concurrency limits, the resolver and the CA file, MTA-STS.
+const FIXED: &[facteur_daemon::reload::Fixed] = &[
+    ("qmgr.socket", |c| format!("{:?}", c.qmgr_socket())),
+    ("qmgr.lmtp", |c| c.qmgr.lmtp.clone()),
+    ("qmgr.lmtp_concurrency", |c| {
+        c.qmgr.lmtp_concurrency.to_string()
+    }),
+    ("qmgr.lmtp_max_recipients", |c| {
+        c.qmgr.lmtp_max_recipients.to_string()
+    }),
+    ("qmgr.scan_interval", |c| {
+        format!("{:?}", c.qmgr.scan_interval)
+    }),
+    ("qmgr.smtp_concurrency", |c| {
+        c.qmgr.smtp_concurrency.to_string()
+    }),
+    ("qmgr.smtp_destination_concurrency", |c| {
+        c.qmgr.smtp_destination_concurrency.to_string()
+    }),
+    ("qmgr.dns_servers", |c| format!("{:?}", c.qmgr.dns_servers)),
+    ("qmgr.tls_ca_file", |c| format!("{:?}", c.qmgr.tls_ca_file)),
+    ("qmgr.mta_sts", |c| c.qmgr.mta_sts.to_string()),
+];
+
 /// Runs facteur-qmgr until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     let sock = bind_wakeup(&ctx.socket)
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", ctx.socket.display()))?;
-    // SIGHUP (systemctl reload): the relayhost credentials are read again.
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // SIGHUP (systemctl reload): the configuration is read again.
     let c = Arc::clone(&ctx);
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            let c = Arc::clone(&c);
-            let _ = tokio::task::spawn_blocking(move || c.remote.reload_credentials()).await;
-        }
-    });
+    facteur_daemon::reload::on_hangup("facteur-qmgr", cfg.clone(), None, FIXED, move |new| {
+        c.reload(new)
+    })?;
     facteur_daemon::systemd::ready();
     serve(ctx, sock, facteur_daemon::shutdown_signal()).await
 }

@@ -90,12 +90,14 @@ struct Health {
 pub struct Remote {
     pub dns: Arc<dyn Dns>,
     tls: TlsClients,
-    pub settings: Settings,
+    /// What `[qmgr]` says; replaced on SIGHUP ([`Remote::reload`]): a
+    /// delivery that started keeps the settings it took.
+    settings: std::sync::RwLock<Arc<Settings>>,
     /// relayhost → (user, password); `Err` says why the file was refused.
-    /// Read again on SIGHUP ([`Remote::reload_credentials`]).
+    /// Read again on SIGHUP ([`Remote::reload`]).
     creds: std::sync::RwLock<Arc<Credentials>>,
     /// The file they come from (`qmgr.relay_password_file`; empty: none).
-    creds_file: PathBuf,
+    creds_file: std::sync::RwLock<PathBuf>,
     total: Arc<Semaphore>,
     per_dest_max: usize,
     per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -109,7 +111,7 @@ pub struct Remote {
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remote")
-            .field("settings", &self.settings)
+            .field("settings", &self.settings())
             .finish_non_exhaustive()
     }
 }
@@ -150,18 +152,39 @@ impl Remote {
             q.smtp_destination_concurrency as usize,
         );
         r.sts = sts;
-        r.creds_file = q.relay_password_file.clone();
+        r.creds_file = std::sync::RwLock::new(q.relay_password_file.clone());
         Ok(r)
     }
 
-    /// Reads the relayhost credentials file again (SIGHUP): a changed
-    /// password is used from the next connection on; a file now refused
-    /// (bad mode, bad line) makes relayhost deliveries wait, as at start.
+    /// The settings now.
+    pub fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Takes what `[qmgr]` now says (SIGHUP): the relayhost, destinations,
+    /// TLS policies, time-outs and limits apply to deliveries that start
+    /// after it; the credentials file is read again (a changed password is
+    /// used from the next connection on; a file now refused — bad mode,
+    /// bad line — makes relayhost deliveries wait, as at start).
+    pub fn reload(&self, cfg: &Config) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Settings::from_config(cfg));
+        *self.creds_file.write().unwrap_or_else(|p| p.into_inner()) =
+            cfg.qmgr.relay_password_file.clone();
+        self.reload_credentials();
+    }
+
+    /// Reads the relayhost credentials file again.
     pub fn reload_credentials(&self) {
-        let creds = load_credentials(&self.creds_file);
+        let file = self
+            .creds_file
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let creds = load_credentials(&file);
         match &creds {
             Ok(c) => {
-                info!(file = %self.creds_file.display(), relayhosts = c.len(), "relayhost credentials read again")
+                info!(file = %file.display(), relayhosts = c.len(), "relayhost credentials read again")
             }
             Err(e) => warn!(error = %e, "relayhost credentials not used"),
         }
@@ -180,9 +203,9 @@ impl Remote {
         Remote {
             dns,
             tls,
-            settings,
+            settings: std::sync::RwLock::new(Arc::new(settings)),
             creds: std::sync::RwLock::new(Arc::new(creds)),
-            creds_file: PathBuf::new(),
+            creds_file: std::sync::RwLock::new(PathBuf::new()),
             total: Arc::new(Semaphore::new(total.max(1))),
             per_dest_max: per_dest.max(1),
             per_dest: Mutex::new(HashMap::new()),
@@ -194,7 +217,7 @@ impl Remote {
 
     /// Where mail for `domain` goes.
     pub fn destination(&self, domain: &str) -> Dest {
-        self.settings.destination(domain)
+        self.settings().destination(domain)
     }
 
     /// Forgets the backoff of one destination key, or of all.
@@ -231,8 +254,9 @@ impl Remote {
         }
         let e = h.entry(key.to_string()).or_default();
         e.failures = e.failures.saturating_add(1);
-        if e.failures >= self.settings.failure_limit {
-            e.until = Some(Instant::now() + self.settings.backoff);
+        let settings = self.settings();
+        if e.failures >= settings.failure_limit {
+            e.until = Some(Instant::now() + settings.backoff);
         }
     }
 
@@ -356,7 +380,7 @@ impl Remote {
         };
         let mut out = Vec::with_capacity(which.len());
         let mut broken = None;
-        for batch in which.chunks(self.settings.max_recipients) {
+        for batch in which.chunks(self.settings().max_recipients) {
             let rcpts: Vec<TxnRcpt> = batch
                 .iter()
                 .map(|&i| {
@@ -489,14 +513,15 @@ impl Remote {
         addr: SocketAddr,
         use_tls: bool,
     ) -> Result<Connection<BoxIo>, Open> {
-        let t = self.settings.timeouts;
+        let settings = self.settings();
+        let t = settings.timeouts;
         let tcp = tokio::time::timeout(t.connect, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| "4.4.1 connect timed out".to_string())?
             .map_err(|e| format!("4.4.1 cannot connect: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let io: BoxIo = Box::new(tcp);
-        let mut s = Connection::start(io, Dialect::Smtp, &self.settings.helo_name, t)
+        let mut s = Connection::start(io, Dialect::Smtp, &settings.helo_name, t)
             .await
             .map_err(|e| e.as_reply_text())?;
         let cfg = self
