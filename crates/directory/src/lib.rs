@@ -50,9 +50,10 @@ pub mod password;
 pub mod resolve;
 pub mod sqlite;
 
-pub use login_cache::LoginCache;
+pub use login_cache::{Check, LoginCache, Pending};
 pub use resolve::{
-    Hop, MAX_ALIAS_DEPTH, ResolveError, Target, authenticate, resolve, resolve_for, resolve_local,
+    Hop, MAX_ALIAS_DEPTH, ResolveError, Target, authenticate, lookup_login, resolve, resolve_for,
+    resolve_local, verify_login,
 };
 pub use sqlite::SqliteDirectory;
 

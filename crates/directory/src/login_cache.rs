@@ -4,6 +4,12 @@
 //! milliseconds of CPU per login, the same order as everything else an IMAP
 //! visit does.
 //!
+//! A login is checked in two steps, so that a caller can ration the
+//! expensive one: [`LoginCache::prepare`] (the directory lookup and the
+//! cache: cheap) either knows the answer ([`Check::Known`]) or hands back a
+//! [`Pending`] check, which [`LoginCache::verify`] runs (the hash, in the
+//! caller's [`Scratch`]). [`LoginCache::authenticate`] does both.
+//!
 //! What is kept, per login, for `ttl` after the last *successful*
 //! verification: a SHA-256 tag of (a random key made at start-up, the stored
 //! hash string, the password), never the password. A later login hits only
@@ -26,9 +32,35 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::password::{constant_time_eq, verify_password};
-use crate::resolve::authenticate;
+use crate::password::{Scratch, constant_time_eq};
+use crate::resolve::verify_login;
 use crate::{Directory, Result, UserRecord};
+
+/// What [`LoginCache::prepare`] found.
+#[derive(Debug)]
+pub enum Check {
+    /// The cache knows this login and password: the user, no hash needed.
+    Known(UserRecord),
+    /// The password hash must decide: [`LoginCache::verify`].
+    Verify(Pending),
+}
+
+/// A login waiting for its password hash: the user (`None`: unknown, a
+/// dummy hash is checked instead) and the password.
+pub struct Pending {
+    user: Option<UserRecord>,
+    password: String,
+    /// Where a success is kept: the login's key and tag.
+    entry: Option<(String, [u8; 32])>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("known", &self.user.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 struct Entry {
     tag: [u8; 32],
@@ -94,27 +126,43 @@ impl LoginCache {
     }
 
     /// [`authenticate`], skipping the password hash when this login
-    /// succeeded with the same password and stored hash within `ttl`.
+    /// succeeded with the same password and stored hash within `ttl`:
+    /// [`LoginCache::prepare`], then [`LoginCache::verify`] if needed.
     pub fn authenticate(
         &self,
         dir: &dyn Directory,
         login: &str,
         password: &str,
     ) -> Result<Option<UserRecord>> {
-        if !self.enabled() || password.is_empty() {
-            return authenticate(dir, login, password);
-        }
-        // The directory is asked every time: a changed or removed user is
-        // seen at once.
+        Ok(match self.prepare(dir, login, password)? {
+            Check::Known(user) => Some(user),
+            Check::Verify(p) => self.verify(p, &mut Scratch::new()),
+        })
+    }
+
+    /// The cheap part of a login: the directory lookup and the cache. The
+    /// directory is asked every time, so a changed or removed user is seen
+    /// at once. Errors only when the directory fails.
+    pub fn prepare(&self, dir: &dyn Directory, login: &str, password: &str) -> Result<Check> {
+        let pending = |user, entry| {
+            Check::Verify(Pending {
+                user,
+                password: password.to_owned(),
+                entry,
+            })
+        };
         let Ok(addr) = crate::check_address(login) else {
-            return authenticate(dir, login, password);
+            return Ok(pending(None, None));
         };
-        let key = addr.key();
         let Some(user) = dir.get_user(&addr.to_string())? else {
-            // Unknown: `authenticate` spends the same time as for a wrong
-            // password.
-            return authenticate(dir, login, password);
+            // Unknown: the verification spends the same time as for a
+            // wrong password.
+            return Ok(pending(None, None));
         };
+        if !self.enabled() || password.is_empty() {
+            return Ok(pending(Some(user), None));
+        }
+        let key = addr.key();
         let tag = self.tag(&user.password_hash, password);
         let now = Instant::now();
         let hit = self
@@ -122,11 +170,22 @@ impl LoginCache {
             .get(&key)
             .is_some_and(|e| e.until > now && constant_time_eq(&e.tag, &tag));
         if hit {
-            return Ok(Some(user));
+            return Ok(Check::Known(user));
         }
-        // The user is in hand: verify against it, no second lookup.
-        let verified = verify_password(&user.password_hash, password).then_some(user);
-        if verified.is_some() {
+        Ok(pending(Some(user), Some((key, tag))))
+    }
+
+    /// The expensive part: the password hash ([`verify_login`]), with
+    /// argon2's working memory from `scratch`. A success is remembered.
+    pub fn verify(&self, pending: Pending, scratch: &mut Scratch) -> Option<UserRecord> {
+        let Pending {
+            user,
+            password,
+            entry,
+        } = pending;
+        let verified = verify_login(user, &password, scratch);
+        if let (Some(_), Some((key, tag))) = (&verified, entry) {
+            let now = Instant::now();
             let mut map = self.lock();
             if map.len() >= self.max_entries && !map.contains_key(&key) {
                 map.retain(|_, e| e.until > now);
@@ -142,7 +201,7 @@ impl LoginCache {
                 },
             );
         }
-        Ok(verified)
+        verified
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -221,6 +280,36 @@ mod tests {
         assert!(lets_in(&c, &d, ALICE, "planted"), "the cache answered");
         plant(&c, "{PLAIN}other", "planted2", later);
         assert!(!lets_in(&c, &d, ALICE, "planted2"));
+    }
+
+    #[test]
+    fn prepare_says_when_a_hash_is_needed() {
+        let d = dir();
+        let c = LoginCache::new(Duration::from_secs(60), 10);
+        let needs_hash = |login: &str, pw: &str| match c.prepare(&d, login, pw).unwrap() {
+            Check::Known(_) => None,
+            Check::Verify(p) => Some(p),
+        };
+        // Unknown, malformed, wrong, not yet seen: all need the hash.
+        for (login, pw) in [
+            ("nobody@example.test", "right"),
+            ("not an address", "right"),
+            (ALICE, "wrong"),
+            (ALICE, ""),
+        ] {
+            let p = needs_hash(login, pw).expect(login);
+            assert!(c.verify(p, &mut Scratch::new()).is_none(), "{login}");
+        }
+        let p = needs_hash(ALICE, "right").unwrap();
+        assert!(!format!("{p:?}").contains("right"));
+        let user = c.verify(p, &mut Scratch::new()).unwrap();
+        assert_eq!(user.address, ALICE);
+        // Now known: no hash, the directory's record.
+        match c.prepare(&d, "ALICE@example.test", "right").unwrap() {
+            Check::Known(u) => assert_eq!(u.address, ALICE),
+            Check::Verify(_) => panic!("expected a cache hit"),
+        }
+        assert!(needs_hash(ALICE, "wrong").is_some());
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! Offers [`credentials`] (what a new password stores: its hash and its
 //! SCRAM-SHA-256 keys) and [`set_password`], [`hash_password`] (new hashes are always argon2id PHC strings,
 //! `$argon2id$v=19$m=19456,t=2,p=1$salt$hash`, the `argon2` crate's defaults
-//! and OWASP's recommendation), [`verify_password`] and [`scheme_of`].
+//! and OWASP's recommendation), [`verify_password`] and [`scheme_of`], and
+//! [`verify_password_in`] with its [`Scratch`]: the same check in working
+//! memory the caller keeps, so that a process bounds what password hashes
+//! cost it (facteur-auth keeps one per hashing slot).
 //!
 //! Stored strings accepted by [`verify_password`], so admins can import users
 //! from Dovecot, Postfix-admin or `/etc/shadow`:
@@ -30,8 +33,8 @@
 //! constant-time (the hash crates use `subtle`; `{PLAIN}` uses
 //! [`constant_time_eq`]). Passwords and hashes are never logged.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, Params};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::{Credentials, Directory, DirectoryError, Result};
 
@@ -146,14 +149,81 @@ pub fn scheme_of(stored: &str) -> Option<&'static str> {
     parse(stored).map(|(s, _)| s.name())
 }
 
+/// Working memory for argon2 verifications, reused from one verification
+/// to the next.
+///
+/// argon2id at the parameters of [`hash_password`] fills 19 MiB. Allocated
+/// and freed per verification, that memory is not given back to the
+/// system: glibc raises its mmap threshold to the size of the last freed
+/// block and keeps such blocks in per-thread arenas, so a process that
+/// verified on many threads keeps 19 MiB per thread. Holding the memory in
+/// a `Scratch` makes the cost exactly the scratches alive: one per
+/// verification that may run at once.
+///
+/// A stored hash with a larger memory cost (imported, at most
+/// [`MAX_ARGON2_MEMORY_KIB`]) grows the scratch for that verification;
+/// the scratch lets go of it afterwards and keeps nothing larger than the
+/// default parameters need.
+#[derive(Default)]
+pub struct Scratch {
+    blocks: Vec<Block>,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch")
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl Scratch {
+    /// Empty: memory comes with the first argon2 verification.
+    pub fn new() -> Self {
+        Scratch::default()
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.blocks.len() * Block::SIZE
+    }
+
+    /// `n` blocks of working memory (their contents are overwritten by
+    /// the hash).
+    fn blocks(&mut self, n: usize) -> &mut [Block] {
+        if self.blocks.len() < n {
+            self.blocks = Vec::new();
+            self.blocks.resize(n, Block::default());
+        }
+        &mut self.blocks[..n]
+    }
+
+    /// Lets go of memory beyond what the default parameters need.
+    fn trim(&mut self) {
+        if self.blocks.len() > Params::DEFAULT_M_COST as usize {
+            self.blocks = Vec::new();
+        }
+    }
+}
+
 /// Whether `plain` matches `stored`. False on any malformed, unknown or
-/// out-of-bounds stored string; never panics.
+/// out-of-bounds stored string; never panics. Allocates an argon2 hash's
+/// working memory for the call: see [`verify_password_in`].
 pub fn verify_password(stored: &str, plain: &str) -> bool {
+    verify_password_in(stored, plain, &mut Scratch::new())
+}
+
+/// [`verify_password`], with argon2's working memory taken from `scratch`.
+pub fn verify_password_in(stored: &str, plain: &str, scratch: &mut Scratch) -> bool {
     let Some((scheme, payload)) = parse(stored) else {
         return false;
     };
     match scheme {
-        Scheme::Argon2id | Scheme::Argon2i => verify_argon2(payload, plain),
+        Scheme::Argon2id | Scheme::Argon2i => {
+            let ok = verify_argon2(payload, plain, scratch);
+            scratch.trim();
+            ok
+        }
         Scheme::Sha512Crypt => sha_crypt::sha512_check(plain, payload).is_ok(),
         Scheme::Sha256Crypt => sha_crypt::sha256_check(plain, payload).is_ok(),
         Scheme::Bcrypt => bcrypt::verify(plain, payload).unwrap_or(false),
@@ -161,20 +231,40 @@ pub fn verify_password(stored: &str, plain: &str) -> bool {
     }
 }
 
-fn verify_argon2(payload: &str, plain: &str) -> bool {
+/// What the `argon2` crate's `PasswordVerifier` does (algorithm, version,
+/// parameters, salt and output length from the PHC string; the output
+/// compared in constant time), with the working memory from `scratch`.
+fn verify_argon2(payload: &str, plain: &str, scratch: &mut Scratch) -> bool {
     let Ok(hash) = PasswordHash::new(payload) else {
         return false;
     };
+    // Output length included: `Params` takes it from the hash.
     let Ok(params) = Params::try_from(&hash) else {
         return false;
     };
     if params.m_cost() > MAX_ARGON2_MEMORY_KIB || params.t_cost() > MAX_ARGON2_TIME {
         return false;
     }
-    // The verifier takes algorithm, version and parameters from the hash.
-    Argon2::default()
-        .verify_password(plain.as_bytes(), &hash)
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let blocks = scratch.blocks(params.block_count());
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(plain.as_bytes(), salt, &mut out, blocks)
         .is_ok()
+        && constant_time_eq(&out, expected.as_bytes())
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -360,6 +450,34 @@ mod tests {
         let empty = hash_password("").unwrap();
         assert!(verify_password(&empty, ""));
         assert!(!verify_password(&empty, " "));
+    }
+
+    #[test]
+    fn scratch_is_reused_and_trimmed() {
+        let mut s = Scratch::new();
+        assert_eq!(s.bytes(), 0);
+        let stored = hash_password("secret").unwrap();
+        assert!(verify_password_in(&stored, "secret", &mut s));
+        assert_eq!(s.bytes(), Params::DEFAULT_M_COST as usize * 1024);
+        // The same memory serves the next verifications, smaller ones too.
+        assert!(!verify_password_in(&stored, "Secret", &mut s));
+        assert!(verify_password_in(ARGON2ID, "secret", &mut s));
+        assert!(verify_password_in(ARGON2I, "secret", &mut s));
+        assert!(!verify_password_in(ARGON2I, "secreT", &mut s));
+        assert!(verify_password_in(SHA512, "secret", &mut s));
+        assert_eq!(s.bytes(), Params::DEFAULT_M_COST as usize * 1024);
+        // A larger memory cost is served, then let go of.
+        let big = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(Params::DEFAULT_M_COST + 1024, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let stored = big.hash_password(b"big", &salt).unwrap().to_string();
+        assert!(verify_password_in(&stored, "big", &mut s));
+        assert!(!verify_password_in(&stored, "bi", &mut s));
+        assert_eq!(s.bytes(), 0);
+        assert!(verify_password(&stored, "big"));
     }
 
     #[test]

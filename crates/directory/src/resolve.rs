@@ -3,7 +3,9 @@
 //! Offers [`resolve_for`] (where does mail for an address go, as smtpd's
 //! RCPT check, qmgr's expansion or lmtpd's delivery must see it: [`Hop`]
 //! writes down who expands aliases), the walk [`resolve()`] it is built on,
-//! and [`authenticate`] (the password check the login driver uses).
+//! and [`authenticate`] (the password check), also in its two steps for
+//! callers that ration the expensive one: [`lookup_login`], then
+//! [`verify_login`] (the hash).
 //! Needs only a [`Directory`], so every backend resolves alike.
 //!
 //! Guarantees: resolution is bounded (at most [`MAX_ALIAS_DEPTH`] nested alias
@@ -16,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 use facteur_mail::Address;
 
-use crate::password::verify_password;
+use crate::password::{Scratch, verify_password_in};
 use crate::{Directory, DirectoryError, Result, UserRecord, check_address};
 
 /// Deepest chain of nested alias expansions [`resolve()`] follows.
@@ -315,19 +317,37 @@ pub fn authenticate(
     login: &str,
     password: &str,
 ) -> Result<Option<UserRecord>> {
-    let user = match check_address(login) {
-        Ok(a) => dir.get_user(&a.to_string())?,
-        Err(_) => None,
-    };
+    let user = lookup_login(dir, login)?;
+    Ok(verify_login(user, password, &mut Scratch::new()))
+}
+
+/// The user a login names: `None` for an unknown or malformed login.
+/// Errors only when the directory fails.
+pub fn lookup_login(dir: &dyn Directory, login: &str) -> Result<Option<UserRecord>> {
+    match check_address(login) {
+        Ok(a) => dir.get_user(&a.to_string()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The password check of [`authenticate`], once the user is looked up
+/// (`None`: unknown): the user when `password` (not empty) matches. The
+/// work is the same either way: an unknown user is checked against a dummy
+/// argon2id hash at the default parameters, an empty password against the
+/// stored hash.
+pub fn verify_login(
+    user: Option<UserRecord>,
+    password: &str,
+    scratch: &mut Scratch,
+) -> Option<UserRecord> {
     match user {
         Some(u) => {
-            // Verify even an empty password, so its timing is the same.
-            let ok = verify_password(&u.password_hash, password);
-            Ok((ok && !password.is_empty()).then_some(u))
+            let ok = verify_password_in(&u.password_hash, password, scratch);
+            (ok && !password.is_empty()).then_some(u)
         }
         None => {
-            let _ = verify_password(DUMMY_HASH, password);
-            Ok(None)
+            let _ = verify_password_in(DUMMY_HASH, password, scratch);
+            None
         }
     }
 }
