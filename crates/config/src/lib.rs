@@ -2,8 +2,9 @@
 //!
 //! Every program reads the same file (`--config PATH` overrides): the shared
 //! sections (`hostname`, `[paths]`, `[tls]`, `[directory]`, `[store]`,
-//! `[log]`) and its own (`[lmtpd]`, ...). `etc/facteur.toml` in the source tree
-//! is the annotated reference: every key, its default, what it does.
+//! `[log]`, `[auth]` for the daemons that log users in) and its own
+//! (`[lmtpd]`, ...). `etc/facteur.toml` in the source tree is the
+//! annotated reference: every key, its default, what it does.
 //!
 //! Guarantees: [`Config::load`] either returns a configuration whose every
 //! value has been checked (types, ranges, absolute paths, addresses, modes) or
@@ -14,6 +15,7 @@
 //! Needs: serde + toml; serde_path_to_error gives the key path of an error.
 //! No global state: the loaded value is passed down explicitly.
 
+mod auth;
 mod qmgr;
 mod units;
 
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use auth::Auth;
 pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
 pub use units::{ByteSize, Seconds, parse_duration, parse_size};
 
@@ -64,6 +67,8 @@ pub struct Config {
     pub pop3d: Pop3d,
     #[serde(default)]
     pub imapd: Imapd,
+    #[serde(default)]
+    pub auth: Auth,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -512,6 +517,7 @@ impl Config {
         let sm = &self.smtpd;
         let q = &self.qmgr;
         qmgr::check(q)?;
+        auth::check(&self.auth)?;
         for (key, v, min) in [
             ("smtpd.max_connections", sm.max_connections as u64, 1),
             (

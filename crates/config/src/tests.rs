@@ -34,6 +34,36 @@ fn the_reference_file_parses_and_matches_the_defaults() {
     assert_eq!(c.pop3d.timeout, d.pop3d.timeout);
     assert_eq!(c.pop3d.max_connections, d.pop3d.max_connections);
     assert_eq!(c.pop3d.max_errors, d.pop3d.max_errors);
+    assert_eq!(c.auth, d.auth);
+}
+
+#[test]
+fn auth_limits_are_checked() {
+    let c = Config::parse(
+        "[auth]\nmax_parallel_hashes = 2\nmax_delay = \"1m\"\ntrust_logins_for = 0\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.auth.max_parallel_hashes, 2);
+    assert_eq!(c.auth.max_delay, Seconds(60));
+    assert_eq!(c.auth.max_queued_per_address, 8);
+    for (text, key) in [
+        ("max_parallel_hashes = 65", "auth.max_parallel_hashes"),
+        ("max_queued_per_address = 0", "auth.max_queued_per_address"),
+        ("max_queued = 4", "auth.max_queued"),
+        ("max_delay = 0", "auth.max_delay"),
+        (
+            "forget_failures_after = \"10s\"",
+            "auth.forget_failures_after",
+        ),
+    ] {
+        let e = err(&format!("[auth]\n{text}\n"));
+        assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+    }
+    assert_eq!(
+        err("[auth]\nslots = 3\n").key.as_deref(),
+        Some("auth.slots")
+    );
 }
 
 #[test]
