@@ -68,7 +68,7 @@ fn logins() -> Arc<Logins> {
     )
     .unwrap();
     let dir: Arc<dyn Directory> = Arc::new(dir);
-    Logins::new(&dir, LoginCache::disabled(), &Arc::default(), DELAY).unwrap()
+    Logins::new(&dir, LoginCache::disabled(), Settings::with_base(DELAY)).unwrap()
 }
 
 /// A SCRAM client over the script: first, final, then the empty answer to
@@ -176,7 +176,10 @@ async fn every_wrong_credential_fails_the_same_way() {
     }
     // Each paid at least the base pause (and later ones more: counted).
     assert!(start.elapsed() >= DELAY * 6);
-    assert!(l.limits.login_delay(IP, "alice@example.test", DELAY) > DELAY);
+    match l.penalty.admit(IP, "alice@example.test") {
+        Admission::Wait(d) => assert!(d > DELAY, "{d:?}"),
+        Admission::Refused => {}
+    }
 }
 
 #[tokio::test]
@@ -276,8 +279,8 @@ async fn protocol_errors_are_refusals() {
     );
     // None of that was a failed login.
     assert_eq!(
-        l.limits.login_delay(IP, "alice@example.test", DELAY),
-        Duration::ZERO
+        l.penalty.admit(IP, "alice@example.test"),
+        Admission::Wait(Duration::ZERO)
     );
     // The client hanging up.
     let mut s = Script::new();

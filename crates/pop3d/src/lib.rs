@@ -63,8 +63,8 @@ pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
     /// Logins: SASL and command logins against the directory, with the
-    /// cache of verified passwords (`directory.login_cache_seconds`) and
-    /// the slow-down of failed logins (`limits`).
+    /// cache of verified passwords (`directory.login_cache_seconds`), the
+    /// slow-down of failed logins and the bound on password hashes (`[auth]`).
     pub logins: Arc<facteur_auth::Logins>,
     pub store: Store,
     pub cfg: facteur_config::Pop3d,
@@ -85,7 +85,7 @@ impl Context {
             (!cfg.pop3d.listen_tls.is_empty()).then_some("pop3d.listen_tls"),
         )?;
         let limits = Arc::new(facteur_daemon::limits::Limits::default());
-        let logins = facteur_auth::Logins::for_daemon(cfg, &directory, &limits)?;
+        let logins = facteur_auth::Logins::for_daemon(cfg, &directory)?;
         Ok(Context {
             logins,
             hostname,

@@ -67,7 +67,8 @@ pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
     /// AUTH: the login driver (SASL mechanisms, the password cache of
-    /// `directory.login_cache_seconds`, the slow-down of failures).
+    /// `directory.login_cache_seconds`, the slow-down of failures and the
+    /// bound on password hashes of `[auth]`).
     pub logins: Arc<facteur_auth::Logins>,
     pub spool: Spool,
     pub delimiters: String,
@@ -78,8 +79,7 @@ pub struct Context {
     pub qmgr_socket: PathBuf,
     /// Message rates per client address.
     pub rates: policy::Rates,
-    /// Connections and failed logins per client address (the accept
-    /// loop's and the logins').
+    /// Connections per client address (the accept loop's).
     pub limits: Arc<facteur_daemon::limits::Limits>,
 }
 
@@ -94,7 +94,7 @@ impl Context {
             (!cfg.smtpd.submissions.is_empty()).then_some("the submissions listener"),
         )?;
         Ok(Context {
-            logins: facteur_auth::Logins::for_daemon(cfg, &directory, &limits)?,
+            logins: facteur_auth::Logins::for_daemon(cfg, &directory)?,
             hostname: cfg.hostname(),
             directory,
             spool,

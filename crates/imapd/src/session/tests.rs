@@ -84,7 +84,7 @@ fn fixture() -> Fixture {
     let directory: Arc<dyn facteur_directory::Directory> = Arc::new(dir);
     let limits = Arc::new(facteur_daemon::limits::Limits::default());
     let ctx = Arc::new(Context {
-        logins: facteur_auth::Logins::for_tests(&directory, &limits).unwrap(),
+        logins: facteur_auth::Logins::for_tests(&directory).unwrap(),
         hostname: "mail.example.test".into(),
         directory,
         store,

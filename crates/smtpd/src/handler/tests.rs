@@ -40,7 +40,7 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
     let directory: Arc<dyn Directory> = Arc::new(dir);
     let limits = Arc::new(facteur_daemon::limits::Limits::default());
     let ctx = Arc::new(Context {
-        logins: facteur_auth::Logins::for_tests(&directory, &limits).unwrap(),
+        logins: facteur_auth::Logins::for_tests(&directory).unwrap(),
         hostname: "mx.example.test".into(),
         directory,
         spool: Spool::open(&tmp.path().join("spool")).unwrap(),
