@@ -57,25 +57,19 @@ pub mod notify;
 pub mod server;
 pub mod session;
 
+use facteur_access::Access;
 use facteur_config::Config;
-use facteur_directory::Directory;
-use facteur_store::{Quota, Store, StoreConfig, StoreError, UserStore};
+use facteur_store::{Quota, StoreError, UserStore};
 use std::sync::Arc;
 
 pub use server::run;
 
-/// Everything sessions share.
+/// Everything sessions share: the access daemons' part (directory, logins,
+/// store, TLS, limits: [`Access`], reached through `Deref`), `[imapd]`,
+/// change notification and the open user stores.
 pub struct Context {
-    pub hostname: String,
-    pub directory: Arc<dyn Directory>,
-    /// Logins: SASL and command logins against the directory, with the
-    /// cache of verified passwords (`directory.login_cache_seconds`), the
-    /// slow-down of failed logins and the bound on password hashes (`[auth]`).
-    pub logins: Arc<facteur_auth::Logins>,
-    pub store: Store,
+    pub access: Access,
     pub cfg: facteur_config::Imapd,
-    pub tls: facteur_daemon::tls::TlsState,
-    pub limits: Arc<facteur_daemon::limits::Limits>,
     pub notifier: Arc<notify::Notifier>,
     /// Open user stores, shared by all sessions of a user (a phone, a
     /// laptop and a webmail of one user share one index connection).
@@ -84,6 +78,13 @@ pub struct Context {
     /// session ends: a client that logs in for each check (webmail, phones,
     /// the benchmark's visits) does not reopen the index every time.
     pub recent: std::sync::Mutex<std::collections::VecDeque<Arc<UserStore>>>,
+}
+
+impl std::ops::Deref for Context {
+    type Target = Access;
+    fn deref(&self) -> &Access {
+        &self.access
+    }
 }
 
 /// User stores kept open after their last session.
@@ -118,29 +119,20 @@ impl Context {
 
 impl Context {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
-        let directory: Arc<dyn Directory> = facteur_directory::open(cfg)?;
-        let hostname = cfg.hostname();
-        let store = Store::new(StoreConfig {
-            root: cfg.store.mail_root.clone(),
-            hostname: hostname.clone(),
-        });
-        let tls = facteur_daemon::tls::initial(
-            &cfg.tls,
-            (!cfg.imapd.listen_tls.is_empty()).then_some("imapd.listen_tls"),
-        )?;
-        let limits = Arc::new(facteur_daemon::limits::Limits::default());
-        let logins = facteur_auth::Logins::for_daemon(cfg, &directory)?;
-        Ok(Context {
-            logins,
-            hostname,
-            directory,
-            store,
-            cfg: cfg.imapd.clone(),
-            tls,
-            limits,
+        Ok(Context::new(
+            Access::from_config(cfg, facteur_access::Daemon::Imapd)?,
+            cfg.imapd.clone(),
+        ))
+    }
+
+    /// A context around `access` (tests build theirs this way).
+    pub fn new(access: Access, cfg: facteur_config::Imapd) -> Context {
+        Context {
+            access,
+            cfg,
             notifier: notify::Notifier::new(),
             users: Default::default(),
             recent: Default::default(),
-        })
+        }
     }
 }

@@ -485,18 +485,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 // Each expunged message's number in the client's view: the
                 // survivors before it plus the expunged before it. Sent
                 // highest first, so no announcement shifts a later one.
-                let mut seqs: Vec<usize> = changes
+                let seqs: Vec<usize> = changes
                     .expunged
                     .iter()
                     .enumerate()
                     .map(|(i, &uid)| msgs.partition_point(|m| m.uid < uid) + i + 1)
                     .collect();
-                seqs.sort_unstable();
-                let mut out = String::new();
-                for s in seqs.iter().rev() {
-                    out.push_str(&format!("* {s} EXPUNGE\r\n"));
-                }
-                self.io.write(out.as_bytes());
+                self.io.write(&expunge_lines(seqs));
             }
         }
         if !changes.added.is_empty() || !changes.expunged.is_empty() {
@@ -586,6 +581,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 /// True if `set` uses `*` (so an empty mailbox gives an empty result, not an
 /// error).
+/// `* n EXPUNGE` for each of `seqs` (numbers in the client's view before
+/// any of them went), highest first, so that no announcement shifts a
+/// later one (RFC 9051 §7.5.1).
+pub(crate) fn expunge_lines(mut seqs: Vec<usize>) -> Vec<u8> {
+    seqs.sort_unstable();
+    let mut out = String::new();
+    for s in seqs.iter().rev() {
+        out.push_str(&format!("* {s} EXPUNGE\r\n"));
+    }
+    out.into_bytes()
+}
+
 pub(crate) fn uses_star(set: &SequenceSet) -> bool {
     match set {
         SequenceSet::Ranges(r) => r

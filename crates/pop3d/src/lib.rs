@@ -51,49 +51,30 @@ pub mod server;
 pub mod session;
 pub mod sizes;
 
+use facteur_access::Access;
 use facteur_config::Config;
-use facteur_directory::Directory;
-use facteur_store::{Store, StoreConfig};
-use std::sync::Arc;
 
 pub use server::run;
 
-/// Everything sessions share.
+/// Everything sessions share: the access daemons' part (directory, logins,
+/// store, TLS, limits: [`Access`], reached through `Deref`) and `[pop3d]`.
 pub struct Context {
-    pub hostname: String,
-    pub directory: Arc<dyn Directory>,
-    /// Logins: SASL and command logins against the directory, with the
-    /// cache of verified passwords (`directory.login_cache_seconds`), the
-    /// slow-down of failed logins and the bound on password hashes (`[auth]`).
-    pub logins: Arc<facteur_auth::Logins>,
-    pub store: Store,
+    pub access: Access,
     pub cfg: facteur_config::Pop3d,
-    pub tls: facteur_daemon::tls::TlsState,
-    pub limits: Arc<facteur_daemon::limits::Limits>,
+}
+
+impl std::ops::Deref for Context {
+    type Target = Access;
+    fn deref(&self) -> &Access {
+        &self.access
+    }
 }
 
 impl Context {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
-        let directory: Arc<dyn Directory> = facteur_directory::open(cfg)?;
-        let hostname = cfg.hostname();
-        let store = Store::new(StoreConfig {
-            root: cfg.store.mail_root.clone(),
-            hostname: hostname.clone(),
-        });
-        let tls = facteur_daemon::tls::initial(
-            &cfg.tls,
-            (!cfg.pop3d.listen_tls.is_empty()).then_some("pop3d.listen_tls"),
-        )?;
-        let limits = Arc::new(facteur_daemon::limits::Limits::default());
-        let logins = facteur_auth::Logins::for_daemon(cfg, &directory)?;
         Ok(Context {
-            logins,
-            hostname,
-            directory,
-            store,
+            access: Access::from_config(cfg, facteur_access::Daemon::Pop3d)?,
             cfg: cfg.pop3d.clone(),
-            tls,
-            limits,
         })
     }
 }

@@ -17,6 +17,8 @@
 //!                (in memory or on disk)
 //! spool.rs       SpoolExt: the queue files and messages of a spool, and a
 //!                message queued in one call
+//! home.rs        MailHome: a mail store, two users and a certificate, what
+//!                imapd's and pop3d's session tests start from
 //! tls.rs         TestCa: a CA and a `localhost` certificate on disk, and a
 //!                client that trusts them
 //! dns.rs         servfail_dns: a nameserver on loopback that fails fast
@@ -41,6 +43,7 @@
 mod accounts;
 mod client;
 mod dns;
+mod home;
 mod root;
 mod running;
 mod spool;
@@ -50,6 +53,7 @@ mod transcript;
 pub use accounts::Accounts;
 pub use client::{CLOSED, LineClient, Protocol};
 pub use dns::servfail_dns;
+pub use home::{ALICE, BOB, MailHome};
 pub use root::{Root, maildir_new, store_at};
 pub use running::{Running, stopped, wait_for};
 pub use spool::SpoolExt;

@@ -79,22 +79,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Whether LOGIN or AUTHENTICATE may go on: not twice, and not in
+    /// clear text (see `login_allowed`); answers the client if not, with
+    /// `before_tls` as the reason in clear text.
+    fn may_log_in(&mut self, tag: &str, before_tls: &str) -> bool {
+        if self.user.is_some() {
+            self.bad(Some(tag), "Already logged in");
+            return false;
+        }
+        if !self.login_allowed() {
+            self.no(tag, &format!("[PRIVACYREQUIRED] {before_tls}"));
+            self.errors += 1;
+            return false;
+        }
+        true
+    }
+
     pub(super) async fn login(
         &mut self,
         tag: &str,
         user: String,
         pass: String,
     ) -> io::Result<Flow> {
-        if self.user.is_some() {
-            self.bad(Some(tag), "Already logged in");
-            return Ok(Flow::Continue);
-        }
-        if !self.login_allowed() {
-            self.no(
-                tag,
-                "[PRIVACYREQUIRED] Plaintext login disallowed: use STARTTLS first",
-            );
-            self.errors += 1;
+        if !self.may_log_in(tag, "Plaintext login disallowed: use STARTTLS first") {
             return Ok(Flow::Continue);
         }
         let logins = Arc::clone(&self.ctx.logins);
@@ -108,16 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         mechanism: String,
         initial: Option<Vec<u8>>,
     ) -> io::Result<Flow> {
-        if self.user.is_some() {
-            self.bad(Some(tag), "Already logged in");
-            return Ok(Flow::Continue);
-        }
-        if !self.login_allowed() {
-            self.no(
-                tag,
-                "[PRIVACYREQUIRED] Authentication disallowed before STARTTLS",
-            );
-            self.errors += 1;
+        if !self.may_log_in(tag, "Authentication disallowed before STARTTLS") {
             return Ok(Flow::Continue);
         }
         let Some(mechanism) = Mechanism::from_name(&mechanism) else {

@@ -251,17 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let mut gone = gone.to_vec();
         gone.sort_unstable();
-        let mut seqs: Vec<usize> = before
+        let seqs: Vec<usize> = before
             .iter()
             .filter(|(u, _)| gone.binary_search(u).is_ok())
             .map(|(_, s)| *s)
             .collect();
-        seqs.sort_unstable();
-        let mut out = String::new();
-        for s in seqs.iter().rev() {
-            out.push_str(&format!("* {s} EXPUNGE\r\n"));
-        }
-        self.io.write(out.as_bytes());
+        self.io.write(&super::expunge_lines(seqs));
     }
 
     pub(super) fn expunge(&mut self, tag: &str, set: Option<SequenceSet>) -> io::Result<Flow> {

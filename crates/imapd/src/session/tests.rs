@@ -14,11 +14,10 @@
 mod sasl;
 
 use super::*;
-use facteur_directory::{Directory as _, SqliteDirectory};
-use facteur_store::{Quota, Store, StoreConfig};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
-use tokio_rustls::rustls;
+use facteur_access::Access;
+use facteur_store::Quota;
+use facteur_testkit::{ALICE, LineClient, MailHome, Running, Session};
+use tokio::io::DuplexStream;
 
 const LOOPBACK: &str = "127.0.0.1";
 const REMOTE: &str = "192.0.2.7";
@@ -29,9 +28,8 @@ const COMMAND_LIMIT: u64 = 8192;
 const MAX_ERRORS: u32 = 6;
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
+    home: MailHome,
     ctx: Arc<Context>,
-    ca: rustls::pki_types::CertificateDer<'static>,
 }
 
 fn messages() -> Vec<&'static [u8]> {
@@ -44,36 +42,7 @@ fn messages() -> Vec<&'static [u8]> {
 }
 
 fn fixture() -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = SqliteDirectory::open_in_memory().unwrap();
-    dir.add_domain("example.test").unwrap();
-    dir.add_user("alice@example.test", "{PLAIN}alice-pw", 0, 0)
-        .unwrap();
-    dir.add_user("bob@example.test", "{PLAIN}bob-pw", 0, 0)
-        .unwrap();
-    let store = Store::new(StoreConfig {
-        root: tmp.path().join("mail"),
-        hostname: "mail.example.test".into(),
-    });
-    for m in messages() {
-        store
-            .deliver("alice@example.test", None, &mut &m[..], Quota::default())
-            .unwrap();
-    }
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    let tls = facteur_daemon::tls::TlsState::default();
-    tls.set(Some(facteur_daemon::tls::load(&cert, &key).unwrap()));
+    let home = MailHome::new(&messages());
     let cfg = facteur_config::Imapd {
         max_errors: MAX_ERRORS,
         allow_plaintext_auth_on_loopback: true,
@@ -81,53 +50,19 @@ fn fixture() -> Fixture {
         max_command_size: facteur_config::ByteSize(COMMAND_LIMIT),
         ..Default::default()
     };
-    let directory: Arc<dyn facteur_directory::Directory> = Arc::new(dir);
-    let limits = Arc::new(facteur_daemon::limits::Limits::default());
-    let ctx = Arc::new(Context {
-        logins: facteur_auth::Logins::for_tests(&directory).unwrap(),
-        hostname: "mail.example.test".into(),
-        directory,
-        store,
-        cfg,
-        tls,
-        limits,
-        notifier: crate::notify::Notifier::new(),
-        users: Default::default(),
-        recent: Default::default(),
-    });
-    Fixture {
-        _tmp: tmp,
-        ctx,
-        ca: ca.der().clone(),
-    }
-}
-
-struct Server {
-    h: tokio::task::JoinHandle<()>,
-    _stop: watch::Sender<bool>,
-}
-
-impl Server {
-    async fn ended(self) {
-        tokio::time::timeout(Duration::from_secs(10), self.h)
-            .await
-            .expect("session ends")
-            .unwrap();
-    }
+    let access = Access::for_tests(&home.directory, home.other_store(), home.tls_files()).unwrap();
+    let ctx = Arc::new(Context::new(access, cfg));
+    Fixture { home, ctx }
 }
 
 impl Fixture {
     /// Connects a client from `ip`; returns it after the greeting.
-    async fn connect(&self, ip: &str) -> (Client<DuplexStream>, Server) {
-        let (c, server) = tokio::io::duplex(1 << 16);
-        let (tx, rx) = watch::channel(false);
-        let h = tokio::spawn(serve(
-            Arc::clone(&self.ctx),
-            Conn::Plain(server),
-            ip.parse().unwrap(),
-            rx,
-        ));
-        let mut c = Client::new(c);
+    async fn connect(&self, ip: &str) -> (Client<DuplexStream>, Running) {
+        let (ctx, ip) = (Arc::clone(&self.ctx), ip.parse().unwrap());
+        let Session {
+            client: mut c,
+            server: s,
+        } = Session::start(move |io, stop| serve(ctx, Conn::Plain(io), ip, stop));
         let g = c.line().await;
         assert!(
             g.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 "),
@@ -137,7 +72,7 @@ impl Fixture {
             g.ends_with("] mail.example.test IMAP server ready (facteur)"),
             "{g}"
         );
-        (c, Server { h, _stop: tx })
+        (c, s)
     }
 
     /// Runs `script` on a new loopback session.
@@ -160,81 +95,26 @@ impl Fixture {
     }
 
     fn uids(&self, mailbox: &str) -> Vec<u32> {
-        let us = self
-            .ctx
-            .store
-            .open_user("alice@example.test", Quota::default())
-            .unwrap();
-        let mb = us.select(mailbox).unwrap();
-        mb.messages().iter().map(|m| m.uid).collect()
+        self.home.uids(ALICE.0, mailbox)
     }
 }
 
-/// A minimal IMAP client over any stream.
-struct Client<S> {
-    r: BufReader<S>,
-}
+/// testkit's line client, with the IMAP steps of these tests.
+type Client<S> = LineClient<S>;
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    fn new(s: S) -> Self {
-        Client {
-            r: BufReader::new(s),
-        }
-    }
-
-    async fn send(&mut self, raw: &[u8]) {
-        self.r.get_mut().write_all(raw).await.unwrap();
-        self.r.get_mut().flush().await.unwrap();
-    }
-
-    /// One raw line with its CRLF; empty at EOF.
-    async fn raw_line(&mut self) -> Vec<u8> {
-        let mut v = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), self.r.read_until(b'\n', &mut v))
-            .await
-            .expect("a line in time")
-            .unwrap();
-        v
-    }
-
-    async fn line(&mut self) -> String {
-        let l = self.raw_line().await;
-        assert!(
-            l.ends_with(b"\r\n"),
-            "not a CRLF line: {:?}",
-            String::from_utf8_lossy(&l)
-        );
-        String::from_utf8(l[..l.len() - 2].to_vec()).unwrap()
-    }
-
+trait Imap {
     /// Sends `tag cmd`, returns the lines up to and with the tagged one.
-    async fn cmd(&mut self, tag: &str, cmd: &str) -> Vec<String> {
-        self.send(format!("{tag} {cmd}\r\n").as_bytes()).await;
-        self.until(tag).await
-    }
-
-    async fn until(&mut self, tag: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        loop {
-            let l = self.line().await;
-            let done = l.starts_with(&format!("{tag} "));
-            out.push(l);
-            if done {
-                return out;
-            }
-        }
-    }
-
-    async fn eof(&mut self) {
-        assert_eq!(
-            String::from_utf8_lossy(&self.raw_line().await),
-            "",
-            "expected the server to hang up"
-        );
-    }
-
+    async fn cmd(&mut self, tag: &str, cmd: &str) -> Vec<String>;
     /// Runs a transcript (see the module comment); true if it ended with
     /// the server hanging up.
+    async fn run(&mut self, script: &str) -> bool;
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Imap for LineClient<S> {
+    async fn cmd(&mut self, tag: &str, cmd: &str) -> Vec<String> {
+        self.command(tag, cmd).await
+    }
+
     async fn run(&mut self, script: &str) -> bool {
         let mut pending: Vec<u8> = Vec::new();
         for (n, raw) in script.lines().enumerate() {
@@ -333,22 +213,6 @@ fn list_patterns_with_non_ascii_names() {
     assert!(matches("inbox/ü", "INBOX/ü"));
 }
 
-async fn tls_client(f: &Fixture, c: DuplexStream) -> tokio_rustls::client::TlsStream<DuplexStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(f.ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, c)
-        .await
-        .unwrap()
-}
-
 // ---------------------------------------------------------------------------
 // Not authenticated: CAPABILITY, LOGIN, AUTHENTICATE, STARTTLS, ID, LOGOUT
 
@@ -443,8 +307,7 @@ async fn no_login_before_tls_then_starttls_discards_pipelined_input() {
     c.send(b"e STARTTLS\r\nf LOGIN alice@example.test alice-pw\r\n")
         .await;
     assert_eq!(c.line().await, "e OK Begin TLS negotiation now");
-    assert!(c.r.buffer().is_empty());
-    let mut c = Client::new(tls_client(&f, c.r.into_inner()).await);
+    let mut c = Client::new(f.home.ca.connect(c.into_inner()).await);
     c.run(
         r#"
         C: g CAPABILITY

@@ -7,20 +7,18 @@
 mod sasl;
 
 use super::*;
-use facteur_directory::{Directory, SqliteDirectory};
-use facteur_store::{Quota, Store, StoreConfig};
+use facteur_access::Access;
+use facteur_store::{Quota, Store};
+use facteur_testkit::{ALICE, LineClient, MailHome, Running, Session};
 use std::io::Read as _;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
-use tokio_rustls::rustls;
+use tokio::io::DuplexStream;
 
 const LOOPBACK: &str = "127.0.0.1";
 const REMOTE: &str = "192.0.2.7";
 
 struct Fixture {
-    tmp: tempfile::TempDir,
+    home: MailHome,
     ctx: Arc<Context>,
-    ca: rustls::pki_types::CertificateDer<'static>,
 }
 
 /// A message with lines that need stuffing, and no final line ending.
@@ -35,97 +33,43 @@ fn messages() -> Vec<Vec<u8>> {
 }
 
 fn fixture(timeout: u64) -> Fixture {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = SqliteDirectory::open_in_memory().unwrap();
-    dir.add_domain("example.test").unwrap();
-    dir.add_user("alice@example.test", "{PLAIN}alice-pw", 0, 0)
-        .unwrap();
-    dir.add_user("bob@example.test", "{PLAIN}bob-pw", 0, 0)
-        .unwrap();
-    let store = Store::new(StoreConfig {
-        root: tmp.path().join("mail"),
-        hostname: "mail.example.test".into(),
-    });
-    for m in messages() {
-        store
-            .deliver("alice@example.test", None, &mut &m[..], Quota::default())
-            .unwrap();
-    }
-    // A CA and a certificate for "localhost" signed by it.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    let tls = facteur_daemon::tls::TlsState::default();
-    tls.set(Some(facteur_daemon::tls::load(&cert, &key).unwrap()));
+    let messages = messages();
+    let home = MailHome::new(&messages.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let cfg = facteur_config::Pop3d {
         timeout: facteur_config::Seconds(timeout),
         max_errors: 11,
         allow_plaintext_auth_on_loopback: true,
         ..Default::default()
     };
-    let directory: Arc<dyn facteur_directory::Directory> = Arc::new(dir);
-    let limits = Arc::new(facteur_daemon::limits::Limits::default());
-    let ctx = Arc::new(Context {
-        logins: facteur_auth::Logins::for_tests(&directory).unwrap(),
-        hostname: "mail.example.test".into(),
-        directory,
-        store,
-        cfg,
-        tls,
-        limits,
-    });
-    Fixture {
-        tmp,
-        ctx,
-        ca: ca.der().clone(),
-    }
+    let access = Access::for_tests(&home.directory, home.other_store(), home.tls_files()).unwrap();
+    let ctx = Arc::new(Context { access, cfg });
+    Fixture { home, ctx }
 }
 
 impl Fixture {
     /// A fresh store handle (its own SQLite connection), as another
     /// process (imapd) would have.
     fn other_store(&self) -> Store {
-        Store::new(StoreConfig {
-            root: self.tmp.path().join("mail"),
-            hostname: "mail.example.test".into(),
-        })
+        self.home.other_store()
     }
 
     fn inbox_uids(&self) -> Vec<u32> {
-        let us = self
-            .other_store()
-            .open_user("alice@example.test", Quota::default())
-            .unwrap();
-        let mb = us.select("INBOX").unwrap();
-        mb.messages().iter().map(|m| m.uid).collect()
+        self.home.uids(ALICE.0, "INBOX")
     }
 
     /// Connects a client from `ip`; returns it after the greeting.
-    async fn connect(&self, ip: &str) -> (Client<DuplexStream>, Server) {
-        let (c, server) = tokio::io::duplex(1 << 16);
-        let (tx, rx) = watch::channel(false);
-        let h = tokio::spawn(serve(
-            Arc::clone(&self.ctx),
-            Conn::Plain(server),
-            ip.parse().unwrap(),
-            rx,
-        ));
-        let mut c = Client::new(c);
+    async fn connect(&self, ip: &str) -> (Client<DuplexStream>, Running) {
+        let (ctx, ip) = (Arc::clone(&self.ctx), ip.parse().unwrap());
+        let Session {
+            client: mut c,
+            server: s,
+        } = Session::start(move |io, stop| serve(ctx, Conn::Plain(io), ip, stop));
         let g = c.line().await;
         assert!(g.starts_with("+OK mail.example.test POP3"), "{g}");
-        (c, Server { h, _stop: tx })
+        (c, s)
     }
 
-    async fn login(&self, user: &str, pw: &str) -> (Client<DuplexStream>, Server) {
+    async fn login(&self, user: &str, pw: &str) -> (Client<DuplexStream>, Running) {
         let (mut c, s) = self.connect(LOOPBACK).await;
         assert!(c.cmd(&format!("USER {user}")).await.starts_with("+OK"));
         let r = c.cmd(&format!("PASS {pw}")).await;
@@ -134,72 +78,28 @@ impl Fixture {
     }
 }
 
-struct Server {
-    h: tokio::task::JoinHandle<()>,
-    _stop: watch::Sender<bool>,
+/// testkit's line client, with the POP3 steps of these tests.
+type Client<S> = LineClient<S>;
+
+trait Pop3 {
+    /// Sends `line`, returns the first line of the response.
+    async fn cmd(&mut self, line: &str) -> String;
+    /// The raw body of a multi-line response, up to (not with) ".CRLF".
+    async fn raw_body(&mut self) -> Vec<u8>;
+    /// The lines of a multi-line response, unstuffed.
+    async fn lines(&mut self) -> Vec<String>;
 }
 
-impl Server {
-    /// Waits for the session to end.
-    async fn ended(self) {
-        tokio::time::timeout(Duration::from_secs(10), self.h)
-            .await
-            .expect("session ends")
-            .unwrap();
-    }
-}
-
-/// A minimal POP3 client over any stream.
-struct Client<S> {
-    r: BufReader<S>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    fn new(s: S) -> Self {
-        Client {
-            r: BufReader::new(s),
-        }
-    }
-
-    async fn send(&mut self, raw: &[u8]) {
-        self.r.get_mut().write_all(raw).await.unwrap();
-    }
-
-    /// One raw line with its CRLF; empty at EOF.
-    async fn raw_line(&mut self) -> Vec<u8> {
-        let mut v = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), self.r.read_until(b'\n', &mut v))
-            .await
-            .expect("a line in time")
-            .unwrap();
-        v
-    }
-
-    async fn line(&mut self) -> String {
-        let l = self.raw_line().await;
-        assert!(l.ends_with(b"\r\n"), "not a CRLF line: {l:?}");
-        String::from_utf8(l[..l.len() - 2].to_vec()).unwrap()
-    }
-
+impl<S: AsyncRead + AsyncWrite + Unpin> Pop3 for LineClient<S> {
     async fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.send_line(line).await;
         self.line().await
     }
 
-    /// The raw body of a multi-line response, up to (not with) ".CRLF".
     async fn raw_body(&mut self) -> Vec<u8> {
-        let mut body = Vec::new();
-        loop {
-            let l = self.raw_line().await;
-            assert!(!l.is_empty(), "EOF inside a multi-line response");
-            if l == b".\r\n" {
-                return body;
-            }
-            body.extend_from_slice(&l);
-        }
+        self.dot_body().await
     }
 
-    /// The lines of a multi-line response, unstuffed.
     async fn lines(&mut self) -> Vec<String> {
         let body = self.raw_body().await;
         String::from_utf8(body)
@@ -207,10 +107,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .split_terminator("\r\n")
             .map(|l| l.strip_prefix('.').unwrap_or(l).to_string())
             .collect()
-    }
-
-    async fn eof(&mut self) {
-        assert_eq!(self.raw_line().await, b"", "expected the server to hang up");
     }
 }
 
@@ -735,22 +631,6 @@ async fn no_cleartext_login_from_remote_clients() {
     s.ended().await;
 }
 
-async fn tls_client(f: &Fixture, c: DuplexStream) -> tokio_rustls::client::TlsStream<DuplexStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(f.ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, c)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn stls_discards_pipelined_cleartext_then_allows_login() {
     let f = fixture(5);
@@ -763,8 +643,7 @@ async fn stls_discards_pipelined_cleartext_then_allows_login() {
     // An attacker's command injected after STLS, in the same packet.
     c.send(b"STLS\r\nUSER alice@example.test\r\n").await;
     assert_eq!(c.line().await, "+OK Begin TLS negotiation");
-    assert!(c.r.buffer().is_empty());
-    let tls = tls_client(&f, c.r.into_inner()).await;
+    let tls = f.home.ca.connect(c.into_inner()).await;
     let mut c = Client::new(tls);
     // The injected USER was thrown away: PASS has no USER to go with.
     assert_eq!(c.cmd("PASS alice-pw").await, "-ERR Send USER first");
@@ -799,7 +678,7 @@ async fn implicit_tls_session() {
         let t = acceptor.accept(server).await.unwrap();
         serve(ctx, Conn::Tls(Box::new(t)), REMOTE.parse().unwrap(), rx).await
     });
-    let mut c = Client::new(tls_client(&f, c).await);
+    let mut c = Client::new(f.home.ca.connect(c).await);
     assert!(c.line().await.starts_with("+OK"));
     assert_eq!(c.cmd("CAPA").await, "+OK Capability list follows");
     assert!(!c.lines().await.iter().any(|l| l == "STLS"));
