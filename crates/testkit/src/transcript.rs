@@ -36,6 +36,18 @@ impl Session {
         }
     }
 
+    /// As [`Session::start`], then reads the greeting: the client, the
+    /// server and the greeting's first line.
+    pub async fn greeted<F, Fut>(serve: F) -> (LineClient<DuplexStream>, Running, String)
+    where
+        F: FnOnce(DuplexStream, watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Session { mut client, server } = Session::start(serve);
+        let greeting = client.line().await;
+        (client, server, greeting)
+    }
+
     /// As [`Session::start`], with `early` already written before the
     /// server runs: a client that talks before the greeting.
     pub async fn start_after<F, Fut>(early: &[u8], serve: F) -> Session

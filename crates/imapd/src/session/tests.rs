@@ -59,11 +59,8 @@ impl Fixture {
     /// Connects a client from `ip`; returns it after the greeting.
     async fn connect(&self, ip: &str) -> (Client<DuplexStream>, Running) {
         let (ctx, ip) = (Arc::clone(&self.ctx), ip.parse().unwrap());
-        let Session {
-            client: mut c,
-            server: s,
-        } = Session::start(move |io, stop| serve(ctx, Conn::Plain(io), ip, stop));
-        let g = c.line().await;
+        let (c, s, g) =
+            Session::greeted(move |io, stop| serve(ctx, Conn::Plain(io), ip, stop)).await;
         assert!(
             g.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 "),
             "{g}"
