@@ -13,7 +13,7 @@
 
 #![no_main]
 
-use facteur_imap_proto::{Command, FetchAttr, SearchKey, SequenceSet, literal_at_end, parse_command, section_label, utf7};
+use facteur_imap_proto::{Command, FetchAttr, SearchKey, SequenceSet, Store, literal_at_end, parse_command, section_label, utf7};
 use libfuzzer_sys::fuzz_target;
 
 const TOKENS: &[&[u8]] = &[
@@ -89,7 +89,7 @@ fn check_command(input: &[u8], largest: u32) {
                         }
                     }
                 }
-                Command::Store { set, .. } | Command::Copy { set, .. } | Command::Move { set, .. } => check_set(set, largest),
+                Command::Store(Store { set, .. }) | Command::Copy { set, .. } | Command::Move { set, .. } => check_set(set, largest),
                 Command::UidExpunge(set) => check_set(set, largest),
                 Command::Search { key, .. } => check_key(key, largest, &mut 10_000),
                 Command::Append { .. } => {

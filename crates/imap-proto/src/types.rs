@@ -142,6 +142,19 @@ pub enum FetchAttr {
     BinarySize(Vec<u32>),
 }
 
+/// `[UID] STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] flags`
+/// (RFC 9051 §6.4.6, RFC 7162 §3.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    pub uid: bool,
+    pub set: SequenceSet,
+    pub unchanged_since: Option<u64>,
+    pub op: StoreOp,
+    pub silent: bool,
+    /// Flags as sent (`\Seen`, `$Forwarded`), backslash kept.
+    pub flags: Vec<String>,
+}
+
 /// How STORE changes flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreOp {
@@ -308,15 +321,7 @@ pub enum Command {
         /// VANISHED (RFC 7162 QRESYNC, UID FETCH only).
         vanished: bool,
     },
-    Store {
-        uid: bool,
-        set: SequenceSet,
-        unchanged_since: Option<u64>,
-        op: StoreOp,
-        silent: bool,
-        /// Flags as sent (`\Seen`, `$Forwarded`), backslash kept.
-        flags: Vec<String>,
-    },
+    Store(Store),
     Copy {
         uid: bool,
         set: SequenceSet,

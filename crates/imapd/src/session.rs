@@ -396,14 +396,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.fetch(&tag, uid, &set, attrs, changed_since, vanished)
                     .await
             }
-            Command::Store {
-                uid,
-                set,
-                unchanged_since,
-                op,
-                silent,
-                flags,
-            } => blocking(|| self.store(&tag, uid, &set, unchanged_since, op, silent, &flags)),
+            Command::Store(args) => blocking(|| self.store(&tag, &args)),
             Command::Copy { uid, set, mailbox } => {
                 blocking(|| self.copy(&tag, uid, &set, &mailbox, false))
             }
@@ -697,7 +690,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::UidExpunge(_) => "UID EXPUNGE",
         Command::Search { .. } => "SEARCH",
         Command::Fetch { .. } => "FETCH",
-        Command::Store { .. } => "STORE",
+        Command::Store(_) => "STORE",
         Command::Copy { .. } => "COPY",
         Command::Move { .. } => "MOVE",
     }

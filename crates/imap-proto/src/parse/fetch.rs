@@ -7,7 +7,7 @@
 //! fetch macros ALL, FAST and FULL are expanded here.
 
 use super::lexer::{Parser, Res};
-use crate::types::{Command, FetchAttr, Section, SectionText, StoreOp};
+use crate::types::{Command, FetchAttr, Section, SectionText, Store, StoreOp};
 
 /// `FETCH sequence-set SP (macro / fetch-att / "(" fetch-att *(SP
 /// fetch-att) ")") [SP "(" fetch-modifier *(SP fetch-modifier) ")"]`.
@@ -252,14 +252,14 @@ pub(super) fn store(p: &mut Parser<'_>, uid: bool) -> Res<Command> {
         }
         v
     };
-    Ok(Command::Store {
+    Ok(Command::Store(Store {
         uid,
         set,
         unchanged_since,
         op,
         silent,
         flags,
-    })
+    }))
 }
 
 /// `COPY` / `MOVE sequence-set SP mailbox`.
@@ -514,47 +514,47 @@ mod tests {
             // RFC 9051 §6.4.6, RFC 7162 §3.1.3.
             (
                 "A003 STORE 2:4 +FLAGS (\\Deleted)",
-                Command::Store {
+                Command::Store(Store {
                     uid: false,
                     set: Ranges(vec![(Num(2), Num(4))]),
                     unchanged_since: None,
                     op: StoreOp::Add,
                     silent: false,
                     flags: vec![s("\\Deleted")],
-                },
+                }),
             ),
             (
                 "d105 STORE 7,5,9 (UNCHANGEDSINCE 320162338) +FLAGS.SILENT (\\Deleted)",
-                Command::Store {
+                Command::Store(Store {
                     uid: false,
                     set: Ranges(vec![(Num(7), Num(7)), (Num(5), Num(5)), (Num(9), Num(9))]),
                     unchanged_since: Some(320162338),
                     op: StoreOp::Add,
                     silent: true,
                     flags: vec![s("\\Deleted")],
-                },
+                }),
             ),
             (
                 "a UID STORE 1 -flags.silent \\Seen $Junk",
-                Command::Store {
+                Command::Store(Store {
                     uid: true,
                     set: Ranges(vec![(Num(1), Num(1))]),
                     unchanged_since: None,
                     op: StoreOp::Remove,
                     silent: true,
                     flags: vec![s("\\Seen"), s("$Junk")],
-                },
+                }),
             ),
             (
                 "a STORE 1 FLAGS ()",
-                Command::Store {
+                Command::Store(Store {
                     uid: false,
                     set: Ranges(vec![(Num(1), Num(1))]),
                     unchanged_since: None,
                     op: StoreOp::Replace,
                     silent: false,
                     flags: vec![],
-                },
+                }),
             ),
             (
                 "A003 COPY 2:4 MEETING",

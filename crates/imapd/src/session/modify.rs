@@ -9,24 +9,16 @@
 //! Every change wakes other sessions idling on the mailbox.
 
 use super::{Flow, Session, blocking, parse_flags, uses_star, write_flags};
-use facteur_imap_proto::{SequenceSet, StoreOp, encode};
+use facteur_imap_proto::{SequenceSet, Store, StoreOp, encode};
 use facteur_store::{FlagOp, StoreError};
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn store(
-        &mut self,
-        tag: &str,
-        uid: bool,
-        set: &SequenceSet,
-        unchanged_since: Option<u64>,
-        op: StoreOp,
-        silent: bool,
-        flags: &[String],
-    ) -> io::Result<Flow> {
-        let flags = match parse_flags(flags) {
+    pub(super) fn store(&mut self, tag: &str, args: &Store) -> io::Result<Flow> {
+        let (uid, set, unchanged_since) = (args.uid, &args.set, args.unchanged_since);
+        let flags = match parse_flags(&args.flags) {
             Ok(f) => f,
             Err(e) => {
                 self.bad(Some(tag), &e);
@@ -49,7 +41,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .iter()
             .map(|&i| sel.mb.messages()[i].uid)
             .collect();
-        let op = match op {
+        let op = match args.op {
             StoreOp::Add => FlagOp::Add,
             StoreOp::Remove => FlagOp::Remove,
             StoreOp::Replace => FlagOp::Replace,
@@ -80,7 +72,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let changed = updated.binary_search(uid_).is_ok();
             // .SILENT still reports the new MODSEQ under CONDSTORE
             // (RFC 7162 §3.1.3).
-            if silent && !(changed && condstore) {
+            if args.silent && !(changed && condstore) {
                 continue;
             }
             let m = &msgs[i];
@@ -90,7 +82,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
                 parts_written = true;
             }
-            if !silent {
+            if !args.silent {
                 if parts_written {
                     out.push(b' ');
                 }
