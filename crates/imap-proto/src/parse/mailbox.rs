@@ -284,7 +284,7 @@ fn append(p: &mut Parser<'_>) -> Res<Command> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{err, ok, ok_bytes};
+    use super::super::testutil::{ok_bytes, parses, refused};
     use crate::types::{SeqBound::*, SequenceSet::*, *};
 
     fn s(x: &str) -> String {
@@ -409,9 +409,7 @@ mod tests {
                 ),
             ),
         ];
-        for (input, want) in cases {
-            assert_eq!(ok(input), want, "{input}");
-        }
+        parses(&cases);
     }
 
     #[test]
@@ -635,9 +633,7 @@ mod tests {
                 },
             ),
         ];
-        for (input, want) in cases {
-            assert_eq!(ok(input), want, "{input}");
-        }
+        parses(&cases);
     }
 
     #[test]
@@ -692,7 +688,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        for (input, msg) in [
+        refused(&[
             (&b"a SELECT"[..], "missing mailbox name"),
             (b"a SELECT ", "missing mailbox name"),
             (b"a SELECT INBOX ()", "unknown SELECT parameter"),
@@ -774,14 +770,6 @@ mod tests {
             ),
             (b"a APPEND {5}\r\nINBOX", "missing message literal"),
             (b"a APPEND {5}", "literal data missing"),
-        ] {
-            let e = err(input);
-            assert_eq!(
-                (e.tag.as_deref(), e.message.as_str()),
-                (Some("a"), msg),
-                "{}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        ]);
     }
 }

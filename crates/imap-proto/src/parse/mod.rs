@@ -165,6 +165,26 @@ pub(crate) mod testutil {
         }
     }
 
+    /// Each input parses to its command.
+    pub fn parses(cases: &[(&str, Command)]) {
+        for (input, want) in cases {
+            assert_eq!(&ok(input), want, "{input}");
+        }
+    }
+
+    /// Each input, tagged `a`, is refused with its message and its tag.
+    pub fn refused(cases: &[(&[u8], &str)]) {
+        for (input, msg) in cases {
+            let e = err(input);
+            assert_eq!(
+                (e.tag.as_deref(), e.message.as_str()),
+                (Some("a"), *msg),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
     /// The error for `input`; panics if it parses.
     pub fn err(input: &[u8]) -> ParseError {
         match parse_command(input) {
@@ -276,7 +296,7 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
-        for (input, msg) in [
+        refused(&[
             (&b"a LOGIN \"a\0b\" x"[..], "NUL in quoted string"),
             (b"a LOGIN \"a\rb\" x", "CR in quoted string"),
             (b"a LOGIN \"a\nb\" x", "LF in quoted string"),
@@ -301,15 +321,7 @@ mod tests {
             (b"a LOGIN x ", "missing password"),
             (b"a LOGIN \xc3\xa9 x", "expected a string"),
             (b"a LOGIN x y z", "unexpected characters at end of command"),
-        ] {
-            let e = err(input);
-            assert_eq!(
-                (e.tag.as_deref(), e.message.as_str()),
-                (Some("a"), msg),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        ]);
     }
 
     /// Valid commands of every kind, used for the truncation test.
