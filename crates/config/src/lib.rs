@@ -400,7 +400,7 @@ pub struct Imapd {
     /// Idle time allowed once logged in (RFC 9051 §5.4: at least 30 minutes;
     /// IDLE clients re-issue it every 29).
     pub timeout: Seconds,
-    /// Idle time allowed before login.
+    /// The whole time a client has from connecting to logging in.
     pub login_timeout: Seconds,
     /// Bad commands tolerated before the connection is closed.
     pub max_errors: u32,

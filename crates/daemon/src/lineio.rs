@@ -73,6 +73,8 @@ pub struct LineIo<S> {
     min_rate: u64,
     /// A hard end for the current phase of the session.
     deadline: Option<Instant>,
+    /// The first bytes of the last overlong line.
+    overlong_head: Vec<u8>,
     stop: watch::Receiver<bool>,
 }
 
@@ -87,6 +89,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             timeout,
             min_rate: MIN_RATE,
             deadline: None,
+            overlong_head: Vec::new(),
             stop,
         }
     }
@@ -101,6 +104,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
     /// time-out), or lifts that end (`None`).
     pub fn set_deadline(&mut self, at: Option<Instant>) {
         self.deadline = at;
+    }
+
+    /// The first bytes (up to 128) of the last line reported as
+    /// [`Input::TooLong`]: where a protocol finds the tag to answer with.
+    pub fn overlong_head(&self) -> &[u8] {
+        &self.overlong_head
     }
 
     /// Queues bytes to send at the next flush.
@@ -215,7 +224,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             let (used, ev) = self.framer.next(&self.inbuf);
             let ev = ev.map(|e| match e {
                 LineEvent::Line(l) => Input::Line(l.to_vec()),
-                LineEvent::TooLong => Input::TooLong,
+                LineEvent::TooLong(head) => {
+                    self.overlong_head.clear();
+                    self.overlong_head.extend_from_slice(head);
+                    Input::TooLong
+                }
             });
             self.inbuf.drain(..used);
             if let Some(ev) = ev {

@@ -12,6 +12,7 @@
 //! MIME tree; output is the only copy made.
 
 use facteur_imap_proto::{Section, SectionText};
+use std::collections::HashSet;
 
 use crate::decode::{self, Cte};
 use crate::mime::{Entity, Kind};
@@ -55,8 +56,25 @@ pub(crate) fn header_fields(
     not: bool,
 ) -> Vec<u8> {
     let mut out = Vec::new();
+    // A long list is looked up by hash: the cost stays one pass over the
+    // fields, whatever the number of names a client sends.
+    let many: Option<HashSet<Vec<u8>>> = (names.len() > 8).then(|| {
+        names
+            .iter()
+            .map(|n| n.as_bytes().to_ascii_lowercase())
+            .collect()
+    });
+    let mut lower = Vec::new();
     for f in header::fields(raw, range) {
-        if names.iter().any(|n| f.is(n.as_bytes())) != not {
+        let listed = match &many {
+            Some(set) => {
+                lower.clear();
+                lower.extend(f.name.iter().map(u8::to_ascii_lowercase));
+                set.contains(&lower)
+            }
+            None => names.iter().any(|n| f.is(n.as_bytes())),
+        };
+        if listed != not {
             out.extend_from_slice(f.raw);
             if !f.raw.ends_with(b"\n") {
                 out.extend_from_slice(b"\r\n");
@@ -116,6 +134,25 @@ pub(crate) fn binary(m: &Message<'_>, part: &[u32]) -> Result<Vec<u8>, BinaryErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_name_lists_match_as_short_ones() {
+        let raw = b"From: a\r\nSubject: s\r\nX-a: 1\r\nx-B: 2\r\nTo: t\r\n\r\nbody";
+        let h = 0..header::body_start(raw, 0..raw.len());
+        let few: Vec<String> = ["subject", "X-B"].iter().map(|s| s.to_string()).collect();
+        let mut many = few.clone();
+        many.extend((0..20).map(|i| format!("X-Other-{i}")));
+        for not in [false, true] {
+            assert_eq!(
+                header_fields(raw, h.clone(), &few, not),
+                header_fields(raw, h.clone(), &many, not),
+            );
+        }
+        assert_eq!(
+            header_fields(raw, h, &many, false),
+            b"Subject: s\r\nx-B: 2\r\n\r\n"
+        );
+    }
 
     const NESTED: &str = "From: a@example.org\r\n\
 Subject: nest\r\n\

@@ -32,6 +32,16 @@
 //! - APPEND OK is sent only after the message is in `cur/` and its index row
 //!   committed, both fsynced (the store's guarantee). A literal is streamed to
 //!   memory or an unlinked file, never held whole beyond 1 MiB.
+//! - Time is bounded per phase: before login the whole session has
+//!   `login_timeout` (a trickle or a cheap command now and then does not
+//!   stretch it); a command line must arrive whole within the idle time-out
+//!   and a literal at 1 KiB/s at least (`LineIo`).
+//! - CPU a client chooses is bounded and shared: a FETCH asks for at most
+//!   64 content sections and 1,000 header field names, long name lists are
+//!   matched by hash, and message content is read and formatted (FETCH,
+//!   SEARCH) in blocking calls behind a process-wide gate of one per core
+//!   less one (`session::heavy`), so other sessions' commands always find
+//!   a core.
 //! - Memory per connection is bounded: a command, its literals included, by
 //!   `max_command_size`; literal announcements over the limits are refused
 //!   before a byte is read (`APPEND INBOX {4294967295}` costs nothing).

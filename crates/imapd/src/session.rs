@@ -108,7 +108,12 @@ where
     let span = info_span!("imap", peer = %ip, tls = conn.is_tls());
     async move {
         debug!("connected");
-        let io = LineIo::new(conn, MAX_LINE, ctx.cfg.login_timeout.duration(), stop);
+        let login_timeout = ctx.cfg.login_timeout.duration();
+        let mut io = LineIo::new(conn, MAX_LINE, login_timeout, stop);
+        // Before login, the whole session has `login_timeout` (issue 14): a
+        // client that trickles bytes, or sends a cheap command now and
+        // then, cannot hold a connection slot longer than that.
+        io.set_deadline(Some(tokio::time::Instant::now() + login_timeout));
         let mut s = Session {
             ctx,
             io,
@@ -152,6 +157,28 @@ where
 /// call (see `dispatch`); calls nested in it cost nothing.
 pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
+}
+
+/// Sessions doing CPU-heavy work at once (reading and formatting message
+/// content for FETCH, SEARCH): one per core less one, at least one. Such
+/// work costs what a client chooses (how many messages, how many items, how
+/// big their headers), so it queues here (fairly: the semaphore is FIFO)
+/// instead of taking every core, and a core stays free for the other
+/// sessions' cheap commands (issue 14: another session's NOOP is answered
+/// at once while FETCHes of huge headers run).
+fn heavy_gate() -> &'static tokio::sync::Semaphore {
+    static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+/// Runs `f`, heavy work, when [`heavy_gate`] lets it, then as [`blocking`].
+pub(crate) async fn heavy<T>(f: impl FnOnce() -> T) -> T {
+    // The semaphore is never closed: acquire cannot fail.
+    let _permit = heavy_gate().acquire().await.ok();
+    blocking(f)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -207,7 +234,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let line = match self.io.next_line(buf.is_empty()).await? {
                 Input::Line(l) => l,
                 Input::TooLong => {
-                    return Ok(Read::Bad(tag_of(&buf), "Command line too long".into()));
+                    // The tag of the command (the line may continue one
+                    // that began with literals), so that a client waiting
+                    // for it gets its answer.
+                    let tag = tag_of(&buf).or_else(|| tag_of(self.io.overlong_head()));
+                    return Ok(Read::Bad(tag, "Command line too long".into()));
                 }
                 Input::Eof => return Ok(Read::Eof),
                 Input::Timeout => return Ok(Read::Timeout),
@@ -385,7 +416,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 ret,
                 charset,
                 key,
-            } => blocking(|| self.search(&tag, uid, ret, charset, key)),
+            } => heavy(|| self.search(&tag, uid, ret, charset, key)).await,
             Command::Fetch {
                 uid,
                 set,

@@ -11,9 +11,13 @@
 pub enum LineEvent<'a> {
     /// A whole line, with its line terminator (`\r\n` or `\n`).
     Line(&'a [u8]),
-    /// A line longer than the limit; it is being skipped.
-    TooLong,
+    /// A line longer than the limit, with its first bytes (at most
+    /// [`HEAD`]: enough for a tag); the rest is being skipped.
+    TooLong(&'a [u8]),
 }
+
+/// The bytes of an overlong line's start that [`LineEvent::TooLong`] keeps.
+pub const HEAD: usize = 128;
 
 /// Incremental line splitter.
 #[derive(Debug, Clone)]
@@ -51,7 +55,8 @@ impl LineFramer {
                     }
                     if rest.len() >= self.max {
                         self.discarding = true;
-                        return (input.len(), Some(LineEvent::TooLong));
+                        let head = &rest[..rest.len().min(HEAD)];
+                        return (input.len(), Some(LineEvent::TooLong(head)));
                     }
                     return (start, None);
                 }
@@ -64,7 +69,8 @@ impl LineFramer {
                         continue;
                     }
                     if pos + 1 > self.max {
-                        return (end, Some(LineEvent::TooLong));
+                        let head = &rest[..rest.len().min(HEAD)];
+                        return (end, Some(LineEvent::TooLong(head)));
                     }
                     return (end, Some(LineEvent::Line(&input[start..end])));
                 }
@@ -89,7 +95,10 @@ mod tests {
                 let (used, ev) = f.next(&buf);
                 let ev = ev.map(|e| match e {
                     LineEvent::Line(l) => Ok(l.to_vec()),
-                    LineEvent::TooLong => Err(()),
+                    LineEvent::TooLong(head) => {
+                        assert!(head.len() <= HEAD);
+                        Err(())
+                    }
                 });
                 buf.drain(..used);
                 match ev {

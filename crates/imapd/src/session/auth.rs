@@ -178,6 +178,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     quota,
                 });
                 self.io.set_timeout(self.ctx.cfg.timeout.duration());
+                // The login phase's hard end is lifted (see `serve`).
+                self.io.set_deadline(None);
                 let caps = self.capabilities();
                 self.ok(tag, &format!("[CAPABILITY {caps}] Logged in"));
             }

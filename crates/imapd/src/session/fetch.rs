@@ -14,11 +14,16 @@
 //! other content item is streamed from its file in 64 KiB reads after
 //! its CRLF size is counted. A FETCH of only ENVELOPE and header sections
 //! reads each file's header block, not the whole message.
+//!
+//! Cost (issue 14): a FETCH may ask for [`MAX_SECTIONS`] content sections
+//! and [`MAX_FIELD_NAMES`] header field names at most (more is `BAD`), and
+//! each batch is read and formatted in one blocking call behind the
+//! heavy-work gate (`super::heavy`).
 
-use super::{Flow, Session, WRITE_CHUNK, blocking, write_flags};
+use super::{Flow, Session, WRITE_CHUNK, blocking, heavy, write_flags};
 use facteur_imap_message::{BinaryError, Message};
 use facteur_imap_proto::{FetchAttr, SectionText, SequenceSet, encode, section_label};
-use facteur_store::{FlagOp, Flags, SEEN, StoreError, UNKNOWN_DATE};
+use facteur_store::{FlagOp, Flags, Mailbox, MessageMeta, SEEN, StoreError, UNKNOWN_DATE};
 use std::io::{self, Write as _};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
@@ -72,6 +77,40 @@ fn read_batch(rest: &[usize], size: impl Fn(usize) -> u64) -> &[usize] {
     &rest[..n]
 }
 
+/// Content sections one FETCH may ask for (`BODY[...]`, `BINARY[...]`,
+/// `BINARY.SIZE[...]`, `RFC822.*`): clients ask for a handful, and each
+/// costs a pass over every message fetched.
+const MAX_SECTIONS: usize = 64;
+/// Field names in all the `HEADER.FIELDS[.NOT]` lists of one FETCH.
+const MAX_FIELD_NAMES: usize = 1000;
+
+/// Refuses a FETCH whose cost per message a client has blown up (issue
+/// 14: 1,800 header-field sections of a message with 100,000 fields).
+fn within_limits(attrs: &[FetchAttr]) -> Result<(), String> {
+    let sections = attrs.iter().filter(|a| needs_content(a)).count();
+    if sections > MAX_SECTIONS {
+        return Err(format!(
+            "Too many message sections in one FETCH (at most {MAX_SECTIONS})"
+        ));
+    }
+    let names: usize = attrs
+        .iter()
+        .map(|a| match a {
+            FetchAttr::BodySection { section, .. } => match &section.text {
+                Some(SectionText::HeaderFields(n) | SectionText::HeaderFieldsNot(n)) => n.len(),
+                _ => 0,
+            },
+            _ => 0,
+        })
+        .sum();
+    if names > MAX_FIELD_NAMES {
+        return Err(format!(
+            "Too many header field names in one FETCH (at most {MAX_FIELD_NAMES})"
+        ));
+    }
+    Ok(())
+}
+
 fn sets_seen(a: &FetchAttr) -> bool {
     matches!(
         a,
@@ -92,6 +131,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         changed_since: Option<u64>,
         vanished: bool,
     ) -> io::Result<Flow> {
+        if let Err(why) = within_limits(&attrs) {
+            self.bad(Some(tag), &why);
+            return Ok(Flow::Continue);
+        }
         if vanished && (!uid || changed_since.is_none() || !self.qresync) {
             self.bad(
                 Some(tag),
@@ -184,15 +227,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let header_only = attrs.iter().all(from_header);
         let whole_only = attrs.iter().filter(|a| needs_content(a)).count() == 1
             && attrs.iter().any(is_whole_message);
-        let streamed = |size: u64| whole_only && size > STREAM_ABOVE;
-        let utf8 = self.utf8;
-        let mut gone = false;
-        let mut unknown_cte = false;
+        let mut batch_ctx = Formatter {
+            attrs: &attrs,
+            seen: &seen_set,
+            utf8: self.utf8,
+            content,
+            header_only,
+            stream_above: if whole_only { STREAM_ABOVE } else { u64::MAX },
+            gone: false,
+            unknown_cte: false,
+        };
         let mut out: Vec<u8> = Vec::with_capacity(4096);
         let mut next = 0;
         while next < positions.len() {
-            // The files of a batch are read in one blocking call (each
-            // call hands this worker's other sessions to another thread).
             let Some(sel) = &self.sel else { break };
             let batch = if content {
                 let msgs = sel.mb.messages();
@@ -200,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     let size = msgs[i].size;
                     if header_only {
                         size.min(8192)
-                    } else if streamed(size) {
+                    } else if size > batch_ctx.stream_above {
                         0
                     } else {
                         size
@@ -209,120 +256,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } else {
                 &positions[next..]
             };
-            next += batch.len();
-            let mut raws = if content {
-                blocking(|| {
-                    let msgs = sel.mb.messages();
-                    batch
-                        .iter()
-                        .map(|&i| {
-                            let m = &msgs[i];
-                            if header_only {
-                                Some(sel.mb.read_header(m.uid))
-                            } else if streamed(m.size) {
-                                None
-                            } else {
-                                Some(sel.mb.read_message(m.uid))
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
+            // The files of a batch are read and its responses formatted in
+            // one blocking call (each call hands this worker's other
+            // sessions to another thread), behind the heavy-work gate when
+            // it reads messages: what a client asks for cannot take every
+            // core (issue 14).
+            let end = if content {
+                heavy(|| batch_ctx.run(&sel.mb, batch, &mut out)).await
             } else {
-                Vec::new()
+                batch_ctx.run(&sel.mb, batch, &mut out)
+            };
+            match end {
+                BatchEnd::Done => next += batch.len(),
+                BatchEnd::Failed(e) => {
+                    self.store_error(tag, &e);
+                    return Ok(Flow::Continue);
+                }
+                BatchEnd::Stream(done) => {
+                    next += done;
+                    let i = positions[next];
+                    next += 1;
+                    match self.stream_response(&mut out, &batch_ctx, i).await? {
+                        Streamed::Done => {}
+                        Streamed::Gone => batch_ctx.gone = true,
+                        Streamed::Failed(e) => {
+                            self.io.write(&out);
+                            self.store_error(tag, &e);
+                            return Ok(Flow::Continue);
+                        }
+                        Streamed::Cut => return Ok(Flow::Close),
+                    }
+                }
             }
-            .into_iter();
-            'each: for &i in batch {
-                let Some(sel) = &self.sel else { break };
-                let m = sel.mb.messages()[i].clone();
-                let raw = match raws.next().flatten() {
-                    None => None,
-                    Some(Ok(r)) => Some(r),
-                    Some(Err(e)) if is_gone(&e) => {
-                        gone = true;
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        self.store_error(tag, &e);
-                        return Ok(Flow::Continue);
-                    }
-                };
-                let response_start = out.len();
-                let msg = raw.as_deref().map(Message::parse);
-                let _ = write!(out, "* {} FETCH (", i + 1);
-                let mut first = true;
-                let mut wrote_flags = false;
-                for a in &attrs {
-                    let start = out.len();
-                    if !first {
-                        out.push(b' ');
-                    }
-                    match a {
-                        FetchAttr::Flags => {
-                            out.extend_from_slice(b"FLAGS ");
-                            write_flags(&mut out, &m.flags);
-                            wrote_flags = true;
-                        }
-                        FetchAttr::Uid => {
-                            let _ = write!(out, "UID {}", m.uid);
-                        }
-                        FetchAttr::InternalDate => {
-                            out.extend_from_slice(b"INTERNALDATE ");
-                            // Still unknown: the file vanished meanwhile.
-                            let date = if m.internal_date == UNKNOWN_DATE {
-                                0
-                            } else {
-                                m.internal_date
-                            };
-                            out.extend_from_slice(encode::date_time(date, 0).as_bytes());
-                        }
-                        FetchAttr::Rfc822Size => {
-                            let _ = write!(out, "RFC822.SIZE {}", m.size);
-                        }
-                        FetchAttr::ModSeq => {
-                            let _ = write!(out, "MODSEQ ({})", m.modseq);
-                        }
-                        other if is_whole_message(other) && streamed(m.size) => {
-                            match self.stream_message(&mut out, other, m.uid).await? {
-                                Streamed::Done => {}
-                                Streamed::Gone => {
-                                    out.truncate(response_start);
-                                    gone = true;
-                                    continue 'each;
-                                }
-                                Streamed::Failed(e) => {
-                                    out.truncate(response_start);
-                                    self.io.write(&out);
-                                    self.store_error(tag, &e);
-                                    return Ok(Flow::Continue);
-                                }
-                                Streamed::Cut => return Ok(Flow::Close),
-                            }
-                        }
-                        other => {
-                            let Some(msg) = &msg else { continue };
-                            if !write_content(&mut out, other, msg, utf8, &mut unknown_cte) {
-                                out.truncate(start);
-                                continue;
-                            }
-                        }
-                    }
-                    first = false;
-                }
-                if !wrote_flags && seen_set.binary_search(&m.uid).is_ok() {
-                    if !first {
-                        out.push(b' ');
-                    }
-                    out.extend_from_slice(b"FLAGS ");
-                    write_flags(&mut out, &m.flags);
-                }
-                out.extend_from_slice(b")\r\n");
-                if out.len() > WRITE_CHUNK {
-                    self.io.write(&out);
-                    out.clear();
-                    self.io.flush().await?;
-                }
+            if out.len() > WRITE_CHUNK {
+                self.io.write(&out);
+                out.clear();
+                self.io.flush().await?;
             }
         }
+        let (gone, unknown_cte) = (batch_ctx.gone, batch_ctx.unknown_cte);
         self.io.write(&out);
         if uid && self.announce() == Flow::Close {
             return Ok(Flow::Close);
@@ -339,6 +311,129 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         Ok(Flow::Continue)
     }
+}
+
+/// How a batch of messages went.
+enum BatchEnd {
+    /// Every message of the batch was answered (or found gone).
+    Done,
+    /// The first `n` were answered; the next one is to be streamed.
+    Stream(usize),
+    /// A message could not be read; the command fails.
+    Failed(StoreError),
+}
+
+/// What formatting FETCH responses needs: the items and the session's
+/// state at the command's start. Pure work on the store's files, run in
+/// one blocking call per batch.
+struct Formatter<'c> {
+    attrs: &'c [FetchAttr],
+    /// UIDs this FETCH marked \Seen (their FLAGS go out).
+    seen: &'c [u32],
+    utf8: bool,
+    /// Some item needs the message's content.
+    content: bool,
+    /// Every item is answered from the header block.
+    header_only: bool,
+    /// Messages bigger than this are streamed from their files.
+    stream_above: u64,
+    gone: bool,
+    unknown_cte: bool,
+}
+
+impl Formatter<'_> {
+    /// Reads and answers the messages at `batch` (positions in `mb`) into
+    /// `out`, stopping before one to stream.
+    fn run(&mut self, mb: &Mailbox, batch: &[usize], out: &mut Vec<u8>) -> BatchEnd {
+        let msgs = mb.messages();
+        for (n, &i) in batch.iter().enumerate() {
+            let m = &msgs[i];
+            if self.content && m.size > self.stream_above {
+                return BatchEnd::Stream(n);
+            }
+            let raw = if !self.content {
+                None
+            } else if self.header_only {
+                Some(mb.read_header(m.uid))
+            } else {
+                Some(mb.read_message(m.uid))
+            };
+            let raw = match raw {
+                None => None,
+                Some(Ok(r)) => Some(r),
+                Some(Err(e)) if is_gone(&e) => {
+                    self.gone = true;
+                    continue;
+                }
+                Some(Err(e)) => return BatchEnd::Failed(e),
+            };
+            let msg = raw.as_deref().map(Message::parse);
+            let _ = write!(out, "* {} FETCH (", i + 1);
+            let mut first = true;
+            for a in self.attrs {
+                let start = out.len();
+                if !first {
+                    out.push(b' ');
+                }
+                let written = match &msg {
+                    _ if write_index_item(out, a, m) => true,
+                    Some(msg) => write_content(out, a, msg, self.utf8, &mut self.unknown_cte),
+                    None => false,
+                };
+                if written {
+                    first = false;
+                } else {
+                    out.truncate(start);
+                }
+            }
+            self.finish(out, m, first);
+        }
+        BatchEnd::Done
+    }
+
+    /// Ends a response: FLAGS if this FETCH set \Seen and they were not
+    /// asked for (RFC 9051 §6.4.5), then the closing parenthesis.
+    fn finish(&self, out: &mut Vec<u8>, m: &MessageMeta, first: bool) {
+        if !self.attrs.contains(&FetchAttr::Flags) && self.seen.binary_search(&m.uid).is_ok() {
+            if !first {
+                out.push(b' ');
+            }
+            out.extend_from_slice(b"FLAGS ");
+            write_flags(out, &m.flags);
+        }
+        out.extend_from_slice(b")\r\n");
+    }
+}
+
+/// Writes an item answered from the index; `false` if `a` is not one.
+fn write_index_item(out: &mut Vec<u8>, a: &FetchAttr, m: &MessageMeta) -> bool {
+    match a {
+        FetchAttr::Flags => {
+            out.extend_from_slice(b"FLAGS ");
+            write_flags(out, &m.flags);
+        }
+        FetchAttr::Uid => {
+            let _ = write!(out, "UID {}", m.uid);
+        }
+        FetchAttr::InternalDate => {
+            out.extend_from_slice(b"INTERNALDATE ");
+            // Still unknown: the file vanished meanwhile.
+            let date = if m.internal_date == UNKNOWN_DATE {
+                0
+            } else {
+                m.internal_date
+            };
+            out.extend_from_slice(encode::date_time(date, 0).as_bytes());
+        }
+        FetchAttr::Rfc822Size => {
+            let _ = write!(out, "RFC822.SIZE {}", m.size);
+        }
+        FetchAttr::ModSeq => {
+            let _ = write!(out, "MODSEQ ({})", m.modseq);
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// Whether `e` says the message is gone (expunged meanwhile).
@@ -378,6 +473,46 @@ enum Streamed {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// The response for the message at position `i`, whose one content
+    /// item (the whole message) is streamed from its file; what `out`
+    /// holds goes out first. Nothing of it is written if it failed before
+    /// its literal began.
+    async fn stream_response(
+        &mut self,
+        out: &mut Vec<u8>,
+        f: &Formatter<'_>,
+        i: usize,
+    ) -> io::Result<Streamed> {
+        let Some(sel) = &self.sel else {
+            return Ok(Streamed::Gone);
+        };
+        let m = sel.mb.messages()[i].clone();
+        let response_start = out.len();
+        let _ = write!(out, "* {} FETCH (", i + 1);
+        let mut first = true;
+        for a in f.attrs {
+            if !first {
+                out.push(b' ');
+            }
+            if is_whole_message(a) {
+                match self.stream_message(out, a, m.uid).await? {
+                    Streamed::Done => {}
+                    Streamed::Cut => return Ok(Streamed::Cut),
+                    other => {
+                        out.truncate(response_start);
+                        return Ok(other);
+                    }
+                }
+            } else if !write_index_item(out, a, &m) {
+                out.pop_if(|b| *b == b' ');
+                continue;
+            }
+            first = false;
+        }
+        f.finish(out, &m, first);
+        Ok(Streamed::Done)
+    }
+
     /// Writes item `a` of message `uid` as a literal streamed from the
     /// file, after what `out` holds: the size is counted from the file
     /// first (a literal announces it), then the file goes out in chunks.
