@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from harness import Facteur
 from test_imap import ALICE, ALICE_PW, BOB, BOB_PW, make, ok
 
 
@@ -147,3 +148,31 @@ def test_an_overlong_line_gets_the_clients_tag(hostile):
     assert not any(l.startswith(b"* BAD") for l in lines), lines
     assert any(l.startswith(b"t2 OK") for l in lines), lines
     s.close()
+
+
+def test_mailboxes_and_subscriptions_are_limited():
+    f = Facteur(
+        extra={
+            "imapd": "allow_plaintext_auth_on_loopback = true",
+            "store": "max_mailboxes = 7\nmax_mailbox_depth = 3\nmax_subscriptions = 7",
+        }
+    )
+    try:
+        f.add_user(ALICE, ALICE_PW)
+        f.start("imapd")
+        c = imaplib.IMAP4("127.0.0.1", f.imap_port, timeout=10)
+        c.login(ALICE, ALICE_PW)
+        # The five special folders count (and, with INBOX, are subscribed):
+        # two more mailboxes and one more subscription fit.
+        ok(c.create("a"))
+        ok(c.create("a/b"))
+        typ, data = c.create("c")
+        assert typ == "NO" and b"[LIMIT]" in data[0], (typ, data)
+        typ, data = c.create("a/b/c/d")
+        assert typ == "NO" and b"[LIMIT]" in data[0], (typ, data)
+        ok(c.subscribe("a"))
+        typ, data = c.subscribe("a/b")
+        assert typ == "NO" and b"[LIMIT]" in data[0], (typ, data)
+        c.logout()
+    finally:
+        f.cleanup()

@@ -28,7 +28,7 @@ use facteur_daemon::limits::Limits;
 use facteur_daemon::reload::Fixed;
 use facteur_daemon::tls::TlsState;
 use facteur_directory::Directory;
-use facteur_store::{Store, StoreConfig};
+use facteur_store::{FolderLimits, Store, StoreConfig};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -58,10 +58,18 @@ impl Access {
         let tls_key = (!tls_listeners.is_empty()).then_some(tls_key.as_str());
         let directory: Arc<dyn Directory> = facteur_directory::open(cfg)?;
         let hostname = cfg.hostname();
-        let store = Store::new(StoreConfig {
-            root: cfg.store.mail_root.clone(),
-            hostname: hostname.clone(),
-        });
+        let limits = FolderLimits {
+            mailboxes: cfg.store.max_mailboxes as usize,
+            depth: cfg.store.max_mailbox_depth as usize,
+            subscriptions: cfg.store.max_subscriptions as usize,
+        };
+        let store = Store::with_limits(
+            StoreConfig {
+                root: cfg.store.mail_root.clone(),
+                hostname: hostname.clone(),
+            },
+            limits,
+        );
         let tls = facteur_daemon::tls::initial(&cfg.tls, tls_key)?;
         let logins = Logins::for_daemon(cfg, &directory)?;
         Ok(Access {

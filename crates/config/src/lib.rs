@@ -153,6 +153,12 @@ pub struct Store {
     /// Quota given to new users (0 = unlimited).
     pub default_quota_bytes: ByteSize,
     pub default_quota_messages: u64,
+    /// Mailboxes a user may have besides INBOX.
+    pub max_mailboxes: u32,
+    /// Levels of a mailbox name (`a/b/c` is 3).
+    pub max_mailbox_depth: u32,
+    /// Names a user may subscribe to.
+    pub max_subscriptions: u32,
 }
 
 impl Default for Store {
@@ -161,6 +167,9 @@ impl Default for Store {
             mail_root: "/var/lib/facteur/mail".into(),
             default_quota_bytes: ByteSize(0),
             default_quota_messages: 0,
+            max_mailboxes: 1000,
+            max_mailbox_depth: 16,
+            max_subscriptions: 1000,
         }
     }
 }

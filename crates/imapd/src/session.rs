@@ -467,6 +467,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             StoreError::NoSuchMessage(_) => {
                 "[EXPUNGEISSUED] Some messages were expunged".to_string()
             }
+            StoreError::Limit(why) => format!("[LIMIT] {why}"),
             e => {
                 warn!(error = %e, "store error");
                 "[SERVERBUG] Internal error, try again later".to_string()

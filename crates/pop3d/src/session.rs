@@ -64,7 +64,11 @@ where
     let span = info_span!("pop3", peer = %ip, tls = conn.is_tls());
     async move {
         debug!("connected");
-        let io = LineIo::new(conn, MAX_LINE, ctx.cfg.timeout.duration(), stop);
+        let timeout = ctx.cfg.timeout.duration();
+        let mut io = LineIo::new(conn, MAX_LINE, timeout, stop);
+        // Before login, the whole session has `timeout` (issue 14): a
+        // client that sends a CAPA now and then cannot hold a slot longer.
+        io.set_deadline(Some(tokio::time::Instant::now() + timeout));
         let mut s = Session {
             ctx,
             io,

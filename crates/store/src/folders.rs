@@ -22,8 +22,8 @@ use crate::dirfd::{Dir, is_link_refused};
 use crate::layout::{decode_dir, folder_path, is_maildir, normalize};
 use crate::maildir::build_folder;
 use crate::{
-    DEFAULT_FOLDERS, Mailbox, MailboxInfo, Quota, Result, Shared, SpecialUse, StoreError, fsops,
-    index, quota,
+    DEFAULT_FOLDERS, FolderLimits, Mailbox, MailboxInfo, Quota, Result, Shared, SpecialUse,
+    StoreError, fsops, index, quota,
 };
 
 /// The subscriptions file, in the user directory.
@@ -208,8 +208,14 @@ impl UserStore {
             return Err(StoreError::MailboxExists(norm));
         }
         let dir = &self.inner.dir;
+        let limits = self.inner.shared.limits;
         self.inner.write(|tx| {
             let comps: Vec<&str> = norm.split('/').collect();
+            check_depth(&norm, limits)?;
+            let missing = (1..=comps.len())
+                .filter(|&i| !is_maildir(&folder_path(dir, &comps[..i].join("/"))))
+                .count();
+            check_count(dir, missing, limits)?;
             for i in 1..=comps.len() {
                 let n = comps[..i].join("/");
                 let path = folder_path(dir, &n);
@@ -293,6 +299,7 @@ impl UserStore {
             return Err(StoreError::InvalidName(to));
         }
         let dir = &self.inner.dir;
+        let limits = self.inner.shared.limits;
         self.inner.write(|tx| {
             let src = folder_path(dir, &from);
             if !is_maildir(&src) {
@@ -307,6 +314,9 @@ impl UserStore {
                 if let Some(rest) = n.strip_prefix(&prefix) {
                     moves.push((n.clone(), format!("{to}/{rest}")));
                 }
+            }
+            for (_, b) in &moves {
+                check_depth(b, limits)?;
             }
             for (a, b) in &moves {
                 let b = normalize(b)?;
@@ -365,9 +375,16 @@ impl UserStore {
     pub fn subscribe(&self, name: &str, on: bool) -> Result<()> {
         let norm = normalize(name)?;
         let dir = &self.inner.dir;
+        let limits = self.inner.shared.limits;
         self.inner.write(|_| {
             let mut subs = subscriptions(dir)?;
             let had = subs.contains(&norm);
+            if on && !had && subs.len() >= limits.subscriptions {
+                return Err(StoreError::Limit(format!(
+                    "Too many subscriptions (at most {})",
+                    limits.subscriptions
+                )));
+            }
             if on && !had {
                 subs.push(norm.clone());
             } else if !on && had {
@@ -396,6 +413,28 @@ impl UserStore {
     }
 }
 
+/// A name deeper than the limit is refused.
+fn check_depth(norm: &str, limits: FolderLimits) -> Result<()> {
+    if norm.split('/').count() > limits.depth {
+        return Err(StoreError::Limit(format!(
+            "Mailbox names are at most {} levels deep",
+            limits.depth
+        )));
+    }
+    Ok(())
+}
+
+/// `more` new mailboxes must fit beside the user's others.
+fn check_count(dir: &Path, more: usize, limits: FolderLimits) -> Result<()> {
+    if more > 0 && folder_dirs(dir)?.len() + more > limits.mailboxes {
+        return Err(StoreError::Limit(format!(
+            "Too many mailboxes (at most {})",
+            limits.mailboxes
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +449,42 @@ mod tests {
         s.create_user("u@x.test").unwrap();
         let us = s.open_user("u@x.test", Quota::default()).unwrap();
         (d, us)
+    }
+
+    #[test]
+    fn folders_and_subscriptions_are_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let limits = FolderLimits {
+            mailboxes: 8,
+            depth: 3,
+            subscriptions: 8,
+        };
+        let s = Store::with_limits(
+            StoreConfig {
+                root: d.path().to_path_buf(),
+                hostname: "h".into(),
+            },
+            limits,
+        );
+        s.create_user("u@x.test").unwrap();
+        let us = s.open_user("u@x.test", Quota::default()).unwrap();
+        // The five special folders count; they and INBOX are subscribed.
+        let limit = |r: Result<()>| matches!(r, Err(StoreError::Limit(_)));
+        us.create_mailbox("a/b/c", None).unwrap();
+        assert!(limit(us.create_mailbox("a/b/c/d", None)), "too deep");
+        assert!(limit(us.rename_mailbox("a", "x/y")), "children too deep");
+        // 5 + a, a/b, a/b/c = 8: full; an existing parent costs nothing.
+        assert!(limit(us.create_mailbox("e", None)));
+        assert!(limit(us.create_mailbox("a/f", None)));
+        us.delete_mailbox("a/b/c").unwrap();
+        us.create_mailbox("a/f", None).unwrap();
+        us.subscribe("a", true).unwrap();
+        us.subscribe("a/f", true).unwrap();
+        assert!(limit(us.subscribe("a/b", true)));
+        // Unsubscribing and subscribing again what is there are free.
+        us.subscribe("a", true).unwrap();
+        us.subscribe("a", false).unwrap();
+        us.subscribe("a/b", true).unwrap();
     }
 
     #[test]

@@ -137,6 +137,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(md) => {
                 let (n, octets) = md.stat();
                 info!(user = %user.address, messages = n, octets, "logged in");
+                // The login phase's hard end is lifted (see `serve`).
+                self.io.set_deadline(None);
                 self.state = State::Transaction(Some(Box::new(md)));
                 self.reply(&Response::ok(format!(
                     "Logged in, {n} messages ({octets} octets)"

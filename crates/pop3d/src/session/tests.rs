@@ -684,3 +684,26 @@ async fn implicit_tls_session() {
     assert_eq!(c.cmd("QUIT").await, "+OK Bye, 3 messages left");
     h.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_login_phase_has_a_hard_end() {
+    // A client that never logs in but keeps asking CAPA is closed when the
+    // session's time before login (here 2 s) is up (issue 14).
+    let f = fixture(2);
+    let (mut c, s) = f.connect(REMOTE).await;
+    let start = std::time::Instant::now();
+    let pause = std::time::Duration::from_millis(300);
+    let ended = loop {
+        // Whatever the server says unasked ends the session.
+        if let Ok(l) = tokio::time::timeout(pause, c.next_line()).await {
+            assert!(l.is_none_or(|l| l.starts_with("-ERR")));
+            break start.elapsed();
+        }
+        c.send_line("CAPA").await;
+        assert!(c.line().await.starts_with("+OK"));
+        c.dot_body().await;
+        assert!(start.elapsed().as_secs() < 10, "still served after 10 s");
+    };
+    assert!(ended.as_millis() >= 1900, "{ended:?}");
+    s.ended().await;
+}
