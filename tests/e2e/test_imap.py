@@ -1079,3 +1079,31 @@ def test_bad_input_and_too_many_errors():
         c.logout()
     finally:
         f.cleanup()
+
+
+def test_sighup_applies_imapd_settings_to_new_sessions(imap):
+    # systemctl reload: [imapd] settings apply to sessions that start after
+    # it, the open ones keep theirs; listeners need a restart, and the log
+    # says so.
+    import signal
+
+    from harness import set_key
+
+    f = imap
+    p = f.daemons["imapd"]
+    before = login(f)
+    assert b"APPENDLIMIT=52428800" in b" ".join(ok(before.capability()))
+    good = f.config.read_text()
+    f.config.write_text(set_key(good, "imapd", 'max_append_size = "1M"'))
+    p.send_signal(signal.SIGHUP)
+    wait_for(lambda: "facteur-imapd: configuration reloaded" in f.log_text("imapd"), 10, "the reload")
+    assert b"APPENDLIMIT=52428800" in b" ".join(ok(before.capability()))
+    after = login(f)
+    assert b"APPENDLIMIT=1048576" in b" ".join(ok(after.capability()))
+    before.logout()
+    after.logout()
+    f.config.write_text(set_key(good, "imapd", 'listen = ["127.0.0.1:1"]'))
+    p.send_signal(signal.SIGHUP)
+    wait_for(lambda: "imapd.listen, listen_tls" in f.log_text("imapd"), 10, "the restart notice")
+    assert p.poll() is None
+    f.config.write_text(good)

@@ -141,7 +141,7 @@ impl Daemon {
 
     /// The listeners (clear text, implicit TLS) and the connection limits
     /// (total, per address) the configuration sets.
-    fn listeners(self, cfg: &Config) -> Listen<'_> {
+    pub fn listeners(self, cfg: &Config) -> Listen<'_> {
         match self {
             Daemon::Imapd => {
                 let c = &cfg.imapd;
@@ -164,31 +164,40 @@ impl Daemon {
         }
     }
 
-    /// What a reload cannot change: the daemon's section is read at start
-    /// only (the certificate is reloaded).
+    /// What a reload cannot change: the listeners and the connection
+    /// limits of the accept loop (the rest of the daemon's section, and
+    /// the certificate, apply to the sessions that start after it).
     fn fixed(self) -> &'static [Fixed] {
         match self {
-            Daemon::Imapd => &[("imapd", |c| format!("{:?}", c.imapd))],
-            Daemon::Pop3d => &[("pop3d", |c| format!("{:?}", c.pop3d))],
+            Daemon::Imapd => &[(
+                "imapd.listen, listen_tls, max_connections, max_connections_per_ip",
+                |c| format!("{:?}", Daemon::Imapd.listeners(c)),
+            )],
+            Daemon::Pop3d => &[(
+                "pop3d.listen, listen_tls, max_connections, max_connections_per_ip",
+                |c| format!("{:?}", Daemon::Pop3d.listeners(c)),
+            )],
         }
     }
 }
 
 /// Clear-text addresses, implicit-TLS addresses, connections in all and
 /// per address.
-type Listen<'a> = (&'a [SocketAddr], &'a [SocketAddr], u32, u32);
+pub type Listen<'a> = (&'a [SocketAddr], &'a [SocketAddr], u32, u32);
 
 /// Runs `daemon` until a shutdown signal: binds its listeners (or takes
 /// the sockets systemd passed under their names), publishes them,
 /// reloads the certificate on SIGHUP, tells systemd it is ready and serves
 /// each connection with `session` (the context, the connection, the
 /// client's address, the stop signal). A client refused for load gets
-/// `refusal` (see [`accept::Policy`]).
+/// `refusal` (see [`accept::Policy`]). A reload hands the new
+/// configuration to `apply`.
 pub async fn run<C, F, Fut>(
     daemon: Daemon,
     cfg: &Config,
     ctx: Arc<C>,
     refusal: fn(&str) -> Vec<u8>,
+    apply: impl Fn(&C, &Config) + Send + Sync + 'static,
     session: F,
 ) -> anyhow::Result<()>
 where
@@ -209,7 +218,14 @@ where
     )
     .await?;
     accept::publish(&cfg.paths.run_dir, daemon.name(), &listeners);
-    accept::ready(daemon.name(), cfg, ctx.tls.clone(), daemon.fixed(), |_| {})?;
+    let live = Arc::clone(&ctx);
+    accept::ready(
+        daemon.name(),
+        cfg,
+        ctx.tls.clone(),
+        daemon.fixed(),
+        move |new| apply(&live, new),
+    )?;
     let policy = accept::Policy {
         daemon: daemon.name(),
         max_connections,

@@ -79,7 +79,9 @@ pub use server::run;
 /// change notification and the open user stores.
 pub struct Context {
     pub access: Access,
-    pub cfg: facteur_config::Imapd,
+    /// `[imapd]`, replaced by a reload; a session keeps the one it began
+    /// with.
+    pub cfg: facteur_daemon::reload::Live<facteur_config::Imapd>,
     pub notifier: Arc<notify::Notifier>,
     /// Open user stores, shared by all sessions of a user (a phone, a
     /// laptop and a webmail of one user share one index connection).
@@ -139,7 +141,7 @@ impl Context {
     pub fn new(access: Access, cfg: facteur_config::Imapd) -> Context {
         Context {
             access,
-            cfg,
+            cfg: facteur_daemon::reload::Live::new(cfg),
             notifier: notify::Notifier::new(),
             users: Default::default(),
             recent: Default::default(),

@@ -13,5 +13,6 @@ use std::sync::Arc;
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     let refusal = |why: &str| format!("* BYE [UNAVAILABLE] {why}\r\n").into_bytes();
-    facteur_access::run(Daemon::Imapd, &cfg, ctx, refusal, session::serve).await
+    let apply = |ctx: &Context, new: &Config| ctx.cfg.set(new.imapd.clone());
+    facteur_access::run(Daemon::Imapd, &cfg, ctx, refusal, apply, session::serve).await
 }

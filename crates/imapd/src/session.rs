@@ -81,6 +81,8 @@ enum Read {
 
 pub(crate) struct Session<S> {
     pub ctx: Arc<Context>,
+    /// `[imapd]` as the session began (a reload applies to later ones).
+    pub cfg: Arc<facteur_config::Imapd>,
     pub io: LineIo<Conn<S>>,
     pub ip: IpAddr,
     pub user: Option<User>,
@@ -108,7 +110,8 @@ where
     let span = info_span!("imap", peer = %ip, tls = conn.is_tls());
     async move {
         debug!("connected");
-        let login_timeout = ctx.cfg.login_timeout.duration();
+        let cfg = ctx.cfg.get();
+        let login_timeout = cfg.login_timeout.duration();
         let mut io = LineIo::new(conn, MAX_LINE, login_timeout, stop);
         // Before login, the whole session has `login_timeout` (issue 14): a
         // client that trickles bytes, or sends a cheap command now and
@@ -116,6 +119,7 @@ where
         io.set_deadline(Some(tokio::time::Instant::now() + login_timeout));
         let mut s = Session {
             ctx,
+            cfg,
             io,
             ip,
             user: None,
@@ -189,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     .write(b"* BYE [UNAVAILABLE] Server shutting down\r\n");
                 return self.io.flush().await;
             }
-            if self.errors >= self.ctx.cfg.max_errors {
+            if self.errors >= self.cfg.max_errors {
                 self.io.write(b"* BYE Too many errors\r\n");
                 return self.io.flush().await;
             }
@@ -228,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Reads one command and its literals (see the module comment).
     async fn read_command(&mut self) -> io::Result<Read> {
-        let max = self.ctx.cfg.max_command_size.0 as usize;
+        let max = self.cfg.max_command_size.0 as usize;
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let line = match self.io.next_line(buf.is_empty()).await? {
@@ -298,7 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if lit.sync {
             return Ok(true);
         }
-        if lit.len > 2 * self.ctx.cfg.max_append_size.0 {
+        if lit.len > 2 * self.cfg.max_append_size.0 {
             return Ok(false);
         }
         if self.io.read_exact(lit.len, |_| {}).await? != Fill::Data {

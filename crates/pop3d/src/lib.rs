@@ -60,7 +60,9 @@ pub use server::run;
 /// store, TLS, limits: [`Access`], reached through `Deref`) and `[pop3d]`.
 pub struct Context {
     pub access: Access,
-    pub cfg: facteur_config::Pop3d,
+    /// `[pop3d]`, replaced by a reload; a session keeps the one it began
+    /// with.
+    pub cfg: facteur_daemon::reload::Live<facteur_config::Pop3d>,
 }
 
 impl std::ops::Deref for Context {
@@ -72,9 +74,17 @@ impl std::ops::Deref for Context {
 
 impl Context {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Context> {
-        Ok(Context {
-            access: Access::from_config(cfg, facteur_access::Daemon::Pop3d)?,
-            cfg: cfg.pop3d.clone(),
-        })
+        Ok(Context::new(
+            Access::from_config(cfg, facteur_access::Daemon::Pop3d)?,
+            cfg.pop3d.clone(),
+        ))
+    }
+
+    /// A context around `access` (tests build theirs this way).
+    pub fn new(access: Access, cfg: facteur_config::Pop3d) -> Context {
+        Context {
+            access,
+            cfg: facteur_daemon::reload::Live::new(cfg),
+        }
     }
 }

@@ -15,5 +15,6 @@ use std::sync::Arc;
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     let refusal = |why: &str| Response::err_code(RespCode::SysTemp, why).to_bytes();
-    facteur_access::run(Daemon::Pop3d, &cfg, ctx, refusal, session::serve).await
+    let apply = |ctx: &Context, new: &Config| ctx.cfg.set(new.pop3d.clone());
+    facteur_access::run(Daemon::Pop3d, &cfg, ctx, refusal, apply, session::serve).await
 }

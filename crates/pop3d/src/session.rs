@@ -49,6 +49,8 @@ enum State {
 
 struct Session<S> {
     ctx: Arc<Context>,
+    /// `[pop3d]` as the session began (a reload applies to later ones).
+    cfg: Arc<facteur_config::Pop3d>,
     io: LineIo<Conn<S>>,
     ip: IpAddr,
     state: State,
@@ -64,13 +66,15 @@ where
     let span = info_span!("pop3", peer = %ip, tls = conn.is_tls());
     async move {
         debug!("connected");
-        let timeout = ctx.cfg.timeout.duration();
+        let cfg = ctx.cfg.get();
+        let timeout = cfg.timeout.duration();
         let mut io = LineIo::new(conn, MAX_LINE, timeout, stop);
         // Before login, the whole session has `timeout` (issue 14): a
         // client that sends a CAPA now and then cannot hold a slot longer.
         io.set_deadline(Some(tokio::time::Instant::now() + timeout));
         let mut s = Session {
             ctx,
+            cfg,
             io,
             ip,
             state: State::Authorization { user: None },
@@ -156,7 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
             }
-            if self.errors >= self.ctx.cfg.max_errors {
+            if self.errors >= self.cfg.max_errors {
                 self.reply(&Response::err("Too many errors, closing connection"));
                 return self.flush().await;
             }
@@ -198,7 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// loopback when the configuration allows it.
     fn login_allowed(&self) -> bool {
         self.io.stream.is_tls()
-            || (self.ctx.cfg.allow_plaintext_auth_on_loopback && self.ip.is_loopback())
+            || (self.cfg.allow_plaintext_auth_on_loopback && self.ip.is_loopback())
     }
 
     fn capa(&mut self) {

@@ -32,12 +32,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // Refusals before the literal.
         let refusal: Option<(&str, String)> = if self.user.is_none() {
             Some(("BAD", "APPEND needs a login first".into()))
-        } else if literal.len > self.ctx.cfg.max_append_size.0 {
+        } else if literal.len > self.cfg.max_append_size.0 {
             Some((
                 "NO",
                 format!(
                     "[TOOBIG] Message larger than {} octets",
-                    self.ctx.cfg.max_append_size.0
+                    self.cfg.max_append_size.0
                 ),
             ))
         } else if literal.len == 0 {

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn login_allowed(&self) -> bool {
         self.io.stream.is_tls()
-            || (self.ctx.cfg.allow_plaintext_auth_on_loopback && self.ip.is_loopback())
+            || (self.cfg.allow_plaintext_auth_on_loopback && self.ip.is_loopback())
     }
 
     /// The CAPABILITY list for the current state.
@@ -54,7 +54,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
              CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE \
              BINARY UTF8=ACCEPT",
         );
-        c.push_str(&format!(" APPENDLIMIT={}", self.ctx.cfg.max_append_size.0));
+        c.push_str(&format!(" APPENDLIMIT={}", self.cfg.max_append_size.0));
         c
     }
 
@@ -177,7 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     store,
                     quota,
                 });
-                self.io.set_timeout(self.ctx.cfg.timeout.duration());
+                self.io.set_timeout(self.cfg.timeout.duration());
                 // The login phase's hard end is lifted (see `serve`).
                 self.io.set_deadline(None);
                 let caps = self.capabilities();

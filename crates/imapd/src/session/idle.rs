@@ -30,7 +30,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.io.write(b"+ idling\r\n");
         let started = Instant::now();
-        let limit = self.ctx.cfg.timeout.duration();
+        let limit = self.cfg.timeout.duration();
         loop {
             // Flushed here, so the select below only ever reads: a read is
             // cancel-safe, a half-written flush would not be.

@@ -386,7 +386,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 StatusItem::Size => format!("SIZE {}", msgs.iter().map(|m| m.size).sum::<u64>()),
                 StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", mb.highest_modseq()),
                 StatusItem::AppendLimit => {
-                    format!("APPENDLIMIT {}", self.ctx.cfg.max_append_size.0)
+                    format!("APPENDLIMIT {}", self.cfg.max_append_size.0)
                 }
             });
         }

@@ -42,7 +42,7 @@ fn fixture(timeout: u64) -> Fixture {
         ..Default::default()
     };
     let access = Access::for_tests(&home.directory, home.other_store(), home.tls_files()).unwrap();
-    let ctx = Arc::new(Context { access, cfg });
+    let ctx = Arc::new(Context::new(access, cfg));
     Fixture { home, ctx }
 }
 
