@@ -50,6 +50,7 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
         qmgr_socket: tmp.path().join("qmgr.sock"),
         rates: crate::policy::Rates::default(),
         limits,
+        trust: None,
     });
     Fixture { _tmp: tmp, ctx }
 }
