@@ -69,7 +69,10 @@ impl Default for Trust {
 #[serde(deny_unknown_fields, default)]
 pub struct Incoming {
     /// Run the checks at all (clients that logged in and `mynetworks` are
-    /// never checked).
+    /// never checked). By default they run on the MX listener only: on
+    /// submission every message comes from a login, and the lookups of
+    /// connect and HELO would be spent for nothing; a listener's
+    /// `enabled = true` turns them on there.
     pub enabled: bool,
     /// Time each check may take with all its DNS lookups (iprev, SPF of
     /// HELO, SPF of MAIL FROM, DKIM, ARC, DMARC, each on its own).
@@ -154,12 +157,15 @@ impl Incoming {
         }
     }
 
-    /// Whether the checks run on `listener`.
+    /// Whether the checks run on `listener`: its own `enabled`, else
+    /// `enabled` for the MX listener and no for the others.
     pub fn enabled_on(&self, listener: &str) -> bool {
-        self.listeners
-            .get(listener)
-            .and_then(|o| o.enabled)
-            .unwrap_or(self.enabled)
+        self.enabled
+            && self
+                .listeners
+                .get(listener)
+                .and_then(|o| o.enabled)
+                .unwrap_or(listener == "mx")
     }
 
     /// The policy for a message on `listener` to a recipient in `domain`
@@ -269,6 +275,24 @@ mod tests {
         let i = &c.trust.incoming;
         assert_eq!(c.trust.dns_servers.len(), 1);
         assert!(i.enabled_on("mx") && !i.enabled_on("submission"));
+        let d = crate::Config::parse("", "t").unwrap().trust.incoming;
+        assert!(d.enabled_on("mx") && !d.enabled_on("submissions"));
+        let on = crate::Config::parse(
+            "[trust.incoming.listeners.submissions]\nenabled = true\n",
+            "t",
+        )
+        .unwrap()
+        .trust
+        .incoming;
+        assert!(on.enabled_on("submissions"));
+        let off = crate::Config::parse(
+            "[trust.incoming]\nenabled = false\n[trust.incoming.listeners.mx]\nenabled = true\n",
+            "t",
+        )
+        .unwrap()
+        .trust
+        .incoming;
+        assert!(!off.enabled_on("mx"));
         let p = i.policy_for("mx", "example.test");
         assert_eq!(p.dmarc_reject, Action::Quarantine);
         assert_eq!(p.spf_fail, Action::Reject);
