@@ -233,4 +233,4 @@ fn envelope(s: &SessionInfo, t: &Txn<()>) -> Envelope {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

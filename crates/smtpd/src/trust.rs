@@ -208,3 +208,6 @@ impl TrustCheck {
         verdict
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,5 @@
-//! The checks against a nameserver on loopback ([`dns`]) with messages
+//! The checks against a nameserver on loopback (facteur-testkit's
+//! [`DnsServer`]) with messages
 //! signed by dkimpy (`data/make.py`): SPF results, include loops and the
 //! lookup limit, a 64 KB TXT record, DNS that never answers, iprev, DKIM
 //! (pass, changed body, rsa-sha1, a 512-bit key, garbage tags, a huge
@@ -6,11 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod dns;
-
 use crate::verify::Envelope;
 use crate::*;
-use dns::{DnsServer, Zone};
+use facteur_testkit::{DnsServer, Zone};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 

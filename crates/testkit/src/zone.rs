@@ -2,7 +2,14 @@
 //! A, AAAA, PTR and MX from a table; names in the table with no record of
 //! the asked type get NODATA, unknown names NXDOMAIN, and "silent" names
 //! no answer at all. Answers too long for UDP come back truncated, so the
-//! resolver asks again over TCP (the 64 KB TXT record).
+//! resolver asks again over TCP (the 64 KB TXT record). facteur-trust's
+//! checks and smtpd's trust tests ask it (RFC 1035 wire format through
+//! hickory's codec).
+//!
+//! ```ignore
+//! let dns = DnsServer::start(Zone::default().txt("a.test", "v=spf1 -all")).await;
+//! // point a resolver at dns.addr; dropped, the server stops
+//! ```
 
 use hickory_resolver::proto::op::{Message, MessageType, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, AAAA, MX, PTR, SOA, TXT};
@@ -49,7 +56,12 @@ impl Zone {
                 let o = v4.octets();
                 format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
             }
-            IpAddr::V6(_) => unimplemented!("IPv4 only in these tests"),
+            IpAddr::V6(v6) => {
+                let hex: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
+                let mut labels: Vec<String> = hex.chars().rev().map(String::from).collect();
+                labels.push("ip6.arpa".into());
+                labels.join(".")
+            }
         };
         self.records
             .entry(arpa)
@@ -57,7 +69,6 @@ impl Zone {
             .push(Rec::Ptr(name.to_string()));
         self
     }
-    #[allow(dead_code)]
     pub fn mx(mut self, name: &str, pref: u16, host: &str) -> Zone {
         let v = self.records.entry(key(name)).or_default();
         v.push(Rec::Mx(pref, host.to_string()));
