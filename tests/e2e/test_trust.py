@@ -22,6 +22,7 @@ or mynetworks."""
 import base64
 import email
 import email.policy
+import re
 import smtplib
 import subprocess
 import time
@@ -233,7 +234,10 @@ def test_forged_results_and_spam_mark_are_removed(site):
     assert "dkim=pass" in ar and "header.d=good.test" in ar and "header.d=reject.test" not in ar, ar
     assert any(v.strip().startswith("other.test") for v in m.get_all("Authentication-Results"))
     assert "X-Spam" not in m
-    assert "forged header fields removed" in site.log_text("smtpd")
+    log = site.log_text("smtpd")
+    assert "forged header fields removed" in log
+    # One line per checked message, with its queue id (one grep follows it).
+    assert re.search(r"message checked queue_id=[0-9A-Z]+ spf=pass dkim=good.test:pass .*dmarc=pass", log), log[-2000:]
 
 
 def test_submission_and_mynetworks_are_not_checked(site):

@@ -138,6 +138,9 @@ impl Handler for Listener {
                 Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
             })?;
         let qid = writer.queue_id().to_string();
+        if strip.is_some() {
+            s.notes.set(crate::trust::QueueId(qid.clone()));
+        }
         let trace = Trace {
             helo: s.helo.clone().unwrap_or_default(),
             client_name,

@@ -39,6 +39,12 @@ pub struct HeloSpf(pub Spf);
 #[derive(Debug)]
 pub struct MailSpf(pub Spf);
 
+/// The queue id of the message being received, for the end of data's
+/// log lines (smtpd's sink sets it when the message opens, for checked
+/// sessions only).
+#[derive(Debug)]
+pub struct QueueId(pub String);
+
 /// The client's address, if the session is checked: the listener runs
 /// the checks, nobody logged in, and the address is outside `mynetworks`.
 pub fn checked(ctx: &Context, trust: &Incoming, s: &SessionInfo) -> Option<IpAddr> {
@@ -134,8 +140,13 @@ impl TrustCheck {
             .notes
             .get::<MailSpf>()
             .filter(|n| n.0.sender == sender && n.0.helo == helo && n.0.ip == ip);
+        let qid = s
+            .notes
+            .get::<QueueId>()
+            .map(|q| q.0.clone())
+            .unwrap_or_default();
         let Some(_memory) = t.reserve(m.size).await else {
-            warn!(size = m.size, "no memory to verify the message now");
+            warn!(queue_id = %qid, size = m.size, "no memory to verify the message now");
             return Verdict::Reject(Reply::new(
                 451,
                 (4, 7, 5),
@@ -144,7 +155,7 @@ impl TrustCheck {
         };
         let mut raw = Vec::with_capacity(m.size as usize);
         if let Err(e) = m.reader().and_then(|mut r| r.read_to_end(&mut raw)) {
-            warn!(error = %e, "cannot read the message back");
+            warn!(queue_id = %qid, error = %e, "cannot read the message back");
             return Verdict::Reject(Reply::new(451, (4, 3, 0), "Local error in processing"));
         }
         if header::forged_count(&raw, &t.authserv_id) > 0 {
@@ -174,7 +185,8 @@ impl TrustCheck {
             .collect();
         let decision = t.decide(s.listener, domains.iter().map(String::as_str), spf, &r);
         info!(
-            spf = spf.map(|s| s.outcome.as_str()).unwrap_or("-"),
+            queue_id = %qid,
+            spf = %spf.map(|s| s.outcome.as_str()).unwrap_or("-"),
             dkim = %r.dkim.iter().map(|d| format!("{}:{}", d.domain, d.outcome)).collect::<Vec<_>>().join(","),
             arc = %r.arc.outcome,
             dmarc = %r.dmarc.outcome,
