@@ -159,8 +159,12 @@ pub fn authserv_id(value: &[u8]) -> Option<String> {
             .take_while(|&c| !ends_token(c))
             .collect(),
     };
-    let id = String::from_utf8_lossy(&id).trim().to_ascii_lowercase();
-    let id = id.trim_end_matches('.');
+    let id = String::from_utf8_lossy(&id).to_ascii_lowercase();
+    // White space and dots at the end both go (a quoted `"mx.test ."`
+    // claims mx.test as much as `mx.test.` does).
+    let id = id
+        .trim_start()
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace());
     (!id.is_empty()).then(|| id.to_string())
 }
 
@@ -312,5 +316,63 @@ Authentication-Results: mx.example.test; in the body\r\n"
         assert!(!has_spam_mark(b"X-Spam-Flag: Yes\r\n\r\n"));
         assert!(!has_spam_mark(b"Subject: s\r\n\r\nX-Spam: Yes\r\n"));
         assert!(!has_spam_mark(b"X-Spam: y\r\n"));
+    }
+
+    /// What fuzz/fuzz_targets/trust_headers.rs checks, here on every
+    /// prefix of seeds and on single-byte changes to them from the
+    /// alphabet that matters (line ends, folding, quotes, comments).
+    fn properties(data: &[u8]) {
+        let id = "mx.example.test";
+        let mut at = 0usize;
+        let mut it = fields(data);
+        while let Some(f) = it.next() {
+            assert_eq!(&data[at..at + f.raw.len()], f.raw);
+            at += f.raw.len();
+            assert_eq!(it.rest(), &data[at..]);
+            if let Some(a) = authserv_id(f.value) {
+                assert!(!a.is_empty() && !a.ends_with('.'));
+                assert!(!a.bytes().any(|b| b.is_ascii_uppercase()));
+                assert_eq!(a.trim(), a);
+            }
+        }
+        let complete = !it.rest().is_empty();
+        let _ = has_spam_mark(data);
+        if let Some(out) = strip_forged(data, id) {
+            assert!(out.len() < data.len());
+            if complete {
+                assert_eq!(
+                    forged_count(&out, id),
+                    0,
+                    "{:?}",
+                    String::from_utf8_lossy(data)
+                );
+                assert!(strip_forged(&out, id).is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn properties_hold_for_prefixes_and_mutations() {
+        let seeds: [&[u8]; 2] = [
+            b"Authentication-Results: mx.example.test; dkim=pass\r\n\
+Authentication-Results: (c (nested)) \"MX.Example.Test.\"; spf=pass\r\n\
+X-Spam: Yes\r\nFrom: a@b\r\n folded\r\n\r\nbody\r\n",
+            b"Subject: x\nX-Spam: no\n\nAuthentication-Results: mx.example.test; none\n",
+        ];
+        let alphabet = b"\r\n \t:\"()\\;.Xx";
+        for seed in seeds {
+            for end in 0..=seed.len() {
+                properties(&seed[..end]);
+            }
+            for i in 0..seed.len() {
+                for &c in alphabet {
+                    let mut m = seed.to_vec();
+                    m[i] = c;
+                    properties(&m);
+                    m.insert(i, c);
+                    properties(&m);
+                }
+            }
+        }
     }
 }
