@@ -7,7 +7,7 @@
 #![no_main]
 
 use facteur_spool::format::{
-    encode_queue_file_bytes, encode_state, parse_queue_file_bytes, parse_state_bytes,
+    encode_queue_file_with_prepend, encode_state, parse_queue_file_bytes, parse_state_bytes,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -15,11 +15,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = parse_queue_file_bytes(data) {
         let start = p.message_offset as usize;
         let message = &data[start..start + p.message_len as usize];
-        let again = encode_queue_file_bytes(&p.envelope, p.nonce, message).expect("re-encodes");
+        let again = encode_queue_file_with_prepend(&p.envelope, p.nonce, message, &p.prepend)
+            .expect("re-encodes");
         let q = parse_queue_file_bytes(&again).expect("re-parses");
         assert_eq!(q.envelope, p.envelope);
         assert_eq!(q.nonce, p.nonce);
         assert_eq!(q.message_len, p.message_len);
+        assert_eq!(q.prepend, p.prepend);
     }
     if let Ok(s) = parse_state_bytes(data) {
         let mut env = facteur_spool::Envelope::default();

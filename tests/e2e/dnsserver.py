@@ -1,5 +1,5 @@
 """A small authoritative DNS server for the tests, on loopback (UDP and TCP),
-answering MX, A and AAAA from a table. Written with socket + struct only (RFC
+answering MX, A, AAAA, TXT and PTR from a table. Written with socket + struct only (RFC
 1035 wire format), so the tests need no DNS package and no network.
 
 Why a Python server rather than hickory-server in process: the e2e tests
@@ -13,14 +13,35 @@ deployment's resolver is, and the same table serves qmgr and the test.
     dns.start(); ... dns.addr  -> "127.0.0.1:PORT"; dns.stop()
 
 Names not in the table get NXDOMAIN; known names without the asked type get
-an empty NOERROR answer (NODATA).
+an empty NOERROR answer (NODATA). A TXT value longer than 255 bytes is sent
+as several character-strings (RFC 7208 §3.3, RFC 6376 §3.6.2.2 join them);
+a name whose entry has `"SERVFAIL": True` answers SERVFAIL to every query
+(a temporary DNS failure). `ptr_name("127.0.0.5")` gives the reverse name
+to put a PTR under.
 """
 
 import socket
 import struct
 import threading
 
-TYPES = {"A": 1, "MX": 15, "AAAA": 28, "TXT": 16}
+TYPES = {"A": 1, "MX": 15, "AAAA": 28, "TXT": 16, "PTR": 12}
+
+
+def ptr_name(ip):
+    """The in-addr.arpa / ip6.arpa name of an address (RFC 1035 §3.5,
+    RFC 3596 §2.5)."""
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+    if len(packed) == 4:
+        return ".".join(str(b) for b in reversed(packed)) + ".in-addr.arpa"
+    nibbles = packed.hex()
+    return ".".join(reversed(nibbles)) + ".ip6.arpa"
+
+
+def txt_rdata(text):
+    """A TXT record's data: `text` in character-strings of 255 bytes."""
+    b = text.encode()
+    chunks = [b[i:i + 255] for i in range(0, len(b), 255)] or [b""]
+    return b"".join(bytes([len(c)]) + c for c in chunks)
 
 
 def encode_name(name):
@@ -84,11 +105,14 @@ class DnsServer:
                         rdata = socket.inet_pton(socket.AF_INET6, v)
                     elif tname == "MX":
                         rdata = struct.pack("!H", v[0]) + encode_name(v[1])
+                    elif tname == "PTR":
+                        rdata = encode_name(v)
                     else:
-                        b = v.encode()
-                        rdata = bytes([len(b)]) + b
+                        rdata = txt_rdata(v)
                     rrs.append(b"\xc0\x0c" + struct.pack("!HHIH", tnum, 1, 60, len(rdata)) + rdata)
         rcode = 3 if entry is None else 0
+        if entry is not None and entry.get("SERVFAIL"):
+            rrs, rcode = [], 2
         # QR, AA, RD copied, RA.
         rflags = 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080 | rcode
         head = struct.pack("!HHHHHH", qid, rflags, 1, len(rrs), 0, 0)

@@ -17,6 +17,7 @@
 
 mod auth;
 mod qmgr;
+pub mod trust;
 mod units;
 
 use serde::Deserialize;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
 pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
+pub use trust::Trust;
 pub use units::{ByteSize, Seconds, parse_duration, parse_size};
 
 /// Where programs look when `--config` is not given.
@@ -69,6 +71,9 @@ pub struct Config {
     pub imapd: Imapd,
     #[serde(default)]
     pub auth: Auth,
+    /// Mail authentication (SPF, DKIM, DMARC, ARC): `[trust]`.
+    #[serde(default)]
+    pub trust: Trust,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -527,6 +532,7 @@ impl Config {
         let q = &self.qmgr;
         qmgr::check(q)?;
         auth::check(&self.auth)?;
+        trust::check(&self.trust)?;
         for (key, v, min) in [
             ("smtpd.max_connections", sm.max_connections as u64, 1),
             (
@@ -615,6 +621,15 @@ impl Config {
     /// The host name to use: the configured one or the system's.
     pub fn hostname(&self) -> String {
         self.hostname.clone().unwrap_or_else(system_hostname)
+    }
+
+    /// The authserv-id of our `Authentication-Results`: `trust.authserv_id`,
+    /// or the host name.
+    pub fn authserv_id(&self) -> String {
+        match self.trust.authserv_id.as_str() {
+            "" => self.hostname(),
+            id => id.to_ascii_lowercase(),
+        }
     }
 
     /// The LMTP Unix socket path.

@@ -35,6 +35,7 @@ fn the_reference_file_parses_and_matches_the_defaults() {
     assert_eq!(c.pop3d.max_connections, d.pop3d.max_connections);
     assert_eq!(c.pop3d.max_errors, d.pop3d.max_errors);
     assert_eq!(c.auth, d.auth);
+    assert_eq!(format!("{:?}", c.trust), format!("{:?}", d.trust));
 }
 
 #[test]

@@ -9,13 +9,23 @@
 //!
 //! Copies are written concurrently (one blocking task per recipient); the
 //! session sends the replies in recipient order, each as soon as it is ready.
+//!
+//! Junk filing: a message whose header section carries the spam mark
+//! (`X-Spam: Yes`, facteur_trust::header — smtpd writes it on mail its
+//! policy quarantines, rspamd writes the same) goes into the user's junk
+//! folder instead of INBOX: the folder with the `\Junk` role (RFC 6154),
+//! `Junk` by default, created with that role when the user has none. Only
+//! the first [`MARK_SCAN`] bytes are looked at. Until Sieve exists this is
+//! the only rule; a failure to make the folder delivers into INBOX (the
+//! mark stays in the message) rather than failing the delivery.
 
 use crate::Context;
 use facteur_config::OverQuota;
 use facteur_daemon::body::Body;
 use facteur_directory::UserRecord;
 use facteur_smtp_codec::Reply;
-use facteur_store::{Quota, StoreError};
+use facteur_store::{Delivered, Quota, SpecialUse, StoreError};
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::task::JoinHandle;
@@ -61,6 +71,93 @@ pub fn start(
         .collect()
 }
 
+/// Bytes of the message's start searched for the spam mark.
+pub const MARK_SCAN: usize = 64 * 1024;
+
+/// The junk folder's name when the user has none with the `\Junk` role.
+pub const JUNK: &str = "Junk";
+
+/// Whether the header section of `body` (its first [`MARK_SCAN`] bytes)
+/// carries the spam mark. Reads in small steps, up to the header's end.
+pub fn has_spam_mark(body: &Body) -> bool {
+    let mut head = Vec::new();
+    let Ok(r) = body.read_from_start() else {
+        return false;
+    };
+    let mut r = r.take(MARK_SCAN as u64);
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                // Look for the header end only around the new bytes.
+                let from = head.len().saturating_sub(3);
+                head.extend_from_slice(&buf[..n]);
+                if head.starts_with(b"\r\n") || memfind(&head[from..], b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    facteur_trust::header::has_spam_mark(&head)
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Delivers one copy into the user's junk folder, making it when missing
+/// (see the module header); returns the copy and the folder's name.
+fn deliver_junk(
+    ctx: &Context,
+    user: &UserRecord,
+    reader: &mut dyn FnMut() -> Box<dyn Read + Send>,
+    quota: Quota,
+) -> Result<(Delivered, String), StoreError> {
+    let address = &user.address;
+    // The common case: a folder named Junk exists.
+    match ctx.store.deliver(address, Some(JUNK), &mut reader(), quota) {
+        Err(StoreError::NoSuchMailbox(_)) => {}
+        r => return r.map(|d| (d, JUNK.to_string())),
+    }
+    let found = ctx
+        .store
+        .open_user(address, Quota::default())
+        .and_then(|us| {
+            let named = us
+                .list_mailboxes()?
+                .into_iter()
+                .find(|m| m.special_use == Some(SpecialUse::Junk))
+                .map(|m| m.name);
+            match named {
+                Some(n) => Ok(n),
+                None => {
+                    match us.create_mailbox(JUNK, Some(SpecialUse::Junk)) {
+                        Ok(()) | Err(StoreError::MailboxExists(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                    us.subscribe(JUNK, true)?;
+                    info!(user = %address, folder = JUNK, "junk folder created");
+                    Ok(JUNK.to_string())
+                }
+            }
+        });
+    match found {
+        Ok(folder) => ctx
+            .store
+            .deliver(address, Some(&folder), &mut reader(), quota)
+            .map(|d| (d, folder)),
+        Err(e) => {
+            warn!(user = %address, error = %e, "no junk folder: delivered into INBOX");
+            ctx.store
+                .deliver(address, None, &mut reader(), quota)
+                .map(|d| (d, "INBOX".to_string()))
+        }
+    }
+}
+
 /// Delivers to every mailbox of one recipient. The reply is 250 when all
 /// copies are on disk, else the first failure (a temporary one before a
 /// permanent one, so that the sender retries rather than bounces).
@@ -72,6 +169,7 @@ fn deliver_rcpt(
     body: &Arc<Body>,
 ) -> Reply {
     let mut failure: Option<Reply> = None;
+    let junk = has_spam_mark(body);
     for t in &rcpt.targets {
         let started = Instant::now();
         let prefix = format!(
@@ -79,16 +177,23 @@ fn deliver_rcpt(
             t.delivered_to
         )
         .into_bytes();
-        let mut reader = body.reader(prefix);
         let quota = Quota {
             bytes: t.user.quota_bytes,
             messages: t.user.quota_messages,
         };
-        let result = ctx.store.deliver(&t.user.address, None, &mut reader, quota);
+        let result = if junk {
+            let mut reader = || Box::new(body.reader(prefix.clone())) as Box<dyn Read + Send>;
+            deliver_junk(ctx, &t.user, &mut reader, quota)
+        } else {
+            let mut reader = body.reader(prefix);
+            ctx.store
+                .deliver(&t.user.address, None, &mut reader, quota)
+                .map(|d| (d, "INBOX".to_string()))
+        };
         let ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(d) => {
-                info!(queue_id, from = %sender, to = %rcpt.address, mailbox = %t.user.address, file = %d.path.display(), size = d.size, duration_ms = ms, result = "250 2.0.0 delivered", "delivered");
+            Ok((d, folder)) => {
+                info!(queue_id, from = %sender, to = %rcpt.address, mailbox = %t.user.address, folder = %folder, file = %d.path.display(), size = d.size, duration_ms = ms, result = "250 2.0.0 delivered", "delivered");
             }
             Err(e) => {
                 let reply = store_error_reply(ctx, &e, &rcpt.address);

@@ -4,7 +4,9 @@
 //! such as Postfix (`virtual_transport = lmtp:unix:/run/facteur/lmtp.sock`).
 //! For each recipient it resolves the address through the directory (aliases,
 //! `+` details, catch-all), and after the message it writes one copy per
-//! recipient into the Maildir store, answering per recipient.
+//! recipient into the Maildir store, answering per recipient. A message
+//! carrying the spam mark (smtpd's quarantine) is filed into the user's
+//! Junk folder ([`deliver`]).
 //!
 //! Layout: [`server`] binds the listeners and serves them through the shared
 //! accept loop; the protocol is the SMTP core's (facteur-smtp-server, LMTP

@@ -8,16 +8,23 @@
 //! at connect, HELO and SPF checks at HELO and MAIL, greylisting at RCPT,
 //! DKIM/DMARC/scanners at the end of data (they read the whole message
 //! through [`Sink::reader`](crate::Sink::reader)). A check holds no session
-//! state of its own: what it learns goes into its reply or its verdict.
+//! state of its own: what it learns goes into its reply, its verdict, the
+//! session's [`Notes`] (for a later stage: SPF at MAIL for DMARC at the end
+//! of data, the client's verified name for `Received:`), or header fields
+//! it adds at the end of data ([`Message::add_header`], written above the
+//! message by the sink: `Authentication-Results`, a spam mark).
 //!
 //! Every method has a default that accepts, so a check implements only
 //! its stages.
 
 use crate::handler::{SessionInfo, Txn};
 use facteur_smtp_codec::{MailFrom, RcptTo, Reply};
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 /// A future a check returns.
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
@@ -47,12 +54,84 @@ pub struct Message<'a> {
     pub rcpts: Vec<&'a RcptTo>,
     pub size: u64,
     pub(crate) content: &'a mut (dyn Content + Send),
+    /// Header fields the checks add, in order, CRLF-terminated.
+    pub(crate) added: &'a mut Vec<u8>,
 }
+
+/// Most bytes of header fields the checks of one message may add.
+pub const MAX_ADDED_HEADERS: usize = 64 * 1024;
 
 impl Message<'_> {
     /// The message from its first byte; each call starts again.
     pub fn reader(&mut self) -> io::Result<Box<dyn Read + Send + '_>> {
         self.content.reader()
+    }
+
+    /// Adds a header field above the message, if every check accepts it
+    /// (the sink writes it: [`Sink::prepend`](crate::Sink::prepend)).
+    /// `field` is `Name: value`, folded with CRLF followed by a space or a
+    /// tab; a CRLF is added at its end. A field that is not one well-formed
+    /// header field (a bare CR or LF, an empty line, no name, a control
+    /// character) is refused, as is one past [`MAX_ADDED_HEADERS`]: false,
+    /// and nothing is added — values come from peers, and a check must
+    /// never turn them into a header of the attacker's choice.
+    pub fn add_header(&mut self, field: &str) -> bool {
+        let field = field.strip_suffix("\r\n").unwrap_or(field);
+        if !well_formed_field(field) || self.added.len() + field.len() + 2 > MAX_ADDED_HEADERS {
+            tracing::warn!(field, "a check's header field refused");
+            return false;
+        }
+        self.added.extend_from_slice(field.as_bytes());
+        self.added.extend_from_slice(b"\r\n");
+        true
+    }
+}
+
+/// One header field (without its final CRLF): a name of printable ASCII
+/// without `:`, a colon, then lines joined by CRLF + WSP; no other CR or
+/// LF, no control character but TAB.
+fn well_formed_field(f: &str) -> bool {
+    let Some((name, _)) = f.split_once(':') else {
+        return false;
+    };
+    let name_ok = !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b));
+    let lines_ok = f.split("\r\n").enumerate().all(|(i, line)| {
+        // A continuation line starts with WSP and is not all WSP (that
+        // would be an empty line to many parsers).
+        (i == 0 || (line.starts_with([' ', '\t']) && !line.trim().is_empty()))
+            && !line.chars().any(|c| c.is_control() && c != '\t')
+    });
+    name_ok && lines_ok
+}
+
+/// What checks learn at one stage for a later one (the client's verified
+/// name at connect, SPF at HELO and MAIL for DMARC at the end of data),
+/// kept for the whole session: one value per type, a later one replaces
+/// it. Shared by the clones of a [`SessionInfo`]; a check that relies on a
+/// note checks that it is about what it sees now (the same HELO name, the
+/// same sender), since the session does not clear notes.
+#[derive(Clone, Default)]
+pub struct Notes(Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>);
+
+impl std::fmt::Debug for Notes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Notes({n})")
+    }
+}
+
+impl Notes {
+    /// Keeps `v`, replacing the note of its type.
+    pub fn set<T: Any + Send + Sync>(&self, v: T) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(TypeId::of::<T>(), Arc::new(v));
+        }
+    }
+
+    /// The note of type `T`, if one was kept.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let v = self.0.lock().ok()?.get(&TypeId::of::<T>())?.clone();
+        v.downcast::<T>().ok()
     }
 }
 

@@ -299,18 +299,27 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         }
         let mut verdict = Verdict::Accept;
         let info = self.info.clone();
+        let mut added = Vec::new();
         for c in self.h.checks() {
             let m = Message {
                 mail: &txn.mail,
                 rcpts: check::rcpts_of(&txn),
                 size,
                 content: &mut sink,
+                added: &mut added,
             };
             verdict = c.data(&info, m).await;
             if verdict != Verdict::Accept {
                 check::log_refusal(c.as_ref(), &verdict);
                 break;
             }
+        }
+        if verdict == Verdict::Accept
+            && !added.is_empty()
+            && let Err(e) = sink.prepend(&added)
+        {
+            warn!(error = %e, "cannot add the checks' header fields");
+            verdict = Verdict::Reject(write_failure(&e));
         }
         match verdict {
             Verdict::Accept => {}

@@ -9,7 +9,7 @@
 //! and make it durable and say how it went (`finish`). Everything a
 //! handler answers is a [`Reply`] the core sends as is.
 
-use crate::check::{Check, Content};
+use crate::check::{Check, Content, Notes};
 pub use facteur_daemon::Peer;
 use facteur_smtp_codec::{MailFrom, RcptTo, Reply};
 use std::future::Future;
@@ -66,6 +66,8 @@ pub struct SessionInfo {
     pub auth_user: Option<String>,
     /// The client sent bytes before our greeting (a pregreet talker).
     pub early_talker: bool,
+    /// What checks learned for later stages (see [`Notes`]).
+    pub notes: Notes,
 }
 
 /// A transaction: from MAIL to the end of the data (or RSET).
@@ -85,6 +87,16 @@ pub struct Txn<R> {
 pub trait Sink: Content + Send {
     /// Appends message bytes (network form, dot-unstuffed).
     fn push(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Header fields the end-of-data checks added (whole CRLF-terminated
+    /// fields), to go above the message; called once, after every check
+    /// accepted and before `finish`. A sink that cannot keep them fails
+    /// the transaction (the default: no check of its handler adds any).
+    fn prepend(&mut self, _fields: &[u8]) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this sink cannot add header fields",
+        ))
+    }
     /// Throws the message away.
     fn abort(self);
 }

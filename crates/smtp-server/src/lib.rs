@@ -8,7 +8,9 @@
 //!   and a program's own policy), [`SessionInfo`], [`Txn`], [`Sink`];
 //! - [`check`]: the hook points for judgment ([`Check`]: connect, HELO,
 //!   MAIL, RCPT, end of data), where SPF, DNSBLs, greylisting and scanners
-//!   plug in;
+//!   plug in; the session's [`Notes`] (what a check learned for a later
+//!   stage) and the header fields end-of-data checks add above the message
+//!   ([`Message::add_header`], written by [`Sink::prepend`]);
 //! - `session`: the state machine (greeting, EHLO/HELO/LHLO, MAIL, RCPT,
 //!   RSET, NOOP, VRFY, HELP, QUIT, STARTTLS, limits, time-outs), generic
 //!   over the stream; `data`: DATA and BDAT into the sink, end-of-data
@@ -48,7 +50,7 @@ mod data;
 pub mod handler;
 mod session;
 
-pub use check::{Check, CheckFuture, Content, Message, Verdict};
+pub use check::{Check, CheckFuture, Content, MAX_ADDED_HEADERS, Message, Notes, Verdict};
 pub use data::write_failure;
 pub use handler::{
     BareLineEndings, Dialect, Handler, Limits, Peer, ReplyFuture, SessionInfo, Sink, Txn,

@@ -84,6 +84,7 @@ pub async fn serve<H, S>(
                 tls,
                 auth_user: None,
                 early_talker: false,
+                notes: Default::default(),
             },
             txn: None,
             bdat: None,

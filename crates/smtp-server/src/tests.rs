@@ -21,6 +21,8 @@ struct Toy {
     fail_open: bool,
     /// `push` fails once the sink holds this many bytes.
     fail_after: Option<usize>,
+    /// The sink takes header fields from checks.
+    prepends: bool,
     checks: Vec<Arc<dyn Check>>,
     /// Messages made durable: (sender, recipients, bytes).
     kept: Mutex<Vec<Kept>>,
@@ -30,6 +32,8 @@ struct Toy {
 struct ToySink {
     bytes: Vec<u8>,
     fail_after: Option<usize>,
+    /// Takes the checks' header fields (else the trait's default refuses).
+    prepends: bool,
 }
 
 impl Content for ToySink {
@@ -47,6 +51,13 @@ impl Sink for ToySink {
             return Err(io::Error::from_raw_os_error(28)); // ENOSPC
         }
         self.bytes.extend_from_slice(b);
+        Ok(())
+    }
+    fn prepend(&mut self, fields: &[u8]) -> io::Result<()> {
+        if !self.prepends {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "no"));
+        }
+        self.bytes.splice(0..0, fields.iter().copied());
         Ok(())
     }
     fn abort(self) {}
@@ -104,6 +115,7 @@ impl Handler for Toy {
         Ok(ToySink {
             bytes: Vec::new(),
             fail_after: self.fail_after,
+            prepends: self.prepends,
         })
     }
     async fn finish(
@@ -443,4 +455,77 @@ async fn endless_noops_end_the_session() {
     let mut expect = vec!["250"; 111];
     expect.push("421 4.7.0");
     transcript(Toy::default(), &[(&send, &expect)]).await;
+}
+
+/// Learns the HELO name at HELO (a note), and at the end of data adds it
+/// in a header field, with a field that must be refused.
+struct Annotate;
+#[derive(Debug)]
+struct HeloNote(String);
+impl Check for Annotate {
+    fn name(&self) -> &'static str {
+        "annotate"
+    }
+    fn helo<'a>(&'a self, s: &'a SessionInfo, name: &'a str) -> CheckFuture<'a> {
+        s.notes.set(HeloNote(name.to_string()));
+        Box::pin(std::future::ready(Verdict::Accept))
+    }
+    fn data<'a>(&'a self, s: &'a SessionInfo, mut m: Message<'a>) -> CheckFuture<'a> {
+        let helo = s.notes.get::<HeloNote>().map(|n| n.0.clone());
+        assert!(m.add_header(&format!(
+            "X-Helo: {}\r\n\tfolded",
+            helo.as_deref().unwrap_or("?")
+        )));
+        // Peer data that would smuggle a field or end the header section.
+        for bad in [
+            "X-Evil: a\r\nBcc: x@y",
+            "X-Evil: a\r\n\r\nbody",
+            "X-Evil: a\nb",
+            "No colon",
+            "X-Evil: a\r\n \r\n\tb",
+            ": empty name",
+            "X-Evil: nul\0",
+        ] {
+            assert!(!m.add_header(bad), "{bad:?}");
+        }
+        assert!(!m.add_header(&format!("X-Big: {}", "x".repeat(MAX_ADDED_HEADERS))));
+        Box::pin(std::future::ready(Verdict::Accept))
+    }
+}
+
+#[tokio::test]
+async fn notes_carry_to_the_end_of_data_and_fields_go_above_the_message() {
+    let h = transcript(
+        Toy {
+            checks: vec![Arc::new(Annotate)],
+            prepends: true,
+            ..Toy::default()
+        },
+        &[(
+            b"EHLO client.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\n",
+            &["250", "250", "250", "354", "250 2.0.0 kept"],
+        )],
+    )
+    .await;
+    let kept = h.kept.lock().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&kept[0].2),
+        "X-Helo: client.test\r\n\tfolded\r\nSubject: s\r\n\r\nbody\r\n"
+    );
+}
+
+#[tokio::test]
+async fn a_sink_that_cannot_take_fields_fails_the_message_with_a_4xx() {
+    let h = transcript(
+        Toy {
+            checks: vec![Arc::new(Annotate)],
+            ..Toy::default()
+        },
+        &[(
+            b"EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nx\r\n.\r\n",
+            &["250", "250", "250", "354", "451 4.3.0"],
+        )],
+    )
+    .await;
+    assert!(h.kept.lock().unwrap().is_empty());
 }

@@ -32,9 +32,17 @@ pub struct Listener {
 
 impl Listener {
     pub fn new(ctx: Arc<Context>, mode: Mode) -> Listener {
-        let checks: Vec<Arc<dyn Check>> = vec![Arc::new(policy::MessageRate {
+        let mut checks: Vec<Arc<dyn Check>> = vec![Arc::new(policy::MessageRate {
             ctx: Arc::clone(&ctx),
         })];
+        if let Some(t) = &ctx.trust
+            && t.enabled_on(mode.as_str())
+        {
+            checks.push(Arc::new(crate::trust::TrustCheck {
+                ctx: Arc::clone(&ctx),
+                trust: Arc::clone(t),
+            }));
+        }
         Listener { ctx, mode, checks }
     }
 
@@ -111,7 +119,15 @@ impl Handler for Listener {
     }
 
     fn open(&self, s: &SessionInfo, t: &Txn<()>) -> Result<Incoming, Reply> {
-        let env = envelope(s, t);
+        let mut env = envelope(s, t);
+        // The client's name only when iprev verified it; forged results
+        // removed only from clients the checks judge.
+        let client_name = crate::trust::client_name(s);
+        env.client_name = client_name.clone();
+        let strip =
+            self.ctx.trust.as_ref().and_then(|tr| {
+                crate::trust::checked(&self.ctx, tr, s).map(|_| tr.authserv_id.clone())
+            });
         let protocol = env.protocol.clone().unwrap_or_default();
         let writer = self
             .ctx
@@ -122,9 +138,12 @@ impl Handler for Listener {
                 Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
             })?;
         let qid = writer.queue_id().to_string();
+        if strip.is_some() {
+            s.notes.set(crate::trust::QueueId(qid.clone()));
+        }
         let trace = Trace {
             helo: s.helo.clone().unwrap_or_default(),
-            client_name: None,
+            client_name,
             client_ip: s.peer.to_string(),
             hostname: self.ctx.hostname.clone(),
             protocol,
@@ -135,7 +154,7 @@ impl Handler for Listener {
         };
         let add = (self.mode != Mode::Mx)
             .then(|| (format!("<{qid}@{}>", self.ctx.hostname), trace.date.clone()));
-        Ok(Incoming::new(writer, &trace, add))
+        Ok(Incoming::new(writer, &trace, add).strip_forged(strip))
     }
 
     async fn finish(
@@ -217,4 +236,4 @@ fn envelope(s: &SessionInfo, t: &Txn<()>) -> Envelope {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -12,7 +12,10 @@
 //! [`handler`] is smtpd on it: AUTH on submission, the queue file as the
 //! message sink; [`policy`] decides relaying, recipients, sender ownership
 //! and message rates (a check at the core's MAIL hook); [`message`]
-//! receives the message into a queue file with the headers we add.
+//! receives the message into a queue file with the headers we add;
+//! [`trust`] is mail authentication (iprev, SPF, DKIM, ARC, DMARC of
+//! facteur-trust) as a check at every stage, for clients that are neither
+//! logged in nor in `mynetworks`.
 //!
 //! Invariants:
 //! - 250 after DATA/BDAT LAST only after the queue file is committed (fsynced
@@ -35,6 +38,7 @@ pub mod handler;
 pub mod message;
 pub mod policy;
 pub mod server;
+pub mod trust;
 
 use facteur_config::Config;
 use facteur_directory::Directory;
@@ -81,6 +85,9 @@ pub struct Context {
     pub rates: policy::Rates,
     /// Connections per client address (the accept loop's).
     pub limits: Arc<facteur_daemon::limits::Limits>,
+    /// `[trust.incoming]`: the resolver and policy of the checks; `None`
+    /// when no listener runs them.
+    pub trust: Option<Arc<facteur_trust::Incoming>>,
 }
 
 impl Context {
@@ -93,7 +100,19 @@ impl Context {
             &cfg.tls,
             (!cfg.smtpd.submissions.is_empty()).then_some("the submissions listener"),
         )?;
+        let i = &cfg.trust.incoming;
+        let any_checks = [Mode::Mx, Mode::Submission, Mode::Submissions]
+            .iter()
+            .any(|m| i.enabled_on(m.as_str()));
+        let trust = if any_checks {
+            let t = facteur_trust::Incoming::from_config(cfg)
+                .map_err(|e| anyhow::anyhow!("trust: {e}"))?;
+            Some(Arc::new(t))
+        } else {
+            None
+        };
         Ok(Context {
+            trust,
             logins: facteur_auth::Logins::for_daemon(cfg, &directory)?,
             hostname: cfg.hostname(),
             directory,

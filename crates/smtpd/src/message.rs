@@ -71,6 +71,8 @@ pub struct Incoming {
     head: Vec<u8>,
     head_done: bool,
     add_missing: Option<(String, String)>,
+    /// Our authserv-id, when forged fields are to be removed.
+    strip: Option<String>,
 }
 
 impl Incoming {
@@ -87,7 +89,17 @@ impl Incoming {
             head: Vec::new(),
             head_done: false,
             add_missing,
+            strip: None,
         }
+    }
+
+    /// Removes, from the header section, `Authentication-Results` fields
+    /// claiming `authserv_id` and the spam mark (when `Some`). Only the
+    /// first [`HEAD_LIMIT`] bytes are looked at: the end-of-data check
+    /// refuses a message with one past them.
+    pub fn strip_forged(mut self, authserv_id: Option<String>) -> Incoming {
+        self.strip = authserv_id;
+        self
     }
 
     pub fn queue_id(&self) -> &str {
@@ -122,8 +134,15 @@ impl Incoming {
                 out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
             }
         }
-        out.extend_from_slice(&self.head);
-        self.head = Vec::new();
+        let head = std::mem::take(&mut self.head);
+        let stripped = self
+            .strip
+            .as_deref()
+            .and_then(|id| facteur_trust::header::strip_forged(&head, id));
+        if stripped.is_some() {
+            tracing::info!(queue_id = %self.writer.queue_id(), "forged header fields removed");
+        }
+        out.extend_from_slice(stripped.as_deref().unwrap_or(&head));
         self.writer.write_all(&out)
     }
 
@@ -154,6 +173,10 @@ impl Content for Incoming {
 impl Sink for Incoming {
     fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
         Incoming::push(self, bytes)
+    }
+
+    fn prepend(&mut self, fields: &[u8]) -> io::Result<()> {
+        self.writer.prepend(fields)
     }
 
     fn abort(self) {

@@ -6,7 +6,8 @@
 //! TLS handshake on submissions, a clean shutdown). Each connection is a
 //! session of the SMTP core with the listener's [`Listener`] handler. On
 //! SIGHUP the configuration is read again: `[smtpd]`'s limits and policies
-//! and the TLS certificate apply to the sessions that start after it.
+//! and the TLS certificate apply to the sessions that start after it
+//! (`[trust]` needs a restart).
 
 use crate::handler::Listener;
 use crate::{Context, Mode};
@@ -30,6 +31,8 @@ const FIXED: &[facteur_daemon::reload::Fixed] = &[
         c.smtpd.max_connections_per_ip.to_string()
     }),
     ("qmgr.socket", |c| format!("{:?}", c.qmgr_socket())),
+    // The resolver, the bounds and the policy of the checks.
+    ("trust", |c| format!("{:?}", c.trust)),
 ];
 
 /// Runs facteur-smtpd until a shutdown signal.

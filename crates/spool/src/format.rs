@@ -60,6 +60,8 @@ pub mod rec {
     pub const DELIVERY: u8 = b'D';
     pub const RECIPIENT: u8 = b'R';
     pub const MESSAGE: u8 = b'M';
+    /// Header fields readers emit above the message (between `M` and `X`).
+    pub const PREPEND: u8 = b'F';
     pub const END: u8 = b'X';
     /// State file: one per recipient, in order.
     pub const RCPT_STATE: u8 = b'T';
@@ -69,13 +71,23 @@ pub mod rec {
 pub const END_RECORD: [u8; 5] = [rec::END, 0, 0, 0, 0];
 
 /// A parsed queue file: the envelope as written at creation (no state file
-/// applied), the instance nonce, and where the message bytes are.
+/// applied), the instance nonce, where the message bytes are, and the
+/// header fields to emit above them (the `F` record; empty without one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedQueueFile {
     pub envelope: Envelope,
     pub nonce: u64,
     pub message_offset: u64,
     pub message_len: u64,
+    pub prepend: Vec<u8>,
+}
+
+impl ParsedQueueFile {
+    /// The size of the message as readers see it: the prepended fields and
+    /// the message record.
+    pub fn size(&self) -> u64 {
+        self.prepend.len() as u64 + self.message_len
+    }
 }
 
 /// The mutable delivery state kept in `<id>.state`.
@@ -254,13 +266,38 @@ pub fn message_record_head(len: u32) -> [u8; 5] {
     [rec::MESSAGE, l[0], l[1], l[2], l[3]]
 }
 
+/// The `F` record holding header fields to emit above the message:
+/// nothing when `fields` is empty. `fields` must be whole header fields,
+/// each ending with CRLF (what smtpd's end-of-data checks added).
+pub fn prepend_record(fields: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    if !fields.is_empty() {
+        if !fields.ends_with(b"\r\n") {
+            return Err(invalid("prepended fields must end with CRLF".into()));
+        }
+        put(&mut out, rec::PREPEND, fields)?;
+    }
+    Ok(out)
+}
+
 /// A whole queue file in memory (tests, fuzzing, small messages).
 pub fn encode_queue_file_bytes(env: &Envelope, nonce: u64, message: &[u8]) -> Result<Vec<u8>> {
+    encode_queue_file_with_prepend(env, nonce, message, &[])
+}
+
+/// A whole queue file in memory with header fields in an `F` record.
+pub fn encode_queue_file_with_prepend(
+    env: &Envelope,
+    nonce: u64,
+    message: &[u8],
+    prepend: &[u8],
+) -> Result<Vec<u8>> {
     let len = u32::try_from(message.len())
         .map_err(|_| invalid(format!("message of {} bytes is too large", message.len())))?;
     let mut out = encode_envelope(env, nonce)?;
     out.extend_from_slice(&message_record_head(len));
     out.extend_from_slice(message);
+    out.extend_from_slice(&prepend_record(prepend)?);
     out.extend_from_slice(&END_RECORD);
     Ok(out)
 }
@@ -578,7 +615,19 @@ pub fn parse_queue_file<R: Read + Seek>(r: &mut R, len: u64) -> Result<ParsedQue
         }
         f.done()?;
     };
-    let (t, n) = rd.head()?;
+    // After the message: at most one F record, then END.
+    let mut prepend = None;
+    let (t, n) = loop {
+        let (t, n) = rd.head()?;
+        if t != rec::PREPEND || prepend.is_some() {
+            break (t, n);
+        }
+        let p = rd.payload(t, n)?;
+        if !p.ends_with(b"\r\n") {
+            return Err(corrupt("record 'F' does not end with CRLF".into()));
+        }
+        prepend = Some(p);
+    };
     if t != rec::END || n != 0 {
         return Err(corrupt(format!(
             "record {:?} after the message, expected END",
@@ -616,6 +665,7 @@ pub fn parse_queue_file<R: Read + Seek>(r: &mut R, len: u64) -> Result<ParsedQue
         nonce: nonce.ok_or_else(|| missing("nonce"))?,
         message_offset,
         message_len,
+        prepend: prepend.unwrap_or_default(),
     })
 }
 

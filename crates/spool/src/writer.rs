@@ -32,6 +32,8 @@ pub struct QueueWriter {
     /// Offset of the message record's length field.
     pub(crate) len_offset: u64,
     pub(crate) written: u64,
+    /// Header fields for the `F` record, written at commit.
+    pub(crate) prepend: Vec<u8>,
 }
 
 impl QueueWriter {
@@ -61,6 +63,25 @@ impl QueueWriter {
         })
     }
 
+    /// Header fields (whole fields, each ending with CRLF) that readers
+    /// emit above the message: kept in memory and written at commit in an
+    /// `F` record after the message (docs/queue-file.md). smtpd's
+    /// end-of-data checks add them once the message has streamed to disk
+    /// (`Authentication-Results`, the spam mark). At most
+    /// `format::MAX_RECORD` bytes in all.
+    pub fn prepend(&mut self, fields: &[u8]) -> io::Result<()> {
+        if !fields.ends_with(b"\r\n")
+            || self.prepend.len() + fields.len() > format::MAX_RECORD as usize
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "prepended header fields: not CRLF-terminated, or too long",
+            ));
+        }
+        self.prepend.extend_from_slice(fields);
+        Ok(())
+    }
+
     /// Writes END, fsyncs the file, links it into its queue directory (never
     /// replacing a file), fsyncs the directory; returns the queue id. Only
     /// after this may anyone say 250.
@@ -78,7 +99,10 @@ impl QueueWriter {
         let len = u32::try_from(self.written).map_err(|_| {
             invalid_input(format!("message of {} bytes is too large", self.written))
         })?;
-        let end = self.len_offset + 4 + self.written;
+        let mut end = self.len_offset + 4 + self.written;
+        let f = format::prepend_record(&self.prepend)?;
+        file.write_all_at(&f, end)?;
+        end += f.len() as u64;
         file.write_all_at(&END_RECORD, end)?;
         file.write_all_at(&len.to_be_bytes(), self.len_offset)?;
         // A reused file (`Spool::create`) may be longer than this message.

@@ -22,6 +22,8 @@
 //! tls.rs         TestCa: a CA and a `localhost` certificate on disk, and a
 //!                client that trusts them
 //! dns.rs         servfail_dns: a nameserver on loopback that fails fast
+//! zone.rs        DnsServer: a nameserver on loopback answering from a
+//!                Zone (TXT, A, AAAA, PTR, MX; silent names)
 //! ```
 //!
 //! Invariants: every wait is bounded ([`TIMEOUT`] for a reply, a session's
@@ -49,6 +51,7 @@ mod running;
 mod spool;
 mod tls;
 mod transcript;
+mod zone;
 
 pub use accounts::Accounts;
 pub use client::{CLOSED, LineClient, Protocol};
@@ -59,6 +62,7 @@ pub use running::{Running, stopped, wait_for};
 pub use spool::SpoolExt;
 pub use tls::TestCa;
 pub use transcript::{Session, Step};
+pub use zone::{DnsServer, Rec, Zone};
 
 /// How long a test waits for one reply, for a session to end, or for a
 /// server to stop, before it fails.

@@ -304,3 +304,70 @@ async fn a_chunk_that_cannot_be_buffered_is_a_temporary_failure() {
     .await;
     assert!(f.new_files("alice@example.test").is_empty());
 }
+
+/// The messages in `user`'s `folder` (Maildir++ `.folder/new/`).
+fn folder_files(f: &Fixture, user: &str, folder: &str) -> Vec<Vec<u8>> {
+    let (local, domain) = user.split_once('@').unwrap();
+    let new = f.root.join("mail").join(domain).join(local);
+    let new = new.join(format!(".{folder}")).join("new");
+    let mut out: Vec<Vec<u8>> = match std::fs::read_dir(&new) {
+        Ok(rd) => rd
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn spam_marked_mail_is_filed_into_junk() {
+    use facteur_store::{Quota, SpecialUse};
+    let f = fixture(1 << 20);
+    // bob's junk folder is "Spam" (the \Junk role); alice has none yet.
+    f.ctx
+        .store
+        .open_user("bob@example.test", Quota::default())
+        .unwrap()
+        .create_mailbox("Spam", Some(SpecialUse::Junk))
+        .unwrap();
+    // The mark after 5,000 bytes of header: found past the first read.
+    let long = format!(
+        "Subject: long\r\nX-Filler: {}\r\nx-spam:  YES score=9\r\n\r\nbody\r\n.\r\n",
+        "f".repeat(5000)
+    );
+    transcript(
+        &f,
+        &[
+            (b"LHLO x\r\n", &["250"]),
+            (b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\n", &["250", "250", "250"]),
+            (b"DATA\r\nSubject: marked\r\nX-Spam: Yes\r\n\r\nbody\r\n.\r\n", &["354", "250", "250"]),
+            // Not marked: "No", and a mark in the body.
+            (b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\n", &["250", "250"]),
+            (b"DATA\r\nSubject: ham\r\nX-Spam: No\r\n\r\nX-Spam: Yes\r\n.\r\n", &["354", "250"]),
+            (b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n", &["250", "250", "354"]),
+            (long.as_bytes(), &["250"]),
+            (b"QUIT\r\n", &["221"]),
+        ],
+    )
+    .await;
+    let inbox = f.new_files("alice@example.test");
+    assert_eq!(inbox.len(), 1);
+    assert!(String::from_utf8_lossy(&inbox[0]).contains("Subject: ham"));
+    let junk = folder_files(&f, "alice@example.test", "Junk");
+    assert_eq!(junk.len(), 2, "{junk:?}");
+    // alice's Junk was made with its role, and subscribed.
+    let boxes = f
+        .ctx
+        .store
+        .open_user("alice@example.test", Quota::default())
+        .unwrap()
+        .list_mailboxes()
+        .unwrap();
+    let j = boxes.iter().find(|m| m.name == "Junk").unwrap();
+    assert_eq!(j.special_use, Some(SpecialUse::Junk));
+    assert!(j.subscribed);
+    assert!(f.new_files("bob@example.test").is_empty());
+    assert_eq!(folder_files(&f, "bob@example.test", "Spam").len(), 1);
+    assert!(folder_files(&f, "bob@example.test", "Junk").is_empty());
+}

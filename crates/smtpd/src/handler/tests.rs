@@ -13,12 +13,22 @@ fn encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
-struct Fixture {
+pub(crate) struct Fixture {
     _tmp: tempfile::TempDir,
-    ctx: Arc<Context>,
+    pub(crate) ctx: Arc<Context>,
 }
 
 fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
+    fixture_with(mynetworks, max_size, None)
+}
+
+/// A context with the given mail-authentication checks (crate::trust's
+/// tests).
+pub(crate) fn fixture_with(
+    mynetworks: &str,
+    max_size: u64,
+    trust: Option<Arc<facteur_trust::Incoming>>,
+) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = Accounts::new()
         .user(
@@ -50,18 +60,19 @@ fn fixture(mynetworks: &str, max_size: u64) -> Fixture {
         qmgr_socket: tmp.path().join("qmgr.sock"),
         rates: crate::policy::Rates::default(),
         limits,
+        trust,
     });
     Fixture { _tmp: tmp, ctx }
 }
 
 impl Fixture {
     /// The queue files in incoming/.
-    fn queued(&self) -> Vec<facteur_spool::QueueFile> {
+    pub(crate) fn queued(&self) -> Vec<facteur_spool::QueueFile> {
         self.ctx.spool.queued(QueueName::Incoming)
     }
 
     /// The message of `id` in incoming/, as text.
-    fn message(&self, id: &str) -> String {
+    pub(crate) fn message(&self, id: &str) -> String {
         self.ctx.spool.message_text(QueueName::Incoming, id)
     }
 
@@ -76,7 +87,7 @@ impl Fixture {
     }
 }
 
-async fn transcript(f: &Fixture, mode: Mode, ip: &str, steps: &[Step<'_>]) {
+pub(crate) async fn transcript(f: &Fixture, mode: Mode, ip: &str, steps: &[Step<'_>]) {
     f.session(mode, ip)
         .transcript(Protocol::Smtp, "220 mx.example.test", steps)
         .await;

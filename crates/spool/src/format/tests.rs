@@ -280,3 +280,70 @@ fn control_characters_in_envelope_fields_are_corrupt() {
     assert!(clean_field("用户@例子.测试"));
     assert!(!clean_field("a\u{85}b@c"));
 }
+
+#[test]
+fn prepended_fields_round_trip_and_old_files_read_the_same() {
+    let env = full_envelope();
+    let msg = b"Subject: hi\r\n\r\nbody\r\n";
+    let fields = b"Authentication-Results: mx.test; spf=pass\r\n\tsmtp.mailfrom=a@b\r\n";
+    let bytes = encode_queue_file_with_prepend(&env, 9, msg, fields).unwrap();
+    let p = parse_queue_file_bytes(&bytes).unwrap();
+    assert_eq!(p.prepend, fields);
+    assert_eq!(p.size(), (fields.len() + msg.len()) as u64);
+    let range = p.message_offset as usize..(p.message_offset + p.message_len) as usize;
+    assert_eq!(&bytes[range], msg);
+    // Without fields, the file is byte for byte what it always was.
+    assert_eq!(
+        encode_queue_file_with_prepend(&env, 9, msg, b"").unwrap(),
+        encode_queue_file_bytes(&env, 9, msg).unwrap()
+    );
+    assert!(
+        parse_queue_file_bytes(&encode_queue_file_bytes(&env, 9, msg).unwrap())
+            .unwrap()
+            .prepend
+            .is_empty()
+    );
+    // Every cut of a file with an F record is Incomplete.
+    for cut in 0..bytes.len() {
+        match parse_queue_file_bytes(&bytes[..cut]) {
+            Err(SpoolError::Incomplete(_)) => {}
+            Err(SpoolError::Corrupt(_)) if cut < 8 => {}
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_bad_or_second_f_record_is_corrupt() {
+    let env = full_envelope();
+    let good = encode_queue_file_with_prepend(&env, 9, b"x\r\n", b"A: b\r\n").unwrap();
+    let end = good.len() - END_RECORD.len();
+    // Two F records.
+    let mut two = good[..end].to_vec();
+    two.extend_from_slice(&prepend_record(b"C: d\r\n").unwrap());
+    two.extend_from_slice(&END_RECORD);
+    assert!(matches!(
+        parse_queue_file_bytes(&two),
+        Err(SpoolError::Corrupt(_))
+    ));
+    // Fields without their CRLF.
+    let mut cut = encode_queue_file_bytes(&env, 9, b"x\r\n").unwrap();
+    cut.truncate(cut.len() - END_RECORD.len());
+    cut.extend_from_slice(&[rec::PREPEND, 0, 0, 0, 4]);
+    cut.extend_from_slice(b"A: b");
+    cut.extend_from_slice(&END_RECORD);
+    assert!(matches!(
+        parse_queue_file_bytes(&cut),
+        Err(SpoolError::Corrupt(_))
+    ));
+    // An F record before the message is an unknown envelope record.
+    let mut early = encode_envelope(&env, 9).unwrap();
+    early.extend_from_slice(&prepend_record(b"A: b\r\n").unwrap());
+    early.extend_from_slice(&message_record_head(0));
+    early.extend_from_slice(&END_RECORD);
+    assert!(matches!(
+        parse_queue_file_bytes(&early),
+        Err(SpoolError::Corrupt(_))
+    ));
+    assert!(prepend_record(b"no crlf").is_err());
+}

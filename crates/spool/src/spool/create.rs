@@ -37,7 +37,10 @@ impl Spool {
                     break (id, tmp_path, f);
                 }
             }
+            // Read too: end-of-data checks read the message back
+            // (`QueueWriter::message_reader`) before it is committed.
             match OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create_new(true)
                 .mode(mode)
@@ -66,6 +69,7 @@ impl Spool {
             file: Some(BufWriter::with_capacity(64 * 1024, file)),
             len_offset: 0,
             written: 0,
+            prepend: Vec::new(),
         };
         let mut env = env.clone();
         env.queue_id = writer.id.clone();
@@ -108,6 +112,34 @@ mod tests {
         assert_eq!(message(&spool, QueueName::Incoming, &id), msg);
         assert_eq!(spool.find(&id).unwrap().envelope, want);
         assert!(is_empty(&d.path().join(TMP_DIR)));
+    }
+
+    #[test]
+    fn prepended_fields_are_read_above_the_message_and_survive_a_rewrite() {
+        let (_d, spool) = temp_spool();
+        let mut w = spool.create(QueueName::Incoming, &env()).unwrap();
+        w.write_all(b"Subject: t\r\n\r\nbody\r\n").unwrap();
+        w.prepend(b"X-Spam: Yes\r\n").unwrap();
+        w.prepend(b"Authentication-Results: mx.test; none\r\n")
+            .unwrap();
+        assert!(w.prepend(b"no CRLF").is_err());
+        // What the end-of-data checks read is the message as received.
+        let mut seen = Vec::new();
+        io::Read::read_to_end(&mut w.message_reader().unwrap(), &mut seen).unwrap();
+        assert_eq!(seen, b"Subject: t\r\n\r\nbody\r\n");
+        let id = w.commit().unwrap();
+        let want: &[u8] =
+            b"X-Spam: Yes\r\nAuthentication-Results: mx.test; none\r\nSubject: t\r\n\r\nbody\r\n";
+        assert_eq!(message(&spool, QueueName::Incoming, &id), want);
+        let mut qf = spool.read(QueueName::Incoming, &id).unwrap();
+        assert_eq!(qf.message_size, want.len() as u64);
+        qf.envelope
+            .recipients
+            .push(crate::Recipient::new("z@example.test"));
+        spool
+            .rewrite_recipients(QueueName::Incoming, &id, &qf.envelope)
+            .unwrap();
+        assert_eq!(message(&spool, QueueName::Incoming, &id), want);
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl Spool {
             if copied != parsed.message_len {
                 return Err(SpoolError::Incomplete(format!("{id}: message shrank")));
             }
+            w.write_all(&format::prepend_record(&parsed.prepend)?)?;
             w.write_all(&END_RECORD)?;
             let f = w.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()?;

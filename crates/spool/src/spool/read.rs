@@ -72,6 +72,7 @@ impl Spool {
     /// Reads a queue file's envelope, with its latest delivery state.
     pub fn read(&self, q: QueueName, id: &str) -> Result<QueueFile> {
         let (_, parsed, path) = self.parse(q, id)?;
+        let message_size = parsed.size();
         let mut envelope = parsed.envelope;
         if let Some(st) = self.load_state(id, parsed.nonce)?
             && !st.apply(&mut envelope)
@@ -83,7 +84,7 @@ impl Spool {
         Ok(QueueFile {
             queue: q,
             envelope,
-            message_size: parsed.message_len,
+            message_size,
             path,
         })
     }
@@ -99,14 +100,13 @@ impl Spool {
         Err(SpoolError::NotFound(id.to_string()))
     }
 
-    /// The message of a queue file, network form (CRLF), exactly as written.
+    /// The message of a queue file, network form (CRLF), exactly as written:
+    /// the header fields of its `F` record, if any, then the message record.
     pub fn open_message(&self, q: QueueName, id: &str) -> Result<Box<dyn Read + Send>> {
         let (mut file, parsed, _) = self.parse(q, id)?;
         file.seek(SeekFrom::Start(parsed.message_offset))?;
-        Ok(Box::new(BufReader::with_capacity(
-            64 * 1024,
-            file.take(parsed.message_len),
-        )))
+        let message = BufReader::with_capacity(64 * 1024, file.take(parsed.message_len));
+        Ok(Box::new(io::Cursor::new(parsed.prepend).chain(message)))
     }
 }
 

@@ -86,6 +86,7 @@ impl Spool {
         while let Some(free) = g.0.pop() {
             if fs::rename(&free, tmp_path).is_ok() {
                 let f = OpenOptions::new()
+                    .read(true)
                     .write(true)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(tmp_path);
