@@ -38,7 +38,7 @@ pub enum Command {
     Noop,
     Rset,
     Quit,
-    /// `TOP msg n`: any `n`; one too large for 64 bits means "all".
+    /// `TOP msg n`: any `n` that fits in 64 bits.
     Top {
         msg: u32,
         lines: u64,
@@ -207,11 +207,29 @@ mod tests {
             (b"TOP 1 0", Ok(Command::Top { msg: 1, lines: 0 })),
             (b"top 1 10", Ok(Command::Top { msg: 1, lines: 10 })),
             (
-                b"TOP 1 99999999999999999999999999",
+                b"TOP 1 18446744073709551615",
                 Ok(Command::Top {
                     msg: 1,
                     lines: u64::MAX,
                 }),
+            ),
+            (
+                b"TOP 1 18446744073709551616",
+                Err(E::InvalidArgument("TOP")),
+            ),
+            (
+                b"TOP 1 99999999999999999999999999",
+                Err(E::InvalidArgument("TOP")),
+            ),
+            (b"TOP 4294967296 1", Err(E::InvalidArgument("TOP"))),
+            (b"RETR 000000000000000000000000000001", Ok(Command::Retr(1))),
+            (
+                b"RETR 99999999999999999999",
+                Err(E::InvalidArgument("RETR")),
+            ),
+            (
+                b"DELE 9999999999999999999999999999999999999999",
+                Err(E::InvalidArgument("DELE")),
             ),
             (b"TOP 1", Err(E::MissingArgument("TOP"))),
             (b"TOP", Err(E::MissingArgument("TOP"))),

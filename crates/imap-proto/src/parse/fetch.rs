@@ -606,6 +606,27 @@ mod tests {
             (b"a FETCH 0 FLAGS", "0 is not a valid message number"),
             (b"a FETCH 1:0 FLAGS", "0 is not a valid message number"),
             (b"a FETCH 4294967296 FLAGS", "message number too large"),
+            (
+                b"a FETCH 18446744073709551615 FLAGS",
+                "message number too large",
+            ),
+            (b"a FETCH 18446744073709551616 FLAGS", "number too large"),
+            (
+                b"a FETCH 999999999999999999999999 FLAGS",
+                "number too large",
+            ),
+            (
+                b"a UID FETCH 1:9999999999999999999999999999999999999999 UID",
+                "number too large",
+            ),
+            (
+                b"a FETCH 1 BODY[]<99999999999999999999.1>",
+                "invalid partial",
+            ),
+            (
+                b"a FETCH 1 (FLAGS) (CHANGEDSINCE 9223372036854775808)",
+                "mod-sequence too large",
+            ),
             (b"a FETCH 99999999999999999999999 FLAGS", "number too large"),
             (b"a FETCH 1, FLAGS", "invalid sequence set"),
             (

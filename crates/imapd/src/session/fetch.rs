@@ -555,6 +555,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 break;
             }
             sent += n as u64;
+            without_nul(&mut buf[..n]);
             self.io.write(&buf[..n]);
             if self.io.out().len() > WRITE_CHUNK {
                 self.io.flush().await?;
@@ -598,7 +599,7 @@ fn write_content(
         }
         FetchAttr::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
-            encode::literal(out, msg.raw());
+            text_literal(out, msg.raw());
         }
         FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
             let (name, text) = if *a == FetchAttr::Rfc822Header {
@@ -611,7 +612,7 @@ fn write_content(
                 part: Vec::new(),
                 text: Some(text),
             };
-            encode::literal(out, &msg.section(&s).unwrap_or_default());
+            text_literal(out, &msg.section(&s).unwrap_or_default());
         }
         FetchAttr::BodySection {
             section, partial, ..
@@ -620,10 +621,10 @@ fn write_content(
             out.push(b' ');
             if section.part.is_empty() && section.text.is_none() {
                 // BODY[]: the message itself, without an intermediate copy.
-                encode::literal(out, cut(msg.raw(), *partial));
+                text_literal(out, cut(msg.raw(), *partial));
             } else {
                 match msg.section(section) {
-                    Some(d) => encode::literal(out, cut(&d, *partial)),
+                    Some(d) => text_literal(out, cut(&d, *partial)),
                     None => out.extend_from_slice(b"NIL"),
                 }
             }
@@ -664,6 +665,27 @@ fn write_content(
         _ => return false,
     }
     true
+}
+
+/// `d` as an ordinary literal, which may not hold NUL (RFC 9051 §4.3,
+/// RFC 3501 §4.3: only literal8, for BINARY, may): a message that holds
+/// NUL bytes has each sent as 0x80, so the length and every other byte stay
+/// as they are. Messages without NUL (nearly all) are not copied.
+fn text_literal(out: &mut Vec<u8>, d: &[u8]) {
+    if memchr::memchr(0, d).is_none() {
+        encode::literal(out, d);
+    } else {
+        let mut copy = d.to_vec();
+        without_nul(&mut copy);
+        encode::literal(out, &copy);
+    }
+}
+
+/// Replaces each NUL of `d` by 0x80 (see [`text_literal`]).
+fn without_nul(d: &mut [u8]) {
+    for b in d.iter_mut().filter(|b| **b == 0) {
+        *b = 0x80;
+    }
 }
 
 /// The `<offset.count>` slice of `d`.

@@ -982,3 +982,38 @@ async fn condstore_and_qresync() {
     drop(a);
     sa.ended().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_never_go_out_in_an_ordinary_literal() {
+    // RFC 9051 §4.3: NUL only in literal8 (BINARY). A message holding NUL
+    // is sent with each as 0x80 in BODY[] and RFC822 (issue 14).
+    let f = fixture();
+    let msg = b"Subject: nul\r\n\r\na\0b\r\n";
+    f.home
+        .store
+        .deliver(ALICE.0, None, &mut &msg[..], Quota::default())
+        .unwrap();
+    let (mut c, s) = f.connect(LOOPBACK).await;
+    c.cmd("a", "LOGIN alice@example.test alice-pw").await;
+    c.cmd("b", "SELECT INBOX").await;
+    for item in ["BODY.PEEK[]", "RFC822", "BODY.PEEK[TEXT]"] {
+        c.send_line(&format!("c FETCH 4 {item}")).await;
+        let mut raw = Vec::new();
+        loop {
+            let l = c.raw_line().await;
+            assert!(!l.is_empty(), "the server hung up");
+            raw.extend_from_slice(&l);
+            if l.starts_with(b"c ") {
+                break;
+            }
+        }
+        assert!(!raw.contains(&0), "{item}: {raw:?}");
+        assert!(raw.windows(3).any(|w| w == b"a\x80b"), "{item}: {raw:?}");
+    }
+    // BINARY sends it as it is, in a literal8.
+    c.send_line("d FETCH 4 BINARY.PEEK[1]").await;
+    let l = c.raw_line().await;
+    assert!(l.ends_with(b"~{5}\r\n"), "{l:?}");
+    c.cmd("z", "LOGOUT").await;
+    s.ended().await;
+}

@@ -4,7 +4,9 @@
 //! A message number is decimal digits only (no sign), at least 1, at most
 //! `u32::MAX`; whether such a message exists (or is marked as deleted) is
 //! the server's answer, not the parser's. TOP's line count is any
-//! non-negative number; one beyond 64 bits means "the whole body".
+//! non-negative number that fits in 64 bits. A number too large is an
+//! error, never wrapped or saturated (issue 14: a front end that reads it
+//! otherwise must not see another command than we do).
 
 use super::{Command, ParseError, args};
 
@@ -12,9 +14,9 @@ fn number(a: &[u8]) -> Option<u64> {
     if a.is_empty() || !a.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(a.iter().fold(0u64, |n, &d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    }))
+    a.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 fn msgno(a: &[u8], cmd: &'static str) -> Result<u32, ParseError> {

@@ -251,6 +251,25 @@ mod tests {
     }
 
     #[test]
+    fn hello_names_with_control_characters_are_refused() {
+        // RFC 5321 §4.1.1.1: a domain or an address literal; a control
+        // character would end up in Received: and the logs (issue 14).
+        for line in [
+            "EHLO a\tb\r\n",
+            "HELO a\x01b\r\n",
+            "LHLO client\x7f.test\r\n",
+            "EHLO a\x1bb\r\n",
+            "EHLO a\rb\r\n",
+        ] {
+            assert_eq!(err(line), 501, "{line:?}");
+        }
+        assert_eq!(
+            ok("EHLO client.test\r\n"),
+            Command::Ehlo("client.test".into())
+        );
+    }
+
+    #[test]
     fn transcript_of_commands() {
         assert_eq!(
             ok("LHLO client.test\r\n"),
