@@ -59,41 +59,54 @@ fn imap(digits: &str, v: Option<u128>) {
     }
 }
 
+/// POP3 arguments are 40 characters at most (RFC 2449 §4): a longer one
+/// is refused whatever its value.
+fn pop3_range(digits: &str, v: Option<u128>, lo: u128, hi: u128) -> bool {
+    digits.len() <= 40 && in_range(v, lo, hi)
+}
+
 fn pop3(digits: &str, v: Option<u128>) {
     match parse_pop3(format!("RETR {digits}").as_bytes()) {
         Ok(Pop3::Retr(n)) => {
-            assert!(in_range(v, 1, u32::MAX as u128), "{digits} accepted");
+            assert!(pop3_range(digits, v, 1, u32::MAX as u128), "{digits} accepted");
             assert_eq!(Some(u128::from(n)), v);
         }
         Ok(other) => panic!("{digits}: {other:?}"),
-        Err(_) => assert!(!in_range(v, 1, u32::MAX as u128), "{digits} refused"),
+        Err(_) => assert!(!pop3_range(digits, v, 1, u32::MAX as u128), "{digits} refused"),
     }
     match parse_pop3(format!("TOP 1 {digits}").as_bytes()) {
         Ok(Pop3::Top { lines, .. }) => {
-            assert!(in_range(v, 0, u64::MAX as u128), "{digits} accepted");
+            assert!(pop3_range(digits, v, 0, u64::MAX as u128), "{digits} accepted");
             assert_eq!(Some(u128::from(lines)), v);
         }
         Ok(other) => panic!("{digits}: {other:?}"),
-        Err(_) => assert!(!in_range(v, 0, u64::MAX as u128), "{digits} refused"),
+        Err(_) => assert!(!pop3_range(digits, v, 0, u64::MAX as u128), "{digits} refused"),
     }
+}
+
+/// SMTP numbers are read only up to 20 digits (the most a u64 needs),
+/// leading zeros included: a longer one is refused whatever its value, and
+/// a refused BDAT ends the connection (nothing after it runs as a command).
+fn smtp_range(digits: &str, v: Option<u128>) -> bool {
+    digits.len() <= 20 && in_range(v, 0, u64::MAX as u128)
 }
 
 fn smtp(digits: &str, v: Option<u128>) {
     match parse_smtp(format!("BDAT {digits} LAST\r\n").as_bytes()) {
         Ok(Smtp::Bdat { size, last }) => {
-            assert!(last && in_range(v, 0, u64::MAX as u128), "{digits} accepted");
+            assert!(last && smtp_range(digits, v), "{digits} accepted");
             assert_eq!(Some(u128::from(size)), v);
         }
         Ok(other) => panic!("{digits}: {other:?}"),
-        Err(_) => assert!(!in_range(v, 0, u64::MAX as u128), "{digits} refused"),
+        Err(_) => assert!(!smtp_range(digits, v), "{digits} refused"),
     }
     match parse_smtp(format!("MAIL FROM:<a@b.test> SIZE={digits}\r\n").as_bytes()) {
         Ok(Smtp::Mail(m)) => {
-            assert!(in_range(v, 0, u64::MAX as u128), "{digits} accepted");
+            assert!(smtp_range(digits, v), "{digits} accepted");
             assert_eq!(m.params.size.map(u128::from), v);
         }
         Ok(other) => panic!("{digits}: {other:?}"),
-        Err(_) => assert!(!in_range(v, 0, u64::MAX as u128), "{digits} refused"),
+        Err(_) => assert!(!smtp_range(digits, v), "{digits} refused"),
     }
 }
 

@@ -16,8 +16,14 @@ fn quotable(s: &[u8], utf8: bool) -> bool {
         && (!utf8 || std::str::from_utf8(s).is_ok())
 }
 
-/// A quoted string, or a literal when quoting cannot carry it.
+/// A quoted string, or a literal when quoting cannot carry it. NUL, which
+/// no string may hold (RFC 9051 §4.3: only literal8 may), goes out as 0x80
+/// (a header field with a NUL in it, in ENVELOPE).
 pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
+    if s.contains(&0) {
+        let clean: Vec<u8> = s.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect();
+        return literal(out, &clean);
+    }
     if quotable(s, utf8) {
         out.push(b'"');
         for &b in s {
@@ -160,6 +166,18 @@ impl std::fmt::Write for Lossy<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_never_goes_out_in_a_string() {
+        // Found by fuzz/fuzz_targets/imap_encode.rs: a header value holding
+        // NUL went out in an ordinary literal (RFC 9051 §4.3 forbids it).
+        let mut out = Vec::new();
+        string(&mut out, b"a\0b", false);
+        assert_eq!(out, b"{3}\r\na\x80b");
+        out.clear();
+        nstring(&mut out, Some(b"\0"), true);
+        assert_eq!(out, b"{1}\r\n\x80");
+    }
 
     fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut v = Vec::new();

@@ -185,7 +185,10 @@ fn rcpt(args: &str) -> Result<Command, Reply> {
 }
 
 fn bdat(args: &str) -> Result<Command, Reply> {
-    let mut words = args.split(' ').filter(|w| !w.is_empty());
+    // Exactly `size [SP LAST]` (RFC 3030 §4): a chunk's size is read as
+    // written or not at all, so that no front end reads another one
+    // (found by fuzz/fuzz_targets/smtp_codec.rs: `BDAT  5`).
+    let mut words = args.split(' ');
     let size = words.next().ok_or_else(|| syntax("BDAT size [LAST]"))?;
     // A chunk size that does not fit is refused; the caller must then end
     // the connection, since it cannot know where the chunk ends.
@@ -226,11 +229,14 @@ fn auth(args: &str) -> Result<Command, Reply> {
 }
 
 /// Whether an unparseable BDAT line leaves the stream without a known
-/// frame: the caller then closes the connection after the reply.
+/// frame: the caller then closes the connection after the reply. Any BDAT
+/// we refuse to read (a size that does not fit, two spaces, a word after
+/// LAST) may be followed by a chunk, whose bytes must never be read as
+/// commands.
 pub fn is_unframed_bdat(line: &[u8]) -> bool {
     line.get(..5)
         .is_some_and(|v| v.eq_ignore_ascii_case(b"BDAT "))
-        && matches!(parse_command(line), Err(r) if r.code == 552)
+        && parse_command(line).is_err()
 }
 
 #[cfg(test)]
@@ -365,6 +371,18 @@ mod tests {
         assert_eq!(err("BDAT 99999999999999999999999 LAST\r\n"), 552);
         assert!(is_unframed_bdat(b"BDAT 99999999999999999999999 LAST\r\n"));
         assert!(!is_unframed_bdat(b"BDAT 10 LAST\r\n"));
+        // Exactly one space between the words (RFC 3030 §4); a BDAT that
+        // is not read ends the connection, whatever is wrong with it.
+        for bad in [
+            "BDAT  5\r\n",
+            "BDAT 5  LAST\r\n",
+            "BDAT 5 LAST \r\n",
+            "BDAT 5 FOO\r\n",
+            "BDAT \r\n",
+        ] {
+            assert!(parse_command(bad.as_bytes()).is_err(), "{bad:?}");
+            assert!(is_unframed_bdat(bad.as_bytes()), "{bad:?}");
+        }
         assert_eq!(
             ok("BDAT 18446744073709551615\r\n"),
             Command::Bdat {
