@@ -92,7 +92,7 @@ pub fn parse_policy(text: &str) -> Result<Policy, String> {
                         .min(MAX_AGE),
                 )
             }
-            "mx" if mx.len() < 100 && !v.is_empty() => {
+            "mx" if mx.len() < 100 && !v.trim_end_matches('.').is_empty() => {
                 mx.push(v.trim_end_matches('.').to_ascii_lowercase())
             }
             _ => {}
@@ -312,6 +312,18 @@ impl MtaSts {
 #[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_mx_of_dots_is_no_pattern() {
+        // Found by fuzz/fuzz_targets/remote_input.rs: `mx: .` became an
+        // empty pattern, which matched an empty host name.
+        let p = parse_policy("version: STSv1\nmode: enforce\nmx: .\nmx: ..\nmax_age: 60\n");
+        assert_eq!(p, Err("no mx".into()));
+        let p = parse_policy("version: STSv1\nmode: testing\nmx: .\nmx: a.test.\nmax_age: 60\n")
+            .unwrap();
+        assert_eq!(p.mx, ["a.test"]);
+        assert!(!p.allows("") && !p.allows("."));
+    }
 
     #[test]
     fn rfc8461_policy_example() {

@@ -84,6 +84,7 @@ use std::sync::Arc;
 pub use crlf::{CrlfReader, ToCrlf, ToLf, read_header, to_crlf, to_lf};
 pub use folders::UserStore;
 pub use layout::normalize as normalize_name;
+pub use layout::{decode_dir, dir_name};
 pub use mailbox::Mailbox;
 pub use name::{ANSWERED, DELETED, DRAFT, FLAGGED, ParsedName, SEEN, parse_file_name};
 
