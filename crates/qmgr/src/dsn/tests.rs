@@ -231,3 +231,16 @@ fn delayed_notice_honours_notify() {
     e.sender.clear();
     assert!(reported_delayed(&e).is_empty());
 }
+
+#[test]
+fn a_sender_with_a_line_break_adds_no_header_field() {
+    // Found by fuzz/fuzz_targets/dsn.rs: the sender went into To: as it
+    // was. The queue-file reader refuses such a sender; the DSN does not
+    // rely on it.
+    let mut e = env();
+    e.sender = "s@remote.test\r\nBcc: victim@example.net".into();
+    let dsn = build(&ctx(), &e, Original::Full(ORIGINAL.to_vec())).unwrap();
+    let text = String::from_utf8_lossy(&dsn);
+    let head = &text[..text.find("\r\n\r\n").unwrap()];
+    assert!(!head.lines().any(|l| l.starts_with("Bcc:")), "{head}");
+}
