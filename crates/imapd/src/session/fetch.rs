@@ -63,6 +63,8 @@ fn from_header(a: &FetchAttr) -> bool {
 const READ_BATCH_BYTES: u64 = 1 << 20;
 /// Messages read in one blocking call, at most.
 const READ_BATCH_MESSAGES: usize = 64;
+/// Messages answered from the index alone between two writes.
+const INDEX_BATCH: usize = 2048;
 
 /// The first positions of `rest` to read in one go: at least one, then
 /// while under [`READ_BATCH_BYTES`] (by `size`) and
@@ -254,7 +256,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 })
             } else {
-                &positions[next..]
+                // Index items only: formatted in slices, so that the
+                // responses go out as they are made (a FETCH 1:* FLAGS of
+                // 100,000 messages holds one slice's, not all of them).
+                &positions[next..positions.len().min(next + INDEX_BATCH)]
             };
             // The files of a batch are read and its responses formatted in
             // one blocking call (each call hands this worker's other

@@ -12,6 +12,7 @@ use super::{Flow, Session, blocking};
 use facteur_imap_message::Message;
 use facteur_imap_proto::{Date, SearchKey, SearchReturn, SequenceSet, encode};
 use facteur_store::{ANSWERED, DELETED, DRAFT, FLAGGED, Mailbox, MessageMeta, SEEN};
+use std::cell::OnceCell;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -24,23 +25,48 @@ struct Probe<'a> {
     largest_uid: u32,
     saved: &'a [u32],
     /// The message bytes, read on first need (None inside: unreadable).
-    raw: Option<Option<Vec<u8>>>,
+    raw: &'a OnceCell<Option<Vec<u8>>>,
+    /// The message parsed once, so that its caches (the header's field
+    /// index, the MIME tree) serve every key.
+    msg: &'a OnceCell<Option<Message<'a>>>,
 }
 
 impl Probe<'_> {
-    fn message(&mut self) -> Option<&[u8]> {
-        if self.raw.is_none() {
-            let uid = self.meta.uid;
-            self.raw = Some(blocking(|| self.mb.read_message(uid)).ok());
-        }
-        self.raw.as_ref().and_then(|r| r.as_deref())
-    }
-
     fn with_message(&mut self, f: impl FnOnce(&Message<'_>) -> bool) -> bool {
-        match self.message() {
-            Some(raw) => f(&Message::parse(raw)),
+        let raw = self.raw.get_or_init(|| {
+            let uid = self.meta.uid;
+            blocking(|| self.mb.read_message(uid)).ok()
+        });
+        match self.msg.get_or_init(|| raw.as_deref().map(Message::parse)) {
+            Some(m) => f(m),
             None => false,
         }
+    }
+}
+
+/// Keys that look inside messages, in one SEARCH, at most: each costs a
+/// pass over every message it is tested on.
+pub(crate) const MAX_CONTENT_KEYS: usize = 32;
+
+/// How many keys of `key` look inside messages (header, body, text, sent
+/// date).
+fn content_keys(key: &SearchKey) -> usize {
+    match key {
+        SearchKey::And(ks) => ks.iter().map(content_keys).sum(),
+        SearchKey::Not(k) => content_keys(k),
+        SearchKey::Or(a, b) => content_keys(a) + content_keys(b),
+        SearchKey::Bcc(_)
+        | SearchKey::Cc(_)
+        | SearchKey::From(_)
+        | SearchKey::To(_)
+        | SearchKey::Subject(_)
+        | SearchKey::Header(..)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => 1,
+        _ => 0,
     }
 }
 
@@ -153,6 +179,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
             return Ok(Flow::Continue);
         }
+        if content_keys(&key) > MAX_CONTENT_KEYS {
+            self.bad(
+                Some(tag),
+                &format!(
+                    "Too many header, body or text keys in one SEARCH (at most {MAX_CONTENT_KEYS})"
+                ),
+            );
+            return Ok(Flow::Continue);
+        }
         let modseq_key = uses_modseq(&key);
         if modseq_key {
             self.condstore = true;
@@ -173,6 +208,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let largest_uid = msgs.last().map_or(0, |m| m.uid);
         let mut hits: Vec<(u32, u32, u64)> = Vec::new(); // (seq, uid, modseq)
         for (i, meta) in msgs.iter().enumerate() {
+            let raw = OnceCell::new();
+            let msg = OnceCell::new();
             let mut p = Probe {
                 mb: &sel.mb,
                 meta,
@@ -180,7 +217,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 count: msgs.len() as u32,
                 largest_uid,
                 saved: &saved,
-                raw: None,
+                raw: &raw,
+                msg: &msg,
             };
             if eval(&key, &mut p) {
                 hits.push((i as u32 + 1, meta.uid, meta.modseq));
