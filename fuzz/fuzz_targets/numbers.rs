@@ -9,7 +9,7 @@
 
 #![no_main]
 
-use facteur_imap_proto::{Command as Imap, SeqBound, SequenceSet, literal_at_end, parse_command};
+use facteur_imap_proto::{Command as Imap, FetchAttr, SeqBound, SequenceSet, literal_at_end, parse_command};
 use facteur_pop3_proto::{Command as Pop3, parse_command as parse_pop3};
 use facteur_smtp_codec::{Command as Smtp, parse_command as parse_smtp};
 use libfuzzer_sys::fuzz_target;
@@ -50,6 +50,20 @@ fn imap(digits: &str, v: Option<u128>) {
             other => panic!("{digits}: {other:?}"),
         },
         Err(_) => assert!(!in_range(v, 1, i64::MAX as u128), "{digits} refused"),
+    }
+    // A partial's origin: at most 2^32 - 1 here (refused beyond, never
+    // saturated: the response repeats it).
+    match parse_command(format!("a FETCH 1 BODY.PEEK[]<{digits}.1>").as_bytes()) {
+        Ok(t) => match t.command {
+            Imap::Fetch { attrs, .. } => match attrs.first() {
+                Some(FetchAttr::BodySection { partial: Some((o, 1)), .. }) => {
+                    assert_eq!(Some(u128::from(*o)), v, "{digits}");
+                }
+                other => panic!("{digits}: {other:?}"),
+            },
+            other => panic!("{digits}: {other:?}"),
+        },
+        Err(_) => assert!(!in_range(v, 0, u32::MAX as u128), "{digits} refused"),
     }
     // A literal's announced size: any u64.
     match literal_at_end(format!("a LOGIN {{{digits}}}").as_bytes()) {

@@ -193,9 +193,9 @@ fn section_binary(p: &mut Parser<'_>) -> Res<Vec<u32>> {
     Ok(v)
 }
 
-/// `partial`: `<` number64 `.` nz-number64 `>`, saturated to u32 (an
-/// origin past 4 GiB gives the same empty result as any past the end; a
-/// longer count the same as "to the end").
+/// `partial`: `<` number64 `.` nz-number64 `>`. Both must fit in 32 bits
+/// (no message here is near 4 GiB): a larger one is refused, not
+/// saturated, so the response's label always repeats what was asked.
 fn partial(p: &mut Parser<'_>) -> Res<Option<(u32, u32)>> {
     if !p.eat(b'<') {
         return Ok(None);
@@ -207,8 +207,8 @@ fn partial(p: &mut Parser<'_>) -> Res<Option<(u32, u32)>> {
         return Err("invalid partial");
     }
     p.expect(b'>', "invalid partial")?;
-    let sat = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-    Ok(Some((sat(origin), sat(count))))
+    let small = |n: u64| u32::try_from(n).map_err(|_| "partial too large");
+    Ok(Some((small(origin)?, small(count)?)))
 }
 
 /// `STORE sequence-set [SP "(" "UNCHANGEDSINCE" SP modseq ")"] SP
@@ -389,7 +389,7 @@ mod tests {
                 )],
             ),
             (
-                "BODY[]<0.99999999999>",
+                "BODY[]<0.4294967295>",
                 vec![body(false, &[], None, Some((0, u32::MAX)))],
             ),
             (
@@ -623,6 +623,8 @@ mod tests {
                 b"a FETCH 1 BODY[]<99999999999999999999.1>",
                 "invalid partial",
             ),
+            (b"a FETCH 1 BODY[]<5000000000.1>", "partial too large"),
+            (b"a FETCH 1 BODY[]<0.99999999999>", "partial too large"),
             (
                 b"a FETCH 1 (FLAGS) (CHANGEDSINCE 9223372036854775808)",
                 "mod-sequence too large",

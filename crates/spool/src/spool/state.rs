@@ -131,6 +131,13 @@ fn fnv1a(data: &[u8]) -> u64 {
 /// and whether the frames cover the whole file; `None` if `data` is not a
 /// state log.
 pub(super) fn framed_state(data: &[u8]) -> Option<(std::result::Result<&[u8], ()>, bool)> {
+    if data.len() < FRAME_MAGIC.len() && FRAME_MAGIC.starts_with(data) {
+        // An empty file, or one cut inside the first frame's magic: the
+        // first write (into a file created for it) did not finish. Found
+        // by a helper's spool_state fuzz target: this was read as a
+        // corrupt whole-file state.
+        return Some((Err(()), data.is_empty()));
+    }
     if !data.starts_with(FRAME_MAGIC) {
         return None;
     }
@@ -181,6 +188,15 @@ mod tests {
         assert_eq!(framed_state(&log), Some((Ok(&b"first"[..]), false)));
         // Not a log (a whole-file state of the first format).
         assert_eq!(framed_state(b"\x89FQS...."), None);
+        // A first write cut inside the magic, or before any byte: no
+        // state yet, not a corrupt file.
+        for cut in 0..4 {
+            assert_eq!(
+                framed_state(&log[..cut]),
+                Some((Err(()), cut == 0)),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]
