@@ -641,6 +641,11 @@ impl Config {
         }
     }
 
+    /// The DKIM key store (`facteurctl dkim`, read by facteur-qmgr).
+    pub fn dkim_dir(&self) -> PathBuf {
+        self.paths.state_dir.join("dkim")
+    }
+
     /// The queue manager's wake-up socket path.
     pub fn qmgr_socket(&self) -> PathBuf {
         if self.qmgr.socket.is_absolute() {

@@ -50,6 +50,38 @@ pub struct Trust {
     /// Time one DNS query may take (each of its two attempts).
     pub dns_timeout: Seconds,
     pub incoming: Incoming,
+    pub outgoing: Outgoing,
+}
+
+/// DKIM signing of our own mail (`[trust.outgoing]`): facteur-qmgr signs
+/// as a message leaves for another server, with the keys that `facteurctl
+/// dkim` keeps under `<state_dir>/dkim`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outgoing {
+    /// Sign mail from domains that have keys (no keys: nothing to sign).
+    pub sign: bool,
+    /// `facteurctl dkim rotate`: how long the new selector is published
+    /// before it signs (DNS caches must see it first).
+    pub rotation_delay: Seconds,
+    /// `facteurctl dkim rotate`: how long a replaced selector stays
+    /// published after the new one starts signing (mail in transit, and
+    /// retried, still verifies), before it is retired.
+    pub retire_after: Seconds,
+    /// Messages signed at once (each is read whole into memory); 0 = the
+    /// number of CPU cores.
+    pub max_parallel: u32,
+}
+
+impl Default for Outgoing {
+    fn default() -> Self {
+        Outgoing {
+            sign: true,
+            rotation_delay: Seconds(2 * 86_400),
+            retire_after: Seconds(7 * 86_400),
+            max_parallel: 0,
+        }
+    }
 }
 
 impl Default for Trust {
@@ -59,6 +91,7 @@ impl Default for Trust {
             dns_servers: Vec::new(),
             dns_timeout: Seconds(5),
             incoming: Incoming::default(),
+            outgoing: Outgoing::default(),
         }
     }
 }
@@ -209,6 +242,24 @@ pub fn check(t: &Trust) -> Result<(), (String, String)> {
             i.max_signatures as u64,
             1,
             100,
+        ),
+        (
+            "trust.outgoing.max_parallel",
+            t.outgoing.max_parallel as u64,
+            0,
+            1024,
+        ),
+        (
+            "trust.outgoing.retire_after",
+            t.outgoing.retire_after.0,
+            0,
+            10 * 365 * 86_400,
+        ),
+        (
+            "trust.outgoing.rotation_delay",
+            t.outgoing.rotation_delay.0,
+            0,
+            365 * 86_400,
         ),
         (
             "trust.incoming.verify_memory",

@@ -26,7 +26,8 @@
 //!   not its claims);
 //! - [`lmtp`]: local delivery over LMTP (the target, the pooled
 //!   connections of `facteur-smtp-client`'s LMTP dialect);
-//! - [`schedule`]: backoff and expiry; [`dsn`]: bounce messages;
+//! - [`schedule`]: backoff and expiry; [`dsn`]: bounce messages; [`dkim`]:
+//!   DKIM signatures on mail that leaves;
 //! - remote delivery (DNS, MTA-STS, TLS policies, relayhosts, connection
 //!   cache, destination backoff) is the `facteur-remote` crate
 //!   ([`Context::remote`]);
@@ -62,6 +63,7 @@
 //! owner says ([`submitter`]).
 
 pub mod control;
+pub mod dkim;
 pub mod dsn;
 pub mod lane;
 pub mod lmtp;
@@ -112,6 +114,8 @@ pub struct Context {
     pub remote: Remote,
     /// Seconds before a "delayed" DSN (0: never); a reload replaces it.
     pub delay_warning: facteur_daemon::reload::Live<u64>,
+    /// DKIM signing of mail that leaves (`[trust.outgoing]`); `None`: off.
+    pub dkim: Option<dkim::Dkim>,
 }
 
 impl Context {
@@ -147,6 +151,7 @@ impl Context {
             control_socket: cfg.qmgr_control_socket(),
             remote: Remote::from_config(cfg)?,
             delay_warning: facteur_daemon::reload::Live::new(q.delay_warning.0),
+            dkim: dkim::Dkim::from_config(cfg),
         })
     }
 }

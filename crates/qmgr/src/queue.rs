@@ -38,6 +38,7 @@
 //! Every log event carries `queue_id`.
 
 use crate::Context;
+use crate::dkim;
 use crate::dsn;
 use crate::lmtp;
 use crate::resolve;
@@ -447,6 +448,14 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                 None => groups.push((d, vec![i])),
             }
         }
+        // Signed once for all destinations (see dkim.rs).
+        let signature = if groups.is_empty() {
+            Vec::new()
+        } else {
+            dkim::fields(&ctx, &id, &env).await
+        };
+        let size = qf.message_size + signature.len() as u64;
+        let open = dkim::signed_opener(&open, signature);
         for (domain, which) in groups {
             let outcomes = ctx
                 .remote
@@ -454,7 +463,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                     Message {
                         id: &id,
                         env: &env,
-                        size: qf.message_size,
+                        size,
                         open: &open,
                     },
                     &domain,

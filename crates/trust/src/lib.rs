@@ -17,6 +17,8 @@
 //! - [`policy`]: [`decide`] (DMARC reject / quarantine, SPF `-all`, the
 //!   temporary-failure rule) and [`mildest`] across recipient domains;
 //! - [`results`]: `Authentication-Results` and `Received-SPF` formatting;
+//! - [`sign`]: DKIM signing of our own mail as it leaves (facteur-qmgr),
+//!   with the keys of facteur-dkim's store;
 //! - [`header`]: the header parsers we own (fields, the authserv-id of an
 //!   `Authentication-Results`), forged-field removal and the spam mark;
 //! - [`Incoming`] (here): what smtpd holds — the resolver, the policy of
@@ -53,6 +55,7 @@ pub mod outcome;
 pub mod policy;
 pub mod resolver;
 pub mod results;
+pub mod sign;
 pub mod verify;
 
 pub use outcome::{Dkim, Dmarc, DmarcPolicy, Iprev, MessageResults, Outcome, Spf, SpfIdentity};
