@@ -56,9 +56,53 @@ pub enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
-    /// Print the DNS records to publish for DOMAIN (MX, A/AAAA, SPF, DMARC,
-    /// and what to ask for PTR), for the configured host name.
+    /// Print the DNS records to publish for DOMAIN (MX, A/AAAA, SPF, DKIM,
+    /// DMARC, MTA-STS, TLS-RPT, SRV for mail clients, and what to ask for
+    /// PTR), for the configured host name.
     DnsRecords(DnsArgs),
+    /// DKIM keys: facteur-qmgr signs the mail of a domain that has keys as
+    /// it leaves (Ed25519 and RSA-2048 signatures).
+    Dkim {
+        #[command(subcommand)]
+        action: DkimAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimAction {
+    /// Make keys for DOMAIN: an Ed25519 and an RSA-2048 key, or the one
+    /// --algorithm names. They sign at once (or after --delay); publish
+    /// their records (`dkim dns DOMAIN`) first.
+    Generate {
+        domain: String,
+        /// The selector (one key: needs --algorithm); default
+        /// f<date>e / f<date>r.
+        #[arg(long, value_name = "NAME")]
+        selector: Option<String>,
+        /// ed25519 or rsa; default: both.
+        #[arg(long, value_name = "ALG")]
+        algorithm: Option<String>,
+        /// Start signing this long from now ("0", "2h", "2d").
+        #[arg(long, value_name = "DURATION", default_value = "0")]
+        delay: String,
+    },
+    /// The keys of every domain (or of DOMAIN): selector, algorithm,
+    /// state (pending, signing, published, retired) and dates.
+    List { domain: Option<String> },
+    /// Replace DOMAIN's keys: new selectors are made and published now,
+    /// sign after --delay (default trust.outgoing.rotation_delay), and the
+    /// replaced ones stay published --retire-after longer (default
+    /// trust.outgoing.retire_after), then retire.
+    Rotate {
+        domain: String,
+        #[arg(long, value_name = "DURATION")]
+        delay: Option<String>,
+        #[arg(long, value_name = "DURATION")]
+        retire_after: Option<String>,
+    },
+    /// The DKIM TXT records of DOMAIN to publish (every key that is not
+    /// retired), as zone-file lines.
+    Dns { domain: String },
 }
 
 #[derive(Debug, Subcommand)]

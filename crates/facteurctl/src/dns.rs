@@ -4,15 +4,20 @@
 //! Prints zone-file lines: the MX of DOMAIN (the configured host name), the
 //! host's A/AAAA records, SPF for DOMAIN (`v=spf1 mx -all`: only the MX hosts
 //! send) and for the host name itself (the HELO identity), DMARC
-//! (`p=quarantine`, aggregate reports to postmaster@DOMAIN), and as comments
-//! what cannot be a zone record: the PTR (set by whoever owns the address)
-//! and DKIM (not signed yet).
+//! (`p=quarantine`, aggregate reports to postmaster@DOMAIN), the DKIM keys
+//! of the domain that are not retired (`facteurctl dkim`), TLS-RPT and
+//! MTA-STS (RFC 8460, RFC 8461: the TXT records and the policy file to
+//! serve over HTTPS), SRV records that let mail clients find the server
+//! (RFC 6186, RFC 8314: implicit TLS first), and as comments what cannot be
+//! a zone record: the PTR (set by whoever owns the address).
 //!
 //! Addresses come from `--ipv4`/`--ipv6`, else from resolving the host name
 //! and keeping only public addresses (a loopback or private address in a
 //! public zone breaks delivery); placeholders are printed when none is known.
 //!
-//! Standards: RFC 5321 §5 (MX), RFC 7208 (SPF), RFC 7489 (DMARC).
+//! Standards: RFC 5321 §5 (MX), RFC 7208 (SPF), RFC 6376 (DKIM), RFC 7489
+//! (DMARC), RFC 8460 (TLS-RPT), RFC 8461 (MTA-STS), RFC 6186 and RFC 8314
+//! (SRV).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
@@ -75,8 +80,15 @@ pub fn public_addresses(host: &str) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
     (v4, v6)
 }
 
-/// The records for `domain` served by `host`.
-pub fn records(domain: &str, host: &str, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> String {
+/// The records for `domain` served by `host`; `dkim`: the zone lines of its
+/// DKIM keys (none: a note on how to make them).
+pub fn records(
+    domain: &str,
+    host: &str,
+    v4: &[Ipv4Addr],
+    v6: &[Ipv6Addr],
+    dkim: &[String],
+) -> String {
     let mut out = String::new();
     let mut line = |name: &str, ty: &str, data: &str| {
         out.push_str(&format!(
@@ -109,7 +121,55 @@ pub fn records(domain: &str, host: &str, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> St
         "TXT",
         &format!("\"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}\""),
     );
+    line(
+        &format!("_smtp._tls.{domain}"),
+        "TXT",
+        &format!("\"v=TLSRPTv1; rua=mailto:postmaster@{domain}\""),
+    );
+    // The policy's id must change whenever the policy does.
+    line(
+        &format!("_mta-sts.{domain}"),
+        "TXT",
+        &format!("\"v=STSv1; id={}\"", policy_id(host)),
+    );
+    for (service, port) in [
+        ("_submissions._tcp", 465),
+        ("_submission._tcp", 587),
+        ("_imaps._tcp", 993),
+        ("_imap._tcp", 143),
+        ("_pop3s._tcp", 995),
+        ("_pop3._tcp", 110),
+    ] {
+        // Priority: implicit TLS before STARTTLS (RFC 8314 §5.1).
+        let prio = if service.contains("s._") { 0 } else { 10 };
+        line(
+            &format!("{service}.{domain}"),
+            "SRV",
+            &format!("{prio} 1 {port} {host}."),
+        );
+    }
     out.push('\n');
+    if dkim.is_empty() {
+        out.push_str(&format!(
+            "; DKIM: {domain} has no keys yet, so its mail leaves unsigned:\n\
+             ; `facteurctl dkim generate {domain}` makes them and prints their records.\n"
+        ));
+    } else {
+        out.push_str("; DKIM (facteurctl dkim dns prints these alone):\n");
+        for l in dkim {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "; MTA-STS: serve this file as https://mta-sts.{domain}/.well-known/mta-sts.txt\n\
+         ; (mta-sts.{domain} needs an A/AAAA record and a valid certificate; start with\n\
+         ; mode: testing, then enforce once TLS-RPT reports are clean):\n\
+         ;   version: STSv1\n\
+         ;   mode: testing\n\
+         ;   mx: {host}\n\
+         ;   max_age: 604800\n"
+    ));
     for n in notes {
         out.push_str(&n);
         out.push('\n');
@@ -134,6 +194,16 @@ pub fn records(domain: &str, host: &str, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> St
     out
 }
 
+/// An MTA-STS policy id: stable for one host name (the policy printed
+/// names only the host), changes when it does.
+fn policy_id(host: &str) -> String {
+    // FNV-1a: short, stable across versions and machines.
+    let h = host.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +215,10 @@ mod tests {
             "mail.example.org",
             &["192.0.2.1".parse().unwrap()],
             &["2001:db8::1".parse().unwrap()],
+            &[
+                "s._domainkey.example.org. IN TXT ( \"v=DKIM1; k=ed25519; p=AAAA\" ) ; signing"
+                    .into(),
+            ],
         );
         let has = |s: &str| assert!(r.contains(s), "{s:?} missing in\n{r}");
         has("example.org.                 3600 IN MX    10 mail.example.org.\n");
@@ -156,17 +230,27 @@ mod tests {
             "_dmarc.example.org.          3600 IN TXT   \"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.org\"\n",
         );
         has("reverse DNS of 192.0.2.1 and 2001:db8::1 must be mail.example.org:");
-        has("DKIM");
+        has("\ns._domainkey.example.org. IN TXT ( \"v=DKIM1; k=ed25519; p=AAAA\" ) ; signing\n");
+        has(
+            "_smtp._tls.example.org.      3600 IN TXT   \"v=TLSRPTv1; rua=mailto:postmaster@example.org\"\n",
+        );
+        has("_mta-sts.example.org.        3600 IN TXT   \"v=STSv1; id=");
+        has(";   mx: mail.example.org\n");
+        has("_submissions._tcp.example.org. 3600 IN SRV   0 1 465 mail.example.org.\n");
+        has("_imap._tcp.example.org.      3600 IN SRV   10 1 143 mail.example.org.\n");
+        has("_pop3s._tcp.example.org.     3600 IN SRV   0 1 995 mail.example.org.\n");
+        assert!(!r.contains("has no keys"));
         assert!(!r.contains('<'));
     }
 
     #[test]
     fn placeholders_without_addresses() {
-        let r = records("example.org", "example.org", &[], &[]);
+        let r = records("example.org", "example.org", &[], &[], &[]);
         assert!(r.contains("IN A     <public IPv4 address"), "{r}");
         assert!(r.contains("--ipv4"));
         // The host is the domain: one SPF record, not two.
         assert_eq!(r.matches("v=spf1").count(), 1);
+        assert!(r.contains("`facteurctl dkim generate example.org`"), "{r}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! [`init`] writes a development setup; [`up`] runs the suite in the
 //! foreground, restarting a daemon that dies (production uses systemd);
 //! [`tls`] writes a self-signed certificate; [`dns`] prints the DNS records
-//! to publish; [`queue`] lists and steers the mail queue; [`privs`] makes root act as the mail store's owner, so files
+//! to publish; [`dkim`] makes and rotates DKIM keys; [`queue`] lists and steers the mail queue; [`privs`] makes root act as the mail store's owner, so files
 //! created for the daemons belong to them.
 //!
 //! Security: passwords never come from the command line (visible in `ps` and
@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod dkim;
 pub mod dns;
 pub mod init;
 pub mod privs;
@@ -104,9 +105,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 (args.ipv4, args.ipv6)
             };
-            print!("{}", dns::records(&domain, &host, &v4, &v6));
+            let dkim = dkim::zone_lines(&cfg, &domain)?;
+            print!("{}", dns::records(&domain, &host, &v4, &v6, &dkim));
             Ok(0)
         }
+        Command::Dkim { action } => dkim::run(&load(&cli.config)?, action),
     }
 }
 
