@@ -31,10 +31,11 @@ from pathlib import Path
 import pytest
 
 from dnsserver import DnsServer
+from postfixpeer import start_postfix
 from harness import Facteur, crlf, free_port, wait_for
 from smtppeer import ScriptedPeer
 
-POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+from postfixpeer import POSTFIX
 pytestmark = pytest.mark.skipif(not os.path.exists(POSTFIX), reason="postfix is not installed (.ci/run installs it)")
 
 ALICE = "alice@example.test"
@@ -95,77 +96,6 @@ def start_policy_server(certs):
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
-
-
-def start_postfix(d, port, certs):
-    """Postfix smtpd on 127.0.0.2:port, STARTTLS, virtual mailboxes for
-    bob and carol at remote.test, SIZE 100000, no SMTPUTF8."""
-    for sub in ("etc", "spool", "data", "log", "vmail"):
-        (d / sub).mkdir(parents=True, exist_ok=True)
-    os.chmod(d, 0o755)
-    os.chown(d / "vmail", 65534, 65534)
-    (d / "vmailbox").write_text("bob@remote.test remote/bob/\ncarol@remote.test remote/carol/\nbob@sts.test remote/stsbob/\n")
-    (d / "etc" / "main.cf").write_text(f"""compatibility_level = 3.6
-queue_directory = {d}/spool
-data_directory = {d}/data
-maillog_file = {d}/log/postfix.log
-maillog_file_prefixes = {d}
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.remote.test
-mydestination =
-virtual_mailbox_domains = remote.test wrongname.test sts.test
-virtual_mailbox_maps = texthash:{d}/vmailbox
-virtual_mailbox_base = {d}/vmail
-virtual_uid_maps = static:65534
-virtual_gid_maps = static:65534
-virtual_minimum_uid = 100
-virtual_transport = virtual
-alias_maps =
-alias_database =
-inet_interfaces = all
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_peername_lookup = no
-smtp_dns_support_level = disabled
-relayhost =
-default_transport = error:no outbound mail from this test instance
-relay_transport = error:no outbound mail from this test instance
-message_size_limit = 100000
-smtputf8_enable = no
-smtpd_tls_security_level = may
-smtpd_tls_cert_file = {certs}/mx.pem
-smtpd_tls_key_file = {certs}/mx.key
-smtpd_tls_loglevel = 1
-biff = no
-""")
-    (d / "etc" / "master.cf").write_text(f"""127.0.0.2:{port} inet n - n - - smtpd
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-tlsmgr unix - - n 1000? 1 tlsmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-virtual unix - n n - - virtual
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-showq unix n - n - - showq
-""")
-    run = lambda *a: subprocess.run([POSTFIX, "-c", str(d / "etc"), *a], capture_output=True, text=True, timeout=60)
-    run("set-permissions")
-    r = run("start")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return run
 
 
 class Net:
