@@ -11,8 +11,10 @@ Covered: keys made by `facteurctl dkim generate` and published from
 sendmail leaves with an Ed25519 and an RSA signature that both pass; a
 changed body fails; a rotation (`dkim rotate --delay 0`) signs with the new
 selectors while mail signed with the old ones still verifies; a stranger's
-message forwarded by an alias leaves unsigned; `dns-records` prints the
-keys."""
+message forwarded by an alias leaves unsigned, with its envelope sender
+rewritten (SRS) into an address of ours, and a bounce to that address goes
+back to the stranger while a forged one is refused at RCPT; `dns-records`
+prints the keys."""
 
 import email
 import os
@@ -94,7 +96,8 @@ class World:
         self.opendkim = start_opendkim(tmp / "opendkim", self.dns.port, milter)
         self.postfix_dir = tmp / "postfix"
         self.postfix = start_postfix(
-            self.postfix_dir, self.port, None, vmailbox="bob@judge.test judge/bob/\n", domains="judge.test",
+            self.postfix_dir, self.port, None, vmailbox="bob@judge.test judge/bob/\ncarol@judge.test judge/carol/\n",
+            domains="judge.test",
             main_extra=f"smtpd_milters = inet:127.0.0.1:{milter}\nmilter_default_action = tempfail\n")
 
         def up():
@@ -117,8 +120,8 @@ class World:
         for m in re.finditer(r"^(\S+)\. IN TXT \( (.*?) \)", zone_text, re.M):
             self.dns.set(m.group(1), "TXT", ["".join(re.findall(r'"([^"]*)"', m.group(2)))])
 
-    def mail(self):
-        d = self.postfix_dir / "vmail" / "judge" / "bob" / "new"
+    def mail(self, user="bob"):
+        d = self.postfix_dir / "vmail" / "judge" / user / "new"
         return sorted(d.iterdir(), key=lambda p: p.stat().st_mtime) if d.exists() else []
 
     def wait_mail(self, n, f):
@@ -253,14 +256,34 @@ def test_sendmail_mail_is_signed(world, f):
     assert [v[0] for v in judged(raw)] == ["pass", "pass"]
 
 
-def test_a_strangers_forwarded_mail_is_not_signed(world, f):
+def test_a_strangers_forwarded_mail_is_not_signed_and_its_sender_rewritten(world, f):
     n = len(world.mail())
-    msg = crlf("From: someone@elsewhere.test\nTo: fwd@example.test\nSubject: forwarded\n\nhi\n")
+    msg = crlf("From: carol@judge.test\nTo: fwd@example.test\nSubject: forwarded\n\nhi\n")
     with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, source_address=("127.0.0.9", 0)) as s:
-        s.sendmail("someone@elsewhere.test", ["fwd@example.test"], msg)
+        s.sendmail("carol@judge.test", ["fwd@example.test"], msg)
     raw = world.wait_mail(n + 1, f)
     assert b"Subject: forwarded" in raw
     assert signatures(raw) == []
+    # SRS: the envelope sender Postfix saw is ours, naming carol.
+    rp = email.message_from_bytes(raw)["Return-Path"]
+    m = re.fullmatch(r"<(SRS0=\w{6}=\w\w=judge\.test=carol@mail\.example\.test)>", rp.strip())
+    assert m, rp
+    srs = m.group(1)
+
+    # A bounce to it (null sender, from a stranger) goes back to carol.
+    bounce = crlf(f"From: MAILER-DAEMON@judge.test\nTo: {srs}\nSubject: Undelivered Mail\n\nbounced\n")
+    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, source_address=("127.0.0.9", 0)) as s:
+        s.sendmail("", [srs], bounce)
+    wait_for(lambda: world.mail("carol"), 30, "the bounce at carol@judge.test")
+    got = world.mail("carol")[0].read_bytes()
+    assert b"Subject: Undelivered Mail" in got and b"X-Original-To: carol@judge.test" in got, got[:800]
+    # A forged or damaged SRS address is refused at RCPT.
+    forged = srs.replace("=carol@", "=mallory@")
+    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, source_address=("127.0.0.9", 0)) as s:
+        s.ehlo("stranger.test")
+        s.mail("")
+        code, text = s.rcpt(forged)
+        assert code == 550 and b"bad hash" in text, (code, text)
 
 
 def test_rotation_signs_with_the_new_selectors_and_the_old_still_verify(world, f):

@@ -74,9 +74,38 @@ pub struct Config {
     /// Mail authentication (SPF, DKIM, DMARC, ARC): `[trust]`.
     #[serde(default)]
     pub trust: Trust,
+    /// The Sender Rewriting Scheme for forwarded mail: `[srs]`.
+    #[serde(default)]
+    pub srs: Srs,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
+}
+
+/// The Sender Rewriting Scheme (`[srs]`, see `facteur_mail::srs`): the
+/// envelope sender of a stranger's message that an alias forwards to
+/// another domain becomes an address of ours (facteur-qmgr), and bounces to
+/// such addresses go back to the original sender (facteur-smtpd accepts
+/// them, qmgr resolves them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Srs {
+    pub enabled: bool,
+    /// The domain of the rewritten addresses; "" = the host name. Its MX
+    /// must be this server, its SPF must list it.
+    pub domain: String,
+    /// How long a rewritten address accepts bounces.
+    pub max_age: Seconds,
+}
+
+impl Default for Srs {
+    fn default() -> Self {
+        Srs {
+            enabled: true,
+            domain: String::new(),
+            max_age: Seconds(21 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -533,6 +562,16 @@ impl Config {
         qmgr::check(q)?;
         auth::check(&self.auth)?;
         trust::check(&self.trust)?;
+        if !self.srs.domain.is_empty() {
+            facteur_mail::normalize_domain(&self.srs.domain)
+                .map_err(|e| ("srs.domain".into(), format!("{:?}: {e}", self.srs.domain)))?;
+        }
+        if !(1..=1000).contains(&(self.srs.max_age.0 / 86_400)) {
+            return Err((
+                "srs.max_age".into(),
+                "must be between 1 and 1000 days".into(),
+            ));
+        }
         for (key, v, min) in [
             ("smtpd.max_connections", sm.max_connections as u64, 1),
             (
@@ -621,6 +660,19 @@ impl Config {
     /// The host name to use: the configured one or the system's.
     pub fn hostname(&self) -> String {
         self.hostname.clone().unwrap_or_else(system_hostname)
+    }
+
+    /// The SRS domain: `srs.domain`, or the host name.
+    pub fn srs_domain(&self) -> String {
+        match self.srs.domain.as_str() {
+            "" => self.hostname(),
+            d => d.trim_end_matches('.').to_ascii_lowercase(),
+        }
+    }
+
+    /// The file of the SRS secret (made by the first daemon that needs it).
+    pub fn srs_secret_file(&self) -> PathBuf {
+        self.paths.state_dir.join("srs.secret")
     }
 
     /// The authserv-id of our `Authentication-Results`: `trust.authserv_id`,

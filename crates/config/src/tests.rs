@@ -241,3 +241,32 @@ fn sections_under_a_root_name_its_directories() {
     assert_eq!(c.directory.path, root.join("state/directory.sqlite"));
     assert_eq!(c.store.mail_root, root.join("mail"));
 }
+
+#[test]
+fn srs_and_outgoing_signing_keys() {
+    let c = Config::parse("hostname = \"mx.example.org\"\n", "t").unwrap();
+    assert!(c.srs.enabled && c.trust.outgoing.sign);
+    assert_eq!(c.srs_domain(), "mx.example.org");
+    assert_eq!(c.trust.outgoing.rotation_delay.0, 2 * 86_400);
+    let c = Config::parse("[srs]\ndomain = \"SRS.Example.org.\"\n", "t").unwrap();
+    assert_eq!(c.srs_domain(), "srs.example.org");
+    assert_eq!(
+        err("[srs]\ndomain = \"a b\"\n").key.as_deref(),
+        Some("srs.domain")
+    );
+    assert_eq!(
+        err("[srs]\nmax_age = \"1h\"\n").key.as_deref(),
+        Some("srs.max_age")
+    );
+    assert_eq!(
+        err("[trust.outgoing]\nmax_parallel = 5000\n")
+            .key
+            .as_deref(),
+        Some("trust.outgoing.max_parallel")
+    );
+    assert!(
+        err("[trust.outgoing]\nsign_all = true\n")
+            .to_string()
+            .contains("sign_all")
+    );
+}

@@ -366,6 +366,25 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// SRS for this configuration (`[srs]`, `facteur_mail::srs`), its secret
+/// read from `paths.state_dir`/srs.secret or made there by the first daemon
+/// that needs it (smtpd to accept bounces, qmgr to rewrite and resolve);
+/// `None` when `[srs] enabled = false`.
+pub fn srs(cfg: &facteur_config::Config) -> anyhow::Result<Option<facteur_mail::srs::Srs>> {
+    use anyhow::Context as _;
+    if !cfg.srs.enabled {
+        return Ok(None);
+    }
+    let path = cfg.srs_secret_file();
+    let secret = facteur_util::load_or_create_secret(&path)
+        .with_context(|| format!("the SRS secret {}", path.display()))?;
+    Ok(Some(facteur_mail::srs::Srs::new(
+        secret,
+        &cfg.srs_domain(),
+        (cfg.srs.max_age.0 / 86_400) as u32,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@
 //! mail store.
 
 pub mod dsn;
+pub mod srs;
 
 use std::fmt;
 

@@ -16,7 +16,6 @@ use crate::Context;
 use crate::schedule::now;
 use facteur_smtp_client::Opener;
 use facteur_spool::{Envelope, QueueName};
-use facteur_trust::sign::is_ours;
 use std::io::{Cursor, Read};
 use std::sync::Arc;
 use tracing::{error, info};
@@ -26,25 +25,6 @@ use tracing::{error, info};
 pub struct Dkim {
     pub signer: facteur_trust::sign::Signer,
     gate: Arc<tokio::sync::Semaphore>,
-    /// `smtpd.mynetworks`: mail they relay is ours too (the web
-    /// application on this host, the office's printer).
-    mynetworks: Vec<facteur_config::IpNet>,
-}
-
-impl Dkim {
-    /// Whether a message is ours to sign: a login, sendmail, our own
-    /// notices ([`is_ours`]), or a client of `mynetworks`.
-    pub fn is_ours(&self, env: &Envelope) -> bool {
-        is_ours(
-            env.auth_user.as_deref(),
-            env.local_user.as_deref(),
-            env.protocol.as_deref(),
-        ) || env
-            .client_addr
-            .as_deref()
-            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-            .is_some_and(|ip| self.mynetworks.iter().any(|n| n.contains(ip)))
-    }
 }
 
 impl Dkim {
@@ -61,18 +41,17 @@ impl Dkim {
         Some(Dkim {
             signer: facteur_trust::sign::Signer::new(cfg.dkim_dir()),
             gate: Arc::new(tokio::sync::Semaphore::new(n)),
-            mynetworks: cfg.smtpd.mynetworks.clone(),
         })
     }
 }
 
 /// The `DKIM-Signature` fields for message `id` (in active/), or nothing
-/// when it is not ours, signing is off or its domain has no keys.
+/// when it is not ours ([`Context::is_ours`]), signing is off or its domain has no keys.
 pub async fn fields(ctx: &Arc<Context>, id: &str, env: &Envelope) -> Vec<u8> {
     let Some(dkim) = &ctx.dkim else {
         return Vec::new();
     };
-    if !dkim.is_ours(env) {
+    if !ctx.is_ours(env) {
         return Vec::new();
     }
     let Ok(_permit) = Arc::clone(&dkim.gate).acquire_owned().await else {

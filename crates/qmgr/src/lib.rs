@@ -27,7 +27,8 @@
 //! - [`lmtp`]: local delivery over LMTP (the target, the pooled
 //!   connections of `facteur-smtp-client`'s LMTP dialect);
 //! - [`schedule`]: backoff and expiry; [`dsn`]: bounce messages; [`dkim`]:
-//!   DKIM signatures on mail that leaves;
+//!   DKIM signatures on mail that leaves; [`srs`]: the sender of forwarded
+//!   mail rewritten as it leaves;
 //! - remote delivery (DNS, MTA-STS, TLS policies, relayhosts, connection
 //!   cache, destination backoff) is the `facteur-remote` crate
 //!   ([`Context::remote`]);
@@ -73,6 +74,7 @@ pub mod resolve;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;
+pub mod srs;
 pub mod submitter;
 
 use facteur_config::Config;
@@ -116,9 +118,32 @@ pub struct Context {
     pub delay_warning: facteur_daemon::reload::Live<u64>,
     /// DKIM signing of mail that leaves (`[trust.outgoing]`); `None`: off.
     pub dkim: Option<dkim::Dkim>,
+    /// `[srs]`: the sender of a stranger's forwarded message is rewritten
+    /// as it leaves, and bounces to rewritten senders are resolved back
+    /// (`resolve.rs`); `None`: off.
+    pub srs: Option<facteur_mail::srs::Srs>,
+    /// `smtpd.mynetworks`: what they relay is ours ([`Context::is_ours`]).
+    pub mynetworks: Vec<facteur_config::IpNet>,
 }
 
 impl Context {
+    /// Whether a message is ours (we vouch for it: DKIM-signed, never
+    /// SRS-rewritten): from a login, from sendmail, our own notices
+    /// (`facteur_trust::sign::is_ours`), or relayed for a client of
+    /// `mynetworks` (the web application on this host, the office
+    /// printer). Anything else came from a stranger through the MX.
+    pub fn is_ours(&self, env: &facteur_spool::Envelope) -> bool {
+        facteur_trust::sign::is_ours(
+            env.auth_user.as_deref(),
+            env.local_user.as_deref(),
+            env.protocol.as_deref(),
+        ) || env
+            .client_addr
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| self.mynetworks.iter().any(|n| n.contains(ip)))
+    }
+
     /// Takes what a reload may change: the schedule, the "delayed" notice
     /// and remote delivery's settings and credentials.
     pub fn reload(&self, cfg: &Config) {
@@ -152,6 +177,8 @@ impl Context {
             remote: Remote::from_config(cfg)?,
             delay_warning: facteur_daemon::reload::Live::new(q.delay_warning.0),
             dkim: dkim::Dkim::from_config(cfg),
+            srs: facteur_daemon::srs(cfg)?,
+            mynetworks: cfg.smtpd.mynetworks.clone(),
         })
     }
 }

@@ -43,6 +43,7 @@ use crate::dsn;
 use crate::lmtp;
 use crate::resolve;
 use crate::schedule::now;
+use crate::srs;
 use crate::submitter;
 use facteur_mail::dsn::{BodyType, RcptStatus};
 use facteur_remote::{Message, Outcome};
@@ -132,7 +133,8 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
         user = env.local_user.as_deref().unwrap_or(""),
         "picked up"
     );
-    let exp = match resolve::expand(ctx.directory.as_ref(), &env, &ctx.delimiters) {
+    let srs = ctx.srs.as_ref().map(|s| (s, now().div_euclid(86_400)));
+    let exp = match resolve::expand(ctx.directory.as_ref(), &env, &ctx.delimiters, srs) {
         Ok(x) => x,
         Err(e) => {
             warn!(queue_id = %id, error = %e, "directory unavailable, recipient resolution postponed");
@@ -456,13 +458,19 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
         };
         let size = qf.message_size + signature.len() as u64;
         let open = dkim::signed_opener(&open, signature);
+        // A stranger's message forwarded elsewhere leaves under our name.
+        let rewritten = if groups.is_empty() {
+            None
+        } else {
+            srs::rewritten(&ctx, &id, &env).await
+        };
         for (domain, which) in groups {
             let outcomes = ctx
                 .remote
                 .deliver(
                     Message {
                         id: &id,
-                        env: &env,
+                        env: rewritten.as_ref().unwrap_or(&env),
                         size,
                         open: &open,
                     },

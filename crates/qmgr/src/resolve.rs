@@ -19,7 +19,11 @@
 //! - each final recipient keeps the NOTIFY of the address it came from and,
 //!   when its address differs, an ORCPT naming that address (RFC 3461 §4.2)
 //!   unless one was given already;
-//! - the result is de-duplicated (by lower-case address), first one wins.
+//! - the result is de-duplicated (by lower-case address), first one wins;
+//! - an SRS address of ours (a bounce to a sender we rewrote, `[srs]`)
+//!   becomes the original sender it names, with an ORCPT naming the SRS
+//!   address; one that does not reverse (bad hash, too old) is bounced
+//!   `550 5.1.1` (smtpd refuses those at RCPT already).
 //!
 //! A directory failure is temporary: [`expand`] returns the error and the
 //! caller retries the whole message later, nothing is half-recorded.
@@ -27,6 +31,7 @@
 use facteur_directory::{Directory, DirectoryError, ResolveError, Target};
 use facteur_mail::Address;
 use facteur_mail::dsn::RcptStatus;
+use facteur_mail::srs::Srs;
 use facteur_spool::{Envelope, Recipient};
 use std::collections::HashSet;
 
@@ -43,11 +48,13 @@ pub struct Expansion {
     pub warnings: Vec<String>,
 }
 
-/// Expands every non-final recipient of `env`.
+/// Expands every non-final recipient of `env`; `srs`: ours, with today's
+/// day number (days since 1970).
 pub fn expand(
     dir: &dyn Directory,
     env: &Envelope,
     delimiters: &str,
+    srs: Option<(&Srs, i64)>,
 ) -> Result<Expansion, DirectoryError> {
     let mut out = Expansion {
         recipients: Vec::new(),
@@ -66,6 +73,32 @@ pub fn expand(
     for r in &env.recipients {
         if r.status.is_final() {
             push(&mut out, r.clone());
+            continue;
+        }
+        if let Some((srs, day)) = srs.filter(|(s, _)| s.is_ours(&r.address)) {
+            out.changed = true;
+            match srs.reverse(&r.address, day) {
+                Ok(orig) => {
+                    out.events.push((r.address.clone(), orig.clone()));
+                    let orcpt = r
+                        .orcpt
+                        .clone()
+                        .or_else(|| Some(format!("rfc822;{}", r.address)));
+                    push(
+                        &mut out,
+                        Recipient {
+                            address: orig,
+                            orcpt,
+                            ..r.clone()
+                        },
+                    );
+                }
+                Err(e) => {
+                    let reply = format!("550 5.1.1 <{}>: {e}", r.address);
+                    out.events.push((r.address.clone(), reply.clone()));
+                    push(&mut out, bounced(r, reply));
+                }
+            }
             continue;
         }
         let addr = match Address::parse(&r.address) {
@@ -197,6 +230,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn srs_addresses_go_back_to_the_original_sender() {
+        let d = dir();
+        let srs = Srs::new(b"k".to_vec(), "mx.example.test", 21);
+        let good = srs.forward("carol@remote.test", 100).unwrap();
+        let forged = good.replace("=carol@", "=mallory@");
+        let e = env(&[&good, &forged, "alice@example.test"]);
+        let x = expand(&d, &e, "+", Some((&srs, 101))).unwrap();
+        assert!(x.changed);
+        let r = &x.recipients;
+        assert_eq!(r[0].address, "carol@remote.test");
+        assert_eq!(
+            r[0].orcpt.as_deref(),
+            Some(format!("rfc822;{good}").as_str())
+        );
+        assert_eq!(r[1].status, RcptStatus::Bounced);
+        assert!(
+            r[1].last_reply.as_deref().unwrap().starts_with("550 5.1.1"),
+            "{:?}",
+            r[1]
+        );
+        assert_eq!(r[2].address, "alice@example.test");
+        // Too old.
+        let x = expand(&d, &env(&[&good]), "+", Some((&srs, 200))).unwrap();
+        assert_eq!(x.recipients[0].status, RcptStatus::Bounced);
+        // SRS off: an address like any other (here: not a local domain).
+        let x = expand(&d, &env(&[&good]), "+", None).unwrap();
+        assert_eq!(x.recipients[0].address, good);
+    }
+
     fn summary(e: &Expansion) -> Vec<String> {
         e.recipients
             .iter()
@@ -213,7 +276,13 @@ mod tests {
 
     #[test]
     fn plain_users_are_unchanged() {
-        let e = expand(&dir(), &env(&["alice@example.test", "x@remote.test"]), "+").unwrap();
+        let e = expand(
+            &dir(),
+            &env(&["alice@example.test", "x@remote.test"]),
+            "+",
+            None,
+        )
+        .unwrap();
         assert!(!e.changed);
         assert_eq!(
             summary(&e),
@@ -232,7 +301,7 @@ mod tests {
             failure: true,
             ..Notify::default()
         };
-        let e = expand(&dir(), &en, "+").unwrap();
+        let e = expand(&dir(), &en, "+", None).unwrap();
         assert!(e.changed);
         assert_eq!(
             summary(&e),
@@ -252,7 +321,7 @@ mod tests {
     fn given_orcpt_is_kept_and_detail_delimiter() {
         let mut en = env(&["team@example.test", "bob-x@example.test"]);
         en.recipients[0].orcpt = Some("rfc822;list@elsewhere.test".into());
-        let e = expand(&dir(), &en, "+-").unwrap();
+        let e = expand(&dir(), &en, "+-", None).unwrap();
         assert_eq!(
             e.recipients[0].orcpt.as_deref(),
             Some("rfc822;list@elsewhere.test")
@@ -270,7 +339,7 @@ mod tests {
             "team@example.test",
         ]);
         en.recipients[3].status = RcptStatus::Delivered;
-        let e = expand(&dir(), &en, "+").unwrap();
+        let e = expand(&dir(), &en, "+", None).unwrap();
         let s = summary(&e);
         assert!(s[0].starts_with("nobody@example.test Bounced"), "{s:?}");
         assert!(
@@ -298,7 +367,7 @@ mod tests {
             .unwrap();
         d.add_alias("alice@example.test", "bob@example.test")
             .unwrap();
-        let e = expand(&d, &env(&["alice@example.test"]), "+").unwrap();
+        let e = expand(&d, &env(&["alice@example.test"]), "+", None).unwrap();
         assert_eq!(
             summary(&e),
             vec![

@@ -88,6 +88,9 @@ pub struct Context {
     /// `[trust.incoming]`: the resolver and policy of the checks; `None`
     /// when no listener runs them.
     pub trust: Option<Arc<facteur_trust::Incoming>>,
+    /// `[srs]`: bounces to our rewritten senders are accepted (and sent on
+    /// by qmgr to the original sender); `None` when off.
+    pub srs: Option<facteur_mail::srs::Srs>,
 }
 
 impl Context {
@@ -123,6 +126,7 @@ impl Context {
             qmgr_socket: cfg.qmgr_socket(),
             rates: policy::Rates::default(),
             limits,
+            srs: facteur_daemon::srs(cfg)?,
         })
     }
 }

@@ -13,7 +13,8 @@
 //! - `u@[1.2.3.4]`: an address literal is never a local domain, so a relay.
 //!
 //! Unknown local recipients are refused at RCPT (`550 5.1.1`), never bounced
-//! later. [`MessageRate`] is a check (the SMTP core's MAIL hook): messages
+//! later. An SRS address of ours (`[srs]`) is accepted from anyone when its
+//! hash and age check out, refused (`550 5.1.1`) otherwise. [`MessageRate`] is a check (the SMTP core's MAIL hook): messages
 //! per client address per minute.
 
 use crate::Context;
@@ -47,6 +48,15 @@ impl Client {
 pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Result<Address, Reply> {
     let addr = Address::parse(raw)
         .map_err(|e| Reply::new(501, (5, 1, 3), format!("Bad recipient address: {e}")))?;
+    // A bounce to a sender we rewrote (SRS): accepted when it reverses
+    // (qmgr sends it on), refused otherwise, before any other rule.
+    if let Some(srs) = ctx.srs.as_ref().filter(|s| s.is_ours(&addr.to_string())) {
+        let day = facteur_util::date::now_unix().div_euclid(86_400);
+        return match srs.reverse(&addr.to_string(), day) {
+            Ok(_) => Ok(addr),
+            Err(e) => Err(Reply::new(550, (5, 1, 1), format!("<{addr}>: {e}"))),
+        };
+    }
     // Is the domain ours, and then who is it: one blocking call.
     let c = Arc::clone(ctx);
     let a = addr.clone();

@@ -26,7 +26,7 @@ pub mod line;
 pub use id::new_id;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,47 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reads the secret in `path`, or makes one (32 random bytes, mode 0600)
+/// if there is none yet. Several processes may race to make it: each
+/// writes its own temporary file and links it into place, the first link
+/// wins and everybody reads the winner's.
+pub fn load_or_create_secret(path: &Path) -> io::Result<Vec<u8>> {
+    match fs::read(path) {
+        Ok(s) if s.len() >= 16 => return Ok(s),
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: a secret of under 16 bytes", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut secret = vec![0u8; 32];
+    File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&secret)?;
+    f.sync_all()?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsync_dir(dir)?;
+            }
+            Ok(secret)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::read(path),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates `dir` and its parents with `mode` for the ones it creates. Not
@@ -194,6 +235,19 @@ pub fn create_dirs_durable_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_made_once_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("srs.secret");
+        let a = load_or_create_secret(&p).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(load_or_create_secret(&p).unwrap(), a);
+        fs::write(&p, b"short").unwrap();
+        assert!(load_or_create_secret(&p).is_err());
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
+    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -61,6 +61,11 @@ pub(crate) fn fixture_with(
         rates: crate::policy::Rates::default(),
         limits,
         trust,
+        srs: Some(facteur_mail::srs::Srs::new(
+            b"test secret".to_vec(),
+            "mx.example.test",
+            21,
+        )),
     });
     Fixture { _tmp: tmp, ctx }
 }
