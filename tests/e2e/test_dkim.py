@@ -117,7 +117,7 @@ class World:
 
     def publish(self, zone_text):
         """Serves the TXT records of `facteurctl dkim dns` output."""
-        for m in re.finditer(r"^(\S+)\. IN TXT \( (.*?) \)", zone_text, re.M):
+        for m in re.finditer(r"^(\S+)\.\s+\d+ IN TXT\s+(.*)$", zone_text, re.M):
             self.dns.set(m.group(1), "TXT", ["".join(re.findall(r'"([^"]*)"', m.group(2)))])
 
     def mail(self, user="bob"):
@@ -294,7 +294,7 @@ def test_rotation_signs_with_the_new_selectors_and_the_old_still_verify(world, f
     out = f.ctl("dkim", "rotate", "example.test", "--delay", "0", "--retire-after", "1h")
     assert "stay published until" in out, out
     zone = f.ctl("dkim", "dns", "example.test")
-    assert len(re.findall(r"IN TXT", zone)) == 4, zone
+    assert len(re.findall(r" IN TXT ", zone)) == 4, zone
     world.publish(zone)
     listing = f.ctl("dkim", "list", "example.test")
     assert len(re.findall(r" signing ", listing)) == 2 and len(re.findall(r" published ", listing)) == 2, listing
@@ -309,7 +309,24 @@ def test_rotation_signs_with_the_new_selectors_and_the_old_still_verify(world, f
     # dns-records prints every published key.
     records = f.ctl("dns-records", "example.test", "--ipv4", "192.0.2.1")
     for sel in old + new:
-        assert f"{sel}._domainkey.example.test. IN TXT" in records, records
+        assert re.search(rf"^{sel}\._domainkey\.example\.test\.\s+3600 IN TXT ", records, re.M), records
+
+
+def test_dns_records_check_compares_with_what_is_published(world, f):
+    world.dns.set("example.test", "MX", [(10, "mail.example.test")])
+    world.dns.set("example.test", "TXT", ["v=spf1 a:mail.example.test -all"])
+    p = subprocess.run([str(BIN / "facteurctl"), "--config", str(f.config), "dns-records", "example.test",
+                        "--ipv4", "127.0.0.1", "--check", "--nameserver", world.dns.addr],
+                       capture_output=True, text=True, timeout=60)
+    out = p.stdout
+    assert p.returncode == 1, (p.returncode, out, p.stderr)
+    line = lambda prefix, ty: next(l for l in out.splitlines() if l.startswith(prefix) and f" IN {ty} " in l)
+    assert line("example.test.", "MX").endswith("; ok"), out
+    assert line("example.test.", "TXT").endswith('; DIFFERENT: published "v=spf1 a:mail.example.test -all"'), out
+    assert line("_dmarc.example.test.", "TXT").endswith("; MISSING"), out
+    assert line("_imaps._tcp.example.test.", "SRV").endswith("; MISSING"), out
+    dkim_lines = [l for l in out.splitlines() if "._domainkey.example.test." in l]
+    assert dkim_lines and all(l.endswith("; ok") for l in dkim_lines), out
 
 
 def test_dkim_commands_refuse_what_they_cannot_do(f):

@@ -489,21 +489,6 @@ pub fn txt_record(alg: Algorithm, public: &[u8]) -> String {
     format!("v=DKIM1; k={}; p={}", alg.k_tag(), B64.encode(public))
 }
 
-/// A zone-file line publishing `txt` for `selector` of `domain`, the text
-/// cut into strings of at most 255 bytes (RFC 1035 §3.3.14; a verifier
-/// joins them, RFC 6376 §3.6.2.2).
-pub fn zone_line(domain: &str, selector: &str, txt: &str) -> String {
-    let parts: Vec<String> = txt
-        .as_bytes()
-        .chunks(255)
-        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-        .collect();
-    format!(
-        "{selector}._domainkey.{domain}. IN TXT ( {} )",
-        parts.join(" ")
-    )
-}
-
 /// PEM with 64-column base64 lines (RFC 7468).
 pub fn pem_encode(label: &str, der: &[u8]) -> String {
     let b = B64.encode(der);

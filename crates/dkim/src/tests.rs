@@ -140,7 +140,7 @@ fn names_that_could_leave_the_store_are_refused() {
 }
 
 #[test]
-fn pem_and_zone_lines() {
+fn pem_round_trip() {
     let der: Vec<u8> = (0..=255u8).collect();
     let pem = pem_encode("PRIVATE KEY", &der);
     assert!(pem.lines().all(|l| l.len() <= 64));
@@ -153,12 +153,4 @@ fn pem_and_zone_lines() {
         .is_none()
     );
     assert!(pem_decode("PRIVATE KEY", b"").is_none());
-
-    let txt = format!("v=DKIM1; k=rsa; p={}", "A".repeat(400));
-    let line = zone_line("example.org", "s1", &txt);
-    assert!(line.starts_with("s1._domainkey.example.org. IN TXT ( \""));
-    let strings: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
-    assert_eq!(strings.len(), 2);
-    assert_eq!(strings.concat(), txt);
-    assert!(strings.iter().all(|s| s.len() <= 255));
 }

@@ -135,6 +135,14 @@ pub struct DnsArgs {
     /// This server's public IPv6 address.
     #[arg(long, value_name = "ADDRESS")]
     pub ipv6: Vec<std::net::Ipv6Addr>,
+    /// Look each record up and mark it ok, MISSING or DIFFERENT (with what
+    /// is published); the exit status is 1 if any is not ok.
+    #[arg(long)]
+    pub check: bool,
+    /// The resolver --check asks ("ip" or "ip:port"; default: the first
+    /// nameserver of /etc/resolv.conf).
+    #[arg(long, value_name = "ADDRESS", requires = "check")]
+    pub nameserver: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

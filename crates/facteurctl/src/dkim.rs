@@ -6,6 +6,7 @@
 //! qmgr reads the private keys and nobody else may (0600).
 
 use crate::cli::DkimAction;
+use crate::dns::{Rec, zone_line};
 use anyhow::{Context as _, bail};
 use facteur_config::{Config, parse_duration};
 use facteur_dkim::{Algorithm, Key, KeyStore, Keyring, State};
@@ -137,7 +138,7 @@ pub fn run(cfg: &Config, action: DkimAction) -> anyhow::Result<u8> {
             }
             if let Some(k) = ring.keys.iter().find(|k| replaced.contains(&k.selector)) {
                 println!(
-                    "{domain}: {} stay published until {}, then retire",
+                    "{domain}: {} stay published until {} UTC, then retire",
                     replaced.join(", "),
                     short(k.retire_at)
                 );
@@ -148,12 +149,12 @@ pub fn run(cfg: &Config, action: DkimAction) -> anyhow::Result<u8> {
         }
         DkimAction::Dns { domain } => {
             let domain = crate::dns::domain_name(&domain)?;
-            let lines = zone_lines(cfg, &domain)?;
-            if lines.is_empty() {
+            let recs = published_records(cfg, &domain)?;
+            if recs.is_empty() {
                 bail!("{domain} has no DKIM keys: `facteurctl dkim generate {domain}` makes them");
             }
-            for l in lines {
-                println!("{l}");
+            for r in &recs {
+                print!("{}", zone_line(r, None));
             }
             Ok(0)
         }
@@ -221,40 +222,43 @@ fn make_keys(
     Ok(out)
 }
 
-fn record(store: &KeyStore, domain: &str, k: &Key) -> anyhow::Result<String> {
+/// The TXT record of key `k` of `domain`, with `note` as its comment.
+fn record(store: &KeyStore, domain: &str, k: &Key, note: String) -> anyhow::Result<Rec> {
     let der = store.read_private(domain, &k.selector)?;
     let public = facteur_dkim::public_key(k.algorithm, &der)?;
-    Ok(facteur_dkim::zone_line(
-        domain,
-        &k.selector,
+    Ok(Rec::txt(
+        &format!("{}._domainkey.{domain}", k.selector),
         &facteur_dkim::txt_record(k.algorithm, &public),
+        note,
     ))
 }
 
 fn print_records(store: &KeyStore, domain: &str, keys: &[Key]) -> anyhow::Result<()> {
     for k in keys {
-        println!("{}", record(store, domain, k)?);
+        print!(
+            "{}",
+            zone_line(&record(store, domain, k, String::new())?, None)
+        );
     }
     Ok(())
 }
 
-/// The zone-file lines of every DKIM key of `domain` that must be in DNS
-/// now (pending, signing, published), each with its state in a comment.
-pub fn zone_lines(cfg: &Config, domain: &str) -> anyhow::Result<Vec<String>> {
+/// The TXT records of every DKIM key of `domain` that must be in DNS now
+/// (pending, signing, published), each with its state as its note.
+pub fn published_records(cfg: &Config, domain: &str) -> anyhow::Result<Vec<Rec>> {
     let store = KeyStore::new(cfg.dkim_dir());
     let ring = store.load(domain)?;
     let now = now_unix();
     let mut out = Vec::new();
     for k in ring.published(now) {
-        let state = ring.state(k, now);
-        let note = match state {
-            State::Pending => format!("; pending: signs from {} UTC", short(k.sign_from)),
+        let note = match ring.state(k, now) {
+            State::Pending => format!("pending: signs from {} UTC", short(k.sign_from)),
             State::Published if k.retire_at != 0 => {
-                format!("; replaced: retires {} UTC", short(k.retire_at))
+                format!("replaced: retires {} UTC", short(k.retire_at))
             }
-            s => format!("; {s}"),
+            s => s.to_string(),
         };
-        out.push(format!("{} {note}", record(&store, domain, k)?));
+        out.push(record(&store, domain, k, note)?);
     }
     Ok(out)
 }

@@ -80,58 +80,107 @@ pub fn public_addresses(host: &str) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
     (v4, v6)
 }
 
-/// The records for `domain` served by `host`; `dkim`: the zone lines of its
-/// DKIM keys (none: a note on how to make them).
-pub fn records(
+/// One record to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rec {
+    /// Owner name, without the final dot.
+    pub name: String,
+    /// `MX`, `A`, `AAAA`, `TXT`, `SRV`.
+    pub rtype: &'static str,
+    /// The record data as a zone file writes it.
+    pub data: String,
+    /// The value [`crate::dnscheck`] compares with what is published: the
+    /// text of a TXT record (strings joined), the other types' fields
+    /// separated by spaces, names in lower case without the final dot.
+    pub value: String,
+    /// A comment after the line (the state of a DKIM key).
+    pub note: String,
+}
+
+impl Rec {
+    fn new(name: &str, rtype: &'static str, data: String) -> Rec {
+        let value = match rtype {
+            "TXT" => data.trim_matches('"').to_string(),
+            _ => data.trim_end_matches('.').to_ascii_lowercase(),
+        };
+        Rec {
+            name: name.to_string(),
+            rtype,
+            data,
+            value,
+            note: String::new(),
+        }
+    }
+
+    /// A TXT record of any length (cut into strings of 255 bytes).
+    pub fn txt(name: &str, text: &str, note: String) -> Rec {
+        let parts: Vec<String> = text
+            .as_bytes()
+            .chunks(255)
+            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+            .collect();
+        Rec {
+            name: name.to_string(),
+            rtype: "TXT",
+            data: if parts.len() == 1 {
+                parts.concat()
+            } else {
+                format!("( {} )", parts.join(" "))
+            },
+            value: text.to_string(),
+            note,
+        }
+    }
+}
+
+/// The records for `domain` served by `host`, with `dkim` (the TXT
+/// records of its keys) after the others.
+pub fn record_set(
     domain: &str,
     host: &str,
     v4: &[Ipv4Addr],
     v6: &[Ipv6Addr],
-    dkim: &[String],
-) -> String {
-    let mut out = String::new();
-    let mut line = |name: &str, ty: &str, data: &str| {
-        out.push_str(&format!(
-            "{:<28} 3600 IN {ty:<5} {data}\n",
-            format!("{name}.")
-        ));
-    };
-    let mut notes = Vec::new();
-    line(domain, "MX", &format!("10 {host}."));
+    dkim: &[Rec],
+) -> Vec<Rec> {
+    let mut v = vec![Rec::new(domain, "MX", format!("10 {host}."))];
     if v4.is_empty() && v6.is_empty() {
-        line(host, "A", "<public IPv4 address of this server>");
-        line(host, "AAAA", "<public IPv6 address of this server, if any>");
-        notes.push(format!(
-            "; {host} has no public address here: replace the placeholders, or run\n\
-             ; again with --ipv4 ADDRESS and --ipv6 ADDRESS."
+        v.push(Rec::new(
+            host,
+            "A",
+            "<public IPv4 address of this server>".into(),
+        ));
+        v.push(Rec::new(
+            host,
+            "AAAA",
+            "<public IPv6 address of this server, if any>".into(),
         ));
     }
     for a in v4 {
-        line(host, "A", &a.to_string());
+        v.push(Rec::new(host, "A", a.to_string()));
     }
     for a in v6 {
-        line(host, "AAAA", &a.to_string());
+        v.push(Rec::new(host, "AAAA", a.to_string()));
     }
-    line(domain, "TXT", "\"v=spf1 mx -all\"");
+    v.push(Rec::new(domain, "TXT", "\"v=spf1 mx -all\"".into()));
     if host != domain {
-        line(host, "TXT", "\"v=spf1 a -all\"");
+        v.push(Rec::new(host, "TXT", "\"v=spf1 a -all\"".into()));
     }
-    line(
+    v.push(Rec::new(
         &format!("_dmarc.{domain}"),
         "TXT",
-        &format!("\"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}\""),
-    );
-    line(
+        format!("\"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}\""),
+    ));
+    v.push(Rec::new(
         &format!("_smtp._tls.{domain}"),
         "TXT",
-        &format!("\"v=TLSRPTv1; rua=mailto:postmaster@{domain}\""),
-    );
+        format!("\"v=TLSRPTv1; rua=mailto:postmaster@{domain}\""),
+    ));
     // The policy's id must change whenever the policy does.
-    line(
+    v.push(Rec::new(
         &format!("_mta-sts.{domain}"),
         "TXT",
-        &format!("\"v=STSv1; id={}\"", policy_id(host)),
-    );
+        format!("\"v=STSv1; id={}\"", policy_id(host)),
+    ));
     for (service, port) in [
         ("_submissions._tcp", 465),
         ("_submission._tcp", 587),
@@ -142,24 +191,67 @@ pub fn records(
     ] {
         // Priority: implicit TLS before STARTTLS (RFC 8314 §5.1).
         let prio = if service.contains("s._") { 0 } else { 10 };
-        line(
+        v.push(Rec::new(
             &format!("{service}.{domain}"),
             "SRV",
-            &format!("{prio} 1 {port} {host}."),
-        );
+            format!("{prio} 1 {port} {host}."),
+        ));
+    }
+    v.extend(dkim.iter().cloned());
+    v
+}
+
+/// One zone-file line, with `check` (a verdict of `--check`) or the
+/// record's note as its comment.
+pub fn zone_line(r: &Rec, check: Option<&str>) -> String {
+    let head = format!(
+        "{:<28} 3600 IN {:<5} {}",
+        format!("{}.", r.name),
+        r.rtype,
+        r.data
+    );
+    match check.or((!r.note.is_empty()).then_some(r.note.as_str())) {
+        Some(c) => format!("{head} ; {c}\n"),
+        None => format!("{head}\n"),
+    }
+}
+
+/// The records for `domain` served by `host` as zone-file lines with the
+/// notes an administrator needs; `checks`: one verdict per record of
+/// [`record_set`] (`--check`).
+pub fn records(
+    domain: &str,
+    host: &str,
+    v4: &[Ipv4Addr],
+    v6: &[Ipv6Addr],
+    dkim: &[Rec],
+    checks: Option<&[String]>,
+) -> String {
+    let set = record_set(domain, host, v4, v6, dkim);
+    let mut out = String::new();
+    let mut dkim_header = false;
+    for (i, r) in set.iter().enumerate() {
+        if !dkim_header && r.name.contains("._domainkey.") {
+            out.push_str("\n; DKIM (facteurctl dkim dns prints these alone):\n");
+            dkim_header = true;
+        }
+        out.push_str(&zone_line(
+            r,
+            checks.and_then(|c| c.get(i)).map(String::as_str),
+        ));
     }
     out.push('\n');
+    if v4.is_empty() && v6.is_empty() {
+        out.push_str(&format!(
+            "; {host} has no public address here: replace the placeholders, or run\n\
+             ; again with --ipv4 ADDRESS and --ipv6 ADDRESS.\n"
+        ));
+    }
     if dkim.is_empty() {
         out.push_str(&format!(
             "; DKIM: {domain} has no keys yet, so its mail leaves unsigned:\n\
              ; `facteurctl dkim generate {domain}` makes them and prints their records.\n"
         ));
-    } else {
-        out.push_str("; DKIM (facteurctl dkim dns prints these alone):\n");
-        for l in dkim {
-            out.push_str(l);
-            out.push('\n');
-        }
     }
     out.push_str(&format!(
         "; MTA-STS: serve this file as https://mta-sts.{domain}/.well-known/mta-sts.txt\n\
@@ -170,10 +262,6 @@ pub fn records(
          ;   mx: {host}\n\
          ;   max_age: 604800\n"
     ));
-    for n in notes {
-        out.push_str(&n);
-        out.push('\n');
-    }
     let addrs: Vec<String> = v4
         .iter()
         .map(ToString::to_string)
@@ -188,7 +276,6 @@ pub fn records(
         "; PTR: the reverse DNS of {which} must be {host}: many receivers\n\
          ; refuse mail otherwise. It is set by whoever owns the address: your hosting\n\
          ; provider's panel or support, not your zone.\n\
-         ; DKIM: facteur does not sign mail yet; its key record will be printed here.\n\
          ; Make sure postmaster@{domain} exists (an alias will do): DMARC reports go there.\n"
     ));
     out
@@ -215,10 +302,12 @@ mod tests {
             "mail.example.org",
             &["192.0.2.1".parse().unwrap()],
             &["2001:db8::1".parse().unwrap()],
-            &[
-                "s._domainkey.example.org. IN TXT ( \"v=DKIM1; k=ed25519; p=AAAA\" ) ; signing"
-                    .into(),
-            ],
+            &[Rec::txt(
+                "s._domainkey.example.org",
+                "v=DKIM1; k=ed25519; p=AAAA",
+                "signing".into(),
+            )],
+            None,
         );
         let has = |s: &str| assert!(r.contains(s), "{s:?} missing in\n{r}");
         has("example.org.                 3600 IN MX    10 mail.example.org.\n");
@@ -230,7 +319,9 @@ mod tests {
             "_dmarc.example.org.          3600 IN TXT   \"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.org\"\n",
         );
         has("reverse DNS of 192.0.2.1 and 2001:db8::1 must be mail.example.org:");
-        has("\ns._domainkey.example.org. IN TXT ( \"v=DKIM1; k=ed25519; p=AAAA\" ) ; signing\n");
+        has(
+            "\ns._domainkey.example.org.    3600 IN TXT   \"v=DKIM1; k=ed25519; p=AAAA\" ; signing\n",
+        );
         has(
             "_smtp._tls.example.org.      3600 IN TXT   \"v=TLSRPTv1; rua=mailto:postmaster@example.org\"\n",
         );
@@ -245,7 +336,7 @@ mod tests {
 
     #[test]
     fn placeholders_without_addresses() {
-        let r = records("example.org", "example.org", &[], &[], &[]);
+        let r = records("example.org", "example.org", &[], &[], &[], None);
         assert!(r.contains("IN A     <public IPv4 address"), "{r}");
         assert!(r.contains("--ipv4"));
         // The host is the domain: one SPF record, not two.

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod cli;
 pub mod dkim;
 pub mod dns;
+pub mod dnscheck;
 pub mod init;
 pub mod privs;
 pub mod queue;
@@ -105,8 +106,18 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 (args.ipv4, args.ipv6)
             };
-            let dkim = dkim::zone_lines(&cfg, &domain)?;
-            print!("{}", dns::records(&domain, &host, &v4, &v6, &dkim));
+            let dkim = dkim::published_records(&cfg, &domain)?;
+            if args.check {
+                let set = dns::record_set(&domain, &host, &v4, &v6, &dkim);
+                let server = dnscheck::nameserver(args.nameserver)?;
+                let (verdicts, all_ok) = dnscheck::check(&set, &dnscheck::Udp::new(server));
+                print!(
+                    "{}",
+                    dns::records(&domain, &host, &v4, &v6, &dkim, Some(&verdicts))
+                );
+                return Ok(if all_ok { 0 } else { 1 });
+            }
+            print!("{}", dns::records(&domain, &host, &v4, &v6, &dkim, None));
             Ok(0)
         }
         Command::Dkim { action } => dkim::run(&load(&cli.config)?, action),

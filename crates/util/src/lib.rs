@@ -242,11 +242,18 @@ mod tests {
         let p = d.path().join("srs.secret");
         let a = load_or_create_secret(&p).unwrap();
         assert_eq!(a.len(), 32);
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(load_or_create_secret(&p).unwrap(), a);
         fs::write(&p, b"short").unwrap();
         assert!(load_or_create_secret(&p).is_err());
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
     use std::os::unix::fs::PermissionsExt;
 
