@@ -80,8 +80,11 @@ def timed(side, fn):
 DELIVERY_USERS = [f"d{i}" for i in range(10)]
 
 
-def deliveries(sides, count, size, reps, lmtp):
-    name = "2. LMTP -> Maildir (smtp-source -L)" if lmtp else "1. SMTP -> queue -> LMTP -> Maildir"
+def deliveries(sides, count, size, reps, lmtp, msg_file=None, sender=SENDER, helo=None, name=None, after_first=None):
+    """Workloads 1 and 2 (and 7: `msg_file` sent as it is, from `sender`
+    with `helo`; `after_first(side)` is called after each side's first
+    run, to check what it delivered)."""
+    name = name or ("2. LMTP -> Maildir (smtp-source -L)" if lmtp else "1. SMTP -> queue -> LMTP -> Maildir")
     row = Row(f"{name}, {count} msgs x {size // 1000} KB, 10 sessions", "msg/s")
 
     def one(side, rep):
@@ -94,9 +97,10 @@ def deliveries(sides, count, size, reps, lmtp):
 
         def go():
             for u in DELIVERY_USERS:
-                cmd = ["smtp-source"] + (["-L"] if lmtp else []) + [
-                    "-s", "1", "-m", str(per), "-l", str(size), "-f", SENDER,
-                    "-t", f"{u}@{DOMAIN}", f"127.0.0.1:{port}"]
+                body = ["-F", str(msg_file)] if msg_file else ["-l", str(size)]
+                cmd = ["smtp-source"] + (["-L"] if lmtp else []) + (["-M", helo] if helo else []) + [
+                    "-s", "1", "-m", str(per)] + body + ["-f", sender,
+                                                         "-t", f"{u}@{DOMAIN}", f"127.0.0.1:{port}"]
                 procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
             deadline = time.monotonic() + 60 + count / 20
             while count_files(dirs) < per * len(DELIVERY_USERS):
@@ -111,6 +115,8 @@ def deliveries(sides, count, size, reps, lmtp):
         for p in procs:
             p.wait(30)
         n = per * len(DELIVERY_USERS)
+        if after_first and rep == 0:
+            after_first(side, row)
         return n / secs, cpu, n
 
     alternate(sides, reps, row, one)

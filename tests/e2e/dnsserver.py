@@ -70,16 +70,19 @@ def decode_name(msg, off):
 
 
 class DnsServer:
-    def __init__(self, zone):
+    def __init__(self, zone, host="127.0.0.1", port=0):
+        """`host`, `port`: where to listen (port 0: one the system picks;
+        bench/run's workload 7 takes port 53 of its own loopback address,
+        for programs that read /etc/resolv.conf)."""
         self.zone = {k.lower().rstrip("."): v for k, v in zone.items()}
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
+        self.udp.bind((host, port))
         self.port = self.udp.getsockname()[1]
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.bind((host, self.port))
         self.tcp.listen(16)
-        self.addr = f"127.0.0.1:{self.port}"
+        self.addr = f"{host}:{self.port}"
         self.queries = []
         self._stop = False
 
