@@ -5,7 +5,10 @@ for configuration, queue, log and virtual mailboxes, never the system's."""
 
 import os
 import shutil
+import smtplib
 import subprocess
+
+from harness import wait_for
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 
@@ -18,8 +21,8 @@ def start_postfix(d, port, certs, addr="127.0.0.2", vmailbox=VMAILBOX, domains=D
     """Postfix smtpd on addr:port, STARTTLS with the certificate `certs`/mx.pem
     (None: no TLS), virtual mailboxes `vmailbox` ("address remote/user/"
     lines) in the virtual domains `domains`, SIZE 100000, no SMTPUTF8,
-    `main_extra` appended to main.cf. Returns a function that runs
-    `postfix -c DIR ARGS...`."""
+    `main_extra` appended to main.cf. Returns, once smtpd answers, a
+    function that runs `postfix -c DIR ARGS...`."""
     for sub in ("etc", "spool", "data", "log", "vmail"):
         (d / sub).mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o755)
@@ -87,4 +90,13 @@ showq unix n - n - - showq
     run("set-permissions")
     r = run("start")
     assert r.returncode == 0, r.stdout + r.stderr
+
+    def up():
+        try:
+            smtplib.SMTP(addr, port, timeout=2).quit()
+            return True
+        except OSError:
+            return False
+
+    wait_for(up, 30, "postfix smtpd")
     return run

@@ -24,7 +24,6 @@ import smtplib
 import ssl
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -99,15 +98,6 @@ class World:
             self.postfix_dir, self.port, None, vmailbox="bob@judge.test judge/bob/\ncarol@judge.test judge/carol/\n",
             domains="judge.test",
             main_extra=f"smtpd_milters = inet:127.0.0.1:{milter}\nmilter_default_action = tempfail\n")
-
-        def up():
-            try:
-                smtplib.SMTP("127.0.0.2", self.port, timeout=2).quit()
-                return True
-            except OSError:
-                return False
-
-        wait_for(up, 30, "postfix smtpd")
 
     def stop(self):
         self.postfix("stop")
@@ -245,7 +235,7 @@ def test_submitted_mail_is_signed_twice_and_both_verify(world, f):
 
 def test_sendmail_mail_is_signed(world, f):
     n = len(world.mail())
-    msg = f"From: root@example.test\nTo: bob@judge.test\nSubject: from cron\n\nlogwatch says hi\n"
+    msg = "From: root@example.test\nTo: bob@judge.test\nSubject: from cron\n\nlogwatch says hi\n"
     env = dict(os.environ, FACTEUR_CONFIG=str(f.config))
     r = subprocess.run([str(BIN / "sendmail"), "-t", "-f", "root@example.test"], input=msg.encode(),
                        capture_output=True, env=env, timeout=60)

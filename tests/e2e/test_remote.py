@@ -141,15 +141,6 @@ class Net:
         self.postfix_dir = tmp / "postfix"
         self.postfix = start_postfix(self.postfix_dir, self.port, self.certs)
 
-        def up():
-            try:
-                smtplib.SMTP("127.0.0.2", self.port, timeout=2).quit()
-                return True
-            except OSError:
-                return False
-
-        wait_for(up, 30, "postfix smtpd")
-
     def stop(self):
         self.policy_server.shutdown()
         self.postfix("stop")

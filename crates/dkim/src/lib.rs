@@ -240,6 +240,7 @@ pub fn check_domain(d: &str) -> Result<(), DkimError> {
             !l.is_empty()
                 && l.len() <= 63
                 && !l.starts_with('-')
+                && !l.ends_with('-')
                 && l.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });

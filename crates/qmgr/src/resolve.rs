@@ -80,18 +80,7 @@ pub fn expand(
             match srs.reverse(&r.address, day) {
                 Ok(orig) => {
                     out.events.push((r.address.clone(), orig.clone()));
-                    let orcpt = r
-                        .orcpt
-                        .clone()
-                        .or_else(|| Some(format!("rfc822;{}", r.address)));
-                    push(
-                        &mut out,
-                        Recipient {
-                            address: orig,
-                            orcpt,
-                            ..r.clone()
-                        },
-                    );
+                    push(&mut out, moved(r, orig));
                 }
                 Err(e) => {
                     let reply = format!("550 5.1.1 <{}>: {e}", r.address);
@@ -130,20 +119,7 @@ pub fn expand(
                         continue;
                     }
                     out.changed = true;
-                    let orcpt = r
-                        .orcpt
-                        .clone()
-                        .or_else(|| Some(format!("rfc822;{}", r.address)));
-                    push(
-                        &mut out,
-                        Recipient {
-                            address: final_addr,
-                            orcpt,
-                            notify: r.notify,
-                            status: r.status,
-                            last_reply: r.last_reply.clone(),
-                        },
-                    );
+                    push(&mut out, moved(r, final_addr));
                 }
             }
             Err(ResolveError::NotLocal) => {
@@ -167,6 +143,19 @@ pub fn expand(
         }
     }
     Ok(out)
+}
+
+/// `r` sent on to `address`, with an ORCPT naming the address it came from
+/// unless it had one (RFC 3461 §4.2).
+fn moved(r: &Recipient, address: String) -> Recipient {
+    Recipient {
+        address,
+        orcpt: r
+            .orcpt
+            .clone()
+            .or_else(|| Some(format!("rfc822;{}", r.address))),
+        ..r.clone()
+    }
 }
 
 fn bounced(r: &Recipient, reply: String) -> Recipient {
