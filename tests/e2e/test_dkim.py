@@ -7,8 +7,9 @@ dkimpy verifies every signature of the delivered file against the same
 DNS.
 
 Covered: keys made by `facteurctl dkim generate` and published from
-`facteurctl dkim dns`; mail submitted by a user (SMTP AUTH) and dropped by
-sendmail leaves with an Ed25519 and an RSA signature that both pass; a
+`facteurctl dkim dns`; mail submitted by a user (SMTP AUTH), dropped by
+sendmail, and qmgr's own bounces leave with an Ed25519 and an RSA
+signature that both pass; a
 changed body fails; a rotation (`dkim rotate --delay 0`) signs with the new
 selectors while mail signed with the old ones still verifies; a stranger's
 message forwarded by an alias leaves unsigned, with its envelope sender
@@ -246,6 +247,25 @@ def test_sendmail_mail_is_signed(world, f):
     assert [v[0] for v in judged(raw)] == ["pass", "pass"]
 
 
+def test_our_bounces_are_signed(world, f):
+    n = len(world.mail("carol"))
+    msg = "From: carol@judge.test\nTo: nobody@judge.test\nSubject: to nobody\n\nhi\n"
+    env = dict(os.environ, FACTEUR_CONFIG=str(f.config))
+    r = subprocess.run([str(BIN / "sendmail"), "-f", "carol@judge.test", "nobody@judge.test"], input=msg.encode(),
+                       capture_output=True, env=env, timeout=60)
+    assert r.returncode == 0, r
+    # Postfix refuses nobody@judge.test; qmgr's bounce goes to carol, signed
+    # for the domain of its From (MAILER-DAEMON@mail.example.test: the keys
+    # of example.test, the parent domain).
+    wait_for(lambda: len(world.mail("carol")) > n, 30, "the bounce at carol@judge.test")
+    raw = world.mail("carol")[n].read_bytes()
+    assert b"multipart/report" in raw and b"nobody@judge.test" in raw, raw[:1500]
+    sigs = signatures(raw)
+    assert len(sigs) == 2 and all(tag(s, "d") == "example.test" for s in sigs), sigs
+    assert dkimpy_verdicts(world, raw) == [True, True]
+    assert [v[0] for v in judged(raw)] == ["pass", "pass"]
+
+
 def test_a_strangers_forwarded_mail_is_not_signed_and_its_sender_rewritten(world, f):
     n = len(world.mail())
     msg = crlf("From: carol@judge.test\nTo: fwd@example.test\nSubject: forwarded\n\nhi\n")
@@ -261,11 +281,12 @@ def test_a_strangers_forwarded_mail_is_not_signed_and_its_sender_rewritten(world
     srs = m.group(1)
 
     # A bounce to it (null sender, from a stranger) goes back to carol.
+    n = len(world.mail("carol"))
     bounce = crlf(f"From: MAILER-DAEMON@judge.test\nTo: {srs}\nSubject: Undelivered Mail\n\nbounced\n")
     with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, source_address=("127.0.0.9", 0)) as s:
         s.sendmail("", [srs], bounce)
-    wait_for(lambda: world.mail("carol"), 30, "the bounce at carol@judge.test")
-    got = world.mail("carol")[0].read_bytes()
+    wait_for(lambda: len(world.mail("carol")) > n, 30, "the bounce at carol@judge.test")
+    got = world.mail("carol")[n].read_bytes()
     assert b"Subject: Undelivered Mail" in got and b"X-Original-To: carol@judge.test" in got, got[:800]
     # A forged or damaged SRS address is refused at RCPT.
     forged = srs.replace("=carol@", "=mallory@")
