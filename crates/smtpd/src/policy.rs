@@ -14,8 +14,9 @@
 //!
 //! Unknown local recipients are refused at RCPT (`550 5.1.1`), never bounced
 //! later. An SRS address of ours (`[srs]`) is accepted from anyone when its
-//! hash and age check out, refused (`550 5.1.1`) otherwise. [`MessageRate`] is a check (the SMTP core's MAIL hook): messages
-//! per client address per minute.
+//! hash and age check out, refused (`550 5.1.1`) otherwise. [`MessageRate`]
+//! is a check (the SMTP core's MAIL hook): messages per client address per
+//! minute.
 
 use crate::Context;
 use facteur_directory::{Hop, ResolveError, Target};
