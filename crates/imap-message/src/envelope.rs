@@ -94,7 +94,13 @@ pub(crate) fn decode_text(value: &[u8]) -> String {
 /// or end.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Item {
-    Mailbox { name: Option<String>, addr: String },
+    /// `route`: an obsolete source route (`<@a,@b:user@host>`), the
+    /// envelope's "adl" field (RFC 3501 §7.4.2).
+    Mailbox {
+        name: Option<String>,
+        route: Option<String>,
+        addr: String,
+    },
     GroupStart(String),
     GroupEnd,
 }
@@ -102,27 +108,34 @@ pub(crate) enum Item {
 /// Parse an address-list field value.
 pub(crate) fn parse_addresses(value: &[u8]) -> Vec<Item> {
     let mut out = Vec::new();
-    let push = |a: &Addr<'_>, out: &mut Vec<Item>| {
+    // `in_group`: a group's member without an address is a comment the
+    // parser kept (`group: (foo) ;`), not a mailbox.
+    let push = |a: &Addr<'_>, out: &mut Vec<Item>, in_group: bool| {
         let name = a.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
         let addr = a.address.as_deref().map(str::trim).unwrap_or_default();
-        if name.is_some() || !addr.is_empty() {
+        let (route, addr) = match addr.split_once(':') {
+            Some((r, a)) if r.starts_with('@') => (Some(r.to_string()), a),
+            _ => (None, addr),
+        };
+        if (name.is_some() && !in_group) || !addr.is_empty() {
             out.push(Item::Mailbox {
                 name: name.map(str::to_string),
+                route,
                 addr: addr.to_string(),
             });
         }
     };
     match MessageStream::new(value).parse_address() {
-        HeaderValue::Address(Address::List(l)) => l.iter().for_each(|a| push(a, &mut out)),
+        HeaderValue::Address(Address::List(l)) => l.iter().for_each(|a| push(a, &mut out, false)),
         HeaderValue::Address(Address::Group(groups)) => {
             for g in &groups {
                 match g.name.as_deref() {
                     Some(n) => {
                         out.push(Item::GroupStart(n.to_string()));
-                        g.addresses.iter().for_each(|a| push(a, &mut out));
+                        g.addresses.iter().for_each(|a| push(a, &mut out, true));
                         out.push(Item::GroupEnd);
                     }
-                    None => g.addresses.iter().for_each(|a| push(a, &mut out)),
+                    None => g.addresses.iter().for_each(|a| push(a, &mut out, false)),
                 }
             }
         }
@@ -147,13 +160,18 @@ fn address_list(out: &mut Vec<u8>, list: &[Item], utf8: bool) {
     out.push(b'(');
     for item in list {
         match item {
-            Item::Mailbox { name, addr } => {
+            Item::Mailbox { name, route, addr } => {
                 out.push(b'(');
                 match name {
                     Some(n) => name_string(out, n, utf8),
                     None => out.extend_from_slice(b"NIL"),
                 }
-                out.extend_from_slice(b" NIL ");
+                out.push(b' ');
+                match route {
+                    Some(r) => string(out, r.as_bytes(), utf8),
+                    None => out.extend_from_slice(b"NIL"),
+                }
+                out.push(b' ');
                 let (mailbox, host) = addr.rsplit_once('@').unwrap_or((addr, ""));
                 string(out, mailbox.as_bytes(), utf8);
                 out.push(b' ');
@@ -241,6 +259,21 @@ In-Reply-To: <x@y>\r\n\r\n",
 ((NIL NIL \"sec\" \"a.example\")) ((NIL NIL \"list\" \"b.example\")) \
 ((NIL NIL \"Team\" NIL)(NIL NIL \"ann\" \"a.example\")(\"Bob\" NIL \"bob\" \"a.example\")(NIL NIL NIL NIL)(NIL NIL \"solo\" \"c.example\")) \
 NIL ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) \"<x@y>\" NIL)",
+            ),
+            // imaptest's fetch-envelope: empty groups, a comment in a group,
+            // a source route.
+            (
+                "From: user@domain (Real Name)\r\nCc: group:;, group2: (foo) ;\r\n\r\n",
+                false,
+                "(NIL NIL ((\"Real Name\" NIL \"user\" \"domain\")) ((\"Real Name\" NIL \"user\" \"domain\")) \
+((\"Real Name\" NIL \"user\" \"domain\")) NIL \
+((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL)",
+            ),
+            (
+                "From: <@route:user@domain>\r\n\r\n",
+                false,
+                "(NIL NIL ((NIL \"@route\" \"user\" \"domain\")) ((NIL \"@route\" \"user\" \"domain\")) \
+((NIL \"@route\" \"user\" \"domain\")) NIL NIL NIL NIL NIL)",
             ),
             // Raw 8-bit subject without utf8: a literal.
             (

@@ -70,10 +70,13 @@ fn field_text(name: &[u8], value: &[u8]) -> String {
                 Item::Mailbox {
                     name: Some(n),
                     addr,
+                    ..
                 } => {
                     text.push_str(&format!("{n} <{addr}>"));
                 }
-                Item::Mailbox { name: None, addr } => text.push_str(&addr),
+                Item::Mailbox {
+                    name: None, addr, ..
+                } => text.push_str(&addr),
                 Item::GroupStart(g) => {
                     text.push_str(&g);
                     text.push(':');

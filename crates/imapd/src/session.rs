@@ -21,6 +21,7 @@ mod append;
 mod auth;
 mod fetch;
 mod idle;
+mod listing;
 mod mailboxes;
 mod modify;
 mod search;

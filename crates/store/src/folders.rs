@@ -371,6 +371,12 @@ impl UserStore {
         })
     }
 
+    /// The subscribed names, mailboxes or not (a DELETE keeps its
+    /// subscription, RFC 9051 §6.3.4).
+    pub fn subscriptions(&self) -> Result<Vec<String>> {
+        Ok(subscriptions(&self.inner.dir)?)
+    }
+
     /// Subscribes (`on`) or unsubscribes a name (which need not exist).
     pub fn subscribe(&self, name: &str, on: bool) -> Result<()> {
         let norm = normalize(name)?;

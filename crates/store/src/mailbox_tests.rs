@@ -944,3 +944,31 @@ fn create_then_append_makes_every_entry_durable_before_ok() {
     );
     crate::fsops::check_durable(&ev).unwrap_or_else(|e| panic!("{e}: {ev:#?}"));
 }
+
+#[test]
+fn move_into_the_same_mailbox_gives_a_new_uid() {
+    let (d, _s, us) = setup();
+    let mut inbox = us.select("INBOX").unwrap();
+    let mut inbox2 = us.select("INBOX").unwrap();
+    for _ in 0..2 {
+        inbox
+            .append(
+                &mut &b"Subject: m\r\n\r\nx\r\n"[..],
+                &Flags::system(SEEN),
+                None,
+            )
+            .unwrap();
+    }
+    inbox.sync().unwrap();
+    let before = inbox.highest_modseq();
+    assert_eq!(inbox.move_to(&[1], &mut inbox2).unwrap(), [(1, 3)]);
+    assert_eq!(uids(&inbox), [2]);
+    assert_eq!(inbox.sync().unwrap().added, [3]);
+    assert_eq!(uids(&inbox), [2, 3]);
+    assert_eq!(inbox.messages()[1].flags.system, SEEN);
+    assert_eq!(inbox.read_message(3).unwrap(), b"Subject: m\r\n\r\nx\r\n");
+    assert_eq!(inbox.vanished_since(before).unwrap(), [1]);
+    // One file per message, and the quota counts two.
+    assert_eq!(names(&d.path().join("x.test/u/cur")).len(), 2);
+    assert_eq!(us.quota_usage().unwrap().1, 2);
+}

@@ -9,9 +9,10 @@
 //! empty prefix. Names are checked by the store (`folders::normalize`), which
 //! keeps every mailbox inside the user's directory.
 
+use super::listing::listing;
 use super::{Flow, Selected, Session, blocking, write_flags};
 use facteur_imap_proto::{ListReturn, ListSelect, QresyncParams, StatusItem, encode};
-use facteur_store::{DELETED, MailboxInfo, SEEN, SpecialUse, StoreError};
+use facteur_store::{DELETED, SEEN, SpecialUse, StoreError};
 use std::collections::BTreeSet;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -260,69 +261,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(user) = &self.user else {
             return Ok(Flow::Continue);
         };
-        let boxes = match blocking(|| user.store.list_mailboxes()) {
+        let by_subscription = lsub || select.subscribed || ret.subscribed;
+        let listed = blocking(|| {
+            let boxes = user.store.list_mailboxes()?;
+            let subs: BTreeSet<String> = if by_subscription {
+                user.store.subscriptions()?.into_iter().collect()
+            } else {
+                BTreeSet::new()
+            };
+            Ok::<_, StoreError>((boxes, subs))
+        });
+        let (boxes, subs) = match listed {
             Ok(b) => b,
             Err(e) => {
                 self.store_error(tag, &e);
                 return Ok(Flow::Continue);
             }
         };
-        let mut pats = Vec::new();
-        for p in patterns {
-            let Some(p) = self.mailbox_in(&format!("{reference}{p}")) else {
-                self.no(tag, "[CANNOT] Invalid mailbox name encoding");
-                return Ok(Flow::Continue);
-            };
-            pats.push(p);
-        }
-        let names: BTreeSet<&str> = boxes.iter().map(|b| b.name.as_str()).collect();
-        // Every name and every ancestor of one (a missing ancestor is
-        // listed \NonExistent, as LIST "%" must show the hierarchy).
-        let mut entries: Vec<(String, Option<&MailboxInfo>)> = Vec::new();
-        let mut seen = BTreeSet::new();
-        for b in &boxes {
-            let mut prefix = String::new();
-            for (i, comp) in b.name.split('/').enumerate() {
-                if i > 0 {
-                    prefix.push('/');
-                }
-                prefix.push_str(comp);
-                if seen.insert(prefix.clone()) {
-                    let info = if prefix == b.name {
-                        Some(b)
-                    } else {
-                        boxes.iter().find(|x| x.name == prefix)
-                    };
-                    entries.push((prefix.clone(), info));
-                }
-            }
-        }
-        let subscribed_only = select.subscribed || lsub;
+        // A pattern that is not valid modified UTF-7 names no mailbox: it
+        // matches nothing (RFC 9051 §6.3.9 lists what matches; refusing
+        // the command would break clients that send one).
+        let pats: Vec<String> = patterns
+            .iter()
+            .filter_map(|p| self.mailbox_in(&format!("{reference}{p}")))
+            .collect();
+        let entries = listing(&boxes, &subs, &pats, &select, lsub);
         let mut out = Vec::new();
         let mut status_for = Vec::new();
-        for (name, info) in &entries {
-            if !pats.iter().any(|p| matches(p, name)) {
-                continue;
-            }
-            let subscribed = info.is_some_and(|i| i.subscribed);
-            if subscribed_only && !subscribed {
-                continue;
-            }
-            if select.special_use && info.is_none_or(|i| i.special_use.is_none()) {
-                continue;
-            }
-            let has_children = names.iter().any(|n| {
-                n.len() > name.len()
-                    && n.starts_with(name.as_str())
-                    && n.as_bytes()[name.len()] == b'/'
-            });
+        for e in &entries {
             let mut attrs: Vec<&str> = Vec::new();
-            match info {
-                None => attrs.push(if self.rev2 {
-                    "\\NonExistent"
-                } else {
-                    "\\Noselect"
-                }),
+            match e.info {
+                _ if e.lsub_noselect => attrs.push("\\Noselect"),
+                // LIST-EXTENDED's word for a subscription without a mailbox
+                // (RFC 5258 §3), and IMAP4rev2's for a placeholder.
+                None if select.subscribed || self.rev2 => attrs.push("\\NonExistent"),
+                None if !lsub => attrs.push("\\Noselect"),
+                None => {}
                 Some(i) => {
                     if let Some(u) = i.special_use {
                         attrs.push(u.as_str());
@@ -330,23 +304,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             if !lsub {
-                attrs.push(if has_children {
+                attrs.push(if e.has_children {
                     "\\HasChildren"
                 } else {
                     "\\HasNoChildren"
                 });
             }
             // \Subscribed is LIST-EXTENDED's (RFC 5258 §3.1), not LSUB's.
-            if subscribed && !lsub && (ret.subscribed || select.subscribed) {
+            if e.subscribed && !lsub && (ret.subscribed || select.subscribed) {
                 attrs.push("\\Subscribed");
             }
             out.extend_from_slice(format!("* {what} (").as_bytes());
             out.extend_from_slice(attrs.join(" ").as_bytes());
             out.extend_from_slice(b") \"/\" ");
-            self.mailbox_out(&mut out, name);
+            self.mailbox_out(&mut out, &e.name);
+            if e.childinfo {
+                out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
             out.extend_from_slice(b"\r\n");
-            if info.is_some() && ret.status.is_some() {
-                status_for.push(name.clone());
+            if e.info.is_some() && ret.status.is_some() {
+                status_for.push(e.name.clone());
             }
         }
         self.io.write(&out);

@@ -179,12 +179,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .iter()
             .map(|&i| (sel.mb.messages()[i].uid, i + 1))
             .collect();
-        let same = target.dir() == sel.mb.dir();
-        let result = if same && remove {
-            // MOVE to the mailbox itself: nothing moves (RFC 6851 allows NO
-            // or a no-op; this keeps the messages).
-            Ok(Vec::new())
-        } else if remove {
+        // MOVE into the selected mailbox itself gives the messages new UIDs
+        // (as COPY and EXPUNGE would, RFC 6851 §3.3; what Dovecot does and
+        // imaptest expects).
+        let result = if remove {
             blocking(|| sel.mb.move_to(&uids, &mut target))
         } else {
             blocking(|| sel.mb.copy_to(&uids, &mut target))

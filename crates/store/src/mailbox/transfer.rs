@@ -143,7 +143,11 @@ impl Mailbox {
             let mut pairs = Vec::new();
             let mut bytes = 0u64;
             for mut m in msgs {
-                let new_name = if remove {
+                // A move keeps the file's name, except within one mailbox
+                // (a MOVE into the selected mailbox: the message gets a new
+                // UID, as a copy and an expunge would give it, and a new
+                // name so that the old row and the new never share one).
+                let new_name = if remove && !same {
                     m.file_name.clone()
                 } else {
                     let p = parse_file_name(&m.file_name);
