@@ -187,6 +187,20 @@ pub(crate) async fn heavy<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// A CONDSTORE-enabling command (RFC 7162 §3.1): the first one in a
+    /// selected mailbox announces its HIGHESTMODSEQ before its reply.
+    fn enable_condstore(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let Some(sel) = &self.sel {
+            let m = sel.mb.highest_modseq();
+            self.io
+                .write(format!("* OK [HIGHESTMODSEQ {m}] Highest\r\n").as_bytes());
+        }
+    }
+
     async fn run(&mut self) -> io::Result<()> {
         loop {
             if self.io.stopping() {

@@ -146,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         // CONDSTORE enabling (RFC 7162 §3.1): CHANGEDSINCE or MODSEQ asked.
         if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
-            self.condstore = true;
+            self.enable_condstore();
         }
         if uid && !attrs.contains(&FetchAttr::Uid) {
             attrs.insert(0, FetchAttr::Uid);

@@ -26,7 +26,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         };
         if unchanged_since.is_some() {
-            self.condstore = true;
+            self.enable_condstore();
         }
         let positions = self.resolve(set, uid);
         let condstore = self.condstore;

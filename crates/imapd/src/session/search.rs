@@ -190,7 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let modseq_key = uses_modseq(&key);
         if modseq_key {
-            self.condstore = true;
+            self.enable_condstore();
         }
         if uses_internal_date(&key)
             && let Some(sel) = &mut self.sel
@@ -225,12 +225,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
-        let max_modseq = hits.iter().map(|h| h.2).max();
         let esearch = ret.is_some() || self.rev2;
         let opts = match ret {
             Some(o) if o.is_empty() => vec![SearchReturn::All],
             Some(o) => o,
             None => vec![SearchReturn::All],
+        };
+        // The MODSEQ of the reply: the highest of the messages it returns
+        // (RFC 7162 §3.1.5): all of them, or only MIN's and MAX's when
+        // those are all it returns.
+        let ends_only =
+            esearch && !opts.contains(&SearchReturn::All) && !opts.contains(&SearchReturn::Count);
+        let max_modseq = if ends_only {
+            let mut v = Vec::new();
+            if opts.contains(&SearchReturn::Min) {
+                v.extend(hits.first().map(|h| h.2));
+            }
+            if opts.contains(&SearchReturn::Max) {
+                v.extend(hits.last().map(|h| h.2));
+            }
+            v.into_iter().max()
+        } else {
+            hits.iter().map(|h| h.2).max()
         };
         if esearch && opts.contains(&SearchReturn::Save) {
             let only_ends = !opts.contains(&SearchReturn::All)

@@ -523,6 +523,7 @@ async fn select_fetch_search_store() {
         C: p STORE 1 +FLAGS (\Recent)
         S: p BAD \Recent cannot be set
         C: q FETCH 1 (MODSEQ)
+        S: * OK [HIGHESTMODSEQ *] Highest
         S: * 1 FETCH (MODSEQ (*))
         S: q OK FETCH completed
         # FETCH MODSEQ enables CONDSTORE (RFC 7162 §3.1): MODSEQ with FLAGS.
