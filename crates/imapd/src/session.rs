@@ -63,6 +63,37 @@ pub(crate) struct User {
 pub(crate) struct Selected {
     pub mb: Mailbox,
     pub read_only: bool,
+    /// IMAP4rev1's `\Recent` (RFC 3501 §2.3.2): the UID ranges `[from,
+    /// to)` recent in this session — claimed by SELECT and by each sync
+    /// that finds new messages, or, under EXAMINE, the unclaimed ones seen
+    /// at the start. Always empty for IMAP4rev2, which has no `\Recent`.
+    pub recent: Vec<(u32, u32)>,
+    /// The count of the last `* n RECENT` sent (sent again when it changes
+    /// or new messages come).
+    pub announced_recent: usize,
+}
+
+impl Selected {
+    pub(crate) fn is_recent(&self, uid: u32) -> bool {
+        in_ranges(&self.recent, uid)
+    }
+
+    /// The messages of the view that are recent in this session.
+    pub(crate) fn recent_count(&self) -> usize {
+        if self.recent.is_empty() {
+            return 0;
+        }
+        self.mb
+            .messages()
+            .iter()
+            .filter(|m| self.is_recent(m.uid))
+            .count()
+    }
+}
+
+/// Whether `uid` is in one of the `[from, to)` ranges.
+pub(crate) fn in_ranges(ranges: &[(u32, u32)], uid: u32) -> bool {
+    ranges.iter().any(|&(a, b)| uid >= a && uid < b)
 }
 
 /// What reading a command brought.
@@ -538,9 +569,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.io.write(&expunge_lines(seqs));
             }
         }
+        // New messages are recent in the first session that sees them
+        // (read-write, IMAP4rev1): this one, if no other claimed them.
+        if !changes.added.is_empty() && !sel.read_only && !self.rev2 {
+            match blocking(|| sel.mb.claim_recent()) {
+                Ok(Some(r)) => sel.recent.push(r),
+                Ok(None) => {}
+                Err(e) => info!(error = %e, "cannot record \\Recent"),
+            }
+        }
+        let msgs = sel.mb.messages();
         if !changes.added.is_empty() || !changes.expunged.is_empty() {
             self.io
                 .write(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
+            let n = sel.recent_count();
+            if !self.rev2 && (n != sel.announced_recent || !changes.added.is_empty()) {
+                sel.announced_recent = n;
+                self.io.write(format!("* {n} RECENT\r\n").as_bytes());
+            }
         }
         if !changes.flags_changed.is_empty() {
             let mut out = Vec::new();
@@ -552,7 +598,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 out.extend_from_slice(
                     format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes(),
                 );
-                write_flags(&mut out, &m.flags);
+                write_flags(&mut out, &m.flags, sel.is_recent(m.uid));
                 if self.condstore {
                     out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
                 }
@@ -648,11 +694,13 @@ pub(crate) fn uses_star(set: &SequenceSet) -> bool {
 
 /// `(\Seen \Flagged kw)`, without allocating (FETCH 1:* FLAGS on a big
 /// mailbox writes this 100,000 times).
-pub(crate) fn write_flags(out: &mut Vec<u8>, f: &Flags) {
+/// A message's flags; `recent`: with IMAP4rev1's `\Recent`.
+pub(crate) fn write_flags(out: &mut Vec<u8>, f: &Flags, recent: bool) {
     let system = SYSTEM_FLAGS
         .iter()
         .filter(|(bit, _)| f.system & bit != 0)
-        .map(|(_, name)| *name);
+        .map(|(_, name)| *name)
+        .chain(recent.then_some("\\Recent"));
     encode::flag_list(out, system.chain(f.keywords.iter().map(String::as_str)));
 }
 

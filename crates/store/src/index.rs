@@ -136,6 +136,8 @@ fn try_open(path: &Path) -> rusqlite::Result<Connection> {
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS expunged_by_modseq ON expunged (mailbox, modseq);",
     )?;
+    // \Recent claims (mailbox/recent.rs), likewise added to older indexes.
+    conn.execute_batch(crate::mailbox::recent::SCHEMA)?;
     // A file that is not a database is only noticed on first read: the
     // user_version read above is that read.
     Ok(conn)
@@ -228,6 +230,7 @@ pub fn create_row(
 pub fn delete_row(conn: &Connection, id: i64) -> Result<()> {
     conn.execute("DELETE FROM messages WHERE mailbox = ?1", [id])?;
     conn.execute("DELETE FROM expunged WHERE mailbox = ?1", [id])?;
+    conn.execute("DELETE FROM recent WHERE mailbox = ?1", [id])?;
     conn.execute("DELETE FROM mailboxes WHERE id = ?1", [id])?;
     Ok(())
 }

@@ -22,6 +22,7 @@
 mod expunge;
 mod flags;
 mod read;
+pub(crate) mod recent;
 mod transfer;
 
 use std::io;

@@ -972,3 +972,42 @@ fn move_into_the_same_mailbox_gives_a_new_uid() {
     assert_eq!(names(&d.path().join("x.test/u/cur")).len(), 2);
     assert_eq!(us.quota_usage().unwrap().1, 2);
 }
+
+#[test]
+fn recent_messages_are_claimed_once() {
+    let (_d, _s, us) = setup();
+    let mut inbox = us.select("INBOX").unwrap();
+    assert_eq!(inbox.claim_recent().unwrap(), None);
+    for _ in 0..2 {
+        inbox
+            .append(
+                &mut &b"Subject: r\r\n\r\nx\r\n"[..],
+                &Flags::default(),
+                None,
+            )
+            .unwrap();
+    }
+    inbox.sync().unwrap();
+    // EXAMINE and STATUS read without claiming.
+    assert_eq!(inbox.recent_from().unwrap(), 1);
+    let other = us.select("INBOX").unwrap();
+    assert_eq!(other.claim_recent().unwrap(), Some((1, 3)));
+    assert_eq!(
+        inbox.claim_recent().unwrap(),
+        None,
+        "claimed by the other session"
+    );
+    assert_eq!(inbox.recent_from().unwrap(), 3);
+    inbox
+        .append(
+            &mut &b"Subject: r\r\n\r\nx\r\n"[..],
+            &Flags::default(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(inbox.claim_recent().unwrap(), Some((3, 4)));
+    // A mailbox deleted and made again starts with nothing claimed.
+    us.create_mailbox("Tmp", None).unwrap();
+    let tmp = us.select("Tmp").unwrap();
+    assert_eq!(tmp.recent_from().unwrap(), 1);
+}

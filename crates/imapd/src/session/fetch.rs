@@ -20,7 +20,7 @@
 //! each batch is read and formatted in one blocking call behind the
 //! heavy-work gate (`super::heavy`).
 
-use super::{Flow, Session, WRITE_CHUNK, blocking, heavy, write_flags};
+use super::{Flow, Session, WRITE_CHUNK, blocking, heavy, in_ranges, write_flags};
 use facteur_imap_message::{BinaryError, Message};
 use facteur_imap_proto::{FetchAttr, SectionText, SequenceSet, encode, section_label};
 use facteur_store::{FlagOp, Flags, Mailbox, MessageMeta, SEEN, StoreError, UNKNOWN_DATE};
@@ -229,9 +229,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let header_only = attrs.iter().all(from_header);
         let whole_only = attrs.iter().filter(|a| needs_content(a)).count() == 1
             && attrs.iter().any(is_whole_message);
+        let recent: Vec<(u32, u32)> = self
+            .sel
+            .as_ref()
+            .map(|s| s.recent.clone())
+            .unwrap_or_default();
         let mut batch_ctx = Formatter {
             attrs: &attrs,
             seen: &seen_set,
+            recent: &recent,
             utf8: self.utf8,
             content,
             header_only,
@@ -335,6 +341,8 @@ struct Formatter<'c> {
     attrs: &'c [FetchAttr],
     /// UIDs this FETCH marked \Seen (their FLAGS go out).
     seen: &'c [u32],
+    /// The session's `\Recent` ranges (see `Selected::recent`).
+    recent: &'c [(u32, u32)],
     utf8: bool,
     /// Some item needs the message's content.
     content: bool,
@@ -381,7 +389,7 @@ impl Formatter<'_> {
                     out.push(b' ');
                 }
                 let written = match &msg {
-                    _ if write_index_item(out, a, m) => true,
+                    _ if write_index_item(out, a, m, in_ranges(self.recent, m.uid)) => true,
                     Some(msg) => write_content(out, a, msg, self.utf8, &mut self.unknown_cte),
                     None => false,
                 };
@@ -404,18 +412,18 @@ impl Formatter<'_> {
                 out.push(b' ');
             }
             out.extend_from_slice(b"FLAGS ");
-            write_flags(out, &m.flags);
+            write_flags(out, &m.flags, in_ranges(self.recent, m.uid));
         }
         out.extend_from_slice(b")\r\n");
     }
 }
 
 /// Writes an item answered from the index; `false` if `a` is not one.
-fn write_index_item(out: &mut Vec<u8>, a: &FetchAttr, m: &MessageMeta) -> bool {
+fn write_index_item(out: &mut Vec<u8>, a: &FetchAttr, m: &MessageMeta, recent: bool) -> bool {
     match a {
         FetchAttr::Flags => {
             out.extend_from_slice(b"FLAGS ");
-            write_flags(out, &m.flags);
+            write_flags(out, &m.flags, recent);
         }
         FetchAttr::Uid => {
             let _ = write!(out, "UID {}", m.uid);
@@ -508,7 +516,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         return Ok(other);
                     }
                 }
-            } else if !write_index_item(out, a, &m) {
+            } else if !write_index_item(out, a, &m, in_ranges(f.recent, m.uid)) {
                 out.pop_if(|b| *b == b' ');
                 continue;
             }

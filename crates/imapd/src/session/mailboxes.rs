@@ -61,6 +61,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if condstore {
             self.condstore = true;
         }
+        // \Recent (IMAP4rev1 only): SELECT claims the unclaimed messages
+        // for this session; EXAMINE sees them without taking them (RFC 3501
+        // §6.3.2).
+        let recent: Vec<(u32, u32)> = if self.rev2 {
+            Vec::new()
+        } else {
+            let r = if read_only {
+                blocking(|| mb.recent_from()).map(|from| Some((from, u32::MAX)))
+            } else {
+                blocking(|| mb.claim_recent())
+            };
+            match r {
+                Ok(r) => r.into_iter().collect(),
+                Err(e) => {
+                    self.store_error(tag, &e);
+                    return Ok(Flow::Continue);
+                }
+            }
+        };
         let msgs = mb.messages();
         let mut keywords: BTreeSet<&str> = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk"]
             .into_iter()
@@ -83,8 +102,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
         }
         out.extend_from_slice(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
+        let announced_recent = msgs
+            .iter()
+            .filter(|m| super::in_ranges(&recent, m.uid))
+            .count();
         if !self.rev2 {
-            out.extend_from_slice(b"* 0 RECENT\r\n");
+            out.extend_from_slice(format!("* {announced_recent} RECENT\r\n").as_bytes());
             if let Some(i) = msgs.iter().position(|m| m.flags.system & SEEN == 0) {
                 out.extend_from_slice(
                     format!("* OK [UNSEEN {}] First unseen\r\n", i + 1).as_bytes(),
@@ -136,13 +159,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     out.extend_from_slice(
                         format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes(),
                     );
-                    write_flags(&mut out, &m.flags);
+                    write_flags(&mut out, &m.flags, super::in_ranges(&recent, m.uid));
                     out.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
                 }
             }
         }
         self.io.write(&out);
-        self.sel = Some(Selected { mb, read_only });
+        self.sel = Some(Selected {
+            mb,
+            read_only,
+            recent,
+            announced_recent,
+        });
         if read_only {
             self.ok(tag, "[READ-ONLY] EXAMINE completed");
         } else {
@@ -347,7 +375,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for it in items {
             parts.push(match it {
                 StatusItem::Messages => format!("MESSAGES {}", msgs.len()),
-                StatusItem::Recent => "RECENT 0".to_string(),
+                StatusItem::Recent => {
+                    let from = blocking(|| mb.recent_from())?;
+                    format!("RECENT {}", msgs.iter().filter(|m| m.uid >= from).count())
+                }
                 StatusItem::UidNext => format!("UIDNEXT {}", mb.uidnext()),
                 StatusItem::UidValidity => format!("UIDVALIDITY {}", mb.uidvalidity()),
                 StatusItem::Unseen => format!(

@@ -87,7 +87,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     out.push(b' ');
                 }
                 out.extend_from_slice(b"FLAGS ");
-                write_flags(&mut out, &m.flags);
+                write_flags(&mut out, &m.flags, sel.is_recent(m.uid));
                 parts_written = true;
             }
             if condstore {

@@ -8,7 +8,7 @@
 //! UTC, the Date header's in its own zone (RFC 9051 §6.4.4). facteur keeps
 //! no \Recent: RECENT and NEW match nothing, OLD everything.
 
-use super::{Flow, Session, blocking};
+use super::{Flow, Session, blocking, in_ranges};
 use facteur_imap_message::Message;
 use facteur_imap_proto::{Date, SearchKey, SearchReturn, SequenceSet, encode};
 use facteur_store::{ANSWERED, DELETED, DRAFT, FLAGGED, Mailbox, MessageMeta, SEEN};
@@ -24,6 +24,8 @@ struct Probe<'a> {
     count: u32,
     largest_uid: u32,
     saved: &'a [u32],
+    /// The session's `\Recent` ranges.
+    recent: &'a [(u32, u32)],
     /// The message bytes, read on first need (None inside: unreadable).
     raw: &'a OnceCell<Option<Vec<u8>>>,
     /// The message parsed once, so that its caches (the header's field
@@ -109,8 +111,9 @@ fn eval(key: &SearchKey, p: &mut Probe<'_>) -> bool {
         SearchKey::Unflagged => !has(FLAGGED),
         SearchKey::Seen => has(SEEN),
         SearchKey::Unseen => !has(SEEN),
-        SearchKey::Recent | SearchKey::New => false,
-        SearchKey::Old => true,
+        SearchKey::Recent => in_ranges(p.recent, p.meta.uid),
+        SearchKey::New => in_ranges(p.recent, p.meta.uid) && !has(SEEN),
+        SearchKey::Old => !in_ranges(p.recent, p.meta.uid),
         SearchKey::Keyword(k) => f.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)),
         SearchKey::Unkeyword(k) => !f.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)),
         SearchKey::Larger(n) => p.meta.size > *n,
@@ -217,6 +220,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 count: msgs.len() as u32,
                 largest_uid,
                 saved: &saved,
+                recent: &sel.recent,
                 raw: &raw,
                 msg: &msg,
             };

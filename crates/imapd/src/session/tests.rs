@@ -82,6 +82,20 @@ impl Fixture {
         }
     }
 
+    /// Another session selects INBOX first and takes its `\Recent`
+    /// messages, so that a transcript after it sees none.
+    async fn claim_recent(&self) {
+        self.transcript(
+            r#"
+            C: a LOGIN alice@example.test alice-pw
+            S: a OK **
+            C: b SELECT INBOX
+            S*: b OK [READ-WRITE] SELECT completed
+            "#,
+        )
+        .await;
+    }
+
     fn uidvalidity(&self, mailbox: &str) -> u32 {
         let us = self
             .ctx
@@ -375,7 +389,7 @@ async fn mailbox_commands() {
         C: n LSUB "" "*"
         S: n OK LSUB completed
         C: o STATUS INBOX (MESSAGES RECENT UIDNEXT UNSEEN DELETED SIZE)
-        S: * STATUS INBOX (MESSAGES 3 RECENT 0 UIDNEXT 4 UNSEEN 3 DELETED 0 SIZE 194)
+        S: * STATUS INBOX (MESSAGES 3 RECENT 3 UIDNEXT 4 UNSEEN 3 DELETED 0 SIZE 194)
         S: o OK STATUS completed
         C: p NAMESPACE
         S: * NAMESPACE (("" "/")) NIL NIL
@@ -457,6 +471,7 @@ async fn enable_utf8_and_modified_utf7_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_fetch_search_store() {
     let f = fixture();
+    f.claim_recent().await;
     let v = f.uidvalidity("INBOX");
     f.transcript(&format!(
         r#"
@@ -643,7 +658,7 @@ async fn literals_sync_and_non_sync() {
         S*: * 4 EXISTS
         S*: f OK [READ-WRITE] SELECT completed
         C: g FETCH 4 (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])
-        S: * 4 FETCH (FLAGS (\Seen) INTERNALDATE "05-Jan-2026 09:00:00 +0000" RFC822.SIZE 23 BODY[] {23}
+        S: * 4 FETCH (FLAGS (\Seen \Recent) INTERNALDATE "05-Jan-2026 09:00:00 +0000" RFC822.SIZE 23 BODY[] {23}
         S: Subject: four
         S:
         S: four
@@ -654,6 +669,7 @@ async fn literals_sync_and_non_sync() {
         C: x: y
         C:
         S: * 5 EXISTS
+        S: * 5 RECENT
         S: h OK [APPENDUID * 5] APPEND completed
         "#,
     )
@@ -733,6 +749,7 @@ async fn literal_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_commands_are_answered_in_order() {
     let f = fixture();
+    f.claim_recent().await;
     f.transcript(
         r#"
         C: a LOGIN alice@example.test alice-pw
@@ -882,6 +899,7 @@ async fn idle_and_concurrent_sessions() {
     b.run(
         r#"
         S: * 3 EXISTS
+        S: * 1 RECENT
         C: DONE
         S: b2 OK IDLE terminated
         C: b3 IDLE
@@ -895,7 +913,7 @@ async fn idle_and_concurrent_sessions() {
         C: b6 UID FETCH 1:* (FLAGS)
         S: * 1 FETCH (UID 2 FLAGS (\Flagged))
         S: * 2 FETCH (UID 3 FLAGS ())
-        S: * 3 FETCH (UID 4 FLAGS ())
+        S: * 3 FETCH (UID 4 FLAGS (\Recent))
         S: b6 OK FETCH completed
         "#,
     )
@@ -1017,4 +1035,106 @@ async fn nul_bytes_never_go_out_in_an_ordinary_literal() {
     assert!(l.ends_with(b"~{5}\r\n"), "{l:?}");
     c.cmd("z", "LOGOUT").await;
     s.ended().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_is_the_first_sessions_and_only_for_imap4rev1() {
+    let f = fixture();
+    // An IMAP4rev2 session has no \Recent and takes none.
+    f.transcript(
+        r#"
+        C: a LOGIN alice@example.test alice-pw
+        S: a OK **
+        C: b ENABLE IMAP4rev2
+        S*: b OK **
+        C: c SELECT INBOX
+        S: * FLAGS **
+        S: * OK [PERMANENTFLAGS **
+        S: * 3 EXISTS
+        S: * OK [UIDVALIDITY **
+        S*: c OK [READ-WRITE] SELECT completed
+        C: d FETCH 1 FLAGS
+        S: * 1 FETCH (FLAGS ())
+        S: d OK FETCH completed
+        "#,
+    )
+    .await;
+    let (mut a, _sa) = f.connect(LOOPBACK).await;
+    let (mut b, _sb) = f.connect(LOOPBACK).await;
+    // EXAMINE sees them recent without taking them.
+    b.run(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: e EXAMINE INBOX
+        S*: * 3 RECENT
+        S*: e OK [READ-ONLY] EXAMINE completed
+        C: s SEARCH RECENT
+        S: * SEARCH 1 2 3
+        S: s OK SEARCH completed
+        "#,
+    )
+    .await;
+    a.run(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: s SELECT INBOX
+        S*: * 3 RECENT
+        S*: s OK [READ-WRITE] SELECT completed
+        C: f FETCH 1 FLAGS
+        S: * 1 FETCH (FLAGS (\Recent))
+        S: f OK FETCH completed
+        C: g STORE 1 +FLAGS (\Seen)
+        S: * 1 FETCH (FLAGS (\Seen \Recent))
+        S: g OK STORE completed
+        C: h SEARCH NEW
+        S: * SEARCH 2 3
+        S: h OK SEARCH completed
+        C: i SEARCH OLD
+        S: * SEARCH
+        S: i OK SEARCH completed
+        "#,
+    )
+    .await;
+    // Taken: a second SELECT and STATUS see none.
+    b.run(
+        r#"
+        C: t STATUS INBOX (RECENT)
+        S: * STATUS INBOX (RECENT 0)
+        S: * 1 FETCH (UID 1 FLAGS (\Seen \Recent))
+        S: t OK STATUS completed
+        C: u SELECT INBOX
+        S*: * 0 RECENT
+        S*: u OK [READ-WRITE] SELECT completed
+        "#,
+    )
+    .await;
+    // A delivery: recent in the first session that sees it.
+    let m: &[u8] = b"Subject: delivered\r\n\r\nnew\r\n";
+    f.ctx
+        .store
+        .deliver("alice@example.test", None, &mut &m[..], Quota::default())
+        .unwrap();
+    a.run(
+        r#"
+        C: n NOOP
+        S: * 4 EXISTS
+        S: * 4 RECENT
+        S: n OK NOOP completed
+        "#,
+    )
+    .await;
+    b.run(
+        r#"
+        C: n NOOP
+        S: * 4 EXISTS
+        S: * 0 RECENT
+        S: n OK NOOP completed
+        C: o SEARCH RECENT
+        S: * SEARCH
+        S: o OK SEARCH completed
+        "#,
+    )
+    .await;
 }
