@@ -37,6 +37,12 @@ impl Mailbox {
     /// the first unclaimed one up to UIDNEXT, `[from, to)`; `None` when
     /// there is none.
     pub fn claim_recent(&self) -> Result<Option<(u32, u32)>> {
+        // Nothing new in this handle's view: no write transaction (a warm
+        // SELECT stays a read). Messages that came after the view are
+        // claimed by the sync that shows them.
+        if next_uid(&self.user.conn(), self.id)? >= self.uidnext {
+            return Ok(None);
+        }
         self.user.write_unsynced(|tx| {
             let row = locked_row(tx, self)?;
             let from = next_uid(tx, row.id)?;
