@@ -51,8 +51,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(user) = &self.user else {
             return Ok(Flow::Continue);
         };
-        let mb = match blocking(|| user.store.select(&name)) {
-            Ok(mb) => mb,
+        // \Recent (IMAP4rev1 only): SELECT claims the unclaimed messages
+        // for this session; EXAMINE sees them without taking them (RFC 3501
+        // §6.3.2). In the same blocking call as the opening.
+        let rev2 = self.rev2;
+        let opened = blocking(|| {
+            let mb = user.store.select(&name)?;
+            let recent: Vec<(u32, u32)> = if rev2 {
+                Vec::new()
+            } else if read_only {
+                vec![(mb.recent_from()?, u32::MAX)]
+            } else {
+                mb.claim_recent()?.into_iter().collect()
+            };
+            Ok::<_, StoreError>((mb, recent))
+        });
+        let (mb, recent) = match opened {
+            Ok(o) => o,
             Err(e) => {
                 self.store_error(tag, &e);
                 return Ok(Flow::Continue);
@@ -61,25 +76,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if condstore {
             self.condstore = true;
         }
-        // \Recent (IMAP4rev1 only): SELECT claims the unclaimed messages
-        // for this session; EXAMINE sees them without taking them (RFC 3501
-        // §6.3.2).
-        let recent: Vec<(u32, u32)> = if self.rev2 {
-            Vec::new()
-        } else {
-            let r = if read_only {
-                blocking(|| mb.recent_from()).map(|from| Some((from, u32::MAX)))
-            } else {
-                blocking(|| mb.claim_recent())
-            };
-            match r {
-                Ok(r) => r.into_iter().collect(),
-                Err(e) => {
-                    self.store_error(tag, &e);
-                    return Ok(Flow::Continue);
-                }
-            }
-        };
         let msgs = mb.messages();
         let mut keywords: BTreeSet<&str> = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk"]
             .into_iter()
@@ -369,16 +365,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(user) = &self.user else {
             return Ok(());
         };
-        let mb = blocking(|| user.store.select(name))?;
+        let want_recent = items.contains(&StatusItem::Recent);
+        let (mb, recent_from) = blocking(|| {
+            let mb = user.store.select(name)?;
+            let from = if want_recent { mb.recent_from()? } else { 0 };
+            Ok::<_, StoreError>((mb, from))
+        })?;
         let msgs = mb.messages();
         let mut parts = Vec::new();
         for it in items {
             parts.push(match it {
                 StatusItem::Messages => format!("MESSAGES {}", msgs.len()),
-                StatusItem::Recent => {
-                    let from = blocking(|| mb.recent_from())?;
-                    format!("RECENT {}", msgs.iter().filter(|m| m.uid >= from).count())
-                }
+                StatusItem::Recent => format!(
+                    "RECENT {}",
+                    msgs.iter().filter(|m| m.uid >= recent_from).count()
+                ),
                 StatusItem::UidNext => format!("UIDNEXT {}", mb.uidnext()),
                 StatusItem::UidValidity => format!("UIDVALIDITY {}", mb.uidvalidity()),
                 StatusItem::Unseen => format!(
