@@ -168,6 +168,8 @@ pub(crate) struct Shared {
     pub limits: FolderLimits,
     pub names: name::UniqueNames,
     pub views: views::Views,
+    /// `\Recent` claims known to this process (`mailbox/recent.rs`).
+    pub recent: mailbox::recent::Known,
 }
 
 /// The mail store. Cheap to clone; Send + Sync.
@@ -365,6 +367,7 @@ impl Store {
                 limits,
                 names,
                 views: views::Views::default(),
+                recent: Default::default(),
             }),
         }
     }
