@@ -98,10 +98,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
         }
         out.extend_from_slice(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
-        let announced_recent = msgs
-            .iter()
-            .filter(|m| super::in_ranges(&recent, m.uid))
-            .count();
+        let announced_recent = if recent.is_empty() {
+            0
+        } else {
+            msgs.iter()
+                .filter(|m| super::in_ranges(&recent, m.uid))
+                .count()
+        };
         if !self.rev2 {
             out.extend_from_slice(format!("* {announced_recent} RECENT\r\n").as_bytes());
             if let Some(i) = msgs.iter().position(|m| m.flags.system & SEEN == 0) {
