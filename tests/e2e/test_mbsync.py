@@ -97,7 +97,9 @@ def far_state(f):
                     continue
                 mid = re.search(rb"<([^>]+)>", item[1]).group(1).decode()
                 flags = re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).decode().split()
-                msgs[mid] = frozenset(flags)
+                # \Recent belongs to a session (EXAMINE shows the messages
+                # no session took yet), not to the message.
+                msgs[mid] = frozenset(f for f in flags if f != "\\Recent")
         out[box] = msgs
     c.logout()
     return out
