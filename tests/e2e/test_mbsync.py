@@ -19,7 +19,6 @@ import shutil
 import smtplib
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
