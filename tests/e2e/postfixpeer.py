@@ -3,10 +3,13 @@ remote-delivery tests (test_remote.py) and, with OpenDKIM as its milter,
 the judge of facteur's DKIM signatures (test_dkim.py): its own directory
 for configuration, queue, log and virtual mailboxes, never the system's."""
 
+import contextlib
 import os
 import shutil
 import smtplib
 import subprocess
+import tempfile
+from pathlib import Path
 
 from harness import wait_for
 
@@ -15,6 +18,20 @@ POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 VMAILBOX = "bob@remote.test remote/bob/\ncarol@remote.test remote/carol/\nbob@sts.test remote/stsbob/\n"
 # wrongname.test: a domain whose MX certificate does not match (TLS verify).
 DOMAINS = "remote.test wrongname.test sts.test"
+
+
+@contextlib.contextmanager
+def world_dir(prefix):
+    """A directory for a test's peers under /tmp, not pytest's tmp_path:
+    Postfix's unprivileged processes must reach it. Removed afterwards
+    unless FACTEUR_KEEP is set."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+    finally:
+        if os.environ.get("FACTEUR_KEEP") is None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def start_postfix(d, port, certs, addr="127.0.0.2", vmailbox=VMAILBOX, domains=DOMAINS, main_extra=""):

@@ -24,14 +24,12 @@ import shutil
 import smtplib
 import ssl
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from dnsserver import DnsServer
 from harness import BIN, Facteur, crlf, free_port, wait_for
-from postfixpeer import POSTFIX, start_postfix
+from postfixpeer import POSTFIX, start_postfix, world_dir
 
 dkim = pytest.importorskip("dkim", reason="dkimpy is not installed (tests/deps installs it)")
 dns_resolver = pytest.importorskip("dns.resolver", reason="dnspython is not installed (dkimpy needs it)")
@@ -144,13 +142,10 @@ class World:
 
 @pytest.fixture(scope="module")
 def world():
-    tmp = Path(tempfile.mkdtemp(prefix="fe2e-dkim-", dir="/tmp"))
-    os.chmod(tmp, 0o755)
-    w = World(tmp)
-    yield w
-    w.stop()
-    if os.environ.get("FACTEUR_KEEP") is None:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with world_dir("fe2e-dkim-") as tmp:
+        w = World(tmp)
+        yield w
+        w.stop()
 
 
 @pytest.fixture(scope="module")

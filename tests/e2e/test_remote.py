@@ -19,19 +19,16 @@ import email
 import http.server
 import os
 import signal
-import shutil
 import smtplib
 import ssl
 import subprocess
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from dnsserver import DnsServer
-from postfixpeer import start_postfix
+from postfixpeer import start_postfix, world_dir
 from harness import Facteur, crlf, free_port, wait_for
 from smtppeer import ScriptedPeer
 
@@ -158,14 +155,10 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net():
-    # Not pytest's tmp_path: Postfix's unprivileged processes must reach it.
-    tmp = Path(tempfile.mkdtemp(prefix="fe2e-remote-", dir="/tmp"))
-    os.chmod(tmp, 0o755)
-    n = Net(tmp)
-    yield n
-    n.stop()
-    if os.environ.get("FACTEUR_KEEP") is None:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with world_dir("fe2e-remote-") as tmp:
+        n = Net(tmp)
+        yield n
+        n.stop()
 
 
 def sender_facteur(net, qmgr="", tail=""):
