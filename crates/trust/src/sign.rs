@@ -34,7 +34,7 @@ use mail_auth::common::headers::{HeaderWriter as _, Writable};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -148,10 +148,6 @@ impl Signer {
             store: KeyStore::new(dir),
             cache: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.store.dir()
     }
 
     /// Signs `message` (network form, the whole of it) at `now` (unix
@@ -293,6 +289,7 @@ fn candidates(domain: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
     use facteur_dkim::Key;
+    use std::path::Path;
 
     fn store_with(dir: &Path, domain: &str, keys: &[(&str, Algorithm, i64)]) {
         let store = KeyStore::new(dir);
