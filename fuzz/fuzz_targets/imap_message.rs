@@ -4,7 +4,8 @@
 //! are nested MIME, are parsed as a message and every view is taken.
 //! Checks: no panic; BODY[] and BINARY[] are the message; HEADER followed by
 //! TEXT is the message; every part's body and MIME header are slices of the
-//! message; HEADER.FIELDS output ends with an empty line.
+//! message; HEADER.FIELDS output ends with an empty line; the message with
+//! its binary parts re-encoded (APPEND of a literal8) has none left.
 
 #![no_main]
 
@@ -30,6 +31,7 @@ const TOKENS: &[&[u8]] = &[
     b"Content-Transfer-Encoding: base64\r\n",
     b"Content-Transfer-Encoding: quoted-printable\r\n",
     b"Content-Transfer-Encoding: x-uuencode\r\n",
+    b"Content-Transfer-Encoding: binary\r\n",
     b"Content-Disposition: attachment; filename=\"x\"\r\n",
     b"Content-Language: en, fr\r\n",
     b"Subject: =?utf-8?q?caf=C3=A9?= ",
@@ -120,6 +122,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let _ = m.binary(p);
+    }
+    if let Some(converted) = m.binary_to_base64() {
+        assert_eq!(Message::parse(&converted).binary_to_base64(), None);
     }
     let _ = (m.sent_date(), m.sent_day());
     for needle in ["", "caf\u{e9}", "A", "subject"] {

@@ -16,6 +16,8 @@
 //! - [`section`]: BODY[section] (RFC 9051 §6.4.5) and BINARY (RFC 3516).
 //! - [`search`]: SEARCH HEADER/FROM/.../BODY/TEXT and SENT* dates
 //!   (RFC 9051 §6.4.4).
+//! - [`convert`]: `binary` parts re-encoded as base64 for storing (APPEND of
+//!   a literal8, RFC 3516 §4.4).
 //! - [`decode`]: base64 and quoted-printable body decoding (RFC 2045 §6).
 //!
 //! mail-parser (=0.11.9) is used for what it does well, one field value at a
@@ -27,6 +29,7 @@
 //! fields; BODYSTRUCTURE, part sections and BODY search build the tree once
 //! (a memchr pass per nesting level) and decode nothing they do not need.
 
+mod convert;
 mod decode;
 mod envelope;
 mod header;
@@ -116,6 +119,14 @@ impl<'a> Message<'a> {
     /// RFC 3516 §4.2 defines the empty section as the whole message.
     pub fn binary(&self, part: &[u32]) -> Result<Vec<u8>, BinaryError> {
         section::binary(self, part)
+    }
+
+    /// The message with every `Content-Transfer-Encoding: binary` leaf part
+    /// re-encoded as base64, so that storing it in LF form loses nothing;
+    /// None when it has no such part. BINARY[part] of the result gives the
+    /// appended octets back.
+    pub fn binary_to_base64(&self) -> Option<Vec<u8>> {
+        convert::binary_to_base64(self.raw, self.tree())
     }
 
     /// The Date: header field as unix seconds.

@@ -13,7 +13,7 @@ use super::{Flow, Session, blocking, parse_flags};
 use facteur_daemon::body::Body;
 use facteur_daemon::lineio::{Fill, Input};
 use facteur_imap_proto::{Command, Tagged};
-use std::io;
+use std::io::{self, Read};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
@@ -141,9 +141,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let flags = parse_flags(&flags).unwrap_or_default();
         let body = body.freeze();
-        let mut reader = body.reader(Vec::new());
+        let mut reader: Box<dyn io::Read + Send> = Box::new(body.reader(Vec::new()));
         // The append, the announcement and the reply in one blocking call.
         blocking(|| {
+            // A literal8 may carry `binary` parts, which the LF form of the
+            // store cannot keep octet for octet: they are stored as base64
+            // (facteur_imap_message::convert). The message is read whole for
+            // that, as big as APPENDLIMIT allows at most.
+            if literal.binary {
+                match binary_to_base64(&body) {
+                    Ok(Some(converted)) => reader = Box::new(io::Cursor::new(converted)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(error = %e, "cannot read an APPEND literal back");
+                        self.no(&tag, "[SERVERBUG] Cannot store the message now");
+                        return Ok(Flow::Continue);
+                    }
+                }
+            }
             let result = match (&mut target, &mut self.sel) {
                 (Some(mb), _) => mb
                     .append(&mut reader, &flags, date)
@@ -171,4 +186,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(Flow::Continue)
         })
     }
+}
+
+/// The appended message with its `binary` parts re-encoded; None when it
+/// has none.
+fn binary_to_base64(body: &Body) -> io::Result<Option<Vec<u8>>> {
+    let mut raw = Vec::with_capacity(usize::try_from(body.len()).unwrap_or(0));
+    body.read_from_start()?.read_to_end(&mut raw)?;
+    Ok(facteur_imap_message::Message::parse(&raw).binary_to_base64())
 }
