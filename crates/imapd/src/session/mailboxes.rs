@@ -10,7 +10,7 @@
 //! keeps every mailbox inside the user's directory.
 
 use super::listing::listing;
-use super::{Flow, Selected, Session, blocking, write_flags};
+use super::{Flow, Selected, Session, USUAL_KEYWORDS, blocking, write_flag_lists, write_flags};
 use facteur_imap_proto::{ListReturn, ListSelect, QresyncParams, StatusItem, encode};
 use facteur_store::{DELETED, SEEN, SpecialUse, StoreError};
 use std::collections::BTreeSet;
@@ -77,26 +77,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.condstore = true;
         }
         let msgs = mb.messages();
-        let mut keywords: BTreeSet<&str> = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk"]
-            .into_iter()
-            .collect();
+        let mut keywords: BTreeSet<String> = USUAL_KEYWORDS.iter().map(|k| k.to_string()).collect();
         for m in msgs {
-            keywords.extend(m.flags.keywords.iter().map(String::as_str));
+            for k in &m.flags.keywords {
+                if !keywords.contains(k) {
+                    keywords.insert(k.clone());
+                }
+            }
         }
         let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-        for k in &keywords {
-            out.push(b' ');
-            out.extend_from_slice(k.as_bytes());
-        }
-        out.extend_from_slice(b")\r\n");
-        if read_only {
-            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
-            out.extend_from_slice(
-                b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n",
-            );
-        }
+        write_flag_lists(&mut out, &keywords, read_only);
         out.extend_from_slice(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
         let announced_recent = if recent.is_empty() {
             0
@@ -169,6 +159,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             read_only,
             recent,
             announced_recent,
+            keywords,
         });
         if read_only {
             self.ok(tag, "[READ-ONLY] EXAMINE completed");

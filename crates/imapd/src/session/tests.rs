@@ -531,6 +531,8 @@ async fn select_fetch_search_store() {
         S: * 3 FETCH (FLAGS (\Flagged))
         S: m OK STORE completed
         C: n STORE 1 FLAGS.SILENT ($Work)
+        S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Junk $MDNSent $NotJunk $Work)
+        S: * OK [PERMANENTFLAGS **
         S: n OK STORE completed
         C: o UID STORE 1 -FLAGS ($Work)
         S: * 1 FETCH (UID 1 FLAGS ())
@@ -1137,4 +1139,117 @@ async fn recent_is_the_first_sessions_and_only_for_imap4rev1() {
         "#,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_keyword_is_announced_in_flags_before_it_is_shown() {
+    // imaptest's state checker: a keyword in FETCH FLAGS must have been in
+    // a `* FLAGS` response first, whoever created it.
+    let f = fixture();
+    f.claim_recent().await;
+    let (mut a, _sa) = f.connect(LOOPBACK).await;
+    let (mut b, _sb) = f.connect(LOOPBACK).await;
+    for c in [&mut a, &mut b] {
+        c.run(
+            r#"
+            C: l LOGIN alice@example.test alice-pw
+            S: l OK **
+            C: s SELECT INBOX
+            S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Junk $MDNSent $NotJunk)
+            S*: s OK [READ-WRITE] SELECT completed
+            "#,
+        )
+        .await;
+    }
+    a.run(
+        r#"
+        C: t STORE 1 +FLAGS ($Hello)
+        S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Hello $Junk $MDNSent $NotJunk)
+        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted
+        S: * 1 FETCH (FLAGS ($Hello))
+        S: t OK STORE completed
+        C: u STORE 2 +FLAGS ($Hello)
+        S: * 2 FETCH (FLAGS ($Hello))
+        S: u OK STORE completed
+        "#,
+    )
+    .await;
+    b.run(
+        r#"
+        C: n NOOP
+        S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Hello $Junk $MDNSent $NotJunk)
+        S: * OK [PERMANENTFLAGS **
+        S*: * 2 FETCH (UID * FLAGS ($Hello))
+        S: n OK NOOP completed
+        "#,
+    )
+    .await;
+    // A message copied in with a keyword: announced with the new EXISTS.
+    a.run(
+        r#"
+        C: v CREATE Other
+        S: v OK **
+        C: w APPEND Other ($World) {12}
+        S: + **
+        C: Subject: w
+        C:
+        S: w OK **
+        C: x EXAMINE Other
+        S*: x OK **
+        C: y COPY 1 INBOX
+        S: y OK **
+        "#,
+    )
+    .await;
+    b.run(
+        r#"
+        C: n NOOP
+        S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Hello $Junk $MDNSent $NotJunk $World)
+        S: * OK [PERMANENTFLAGS **
+        S: * 4 EXISTS
+        S*: n OK NOOP completed
+        "#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_append_gives_its_octets_back() {
+    // RFC 3516 §4.4: a `binary` part appended in a literal8 comes back
+    // octet for octet in BINARY (bare LF and NUL included), whatever the
+    // store does with line ends; BODY[1] shows it transfer-encoded.
+    let f = fixture();
+    let (mut c, s) = f.connect(LOOPBACK).await;
+    c.cmd("a", "LOGIN alice@example.test alice-pw").await;
+    let content: &[u8] = b"\0-\xe4\n\r\n\n";
+    let mut msg = b"From: a@example.test\r\nContent-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: binary\r\n\r\n"
+        .to_vec();
+    msg.extend_from_slice(content);
+    let mut cmd = format!("b APPEND INBOX ~{{{}+}}\r\n", msg.len()).into_bytes();
+    cmd.extend_from_slice(&msg);
+    cmd.extend_from_slice(b"\r\n");
+    c.send(&cmd).await;
+    let reply = c.until_tagged("b").await;
+    assert!(
+        reply.last().unwrap().starts_with("b OK [APPENDUID"),
+        "{reply:?}"
+    );
+    c.cmd("c", "SELECT INBOX").await;
+    c.send_line("d FETCH 4 (BINARY.SIZE[1] BINARY.PEEK[1])")
+        .await;
+    let head = c.raw_line().await;
+    assert_eq!(head, b"* 4 FETCH (BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\n");
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"d OK FETCH completed\r\n") {
+        let l = c.raw_line().await;
+        assert!(!l.is_empty(), "the server hung up");
+        rest.extend_from_slice(&l);
+    }
+    assert!(rest.starts_with(content), "{rest:?}");
+    assert!(rest[content.len()..].starts_with(b")\r\n"), "{rest:?}");
+    let body = c.command("e", "FETCH 4 BODY.PEEK[1]").await;
+    assert_eq!(body[1], "AC3kCg0KCg==", "{body:?}");
+    c.cmd("z", "LOGOUT").await;
+    s.ended().await;
 }
