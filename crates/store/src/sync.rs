@@ -96,6 +96,9 @@ fn name_time(name: &str) -> (u64, u64) {
 /// What a scan needs of a new file whose name lacks its size.
 pub(crate) struct FileTimes {
     pub mtime: i64,
+    /// The last change of the inode (never set by anyone: utimes, rename
+    /// and writes all bump it to now).
+    pub ctime: i64,
     len: u64,
 }
 
@@ -109,6 +112,7 @@ pub(crate) fn stat_at(dir: &Dir, name: &str) -> io::Result<Option<FileTimes>> {
     }
     Ok(Some(FileTimes {
         mtime: st.st_mtime,
+        ctime: st.st_ctime,
         len: u64::try_from(st.st_size).unwrap_or(0),
     }))
 }
@@ -420,9 +424,12 @@ fn clean_tmp(md: &OpenMaildir) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs() as i64;
+    // Age by the later of mtime and ctime: an APPEND with an old internal
+    // date sets its tmp/ file's mtime years back before the rename into
+    // cur/ (the file's ctime says it is being worked on).
     for name in listing.files {
         if let Ok(Some(t)) = stat_at(&tmp, &name)
-            && now.saturating_sub(t.mtime) > TMP_MAX_AGE.as_secs() as i64
+            && now.saturating_sub(t.mtime.max(t.ctime)) > TMP_MAX_AGE.as_secs() as i64
         {
             let _ = tmp.unlink(&name);
         }
@@ -432,6 +439,23 @@ fn clean_tmp(md: &OpenMaildir) {
 #[cfg(test)]
 mod tests {
     use super::name_time;
+
+    #[test]
+    fn a_tmp_file_dated_back_by_append_is_not_cleaned() {
+        // The race imaptest's stress run found: APPEND with an internal
+        // date years ago sets the mtime of its tmp/ file, then a scan by
+        // another session removed it as stale before its rename into cur/.
+        let d = tempfile::tempdir().unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir(d.path().join(sub)).unwrap();
+        }
+        let f = d.path().join("tmp").join("1700000000.M1P1.host");
+        std::fs::write(&f, b"Subject: old\n\nbody\n").unwrap();
+        crate::maildir::set_mtime(&f, 1_000_000_000).unwrap();
+        let md = crate::dirfd::OpenMaildir::open(d.path(), false).unwrap();
+        super::clean_tmp(&md);
+        assert!(f.exists(), "an APPEND's file was removed from tmp/");
+    }
 
     #[test]
     fn names_sort_by_their_delivery_time() {
