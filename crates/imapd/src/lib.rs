@@ -6,6 +6,7 @@
 //! ```text
 //!   server.rs              listeners (143 STARTTLS, 993 TLS), limits, SIGHUP
 //!   notify.rs              change notification for IDLE (in-process + inotify)
+//!   keywords.rs            the keywords announced in FLAGS, agreed per mailbox
 //!   session.rs             one connection: reading commands and their
 //!                          literals, dispatch by state, untagged updates
 //!   session/auth.rs        CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE, ENABLE, ID
@@ -63,6 +64,7 @@
 //! (CONDSTORE, QRESYNC), RFC 9208 (QUOTA), RFC 7889 (APPENDLIMIT), RFC 8438
 //! (STATUS=SIZE), RFC 3516 (BINARY).
 
+pub mod keywords;
 pub mod notify;
 pub mod server;
 pub mod session;
@@ -90,6 +92,8 @@ pub struct Context {
     /// session ends: a client that logs in for each check (webmail, phones,
     /// the benchmark's visits) does not reopen the index every time.
     pub recent: std::sync::Mutex<std::collections::VecDeque<Arc<UserStore>>>,
+    /// The keywords each selected mailbox has shown (keywords.rs).
+    pub keywords: keywords::Boards,
 }
 
 impl std::ops::Deref for Context {
@@ -145,6 +149,7 @@ impl Context {
             notifier: notify::Notifier::new(),
             users: Default::default(),
             recent: Default::default(),
+            keywords: Default::default(),
         }
     }
 }

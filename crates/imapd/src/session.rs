@@ -33,7 +33,6 @@ use facteur_daemon::conn::Conn;
 use facteur_daemon::lineio::{Fill, Input, LineIo};
 use facteur_imap_proto::{Command, Literal, SeqBound, SequenceSet, Tagged, encode};
 use facteur_store::{Flags, Mailbox, StoreError, UserStore};
-use std::collections::BTreeSet;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -76,7 +75,7 @@ pub(crate) struct Selected {
     /// another one (a STORE that creates it, a message copied in with it)
     /// makes a new `* FLAGS` go out before it (RFC 9051 §7.3.5: a client
     /// learns the mailbox's flags from it).
-    pub keywords: BTreeSet<String>,
+    pub keywords: crate::keywords::Keywords,
 }
 
 impl Selected {
@@ -585,13 +584,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         let msgs = sel.mb.messages();
-        if !changes.added.is_empty() || !changes.flags_changed.is_empty() {
+        {
             let shown = changes.added.iter().chain(&changes.flags_changed);
             let flags = shown
                 .filter_map(|uid| msgs.binary_search_by_key(uid, |m| m.uid).ok())
                 .map(|i| &msgs[i].flags);
             let mut out = Vec::new();
-            announce_keywords(&mut sel.keywords, sel.read_only, flags, &mut out);
+            sel.keywords.announce(sel.read_only, flags, &mut out);
             self.io.write(&out);
         }
         if !changes.added.is_empty() || !changes.expunged.is_empty() {
@@ -717,49 +716,6 @@ pub(crate) fn write_flags(out: &mut Vec<u8>, f: &Flags, recent: bool) {
         .map(|(_, name)| *name)
         .chain(recent.then_some("\\Recent"));
     encode::flag_list(out, system.chain(f.keywords.iter().map(String::as_str)));
-}
-
-/// Keywords offered in every mailbox's FLAGS (RFC 5788 registry: those
-/// clients set on their own).
-pub(crate) const USUAL_KEYWORDS: [&str; 4] = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk"];
-
-/// The `* FLAGS` response and the PERMANENTFLAGS that goes with it.
-pub(crate) fn write_flag_lists(out: &mut Vec<u8>, keywords: &BTreeSet<String>, read_only: bool) {
-    out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-    for k in keywords {
-        out.push(b' ');
-        out.extend_from_slice(k.as_bytes());
-    }
-    out.extend_from_slice(b")\r\n");
-    if read_only {
-        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-    } else {
-        out.extend_from_slice(
-            b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n",
-        );
-    }
-}
-
-/// Before messages with `flags` are shown: when one has a keyword not yet
-/// announced, the announced set grows and the lists go out again.
-pub(crate) fn announce_keywords<'a>(
-    known: &mut BTreeSet<String>,
-    read_only: bool,
-    flags: impl IntoIterator<Item = &'a Flags>,
-    out: &mut Vec<u8>,
-) {
-    let mut grew = false;
-    for f in flags {
-        for k in &f.keywords {
-            if !known.contains(k) {
-                known.insert(k.clone());
-                grew = true;
-            }
-        }
-    }
-    if grew {
-        write_flag_lists(out, known, read_only);
-    }
 }
 
 pub(crate) const SYSTEM_FLAGS: [(u8, &str); 5] = [

@@ -316,7 +316,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "[UNKNOWN-CTE] Cannot decode a part's content-transfer-encoding",
             );
         } else if gone {
-            self.no(tag, "[EXPUNGEISSUED] Some messages were expunged meanwhile");
+            self.no(
+                tag,
+                "[EXPUNGEISSUED] Some of the requested messages no longer exist",
+            );
         } else {
             self.ok(tag, "FETCH completed");
         }

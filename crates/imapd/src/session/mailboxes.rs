@@ -10,7 +10,8 @@
 //! keeps every mailbox inside the user's directory.
 
 use super::listing::listing;
-use super::{Flow, Selected, Session, USUAL_KEYWORDS, blocking, write_flag_lists, write_flags};
+use super::{Flow, Selected, Session, blocking, write_flags};
+use crate::keywords::Keywords;
 use facteur_imap_proto::{ListReturn, ListSelect, QresyncParams, StatusItem, encode};
 use facteur_store::{DELETED, SEEN, SpecialUse, StoreError};
 use std::collections::BTreeSet;
@@ -77,16 +78,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.condstore = true;
         }
         let msgs = mb.messages();
-        let mut keywords: BTreeSet<String> = USUAL_KEYWORDS.iter().map(|k| k.to_string()).collect();
-        for m in msgs {
-            for k in &m.flags.keywords {
-                if !keywords.contains(k) {
-                    keywords.insert(k.clone());
-                }
-            }
-        }
+        let keywords = Keywords::new(
+            self.ctx.keywords.get(mb.dir()),
+            msgs.iter().map(|m| &m.flags),
+        );
         let mut out = Vec::with_capacity(512);
-        write_flag_lists(&mut out, &keywords, read_only);
+        keywords.write(&mut out, read_only);
         out.extend_from_slice(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
         let announced_recent = if recent.is_empty() {
             0

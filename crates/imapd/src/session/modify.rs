@@ -8,7 +8,7 @@
 //! or VANISHED under QRESYNC); other changes come from the next sync.
 //! Every change wakes other sessions idling on the mailbox.
 
-use super::{Flow, Session, announce_keywords, blocking, parse_flags, uses_star, write_flags};
+use super::{Flow, Session, blocking, parse_flags, uses_star, write_flags};
 use facteur_imap_proto::{SequenceSet, Store, StoreOp, encode};
 use facteur_store::{FlagOp, StoreError};
 use std::io;
@@ -63,7 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .iter()
             .filter_map(|u| msgs.binary_search_by_key(u, |m| m.uid).ok())
             .map(|i| &msgs[i].flags);
-        announce_keywords(&mut sel.keywords, sel.read_only, touched, &mut out);
+        sel.keywords.announce(sel.read_only, touched, &mut out);
         let mut failed = result.failed.clone();
         failed.sort_unstable();
         let mut updated = result.updated.clone();

@@ -481,7 +481,7 @@ async fn select_fetch_search_store() {
         S: b BAD FETCH needs a selected mailbox
         C: c SELECT INBOX
         S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Junk $MDNSent $NotJunk)
-        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted
+        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Junk $MDNSent $NotJunk \*)] Flags permitted
         S*: * 3 EXISTS
         S: * 0 RECENT
         S: * OK [UNSEEN 1] First unseen
@@ -1165,7 +1165,7 @@ async fn a_new_keyword_is_announced_in_flags_before_it_is_shown() {
         r#"
         C: t STORE 1 +FLAGS ($Hello)
         S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Hello $Junk $MDNSent $NotJunk)
-        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted
+        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Forwarded $Hello $Junk $MDNSent $NotJunk \*)] Flags permitted
         S: * 1 FETCH (FLAGS ($Hello))
         S: t OK STORE completed
         C: u STORE 2 +FLAGS ($Hello)

@@ -1,0 +1,224 @@
+//! The keywords a session has announced in `* FLAGS`, and the board that
+//! keeps every session of a mailbox in this process agreeing on them.
+//!
+//! RFC 9051 §7.3.5: FLAGS tells the client the flags that apply to the
+//! mailbox; a keyword must be in it before a message shows it. A session
+//! learns keywords from what it shows (SELECT's messages, a sync's new or
+//! changed messages, its own STORE). That alone can leave two sessions
+//! disagreeing for good: a keyword set on a message that another session
+//! never sees (expunged before it synced) reaches only the first. So each
+//! mailbox has a board in the process, where every session posts the
+//! keywords it announces and from which every sync takes what others
+//! posted; the set only grows while the mailbox is selected somewhere (the
+//! board goes when the last session leaves it). Dovecot behaves the same
+//! way with its per-mailbox keyword list.
+//!
+//! Bounded: at most [`MAX_POSTED`] keywords per board; past that the board
+//! takes no more, and sessions fall back to announcing what they show.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use facteur_store::Flags;
+
+/// Most keywords one mailbox's board holds.
+const MAX_POSTED: usize = 1024;
+
+/// Keywords offered in every mailbox's FLAGS (RFC 5788 registry: those
+/// clients set on their own).
+pub(crate) const USUAL: [&str; 4] = ["$Forwarded", "$MDNSent", "$Junk", "$NotJunk"];
+
+#[derive(Default)]
+struct Posted {
+    version: u64,
+    set: BTreeSet<String>,
+}
+
+/// One mailbox's board.
+#[derive(Default)]
+pub struct Board {
+    posted: Mutex<Posted>,
+}
+
+/// The boards of the mailboxes selected in this process, by directory.
+#[derive(Default)]
+pub struct Boards {
+    by_dir: Mutex<HashMap<PathBuf, Weak<Board>>>,
+}
+
+impl Boards {
+    /// The board of the mailbox in `dir` (made if no session has one).
+    pub(crate) fn get(&self, dir: &Path) -> Arc<Board> {
+        let mut map = self.by_dir.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = map.get(dir).and_then(Weak::upgrade) {
+            return b;
+        }
+        // Forget boards nobody holds any more (each insert pays for the
+        // entries it could have reused, so the map stays near the number
+        // of selected mailboxes).
+        if map.len() >= 64 && map.len().is_power_of_two() {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let b = Arc::new(Board::default());
+        map.insert(dir.to_path_buf(), Arc::downgrade(&b));
+        b
+    }
+}
+
+/// What one session has announced.
+pub(crate) struct Keywords {
+    known: BTreeSet<String>,
+    board: Arc<Board>,
+    seen: u64,
+}
+
+impl Keywords {
+    /// At SELECT: the usual keywords, those of the mailbox's messages and
+    /// those on the board.
+    pub(crate) fn new<'a>(board: Arc<Board>, flags: impl IntoIterator<Item = &'a Flags>) -> Self {
+        let mut k = Keywords {
+            known: USUAL.iter().map(|s| s.to_string()).collect(),
+            board,
+            seen: 0,
+        };
+        k.learn(flags);
+        k
+    }
+
+    /// Adds what `flags` show and what the board has; true when the set
+    /// grew.
+    fn learn<'a>(&mut self, flags: impl IntoIterator<Item = &'a Flags>) -> bool {
+        let mut fresh: BTreeSet<&'a String> = BTreeSet::new();
+        for f in flags {
+            fresh.extend(f.keywords.iter().filter(|k| !self.known.contains(*k)));
+        }
+        let mut posted = self.board.posted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut grew = false;
+        if posted.version != self.seen {
+            for k in &posted.set {
+                if !self.known.contains(k) {
+                    self.known.insert(k.clone());
+                    grew = true;
+                }
+            }
+        }
+        let mut posts = false;
+        for k in fresh {
+            if !posted.set.contains(k) && posted.set.len() < MAX_POSTED {
+                posted.set.insert(k.clone());
+                posts = true;
+            }
+            grew |= self.known.insert(k.clone());
+        }
+        if posts {
+            posted.version += 1;
+        }
+        // Everything posted up to here is in `known` now.
+        self.seen = posted.version;
+        grew
+    }
+
+    /// Before messages with `flags` are shown (and at every sync): when
+    /// they or another session bring a keyword not yet announced, the set
+    /// grows and the lists go out again.
+    pub(crate) fn announce<'a>(
+        &mut self,
+        read_only: bool,
+        flags: impl IntoIterator<Item = &'a Flags>,
+        out: &mut Vec<u8>,
+    ) {
+        if self.learn(flags) {
+            self.write(out, read_only);
+        }
+    }
+
+    /// The `* FLAGS` response and the PERMANENTFLAGS that goes with it.
+    pub(crate) fn write(&self, out: &mut Vec<u8>, read_only: bool) {
+        out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        for k in &self.known {
+            out.push(b' ');
+            out.extend_from_slice(k.as_bytes());
+        }
+        out.extend_from_slice(b")\r\n");
+        // PERMANENTFLAGS lists the keywords too (every one is kept), then
+        // `\*`: new ones may be created.
+        if read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        } else {
+            out.extend_from_slice(
+                b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft",
+            );
+            for k in &self.known {
+                out.push(b' ');
+                out.extend_from_slice(k.as_bytes());
+            }
+            out.extend_from_slice(b" \\*)] Flags permitted\r\n");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kw(names: &[&str]) -> Flags {
+        Flags {
+            keywords: names.iter().map(|s| s.to_string()).collect(),
+            ..Flags::default()
+        }
+    }
+
+    fn listed(k: &Keywords) -> String {
+        let mut out = Vec::new();
+        k.write(&mut out, true);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn sessions_of_one_mailbox_learn_each_others_keywords() {
+        let boards = Boards::default();
+        let dir = Path::new("/m/INBOX");
+        let mut a = Keywords::new(boards.get(dir), [&kw(&["$a"])]);
+        let mut b = Keywords::new(boards.get(dir), [&kw(&[])]);
+        let mut out = Vec::new();
+        // b's SELECT took a's keyword from the board.
+        assert!(listed(&b).contains(" $a)"));
+        b.announce(false, [], &mut out);
+        assert!(out.is_empty());
+        // a sets $new on a message b never sees: b learns it anyway.
+        out.clear();
+        a.announce(false, [&kw(&["$new"])], &mut out);
+        assert!(!out.is_empty());
+        out.clear();
+        b.announce(false, [], &mut out);
+        assert!(listed(&b).contains("$new"));
+        // Nothing new: nothing sent.
+        out.clear();
+        b.announce(false, [&kw(&["$new", "$a"])], &mut out);
+        a.announce(false, [], &mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        assert_eq!(listed(&a), listed(&b));
+        // Another mailbox has its own board.
+        let c = Keywords::new(boards.get(Path::new("/m/Other")), [&kw(&[])]);
+        assert!(!listed(&c).contains("$new"));
+    }
+
+    #[test]
+    fn a_board_is_bounded_and_forgotten_with_its_sessions() {
+        let boards = Boards::default();
+        let dir = Path::new("/m/INBOX");
+        let mut a = Keywords::new(boards.get(dir), [&kw(&[])]);
+        let many: Vec<String> = (0..MAX_POSTED + 10).map(|i| format!("k{i}")).collect();
+        let f = Flags {
+            keywords: many.iter().cloned().collect(),
+            ..Flags::default()
+        };
+        let mut out = Vec::new();
+        a.announce(false, [&f], &mut out);
+        assert_eq!(a.board.posted.lock().unwrap().set.len(), MAX_POSTED);
+        drop(a);
+        let b = Keywords::new(boards.get(dir), [&kw(&[])]);
+        assert!(b.board.posted.lock().unwrap().set.is_empty());
+    }
+}
