@@ -89,6 +89,34 @@ pub enum SearchReturn {
     Save,
 }
 
+/// A SORT key (RFC 5256 §3, DISPLAYFROM/DISPLAYTO RFC 5957).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    DisplayFrom,
+    DisplayTo,
+}
+
+/// One SORT criterion: a key, possibly REVERSE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
+/// THREAD algorithms (RFC 5256 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
+}
+
 /// The textual part of a `BODY[...]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SectionText {
@@ -310,6 +338,21 @@ pub enum Command {
         /// Some for ESEARCH (`RETURN (...)`, possibly empty = ALL).
         ret: Option<Vec<SearchReturn>>,
         charset: Option<String>,
+        key: SearchKey,
+    },
+    /// SORT / UID SORT (RFC 5256), RETURN for ESORT (RFC 5267).
+    Sort {
+        uid: bool,
+        ret: Option<Vec<SearchReturn>>,
+        criteria: Vec<SortCriterion>,
+        charset: String,
+        key: SearchKey,
+    },
+    /// THREAD / UID THREAD (RFC 5256).
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
         key: SearchKey,
     },
     Fetch {

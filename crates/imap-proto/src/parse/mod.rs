@@ -14,7 +14,8 @@
 //!                RENAME, (UN)SUBSCRIBE, LIST (extended), LSUB, STATUS, APPEND
 //!   fetch.rs     FETCH (sections, partials, BINARY, modifiers), STORE,
 //!                COPY, MOVE, UID EXPUNGE
-//!   search.rs    SEARCH (ESEARCH RETURN, CHARSET, every search key)
+//!   search.rs    SEARCH (ESEARCH RETURN, CHARSET, every search key), SORT
+//!                (ESORT RETURN), THREAD
 //! ```
 //!
 //! Needs: nothing but the bytes. Guarantees: never panics; recursion only
@@ -113,6 +114,10 @@ fn command(p: &mut Parser<'_>) -> Res<Command> {
             fetch::copy(p, true, true)?
         } else if is("SEARCH") {
             search::search(p, true)?
+        } else if is("SORT") {
+            search::sort(p, true)?
+        } else if is("THREAD") {
+            search::thread(p, true)?
         } else if is("EXPUNGE") {
             fetch::uid_expunge(p)?
         } else {
@@ -132,6 +137,10 @@ fn command(p: &mut Parser<'_>) -> Res<Command> {
         fetch::copy(p, false, true)?
     } else if is("SEARCH") {
         search::search(p, false)?
+    } else if is("SORT") {
+        search::sort(p, false)?
+    } else if is("THREAD") {
+        search::thread(p, false)?
     } else if is("CHECK") {
         Command::Check
     } else if is("CLOSE") {
@@ -340,6 +349,8 @@ mod tests {
         b"a12 UID MOVE $ Trash",
         b"a14 UID COPY 1:3,5,9:* {5}\r\nTrash",
         b"a13 SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338 HEADER X-A b",
+        b"a15 UID SORT RETURN (MIN COUNT) (REVERSE DATE SUBJECT DISPLAYFROM) UTF-8 UNSEEN",
+        b"a16 THREAD REFERENCES \"US-ASCII\" SINCE 1-Feb-2024 FROM x",
     ];
 
     #[test]

@@ -10,7 +10,7 @@
 
 use super::MAX_SEARCH_DEPTH;
 use super::lexer::{Parser, Res};
-use crate::types::{Command, SearchKey, SearchReturn};
+use crate::types::{Command, SearchKey, SearchReturn, SortCriterion, SortKey, ThreadAlgorithm};
 
 /// `SEARCH [SP "RETURN" SP "(" [opt *(SP opt)] ")"] [SP "CHARSET" SP
 /// charset] 1*(SP search-key)`.
@@ -29,12 +29,7 @@ pub(super) fn search(p: &mut Parser<'_>, uid: bool) -> Res<Command> {
     let m = p.mark();
     if p.word().eq_ignore_ascii_case(b"CHARSET") {
         p.arg("missing charset")?;
-        // charset = atom / quoted
-        charset = Some(if p.peek() == Some(b'"') {
-            p.string()?
-        } else {
-            p.atom()?
-        });
+        charset = Some(self::charset(p)?);
         p.arg("missing search criteria")?;
     } else {
         p.reset(m);
@@ -46,6 +41,104 @@ pub(super) fn search(p: &mut Parser<'_>, uid: bool) -> Res<Command> {
         charset,
         key,
     })
+}
+
+/// `SORT [SP "RETURN" SP "(" [opt *(SP opt)] ")"] SP "(" sort-criterion
+/// *(SP sort-criterion) ")" SP charset 1*(SP search-key)` (RFC 5256 §4,
+/// RFC 5267 §3.2).
+pub(super) fn sort(p: &mut Parser<'_>, uid: bool) -> Res<Command> {
+    p.arg("missing sort criteria")?;
+    let mut ret = None;
+    let m = p.mark();
+    if p.word().eq_ignore_ascii_case(b"RETURN") {
+        p.sp()?;
+        ret = Some(p.paren_list0(search_return)?);
+        p.arg("missing sort criteria")?;
+    } else {
+        p.reset(m);
+    }
+    let criteria = p.paren_list(sort_criterion)?;
+    if criteria.len() > MAX_SORT_CRITERIA {
+        return Err("too many sort criteria");
+    }
+    p.arg("missing charset")?;
+    let charset = charset(p)?;
+    p.arg("missing search criteria")?;
+    let key = key_list(p, 0)?;
+    Ok(Command::Sort {
+        uid,
+        ret,
+        criteria,
+        charset,
+        key,
+    })
+}
+
+/// Most criteria in one SORT (there are nine keys; REVERSE doubles them).
+const MAX_SORT_CRITERIA: usize = 18;
+
+fn sort_criterion(p: &mut Parser<'_>) -> Res<SortCriterion> {
+    let mut w = p.word();
+    let reverse = w.eq_ignore_ascii_case(b"REVERSE");
+    if reverse {
+        p.sp()?;
+        w = p.word();
+    }
+    let is = |s: &str| w.eq_ignore_ascii_case(s.as_bytes());
+    let key = if is("ARRIVAL") {
+        SortKey::Arrival
+    } else if is("CC") {
+        SortKey::Cc
+    } else if is("DATE") {
+        SortKey::Date
+    } else if is("FROM") {
+        SortKey::From
+    } else if is("SIZE") {
+        SortKey::Size
+    } else if is("SUBJECT") {
+        SortKey::Subject
+    } else if is("TO") {
+        SortKey::To
+    } else if is("DISPLAYFROM") {
+        SortKey::DisplayFrom
+    } else if is("DISPLAYTO") {
+        SortKey::DisplayTo
+    } else {
+        return Err("unknown sort criterion");
+    };
+    Ok(SortCriterion { reverse, key })
+}
+
+/// `THREAD SP algorithm SP charset 1*(SP search-key)` (RFC 5256 §4).
+pub(super) fn thread(p: &mut Parser<'_>, uid: bool) -> Res<Command> {
+    p.arg("missing thread algorithm")?;
+    let w = p.word();
+    let algorithm = if w.eq_ignore_ascii_case(b"ORDEREDSUBJECT") {
+        ThreadAlgorithm::OrderedSubject
+    } else if w.eq_ignore_ascii_case(b"REFERENCES") {
+        ThreadAlgorithm::References
+    } else {
+        return Err("unknown thread algorithm");
+    };
+    p.arg("missing charset")?;
+    let charset = charset(p)?;
+    p.arg("missing search criteria")?;
+    let key = key_list(p, 0)?;
+    Ok(Command::Thread {
+        uid,
+        algorithm,
+        charset,
+        key,
+    })
+}
+
+/// charset = atom / quoted
+fn charset(p: &mut Parser<'_>) -> Res<String> {
+    if p.peek() == Some(b'"') {
+        p.string()
+    } else {
+        p.atom()
+    }
 }
 
 fn search_return(p: &mut Parser<'_>) -> Res<SearchReturn> {
@@ -235,6 +328,59 @@ mod tests {
         match ok(&format!("a SEARCH {keys}")) {
             Command::Search { key, .. } => key,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sort_and_thread() {
+        use crate::types::{SortCriterion, SortKey, ThreadAlgorithm};
+        let crit = |reverse, key| SortCriterion { reverse, key };
+        assert_eq!(
+            ok("a UID SORT RETURN (MIN ALL) (REVERSE ARRIVAL cc displayTO) UTF-8 SEEN"),
+            Command::Sort {
+                uid: true,
+                ret: Some(vec![SearchReturn::Min, SearchReturn::All]),
+                criteria: vec![
+                    crit(true, SortKey::Arrival),
+                    crit(false, SortKey::Cc),
+                    crit(false, SortKey::DisplayTo),
+                ],
+                charset: s("UTF-8"),
+                key: Seen,
+            }
+        );
+        assert_eq!(
+            ok("a SORT (SIZE) \"us-ascii\" 1:5 UNSEEN"),
+            Command::Sort {
+                uid: false,
+                ret: None,
+                criteria: vec![crit(false, SortKey::Size)],
+                charset: s("us-ascii"),
+                key: And(vec![Seq(Ranges(vec![(Num(1), Num(5))])), Unseen]),
+            }
+        );
+        assert_eq!(
+            ok("a THREAD ORDEREDSUBJECT UTF-8 ALL"),
+            Command::Thread {
+                uid: false,
+                algorithm: ThreadAlgorithm::OrderedSubject,
+                charset: s("UTF-8"),
+                key: All,
+            }
+        );
+        for bad in [
+            &b"a SORT () UTF-8 ALL"[..],
+            b"a SORT (REVERSE) UTF-8 ALL",
+            b"a SORT (NAME) UTF-8 ALL",
+            b"a SORT (DATE) UTF-8",
+            b"a SORT (DATE)",
+            b"a SORT DATE UTF-8 ALL",
+            b"a SORT (DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE DATE) UTF-8 ALL",
+            b"a THREAD UTF-8 ALL",
+            b"a THREAD REFS UTF-8 ALL",
+            b"a THREAD REFERENCES UTF-8",
+        ] {
+            super::super::testutil::err(bad);
         }
     }
 
