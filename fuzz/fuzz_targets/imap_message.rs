@@ -5,7 +5,8 @@
 //! Checks: no panic; BODY[] and BINARY[] are the message; HEADER followed by
 //! TEXT is the message; every part's body and MIME header are slices of the
 //! message; HEADER.FIELDS output ends with an empty line; the message with
-//! its binary parts re-encoded (APPEND of a literal8) has none left.
+//! its binary parts re-encoded (APPEND of a literal8) has none left; the
+//! base subject of a base subject is itself; THREAD of its ids ends.
 
 #![no_main]
 
@@ -127,6 +128,24 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Message::parse(&converted).binary_to_base64(), None);
     }
     let _ = (m.sent_date(), m.sent_day());
+    // SORT and THREAD keys: base subjects are idempotent.
+    let (base, _) = facteur_imap_message::sort::base_subject(&m.subject());
+    let (again, _) = facteur_imap_message::sort::base_subject(&base);
+    assert_eq!(again, base.to_ascii_uppercase());
+    for f in ["from", "to", "cc"] {
+        let _ = (m.sort_address(f), m.display_address(f));
+    }
+    let ids = m.thread_ids();
+    let msg = facteur_imap_message::thread::ThreadMessage {
+        id: 1,
+        date: 0,
+        base_subject: base,
+        reply: false,
+        ids,
+    };
+    let forest = facteur_imap_message::thread::references(&[msg.clone(), msg]);
+    let mut text = String::new();
+    facteur_imap_message::thread::write(&mut text, &forest);
     for needle in ["", "caf\u{e9}", "A", "subject"] {
         let _ = m.header_contains("subject", needle);
         let _ = m.header_contains("from", needle);

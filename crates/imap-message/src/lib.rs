@@ -18,6 +18,9 @@
 //!   (RFC 9051 §6.4.4).
 //! - [`convert`]: `binary` parts re-encoded as base64 for storing (APPEND of
 //!   a literal8, RFC 3516 §4.4).
+//! - [`sort`]: base subjects, address and display keys, threading ids
+//!   (SORT and THREAD, RFC 5256, RFC 5957).
+//! - [`thread`]: THREAD=ORDEREDSUBJECT and THREAD=REFERENCES.
 //! - [`decode`]: base64 and quoted-printable body decoding (RFC 2045 §6).
 //!
 //! mail-parser (=0.11.9) is used for what it does well, one field value at a
@@ -36,7 +39,9 @@ mod header;
 mod mime;
 mod search;
 mod section;
+pub mod sort;
 mod structure;
+pub mod thread;
 
 use std::cell::OnceCell;
 
