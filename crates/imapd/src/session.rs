@@ -25,6 +25,7 @@ mod listing;
 mod mailboxes;
 mod modify;
 mod search;
+mod sort;
 #[cfg(test)]
 mod tests;
 
@@ -472,6 +473,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 charset,
                 key,
             } => heavy(|| self.search(&tag, uid, ret, charset, key)).await,
+            Command::Sort {
+                uid,
+                ret,
+                criteria,
+                charset,
+                key,
+            } => heavy(|| self.sort(&tag, uid, ret, criteria, charset, key)).await,
+            Command::Thread {
+                uid,
+                algorithm,
+                charset,
+                key,
+            } => heavy(|| self.thread(&tag, uid, algorithm, charset, key)).await,
             Command::Fetch {
                 uid,
                 set,
@@ -802,6 +816,8 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Expunge => "EXPUNGE",
         Command::UidExpunge(_) => "UID EXPUNGE",
         Command::Search { .. } => "SEARCH",
+        Command::Sort { .. } => "SORT",
+        Command::Thread { .. } => "THREAD",
         Command::Fetch { .. } => "FETCH",
         Command::Store(_) => "STORE",
         Command::Copy { .. } => "COPY",

@@ -16,6 +16,9 @@ use std::cell::OnceCell;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// A matching message: (sequence number, UID, MODSEQ).
+pub(super) type Hit = (u32, u32, u64);
+
 /// What one message evaluation sees.
 struct Probe<'a> {
     mb: &'a Mailbox,
@@ -167,49 +170,56 @@ fn uses_modseq(key: &SearchKey) -> bool {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) fn search(
+    /// The checks SEARCH, SORT and THREAD share before they run: the
+    /// charset, the count of content keys, MODSEQ enabling CONDSTORE,
+    /// dates resolved for date keys. False: the reply is sent.
+    pub(super) fn search_allowed(
         &mut self,
         tag: &str,
-        uid: bool,
-        ret: Option<Vec<SearchReturn>>,
-        charset: Option<String>,
-        key: SearchKey,
-    ) -> io::Result<Flow> {
-        if let Some(c) = &charset
+        charset: Option<&str>,
+        key: &SearchKey,
+        dates: bool,
+    ) -> bool {
+        if let Some(c) = charset
             && !c.eq_ignore_ascii_case("UTF-8")
             && !c.eq_ignore_ascii_case("US-ASCII")
         {
             self.no(tag, "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-            return Ok(Flow::Continue);
+            return false;
         }
-        if content_keys(&key) > MAX_CONTENT_KEYS {
+        if content_keys(key) > MAX_CONTENT_KEYS {
             self.bad(
                 Some(tag),
                 &format!(
                     "Too many header, body or text keys in one SEARCH (at most {MAX_CONTENT_KEYS})"
                 ),
             );
-            return Ok(Flow::Continue);
+            return false;
         }
-        let modseq_key = uses_modseq(&key);
-        if modseq_key {
+        if uses_modseq(key) {
             self.enable_condstore();
         }
-        if uses_internal_date(&key)
+        if (dates || uses_internal_date(key))
             && let Some(sel) = &mut self.sel
             && let Err(e) = sel.mb.resolve_dates(None)
         {
             self.store_error(tag, &e);
-            return Ok(Flow::Continue);
+            return false;
         }
+        true
+    }
+
+    /// The messages of the selected mailbox `key` matches, in mailbox
+    /// order: (position, sequence number, UID, MODSEQ).
+    pub(super) fn matching(&self, key: &SearchKey) -> Vec<Hit> {
         let Some(sel) = &self.sel else {
-            return Ok(Flow::Continue);
+            return Vec::new();
         };
         let msgs = sel.mb.messages();
         let mut saved = self.saved.clone();
         saved.sort_unstable();
         let largest_uid = msgs.last().map_or(0, |m| m.uid);
-        let mut hits: Vec<(u32, u32, u64)> = Vec::new(); // (seq, uid, modseq)
+        let mut hits = Vec::new();
         for (i, meta) in msgs.iter().enumerate() {
             let raw = OnceCell::new();
             let msg = OnceCell::new();
@@ -224,10 +234,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 raw: &raw,
                 msg: &msg,
             };
-            if eval(&key, &mut p) {
+            if eval(key, &mut p) {
                 hits.push((i as u32 + 1, meta.uid, meta.modseq));
             }
         }
+        hits
+    }
+
+    pub(super) fn search(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        ret: Option<Vec<SearchReturn>>,
+        charset: Option<String>,
+        key: SearchKey,
+    ) -> io::Result<Flow> {
+        if !self.search_allowed(tag, charset.as_deref(), &key, false) {
+            return Ok(Flow::Continue);
+        }
+        let modseq_key = uses_modseq(&key);
+        let hits = self.matching(&key);
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
         let esearch = ret.is_some() || self.rev2;
         let opts = match ret {

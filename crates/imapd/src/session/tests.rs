@@ -245,7 +245,7 @@ async fn capability_login_and_logout() {
         C: e LOGIN "alice@example.test" "alice-pw"
         S: e OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ** APPENDLIMIT=65536] Logged in
         C: f CAPABILITY
-        S: * CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE BINARY UTF8=ACCEPT APPENDLIMIT=65536
+        S: * CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES APPENDLIMIT=65536
         S: f OK CAPABILITY completed
         C: g LOGIN bob@example.test bob-pw
         S: g BAD Already logged in
@@ -1252,4 +1252,52 @@ Content-Transfer-Encoding: binary\r\n\r\n"
     assert_eq!(body[1], "AC3kCg0KCg==", "{body:?}");
     c.cmd("z", "LOGOUT").await;
     s.ended().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_and_thread() {
+    let f = fixture();
+    for m in [
+        &b"From: Zed <a@example.test>\r\nSubject: Re: one\r\nDate: Tue, 06 Jan 2026 10:00:00 +0000\r\n\
+Message-ID: <4@x>\r\nReferences: <1@x>\r\n\r\nreply\r\n"[..],
+        b"From: bob@example.test\r\nSubject: [list] Re: two\r\nDate: Sun, 04 Jan 2026 10:00:00 +0000\r\n\r\nx\r\n",
+    ] {
+        f.home
+            .store
+            .deliver(ALICE.0, None, &mut &m[..], Quota::default())
+            .unwrap();
+    }
+    f.transcript(
+        r#"
+        C: a LOGIN alice@example.test alice-pw
+        S: a OK **
+        C: b SELECT INBOX
+        S*: b OK [READ-WRITE] SELECT completed
+        C: c SORT (SUBJECT) UTF-8 ALL
+        S: * SORT 1 4 3 2 5
+        S: c OK SORT completed
+        C: d SORT (REVERSE FROM ARRIVAL) US-ASCII ALL
+        S: * SORT 5 1 4 2 3
+        S: d OK SORT completed
+        C: e SORT (DISPLAYFROM) UTF-8 ALL
+        S: * SORT 2 3 1 5 4
+        S: e OK SORT completed
+        C: f UID SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 1:4
+        S: * ESEARCH (TAG "f") UID MIN 1 MAX 3 COUNT 4 ALL 1,4,2:3
+        S: f OK SORT completed
+        C: g SORT (SUBJECT) ISO-8859-15 ALL
+        S: g NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset
+        # 5's base subject is 2's, and it is a reply: it joins 2's thread.
+        C: h THREAD REFERENCES UTF-8 ALL
+        S: * THREAD (1 4)(2 5)(3)
+        S: h OK THREAD completed
+        C: i THREAD ORDEREDSUBJECT UTF-8 ALL
+        S: * THREAD (5 2)(1 4)(3)
+        S: i OK THREAD completed
+        C: j THREAD REFERENCES UTF-8 SUBJECT nothing
+        S: * THREAD
+        S: j OK THREAD completed
+        "#,
+    )
+    .await;
 }

@@ -1,0 +1,262 @@
+//! SORT and UID SORT (RFC 5256), their RETURN options (ESORT, RFC 5267
+//! §3.2), DISPLAYFROM/DISPLAYTO (SORT=DISPLAY, RFC 5957), and THREAD /
+//! UID THREAD with ORDEREDSUBJECT and REFERENCES (RFC 5256).
+//!
+//! The messages are chosen as SEARCH chooses them (search.rs); then each
+//! matching message's header is read once (only when a key needs it:
+//! ARRIVAL and SIZE come from the index), its keys extracted
+//! (facteur_imap_message::sort) and the list sorted. Ties keep mailbox
+//! order (RFC 5256 §3). THREAD builds its trees with
+//! facteur_imap_message::thread.
+
+use super::search::Hit;
+use super::{Flow, Session};
+use facteur_imap_message::Message;
+use facteur_imap_message::sort::{ThreadIds, base_subject};
+use facteur_imap_message::thread::{self, ThreadMessage};
+use facteur_imap_proto::{
+    SearchKey, SearchReturn, SortCriterion, SortKey, ThreadAlgorithm, encode,
+};
+use std::cmp::Ordering;
+use std::io;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// One message's value for one key.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Value {
+    Num(i64),
+    Text(String),
+}
+
+fn needs_header(k: SortKey) -> bool {
+    !matches!(k, SortKey::Arrival | SortKey::Size)
+}
+
+/// The sent date (RFC 5256 §2.2): the Date field in UTC, else INTERNALDATE.
+fn sent_date(m: Option<&Message<'_>>, internal: i64) -> i64 {
+    m.and_then(Message::sent_date).unwrap_or(internal)
+}
+
+fn value(k: SortKey, m: Option<&Message<'_>>, internal: i64, size: u64) -> Value {
+    let text = |f: &dyn Fn(&Message<'_>) -> String| Value::Text(m.map(f).unwrap_or_default());
+    match k {
+        SortKey::Arrival => Value::Num(internal),
+        SortKey::Size => Value::Num(i64::try_from(size).unwrap_or(i64::MAX)),
+        SortKey::Date => Value::Num(sent_date(m, internal)),
+        SortKey::Subject => text(&|m| base_subject(&m.subject()).0),
+        SortKey::From => text(&|m| m.sort_address("from")),
+        SortKey::To => text(&|m| m.sort_address("to")),
+        SortKey::Cc => text(&|m| m.sort_address("cc")),
+        SortKey::DisplayFrom => text(&|m| m.display_address("from")),
+        SortKey::DisplayTo => text(&|m| m.display_address("to")),
+    }
+}
+
+/// Numbers in the order given, as a sequence set: ascending runs become
+/// ranges (`3:4,2`, RFC 5267 §3.2: ALL keeps the sort order).
+fn ordered_set(nums: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < nums.len() {
+        let mut j = i;
+        while j + 1 < nums.len() && nums[j + 1] == nums[j].wrapping_add(1) {
+            j += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if j > i {
+            out.push_str(&format!("{}:{}", nums[i], nums[j]));
+        } else {
+            out.push_str(&nums[i].to_string());
+        }
+        i = j + 1;
+    }
+    out
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Reads the header of the message with `uid` (None if unreadable: it
+    /// sorts as one without the fields).
+    fn header_of(&self, uid: u32) -> Option<Vec<u8>> {
+        self.sel.as_ref()?.mb.read_header(uid).ok()
+    }
+
+    fn internal_date(&self, seq: u32) -> i64 {
+        self.sel
+            .as_ref()
+            .and_then(|s| s.mb.messages().get(seq as usize - 1))
+            .map_or(0, |m| m.internal_date)
+    }
+
+    fn size(&self, seq: u32) -> u64 {
+        self.sel
+            .as_ref()
+            .and_then(|s| s.mb.messages().get(seq as usize - 1))
+            .map_or(0, |m| m.size)
+    }
+
+    pub(super) fn sort(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        ret: Option<Vec<SearchReturn>>,
+        criteria: Vec<SortCriterion>,
+        charset: String,
+        key: SearchKey,
+    ) -> io::Result<Flow> {
+        let dates = criteria
+            .iter()
+            .any(|c| matches!(c.key, SortKey::Arrival | SortKey::Date));
+        if !self.search_allowed(tag, Some(&charset), &key, dates) {
+            return Ok(Flow::Continue);
+        }
+        let hits = self.matching(&key);
+        let header = criteria.iter().any(|c| needs_header(c.key));
+        let mut keyed: Vec<(Vec<Value>, Hit)> = Vec::with_capacity(hits.len());
+        for h in hits {
+            let raw = if header { self.header_of(h.1) } else { None };
+            let m = raw.as_deref().map(Message::parse);
+            let (internal, size) = (self.internal_date(h.0), self.size(h.0));
+            let values = criteria
+                .iter()
+                .map(|c| value(c.key, m.as_ref(), internal, size))
+                .collect();
+            keyed.push((values, h));
+        }
+        keyed.sort_by(|(a, ha), (b, hb)| {
+            for (i, c) in criteria.iter().enumerate() {
+                let o = a[i].cmp(&b[i]);
+                let o = if c.reverse { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            ha.0.cmp(&hb.0)
+        });
+        let nums: Vec<u32> = keyed
+            .iter()
+            .map(|(_, h)| if uid { h.1 } else { h.0 })
+            .collect();
+        let mut out = String::new();
+        match ret {
+            None => {
+                out.push_str("* SORT");
+                for n in &nums {
+                    out.push_str(&format!(" {n}"));
+                }
+            }
+            Some(opts) => {
+                let opts = if opts.is_empty() {
+                    vec![SearchReturn::All]
+                } else {
+                    opts
+                };
+                out.push_str("* ESEARCH (TAG ");
+                let mut t = Vec::new();
+                encode::string(&mut t, tag.as_bytes(), false);
+                out.push_str(&String::from_utf8_lossy(&t));
+                out.push(')');
+                if uid {
+                    out.push_str(" UID");
+                }
+                for o in &opts {
+                    match o {
+                        SearchReturn::Min => {
+                            if let Some(n) = nums.first() {
+                                out.push_str(&format!(" MIN {n}"));
+                            }
+                        }
+                        SearchReturn::Max => {
+                            if let Some(n) = nums.last() {
+                                out.push_str(&format!(" MAX {n}"));
+                            }
+                        }
+                        SearchReturn::Count => out.push_str(&format!(" COUNT {}", nums.len())),
+                        SearchReturn::All => {
+                            if !nums.is_empty() {
+                                out.push_str(&format!(" ALL {}", ordered_set(&nums)));
+                            }
+                        }
+                        // SAVE keeps the matches as SEARCH does (RFC 5182
+                        // §2.4 allows it with SORT).
+                        SearchReturn::Save => {}
+                    }
+                }
+                if opts.contains(&SearchReturn::Save) {
+                    self.saved = keyed.iter().map(|(_, h)| h.1).collect();
+                    self.saved.sort_unstable();
+                }
+            }
+        }
+        out.push_str("\r\n");
+        self.io.write(out.as_bytes());
+        if uid {
+            return self.announce_and_ok(tag, "SORT completed");
+        }
+        self.ok(tag, "SORT completed");
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn thread(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
+        key: SearchKey,
+    ) -> io::Result<Flow> {
+        if !self.search_allowed(tag, Some(&charset), &key, true) {
+            return Ok(Flow::Continue);
+        }
+        let hits = self.matching(&key);
+        let mut msgs = Vec::with_capacity(hits.len());
+        for h in hits {
+            let raw = self.header_of(h.1);
+            let m = raw.as_deref().map(Message::parse);
+            let (base, reply) = m
+                .as_ref()
+                .map_or((String::new(), false), |m| base_subject(&m.subject()));
+            let ids = match (&m, algorithm) {
+                (Some(m), ThreadAlgorithm::References) => m.thread_ids(),
+                _ => ThreadIds::default(),
+            };
+            msgs.push(ThreadMessage {
+                id: if uid { h.1 } else { h.0 },
+                date: sent_date(m.as_ref(), self.internal_date(h.0)),
+                base_subject: base,
+                reply,
+                ids,
+            });
+        }
+        let forest = match algorithm {
+            ThreadAlgorithm::OrderedSubject => thread::ordered_subject(&msgs),
+            ThreadAlgorithm::References => thread::references(&msgs),
+        };
+        let mut out = String::from("* THREAD");
+        if !forest.roots.is_empty() {
+            out.push(' ');
+            thread::write(&mut out, &forest);
+        }
+        out.push_str("\r\n");
+        self.io.write(out.as_bytes());
+        if uid {
+            return self.announce_and_ok(tag, "THREAD completed");
+        }
+        self.ok(tag, "THREAD completed");
+        Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordered_set;
+
+    #[test]
+    fn ordered_sets_keep_the_order() {
+        assert_eq!(ordered_set(&[1, 2, 3, 4, 5]), "1:5");
+        assert_eq!(ordered_set(&[5, 3, 4, 2, 1]), "5,3:4,2,1");
+        assert_eq!(ordered_set(&[]), "");
+        assert_eq!(ordered_set(&[7]), "7");
+    }
+}
