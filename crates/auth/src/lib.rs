@@ -20,7 +20,7 @@
 //!       Outcome::Success(user) => /* logged in as user.address */,
 //!       Outcome::Failed => /* "authentication failed" (already paused, counted, logged) */,
 //!       Outcome::Refused(why) => /* a protocol error: why says what (cancelled, bad base64...) */,
-//!       Outcome::Unavailable => /* temporary failure: the directory failed */,
+//!       Outcome::Unavailable => /* temporary failure: the directory failed, or too many checks wait */,
 //!       Outcome::Closed => /* the client went away mid-exchange: end the session */,
 //!   }
 //! ```
@@ -45,7 +45,9 @@
 //!   only with a [`Limiter`] permit: `auth.max_parallel_hashes` at once
 //!   per process, waiting work queued per client and served round-robin,
 //!   at most `auth.max_queued_per_address` waiting per client and
-//!   `auth.max_queued` in all (beyond: refused, as above); each permit
+//!   `auth.max_queued` in all (beyond: [`Outcome::Unavailable`], a
+//!   temporary failure after the base pause, not counted as a failure:
+//!   a burst of logins is no evidence of guessing); each permit
 //!   hashes in a working memory kept for it
 //!   ([`facteur_directory::password::Scratch`]), so hashing costs at most
 //!   `max_parallel_hashes × 19 MiB`. A login the password cache answers
@@ -110,7 +112,8 @@ pub enum Outcome {
     /// A protocol error: cancelled, not base64, too long, malformed, an
     /// authorization identity of another user, channel binding required.
     Refused(Failure),
-    /// The directory failed (logged): a temporary failure.
+    /// The directory failed, or the password checks waiting are at their
+    /// limit (logged): a temporary failure.
     Unavailable,
     /// The client went away during the exchange.
     Closed,
@@ -250,7 +253,7 @@ impl Logins {
         match self.check(ip, login, password).await {
             Ok(Some(user)) => self.succeeded(ip, login, user),
             Ok(None) => self.failed(ip, login, PASSWORD).await,
-            Err(Stop::Busy) => self.refused(ip, login, PASSWORD, "too many hashes").await,
+            Err(Stop::Busy) => self.busy(login, PASSWORD).await,
             Err(Stop::Unavailable) => Outcome::Unavailable,
         }
     }
@@ -306,9 +309,7 @@ impl Logins {
                             record = found;
                             ex.verified(ok)
                         }
-                        Err(Stop::Busy) => {
-                            return Ok(self.refused(ip, &login, name, "too many hashes").await);
-                        }
+                        Err(Stop::Busy) => return Ok(self.busy(&login, name).await),
                         Err(Stop::Unavailable) => return Ok(Outcome::Unavailable),
                     }
                 }
@@ -374,6 +375,19 @@ impl Logins {
         warn!(user = %login, mechanism = %mechanism, reason, "authentication failed");
         tokio::time::sleep(self.penalty.policy().base).await;
         Outcome::Failed
+    }
+
+    /// A check the hash limiter had no room for: a temporary failure, not
+    /// counted against the address. Load is no evidence of guessing: 50
+    /// clients of an office behind one NAT address logging in at once
+    /// after a restart are told to retry (`NO [UNAVAILABLE]`, `454`,
+    /// `-ERR [SYS/TEMP]`), never locked out by the penalty (and a client
+    /// does not take a temporary failure for a wrong password and ask its
+    /// user for it again). The flood itself costs no hash.
+    async fn busy(&self, login: &str, mechanism: &str) -> Outcome {
+        warn!(user = %login, mechanism = %mechanism, "authentication deferred: too many password checks waiting");
+        tokio::time::sleep(self.penalty.policy().base).await;
+        Outcome::Unavailable
     }
 
     /// The password check: the directory and the cache, then (when the

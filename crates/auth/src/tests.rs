@@ -289,3 +289,54 @@ async fn protocol_errors_are_refusals() {
         Outcome::Closed
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_hash_queue_is_told_to_retry_not_locked_out() {
+    // One slot, one waiting per client: 12 logins at once from one
+    // address (an office behind NAT after a restart) leave most without
+    // room. They get a temporary failure, and the address is not
+    // penalised: the next login goes straight through.
+    let dir = SqliteDirectory::open_in_memory().unwrap();
+    dir.add_domain("example.test").unwrap();
+    dir.add_user_with(
+        "alice@example.test",
+        &password::credentials("alice-pw").unwrap(),
+        0,
+        0,
+    )
+    .unwrap();
+    let dir: Arc<dyn Directory> = Arc::new(dir);
+    let mut settings = Settings::with_base(DELAY);
+    settings.sizes = Sizes {
+        slots: 1,
+        per_client: 1,
+        total: 4,
+    };
+    let l = Logins::new(&dir, LoginCache::disabled(), settings).unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let l = Arc::clone(&l);
+            tokio::spawn(async move { l.password(IP, "alice@example.test", "alice-pw").await })
+        })
+        .collect();
+    let (mut ok, mut later) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Outcome::Success(_) => ok += 1,
+            Outcome::Unavailable => later += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        ok >= 1 && later >= 1,
+        "{ok} logged in, {later} told to retry"
+    );
+    assert_eq!(
+        l.penalty().admit(IP, "alice@example.test"),
+        penalty::Admission::Wait(Duration::ZERO)
+    );
+    assert!(matches!(
+        l.password(IP, "alice@example.test", "alice-pw").await,
+        Outcome::Success(_)
+    ));
+}
