@@ -125,17 +125,19 @@ def test_a_burst_of_wrong_logins_costs_bounded_memory(fac, daemon):
     if daemon == "imapd":
         results = burst(lambda src, u, p: imap_login(f, src, u, p))
         replies = [r[0] if isinstance(r, tuple) else r for r in results]
-        assert all(isinstance(r, bytes) and r.startswith(IMAP_FAILED) for r in replies), replies
+        # A failure, or (the hash queue of an address full) a temporary one.
+        assert all(isinstance(r, bytes) and r.startswith((IMAP_FAILED, b"NO [UNAVAILABLE]")) for r in replies), replies
+        assert sum(r.startswith(IMAP_FAILED) for r in replies) >= 50, replies
     else:
         results = burst(lambda src, u, p: smtp_auth(f, src, u, p))
         replies = [r[0] if isinstance(r, tuple) else r for r in results]
-        assert replies == [535] * 100, replies
+        assert set(replies) <= {535, 454} and replies.count(535) >= 50, replies
     peak = status_kib(pid, "VmHWM")
     took = max(r[1] for r in results)
     print(f"{daemon}: resting {resting / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB "
           f"(+{(peak - resting) / MIB:.1f}), the burst took {took:.1f} s")
     assert peak - resting < 64 * MIB, (resting, peak)
-    # Every attempt was answered as a failure, and the daemon still serves.
+    # Every attempt was answered, and the daemon still serves.
     if daemon == "imapd":
         assert imap_login(f, "127.1.0.2", ALICE, ALICE_PW)[0].startswith(b"OK"), f.log_text("imapd")
     else:
@@ -152,7 +154,10 @@ def test_the_real_user_logs_in_from_elsewhere_after_an_imap_burst(fac):
     guesses = [lambda: imap_login(f, ATTACKERS[0], ALICE, "guess")] * 20
     guesses += [lambda src=src: imap_login(f, src, ALICE, "guess") for src in ATTACKERS[1:] * 4][:30]
     replies = in_parallel(guesses)
-    assert all(r[0].startswith(IMAP_FAILED) for r in replies), replies
+    # Guesses the hash queue had room for fail; the others are told to
+    # retry later (no hash spent, no penalty: a burst is no guess).
+    assert all(r[0].startswith((IMAP_FAILED, b"NO [UNAVAILABLE]")) for r in replies), replies
+    assert any(r[0].startswith(IMAP_FAILED) for r in replies), replies
     # Alice from another network, and from her usual address: at once.
     for src in ("127.1.0.5", "127.0.0.3"):
         reply, took = imap_login(f, src, ALICE, ALICE_PW)
@@ -170,7 +175,7 @@ def test_the_real_user_logs_in_from_elsewhere_after_an_imap_burst(fac):
 def test_the_real_user_logs_in_from_elsewhere_after_an_smtp_burst(fac):
     f = fac
     replies = in_parallel([lambda: smtp_auth(f, ATTACKERS[1], ALICE, "guess")] * 20)
-    assert [r[0] for r in replies] == [535] * 20, replies
+    assert {r[0] for r in replies} <= {535, 454} and 535 in {r[0] for r in replies}, replies
     code, took = smtp_auth(f, "127.1.0.6", ALICE, ALICE_PW)
     assert code == 235 and took < 2, (code, took)
 
