@@ -6,7 +6,8 @@
 //! TEXT is the message; every part's body and MIME header are slices of the
 //! message; HEADER.FIELDS output ends with an empty line; the message with
 //! its binary parts re-encoded (APPEND of a literal8) has none left; the
-//! base subject of a base subject is itself; THREAD of its ids ends.
+//! base subject of a base subject is itself; THREAD of its ids ends; a
+//! PREVIEW has at most 200 characters.
 
 #![no_main]
 
@@ -135,6 +136,7 @@ fuzz_target!(|data: &[u8]| {
     for f in ["from", "to", "cc"] {
         let _ = (m.sort_address(f), m.display_address(f));
     }
+    assert!(m.preview().chars().count() <= 200);
     let ids = m.thread_ids();
     let msg = facteur_imap_message::thread::ThreadMessage {
         id: 1,

@@ -21,6 +21,7 @@
 //! - [`sort`]: base subjects, address and display keys, threading ids
 //!   (SORT and THREAD, RFC 5256, RFC 5957).
 //! - [`thread`]: THREAD=ORDEREDSUBJECT and THREAD=REFERENCES.
+//! - [`preview`]: PREVIEW (RFC 8970), a short summary of the text.
 //! - [`decode`]: base64 and quoted-printable body decoding (RFC 2045 §6).
 //!
 //! mail-parser (=0.11.9) is used for what it does well, one field value at a
@@ -37,6 +38,7 @@ mod decode;
 mod envelope;
 mod header;
 mod mime;
+mod preview;
 mod search;
 mod section;
 pub mod sort;
@@ -132,6 +134,11 @@ impl<'a> Message<'a> {
     /// appended octets back.
     pub fn binary_to_base64(&self) -> Option<Vec<u8>> {
         convert::binary_to_base64(self.raw, self.tree())
+    }
+
+    /// PREVIEW (RFC 8970): up to 200 characters of the first text part.
+    pub fn preview(&self) -> String {
+        preview::preview(self)
     }
 
     /// The Date: header field as unix seconds.

@@ -109,7 +109,15 @@ fn header_text(raw: &[u8], range: std::ops::Range<usize>) -> String {
 
 /// The decoded text of a text/* leaf.
 fn body_text(raw: &[u8], e: &Entity<'_>) -> String {
+    body_text_prefix(raw, e, usize::MAX)
+}
+
+/// The decoded text of the first `max` octets of a text/* leaf's body
+/// (a base64 or quoted-printable sequence cut at the end is dropped or
+/// kept as it is by the lenient decoders).
+pub(crate) fn body_text_prefix(raw: &[u8], e: &Entity<'_>, max: usize) -> String {
     let body = raw.get(e.body.clone()).unwrap_or_default();
+    let body = &body[..body.len().min(max)];
     let bytes = decode::decode(Cte::of(e.cte.as_deref()), body).unwrap_or_else(|| body.to_vec());
     match e
         .param("charset")

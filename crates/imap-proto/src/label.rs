@@ -78,6 +78,7 @@ pub fn section_label(attr: &FetchAttr) -> String {
         FetchAttr::BodyStructure => "BODYSTRUCTURE",
         FetchAttr::Uid => "UID",
         FetchAttr::ModSeq => "MODSEQ",
+        FetchAttr::Preview => "PREVIEW",
         FetchAttr::BodySection {
             section: s,
             partial,

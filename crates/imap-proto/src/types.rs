@@ -168,6 +168,9 @@ pub enum FetchAttr {
     },
     /// `BINARY.SIZE[part]`.
     BinarySize(Vec<u32>),
+    /// `PREVIEW` or `PREVIEW (LAZY)` (RFC 8970): the same answer, the
+    /// preview being computed at once either way.
+    Preview,
 }
 
 /// `[UID] STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] flags`

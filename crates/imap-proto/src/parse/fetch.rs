@@ -98,6 +98,22 @@ fn fetch_att(p: &mut Parser<'_>) -> Res<FetchAttr> {
         FetchAttr::Uid
     } else if is("MODSEQ") {
         FetchAttr::ModSeq
+    } else if is("PREVIEW") {
+        // RFC 8970: `PREVIEW [SP "(" "LAZY" ")"]`.
+        let m = p.mark();
+        if p.eat(b' ') && p.peek() == Some(b'(') {
+            p.paren_list(|p| {
+                let w = p.word();
+                if w.eq_ignore_ascii_case(b"LAZY") {
+                    Ok(())
+                } else {
+                    Err("unknown PREVIEW modifier")
+                }
+            })?;
+        } else {
+            p.reset(m);
+        }
+        FetchAttr::Preview
     } else if is("BODY") || is("BODY.PEEK") {
         let peek = is("BODY.PEEK");
         if p.peek() != Some(b'[') {
@@ -325,6 +341,9 @@ mod tests {
                 vec![Flags, InternalDate, Rfc822Size, Envelope, Body],
             ),
             ("FLAGS", vec![Flags]),
+            ("PREVIEW", vec![Preview]),
+            ("(PREVIEW (LAZY) FLAGS)", vec![Preview, Flags]),
+            ("(FLAGS preview)", vec![Flags, Preview]),
             (
                 "(ENVELOPE FLAGS INTERNALDATE RFC822 RFC822.HEADER RFC822.SIZE RFC822.TEXT BODY BODYSTRUCTURE UID MODSEQ)",
                 vec![
@@ -603,6 +622,7 @@ mod tests {
         refused(&[
             (&b"a FETCH"[..], "missing sequence set"),
             (b"a FETCH 1", "missing fetch items"),
+            (b"a FETCH 1 (PREVIEW (FUZZY))", "unknown PREVIEW modifier"),
             (b"a FETCH 0 FLAGS", "0 is not a valid message number"),
             (b"a FETCH 1:0 FLAGS", "0 is not a valid message number"),
             (b"a FETCH 4294967296 FLAGS", "message number too large"),

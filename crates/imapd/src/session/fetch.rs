@@ -613,6 +613,10 @@ fn write_content(
             out.extend_from_slice(b"BODYSTRUCTURE ");
             msg.body_structure(out, true, utf8);
         }
+        FetchAttr::Preview => {
+            out.extend_from_slice(b"PREVIEW ");
+            encode::string(out, msg.preview().as_bytes(), utf8);
+        }
         FetchAttr::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
             text_literal(out, msg.raw());

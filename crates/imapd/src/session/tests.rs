@@ -245,7 +245,7 @@ async fn capability_login_and_logout() {
         C: e LOGIN "alice@example.test" "alice-pw"
         S: e OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ** APPENDLIMIT=65536] Logged in
         C: f CAPABILITY
-        S: * CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES APPENDLIMIT=65536
+        S: * CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES PREVIEW APPENDLIMIT=65536
         S: f OK CAPABILITY completed
         C: g LOGIN bob@example.test bob-pw
         S: g BAD Already logged in
@@ -1297,6 +1297,28 @@ Message-ID: <4@x>\r\nReferences: <1@x>\r\n\r\nreply\r\n"[..],
         C: j THREAD REFERENCES UTF-8 SUBJECT nothing
         S: * THREAD
         S: j OK THREAD completed
+        "#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_summarises_without_marking_seen() {
+    let f = fixture();
+    f.claim_recent().await;
+    f.transcript(
+        r#"
+        C: a LOGIN alice@example.test alice-pw
+        S: a OK **
+        C: b SELECT INBOX
+        S*: b OK [READ-WRITE] SELECT completed
+        C: c FETCH 1:2 (PREVIEW (LAZY))
+        S: * 1 FETCH (PREVIEW "body one")
+        S: * 2 FETCH (PREVIEW "hello world")
+        S: c OK FETCH completed
+        C: d FETCH 1 FLAGS
+        S: * 1 FETCH (FLAGS ())
+        S: d OK FETCH completed
         "#,
     )
     .await;
