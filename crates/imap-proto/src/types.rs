@@ -89,6 +89,14 @@ pub enum SearchReturn {
     Save,
 }
 
+/// The next message of a MULTIAPPEND (RFC 3502).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendNext {
+    pub flags: Vec<String>,
+    pub date: Option<i64>,
+    pub literal: Literal,
+}
+
 /// A SORT key (RFC 5256 §3, DISPLAYFROM/DISPLAYTO RFC 5957).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {

@@ -8,7 +8,9 @@
 //! Needs the lexer; guarantees what it does (no panic, linear time).
 
 use super::lexer::{Parser, Res};
-use crate::types::{Command, ListReturn, ListSelect, Literal, QresyncParams, StatusItem};
+use crate::types::{
+    AppendNext, Command, ListReturn, ListSelect, Literal, QresyncParams, StatusItem,
+};
 
 /// Parses the commands of this group; Ok(None) if `name` is not one.
 pub(super) fn parse(p: &mut Parser<'_>, name: &[u8]) -> Res<Option<Command>> {
@@ -280,6 +282,48 @@ fn append(p: &mut Parser<'_>) -> Res<Command> {
         date,
         literal,
     })
+}
+
+/// What follows a message literal of APPEND: the end of the command, or
+/// (MULTIAPPEND, RFC 3502) ` [flags] [date-time] literal` announcing the
+/// next message. `rest` is the line read after the literal's octets, its
+/// line end included.
+pub fn append_next(rest: &[u8]) -> Result<Option<AppendNext>, &'static str> {
+    let line = rest
+        .strip_suffix(b"\r\n")
+        .or_else(|| rest.strip_suffix(b"\n"))
+        .unwrap_or(rest);
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let mut p = Parser::new(line);
+    p.arg("missing message literal")?;
+    let mut flags = Vec::new();
+    if p.peek() == Some(b'(') {
+        flags = p.flag_list()?;
+        p.arg("missing message literal")?;
+    }
+    let mut date = None;
+    if p.peek() == Some(b'"') {
+        date = Some(p.date_time()?);
+        p.arg("missing message literal")?;
+    }
+    if !matches!(p.peek(), Some(b'{' | b'~')) {
+        return Err("expected message literal");
+    }
+    let a = p.announce()?;
+    if !p.at_end() {
+        return Err("unexpected characters after APPEND literal");
+    }
+    Ok(Some(AppendNext {
+        flags,
+        date,
+        literal: Literal {
+            len: a.len,
+            sync: a.sync,
+            binary: a.binary,
+        },
+    }))
 }
 
 #[cfg(test)]
@@ -634,6 +678,42 @@ mod tests {
             ),
         ];
         parses(&cases);
+    }
+
+    #[test]
+    fn multiappend_continuations() {
+        use super::append_next;
+        assert_eq!(append_next(b"\r\n"), Ok(None));
+        assert_eq!(append_next(b"\n"), Ok(None));
+        assert_eq!(
+            append_next(b" (\\Seen) \" 3-Nov-2026 10:00:00 +0100\" {310}\r\n"),
+            Ok(Some(AppendNext {
+                flags: vec![s("\\Seen")],
+                date: Some(1_793_696_400),
+                literal: Literal {
+                    len: 310,
+                    sync: true,
+                    binary: false
+                },
+            }))
+        );
+        assert_eq!(
+            append_next(b" ~{5+}\r\n").map(|n| n.map(|n| n.literal)),
+            Ok(Some(Literal {
+                len: 5,
+                sync: false,
+                binary: true
+            }))
+        );
+        for bad in [
+            &b" \r\n"[..],
+            b"x\r\n",
+            b" (\\Seen)\r\n",
+            b" {3} x\r\n",
+            b" \"bad\" {3}\r\n",
+        ] {
+            assert!(append_next(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@
 mod fetch;
 pub(crate) mod lexer;
 mod mailbox;
+pub use mailbox::append_next;
 mod search;
 mod session;
 

@@ -245,7 +245,7 @@ async fn capability_login_and_logout() {
         C: e LOGIN "alice@example.test" "alice-pw"
         S: e OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ** APPENDLIMIT=65536] Logged in
         C: f CAPABILITY
-        S: * CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES PREVIEW APPENDLIMIT=65536
+        S: * CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES PREVIEW MULTIAPPEND APPENDLIMIT=65536
         S: f OK CAPABILITY completed
         C: g LOGIN bob@example.test bob-pw
         S: g BAD Already logged in
@@ -1319,6 +1319,57 @@ async fn preview_summarises_without_marking_seen() {
         C: d FETCH 1 FLAGS
         S: * 1 FETCH (FLAGS ())
         S: d OK FETCH completed
+        "#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiappend_is_all_or_nothing() {
+    // RFC 3502: several messages in one APPEND, one APPENDUID set; when
+    // one is refused none stays.
+    let f = fixture();
+    f.claim_recent().await;
+    f.transcript(
+        r#"
+        C: a LOGIN alice@example.test alice-pw
+        S: a OK **
+        C: b APPEND INBOX (\Seen) {6+}
+        C: x: 1
+        C:  {6}
+        S: + Ready for literal data
+        C: x: 2
+        C:  ($Two) {6+}
+        C: x: 3
+        C:
+        S: b OK [APPENDUID * 4:6] APPEND completed
+        C: c APPEND INBOX {6+}
+        C: x: 7
+        C:  {0}
+        S: c NO Empty message
+        C: d SELECT INBOX
+        S*: * 6 EXISTS
+        S*: d OK [READ-WRITE] SELECT completed
+        C: e FETCH 4:6 (FLAGS BODY.PEEK[])
+        S: * 4 FETCH (FLAGS (\Seen \Recent) BODY[] {6}
+        S: x: 1
+        S: )
+        S: * 5 FETCH (FLAGS (\Recent) BODY[] {6}
+        S: x: 2
+        S: )
+        S: * 6 FETCH (FLAGS (\Recent $Two) BODY[] {6}
+        S: x: 3
+        S: )
+        S: e OK FETCH completed
+        C: f APPEND INBOX {6+}
+        C: x: 8
+        C:  (\Bogus) {6+}
+        C: x: 9
+        C:
+        S: f BAD **
+        C: g STATUS INBOX (MESSAGES)
+        S: * STATUS INBOX (MESSAGES 6)
+        S: g OK STATUS completed
         "#,
     )
     .await;
