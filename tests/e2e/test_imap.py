@@ -18,6 +18,7 @@ import smtplib
 import socket
 import ssl
 import time
+import zlib
 
 import pytest
 
@@ -1125,3 +1126,51 @@ def test_sighup_applies_imapd_settings_to_new_sessions(imap):
     wait_for(lambda: "imapd.listen, listen_tls" in f.log_text("imapd"), 10, "the restart notice")
     assert p.poll() is None
     f.config.write_text(good)
+
+
+def test_compress_deflate_with_zlib(imap):
+    """COMPRESS=DEFLATE (RFC 4978) against Python's zlib (raw deflate,
+    wbits=-15): after the uncompressed OK, commands go deflated and every
+    reply comes back deflated and sync-flushed, a big FETCH included."""
+    f = imap
+    body = "".join(f"line {i} of a long message\n" for i in range(4000))
+    deliver(f, ALICE, [crlf(f"Subject: big\n\n{body}")])
+    s = socket.create_connection(("127.0.0.1", f.imap_port), timeout=30)
+    r = s.makefile("rb")
+    assert r.readline().startswith(b"* OK")
+    s.sendall(f'a LOGIN "{ALICE}" "{ALICE_PW}"\r\n'.encode())
+    while not (l := r.readline()).startswith(b"a "):
+        pass
+    assert l.startswith(b"a OK") and b"COMPRESS=DEFLATE" in l, l
+    s.sendall(b"b COMPRESS DEFLATE\r\n")
+    assert r.readline() == b"b OK DEFLATE active\r\n"
+    z_out = zlib.compressobj(wbits=-15)
+    z_in = zlib.decompressobj(wbits=-15)
+    got = bytearray()
+
+    def send(line):
+        s.sendall(z_out.compress(line) + z_out.flush(zlib.Z_SYNC_FLUSH))
+
+    def until(tag):
+        # (The server sends nothing after its OK until a command comes:
+        # the line reader above holds no compressed bytes.)
+        nonlocal got
+        while not re.search(rb"(^|\r\n)" + tag + rb" [A-Z]+ [^\r]*\r\n", bytes(got)):
+            chunk = s.recv(65536)
+            assert chunk, bytes(got[-300:])
+            got += z_in.decompress(chunk)
+        text = bytes(got)
+        got = bytearray()
+        return text
+
+    send(b"c SELECT INBOX\r\n")
+    t = until(b"c")
+    assert b"* 1 EXISTS" in t and b"c OK [READ-WRITE]" in t, t
+    send(b"d FETCH 1 BODY.PEEK[TEXT]\r\nd2 NOOP\r\n")
+    t = until(b"d2")
+    assert crlf(body) in t and b"d OK FETCH" in t, t[-300:]
+    send(b"e COMPRESS DEFLATE\r\n")
+    assert b"e NO [COMPRESSIONACTIVE]" in until(b"e")
+    send(b"z LOGOUT\r\n")
+    assert b"z OK" in until(b"z")
+    s.close()

@@ -21,6 +21,12 @@
 //!   [`LineIo::set_min_rate`] bytes received (1 KiB/s by default); and a
 //!   phase of the session may have a hard end ([`LineIo::set_deadline`]:
 //!   IMAP's login phase).
+//! - COMPRESS=DEFLATE (RFC 4978, [`LineIo::start_deflate`]): once started,
+//!   output is deflated at each flush (a sync flush, so the client can
+//!   read every reply at once) and input inflated as it is read, into the
+//!   same bounded buffers: a small compressed input that inflates hugely
+//!   (a "zip bomb") is inflated a chunk at a time, as the framer and the
+//!   caller's sink take it, never all at once.
 
 use crate::conn::Conn;
 use facteur_util::line::{LineEvent, LineFramer};
@@ -76,6 +82,43 @@ pub struct LineIo<S> {
     /// The first bytes of the last overlong line.
     overlong_head: Vec<u8>,
     stop: watch::Receiver<bool>,
+    /// COMPRESS=DEFLATE, once started.
+    deflate: Option<Box<Deflate>>,
+}
+
+/// Raw deflate streams (RFC 1951, no zlib header: RFC 4978 §3) both ways.
+struct Deflate {
+    out: flate2::Compress,
+    inp: flate2::Decompress,
+    /// Input read but not inflated yet.
+    raw: Vec<u8>,
+}
+
+/// Reads what `stream` has into `buf`, waiting until `until` at most;
+/// `idle` lets a shutdown interrupt the wait.
+async fn read_some<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    stop: &watch::Receiver<bool>,
+    idle: bool,
+    until: Instant,
+) -> io::Result<Fill> {
+    let mut stop = stop.clone();
+    let read = tokio::time::timeout_at(until, stream.read_buf(buf));
+    let r = if idle {
+        tokio::select! {
+            r = read => r,
+            _ = stop.wait_for(|s| *s) => return Ok(Fill::Stop),
+        }
+    } else {
+        read.await
+    };
+    match r {
+        Err(_) => Ok(Fill::Timeout),
+        Ok(Ok(0)) => Ok(Fill::Eof),
+        Ok(Ok(_)) => Ok(Fill::Data),
+        Ok(Err(e)) => Err(e),
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
@@ -91,7 +134,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             deadline: None,
             overlong_head: Vec::new(),
             stop,
+            deflate: None,
         }
+    }
+
+    /// COMPRESS=DEFLATE after the positive reply has been queued: the reply
+    /// goes out uncompressed, then everything both ways is deflated. What
+    /// the client sent after the command is already compressed.
+    pub async fn start_deflate(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        let raw = std::mem::take(&mut self.inbuf);
+        self.deflate = Some(Box::new(Deflate {
+            out: flate2::Compress::new(flate2::Compression::default(), false),
+            inp: flate2::Decompress::new(false),
+            raw,
+        }));
+        Ok(())
+    }
+
+    /// Whether COMPRESS=DEFLATE is on.
+    pub fn is_deflating(&self) -> bool {
+        self.deflate.is_some()
     }
 
     /// Sets the slowest data transfer a client may keep up (bytes/s; at
@@ -129,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
 
     /// Whether input is buffered (a pipelined command waits).
     pub fn has_input(&self) -> bool {
-        !self.inbuf.is_empty()
+        !self.inbuf.is_empty() || self.deflate.as_ref().is_some_and(|d| !d.raw.is_empty())
     }
 
     /// Whether the daemon asked sessions to end.
@@ -152,8 +215,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         if self.out.is_empty() {
             return Ok(());
         }
+        let deflated = match &mut self.deflate {
+            Some(d) => Some(deflate_sync(&mut d.out, &self.out)?),
+            None => None,
+        };
+        let bytes = deflated.as_deref().unwrap_or(&self.out);
         let w = async {
-            self.stream.write_all(&self.out).await?;
+            self.stream.write_all(bytes).await?;
             self.stream.flush().await
         };
         match tokio::time::timeout(self.timeout, w).await {
@@ -198,21 +266,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         } else if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
             self.inbuf.reserve(READ_CHUNK);
         }
-        let mut stop = self.stop.clone();
-        let read = tokio::time::timeout_at(until, self.stream.read_buf(&mut self.inbuf));
-        let r = if idle {
-            tokio::select! {
-                r = read => r,
-                _ = stop.wait_for(|s| *s) => return Ok(Fill::Stop),
-            }
-        } else {
-            read.await
+        let Some(d) = &mut self.deflate else {
+            return read_some(&mut self.stream, &mut self.inbuf, &self.stop, idle, until).await;
         };
-        match r {
-            Err(_) => Ok(Fill::Timeout),
-            Ok(Ok(0)) => Ok(Fill::Eof),
-            Ok(Ok(_)) => Ok(Fill::Data),
-            Ok(Err(e)) => Err(e),
+        loop {
+            if !d.raw.is_empty() {
+                // At most a chunk of output per call: the framer or the
+                // sink takes it before more is inflated.
+                if self.inbuf.capacity() - self.inbuf.len() < 1024 {
+                    self.inbuf.reserve(READ_CHUNK);
+                }
+                let (in0, out0) = (d.inp.total_in(), d.inp.total_out());
+                d.inp
+                    .decompress_vec(&d.raw, &mut self.inbuf, flate2::FlushDecompress::None)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let used = (d.inp.total_in() - in0) as usize;
+                d.raw.drain(..used.min(d.raw.len()));
+                if d.inp.total_out() > out0 {
+                    return Ok(Fill::Data);
+                }
+                if used == 0 && d.raw.len() > READ_CHUNK {
+                    // Input the inflater will not take: not deflate.
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "bad deflate stream",
+                    ));
+                }
+            }
+            match read_some(&mut self.stream, &mut d.raw, &self.stop, idle, until).await? {
+                Fill::Data => {}
+                other => return Ok(other),
+            }
         }
     }
 
@@ -306,6 +390,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             received += k as u64;
         }
         Ok(Fill::Data)
+    }
+}
+
+/// `data` deflated and sync-flushed: the client inflates all of it now.
+fn deflate_sync(c: &mut flate2::Compress, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    let mut input = data;
+    loop {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.len().max(4096));
+        }
+        let before = c.total_in();
+        c.compress_vec(input, &mut out, flate2::FlushCompress::Sync)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let used = (c.total_in() - before) as usize;
+        input = &input[used.min(input.len())..];
+        // Done when everything went in and the flush left room unused.
+        if input.is_empty() && out.len() < out.capacity() {
+            return Ok(out);
+        }
     }
 }
 
@@ -451,6 +555,48 @@ mod tests {
         assert_eq!(io.next_line(true).await.unwrap(), Input::Timeout);
         assert!(t0.elapsed() <= Duration::from_secs(2));
         drop(client);
+    }
+
+    #[tokio::test]
+    async fn deflate_both_ways_and_a_bomb_stays_bounded() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (_tx, rx) = watch::channel(false);
+        let mut io = LineIo::new(server, 1024, Duration::from_secs(5), rx);
+        io.write(b"a OK DEFLATE active\r\n");
+        io.start_deflate().await.unwrap();
+        let mut ok = [0u8; 21];
+        client.read_exact(&mut ok).await.unwrap();
+        assert_eq!(&ok, b"a OK DEFLATE active\r\n");
+        let mut z = flate2::Compress::new(flate2::Compression::default(), false);
+        // 64 MiB of one byte, then a line: about 64 KiB on the wire.
+        let mut bomb = vec![b'x'; 64 << 20];
+        bomb.extend_from_slice(b"\r\nb NOOP\r\n");
+        let wire = deflate_sync(&mut z, &bomb).unwrap();
+        assert!(wire.len() < 1 << 20);
+        let writer = tokio::spawn(async move {
+            client.write_all(&wire).await.unwrap();
+            client
+        });
+        assert_eq!(io.next_line(false).await.unwrap(), Input::TooLong);
+        assert!(
+            io.inbuf.capacity() <= 4 * READ_CHUNK,
+            "{}",
+            io.inbuf.capacity()
+        );
+        assert_eq!(
+            io.next_line(false).await.unwrap(),
+            Input::Line(b"b NOOP\r\n".to_vec())
+        );
+        let mut client = writer.await.unwrap();
+        io.write(b"b OK NOOP completed\r\n");
+        io.flush().await.unwrap();
+        let mut got = vec![0u8; 256];
+        let n = client.read(&mut got).await.unwrap();
+        let mut d = flate2::Decompress::new(false);
+        let mut plain = Vec::with_capacity(256);
+        d.decompress_vec(&got[..n], &mut plain, flate2::FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(plain, b"b OK NOOP completed\r\n");
     }
 
     #[tokio::test]

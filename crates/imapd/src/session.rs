@@ -445,10 +445,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.no(&tag, "Quotas are set by the administrator");
                 Ok(Flow::Continue)
             }
-            Command::Compress(_) => {
-                self.no(&tag, "COMPRESS is not supported");
-                Ok(Flow::Continue)
-            }
+            Command::Compress(mechanism) => self.compress(&tag, &mechanism).await,
             Command::Idle => self.idle(&tag).await,
             Command::Append { .. } => {
                 // Never here: read_command hands APPEND to append().

@@ -23,7 +23,7 @@ use facteur_store::Quota;
 use std::io;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn login_allowed(&self) -> bool {
@@ -53,7 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
              SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES \
              CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE \
              BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT \
-             THREAD=REFERENCES PREVIEW MULTIAPPEND",
+             THREAD=REFERENCES PREVIEW MULTIAPPEND COMPRESS=DEFLATE",
         );
         c.push_str(&format!(" APPENDLIMIT={}", self.cfg.max_append_size.0));
         c
@@ -78,6 +78,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         } else {
             Ok(Flow::Close)
         }
+    }
+
+    /// COMPRESS DEFLATE (RFC 4978): after login, once; the OK goes out
+    /// uncompressed, everything after it deflated both ways.
+    pub(super) async fn compress(&mut self, tag: &str, mechanism: &str) -> io::Result<Flow> {
+        if self.user.is_none() {
+            self.bad(Some(tag), "COMPRESS needs a login first");
+        } else if !mechanism.eq_ignore_ascii_case("DEFLATE") {
+            self.bad(Some(tag), "Unknown compression mechanism");
+        } else if self.io.is_deflating() {
+            self.no(tag, "[COMPRESSIONACTIVE] DEFLATE is already active");
+        } else {
+            self.ok(tag, "DEFLATE active");
+            self.io.start_deflate().await?;
+            debug!("COMPRESS=DEFLATE started");
+        }
+        Ok(Flow::Continue)
     }
 
     /// Whether LOGIN or AUTHENTICATE may go on: not twice, and not in
