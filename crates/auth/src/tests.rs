@@ -49,7 +49,8 @@ impl Channel for Script {
     }
 }
 
-fn logins() -> Arc<Logins> {
+/// A directory with alice (a password with SCRAM keys).
+fn directory_with_alice() -> SqliteDirectory {
     let dir = SqliteDirectory::open_in_memory().unwrap();
     dir.add_domain("example.test").unwrap();
     dir.add_user_with(
@@ -59,6 +60,11 @@ fn logins() -> Arc<Logins> {
         0,
     )
     .unwrap();
+    dir
+}
+
+fn logins() -> Arc<Logins> {
+    let dir = directory_with_alice();
     // A user whose password predates SCRAM keys.
     dir.add_user_with(
         "old@example.test",
@@ -296,16 +302,7 @@ async fn a_burst_beyond_the_hash_queue_is_told_to_retry_not_locked_out() {
     // address (an office behind NAT after a restart) leave most without
     // room. They get a temporary failure, and the address is not
     // penalised: the next login goes straight through.
-    let dir = SqliteDirectory::open_in_memory().unwrap();
-    dir.add_domain("example.test").unwrap();
-    dir.add_user_with(
-        "alice@example.test",
-        &password::credentials("alice-pw").unwrap(),
-        0,
-        0,
-    )
-    .unwrap();
-    let dir: Arc<dyn Directory> = Arc::new(dir);
+    let dir: Arc<dyn Directory> = Arc::new(directory_with_alice());
     let mut settings = Settings::with_base(DELAY);
     settings.sizes = Sizes {
         slots: 1,

@@ -253,6 +253,18 @@ pub(super) fn status_item(p: &mut Parser<'_>) -> Res<StatusItem> {
 fn append(p: &mut Parser<'_>) -> Res<Command> {
     p.arg("missing mailbox name")?;
     let mailbox = p.mailbox()?;
+    let m = message(p)?;
+    Ok(Command::Append {
+        mailbox,
+        flags: m.flags,
+        date: m.date,
+        literal: m.literal,
+    })
+}
+
+/// `SP [flag-list SP] [date-time SP] literal`, up to the end of the input
+/// (one message of APPEND).
+fn message(p: &mut Parser<'_>) -> Res<AppendNext> {
     p.arg("missing message literal")?;
     let mut flags = Vec::new();
     if p.peek() == Some(b'(') {
@@ -271,16 +283,14 @@ fn append(p: &mut Parser<'_>) -> Res<Command> {
     if !p.at_end() {
         return Err("unexpected characters after APPEND literal");
     }
-    let literal = Literal {
-        len: a.len,
-        sync: a.sync,
-        binary: a.binary,
-    };
-    Ok(Command::Append {
-        mailbox,
+    Ok(AppendNext {
         flags,
         date,
-        literal,
+        literal: Literal {
+            len: a.len,
+            sync: a.sync,
+            binary: a.binary,
+        },
     })
 }
 
@@ -296,34 +306,7 @@ pub fn append_next(rest: &[u8]) -> Result<Option<AppendNext>, &'static str> {
     if line.is_empty() {
         return Ok(None);
     }
-    let mut p = Parser::new(line);
-    p.arg("missing message literal")?;
-    let mut flags = Vec::new();
-    if p.peek() == Some(b'(') {
-        flags = p.flag_list()?;
-        p.arg("missing message literal")?;
-    }
-    let mut date = None;
-    if p.peek() == Some(b'"') {
-        date = Some(p.date_time()?);
-        p.arg("missing message literal")?;
-    }
-    if !matches!(p.peek(), Some(b'{' | b'~')) {
-        return Err("expected message literal");
-    }
-    let a = p.announce()?;
-    if !p.at_end() {
-        return Err("unexpected characters after APPEND literal");
-    }
-    Ok(Some(AppendNext {
-        flags,
-        date,
-        literal: Literal {
-            len: a.len,
-            sync: a.sync,
-            binary: a.binary,
-        },
-    }))
+    message(&mut Parser::new(line)).map(Some)
 }
 
 #[cfg(test)]

@@ -74,17 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             _ => Some(("BAD", "APPEND needs a login first".into())),
         };
         if let Some((kind, text)) = refusal {
-            if !self.skip_literal(literal).await? {
-                self.io.write(format!("{tag} {kind} {text}\r\n").as_bytes());
-                self.io.write(b"* BYE Literal too large to skip\r\n");
-                return Ok(Flow::Close);
-            }
-            if kind == "BAD" {
-                self.bad(Some(&tag), &text);
-            } else {
-                self.no(&tag, &text);
-            }
-            return Ok(Flow::Continue);
+            return self.refuse_message(&tag, kind, &text, literal).await;
         }
         // Each message (several with MULTIAPPEND, RFC 3502) is read,
         // stored and fsynced in turn, so memory holds one at a time; if a
@@ -163,17 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             };
             if let Some((kind, text)) = refusal {
                 self.undo_appends(&mut target, &uids);
-                if !self.skip_literal(next.literal).await? {
-                    self.io.write(format!("{tag} {kind} {text}\r\n").as_bytes());
-                    self.io.write(b"* BYE Literal too large to skip\r\n");
-                    return Ok(Flow::Close);
-                }
-                if kind == "BAD" {
-                    self.bad(Some(&tag), &text);
-                } else {
-                    self.no(&tag, &text);
-                }
-                return Ok(Flow::Continue);
+                return self.refuse_message(&tag, kind, &text, next.literal).await;
             }
             (literal, flags, date) = (next.literal, next.flags, next.date);
         }
@@ -197,6 +177,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
             Ok(Flow::Continue)
         })
+    }
+
+    /// Answers a message refused before its literal: the literal is
+    /// skipped (never asked for when synchronising), or the connection
+    /// closed when it is too large to read through.
+    async fn refuse_message(
+        &mut self,
+        tag: &str,
+        kind: &str,
+        text: &str,
+        literal: Literal,
+    ) -> io::Result<Flow> {
+        if !self.skip_literal(literal).await? {
+            self.io.write(format!("{tag} {kind} {text}\r\n").as_bytes());
+            self.io.write(b"* BYE Literal too large to skip\r\n");
+            return Ok(Flow::Close);
+        }
+        if kind == "BAD" {
+            self.bad(Some(tag), text);
+        } else {
+            self.no(tag, text);
+        }
+        Ok(Flow::Continue)
     }
 
     /// Why one message of an APPEND is refused before its literal: size

@@ -16,6 +16,48 @@ use std::cell::OnceCell;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// `* ESEARCH (TAG "t") [UID]` and the items `opts` ask for, of `nums`
+/// (in the order a SEARCH or a SORT gives them: MIN and MAX are the first
+/// and the last), ALL written by `set`; no line end.
+pub(super) fn esearch_items(
+    out: &mut String,
+    tag: &str,
+    uid: bool,
+    opts: &[SearchReturn],
+    nums: &[u32],
+    set: impl Fn(&[u32]) -> String,
+) {
+    out.push_str("* ESEARCH (TAG ");
+    let mut t = Vec::new();
+    encode::string(&mut t, tag.as_bytes(), false);
+    out.push_str(&String::from_utf8_lossy(&t));
+    out.push(')');
+    if uid {
+        out.push_str(" UID");
+    }
+    for o in opts {
+        match o {
+            SearchReturn::Min => {
+                if let Some(n) = nums.first() {
+                    out.push_str(&format!(" MIN {n}"));
+                }
+            }
+            SearchReturn::Max => {
+                if let Some(n) = nums.last() {
+                    out.push_str(&format!(" MAX {n}"));
+                }
+            }
+            SearchReturn::Count => out.push_str(&format!(" COUNT {}", nums.len())),
+            SearchReturn::All => {
+                if !nums.is_empty() {
+                    out.push_str(&format!(" ALL {}", set(nums)));
+                }
+            }
+            SearchReturn::Save => {}
+        }
+    }
+}
+
 /// A matching message: (sequence number, UID, MODSEQ).
 pub(super) type Hit = (u32, u32, u64);
 
@@ -310,35 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             out.push_str("\r\n");
         } else if opts.iter().any(|o| *o != SearchReturn::Save) {
-            out.push_str("* ESEARCH (TAG ");
-            let mut t = Vec::new();
-            encode::string(&mut t, tag.as_bytes(), false);
-            out.push_str(&String::from_utf8_lossy(&t));
-            out.push(')');
-            if uid {
-                out.push_str(" UID");
-            }
-            for o in &opts {
-                match o {
-                    SearchReturn::Min => {
-                        if let Some(n) = nums.first() {
-                            out.push_str(&format!(" MIN {n}"));
-                        }
-                    }
-                    SearchReturn::Max => {
-                        if let Some(n) = nums.last() {
-                            out.push_str(&format!(" MAX {n}"));
-                        }
-                    }
-                    SearchReturn::Count => out.push_str(&format!(" COUNT {}", nums.len())),
-                    SearchReturn::All => {
-                        if !nums.is_empty() {
-                            out.push_str(&format!(" ALL {}", encode::seq_set(&nums)));
-                        }
-                    }
-                    SearchReturn::Save => {}
-                }
-            }
+            esearch_items(&mut out, tag, uid, &opts, &nums, encode::seq_set);
             if modseq_key && let Some(m) = max_modseq {
                 out.push_str(&format!(" MODSEQ {m}"));
             }

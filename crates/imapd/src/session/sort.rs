@@ -9,14 +9,12 @@
 //! order (RFC 5256 §3). THREAD builds its trees with
 //! facteur_imap_message::thread.
 
-use super::search::Hit;
+use super::search::{Hit, esearch_items};
 use super::{Flow, Session};
 use facteur_imap_message::Message;
 use facteur_imap_message::sort::{ThreadIds, base_subject};
 use facteur_imap_message::thread::{self, ThreadMessage};
-use facteur_imap_proto::{
-    SearchKey, SearchReturn, SortCriterion, SortKey, ThreadAlgorithm, encode,
-};
+use facteur_imap_proto::{SearchKey, SearchReturn, SortCriterion, SortKey, ThreadAlgorithm};
 use std::cmp::Ordering;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -152,37 +150,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 } else {
                     opts
                 };
-                out.push_str("* ESEARCH (TAG ");
-                let mut t = Vec::new();
-                encode::string(&mut t, tag.as_bytes(), false);
-                out.push_str(&String::from_utf8_lossy(&t));
-                out.push(')');
-                if uid {
-                    out.push_str(" UID");
-                }
-                for o in &opts {
-                    match o {
-                        SearchReturn::Min => {
-                            if let Some(n) = nums.first() {
-                                out.push_str(&format!(" MIN {n}"));
-                            }
-                        }
-                        SearchReturn::Max => {
-                            if let Some(n) = nums.last() {
-                                out.push_str(&format!(" MAX {n}"));
-                            }
-                        }
-                        SearchReturn::Count => out.push_str(&format!(" COUNT {}", nums.len())),
-                        SearchReturn::All => {
-                            if !nums.is_empty() {
-                                out.push_str(&format!(" ALL {}", ordered_set(&nums)));
-                            }
-                        }
-                        // SAVE keeps the matches as SEARCH does (RFC 5182
-                        // §2.4 allows it with SORT).
-                        SearchReturn::Save => {}
-                    }
-                }
+                // SAVE keeps the matches as SEARCH does (RFC 5182 §2.4
+                // allows it with SORT).
+                esearch_items(&mut out, tag, uid, &opts, &nums, ordered_set);
                 if opts.contains(&SearchReturn::Save) {
                     self.saved = keyed.iter().map(|(_, h)| h.1).collect();
                     self.saved.sort_unstable();
