@@ -14,7 +14,9 @@
 //! way with its per-mailbox keyword list.
 //!
 //! Bounded: at most [`MAX_POSTED`] keywords per board; past that the board
-//! takes no more, and sessions fall back to announcing what they show.
+//! takes no more, and each session keeps the further keywords it shows for
+//! itself. A session holds only a reference to the board and the version
+//! it last announced: an idle session costs a few words, not a copy.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -66,55 +68,51 @@ impl Boards {
     }
 }
 
-/// What one session has announced.
+/// What one session has announced: the board's set as of version
+/// `seen`, plus (only once the board is full) keywords of its own. An idle
+/// session holds no copy of the set (IMAP IDLE memory counts).
 pub(crate) struct Keywords {
-    known: BTreeSet<String>,
     board: Arc<Board>,
     seen: u64,
+    extra: BTreeSet<String>,
 }
 
 impl Keywords {
-    /// At SELECT: the usual keywords, those of the mailbox's messages and
-    /// those on the board.
+    /// At SELECT: the board's keywords (the usual ones and every one a
+    /// session of this mailbox has shown) and those of the mailbox's
+    /// messages.
     pub(crate) fn new<'a>(board: Arc<Board>, flags: impl IntoIterator<Item = &'a Flags>) -> Self {
         let mut k = Keywords {
-            known: USUAL.iter().map(|s| s.to_string()).collect(),
             board,
             seen: 0,
+            extra: BTreeSet::new(),
         };
         k.learn(flags);
         k
     }
 
-    /// Adds what `flags` show and what the board has; true when the set
-    /// grew.
+    /// Posts what `flags` show; true when the set this session announced
+    /// grew (by them or by other sessions' posts).
     fn learn<'a>(&mut self, flags: impl IntoIterator<Item = &'a Flags>) -> bool {
-        let mut fresh: BTreeSet<&'a String> = BTreeSet::new();
-        for f in flags {
-            fresh.extend(f.keywords.iter().filter(|k| !self.known.contains(*k)));
-        }
         let mut posted = self.board.posted.lock().unwrap_or_else(|e| e.into_inner());
+        if posted.set.is_empty() {
+            posted.set.extend(USUAL.iter().map(|k| k.to_string()));
+        }
         let mut grew = false;
-        if posted.version != self.seen {
-            for k in &posted.set {
-                if !self.known.contains(k) {
-                    self.known.insert(k.clone());
-                    grew = true;
+        for f in flags {
+            for k in &f.keywords {
+                if posted.set.contains(k) {
+                    continue;
+                }
+                if posted.set.len() < MAX_POSTED {
+                    posted.set.insert(k.clone());
+                    posted.version += 1;
+                } else {
+                    grew |= self.extra.insert(k.clone());
                 }
             }
         }
-        let mut posts = false;
-        for k in fresh {
-            if !posted.set.contains(k) && posted.set.len() < MAX_POSTED {
-                posted.set.insert(k.clone());
-                posts = true;
-            }
-            grew |= self.known.insert(k.clone());
-        }
-        if posts {
-            posted.version += 1;
-        }
-        // Everything posted up to here is in `known` now.
+        grew |= posted.version != self.seen;
         self.seen = posted.version;
         grew
     }
@@ -135,11 +133,21 @@ impl Keywords {
 
     /// The `* FLAGS` response and the PERMANENTFLAGS that goes with it.
     pub(crate) fn write(&self, out: &mut Vec<u8>, read_only: bool) {
-        out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
-        for k in &self.known {
-            out.push(b' ');
-            out.extend_from_slice(k.as_bytes());
+        let posted = self.board.posted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<&str> = posted.set.iter().map(String::as_str).collect();
+        if !self.extra.is_empty() {
+            names.extend(self.extra.iter().map(String::as_str));
+            names.sort_unstable();
+            names.dedup();
         }
+        let list = |out: &mut Vec<u8>| {
+            for k in &names {
+                out.push(b' ');
+                out.extend_from_slice(k.as_bytes());
+            }
+        };
+        out.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        list(out);
         out.extend_from_slice(b")\r\n");
         // PERMANENTFLAGS lists the keywords too (every one is kept), then
         // `\*`: new ones may be created.
@@ -149,10 +157,7 @@ impl Keywords {
             out.extend_from_slice(
                 b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft",
             );
-            for k in &self.known {
-                out.push(b' ');
-                out.extend_from_slice(k.as_bytes());
-            }
+            list(out);
             out.extend_from_slice(b" \\*)] Flags permitted\r\n");
         }
     }
@@ -217,8 +222,11 @@ mod tests {
         let mut out = Vec::new();
         a.announce(false, [&f], &mut out);
         assert_eq!(a.board.posted.lock().unwrap().set.len(), MAX_POSTED);
+        // The rest are this session's own, still announced.
+        assert_eq!(a.extra.len(), USUAL.len() + 10);
+        assert!(listed(&a).contains(&format!(" k{} ", MAX_POSTED + 9)));
         drop(a);
         let b = Keywords::new(boards.get(dir), [&kw(&[])]);
-        assert!(b.board.posted.lock().unwrap().set.is_empty());
+        assert_eq!(b.board.posted.lock().unwrap().set.len(), USUAL.len());
     }
 }
