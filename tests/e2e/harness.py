@@ -51,9 +51,12 @@ def wait_for(pred, timeout=30.0, what="condition"):
 
 def set_key(cfg, section, line):
     """Sets `key = value` in [section] of a TOML text: replaces the key if the
-    section has it, else adds it right after the section header."""
+    section has it, else adds it right after the section header (and the
+    section at the end when there is none)."""
     key = line.split("=")[0].strip()
     head = f"[{section}]\n"
+    if head not in cfg:
+        return cfg.rstrip("\n") + f"\n\n{head}{line}\n"
     start = cfg.index(head) + len(head)
     nxt = cfg.find("\n[", start)
     end = len(cfg) if nxt < 0 else nxt + 1

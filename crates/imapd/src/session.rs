@@ -264,7 +264,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.bad(tag.as_deref(), &why);
                     Flow::Continue
                 }
-                Read::Append(t) => self.append(t).await?,
+                // Boxed: APPEND's state (the target mailbox, the messages
+                // stored so far) lives only while it runs, not in every
+                // idle session's task.
+                Read::Append(t) => Box::pin(self.append(t)).await?,
                 Read::Command(bytes) => match facteur_imap_proto::parse_command(&bytes) {
                     Ok(t) => self.dispatch(t).await?,
                     Err(e) => {
