@@ -79,6 +79,8 @@ pub fn section_label(attr: &FetchAttr) -> String {
         FetchAttr::Uid => "UID",
         FetchAttr::ModSeq => "MODSEQ",
         FetchAttr::Preview => "PREVIEW",
+        FetchAttr::EmailId => "EMAILID",
+        FetchAttr::ThreadId => "THREADID",
         FetchAttr::BodySection {
             section: s,
             partial,

@@ -35,6 +35,9 @@ pub struct Date {
 /// Everything SEARCH can ask (RFC 9051 §6.4.4, RFC 3501, RFC 7162 MODSEQ).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SearchKey {
+    /// EMAILID / THREADID (OBJECTID, RFC 8474 §6).
+    EmailId(String),
+    ThreadId(String),
     /// Several keys in a row, or a parenthesised list: all must match.
     And(Vec<SearchKey>),
     All,
@@ -176,6 +179,9 @@ pub enum FetchAttr {
     },
     /// `BINARY.SIZE[part]`.
     BinarySize(Vec<u32>),
+    /// EMAILID and THREADID (OBJECTID, RFC 8474 §5).
+    EmailId,
+    ThreadId,
     /// `PREVIEW` or `PREVIEW (LAZY)` (RFC 8970): the same answer, the
     /// preview being computed at once either way.
     Preview,
@@ -214,6 +220,8 @@ pub enum StatusItem {
     Size,
     HighestModSeq,
     AppendLimit,
+    /// MAILBOXID (OBJECTID, RFC 8474 §4).
+    MailboxId,
 }
 
 /// QRESYNC parameters of SELECT/EXAMINE (RFC 7162 §3.2.5).

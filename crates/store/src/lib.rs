@@ -305,6 +305,20 @@ pub enum FlagOp {
 /// [`MessageMeta::internal_date`] not looked up yet.
 pub const UNKNOWN_DATE: i64 = i64::MIN;
 
+/// EMAILID (OBJECTID, RFC 8474 §5) of a message stored as `file_name`:
+/// a 64-bit FNV-1a hash of the name's unique part (before `:2,`), which
+/// flag changes keep. Stable across restarts and versions; a copy (a new
+/// file) has its own, as RFC 8474 allows.
+pub fn email_id(file_name: &str) -> String {
+    let base = file_name.split(':').next().unwrap_or(file_name);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in base.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("M{h:016x}")
+}
+
 /// A message as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {

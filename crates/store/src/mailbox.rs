@@ -301,6 +301,13 @@ impl Mailbox {
         self.uidvalidity
     }
 
+    /// MAILBOXID (OBJECTID, RFC 8474 §4): the index row (never reused,
+    /// kept by RENAME) and the UIDVALIDITY (a mailbox made again, or an
+    /// index rebuilt, is another mailbox to clients anyway).
+    pub fn mailbox_id(&self) -> String {
+        format!("F{}-{:08x}", self.id, self.uidvalidity)
+    }
+
     pub fn uidnext(&self) -> u32 {
         self.uidnext
     }

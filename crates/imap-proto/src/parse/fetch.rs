@@ -98,6 +98,10 @@ fn fetch_att(p: &mut Parser<'_>) -> Res<FetchAttr> {
         FetchAttr::Uid
     } else if is("MODSEQ") {
         FetchAttr::ModSeq
+    } else if is("EMAILID") {
+        FetchAttr::EmailId
+    } else if is("THREADID") {
+        FetchAttr::ThreadId
     } else if is("PREVIEW") {
         // RFC 8970: `PREVIEW [SP "(" "LAZY" ")"]`.
         let m = p.mark();
@@ -342,6 +346,7 @@ mod tests {
             ),
             ("FLAGS", vec![Flags]),
             ("PREVIEW", vec![Preview]),
+            ("(EMAILID threadid)", vec![EmailId, ThreadId]),
             ("(PREVIEW (LAZY) FLAGS)", vec![Preview, Flags]),
             ("(FLAGS preview)", vec![Flags, Preview]),
             (

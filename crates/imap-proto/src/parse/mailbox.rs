@@ -242,6 +242,8 @@ pub(super) fn status_item(p: &mut Parser<'_>) -> Res<StatusItem> {
         StatusItem::HighestModSeq
     } else if is("APPENDLIMIT") {
         StatusItem::AppendLimit
+    } else if is("MAILBOXID") {
+        StatusItem::MailboxId
     } else {
         return Err("unknown status item");
     })

@@ -224,6 +224,14 @@ fn key(p: &mut Parser<'_>, depth: usize) -> Res<SearchKey> {
             p.arg("missing keyword")?;
             SearchKey::Keyword(p.atom()?)
         }
+        b"EMAILID" => {
+            p.arg("missing object id")?;
+            SearchKey::EmailId(p.atom()?)
+        }
+        b"THREADID" => {
+            p.arg("missing object id")?;
+            SearchKey::ThreadId(p.atom()?)
+        }
         b"LARGER" => {
             p.arg("missing size")?;
             SearchKey::Larger(p.number64()?)
@@ -404,6 +412,8 @@ mod tests {
             ),
             ("HEADER X-Spam \"\"", Header(s("X-Spam"), s(""))),
             ("KEYWORD $Forwarded", Keyword(s("$Forwarded"))),
+            ("EMAILID M0a1b", EmailId(s("M0a1b"))),
+            ("THREADID T1", ThreadId(s("T1"))),
             ("LARGER 1024", Larger(1024)),
             ("NEW", New),
             ("NOT SEEN", Not(Box::new(Seen))),

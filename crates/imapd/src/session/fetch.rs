@@ -36,6 +36,8 @@ fn needs_content(a: &FetchAttr) -> bool {
             | FetchAttr::InternalDate
             | FetchAttr::Rfc822Size
             | FetchAttr::ModSeq
+            | FetchAttr::EmailId
+            | FetchAttr::ThreadId
     )
 }
 
@@ -447,6 +449,11 @@ fn write_index_item(out: &mut Vec<u8>, a: &FetchAttr, m: &MessageMeta, recent: b
         FetchAttr::ModSeq => {
             let _ = write!(out, "MODSEQ ({})", m.modseq);
         }
+        FetchAttr::EmailId => {
+            let _ = write!(out, "EMAILID ({})", facteur_store::email_id(&m.file_name));
+        }
+        // No thread ids are kept (RFC 8474 §5.2 allows NIL).
+        FetchAttr::ThreadId => out.extend_from_slice(b"THREADID NIL"),
         _ => return false,
     }
     true

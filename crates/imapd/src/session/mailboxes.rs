@@ -103,10 +103,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         out.extend_from_slice(
             format!(
                 "* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n\
-                 * OK [HIGHESTMODSEQ {}] Highest\r\n",
+                 * OK [HIGHESTMODSEQ {}] Highest\r\n* OK [MAILBOXID ({})] Ok\r\n",
                 mb.uidvalidity(),
                 mb.uidnext(),
-                mb.highest_modseq()
+                mb.highest_modseq(),
+                mb.mailbox_id()
             )
             .as_bytes(),
         );
@@ -189,8 +190,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(user) = &self.user else {
             return Ok(Flow::Continue);
         };
-        match blocking(|| user.store.create_mailbox(&name, special)) {
-            Ok(()) => self.announce_and_ok(tag, "CREATE completed"),
+        // The new mailbox's MAILBOXID goes in the OK (RFC 8474 §4.1).
+        let created = blocking(|| {
+            user.store.create_mailbox(&name, special)?;
+            user.store.select(&name).map(|mb| mb.mailbox_id())
+        });
+        match created {
+            Ok(id) => self.announce_and_ok(tag, &format!("[MAILBOXID ({id})] CREATE completed")),
             Err(e) => {
                 self.store_error(tag, &e);
                 Ok(Flow::Continue)
@@ -388,6 +394,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 StatusItem::AppendLimit => {
                     format!("APPENDLIMIT {}", self.cfg.max_append_size.0)
                 }
+                StatusItem::MailboxId => format!("MAILBOXID ({})", mb.mailbox_id()),
             });
         }
         let mut out = b"* STATUS ".to_vec();

@@ -170,6 +170,9 @@ fn eval(key: &SearchKey, p: &mut Probe<'_>) -> bool {
         SearchKey::SentOn(d) => sent_day(p).is_some_and(|s| s == day(d)),
         SearchKey::SentSince(d) => sent_day(p).is_some_and(|s| s >= day(d)),
         SearchKey::ModSeq(n) => p.meta.modseq >= *n,
+        SearchKey::EmailId(id) => facteur_store::email_id(&p.meta.file_name) == *id,
+        // THREADID is NIL for every message: none has this one.
+        SearchKey::ThreadId(_) => false,
         SearchKey::Not(k) => !eval(k, p),
         SearchKey::Or(a, b) => eval(a, p) || eval(b, p),
         SearchKey::Seq(set) => {

@@ -245,7 +245,7 @@ async fn capability_login_and_logout() {
         C: e LOGIN "alice@example.test" "alice-pw"
         S: e OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ** APPENDLIMIT=65536] Logged in
         C: f CAPABILITY
-        S: * CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES PREVIEW MULTIAPPEND COMPRESS=DEFLATE APPENDLIMIT=65536
+        S: * CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE STATUS=SIZE BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES PREVIEW MULTIAPPEND COMPRESS=DEFLATE OBJECTID APPENDLIMIT=65536
         S: f OK CAPABILITY completed
         C: g LOGIN bob@example.test bob-pw
         S: g BAD Already logged in
@@ -351,9 +351,9 @@ async fn mailbox_commands() {
         C: a LOGIN alice@example.test alice-pw
         S: a OK **
         C: b CREATE Work/2026/
-        S: b OK CREATE completed
+        S: b OK [MAILBOXID (*)] CREATE completed
         C: c CREATE Receipts (USE (\Archive))
-        S: c OK CREATE completed
+        S: c OK [MAILBOXID (*)] CREATE completed
         C: d CREATE Receipts
         S: d NO [ALREADYEXISTS] Mailbox already exists
         C: e CREATE "/abs"
@@ -434,7 +434,7 @@ async fn enable_utf8_and_modified_utf7_names() {
         C: a LOGIN alice@example.test alice-pw
         S: a OK **
         C: b CREATE Entw&APw-rfe
-        S: b OK CREATE completed
+        S: b OK [MAILBOXID (*)] CREATE completed
         C: c CREATE "Bad&Jjo"
         S: c NO [CANNOT] Invalid mailbox name encoding
         C: d LIST "" "E*"
@@ -455,6 +455,7 @@ async fn enable_utf8_and_modified_utf7_names() {
         S: * OK [UIDVALIDITY *] UIDs valid
         S: * OK [UIDNEXT 1] Predicted next UID
         S: * OK [HIGHESTMODSEQ *] Highest
+        S: * OK [MAILBOXID (*)] Ok
         S: * LIST () "/" "Entwürfe"
         S: h OK [READ-WRITE] SELECT completed
         C: i SEARCH ALL
@@ -488,6 +489,7 @@ async fn select_fetch_search_store() {
         S: * OK [UIDVALIDITY {v}] UIDs valid
         S: * OK [UIDNEXT 4] Predicted next UID
         S: * OK [HIGHESTMODSEQ *] Highest
+        S: * OK [MAILBOXID (*)] Ok
         S*: c OK [READ-WRITE] SELECT completed
         C: d FETCH 2 (FLAGS UID RFC822.SIZE BODY.PEEK[TEXT])
         S: * 2 FETCH (FLAGS () UID 2 RFC822.SIZE 29 BODY[TEXT] {{13}}
@@ -576,7 +578,7 @@ async fn copy_move_expunge_close_unselect() {
         C: a LOGIN alice@example.test alice-pw
         S: a OK **
         C: b CREATE Archive
-        S: b OK CREATE completed
+        S: b OK [MAILBOXID (*)] CREATE completed
         C: c SELECT INBOX
         S*: * 3 EXISTS
         S*: c OK [READ-WRITE] SELECT completed
@@ -980,6 +982,7 @@ async fn condstore_and_qresync() {
         S: * OK [UIDVALIDITY {v}] UIDs valid
         S: * OK [UIDNEXT 4] Predicted next UID
         S: * OK [HIGHESTMODSEQ *] Highest
+        S: * OK [MAILBOXID (*)] Ok
         S: * VANISHED (EARLIER) 3
         S: * 1 FETCH (UID 1 FLAGS (\Seen) MODSEQ (*))
         S: d OK [READ-WRITE] SELECT completed
@@ -1373,4 +1376,48 @@ async fn multiappend_is_all_or_nothing() {
         "#,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_ids_stay_with_their_objects() {
+    // OBJECTID (RFC 8474): MAILBOXID survives RENAME; EMAILID survives a
+    // flag change and finds its message; THREADID is NIL.
+    let f = fixture();
+    f.claim_recent().await;
+    let (mut c, _s) = f.connect(LOOPBACK).await;
+    c.cmd("a", "LOGIN alice@example.test alice-pw").await;
+    let created = c.cmd("b", "CREATE Box").await;
+    let id = created
+        .last()
+        .and_then(|l| l.strip_prefix("b OK [MAILBOXID ("))
+        .and_then(|l| l.split_once(')'))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_else(|| panic!("{created:?}"));
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    c.cmd("c", "RENAME Box Renamed").await;
+    let st = c.cmd("d", "STATUS Renamed (MAILBOXID)").await;
+    assert_eq!(st[0], format!("* STATUS Renamed (MAILBOXID ({id}))"));
+    let sel = c.cmd("e", "SELECT INBOX").await;
+    assert!(
+        sel.iter().any(|l| l.starts_with("* OK [MAILBOXID (F")),
+        "{sel:?}"
+    );
+    assert!(!sel.iter().any(|l| l.contains(&id)), "INBOX has its own id");
+    let before = c.cmd("f", "FETCH 2 (EMAILID THREADID)").await;
+    let email = before[0]
+        .strip_prefix("* 2 FETCH (EMAILID (")
+        .and_then(|l| l.split_once(')'))
+        .map(|(e, _)| e.to_string())
+        .unwrap_or_else(|| panic!("{before:?}"));
+    assert!(before[0].ends_with(" THREADID NIL)"), "{before:?}");
+    c.cmd("g", "STORE 2 +FLAGS (\\Seen $Label)").await;
+    let after = c.cmd("h", "FETCH 2 EMAILID").await;
+    assert_eq!(after[0], format!("* 2 FETCH (EMAILID ({email}))"));
+    let found = c.cmd("i", &format!("SEARCH EMAILID {email}")).await;
+    assert_eq!(found[0], "* SEARCH 2");
+    let none = c.cmd("j", &format!("SEARCH THREADID {email}")).await;
+    assert_eq!(none[0], "* SEARCH");
 }
