@@ -835,7 +835,9 @@ def test_store_copy_move_expunge_close_unselect(imap):
     u, _ = r.cmd("STORE 1 -FLAGS (\\Seen)")
     assert flags_of(u[0]) == {"\\Flagged"}, u
     u, _ = r.cmd("STORE 1 FLAGS (\\Draft $Todo)")
-    assert flags_of(u[0]) == {"\\Draft", "$Todo"}, u
+    # A new keyword: the mailbox's FLAGS (and PERMANENTFLAGS) first.
+    assert u[0].startswith(b"* FLAGS (") and b" $Todo" in u[0] and b"PERMANENTFLAGS" in u[1], u
+    assert flags_of(u[-1]) == {"\\Draft", "$Todo"}, u
     u, t = r.cmd("STORE 1:2 +FLAGS.SILENT (\\Answered)")
     assert u == [] and t.startswith(b"OK"), (u, t)
     u, _ = r.cmd("FETCH 1:2 FLAGS")
@@ -852,6 +854,8 @@ def test_store_copy_move_expunge_close_unselect(imap):
     r.cmd("STORE 2 +FLAGS ($Later)")
     u, t = r.cmd(f"STORE 1,2 (UNCHANGEDSINCE {m1}) +FLAGS ($Checked)")
     assert t.startswith(b"OK [MODIFIED 2]"), t
+    assert u[0].startswith(b"* FLAGS (") and b" $Checked " in u[0], u  # a new keyword
+    u = u[2:]
     assert len(u) == 1 and u[0].startswith(b"* 1 FETCH (") and "$Checked" in flags_of(u[0]) and b"MODSEQ (" in u[0], u
     u, _ = r.cmd("FETCH 2 (FLAGS)")
     assert "$Checked" not in flags_of(u[0]), u
