@@ -384,7 +384,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Flow::Close)
             }
             Command::Id(_) => {
-                self.io.write(b"* ID (\"name\" \"facteur\")\r\n");
+                // RFC 2971: who we are, for the client's logs and bug
+                // reports.
+                self.io.write(
+                    format!(
+                        "* ID (\"name\" \"facteur\" \"version\" \"{}\")\r\n",
+                        env!("CARGO_PKG_VERSION")
+                    )
+                    .as_bytes(),
+                );
                 self.ok(&tag, "ID completed");
                 Ok(Flow::Continue)
             }

@@ -424,13 +424,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// `* QUOTA "" (STORAGE used limit MESSAGE used limit)`, or nothing for
     /// an unlimited user.
-    fn write_quota(&mut self) -> Result<bool, StoreError> {
+    /// `* QUOTA "" (...)`: the user's one quota root, with the resources
+    /// that have a limit (none: an empty list, RFC 9208 §7.1 — the root
+    /// exists for every user, so a webmail shows "unlimited", not an
+    /// empty bar).
+    fn write_quota(&mut self) -> Result<(), StoreError> {
         let Some(user) = &self.user else {
-            return Ok(false);
+            return Ok(());
         };
         let q = user.quota;
         if q.bytes == 0 && q.messages == 0 {
-            return Ok(false);
+            self.io.write(b"* QUOTA \"\" ()\r\n");
+            return Ok(());
         }
         let (bytes, count) = blocking(|| user.store.quota_usage())?;
         let mut res = Vec::new();
@@ -447,7 +452,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.io
             .write(format!("* QUOTA \"\" ({})\r\n", res.join(" ")).as_bytes());
-        Ok(true)
+        Ok(())
     }
 
     pub(super) fn get_quota(&mut self, tag: &str, root: &str) -> io::Result<Flow> {
@@ -456,11 +461,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         }
         match self.write_quota() {
-            Ok(true) => self.announce_and_ok(tag, "GETQUOTA completed"),
-            Ok(false) => {
-                self.no(tag, "[NONEXISTENT] No quota for this user");
-                Ok(Flow::Continue)
-            }
+            Ok(()) => self.announce_and_ok(tag, "GETQUOTA completed"),
             Err(e) => {
                 self.store_error(tag, &e);
                 Ok(Flow::Continue)
@@ -469,16 +470,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     pub(super) fn get_quota_root(&mut self, tag: &str, name: &str) -> io::Result<Flow> {
-        let Some(user) = &self.user else {
+        if self.user.is_none() {
             return Ok(Flow::Continue);
-        };
-        let limited = user.quota.bytes > 0 || user.quota.messages > 0;
+        }
         let mut out = b"* QUOTAROOT ".to_vec();
         self.mailbox_out(&mut out, name);
-        if limited {
-            out.extend_from_slice(b" \"\"");
-        }
-        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(b" \"\"\r\n");
         self.io.write(&out);
         if let Err(e) = self.write_quota() {
             self.store_error(tag, &e);

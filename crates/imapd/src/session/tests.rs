@@ -236,7 +236,7 @@ async fn capability_login_and_logout() {
         S: * CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS AUTH=SCRAM-SHA-256 AUTH=PLAIN AUTH=LOGIN SASL-IR LITERAL+ ** APPENDLIMIT=65536
         S: a OK CAPABILITY completed
         C: b ID ("name" "test")
-        S: * ID ("name" "facteur")
+        S: * ID ("name" "facteur" "version" "*")
         S: b OK ID completed
         C: c NOOP
         S: c OK NOOP completed
@@ -418,9 +418,14 @@ async fn mailbox_commands() {
         C: y STATUS INBOX (MESSAGES UIDNEXT)
         S: * STATUS INBOX (MESSAGES 0 UIDNEXT *)
         S: y OK STATUS completed
+        # No limit: the root is still named, with no resource (RFC 9208).
         C: z GETQUOTAROOT INBOX
-        S: * QUOTAROOT INBOX
+        S: * QUOTAROOT INBOX ""
+        S: * QUOTA "" ()
         S: z OK GETQUOTAROOT completed
+        C: z2 ID NIL
+        S: * ID ("name" "facteur" "version" "*")
+        S: z2 OK ID completed
         "#,
     )
     .await;
