@@ -105,14 +105,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         }
                     });
                 }
-                None => return Ok(Flow::Close),
+                None => {
+                    // The client went away mid-command: nothing of it stays.
+                    self.undo_appends(&mut target, &uids);
+                    return Ok(Flow::Close);
+                }
             };
             total = total.saturating_add(literal.len);
             let stored = self.store_appended(&mut target, body, literal.binary, &flags, date);
             let rest = match self.io.next_line(false).await? {
                 Input::Line(l) => Some(l),
                 Input::TooLong => None,
-                _ => return Ok(Flow::Close),
+                _ => {
+                    // The command never ended: nothing of it stays.
+                    if let Ok(uid) = stored {
+                        uids.push(uid);
+                    }
+                    self.undo_appends(&mut target, &uids);
+                    return Ok(Flow::Close);
+                }
             };
             match stored {
                 Ok(uid) => uids.push(uid),

@@ -1426,3 +1426,26 @@ async fn object_ids_stay_with_their_objects() {
     let none = c.cmd("j", &format!("SEARCH THREADID {email}")).await;
     assert_eq!(none[0], "* SEARCH");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_the_client_never_ends_leaves_nothing() {
+    // The literal arrives, the line end that completes the command does
+    // not: the client went away; the message must not stay.
+    let f = fixture();
+    let (mut c, s) = f.connect(LOOPBACK).await;
+    c.cmd("a", "LOGIN alice@example.test alice-pw").await;
+    c.send(b"b APPEND INBOX {6+}\r\nx: 1\r\n {6+}\r\nx: 2\r\n")
+        .await;
+    drop(c);
+    s.ended().await;
+    f.transcript(
+        r#"
+        C: a LOGIN alice@example.test alice-pw
+        S: a OK **
+        C: b STATUS INBOX (MESSAGES)
+        S: * STATUS INBOX (MESSAGES 3)
+        S: b OK STATUS completed
+        "#,
+    )
+    .await;
+}
