@@ -17,6 +17,7 @@
 //! view and reports what changed; it runs after every command except FETCH,
 //! STORE and SEARCH by sequence number.
 
+mod announce;
 mod append;
 mod auth;
 mod fetch;
@@ -29,17 +30,19 @@ mod sort;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use announce::{expunge_lines, parse_flags, write_flags};
+
 use crate::Context;
 use facteur_daemon::conn::Conn;
 use facteur_daemon::lineio::{Fill, Input, LineIo};
 use facteur_imap_proto::{Command, Literal, SeqBound, SequenceSet, Tagged, encode};
-use facteur_store::{Flags, Mailbox, StoreError, UserStore};
+use facteur_store::{Mailbox, StoreError, UserStore};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 /// The longest line of a command (literals apart).
 const MAX_LINE: usize = 64 * 1024;
@@ -553,98 +556,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.no(tag, &text);
     }
 
-    /// Announces changes, then OK (or BYE and close if the selected
-    /// mailbox vanished).
-    pub(crate) fn announce_and_ok(&mut self, tag: &str, text: &str) -> io::Result<Flow> {
-        if self.announce() == Flow::Close {
-            return Ok(Flow::Close);
-        }
-        self.ok(tag, text);
-        Ok(Flow::Continue)
-    }
-
-    /// Syncs the selected mailbox and writes what changed: EXPUNGE (or
-    /// VANISHED), EXISTS, FETCH FLAGS.
-    pub(crate) fn announce(&mut self) -> Flow {
-        let Some(sel) = &mut self.sel else {
-            return Flow::Continue;
-        };
-        let changes = match blocking(|| sel.mb.sync()) {
-            Ok(c) => c,
-            Err(e) => {
-                info!(error = %e, "selected mailbox is gone");
-                self.io
-                    .write(b"* BYE [CLOSED] The selected mailbox was deleted or rebuilt\r\n");
-                return Flow::Close;
-            }
-        };
-        let msgs = sel.mb.messages();
-        if !changes.expunged.is_empty() {
-            if self.qresync {
-                let set = encode::seq_set(&changes.expunged);
-                self.io.write(format!("* VANISHED {set}\r\n").as_bytes());
-            } else {
-                // Each expunged message's number in the client's view: the
-                // survivors before it plus the expunged before it. Sent
-                // highest first, so no announcement shifts a later one.
-                let seqs: Vec<usize> = changes
-                    .expunged
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &uid)| msgs.partition_point(|m| m.uid < uid) + i + 1)
-                    .collect();
-                self.io.write(&expunge_lines(seqs));
-            }
-        }
-        // New messages are recent in the first session that sees them
-        // (read-write, IMAP4rev1): this one, if no other claimed them.
-        if !changes.added.is_empty() && !sel.read_only && !self.rev2 {
-            match blocking(|| sel.mb.claim_recent()) {
-                Ok(Some(r)) => sel.recent.push(r),
-                Ok(None) => {}
-                Err(e) => info!(error = %e, "cannot record \\Recent"),
-            }
-        }
-        let msgs = sel.mb.messages();
-        {
-            let shown = changes.added.iter().chain(&changes.flags_changed);
-            let flags = shown
-                .filter_map(|uid| msgs.binary_search_by_key(uid, |m| m.uid).ok())
-                .map(|i| &msgs[i].flags);
-            let mut out = Vec::new();
-            sel.keywords.announce(sel.read_only, flags, &mut out);
-            self.io.write(&out);
-        }
-        if !changes.added.is_empty() || !changes.expunged.is_empty() {
-            self.io
-                .write(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
-            let n = sel.recent_count();
-            if !self.rev2 && (n != sel.announced_recent || !changes.added.is_empty()) {
-                sel.announced_recent = n;
-                self.io.write(format!("* {n} RECENT\r\n").as_bytes());
-            }
-        }
-        if !changes.flags_changed.is_empty() {
-            let mut out = Vec::new();
-            for uid in &changes.flags_changed {
-                let Ok(i) = msgs.binary_search_by_key(uid, |m| m.uid) else {
-                    continue;
-                };
-                let m = &msgs[i];
-                out.extend_from_slice(
-                    format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes(),
-                );
-                write_flags(&mut out, &m.flags, sel.is_recent(m.uid));
-                if self.condstore {
-                    out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
-                }
-                out.extend_from_slice(b")\r\n");
-            }
-            self.io.write(&out);
-        }
-        Flow::Continue
-    }
-
     // ---- names and sets ----
 
     /// A mailbox name from the client, in the store's terms.
@@ -707,18 +618,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 /// True if `set` uses `*` (so an empty mailbox gives an empty result, not an
 /// error).
-/// `* n EXPUNGE` for each of `seqs` (numbers in the client's view before
-/// any of them went), highest first, so that no announcement shifts a
-/// later one (RFC 9051 §7.5.1).
-pub(crate) fn expunge_lines(mut seqs: Vec<usize>) -> Vec<u8> {
-    seqs.sort_unstable();
-    let mut out = String::new();
-    for s in seqs.iter().rev() {
-        out.push_str(&format!("* {s} EXPUNGE\r\n"));
-    }
-    out.into_bytes()
-}
-
 pub(crate) fn uses_star(set: &SequenceSet) -> bool {
     match set {
         SequenceSet::Ranges(r) => r
@@ -726,48 +625,6 @@ pub(crate) fn uses_star(set: &SequenceSet) -> bool {
             .any(|(a, b)| *a == SeqBound::Star || *b == SeqBound::Star),
         SequenceSet::Saved => false,
     }
-}
-
-/// `(\Seen \Flagged kw)`, without allocating (FETCH 1:* FLAGS on a big
-/// mailbox writes this 100,000 times).
-/// A message's flags; `recent`: with IMAP4rev1's `\Recent`.
-pub(crate) fn write_flags(out: &mut Vec<u8>, f: &Flags, recent: bool) {
-    let system = SYSTEM_FLAGS
-        .iter()
-        .filter(|(bit, _)| f.system & bit != 0)
-        .map(|(_, name)| *name)
-        .chain(recent.then_some("\\Recent"));
-    encode::flag_list(out, system.chain(f.keywords.iter().map(String::as_str)));
-}
-
-pub(crate) const SYSTEM_FLAGS: [(u8, &str); 5] = [
-    (facteur_store::SEEN, "\\Seen"),
-    (facteur_store::ANSWERED, "\\Answered"),
-    (facteur_store::FLAGGED, "\\Flagged"),
-    (facteur_store::DELETED, "\\Deleted"),
-    (facteur_store::DRAFT, "\\Draft"),
-];
-
-/// Flags from a client's list; `Err` names a flag we cannot store.
-pub(crate) fn parse_flags(list: &[String]) -> Result<Flags, String> {
-    let mut f = Flags::default();
-    for name in list {
-        if let Some(&(bit, _)) = SYSTEM_FLAGS
-            .iter()
-            .find(|(_, n)| n.eq_ignore_ascii_case(name))
-        {
-            f.system |= bit;
-        } else if name.eq_ignore_ascii_case("\\Recent") {
-            return Err("\\Recent cannot be set".into());
-        } else if name.starts_with('\\') {
-            return Err(format!("Unknown system flag {name}"));
-        } else if name.is_empty() || name.len() > 128 {
-            return Err("Invalid keyword".into());
-        } else {
-            f.keywords.insert(name.clone());
-        }
-    }
-    Ok(f)
 }
 
 fn strip_eol(line: &[u8]) -> &[u8] {

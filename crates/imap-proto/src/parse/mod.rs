@@ -37,10 +37,11 @@
 //! Security: the input comes from unauthenticated peers; every error is a
 //! value for the peer.
 
+mod append;
+pub use append::append_next;
 mod fetch;
 pub(crate) mod lexer;
 mod mailbox;
-pub use mailbox::append_next;
 mod search;
 mod session;
 
