@@ -82,7 +82,8 @@ pub enum SearchKey {
     ModSeq(u64),
 }
 
-/// SEARCH RETURN options (RFC 4731 ESEARCH, RFC 5182 SAVE).
+/// SEARCH RETURN options (RFC 4731 ESEARCH, RFC 5182 SAVE, RFC 5267
+/// CONTEXT=SEARCH, RFC 9394 PARTIAL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchReturn {
     Min,
@@ -90,6 +91,14 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// `UPDATE`: keep the result and report its changes (ADDTO,
+    /// REMOVEFROM) until CANCELUPDATE or the mailbox is left.
+    Update,
+    /// `PARTIAL first:last`: the results at these 1-based positions; both
+    /// negative for positions from the end (-1 the last). Normalized so
+    /// that `first` is the one nearer the end it counts from (`4:2` is
+    /// `Partial(2, 4)`, `-5:-1` is `Partial(-1, -5)`).
+    Partial(i64, i64),
 }
 
 /// The next message of a MULTIAPPEND (RFC 3502).
@@ -359,6 +368,9 @@ pub enum Command {
         charset: Option<String>,
         key: SearchKey,
     },
+    /// CANCELUPDATE tag... (RFC 5267 §4.2): stop the updates of these
+    /// searches.
+    CancelUpdate(Vec<String>),
     /// SORT / UID SORT (RFC 5256), RETURN for ESORT (RFC 5267).
     Sort {
         uid: bool,

@@ -20,6 +20,7 @@
 mod announce;
 mod append;
 mod auth;
+mod context;
 mod fetch;
 mod idle;
 mod listing;
@@ -80,6 +81,8 @@ pub(crate) struct Selected {
     /// makes a new `* FLAGS` go out before it (RFC 9051 §7.3.5: a client
     /// learns the mailbox's flags from it).
     pub keywords: crate::keywords::Keywords,
+    /// The searches kept up to date (RFC 5267 `RETURN (UPDATE)`).
+    pub contexts: Vec<context::SearchContext>,
 }
 
 impl Selected {
@@ -474,6 +477,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Flow::Continue)
             }
             Command::Check => blocking(|| self.announce_and_ok(&tag, "CHECK completed")),
+            Command::CancelUpdate(tags) => self.cancel_update(&tag, &tags),
             Command::Close => blocking(|| self.close(&tag, true)),
             Command::Unselect => blocking(|| self.close(&tag, false)),
             Command::Expunge => blocking(|| self.expunge(&tag, None)),
@@ -682,6 +686,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::UidExpunge(_) => "UID EXPUNGE",
         Command::Search { .. } => "SEARCH",
         Command::Sort { .. } => "SORT",
+        Command::CancelUpdate(_) => "CANCELUPDATE",
         Command::Thread { .. } => "THREAD",
         Command::Fetch { .. } => "FETCH",
         Command::Store(_) => "STORE",

@@ -223,6 +223,10 @@ mod tests {
             ("a CHECK", Command::Check),
             ("a CLOSE", Command::Close),
             ("a UNSELECT", Command::Unselect),
+            (
+                "a CANCELUPDATE \"A1\" {2+}\r\nB2",
+                Command::CancelUpdate(vec!["A1".into(), "B2".into()]),
+            ),
             ("a EXPUNGE", Command::Expunge),
         ];
         for (input, want) in cases {

@@ -154,9 +154,32 @@ fn search_return(p: &mut Parser<'_>) -> Res<SearchReturn> {
         SearchReturn::Count
     } else if is("SAVE") {
         SearchReturn::Save
+    } else if is("UPDATE") {
+        SearchReturn::Update
+    } else if is("PARTIAL") {
+        p.sp()?;
+        partial_range(p)?
     } else {
         return Err("unknown SEARCH return option");
     })
+}
+
+/// `partial-range = nz-number ":" nz-number / "-" nz-number ":" "-"
+/// nz-number` (RFC 9394 §3; RFC 5267 has the first form), either order.
+fn partial_range(p: &mut Parser<'_>) -> Res<SearchReturn> {
+    let bound = |p: &mut Parser<'_>| -> Res<i64> {
+        let neg = p.eat(b'-');
+        let n = i64::from(p.nz_number().map_err(|_| "malformed PARTIAL range")?);
+        Ok(if neg { -n } else { n })
+    };
+    let a = bound(p)?;
+    p.expect(b':', "malformed PARTIAL range")?;
+    let b = bound(p)?;
+    if (a < 0) != (b < 0) {
+        return Err("malformed PARTIAL range");
+    }
+    let (first, last) = if a.abs() <= b.abs() { (a, b) } else { (b, a) };
+    Ok(SearchReturn::Partial(first, last))
 }
 
 /// One or more keys separated by SP, up to the end of the input or a `)`.
@@ -503,6 +526,13 @@ mod tests {
                 search(true, Some(vec![R::Min, R::Max]), None, Seq(Ranges(vec![(Num(1), Num(5000))])))),
             (b"A286 SEARCH RETURN (COUNT) DELETED", search(false, Some(vec![R::Count]), None, Deleted)),
             (b"a SEARCH RETURN (ALL) ALL", search(false, Some(vec![R::All]), None, All)),
+            // RFC 5267 §4.1, §4.4; RFC 9394 §3.
+            (b"a SEARCH RETURN (UPDATE ALL) SEEN", search(false, Some(vec![R::Update, R::All]), None, Seen)),
+            (b"a SEARCH RETURN (PARTIAL 1:1) ALL", search(false, Some(vec![R::Partial(1, 1)]), None, All)),
+            (b"a SEARCH RETURN (PARTIAL 4:2) ALL", search(false, Some(vec![R::Partial(2, 4)]), None, All)),
+            (b"a UID SEARCH RETURN (COUNT PARTIAL -1:-100) ALL",
+                search(true, Some(vec![R::Count, R::Partial(-1, -100)]), None, All)),
+            (b"a SEARCH RETURN (PARTIAL -7:-3) ALL", search(false, Some(vec![R::Partial(-3, -7)]), None, All)),
             // RFC 7162 §3.1.5.
             (b"a UID SEARCH MODSEQ \"/flags/\\\\draft\" all 620162338",
                 search(true, None, None, ModSeq(620162338))),
@@ -531,6 +561,31 @@ mod tests {
             (b"a SEARCH SEEN)", "unexpected characters at end of command"),
             (b"a SEARCH RETURN (FOO) ALL", "unknown SEARCH return option"),
             (b"a SEARCH RETURN (MIN)", "missing search criteria"),
+            (
+                b"a SEARCH RETURN (PARTIAL 1) ALL",
+                "malformed PARTIAL range",
+            ),
+            (
+                b"a SEARCH RETURN (PARTIAL 1:*) ALL",
+                "malformed PARTIAL range",
+            ),
+            (
+                b"a SEARCH RETURN (PARTIAL *:1) ALL",
+                "malformed PARTIAL range",
+            ),
+            (
+                b"a SEARCH RETURN (PARTIAL 0:3) ALL",
+                "malformed PARTIAL range",
+            ),
+            (
+                b"a SEARCH RETURN (PARTIAL -1:3) ALL",
+                "malformed PARTIAL range",
+            ),
+            (
+                b"a SEARCH RETURN (PARTIAL 1:4294967296) ALL",
+                "malformed PARTIAL range",
+            ),
+            (b"a SEARCH RETURN (PARTIAL) ALL", "expected a space"),
             (b"a SEARCH CHARSET", "missing charset"),
             (b"a SEARCH CHARSET UTF-8", "missing search criteria"),
             (

@@ -1,7 +1,8 @@
 //! Commands about the session rather than a mailbox: CAPABILITY, NOOP,
 //! LOGOUT, ID (RFC 2971), STARTTLS, AUTHENTICATE with SASL-IR (RFC 4959),
 //! LOGIN, ENABLE (RFC 5161), IDLE (RFC 2177), NAMESPACE (RFC 2342), the
-//! QUOTA commands (RFC 9208 §4) and COMPRESS (RFC 4978).
+//! QUOTA commands (RFC 9208 §4), COMPRESS (RFC 4978) and CANCELUPDATE
+//! (RFC 5267 §4.2).
 //!
 //! Needs the lexer; guarantees what it does (no panic, linear time).
 
@@ -35,6 +36,14 @@ pub(super) fn parse(p: &mut Parser<'_>, name: &[u8]) -> Res<Option<Command>> {
         p.arg("missing password")?;
         let password = p.astring()?;
         Command::Login { user, password }
+    } else if is("CANCELUPDATE") {
+        p.arg("missing search tag")?;
+        let mut tags = vec![p.string()?];
+        while !p.at_end() {
+            p.sp()?;
+            tags.push(p.string()?);
+        }
+        Command::CancelUpdate(tags)
     } else if is("ENABLE") {
         p.arg("missing capability")?;
         let mut caps = vec![p.atom()?];

@@ -36,24 +36,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Flow::Close;
             }
         };
-        let msgs = sel.mb.messages();
         if !changes.expunged.is_empty() {
+            // Each expunged message's number in the client's view: the
+            // survivors before it plus the expunged before it.
+            let msgs = sel.mb.messages();
+            let gone: Vec<(u32, usize)> = changes
+                .expunged
+                .iter()
+                .enumerate()
+                .map(|(i, &uid)| (uid, msgs.partition_point(|m| m.uid < uid) + i + 1))
+                .collect();
+            self.contexts_expunged(&gone);
             if self.qresync {
                 let set = encode::seq_set(&changes.expunged);
                 self.io.write(format!("* VANISHED {set}\r\n").as_bytes());
             } else {
-                // Each expunged message's number in the client's view: the
-                // survivors before it plus the expunged before it. Sent
-                // highest first, so no announcement shifts a later one.
-                let seqs: Vec<usize> = changes
-                    .expunged
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &uid)| msgs.partition_point(|m| m.uid < uid) + i + 1)
-                    .collect();
-                self.io.write(&expunge_lines(seqs));
+                // Sent highest first, so no announcement shifts a later one.
+                self.io
+                    .write(&expunge_lines(gone.iter().map(|g| g.1).collect()));
             }
         }
+        let Some(sel) = &mut self.sel else {
+            return Flow::Continue;
+        };
         // New messages are recent in the first session that sees them
         // (read-write, IMAP4rev1): this one, if no other claimed them.
         if !changes.added.is_empty() && !sel.read_only && !self.rev2 {
@@ -100,6 +105,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.io.write(&out);
         }
+        let touched: Vec<u32> = changes
+            .added
+            .iter()
+            .chain(&changes.flags_changed)
+            .copied()
+            .collect();
+        self.contexts_touched(&touched);
         Flow::Continue
     }
 }

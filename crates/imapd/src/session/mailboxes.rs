@@ -158,6 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             recent,
             announced_recent,
             keywords,
+            contexts: Vec::new(),
         });
         if read_only {
             self.ok(tag, "[READ-ONLY] EXAMINE completed");

@@ -105,6 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             out.extend_from_slice(b")\r\n");
         }
         self.io.write(&out);
+        self.contexts_touched(&updated);
         if uid && self.announce() == Flow::Close {
             return Ok(Flow::Close);
         }
@@ -240,19 +241,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if gone.is_empty() {
             return;
         }
+        let mut sorted = gone.to_vec();
+        sorted.sort_unstable();
+        let pairs: Vec<(u32, usize)> = before
+            .iter()
+            .filter(|(u, _)| sorted.binary_search(u).is_ok())
+            .copied()
+            .collect();
+        self.contexts_expunged(&pairs);
         if self.qresync {
             self.io
                 .write(format!("* VANISHED {}\r\n", encode::seq_set(gone)).as_bytes());
             return;
         }
-        let mut gone = gone.to_vec();
-        gone.sort_unstable();
-        let seqs: Vec<usize> = before
-            .iter()
-            .filter(|(u, _)| gone.binary_search(u).is_ok())
-            .map(|(_, s)| *s)
-            .collect();
-        self.io.write(&super::expunge_lines(seqs));
+        self.io
+            .write(&super::expunge_lines(pairs.iter().map(|p| p.1).collect()));
     }
 
     pub(super) fn expunge(&mut self, tag: &str, set: Option<SequenceSet>) -> io::Result<Flow> {

@@ -1,6 +1,7 @@
 //! SEARCH and UID SEARCH (RFC 9051 §6.4.4), ESEARCH replies (RFC 4731, and
 //! always under IMAP4rev2), SEARCHRES (`SAVE`, `$`, RFC 5182), MODSEQ
-//! (RFC 7162 §3.1.5).
+//! (RFC 7162 §3.1.5), PARTIAL (RFC 5267 §4.4, RFC 9394); UPDATE's
+//! contexts are kept in context.rs.
 //!
 //! Keys on flags, sizes, dates, sequence numbers and UIDs use the index
 //! only; a message file is read (once per message) only if a header or text
@@ -14,6 +15,7 @@ use facteur_imap_proto::{Date, SearchKey, SearchReturn, SequenceSet, encode};
 use facteur_store::{ANSWERED, DELETED, DRAFT, FLAGGED, Mailbox, MessageMeta, SEEN};
 use std::cell::OnceCell;
 use std::io;
+use std::ops::Range;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// `* ESEARCH (TAG "t") [UID]` and the items `opts` ask for, of `nums`
@@ -53,9 +55,30 @@ pub(super) fn esearch_items(
                     out.push_str(&format!(" ALL {}", set(nums)));
                 }
             }
-            SearchReturn::Save => {}
+            SearchReturn::Partial(first, last) => {
+                out.push_str(&format!(" PARTIAL ({first}:{last} "));
+                match partial_range(nums.len(), *first, *last) {
+                    Some(r) => out.push_str(&set(&nums[r])),
+                    None => out.push_str("NIL"),
+                }
+                out.push(')');
+            }
+            SearchReturn::Save | SearchReturn::Update => {}
         }
     }
+}
+
+/// The positions (0-based, in a result of `n`) that `PARTIAL first:last`
+/// names (RFC 9394 §3: 1-based, or from the end when negative); None if
+/// the result has none of them.
+pub(super) fn partial_range(n: usize, first: i64, last: i64) -> Option<Range<usize>> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let (lo, hi) = if first > 0 {
+        (first - 1, last.min(n))
+    } else {
+        ((n + last).max(0), n + first + 1)
+    };
+    (lo < hi).then_some(lo as usize..hi as usize)
 }
 
 /// A matching message: (sequence number, UID, MODSEQ).
@@ -261,11 +284,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Vec::new();
         };
         let msgs = sel.mb.messages();
+        self.matching_at(key, 0..msgs.len())
+            .into_iter()
+            .map(|i| (i as u32 + 1, msgs[i].uid, msgs[i].modseq))
+            .collect()
+    }
+
+    /// Those of the messages at `positions` (0-based, in the selected
+    /// mailbox) that `key` matches.
+    pub(super) fn matching_at(
+        &self,
+        key: &SearchKey,
+        positions: impl IntoIterator<Item = usize>,
+    ) -> Vec<usize> {
+        let Some(sel) = &self.sel else {
+            return Vec::new();
+        };
+        let msgs = sel.mb.messages();
         let mut saved = self.saved.clone();
         saved.sort_unstable();
         let largest_uid = msgs.last().map_or(0, |m| m.uid);
         let mut hits = Vec::new();
-        for (i, meta) in msgs.iter().enumerate() {
+        for i in positions {
+            let Some(meta) = msgs.get(i) else { continue };
             let raw = OnceCell::new();
             let msg = OnceCell::new();
             let mut p = Probe {
@@ -280,7 +321,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 msg: &msg,
             };
             if eval(key, &mut p) {
-                hits.push((i as u32 + 1, meta.uid, meta.modseq));
+                hits.push(i);
             }
         }
         hits
@@ -298,6 +339,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         }
         let modseq_key = uses_modseq(&key);
+        let update = ret
+            .as_ref()
+            .is_some_and(|o| o.contains(&SearchReturn::Update));
+        if update && !self.context_allowed(tag) {
+            return Ok(Flow::Continue);
+        }
         let hits = self.matching(&key);
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
         let esearch = ret.is_some() || self.rev2;
@@ -318,6 +365,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             if opts.contains(&SearchReturn::Max) {
                 v.extend(hits.last().map(|h| h.2));
+            }
+            for o in &opts {
+                if let SearchReturn::Partial(a, b) = *o
+                    && let Some(r) = partial_range(hits.len(), a, b)
+                {
+                    v.extend(hits[r].iter().map(|h| h.2));
+                }
             }
             v.into_iter().max()
         } else {
@@ -362,10 +416,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             out.push_str("\r\n");
         }
         self.io.write(out.as_bytes());
+        if update {
+            let result = hits.iter().map(|h| h.1).collect();
+            self.add_context(tag, uid, key, None, result);
+        }
         if uid {
             return self.announce_and_ok(tag, "SEARCH completed");
         }
         self.ok(tag, "SEARCH completed");
         Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_range;
+
+    #[test]
+    fn partial_ranges_from_either_end() {
+        assert_eq!(partial_range(5, 1, 1), Some(0..1));
+        assert_eq!(partial_range(5, 2, 4), Some(1..4));
+        assert_eq!(partial_range(5, 1, 6), Some(0..5));
+        assert_eq!(partial_range(5, 6, 6), None);
+        assert_eq!(partial_range(0, 1, 1), None);
+        assert_eq!(partial_range(5, -1, -1), Some(4..5));
+        assert_eq!(partial_range(5, -1, -2), Some(3..5));
+        assert_eq!(partial_range(5, -2, -9), Some(0..4));
+        assert_eq!(partial_range(5, -6, -9), None);
+        assert_eq!(partial_range(3, 1, 4_294_967_295), Some(0..3));
+        assert_eq!(partial_range(3, -4_294_967_295, -4_294_967_295), None);
     }
 }

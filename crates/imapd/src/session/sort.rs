@@ -20,8 +20,8 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// One message's value for one key.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Value {
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Value {
     Num(i64),
     Text(String),
 }
@@ -50,9 +50,22 @@ fn value(k: SortKey, m: Option<&Message<'_>>, internal: i64, size: u64) -> Value
     }
 }
 
+/// The order of two messages' values under `criteria` (ties: Equal; the
+/// caller breaks them by mailbox order).
+pub(super) fn compare(criteria: &[SortCriterion], a: &[Value], b: &[Value]) -> Ordering {
+    for (i, c) in criteria.iter().enumerate() {
+        let o = a[i].cmp(&b[i]);
+        let o = if c.reverse { o.reverse() } else { o };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
 /// Numbers in the order given, as a sequence set: ascending runs become
 /// ranges (`3:4,2`, RFC 5267 §3.2: ALL keeps the sort order).
-fn ordered_set(nums: &[u32]) -> String {
+pub(super) fn ordered_set(nums: &[u32]) -> String {
     let mut out = String::new();
     let mut i = 0;
     while i < nums.len() {
@@ -78,6 +91,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// sorts as one without the fields).
     fn header_of(&self, uid: u32) -> Option<Vec<u8>> {
         self.sel.as_ref()?.mb.read_header(uid).ok()
+    }
+
+    /// The values of the message at `seq` (with `uid`) for `criteria`; its
+    /// header is read only if a criterion needs it.
+    pub(super) fn sort_values(&self, criteria: &[SortCriterion], seq: u32, uid: u32) -> Vec<Value> {
+        let header = criteria.iter().any(|c| needs_header(c.key));
+        let raw = if header { self.header_of(uid) } else { None };
+        let m = raw.as_deref().map(Message::parse);
+        let (internal, size) = (self.internal_date(seq), self.size(seq));
+        criteria
+            .iter()
+            .map(|c| value(c.key, m.as_ref(), internal, size))
+            .collect()
     }
 
     fn internal_date(&self, seq: u32) -> i64 {
@@ -109,29 +135,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !self.search_allowed(tag, Some(&charset), &key, dates) {
             return Ok(Flow::Continue);
         }
-        let hits = self.matching(&key);
-        let header = criteria.iter().any(|c| needs_header(c.key));
-        let mut keyed: Vec<(Vec<Value>, Hit)> = Vec::with_capacity(hits.len());
-        for h in hits {
-            let raw = if header { self.header_of(h.1) } else { None };
-            let m = raw.as_deref().map(Message::parse);
-            let (internal, size) = (self.internal_date(h.0), self.size(h.0));
-            let values = criteria
-                .iter()
-                .map(|c| value(c.key, m.as_ref(), internal, size))
-                .collect();
-            keyed.push((values, h));
+        let update = ret
+            .as_ref()
+            .is_some_and(|o| o.contains(&SearchReturn::Update));
+        if update && !self.context_allowed(tag) {
+            return Ok(Flow::Continue);
         }
-        keyed.sort_by(|(a, ha), (b, hb)| {
-            for (i, c) in criteria.iter().enumerate() {
-                let o = a[i].cmp(&b[i]);
-                let o = if c.reverse { o.reverse() } else { o };
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            ha.0.cmp(&hb.0)
-        });
+        let hits = self.matching(&key);
+        let mut keyed: Vec<(Vec<Value>, Hit)> = hits
+            .into_iter()
+            .map(|h| (self.sort_values(&criteria, h.0, h.1), h))
+            .collect();
+        keyed.sort_by(|(a, ha), (b, hb)| compare(&criteria, a, b).then(ha.0.cmp(&hb.0)));
         let nums: Vec<u32> = keyed
             .iter()
             .map(|(_, h)| if uid { h.1 } else { h.0 })
@@ -161,6 +176,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         out.push_str("\r\n");
         self.io.write(out.as_bytes());
+        if update {
+            let result = keyed.iter().map(|(_, h)| h.1).collect();
+            self.add_context(tag, uid, key, Some(criteria), result);
+        }
         if uid {
             return self.announce_and_ok(tag, "SORT completed");
         }

@@ -520,3 +520,108 @@ async fn an_append_the_client_never_ends_leaves_nothing() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_contexts_follow_the_mailbox() {
+    let f = fixture();
+    let (mut a, sa) = f.connect(LOOPBACK).await;
+    let (mut b, sb) = f.connect(LOOPBACK).await;
+    // Subjects one, two, three: sorted one (1), three (3), two (2).
+    a.run(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: s SELECT INBOX
+        S*: s OK [READ-WRITE] SELECT completed
+        C: c1 SEARCH RETURN (UPDATE ALL) UNSEEN
+        S: * ESEARCH (TAG "c1") ALL 1:3
+        S: c1 OK SEARCH completed
+        C: c2 UID SORT RETURN (UPDATE) (SUBJECT) UTF-8 UNSEEN
+        S: * ESEARCH (TAG "c2") UID
+        S: c2 OK SORT completed
+        C: c3 STORE 2 +FLAGS.SILENT (\Seen)
+        S: * ESEARCH (TAG "c1") REMOVEFROM (2 2)
+        S: * ESEARCH (TAG "c2") UID REMOVEFROM (3 2)
+        S: c3 OK STORE completed
+        "#,
+    )
+    .await;
+    // A new message sorts first ("four").
+    f.home
+        .store
+        .deliver(
+            ALICE.0,
+            None,
+            &mut &b"Subject: four\r\n\r\n4\r\n"[..],
+            Quota::default(),
+        )
+        .unwrap();
+    a.run(
+        r#"
+        C: n1 NOOP
+        S: * 4 EXISTS
+        S: * 4 RECENT
+        S: * ESEARCH (TAG "c1") ADDTO (3 4)
+        S: * ESEARCH (TAG "c2") UID ADDTO (1 4)
+        S: n1 OK NOOP completed
+        "#,
+    )
+    .await;
+    // Another session expunges message 1: the removals come before the
+    // EXPUNGE, in the numbers the client has.
+    b.run(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: s SELECT INBOX
+        S*: s OK [READ-WRITE] SELECT completed
+        C: x STORE 1 +FLAGS.SILENT (\Deleted)
+        S: x OK STORE completed
+        C: y EXPUNGE
+        S: * 1 EXPUNGE
+        S: y OK EXPUNGE completed
+        "#,
+    )
+    .await;
+    let mut script = String::from(
+        r#"
+        C: n2 NOOP
+        S: * ESEARCH (TAG "c1") REMOVEFROM (1 1)
+        S: * ESEARCH (TAG "c2") UID REMOVEFROM (2 1)
+        S: * 1 EXPUNGE
+        S*: n2 OK NOOP completed
+        C: c5 CANCELUPDATE "c1"
+        S: c5 OK CANCELUPDATE completed
+        C: c6 STORE 2 +FLAGS.SILENT (\Seen)
+        S: * ESEARCH (TAG "c2") UID REMOVEFROM (2 3)
+        S: c6 OK STORE completed
+        C: c7 SEARCH RETURN (PARTIAL -1:-2) ALL
+        S: * ESEARCH (TAG "c7") PARTIAL (-1:-2 2:3)
+        S: c7 OK SEARCH completed
+        C: c8 SORT RETURN (PARTIAL 5:9) (SUBJECT) UTF-8 ALL
+        S: * ESEARCH (TAG "c8") PARTIAL (5:9 NIL)
+        S: c8 OK SORT completed
+        "#,
+    );
+    // Sixteen contexts at most: c2 and fifteen more.
+    for i in 1..=15 {
+        script.push_str(&format!(
+            "C: u{i} SEARCH RETURN (UPDATE) ALL\nS: * ESEARCH (TAG \"u{i}\")\nS: u{i} OK SEARCH completed\n"
+        ));
+    }
+    script.push_str(
+        r#"
+        C: u16 SEARCH RETURN (UPDATE) ALL
+        S: u16 NO [NOUPDATE "u16"] Too many searches kept up to date (at most 16)
+        C: s2 SELECT INBOX
+        S*: s2 OK [READ-WRITE] SELECT completed
+        C: c9 STORE 1 -FLAGS.SILENT (\Seen)
+        S: c9 OK STORE completed
+        "#,
+    );
+    a.run(&script).await;
+    drop(a);
+    drop(b);
+    sa.ended().await;
+    sb.ended().await;
+}
