@@ -101,6 +101,52 @@ pub enum SearchReturn {
     Partial(i64, i64),
 }
 
+/// `NOTIFY SET [STATUS] groups` (RFC 5465 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySet {
+    /// STATUS: say each watched mailbox's state at once.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// One event group: which mailboxes, and which of their events (empty:
+/// NONE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// The mailboxes of an event group (RFC 5465 §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    /// These mailboxes and all below them.
+    Subtree(Vec<String>),
+    Mailboxes(Vec<String>),
+}
+
+/// An event of RFC 5465 §5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the fetch attributes to send for each new message (selected
+    /// mailbox only).
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    /// An event this parser does not know (answered NO [BADEVENT]).
+    Other(String),
+}
+
 /// The next message of a MULTIAPPEND (RFC 3502).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendNext {
@@ -368,6 +414,8 @@ pub enum Command {
         charset: Option<String>,
         key: SearchKey,
     },
+    /// NOTIFY NONE (None) or NOTIFY SET (RFC 5465).
+    Notify(Option<NotifySet>),
     /// CANCELUPDATE tag... (RFC 5267 §4.2): stop the updates of these
     /// searches.
     CancelUpdate(Vec<String>),

@@ -15,6 +15,10 @@
 //! be added (`max_user_watches`), the IDLE loop's periodic re-check (see
 //! session/idle.rs) still finds changes, only later.
 //!
+//! NOTIFY (RFC 5465) subscribes the same way to the mailboxes it watches,
+//! and to a user's mailbox list, which only this process's sessions change
+//! ([`Notifier::subscribe_local`], [`names_key`]).
+//!
 //! The counter only says "look again": the session then syncs its view with
 //! the store, which is the truth.
 
@@ -56,6 +60,8 @@ impl std::fmt::Debug for Notifier {
 /// Interest in one mailbox's changes; see [`Subscription::changed`].
 pub struct Subscription {
     rx: watch::Receiver<u64>,
+    /// The counter as [`Subscription::take_change`] last saw it.
+    seen: u64,
     dir: PathBuf,
     notifier: Arc<Notifier>,
 }
@@ -89,11 +95,22 @@ impl Notifier {
 
     /// Subscribes to changes of the mailbox in `dir`.
     pub fn subscribe(self: &Arc<Self>, dir: &Path) -> Subscription {
+        self.subscribe_to(dir, true)
+    }
+
+    /// Subscribes to what this process says of `key` with
+    /// [`changed`](Self::changed) only, with no file watch: the mailbox
+    /// list of a user (see [`names_key`]).
+    pub fn subscribe_local(self: &Arc<Self>, key: &Path) -> Subscription {
+        self.subscribe_to(key, false)
+    }
+
+    fn subscribe_to(self: &Arc<Self>, dir: &Path, watch_files: bool) -> Subscription {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *inner;
         let w = inner.dirs.entry(dir.to_path_buf()).or_insert_with(|| {
             let mut wds = Vec::new();
-            if let Some(ino) = &self.inotify {
+            if let Some(ino) = self.inotify.as_ref().filter(|_| watch_files) {
                 let mask = AddWatchFlags::IN_CREATE
                     | AddWatchFlags::IN_MOVED_TO
                     | AddWatchFlags::IN_MOVED_FROM
@@ -116,8 +133,11 @@ impl Notifier {
         for wd in &w.wds {
             inner.by_wd.insert(*wd, dir.to_path_buf());
         }
+        let rx = w.tx.subscribe();
+        let seen = *rx.borrow();
         Subscription {
-            rx: w.tx.subscribe(),
+            seen,
+            rx,
             dir: dir.to_path_buf(),
             notifier: Arc::clone(self),
         }
@@ -178,6 +198,39 @@ impl Subscription {
             std::future::pending::<()>().await;
         }
     }
+
+    /// Whether the mailbox may have changed since the last call (or
+    /// since subscribing), without waiting; a wake-up from
+    /// [`changed`](Self::changed) in between does not hide it.
+    pub fn take_change(&mut self) -> bool {
+        let v = *self.rx.borrow_and_update();
+        let changed = v != self.seen;
+        self.seen = v;
+        changed
+    }
+}
+
+/// Waits until one of `subs` may have changed (forever if there is none).
+pub async fn any_changed<'a>(subs: impl IntoIterator<Item = &'a mut Subscription>) {
+    let mut waits: Vec<_> = subs.into_iter().map(|s| Box::pin(s.changed())).collect();
+    if waits.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for w in &mut waits {
+            if w.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// The key under which a user's mailbox list (names, subscriptions)
+/// changes are said: beside the mailboxes, never a file.
+pub fn names_key(user_dir: &Path) -> PathBuf {
+    user_dir.join(".#mailbox-list")
 }
 
 impl Drop for Subscription {

@@ -21,6 +21,7 @@ mod announce;
 mod append;
 mod auth;
 mod context;
+mod events;
 mod fetch;
 mod idle;
 mod listing;
@@ -143,6 +144,11 @@ pub(crate) struct Session<S> {
     pub qresync: bool,
     /// The SEARCHRES result (`$`), as UIDs.
     pub saved: Vec<u32>,
+    /// What NOTIFY watches (RFC 5465), boxed: most sessions never ask.
+    pub notify: Option<Box<events::NotifyState>>,
+    /// The first line of the next command, read while waiting for NOTIFY
+    /// events between commands.
+    first_input: Option<Input>,
 }
 
 /// Serves one connection. For implicit TLS the caller passes a stream on
@@ -174,6 +180,8 @@ where
             condstore: false,
             qresync: false,
             saved: Vec::new(),
+            notify: None,
+            first_input: None,
         };
         let caps = s.capabilities();
         s.io.write(
@@ -255,6 +263,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.io.write(b"* BYE Too many errors\r\n");
                 return self.io.flush().await;
             }
+            if self.notify.is_some() && !self.io.has_input() {
+                // NOTIFY: events are told while the client is silent. Only
+                // the wait for a command's first line is cut short, and
+                // that read keeps what it read.
+                self.io.flush().await?;
+                self.notify_follow_selected();
+                let input = tokio::select! {
+                    i = self.io.next_line(true) => Some(i?),
+                    _ = events::notify_wait(&mut self.notify) => None,
+                };
+                match input {
+                    Some(i) => self.first_input = Some(i),
+                    None => {
+                        if blocking(|| self.announce()) == Flow::Close {
+                            return self.io.flush().await;
+                        }
+                        continue;
+                    }
+                }
+            }
             let flow = match self.read_command().await? {
                 Read::Eof => return Ok(()),
                 Read::Stop => continue,
@@ -296,7 +324,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let max = self.cfg.max_command_size.0 as usize;
         let mut buf: Vec<u8> = Vec::new();
         loop {
-            let line = match self.io.next_line(buf.is_empty()).await? {
+            let next = match self.first_input.take() {
+                Some(i) if buf.is_empty() => i,
+                _ => self.io.next_line(buf.is_empty()).await?,
+            };
+            let line = match next {
                 Input::Line(l) => l,
                 Input::TooLong => {
                     // The tag of the command (the line may continue one
@@ -456,6 +488,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.announce_and_ok(&tag, "NAMESPACE completed")
             }
             Command::Status { mailbox, items } => blocking(|| self.status(&tag, &mailbox, &items)),
+            Command::Notify(set) => blocking(|| self.notify(&tag, set)),
             Command::GetQuota(root) => self.get_quota(&tag, &root),
             Command::GetQuotaRoot(m) => self.get_quota_root(&tag, &m),
             Command::SetQuota { .. } => {
@@ -687,6 +720,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Search { .. } => "SEARCH",
         Command::Sort { .. } => "SORT",
         Command::CancelUpdate(_) => "CANCELUPDATE",
+        Command::Notify(_) => "NOTIFY",
         Command::Thread { .. } => "THREAD",
         Command::Fetch { .. } => "FETCH",
         Command::Store(_) => "STORE",

@@ -413,6 +413,15 @@ impl UserStore {
         Ok(quota::usage(&self.inner.dir, self.inner.quota)?)
     }
 
+    /// The directory the mailbox `name` has (or would have), as
+    /// [`Mailbox::dir`] gives it once opened.
+    pub fn mailbox_dir(&self, name: &str) -> Result<PathBuf> {
+        Ok(crate::layout::folder_path(
+            &self.inner.dir,
+            &normalize(name)?,
+        ))
+    }
+
     /// Opens a mailbox and syncs it.
     pub fn select(&self, name: &str) -> Result<Mailbox> {
         Mailbox::open(Arc::clone(&self.inner), name)

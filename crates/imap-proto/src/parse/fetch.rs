@@ -75,7 +75,7 @@ pub(super) fn fetch(p: &mut Parser<'_>, uid: bool) -> Res<Command> {
 }
 
 /// One `fetch-att`.
-fn fetch_att(p: &mut Parser<'_>) -> Res<FetchAttr> {
+pub(super) fn fetch_att(p: &mut Parser<'_>) -> Res<FetchAttr> {
     let w = p.name();
     let is = |s: &str| w.eq_ignore_ascii_case(s.as_bytes());
     Ok(if is("ENVELOPE") {

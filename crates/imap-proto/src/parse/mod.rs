@@ -14,8 +14,10 @@
 //!                RENAME, (UN)SUBSCRIBE, LIST (extended), LSUB, STATUS, APPEND
 //!   fetch.rs     FETCH (sections, partials, BINARY, modifiers), STORE,
 //!                COPY, MOVE, UID EXPUNGE
+//!   append.rs    APPEND (and MULTIAPPEND's next messages)
 //!   search.rs    SEARCH (ESEARCH RETURN, CHARSET, every search key), SORT
 //!                (ESORT RETURN), THREAD
+//!   notify.rs    NOTIFY
 //! ```
 //!
 //! Needs: nothing but the bytes. Guarantees: never panics; recursion only
@@ -32,7 +34,8 @@
 //! SASL-IR, RFC 6154 SPECIAL-USE, RFC 5258 LIST-EXTENDED, RFC 5819
 //! LIST-STATUS, RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 7162
 //! CONDSTORE/QRESYNC, RFC 9208 QUOTA, RFC 8438 STATUS=SIZE, RFC 7889
-//! APPENDLIMIT, RFC 3516 BINARY, RFC 4978 COMPRESS.
+//! APPENDLIMIT, RFC 3516 BINARY, RFC 4978 COMPRESS, RFC 5267 CONTEXT=SEARCH,
+//! RFC 9394 PARTIAL, RFC 5465 NOTIFY.
 //!
 //! Security: the input comes from unauthenticated peers; every error is a
 //! value for the peer.
@@ -42,6 +45,7 @@ pub use append::append_next;
 mod fetch;
 pub(crate) mod lexer;
 mod mailbox;
+mod notify;
 mod search;
 mod session;
 
@@ -143,6 +147,8 @@ fn command(p: &mut Parser<'_>) -> Res<Command> {
         search::sort(p, false)?
     } else if is("THREAD") {
         search::thread(p, false)?
+    } else if is("NOTIFY") {
+        notify::notify(p)?
     } else if is("CHECK") {
         Command::Check
     } else if is("CLOSE") {

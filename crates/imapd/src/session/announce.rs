@@ -1,7 +1,7 @@
 //! What a session tells its client about the selected mailbox: the
 //! changes other sessions made (EXPUNGE or VANISHED, EXISTS, RECENT, FETCH
-//! FLAGS, and the keywords announced first), and the flag lists of
-//! responses.
+//! FLAGS, and the keywords announced first; the search contexts' updates
+//! and NOTIFY's events ride along), and the flag lists of responses.
 
 use super::{Flow, Session, blocking};
 use facteur_imap_proto::encode;
@@ -24,6 +24,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Syncs the selected mailbox and writes what changed: EXPUNGE (or
     /// VANISHED), EXISTS, FETCH FLAGS.
     pub(crate) fn announce(&mut self) -> Flow {
+        let flow = self.announce_selected();
+        if flow == Flow::Continue {
+            self.notify_check();
+        }
+        flow
+    }
+
+    /// [`announce`](Self::announce) for the selected mailbox (NOTIFY's
+    /// other mailboxes apart).
+    fn announce_selected(&mut self) -> Flow {
         let Some(sel) = &mut self.sel else {
             return Flow::Continue;
         };
@@ -112,6 +122,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .copied()
             .collect();
         self.contexts_touched(&touched);
+        if !changes.added.is_empty()
+            && let Some(attrs) = self.notify.as_ref().map(|n| n.new_attrs.clone())
+            && !attrs.is_empty()
+        {
+            // NOTIFY's MessageNew with fetch attributes (RFC 5465 §5.2).
+            let msgs = self
+                .sel
+                .as_ref()
+                .map(|s| s.mb.messages())
+                .unwrap_or_default();
+            let positions: Vec<usize> = changes
+                .added
+                .iter()
+                .filter_map(|u| msgs.binary_search_by_key(u, |m| m.uid).ok())
+                .collect();
+            self.fetch_untagged(&attrs, &positions);
+        }
         Flow::Continue
     }
 }

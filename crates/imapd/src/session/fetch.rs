@@ -90,7 +90,7 @@ const MAX_FIELD_NAMES: usize = 1000;
 
 /// Refuses a FETCH whose cost per message a client has blown up (issue
 /// 14: 1,800 header-field sections of a message with 100,000 fields).
-fn within_limits(attrs: &[FetchAttr]) -> Result<(), String> {
+pub(super) fn within_limits(attrs: &[FetchAttr]) -> Result<(), String> {
     let sections = attrs.iter().filter(|a| needs_content(a)).count();
     if sections > MAX_SECTIONS {
         return Err(format!(
@@ -326,6 +326,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.ok(tag, "FETCH completed");
         }
         Ok(Flow::Continue)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    /// Untagged FETCH responses of `attrs` for the messages at `positions`
+    /// of the selected mailbox, read as PEEK (NOTIFY's MessageNew, RFC
+    /// 5465 §5.2: a notification sets no flag).
+    pub(super) fn fetch_untagged(&mut self, attrs: &[FetchAttr], positions: &[usize]) {
+        let Some(sel) = &self.sel else { return };
+        let mut f = Formatter {
+            attrs,
+            seen: &[],
+            recent: &sel.recent,
+            utf8: self.utf8,
+            content: attrs.iter().any(needs_content),
+            header_only: attrs.iter().all(from_header),
+            stream_above: u64::MAX,
+            gone: false,
+            unknown_cte: false,
+        };
+        let mut out = Vec::new();
+        if let BatchEnd::Failed(e) = f.run(&sel.mb, positions, &mut out) {
+            tracing::info!(error = %e, "cannot read a new message for NOTIFY");
+        }
+        self.io.write(&out);
     }
 }
 

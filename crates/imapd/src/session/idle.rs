@@ -56,6 +56,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let input = tokio::select! {
                 i = self.io.next_line(true) => Some(i?),
                 _ = changed => None,
+                _ = super::events::notify_wait(&mut self.notify) => None,
                 _ = verified => None,
                 _ = tokio::time::sleep(KEEPALIVE) => {
                     self.io.write(b"* OK Still here\r\n");

@@ -197,7 +197,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             user.store.select(&name).map(|mb| mb.mailbox_id())
         });
         match created {
-            Ok(id) => self.announce_and_ok(tag, &format!("[MAILBOXID ({id})] CREATE completed")),
+            Ok(id) => {
+                self.list_changed();
+                self.announce_and_ok(tag, &format!("[MAILBOXID ({id})] CREATE completed"))
+            }
             Err(e) => {
                 self.store_error(tag, &e);
                 Ok(Flow::Continue)
@@ -217,7 +220,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         }
         match blocking(|| user.store.delete_mailbox(&name)) {
-            Ok(()) => self.announce_and_ok(tag, "DELETE completed"),
+            Ok(()) => {
+                self.list_changed();
+                self.announce_and_ok(tag, "DELETE completed")
+            }
             Err(e) => {
                 self.store_error(tag, &e);
                 Ok(Flow::Continue)
@@ -234,7 +240,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         };
         match blocking(|| user.store.rename_mailbox(&from, to.trim_end_matches('/'))) {
-            Ok(()) => self.announce_and_ok(tag, "RENAME completed"),
+            Ok(()) => {
+                self.list_changed();
+                self.announce_and_ok(tag, "RENAME completed")
+            }
             Err(e) => {
                 self.store_error(tag, &e);
                 Ok(Flow::Continue)
@@ -250,14 +259,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         };
         match blocking(|| user.store.subscribe(&name, on)) {
-            Ok(()) => self.announce_and_ok(
-                tag,
-                if on {
-                    "SUBSCRIBE completed"
-                } else {
-                    "UNSUBSCRIBE completed"
-                },
-            ),
+            Ok(()) => {
+                self.list_changed();
+                self.announce_and_ok(
+                    tag,
+                    if on {
+                        "SUBSCRIBE completed"
+                    } else {
+                        "UNSUBSCRIBE completed"
+                    },
+                )
+            }
             Err(e) => {
                 self.store_error(tag, &e);
                 Ok(Flow::Continue)
@@ -359,7 +371,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// Writes `* STATUS name (...)`.
-    fn write_status(&mut self, name: &str, items: &[StatusItem]) -> Result<(), StoreError> {
+    pub(super) fn write_status(
+        &mut self,
+        name: &str,
+        items: &[StatusItem],
+    ) -> Result<(), StoreError> {
         let Some(user) = &self.user else {
             return Ok(());
         };

@@ -625,3 +625,100 @@ async fn search_contexts_follow_the_mailbox() {
     sa.ended().await;
     sb.ended().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_tells_of_other_mailboxes_without_being_asked() {
+    let f = fixture();
+    let (mut a, sa) = f.connect(LOOPBACK).await;
+    let (mut b, sb) = f.connect(LOOPBACK).await;
+    a.run(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: n0 NOTIFY SET (PERSONAL (MessageNew MessageExpunge AnnotationChange))
+        S: n0 NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)] Unsupported event
+        C: n1 NOTIFY SET STATUS (INBOXES (MessageNew MessageExpunge)) (PERSONAL (MailboxName SubscriptionChange))
+        S: * STATUS INBOX (MESSAGES 3 UIDNEXT 4 UIDVALIDITY *)
+        S: n1 OK NOTIFY completed
+        "#,
+    )
+    .await;
+    // A delivery by another process (inotify): told between commands.
+    f.home
+        .store
+        .deliver(
+            ALICE.0,
+            None,
+            &mut &b"Subject: four\r\n\r\n4\r\n"[..],
+            Quota::default(),
+        )
+        .unwrap();
+    a.run("S: * STATUS INBOX (MESSAGES 4 UIDNEXT 5 UIDVALIDITY *)")
+        .await;
+    // Another session's mailbox list changes.
+    b.run(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: c CREATE Projects
+        S: c OK **
+        "#,
+    )
+    .await;
+    a.run(r#"S: * LIST () "/" Projects"#).await;
+    b.run(
+        r#"
+        C: s SUBSCRIBE Projects
+        S: s OK SUBSCRIBE completed
+        "#,
+    )
+    .await;
+    a.run(r#"S: * LIST (\Subscribed) "/" Projects"#).await;
+    b.run(
+        r#"
+        C: d DELETE Projects
+        S: d OK DELETE completed
+        "#,
+    )
+    .await;
+    a.run(r#"S: * LIST (\NonExistent) "/" Projects"#).await;
+    // The selected mailbox: new messages with the fetch attributes asked.
+    a.run(
+        r#"
+        C: n2 NOTIFY SET (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)]) MessageExpunge))
+        S: n2 OK NOTIFY completed
+        C: s SELECT INBOX
+        S*: s OK [READ-WRITE] SELECT completed
+        "#,
+    )
+    .await;
+    f.home
+        .store
+        .deliver(
+            ALICE.0,
+            None,
+            &mut &b"Subject: five\r\n\r\n5\r\n"[..],
+            Quota::default(),
+        )
+        .unwrap();
+    a.run(
+        r#"
+        S: * 5 EXISTS
+        S: * 5 RECENT
+        S: * 5 FETCH (UID 5 BODY[HEADER.FIELDS (SUBJECT)] {17}
+        S: Subject: five
+        S: 
+        S: )
+        C: f FETCH 5 FLAGS
+        S: * 5 FETCH (FLAGS (\Recent))
+        S: f OK FETCH completed
+        C: n3 NOTIFY NONE
+        S: n3 OK NOTIFY completed
+        "#,
+    )
+    .await;
+    drop(a);
+    drop(b);
+    sa.ended().await;
+    sb.ended().await;
+}
