@@ -1178,3 +1178,59 @@ def test_compress_deflate_with_zlib(imap):
     send(b"z LOGOUT\r\n")
     assert b"z OK" in until(b"z")
     s.close()
+
+
+def raw_session(f):
+    """A logged-in raw connection: (socket, line reader)."""
+    s = socket.create_connection(("127.0.0.1", f.imap_port), timeout=30)
+    r = s.makefile("rb")
+    assert r.readline().startswith(b"* OK")
+    s.sendall(f'a LOGIN "{ALICE}" "{ALICE_PW}"\r\n'.encode())
+    while not (l := r.readline()).startswith(b"a "):
+        pass
+    assert l.startswith(b"a OK"), l
+    return s, r
+
+
+def test_notify_tells_of_an_lmtp_delivery_between_commands(imap):
+    """NOTIFY (RFC 5465): a delivery by lmtpd (another process) into INBOX
+    and a folder created by another session reach a client that sends
+    nothing, as STATUS and LIST lines."""
+    f = imap
+    s, r = raw_session(f)
+    s.sendall(b"n NOTIFY SET STATUS (INBOXES (MessageNew MessageExpunge)) "
+              b"(PERSONAL (MailboxName))\r\n")
+    assert r.readline().startswith(b"* STATUS INBOX (MESSAGES 0 UIDNEXT 1 ")
+    assert r.readline() == b"n OK NOTIFY completed\r\n"
+    deliver(f, ALICE, [crlf("Subject: hi\n\nhello\n")])
+    s.settimeout(10)
+    assert r.readline().startswith(b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2 ")
+    other = login(f)
+    ok(other.create("Projects"))
+    assert r.readline() == b'* LIST () "/" Projects\r\n'
+    other.logout()
+    s.close()
+
+
+def test_metadata_values_and_their_limit(imap):
+    """METADATA (RFC 5464): a value set in a literal comes back whole, the
+    server's entries apart from INBOX's; a value over 64 KiB is refused
+    with MAXSIZE and changes nothing."""
+    f = imap
+    s, r = raw_session(f)
+    value = b"x" * 65536
+    s.sendall(b"b SETMETADATA INBOX (/private/vendor/big {65536+}\r\n" + value + b")\r\n")
+    assert r.readline() == b"b OK SETMETADATA completed\r\n"
+    s.sendall(b'c SETMETADATA "" (/shared/comment "the server")\r\n')
+    assert r.readline() == b"c OK SETMETADATA completed\r\n"
+    s.sendall(b"d SETMETADATA INBOX (/private/vendor/big {65537+}\r\n" + value + b"y)\r\n")
+    assert r.readline() == b"d NO [METADATA MAXSIZE 65536] Value too long\r\n"
+    s.sendall(b"e GETMETADATA (DEPTH infinity) INBOX /private\r\n")
+    assert r.readline() == b"* METADATA INBOX (/private/vendor/big {65536}\r\n"
+    assert r.read(65536) == value
+    assert r.readline() == b")\r\n"
+    assert r.readline() == b"e OK GETMETADATA completed\r\n"
+    s.sendall(b'f GETMETADATA "" /shared/comment\r\n')
+    assert r.readline() == b'* METADATA "" (/shared/comment "the server")\r\n'
+    assert r.readline() == b"f OK GETMETADATA completed\r\n"
+    s.close()

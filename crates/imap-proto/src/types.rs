@@ -101,6 +101,18 @@ pub enum SearchReturn {
     Partial(i64, i64),
 }
 
+/// How far below each entry GETMETADATA reaches (RFC 5464 §4.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetadataDepth {
+    /// The entries themselves.
+    #[default]
+    Zero,
+    /// And their children.
+    One,
+    /// And everything below them.
+    Infinity,
+}
+
 /// `NOTIFY SET [STATUS] groups` (RFC 5465 §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifySet {
@@ -413,6 +425,20 @@ pub enum Command {
         ret: Option<Vec<SearchReturn>>,
         charset: Option<String>,
         key: SearchKey,
+    },
+    /// GETMETADATA (RFC 5464 §4.2): `mailbox` "" for the server's.
+    GetMetadata {
+        mailbox: String,
+        /// MAXSIZE: longer values are left out (and counted).
+        max_size: Option<u64>,
+        depth: MetadataDepth,
+        /// Entry names, lower-cased (they compare without case).
+        entries: Vec<String>,
+    },
+    /// SETMETADATA (RFC 5464 §4.3): values to set, None to remove.
+    SetMetadata {
+        mailbox: String,
+        entries: Vec<(String, Option<Vec<u8>>)>,
     },
     /// NOTIFY NONE (None) or NOTIFY SET (RFC 5465).
     Notify(Option<NotifySet>),

@@ -26,6 +26,7 @@ mod fetch;
 mod idle;
 mod listing;
 mod mailboxes;
+mod metadata;
 mod modify;
 mod search;
 mod sort;
@@ -489,6 +490,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Command::Status { mailbox, items } => blocking(|| self.status(&tag, &mailbox, &items)),
             Command::Notify(set) => blocking(|| self.notify(&tag, set)),
+            Command::GetMetadata {
+                mailbox,
+                max_size,
+                depth,
+                entries,
+            } => blocking(|| self.get_metadata(&tag, &mailbox, max_size, depth, &entries)),
+            Command::SetMetadata { mailbox, entries } => {
+                blocking(|| self.set_metadata(&tag, &mailbox, &entries))
+            }
             Command::GetQuota(root) => self.get_quota(&tag, &root),
             Command::GetQuotaRoot(m) => self.get_quota_root(&tag, &m),
             Command::SetQuota { .. } => {
@@ -721,6 +731,8 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Sort { .. } => "SORT",
         Command::CancelUpdate(_) => "CANCELUPDATE",
         Command::Notify(_) => "NOTIFY",
+        Command::GetMetadata { .. } => "GETMETADATA",
+        Command::SetMetadata { .. } => "SETMETADATA",
         Command::Thread { .. } => "THREAD",
         Command::Fetch { .. } => "FETCH",
         Command::Store(_) => "STORE",

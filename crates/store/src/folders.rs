@@ -277,6 +277,7 @@ impl UserStore {
             if let Some(row) = index::mailbox_row(tx, &norm)? {
                 index::delete_row(tx, row.id)?;
             }
+            crate::metadata::delete(tx, &norm)?;
             fs::remove_dir_all(&aside)?;
             quota::record(dir, -(bytes as i64), -(count as i64))?;
             Ok(())
@@ -329,6 +330,7 @@ impl UserStore {
                     index::delete_row(tx, stale.id)?;
                 }
                 tx.execute("UPDATE mailboxes SET name = ?2 WHERE name = ?1", [a, &b])?;
+                crate::metadata::rename(tx, a, &b)?;
             }
             fsops::fsync_dir(dir)?;
             Ok(())

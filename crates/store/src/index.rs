@@ -138,6 +138,8 @@ fn try_open(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     // \Recent claims (mailbox/recent.rs), likewise added to older indexes.
     conn.execute_batch(crate::mailbox::recent::SCHEMA)?;
+    // METADATA entries (metadata.rs), likewise.
+    conn.execute_batch(crate::metadata::SCHEMA)?;
     // A file that is not a database is only noticed on first read: the
     // user_version read above is that read.
     Ok(conn)

@@ -71,6 +71,7 @@ mod index;
 mod layout;
 mod mailbox;
 mod maildir;
+mod metadata;
 pub mod name;
 mod quota;
 mod sync;
@@ -86,6 +87,7 @@ pub use folders::UserStore;
 pub use layout::normalize as normalize_name;
 pub use layout::{decode_dir, dir_name};
 pub use mailbox::Mailbox;
+pub use metadata::SetMetadata;
 pub use name::{ANSWERED, DELETED, DRAFT, FLAGGED, ParsedName, SEEN, parse_file_name};
 
 /// What can go wrong in the store.

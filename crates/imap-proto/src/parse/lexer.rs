@@ -257,11 +257,20 @@ impl<'a> Parser<'a> {
     }
 
     /// A literal with its data inline: `{n}` CRLF n octets. `~{n}` is
-    /// refused (literal8 is only for APPEND's message).
+    /// refused (literal8 is only for APPEND's message and METADATA values).
     fn literal(&mut self) -> Res<&'a [u8]> {
         if self.peek() == Some(b'~') {
             return Err("literal8 not allowed here");
         }
+        let data = self.literal_data()?;
+        if memchr::memchr(0, data).is_some() {
+            return Err("NUL in literal");
+        }
+        Ok(data)
+    }
+
+    /// The octets of a literal or literal8 at the cursor.
+    fn literal_data(&mut self) -> Res<&'a [u8]> {
         let a = self.announce()?;
         if !(self.eat(b'\r') && self.eat(b'\n')) {
             return Err(if self.at_end() {
@@ -277,14 +286,30 @@ impl<'a> Parser<'a> {
         };
         let data = &self.buf[self.pos..self.pos + n];
         self.pos += n;
-        if memchr::memchr(0, data).is_some() {
-            return Err("NUL in literal");
-        }
         Ok(data)
+    }
+
+    /// A METADATA value (RFC 5464 §5.4: `nstring / literal8`): NIL, or its
+    /// octets (any of them in a literal8).
+    pub fn value(&mut self) -> Res<Option<Vec<u8>>> {
+        match self.peek() {
+            Some(b'~') => Ok(Some(self.literal_data()?.to_vec())),
+            Some(b'{') => Ok(Some(self.literal()?.to_vec())),
+            Some(b'"') => Ok(Some(self.quoted_bytes()?)),
+            _ => match self.nstring()? {
+                None => Ok(None),
+                Some(s) => Ok(Some(s.into_bytes())),
+            },
+        }
     }
 
     /// A quoted string; the cursor is on the opening `"`.
     fn quoted(&mut self) -> Res<String> {
+        String::from_utf8(self.quoted_bytes()?).map_err(|_| "invalid UTF-8")
+    }
+
+    /// The octets of a quoted string.
+    fn quoted_bytes(&mut self) -> Res<Vec<u8>> {
         self.expect(b'"', "expected a string")?;
         let mut out = Vec::new();
         loop {
@@ -308,7 +333,7 @@ impl<'a> Parser<'a> {
                 _ => out.push(b),
             }
         }
-        String::from_utf8(out).map_err(|_| "invalid UTF-8")
+        Ok(out)
     }
 
     /// `string`: quoted or literal.

@@ -18,6 +18,7 @@
 //!   search.rs    SEARCH (ESEARCH RETURN, CHARSET, every search key), SORT
 //!                (ESORT RETURN), THREAD
 //!   notify.rs    NOTIFY
+//!   metadata.rs  GETMETADATA, SETMETADATA
 //! ```
 //!
 //! Needs: nothing but the bytes. Guarantees: never panics; recursion only
@@ -35,7 +36,7 @@
 //! LIST-STATUS, RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 7162
 //! CONDSTORE/QRESYNC, RFC 9208 QUOTA, RFC 8438 STATUS=SIZE, RFC 7889
 //! APPENDLIMIT, RFC 3516 BINARY, RFC 4978 COMPRESS, RFC 5267 CONTEXT=SEARCH,
-//! RFC 9394 PARTIAL, RFC 5465 NOTIFY.
+//! RFC 9394 PARTIAL, RFC 5465 NOTIFY, RFC 5464 METADATA.
 //!
 //! Security: the input comes from unauthenticated peers; every error is a
 //! value for the peer.
@@ -45,6 +46,7 @@ pub use append::append_next;
 mod fetch;
 pub(crate) mod lexer;
 mod mailbox;
+mod metadata;
 mod notify;
 mod search;
 mod session;
@@ -147,6 +149,10 @@ fn command(p: &mut Parser<'_>) -> Res<Command> {
         search::sort(p, false)?
     } else if is("THREAD") {
         search::thread(p, false)?
+    } else if is("GETMETADATA") {
+        metadata::get(p)?
+    } else if is("SETMETADATA") {
+        metadata::set(p)?
     } else if is("NOTIFY") {
         notify::notify(p)?
     } else if is("CHECK") {

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The name in store terms, or NO sent and None.
-    fn name_or_no(&mut self, tag: &str, name: &str) -> Option<String> {
+    pub(super) fn name_or_no(&mut self, tag: &str, name: &str) -> Option<String> {
         match self.mailbox_in(name) {
             Some(n) => Some(n),
             None => {

@@ -722,3 +722,47 @@ async fn notify_tells_of_other_mailboxes_without_being_asked() {
     sa.ended().await;
     sb.ended().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_of_mailboxes_and_server() {
+    let f = fixture();
+    let script = format!(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: a SETMETADATA INBOX (/private/comment "My own comment" /shared/Vendor/x {{3+}}
+        C: a
+        C: )
+        S: a OK SETMETADATA completed
+        C: b SETMETADATA "" (/shared/bin ~{{3+}}
+        C: a{nul}b)
+        S: b OK SETMETADATA completed
+        C: c GETMETADATA INBOX (/private/comment /shared/vendor/x /shared/none)
+        S: * METADATA INBOX (/private/comment "My own comment" /shared/vendor/x {{3}}
+        S: a
+        S: )
+        S: c OK GETMETADATA completed
+        C: d GETMETADATA (DEPTH infinity MAXSIZE 5) INBOX /shared
+        S: * METADATA INBOX (/shared/vendor/x {{3}}
+        S: a
+        S: )
+        S: d OK GETMETADATA completed
+        C: e GETMETADATA (MAXSIZE 2) INBOX /private/comment
+        S: e OK [METADATA LONGENTRIES 14] GETMETADATA completed
+        C: f GETMETADATA "" /shared/bin
+        S: * METADATA "" (/shared/bin ~{{3}}
+        S: a{nul}b)
+        S: f OK GETMETADATA completed
+        C: g SETMETADATA INBOX (/private/comment NIL)
+        S: g OK SETMETADATA completed
+        C: h GETMETADATA (DEPTH 1) INBOX /private
+        S: h OK GETMETADATA completed
+        C: i SETMETADATA Nowhere (/private/x "y")
+        S: i NO [NONEXISTENT] No such mailbox
+        C: j SETMETADATA INBOX (/comment "y")
+        S: j BAD invalid entry name
+        "#,
+        nul = '\0',
+    );
+    f.transcript(&script).await;
+}
