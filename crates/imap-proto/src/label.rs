@@ -81,6 +81,7 @@ pub fn section_label(attr: &FetchAttr) -> String {
         FetchAttr::Preview => "PREVIEW",
         FetchAttr::EmailId => "EMAILID",
         FetchAttr::ThreadId => "THREADID",
+        FetchAttr::SaveDate => "SAVEDATE",
         FetchAttr::BodySection {
             section: s,
             partial,

@@ -64,6 +64,11 @@ pub enum SearchKey {
     SentBefore(Date),
     SentOn(Date),
     SentSince(Date),
+    /// SAVEDBEFORE, SAVEDON, SAVEDSINCE and SAVEDATESUPPORTED (RFC 8514).
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    SaveDateSupported,
     Since(Date),
     Smaller(u64),
     Subject(String),
@@ -249,6 +254,8 @@ pub enum FetchAttr {
     /// EMAILID and THREADID (OBJECTID, RFC 8474 §5).
     EmailId,
     ThreadId,
+    /// SAVEDATE (RFC 8514): when the message was saved in this mailbox.
+    SaveDate,
     /// `PREVIEW` or `PREVIEW (LAZY)` (RFC 8970): the same answer, the
     /// preview being computed at once either way.
     Preview,

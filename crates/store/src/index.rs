@@ -140,6 +140,9 @@ fn try_open(path: &Path) -> rusqlite::Result<Connection> {
     conn.execute_batch(crate::mailbox::recent::SCHEMA)?;
     // METADATA entries (metadata.rs), likewise.
     conn.execute_batch(crate::metadata::SCHEMA)?;
+    // Save dates (SAVEDATE, RFC 8514) of messages APPENDed, copied or
+    // moved in, likewise; a delivered message's is its file name's time.
+    conn.execute_batch(SAVED_SCHEMA)?;
     // A file that is not a database is only noticed on first read: the
     // user_version read above is that read.
     Ok(conn)
@@ -233,6 +236,7 @@ pub fn delete_row(conn: &Connection, id: i64) -> Result<()> {
     conn.execute("DELETE FROM messages WHERE mailbox = ?1", [id])?;
     conn.execute("DELETE FROM expunged WHERE mailbox = ?1", [id])?;
     conn.execute("DELETE FROM recent WHERE mailbox = ?1", [id])?;
+    conn.execute("DELETE FROM saved WHERE mailbox = ?1", [id])?;
     conn.execute("DELETE FROM mailboxes WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -355,6 +359,49 @@ pub fn message(conn: &Connection, id: i64, uid: u32) -> Result<Option<MsgRow>> {
         .optional()?)
 }
 
+const SAVED_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS saved (
+    mailbox INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, uid)
+) WITHOUT ROWID;";
+
+/// Records when message `uid` of mailbox `id` was saved there.
+pub fn record_saved(conn: &Connection, id: i64, uid: u32, at: i64) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO saved (mailbox, uid, at) VALUES (?1, ?2, ?3)")?
+        .execute(params![id, uid, at])?;
+    Ok(())
+}
+
+/// The recorded save dates of mailbox `id`: of `uids` if given (a few),
+/// else all.
+pub fn saved_dates(
+    conn: &Connection,
+    id: i64,
+    uids: Option<&[u32]>,
+) -> Result<std::collections::HashMap<u32, i64>> {
+    let mut out = std::collections::HashMap::new();
+    match uids {
+        Some(uids) => {
+            let mut st =
+                conn.prepare_cached("SELECT at FROM saved WHERE mailbox = ?1 AND uid = ?2")?;
+            for &u in uids {
+                if let Some(at) = st.query_row(params![id, u], |r| r.get(0)).optional()? {
+                    out.insert(u, at);
+                }
+            }
+        }
+        None => {
+            let mut st = conn.prepare_cached("SELECT uid, at FROM saved WHERE mailbox = ?1")?;
+            for row in st.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                let (u, at) = row?;
+                out.insert(u, at);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Inserts a message row.
 pub fn insert_message(conn: &Connection, id: i64, m: &MsgRow) -> Result<()> {
     conn.prepare_cached(
@@ -394,6 +441,8 @@ pub fn update_message(
 /// Removes a message row and leaves a tombstone with `modseq`.
 pub fn expunge_message(conn: &Connection, id: i64, uid: u32, modseq: u64) -> Result<()> {
     conn.prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2")?
+        .execute(params![id, uid])?;
+    conn.prepare_cached("DELETE FROM saved WHERE mailbox = ?1 AND uid = ?2")?
         .execute(params![id, uid])?;
     conn.prepare_cached(
         "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",

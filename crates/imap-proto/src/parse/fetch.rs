@@ -102,6 +102,8 @@ pub(super) fn fetch_att(p: &mut Parser<'_>) -> Res<FetchAttr> {
         FetchAttr::EmailId
     } else if is("THREADID") {
         FetchAttr::ThreadId
+    } else if is("SAVEDATE") {
+        FetchAttr::SaveDate
     } else if is("PREVIEW") {
         // RFC 8970: `PREVIEW [SP "(" "LAZY" ")"]`.
         let m = p.mark();
@@ -347,6 +349,7 @@ mod tests {
             ("FLAGS", vec![Flags]),
             ("PREVIEW", vec![Preview]),
             ("(EMAILID threadid)", vec![EmailId, ThreadId]),
+            ("(SAVEDATE UID)", vec![SaveDate, Uid]),
             ("(PREVIEW (LAZY) FLAGS)", vec![Preview, Flags]),
             ("(FLAGS preview)", vec![Flags, Preview]),
             (

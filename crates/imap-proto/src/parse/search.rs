@@ -274,6 +274,10 @@ fn key(p: &mut Parser<'_>, depth: usize) -> Res<SearchKey> {
             SearchKey::Or(Box::new(a), Box::new(b))
         }
         b"RECENT" => SearchKey::Recent,
+        b"SAVEDATESUPPORTED" => SearchKey::SaveDateSupported,
+        b"SAVEDBEFORE" => SearchKey::SavedBefore(date(p)?),
+        b"SAVEDON" => SearchKey::SavedOn(date(p)?),
+        b"SAVEDSINCE" => SearchKey::SavedSince(date(p)?),
         b"SEEN" => SearchKey::Seen,
         b"SENTBEFORE" => SearchKey::SentBefore(date(p)?),
         b"SENTON" => SearchKey::SentOn(date(p)?),
@@ -444,6 +448,10 @@ mod tests {
             ("ON \"01-Feb-2024\"", On(d)),
             ("OR SEEN FLAGGED", Or(Box::new(Seen), Box::new(Flagged))),
             ("RECENT", Recent),
+            ("SAVEDATESUPPORTED", SaveDateSupported),
+            ("SAVEDBEFORE 01-feb-2024", SavedBefore(d)),
+            ("savedon 1-Feb-2024", SavedOn(d)),
+            ("SAVEDSINCE 1-Feb-2024", SavedSince(d)),
             ("SEEN", Seen),
             ("SENTBEFORE 01-feb-2024", SentBefore(d)),
             ("SENTON 1-FEB-2024", SentOn(d)),

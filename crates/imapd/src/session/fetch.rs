@@ -24,6 +24,7 @@ use super::{Flow, Session, WRITE_CHUNK, blocking, heavy, in_ranges, write_flags}
 use facteur_imap_message::{BinaryError, Message};
 use facteur_imap_proto::{FetchAttr, SectionText, SequenceSet, encode, section_label};
 use facteur_store::{FlagOp, Flags, Mailbox, MessageMeta, SEEN, StoreError, UNKNOWN_DATE};
+use std::collections::HashMap;
 use std::io::{self, Write as _};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
@@ -38,6 +39,7 @@ fn needs_content(a: &FetchAttr) -> bool {
             | FetchAttr::ModSeq
             | FetchAttr::EmailId
             | FetchAttr::ThreadId
+            | FetchAttr::SaveDate
     )
 }
 
@@ -236,10 +238,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .as_ref()
             .map(|s| s.recent.clone())
             .unwrap_or_default();
+        let mut save_dates = HashMap::new();
+        if attrs.contains(&FetchAttr::SaveDate)
+            && let Some(sel) = &self.sel
+        {
+            let msgs = sel.mb.messages();
+            let uids: Vec<u32> = positions.iter().map(|&i| msgs[i].uid).collect();
+            let all = uids.len() == msgs.len();
+            match blocking(|| sel.mb.save_dates((!all).then_some(&uids[..]))) {
+                Ok(d) => save_dates = d,
+                Err(e) => {
+                    self.store_error(tag, &e);
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
         let mut batch_ctx = Formatter {
             attrs: &attrs,
             seen: &seen_set,
             recent: &recent,
+            save_dates: &save_dates,
             utf8: self.utf8,
             content,
             header_only,
@@ -335,10 +353,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// 5465 §5.2: a notification sets no flag).
     pub(super) fn fetch_untagged(&mut self, attrs: &[FetchAttr], positions: &[usize]) {
         let Some(sel) = &self.sel else { return };
+        let save_dates = if attrs.contains(&FetchAttr::SaveDate) {
+            let uids: Vec<u32> = positions
+                .iter()
+                .map(|&i| sel.mb.messages()[i].uid)
+                .collect();
+            sel.mb.save_dates(Some(&uids)).unwrap_or_default()
+        } else {
+            HashMap::new()
+        };
         let mut f = Formatter {
             attrs,
             seen: &[],
             recent: &sel.recent,
+            save_dates: &save_dates,
             utf8: self.utf8,
             content: attrs.iter().any(needs_content),
             header_only: attrs.iter().all(from_header),
@@ -373,6 +401,8 @@ struct Formatter<'c> {
     seen: &'c [u32],
     /// The session's `\Recent` ranges (see `Selected::recent`).
     recent: &'c [(u32, u32)],
+    /// Save dates, when SAVEDATE is asked for.
+    save_dates: &'c HashMap<u32, i64>,
     utf8: bool,
     /// Some item needs the message's content.
     content: bool,
@@ -419,7 +449,7 @@ impl Formatter<'_> {
                     out.push(b' ');
                 }
                 let written = match &msg {
-                    _ if write_index_item(out, a, m, in_ranges(self.recent, m.uid)) => true,
+                    _ if self.index_item(out, a, m) => true,
                     Some(msg) => write_content(out, a, msg, self.utf8, &mut self.unknown_cte),
                     None => false,
                 };
@@ -432,6 +462,22 @@ impl Formatter<'_> {
             self.finish(out, m, first);
         }
         BatchEnd::Done
+    }
+
+    /// Writes an item answered from the index; `false` if `a` is not one.
+    fn index_item(&self, out: &mut Vec<u8>, a: &FetchAttr, m: &MessageMeta) -> bool {
+        if *a == FetchAttr::SaveDate {
+            // NIL for a message whose save date is not known (RFC 8514).
+            match self.save_dates.get(&m.uid) {
+                Some(&t) => {
+                    out.extend_from_slice(b"SAVEDATE ");
+                    out.extend_from_slice(encode::date_time(t, 0).as_bytes());
+                }
+                None => out.extend_from_slice(b"SAVEDATE NIL"),
+            }
+            return true;
+        }
+        write_index_item(out, a, m, in_ranges(self.recent, m.uid))
     }
 
     /// Ends a response: FLAGS if this FETCH set \Seen and they were not
@@ -551,7 +597,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         return Ok(other);
                     }
                 }
-            } else if !write_index_item(out, a, &m, in_ranges(f.recent, m.uid)) {
+            } else if !f.index_item(out, a, &m) {
                 out.pop_if(|b| *b == b' ');
                 continue;
             }

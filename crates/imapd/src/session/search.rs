@@ -14,6 +14,7 @@ use facteur_imap_message::Message;
 use facteur_imap_proto::{Date, SearchKey, SearchReturn, SequenceSet, encode};
 use facteur_store::{ANSWERED, DELETED, DRAFT, FLAGGED, Mailbox, MessageMeta, SEEN};
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -94,6 +95,8 @@ struct Probe<'a> {
     saved: &'a [u32],
     /// The session's `\Recent` ranges.
     recent: &'a [(u32, u32)],
+    /// Save dates, when a key needs them.
+    save_dates: &'a HashMap<u32, i64>,
     /// The message bytes, read on first need (None inside: unreadable).
     raw: &'a OnceCell<Option<Vec<u8>>>,
     /// The message parsed once, so that its caches (the header's field
@@ -196,6 +199,10 @@ fn eval(key: &SearchKey, p: &mut Probe<'_>) -> bool {
         SearchKey::EmailId(id) => facteur_store::email_id(&p.meta.file_name) == *id,
         // THREADID is NIL for every message: none has this one.
         SearchKey::ThreadId(_) => false,
+        SearchKey::SaveDateSupported => true,
+        SearchKey::SavedBefore(d) => saved_day(p).is_some_and(|s| s < day(d)),
+        SearchKey::SavedOn(d) => saved_day(p).is_some_and(|s| s == day(d)),
+        SearchKey::SavedSince(d) => saved_day(p).is_some_and(|s| s >= day(d)),
         SearchKey::Not(k) => !eval(k, p),
         SearchKey::Or(a, b) => eval(a, p) || eval(b, p),
         SearchKey::Seq(set) => {
@@ -214,6 +221,21 @@ fn eval(key: &SearchKey, p: &mut Probe<'_>) -> bool {
         SearchKey::Header(name, v) => p.with_message(|m| m.header_contains(name, v)),
         SearchKey::Body(s) => p.with_message(|m| m.body_contains(s)),
         SearchKey::Text(s) => p.with_message(|m| m.text_contains(s)),
+    }
+}
+
+/// The UTC day of the message's save date (None: unknown).
+fn saved_day(p: &Probe<'_>) -> Option<i64> {
+    p.save_dates.get(&p.meta.uid).map(|t| t.div_euclid(86_400))
+}
+
+fn uses_save_date(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::SavedBefore(_) | SearchKey::SavedOn(_) | SearchKey::SavedSince(_) => true,
+        SearchKey::And(ks) => ks.iter().any(uses_save_date),
+        SearchKey::Not(k) => uses_save_date(k),
+        SearchKey::Or(a, b) => uses_save_date(a) || uses_save_date(b),
+        _ => false,
     }
 }
 
@@ -304,6 +326,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut saved = self.saved.clone();
         saved.sort_unstable();
         let largest_uid = msgs.last().map_or(0, |m| m.uid);
+        let save_dates = if uses_save_date(key) {
+            blocking(|| sel.mb.save_dates(None)).unwrap_or_default()
+        } else {
+            HashMap::new()
+        };
         let mut hits = Vec::new();
         for i in positions {
             let Some(meta) = msgs.get(i) else { continue };
@@ -317,6 +344,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 largest_uid,
                 saved: &saved,
                 recent: &sel.recent,
+                save_dates: &save_dates,
                 raw: &raw,
                 msg: &msg,
             };

@@ -13,6 +13,31 @@ use crate::dirfd::{MsgFile, is_link_refused};
 use crate::{MessageMeta, Result, StoreError, index, sync};
 
 impl Mailbox {
+    /// Save dates (SAVEDATE, RFC 8514: when each message was saved into
+    /// this mailbox) of `uids` (every message of the view with `None`):
+    /// the time APPEND, COPY or MOVE recorded, else the time at the start
+    /// of the file's name (a delivery's, or an external tool's writing).
+    /// A message with neither is left out.
+    pub fn save_dates(&self, uids: Option<&[u32]>) -> Result<std::collections::HashMap<u32, i64>> {
+        let mut out =
+            index::saved_dates(&self.user.conn(), self.id, uids.filter(|u| u.len() <= 64))?;
+        let mut fill = |m: &MessageMeta| {
+            if !out.contains_key(&m.uid)
+                && let Some(t) = name_time(&m.file_name)
+            {
+                out.insert(m.uid, t);
+            }
+        };
+        match uids {
+            Some(u) => u
+                .iter()
+                .filter_map(|&uid| self.position(uid))
+                .for_each(|i| fill(&self.messages[i])),
+            None => self.messages.iter().for_each(fill),
+        }
+        Ok(out)
+    }
+
     /// Reads the internal dates (file mtimes) still unknown among `uids`
     /// (every message of the view with `None`; see
     /// [`MessageMeta::internal_date`]) and records them in the index (not
@@ -162,5 +187,64 @@ impl Mailbox {
     /// The message in CRLF form, streamed.
     pub fn open_message(&self, uid: u32) -> Result<Box<dyn Read + Send>> {
         Ok(Box::new(CrlfReader::new(self.open_file(uid)?)))
+    }
+}
+
+/// The seconds at the start of a Maildir file name (`1733400000.M…`).
+fn name_time(name: &str) -> Option<i64> {
+    let digits = name.split('.').next()?;
+    (!digits.is_empty() && digits.len() <= 12 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::{Flags, Quota, Store, StoreConfig};
+
+    #[test]
+    fn save_dates_are_recorded_or_read_from_the_file_name() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::new(StoreConfig {
+            root: d.path().to_path_buf(),
+            hostname: "h".into(),
+        });
+        s.create_user("u@x.test").unwrap();
+        let us = s.open_user("u@x.test", Quota::default()).unwrap();
+        // A file another program put in new/, named in 2001.
+        let inbox_new = us.mailbox_dir("INBOX").unwrap().join("new");
+        std::fs::write(inbox_new.join("1000000000.M1P1.h"), "Subject: x\n\nx\n").unwrap();
+        let mut inbox = us.select("INBOX").unwrap();
+        let delivered = inbox.messages()[0].uid;
+        // APPENDed with an old internal date: saved now all the same.
+        let appended = inbox
+            .append(
+                &mut &b"Subject: y\r\n\r\ny\r\n"[..],
+                &Flags::default(),
+                Some(86_400),
+            )
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let dates = inbox.save_dates(None).unwrap();
+        assert_eq!(dates[&delivered], 1_000_000_000);
+        assert!((now - dates[&appended]).abs() < 5, "{dates:?}");
+        // Copied and moved: saved now in the other mailbox.
+        us.create_mailbox("Keep", None).unwrap();
+        let mut keep = us.select("Keep").unwrap();
+        let copied = inbox.copy_to(&[delivered], &mut keep).unwrap();
+        let moved = inbox.move_to(&[delivered], &mut keep).unwrap();
+        keep.sync().unwrap();
+        let dates = keep.save_dates(Some(&[copied[0].1, moved[0].1])).unwrap();
+        assert!((now - dates[&copied[0].1]).abs() < 5, "{dates:?}");
+        assert!((now - dates[&moved[0].1]).abs() < 5, "{dates:?}");
+        // The moved message left INBOX, and its recorded date with it.
+        inbox.sync().unwrap();
+        let dates = inbox.save_dates(None).unwrap();
+        assert_eq!(dates.len(), 1);
+        assert!(dates.contains_key(&appended));
     }
 }

@@ -60,6 +60,7 @@ impl Mailbox {
                     internal_date: date,
                 };
                 index::insert_message(tx, row.id, &m)?;
+                index::record_saved(tx, row.id, uid, now_secs())?;
                 keys.1 = (row.uidnext, row.highest_modseq);
                 meta = Some(MessageMeta {
                     uid,
@@ -205,6 +206,7 @@ impl Mailbox {
                         ..m.clone()
                     },
                 )?;
+                index::record_saved(tx, dm.id, new_uid, now_secs())?;
                 if remove {
                     row.highest_modseq += 1;
                     index::expunge_message(tx, row.id, m.uid, row.highest_modseq)?;
@@ -279,4 +281,11 @@ fn link_or_copy(
             result
         }
     }
+}
+
+/// Now, in seconds since the epoch (a save date).
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -766,3 +766,32 @@ async fn metadata_of_mailboxes_and_server() {
     );
     f.transcript(&script).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savedate_in_fetch_and_search() {
+    let f = fixture();
+    f.transcript(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: s SELECT INBOX
+        S*: s OK [READ-WRITE] SELECT completed
+        C: a APPEND INBOX " 1-Jan-2000 00:00:00 +0000" {5+}
+        C: hello
+        S*: a OK [APPENDUID * 4] APPEND completed
+        C: f UID FETCH 4 (INTERNALDATE SAVEDATE)
+        S: * 4 FETCH (UID 4 INTERNALDATE "01-Jan-2000 00:00:00 +0000" SAVEDATE **
+        S: f OK FETCH completed
+        C: g SEARCH SAVEDSINCE 1-Jan-2020 SAVEDATESUPPORTED
+        S: * SEARCH 1 2 3 4
+        S: g OK SEARCH completed
+        C: h SEARCH OR SAVEDBEFORE 1-Jan-2020 SAVEDON 1-Jan-2000
+        S: * SEARCH
+        S: h OK SEARCH completed
+        C: i SEARCH SINCE 1-Jan-2020
+        S: * SEARCH 1 2 3
+        S: i OK SEARCH completed
+        "#,
+    )
+    .await;
+}
