@@ -1,7 +1,7 @@
 //! Domains, users and aliases: the directory, and the user's mailbox in the
 //! store (created with the user; removed only with `--purge`).
 
-use crate::cli::{AliasAction, DomainAction, UserAction};
+use crate::cli::{AliasAction, DomainAction, ExportAction, ImportAction, UserAction};
 use anyhow::{Context as _, bail};
 use facteur_config::Config;
 use facteur_directory::{Directory, password};
@@ -232,4 +232,78 @@ pub fn alias(cfg: &Config, action: AliasAction) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Opens the store of an existing user, with its quota.
+fn user_store(
+    cfg: &Config,
+    dir: &dyn Directory,
+    address: &str,
+) -> anyhow::Result<facteur_store::UserStore> {
+    let address = normalize(address)?;
+    let Some(u) = dir.get_user(&address)? else {
+        bail!("no such user: {address} (add it first: facteurctl user add {address})")
+    };
+    Ok(open_store(cfg).open_user(
+        &address,
+        Quota {
+            bytes: u.quota_bytes,
+            messages: u.quota_messages,
+        },
+    )?)
+}
+
+pub fn import(cfg: &Config, action: ImportAction) -> anyhow::Result<()> {
+    let dir = open_directory(cfg)?;
+    match action {
+        ImportAction::DovecotMaildir {
+            src,
+            user,
+            domain,
+            subdir,
+        } => match (user, domain) {
+            (Some(user), None) => {
+                let us = user_store(cfg, dir.as_ref(), &user)?;
+                crate::dovecot::import_user(&us, &src, &user)
+            }
+            (None, Some(domain)) => {
+                let domain = domain.to_ascii_lowercase();
+                let mut failed = 0;
+                for u in dir.list_users(Some(&domain))? {
+                    let local = u.address.rsplit_once('@').map_or(&*u.address, |(l, _)| l);
+                    let maildir = src.join(local).join(&subdir);
+                    if !maildir.join("cur").is_dir() {
+                        println!(
+                            "{}: no Maildir at {}: skipped",
+                            u.address,
+                            maildir.display()
+                        );
+                        continue;
+                    }
+                    let us = user_store(cfg, dir.as_ref(), &u.address)?;
+                    if let Err(e) = crate::dovecot::import_user(&us, &maildir, &u.address) {
+                        eprintln!("{}: {e:#}", u.address);
+                        failed += 1;
+                    }
+                }
+                if failed > 0 {
+                    bail!(
+                        "{failed} users not imported whole (run again once fixed: what is there is kept)"
+                    );
+                }
+                Ok(())
+            }
+            _ => bail!("give either USER or --domain DOMAIN"),
+        },
+    }
+}
+
+pub fn export(cfg: &Config, action: ExportAction) -> anyhow::Result<()> {
+    let dir = open_directory(cfg)?;
+    match action {
+        ExportAction::DovecotMaildir { user, dst } => {
+            let us = user_store(cfg, dir.as_ref(), &user)?;
+            crate::dovecot::export_user(&us, &dst, &user)
+        }
+    }
 }

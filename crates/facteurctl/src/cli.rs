@@ -66,6 +66,51 @@ pub enum Command {
         #[command(subcommand)]
         action: DkimAction,
     },
+    /// Move users' mail in from another server, keeping every message's UID,
+    /// UIDVALIDITY, flags, keywords and date, so that mail clients download
+    /// nothing again. Nothing at the source is changed; an interrupted
+    /// import can be run again and adds only what is missing.
+    Import {
+        #[command(subcommand)]
+        action: ImportAction,
+    },
+    /// Write users' mail in another server's format (a way back), with the
+    /// same UIDs, flags and dates.
+    Export {
+        #[command(subcommand)]
+        action: ExportAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportAction {
+    /// A Dovecot Maildir++ tree (dovecot-uidlist, dovecot-keywords,
+    /// subscriptions): `SRC USER`, SRC being the user's Maildir (the
+    /// directory with cur/ new/ tmp/ and the .Folder directories); or
+    /// `--domain DOMAIN SRC`, SRC holding one directory per user, named by
+    /// its local part (with --subdir, the Maildir is below it). The users
+    /// must exist (`facteurctl user add`). SRC must be readable by the mail
+    /// store's owner.
+    DovecotMaildir {
+        src: PathBuf,
+        /// The facteur user (without --domain).
+        user: Option<String>,
+        /// Every user of DOMAIN that SRC has a directory for.
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+        /// With --domain: the Maildir's path inside each user's directory
+        /// (e.g. `Maildir`).
+        #[arg(long, value_name = "PATH", default_value = "")]
+        subdir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportAction {
+    /// USER's mailboxes as a Dovecot Maildir++ tree at DST (made; must not
+    /// hold a Maildir yet), with dovecot-uidlist, dovecot-keywords and
+    /// subscriptions, so that Dovecot shows the same UIDs.
+    DovecotMaildir { user: String, dst: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

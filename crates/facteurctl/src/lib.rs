@@ -5,7 +5,8 @@
 //! [`init`] writes a development setup; [`up`] runs the suite in the
 //! foreground, restarting a daemon that dies (production uses systemd);
 //! [`tls`] writes a self-signed certificate; [`dns`] prints the DNS records
-//! to publish; [`dkim`] makes and rotates DKIM keys; [`queue`] lists and steers the mail queue; [`privs`] makes root act as the mail store's owner, so files
+//! to publish; [`dkim`] makes and rotates DKIM keys; [`queue`] lists and steers the mail queue; [`dovecot`] imports and exports
+//! Dovecot Maildirs; [`privs`] makes root act as the mail store's owner, so files
 //! created for the daemons belong to them.
 //!
 //! Security: passwords never come from the command line (visible in `ps` and
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod dkim;
 pub mod dns;
 pub mod dnscheck;
+pub mod dovecot;
 pub mod init;
 pub mod privs;
 pub mod queue;
@@ -121,6 +123,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Dkim { action } => dkim::run(&load(&cli.config)?, action),
+        Command::Import { action } => {
+            admin::import(&load_as_owner(&cli.config)?, action).map(|_| 0)
+        }
+        Command::Export { action } => {
+            admin::export(&load_as_owner(&cli.config)?, action).map(|_| 0)
+        }
     }
 }
 

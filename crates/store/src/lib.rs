@@ -67,6 +67,7 @@ mod deliver;
 mod dirfd;
 mod folders;
 mod fsops;
+mod import;
 mod index;
 mod layout;
 mod mailbox;
@@ -84,6 +85,7 @@ use std::sync::Arc;
 
 pub use crlf::{CrlfReader, ToCrlf, ToLf, read_header, to_crlf, to_lf};
 pub use folders::UserStore;
+pub use import::{ExportMailbox, ImportCount, ImportMessage};
 pub use layout::normalize as normalize_name;
 pub use layout::{decode_dir, dir_name};
 pub use mailbox::Mailbox;
