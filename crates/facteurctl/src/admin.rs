@@ -271,7 +271,10 @@ pub fn import(cfg: &Config, action: ImportAction) -> anyhow::Result<()> {
                 let mut failed = 0;
                 for u in dir.list_users(Some(&domain))? {
                     let local = u.address.rsplit_once('@').map_or(&*u.address, |(l, _)| l);
-                    let maildir = src.join(local).join(&subdir);
+                    let maildir = match &subdir {
+                        Some(s) => src.join(local).join(s),
+                        None => src.join(local),
+                    };
                     if !maildir.join("cur").is_dir() {
                         println!(
                             "{}: no Maildir at {}: skipped",

@@ -100,8 +100,8 @@ pub enum ImportAction {
         domain: Option<String>,
         /// With --domain: the Maildir's path inside each user's directory
         /// (e.g. `Maildir`).
-        #[arg(long, value_name = "PATH", default_value = "")]
-        subdir: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        subdir: Option<PathBuf>,
     },
 }
 
