@@ -1234,3 +1234,35 @@ def test_metadata_values_and_their_limit(imap):
     assert r.readline() == b'* METADATA "" (/shared/comment "the server")\r\n'
     assert r.readline() == b"f OK GETMETADATA completed\r\n"
     s.close()
+
+
+def test_setquota_by_a_quota_administrator_applies_at_once():
+    """SETQUOTA (RFC 9208) by a user `[imapd] quota_admins` names: another
+    user's root is reached by address, the directory is written (facteurctl
+    sees it), and the user's session already open is held to the new limit
+    at its next APPEND. Others get NOPERM and no QUOTASET."""
+    f = make(imapd_extra=f'quota_admins = ["{ALICE}"]')
+    try:
+        bob = login(f, BOB, BOB_PW)
+        assert b"QUOTASET" not in bob.capability()[1][0]
+        typ, data = bob.setquota('""', "(STORAGE 100)")
+        assert typ == "NO" and b"[NOPERM]" in data[0], data
+        admin = login(f)
+        assert b"QUOTASET" in admin.capability()[1][0]
+        typ, data = admin.getquota(f'"{BOB}"')
+        assert (typ, data) == ("OK", [f'"{BOB}" ()'.encode()]), data
+        typ, data = admin.setquota(f'"{BOB}"', "(STORAGE 1 MESSAGE 2)")
+        assert (typ, data) == ("OK", [f'"{BOB}" (STORAGE 0 1 MESSAGE 0 2)'.encode()]), data
+        assert f"{BOB}\tquota=1024\tmessages=2" in f.ctl("user", "list")
+        typ, data = bob.append("INBOX", None, None, crlf("Subject: big\n\n" + "x" * 3000 + "\n"))
+        assert typ == "NO" and b"[OVERQUOTA]" in data[0], data
+        typ, data = admin.setquota(f'"{BOB}"', "()")
+        assert typ == "OK", data
+        typ, data = bob.append("INBOX", None, None, crlf("Subject: big\n\n" + "x" * 3000 + "\n"))
+        assert typ == "OK", data
+        typ, data = admin.setquota(f'"{BOB}"', "(FOO 1)")
+        assert typ == "NO", data
+        typ, data = admin.getquota('"nobody@example.test"')
+        assert typ == "NO" and b"[NONEXISTENT]" in data[0], data
+    finally:
+        f.cleanup()

@@ -453,6 +453,9 @@ pub struct Imapd {
     pub max_append_size: ByteSize,
     /// The longest command, literals other than APPEND's message included.
     pub max_command_size: ByteSize,
+    /// Users who may read and set every user's quota over IMAP (GETQUOTA
+    /// and SETQUOTA on the root named by the user's address, RFC 9208).
+    pub quota_admins: Vec<String>,
 }
 
 impl Default for Imapd {
@@ -468,6 +471,7 @@ impl Default for Imapd {
             allow_plaintext_auth_on_loopback: false,
             max_append_size: ByteSize(50 << 20),
             max_command_size: ByteSize(1 << 20),
+            quota_admins: Vec::new(),
         }
     }
 }

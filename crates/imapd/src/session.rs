@@ -28,6 +28,7 @@ mod listing;
 mod mailboxes;
 mod metadata;
 mod modify;
+mod quota;
 mod search;
 mod sort;
 #[cfg(test)]
@@ -63,7 +64,6 @@ pub(crate) enum Flow {
 pub(crate) struct User {
     pub address: String,
     pub store: Arc<UserStore>,
-    pub quota: facteur_store::Quota,
 }
 
 /// The selected mailbox.
@@ -501,10 +501,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Command::GetQuota(root) => self.get_quota(&tag, &root),
             Command::GetQuotaRoot(m) => self.get_quota_root(&tag, &m),
-            Command::SetQuota { .. } => {
-                self.no(&tag, "Quotas are set by the administrator");
-                Ok(Flow::Continue)
-            }
+            Command::SetQuota { root, limits } => blocking(|| self.set_quota(&tag, &root, &limits)),
             Command::Compress(mechanism) => self.compress(&tag, &mechanism).await,
             Command::Idle => self.idle(&tag).await,
             Command::Append { .. } => {

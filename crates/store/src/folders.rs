@@ -14,6 +14,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -46,11 +47,22 @@ impl std::fmt::Debug for UserStore {
 pub(crate) struct UserInner {
     pub shared: Arc<Shared>,
     pub dir: PathBuf,
-    pub quota: Quota,
+    /// The user's quota, bytes and messages (0: none); changed in place by
+    /// [`UserStore::set_quota`], so every handle of the user sees it.
+    quota_bytes: AtomicU64,
+    quota_messages: AtomicU64,
     conn: Mutex<Connection>,
 }
 
 impl UserInner {
+    /// The quota now.
+    pub fn quota(&self) -> Quota {
+        Quota {
+            bytes: self.quota_bytes.load(Ordering::Relaxed),
+            messages: self.quota_messages.load(Ordering::Relaxed),
+        }
+    }
+
     /// The index connection. A panic while it was held left no transaction
     /// open (rusqlite rolls back on drop), so a poisoned lock is usable.
     pub fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -149,7 +161,8 @@ impl UserStore {
             inner: Arc::new(UserInner {
                 shared,
                 dir,
-                quota,
+                quota_bytes: AtomicU64::new(quota.bytes),
+                quota_messages: AtomicU64::new(quota.messages),
                 conn: Mutex::new(conn),
             }),
         })
@@ -412,7 +425,21 @@ impl UserStore {
 
     /// Quota usage: (bytes on disk, messages), from `maildirsize`.
     pub fn quota_usage(&self) -> Result<(u64, u64)> {
-        Ok(quota::usage(&self.inner.dir, self.inner.quota)?)
+        Ok(quota::usage(&self.inner.dir, self.inner.quota())?)
+    }
+
+    /// Sets the user's quota for every handle of this user (a changed
+    /// limit applies at the next APPEND or COPY, not at the next login).
+    pub fn set_quota(&self, q: Quota) {
+        self.inner.quota_bytes.store(q.bytes, Ordering::Relaxed);
+        self.inner
+            .quota_messages
+            .store(q.messages, Ordering::Relaxed);
+    }
+
+    /// The user's quota.
+    pub fn quota(&self) -> Quota {
+        self.inner.quota()
     }
 
     /// The directory the mailbox `name` has (or would have), as

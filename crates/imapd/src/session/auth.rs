@@ -57,6 +57,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
              PREVIEW MULTIAPPEND COMPRESS=DEFLATE OBJECTID",
         );
         c.push_str(&format!(" APPENDLIMIT={}", self.cfg.max_append_size.0));
+        if self.quota_admin() {
+            c.push_str(" QUOTASET");
+        }
         c
     }
 
@@ -194,7 +197,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.user = Some(User {
                     address: record.address,
                     store,
-                    quota,
                 });
                 self.io.set_timeout(self.cfg.timeout.duration());
                 // The login phase's hard end is lifted (see `serve`).

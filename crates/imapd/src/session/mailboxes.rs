@@ -438,68 +438,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
     }
-
-    /// `* QUOTA "" (STORAGE used limit MESSAGE used limit)`, or nothing for
-    /// an unlimited user.
-    /// `* QUOTA "" (...)`: the user's one quota root, with the resources
-    /// that have a limit (none: an empty list, RFC 9208 §7.1 — the root
-    /// exists for every user, so a webmail shows "unlimited", not an
-    /// empty bar).
-    fn write_quota(&mut self) -> Result<(), StoreError> {
-        let Some(user) = &self.user else {
-            return Ok(());
-        };
-        let q = user.quota;
-        if q.bytes == 0 && q.messages == 0 {
-            self.io.write(b"* QUOTA \"\" ()\r\n");
-            return Ok(());
-        }
-        let (bytes, count) = blocking(|| user.store.quota_usage())?;
-        let mut res = Vec::new();
-        if q.bytes > 0 {
-            // STORAGE is in units of 1024 octets (RFC 9208 §5.1).
-            res.push(format!(
-                "STORAGE {} {}",
-                bytes.div_ceil(1024),
-                q.bytes / 1024
-            ));
-        }
-        if q.messages > 0 {
-            res.push(format!("MESSAGE {count} {}", q.messages));
-        }
-        self.io
-            .write(format!("* QUOTA \"\" ({})\r\n", res.join(" ")).as_bytes());
-        Ok(())
-    }
-
-    pub(super) fn get_quota(&mut self, tag: &str, root: &str) -> io::Result<Flow> {
-        if !root.is_empty() {
-            self.no(tag, "[NONEXISTENT] No such quota root");
-            return Ok(Flow::Continue);
-        }
-        match self.write_quota() {
-            Ok(()) => self.announce_and_ok(tag, "GETQUOTA completed"),
-            Err(e) => {
-                self.store_error(tag, &e);
-                Ok(Flow::Continue)
-            }
-        }
-    }
-
-    pub(super) fn get_quota_root(&mut self, tag: &str, name: &str) -> io::Result<Flow> {
-        if self.user.is_none() {
-            return Ok(Flow::Continue);
-        }
-        let mut out = b"* QUOTAROOT ".to_vec();
-        self.mailbox_out(&mut out, name);
-        out.extend_from_slice(b" \"\"\r\n");
-        self.io.write(&out);
-        if let Err(e) = self.write_quota() {
-            self.store_error(tag, &e);
-            return Ok(Flow::Continue);
-        }
-        self.announce_and_ok(tag, "GETQUOTAROOT completed")
-    }
 }
 
 /// LIST pattern matching (RFC 9051 §6.3.9): `*` matches anything, `%`

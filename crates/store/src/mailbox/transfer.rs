@@ -32,7 +32,7 @@ impl Mailbox {
         let mut keys = ((0, 0), (0, 0));
         let mut meta = None;
         let result = (|| {
-            quota::check(&self.user.dir, self.user.quota, w.disk_size, 1)?;
+            quota::check(&self.user.dir, self.user.quota(), w.disk_size, 1)?;
             if let Some(d) = internal_date {
                 set_mtime(&w.tmp, d)?;
             }
@@ -139,7 +139,7 @@ impl Mailbox {
             }
             if !remove {
                 let bytes: u64 = msgs.iter().map(|m| m.disk_size).sum();
-                quota::check(&self.user.dir, self.user.quota, bytes, msgs.len() as u64)?;
+                quota::check(&self.user.dir, self.user.quota(), bytes, msgs.len() as u64)?;
             }
             let mut pairs = Vec::new();
             let mut bytes = 0u64;
