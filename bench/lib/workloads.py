@@ -421,3 +421,70 @@ def backlog(fac, peer, count, fresh, size):
             fac.start_daemon("qmgr")
         seed.clear(mds)
     return rows
+
+
+# --- 8: Dovecot's imaptest, its default stress mix ----------------------------
+
+IMAPTEST_USERS = [f"it{i}" for i in range(1, 11)]
+
+
+def imaptest_binary(repo):
+    """imaptest, built from ../shared/imaptest into target/imaptest the first
+    time (as tests/e2e/test_imaptest.py does); None if it cannot be."""
+    binary = repo / "target" / "imaptest" / "bin" / "imaptest"
+    build = repo.parent / "shared" / "imaptest" / "build"
+    if not binary.exists() and build.exists():
+        log("building imaptest from ../shared/imaptest")
+        run([str(build), str(binary.parent.parent)], check=False, timeout=1800)
+    return binary if binary.exists() else None
+
+
+def imaptest_mbox(path, n=300):
+    """Messages for imaptest's APPENDs: plain texts of varied length and
+    multiparts with a base64 part."""
+    words = "alpha beta gamma delta mail server queue index folder message subject keyword flag".split()
+    with open(path, "w") as out:
+        for i in range(n):
+            out.write(f"From sender{i % 13}@example.org Tue Nov 14 22:13:20 2023\n")
+            out.write(f"From: Sender {i % 13} <sender{i % 13}@example.org>\nTo: user@{DOMAIN}\n")
+            out.write(f"Subject: {words[i % 13]} {words[(i * 7) % 13]} {i}\nMessage-ID: <it{i}@example.org>\n")
+            if i % 5 == 0:
+                out.write(f'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b{i}"\n\n'
+                          f"--b{i}\nContent-Type: text/plain\n\nhello {i}\n--b{i}\n"
+                          "Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n"
+                          f"aGVsbG8gd29ybGQ=\n--b{i}--\n\n")
+            else:
+                out.write("\n")
+                for line in range(1 + (i * 31) % 40):
+                    out.write(" ".join(words[(i + line + k) % 13] for k in range(10)) + "\n")
+                out.write("\n")
+
+
+def imaptest_stress(sides, binary, mbox, clients, secs, reps):
+    """imaptest's default mix (LOGIN, LIST, STATUS, SELECT, FETCH, STORE,
+    EXPUNGE, APPEND, LOGOUT at random, its state checks on) for `secs`:
+    commands per second and the server's CPU per command. A side whose
+    replies imaptest finds wrong (`Error:` lines) has them counted in a
+    note: its figure is then not comparable."""
+    row = Row(f"8. imaptest default stress mix, {clients} clients, {secs} s", "commands/s", cpu_unit="command")
+    env = dict(os.environ, LD_LIBRARY_PATH="/usr/lib/dovecot")
+
+    def one(side, rep):
+        args = [str(binary), "host=127.0.0.1", f"port={side.imap_port}", f"user=it%d@{DOMAIN}",
+                f"pass={PASSWORD}", f"users={len(IMAPTEST_USERS)}", f"clients={clients}",
+                f"mbox={mbox}", f"secs={secs}"]
+        took, cpu, p = timed(side, lambda: subprocess.run(args, capture_output=True, text=True,
+                                                          timeout=secs + 300, env=env))
+        out = p.stdout + p.stderr
+        lines = out.split("Totals:", 1)[-1].strip().splitlines()
+        counts = [int(x) for x in lines[-1].split()] if len(lines) >= 2 else []
+        if not counts or "Totals:" not in out:
+            raise RuntimeError(f"no totals from imaptest: {out[-500:]}")
+        errors = [l for l in out.splitlines() if l.startswith("Error:") and "Raw backtrace" not in l]
+        if errors:
+            row.notes.append(f"{side.name}: {len(errors)} imaptest errors, e.g. {errors[0][:200]}")
+        total = sum(counts)
+        return total / took, cpu, total
+
+    alternate(sides, reps, row, one)
+    return [row]
