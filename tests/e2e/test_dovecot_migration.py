@@ -30,6 +30,7 @@ import pytest
 from dovecotpeer import chown_tree, dovecot, vmail_owner
 from harness import Facteur, crlf
 from postfixpeer import world_dir
+from test_mbsync import transfers
 
 MBSYNC = shutil.which("mbsync")
 DOVECOT_IMAP = "/usr/lib/dovecot/imap"
@@ -160,13 +161,6 @@ def mbsync(cfg, tmp, *args):
                        timeout=600, env=env, cwd=tmp)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     return p.stdout + p.stderr
-
-
-def transfers(out):
-    """Commands of an `mbsync -Dn` run that move messages or flags."""
-    cmds = re.findall(r"(?m)^>>> \d+ (.*)$", out)
-    assert any(c.startswith("SELECT") for c in cmds), out[-2000:]
-    return [c for c in cmds if re.match(r"(UID )?(APPEND|STORE|COPY|MOVE|EXPUNGE)", c) or "BODY" in c]
 
 
 def test_dovecot_mail_moves_in_and_back_without_a_redownload(tmp_path):

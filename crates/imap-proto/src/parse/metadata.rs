@@ -11,6 +11,8 @@ use crate::types::{Command, MetadataDepth};
 
 /// The longest entry name taken.
 pub const MAX_ENTRY_NAME: usize = 1024;
+/// The most entries one command names (each costs an index lookup).
+pub const MAX_ENTRIES: usize = 1000;
 
 /// `GETMETADATA [SP "(" option *(SP option) ")"] SP mailbox SP entries`.
 pub(super) fn get(p: &mut Parser<'_>) -> Res<Command> {
@@ -49,6 +51,9 @@ pub(super) fn get(p: &mut Parser<'_>) -> Res<Command> {
     } else {
         vec![entry(p, true)?]
     };
+    if entries.len() > MAX_ENTRIES {
+        return Err("too many entry names");
+    }
     Ok(Command::GetMetadata {
         mailbox,
         max_size,
@@ -67,6 +72,9 @@ pub(super) fn set(p: &mut Parser<'_>) -> Res<Command> {
         p.sp()?;
         Ok((e, p.value()?))
     })?;
+    if entries.len() > MAX_ENTRIES {
+        return Err("too many entry names");
+    }
     Ok(Command::SetMetadata { mailbox, entries })
 }
 
@@ -151,6 +159,12 @@ mod tests {
 
     #[test]
     fn setmetadata() {
+        let mut too_many = b"a GETMETADATA INBOX (".to_vec();
+        for i in 0..=super::MAX_ENTRIES {
+            too_many.extend_from_slice(format!("/shared/e{i} ").as_bytes());
+        }
+        too_many.pop();
+        too_many.push(b')');
         let set = |m: &str, e: Vec<(&str, Option<&[u8]>)>| Command::SetMetadata {
             mailbox: m.into(),
             entries: e
@@ -211,6 +225,7 @@ mod tests {
                 "unknown GETMETADATA option",
             ),
             (b"a GETMETADATA INBOX", "missing entry names"),
+            (&too_many[..], "too many entry names"),
         ]);
     }
 }
