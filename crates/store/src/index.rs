@@ -402,22 +402,53 @@ pub fn saved_dates(
     Ok(out)
 }
 
+const INSERT_MESSAGE: &str = "INSERT INTO messages (mailbox, uid, file_name, flags, keywords, modseq, size, disk_size, internal_date)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
 /// Inserts a message row.
 pub fn insert_message(conn: &Connection, id: i64, m: &MsgRow) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO messages (mailbox, uid, file_name, flags, keywords, modseq, size, disk_size, internal_date)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
+    let mut st = conn.prepare_cached(INSERT_MESSAGE)?;
+    insert_with(
+        &mut st,
         id,
         m.uid,
-        m.file_name,
-        m.flags.system,
-        join_keywords(&m.flags),
-        m.modseq as i64,
-        m.size as i64,
-        m.disk_size as i64,
-        m.internal_date
+        &m.file_name,
+        &m.flags,
+        m.modseq,
+        (m.size, m.disk_size),
+        m.internal_date,
+    )
+}
+
+/// The statement of [`insert_with`], for a loop of inserts (a scan of
+/// many new files): prepared once, not looked up for every row.
+pub fn insert_statement(conn: &Connection) -> Result<rusqlite::CachedStatement<'_>> {
+    Ok(conn.prepare_cached(INSERT_MESSAGE)?)
+}
+
+/// Inserts a message row with `st` from [`insert_statement`]; `sizes`:
+/// (CRLF size, size on disk).
+#[allow(clippy::too_many_arguments)]
+pub fn insert_with(
+    st: &mut rusqlite::CachedStatement<'_>,
+    id: i64,
+    uid: u32,
+    file_name: &str,
+    flags: &Flags,
+    modseq: u64,
+    sizes: (u64, u64),
+    internal_date: i64,
+) -> Result<()> {
+    st.execute(params![
+        id,
+        uid,
+        file_name,
+        flags.system,
+        join_keywords(flags),
+        modseq as i64,
+        sizes.0 as i64,
+        sizes.1 as i64,
+        internal_date
     ])?;
     Ok(())
 }

@@ -144,12 +144,30 @@ impl Mailbox {
             // given, expunges, flags: HIGHESTMODSEQ moved) or created the
             // row is followed by a fsynced commit before anyone hears of it.
             let mut durable = false;
-            self.user.write_unsynced(|tx| {
+            // A row made now: the scan's own view of what it indexed is
+            // the mailbox, with the row as it left it.
+            let mut fresh: Option<(MailboxRow, Vec<MessageMeta>)> = None;
+            // No row yet: it is made and filled in one fsynced commit (the
+            // first SELECT of a Maildir without an index), not an unsynced
+            // one and then a second, fsynced, rewrite.
+            let creating = row.is_none() && first;
+            let write = |f: &mut dyn FnMut(&rusqlite::Transaction<'_>) -> Result<()>| {
+                if creating {
+                    self.user.write(|tx| f(tx))
+                } else {
+                    self.user.write_unsynced(|tx| f(tx))
+                }
+            };
+            write(&mut |tx| {
                 let mut row = match index::mailbox_row(tx, &self.name)? {
                     Some(r) if first || self.is_row(&r) => r,
                     None if first => {
-                        durable = true;
-                        index::create_row(tx, &self.user.dir, &self.name, None)?
+                        durable = !creating;
+                        let mut row = index::create_row(tx, &self.user.dir, &self.name, None)?;
+                        if let Some(view) = sync::scan_new(tx, &self.md, &mut row)? {
+                            fresh = Some((row, view));
+                        }
+                        return Ok(());
                     }
                     _ => return Err(StoreError::NoSuchMailbox(self.name.clone())),
                 };
@@ -166,6 +184,16 @@ impl Mailbox {
                         .ok_or_else(|| StoreError::NoSuchMailbox(self.name.clone()))?;
                     index::update_row(tx, &row)
                 })?;
+            }
+            if let Some((row, view)) = fresh {
+                self.messages = Arc::new(view);
+                self.id = row.id;
+                self.uidvalidity = row.uidvalidity;
+                self.uidnext = row.uidnext;
+                self.highest_modseq = row.highest_modseq;
+                let key = self.view_key();
+                self.user.shared.views.put(self.dir(), key, &self.messages);
+                return Ok(true);
             }
             conn = self.user.conn();
         } else if let Some(r) = &row

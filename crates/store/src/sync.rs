@@ -54,9 +54,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, params};
 
 use crate::dirfd::{Dir, OpenMaildir, is_link_refused};
-use crate::index::{self, MailboxRow, MsgRow};
+use crate::index::{self, MailboxRow};
 use crate::name::parse_file_name;
-use crate::{Flags, Result};
+use crate::{Flags, MessageMeta, Result};
 
 /// How old a directory's mtime must be before it is trusted as unchanged.
 pub const SETTLE: Duration = Duration::from_secs(2);
@@ -225,6 +225,30 @@ pub fn scan_locked(
     row: &mut MailboxRow,
     force: bool,
 ) -> Result<()> {
+    scan(conn, md, row, force, None)
+}
+
+/// [`scan_locked`] of a mailbox whose row was just created: it also gives
+/// the view of what it indexed (every message, by UID), so that the first
+/// SELECT of a Maildir without an index does not read back the rows it has
+/// just written. None if the row had messages after all.
+pub fn scan_new(
+    conn: &Connection,
+    md: &OpenMaildir,
+    row: &mut MailboxRow,
+) -> Result<Option<Vec<MessageMeta>>> {
+    let mut view = Some(Vec::new());
+    scan(conn, md, row, true, Some(&mut view))?;
+    Ok(view)
+}
+
+fn scan(
+    conn: &Connection,
+    md: &OpenMaildir,
+    row: &mut MailboxRow,
+    force: bool,
+    mut view: Option<&mut Option<Vec<MessageMeta>>>,
+) -> Result<()> {
     let dir = md.folder.path();
     let (cur_ns, new_ns) = dir_mtimes(md)?;
     if !force
@@ -296,6 +320,11 @@ pub fn scan_locked(
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        if !known.is_empty()
+            && let Some(v) = view.as_deref_mut()
+        {
+            *v = None;
+        }
         let mut upd = conn.prepare_cached(
             "UPDATE messages SET file_name = ?3, flags = ?4, modseq = CASE WHEN ?5 THEN ?6 ELSE modseq END
              WHERE mailbox = ?1 AND uid = ?2",
@@ -326,6 +355,11 @@ pub fn scan_locked(
     fresh.sort_unstable();
     // One read buffer for every file that has to be read (no W= size).
     let mut buf = Vec::new();
+    let mut ins = index::insert_statement(conn)?;
+    let mut out = view.and_then(|v| v.as_mut());
+    if let Some(v) = out.as_deref_mut() {
+        v.reserve(fresh.len());
+    }
     for (_, name) in fresh {
         let Some(p) = parse_file_name(name) else {
             continue;
@@ -356,19 +390,27 @@ pub fn scan_locked(
             .uidnext
             .checked_add(1)
             .ok_or_else(|| crate::StoreError::Index("UIDs exhausted in this mailbox".into()))?;
-        index::insert_message(
-            conn,
+        let flags = Flags::system(p.flags);
+        index::insert_with(
+            &mut ins,
             row.id,
-            &MsgRow {
+            uid,
+            name,
+            &flags,
+            modseq,
+            (size, disk_size),
+            internal_date,
+        )?;
+        if let Some(v) = out.as_deref_mut() {
+            v.push(MessageMeta {
                 uid,
-                file_name: name.to_owned(),
-                flags: Flags::system(p.flags),
+                flags,
                 modseq,
                 size,
-                disk_size,
                 internal_date,
-            },
-        )?;
+                file_name: name.into(),
+            });
+        }
         changed = true;
     }
     if changed {
