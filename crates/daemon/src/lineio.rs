@@ -260,6 +260,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             if self.inbuf.is_empty() && self.inbuf.capacity() > 4 * IDLE_CHUNK {
                 self.inbuf = Vec::new();
             }
+            // So is what the last response grew (a FETCH of bodies): a
+            // session waiting for its next command, or in IDLE for hours,
+            // keeps a small output buffer, not up to flush's bound.
+            if self.out.is_empty() && self.out.capacity() > 4 * IDLE_CHUNK {
+                self.out = Vec::new();
+            }
             if self.inbuf.capacity() - self.inbuf.len() < IDLE_CHUNK / 4 {
                 self.inbuf.reserve(IDLE_CHUNK);
             }
@@ -555,6 +561,24 @@ mod tests {
         assert_eq!(io.next_line(true).await.unwrap(), Input::Timeout);
         assert!(t0.elapsed() <= Duration::from_secs(2));
         drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_big_response_leaves_no_big_buffer_while_idle() {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        let (_tx, rx) = watch::channel(false);
+        let mut io = LineIo::new(server, 1024, Duration::from_secs(5), rx);
+        io.write(&vec![b'x'; 200 * 1024]);
+        io.flush().await.unwrap();
+        let mut sink = vec![0u8; 200 * 1024];
+        client.read_exact(&mut sink).await.unwrap();
+        assert!(io.out.capacity() >= 200 * 1024);
+        client.write_all(b"a NOOP\r\n").await.unwrap();
+        assert_eq!(
+            io.next_line(true).await.unwrap(),
+            Input::Line(b"a NOOP\r\n".to_vec())
+        );
+        assert!(io.out.capacity() <= 4 * IDLE_CHUNK, "{}", io.out.capacity());
     }
 
     #[tokio::test]
