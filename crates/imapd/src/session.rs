@@ -20,6 +20,7 @@
 mod announce;
 mod append;
 mod auth;
+mod content;
 mod context;
 mod events;
 mod fetch;
