@@ -229,34 +229,36 @@ fn saved_day(p: &Probe<'_>) -> Option<i64> {
     p.save_dates.get(&p.meta.uid).map(|t| t.div_euclid(86_400))
 }
 
-fn uses_save_date(key: &SearchKey) -> bool {
+/// Whether `key` or a key inside it (AND, OR, NOT) is one `leaf` picks.
+fn uses(key: &SearchKey, leaf: fn(&SearchKey) -> bool) -> bool {
     match key {
-        SearchKey::SavedBefore(_) | SearchKey::SavedOn(_) | SearchKey::SavedSince(_) => true,
-        SearchKey::And(ks) => ks.iter().any(uses_save_date),
-        SearchKey::Not(k) => uses_save_date(k),
-        SearchKey::Or(a, b) => uses_save_date(a) || uses_save_date(b),
-        _ => false,
+        SearchKey::And(ks) => ks.iter().any(|k| uses(k, leaf)),
+        SearchKey::Not(k) => uses(k, leaf),
+        SearchKey::Or(a, b) => uses(a, leaf) || uses(b, leaf),
+        k => leaf(k),
     }
+}
+
+fn uses_save_date(key: &SearchKey) -> bool {
+    uses(key, |k| {
+        matches!(
+            k,
+            SearchKey::SavedBefore(_) | SearchKey::SavedOn(_) | SearchKey::SavedSince(_)
+        )
+    })
 }
 
 fn uses_internal_date(key: &SearchKey) -> bool {
-    match key {
-        SearchKey::Before(_) | SearchKey::On(_) | SearchKey::Since(_) => true,
-        SearchKey::And(ks) => ks.iter().any(uses_internal_date),
-        SearchKey::Not(k) => uses_internal_date(k),
-        SearchKey::Or(a, b) => uses_internal_date(a) || uses_internal_date(b),
-        _ => false,
-    }
+    uses(key, |k| {
+        matches!(
+            k,
+            SearchKey::Before(_) | SearchKey::On(_) | SearchKey::Since(_)
+        )
+    })
 }
 
 fn uses_modseq(key: &SearchKey) -> bool {
-    match key {
-        SearchKey::ModSeq(_) => true,
-        SearchKey::And(ks) => ks.iter().any(uses_modseq),
-        SearchKey::Not(k) => uses_modseq(k),
-        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
-        _ => false,
-    }
+    uses(key, |k| matches!(k, SearchKey::ModSeq(_)))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
