@@ -287,8 +287,7 @@ fn write_import_tmp(folder: &Path, m: &ImportMessage) -> Result<(PathBuf, u64, u
     let mut conv = ToLf::new();
     conv.push(&data, &mut out);
     conv.finish(&mut out);
-    // The CRLF size: every LF of the LF form stands for CR LF.
-    let crlf = out.len() as u64 + memchr::memchr_iter(b'\n', &out).count() as u64;
+    let crlf = crate::crlf::crlf_len(&out);
     let mut f: File = fsops::create_new(&tmp, 0o600)?;
     f.write_all(&out)?;
     fsops::sync_file(&f, &tmp)?;
@@ -299,7 +298,7 @@ fn write_import_tmp(folder: &Path, m: &ImportMessage) -> Result<(PathBuf, u64, u
 
 /// Raises the user's `facteur-uidvalidity` to at least `v`.
 fn raise_uidvalidity_file(user_dir: &Path, v: u32) -> io::Result<()> {
-    let path = user_dir.join("facteur-uidvalidity");
+    let path = user_dir.join(index::UIDVALIDITY_FILE);
     let now: u32 = crate::dirfd::read_to_string(&path)
         .ok()
         .and_then(|s| s.trim().parse().ok())
