@@ -36,6 +36,7 @@
 mod convert;
 mod decode;
 mod envelope;
+pub mod fields;
 mod header;
 mod mime;
 mod preview;

@@ -1,0 +1,453 @@
+//! Compiling commands: control (RFC 5228 §3), actions (§4) and the
+//! commands extensions add.
+
+use super::Compiler;
+use super::args::{Groups, TagArg};
+use crate::ir::{Cmd, FlagOp, Modifiers, Vacation};
+use crate::parse;
+
+fn no_tags(_: &str) -> Option<(TagArg, Option<&'static str>)> {
+    None
+}
+
+/// Is `s` a plausible mail address for redirect (RFC 5228 §4.2: a
+/// syntactically valid address): local@domain, no spaces or controls.
+pub fn valid_redirect_address(s: &str) -> bool {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('<')
+        .and_then(|x| x.strip_suffix('>'))
+        .unwrap_or(s);
+    match s.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !s.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ','
+                })
+                && domain.split('.').all(|l| !l.is_empty())
+        }
+        None => false,
+    }
+}
+
+impl Compiler<'_> {
+    fn needs_cmd(&mut self, ext: &str, pos: crate::lex::Pos, name: &str) -> bool {
+        if self.has(ext) {
+            return true;
+        }
+        self.error(pos, format!("unknown command '{name}' (require \"{ext}\")"));
+        false
+    }
+
+    fn no_block(&mut self, cmd: &parse::Command, what: &str) -> bool {
+        if cmd.block.is_some() || !cmd.tests.is_empty() {
+            self.error(cmd.pos, format!("{what} takes no tests and no block"));
+            return false;
+        }
+        true
+    }
+
+    pub fn command(&mut self, cmd: &parse::Command, name: &str) -> Option<Cmd> {
+        let what = name;
+        let pos = cmd.pos;
+        let custom = self.opts.custom.as_ref().is_some_and(|c| {
+            c.commands.iter().any(|n| n == what) && c.names.iter().any(|n| self.has(n))
+        });
+        if custom {
+            let block = cmd.block.as_ref().map(|b| self.block(b, false));
+            return Some(Cmd::Custom(Box::new(self.custom(
+                cmd.name.clone(),
+                &cmd.args,
+                &cmd.tests,
+                block,
+                pos,
+            ))));
+        }
+        if what == "if" {
+            let Some(block) = &cmd.block else {
+                self.error(pos, "if needs a block");
+                return None;
+            };
+            let test = self.single_test(cmd);
+            let body = self.block(block, false);
+            return Some(Cmd::If {
+                branches: vec![(test, body)],
+                otherwise: None,
+            });
+        }
+        if !self.no_block(cmd, what) {
+            return None;
+        }
+        let copy_tag = |ext_copy: bool| {
+            move |n: &str| match n {
+                "copy" if ext_copy => Some((TagArg::None, None)),
+                _ => None,
+            }
+        };
+        let has_copy = self.has("copy");
+        let has_flags = self.has("imap4flags");
+        Some(match what {
+            "stop" | "discard" | "return" => {
+                let s = self.scan(what, &cmd.args, Groups::default(), &no_tags)?;
+                self.arity(what, &s, 0, pos);
+                match what {
+                    "stop" => Cmd::Stop,
+                    "discard" => Cmd::Discard,
+                    _ => {
+                        if !self.needs_cmd("include", pos, what) {
+                            return None;
+                        }
+                        Cmd::Return
+                    }
+                }
+            }
+            "keep" => {
+                let own =
+                    move |n: &str| (n == "flags" && has_flags).then_some((TagArg::List, None));
+                let mut s = self.scan(what, &cmd.args, Groups::default(), &own)?;
+                let flags = match s.take("flags") {
+                    Some(t) => Some(self.list_arg(what, t.arg, t.pos)?),
+                    None => None,
+                };
+                self.arity(what, &s, 0, pos);
+                Cmd::Keep { flags }
+            }
+            "fileinto" => {
+                if !self.needs_cmd("fileinto", pos, what) {
+                    return None;
+                }
+                let has_create = self.has("mailbox");
+                let has_su = self.has("special-use");
+                let own = move |n: &str| match n {
+                    "copy" if has_copy => Some((TagArg::None, None)),
+                    "flags" if has_flags => Some((TagArg::List, None)),
+                    "create" if has_create => Some((TagArg::None, None)),
+                    "specialuse" if has_su => Some((TagArg::String, None)),
+                    _ => None,
+                };
+                let mut s = self.scan(what, &cmd.args, Groups::default(), &own)?;
+                let copy = s.flag("copy");
+                let create = s.flag("create");
+                let flags = match s.take("flags") {
+                    Some(t) => Some(self.list_arg(what, t.arg, t.pos)?),
+                    None => None,
+                };
+                let special_use = match s.take("specialuse") {
+                    Some(t) => Some(self.tag_string(what, &t)?),
+                    None => None,
+                };
+                if !self.arity(what, &s, 1, pos) {
+                    return None;
+                }
+                let mailbox = self.string_arg(what, Some(s.positional[0]), pos)?;
+                if mailbox.as_literal() == Some("") {
+                    self.error(pos, "fileinto: empty mailbox name");
+                }
+                Cmd::FileInto {
+                    mailbox,
+                    copy,
+                    create,
+                    flags,
+                    special_use,
+                }
+            }
+            "redirect" => {
+                let mut s = self.scan(what, &cmd.args, Groups::default(), &copy_tag(has_copy))?;
+                let copy = s.flag("copy");
+                if !self.arity(what, &s, 1, pos) {
+                    return None;
+                }
+                let address = self.string_arg(what, Some(s.positional[0]), pos)?;
+                if let Some(a) = address.as_literal()
+                    && !valid_redirect_address(a)
+                {
+                    self.error(pos, format!("redirect: invalid address \"{a}\""));
+                }
+                Cmd::Redirect { address, copy }
+            }
+            "reject" | "ereject" => {
+                if !self.needs_cmd(what, pos, what) {
+                    return None;
+                }
+                let s = self.scan(what, &cmd.args, Groups::default(), &no_tags)?;
+                if !self.arity(what, &s, 1, pos) {
+                    return None;
+                }
+                let reason = self.string_arg(what, Some(s.positional[0]), pos)?;
+                Cmd::Reject {
+                    reason,
+                    extended: what == "ereject",
+                }
+            }
+            "vacation" => {
+                if !self.needs_cmd("vacation", pos, what) {
+                    return None;
+                }
+                let seconds = self.has("vacation-seconds");
+                let own = move |n: &str| match n {
+                    "days" => Some((TagArg::Number, None)),
+                    "seconds" if seconds => Some((TagArg::Number, None)),
+                    "subject" | "from" | "handle" => Some((TagArg::String, None)),
+                    "addresses" => Some((TagArg::List, None)),
+                    "mime" => Some((TagArg::None, None)),
+                    _ => None,
+                };
+                let mut s = self.scan(what, &cmd.args, Groups::default(), &own)?;
+                let days = s.take("days").map(|t| Self::tag_number(&t));
+                let secs = s.take("seconds").map(|t| Self::tag_number(&t));
+                if days.is_some() && secs.is_some() {
+                    self.error(pos, "vacation: :days and :seconds together");
+                    return None;
+                }
+                let period = days.map(|d| d.saturating_mul(86_400)).or(secs);
+                let mut tag =
+                    |c: &mut Self, n: &str| s.take(n).and_then(|t| c.tag_string(what, &t));
+                let subject = tag(self, "subject");
+                let from = tag(self, "from");
+                let handle = tag(self, "handle");
+                let addresses = match s.take("addresses") {
+                    Some(t) => self.list_arg(what, t.arg, t.pos)?,
+                    None => Vec::new(),
+                };
+                let mime = s.flag("mime");
+                if !self.arity(what, &s, 1, pos) {
+                    return None;
+                }
+                let reason = self.string_arg(what, Some(s.positional[0]), pos)?;
+                if let Some(f) = from.as_ref().and_then(|f| f.as_literal())
+                    && crate::run::address::parse_one(f).is_none()
+                {
+                    self.error(pos, format!("vacation: invalid :from address \"{f}\""));
+                }
+                Cmd::Vacation(Box::new(Vacation {
+                    period,
+                    subject,
+                    from,
+                    addresses,
+                    mime,
+                    handle,
+                    reason,
+                }))
+            }
+            "setflag" | "addflag" | "removeflag" => {
+                if !self.needs_cmd("imap4flags", pos, what) {
+                    return None;
+                }
+                let s = self.scan(what, &cmd.args, Groups::default(), &no_tags)?;
+                let op = match what {
+                    "setflag" => FlagOp::Set,
+                    "addflag" => FlagOp::Add,
+                    _ => FlagOp::Remove,
+                };
+                match s.positional.len() {
+                    1 => Cmd::Flags {
+                        op,
+                        var: None,
+                        flags: self.list_arg(what, Some(s.positional[0]), pos)?,
+                    },
+                    2 => {
+                        let var = self.string_arg(what, Some(s.positional[0]), pos)?;
+                        self.check_var_names(std::slice::from_ref(&var), pos);
+                        let flags = self.list_arg(what, Some(s.positional[1]), pos)?;
+                        Cmd::Flags {
+                            op,
+                            var: Some(var),
+                            flags,
+                        }
+                    }
+                    _ => {
+                        self.arity(what, &s, 2, pos);
+                        return None;
+                    }
+                }
+            }
+            "set" => {
+                if !self.needs_cmd("variables", pos, what) {
+                    return None;
+                }
+                let has_regex = self.has("regex");
+                let own = move |n: &str| match n {
+                    "lower" | "upper" | "lowerfirst" | "upperfirst" | "quotewildcard"
+                    | "length" => Some((TagArg::None, None)),
+                    "quoteregex" if has_regex => Some((TagArg::None, None)),
+                    _ => None,
+                };
+                let mut s = self.scan(what, &cmd.args, Groups::default(), &own)?;
+                let lower = s.flag("lower");
+                let upper = s.flag("upper");
+                let lf = s.flag("lowerfirst");
+                let uf = s.flag("upperfirst");
+                let qw = s.flag("quotewildcard");
+                let qr = s.flag("quoteregex");
+                if (lower && upper) || (lf && uf) || (qw && qr) {
+                    self.error(pos, "set: two modifiers of the same precedence");
+                    return None;
+                }
+                let mods = Modifiers {
+                    case: if lower {
+                        1
+                    } else if upper {
+                        2
+                    } else {
+                        0
+                    },
+                    first: if lf {
+                        1
+                    } else if uf {
+                        2
+                    } else {
+                        0
+                    },
+                    quote_wildcard: qw,
+                    quote_regex: qr,
+                    length: s.flag("length"),
+                    encode_url: false,
+                };
+                if !self.arity(what, &s, 2, pos) {
+                    return None;
+                }
+                let name = self.string_arg(what, Some(s.positional[0]), pos)?;
+                let value = self.string_arg(what, Some(s.positional[1]), pos)?;
+                let Some(n) = name.as_literal() else {
+                    self.error(pos, "set: the variable name cannot contain variables");
+                    return None;
+                };
+                if !crate::strings::valid_var_name(n) {
+                    self.error(pos, format!("set: invalid variable name \"{n}\""));
+                    return None;
+                }
+                Cmd::Set {
+                    name: n.to_ascii_lowercase(),
+                    value,
+                    mods,
+                }
+            }
+            "addheader" => {
+                if !self.needs_cmd("editheader", pos, what) {
+                    return None;
+                }
+                let own = |n: &str| (n == "last").then_some((TagArg::None, None));
+                let mut s = self.scan(what, &cmd.args, Groups::default(), &own)?;
+                let last = s.flag("last");
+                if !self.arity(what, &s, 2, pos) {
+                    return None;
+                }
+                let name = self.string_arg(what, Some(s.positional[0]), pos)?;
+                let value = self.string_arg(what, Some(s.positional[1]), pos)?;
+                if let Some(n) = name.as_literal()
+                    && !super::tests::valid_header_name(n)
+                {
+                    self.error(pos, format!("addheader: invalid header name \"{n}\""));
+                }
+                Cmd::AddHeader { last, name, value }
+            }
+            "deleteheader" => {
+                if !self.needs_cmd("editheader", pos, what) {
+                    return None;
+                }
+                let groups = Groups {
+                    matching: true,
+                    address: false,
+                    index: true,
+                };
+                let mut s = self.scan(what, &cmd.args, groups, &no_tags)?;
+                let m = self.matcher(what, &mut s)?;
+                let index = self.index(what, &mut s)?;
+                let (name, patterns) = match s.positional.len() {
+                    1 => (self.string_arg(what, Some(s.positional[0]), pos)?, None),
+                    2 => (
+                        self.string_arg(what, Some(s.positional[0]), pos)?,
+                        Some(self.list_arg(what, Some(s.positional[1]), pos)?),
+                    ),
+                    _ => {
+                        self.arity(what, &s, 2, pos);
+                        return None;
+                    }
+                };
+                if let Some(n) = name.as_literal()
+                    && !super::tests::valid_header_name(n)
+                {
+                    self.error(pos, format!("deleteheader: invalid header name \"{n}\""));
+                }
+                if let Some(p) = &patterns {
+                    self.check_regex_keys(&m, p, pos);
+                }
+                Cmd::DeleteHeader {
+                    index,
+                    m,
+                    name,
+                    patterns,
+                }
+            }
+            "include" => {
+                if !self.needs_cmd("include", pos, what) {
+                    return None;
+                }
+                let own = |n: &str| match n {
+                    "personal" | "global" | "once" | "optional" => Some((TagArg::None, None)),
+                    _ => None,
+                };
+                let mut s = self.scan(what, &cmd.args, Groups::default(), &own)?;
+                let personal = s.flag("personal");
+                let global = s.flag("global");
+                if personal && global {
+                    self.error(pos, "include: :personal and :global together");
+                    return None;
+                }
+                let once = s.flag("once");
+                let optional = s.flag("optional");
+                if !self.arity(what, &s, 1, pos) {
+                    return None;
+                }
+                let name = self.string_arg(what, Some(s.positional[0]), pos)?;
+                let Some(n) = name.as_literal() else {
+                    self.error(pos, "include: the script name cannot contain variables");
+                    return None;
+                };
+                if n.is_empty() || n.contains('/') || n.chars().any(char::is_control) {
+                    self.error(pos, format!("include: invalid script name \"{n}\""));
+                    return None;
+                }
+                Cmd::Include {
+                    global,
+                    once,
+                    optional,
+                    name: n.to_string(),
+                }
+            }
+            "global" => {
+                if !self.needs_cmd("include", pos, what) || !self.needs_cmd("variables", pos, what)
+                {
+                    return None;
+                }
+                let s = self.scan(what, &cmd.args, Groups::default(), &no_tags)?;
+                if !self.arity(what, &s, 1, pos) {
+                    return None;
+                }
+                let names = self.list_arg(what, Some(s.positional[0]), pos)?;
+                self.check_var_names(&names, pos);
+                let names: Vec<String> = names
+                    .iter()
+                    .filter_map(|n| n.as_literal().map(str::to_ascii_lowercase))
+                    .collect();
+                self.globals.extend(names.iter().cloned());
+                Cmd::Global(names)
+            }
+            "error" => {
+                if !self.needs_cmd("ihave", pos, what) {
+                    return None;
+                }
+                let s = self.scan(what, &cmd.args, Groups::default(), &no_tags)?;
+                if !self.arity(what, &s, 1, pos) {
+                    return None;
+                }
+                Cmd::Error(self.string_arg(what, Some(s.positional[0]), pos)?)
+            }
+            _ => {
+                self.error(pos, format!("unknown command '{}'", cmd.name));
+                return None;
+            }
+        })
+    }
+}

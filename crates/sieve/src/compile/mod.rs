@@ -1,0 +1,227 @@
+//! From the parse tree to the compiled script ([`crate::ir`]): `require`
+//! and the extensions it enables, each command's and test's tags and
+//! positional arguments, the rules between commands (`require` first,
+//! `elsif`/`else` after `if`, what needs which extension), and the strings
+//! turned into templates.
+//!
+//! Errors are collected (up to [`MAX_ERRORS`]) rather than stopping at the
+//! first, as an editor wants them; each has the line and column of the
+//! command, test or argument it is about.
+
+mod args;
+mod commands;
+mod tests;
+
+pub use commands::valid_redirect_address;
+pub use tests::{DATE_PARTS, valid_header_name};
+
+use std::collections::BTreeSet;
+
+use crate::CompileError;
+use crate::ir::Cmd;
+use crate::lex::Pos;
+use crate::parse;
+
+/// More errors than this and compilation stops.
+pub const MAX_ERRORS: usize = 20;
+
+/// The extensions this interpreter knows (RFC names, lower case).
+pub const EXTENSIONS: &[&str] = &[
+    "body",
+    "comparator-i;ascii-casemap",
+    "comparator-i;ascii-numeric",
+    "comparator-i;octet",
+    "comparator-i;unicode-casemap",
+    "copy",
+    "date",
+    "duplicate",
+    "editheader",
+    "encoded-character",
+    "envelope",
+    "environment",
+    "ereject",
+    "fileinto",
+    "ihave",
+    "imap4flags",
+    "include",
+    "index",
+    "mailbox",
+    "regex",
+    "reject",
+    "relational",
+    "special-use",
+    "subaddress",
+    "vacation",
+    "vacation-seconds",
+    "variables",
+];
+
+/// What the host lets a script use.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extensions turned off (by name); everything in [`EXTENSIONS`] else.
+    pub disabled: Vec<String>,
+    /// A host extension (the test suite's `vnd.dovecot.testsuite`): its
+    /// name and the commands and tests it adds, all passed through as
+    /// [`crate::ir::Cmd::Custom`] / [`crate::ir::Test::Custom`].
+    pub custom: Option<CustomExtension>,
+    /// Largest `:days`/`:seconds` period vacation accepts, and the
+    /// smallest; values outside are clamped (RFC 5230 §4.1).
+    pub vacation_min_period: u64,
+    pub vacation_max_period: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CustomExtension {
+    pub names: Vec<String>,
+    pub commands: Vec<String>,
+    pub tests: Vec<String>,
+    /// Names of the extension's variable namespaces (`tst` for `${tst.name}`).
+    pub namespaces: Vec<String>,
+}
+
+impl Options {
+    pub fn knows(&self, ext: &str) -> bool {
+        let ext = ext.to_ascii_lowercase();
+        (EXTENSIONS.contains(&ext.as_str()) && !self.disabled.iter().any(|d| d == &ext))
+            || self
+                .custom
+                .as_ref()
+                .is_some_and(|c| c.names.iter().any(|n| n == &ext))
+    }
+}
+
+pub(crate) struct Compiler<'o> {
+    pub opts: &'o Options,
+    /// Extensions required so far (lower case).
+    pub exts: BTreeSet<String>,
+    pub errors: Vec<CompileError>,
+    /// Names of the variables declared `global` (include, RFC 6609).
+    pub globals: BTreeSet<String>,
+}
+
+impl Compiler<'_> {
+    pub fn has(&self, ext: &str) -> bool {
+        self.exts.contains(ext)
+    }
+
+    pub fn error(&mut self, pos: Pos, msg: impl Into<String>) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(CompileError::new(pos, msg));
+        }
+    }
+
+    /// `require` arguments: every name must be known.
+    fn require(&mut self, cmd: &parse::Command) {
+        let names = match cmd.args.as_slice() {
+            [
+                parse::Argument {
+                    arg: parse::Arg::Strings { values, .. },
+                    ..
+                },
+            ] if cmd.tests.is_empty() && cmd.block.is_none() => values.clone(),
+            _ => {
+                self.error(cmd.pos, "require takes one string list");
+                return;
+            }
+        };
+        for name in names {
+            let lower = name.to_ascii_lowercase();
+            if self.opts.knows(&lower) {
+                self.exts.insert(lower);
+                if name.eq_ignore_ascii_case("vacation-seconds") {
+                    self.exts.insert("vacation".into());
+                }
+            } else {
+                self.error(cmd.pos, format!("unsupported extension \"{name}\""));
+            }
+        }
+    }
+
+    /// A block of commands (the script, or an if's block).
+    pub fn block(&mut self, cmds: &[parse::Command], top: bool) -> Vec<Cmd> {
+        let mut out: Vec<Cmd> = Vec::new();
+        let mut requires_allowed = top;
+        for cmd in cmds {
+            if self.errors.len() >= MAX_ERRORS {
+                break;
+            }
+            let name = cmd.name.to_ascii_lowercase();
+            if name == "require" {
+                if requires_allowed {
+                    self.require(cmd);
+                } else {
+                    self.error(cmd.pos, "require must come before any other command");
+                }
+                continue;
+            }
+            requires_allowed = false;
+            if name == "elsif" || name == "else" {
+                let Some(Cmd::If {
+                    branches,
+                    otherwise,
+                }) = out.last_mut()
+                else {
+                    self.error(cmd.pos, format!("{name} without a preceding if"));
+                    continue;
+                };
+                if otherwise.is_some() {
+                    self.error(cmd.pos, format!("{name} after else"));
+                    continue;
+                }
+                let Some(block) = &cmd.block else {
+                    self.error(cmd.pos, format!("{name} needs a block"));
+                    continue;
+                };
+                let body = self.block(block, false);
+                if name == "else" {
+                    if !cmd.args.is_empty() || !cmd.tests.is_empty() {
+                        self.error(cmd.pos, "else takes no arguments");
+                    }
+                    *otherwise = Some(body);
+                } else {
+                    let test = self.single_test(cmd);
+                    branches.push((test, body));
+                }
+                continue;
+            }
+            if let Some(c) = self.command(cmd, &name) {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// The one test of `if`/`elsif`.
+    fn single_test(&mut self, cmd: &parse::Command) -> crate::ir::Test {
+        if !cmd.args.is_empty() {
+            self.error(cmd.pos, format!("{} takes a test, not arguments", cmd.name));
+        }
+        match cmd.tests.as_slice() {
+            [t] if !cmd.test_list => self.test(t),
+            _ => {
+                self.error(cmd.pos, format!("{} needs exactly one test", cmd.name));
+                crate::ir::Test::False
+            }
+        }
+    }
+}
+
+/// Compile a parsed script.
+pub(crate) fn compile(
+    cmds: &[parse::Command],
+    opts: &Options,
+) -> Result<(Vec<Cmd>, BTreeSet<String>), Vec<CompileError>> {
+    let mut c = Compiler {
+        opts,
+        exts: BTreeSet::new(),
+        errors: Vec::new(),
+        globals: BTreeSet::new(),
+    };
+    let out = c.block(cmds, true);
+    if c.errors.is_empty() {
+        Ok((out, c.exts))
+    } else {
+        Err(c.errors)
+    }
+}

@@ -1,0 +1,108 @@
+//! Sieve, the mail filtering language (RFC 5228), with the extensions mail
+//! users and their clients rely on: our own interpreter, pure code with no
+//! I/O.
+//!
+//! Why our own: no permissively licensed Sieve interpreter exists in Rust
+//! (sieve-rs is AGPL-3.0, which facteur's `MIT OR Apache-2.0` cannot take;
+//! the other crates parse only the base language). Dovecot's Pigeonhole is
+//! the reference we measure against: its test suite runs on this crate in
+//! CI (`tests/pigeonhole`).
+//!
+//! Layout:
+//! - [`lex`] and [`parse`]: text to a generic command tree (RFC 5228 §8).
+//! - [`compile`]: `require`, each command's and test's arguments checked,
+//!   the tree typed into [`ir`]; errors carry line and column.
+//! - [`strings`]: encoded-character and variable templates.
+//! - [`run`]: the interpreter: one script against one message and its
+//!   envelope, giving a list of [`Action`]s, never side effects. What needs
+//!   the world (does a mailbox exist, was this message seen before, another
+//!   script for `include`, the clock) is asked of a [`Host`].
+//!
+//! Invariants and limits: compiling is linear in the script (nesting cut at
+//! [`parse::MAX_NESTING`]); a run is bounded in steps ([`Limits`]), in
+//! actions, in redirects, in include depth, in the size of every variable
+//! and in regex size, so a hostile script costs bounded time and memory.
+//! Nothing panics on any script or message.
+//!
+//! Standards: RFC 5228 (base), 3894 (copy), 5429 (reject, ereject), 5232
+//! (imap4flags), 5229 (variables), 5231 (relational), 5233 (subaddress),
+//! 5173 (body), 5230 and 6131 (vacation, vacation-seconds), 5260 (date,
+//! index), 5490 (mailbox), 6609 (include), 5293 (editheader), 7352
+//! (duplicate), 5463 (ihave), 8579 (special-use), 5183 (environment),
+//! draft-ietf-sieve-regex-01 (regex), 4790 and 5051 (comparators).
+
+pub mod compile;
+pub mod ir;
+pub mod lex;
+pub mod parse;
+pub mod run;
+pub mod strings;
+
+use std::collections::BTreeSet;
+
+pub use compile::{CustomExtension, Options};
+pub use run::{Action, Envelope, Host, Limits, Outcome, RunError};
+
+/// A compile error, at a line and column of the script.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {col}: {message}")]
+pub struct CompileError {
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+}
+
+impl CompileError {
+    pub fn new(pos: lex::Pos, message: impl Into<String>) -> CompileError {
+        CompileError {
+            line: pos.line,
+            col: pos.col,
+            message: message.into(),
+        }
+    }
+
+    pub fn pos(&self) -> lex::Pos {
+        lex::Pos {
+            line: self.line,
+            col: self.col,
+        }
+    }
+}
+
+/// A compiled script.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub(crate) cmds: Vec<ir::Cmd>,
+    /// The extensions the script requires.
+    pub extensions: BTreeSet<String>,
+}
+
+impl Script {
+    /// Compile a script's text. All errors found are returned (at most
+    /// [`compile::MAX_ERRORS`]).
+    pub fn compile(text: &str, opts: &Options) -> Result<Script, Vec<CompileError>> {
+        let tree = parse::parse(text).map_err(|e| vec![e])?;
+        let (cmds, extensions) = compile::compile(&tree, opts)?;
+        Ok(Script { cmds, extensions })
+    }
+
+    /// Compile from bytes: scripts must be UTF-8 (RFC 5228 §2.2).
+    pub fn compile_bytes(bytes: &[u8], opts: &Options) -> Result<Script, Vec<CompileError>> {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Script::compile(s, opts),
+            Err(e) => {
+                let before = &bytes[..e.valid_up_to()];
+                let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+                Err(vec![CompileError {
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                    col: 1,
+                    message: "the script is not valid UTF-8".into(),
+                }])
+            }
+        }
+    }
+
+    pub fn commands(&self) -> &[ir::Cmd] {
+        &self.cmds
+    }
+}

@@ -1,0 +1,452 @@
+//! Evaluating tests, the match driver shared by all of them, and the
+//! editheader commands (which match like tests do).
+
+use super::address;
+use super::date::{self, Moment};
+use super::matching::{self, build_regex};
+use super::message::{Field, fold_value};
+use super::{Host, RunError, Runtime};
+use crate::ir::{BodyTransform, Index, Match, MatchKind, Test, Zone};
+use crate::strings::Template;
+
+/// The environment items (RFC 5183 §4.1) a run asks its host for.
+pub const ENVIRONMENT_ITEMS: &[&str] = &[
+    "domain",
+    "host",
+    "location",
+    "name",
+    "phase",
+    "remote-host",
+    "remote-ip",
+    "version",
+];
+
+/// Fields a script may neither add nor delete (RFC 5293 §6): the trace
+/// and loop-protection fields.
+fn protected(name: &str) -> bool {
+    name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("auto-submitted")
+}
+
+/// Pick the `:index` occurrence out of `values`.
+fn pick<T>(mut values: Vec<T>, index: Option<Index>) -> Vec<T> {
+    let Some(ix) = index else {
+        return values;
+    };
+    let n = usize::try_from(ix.n).unwrap_or(usize::MAX);
+    if n == 0 || n > values.len() {
+        return Vec::new();
+    }
+    let i = if ix.last { values.len() - n } else { n - 1 };
+    vec![values.swap_remove(i)]
+}
+
+impl Runtime<'_> {
+    /// Does any value match any key? Sets the match variables on success
+    /// of :matches and :regex.
+    pub(crate) fn match_values(
+        &mut self,
+        m: &Match,
+        values: &[String],
+        keys: &[Template],
+    ) -> Result<bool, RunError> {
+        let keys = self.expand_list(keys);
+        if let MatchKind::Count(op) = m.kind {
+            let count = values.len().to_string();
+            self.step(keys.len() as u64)?;
+            return Ok(keys
+                .iter()
+                .any(|k| matching::relation(op, matching::order(m.cmp, &count, k))));
+        }
+        for v in values {
+            self.step(keys.len() as u64 + 1)?;
+            for k in &keys {
+                let hit = match &m.kind {
+                    MatchKind::Is => matching::equal(m.cmp, v, k),
+                    MatchKind::Contains => matching::contains(m.cmp, v, k),
+                    MatchKind::Value(op) => matching::relation(*op, matching::order(m.cmp, v, k)),
+                    MatchKind::Matches => {
+                        self.step(u64::try_from(v.len() / 64).unwrap_or(u64::MAX))?;
+                        match matching::matches(m.cmp, v, k) {
+                            Some(caps) => {
+                                if self.captures() {
+                                    self.set_matches(caps);
+                                }
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    MatchKind::Regex => {
+                        let re = self.regex(k, m)?;
+                        match re.captures(v) {
+                            Some(c) => {
+                                let caps = c
+                                    .iter()
+                                    .map(|g| g.map_or(String::new(), |g| g.as_str().to_string()))
+                                    .collect();
+                                if self.captures() {
+                                    self.set_matches(caps);
+                                }
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    MatchKind::Count(_) => false,
+                };
+                if hit {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn regex(&mut self, key: &str, m: &Match) -> Result<regex::Regex, RunError> {
+        let cache_key = format!("{:?}\u{0}{key}", m.cmp);
+        if let Some(r) = self.regex_cache.get(&cache_key) {
+            return Ok(r.clone());
+        }
+        let re = build_regex(key, m.cmp)
+            .map_err(|e| self.fail(format!("invalid regular expression \"{key}\": {e}")))?;
+        if self.regex_cache.len() < 64 {
+            self.regex_cache.insert(cache_key, re.clone());
+        }
+        Ok(re)
+    }
+
+    fn header_fields(&mut self, name: &str, index: Option<Index>) -> Vec<Field> {
+        let all: Vec<Field> = self
+            .message
+            .fields()
+            .iter()
+            .filter(|f| f.is(name))
+            .cloned()
+            .collect();
+        pick(all, index)
+    }
+
+    fn zone_offset(&mut self, host: &mut dyn Host, zone: &Zone, original: i32) -> Option<i32> {
+        match zone {
+            Zone::Local => Some(host.local_offset()),
+            Zone::Original => Some(original),
+            Zone::Fixed(t) => date::parse_zone(&self.expand(t)),
+        }
+    }
+
+    pub fn eval(&mut self, host: &mut dyn Host, test: &Test) -> Result<bool, RunError> {
+        self.step(1)?;
+        Ok(match test {
+            Test::True => true,
+            Test::False => false,
+            Test::Not(t) => !self.eval(host, t)?,
+            Test::AllOf(ts) => {
+                for t in ts {
+                    if !self.eval(host, t)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Test::AnyOf(ts) => {
+                for t in ts {
+                    if self.eval(host, t)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Test::Address {
+                m,
+                part,
+                index,
+                headers,
+                keys,
+                ..
+            } => {
+                let mut values = Vec::new();
+                for h in self.expand_list(headers) {
+                    for f in self.header_fields(&h, *index) {
+                        values.extend(f.addresses().iter().filter_map(|a| address::part(a, *part)));
+                    }
+                }
+                self.match_values(m, &values, keys)?
+            }
+            Test::Envelope {
+                m,
+                part,
+                fields,
+                keys,
+            } => {
+                let mut values = Vec::new();
+                for f in self.expand_list(fields) {
+                    let addr = match f.to_ascii_lowercase().as_str() {
+                        "from" => self.envelope.from.clone(),
+                        "to" => self.envelope.to.clone(),
+                        _ => continue,
+                    };
+                    if addr.is_empty() && *part != crate::ir::AddrPart::All {
+                        continue;
+                    }
+                    values.extend(address::part(&addr, *part));
+                }
+                self.match_values(m, &values, keys)?
+            }
+            Test::Header {
+                m,
+                index,
+                names,
+                keys,
+                ..
+            } => {
+                let mut values = Vec::new();
+                for h in self.expand_list(names) {
+                    values.extend(self.header_fields(&h, *index).iter().map(Field::text));
+                }
+                self.match_values(m, &values, keys)?
+            }
+            Test::Exists { names, .. } => {
+                let names = self.expand_list(names);
+                names.iter().all(|n| self.message.exists(n))
+            }
+            Test::Size { over, limit } => {
+                let size = self.message.size();
+                if *over { size > *limit } else { size < *limit }
+            }
+            Test::Body { m, transform, keys } => {
+                let values = self.body_values(transform);
+                self.step(values.iter().map(|v| v.len() as u64 / 256).sum())?;
+                self.match_values(m, &values, keys)?
+            }
+            Test::Date {
+                m,
+                index,
+                zone,
+                header,
+                part,
+                keys,
+            } => {
+                let header = self.expand(header);
+                let part = self.expand(part);
+                let mut values = Vec::new();
+                for f in self.header_fields(&header, *index) {
+                    let text = f.text();
+                    let text = if f.is("received") {
+                        text.rsplit_once(';')
+                            .map_or(text.as_str(), |(_, d)| d)
+                            .to_string()
+                    } else {
+                        text
+                    };
+                    let Some(mo) = date::parse_date(&text) else {
+                        continue;
+                    };
+                    let Some(offset) = self.zone_offset(host, zone, mo.offset) else {
+                        continue;
+                    };
+                    values.extend(date::part(Moment { offset, ..mo }, &part));
+                }
+                self.match_values(m, &values, keys)?
+            }
+            Test::CurrentDate {
+                m,
+                zone,
+                part,
+                keys,
+            } => {
+                let part = self.expand(part);
+                let now = host.now();
+                let local = host.local_offset();
+                let values: Vec<String> = self
+                    .zone_offset(host, zone, local)
+                    .and_then(|offset| date::part(Moment { epoch: now, offset }, &part))
+                    .into_iter()
+                    .collect();
+                self.match_values(m, &values, keys)?
+            }
+            Test::HasFlag { m, vars, keys } => {
+                let flags = match vars {
+                    None => self.flags.clone(),
+                    Some(vs) => {
+                        let mut all = Vec::new();
+                        for v in self.expand_list(vs) {
+                            all.extend(super::split_flags(&self.get_var(&v.to_ascii_lowercase())));
+                        }
+                        all
+                    }
+                };
+                if let MatchKind::Count(_) = m.kind {
+                    self.match_values(m, &flags, keys)?
+                } else {
+                    // the keys are flag lists too (RFC 5232 §4)
+                    let keys: Vec<Template> = self
+                        .expand_list(keys)
+                        .iter()
+                        .flat_map(|k| super::split_flags(k))
+                        .map(Template::literal)
+                        .collect();
+                    self.match_values(m, &flags, &keys)?
+                }
+            }
+            Test::String { m, sources, keys } => {
+                let mut values = self.expand_list(sources);
+                if let MatchKind::Count(_) = m.kind {
+                    values.retain(|v| !v.is_empty());
+                }
+                self.match_values(m, &values, keys)?
+            }
+            Test::MailboxExists(names) => {
+                let names = self.expand_list(names);
+                names.iter().all(|n| host.mailbox_exists(n))
+            }
+            Test::SpecialUseExists { mailbox, uses } => {
+                let mailbox = mailbox.as_ref().map(|t| self.expand(t));
+                let uses = self.expand_list(uses);
+                host.special_use_exists(mailbox.as_deref(), &uses)
+            }
+            Test::Environment { m, name, keys } => {
+                let name = self.expand(name).to_ascii_lowercase();
+                match host.environment(&name) {
+                    Some(v) => self.match_values(m, &[v], keys)?,
+                    None => false,
+                }
+            }
+            Test::Duplicate(d) => {
+                let handle = d
+                    .handle
+                    .as_ref()
+                    .map(|t| self.expand(t))
+                    .unwrap_or_default();
+                let id = match (&d.uniqueid, &d.header) {
+                    (Some(u), _) => Some(self.expand(u)),
+                    (None, h) => {
+                        let name = h
+                            .as_ref()
+                            .map_or_else(|| "message-id".to_string(), |t| self.expand(t));
+                        self.message.values(&name).into_iter().next()
+                    }
+                };
+                let Some(id) = id else {
+                    return Ok(false);
+                };
+                let period = d.seconds.unwrap_or(0);
+                let seen = host.duplicate_seen(&handle, &id, period, d.last);
+                self.out.duplicates.push(super::actions::DuplicateMark {
+                    handle,
+                    id,
+                    period,
+                    last: d.last,
+                });
+                seen
+            }
+            Test::Ihave(b) => *b,
+            Test::Custom(c) => host.custom_test(self, c)?,
+        })
+    }
+
+    fn body_values(&mut self, transform: &BodyTransform) -> Vec<String> {
+        match transform {
+            BodyTransform::Raw => vec![String::from_utf8_lossy(self.message.body()).into_owned()],
+            BodyTransform::Text | BodyTransform::Content(_) => {
+                let specs: Vec<String> = match transform {
+                    BodyTransform::Content(l) => self
+                        .expand_list(l)
+                        .into_iter()
+                        .map(|s| s.to_ascii_lowercase())
+                        .collect(),
+                    _ => vec!["text".into()],
+                };
+                let want = |t: &str, s: &str| {
+                    specs.iter().any(|spec| match spec.split_once('/') {
+                        Some((st, ss)) => st == t && ss == s,
+                        None => spec.is_empty() || spec == t,
+                    })
+                };
+                let msg = facteur_imap_message::Message::parse(self.message.raw());
+                let mut out = Vec::new();
+                msg.body_parts(&want, &mut |p| out.push(p.text));
+                out
+            }
+        }
+    }
+
+    pub(crate) fn add_header(
+        &mut self,
+        name: &str,
+        value: &str,
+        last: bool,
+    ) -> Result<(), RunError> {
+        if !crate::compile::valid_header_name(name) {
+            return Err(self.fail(format!("addheader: invalid header name \"{name}\"")));
+        }
+        if protected(name) {
+            return Ok(());
+        }
+        let clean: String = value
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect();
+        let encoded = facteur_imap_message::fields::encode(&clean);
+        let mut v = b" ".to_vec();
+        v.extend_from_slice(fold_value(&encoded).as_bytes());
+        v.extend_from_slice(b"\r\n");
+        let field = Field {
+            name: name.to_string(),
+            value: v,
+        };
+        let fields = self.message.fields();
+        if last {
+            fields.push(field);
+        } else {
+            fields.insert(0, field);
+        }
+        self.message.version += 1;
+        Ok(())
+    }
+
+    pub(crate) fn delete_header(
+        &mut self,
+        index: Option<Index>,
+        m: &Match,
+        name: &Template,
+        patterns: Option<&[Template]>,
+    ) -> Result<(), RunError> {
+        let name = self.expand(name);
+        if protected(&name) {
+            return Ok(());
+        }
+        let positions: Vec<usize> = self
+            .message
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.is(&name))
+            .map(|(i, _)| i)
+            .collect();
+        let candidates = pick(positions, index);
+        let mut doomed = Vec::new();
+        for i in candidates {
+            let keep_it = match patterns {
+                None => false,
+                Some(p) => {
+                    let text = self.message.fields()[i].text();
+                    !self.match_values(m, &[text], p)?
+                }
+            };
+            if !keep_it {
+                doomed.push(i);
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let mut i = 0;
+        self.message.fields().retain(|_| {
+            let drop = doomed.contains(&i);
+            i += 1;
+            !drop
+        });
+        self.message.version += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! The message as the script sees it: its header fields (which editheader
+//! may change, RFC 5293), its size and its body.
+
+use std::borrow::Cow;
+
+use facteur_imap_message::fields;
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    /// Everything after the colon, folding and the final line end included.
+    pub value: Vec<u8>,
+}
+
+impl Field {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// Unfolded, RFC 2047-decoded, blanks around removed.
+    pub fn text(&self) -> String {
+        let t = fields::decode(&self.value);
+        t.trim_matches([' ', '\t', '\r', '\n']).to_string()
+    }
+
+    /// The addresses in the field (address-list syntax).
+    pub fn addresses(&self) -> Vec<String> {
+        fields::addresses(&self.value)
+    }
+}
+
+#[derive(Debug)]
+pub struct MessageView<'a> {
+    raw: Cow<'a, [u8]>,
+    body_start: usize,
+    fields: Option<Vec<Field>>,
+    /// Bumped by every header edit.
+    pub version: u32,
+}
+
+impl<'a> MessageView<'a> {
+    pub fn new(raw: Cow<'a, [u8]>) -> MessageView<'a> {
+        let body_start = fields::body_start(&raw);
+        MessageView {
+            raw,
+            body_start,
+            fields: None,
+            version: 0,
+        }
+    }
+
+    pub fn fields(&mut self) -> &mut Vec<Field> {
+        let raw = &self.raw;
+        self.fields.get_or_insert_with(|| {
+            fields::header_fields(raw)
+                .map(|(n, v)| Field {
+                    name: String::from_utf8_lossy(n).into_owned(),
+                    value: v.to_vec(),
+                })
+                .collect()
+        })
+    }
+
+    /// The decoded values of the fields named `name`, in order.
+    pub fn values(&mut self, name: &str) -> Vec<String> {
+        self.fields()
+            .iter()
+            .filter(|f| f.is(name))
+            .map(Field::text)
+            .collect()
+    }
+
+    pub fn exists(&mut self, name: &str) -> bool {
+        self.fields().iter().any(|f| f.is(name))
+    }
+
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    pub fn body(&self) -> &[u8] {
+        self.raw.get(self.body_start..).unwrap_or_default()
+    }
+
+    /// The size the `size` test sees (RFC 5228 §5.9: the message as
+    /// received, octets).
+    pub fn size(&self) -> u64 {
+        self.raw.len() as u64
+    }
+
+    /// The message with the edited header, when edits were made.
+    pub fn render(&self) -> Option<Vec<u8>> {
+        if self.version == 0 {
+            return None;
+        }
+        let fields = self.fields.as_ref()?;
+        let mut out = Vec::with_capacity(self.raw.len() + 256);
+        for f in fields {
+            out.extend_from_slice(f.name.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(&f.value);
+            if !f.value.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        // the blank line and the body, as they were
+        let sep = &self.raw[..self.body_start];
+        if sep.ends_with(b"\r\n\r\n") || sep == b"\r\n" {
+            out.extend_from_slice(b"\r\n");
+        } else if sep.ends_with(b"\n\n") || sep == b"\n" {
+            out.extend_from_slice(b"\n");
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(self.body());
+        Some(out)
+    }
+
+    /// Replace the whole message (the test suite's `test_set "message"`).
+    pub fn replace(&mut self, raw: Vec<u8>) {
+        *self = MessageView::new(Cow::Owned(raw));
+    }
+}
+
+/// Fold a field value for writing (RFC 5322 §2.2.3): break before a blank
+/// where a line would pass 76 characters.
+pub fn fold_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    let mut line = 0usize;
+    for (i, word) in value.split(' ').enumerate() {
+        if i > 0 {
+            if line + 1 + word.len() > 76 && line > 0 {
+                out.push_str("\r\n ");
+                line = 1;
+            } else {
+                out.push(' ');
+                line += 1;
+            }
+        }
+        out.push_str(word);
+        line += word.len();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_and_edit() {
+        let mut m = MessageView::new(Cow::Borrowed(
+            b"Subject: hi\r\n there\r\nX-A: 1\r\nX-A: =?utf-8?q?=C3=A9?=\r\n\r\nbody\r\n",
+        ));
+        assert_eq!(m.values("subject"), ["hi there"]);
+        assert_eq!(m.values("x-a"), ["1", "é"]);
+        assert!(m.exists("X-A") && !m.exists("x-b"));
+        assert_eq!(m.render(), None);
+        m.fields().insert(
+            0,
+            Field {
+                name: "X-New".into(),
+                value: b" v\r\n".to_vec(),
+            },
+        );
+        m.fields().retain(|f| !f.is("subject"));
+        m.version += 1;
+        assert_eq!(
+            m.render().as_deref(),
+            Some(&b"X-New: v\r\nX-A: 1\r\nX-A: =?utf-8?q?=C3=A9?=\r\n\r\nbody\r\n"[..])
+        );
+        assert_eq!(m.body(), b"body\r\n");
+        assert_eq!(fold_value("short"), "short");
+        assert!(fold_value(&"word ".repeat(40)).contains("\r\n "));
+    }
+}
