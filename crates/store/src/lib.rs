@@ -23,6 +23,7 @@
 //!   index.rs    the SQLite index: schema, rows, UIDVALIDITY
 //!   sync.rs     bringing the index up to date with the directories
 //!   mailbox.rs  a selected Mailbox: view, flags, append, copy, move, expunge
+//!   sieve.rs    the user's Sieve scripts and which one is active
 //!
 //! Dependencies point one way: users -> folders -> mailbox -> sync, index;
 //! deliver, folders and mailbox -> maildir -> fsops; all -> layout.
@@ -75,6 +76,7 @@ mod maildir;
 mod metadata;
 pub mod name;
 mod quota;
+pub mod sieve;
 mod sync;
 mod users;
 mod views;
@@ -116,6 +118,10 @@ pub enum StoreError {
     Limit(String),
     #[error("index: {0}")]
     Index(String),
+    #[error("no such script: {0}")]
+    NoSuchScript(String),
+    #[error("script already exists: {0}")]
+    ScriptExists(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
