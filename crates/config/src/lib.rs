@@ -17,6 +17,7 @@
 
 mod auth;
 mod qmgr;
+pub mod sieve;
 pub mod trust;
 mod units;
 
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
 pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
+pub use sieve::Sieve;
 pub use trust::Trust;
 pub use units::{ByteSize, Seconds, parse_duration, parse_size};
 
@@ -77,6 +79,9 @@ pub struct Config {
     /// The Sender Rewriting Scheme for forwarded mail: `[srs]`.
     #[serde(default)]
     pub srs: Srs,
+    /// Filtering at delivery (Sieve): `[sieve]`.
+    #[serde(default)]
+    pub sieve: Sieve,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -566,6 +571,7 @@ impl Config {
         qmgr::check(q)?;
         auth::check(&self.auth)?;
         trust::check(&self.trust)?;
+        sieve::check(&self.sieve)?;
         if !self.srs.domain.is_empty() {
             facteur_mail::normalize_domain(&self.srs.domain)
                 .map_err(|e| ("srs.domain".into(), format!("{:?}: {e}", self.srs.domain)))?;

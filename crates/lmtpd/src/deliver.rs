@@ -181,6 +181,33 @@ fn deliver_rcpt(
             bytes: t.user.quota_bytes,
             messages: t.user.quota_messages,
         };
+        let settings = ctx.sieve.get();
+        let sources = crate::sieve::scripts_for(&ctx.store, &settings, &t.user.address, queue_id);
+        if !sources.is_empty() {
+            let f = Filtered {
+                ctx,
+                queue_id,
+                sender,
+                rcpt,
+                target: t,
+                settings: &settings,
+                quota,
+                junk,
+            };
+            match f.deliver(&sources, body, prefix) {
+                Ok(folders) => {
+                    let ms = started.elapsed().as_millis() as u64;
+                    info!(queue_id, from = %sender, to = %rcpt.address, mailbox = %t.user.address, folders = %folders.join(","), size = body.len(), duration_ms = ms, result = "250 2.0.0 delivered", "delivered (sieve)");
+                }
+                Err(reply) => {
+                    failure = match failure {
+                        Some(f) if f.is_transient() || !reply.is_transient() => Some(f),
+                        _ => Some(reply),
+                    };
+                }
+            }
+            continue;
+        }
         let result = if junk {
             let mut reader = || Box::new(body.reader(prefix.clone())) as Box<dyn Read + Send>;
             deliver_junk(ctx, &t.user, &mut reader, quota)
@@ -212,6 +239,105 @@ fn deliver_rcpt(
             format!("<{}> Saved as {queue_id}", rcpt.address),
         )
     })
+}
+
+/// Largest message read whole for Sieve; of a larger one the scripts see
+/// the header and the first part of the body (`size` still sees its size).
+pub const SIEVE_READ_MAX: u64 = 32 * 1024 * 1024;
+
+/// One mailbox's delivery through its Sieve scripts.
+struct Filtered<'a> {
+    ctx: &'a Context,
+    queue_id: &'a str,
+    sender: &'a str,
+    rcpt: &'a Rcpt,
+    target: &'a LocalTarget,
+    settings: &'a crate::sieve::Settings,
+    quota: Quota,
+    junk: bool,
+}
+
+impl Filtered<'_> {
+    /// The folders stored into, or the recipient's failure reply.
+    fn deliver(
+        &self,
+        sources: &[crate::sieve::Source],
+        body: &Arc<Body>,
+        prefix: Vec<u8>,
+    ) -> Result<Vec<String>, Reply> {
+        use crate::sieve::exec::{Delivery, DeliveryHost, Done, Verdict};
+        let ctx = self.ctx;
+        let user = &self.target.user.address;
+        let size = prefix.len() as u64 + body.len();
+        let mut message = Vec::with_capacity(size.min(SIEVE_READ_MAX) as usize);
+        let read = body
+            .reader(prefix.clone())
+            .take(SIEVE_READ_MAX)
+            .read_to_end(&mut message);
+        if let Err(e) = read {
+            warn!(queue_id = self.queue_id, user = %user, error = %e, "cannot read the message for sieve");
+            return Err(Reply::new(
+                451,
+                (4, 3, 0),
+                "Local error in delivery, try again later",
+            ));
+        }
+        let mut addresses = vec![
+            user.clone(),
+            self.rcpt.address.clone(),
+            self.target.delivered_to.clone(),
+        ];
+        addresses.dedup();
+        let mut host = DeliveryHost::new(
+            &ctx.store,
+            ctx.sieve_state.as_ref(),
+            &ctx.sieve_cache,
+            self.settings,
+            user,
+            &ctx.hostname,
+            addresses,
+        );
+        let envelope = facteur_sieve::Envelope {
+            from: self.sender.to_string(),
+            to: self.rcpt.address.clone(),
+            orig_to: Some(self.target.delivered_to.clone()),
+            auth: None,
+        };
+        let delivery = Delivery {
+            store: &ctx.store,
+            state: ctx.sieve_state.as_ref(),
+            outbox: &ctx.outbox,
+            settings: self.settings,
+            queue_id: self.queue_id,
+            sender: self.sender,
+            user,
+            quota: self.quota,
+            delivered_to: &self.target.delivered_to,
+            junk: self.junk,
+        };
+        let outcome = match crate::sieve::exec::run(&mut host, sources, &message, size, envelope) {
+            Verdict::Filtered(o) => o,
+            Verdict::Failed(why) => {
+                warn!(queue_id = self.queue_id, user = %user, error = %why, "sieve failed: message kept in INBOX");
+                Box::new(facteur_sieve::Outcome::keep_only())
+            }
+        };
+        let delivered_to = format!("Delivered-To: {}\r\n", self.target.delivered_to).into_bytes();
+        let stored = || Box::new(body.reader(prefix.clone())) as Box<dyn Read + Send>;
+        let sent = || Box::new(body.reader(delivered_to.clone())) as Box<dyn Read + Send>;
+        let original = crate::sieve::exec::Original {
+            seen: &message,
+            complete: size <= SIEVE_READ_MAX,
+            eight_bit: !message.is_ascii(),
+            stored: &stored,
+            sent: &sent,
+        };
+        match delivery.carry_out(&outcome, &original) {
+            Done::Stored(f) => Ok(f),
+            Done::Rejected(r) => Err(r),
+            Done::Failed(e) => Err(store_error_reply(ctx, &e, &self.rcpt.address)),
+        }
+    }
 }
 
 /// Maps a store failure to the reply the sender should act on.

@@ -148,4 +148,4 @@ impl Handler for Lmtp {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -35,6 +35,7 @@ pub mod deliver;
 pub mod envelope;
 pub mod handler;
 pub mod server;
+pub mod sieve;
 
 use facteur_config::{Config, OverQuota};
 use facteur_directory::Directory;
@@ -79,6 +80,14 @@ pub struct Context {
     pub over_quota: facteur_daemon::reload::Live<OverQuota>,
     /// Where large bodies spill (unlinked files).
     pub tmp_dir: PathBuf,
+    /// Sieve: the settings (reloadable), compiled scripts, the vacation
+    /// and duplicate records (None when the database cannot be opened:
+    /// then nothing is remembered and a warning was logged), and the
+    /// spool where redirects and replies are queued.
+    pub sieve: facteur_daemon::reload::Live<sieve::Settings>,
+    pub sieve_cache: sieve::Cache,
+    pub sieve_state: Option<sieve::state::State>,
+    pub outbox: sieve::exec::Outbox,
 }
 
 impl Context {
@@ -94,7 +103,22 @@ impl Context {
         let tmp_dir = cfg.paths.state_dir.join("tmp");
         facteur_util::create_dir_all_mode(&tmp_dir, 0o700)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp_dir.display()))?;
+        let state_path = cfg.paths.state_dir.join("sieve-state.sqlite");
+        let sieve_state = match sieve::state::State::open(&state_path) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(path = %state_path.display(), error = %e, "sieve state database unavailable: vacation and duplicate records off");
+                None
+            }
+        };
         Ok(Context {
+            sieve: facteur_daemon::reload::Live::new(sieve::Settings::from_config(&cfg.sieve)),
+            sieve_cache: sieve::Cache::default(),
+            sieve_state,
+            outbox: sieve::exec::Outbox {
+                spool_dir: cfg.paths.spool_dir.clone(),
+                qmgr_socket: cfg.qmgr_socket(),
+            },
             hostname,
             directory,
             store,
@@ -109,5 +133,6 @@ impl Context {
     pub fn reload(&self, cfg: &Config) {
         self.limits.set(Limits::from_config(&cfg.lmtpd));
         self.over_quota.set(cfg.lmtpd.over_quota);
+        self.sieve.set(sieve::Settings::from_config(&cfg.sieve));
     }
 }

@@ -8,13 +8,13 @@ use facteur_config::OverQuota;
 use facteur_testkit::{Accounts, Protocol, Session, Step};
 use std::time::Duration;
 
-struct Fixture {
+pub(crate) struct Fixture {
     _tmp: tempfile::TempDir,
-    root: std::path::PathBuf,
-    ctx: Arc<Context>,
+    pub(crate) root: std::path::PathBuf,
+    pub(crate) ctx: Arc<Context>,
 }
 
-fn fixture(max_size: u64) -> Fixture {
+pub(crate) fn fixture(max_size: u64) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
     let dir = Accounts::new()
@@ -42,6 +42,15 @@ fn fixture(max_size: u64) -> Fixture {
         }),
         over_quota: facteur_daemon::reload::Live::new(OverQuota::Reject),
         tmp_dir: root.join("tmp"),
+        sieve: facteur_daemon::reload::Live::new(crate::sieve::Settings::from_config(
+            &facteur_config::Sieve::default(),
+        )),
+        sieve_cache: crate::sieve::Cache::default(),
+        sieve_state: crate::sieve::state::State::open(&root.join("sieve-state.sqlite")).ok(),
+        outbox: crate::sieve::exec::Outbox {
+            spool_dir: root.join("spool"),
+            qmgr_socket: root.join("qmgr.sock"),
+        },
     });
     Fixture {
         _tmp: tmp,
@@ -52,7 +61,7 @@ fn fixture(max_size: u64) -> Fixture {
 
 impl Fixture {
     /// The messages in `user`'s new/.
-    fn new_files(&self, user: &str) -> Vec<Vec<u8>> {
+    pub(crate) fn new_files(&self, user: &str) -> Vec<Vec<u8>> {
         facteur_testkit::maildir_new(&self.root.join("mail"), user)
     }
 
@@ -68,7 +77,7 @@ impl Fixture {
 }
 
 /// Runs a transcript: pairs of (client bytes, expected reply prefixes).
-async fn transcript(f: &Fixture, steps: &[Step<'_>]) {
+pub(crate) async fn transcript(f: &Fixture, steps: &[Step<'_>]) {
     f.start()
         .transcript(Protocol::Smtp, "220 lmtp.test", steps)
         .await;

@@ -95,6 +95,14 @@ impl Outcome {
         }
     }
 
+    /// The outcome of no script at all: the implicit keep, nothing else
+    /// (what a delivery does when a script failed).
+    pub fn keep_only() -> Outcome {
+        let mut o = Outcome::new();
+        o.closed = true;
+        o
+    }
+
     /// The mailboxes to store into, with their flags, the implicit keep
     /// included ("INBOX" for keep), each once.
     pub fn stores(&self) -> Vec<(String, Vec<String>)> {

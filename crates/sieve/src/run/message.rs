@@ -36,16 +36,20 @@ pub struct MessageView<'a> {
     fields: Option<Vec<Field>>,
     /// Bumped by every header edit.
     pub version: u32,
+    /// The size the `size` test sees: the raw bytes' length, unless the
+    /// host gave only the start of a large message and set the whole size.
+    pub size: u64,
 }
 
 impl<'a> MessageView<'a> {
     pub fn new(raw: Cow<'a, [u8]>) -> MessageView<'a> {
         let body_start = fields::body_start(&raw);
         MessageView {
-            raw,
             body_start,
             fields: None,
             version: 0,
+            size: raw.len() as u64,
+            raw,
         }
     }
 
@@ -85,7 +89,7 @@ impl<'a> MessageView<'a> {
     /// The size the `size` test sees (RFC 5228 §5.9: the message as
     /// received, octets).
     pub fn size(&self) -> u64 {
-        self.raw.len() as u64
+        self.size
     }
 
     /// The message with the edited header, when edits were made.

@@ -1,0 +1,75 @@
+//! The `[sieve]` section: mail filtering at delivery (facteur-lmtpd) and
+//! the script limits ManageSieve and `facteurctl sieve` enforce.
+//!
+//! Pigeonhole's model: for each recipient, the `before` scripts run in
+//! order, then the user's active script, then the `after` scripts; a
+//! script runs only while the ones before it kept the message (an explicit
+//! or implicit keep). Every key is documented in `etc/facteur.toml`.
+
+use crate::units::{ByteSize, Seconds};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sieve {
+    /// Run users' scripts at all (the global scripts run regardless).
+    pub enabled: bool,
+    /// Global scripts run before the user's (files, in order).
+    pub before: Vec<PathBuf>,
+    /// Global scripts run after the user's.
+    pub after: Vec<PathBuf>,
+    /// Directory of the scripts `include :global` finds.
+    pub global_dir: Option<PathBuf>,
+    /// Extensions users' scripts may not use (e.g. `["editheader"]`).
+    pub disabled_extensions: Vec<String>,
+    /// Largest script a user may store.
+    pub max_script_size: ByteSize,
+    /// Most scripts a user may store.
+    pub max_scripts: u32,
+    /// Most actions one run may take.
+    pub max_actions: u32,
+    /// Most redirects one run may make.
+    pub max_redirects: u32,
+    /// vacation's period when the script names none, and its bounds.
+    pub vacation_default_period: Seconds,
+    pub vacation_min_period: Seconds,
+    pub vacation_max_period: Seconds,
+    /// How long duplicate-test records are kept when the script says no
+    /// `:seconds` (RFC 7352 leaves the default to the site).
+    pub duplicate_default_period: Seconds,
+}
+
+impl Default for Sieve {
+    fn default() -> Self {
+        Sieve {
+            enabled: true,
+            before: Vec::new(),
+            after: Vec::new(),
+            global_dir: None,
+            disabled_extensions: Vec::new(),
+            max_script_size: ByteSize(1024 * 1024),
+            max_scripts: 64,
+            max_actions: 32,
+            max_redirects: 4,
+            vacation_default_period: Seconds(7 * 86_400),
+            vacation_min_period: Seconds(86_400),
+            vacation_max_period: Seconds(90 * 86_400),
+            duplicate_default_period: Seconds(12 * 3600),
+        }
+    }
+}
+
+/// Checked at load: the limits are usable.
+pub(crate) fn check(s: &Sieve) -> Result<(), (String, String)> {
+    if s.max_actions == 0 {
+        return Err(("sieve.max_actions".into(), "must be at least 1".into()));
+    }
+    if s.vacation_min_period.0 > s.vacation_max_period.0 {
+        return Err((
+            "sieve.vacation_min_period".into(),
+            "must not be above sieve.vacation_max_period".into(),
+        ));
+    }
+    Ok(())
+}
