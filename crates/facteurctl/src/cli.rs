@@ -80,6 +80,52 @@ pub enum Command {
         #[command(subcommand)]
         action: ExportAction,
     },
+    /// Sieve filtering rules: users' scripts, and `check` / `test` for
+    /// writing them.
+    Sieve {
+        #[command(subcommand)]
+        action: SieveAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SieveAction {
+    /// USER's scripts, the active one marked.
+    List { user: String },
+    /// Print a script.
+    Get { user: String, name: String },
+    /// Store FILE (`-`: standard input) as script NAME; refused when it
+    /// does not compile.
+    Put {
+        user: String,
+        name: String,
+        file: PathBuf,
+        /// Make it the active script too.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make NAME the script that runs at delivery.
+    Activate { user: String, name: String },
+    /// No script runs for USER any more (they stay stored).
+    Deactivate { user: String },
+    /// Delete a script (not the active one).
+    Delete { user: String, name: String },
+    /// Rename a script (it stays active if it was).
+    Rename { user: String, from: String, to: String },
+    /// Compile FILE and print each error with its line and column.
+    Check { file: PathBuf },
+    /// Print the actions FILE would take on the message in MESSAGE (an RFC
+    /// 5322 file), without taking them.
+    Test {
+        file: PathBuf,
+        message: PathBuf,
+        /// The envelope sender (default: none, the null sender).
+        #[arg(long)]
+        from: Option<String>,
+        /// The envelope recipient (default: user@example.test).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

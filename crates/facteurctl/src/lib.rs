@@ -6,7 +6,7 @@
 //! foreground, restarting a daemon that dies (production uses systemd);
 //! [`tls`] writes a self-signed certificate; [`dns`] prints the DNS records
 //! to publish; [`dkim`] makes and rotates DKIM keys; [`queue`] lists and steers the mail queue; [`dovecot`] imports and exports
-//! Dovecot Maildirs; [`privs`] makes root act as the mail store's owner, so files
+//! Dovecot Maildirs; [`sieve`] manages users' Sieve scripts; [`privs`] makes root act as the mail store's owner, so files
 //! created for the daemons belong to them.
 //!
 //! Security: passwords never come from the command line (visible in `ps` and
@@ -22,6 +22,7 @@ pub mod dovecot;
 pub mod init;
 pub mod privs;
 pub mod queue;
+pub mod sieve;
 pub mod tls;
 pub mod up;
 
@@ -129,6 +130,14 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export { action } => {
             admin::export(&load_as_owner(&cli.config)?, action).map(|_| 0)
         }
+        Command::Sieve { action } => match action {
+            // check and test need no configuration (one is used if present)
+            cli::SieveAction::Check { .. } | cli::SieveAction::Test { .. } => {
+                let cfg = Config::load(&cli.config).ok();
+                sieve::run(cfg.as_ref(), action)
+            }
+            _ => sieve::run(Some(&load_as_owner(&cli.config)?), action),
+        },
     }
 }
 

@@ -84,6 +84,7 @@ impl Parser {
                 None if !in_block => return Ok(out),
                 Some(Token::RBrace) if in_block => return Ok(out),
                 Some(Token::Ident(_)) => out.push(self.command(depth)?),
+                None => return Err(self.unexpected("'}' to close the block")),
                 _ => return Err(self.unexpected("a command")),
             }
         }
