@@ -505,30 +505,35 @@ impl Delivery<'_> {
                         sent_ok = false;
                     }
                 }
-                Action::Vacation(v) => match &v.skip {
-                    Some(why) => {
-                        info!(queue_id = self.queue_id, user = self.user, to = %v.to, reason = %why, "sieve: vacation not sent")
+                Action::Vacation(v) => {
+                    if let Some(why) = &v.skip {
+                        info!(queue_id = self.queue_id, user = self.user, to = %v.to, reason = %why, "sieve: vacation not sent");
+                        continue;
                     }
-                    None => match self.outbox.send(
+                    let claimed = match self.state {
+                        Some(st) => st.claim_vacation(self.user, &v.to, &v.handle, v.period).unwrap_or_else(|e| {
+                            warn!(queue_id = self.queue_id, user = self.user, error = %e, "sieve: vacation record unavailable: not sent");
+                            false
+                        }),
+                        None => true,
+                    };
+                    if !claimed {
+                        info!(queue_id = self.queue_id, user = self.user, to = %v.to, "sieve: vacation not sent: answered within the period");
+                        continue;
+                    }
+                    if let Err(e) = self.outbox.send(
                         "",
                         &v.to,
                         &mut &v.message[..],
                         !v.message.is_ascii(),
                         self.queue_id,
                     ) {
-                        Ok(_) => {
-                            if let Some(st) = self.state
-                                && let Err(e) =
-                                    st.record_vacation(self.user, &v.to, &v.handle, v.period)
-                            {
-                                warn!(queue_id = self.queue_id, user = self.user, error = %e, "sieve: vacation record not written");
-                            }
+                        warn!(queue_id = self.queue_id, user = self.user, error = %e, "sieve: vacation reply not queued");
+                        if let Some(st) = self.state {
+                            let _ = st.release_vacation(self.user, &v.to, &v.handle);
                         }
-                        Err(e) => {
-                            warn!(queue_id = self.queue_id, user = self.user, error = %e, "sieve: vacation reply not queued")
-                        }
-                    },
-                },
+                    }
+                }
                 _ => {}
             }
         }

@@ -95,19 +95,45 @@ impl State {
         )
     }
 
-    pub fn record_vacation(
+    /// Claim the right to answer `sender`: true when no reply is recorded
+    /// within the period, and then the reply is recorded, in one
+    /// transaction, so that two deliveries at once (two lmtpd sessions, or
+    /// two processes) cannot both answer. [`State::release_vacation`] undoes
+    /// the claim when the reply could not be queued.
+    pub fn claim_vacation(
         &self,
         user: &str,
         sender: &str,
         handle: &str,
         period: u64,
-    ) -> rusqlite::Result<()> {
+    ) -> rusqlite::Result<bool> {
+        let k = key(&[user, &sender.to_ascii_lowercase(), handle]);
         let expires = now().saturating_add(i64::try_from(period).unwrap_or(i64::MAX));
-        self.put(
-            "vacation",
-            key(&[user, &sender.to_ascii_lowercase(), handle]),
-            expires,
-        )
+        let mut c = self.conn();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let live: Option<i64> = tx
+            .query_row(
+                "SELECT expires FROM vacation WHERE key = ?1",
+                params![k],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if live.is_some_and(|e| e > now()) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO vacation (key, expires) VALUES (?1, ?2)",
+            params![k, expires],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    pub fn release_vacation(&self, user: &str, sender: &str, handle: &str) -> rusqlite::Result<()> {
+        let k = key(&[user, &sender.to_ascii_lowercase(), handle]);
+        self.conn()
+            .execute("DELETE FROM vacation WHERE key = ?1", params![k])?;
+        Ok(())
     }
 
     pub fn duplicate_seen(&self, user: &str, handle: &str, id: &str) -> bool {
@@ -145,13 +171,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = State::open(&d.path().join("s.sqlite")).unwrap();
         assert!(!s.vacation_sent("u", "a@x", "h"));
-        s.record_vacation("u", "A@x", "h", 3600).unwrap();
-        assert!(s.vacation_sent("u", "a@X".to_ascii_lowercase().as_str(), "h"));
+        assert!(s.claim_vacation("u", "A@x", "h", 3600).unwrap());
+        assert!(
+            !s.claim_vacation("u", "a@x", "h", 3600).unwrap(),
+            "claimed once"
+        );
+        assert!(s.vacation_sent("u", "a@x", "h"));
         assert!(!s.vacation_sent("u", "a@x", "other"));
         assert!(!s.vacation_sent("v", "a@x", "h"));
-        s.record_vacation("u", "b@x", "h", 0).unwrap();
+        s.release_vacation("u", "a@x", "h").unwrap();
+        assert!(!s.vacation_sent("u", "a@x", "h"));
+        assert!(s.claim_vacation("u", "b@x", "h", 0).unwrap());
         assert!(
-            !s.vacation_sent("u", "b@x", "h"),
+            s.claim_vacation("u", "b@x", "h", 0).unwrap(),
             "a zero period never holds"
         );
         s.record_duplicate("u", "", "<id>", 3600, false).unwrap();
