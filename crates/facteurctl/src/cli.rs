@@ -111,7 +111,11 @@ pub enum SieveAction {
     /// Delete a script (not the active one).
     Delete { user: String, name: String },
     /// Rename a script (it stays active if it was).
-    Rename { user: String, from: String, to: String },
+    Rename {
+        user: String,
+        from: String,
+        to: String,
+    },
     /// Compile FILE and print each error with its line and column.
     Check { file: PathBuf },
     /// Print the actions FILE would take on the message in MESSAGE (an RFC

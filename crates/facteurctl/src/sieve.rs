@@ -23,7 +23,12 @@ fn store(cfg: &Config) -> Store {
 
 fn options(cfg: &Config) -> Options {
     Options {
-        disabled: cfg.sieve.disabled_extensions.iter().map(|e| e.to_ascii_lowercase()).collect(),
+        disabled: cfg
+            .sieve
+            .disabled_extensions
+            .iter()
+            .map(|e| e.to_ascii_lowercase())
+            .collect(),
         ..Options::default()
     }
 }
@@ -67,7 +72,12 @@ pub fn run(cfg: Option<&Config>, action: SieveAction) -> anyhow::Result<u8> {
                 Ok(1)
             }
         }
-        SieveAction::Test { file, message, from, to } => {
+        SieveAction::Test {
+            file,
+            message,
+            from,
+            to,
+        } => {
             let text = read_source(&file)?;
             let script = match Script::compile_bytes(&text, &opts) {
                 Ok(s) => s,
@@ -78,7 +88,8 @@ pub fn run(cfg: Option<&Config>, action: SieveAction) -> anyhow::Result<u8> {
                     return Ok(1);
                 }
             };
-            let msg = std::fs::read(&message).with_context(|| format!("cannot read {}", message.display()))?;
+            let msg = std::fs::read(&message)
+                .with_context(|| format!("cannot read {}", message.display()))?;
             let env = Envelope {
                 from: from.unwrap_or_default(),
                 to: to.unwrap_or_else(|| "user@example.test".into()),
@@ -116,7 +127,12 @@ pub fn run(cfg: Option<&Config>, action: SieveAction) -> anyhow::Result<u8> {
                 None => bail!("{user} has no script named {name}"),
             }
         }
-        SieveAction::Put { user, name, file, activate } => {
+        SieveAction::Put {
+            user,
+            name,
+            file,
+            activate,
+        } => {
             let cfg = need()?;
             let text = read_source(&file)?;
             if !check_text(&name, &text, &opts) {
@@ -131,7 +147,10 @@ pub fn run(cfg: Option<&Config>, action: SieveAction) -> anyhow::Result<u8> {
             if activate {
                 sc.activate(Some(&name))?;
             }
-            println!("{user}: script {name} stored{}", if activate { " and active" } else { "" });
+            println!(
+                "{user}: script {name} stored{}",
+                if activate { " and active" } else { "" }
+            );
             Ok(0)
         }
         SieveAction::Activate { user, name } => {
@@ -163,7 +182,11 @@ struct TestHost;
 impl Host for TestHost {}
 
 fn flags(f: &[String]) -> String {
-    if f.is_empty() { String::new() } else { format!(" flags {}", f.join(" ")) }
+    if f.is_empty() {
+        String::new()
+    } else {
+        format!(" flags {}", f.join(" "))
+    }
 }
 
 /// The outcome as the lines `sieve test` prints.
@@ -172,33 +195,50 @@ pub fn describe(out: &Outcome) -> String {
     for a in &out.actions {
         match a {
             Action::Keep { flags: f, .. } => s.push_str(&format!("keep (INBOX){}\n", flags(f))),
-            Action::FileInto { mailbox, flags: f, create, copy, special_use, .. } => s.push_str(&format!(
+            Action::FileInto {
+                mailbox,
+                flags: f,
+                create,
+                copy,
+                special_use,
+                ..
+            } => s.push_str(&format!(
                 "fileinto \"{mailbox}\"{}{}{}{}\n",
                 flags(f),
                 if *create { " (create)" } else { "" },
                 if *copy { " (copy)" } else { "" },
-                special_use.as_ref().map(|u| format!(" (special-use {u})")).unwrap_or_default()
+                special_use
+                    .as_ref()
+                    .map(|u| format!(" (special-use {u})"))
+                    .unwrap_or_default()
             )),
-            Action::Redirect { address, copy, .. } => {
-                s.push_str(&format!("redirect to {address}{}\n", if *copy { " (copy)" } else { "" }))
-            }
-            Action::Reject { reason, extended } => {
-                s.push_str(&format!("{} \"{}\"\n", if *extended { "ereject" } else { "reject" }, reason.escape_debug()))
-            }
+            Action::Redirect { address, copy, .. } => s.push_str(&format!(
+                "redirect to {address}{}\n",
+                if *copy { " (copy)" } else { "" }
+            )),
+            Action::Reject { reason, extended } => s.push_str(&format!(
+                "{} \"{}\"\n",
+                if *extended { "ereject" } else { "reject" },
+                reason.escape_debug()
+            )),
+            Action::Discard => s.push_str("discard\n"),
             Action::Vacation(v) => {
                 let what = match &v.skip {
                     None => "would be sent".to_string(),
                     Some(why) => format!("not sent: {why}"),
                 };
-                s.push_str(&format!("vacation reply to {} from {} ({what})\n", v.to, v.from));
+                s.push_str(&format!(
+                    "vacation reply to {} from {} ({what})\n",
+                    v.to, v.from
+                ));
             }
         }
     }
-    if out.discarded {
-        s.push_str("discard\n");
-    }
     if out.implicit_keep {
-        s.push_str(&format!("implicit keep (INBOX){}\n", flags(&out.implicit_keep_flags)));
+        s.push_str(&format!(
+            "implicit keep (INBOX){}\n",
+            flags(&out.implicit_keep_flags)
+        ));
     }
     if out.edited_message.is_some() {
         s.push_str("header edited\n");

@@ -194,7 +194,7 @@ impl Compiler<'_> {
                 let fields = self.list_arg(what, s.positional.first().copied(), pos)?;
                 for f in &fields {
                     if let Some(f) = f.as_literal()
-                        && !matches!(f.to_ascii_lowercase().as_str(), "from" | "to")
+                        && !matches!(f.to_ascii_lowercase().as_str(), "from" | "to" | "auth")
                     {
                         self.error(pos, format!("envelope: unknown envelope part \"{f}\""));
                     }

@@ -37,6 +37,9 @@ pub enum Action {
         extended: bool,
     },
     Vacation(Box<super::vacation::VacationReply>),
+    /// `discard` (listed so the order of actions is kept; it only cancels
+    /// the implicit keep).
+    Discard,
 }
 
 impl Action {
@@ -50,6 +53,7 @@ impl Action {
             } => "reject",
             Action::Reject { extended: true, .. } => "ereject",
             Action::Vacation(_) => "vacation",
+            Action::Discard => "discard",
         }
     }
 }
@@ -165,7 +169,7 @@ impl Runtime<'_> {
                 .out
                 .actions
                 .iter()
-                .find(|a| !matches!(a, Action::Reject { .. }))
+                .find(|a| !matches!(a, Action::Reject { .. } | Action::Discard))
         {
             return Err(self.fail(format!(
                 "the reject action conflicts with the earlier {} action",
@@ -262,6 +266,19 @@ impl Runtime<'_> {
             }
             Action::Reject { .. } => {
                 self.out.implicit_keep = false;
+                self.push(action)
+            }
+            Action::Discard => {
+                self.out.implicit_keep = false;
+                self.out.discarded = true;
+                if self
+                    .out
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Discard))
+                {
+                    return Ok(());
+                }
                 self.push(action)
             }
             Action::Vacation(_) => {

@@ -183,6 +183,10 @@ impl Runtime<'_> {
                     let addr = match f.to_ascii_lowercase().as_str() {
                         "from" => self.envelope.from.clone(),
                         "to" => self.envelope.to.clone(),
+                        "auth" => match &self.envelope.auth {
+                            Some(a) => a.clone(),
+                            None => continue,
+                        },
                         _ => continue,
                     };
                     if addr.is_empty() && *part != crate::ir::AddrPart::All {

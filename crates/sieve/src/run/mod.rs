@@ -260,6 +260,44 @@ impl<'m> Runtime<'m> {
         &self.out
     }
 
+    /// Replace the outcome (a host running another script and adopting its
+    /// result, as the test suite's `test_script_run` does).
+    pub fn set_outcome(&mut self, out: Outcome) {
+        self.out = out;
+    }
+
+    /// Add another run's actions after these (`:append_result`).
+    pub fn append_outcome(&mut self, other: Outcome) {
+        self.out.implicit_keep &= other.implicit_keep;
+        self.out.discarded |= other.discarded;
+        self.out.actions.extend(other.actions);
+        self.out.duplicates.extend(other.duplicates);
+        if other.edited_message.is_some() {
+            self.out.edited_message = other.edited_message;
+        }
+    }
+
+    /// Does any value match any key, as a test with match type `m` would
+    /// find (for host tests that match like the base ones)?
+    pub fn match_strings(
+        &mut self,
+        m: &crate::ir::Match,
+        values: &[String],
+        keys: &[Template],
+    ) -> Result<bool, RunError> {
+        self.match_values(m, values, keys)
+    }
+
+    /// imap4flags' internal variable (the flags a keep or fileinto without
+    /// `:flags` stores with).
+    pub fn flags(&self) -> &[String] {
+        &self.flags
+    }
+
+    pub fn set_flags(&mut self, flags: Vec<String>) {
+        self.flags = flags;
+    }
+
     /// Forget the actions so far (the test suite's `test_result_reset`).
     pub fn reset_outcome(&mut self) {
         self.out = Outcome::new();
@@ -321,10 +359,7 @@ impl<'m> Runtime<'m> {
                     message: msg,
                 })?;
             }
-            Cmd::Discard => {
-                self.out.implicit_keep = false;
-                self.out.discarded = true;
-            }
+            Cmd::Discard => self.add_action(Action::Discard)?,
             Cmd::FileInto {
                 mailbox,
                 copy,

@@ -1,0 +1,848 @@
+//! Our implementation of Pigeonhole's `vnd.dovecot.testsuite` extension,
+//! the language its `.svtest` files are written in: `test "name" {...}`
+//! blocks, `test_fail`, `test_set` (the message and envelope under test),
+//! `test_script_compile` / `test_script_run` / `test_result_*` (compile
+//! another script, run it, inspect and carry out its result),
+//! `test_message` (make a message the result sent or stored the one under
+//! test), `test_error`, `test_config_*`, `test_mailbox_create`,
+//! `test_binary_*`. Written from the test files' use of them and the
+//! extension's documented behaviour; nothing of Pigeonhole's code.
+//!
+//! Carrying out a result ("execute") is simulated in memory: stores append
+//! to folders here, redirects and vacation replies go to an outbox, and a
+//! reject sends the sender a notice from the postmaster (what the MTA's
+//! bounce does in a real delivery).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use facteur_sieve::ir::{Custom, CustomArg};
+use facteur_sieve::run::{Flow, Runtime};
+use facteur_sieve::{
+    Action, CustomExtension, Envelope, Host, Limits, Options, Outcome, RunError, Script,
+};
+
+use crate::args;
+
+/// The marker of a `test_fail` travelling up as a run error.
+const FAIL: &str = "\u{0}test_fail: ";
+
+pub enum FileResult {
+    /// The file needs an extension we do not have.
+    Skipped(String),
+    /// The file itself did not compile or failed outside a test.
+    Broken(String),
+    /// Each test block: its name and its result.
+    Ran(Vec<(String, TestResult)>),
+}
+
+/// One test block's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestResult {
+    Passed,
+    Failed(String),
+    /// Failed, but it used an extension we do not have.
+    Skipped(String),
+}
+
+const COMMANDS: &[&str] = &[
+    "test",
+    "test_fail",
+    "test_set",
+    "test_result_reset",
+    "test_result_print",
+    "test_config_set",
+    "test_config_unset",
+    "test_config_reload",
+    "test_mailbox_create",
+    "test_message",
+    "test_binary_load",
+    "test_binary_save",
+    "test_imap_metadata_set",
+];
+
+const TESTS: &[&str] = &[
+    "test_script_compile",
+    "test_script_run",
+    "test_multiscript",
+    "test_result_execute",
+    "test_result_action",
+    "test_error",
+    "test_message",
+    "test_binary_load",
+    "test_binary_save",
+    "test_mailbox_create",
+    "test_imap_metadata_set",
+];
+
+fn suite_options() -> Options {
+    Options {
+        custom: Some(CustomExtension {
+            names: vec!["vnd.dovecot.testsuite".into()],
+            commands: COMMANDS.iter().map(|s| s.to_string()).collect(),
+            tests: TESTS.iter().map(|s| s.to_string()).collect(),
+            namespaces: vec!["tst".into()],
+        }),
+        ..Options::default()
+    }
+}
+
+const DEFAULT_MESSAGE: &[u8] =
+    b"From: sender@example.com\r\nTo: recipient@example.org\r\nSubject: Frop!\r\n\r\nFriep!\r\n";
+
+fn default_envelope() -> Envelope {
+    Envelope {
+        from: "sender@example.com".into(),
+        to: "recipient@example.org".into(),
+        orig_to: Some("recipient@example.org".into()),
+        auth: Some(user()),
+    }
+}
+
+/// A duration setting as Pigeonhole writes them (`1s`, `2m`, `1d`, `30`).
+fn duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    Some(match unit.trim() {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    })
+}
+
+/// A stored message and its flags.
+type Stored = (Vec<u8>, Vec<String>);
+
+pub struct Suite {
+    dir: PathBuf,
+    compiled: Option<(Arc<Script>, PathBuf)>,
+    errors: Vec<String>,
+    binaries: HashMap<String, (Arc<Script>, PathBuf)>,
+    /// Stored messages per folder (INBOX spelled so), with their flags.
+    folders: BTreeMap<String, Vec<Stored>>,
+    created: BTreeSet<String>,
+    /// (envelope from, envelope to, message)
+    outbox: Vec<(String, String, Vec<u8>)>,
+    config: HashMap<String, String>,
+    pub tests: Vec<(String, TestResult)>,
+    in_test: bool,
+    duplicates: BTreeSet<(String, String)>,
+    /// Actions of the shared result already carried out (a second
+    /// test_result_execute performs only the new ones), and whether its
+    /// implicit keep was.
+    executed: usize,
+    kept: bool,
+    /// Extensions a compiled script asked for that we do not have.
+    pub unsupported: BTreeSet<String>,
+    /// The directory personal includes come from (the compiled script's).
+    include_dir: PathBuf,
+}
+
+impl Suite {
+    fn new(dir: &Path) -> Suite {
+        Suite {
+            dir: dir.to_path_buf(),
+            compiled: None,
+            errors: Vec::new(),
+            binaries: HashMap::new(),
+            folders: BTreeMap::new(),
+            created: BTreeSet::new(),
+            outbox: Vec::new(),
+            config: HashMap::new(),
+            tests: Vec::new(),
+            in_test: false,
+            duplicates: BTreeSet::new(),
+            executed: 0,
+            kept: false,
+            unsupported: BTreeSet::new(),
+            include_dir: dir.join("included"),
+        }
+    }
+
+    fn script_options(&self) -> Options {
+        // the scripts a test compiles may use the test suite too
+        suite_options()
+    }
+
+    fn limits(&self) -> Limits {
+        let mut l = Limits::default();
+        if let Some(n) = self
+            .config
+            .get("sieve_max_actions")
+            .and_then(|v| v.parse().ok())
+        {
+            l.max_actions = n;
+        }
+        if let Some(n) = self
+            .config
+            .get("sieve_max_redirects")
+            .and_then(|v| v.parse().ok())
+        {
+            l.max_redirects = n;
+        }
+        l
+    }
+
+    fn fail(line: u32, why: impl Into<String>) -> RunError {
+        RunError {
+            line,
+            message: format!("{FAIL}{}", why.into()),
+        }
+    }
+
+    /// `test_script_compile`: errors as bare texts, then Pigeonhole's
+    /// summary line ("parse failed" / "validation failed").
+    fn compile(&mut self, rel: &str) -> bool {
+        let path = self.dir.join(rel);
+        self.errors.clear();
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(_) => {
+                self.errors.push("script not found".into());
+                return false;
+            }
+        };
+        let parsed = std::str::from_utf8(&text)
+            .map_err(|_| "the script is not valid UTF-8".to_string())
+            .and_then(|t| facteur_sieve::parse::parse(t).map_err(|e| e.message));
+        if let Err(e) = parsed {
+            self.errors.push(e);
+            self.errors.push("parse failed".into());
+            return false;
+        }
+        match Script::compile_bytes(&text, &self.script_options()) {
+            Ok(s) => {
+                self.compiled = Some((Arc::new(s), path));
+                true
+            }
+            Err(errs) => {
+                for e in &errs {
+                    if let Some(x) = e.message.strip_prefix("unsupported extension ") {
+                        self.unsupported.insert(x.trim_matches('"').to_string());
+                    }
+                }
+                self.errors = errs.iter().map(|e| e.message.clone()).collect();
+                self.errors.push("validation failed".into());
+                false
+            }
+        }
+    }
+
+    fn folder_key(name: &str) -> String {
+        if name.eq_ignore_ascii_case("inbox") {
+            "INBOX".into()
+        } else {
+            name.to_string()
+        }
+    }
+
+    fn folder_exists(&self, name: &str) -> bool {
+        let k = Self::folder_key(name);
+        k == "INBOX" || self.created.contains(&k)
+    }
+
+    /// One store, as a delivery does it: into an existing folder (or one
+    /// `:create` makes).
+    fn store(
+        &mut self,
+        folder: &str,
+        create: bool,
+        message: Vec<u8>,
+        flags: Vec<String>,
+    ) -> Result<(), String> {
+        let k = Self::folder_key(folder);
+        if !self.folder_exists(&k) {
+            if !create {
+                return Err(format!(
+                    "fileinto action: failed to store into mailbox '{folder}': Mailbox doesn't exist: {folder}"
+                ));
+            }
+            self.created.insert(k.clone());
+        }
+        self.folders.entry(k).or_default().push((message, flags));
+        Ok(())
+    }
+
+    /// The message a redirect sends: the stored form with the headers
+    /// Pigeonhole's redirect adds.
+    fn redirected(&self, env: &Envelope, message: &[u8]) -> Vec<u8> {
+        let mut out = format!(
+            "X-Sieve: facteur\r\nX-Sieve-Redirected-From: {}\r\n",
+            env.to
+        )
+        .into_bytes();
+        out.extend_from_slice(message);
+        out
+    }
+
+    /// Carry out the actions of `out` from `from` on (a second execute of
+    /// one result performs only what was added since), then the implicit
+    /// keep. False when an action failed (its error is in the log; the
+    /// implicit keep then stores the message in INBOX).
+    fn carry_out(
+        &mut self,
+        out: &Outcome,
+        from: usize,
+        already_kept: bool,
+        original: &[u8],
+        env: &Envelope,
+        flags: &[String],
+    ) -> bool {
+        let mut ok = true;
+        let msg_for = |v: Option<usize>| out.message_for(v, original).to_vec();
+        for a in out.actions.iter().skip(from) {
+            let r = match a {
+                Action::Keep { message, flags, .. } => {
+                    self.store("INBOX", true, msg_for(*message), flags.clone())
+                }
+                Action::FileInto {
+                    mailbox,
+                    message,
+                    flags,
+                    create,
+                    ..
+                } => self.store(mailbox, *create, msg_for(*message), flags.clone()),
+                Action::Redirect {
+                    address, message, ..
+                } => {
+                    let m = self.redirected(env, &msg_for(*message));
+                    self.outbox.push((env.from.clone(), address.clone(), m));
+                    Ok(())
+                }
+                Action::Vacation(v) => {
+                    if v.skip.is_none() {
+                        self.outbox
+                            .push((String::new(), v.to.clone(), v.message.clone()));
+                    }
+                    Ok(())
+                }
+                Action::Reject { reason, .. } => {
+                    if !env.from.is_empty() {
+                        let notice = format!(
+                            "From: Postmaster <postmaster@example.com>\r\nTo: <{}>\r\nSubject: Rejected: message\r\nAuto-Submitted: auto-replied (rejected)\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour message to <{}> was rejected:\r\n\r\n{reason}\r\n",
+                            env.from, env.to
+                        );
+                        self.outbox
+                            .push((String::new(), env.from.clone(), notice.into_bytes()));
+                    }
+                    Ok(())
+                }
+                Action::Discard => Ok(()),
+            };
+            if let Err(e) = r {
+                self.errors.push(e);
+                ok = false;
+            }
+        }
+        if (out.implicit_keep || !ok) && !already_kept {
+            let m = out
+                .edited_message
+                .clone()
+                .unwrap_or_else(|| original.to_vec());
+            let _ = self.store("INBOX", true, m, flags.to_vec());
+        }
+        for d in &out.duplicates {
+            self.duplicates.insert((d.handle.clone(), d.id.clone()));
+        }
+        ok
+    }
+
+    /// `test_result_execute`: the shared result.
+    fn execute(&mut self, rt: &mut Runtime<'_>) -> bool {
+        self.errors.clear();
+        rt.close_outcome();
+        let out: Outcome = rt.outcome().clone();
+        let original = rt.message.raw().to_vec();
+        let env = rt.envelope.clone();
+        let flags = out.implicit_keep_flags.clone();
+        let from = self.executed.min(out.actions.len());
+        let ok = self.carry_out(&out, from, self.kept, &original, &env, &flags);
+        self.executed = out.actions.len();
+        self.kept |= out.implicit_keep || !ok;
+        ok
+    }
+
+    fn reset_result(&mut self, rt: &mut Runtime<'_>) {
+        rt.reset_outcome();
+        self.executed = 0;
+        self.kept = false;
+    }
+
+    fn run_compiled(&mut self, rt: &mut Runtime<'_>, append: bool) -> bool {
+        self.errors.clear();
+        let Some((script, _)) = self.compiled.clone() else {
+            self.errors
+                .push("testsuite: trying to run script, but no script compiled yet".into());
+            return false;
+        };
+        let uses_suite = script.extensions.contains("vnd.dovecot.testsuite");
+        if !append {
+            self.reset_result(rt);
+        }
+        let msg = rt.message.raw().to_vec();
+        let mut sub = Runtime::new(&msg, rt.envelope.clone(), self.limits());
+        sub.set_flags(rt.flags().to_vec());
+        sub.namespaces = rt.namespaces.clone();
+        let r = sub.run_script(self, &script);
+        match r {
+            Ok(_) => {
+                let out = sub.finish();
+                if append {
+                    rt.append_outcome(out);
+                } else {
+                    rt.set_outcome(out);
+                }
+                true
+            }
+            Err(e) => {
+                self.errors.push(e.message);
+                uses_suite
+            }
+        }
+    }
+
+    /// The envelope a message implies (Pigeonhole's test suite rule):
+    /// recipient from Envelope-To or To, sender from Return-Path, Sender
+    /// or From.
+    fn derive_envelope(rt: &mut Runtime<'_>) {
+        let first = |rt: &mut Runtime<'_>, names: &[&str]| {
+            for n in names {
+                let fields: Vec<_> = rt
+                    .message
+                    .fields()
+                    .iter()
+                    .filter(|f| f.is(n))
+                    .cloned()
+                    .collect();
+                if let Some(a) = fields.iter().flat_map(|f| f.addresses()).next() {
+                    return Some(a);
+                }
+            }
+            None
+        };
+        let to =
+            first(rt, &["envelope-to", "to"]).unwrap_or_else(|| "recipient@example.com".into());
+        let from = first(rt, &["return-path", "sender", "from"])
+            .unwrap_or_else(|| "sender@example.com".into());
+        rt.envelope = Envelope {
+            from,
+            orig_to: Some(to.clone()),
+            to,
+            auth: Some(user()),
+        };
+    }
+
+    fn set_message(rt: &mut Runtime<'_>, bytes: Vec<u8>) {
+        // the test files write messages with LF line ends
+        let mut crlf = Vec::with_capacity(bytes.len() + 64);
+        let mut prev = 0u8;
+        for b in bytes {
+            if b == b'\n' && prev != b'\r' {
+                crlf.push(b'\r');
+            }
+            crlf.push(b);
+            prev = b;
+        }
+        rt.message.replace(crlf);
+        Self::derive_envelope(rt);
+    }
+
+    /// `test_message :smtp N` / `:folder NAME N`: make that message the one
+    /// under test.
+    fn select_message(&mut self, rt: &mut Runtime<'_>, p: &args::Parsed) -> bool {
+        let n = p.positional_number(0).unwrap_or(0) as usize;
+        if p.has("smtp") {
+            match self.outbox.get(n).cloned() {
+                Some((from, to, m)) => {
+                    rt.message.replace(m);
+                    rt.envelope = Envelope {
+                        from,
+                        orig_to: Some(to.clone()),
+                        to,
+                        auth: Some(user()),
+                    };
+                    true
+                }
+                None => false,
+            }
+        } else if p.has("folder") {
+            let folder = match p.tag("folder") {
+                Some(CustomArg::Strings(l)) => l.first().map(|t| rt.expand(t)).unwrap_or_default(),
+                _ => String::new(),
+            };
+            match self
+                .folders
+                .get(&Self::folder_key(&folder))
+                .and_then(|f| f.get(n))
+                .cloned()
+            {
+                Some((m, flags)) => {
+                    rt.message.replace(m);
+                    Self::derive_envelope(rt);
+                    rt.set_flags(flags);
+                    true
+                }
+                None => false,
+            }
+        } else {
+            false
+        }
+    }
+}
+
+/// The user the test suite runs as (Pigeonhole: $USER).
+fn user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "user".into())
+}
+
+fn first_string(rt: &Runtime<'_>, p: &args::Parsed, i: usize) -> String {
+    p.strings(i)
+        .and_then(|l| l.first())
+        .map(|t| rt.expand(t))
+        .unwrap_or_default()
+}
+
+impl Host for Suite {
+    fn mailbox_exists(&mut self, name: &str) -> bool {
+        self.folder_exists(name)
+    }
+
+    fn duplicate_seen(&mut self, handle: &str, id: &str, _period: u64, _last: bool) -> bool {
+        self.duplicates
+            .contains(&(handle.to_string(), id.to_string()))
+    }
+
+    fn include(&mut self, global: bool, name: &str) -> Result<Option<Arc<Script>>, String> {
+        let dir = if global {
+            self.dir.join("included-global")
+        } else {
+            self.include_dir.clone()
+        };
+        let path = dir.join(format!("{name}.sieve"));
+        match std::fs::read(&path) {
+            Ok(t) => Script::compile_bytes(&t, &self.script_options())
+                .map(|s| Some(Arc::new(s)))
+                .map_err(|e| {
+                    e.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn environment(&mut self, name: &str) -> Option<String> {
+        Some(match name {
+            "domain" => "example.com".into(),
+            "host" => "host.example.com".into(),
+            "location" => "MDA".into(),
+            "name" => "facteur".into(),
+            "phase" => "during".into(),
+            "version" => "0.1".into(),
+            _ => return None,
+        })
+    }
+
+    fn vacation_period(&mut self) -> (u64, u64, u64) {
+        let get = |k: &str, d: u64| self.config.get(k).and_then(|v| duration(v)).unwrap_or(d);
+        (
+            get("sieve_vacation_default_period", 7 * 86_400),
+            get("sieve_vacation_min_period", 86_400),
+            get("sieve_vacation_max_period", 90 * 86_400),
+        )
+    }
+
+    fn custom_command(&mut self, rt: &mut Runtime<'_>, c: &Custom) -> Result<Flow, RunError> {
+        let p = args::parse(&c.args);
+        match c.name.as_str() {
+            "test" => {
+                let name = first_string(rt, &p, 0);
+                if self.in_test {
+                    return Err(RunError {
+                        line: c.line,
+                        message: "test inside a test".into(),
+                    });
+                }
+                self.in_test = true;
+                self.unsupported.clear();
+                let r = match &c.block {
+                    Some(b) => rt.exec_block(self, b),
+                    None => Ok(Flow::Continue),
+                };
+                self.in_test = false;
+                let res = match r {
+                    Ok(_) => TestResult::Passed,
+                    Err(e) => {
+                        let why = match e.message.strip_prefix(FAIL) {
+                            Some(why) => why.to_string(),
+                            None => {
+                                // a run-time error of the test file itself ends the file
+                                if self.unsupported.is_empty() {
+                                    return Err(e);
+                                }
+                                e.message
+                            }
+                        };
+                        if self.unsupported.is_empty() {
+                            TestResult::Failed(why)
+                        } else {
+                            let list: Vec<String> = self.unsupported.iter().cloned().collect();
+                            TestResult::Skipped(format!("needs {}", list.join(", ")))
+                        }
+                    }
+                };
+                self.tests.push((name, res));
+                Ok(Flow::Continue)
+            }
+            "test_fail" => {
+                let why = first_string(rt, &p, 0);
+                Err(Self::fail(c.line, format!("{why} (line {})", c.line)))
+            }
+            "test_set" => {
+                let what = first_string(rt, &p, 0).to_ascii_lowercase();
+                let value = first_string(rt, &p, 1);
+                let addr = |v: &str| {
+                    let v = v.trim();
+                    v.strip_prefix('<')
+                        .and_then(|x| x.strip_suffix('>'))
+                        .unwrap_or(v)
+                        .to_string()
+                };
+                match what.as_str() {
+                    "message" => Self::set_message(rt, value.into_bytes()),
+                    "envelope.from" => rt.envelope.from = addr(&value),
+                    "envelope.to" => {
+                        rt.envelope.to = addr(&value);
+                        rt.envelope.orig_to = Some(addr(&value));
+                    }
+                    "envelope.orig_to" => rt.envelope.orig_to = Some(addr(&value)),
+                    "envelope.auth" => rt.envelope.auth = Some(value),
+                    other => {
+                        return Err(Self::fail(
+                            c.line,
+                            format!("test_set: unknown item {other}"),
+                        ));
+                    }
+                }
+                Ok(Flow::Continue)
+            }
+            "test_result_reset" => {
+                self.reset_result(rt);
+                self.outbox.clear();
+                Ok(Flow::Continue)
+            }
+            "test_result_print" | "test_config_reload" | "test_imap_metadata_set" => {
+                Ok(Flow::Continue)
+            }
+            "test_config_set" => {
+                let k = first_string(rt, &p, 0);
+                let v = first_string(rt, &p, 1);
+                self.config.insert(k, v);
+                Ok(Flow::Continue)
+            }
+            "test_config_unset" => {
+                let k = first_string(rt, &p, 0);
+                self.config.remove(&k);
+                Ok(Flow::Continue)
+            }
+            "test_mailbox_create" => {
+                let name = first_string(rt, &p, 0);
+                self.created.insert(Self::folder_key(&name));
+                Ok(Flow::Continue)
+            }
+            "test_message" => {
+                if self.select_message(rt, &p) {
+                    Ok(Flow::Continue)
+                } else {
+                    Err(Self::fail(c.line, "no such message (test_message)"))
+                }
+            }
+            "test_binary_save" | "test_binary_load" => {
+                if self.binary(rt, &p, c.name == "test_binary_save") {
+                    Ok(Flow::Continue)
+                } else {
+                    Err(Self::fail(c.line, format!("{} failed", c.name)))
+                }
+            }
+            other => Err(RunError {
+                line: c.line,
+                message: format!("unknown command {other}"),
+            }),
+        }
+    }
+
+    fn custom_test(&mut self, rt: &mut Runtime<'_>, c: &Custom) -> Result<bool, RunError> {
+        let p = args::parse(&c.args);
+        Ok(match c.name.as_str() {
+            "test_script_compile" => {
+                let rel = first_string(rt, &p, 0);
+                self.compile(&rel)
+            }
+            "test_script_run" => self.run_compiled(rt, p.has("append_result")),
+            "test_multiscript" => {
+                let names: Vec<String> =
+                    p.strings(0).map(|l| rt.expand_list(l)).unwrap_or_default();
+                let msg = rt.message.raw().to_vec();
+                let env = rt.envelope.clone();
+                let mut sub = Runtime::new(&msg, env.clone(), self.limits());
+                let mut ok = true;
+                for n in &names {
+                    if !self.compile(n) {
+                        ok = false;
+                        break;
+                    }
+                    let Some((s, _)) = self.compiled.clone() else {
+                        break;
+                    };
+                    if let Err(e) = sub.run_script(self, &s) {
+                        self.errors.push(e.message);
+                        ok = false;
+                        break;
+                    }
+                    let o = sub.outcome();
+                    if !(o.implicit_keep
+                        || o.actions.iter().any(|a| matches!(a, Action::Keep { .. })))
+                    {
+                        break;
+                    }
+                }
+                let flags = sub.flags().to_vec();
+                let mut out = sub.finish();
+                if !ok {
+                    out = Outcome::keep_only();
+                }
+                let executed = self.carry_out(&out, 0, false, &msg, &env, &flags);
+                ok && executed
+            }
+            "test_result_execute" => self.execute(rt),
+            "test_result_action" => {
+                let names: Vec<String> = rt
+                    .outcome()
+                    .actions
+                    .iter()
+                    .map(|a| match a {
+                        Action::FileInto { .. } => "store".to_string(),
+                        other => other.name().to_string(),
+                    })
+                    .collect();
+                let values = match p.number("index") {
+                    Some(i) if i > 0 => names.get(i as usize - 1).cloned().into_iter().collect(),
+                    _ => names,
+                };
+                let keys = p.strings(0).cloned().unwrap_or_default();
+                rt.match_strings(&p.matcher_octet(), &values, &keys)?
+            }
+            "test_error" => {
+                let values = match p.number("index") {
+                    Some(i) if i > 0 => self
+                        .errors
+                        .get(i as usize - 1)
+                        .cloned()
+                        .into_iter()
+                        .collect(),
+                    _ => self.errors.clone(),
+                };
+                let keys = p.strings(0).cloned().unwrap_or_default();
+                rt.match_strings(&p.matcher_octet(), &values, &keys)?
+            }
+            "test_message" => self.select_message(rt, &p),
+            "test_binary_save" | "test_binary_load" => {
+                self.binary(rt, &p, c.name == "test_binary_save")
+            }
+            "test_mailbox_create" => {
+                let name = first_string(rt, &p, 0);
+                self.created.insert(Self::folder_key(&name));
+                true
+            }
+            "test_imap_metadata_set" => false,
+            other => {
+                return Err(RunError {
+                    line: c.line,
+                    message: format!("unknown test {other}"),
+                });
+            }
+        })
+    }
+}
+
+impl Suite {
+    fn binary(&mut self, rt: &Runtime<'_>, p: &args::Parsed, save: bool) -> bool {
+        let name = first_string(rt, p, 0);
+        if save {
+            match &self.compiled {
+                Some(s) => {
+                    self.binaries.insert(name, s.clone());
+                    true
+                }
+                None => false,
+            }
+        } else {
+            match self.binaries.get(&name) {
+                Some(s) => {
+                    self.compiled = Some(s.clone());
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+}
+
+/// Run one `.svtest` file.
+pub fn run_file(path: &Path) -> FileResult {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) => return FileResult::Broken(e.to_string()),
+    };
+    let script = match Script::compile_bytes(&text, &suite_options()) {
+        Ok(s) => s,
+        Err(errs) => {
+            if let Some(u) = errs
+                .iter()
+                .find(|e| e.message.starts_with("unsupported extension"))
+            {
+                return FileResult::Skipped(u.message.clone());
+            }
+            let all: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            return FileResult::Broken(format!("does not compile: {}", all.join("; ")));
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut suite = Suite::new(dir);
+    let mut rt = Runtime::new(DEFAULT_MESSAGE, default_envelope(), Limits::default());
+    let mut path_value = dir.display().to_string();
+    path_value.push('/');
+    rt.namespaces
+        .insert(("tst".into(), "path".into()), path_value);
+    let r = rt.run_script(&mut suite, &script);
+    if let Err(e) = r {
+        let why = e
+            .message
+            .strip_prefix(FAIL)
+            .map_or(e.message.clone(), str::to_string);
+        if suite.tests.is_empty() {
+            return FileResult::Broken(format!("line {}: {why}", e.line));
+        }
+        suite.tests.push((
+            "(test file aborted)".into(),
+            TestResult::Failed(format!("line {}: {why}", e.line)),
+        ));
+    }
+    if !suite.tests.is_empty()
+        && suite
+            .tests
+            .iter()
+            .all(|t| matches!(t.1, TestResult::Skipped(_)))
+    {
+        return FileResult::Skipped(match &suite.tests[0].1 {
+            TestResult::Skipped(w) => w.clone(),
+            _ => String::new(),
+        });
+    }
+    FileResult::Ran(suite.tests)
+}
