@@ -385,6 +385,7 @@ impl Suite {
         }
         let msg = rt.message.raw().to_vec();
         let mut sub = Runtime::new(&msg, rt.envelope.clone(), self.limits());
+        sub.detail_separators = rt.detail_separators.clone();
         sub.set_flags(rt.flags().to_vec());
         sub.namespaces = rt.namespaces.clone();
         let r = sub.run_script(self, &script);
@@ -540,7 +541,8 @@ impl Host for Suite {
         Some(match name {
             "domain" => "example.com".into(),
             "host" => "host.example.com".into(),
-            "location" => "MDA".into(),
+            // the test suite's own environment is a message store
+            "location" => "MS".into(),
             "name" => "facteur".into(),
             "phase" => "during".into(),
             "version" => "0.1".into(),
@@ -606,13 +608,8 @@ impl Host for Suite {
             "test_set" => {
                 let what = first_string(rt, &p, 0).to_ascii_lowercase();
                 let value = first_string(rt, &p, 1);
-                let addr = |v: &str| {
-                    let v = v.trim();
-                    v.strip_prefix('<')
-                        .and_then(|x| x.strip_suffix('>'))
-                        .unwrap_or(v)
-                        .to_string()
-                };
+                // an invalid path is the null sender / no recipient
+                let addr = |v: &str| facteur_sieve::run::address::parse_path(v).unwrap_or_default();
                 match what.as_str() {
                     "message" => Self::set_message(rt, value.into_bytes()),
                     "envelope.from" => rt.envelope.from = addr(&value),
@@ -642,6 +639,9 @@ impl Host for Suite {
             "test_config_set" => {
                 let k = first_string(rt, &p, 0);
                 let v = first_string(rt, &p, 1);
+                if k == "recipient_delimiter" {
+                    rt.detail_separators = v.clone();
+                }
                 self.config.insert(k, v);
                 Ok(Flow::Continue)
             }

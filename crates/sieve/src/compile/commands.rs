@@ -13,22 +13,7 @@ fn no_tags(_: &str) -> Option<(TagArg, Option<&'static str>)> {
 /// Is `s` a plausible mail address for redirect (RFC 5228 §4.2: a
 /// syntactically valid address): local@domain, no spaces or controls.
 pub fn valid_redirect_address(s: &str) -> bool {
-    let s = s.trim();
-    let s = s
-        .strip_prefix('<')
-        .and_then(|x| x.strip_suffix('>'))
-        .unwrap_or(s);
-    match s.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !s.chars().any(|c| {
-                    c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ','
-                })
-                && domain.split('.').all(|l| !l.is_empty())
-        }
-        None => false,
-    }
+    crate::run::address::parse_mailbox(s).is_some()
 }
 
 impl Compiler<'_> {
@@ -346,12 +331,19 @@ impl Compiler<'_> {
                 if !self.needs_cmd("editheader", pos, what) {
                     return None;
                 }
+                // deleteheader has its own :index and :last (RFC 5293 §5),
+                // the index extension is not needed for them
                 let groups = Groups {
                     matching: true,
                     address: false,
-                    index: true,
+                    index: false,
                 };
-                let mut s = self.scan(what, &cmd.args, groups, &no_tags)?;
+                let own = |n: &str| match n {
+                    "index" => Some((TagArg::Number, None)),
+                    "last" => Some((TagArg::None, None)),
+                    _ => None,
+                };
+                let mut s = self.scan(what, &cmd.args, groups, &own)?;
                 let m = self.matcher(what, &mut s)?;
                 let index = self.index(what, &mut s)?;
                 let (name, patterns) = match s.positional.len() {

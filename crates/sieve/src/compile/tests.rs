@@ -343,7 +343,13 @@ impl Compiler<'_> {
                     return None;
                 }
                 let mut s = self.scan(what, &t.args, matching, &no_tags)?;
-                let m = self.matcher(what, &mut s)?;
+                // i;octet when none is named, as Dovecot's Pigeonhole does
+                // (the scripts people move in from it rely on it)
+                let named = s.tags.iter().any(|t| t.name == "comparator");
+                let mut m = self.matcher(what, &mut s)?;
+                if !named {
+                    m.cmp = crate::ir::Comparator::Octet;
+                }
                 if !self.arity(what, &s, 2, pos) {
                     return None;
                 }

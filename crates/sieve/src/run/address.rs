@@ -20,20 +20,23 @@ pub fn split(addr: &str) -> (&str, Option<&str>) {
 /// such part (no detail without a separator: RFC 5233 §4 says the test
 /// then fails for that address).
 pub fn part(addr: &str, part: AddrPart) -> Option<String> {
+    part_with(addr, part, "+")
+}
+
+/// [`part`] with the site's user/detail separators (the first one found
+/// in the local part splits it).
+pub fn part_with(addr: &str, part: AddrPart, separators: &str) -> Option<String> {
     let (local, domain) = split(addr);
+    let cut = local.find(|c| separators.contains(c));
     match part {
         AddrPart::All => Some(addr.to_string()),
         AddrPart::LocalPart => Some(local.to_string()),
         AddrPart::Domain => Some(domain.unwrap_or_default().to_string()),
-        AddrPart::User => Some(
-            local
-                .split_once(DETAIL_SEPARATOR)
-                .map_or(local, |(u, _)| u)
-                .to_string(),
-        ),
-        AddrPart::Detail => local
-            .split_once(DETAIL_SEPARATOR)
-            .map(|(_, d)| d.to_string()),
+        AddrPart::User => Some(cut.map_or(local, |i| &local[..i]).to_string()),
+        AddrPart::Detail => cut.map(|i| {
+            let sep = local[i..].chars().next().map_or(1, char::len_utf8);
+            local[i + sep..].to_string()
+        }),
     }
 }
 
@@ -46,6 +49,242 @@ pub fn parse_one(value: &str) -> Option<String> {
     match list.as_slice() {
         [a] if a.contains('@') && !a.starts_with('@') && !a.ends_with('@') => Some(a.clone()),
         _ => None,
+    }
+}
+
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// A cursor over an address string (RFC 5322 §3.4 syntax).
+struct P<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    i: usize,
+}
+
+impl P<'_> {
+    fn peek(&self) -> Option<char> {
+        self.text[self.i..].chars().next()
+    }
+
+    /// Skip blanks and (nested) comments; false on an unclosed comment.
+    fn cfws(&mut self) -> bool {
+        loop {
+            match self.peek() {
+                Some(' ' | '\t' | '\r' | '\n') => self.i += 1,
+                Some('(') => {
+                    let mut depth = 0;
+                    loop {
+                        match self.s.get(self.i) {
+                            None => return false,
+                            Some(b'\\') => self.i += 1,
+                            Some(b'(') => depth += 1,
+                            Some(b')') => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    self.i += 1;
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                        self.i += 1;
+                    }
+                }
+                _ => return true,
+            }
+        }
+    }
+
+    fn atom(&mut self) -> Option<String> {
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if !is_atext(c) {
+                break;
+            }
+            self.i += c.len_utf8();
+        }
+        (self.i > start).then(|| self.text[start..self.i].to_string())
+    }
+
+    fn quoted(&mut self) -> Option<String> {
+        if self.peek() != Some('"') {
+            return None;
+        }
+        self.i += 1;
+        let mut out = String::new();
+        loop {
+            let c = self.peek()?;
+            self.i += c.len_utf8();
+            match c {
+                '"' => return Some(out),
+                '\\' => {
+                    let n = self.peek()?;
+                    self.i += n.len_utf8();
+                    out.push(n);
+                }
+                '\r' | '\n' => return None,
+                c => out.push(c),
+            }
+        }
+    }
+
+    /// dot-atom, blanks allowed around the dots (obsolete syntax).
+    fn dot_atom(&mut self) -> Option<String> {
+        let mut out = self.atom()?;
+        loop {
+            let save = self.i;
+            self.cfws();
+            if self.peek() == Some('.') {
+                self.i += 1;
+                self.cfws();
+                out.push('.');
+                out.push_str(&self.atom()?);
+            } else {
+                self.i = save;
+                return Some(out);
+            }
+        }
+    }
+
+    /// local-part "@" domain, normalized: a quoted local part that is a
+    /// plain dot-atom loses its quotes.
+    fn addr_spec(&mut self) -> Option<String> {
+        self.cfws();
+        let local = if self.peek() == Some('"') {
+            let q = self.quoted()?;
+            let plain = !q.is_empty()
+                && q.split('.').all(|p| !p.is_empty() && p.chars().all(is_atext));
+            if plain {
+                q
+            } else {
+                let mut esc = String::from("\"");
+                for c in q.chars() {
+                    if c == '"' || c == '\\' {
+                        esc.push('\\');
+                    }
+                    esc.push(c);
+                }
+                esc.push('"');
+                esc
+            }
+        } else {
+            self.dot_atom()?
+        };
+        self.cfws();
+        if self.peek() != Some('@') {
+            return None;
+        }
+        self.i += 1;
+        self.cfws();
+        let domain = if self.peek() == Some('[') {
+            let start = self.i;
+            let end = self.text[start..].find(']')? + start;
+            self.i = end + 1;
+            self.text[start..=end].to_string()
+        } else {
+            self.dot_atom()?
+        };
+        Some(format!("{local}@{domain}"))
+    }
+}
+
+/// A redirect target (RFC 5228 §4.2: an RFC 5322 mailbox, `Name
+/// <addr>` or a bare address, comments and blanks allowed), normalized to
+/// `local@domain`; None when it is not exactly one valid address.
+pub fn parse_mailbox(s: &str) -> Option<String> {
+    let mut p = P { s: s.as_bytes(), text: s, i: 0 };
+    p.cfws();
+    let start = p.i;
+    // try a bare addr-spec first
+    if let Some(a) = p.addr_spec()
+        && p.cfws()
+        && p.i == s.len()
+    {
+        return Some(a);
+    }
+    // else a display name (words and quoted strings), then <addr-spec>
+    p.i = start;
+    loop {
+        p.cfws();
+        match p.peek() {
+            Some('<') => break,
+            Some('"') => {
+                p.quoted()?;
+            }
+            Some('.') => p.i += 1,
+            Some(c) if is_atext(c) => {
+                p.atom()?;
+            }
+            _ => return None,
+        }
+    }
+    p.i += 1;
+    let a = p.addr_spec()?;
+    p.cfws();
+    if p.peek() != Some('>') {
+        return None;
+    }
+    p.i += 1;
+    (p.cfws() && p.i == s.len()).then_some(a)
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+        })
+}
+
+/// An SMTP path as in MAIL FROM / RCPT TO (RFC 5321 §4.1.2): angle
+/// brackets optional, a source route (`@a,@b:`) dropped; `""` and `<>`
+/// are the null path (Some("")). None when it is not valid.
+pub fn parse_path(s: &str) -> Option<String> {
+    let s = s.trim();
+    let inner = match (s.strip_prefix('<'), s.ends_with('>')) {
+        (Some(rest), true) => rest.strip_suffix('>')?,
+        (None, false) => s,
+        _ => return None,
+    };
+    if inner.is_empty() {
+        return Some(String::new());
+    }
+    if inner.contains(['<', '>']) {
+        return None;
+    }
+    let mailbox = if inner.starts_with('@') {
+        let (route, rest) = inner.split_once(':')?;
+        if !route.split(',').all(|h| h.strip_prefix('@').is_some_and(valid_domain)) {
+            return None;
+        }
+        rest
+    } else {
+        inner
+    };
+    // The local part is read leniently, dots anywhere (the addresses some
+    // Japanese providers hand out, `.taro..@`); a path with a local part
+    // only (`<MAILER-DAEMON>`) is accepted, one ending in `@` is not.
+    let (local, domain) = match mailbox.rsplit_once('@') {
+        Some((l, d)) => (l, Some(d)),
+        None => (mailbox, None),
+    };
+    let local_ok = if local.starts_with('"') {
+        let mut p = P { s: local.as_bytes(), text: local, i: 0 };
+        p.quoted().is_some() && p.i == local.len()
+    } else {
+        !local.is_empty() && local.chars().all(|c| c == '.' || is_atext(c))
+    };
+    if !local_ok {
+        return None;
+    }
+    match domain {
+        None => Some(local.to_string()),
+        Some(d) if valid_domain(d) || (d.starts_with('[') && d.ends_with(']')) => Some(format!("{local}@{d}")),
+        Some(_) => None,
     }
 }
 
@@ -84,5 +323,43 @@ mod tests {
         );
         assert_eq!(parse_one("not an address"), None);
         assert_eq!(parse_one("a@b, c@d"), None);
+    }
+
+    #[test]
+    fn mailboxes_and_paths() {
+        for (input, want) in [
+            ("stephan@example.org", Some("stephan@example.org")),
+            (" stephan @ example.org ", Some("stephan@example.org")),
+            ("  Stephan Bosch  <  stephan  @  example.org  > ", Some("stephan@example.org")),
+            ("Stephan Bosch<stephan@example.org>", Some("stephan@example.org")),
+            ("\"Stephan Bosch\" <\"S.Bosch\"@example.net>", Some("S.Bosch@example.net")),
+            ("\"S[r]us\"@example.net", Some("\"S[r]us\"@example.net")),
+            ("(comment) a@b.example", Some("a@b.example")),
+            ("not an address", None),
+            ("a@b, c@d", None),
+            ("<a@b", None),
+            ("a@", None),
+        ] {
+            assert_eq!(parse_mailbox(input).as_deref(), want, "{input}");
+        }
+        for (input, want) in [
+            ("<stephan@example.org>", Some("stephan@example.org")),
+            ("stephan@example.org", Some("stephan@example.org")),
+            ("<>", Some("")),
+            ("", Some("")),
+            ("<<stephan@example.org>", None),
+            ("stephan@example.org>", None),
+            ("<stephan example.org>", None),
+            ("<stephan@@example.org>", None),
+            ("hutsefluts@", None),
+            ("<@cola.example.org,@mx.utwente.nl:stephan@example.org>", Some("stephan@example.org")),
+            ("<cola.example.org:stephan@example.org>", None),
+            ("<@.example.org:stephan@example.org>", None),
+            ("<MAILER-DAEMON>", Some("MAILER-DAEMON")),
+            ("MAILER-DAEMON@", None),
+            ("..japanese...localpart..@example.com", Some("..japanese...localpart..@example.com")),
+        ] {
+            assert_eq!(parse_path(input).as_deref(), want, "{input}");
+        }
     }
 }

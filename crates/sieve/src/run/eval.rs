@@ -167,7 +167,8 @@ impl Runtime<'_> {
                 let mut values = Vec::new();
                 for h in self.expand_list(headers) {
                     for f in self.header_fields(&h, *index) {
-                        values.extend(f.addresses().iter().filter_map(|a| address::part(a, *part)));
+                        let seps = &self.detail_separators;
+                        values.extend(f.addresses().iter().filter_map(|a| address::part_with(a, *part, seps)));
                     }
                 }
                 self.match_values(m, &values, keys)?
@@ -181,7 +182,15 @@ impl Runtime<'_> {
                 let mut values = Vec::new();
                 for f in self.expand_list(fields) {
                     let addr = match f.to_ascii_lowercase().as_str() {
+                        // the null reverse-path is matched as "" whatever
+                        // the address part (RFC 5228 §5.4)
+                        "from" if self.envelope.from.is_empty() => {
+                            values.push(String::new());
+                            continue;
+                        }
                         "from" => self.envelope.from.clone(),
+                        // no recipient: no value
+                        "to" if self.envelope.to.is_empty() => continue,
                         "to" => self.envelope.to.clone(),
                         "auth" => match &self.envelope.auth {
                             Some(a) => a.clone(),
@@ -189,10 +198,7 @@ impl Runtime<'_> {
                         },
                         _ => continue,
                     };
-                    if addr.is_empty() && *part != crate::ir::AddrPart::All {
-                        continue;
-                    }
-                    values.extend(address::part(&addr, *part));
+                    values.extend(address::part_with(&addr, *part, &self.detail_separators));
                 }
                 self.match_values(m, &values, keys)?
             }
@@ -276,7 +282,7 @@ impl Runtime<'_> {
                         for v in self.expand_list(vs) {
                             all.extend(super::split_flags(&self.get_var(&v.to_ascii_lowercase())));
                         }
-                        all
+                        super::normalize_flags(all)
                     }
                 };
                 if let MatchKind::Count(_) = m.kind {

@@ -89,7 +89,12 @@ impl<'a> MessageView<'a> {
     /// The size the `size` test sees (RFC 5228 §5.9: the message as
     /// received, octets).
     pub fn size(&self) -> u64 {
-        self.size
+        if self.version == 0 {
+            return self.size;
+        }
+        // edits change the size by what they changed in the header
+        let edited = self.render().map_or(self.raw.len(), |m| m.len()) as u64;
+        (self.size + edited).saturating_sub(self.raw.len() as u64)
     }
 
     /// The message with the edited header, when edits were made.

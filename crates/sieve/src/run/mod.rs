@@ -187,6 +187,9 @@ pub struct Runtime<'m> {
     /// Namespaced variables the host provides (`env.*`, `tst.*`).
     pub namespaces: HashMap<(String, String), String>,
     pub(crate) env_loaded: bool,
+    /// The characters that separate user and detail (subaddress); `+` by
+    /// default, the site's `recipient_delimiter`.
+    pub detail_separators: String,
 }
 
 impl<'m> Runtime<'m> {
@@ -209,6 +212,7 @@ impl<'m> Runtime<'m> {
             regex_cache: HashMap::new(),
             namespaces: HashMap::new(),
             env_loaded: false,
+            detail_separators: address::DETAIL_SEPARATOR.to_string(),
         }
     }
 

@@ -6,6 +6,9 @@ use super::{RunError, Runtime};
 use crate::ir::Modifiers;
 use crate::strings::{MAX_VALUE, Part, Template};
 
+/// Match variables kept (`${0}` .. `${63}`; RFC 5229 asks for 0 to 9).
+pub const MAX_MATCHES: usize = 64;
+
 /// Cut `s` to at most MAX_VALUE bytes, at a character boundary.
 pub fn bound(mut s: String) -> String {
     if s.len() > MAX_VALUE {
@@ -114,7 +117,7 @@ impl Runtime<'_> {
         if let Some(s) = self.scopes.last_mut()
             && s.requires_variables
         {
-            s.matches = caps.into_iter().take(10).map(bound).collect();
+            s.matches = caps.into_iter().take(MAX_MATCHES).map(bound).collect();
         }
     }
 
