@@ -550,6 +550,10 @@ impl Host for Suite {
         })
     }
 
+    fn user_addresses(&mut self) -> Vec<String> {
+        self.config.get("sieve_user_email").cloned().into_iter().collect()
+    }
+
     fn vacation_period(&mut self) -> (u64, u64, u64) {
         let get = |k: &str, d: u64| self.config.get(k).and_then(|v| duration(v)).unwrap_or(d);
         (

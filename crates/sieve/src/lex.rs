@@ -186,7 +186,8 @@ impl Lexer<'_> {
 
     /// After `text:`: blanks, then a comment or the line end, then lines up
     /// to one holding a lone dot. A line starting with a dot has it doubled
-    /// (RFC 5228 §2.4.2). Lines end with CRLF in the value.
+    /// (RFC 5228 §2.4.2). Lines keep the line end the script has (CRLF or
+    /// LF), as quoted strings do.
     fn multiline(&mut self, pos: Pos) -> Result<String, CompileError> {
         while matches!(self.peek(), Some(b' ' | b'\t')) {
             self.bump();
@@ -219,9 +220,9 @@ impl Lexer<'_> {
                     break;
                 }
             }
-            let mut line = &self.s[line_start..self.i];
-            let had_eol = line.ends_with(b"\n");
-            line = line.strip_suffix(b"\n").unwrap_or(line);
+            let whole = &self.s[line_start..self.i];
+            let had_eol = whole.ends_with(b"\n");
+            let mut line = whole.strip_suffix(b"\n").unwrap_or(whole);
             line = line.strip_suffix(b"\r").unwrap_or(line);
             if line == b"." {
                 break;
@@ -229,13 +230,13 @@ impl Lexer<'_> {
             if !had_eol {
                 return Err(err(pos, "unterminated multi-line string"));
             }
-            let line = if line.starts_with(b"..") {
-                &line[1..]
+            // dot-stuffing undone; the line end kept as the script has it
+            let whole = if whole.starts_with(b"..") {
+                &whole[1..]
             } else {
-                line
+                whole
             };
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(whole);
         }
         String::from_utf8(out).map_err(|_| err(pos, "string is not valid UTF-8"))
     }
@@ -351,7 +352,7 @@ mod tests {
         let t = toks("text: # comment\nline one\n..dot\n.\n;");
         assert_eq!(
             t,
-            vec![Token::Str("line one\r\n.dot\r\n".into()), Token::Semicolon]
+            vec![Token::Str("line one\n.dot\n".into()), Token::Semicolon]
         );
         let t = toks("TEXT:  \r\nx\r\n.\r\n");
         assert_eq!(t, vec![Token::Str("x\r\n".into())]);

@@ -116,13 +116,9 @@ fn decode_one(s: &str, pos: Pos) -> Result<Option<(String, usize)>, CompileError
             };
             bytes.push(b);
         }
-        return match String::from_utf8(bytes) {
-            Ok(t) => Ok(Some((t, close + 1))),
-            Err(_) => Err(CompileError::new(
-                pos,
-                "encoded character sequence is not valid UTF-8",
-            )),
-        };
+        // octets that are not UTF-8 become U+FFFD: the name or text they
+        // end up in is refused or never matches at run time
+        return Ok(Some((String::from_utf8_lossy(&bytes).into_owned(), close + 1)));
     }
     let mut text = String::new();
     for w in words {
@@ -236,7 +232,7 @@ mod tests {
         assert_eq!(d("${other:40}${hex:40"), "${other:40}${hex:40");
         assert!(decode_encoded_characters("${unicode:D800}", p).is_err());
         assert!(decode_encoded_characters("${unicode:110000}", p).is_err());
-        assert!(decode_encoded_characters("${hex:ff}", p).is_err());
+        assert_eq!(d("${hex:ff}"), "\u{fffd}");
     }
 
     #[test]

@@ -299,7 +299,7 @@ fn compile_errors() {
         ("if size 100 {}", 1),
         ("require \"variables\"; set \"bad-name\" \"x\";", 1),
         ("require \"date\"; if date \"date\" \"century\" \"x\" {}", 1),
-        ("if header \"bad:name\" \"x\" {}", 1),
+        ("require \"editheader\"; addheader \"bad:name\" \"x\";", 1),
         (
             "require \"encoded-character\"; if header \"a\" \"${unicode:D800}\" {}",
             1,

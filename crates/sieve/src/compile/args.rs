@@ -179,6 +179,7 @@ impl Compiler<'_> {
             for p in &t.parts {
                 if let strings::Part::Ns(ns, _) = p {
                     let known = ns == "env" && self.has("environment")
+                        || ns == "global" && self.has("include")
                         || self.opts.custom.as_ref().is_some_and(|c| {
                             c.namespaces.iter().any(|n| n == ns)
                                 && c.names.iter().any(|n| self.has(n))

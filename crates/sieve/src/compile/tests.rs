@@ -31,15 +31,9 @@ impl Compiler<'_> {
         false
     }
 
-    fn check_header_names(&mut self, names: &[Template], pos: Pos) {
-        for n in names {
-            if let Some(n) = n.as_literal()
-                && !valid_header_name(n)
-            {
-                self.error(pos, format!("invalid header name \"{n}\""));
-            }
-        }
-    }
+    /// A test naming an invalid header field simply never matches it
+    /// (Pigeonhole only warns); nothing to refuse.
+    fn check_header_names(&mut self, _names: &[Template], _pos: Pos) {}
 
     fn subtests(&mut self, t: &parse::Test) -> Vec<Test> {
         t.tests.iter().map(|s| self.test(s)).collect()

@@ -254,7 +254,8 @@ impl Runtime<'_> {
                     .count();
                 if redirects >= self.limits.max_redirects {
                     return Err(self.fail(format!(
-                        "too many redirect actions (at most {})",
+                        "number of redirect actions exceeds policy limit ({} > {})",
+                        redirects + 1,
                         self.limits.max_redirects
                     )));
                 }
@@ -298,7 +299,8 @@ impl Runtime<'_> {
     fn push(&mut self, action: Action) -> Result<(), RunError> {
         if self.out.actions.len() >= self.limits.max_actions {
             return Err(self.fail(format!(
-                "too many actions (at most {})",
+                "total number of actions exceeds policy limit ({} > {})",
+                self.out.actions.len() + 1,
                 self.limits.max_actions
             )));
         }

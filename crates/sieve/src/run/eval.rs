@@ -49,6 +49,18 @@ impl Runtime<'_> {
         values: &[String],
         keys: &[Template],
     ) -> Result<bool, RunError> {
+        self.match_values_capturing(m, values, keys, true)
+    }
+
+    /// [`Runtime::match_values`]; `capture` false for the tests whose
+    /// matches set no match variables (body, as in Pigeonhole).
+    pub(crate) fn match_values_capturing(
+        &mut self,
+        m: &Match,
+        values: &[String],
+        keys: &[Template],
+        capture: bool,
+    ) -> Result<bool, RunError> {
         let keys = self.expand_list(keys);
         if let MatchKind::Count(op) = m.kind {
             let count = values.len().to_string();
@@ -68,7 +80,7 @@ impl Runtime<'_> {
                         self.step(u64::try_from(v.len() / 64).unwrap_or(u64::MAX))?;
                         match matching::matches(m.cmp, v, k) {
                             Some(caps) => {
-                                if self.captures() {
+                                if capture && self.captures() {
                                     self.set_matches(caps);
                                 }
                                 true
@@ -77,14 +89,18 @@ impl Runtime<'_> {
                         }
                     }
                     MatchKind::Regex => {
-                        let re = self.regex(k, m)?;
+                        // a key that is not a valid regex (made at run time
+                        // from variables) matches nothing
+                        let Some(re) = self.regex(k, m) else {
+                            continue;
+                        };
                         match re.captures(v) {
                             Some(c) => {
                                 let caps = c
                                     .iter()
                                     .map(|g| g.map_or(String::new(), |g| g.as_str().to_string()))
                                     .collect();
-                                if self.captures() {
+                                if capture && self.captures() {
                                     self.set_matches(caps);
                                 }
                                 true
@@ -102,17 +118,16 @@ impl Runtime<'_> {
         Ok(false)
     }
 
-    fn regex(&mut self, key: &str, m: &Match) -> Result<regex::Regex, RunError> {
+    fn regex(&mut self, key: &str, m: &Match) -> Option<regex::Regex> {
         let cache_key = format!("{:?}\u{0}{key}", m.cmp);
         if let Some(r) = self.regex_cache.get(&cache_key) {
-            return Ok(r.clone());
+            return Some(r.clone());
         }
-        let re = build_regex(key, m.cmp)
-            .map_err(|e| self.fail(format!("invalid regular expression \"{key}\": {e}")))?;
+        let re = build_regex(key, m.cmp).ok()?;
         if self.regex_cache.len() < 64 {
             self.regex_cache.insert(cache_key, re.clone());
         }
-        Ok(re)
+        Some(re)
     }
 
     fn header_fields(&mut self, name: &str, index: Option<Index>) -> Vec<Field> {
@@ -168,7 +183,13 @@ impl Runtime<'_> {
                 for h in self.expand_list(headers) {
                     for f in self.header_fields(&h, *index) {
                         let seps = &self.detail_separators;
-                        values.extend(f.addresses().iter().filter_map(|a| address::part_with(a, *part, seps)));
+                        // an address that is not valid has no local part or
+                        // domain to match (RFC 5228 §2.7.4)
+                        let valid = |a: &&String| {
+                            *part == crate::ir::AddrPart::All
+                                || matches!(a.rsplit_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty())
+                        };
+                        values.extend(f.addresses().iter().filter(valid).filter_map(|a| address::part_with(a, *part, seps)));
                     }
                 }
                 self.match_values(m, &values, keys)?
@@ -226,7 +247,7 @@ impl Runtime<'_> {
             Test::Body { m, transform, keys } => {
                 let values = self.body_values(transform);
                 self.step(values.iter().map(|v| v.len() as u64 / 256).sum())?;
-                self.match_values(m, &values, keys)?
+                self.match_values_capturing(m, &values, keys, false)?
             }
             Test::Date {
                 m,
@@ -356,6 +377,7 @@ impl Runtime<'_> {
 
     fn body_values(&mut self, transform: &BodyTransform) -> Vec<String> {
         match transform {
+            BodyTransform::Raw if !self.message.has_body() => Vec::new(),
             BodyTransform::Raw => vec![String::from_utf8_lossy(self.message.body()).into_owned()],
             BodyTransform::Text | BodyTransform::Content(_) => {
                 let specs: Vec<String> = match transform {
@@ -366,12 +388,17 @@ impl Runtime<'_> {
                         .collect(),
                     _ => vec!["text".into()],
                 };
+                // "" is every part, "type" every subtype of it,
+                // "type/subtype" exactly that; anything else nothing
                 let want = |t: &str, s: &str| {
                     specs.iter().any(|spec| match spec.split_once('/') {
-                        Some((st, ss)) => st == t && ss == s,
+                        Some((st, ss)) => !st.is_empty() && !ss.is_empty() && !ss.contains('/') && st == t && ss == s,
                         None => spec.is_empty() || spec == t,
                     })
                 };
+                if !self.message.has_body() {
+                    return Vec::new();
+                }
                 let msg = facteur_imap_message::Message::parse(self.message.raw());
                 let mut out = Vec::new();
                 msg.body_parts(&want, &mut |p| out.push(p.text));

@@ -14,6 +14,9 @@
 use super::{Host, RunError, Runtime, address, date};
 use crate::ir::Vacation;
 
+/// Longest default subject ("Auto: " and the original's), characters.
+pub const MAX_SUBJECT: usize = 256;
+
 /// The answer vacation would send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VacationReply {
@@ -78,6 +81,12 @@ impl Runtime<'_> {
                 return Some(format!("Precedence: {}", p.trim()));
             }
         }
+        // Microsoft's way of asking for no automatic replies
+        for v in self.message.values("x-auto-response-suppress") {
+            if v.split(',').any(|x| matches!(x.trim().to_ascii_lowercase().as_str(), "all" | "oof")) {
+                return Some("the sender asked for no automatic replies".into());
+            }
+        }
         let list = [
             "list-id",
             "list-help",
@@ -90,28 +99,41 @@ impl Runtime<'_> {
         if list.iter().any(|h| self.message.exists(h)) {
             return Some("the message comes from a mailing list".into());
         }
-        let mut named = false;
-        for h in ["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"] {
-            let fields: Vec<_> = self
-                .message
-                .fields()
-                .iter()
-                .filter(|f| f.is(h))
-                .cloned()
-                .collect();
-            for f in fields {
-                if f.addresses()
-                    .iter()
-                    .any(|a| user.iter().any(|u| u.eq_ignore_ascii_case(a)))
-                {
-                    named = true;
-                }
-            }
-        }
-        if !named {
+        if self.named_address(user).is_none() {
             return Some("none of the user's addresses is in To, Cc or Bcc".into());
         }
         None
+    }
+
+    /// The first of the user's addresses (in the order given) that the
+    /// message's To, Cc, Bcc or Resent- fields name.
+    fn named_address(&mut self, user: &[String]) -> Option<String> {
+        let mut named: Vec<String> = Vec::new();
+        for h in ["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"] {
+            let fields: Vec<_> = self.message.fields().iter().filter(|f| f.is(h)).cloned().collect();
+            for f in fields {
+                named.extend(f.addresses());
+            }
+        }
+        user.iter().find(|u| named.iter().any(|a| a.eq_ignore_ascii_case(u))).cloned()
+    }
+
+    /// The reply's To: the sender's own From (or Sender) field when its
+    /// address is the envelope sender (so the reply shows their name),
+    /// else the bare envelope sender.
+    fn reply_to_field(&mut self) -> String {
+        let sender = self.envelope.from.clone();
+        for h in ["from", "sender"] {
+            let fields: Vec<_> = self.message.fields().iter().filter(|f| f.is(h)).cloned().collect();
+            for f in fields {
+                if let [a] = f.addresses().as_slice()
+                    && a.eq_ignore_ascii_case(&sender)
+                {
+                    return f.text();
+                }
+            }
+        }
+        format!("<{sender}>")
     }
 
     pub(crate) fn vacation(&mut self, host: &mut dyn Host, v: &Vacation) -> Result<(), RunError> {
@@ -127,11 +149,11 @@ impl Runtime<'_> {
             }
             None => None,
         };
-        let mut user: Vec<String> = self.expand_list(&v.addresses);
-        user.push(self.envelope.to.clone());
-        if let Some(o) = &self.envelope.orig_to {
-            user.push(o.clone());
-        }
+        // the recipient first, then :addresses, :from and the host's list
+        // (the original recipient is not one: mail to an alias or a list
+        // the user is on is not personal mail)
+        let mut user: Vec<String> = vec![self.envelope.to.clone()];
+        user.extend(self.expand_list(&v.addresses));
         if let Some(f) = from.as_deref().and_then(address::parse_one) {
             user.push(f);
         }
@@ -160,7 +182,10 @@ impl Runtime<'_> {
         if skip.is_none() && host.vacation_sent(&sender, &handle, period) {
             skip = Some(format!("{sender} was answered within the period"));
         }
-        let from_addr = from.clone().unwrap_or_else(|| self.envelope.to.clone());
+        let from_addr = from
+            .clone()
+            .or_else(|| self.named_address(&user))
+            .unwrap_or_else(|| self.envelope.to.clone());
         let message = self.reply(host, &reason, subject, &from_addr, v.mime);
         self.add_action(super::Action::Vacation(Box::new(VacationReply {
             to: sender,
@@ -190,7 +215,18 @@ impl Runtime<'_> {
             .into_iter()
             .next()
             .unwrap_or_default();
-        let subject = subject.unwrap_or_else(|| format!("Auto: {orig_subject}"));
+        let subject = subject.unwrap_or_else(|| {
+            // at most MAX_SUBJECT characters of the original's
+            let s = format!("Auto: {orig_subject}");
+            if s.chars().count() > MAX_SUBJECT {
+                let mut cut: String = s.chars().take(MAX_SUBJECT - 1).collect();
+                cut.push('\u{2026}');
+                cut
+            } else {
+                s
+            }
+        });
+        let to_field = self.reply_to_field();
         let msgid = self.message.values("message-id").into_iter().next();
         let refs = self.message.values("references").into_iter().next();
         let mut h = String::new();
@@ -201,7 +237,7 @@ impl Runtime<'_> {
             h.push_str("\r\n");
         };
         field("From", &encode(from));
-        field("To", &format!("<{}>", self.envelope.from));
+        field("To", &to_field);
         field("Subject", &encode(&subject));
         let d = date::part(date::Moment { epoch: now, offset }, "std11").unwrap_or_default();
         field("Date", &d);
