@@ -127,11 +127,23 @@ fn main() -> ExitCode {
         // -F): they pass when every test in them failed
         if shown.contains("/failures/") {
             r = match r {
-                suite::FileResult::Broken(_) => suite::FileResult::Ran(vec![("(expected to fail)".into(), suite::TestResult::Passed)]),
-                suite::FileResult::Ran(tests) if tests.iter().all(|t| matches!(t.1, suite::TestResult::Failed(_))) => {
-                    suite::FileResult::Ran(vec![("(expected to fail)".into(), suite::TestResult::Passed)])
+                suite::FileResult::Broken(_) => suite::FileResult::Ran(vec![(
+                    "(expected to fail)".into(),
+                    suite::TestResult::Passed,
+                )]),
+                suite::FileResult::Ran(tests)
+                    if tests
+                        .iter()
+                        .all(|t| matches!(t.1, suite::TestResult::Failed(_))) =>
+                {
+                    suite::FileResult::Ran(vec![(
+                        "(expected to fail)".into(),
+                        suite::TestResult::Passed,
+                    )])
                 }
-                suite::FileResult::Ran(_) => suite::FileResult::Broken("expected to fail, but some tests passed".into()),
+                suite::FileResult::Ran(_) => {
+                    suite::FileResult::Broken("expected to fail, but some tests passed".into())
+                }
                 other => other,
             };
         }

@@ -184,6 +184,13 @@ impl Suite {
         {
             l.max_redirects = n;
         }
+        if let Some(n) = self
+            .config
+            .get("sieve_variables_max_variable_size")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            l.max_variable_size = n.min(facteur_sieve::strings::MAX_VALUE);
+        }
         l
     }
 
@@ -551,7 +558,11 @@ impl Host for Suite {
     }
 
     fn user_addresses(&mut self) -> Vec<String> {
-        self.config.get("sieve_user_email").cloned().into_iter().collect()
+        self.config
+            .get("sieve_user_email")
+            .cloned()
+            .into_iter()
+            .collect()
     }
 
     fn vacation_period(&mut self) -> (u64, u64, u64) {
@@ -647,6 +658,7 @@ impl Host for Suite {
                     rt.detail_separators = v.clone();
                 }
                 self.config.insert(k, v);
+                rt.limits = self.limits();
                 Ok(Flow::Continue)
             }
             "test_config_unset" => {

@@ -178,6 +178,9 @@ impl Lexer<'_> {
                     Some(c) => out.push(c),
                     None => return Err(err(pos, "unterminated string")),
                 },
+                // a line break inside the string is a CRLF in its value,
+                // whatever the script's line ends
+                Some(b'\n') if out.last() != Some(&b'\r') => out.extend_from_slice(b"\r\n"),
                 Some(c) => out.push(c),
             }
         }
@@ -186,8 +189,8 @@ impl Lexer<'_> {
 
     /// After `text:`: blanks, then a comment or the line end, then lines up
     /// to one holding a lone dot. A line starting with a dot has it doubled
-    /// (RFC 5228 §2.4.2). Lines keep the line end the script has (CRLF or
-    /// LF), as quoted strings do.
+    /// (RFC 5228 §2.4.2). Lines end with CRLF in the value whatever the
+    /// script's line ends (as in quoted strings: mail's line end).
     fn multiline(&mut self, pos: Pos) -> Result<String, CompileError> {
         while matches!(self.peek(), Some(b' ' | b'\t')) {
             self.bump();
@@ -230,13 +233,14 @@ impl Lexer<'_> {
             if !had_eol {
                 return Err(err(pos, "unterminated multi-line string"));
             }
-            // dot-stuffing undone; the line end kept as the script has it
-            let whole = if whole.starts_with(b"..") {
-                &whole[1..]
+            // dot-stuffing undone; every line ends with CRLF
+            let line = if line.starts_with(b"..") {
+                &line[1..]
             } else {
-                whole
+                line
             };
-            out.extend_from_slice(whole);
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
         }
         String::from_utf8(out).map_err(|_| err(pos, "string is not valid UTF-8"))
     }
@@ -352,7 +356,7 @@ mod tests {
         let t = toks("text: # comment\nline one\n..dot\n.\n;");
         assert_eq!(
             t,
-            vec![Token::Str("line one\n.dot\n".into()), Token::Semicolon]
+            vec![Token::Str("line one\r\n.dot\r\n".into()), Token::Semicolon]
         );
         let t = toks("TEXT:  \r\nx\r\n.\r\n");
         assert_eq!(t, vec![Token::Str("x\r\n".into())]);

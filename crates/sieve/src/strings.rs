@@ -118,7 +118,10 @@ fn decode_one(s: &str, pos: Pos) -> Result<Option<(String, usize)>, CompileError
         }
         // octets that are not UTF-8 become U+FFFD: the name or text they
         // end up in is refused or never matches at run time
-        return Ok(Some((String::from_utf8_lossy(&bytes).into_owned(), close + 1)));
+        return Ok(Some((
+            String::from_utf8_lossy(&bytes).into_owned(),
+            close + 1,
+        )));
     }
     let mut text = String::new();
     for w in words {

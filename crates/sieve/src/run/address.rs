@@ -155,7 +155,8 @@ impl P<'_> {
         let local = if self.peek() == Some('"') {
             let q = self.quoted()?;
             let plain = !q.is_empty()
-                && q.split('.').all(|p| !p.is_empty() && p.chars().all(is_atext));
+                && q.split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(is_atext));
             if plain {
                 q
             } else {
@@ -194,7 +195,11 @@ impl P<'_> {
 /// <addr>` or a bare address, comments and blanks allowed), normalized to
 /// `local@domain`; None when it is not exactly one valid address.
 pub fn parse_mailbox(s: &str) -> Option<String> {
-    let mut p = P { s: s.as_bytes(), text: s, i: 0 };
+    let mut p = P {
+        s: s.as_bytes(),
+        text: s,
+        i: 0,
+    };
     p.cfws();
     let start = p.i;
     // try a bare addr-spec first
@@ -236,7 +241,8 @@ fn valid_domain(d: &str) -> bool {
             !l.is_empty()
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
         })
 }
 
@@ -258,7 +264,10 @@ pub fn parse_path(s: &str) -> Option<String> {
     }
     let mailbox = if inner.starts_with('@') {
         let (route, rest) = inner.split_once(':')?;
-        if !route.split(',').all(|h| h.strip_prefix('@').is_some_and(valid_domain)) {
+        if !route
+            .split(',')
+            .all(|h| h.strip_prefix('@').is_some_and(valid_domain))
+        {
             return None;
         }
         rest
@@ -273,7 +282,11 @@ pub fn parse_path(s: &str) -> Option<String> {
         None => (mailbox, None),
     };
     let local_ok = if local.starts_with('"') {
-        let mut p = P { s: local.as_bytes(), text: local, i: 0 };
+        let mut p = P {
+            s: local.as_bytes(),
+            text: local,
+            i: 0,
+        };
         p.quoted().is_some() && p.i == local.len()
     } else {
         !local.is_empty() && local.chars().all(|c| c == '.' || is_atext(c))
@@ -283,7 +296,9 @@ pub fn parse_path(s: &str) -> Option<String> {
     }
     match domain {
         None => Some(local.to_string()),
-        Some(d) if valid_domain(d) || (d.starts_with('[') && d.ends_with(']')) => Some(format!("{local}@{d}")),
+        Some(d) if valid_domain(d) || (d.starts_with('[') && d.ends_with(']')) => {
+            Some(format!("{local}@{d}"))
+        }
         Some(_) => None,
     }
 }
@@ -330,9 +345,18 @@ mod tests {
         for (input, want) in [
             ("stephan@example.org", Some("stephan@example.org")),
             (" stephan @ example.org ", Some("stephan@example.org")),
-            ("  Stephan Bosch  <  stephan  @  example.org  > ", Some("stephan@example.org")),
-            ("Stephan Bosch<stephan@example.org>", Some("stephan@example.org")),
-            ("\"Stephan Bosch\" <\"S.Bosch\"@example.net>", Some("S.Bosch@example.net")),
+            (
+                "  Stephan Bosch  <  stephan  @  example.org  > ",
+                Some("stephan@example.org"),
+            ),
+            (
+                "Stephan Bosch<stephan@example.org>",
+                Some("stephan@example.org"),
+            ),
+            (
+                "\"Stephan Bosch\" <\"S.Bosch\"@example.net>",
+                Some("S.Bosch@example.net"),
+            ),
             ("\"S[r]us\"@example.net", Some("\"S[r]us\"@example.net")),
             ("(comment) a@b.example", Some("a@b.example")),
             ("not an address", None),
@@ -352,12 +376,18 @@ mod tests {
             ("<stephan example.org>", None),
             ("<stephan@@example.org>", None),
             ("hutsefluts@", None),
-            ("<@cola.example.org,@mx.utwente.nl:stephan@example.org>", Some("stephan@example.org")),
+            (
+                "<@cola.example.org,@mx.utwente.nl:stephan@example.org>",
+                Some("stephan@example.org"),
+            ),
             ("<cola.example.org:stephan@example.org>", None),
             ("<@.example.org:stephan@example.org>", None),
             ("<MAILER-DAEMON>", Some("MAILER-DAEMON")),
             ("MAILER-DAEMON@", None),
-            ("..japanese...localpart..@example.com", Some("..japanese...localpart..@example.com")),
+            (
+                "..japanese...localpart..@example.com",
+                Some("..japanese...localpart..@example.com"),
+            ),
         ] {
             assert_eq!(parse_path(input).as_deref(), want, "{input}");
         }

@@ -189,7 +189,12 @@ impl Runtime<'_> {
                             *part == crate::ir::AddrPart::All
                                 || matches!(a.rsplit_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty())
                         };
-                        values.extend(f.addresses().iter().filter(valid).filter_map(|a| address::part_with(a, *part, seps)));
+                        values.extend(
+                            f.addresses()
+                                .iter()
+                                .filter(valid)
+                                .filter_map(|a| address::part_with(a, *part, seps)),
+                        );
                     }
                 }
                 self.match_values(m, &values, keys)?
@@ -392,7 +397,13 @@ impl Runtime<'_> {
                 // "type/subtype" exactly that; anything else nothing
                 let want = |t: &str, s: &str| {
                     specs.iter().any(|spec| match spec.split_once('/') {
-                        Some((st, ss)) => !st.is_empty() && !ss.is_empty() && !ss.contains('/') && st == t && ss == s,
+                        Some((st, ss)) => {
+                            !st.is_empty()
+                                && !ss.is_empty()
+                                && !ss.contains('/')
+                                && st == t
+                                && ss == s
+                        }
                         None => spec.is_empty() || spec == t,
                     })
                 };

@@ -85,7 +85,9 @@ impl<'a> MessageView<'a> {
     /// Whether the message has a body at all (a blank line after the
     /// header), empty or not.
     pub fn has_body(&self) -> bool {
-        self.body_start < self.raw.len() || self.raw.ends_with(b"\n\n") || self.raw.ends_with(b"\r\n\r\n")
+        self.body_start < self.raw.len()
+            || self.raw.ends_with(b"\n\n")
+            || self.raw.ends_with(b"\r\n\r\n")
     }
 
     pub fn body(&self) -> &[u8] {

@@ -56,6 +56,9 @@ pub struct Limits {
     pub max_include_depth: usize,
     pub max_includes: usize,
     pub max_variables: usize,
+    /// Longest value a variable holds (bytes; longer values are cut at a
+    /// character boundary), at most [`crate::strings::MAX_VALUE`].
+    pub max_variable_size: usize,
 }
 
 impl Default for Limits {
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_include_depth: 10,
             max_includes: 255,
             max_variables: 255,
+            max_variable_size: crate::strings::MAX_VALUE,
         }
     }
 }

@@ -83,7 +83,9 @@ impl Runtime<'_> {
         }
         // Microsoft's way of asking for no automatic replies
         for v in self.message.values("x-auto-response-suppress") {
-            if v.split(',').any(|x| matches!(x.trim().to_ascii_lowercase().as_str(), "all" | "oof")) {
+            if v.split(',')
+                .any(|x| matches!(x.trim().to_ascii_lowercase().as_str(), "all" | "oof"))
+            {
                 return Some("the sender asked for no automatic replies".into());
             }
         }
@@ -110,12 +112,20 @@ impl Runtime<'_> {
     fn named_address(&mut self, user: &[String]) -> Option<String> {
         let mut named: Vec<String> = Vec::new();
         for h in ["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"] {
-            let fields: Vec<_> = self.message.fields().iter().filter(|f| f.is(h)).cloned().collect();
+            let fields: Vec<_> = self
+                .message
+                .fields()
+                .iter()
+                .filter(|f| f.is(h))
+                .cloned()
+                .collect();
             for f in fields {
                 named.extend(f.addresses());
             }
         }
-        user.iter().find(|u| named.iter().any(|a| a.eq_ignore_ascii_case(u))).cloned()
+        user.iter()
+            .find(|u| named.iter().any(|a| a.eq_ignore_ascii_case(u)))
+            .cloned()
     }
 
     /// The reply's To: the sender's own From (or Sender) field when its
@@ -124,7 +134,13 @@ impl Runtime<'_> {
     fn reply_to_field(&mut self) -> String {
         let sender = self.envelope.from.clone();
         for h in ["from", "sender"] {
-            let fields: Vec<_> = self.message.fields().iter().filter(|f| f.is(h)).cloned().collect();
+            let fields: Vec<_> = self
+                .message
+                .fields()
+                .iter()
+                .filter(|f| f.is(h))
+                .cloned()
+                .collect();
             for f in fields {
                 if let [a] = f.addresses().as_slice()
                     && a.eq_ignore_ascii_case(&sender)

@@ -10,9 +10,14 @@ use crate::strings::{MAX_VALUE, Part, Template};
 pub const MAX_MATCHES: usize = 64;
 
 /// Cut `s` to at most MAX_VALUE bytes, at a character boundary.
-pub fn bound(mut s: String) -> String {
-    if s.len() > MAX_VALUE {
-        let mut cut = MAX_VALUE;
+pub fn bound(s: String) -> String {
+    bound_to(s, MAX_VALUE)
+}
+
+/// Cut `s` to at most `max` bytes, at a character boundary.
+pub fn bound_to(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -92,7 +97,7 @@ impl Runtime<'_> {
     }
 
     pub fn set_var(&mut self, name: &str, value: String) -> Result<(), RunError> {
-        let value = bound(value);
+        let value = bound_to(value, self.limits.max_variable_size);
         let max = self.limits.max_variables;
         if self.is_global(name) || name.starts_with("global.") {
             let name = name.strip_prefix("global.").unwrap_or(name).to_string();
@@ -114,10 +119,15 @@ impl Runtime<'_> {
 
     /// Set the match variables after a successful :matches or :regex.
     pub(crate) fn set_matches(&mut self, caps: Vec<String>) {
+        let max = self.limits.max_variable_size;
         if let Some(s) = self.scopes.last_mut()
             && s.requires_variables
         {
-            s.matches = caps.into_iter().take(MAX_MATCHES).map(bound).collect();
+            s.matches = caps
+                .into_iter()
+                .take(MAX_MATCHES)
+                .map(|c| bound_to(c, max))
+                .collect();
         }
     }
 
