@@ -16,7 +16,14 @@ pub struct Parsed {
 fn takes_value(tag: &str) -> bool {
     matches!(
         tag,
-        "comparator" | "value" | "count" | "index" | "folder" | "smtp" | "extension" | "specialuse"
+        "comparator"
+            | "value"
+            | "count"
+            | "index"
+            | "folder"
+            | "extension"
+            | "specialuse"
+            | "mailbox"
     )
 }
 

@@ -239,9 +239,13 @@ impl Suite {
         }
     }
 
+    /// INBOX, and the `INBOX.` prefix of its children, in any case (the
+    /// test suite's store has INBOX as its namespace's root).
     fn folder_key(name: &str) -> String {
         if name.eq_ignore_ascii_case("inbox") {
             "INBOX".into()
+        } else if name.len() > 6 && name[..6].eq_ignore_ascii_case("inbox.") {
+            format!("INBOX.{}", &name[6..])
         } else {
             name.to_string()
         }
@@ -396,6 +400,7 @@ impl Suite {
         sub.set_flags(rt.flags().to_vec());
         sub.namespaces = rt.namespaces.clone();
         let r = sub.run_script(self, &script);
+        self.errors.extend(sub.warnings.drain(..));
         match r {
             Ok(_) => {
                 let out = sub.finish();

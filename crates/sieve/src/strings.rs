@@ -105,6 +105,10 @@ fn decode_one(s: &str, pos: Pos) -> Result<Option<(String, usize)>, CompileError
     {
         return Ok(None);
     }
+    if words.is_empty() {
+        // `${hex:}`: no content, not an encoded sequence
+        return Ok(None);
+    }
     if hex {
         let mut bytes = Vec::new();
         for w in words {
@@ -231,7 +235,7 @@ mod tests {
         assert_eq!(d("${unicode:40}${Unicode:263A}"), "@\u{263a}");
         assert_eq!(d("${hex:400}"), "${hex:400}");
         assert_eq!(d("${hex:4g}"), "${hex:4g}");
-        assert_eq!(d("${hex:}"), "");
+        assert_eq!(d("${hex:}"), "${hex:}");
         assert_eq!(d("${other:40}${hex:40"), "${other:40}${hex:40");
         assert!(decode_encoded_characters("${unicode:D800}", p).is_err());
         assert!(decode_encoded_characters("${unicode:110000}", p).is_err());

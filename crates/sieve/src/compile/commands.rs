@@ -298,7 +298,11 @@ impl Compiler<'_> {
                     self.error(pos, "set: the variable name cannot contain variables");
                     return None;
                 };
-                if !crate::strings::valid_var_name(n) {
+                let global_ns = self.has("include")
+                    && n.len() > 7
+                    && n[..7].eq_ignore_ascii_case("global.")
+                    && crate::strings::valid_var_name(&n[7..]);
+                if !crate::strings::valid_var_name(n) && !global_ns {
                     self.error(pos, format!("set: invalid variable name \"{n}\""));
                     return None;
                 }

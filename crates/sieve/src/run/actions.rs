@@ -2,7 +2,8 @@
 //! message, and what the host records once the delivery succeeded
 //! (duplicate ids). Adding an action applies RFC 5228 §2.10: duplicates
 //! collapse (a second fileinto to the same mailbox, keep and fileinto
-//! "INBOX", a second redirect to the same address), actions cancel the
+//! "INBOX", a second redirect to the same address; the last flags given
+//! win, RFC 5232 §3.2), actions cancel the
 //! implicit keep, and the limits and conflicts of RFC 5429 (reject) and
 //! RFC 5230 (vacation) hold.
 
@@ -138,14 +139,6 @@ pub fn is_inbox(name: &str) -> bool {
     name.eq_ignore_ascii_case("inbox")
 }
 
-fn merge(into: &mut Vec<String>, from: Vec<String>) {
-    for f in from {
-        if !into.iter().any(|o| o.eq_ignore_ascii_case(&f)) {
-            into.push(f);
-        }
-    }
-}
-
 impl Runtime<'_> {
     pub(crate) fn add_action(&mut self, action: Action) -> Result<(), RunError> {
         let has_reject = self
@@ -182,13 +175,12 @@ impl Runtime<'_> {
                 for a in &mut self.out.actions {
                     match a {
                         Action::Keep { flags: f, .. } => {
-                            merge(f, flags);
+                            *f = flags;
                             return Ok(());
                         }
-                        Action::FileInto {
-                            mailbox, flags: f, ..
-                        } if is_inbox(mailbox) => {
-                            merge(f, flags);
+                        Action::FileInto { mailbox, .. } if is_inbox(mailbox) => {
+                            // the keep takes that entry's place
+                            *a = Action::Keep { flags, message };
                             return Ok(());
                         }
                         _ => {}
@@ -214,11 +206,11 @@ impl Runtime<'_> {
                             flags: f,
                             ..
                         } if *m == mailbox => {
-                            merge(f, flags);
+                            *f = flags;
                             return Ok(());
                         }
                         Action::Keep { flags: f, .. } if is_inbox(&mailbox) => {
-                            merge(f, flags);
+                            *f = flags;
                             return Ok(());
                         }
                         _ => {}

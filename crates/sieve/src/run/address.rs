@@ -246,6 +246,17 @@ fn valid_domain(d: &str) -> bool {
         })
 }
 
+/// A mailbox's domain as hosts in the wild have them: labels of letters,
+/// digits, `-` and `_` anywhere (`_example.com`, `example-.com`).
+fn lenient_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || !c.is_ascii())
+        })
+}
+
 /// An SMTP path as in MAIL FROM / RCPT TO (RFC 5321 §4.1.2): angle
 /// brackets optional, a source route (`@a,@b:`) dropped; `""` and `<>`
 /// are the null path (Some("")). None when it is not valid.
@@ -296,7 +307,7 @@ pub fn parse_path(s: &str) -> Option<String> {
     }
     match domain {
         None => Some(local.to_string()),
-        Some(d) if valid_domain(d) || (d.starts_with('[') && d.ends_with(']')) => {
+        Some(d) if lenient_domain(d) || (d.starts_with('[') && d.ends_with(']')) => {
             Some(format!("{local}@{d}"))
         }
         Some(_) => None,

@@ -123,7 +123,16 @@ impl Runtime<'_> {
         if let Some(r) = self.regex_cache.get(&cache_key) {
             return Some(r.clone());
         }
-        let re = build_regex(key, m.cmp).ok()?;
+        let re = match build_regex(key, m.cmp) {
+            Ok(re) => re,
+            Err(e) => {
+                if self.warnings.len() < 16 {
+                    self.warnings
+                        .push(format!("invalid regular expression \"{key}\": {e}"));
+                }
+                return None;
+            }
+        };
         if self.regex_cache.len() < 64 {
             self.regex_cache.insert(cache_key, re.clone());
         }

@@ -194,6 +194,9 @@ pub struct Runtime<'m> {
     /// The characters that separate user and detail (subaddress); `+` by
     /// default, the site's `recipient_delimiter`.
     pub detail_separators: String,
+    /// What went wrong without stopping the run (a regex made at run time
+    /// that does not compile), for the host's log.
+    pub warnings: Vec<String>,
 }
 
 impl<'m> Runtime<'m> {
@@ -217,6 +220,7 @@ impl<'m> Runtime<'m> {
             namespaces: HashMap::new(),
             env_loaded: false,
             detail_separators: address::DETAIL_SEPARATOR.to_string(),
+            warnings: Vec::new(),
         }
     }
 
@@ -393,10 +397,7 @@ impl<'m> Runtime<'m> {
             }
             Cmd::Redirect { address, copy } => {
                 let address = self.expand(address);
-                let Some(addr) = address::parse_one(&address).or_else(|| {
-                    crate::compile::valid_redirect_address(&address)
-                        .then(|| address.trim().to_string())
-                }) else {
+                let Some(addr) = address::parse_mailbox(&address) else {
                     return Err(self.fail(format!("redirect: invalid address \"{address}\"")));
                 };
                 let msg = self.snapshot();
