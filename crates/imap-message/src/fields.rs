@@ -61,6 +61,12 @@ pub fn encode(s: &str) -> String {
     words.join(" ")
 }
 
+/// The text of an HTML body, its markup dropped (entities decoded, script
+/// and style left out).
+pub fn html_to_text(html: &str) -> String {
+    crate::preview::strip_html(html)
+}
+
 /// One part handed to [`Message::body_parts`].
 #[derive(Debug)]
 pub struct Part<'a> {

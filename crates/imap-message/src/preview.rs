@@ -48,7 +48,7 @@ fn first_text<'t, 'a>(raw: &[u8], root: &'t Entity<'a>, subtype: &str) -> Option
 
 /// Markup dropped: tags, comments, and the content of style and script
 /// elements; the common character references decoded.
-fn strip_html(html: &str) -> String {
+pub(crate) fn strip_html(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let lower = html.to_ascii_lowercase();
     let mut i = 0;

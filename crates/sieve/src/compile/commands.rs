@@ -55,7 +55,7 @@ impl Compiler<'_> {
                 return None;
             };
             let test = self.single_test(cmd);
-            let body = self.block(block, false);
+            let body = self.guarded_block(&test, block);
             return Some(Cmd::If {
                 branches: vec![(test, body)],
                 otherwise: None,

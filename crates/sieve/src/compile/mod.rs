@@ -173,14 +173,15 @@ impl Compiler<'_> {
                     self.error(cmd.pos, format!("{name} needs a block"));
                     continue;
                 };
-                let body = self.block(block, false);
                 if name == "else" {
+                    let body = self.block(block, false);
                     if !cmd.args.is_empty() || !cmd.tests.is_empty() {
                         self.error(cmd.pos, "else takes no arguments");
                     }
                     *otherwise = Some(body);
                 } else {
                     let test = self.single_test(cmd);
+                    let body = self.guarded_block(&test, block);
                     branches.push((test, body));
                 }
                 continue;
@@ -190,6 +191,16 @@ impl Compiler<'_> {
             }
         }
         out
+    }
+
+    /// The block of an if/elsif branch. Under a false `ihave` (RFC 5463
+    /// §4) the block may use commands this interpreter does not know: it is
+    /// not compiled, and it never runs.
+    pub fn guarded_block(&mut self, test: &crate::ir::Test, block: &[parse::Command]) -> Vec<Cmd> {
+        if matches!(test, crate::ir::Test::Ihave(false)) {
+            return Vec::new();
+        }
+        self.block(block, false)
     }
 
     /// The one test of `if`/`elsif`.

@@ -442,7 +442,14 @@ impl Compiler<'_> {
                     self.error(pos, "ihave: expected a string list");
                     return None;
                 };
-                let all = values.iter().all(|v| self.opts.knows(v));
+                // encoded-character and variables change how the script is
+                // read: they cannot be had at run time (only by require)
+                let all = values.iter().all(|v| {
+                    let v = v.to_ascii_lowercase();
+                    self.opts.knows(&v)
+                        && (!matches!(v.as_str(), "encoded-character" | "variables")
+                            || self.has(&v))
+                });
                 if all {
                     for v in values {
                         self.exts.insert(v.to_ascii_lowercase());

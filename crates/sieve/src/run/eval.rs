@@ -404,7 +404,14 @@ impl Runtime<'_> {
                 };
                 // "" is every part, "type" every subtype of it,
                 // "type/subtype" exactly that; anything else nothing
+                let text_only = matches!(transform, BodyTransform::Text);
                 let want = |t: &str, s: &str| {
+                    if text_only {
+                        // the parts a reader sees as text: text/* with a
+                        // valid subtype, and XHTML
+                        return (t == "text" && !s.is_empty() && !s.contains('/'))
+                            || (t == "application" && s == "xhtml+xml");
+                    }
                     specs.iter().any(|spec| match spec.split_once('/') {
                         Some((st, ss)) => {
                             !st.is_empty()
@@ -421,7 +428,15 @@ impl Runtime<'_> {
                 }
                 let msg = facteur_imap_message::Message::parse(self.message.raw());
                 let mut out = Vec::new();
-                msg.body_parts(&want, &mut |p| out.push(p.text));
+                // :text reads HTML as its text, not its markup (RFC 5173
+                // §5.1: what a user would see)
+                msg.body_parts(&want, &mut |p| {
+                    if text_only && (p.subtype == "html" || p.subtype == "xhtml+xml") {
+                        out.push(facteur_imap_message::fields::html_to_text(&p.text));
+                    } else {
+                        out.push(p.text);
+                    }
+                });
                 out
             }
         }
