@@ -139,6 +139,38 @@ pub fn run(cfg: Option<&Config>, action: SieveAction) -> anyhow::Result<u8> {
                 return Ok(1);
             }
             let sc = store(cfg).scripts(&user)?;
+            // its includes too: present (or :optional), compiling, no cycle
+            if let Ok(script) = Script::compile_bytes(&text, &opts) {
+                let global_dir = cfg.sieve.global_dir.clone();
+                let mut load = |global: bool, n: &str| -> Result<Option<Script>, String> {
+                    let text = if global {
+                        match &global_dir {
+                            Some(d) => std::fs::read(d.join(format!("{n}.sieve"))).ok(),
+                            None => None,
+                        }
+                    } else if n == name {
+                        Some(text.clone())
+                    } else {
+                        sc.get(n).map_err(|e| e.to_string())?
+                    };
+                    match text {
+                        Some(t) => Script::compile_bytes(&t, &opts).map(Some).map_err(|e| {
+                            e.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        }),
+                        None => Ok(None),
+                    }
+                };
+                let errors = facteur_sieve::check_includes(&script, &mut load, 10, 255);
+                if !errors.is_empty() {
+                    for e in errors {
+                        eprintln!("{name}: {e}");
+                    }
+                    return Ok(1);
+                }
+            }
             let limits = ScriptLimits {
                 max_scripts: cfg.sieve.max_scripts as usize,
                 max_size: usize::try_from(cfg.sieve.max_script_size.0).unwrap_or(usize::MAX),

@@ -223,6 +223,35 @@ impl Suite {
         }
         match Script::compile_bytes(&text, &self.script_options()) {
             Ok(s) => {
+                // includes are resolved when compiling, as Pigeonhole does
+                let get = |k: &str, d: usize| {
+                    self.config.get(k).and_then(|v| v.parse().ok()).unwrap_or(d)
+                };
+                let (depth, count) = (
+                    get("sieve_include_max_nesting_depth", 10),
+                    get("sieve_include_max_includes", 255),
+                );
+                let (personal, global) =
+                    (self.include_dir.clone(), self.dir.join("included-global"));
+                let opts = self.script_options();
+                let mut load = |g: bool, name: &str| -> Result<Option<Script>, String> {
+                    let dir = if g { &global } else { &personal };
+                    match std::fs::read(dir.join(format!("{name}.sieve"))) {
+                        Ok(t) => Script::compile_bytes(&t, &opts).map(Some).map_err(|e| {
+                            e.iter()
+                                .map(|x| x.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        }),
+                        Err(_) => Ok(None),
+                    }
+                };
+                let errs = facteur_sieve::check_includes(&s, &mut load, depth, count);
+                if !errs.is_empty() {
+                    self.errors = errs;
+                    self.errors.push("validation failed".into());
+                    return false;
+                }
                 self.compiled = Some((Arc::new(s), path));
                 true
             }

@@ -106,3 +106,130 @@ impl Script {
         &self.cmds
     }
 }
+
+/// One `include` of a script: (`:global`, name, `:optional`).
+pub type IncludeRef = (bool, String, bool);
+
+impl Script {
+    /// The scripts this one includes, in order (RFC 6609), wherever the
+    /// include commands are.
+    pub fn includes(&self) -> Vec<IncludeRef> {
+        fn walk(cmds: &[ir::Cmd], out: &mut Vec<IncludeRef>) {
+            for c in cmds {
+                match c {
+                    ir::Cmd::Include {
+                        global,
+                        name,
+                        optional,
+                        ..
+                    } => out.push((*global, name.clone(), *optional)),
+                    ir::Cmd::If {
+                        branches,
+                        otherwise,
+                    } => {
+                        for (_, b) in branches {
+                            walk(b, out);
+                        }
+                        if let Some(b) = otherwise {
+                            walk(b, out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.cmds, &mut out);
+        out
+    }
+}
+
+/// Check the include graph of `script` before it is used (what a script
+/// editor, ManageSieve's PUTSCRIPT and `facteurctl sieve put` want to
+/// know): every script it includes, directly or not, can be loaded and
+/// compiles (`load` returns None for a missing one, which only an
+/// `:optional` include may be), no script includes itself through any
+/// chain, at most `max_includes` distinct scripts are involved and the
+/// nesting is at most `max_depth` deep. The errors, in the order found.
+pub fn check_includes(
+    script: &Script,
+    load: &mut dyn FnMut(bool, &str) -> Result<Option<Script>, String>,
+    max_depth: usize,
+    max_includes: usize,
+) -> Vec<String> {
+    struct Walk<'l> {
+        load: &'l mut dyn FnMut(bool, &str) -> Result<Option<Script>, String>,
+        stack: Vec<(bool, String)>,
+        seen: BTreeSet<(bool, String)>,
+        errors: Vec<String>,
+        max_depth: usize,
+        max_includes: usize,
+    }
+    impl Walk<'_> {
+        /// False when something below `script` is wrong; each level of
+        /// the chain then says which include failed.
+        fn visit(&mut self, script: &Script) -> bool {
+            let mut ok = true;
+            for (global, name, optional) in script.includes() {
+                if self.errors.len() >= compile::MAX_ERRORS {
+                    return false;
+                }
+                let key = (global, name.clone());
+                if self.stack.contains(&key) {
+                    self.errors
+                        .push(format!("circular include of script \"{name}\""));
+                    ok = false;
+                    continue;
+                }
+                if self.stack.len() + 1 > self.max_depth {
+                    self.errors.push(format!(
+                        "include of script \"{name}\" nests more than {} levels deep",
+                        self.max_depth
+                    ));
+                    ok = false;
+                    continue;
+                }
+                let first = self.seen.insert(key.clone());
+                if first && self.seen.len() > self.max_includes {
+                    self.errors
+                        .push(format!("more than {} scripts included", self.max_includes));
+                    ok = false;
+                    continue;
+                }
+                match (self.load)(global, &name) {
+                    Ok(Some(inner)) => {
+                        self.stack.push(key);
+                        let inner_ok = self.visit(&inner);
+                        self.stack.pop();
+                        if !inner_ok {
+                            self.errors
+                                .push(format!("failed to include script \"{name}\""));
+                            ok = false;
+                        }
+                    }
+                    Ok(None) if optional => {}
+                    Ok(None) => {
+                        self.errors
+                            .push(format!("included script \"{name}\" does not exist"));
+                        ok = false;
+                    }
+                    Err(e) => {
+                        self.errors.push(format!("included script \"{name}\": {e}"));
+                        ok = false;
+                    }
+                }
+            }
+            ok
+        }
+    }
+    let mut w = Walk {
+        load,
+        stack: Vec::new(),
+        seen: BTreeSet::new(),
+        errors: Vec::new(),
+        max_depth,
+        max_includes,
+    };
+    let _ = w.visit(script);
+    w.errors
+}
