@@ -295,6 +295,16 @@ impl Suite {
         flags: Vec<String>,
     ) -> Result<(), String> {
         let k = Self::folder_key(folder);
+        // what a Maildir store refuses: empty levels, `/`, controls, and
+        // text that was not UTF-8
+        if k.split('.').any(str::is_empty)
+            || k.contains(['/', '\u{fffd}'])
+            || k.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "fileinto action: failed to store into mailbox '{folder}': invalid mailbox name"
+            ));
+        }
         if !self.folder_exists(&k) {
             if !create {
                 return Err(format!(

@@ -380,6 +380,15 @@ impl<'m> Runtime<'m> {
                 special_use,
             } => {
                 let mailbox = self.expand(mailbox);
+                // a name made at run time from bytes that were not UTF-8,
+                // or with controls, names no folder
+                if mailbox.is_empty() || mailbox.chars().any(|c| c == '\u{fffd}' || c.is_control())
+                {
+                    return Err(self.fail(format!(
+                        "fileinto: invalid folder name \"{}\"",
+                        mailbox.escape_debug()
+                    )));
+                }
                 let flags = match flags {
                     Some(l) => self.flag_list(l),
                     None => self.flags.clone(),
