@@ -439,7 +439,7 @@ impl Suite {
         sub.set_flags(rt.flags().to_vec());
         sub.namespaces = rt.namespaces.clone();
         let r = sub.run_script(self, &script);
-        self.errors.extend(sub.warnings.drain(..));
+        self.errors.append(&mut sub.warnings);
         match r {
             Ok(_) => {
                 let out = sub.finish();

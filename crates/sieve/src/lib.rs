@@ -107,6 +107,10 @@ impl Script {
     }
 }
 
+/// How [`check_includes`] loads an included script: (`:global`, name) to
+/// the compiled script, None when there is none, or why it failed.
+pub type IncludeLoader<'a> = dyn FnMut(bool, &str) -> Result<Option<Script>, String> + 'a;
+
 /// One `include` of a script: (`:global`, name, `:optional`).
 pub type IncludeRef = (bool, String, bool);
 
@@ -153,12 +157,12 @@ impl Script {
 /// nesting is at most `max_depth` deep. The errors, in the order found.
 pub fn check_includes(
     script: &Script,
-    load: &mut dyn FnMut(bool, &str) -> Result<Option<Script>, String>,
+    load: &mut IncludeLoader<'_>,
     max_depth: usize,
     max_includes: usize,
 ) -> Vec<String> {
     struct Walk<'l> {
-        load: &'l mut dyn FnMut(bool, &str) -> Result<Option<Script>, String>,
+        load: &'l mut IncludeLoader<'l>,
         stack: Vec<(bool, String)>,
         seen: BTreeSet<(bool, String)>,
         errors: Vec<String>,
