@@ -465,13 +465,7 @@ impl Suite {
     fn derive_envelope(rt: &mut Runtime<'_>) {
         let first = |rt: &mut Runtime<'_>, names: &[&str]| {
             for n in names {
-                let fields: Vec<_> = rt
-                    .message
-                    .fields()
-                    .iter()
-                    .filter(|f| f.is(n))
-                    .cloned()
-                    .collect();
+                let fields: Vec<_> = rt.message.named(n);
                 if let Some(a) = fields.iter().flat_map(|f| f.addresses()).next() {
                     return Some(a);
                 }

@@ -140,13 +140,7 @@ impl Runtime<'_> {
     }
 
     fn header_fields(&mut self, name: &str, index: Option<Index>) -> Vec<Field> {
-        let all: Vec<Field> = self
-            .message
-            .fields()
-            .iter()
-            .filter(|f| f.is(name))
-            .cloned()
-            .collect();
+        let all = self.message.named(name);
         pick(all, index)
     }
 

@@ -65,6 +65,15 @@ impl<'a> MessageView<'a> {
         })
     }
 
+    /// The fields named `name`, in order.
+    pub fn named(&mut self, name: &str) -> Vec<Field> {
+        self.fields()
+            .iter()
+            .filter(|f| f.is(name))
+            .cloned()
+            .collect()
+    }
+
     /// The decoded values of the fields named `name`, in order.
     pub fn values(&mut self, name: &str) -> Vec<String> {
         self.fields()

@@ -112,13 +112,7 @@ impl Runtime<'_> {
     fn named_address(&mut self, user: &[String]) -> Option<String> {
         let mut named: Vec<String> = Vec::new();
         for h in ["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"] {
-            let fields: Vec<_> = self
-                .message
-                .fields()
-                .iter()
-                .filter(|f| f.is(h))
-                .cloned()
-                .collect();
+            let fields: Vec<_> = self.message.named(h);
             for f in fields {
                 named.extend(f.addresses());
             }
@@ -134,13 +128,7 @@ impl Runtime<'_> {
     fn reply_to_field(&mut self) -> String {
         let sender = self.envelope.from.clone();
         for h in ["from", "sender"] {
-            let fields: Vec<_> = self
-                .message
-                .fields()
-                .iter()
-                .filter(|f| f.is(h))
-                .cloned()
-                .collect();
+            let fields: Vec<_> = self.message.named(h);
             for f in fields {
                 if let [a] = f.addresses().as_slice()
                     && a.eq_ignore_ascii_case(&sender)
