@@ -77,9 +77,11 @@ LISTENERS = {
     "pop3s": ("pop3d", "listen_tls"),
     "imap": ("imapd", "listen"),
     "imaps": ("imapd", "listen_tls"),
+    "sieve": ("managesieved", "listen"),
 }
 DAEMON_OF = {"lmtp": "lmtpd", "mx": "smtpd", "submission": "smtpd", "submissions": "smtpd",
-             "pop3": "pop3d", "pop3s": "pop3d", "imap": "imapd", "imaps": "imapd"}
+             "pop3": "pop3d", "pop3s": "pop3d", "imap": "imapd", "imaps": "imapd",
+             "sieve": "managesieved"}
 
 
 def crlf(text):
@@ -177,6 +179,7 @@ class Facteur:
     pop3s_port = property(lambda self: self.port("pop3s"))
     imap_port = property(lambda self: self.port("imap"))
     imaps_port = property(lambda self: self.port("imaps"))
+    sieve_port = property(lambda self: self.port("sieve"))
 
     # --- daemons ----------------------------------------------------------
     def start_lmtpd(self):
@@ -205,7 +208,7 @@ class Facteur:
         p = subprocess.Popen([str(BIN / f"facteur-{name}"), "--config", str(self.config)], stdout=log, stderr=log)
         self.procs.append(p)
         self.daemons[name] = p
-        if name in ("smtpd", "imapd", "pop3d"):
+        if name in ("smtpd", "imapd", "pop3d", "managesieved"):
             wait_for(lambda: p.poll() is not None or self.published(name), 20, f"facteur-{name} to listen")
             assert p.poll() is None, self.log_text(name)
             self._pin(name)
@@ -213,6 +216,8 @@ class Facteur:
             wait_for(lambda: p.poll() is not None or self._tcp_up(self.smtp_port), 20, "facteur-smtpd to listen")
         elif name == "imapd":
             wait_for(lambda: p.poll() is not None or (self._tcp_up(self.imap_port) and self._tcp_up(self.imaps_port, tls=True)), 20, "facteur-imapd to listen")
+        elif name == "managesieved":
+            wait_for(lambda: p.poll() is not None or self._tcp_up(self.sieve_port), 20, "facteur-managesieved to listen")
         elif name == "pop3d":
             wait_for(lambda: p.poll() is not None or (self._tcp_up(self.pop3_port) and self._tcp_up(self.pop3s_port, tls=True)), 20, "facteur-pop3d to listen")
         elif name == "qmgr":

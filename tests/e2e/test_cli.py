@@ -146,7 +146,7 @@ def test_init_port_base_moves_every_port(tmp_path):
         r = run("facteurctl", "init", "--dev", str(d), "--port-base", base)
         assert r.returncode == 0, r
     ta, tb = (a / "facteur.toml").read_text(), (b / "facteur.toml").read_text()
-    for port in (2525, 2587, 2465, 2143, 2993, 2110, 2995, 2024):
+    for port in (2525, 2587, 2465, 2143, 2993, 2110, 2995, 2024, 24190):
         assert f"127.0.0.1:{port}\"" in ta, port
         assert f"127.0.0.1:{port + 1100}\"" in tb, port + 1100
     r = run("facteurctl", "--config", str(b / "facteur.toml"), "config", "check")

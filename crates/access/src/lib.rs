@@ -1,5 +1,5 @@
 //! facteur-access: what the daemons that serve mailboxes to their users
-//! (facteur-imapd, facteur-pop3d; ManageSieve later) share, so that each
+//! (facteur-imapd, facteur-pop3d, facteur-managesieved) share, so that each
 //! program keeps only its protocol.
 //!
 //! Offers [`Access`], the part of a daemon's context every session of such
@@ -111,6 +111,7 @@ impl Access {
 pub enum Daemon {
     Imapd,
     Pop3d,
+    Managesieved,
 }
 
 impl Daemon {
@@ -119,6 +120,7 @@ impl Daemon {
         match self {
             Daemon::Imapd => "facteur-imapd",
             Daemon::Pop3d => "facteur-pop3d",
+            Daemon::Managesieved => "facteur-managesieved",
         }
     }
 
@@ -128,6 +130,7 @@ impl Daemon {
         match self {
             Daemon::Imapd => ("imap", "imaps"),
             Daemon::Pop3d => ("pop3", "pop3s"),
+            Daemon::Managesieved => ("sieve", "sieves"),
         }
     }
 
@@ -136,6 +139,7 @@ impl Daemon {
         match self {
             Daemon::Imapd => "imapd",
             Daemon::Pop3d => "pop3d",
+            Daemon::Managesieved => "managesieved",
         }
     }
 
@@ -161,6 +165,15 @@ impl Daemon {
                     c.max_connections_per_ip,
                 )
             }
+            Daemon::Managesieved => {
+                let c = &cfg.managesieved;
+                (
+                    &c.listen,
+                    &c.listen_tls,
+                    c.max_connections,
+                    c.max_connections_per_ip,
+                )
+            }
         }
     }
 
@@ -176,6 +189,10 @@ impl Daemon {
             Daemon::Pop3d => &[(
                 "pop3d.listen, listen_tls, max_connections, max_connections_per_ip",
                 |c| format!("{:?}", Daemon::Pop3d.listeners(c)),
+            )],
+            Daemon::Managesieved => &[(
+                "managesieved.listen, listen_tls, max_connections, max_connections_per_ip",
+                |c| format!("{:?}", Daemon::Managesieved.listeners(c)),
             )],
         }
     }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
 pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
-pub use sieve::Sieve;
+pub use sieve::{Managesieved, Sieve};
 pub use trust::Trust;
 pub use units::{ByteSize, Seconds, parse_duration, parse_size};
 
@@ -82,6 +82,9 @@ pub struct Config {
     /// Filtering at delivery (Sieve): `[sieve]`.
     #[serde(default)]
     pub sieve: Sieve,
+    /// ManageSieve, where users edit their scripts: `[managesieved]`.
+    #[serde(default)]
+    pub managesieved: Managesieved,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,

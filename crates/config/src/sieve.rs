@@ -8,7 +8,41 @@
 
 use crate::units::{ByteSize, Seconds};
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// `[managesieved]`: facteur-managesieved, ManageSieve (RFC 5804), where
+/// users' mail clients and webmails edit their Sieve scripts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Managesieved {
+    /// Listeners (4190): STARTTLS offered, no password before TLS.
+    pub listen: Vec<SocketAddr>,
+    /// Implicit-TLS listeners (no standard port; some set-ups use one).
+    pub listen_tls: Vec<SocketAddr>,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    /// Idle time allowed between commands.
+    pub timeout: Seconds,
+    /// Bad commands tolerated before the connection is closed.
+    pub max_errors: u32,
+    /// Accept AUTHENTICATE without TLS from loopback clients.
+    pub allow_plaintext_auth_on_loopback: bool,
+}
+
+impl Default for Managesieved {
+    fn default() -> Self {
+        Managesieved {
+            listen: Vec::new(),
+            listen_tls: Vec::new(),
+            max_connections: 200,
+            max_connections_per_ip: 10,
+            timeout: Seconds(600),
+            max_errors: 20,
+            allow_plaintext_auth_on_loopback: false,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -256,7 +256,8 @@ pub struct InitArgs {
     pub force: bool,
     /// Moves every port together: SMTP at BASE+525, submission +587,
     /// submissions +465, IMAP +143, IMAPS +993, POP3 +110, POP3S +995,
-    /// LMTP +24 (2000 gives 2525, 2587, ...).
+    /// LMTP +24, ManageSieve +22190 (2000 gives 2525, 2587, ..., 24190; so
+    /// BASE is at most 43345).
     #[arg(long, value_name = "BASE", default_value_t = crate::init::DEV_PORT_BASE)]
     pub port_base: u16,
 }

@@ -31,6 +31,7 @@ pub struct Ports {
     pub pop3s: u16,
     pub imap: u16,
     pub imaps: u16,
+    pub managesieve: u16,
 }
 
 impl Ports {
@@ -46,6 +47,7 @@ impl Ports {
             pop3s: p(995)?,
             imap: p(143)?,
             imaps: p(993)?,
+            managesieve: p(22190)?,
         })
     }
 }
@@ -67,8 +69,10 @@ pub fn dev_config(dir: &Path, ports: &Ports) -> String {
          submissions = [\"127.0.0.1:{submissions}\"]\nmynetworks = [\"127.0.0.0/8\", \"::1/128\"]\n\n\
          [qmgr]\nsocket = \"qmgr.sock\"\n\n\
          [pop3d]\nlisten = [\"127.0.0.1:{pop3}\"]\nlisten_tls = [\"127.0.0.1:{pop3s}\"]\n\n\
-         [imapd]\nlisten = [\"127.0.0.1:{imap}\"]\nlisten_tls = [\"127.0.0.1:{imaps}\"]\n",
+         [imapd]\nlisten = [\"127.0.0.1:{imap}\"]\nlisten_tls = [\"127.0.0.1:{imaps}\"]\n\n\
+         [managesieved]\nlisten = [\"127.0.0.1:{}\"]\n",
         facteur_config::sections_under(dir),
+        ports.managesieve,
     )
 }
 
@@ -162,6 +166,7 @@ fn print_setup(dir: &Path, cfg_path: &Path, cfg: &Config, password: &str, p: &Po
     );
     println!("  POP3:          127.0.0.1:{pop3} (STLS), 127.0.0.1:{pop3s} (TLS)");
     println!("  IMAP:          127.0.0.1:{imap} (STARTTLS), 127.0.0.1:{imaps} (TLS)");
+    println!("  ManageSieve:   127.0.0.1:{} (STARTTLS)", p.managesieve);
     println!("  mail:          {}", cfg.store.mail_root.display());
     println!(
         "Start it with: facteurctl up --config {}",

@@ -27,6 +27,7 @@ pub const DAEMONS: &[&str] = &[
     "facteur-smtpd",
     "facteur-pop3d",
     "facteur-imapd",
+    "facteur-managesieved",
 ];
 
 /// Finds a program beside the running executable, else relies on PATH.
@@ -48,6 +49,11 @@ fn unconfigured(cfg: &Config, name: &str) -> Option<&'static str> {
         }
         "facteur-imapd" if cfg.imapd.listen.is_empty() && cfg.imapd.listen_tls.is_empty() => {
             Some("imapd")
+        }
+        "facteur-managesieved"
+            if cfg.managesieved.listen.is_empty() && cfg.managesieved.listen_tls.is_empty() =>
+        {
+            Some("managesieved")
         }
         _ => None,
     }
