@@ -314,6 +314,7 @@ impl Filtered<'_> {
             quota: self.quota,
             delivered_to: &self.target.delivered_to,
             junk: self.junk,
+            hostname: &ctx.hostname,
         };
         let outcome = match crate::sieve::exec::run(&mut host, sources, &message, size, envelope) {
             Verdict::Filtered(o) => o,

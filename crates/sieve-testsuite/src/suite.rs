@@ -373,13 +373,21 @@ impl Suite {
                     Ok(())
                 }
                 Action::Reject { reason, .. } => {
-                    if !env.from.is_empty() {
-                        let notice = format!(
-                            "From: Postmaster <postmaster@example.com>\r\nTo: <{}>\r\nSubject: Rejected: message\r\nAuto-Submitted: auto-replied (rejected)\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour message to <{}> was rejected:\r\n\r\n{reason}\r\n",
-                            env.from, env.to
-                        );
-                        self.outbox
-                            .push((String::new(), env.from.clone(), notice.into_bytes()));
+                    // the notice lmtpd sends, from the test environment's
+                    // postmaster
+                    let notice =
+                        facteur_sieve::run::reject::mdn(&facteur_sieve::run::reject::Rejected {
+                            message: original,
+                            recipient: &env.to,
+                            sender: &env.from,
+                            reason,
+                            from: "Postmaster <postmaster@example.com>",
+                            hostname: "example.com",
+                            now: 1_700_000_000,
+                            token: "testsuite",
+                        });
+                    if let Some(n) = notice {
+                        self.outbox.push((String::new(), env.from.clone(), n));
                     }
                     Ok(())
                 }

@@ -8,9 +8,11 @@
 //! the message in INBOX instead (never lost). Last, the vacation and
 //! duplicate records.
 //!
-//! reject and ereject (RFC 5429): LMTP answers per recipient, so both are
-//! refused at the protocol level (`550 5.7.1` with the reason), which the
-//! sending MTA turns into its bounce — RFC 5429 §2.1's preferred way.
+//! reject and ereject (RFC 5429): ereject refuses at the protocol level
+//! (LMTP answers per recipient: `550 5.7.1` with the reason, which the
+//! sending MTA turns into its bounce); reject takes the message and queues
+//! a disposition notification to the sender (facteur_sieve::run::reject),
+//! falling back to the 550 when the notice cannot be queued.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -329,6 +331,8 @@ pub struct Delivery<'a> {
     pub delivered_to: &'a str,
     /// The implicit keep of a message with the spam mark goes to Junk.
     pub junk: bool,
+    /// Our name, for the notices reject sends.
+    pub hostname: &'a str,
 }
 
 impl Delivery<'_> {
@@ -412,8 +416,33 @@ impl Delivery<'_> {
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .take(200)
                 .collect();
-            info!(queue_id = self.queue_id, user = self.user, extended, reason = %one_line, "sieve: rejected");
-            return Done::Rejected(Reply::new(550, (5, 7, 1), one_line.trim().to_string()));
+            if *extended {
+                info!(queue_id = self.queue_id, user = self.user, reason = %one_line, "sieve: refused (ereject)");
+                return Done::Rejected(Reply::new(550, (5, 7, 1), one_line.trim().to_string()));
+            }
+            // reject: the message is taken (250) and a notice goes back to
+            // the sender through the queue; when it cannot be queued, a 550
+            // makes the sending MTA tell the sender instead
+            let notice = facteur_sieve::run::reject::mdn(&facteur_sieve::run::reject::Rejected {
+                message: original.seen,
+                recipient: self.delivered_to,
+                sender: self.sender,
+                reason,
+                from: &format!("Mail Delivery System <MAILER-DAEMON@{}>", self.hostname),
+                hostname: self.hostname,
+                now: facteur_util::date::now_unix(),
+                token: &facteur_util::new_id(),
+            });
+            if let Some(n) = notice
+                && let Err(e) =
+                    self.outbox
+                        .send("", self.sender, &mut &n[..], !n.is_ascii(), self.queue_id)
+            {
+                warn!(queue_id = self.queue_id, user = self.user, error = %e, "sieve: reject notice not queued: refused instead");
+                return Done::Rejected(Reply::new(550, (5, 7, 1), one_line.trim().to_string()));
+            }
+            info!(queue_id = self.queue_id, user = self.user, reason = %one_line, "sieve: rejected, notice sent");
+            return Done::Stored(Vec::new());
         }
         let mut stored = Vec::new();
         // explicit stores first, then the implicit keep

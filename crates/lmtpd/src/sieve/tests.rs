@@ -175,7 +175,37 @@ async fn broken_script_keeps_the_message() {
 }
 
 #[tokio::test]
-async fn reject_is_a_550_for_that_recipient() {
+async fn reject_sends_a_notice_through_the_queue() {
+    let f = fixture(1 << 20);
+    put_script(
+        &f,
+        "bob@example.test",
+        r#"require "reject"; reject "No digests, thanks";"#,
+    );
+    send(
+        &f,
+        "journal@news.example",
+        "bob@example.test",
+        MSG,
+        "250 2.0.0",
+    )
+    .await;
+    assert!(f.new_files("bob@example.test").is_empty());
+    let q = queued(&f);
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        (q[0].0.as_str(), q[0].1.as_slice()),
+        ("", &["journal@news.example".to_string()][..])
+    );
+    assert!(q[0].2.contains("No digests, thanks"));
+    assert!(q[0].2.contains("report-type=disposition-notification"));
+    // from the null sender: nothing to answer, nothing stored
+    send(&f, "", "bob@example.test", MSG, "250 2.0.0").await;
+    assert_eq!(queued(&f).len(), 1);
+}
+
+#[tokio::test]
+async fn ereject_is_a_550_for_that_recipient() {
     let f = fixture(1 << 20);
     put_script(
         &f,
