@@ -129,3 +129,29 @@ def test_broken_script_keeps_the_message(suite):
     send(f, ALICE, BOB, "still delivered")
     wait_for(lambda: "still delivered" in subjects(f, BOB), 60, lambda: f"bob: {subjects(f, BOB)}")
     assert "sieve failed: message kept in INBOX" in f.log_text("lmtpd")
+
+
+def test_console_filters_for_a_user_and_a_domain(suite):
+    f = suite
+    # the domain: robots' mail deleted for everybody
+    out = f.ctl("filter", "add", "--domain", "example.test", "--if", "from", "contains", "robot@noise.example", "--delete")
+    assert "filter 1 added" in out
+    # carol: shops into a folder unless it is an order, big mail copied
+    f.ctl("filter", "add", CAROL, "--if", "from", "contains", "shop", "--if", "subject", "not-starts", "Order", "--move", "Shops")
+    f.ctl("filter", "add", CAROL, "--any", "--if", "size", "over", "100000", "--if", "subject", "is", "copy me", "--copy-to", ALICE)
+    listing = f.ctl("filter", "list", CAROL)
+    assert "1. if all of: from contains \"shop\", subject not-starts \"Order\" -> move to folder \"Shops\"" in listing, listing
+    assert "2. if any of:" in listing
+    assert "filters (active)" in f.ctl("sieve", "list", CAROL)
+    send(f, "robot@noise.example", CAROL, "beep")
+    send(f, "news@shop.example", CAROL, "Sale!")
+    send(f, "news@shop.example", CAROL, "Order 1234 shipped")
+    send(f, ALICE, CAROL, "copy me")
+    wait_for(lambda: subjects(f, CAROL, "Shops") == ["Sale!"], 60, lambda: f"carol Shops: {subjects(f, CAROL, 'Shops')}")
+    wait_for(lambda: sorted(subjects(f, CAROL)) == ["Order 1234 shipped", "copy me"], 60, lambda: f"carol: {subjects(f, CAROL)}")
+    wait_for(lambda: "copy me" in subjects(f, ALICE), 60, lambda: f"alice: {subjects(f, ALICE)}")
+    out = f.ctl("filter", "del", CAROL, "1")
+    assert "deleted filter 1" in out
+    assert "1. if any of:" in f.ctl("filter", "list", CAROL)
+    bad = f.ctl("filter", "add", CAROL, "--if", "size", "is", "12", "--delete", check=False)
+    assert "size takes over or under" in bad

@@ -80,11 +80,71 @@ pub enum Command {
         #[command(subcommand)]
         action: ExportAction,
     },
+    /// A console's "filters" form for a user or a domain: conditions on
+    /// size, From, To and Subject, joined by all/any (or always), and an
+    /// action (move, copy to an address, delete); kept as the Sieve script
+    /// "filters".
+    Filter {
+        #[command(subcommand)]
+        action: FilterAction,
+    },
     /// Sieve filtering rules: users' scripts, and `check` / `test` for
     /// writing them.
     Sieve {
         #[command(subcommand)]
         action: SieveAction,
+    },
+}
+
+/// Whose filters: a user, or `--domain D` (every user of D, before their own).
+#[derive(Debug, Args)]
+pub struct FilterTarget {
+    /// The user (user@domain).
+    pub user: Option<String>,
+    /// The domain's filters instead of a user's.
+    #[arg(long, value_name = "DOMAIN", conflicts_with = "user")]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FilterAction {
+    /// Add a filter: `--if FIELD OP VALUE` (repeatable; FIELD from, to,
+    /// subject or size; OP is, contains, starts, ends or not-is,
+    /// not-contains, not-starts, not-ends; over or under for size, in
+    /// bytes), all of them by default or `--any`, or `--always`; then one of
+    /// `--move FOLDER`, `--copy-to ADDRESS`, `--delete`.
+    Add {
+        #[command(flatten)]
+        target: FilterTarget,
+        /// Any condition is enough (default: all of them).
+        #[arg(long)]
+        any: bool,
+        /// No condition: every message.
+        #[arg(long)]
+        always: bool,
+        #[arg(long = "if", num_args = 3, value_names = ["FIELD", "OP", "VALUE"])]
+        cond: Vec<String>,
+        #[arg(long = "move", value_name = "FOLDER")]
+        move_to: Option<String>,
+        #[arg(long, value_name = "ADDRESS")]
+        copy_to: Option<String>,
+        #[arg(long)]
+        delete: bool,
+    },
+    /// The filters, numbered.
+    List {
+        #[command(flatten)]
+        target: FilterTarget,
+    },
+    /// Delete filter NUMBER (as `list` numbers them): `del USER NUMBER` or
+    /// `del --domain DOMAIN NUMBER`.
+    Del {
+        /// The domain's filters instead of a user's.
+        #[arg(long, value_name = "DOMAIN")]
+        domain: Option<String>,
+        /// USER NUMBER, or NUMBER with --domain.
+        #[arg(num_args = 1..=2, value_names = ["USER", "NUMBER"], required = true)]
+        args: Vec<String>,
     },
 }
 
@@ -351,4 +411,15 @@ pub enum QueueAction {
     },
     /// Resolve a message's recipients again and try it at once.
     Requeue { id: String },
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the whole command line (argument order,
+    /// conflicts, names), which otherwise fire only when a command runs.
+    #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

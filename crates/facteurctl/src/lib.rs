@@ -19,6 +19,7 @@ pub mod dkim;
 pub mod dns;
 pub mod dnscheck;
 pub mod dovecot;
+pub mod filter;
 pub mod init;
 pub mod privs;
 pub mod queue;
@@ -130,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export { action } => {
             admin::export(&load_as_owner(&cli.config)?, action).map(|_| 0)
         }
+        Command::Filter { action } => filter::run(&load_as_owner(&cli.config)?, action),
         Command::Sieve { action } => match action {
             // check and test need no configuration (one is used if present)
             cli::SieveAction::Check { .. } | cli::SieveAction::Test { .. } => {

@@ -71,6 +71,20 @@ impl Store {
             dir: self.user_dir(user)?.join("sieve"),
         })
     }
+
+    /// The scripts of a whole domain (`<root>/<domain>/.sieve/`, beside its
+    /// users' directories, which never start with a dot): the domain's
+    /// filters, which facteur-lmtpd runs for every user of the domain before
+    /// the user's own script.
+    pub fn domain_scripts(&self, domain: &str) -> Result<Scripts> {
+        // a user directory of the domain, for the checks on the name
+        let probe = self.user_dir(&format!("probe@{domain}"))?;
+        let dir = probe
+            .parent()
+            .map(|d| d.join(".sieve"))
+            .ok_or_else(|| StoreError::InvalidUser(domain.to_string()))?;
+        Ok(Scripts { dir })
+    }
 }
 
 fn not_found(e: &io::Error) -> bool {

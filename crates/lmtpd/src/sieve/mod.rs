@@ -123,7 +123,8 @@ pub struct Source {
     pub text: Vec<u8>,
 }
 
-/// The scripts for `user`, in order: before, the user's active one, after.
+/// The scripts for `user`, in order: before, the domain's filters, the
+/// user's active one, after.
 /// A global script that cannot be read is logged and skipped.
 pub fn scripts_for(store: &Store, settings: &Settings, user: &str, queue_id: &str) -> Vec<Source> {
     let mut out = Vec::new();
@@ -141,6 +142,19 @@ pub fn scripts_for(store: &Store, settings: &Settings, user: &str, queue_id: &st
         }
     };
     global(&settings.before, &mut out);
+    // the domain's filters (facteurctl filter --domain)
+    if let Some((_, domain)) = user.rsplit_once('@') {
+        match store.domain_scripts(domain).and_then(|s| s.active()) {
+            Ok(Some((name, text))) => out.push(Source {
+                label: format!("{domain}:{name}"),
+                text,
+            }),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(queue_id, domain, error = %e, "domain sieve script unreadable: not run");
+            }
+        }
+    }
     if settings.enabled {
         match store.scripts(user).and_then(|s| s.active()) {
             Ok(Some((name, text))) => out.push(Source {
