@@ -98,6 +98,11 @@ class FacteurSide:
     def maildir(self, user):
         return self.root / "mail" / DOMAIN / user
 
+    def install_sieve(self, users, script):
+        """The script, active, for each user (workload 9)."""
+        for u in users:
+            self.ctl("sieve", "put", f"{u}@{DOMAIN}", "main", "-", "--activate", stdin=script)
+
     def _start(self, name, ready):
         logf = open(self.root / f"{name}.log", "ab")
         self.logs.append(logf)
@@ -249,6 +254,7 @@ protocol pop3 {{
 }}
 protocol lmtp {{
   postmaster_address = postmaster@example.test
+{lmtp_sieve}
 }}
 """
 
@@ -340,6 +346,7 @@ class PeerSide:
         self.smtp_port, self.lmtp_port, self.pop3_port, self.imap_port = (free_port() for _ in range(4))
         self.has_imap = True
         self.hibernate_secs = hibernate_secs
+        self.sieve = False  # Pigeonhole in LMTP (workload 9)
         # after the last client reached IDLE: hibernation, then idle_kill, then a margin
         self.idle_settle_secs = hibernate_secs + imap_idle_kill_secs + 3
         self.owner = vmail_owner()
@@ -355,7 +362,11 @@ class PeerSide:
                                                 else f"{u}:{h}::::::\n" for u, h in hashes.items()))
         (self.dov / "dovecot.conf").write_text(DOVECOT_CONF.format(
             d=self.dov, mail=self.mail, imap=self.imap_port, pop3=self.pop3_port, lmtp=self.lmtp_port,
-            hibernate=self.hibernate_secs))
+            hibernate=self.hibernate_secs,
+            # Pigeonhole at delivery, for workload 9 only: the user's
+            # ~/.dovecot.sieve (home = the Maildir here)
+            lmtp_sieve="  mail_plugins = $mail_plugins sieve\n}\nplugin {\n  sieve = file:~/sieve;active=~/.dovecot.sieve"
+            if self.sieve else ""))
         (self.pf / "vmailbox").write_text("".join(f"{u}@{DOMAIN} {u}/\n" for u in hashes))
         (self.pf / "etc" / "main.cf").write_text(POSTFIX_MAIN.format(d=self.pf, lmtp_socket=self.dov / "run" / "lmtp"))
         (self.pf / "etc" / "master.cf").write_text(
@@ -364,6 +375,16 @@ class PeerSide:
 
     def maildir(self, user):
         return self.mail / user
+
+    def install_sieve(self, users, script):
+        """The script as each user's active ~/.dovecot.sieve (workload 9)."""
+        for u in users:
+            d = self.maildir(u)
+            d.mkdir(parents=True, exist_ok=True)
+            os.chown(d, *self.owner)
+            f = d / ".dovecot.sieve"
+            f.write_text(script)
+            os.chown(f, *self.owner)
 
     def start(self):
         conf = str(self.dov / "dovecot.conf")

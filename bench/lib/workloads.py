@@ -123,6 +123,44 @@ def deliveries(sides, count, size, reps, lmtp, msg_file=None, sender=SENDER, hel
     return [row]
 
 
+# --- 9. Sieve at delivery ----------------------------------------------------
+
+# Twenty rules of the kinds people write, none of which matches the bench's
+# messages (smtp-source's: From <bench@...>, no Subject): every message is
+# tested against all twenty and kept in INBOX, the same files as in
+# workload 2, so the difference is the filtering alone.
+SIEVE_20 = "require [\"fileinto\", \"imap4flags\", \"variables\", \"envelope\", \"relational\", \"comparator-i;ascii-numeric\"];\r\n" + "".join(
+    "if " + t.replace("{i}", str(i)) + " { " + a + " }\r\n" for t, a in [
+        ('address :is "from" "journal{i}@news.example"', 'fileinto "News"; stop;'),
+        ('header :contains "subject" "[list-{i}]"', 'fileinto "Lists"; stop;'),
+        ('header :contains "list-id" "<team{i}.lists.example>"', 'fileinto "Team"; stop;'),
+        ('address :domain :is "from" "spam{i}.example"', 'discard; stop;'),
+        ('header :matches "subject" "*invoice {i}*"', 'addflag "$Invoice";'),
+    ] for i in range(4))
+
+
+def install_sieve(sides, users):
+    """Gives each delivery user the 20-rule script, active."""
+    for s in sides:
+        s.install_sieve(users, SIEVE_20)
+
+
+def sieve_cost(rows):
+    """A note on row 9: its CPU per message over workload 2's of the same
+    run, per side (what the filtering costs)."""
+    base = next((r for r in rows if r.workload.startswith("2.")), None)
+    with_sieve = next((r for r in rows if r.workload.startswith("9.")), None)
+    if not base or not with_sieve:
+        return
+    parts = []
+    for side in with_sieve.vals:
+        a, b = with_sieve.cpu_per_unit_ms(side), base.cpu_per_unit_ms(side)
+        if a is not None and b is not None:
+            parts.append(f"{side} {1000 * (a - b):+.0f} µs")
+    if parts:
+        with_sieve.notes.append("CPU per message over workload 2 of this run: " + ", ".join(parts))
+
+
 # --- 3. IMAP -----------------------------------------------------------------
 
 def imap_load(args, timeout=900, stdin=None):
