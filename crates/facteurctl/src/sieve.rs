@@ -143,25 +143,13 @@ pub fn run(cfg: Option<&Config>, action: SieveAction) -> anyhow::Result<u8> {
             if let Ok(script) = Script::compile_bytes(&text, &opts) {
                 let global_dir = cfg.sieve.global_dir.clone();
                 let mut load = |global: bool, n: &str| -> Result<Option<Script>, String> {
-                    let text = if global {
-                        match &global_dir {
-                            Some(d) => std::fs::read(d.join(format!("{n}.sieve"))).ok(),
-                            None => None,
-                        }
-                    } else if n == name {
+                    let text = if !global && n == name {
                         Some(text.clone())
                     } else {
-                        sc.get(n).map_err(|e| e.to_string())?
+                        sc.include_text(global_dir.as_deref(), global, n)
+                            .map_err(|e| e.to_string())?
                     };
-                    match text {
-                        Some(t) => Script::compile_bytes(&t, &opts).map(Some).map_err(|e| {
-                            e.iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        }),
-                        None => Ok(None),
-                    }
+                    facteur_sieve::compile_included(text, &opts)
                 };
                 let errors = facteur_sieve::check_includes(&script, &mut load, 10, 255);
                 if !errors.is_empty() {

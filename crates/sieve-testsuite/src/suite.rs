@@ -238,15 +238,8 @@ impl Suite {
                 let opts = self.script_options();
                 let mut load = |g: bool, name: &str| -> Result<Option<Script>, String> {
                     let dir = if g { &global } else { &personal };
-                    match std::fs::read(dir.join(format!("{name}.sieve"))) {
-                        Ok(t) => Script::compile_bytes(&t, &opts).map(Some).map_err(|e| {
-                            e.iter()
-                                .map(|x| x.to_string())
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        }),
-                        Err(_) => Ok(None),
-                    }
+                    let text = std::fs::read(dir.join(format!("{name}.sieve"))).ok();
+                    facteur_sieve::compile_included(text, &opts)
                 };
                 let errs = facteur_sieve::check_includes(&s, &mut load, depth, count);
                 if !errs.is_empty() {

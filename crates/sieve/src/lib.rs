@@ -107,6 +107,20 @@ impl Script {
     }
 }
 
+/// Compile an included script's text for [`check_includes`] (None: there
+/// is none), its errors as one line.
+pub fn compile_included(text: Option<Vec<u8>>, opts: &Options) -> Result<Option<Script>, String> {
+    match text {
+        Some(t) => Script::compile_bytes(&t, opts).map(Some).map_err(|e| {
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        }),
+        None => Ok(None),
+    }
+}
+
 /// How [`check_includes`] loads an included script: (`:global`, name) to
 /// the compiled script, None when there is none, or why it failed.
 pub type IncludeLoader<'a> = dyn FnMut(bool, &str) -> Result<Option<Script>, String> + 'a;

@@ -168,6 +168,29 @@ impl Scripts {
         Ok(())
     }
 
+    /// The text an `include` names (RFC 6609): `:global` from
+    /// `global_dir/NAME.sieve` (none when there is no such directory), else
+    /// this user's script NAME. None when there is none.
+    pub fn include_text(
+        &self,
+        global_dir: Option<&Path>,
+        global: bool,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        check(name)?;
+        if !global {
+            return self.get(name);
+        }
+        let Some(dir) = global_dir else {
+            return Ok(None);
+        };
+        match fs::read(dir.join(format!("{name}{SUFFIX}"))) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The active script's name.
     pub fn active_name(&self) -> Result<Option<String>> {
         match fs::read_to_string(self.dir.join(ACTIVE)) {

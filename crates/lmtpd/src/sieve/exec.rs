@@ -106,26 +106,15 @@ impl Host for DeliveryHost<'_> {
     }
 
     fn include(&mut self, global: bool, name: &str) -> Result<Option<Arc<Script>>, String> {
-        let text = if global {
-            let Some(dir) = &self.settings.global_dir else {
-                return Ok(None);
-            };
-            if !facteur_store::sieve::valid_script_name(name) {
-                return Err(format!("invalid script name {name}"));
-            }
-            match std::fs::read(dir.join(format!("{name}.sieve"))) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            }
-        } else {
-            match self.store.scripts(self.user).and_then(|s| s.get(name)) {
-                Ok(Some(t)) => t,
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            }
-        };
-        self.cache.compile(&text, &self.settings.options).map(Some)
+        let text = self
+            .store
+            .scripts(self.user)
+            .and_then(|s| s.include_text(self.settings.global_dir.as_deref(), global, name))
+            .map_err(|e| e.to_string())?;
+        match text {
+            Some(t) => self.cache.compile(&t, &self.settings.options).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn environment(&mut self, name: &str) -> Option<String> {

@@ -86,24 +86,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         blocking(move || {
             let scripts = store.scripts(&address).ok()?;
             let mut load = |global: bool, n: &str| -> Result<Option<Script>, String> {
-                let found = if global {
-                    global_dir
-                        .as_ref()
-                        .and_then(|d| std::fs::read(d.join(format!("{n}.sieve"))).ok())
-                } else if name.as_deref() == Some(n) {
+                let found = if !global && name.as_deref() == Some(n) {
                     Some(text.clone())
                 } else {
-                    scripts.get(n).map_err(|e| e.to_string())?
+                    scripts
+                        .include_text(global_dir.as_deref(), global, n)
+                        .map_err(|e| e.to_string())?
                 };
-                match found {
-                    Some(t) => Script::compile_bytes(&t, &opts).map(Some).map_err(|e| {
-                        e.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    }),
-                    None => Ok(None),
-                }
+                facteur_sieve::compile_included(found, &opts)
             };
             let errors = facteur_sieve::check_includes(&script, &mut load, 10, 255);
             (!errors.is_empty()).then(|| errors.join("\r\n"))

@@ -28,17 +28,8 @@ impl Host for Suite {
             self.include_dir.clone()
         };
         let path = dir.join(format!("{name}.sieve"));
-        match std::fs::read(&path) {
-            Ok(t) => Script::compile_bytes(&t, &self.script_options())
-                .map(|s| Some(Arc::new(s)))
-                .map_err(|e| {
-                    e.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                }),
-            Err(_) => Ok(None),
-        }
+        facteur_sieve::compile_included(std::fs::read(&path).ok(), &self.script_options())
+            .map(|s| s.map(Arc::new))
     }
 
     fn environment(&mut self, name: &str) -> Option<String> {
