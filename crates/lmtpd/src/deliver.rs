@@ -182,7 +182,13 @@ fn deliver_rcpt(
             messages: t.user.quota_messages,
         };
         let settings = ctx.sieve.get();
-        let sources = crate::sieve::scripts_for(&ctx.store, &settings, &t.user.address, queue_id);
+        let sources = crate::sieve::scripts_for(
+            &ctx.store,
+            &ctx.sieve_cache,
+            &settings,
+            &t.user.address,
+            queue_id,
+        );
         if !sources.is_empty() {
             let f = Filtered {
                 ctx,

@@ -92,7 +92,14 @@ fn not_found(e: &io::Error) -> bool {
 }
 
 impl Scripts {
-    fn path(&self, name: &str) -> PathBuf {
+    /// The directory the scripts are in (a reader that caches them checks
+    /// its modification time: every change here renames into it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of script `name`.
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}{SUFFIX}"))
     }
 

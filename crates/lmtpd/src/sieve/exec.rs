@@ -165,8 +165,8 @@ pub fn run(
     let mut rt = Runtime::new(message, envelope, host.settings.limits.clone());
     rt.message.size = size;
     for src in sources {
-        let script = match host.cache.compile(&src.text, &host.settings.options) {
-            Ok(s) => s,
+        let script = match &src.script {
+            Ok(s) => Arc::clone(s),
             Err(e) => return Verdict::Failed(format!("{}: {e}", src.label)),
         };
         match rt.run_script(host, &script) {

@@ -21,11 +21,12 @@ pub mod state;
 mod tests;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use facteur_sieve::{Options, Script};
-use facteur_store::Store;
+use facteur_store::sieve::Scripts;
+use facteur_store::{Store, StoreError};
 use tracing::warn;
 
 /// The settings of a reload, as the delivery path needs them.
@@ -76,22 +77,52 @@ impl Settings {
     }
 }
 
-/// Compiled scripts by text hash (at most [`CACHE_MAX`]; emptied when
-/// full, which only costs compiles).
+/// Compiled scripts, so that a delivery neither reads nor compiles a
+/// script that has not changed: by text hash (at most [`CACHE_MAX`];
+/// emptied when full, which only costs compiles), and by file, checked
+/// against the file's modification time, size and inode (and, for a
+/// user's scripts, the `sieve/` directory's: every change renames into
+/// it). A delivery then costs one or two `stat` calls per script.
 #[derive(Debug, Default)]
 pub struct Cache {
     scripts: Mutex<HashMap<(u64, usize), Arc<Script>>>,
+    files: Mutex<HashMap<PathBuf, (Stamp, Compiled)>>,
+    /// Script directories: their stamp and the active script's name then.
+    dirs: Mutex<HashMap<PathBuf, (Stamp, String)>>,
 }
 
 pub const CACHE_MAX: usize = 4096;
 
+/// A compiled script, or why it could not be.
+pub type Compiled = Result<Arc<Script>, String>;
+
+/// What identifies a file's content here.
+type Stamp = Option<(std::time::SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> std::io::Result<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.modified()?, m.len(), m.ino()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn fnv_bytes(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in p.iter().chain(std::iter::once(&0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
 impl Cache {
     /// The compiled form of `text`, or the compile errors as one line.
-    pub fn compile(&self, text: &[u8], opts: &Options) -> Result<Arc<Script>, String> {
-        let h = facteur_sieve::run::vacation::fnv(&[
-            &String::from_utf8_lossy(text),
-            &opts.disabled.join(","),
-        ]);
+    pub fn compile(&self, text: &[u8], opts: &Options) -> Compiled {
+        let h = fnv_bytes(&[text, opts.disabled.join(",").as_bytes()]);
         let k = (h, text.len());
         if let Some(s) = self
             .scripts
@@ -114,27 +145,106 @@ impl Cache {
         m.insert(k, Arc::clone(&s));
         Ok(s)
     }
+
+    /// The script in `path` compiled (None: no such file), read again only
+    /// when the file changed.
+    pub fn file(&self, path: &Path, opts: &Options) -> std::io::Result<Option<Compiled>> {
+        let st = stamp(path)?;
+        if st.is_none() {
+            return Ok(None);
+        }
+        if let Some((old, c)) = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            && *old == st
+        {
+            return Ok(Some(c.clone()));
+        }
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let c = self.compile(&text, opts);
+        let mut m = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= CACHE_MAX {
+            m.clear();
+        }
+        m.insert(path.to_path_buf(), (st, c.clone()));
+        Ok(Some(c))
+    }
+
+    /// The active script of `scripts` (a user's or a domain's): its name
+    /// and compiled form. One `stat` when there is no script directory,
+    /// two when nothing changed.
+    pub fn active(
+        &self,
+        scripts: &Scripts,
+        opts: &Options,
+    ) -> Result<Option<(String, Compiled)>, StoreError> {
+        let dir = scripts.dir();
+        let dir_stamp = stamp(dir)?;
+        if dir_stamp.is_none() {
+            return Ok(None);
+        }
+        let cached = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(dir)
+            .filter(|(st, _)| *st == dir_stamp)
+            .map(|(_, n)| n.clone());
+        let name = match cached {
+            Some(n) => n,
+            None => {
+                let n = scripts.active_name()?.unwrap_or_default();
+                let mut m = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+                if m.len() >= CACHE_MAX {
+                    m.clear();
+                }
+                m.insert(dir.to_path_buf(), (dir_stamp, n.clone()));
+                n
+            }
+        };
+        if name.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.file(&scripts.path(&name), opts)?.map(|c| (name, c)))
+    }
 }
 
-/// One script to run: where it came from (for logs) and its text.
+/// One script to run: where it came from (for logs) and its compiled form.
 #[derive(Debug, Clone)]
 pub struct Source {
     pub label: String,
-    pub text: Vec<u8>,
+    pub script: Compiled,
 }
 
 /// The scripts for `user`, in order: before, the domain's filters, the
-/// user's active one, after.
-/// A global script that cannot be read is logged and skipped.
-pub fn scripts_for(store: &Store, settings: &Settings, user: &str, queue_id: &str) -> Vec<Source> {
+/// user's active one, after. A script that cannot be read is logged and
+/// skipped; one that does not compile is returned as such (the delivery
+/// then keeps the message in INBOX).
+pub fn scripts_for(
+    store: &Store,
+    cache: &Cache,
+    settings: &Settings,
+    user: &str,
+    queue_id: &str,
+) -> Vec<Source> {
+    let opts = &settings.options;
     let mut out = Vec::new();
     let global = |paths: &[PathBuf], out: &mut Vec<Source>| {
         for p in paths {
-            match std::fs::read(p) {
-                Ok(text) => out.push(Source {
+            match cache.file(p, opts) {
+                Ok(Some(script)) => out.push(Source {
                     label: p.display().to_string(),
-                    text,
+                    script,
                 }),
+                Ok(None) => {
+                    warn!(queue_id, script = %p.display(), "global sieve script missing: skipped")
+                }
                 Err(e) => {
                     warn!(queue_id, script = %p.display(), error = %e, "global sieve script unreadable: skipped");
                 }
@@ -144,27 +254,28 @@ pub fn scripts_for(store: &Store, settings: &Settings, user: &str, queue_id: &st
     global(&settings.before, &mut out);
     // the domain's filters (facteurctl filter --domain)
     if let Some((_, domain)) = user.rsplit_once('@') {
-        match store.domain_scripts(domain).and_then(|s| s.active()) {
-            Ok(Some((name, text))) => out.push(Source {
+        match store
+            .domain_scripts(domain)
+            .and_then(|s| cache.active(&s, opts))
+        {
+            Ok(Some((name, script))) => out.push(Source {
                 label: format!("{domain}:{name}"),
-                text,
+                script,
             }),
             Ok(None) => {}
             Err(e) => {
-                warn!(queue_id, domain, error = %e, "domain sieve script unreadable: not run");
+                warn!(queue_id, domain, error = %e, "domain sieve script unreadable: not run")
             }
         }
     }
     if settings.enabled {
-        match store.scripts(user).and_then(|s| s.active()) {
-            Ok(Some((name, text))) => out.push(Source {
+        match store.scripts(user).and_then(|s| cache.active(&s, opts)) {
+            Ok(Some((name, script))) => out.push(Source {
                 label: format!("{user}:{name}"),
-                text,
+                script,
             }),
             Ok(None) => {}
-            Err(e) => {
-                warn!(queue_id, user, error = %e, "sieve script unreadable: not run");
-            }
+            Err(e) => warn!(queue_id, user, error = %e, "sieve script unreadable: not run"),
         }
     }
     global(&settings.after, &mut out);

@@ -250,7 +250,8 @@ impl<'m> Runtime<'m> {
         if self.scopes.len() > self.limits.max_include_depth {
             return Err(self.fail("includes nested too deeply"));
         }
-        if !self.env_loaded {
+        // only scripts that can read them (${env.*} needs the extension)
+        if !self.env_loaded && script.extensions.contains("environment") {
             self.env_loaded = true;
             for item in eval::ENVIRONMENT_ITEMS {
                 if let Some(v) = host.environment(item) {
