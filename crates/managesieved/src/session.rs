@@ -38,10 +38,17 @@ enum Flow {
 /// What reading a command gave.
 enum Read {
     Command(Vec<Token>),
-    /// A protocol error already answered or to be answered.
+    /// A protocol error to be answered.
     Bad(Response),
+    /// An error after which the connection closes (this response, then
+    /// the end).
+    Fatal(Response),
     Closed,
 }
+
+/// A literal this much over the limit is not even read and thrown away:
+/// the connection is closed instead.
+const SKIP_MAX: u64 = 16 * 1024 * 1024;
 
 struct Session<S> {
     ctx: Arc<Context>,
@@ -191,6 +198,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         _ => return Ok(Read::Closed),
                     }
                 }
+                Err(Error::TooBig { size, .. }) if size > SKIP_MAX + self.max_script() as u64 => {
+                    return Ok(Read::Fatal(
+                        Response::bye("Literal far too big").code("QUOTA/MAXSIZE"),
+                    ));
+                }
                 Err(Error::TooBig { size, max, .. }) => {
                     // the octets come anyway: read and drop them, and the rest
                     // of the command line
@@ -223,6 +235,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         continue;
                     }
                     return Ok(());
+                }
+                Read::Fatal(r) => {
+                    self.reply(&r);
+                    return self.io.flush().await;
                 }
                 Read::Bad(r) => {
                     self.error(r);

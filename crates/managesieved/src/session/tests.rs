@@ -199,6 +199,11 @@ async fn bad_scripts_and_limits() {
         ["OK \"Putscript would succeed\""]
     );
     assert!(cmd(&mut c, b"HAVESPACE \"x\" 100000\r\n").await[0].starts_with("NO (QUOTA/MAXSIZE)"));
+    // a literal far over the limit is not read at all: the connection ends
+    let (mut c2, _s2) = f.login().await;
+    let r = cmd(&mut c2, b"PUTSCRIPT \"huge\" {99999999999+}\r\n").await;
+    assert!(r[0].starts_with("BYE (QUOTA/MAXSIZE)"), "{r:?}");
+    assert_eq!(c2.next_line().await, None);
     for n in ["a", "b", "c"] {
         assert_eq!(
             cmd(
