@@ -247,9 +247,16 @@ fn deliver_rcpt(
     })
 }
 
-/// Largest message read whole for Sieve; of a larger one the scripts see
-/// the header and the first part of the body (`size` still sees its size).
-pub const SIEVE_READ_MAX: u64 = 32 * 1024 * 1024;
+/// How much of a message the scripts read, so that memory per delivery
+/// stays bounded whatever senders send: the whole message up to
+/// [`SIEVE_READ_BODY`] when a script reads bodies or edits the header
+/// (`body`, `editheader`), else up to [`SIEVE_READ_HEADER`] (the header is
+/// all the other tests see; `size` is told the real size). Of a larger
+/// message the scripts see the start; the actions store and send the whole
+/// message from the body (header edits of such a message are dropped, with
+/// a warning).
+pub const SIEVE_READ_BODY: u64 = 4 * 1024 * 1024;
+pub const SIEVE_READ_HEADER: u64 = 256 * 1024;
 
 /// One mailbox's delivery through its Sieve scripts.
 struct Filtered<'a> {
@@ -275,10 +282,20 @@ impl Filtered<'_> {
         let ctx = self.ctx;
         let user = &self.target.user.address;
         let size = prefix.len() as u64 + body.len();
-        let mut message = Vec::with_capacity(size.min(SIEVE_READ_MAX) as usize);
+        let whole = sources.iter().any(|s| {
+            s.script
+                .as_ref()
+                .is_ok_and(|s| s.extensions.contains("body") || s.extensions.contains("editheader"))
+        });
+        let cap = if whole {
+            SIEVE_READ_BODY
+        } else {
+            SIEVE_READ_HEADER
+        };
+        let mut message = Vec::with_capacity(size.min(cap) as usize);
         let read = body
             .reader(prefix.clone())
-            .take(SIEVE_READ_MAX)
+            .take(cap)
             .read_to_end(&mut message);
         if let Err(e) = read {
             warn!(queue_id = self.queue_id, user = %user, error = %e, "cannot read the message for sieve");
@@ -334,7 +351,7 @@ impl Filtered<'_> {
         let sent = || Box::new(body.reader(delivered_to.clone())) as Box<dyn Read + Send>;
         let original = crate::sieve::exec::Original {
             seen: &message,
-            complete: size <= SIEVE_READ_MAX,
+            complete: size <= cap,
             eight_bit: !message.is_ascii(),
             stored: &stored,
             sent: &sent,

@@ -12,8 +12,11 @@
 //! - Vacation and duplicate records are written only once the delivery
 //!   succeeded ([`state`]).
 //!
-//! Compiled scripts are kept in memory keyed by their text's hash, so a
-//! script is compiled once per process, not once per message.
+//! Compiled scripts are kept in memory keyed by their text's hash and by
+//! file stamps ([`Cache`]): a delivery stats its scripts, and compiles one
+//! only when it changed. Memory per delivery is bounded: the scripts read
+//! at most the first 256 KiB of a message, 4 MiB when they read bodies
+//! (crate::deliver::SIEVE_READ_HEADER, SIEVE_READ_BODY).
 
 pub mod exec;
 pub mod state;

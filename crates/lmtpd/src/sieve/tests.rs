@@ -360,3 +360,33 @@ async fn global_scripts_run_around_the_users() {
     assert_eq!(mb.messages().len(), 1);
     assert!(mb.messages()[0].flags.keywords.contains("$Global"));
 }
+
+#[tokio::test]
+async fn a_large_message_is_filtered_on_its_start_and_stored_whole() {
+    let f = fixture(4 << 20);
+    put_script(
+        &f,
+        "bob@example.test",
+        r#"require ["fileinto", "mailbox"]; if allof (size :over 300K, header :is "subject" "big") { fileinto :create "Big"; }"#,
+    );
+    let body = "x".repeat(998) + "\r\n";
+    let msg = format!("Subject: big\r\n\r\n{}", body.repeat(400));
+    send(&f, "s@remote.test", "bob@example.test", &msg, "250 2.0.0").await;
+    let (local, domain) = ("bob", "example.test");
+    let dir = f
+        .root
+        .join("mail")
+        .join(domain)
+        .join(local)
+        .join(".Big")
+        .join("new");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    // the whole message, LF form on disk, after Return-Path and Delivered-To
+    let stored = std::fs::read(&files[0]).unwrap();
+    assert!(stored.len() > 400 * 999, "{}", stored.len());
+    assert!(stored.ends_with(b"x\n"));
+}
