@@ -6,7 +6,8 @@
 //! (sieve-rs is AGPL-3.0, which facteur's `MIT OR Apache-2.0` cannot take;
 //! the other crates parse only the base language). Dovecot's Pigeonhole is
 //! the reference we measure against: its test suite runs on this crate in
-//! CI (`tests/pigeonhole`).
+//! CI (crates/sieve-testsuite, tests/e2e/test_pigeonhole.py), and so does a
+//! comparison of both interpreters' actions (test_sieve_differential.py).
 //!
 //! Layout:
 //! - [`lex`] and [`parse`]: text to a generic command tree (RFC 5228 §8).
