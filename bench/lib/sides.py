@@ -103,6 +103,14 @@ class FacteurSide:
         for u in users:
             self.ctl("sieve", "put", f"{u}@{DOMAIN}", "main", "-", "--activate", stdin=script)
 
+    def sieve_active(self, users, on):
+        """The users' script active, or none."""
+        for u in users:
+            if on:
+                self.ctl("sieve", "activate", f"{u}@{DOMAIN}", "main")
+            else:
+                self.ctl("sieve", "deactivate", f"{u}@{DOMAIN}")
+
     def _start(self, name, ready):
         logf = open(self.root / f"{name}.log", "ab")
         self.logs.append(logf)
@@ -385,6 +393,15 @@ class PeerSide:
             f = d / ".dovecot.sieve"
             f.write_text(script)
             os.chown(f, *self.owner)
+
+    def sieve_active(self, users, on):
+        """The users' ~/.dovecot.sieve in place, or moved aside."""
+        for u in users:
+            f, aside = self.maildir(u) / ".dovecot.sieve", self.maildir(u) / "sieve.off"
+            if on and aside.exists():
+                os.replace(aside, f)
+            elif not on and f.exists():
+                os.replace(f, aside)
 
     def start(self):
         conf = str(self.dov / "dovecot.conf")

@@ -80,6 +80,40 @@ def timed(side, fn):
 DELIVERY_USERS = [f"d{i}" for i in range(10)]
 
 
+def deliver_once(side, count, size, lmtp, msg_file=None, sender=SENDER, helo=None):
+    """One timed delivery run: smtp-source (10 processes, one per user of
+    DELIVERY_USERS) into the side, until every message is a file in the
+    users' Maildirs. Returns (messages/s, CPU s, messages)."""
+    mds = [side.maildir(u) for u in DELIVERY_USERS]
+    seed.clear(mds)
+    dirs = [m / sub for m in mds for sub in ("new", "cur")]
+    port = side.lmtp_port if lmtp else side.smtp_port
+    per = count // len(DELIVERY_USERS)
+    procs = []
+
+    def go():
+        for u in DELIVERY_USERS:
+            body = ["-F", str(msg_file)] if msg_file else ["-l", str(size)]
+            cmd = ["smtp-source"] + (["-L"] if lmtp else []) + (["-M", helo] if helo else []) + [
+                "-s", "1", "-m", str(per)] + body + ["-f", sender,
+                                                     "-t", f"{u}@{DOMAIN}", f"127.0.0.1:{port}"]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        deadline = time.monotonic() + 60 + count / 20
+        while count_files(dirs) < per * len(DELIVERY_USERS):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {count_files(dirs)} of {per * len(DELIVERY_USERS)} messages delivered in time")
+            if any(p.poll() not in (None, 0) for p in procs):
+                bad = next(p for p in procs if p.poll() not in (None, 0))
+                raise RuntimeError(f"smtp-source failed: {bad.stderr.read()[:300]}")
+            time.sleep(0.02)
+
+    secs, cpu, _ = timed(side, go)
+    for p in procs:
+        p.wait(30)
+    n = per * len(DELIVERY_USERS)
+    return n / secs, cpu, n
+
+
 def deliveries(sides, count, size, reps, lmtp, msg_file=None, sender=SENDER, helo=None, name=None, after_first=None):
     """Workloads 1 and 2 (and 7: `msg_file` sent as it is, from `sender`
     with `helo`; `after_first(side)` is called after each side's first
@@ -88,36 +122,10 @@ def deliveries(sides, count, size, reps, lmtp, msg_file=None, sender=SENDER, hel
     row = Row(f"{name}, {count} msgs x {size // 1000} KB, 10 sessions", "msg/s")
 
     def one(side, rep):
-        mds = [side.maildir(u) for u in DELIVERY_USERS]
-        seed.clear(mds)
-        dirs = [m / sub for m in mds for sub in ("new", "cur")]
-        port = side.lmtp_port if lmtp else side.smtp_port
-        per = count // len(DELIVERY_USERS)
-        procs = []
-
-        def go():
-            for u in DELIVERY_USERS:
-                body = ["-F", str(msg_file)] if msg_file else ["-l", str(size)]
-                cmd = ["smtp-source"] + (["-L"] if lmtp else []) + (["-M", helo] if helo else []) + [
-                    "-s", "1", "-m", str(per)] + body + ["-f", sender,
-                                                         "-t", f"{u}@{DOMAIN}", f"127.0.0.1:{port}"]
-                procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-            deadline = time.monotonic() + 60 + count / 20
-            while count_files(dirs) < per * len(DELIVERY_USERS):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {count_files(dirs)} of {per * len(DELIVERY_USERS)} messages delivered in time")
-                if any(p.poll() not in (None, 0) for p in procs):
-                    bad = next(p for p in procs if p.poll() not in (None, 0))
-                    raise RuntimeError(f"smtp-source failed: {bad.stderr.read()[:300]}")
-                time.sleep(0.02)
-
-        secs, cpu, _ = timed(side, go)
-        for p in procs:
-            p.wait(30)
-        n = per * len(DELIVERY_USERS)
+        r = deliver_once(side, count, size, lmtp, msg_file, sender, helo)
         if after_first and rep == 0:
             after_first(side, row)
-        return n / secs, cpu, n
+        return r
 
     alternate(sides, reps, row, one)
     return [row]
@@ -139,26 +147,32 @@ SIEVE_20 = "require [\"fileinto\", \"imap4flags\", \"variables\", \"envelope\", 
     ] for i in range(4))
 
 
-def install_sieve(sides, users):
-    """Gives each delivery user the 20-rule script, active."""
+def sieve_deliveries(sides, count, size, reps):
+    """Workload 9: for each side and repetition, workload 2 without the
+    users' scripts and then with them (the 20-rule SIEVE_20, active for
+    each of DELIVERY_USERS), back to back, so the difference of the pair is
+    the filtering's cost under the same conditions. The row's figure is the
+    rate with the scripts; its note the median of the pairs' CPU per
+    message differences."""
+    name = "9. LMTP -> Maildir, a 20-rule Sieve script per user (smtp-source -L)"
+    row = Row(f"{name}, {count} msgs x {size // 1000} KB, 10 sessions", "msg/s")
     for s in sides:
-        s.install_sieve(users, SIEVE_20)
+        s.install_sieve(DELIVERY_USERS, SIEVE_20)
+    diffs = {}
 
+    def one(side, rep):
+        side.sieve_active(DELIVERY_USERS, False)
+        _, cpu0, n0 = deliver_once(side, count, size, True)
+        side.sieve_active(DELIVERY_USERS, True)
+        r = deliver_once(side, count, size, True)
+        diffs.setdefault(side.name, []).append((r[1] / r[2] - cpu0 / n0) * 1e6)
+        return r
 
-def sieve_cost(rows):
-    """A note on row 9: its CPU per message over workload 2's of the same
-    run, per side (what the filtering costs)."""
-    base = next((r for r in rows if r.workload.startswith("2.")), None)
-    with_sieve = next((r for r in rows if r.workload.startswith("9.")), None)
-    if not base or not with_sieve:
-        return
-    parts = []
-    for side in with_sieve.vals:
-        a, b = with_sieve.cpu_per_unit_ms(side), base.cpu_per_unit_ms(side)
-        if a is not None and b is not None:
-            parts.append(f"{side} {1000 * (a - b):+.0f} µs")
+    alternate(sides, reps, row, one)
+    parts = [f"{side} {statistics.median(d):+.0f} µs" for side, d in diffs.items() if d]
     if parts:
-        with_sieve.notes.append("CPU per message over workload 2 of this run: " + ", ".join(parts))
+        row.notes.append("CPU per message with the scripts minus without, paired runs (median): " + ", ".join(parts))
+    return [row]
 
 
 # --- 3. IMAP -----------------------------------------------------------------
