@@ -161,11 +161,17 @@ def sieve_deliveries(sides, count, size, reps):
     diffs = {}
 
     def one(side, rep):
-        side.sieve_active(DELIVERY_USERS, False)
-        _, cpu0, n0 = deliver_once(side, count, size, True)
-        side.sieve_active(DELIVERY_USERS, True)
-        r = deliver_once(side, count, size, True)
-        diffs.setdefault(side.name, []).append((r[1] / r[2] - cpu0 / n0) * 1e6)
+        # without-then-with on even repetitions, with-then-without on odd
+        # ones: whatever favours the second run of a pair cancels out
+        def run(on):
+            side.sieve_active(DELIVERY_USERS, on)
+            return deliver_once(side, count, size, True)
+
+        if rep % 2 == 0:
+            base, r = run(False), run(True)
+        else:
+            r, base = run(True), run(False)
+        diffs.setdefault(side.name, []).append((r[1] / r[2] - base[1] / base[2]) * 1e6)
         return r
 
     alternate(sides, reps, row, one)
