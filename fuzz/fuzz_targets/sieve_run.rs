@@ -34,7 +34,7 @@ const TOKENS: &[&[u8]] = &[
     b"Date: Mon, 02 Jan 2006 23:30:00 -0800\r\n", b"Content-Type: multipart/mixed; boundary=b\r\n",
     b"--b\r\n", b"--b--\r\n", b"Content-Type: text/plain; charset=iso-8859-1\r\n",
     b"Content-Transfer-Encoding: base64\r\n", b"=?utf-8?q?caf=C3=A9?=", b" ", b"\xff", b"*", b"abcde",
-    b"X-A: 1\r\n", b"List-Id: <l>\r\n",
+    b"X-A: 1\r\n", b"List-Id: <l>\r\n", b"\"q\\\"\"", b"(c\\", b"<@a,@b:", b"\xc3\xa9",
 ];
 
 struct H;
@@ -68,6 +68,12 @@ fuzz_target!(|data: &[u8]| {
         max_steps: 20_000,
         ..Limits::default()
     };
+    // the address parsers of redirect and of envelope paths, on anything
+    let text = String::from_utf8_lossy(&msg);
+    for line in text.split('\n').take(64) {
+        let _ = facteur_sieve::run::address::parse_mailbox(line);
+        let _ = facteur_sieve::run::address::parse_path(line);
+    }
     if let Ok(out) = facteur_sieve::run::run(&script, &msg, env, &mut H, limits) {
         for a in &out.actions {
             if let facteur_sieve::Action::FileInto { message: Some(v), .. }

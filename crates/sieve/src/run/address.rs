@@ -65,7 +65,8 @@ struct P<'a> {
 
 impl P<'_> {
     fn peek(&self) -> Option<char> {
-        self.text[self.i..].chars().next()
+        // never panics: past the end or inside a character is "nothing"
+        self.text.get(self.i..).and_then(|t| t.chars().next())
     }
 
     /// Skip blanks and (nested) comments; false on an unclosed comment.
@@ -78,7 +79,7 @@ impl P<'_> {
                     loop {
                         match self.s.get(self.i) {
                             None => return false,
-                            Some(b'\\') => self.i += 1,
+                            Some(b'\\') if self.i + 1 < self.s.len() => self.i += 1,
                             Some(b'(') => depth += 1,
                             Some(b')') => {
                                 depth -= 1;
@@ -371,6 +372,9 @@ mod tests {
             ("\"S[r]us\"@example.net", Some("\"S[r]us\"@example.net")),
             ("(comment) a@b.example", Some("a@b.example")),
             ("not an address", None),
+            ("(unclosed \\", None),
+            ("a@b (\\é", None),
+            ("\"\\", None),
             ("a@b, c@d", None),
             ("<a@b", None),
             ("a@", None),
