@@ -180,6 +180,7 @@ pub fn check_includes(
         load: &'l mut IncludeLoader<'l>,
         stack: Vec<(bool, String)>,
         seen: BTreeSet<(bool, String)>,
+        done: std::collections::BTreeMap<(bool, String), bool>,
         errors: Vec<String>,
         max_depth: usize,
         max_includes: usize,
@@ -215,11 +216,23 @@ pub fn check_includes(
                     ok = false;
                     continue;
                 }
+                // a script checked already (through another include) is not
+                // walked again: an include graph of shared scripts costs its
+                // size, not the number of its paths
+                if let Some(&inner_ok) = self.done.get(&key) {
+                    if !inner_ok {
+                        self.errors
+                            .push(format!("failed to include script \"{name}\""));
+                        ok = false;
+                    }
+                    continue;
+                }
                 match (self.load)(global, &name) {
                     Ok(Some(inner)) => {
-                        self.stack.push(key);
+                        self.stack.push(key.clone());
                         let inner_ok = self.visit(&inner);
                         self.stack.pop();
+                        self.done.insert(key, inner_ok);
                         if !inner_ok {
                             self.errors
                                 .push(format!("failed to include script \"{name}\""));
@@ -245,6 +258,7 @@ pub fn check_includes(
         load,
         stack: Vec::new(),
         seen: BTreeSet::new(),
+        done: std::collections::BTreeMap::new(),
         errors: Vec::new(),
         max_depth,
         max_includes,

@@ -344,3 +344,30 @@ fn hostile_scripts_are_bounded() {
         .is_err()
     );
 }
+
+#[test]
+fn include_checks_cost_the_graph_not_its_paths() {
+    // ten levels, each including the next one twenty times: 20^10 paths
+    let mut loads = 0;
+    let mut load = |_: bool, name: &str| -> Result<Option<Script>, String> {
+        loads += 1;
+        let level: u32 = name
+            .trim_start_matches('l')
+            .parse()
+            .map_err(|_| "name".to_string())?;
+        let text = if level >= 9 {
+            "keep;".to_string()
+        } else {
+            let inc = format!("include \"l{}\";", level + 1);
+            format!("require \"include\"; {}", inc.repeat(20))
+        };
+        Script::compile(&text, &Options::default())
+            .map(Some)
+            .map_err(|e| format!("{e:?}"))
+    };
+    let top = Script::compile("require \"include\"; include \"l0\";", &Options::default())
+        .expect("compiles");
+    let errors = facteur_sieve::check_includes(&top, &mut load, 10, 255);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(loads <= 10, "{loads} loads");
+}
