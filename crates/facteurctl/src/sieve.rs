@@ -22,15 +22,7 @@ fn store(cfg: &Config) -> Store {
 }
 
 fn options(cfg: &Config) -> Options {
-    Options {
-        disabled: cfg
-            .sieve
-            .disabled_extensions
-            .iter()
-            .map(|e| e.to_ascii_lowercase())
-            .collect(),
-        ..Options::default()
-    }
+    Options::disabling(&cfg.sieve.disabled_extensions)
 }
 
 /// The script's text from FILE, or standard input for `-`.

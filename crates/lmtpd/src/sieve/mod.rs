@@ -52,14 +52,7 @@ impl Settings {
             before: c.before.clone(),
             after: c.after.clone(),
             global_dir: c.global_dir.clone(),
-            options: Options {
-                disabled: c
-                    .disabled_extensions
-                    .iter()
-                    .map(|e| e.to_ascii_lowercase())
-                    .collect(),
-                ..Options::default()
-            },
+            options: Options::disabling(&c.disabled_extensions),
             limits: facteur_sieve::Limits {
                 max_actions: c.max_actions as usize,
                 max_redirects: c.max_redirects as usize,
@@ -111,21 +104,11 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
     }
 }
 
-fn fnv_bytes(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in p.iter().chain(std::iter::once(&0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
 impl Cache {
     /// The compiled form of `text`, or the compile errors as one line.
     pub fn compile(&self, text: &[u8], opts: &Options) -> Compiled {
-        let h = fnv_bytes(&[text, opts.disabled.join(",").as_bytes()]);
+        let h =
+            facteur_sieve::run::vacation::fnv_bytes(&[text, opts.disabled.join(",").as_bytes()]);
         let k = (h, text.len());
         if let Some(s) = self
             .scripts

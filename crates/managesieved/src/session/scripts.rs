@@ -20,15 +20,7 @@ use tracing::{info, warn};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn options(&self) -> Options {
-        Options {
-            disabled: self
-                .sieve
-                .disabled_extensions
-                .iter()
-                .map(|e| e.to_ascii_lowercase())
-                .collect(),
-            ..Options::default()
-        }
+        Options::disabling(&self.sieve.disabled_extensions)
     }
 
     fn limits(&self) -> ScriptLimits {

@@ -81,6 +81,15 @@ pub struct CustomExtension {
 }
 
 impl Options {
+    /// Every extension but `disabled` (names in any case: a site's
+    /// `[sieve] disabled_extensions`).
+    pub fn disabling(disabled: &[String]) -> Options {
+        Options {
+            disabled: disabled.iter().map(|e| e.to_ascii_lowercase()).collect(),
+            ..Options::default()
+        }
+    }
+
     pub fn knows(&self, ext: &str) -> bool {
         let ext = ext.to_ascii_lowercase();
         (EXTENSIONS.contains(&ext.as_str()) && !self.disabled.iter().any(|d| d == &ext))

@@ -35,9 +35,15 @@ pub struct VacationReply {
 
 /// FNV-1a, 64 bits: a stable short digest for handles and Message-IDs.
 pub fn fnv(parts: &[&str]) -> u64 {
+    let bytes: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+    fnv_bytes(&bytes)
+}
+
+/// [`fnv`] of byte strings (each part followed by a NUL).
+pub fn fnv_bytes(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
-        for b in p.bytes().chain(std::iter::once(0)) {
+        for &b in p.iter().chain(std::iter::once(&0)) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
