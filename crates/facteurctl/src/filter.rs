@@ -15,8 +15,7 @@
 use anyhow::{Context as _, bail};
 use facteur_config::Config;
 use facteur_sieve::{Options, Script};
-use facteur_store::Store;
-use facteur_store::sieve::{ScriptLimits, Scripts};
+use facteur_store::sieve::Scripts;
 
 use crate::cli::FilterAction;
 
@@ -235,10 +234,7 @@ pub fn read_rules(text: &str) -> anyhow::Result<Vec<Rule>> {
 }
 
 fn scripts(cfg: &Config, target: &crate::cli::FilterTarget) -> anyhow::Result<(Scripts, String)> {
-    let store = Store::new(facteur_store::StoreConfig {
-        root: cfg.store.mail_root.clone(),
-        hostname: cfg.hostname(),
-    });
+    let store = crate::admin::open_store(cfg);
     match (&target.user, &target.domain) {
         (Some(u), None) => Ok((store.scripts(u)?, u.clone())),
         (None, Some(d)) => Ok((store.domain_scripts(d)?, format!("domain {d}"))),
@@ -367,11 +363,7 @@ fn save(cfg: &Config, sc: &Scripts, rules: &[Rule]) -> anyhow::Result<()> {
                 .join("; ")
         );
     }
-    let limits = ScriptLimits {
-        max_scripts: cfg.sieve.max_scripts as usize,
-        max_size: usize::try_from(cfg.sieve.max_script_size.0).unwrap_or(usize::MAX),
-    };
-    sc.put(NAME, text.as_bytes(), limits)?;
+    sc.put(NAME, text.as_bytes(), crate::sieve::limits(cfg))?;
     if sc.active_name()?.is_none() {
         sc.activate(Some(NAME))?;
     }

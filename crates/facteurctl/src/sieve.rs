@@ -15,10 +15,15 @@ use facteur_store::sieve::ScriptLimits;
 use crate::cli::SieveAction;
 
 fn store(cfg: &Config) -> Store {
-    Store::new(facteur_store::StoreConfig {
-        root: cfg.store.mail_root.clone(),
-        hostname: cfg.hostname(),
-    })
+    crate::admin::open_store(cfg)
+}
+
+/// The per-user script limits of `[sieve]`.
+pub fn limits(cfg: &Config) -> ScriptLimits {
+    ScriptLimits {
+        max_scripts: cfg.sieve.max_scripts as usize,
+        max_size: usize::try_from(cfg.sieve.max_script_size.0).unwrap_or(usize::MAX),
+    }
 }
 
 fn options(cfg: &Config) -> Options {
@@ -151,11 +156,7 @@ pub fn run(cfg: Option<&Config>, action: SieveAction) -> anyhow::Result<u8> {
                     return Ok(1);
                 }
             }
-            let limits = ScriptLimits {
-                max_scripts: cfg.sieve.max_scripts as usize,
-                max_size: usize::try_from(cfg.sieve.max_script_size.0).unwrap_or(usize::MAX),
-            };
-            sc.put(&name, &text, limits)?;
+            sc.put(&name, &text, limits(cfg))?;
             if activate {
                 sc.activate(Some(&name))?;
             }
