@@ -34,6 +34,29 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Runs blocking store work off the async threads (a failed task is an
+/// I/O error of the session).
+pub async fn blocking<T, F>(f: F) -> std::io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))
+}
+
+/// A command line without its CRLF (or bare LF).
+pub fn strip_eol(mut line: Vec<u8>) -> Vec<u8> {
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    line
+}
+
 /// The shared part of an access daemon's context.
 pub struct Access {
     /// Our name, in greetings.

@@ -14,6 +14,7 @@
 mod scripts;
 
 use crate::Context;
+use facteur_access::{blocking, strip_eol};
 use facteur_auth::{Answer, Channel, Outcome};
 use facteur_daemon::conn::Conn;
 use facteur_daemon::lineio::{Fill, Input, LineIo};
@@ -91,27 +92,6 @@ where
     }
     .instrument(span)
     .await
-}
-
-/// Runs blocking store work off the async threads.
-async fn blocking<T, F>(f: F) -> io::Result<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))
-}
-
-fn strip_eol(mut line: Vec<u8>) -> Vec<u8> {
-    if line.last() == Some(&b'\n') {
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-    }
-    line
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {

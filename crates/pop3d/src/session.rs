@@ -20,6 +20,7 @@ mod transaction;
 
 use crate::Context;
 use crate::maildrop::Maildrop;
+pub(crate) use facteur_access::{blocking, strip_eol};
 use facteur_daemon::conn::Conn;
 use facteur_daemon::lineio::{Input, LineIo};
 use facteur_pop3_proto::{Command, MAX_LINE, Response, parse_command};
@@ -96,17 +97,6 @@ where
     }
     .instrument(span)
     .await
-}
-
-/// Runs blocking store work off the async threads.
-pub(crate) async fn blocking<T, F>(f: F) -> io::Result<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -240,14 +230,3 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
 #[cfg(test)]
 mod tests;
-
-/// A command line without its CRLF (or bare LF).
-fn strip_eol(mut line: Vec<u8>) -> Vec<u8> {
-    if line.last() == Some(&b'\n') {
-        line.pop();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-    }
-    line
-}
