@@ -66,11 +66,6 @@ impl Settings {
             duplicate_period: c.duplicate_default_period.0,
         }
     }
-
-    /// Is there anything to run at all for a user with no script?
-    pub fn has_global(&self) -> bool {
-        !self.before.is_empty() || !self.after.is_empty()
-    }
 }
 
 /// Compiled scripts, so that a delivery neither reads nor compiles a

@@ -10,12 +10,6 @@ fn no_tags(_: &str) -> Option<(TagArg, Option<&'static str>)> {
     None
 }
 
-/// Is `s` a plausible mail address for redirect (RFC 5228 §4.2: a
-/// syntactically valid address): local@domain, no spaces or controls.
-pub fn valid_redirect_address(s: &str) -> bool {
-    crate::run::address::parse_mailbox(s).is_some()
-}
-
 impl Compiler<'_> {
     fn needs_cmd(&mut self, ext: &str, pos: crate::lex::Pos, name: &str) -> bool {
         if self.has(ext) {
@@ -145,7 +139,7 @@ impl Compiler<'_> {
                 }
                 let address = self.string_arg(what, Some(s.positional[0]), pos)?;
                 if let Some(a) = address.as_literal()
-                    && !valid_redirect_address(a)
+                    && crate::run::address::parse_mailbox(a).is_none()
                 {
                     self.error(pos, format!("redirect: invalid address \"{a}\""));
                 }

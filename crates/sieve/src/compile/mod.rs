@@ -12,7 +12,6 @@ mod args;
 mod commands;
 mod tests;
 
-pub use commands::valid_redirect_address;
 pub use tests::{DATE_PARTS, valid_header_name};
 
 use std::collections::BTreeSet;
