@@ -64,7 +64,9 @@ pub struct SessionInfo {
     pub tls: Option<String>,
     /// The login, once AUTH succeeded.
     pub auth_user: Option<String>,
-    /// The client sent bytes before our greeting (a pregreet talker).
+    /// The client sent bytes before our greeting (a pregreet talker):
+    /// known at the end of the pregreet test, and, when there is none,
+    /// if they came before the connect checks finished.
     pub early_talker: bool,
     /// What checks learned for later stages (see [`Notes`]).
     pub notes: Notes,
@@ -140,6 +142,19 @@ pub trait Handler: Send + Sync {
     /// [`Check`]).
     fn checks(&self) -> &[Arc<dyn Check>] {
         &[]
+    }
+    /// The pregreet test for this session (postscreen's model): how long
+    /// to watch the client after a `220-` teaser, before the rest of the
+    /// greeting; `None` (the default) = no test, a plain greeting.
+    fn pregreet(&self, _s: &SessionInfo) -> impl Future<Output = Option<Duration>> + Send {
+        std::future::ready(None)
+    }
+    /// After the pregreet test ([`SessionInfo::early_talker`] says how
+    /// it went): `Accept` greets; `Reject` greets and then refuses every
+    /// command but QUIT with its reply; `Disconnect` sends its reply and
+    /// closes.
+    fn pregreet_done(&self, _s: &SessionInfo) -> crate::check::Verdict {
+        crate::check::Verdict::Accept
     }
     /// Normalises a sender (`""` is the null sender and never gets here)
     /// or refuses it; by default, any address facteur-mail accepts, as is.

@@ -113,29 +113,77 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         self.reply(&r);
     }
 
+    /// The greeting, and the connect checks and the pregreet test before
+    /// it (postscreen's model): while the checks run, and, when the
+    /// handler asks for the test, after a `220-` teaser for the wait it
+    /// names, any byte from the client makes it an early talker — spam
+    /// software that does not wait its turn. The handler then says what
+    /// becomes of it ([`Handler::pregreet_done`]).
     async fn greet(&mut self) -> io::Result<Flow> {
-        // Bytes already waiting before our greeting: a client that does not
-        // wait its turn (spam software; postscreen's pregreet test).
+        // Bytes already waiting before our greeting.
         if let Ok(Ok(Fill::Data)) = tokio::time::timeout(Duration::ZERO, self.io.fill(false)).await
         {
             self.info.early_talker = true;
-            info!("client talked before the greeting");
         }
-        let info = self.info.clone();
-        match check::first_refusal(self.h.checks(), |c| c.connect(&info)).await {
-            Verdict::Accept => {
-                let g = Reply::plain(220, self.h.greeting());
-                self.reply(&g);
+        let test = self.h.pregreet(&self.info).await;
+        let (h, info) = (Arc::clone(&self.h), self.info.clone());
+        let checks = check::first_refusal(h.checks(), |c| c.connect(&info));
+        tokio::pin!(checks);
+        let verdict = if self.info.early_talker {
+            checks.await
+        } else {
+            tokio::select! {
+                v = &mut checks => v,
+                r = self.io.fill(false) => {
+                    self.info.early_talker = matches!(r, Ok(Fill::Data));
+                    checks.await
+                }
             }
+        };
+        match verdict {
+            Verdict::Accept => {}
             Verdict::Reject(r) => {
                 self.reply(&r);
                 self.refused = Some(Reply::new(503, (5, 5, 1), "Refused; say QUIT"));
+                return Ok(Flow::Continue);
             }
             Verdict::Disconnect(r) => {
                 self.reply(&r);
                 return Ok(Flow::Close);
             }
         }
+        let greeting = self.h.greeting();
+        if let Some(wait) = test {
+            if !self.info.early_talker {
+                self.io
+                    .out()
+                    .extend_from_slice(format!("220-{greeting}\r\n").as_bytes());
+                self.io.flush().await?;
+                if let Ok(Ok(Fill::Data)) = tokio::time::timeout(wait, self.io.fill(false)).await {
+                    self.info.early_talker = true;
+                }
+            }
+            if self.info.early_talker {
+                info!("client talked before the greeting");
+            }
+            match self.h.pregreet_done(&self.info) {
+                Verdict::Accept => {}
+                Verdict::Reject(r) => {
+                    // The greeting goes on (a multi-line reply keeps its
+                    // code); every command gets the refusal.
+                    self.reply(&Reply::plain(220, greeting));
+                    self.refused = Some(r);
+                    return Ok(Flow::Continue);
+                }
+                Verdict::Disconnect(r) => {
+                    self.reply(&r);
+                    return Ok(Flow::Close);
+                }
+            }
+        } else if self.info.early_talker {
+            info!("client talked before the greeting");
+        }
+        self.reply(&Reply::plain(220, greeting));
         Ok(Flow::Continue)
     }
 

@@ -27,6 +27,10 @@ struct Toy {
     /// Messages made durable: (sender, recipients, bytes).
     kept: Mutex<Vec<Kept>>,
     limits: Option<Limits>,
+    /// The pregreet test's wait and its verdict on an early talker.
+    pregreet: Option<(Duration, Verdict)>,
+    /// What `pregreet_done` saw: was the client an early talker?
+    pregreet_seen: Mutex<Option<bool>>,
 }
 
 struct ToySink {
@@ -93,6 +97,16 @@ impl Handler for Toy {
     }
     fn checks(&self) -> &[Arc<dyn Check>] {
         &self.checks
+    }
+    async fn pregreet(&self, _s: &SessionInfo) -> Option<Duration> {
+        self.pregreet.as_ref().map(|p| p.0)
+    }
+    fn pregreet_done(&self, s: &SessionInfo) -> Verdict {
+        *self.pregreet_seen.lock().unwrap() = Some(s.early_talker);
+        match &self.pregreet {
+            Some((_, v)) if s.early_talker => v.clone(),
+            _ => Verdict::Accept,
+        }
     }
     async fn mail(&self, _s: &SessionInfo, _from: &MailFrom) -> Result<(), Reply> {
         Ok(())
@@ -528,4 +542,76 @@ async fn a_sink_that_cannot_take_fields_fails_the_message_with_a_4xx() {
     )
     .await;
     assert!(h.kept.lock().unwrap().is_empty());
+}
+
+fn pregreet_toy(action: Verdict) -> Arc<Toy> {
+    Arc::new(Toy {
+        pregreet: Some((Duration::from_millis(300), action)),
+        ..Toy::default()
+    })
+}
+
+#[tokio::test]
+async fn a_patient_client_gets_the_teaser_then_the_greeting() {
+    let h = pregreet_toy(Verdict::Disconnect(Reply::new(
+        521,
+        (5, 5, 1),
+        "Protocol error",
+    )));
+    let mut s = session(&h, "192.0.2.9");
+    assert_eq!(s.client.line().await, "220-toy.test ESMTP");
+    assert_eq!(s.client.line().await, "220 toy.test ESMTP");
+    s.client.send(b"EHLO c\r\nQUIT\r\n").await;
+    let got = s.client.replies(Protocol::Smtp, 2).await;
+    assert!(
+        got[0].starts_with("250 ") && got[1].starts_with("221"),
+        "{got:?}"
+    );
+    s.end().await;
+    assert_eq!(*h.pregreet_seen.lock().unwrap(), Some(false));
+}
+
+#[tokio::test]
+async fn a_client_that_talks_during_the_wait_is_dropped() {
+    let h = pregreet_toy(Verdict::Disconnect(Reply::new(
+        521,
+        (5, 5, 1),
+        "Protocol error",
+    )));
+    let mut s = session(&h, "192.0.2.9");
+    // Ratware answers the first 220 line it sees.
+    assert_eq!(s.client.line().await, "220-toy.test ESMTP");
+    s.client.send(b"EHLO eager\r\n").await;
+    let got = s.client.replies(Protocol::Smtp, 1).await;
+    assert!(got[0].starts_with("521 5.5.1"), "{got:?}");
+    assert_eq!(s.client.next_line().await, None, "closed");
+    s.end().await;
+    assert_eq!(*h.pregreet_seen.lock().unwrap(), Some(true));
+    assert!(h.kept.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_enforced_early_talker_is_greeted_and_refused_until_quit() {
+    let h = pregreet_toy(Verdict::Reject(Reply::new(
+        550,
+        (5, 5, 1),
+        "Protocol error; say QUIT",
+    )));
+    let mut s = Session::start_after(
+        b"EHLO eager\r\nMAIL FROM:<a@b.test>\r\nQUIT\r\n",
+        |io, stop| {
+            let peer = Peer::Ip("192.0.2.9".parse().unwrap());
+            serve(Arc::clone(&h), Conn::Plain(io), peer, "test", stop)
+        },
+    )
+    .await;
+    // Already talking: no teaser, the greeting, then the refusals.
+    let got = s.client.replies(Protocol::Smtp, 4).await;
+    assert_eq!(got[0], "220 toy.test ESMTP");
+    assert!(
+        got[1].starts_with("550 5.5.1") && got[2].starts_with("550 5.5.1"),
+        "{got:?}"
+    );
+    assert!(got[3].starts_with("221"), "{got:?}");
+    s.end().await;
 }
