@@ -17,6 +17,7 @@
 
 mod auth;
 mod qmgr;
+pub mod screen;
 pub mod sieve;
 pub mod trust;
 mod units;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
 pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
+pub use screen::Screen;
 pub use sieve::{Managesieved, Sieve};
 pub use trust::Trust;
 pub use units::{ByteSize, Seconds, parse_duration, parse_size};
@@ -85,6 +87,9 @@ pub struct Config {
     /// ManageSieve, where users edit their scripts: `[managesieved]`.
     #[serde(default)]
     pub managesieved: Managesieved,
+    /// Keeping junk out at smtpd's door: `[screen]`.
+    #[serde(default)]
+    pub screen: Screen,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -575,6 +580,7 @@ impl Config {
         auth::check(&self.auth)?;
         trust::check(&self.trust)?;
         sieve::check(&self.sieve)?;
+        screen::check(&self.screen)?;
         if !self.srs.domain.is_empty() {
             facteur_mail::normalize_domain(&self.srs.domain)
                 .map_err(|e| ("srs.domain".into(), format!("{:?}: {e}", self.srs.domain)))?;
