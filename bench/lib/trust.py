@@ -120,6 +120,9 @@ class Trust:
         p = fac.root / "facteur.toml"
         cfg = set_key(p.read_text(), "smtpd", "mynetworks", "[]")
         cfg += f'\n[trust]\ndns_servers = ["{DNS_HOST}:53"]\n'
+        # Mail authentication only, as on the Postfix side (no postscreen,
+        # no greylisting there): the screen's pregreet wait would count.
+        cfg += '\n[screen]\nlisteners = []\n'
         p.write_text(cfg)
         fac.ctl("config", "check")
         fac.start_daemon("smtpd")

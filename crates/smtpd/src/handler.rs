@@ -32,9 +32,19 @@ pub struct Listener {
 
 impl Listener {
     pub fn new(ctx: Arc<Context>, mode: Mode) -> Listener {
-        let mut checks: Vec<Arc<dyn Check>> = vec![Arc::new(policy::MessageRate {
+        let mut checks: Vec<Arc<dyn Check>> = Vec::new();
+        if let Some(screen) = &ctx.screen
+            && screen.cfg.screens(mode.as_str())
+        {
+            checks.push(Arc::new(crate::screen::ScreenCheck {
+                ctx: Arc::clone(&ctx),
+                screen: Arc::clone(screen),
+                iprev: ctx.fcrdns.clone(),
+            }));
+        }
+        checks.push(Arc::new(policy::MessageRate {
             ctx: Arc::clone(&ctx),
-        })];
+        }));
         if let Some(t) = &ctx.trust
             && t.enabled_on(mode.as_str())
         {
@@ -104,6 +114,14 @@ impl Handler for Listener {
 
     fn checks(&self) -> &[Arc<dyn Check>] {
         &self.checks
+    }
+
+    async fn pregreet(&self, s: &SessionInfo) -> Option<std::time::Duration> {
+        crate::screen::pregreet(&self.ctx, s).await
+    }
+
+    fn pregreet_done(&self, s: &SessionInfo) -> facteur_smtp_server::Verdict {
+        crate::screen::pregreet_done(&self.ctx, s)
     }
 
     async fn mail(&self, s: &SessionInfo, from: &MailFrom) -> Result<(), Reply> {

@@ -37,6 +37,7 @@
 pub mod handler;
 pub mod message;
 pub mod policy;
+pub mod screen;
 pub mod server;
 pub mod trust;
 
@@ -83,6 +84,12 @@ pub struct Context {
     pub qmgr_socket: PathBuf,
     /// Message rates per client address.
     pub rates: policy::Rates,
+    /// Recipient rates per client address (`[screen]`).
+    pub rcpt_rates: policy::Rates,
+    /// `[screen]`: `None` when no listener of this daemon is screened.
+    pub screen: Option<Arc<facteur_screen::Screen>>,
+    /// The resolver of FCrDNS, when `[screen] require_fcrdns`.
+    pub fcrdns: Option<facteur_trust::Resolver>,
     /// Connections per client address (the accept loop's).
     pub limits: Arc<facteur_daemon::limits::Limits>,
     /// `[trust.incoming]`: the resolver and policy of the checks; `None`
@@ -114,7 +121,34 @@ impl Context {
         } else {
             None
         };
+        let listening = |m: Mode| match m {
+            Mode::Mx => !cfg.smtpd.mx.is_empty(),
+            Mode::Submission => !cfg.smtpd.submission.is_empty(),
+            Mode::Submissions => !cfg.smtpd.submissions.is_empty(),
+        };
+        let screened = [Mode::Mx, Mode::Submission, Mode::Submissions]
+            .into_iter()
+            .any(|m| listening(m) && cfg.screen.screens(m.as_str()));
+        let screen = if screened {
+            Some(Arc::new(
+                facteur_screen::Screen::from_config(cfg)
+                    .map_err(|e| anyhow::anyhow!("screen: {e}"))?,
+            ))
+        } else {
+            None
+        };
+        let fcrdns = match (&screen, &trust) {
+            (Some(_), Some(t)) if cfg.screen.require_fcrdns => Some(t.resolver.clone()),
+            (Some(_), None) if cfg.screen.require_fcrdns => Some(
+                facteur_trust::Resolver::from_config(&cfg.trust)
+                    .map_err(|e| anyhow::anyhow!("screen: {e}"))?,
+            ),
+            _ => None,
+        };
         Ok(Context {
+            screen,
+            fcrdns,
+            rcpt_rates: policy::Rates::default(),
             trust,
             logins: facteur_auth::Logins::for_daemon(cfg, &directory)?,
             hostname: cfg.hostname(),

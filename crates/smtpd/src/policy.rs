@@ -23,7 +23,7 @@ use facteur_directory::{Hop, ResolveError, Target};
 use facteur_mail::Address;
 use facteur_smtp_codec::{MailFrom, Reply};
 use facteur_smtp_server::{Check, CheckFuture, SessionInfo, Verdict};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -154,39 +154,71 @@ pub async fn check_sender(ctx: &Arc<Context>, user: &str, sender: &str) -> Resul
     }
 }
 
-/// Message counts per client address over the last minute. Memory is
-/// bounded: past [`MAX_RATE_ENTRIES`] addresses, those idle for a minute
-/// are dropped, and if all are busy the table starts again.
+/// Counts of events (messages, recipients) per client address over the
+/// last minute, estimated from two fixed one-minute windows (the current
+/// one's count plus the previous one's, weighted by how much of it is
+/// still within the minute): a few bytes per address whatever the limit.
+/// Memory is bounded: past [`MAX_RATE_ENTRIES`] addresses, those idle for
+/// two minutes are dropped, and if all are busy the table starts again.
 #[derive(Debug, Default)]
 pub struct Rates {
-    inner: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    inner: Mutex<HashMap<IpAddr, Window>>,
 }
 
-/// Addresses whose message rate is tracked at most.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// The current window's start.
+    start: Instant,
+    current: u32,
+    previous: u32,
+}
+
+/// Addresses whose rates are tracked at most.
 pub const MAX_RATE_ENTRIES: usize = 100_000;
 
 impl Rates {
-    /// Records a message from `ip`; false when over the per-minute limit.
-    pub fn message_allowed(&self, ip: IpAddr, per_minute: u32) -> bool {
+    /// Records an event from `ip`; false (and not recorded) when the last
+    /// minute's count is at `per_minute` already.
+    pub fn allowed(&self, ip: IpAddr, per_minute: u32) -> bool {
+        self.allowed_at(ip, per_minute, Instant::now())
+    }
+
+    fn allowed_at(&self, ip: IpAddr, per_minute: u32, now: Instant) -> bool {
         let Ok(mut m) = self.inner.lock() else {
             return true;
         };
-        let now = Instant::now();
         let minute = Duration::from_secs(60);
         if m.len() >= MAX_RATE_ENTRIES && !m.contains_key(&ip) {
-            m.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= minute));
+            m.retain(|_, w| now.duration_since(w.start) < 2 * minute);
             if m.len() >= MAX_RATE_ENTRIES {
                 m.clear();
             }
         }
-        let q = m.entry(ip).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) > minute) {
-            q.pop_front();
+        let w = m.entry(ip).or_insert(Window {
+            start: now,
+            current: 0,
+            previous: 0,
+        });
+        let age = now.duration_since(w.start);
+        if age >= 2 * minute {
+            *w = Window {
+                start: now,
+                current: 0,
+                previous: 0,
+            };
+        } else if age >= minute {
+            *w = Window {
+                start: w.start + minute,
+                current: 0,
+                previous: w.current,
+            };
         }
-        if q.len() as u32 >= per_minute {
+        let into = now.duration_since(w.start).as_secs_f64() / 60.0;
+        let estimate = f64::from(w.previous) * (1.0 - into) + f64::from(w.current);
+        if estimate >= f64::from(per_minute) {
             return false;
         }
-        q.push_back(now);
+        w.current = w.current.saturating_add(1);
         true
     }
 }
@@ -206,7 +238,7 @@ impl Check for MessageRate {
         let allowed = s.peer.ip().is_none_or(|ip| {
             self.ctx
                 .rates
-                .message_allowed(ip, self.ctx.cfg.get().max_messages_per_ip_per_minute)
+                .allowed(ip, self.ctx.cfg.get().max_messages_per_ip_per_minute)
         });
         let v = if allowed {
             Verdict::Accept
@@ -218,5 +250,32 @@ impl Check for MessageRate {
             ))
         };
         Box::pin(std::future::ready(v))
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    #[test]
+    fn a_minute_s_worth_then_refused_then_allowed_again() {
+        let r = Rates::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert!(r.allowed_at(ip, 10, t0));
+        }
+        assert!(!r.allowed_at(ip, 10, t0 + Duration::from_secs(30)));
+        assert!(r.allowed_at(other, 10, t0 + Duration::from_secs(30)));
+        // Half a minute into the next window, half the old count weighs.
+        let t1 = t0 + Duration::from_secs(90);
+        for _ in 0..5 {
+            assert!(r.allowed_at(ip, 10, t1));
+        }
+        assert!(!r.allowed_at(ip, 10, t1));
+        // Two quiet minutes: a clean slate.
+        assert!(r.allowed_at(ip, 1, t0 + Duration::from_secs(300)));
+        assert!(!r.allowed_at(ip, 1, t0 + Duration::from_secs(301)));
     }
 }

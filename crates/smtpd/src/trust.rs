@@ -77,6 +77,9 @@ impl Check for TrustCheck {
         let Some(ip) = checked(&self.ctx, &self.trust, s) else {
             return accept();
         };
+        if s.notes.get::<ClientIprev>().is_some_and(|n| n.0.ip == ip) {
+            return accept(); // the screen's FCrDNS asked already
+        }
         Box::pin(async move {
             let r = self.trust.resolver.iprev(ip).await;
             info!(iprev = %r.outcome, name = r.name.as_deref().unwrap_or(""), "client checked");

@@ -59,6 +59,9 @@ pub(crate) fn fixture_with(
         tls: facteur_daemon::tls::TlsState::default(),
         qmgr_socket: tmp.path().join("qmgr.sock"),
         rates: crate::policy::Rates::default(),
+        rcpt_rates: crate::policy::Rates::default(),
+        screen: None,
+        fcrdns: None,
         limits,
         trust,
         srs: Some(facteur_mail::srs::Srs::new(
