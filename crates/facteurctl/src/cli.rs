@@ -94,6 +94,30 @@ pub enum Command {
         #[command(subcommand)]
         action: SieveAction,
     },
+    /// The allow and deny lists of smtpd's screening: networks, addresses
+    /// and domains always accepted (no pregreet wait, DNS lists, FCrDNS or
+    /// greylisting) or always refused. Applied within a second, without a
+    /// restart.
+    Access {
+        #[command(subcommand)]
+        action: AccessAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessAction {
+    /// Always accept ENTRY: a network (192.0.2.0/24, 2001:db8::/48), an
+    /// address (user@example.org), a domain (example.org) or its
+    /// subdomains (.example.org).
+    Allow { entry: String },
+    /// Always refuse ENTRY (networks at connection, addresses and domains
+    /// as senders).
+    Deny { entry: String },
+    /// Both lists: the configuration's (`[screen] allow/deny`) and this
+    /// command's.
+    List,
+    /// Remove ENTRY from this command's lists.
+    Del { entry: String },
 }
 
 /// Whose filters: a user, or `--domain D` (every user of D, before their own).

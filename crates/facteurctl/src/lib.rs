@@ -13,6 +13,7 @@
 //! shell history): a prompt on a terminal, otherwise the first line of
 //! standard input.
 
+pub mod access;
 pub mod admin;
 pub mod cli;
 pub mod dkim;
@@ -132,6 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             admin::export(&load_as_owner(&cli.config)?, action).map(|_| 0)
         }
         Command::Filter { action } => filter::run(&load_as_owner(&cli.config)?, action),
+        Command::Access { action } => access::run(&load_as_owner(&cli.config)?, action),
         Command::Sieve { action } => match action {
             // check and test need no configuration (one is used if present)
             cli::SieveAction::Check { .. } | cli::SieveAction::Test { .. } => {
