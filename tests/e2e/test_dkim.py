@@ -264,7 +264,8 @@ def test_our_bounces_are_signed(world, f):
 def test_a_strangers_forwarded_mail_is_not_signed_and_its_sender_rewritten(world, f):
     n = len(world.mail())
     msg = crlf("From: carol@judge.test\nTo: fwd@example.test\nSubject: forwarded\n\nhi\n")
-    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, source_address=("127.0.0.9", 0)) as s:
+    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, local_hostname="relay.stranger.test",
+                      source_address=("127.0.0.9", 0)) as s:
         s.sendmail("carol@judge.test", ["fwd@example.test"], msg)
     raw = world.wait_mail(n + 1, f)
     assert b"Subject: forwarded" in raw
@@ -278,14 +279,16 @@ def test_a_strangers_forwarded_mail_is_not_signed_and_its_sender_rewritten(world
     # A bounce to it (null sender, from a stranger) goes back to carol.
     n = len(world.mail("carol"))
     bounce = crlf(f"From: MAILER-DAEMON@judge.test\nTo: {srs}\nSubject: Undelivered Mail\n\nbounced\n")
-    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, source_address=("127.0.0.9", 0)) as s:
+    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, local_hostname="relay.stranger.test",
+                      source_address=("127.0.0.9", 0)) as s:
         s.sendmail("", [srs], bounce)
     wait_for(lambda: len(world.mail("carol")) > n, 30, "the bounce at carol@judge.test")
     got = world.mail("carol")[n].read_bytes()
     assert b"Subject: Undelivered Mail" in got and b"X-Original-To: carol@judge.test" in got, got[:800]
     # A forged or damaged SRS address is refused at RCPT.
     forged = srs.replace("=carol@", "=mallory@")
-    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, source_address=("127.0.0.9", 0)) as s:
+    with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30, local_hostname="relay.stranger.test",
+                      source_address=("127.0.0.9", 0)) as s:
         s.ehlo("stranger.test")
         s.mail("")
         code, text = s.rcpt(forged)
