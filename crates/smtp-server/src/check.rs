@@ -56,6 +56,8 @@ pub struct Message<'a> {
     pub(crate) content: &'a mut (dyn Content + Send),
     /// Header fields the checks add, in order, CRLF-terminated.
     pub(crate) added: &'a mut Vec<u8>,
+    /// Other changes the checks ask for, in order.
+    pub(crate) edits: &'a mut Vec<crate::edit::Edit>,
 }
 
 /// Most bytes of header fields the checks of one message may add.
@@ -85,6 +87,35 @@ impl Message<'_> {
         self.added.extend_from_slice(b"\r\n");
         true
     }
+}
+
+impl Message<'_> {
+    /// Asks for a change to the message (see [`crate::edit`]), made if
+    /// every check accepts it. A new field that is not one well-formed
+    /// field is refused (false, nothing done), as by
+    /// [`add_header`](Self::add_header), and so is a change past the
+    /// 64th (a replaced body is as large as its check made it).
+    pub fn edit(&mut self, e: crate::edit::Edit) -> bool {
+        use crate::edit::Edit;
+        let ok = match &e {
+            Edit::Remove { name, .. } => valid_name(name),
+            Edit::Change { name, value, .. } => {
+                valid_name(name) && well_formed_field(&format!("{name}: {value}"))
+            }
+            Edit::Insert { field, .. } => well_formed_field(field),
+            Edit::ReplaceBody(_) | Edit::ReplaceAll(_) => true,
+        };
+        if !ok || self.edits.len() >= 64 {
+            tracing::warn!(edit = ?e, "a check's change refused");
+            return false;
+        }
+        self.edits.push(e);
+        true
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
 
 /// One header field (without its final CRLF): a name of printable ASCII

@@ -300,6 +300,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         let mut verdict = Verdict::Accept;
         let info = self.info.clone();
         let mut added = Vec::new();
+        let mut edits = Vec::new();
         for c in self.h.checks() {
             let m = Message {
                 mail: &txn.mail,
@@ -307,12 +308,20 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
                 size,
                 content: &mut sink,
                 added: &mut added,
+                edits: &mut edits,
             };
             verdict = c.data(&info, m).await;
             if verdict != Verdict::Accept {
                 check::log_refusal(c.as_ref(), &verdict);
                 break;
             }
+        }
+        if verdict == Verdict::Accept
+            && !edits.is_empty()
+            && let Err(e) = sink.edit(&edits)
+        {
+            warn!(error = %e, "cannot make the checks' changes to the message");
+            verdict = Verdict::Reject(write_failure(&e));
         }
         if verdict == Verdict::Accept
             && !added.is_empty()

@@ -99,6 +99,15 @@ pub trait Sink: Content + Send {
             "this sink cannot add header fields",
         ))
     }
+    /// Makes the end-of-data checks' changes ([`crate::edit`]); called
+    /// once, after every check accepted and before `prepend`. A sink that
+    /// cannot fails the transaction (the default).
+    fn edit(&mut self, _edits: &[crate::edit::Edit]) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this sink cannot change the message",
+        ))
+    }
     /// Throws the message away.
     fn abort(self);
 }

@@ -47,6 +47,7 @@
 mod auth;
 pub mod check;
 mod data;
+pub mod edit;
 pub mod handler;
 mod session;
 

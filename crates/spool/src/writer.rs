@@ -63,6 +63,45 @@ impl QueueWriter {
         })
     }
 
+    /// Rewrites the message written so far: `f` reads it (a copy in an
+    /// unlinked temporary file of the spool) and writes the new one in
+    /// its place. smtpd's end-of-data checks' changes (header fields
+    /// removed or changed, a body replaced); on an error the writer is
+    /// left unusable and the transaction must fail.
+    pub fn rewrite_message(
+        &mut self,
+        f: impl FnOnce(&mut dyn io::Read, &mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let mut copy = {
+            let path = self.tmp_path.with_extension("rewrite");
+            let c = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            let _ = fs::remove_file(&path);
+            c
+        };
+        io::copy(&mut self.message_reader()?, &mut copy)?;
+        copy.seek(SeekFrom::Start(0))?;
+        let start = self.len_offset + 4;
+        let w = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("queue file already closed"))?;
+        w.flush()?;
+        w.get_mut().seek(SeekFrom::Start(start))?;
+        self.written = 0;
+        let mut input = io::BufReader::new(copy);
+        let r = f(&mut input, self);
+        if r.is_err() {
+            self.file = None;
+        }
+        r?;
+        self.flush()
+    }
+
     /// Header fields (whole fields, each ending with CRLF) that readers
     /// emit above the message: kept in memory and written at commit in an
     /// `F` record after the message (docs/queue-file.md). smtpd's

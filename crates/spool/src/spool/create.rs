@@ -143,6 +143,34 @@ mod tests {
     }
 
     #[test]
+    fn a_message_rewritten_before_commit_shorter_or_longer() {
+        for new in [&b"Subject: x\r\n\r\n"[..], &[b'a'; 70_000][..]] {
+            let (d, spool) = temp_spool();
+            let mut w = spool.create(QueueName::Incoming, &env()).unwrap();
+            w.write_all(b"Subject: first\r\n\r\na longer body than the new one\r\n")
+                .unwrap();
+            w.rewrite_message(|r, out| {
+                let mut old = Vec::new();
+                r.read_to_end(&mut old)?;
+                assert!(old.starts_with(b"Subject: first"));
+                out.write_all(new)
+            })
+            .unwrap();
+            let mut seen = Vec::new();
+            io::Read::read_to_end(&mut w.message_reader().unwrap(), &mut seen).unwrap();
+            assert_eq!(seen, new);
+            let id = w.commit().unwrap();
+            assert_eq!(message(&spool, QueueName::Incoming, &id), new);
+            assert_eq!(
+                spool.read(QueueName::Incoming, &id).unwrap().message_size,
+                new.len() as u64
+            );
+            // The copy left nothing behind.
+            assert!(is_empty(&d.path().join(TMP_DIR)));
+        }
+    }
+
+    #[test]
     fn five_megabyte_message_streamed() {
         let (_d, spool) = temp_spool();
         let msg: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
