@@ -17,6 +17,7 @@
 
 mod auth;
 mod qmgr;
+pub mod scan;
 pub mod screen;
 pub mod sieve;
 pub mod trust;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
 pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
+pub use scan::Scan;
 pub use screen::Screen;
 pub use sieve::{Managesieved, Sieve};
 pub use trust::Trust;
@@ -90,6 +92,9 @@ pub struct Config {
     /// Keeping junk out at smtpd's door: `[screen]`.
     #[serde(default)]
     pub screen: Screen,
+    /// Content scanners at the end of the data: `[scan]`.
+    #[serde(default)]
+    pub scan: Scan,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -581,6 +586,7 @@ impl Config {
         trust::check(&self.trust)?;
         sieve::check(&self.sieve)?;
         screen::check(&self.screen)?;
+        scan::check(&self.scan)?;
         if !self.srs.domain.is_empty() {
             facteur_mail::normalize_domain(&self.srs.domain)
                 .map_err(|e| ("srs.domain".into(), format!("{:?}: {e}", self.srs.domain)))?;
