@@ -53,6 +53,28 @@ impl Listener {
                 trust: Arc::clone(t),
             }));
         }
+        // The scanners last: they read the whole message, so they run
+        // only for what every other check let through.
+        if ctx
+            .scan
+            .milters
+            .iter()
+            .any(|m| m.listeners.iter().any(|l| l == mode.as_str()))
+        {
+            checks.push(Arc::new(crate::milter::MilterCheck {
+                ctx: Arc::clone(&ctx),
+            }));
+        }
+        if ctx.scan.rspamd.enabled {
+            checks.push(Arc::new(crate::scan::RspamdCheck {
+                ctx: Arc::clone(&ctx),
+            }));
+        }
+        if ctx.scan.clamav.enabled {
+            checks.push(Arc::new(crate::scan::ClamavCheck {
+                ctx: Arc::clone(&ctx),
+            }));
+        }
         Listener { ctx, mode, checks }
     }
 
@@ -156,9 +178,7 @@ impl Handler for Listener {
                 Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
             })?;
         let qid = writer.queue_id().to_string();
-        if strip.is_some() {
-            s.notes.set(crate::trust::QueueId(qid.clone()));
-        }
+        s.notes.set(crate::trust::QueueId(qid.clone()));
         let trace = Trace {
             helo: s.helo.clone().unwrap_or_default(),
             client_name,

@@ -36,7 +36,9 @@
 
 pub mod handler;
 pub mod message;
+pub mod milter;
 pub mod policy;
+pub mod scan;
 pub mod screen;
 pub mod server;
 pub mod trust;
@@ -90,6 +92,10 @@ pub struct Context {
     pub screen: Option<Arc<facteur_screen::Screen>>,
     /// The resolver of FCrDNS, when `[screen] require_fcrdns`.
     pub fcrdns: Option<facteur_trust::Resolver>,
+    /// `[scan]`: the content scanners.
+    pub scan: facteur_config::Scan,
+    /// The scanners' verdicts and errors, counted.
+    pub scan_counters: facteur_screen::Counters,
     /// Connections per client address (the accept loop's).
     pub limits: Arc<facteur_daemon::limits::Limits>,
     /// `[trust.incoming]`: the resolver and policy of the checks; `None`
@@ -146,6 +152,8 @@ impl Context {
             _ => None,
         };
         Ok(Context {
+            scan: cfg.scan.clone(),
+            scan_counters: scan_counters(&cfg.scan),
             screen,
             fcrdns,
             rcpt_rates: policy::Rates::default(),
@@ -163,4 +171,34 @@ impl Context {
             srs: facteur_daemon::srs(cfg)?,
         })
     }
+}
+
+/// The scanners' counters, every pair at zero.
+pub fn scan_counters(scan: &facteur_config::Scan) -> facteur_screen::Counters {
+    let c = facteur_screen::Counters::default();
+    if scan.rspamd.enabled {
+        for r in [
+            "no action",
+            "greylist",
+            "add header",
+            "rewrite subject",
+            "soft reject",
+            "reject",
+            "skipped",
+            "error",
+        ] {
+            c.register("rspamd", r);
+        }
+    }
+    if scan.clamav.enabled {
+        for r in ["clean", "virus", "skipped", "error"] {
+            c.register("clamav", r);
+        }
+    }
+    for m in &scan.milters {
+        for r in ["accept", "reject", "error"] {
+            c.register(&format!("milter:{}", m.name), r);
+        }
+    }
+    c
 }

@@ -179,6 +179,15 @@ impl Sink for Incoming {
         self.writer.prepend(fields)
     }
 
+    fn edit(&mut self, edits: &[facteur_smtp_server::edit::Edit]) -> io::Result<()> {
+        if !self.head_done {
+            self.flush_head()?;
+        }
+        tracing::info!(queue_id = %self.writer.queue_id(), edits = edits.len(), "message changed by the checks");
+        self.writer
+            .rewrite_message(|r, w| facteur_smtp_server::edit::apply(r, w, edits))
+    }
+
     fn abort(self) {
         self.writer.abort();
     }

@@ -40,8 +40,7 @@ pub struct HeloSpf(pub Spf);
 pub struct MailSpf(pub Spf);
 
 /// The queue id of the message being received, for the end of data's
-/// log lines (smtpd's sink sets it when the message opens, for checked
-/// sessions only).
+/// checks and log lines (smtpd's sink sets it when the message opens).
 #[derive(Debug)]
 pub struct QueueId(pub String);
 

@@ -62,6 +62,8 @@ pub(crate) fn fixture_with(
         rcpt_rates: crate::policy::Rates::default(),
         screen: None,
         fcrdns: None,
+        scan: Default::default(),
+        scan_counters: Default::default(),
         limits,
         trust,
         srs: Some(facteur_mail::srs::Srs::new(
