@@ -45,6 +45,12 @@ pub enum Verdict {
 pub trait Content {
     /// A reader over the message as received (network form).
     fn reader(&mut self) -> io::Result<Box<dyn Read + Send + '_>>;
+    /// How many bytes [`reader`](Self::reader) gives (with what the sink
+    /// wrote above the client's bytes, such as `Received:`); by default
+    /// counted by reading.
+    fn content_len(&mut self) -> io::Result<u64> {
+        io::copy(&mut self.reader()?, &mut io::sink())
+    }
 }
 
 /// What an end-of-data check is shown.
@@ -67,6 +73,12 @@ impl Message<'_> {
     /// The message from its first byte; each call starts again.
     pub fn reader(&mut self) -> io::Result<Box<dyn Read + Send + '_>> {
         self.content.reader()
+    }
+
+    /// How many bytes [`reader`](Self::reader) gives (`size` counts the
+    /// client's bytes only).
+    pub fn content_len(&mut self) -> io::Result<u64> {
+        self.content.content_len()
     }
 
     /// Adds a header field above the message, if every check accepts it

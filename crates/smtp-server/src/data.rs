@@ -16,7 +16,7 @@
 //! - SMTP answers once after the data; LMTP once per accepted recipient
 //!   (RFC 2033 §4.2), each reply flushed as soon as it is known.
 
-use crate::check::{self, Message, Verdict};
+use crate::check::{self, Content, Message, Verdict};
 use crate::handler::{BareLineEndings, Dialect, Handler, Sink};
 use crate::session::{Flow, Session};
 use facteur_daemon::lineio::Fill;
@@ -318,7 +318,13 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         }
         if verdict == Verdict::Accept
             && !edits.is_empty()
-            && let Err(e) = sink.edit(&edits)
+            && let Err(e) = sink
+                .reader()
+                .and_then(|mut r| crate::edit::effective(&mut r, &edits))
+                .and_then(|edits| match edits.is_empty() {
+                    true => Ok(()),
+                    false => sink.edit(&edits),
+                })
         {
             warn!(error = %e, "cannot make the checks' changes to the message");
             verdict = Verdict::Reject(write_failure(&e));

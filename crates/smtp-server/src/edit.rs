@@ -108,6 +108,28 @@ fn position(fields: &[Field], name: &str, nth: usize) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// The edits that would change a message whose header section is read
+/// from `input`: a removal of a field the message does not have changes
+/// nothing (rspamd asks to remove `X-Spam` from every message, a milter
+/// that replaces its fields removes them first), and dropping it spares
+/// rewriting the message.
+pub fn effective(input: &mut dyn Read, edits: &[Edit]) -> io::Result<Vec<Edit>> {
+    let (fields, _) = read_fields(&mut io::BufReader::new(input))?;
+    let count = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        fields.iter().filter(|f| f.name == name).count()
+    };
+    Ok(edits
+        .iter()
+        .filter(|e| match e {
+            Edit::Remove { name, nth: 0 } => count(name) > 0,
+            Edit::Remove { name, nth } => count(name) >= *nth,
+            _ => true,
+        })
+        .cloned()
+        .collect())
+}
+
 /// Writes `input` with `edits` applied to `out`.
 pub fn apply(input: &mut dyn Read, out: &mut dyn Write, edits: &[Edit]) -> io::Result<()> {
     if let Some(Edit::ReplaceAll(all)) = edits
@@ -236,6 +258,26 @@ mod tests {
             out,
             "Received: from a\r\n\tby b\r\nSubject: hi\r\n\r\nbody\r\n"
         );
+    }
+
+    #[test]
+    fn removals_of_absent_fields_are_no_edits() {
+        let edits = [
+            Edit::Remove {
+                name: "X-Absent".into(),
+                nth: 0,
+            },
+            Edit::Remove {
+                name: "x-spam".into(),
+                nth: 3,
+            },
+            Edit::Remove {
+                name: "X-Spam".into(),
+                nth: 2,
+            },
+        ];
+        let left = effective(&mut MSG.as_bytes(), &edits).unwrap();
+        assert_eq!(left, [edits[2].clone()]);
     }
 
     #[test]

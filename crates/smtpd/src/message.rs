@@ -168,6 +168,13 @@ impl Content for Incoming {
         }
         Ok(Box::new(self.writer.message_reader()?))
     }
+
+    fn content_len(&mut self) -> io::Result<u64> {
+        if !self.head_done {
+            self.flush_head()?;
+        }
+        Ok(self.writer.message_size())
+    }
 }
 
 impl Sink for Incoming {

@@ -84,9 +84,8 @@ impl RspamdCheck {
             queue_id: qid.clone(),
             user: s.auth_user.clone(),
         };
-        let size = m.size;
-        let result = match m.reader() {
-            Ok(mut r) => {
+        let result = match m.content_len().and_then(|size| Ok((size, m.reader()?))) {
+            Ok((size, mut r)) => {
                 rspamd::check(&cfg.address, cfg.timeout.duration(), &meta, &mut *r, size).await
             }
             Err(e) => Err(ScanError::Io(e)),

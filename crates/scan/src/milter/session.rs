@@ -161,7 +161,7 @@ impl Session {
         } else {
             codec::macros(command, macros)
         };
-        out.extend_from_slice(&data);
+        out.extend_from_slice(&codec::encode(command, &data));
         self.send(&out).await?;
         if self.protocol & no_reply != 0 {
             return Ok(Decision::Continue);
@@ -400,6 +400,71 @@ pub fn read_header(r: &mut impl BufRead, max: usize) -> Result<Vec<(String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A milter stand-in that records each packet's command and answers
+    /// as libmilter does (the real clamav-milter is in the e2e tests):
+    /// the framing of every stage is what is tested.
+    #[tokio::test]
+    async fn every_stage_is_one_framed_packet_after_its_macros() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = ScanAddr::Tcp(l.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut seen = Vec::new();
+            loop {
+                let Ok(n) = c.read_u32().await else {
+                    return seen;
+                };
+                let mut p = vec![0u8; n as usize];
+                c.read_exact(&mut p).await.unwrap();
+                seen.push(p[0]);
+                let reply: Vec<u8> = match p[0] {
+                    b'O' => codec::encode(b'O', &[0, 0, 0, 6, 0, 0, 0, 0x11, 0, 0, 0, 0]),
+                    b'E' => {
+                        let mut r = codec::encode(b'h', b"X-Scanned\0yes\0");
+                        r.extend(codec::encode(b'p', b""));
+                        r.extend(codec::encode(b'c', b""));
+                        r
+                    }
+                    b'D' => continue,
+                    b'R' => codec::encode(b'y', b"550 5.1.1 no such user\0"),
+                    b'Q' => return seen,
+                    _ => codec::encode(b'c', b""),
+                };
+                c.write_all(&reply).await.unwrap();
+            }
+        });
+        let t = Duration::from_secs(5);
+        let mut s = Session::open(&addr, t).await.unwrap();
+        assert_eq!(s.actions, actions::ADDHDRS | actions::CHGHDRS);
+        let ip = Some("192.0.2.1".parse().unwrap());
+        assert_eq!(
+            s.connect("c.example", ip, 0, &[("j", "mx")]).await.unwrap(),
+            Decision::Continue
+        );
+        assert_eq!(s.helo("c.example", &[]).await.unwrap(), Decision::Continue);
+        assert_eq!(
+            s.mail(&["<a@b.example>"], &[]).await.unwrap(),
+            Decision::Continue
+        );
+        assert_eq!(
+            s.rcpt(&["<x@y.example>"], &[]).await.unwrap(),
+            Decision::Reply(550, "5.1.1 no such user".into())
+        );
+        let msg = b"Subject: a\r\nX-B: b\r\n\r\nbody\r\n";
+        let eom = s.message(&mut &msg[..], &[("i", "Q")], 1000).await.unwrap();
+        assert_eq!(eom.decision, Decision::Continue);
+        assert_eq!(
+            eom.changes,
+            [Response::AddHeader {
+                name: "X-Scanned".into(),
+                value: "yes".into()
+            }]
+        );
+        s.quit().await;
+        let seen = String::from_utf8(server.await.unwrap()).unwrap();
+        assert_eq!(seen, "ODCHMRDTLLDNBEQ");
+    }
 
     #[test]
     fn header_fields_as_milters_see_them() {
