@@ -19,7 +19,6 @@
 //!   bounces (5.1.2); any other DNS failure is temporary;
 //! - each host's IPv4 and IPv6 addresses are all tried (A, then AAAA).
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::{TokioResolver, net::NetError};
 use rand::seq::SliceRandom;
@@ -72,17 +71,10 @@ impl HickoryDns {
         let builder = if servers.is_empty() {
             TokioResolver::builder_tokio()?
         } else {
-            let ns = servers
-                .iter()
-                .map(|s| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = s.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = s.port();
-                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(ns), provider)
+            TokioResolver::builder_with_config(
+                facteur_trust::resolver::name_servers(servers),
+                provider,
+            )
         };
         Ok(HickoryDns {
             resolver: builder.build()?,

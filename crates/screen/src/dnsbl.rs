@@ -14,9 +14,7 @@
 
 use facteur_config::screen::DnsList;
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
-};
+use hickory_resolver::config::{ResolveHosts, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use std::fmt::Write;
@@ -135,17 +133,10 @@ impl DnsLists {
         let mut builder = if servers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| format!("/etc/resolv.conf: {e}"))?
         } else {
-            let ns = servers
-                .iter()
-                .map(|s| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = s.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = s.port();
-                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            TokioResolver::builder_with_config(ResolverConfig::from_name_servers(ns), provider)
+            TokioResolver::builder_with_config(
+                facteur_trust::resolver::name_servers(servers),
+                provider,
+            )
         };
         let o: &mut ResolverOpts = builder.options_mut();
         o.timeout = timeout;

@@ -53,6 +53,24 @@ impl Default for Limits {
     }
 }
 
+/// A resolver configuration that asks `servers` ("ip:port", from the
+/// configuration) over UDP, then TCP for truncated answers. Shared by
+/// every resolver of the suite that takes its nameservers from
+/// `facteur.toml` (authentication, DNS lists, remote delivery).
+pub fn name_servers(servers: &[SocketAddr]) -> ResolverConfig {
+    let ns = servers
+        .iter()
+        .map(|s| {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = s.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = s.port();
+            NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+        })
+        .collect();
+    ResolverConfig::from_name_servers(ns)
+}
+
 /// mail-auth on our resolver, with the checks' bounds.
 #[derive(Clone)]
 pub struct Resolver {
@@ -81,20 +99,7 @@ impl Resolver {
             hickory_resolver::system_conf::read_system_conf()
                 .map_err(|e| ResolverError(format!("/etc/resolv.conf: {e}")))?
         } else {
-            let ns = servers
-                .iter()
-                .map(|s| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = s.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = s.port();
-                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            (
-                ResolverConfig::from_name_servers(ns),
-                ResolverOpts::default(),
-            )
+            (name_servers(servers), ResolverOpts::default())
         };
         opts.timeout = query_timeout;
         opts.attempts = 2;
