@@ -10,7 +10,8 @@ vouched for by a DNS allow list spared greylisting; the pregreet test (a
 patient client gets the `220-` teaser then the greeting, and no wait the
 next time; a client that talks first gets 521); greylisting (first 451,
 a retry too early 451, after the delay 250 and delivered, the state kept
-across a restart of smtpd); `facteurctl access` (a denied network and
+across a restart of smtpd; a bounce greylisted after its data when so
+configured); `facteurctl access` (a denied network and
 sender, an allowed network spared the wait and greylisting, list and del,
 applied without a restart); HELO checks; and, under a flood of 2,000
 connections from a listed range, a legitimate client still served (the
@@ -270,3 +271,23 @@ def test_a_flood_from_a_listed_range_leaves_others_served(site):
     print(f"\nflood: {len(FLOOD)} connections refused in {time.monotonic() - started:.1f} s, "
           f"smtpd CPU {spent * 1000 / len(FLOOD):.3f} ms per connection; "
           f"{len(served)} messages from a legitimate client meanwhile")
+
+
+def test_a_bounce_is_greylisted_after_its_data_when_configured(site):
+    p = site.daemons["smtpd"]
+    p.terminate()
+    p.wait(15)
+    site.config.write_text(site.config.read_text().replace("retry_window = \"1h\"\n",
+                                                           "retry_window = \"1h\"\nnull_sender_at = \"data\"\n"))
+    site.start("smtpd")
+    bounce = crlf(f"From: MAILER-DAEMON@sender.test\nTo: {ALICE}\nSubject: a bounce\n\nUndelivered.\n")
+    with smtp(site, "127.0.0.76") as s:
+        s.ehlo()
+        assert s.mail("<>")[0] == 250
+        assert s.rcpt(ALICE)[0] == 250, "the recipient is accepted"
+        code, text = s.data(bounce)
+        assert code == 451 and b"4.7.1" in text, (code, text)
+    time.sleep(GREY_DELAY + 0.5)
+    with smtp(site, "127.0.0.76") as s:
+        s.sendmail("", [ALICE], bounce)
+    delivered(site, "a bounce")
