@@ -152,9 +152,10 @@ pub trait Handler: Send + Sync {
     fn checks(&self) -> &[Arc<dyn Check>] {
         &[]
     }
-    /// The pregreet test for this session (postscreen's model): how long
-    /// to watch the client after a `220-` teaser, before the rest of the
-    /// greeting; `None` (the default) = no test, a plain greeting.
+    /// The pregreet test for this session (postscreen's model), asked
+    /// after the connect checks accepted: how long to watch the client
+    /// after a `220-` teaser, before the rest of the greeting; `None` (the
+    /// default) = no test, a plain greeting.
     fn pregreet(&self, _s: &SessionInfo) -> impl Future<Output = Option<Duration>> + Send {
         std::future::ready(None)
     }

@@ -125,7 +125,6 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         {
             self.info.early_talker = true;
         }
-        let test = self.h.pregreet(&self.info).await;
         let (h, info) = (Arc::clone(&self.h), self.info.clone());
         let checks = check::first_refusal(h.checks(), |c| c.connect(&info));
         tokio::pin!(checks);
@@ -153,6 +152,8 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             }
         }
         let greeting = self.h.greeting();
+        // Asked after the checks, which may have vouched for the client.
+        let test = self.h.pregreet(&self.info).await;
         if let Some(wait) = test {
             if !self.info.early_talker {
                 self.io

@@ -53,11 +53,15 @@ fn spared(s: &SessionInfo) -> bool {
         .is_some_and(|v| v.0.spared())
 }
 
-/// The handler's pregreet hook: the wait, for a screened client that did
-/// not pass the test lately.
+/// The handler's pregreet hook (after the connect checks): the wait, for
+/// a screened client that did not pass the test lately and that the
+/// lists do not vouch for.
 pub async fn pregreet(ctx: &Context, s: &SessionInfo) -> Option<Duration> {
     let screen = ctx.screen.as_ref()?;
     let ip = screened(ctx, screen, s)?;
+    if spared(s) {
+        return None;
+    }
     screen
         .pregreet_due(ip)
         .await
