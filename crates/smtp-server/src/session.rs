@@ -128,6 +128,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         let (h, info) = (Arc::clone(&self.h), self.info.clone());
         let checks = check::first_refusal(h.checks(), |c| c.connect(&info));
         tokio::pin!(checks);
+        let mut gone = false;
         let verdict = if self.info.early_talker {
             checks.await
         } else {
@@ -135,10 +136,16 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
                 v = &mut checks => v,
                 r = self.io.fill(false) => {
                     self.info.early_talker = matches!(r, Ok(Fill::Data));
+                    gone = !self.info.early_talker;
                     checks.await
                 }
             }
         };
+        if gone {
+            // Hung up (or failed) before the greeting: nothing to say, and
+            // no pregreet pass to remember.
+            return Ok(Flow::Close);
+        }
         match verdict {
             Verdict::Accept => {}
             Verdict::Reject(r) => {
@@ -160,8 +167,12 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
                     .out()
                     .extend_from_slice(format!("220-{greeting}\r\n").as_bytes());
                 self.io.flush().await?;
-                if let Ok(Ok(Fill::Data)) = tokio::time::timeout(wait, self.io.fill(false)).await {
-                    self.info.early_talker = true;
+                match tokio::time::timeout(wait, self.io.fill(false)).await {
+                    Ok(Ok(Fill::Data)) => self.info.early_talker = true,
+                    // Waited its turn.
+                    Err(_) => {}
+                    // Left during the wait: it did not pass.
+                    Ok(_) => return Ok(Flow::Close),
                 }
             }
             if self.info.early_talker {

@@ -62,6 +62,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineClient<S> {
         w.flush().await.expect("the server reads");
     }
 
+    /// Closes the writing side (the server reads end of stream).
+    pub async fn shutdown(&mut self) {
+        self.r.get_mut().shutdown().await.expect("shutdown");
+    }
+
     /// Writes `line` and CRLF.
     pub async fn send_line(&mut self, line: &str) {
         self.send(format!("{line}\r\n").as_bytes()).await;
