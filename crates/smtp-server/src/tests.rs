@@ -618,7 +618,11 @@ async fn an_enforced_early_talker_is_greeted_and_refused_until_quit() {
 
 #[tokio::test]
 async fn a_client_that_leaves_during_the_wait_has_not_passed() {
-    let h = pregreet_toy(Verdict::Disconnect(Reply::new(521, (5, 5, 1), "Protocol error")));
+    let h = pregreet_toy(Verdict::Disconnect(Reply::new(
+        521,
+        (5, 5, 1),
+        "Protocol error",
+    )));
     let mut s = session(&h, "192.0.2.9");
     assert_eq!(s.client.line().await, "220-toy.test ESMTP");
     // The client closes its side and waits for the server to close.
