@@ -11,7 +11,7 @@ patient client gets the `220-` teaser then the greeting, and no wait the
 next time; a client that talks first gets 521); greylisting (first 451,
 a retry too early 451, after the delay 250 and delivered, the state kept
 across a restart of smtpd; a bounce greylisted after its data when so
-configured); `facteurctl access` (a denied network and
+configured); FCrDNS required on the MX listener; `facteurctl access` (a denied network and
 sender, an allowed network spared the wait and greylisting, list and del,
 applied without a restart); HELO checks; and, under a flood of 2,000
 connections from a listed range, a legitimate client still served (the
@@ -62,6 +62,11 @@ max_connections = 500
 max_messages_per_ip_per_minute = 100000''', "qmgr": 'scan_interval = "1s"'})
     with open(f.config, "a") as c:
         c.write(f'''
+# Mail authentication of the strangers asks the test's server too.
+[trust]
+dns_servers = ["{dns.addr}"]
+dns_timeout = "2s"
+
 [screen]
 pregreet_wait = "{int(PREGREET_WAIT)}s"
 dns_lists = ["bl.test*2", "wl.test=127.0.[0..255].[2..3]*-4"]
@@ -291,3 +296,20 @@ def test_a_bounce_is_greylisted_after_its_data_when_configured(site):
     with smtp(site, "127.0.0.76") as s:
         s.sendmail("", [ALICE], bounce)
     delivered(site, "a bounce")
+
+
+def test_fcrdns_required_on_a_listener(site):
+    p = site.daemons["smtpd"]
+    p.terminate()
+    p.wait(15)
+    site.config.write_text(site.config.read_text().replace('dns_lists_timeout = "3s"\n',
+                                                           'dns_lists_timeout = "3s"\nrequire_fcrdns = ["mx"]\n'))
+    site.start("smtpd")
+    # Loopback addresses have no verified name (the resolver answers
+    # 127/8 itself, RFC 6761): refused at connection.
+    with pytest.raises(smtplib.SMTPConnectError) as e:
+        smtp(site, "127.0.0.77")
+    assert e.value.smtp_code == 554 and b"5.7.25" in e.value.smtp_error, e.value
+    # mynetworks is never screened.
+    with smtplib.SMTP("127.0.0.1", site.smtp_port, timeout=30) as s:
+        assert s.ehlo()[0] == 250

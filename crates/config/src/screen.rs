@@ -87,9 +87,10 @@ pub struct Screen {
     /// literal, a literal that is not the client's address, or our own
     /// name, is refused (`550 5.7.1`).
     pub helo_checks: bool,
-    /// Refuse clients whose address has no name that resolves back to it
-    /// (`450 4.7.25`).
-    pub require_fcrdns: bool,
+    /// Listeners (among the screened ones) that refuse clients whose
+    /// address has no name that resolves back to it (`554 5.7.25`; `421
+    /// 4.7.25` when DNS fails); none by default.
+    pub require_fcrdns: Vec<String>,
     /// Recipients accepted per client address per minute (`450 4.7.0`
     /// beyond); 0 = no limit.
     pub max_recipients_per_ip_per_minute: u32,
@@ -113,7 +114,7 @@ impl Default for Screen {
             dns_lists_max_ttl: Seconds(3600),
             dns_servers: Vec::new(),
             helo_checks: true,
-            require_fcrdns: false,
+            require_fcrdns: Vec::new(),
             max_recipients_per_ip_per_minute: 1200,
             greylist: Greylist::default(),
         }
@@ -327,12 +328,17 @@ impl AccessEntry {
 
 /// Checked at load: lists, entries and bounds.
 pub(crate) fn check(s: &Screen) -> Result<(), (String, String)> {
-    for l in &s.listeners {
-        if !["mx", "submission", "submissions"].contains(&l.as_str()) {
-            return Err((
-                "screen.listeners".into(),
-                format!("{l:?} is not mx, submission or submissions"),
-            ));
+    for (key, list) in [
+        ("screen.listeners", &s.listeners),
+        ("screen.require_fcrdns", &s.require_fcrdns),
+    ] {
+        for l in list {
+            if !["mx", "submission", "submissions"].contains(&l.as_str()) {
+                return Err((
+                    key.into(),
+                    format!("{l:?} is not mx, submission or submissions"),
+                ));
+            }
         }
     }
     for (key, list) in [("screen.allow", &s.allow), ("screen.deny", &s.deny)] {

@@ -144,8 +144,8 @@ impl Context {
             None
         };
         let fcrdns = match (&screen, &trust) {
-            (Some(_), Some(t)) if cfg.screen.require_fcrdns => Some(t.resolver.clone()),
-            (Some(_), None) if cfg.screen.require_fcrdns => Some(
+            (Some(_), Some(t)) if !cfg.screen.require_fcrdns.is_empty() => Some(t.resolver.clone()),
+            (Some(_), None) if !cfg.screen.require_fcrdns.is_empty() => Some(
                 facteur_trust::Resolver::from_config(&cfg.trust)
                     .map_err(|e| anyhow::anyhow!("screen: {e}"))?,
             ),

@@ -126,7 +126,13 @@ impl ScreenCheck {
         };
         let spared = v.spared();
         s.notes.set(ScreenedClient(v));
-        if verdict != Verdict::Accept || spared || !self.screen.cfg.require_fcrdns {
+        let required = self
+            .screen
+            .cfg
+            .require_fcrdns
+            .iter()
+            .any(|l| l == s.listener);
+        if verdict != Verdict::Accept || spared || !required {
             return verdict;
         }
         let Some(resolver) = &self.iprev else {
