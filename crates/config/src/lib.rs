@@ -95,6 +95,9 @@ pub struct Config {
     /// Content scanners at the end of the data: `[scan]`.
     #[serde(default)]
     pub scan: Scan,
+    /// The daemons' Prometheus endpoints: `[metrics]`.
+    #[serde(default)]
+    pub metrics: Metrics,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -231,6 +234,39 @@ impl Default for Store {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `[metrics]`: each daemon's Prometheus endpoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Where facteur-smtpd serves `GET /metrics`; the other daemons take
+    /// the next ports (qmgr +1, lmtpd +2, imapd +3, pop3d +4,
+    /// managesieved +5; port 0: each its own free port). Unset: no
+    /// endpoint. Keep it on loopback or a management network: it tells
+    /// how much mail flows.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Metrics {
+    /// The address of `daemon`'s endpoint (`facteur-smtpd`, ...).
+    pub fn address_of(&self, daemon: &str) -> Option<SocketAddr> {
+        let base = self.listen?;
+        let offset = match daemon {
+            "facteur-smtpd" => 0,
+            "facteur-qmgr" => 1,
+            "facteur-lmtpd" => 2,
+            "facteur-imapd" => 3,
+            "facteur-pop3d" => 4,
+            "facteur-managesieved" => 5,
+            _ => return None,
+        };
+        let port = match base.port() {
+            0 => 0,
+            p => p.checked_add(offset)?,
+        };
+        Some(SocketAddr::new(base.ip(), port))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -165,11 +165,12 @@ where
     let mut tasks = tokio::task::JoinSet::new();
     for Bound {
         tag,
+        name,
         tls: implicit_tls,
         listener: l,
-        ..
     } in listeners
     {
+        let counted = Arc::new(crate::metrics::ListenerMetrics::new(name));
         info!(
             listen = %l.describe(),
             tls = implicit_tls,
@@ -194,6 +195,8 @@ where
                         continue;
                     }
                 };
+                counted.accepted.add(1);
+                let counted = Arc::clone(&counted);
                 let policy = policy.clone();
                 let stop = stop.clone();
                 let session = session.clone();
@@ -201,6 +204,7 @@ where
                 let crowded = limit.available_permits() < reserve(policy.max_connections);
                 sessions.spawn(async move {
                     let Ok(_permit) = permit else {
+                        counted.refused("too_many");
                         refuse(stream, &policy, "Too many connections, try again later").await;
                         return;
                     };
@@ -209,6 +213,7 @@ where
                         && policy.limits.connections(ip) >= HEAVY
                     {
                         info!(peer = %ip, "server crowded: the slots left are for other addresses");
+                        counted.refused("crowded");
                         refuse(stream, &policy, "Too many connections, try again later").await;
                         return;
                     }
@@ -218,6 +223,7 @@ where
                                 Some(slot) => Some(slot),
                                 None => {
                                     info!(peer = %ip, "too many connections from this address");
+                                    counted.refused("per_address");
                                     refuse(
                                         stream,
                                         &policy,
@@ -230,6 +236,7 @@ where
                         }
                         None => None,
                     };
+                    let _active = crate::metrics::Active::new(&counted.active);
                     if !implicit_tls {
                         return session(tag, Conn::Plain(stream), peer, stop).await;
                     }
@@ -238,7 +245,11 @@ where
                     match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream))
                         .await
                     {
-                        Ok(Ok(t)) => session(tag, Conn::Tls(Box::new(t)), peer, stop).await,
+                        Ok(Ok(t)) => {
+                            let conn = Conn::Tls(Box::new(t));
+                            crate::metrics::tls_session(conn.tls_version().unwrap_or("other"));
+                            session(tag, conn, peer, stop).await
+                        }
                         Ok(Err(e)) => info!(peer = %peer, error = %e, "TLS handshake failed"),
                         Err(_) => info!(peer = %peer, "TLS handshake timed out"),
                     }

@@ -21,6 +21,18 @@ impl<S> Conn<S> {
         matches!(self, Conn::Tls(_))
     }
 
+    /// "TLSv1.3" or "TLSv1.2" once TLS is up (metrics).
+    pub fn tls_version(&self) -> Option<&'static str> {
+        match self {
+            Conn::Tls(t) => Some(match t.get_ref().1.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "other",
+            }),
+            _ => None,
+        }
+    }
+
     /// "TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384", for Received: and logs.
     pub fn tls_description(&self) -> Option<String> {
         match self {

@@ -50,7 +50,11 @@ where
             return ExitCode::from(71); // EX_OSERR
         }
     };
-    match rt.block_on(run(cfg)) {
+    let started = async {
+        crate::metrics::start(name, &cfg).await?;
+        run(cfg).await
+    };
+    match rt.block_on(started) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

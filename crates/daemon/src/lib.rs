@@ -25,6 +25,7 @@ pub mod conn;
 pub mod entry;
 pub mod limits;
 pub mod lineio;
+pub mod metrics;
 pub mod reload;
 pub mod systemd;
 pub mod tls;

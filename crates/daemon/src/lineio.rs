@@ -445,6 +445,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> LineIo<Conn<T>> {
         match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
             Ok(Ok(t)) => {
                 self.stream = Conn::Tls(Box::new(t));
+                crate::metrics::tls_session(self.stream.tls_version().unwrap_or("other"));
                 tracing::debug!(tls = %self.stream.tls_description().unwrap_or_default(), "TLS started");
                 Ok(true)
             }

@@ -36,6 +36,17 @@ pub fn new_id() -> String {
     s
 }
 
+/// When an id was made (Unix seconds), from its first 11 characters;
+/// `None` for a string that is not an id of [`new_id`].
+pub fn id_time(id: &str) -> Option<i64> {
+    let mut micros: u64 = 0;
+    for b in id.get(..11)?.bytes() {
+        let v = ALPHABET.iter().position(|&a| a == b)? as u64;
+        micros = micros.checked_mul(32)?.checked_add(v)?;
+    }
+    i64::try_from(micros / 1_000_000).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +61,17 @@ mod tests {
         let set: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(set.len(), ids.len());
         assert!(ids[0].bytes().all(|b| ALPHABET.contains(&b)));
+    }
+
+    #[test]
+    fn an_id_tells_when_it_was_made() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let t = id_time(&new_id()).unwrap();
+        assert!((before..=before + 1).contains(&t), "{t} {before}");
+        assert_eq!(id_time("short"), None);
+        assert_eq!(id_time("IIIIIIIIIIIII0"), None);
     }
 }
