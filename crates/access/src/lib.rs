@@ -19,6 +19,8 @@
 //! the login slow-down and the per-address limits); an implicit-TLS
 //! listener's sessions start only after the handshake.
 
+pub mod metrics;
+
 use facteur_auth::Logins;
 use facteur_config::Config;
 use facteur_daemon::Stream;

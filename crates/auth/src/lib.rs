@@ -180,6 +180,22 @@ impl std::fmt::Debug for Logins {
 /// The mechanism field of log lines about a command login.
 const PASSWORD: &str = "password";
 
+/// `facteur_logins_total{mechanism, result}`: `password` for a command
+/// login (IMAP LOGIN, POP3 USER/PASS), else the SASL mechanism; `success`,
+/// `failure` (wrong credentials), `refused` (too many attempts), `busy`
+/// (no room to check a hash now).
+fn logins() -> Arc<facteur_metrics::Family> {
+    facteur_metrics::global().counter(
+        "facteur_logins_total",
+        "Logins by mechanism and result.",
+        &["mechanism", "result"],
+    )
+}
+
+fn count(mechanism: &str, result: &str) {
+    logins().inc(&[mechanism, result]);
+}
+
 /// Why a check did not give an answer.
 enum Stop {
     /// The limiter refused the hash.
@@ -201,6 +217,12 @@ impl Logins {
         settings: Settings,
     ) -> Result<Arc<Self>, DirectoryError> {
         let secret = Secret::from_slice(&directory.scram_secret()?);
+        let f = logins();
+        for m in [PASSWORD, "PLAIN", "LOGIN", "SCRAM-SHA-256"] {
+            for r in ["success", "failure", "refused", "busy"] {
+                f.register(&[m, r]);
+            }
+        }
         Ok(Arc::new(Logins {
             directory: Arc::clone(directory),
             cache,
@@ -251,7 +273,7 @@ impl Logins {
             return self.refused(ip, login, PASSWORD, "too many attempts").await;
         }
         match self.check(ip, login, password).await {
-            Ok(Some(user)) => self.succeeded(ip, login, user),
+            Ok(Some(user)) => self.succeeded(ip, login, user, PASSWORD),
             Ok(None) => self.failed(ip, login, PASSWORD).await,
             Err(Stop::Busy) => self.busy(login, PASSWORD).await,
             Err(Stop::Unavailable) => Outcome::Unavailable,
@@ -331,7 +353,7 @@ impl Logins {
                     let Some(user) = record.take() else {
                         return Ok(Outcome::Refused(Failure::OutOfOrder));
                     };
-                    return Ok(self.succeeded(ip, &login, user));
+                    return Ok(self.succeeded(ip, &login, user, name));
                 }
                 Step::Failure(Failure::Credentials) => {
                     return Ok(self.failed(ip, &login, name).await);
@@ -355,13 +377,15 @@ impl Logins {
         }
     }
 
-    fn succeeded(&self, ip: IpAddr, login: &str, user: UserRecord) -> Outcome {
+    fn succeeded(&self, ip: IpAddr, login: &str, user: UserRecord, mechanism: &str) -> Outcome {
+        count(mechanism, "success");
         self.penalty.succeeded(ip, login);
         Outcome::Success(user)
     }
 
     /// The one way wrong credentials end: counted, logged, then the pause.
     async fn failed(&self, ip: IpAddr, login: &str, mechanism: &str) -> Outcome {
+        count(mechanism, "failure");
         self.penalty.failed(ip, Some(login));
         warn!(user = %login, mechanism = %mechanism, "authentication failed");
         tokio::time::sleep(self.penalty.policy().base).await;
@@ -371,6 +395,7 @@ impl Logins {
     /// An attempt refused before its credentials were checked: it ends as
     /// a failure does, counted for the address only.
     async fn refused(&self, ip: IpAddr, login: &str, mechanism: &str, reason: &str) -> Outcome {
+        count(mechanism, "refused");
         self.penalty.failed(ip, None);
         warn!(user = %login, mechanism = %mechanism, reason, "authentication failed");
         tokio::time::sleep(self.penalty.policy().base).await;
@@ -385,6 +410,7 @@ impl Logins {
     /// does not take a temporary failure for a wrong password and ask its
     /// user for it again). The flood itself costs no hash.
     async fn busy(&self, login: &str, mechanism: &str) -> Outcome {
+        count(mechanism, "busy");
         warn!(user = %login, mechanism = %mechanism, "authentication deferred: too many password checks waiting");
         tokio::time::sleep(self.penalty.policy().base).await;
         Outcome::Unavailable

@@ -135,6 +135,8 @@ pub(crate) struct Session<S> {
     pub user: Option<User>,
     pub sel: Option<Selected>,
     pub errors: u32,
+    /// How the command being answered ended: ok, no, bad (metrics).
+    pub result: &'static str,
     /// IMAP4rev2 enabled: UTF-8 mailbox names and strings, ESEARCH replies,
     /// no \Recent.
     pub rev2: bool,
@@ -177,6 +179,7 @@ where
             user: None,
             sel: None,
             errors: 0,
+            result: "none",
             rev2: false,
             utf8: false,
             condstore: false,
@@ -303,9 +306,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 // Boxed: APPEND's state (the target mailbox, the messages
                 // stored so far) lives only while it runs, not in every
                 // idle session's task.
-                Read::Append(t) => Box::pin(self.append(t)).await?,
+                Read::Append(t) => {
+                    let started = std::time::Instant::now();
+                    let flow = Box::pin(self.append(t)).await?;
+                    facteur_access::metrics::command("APPEND", self.result, started.elapsed());
+                    flow
+                }
                 Read::Command(bytes) => match facteur_imap_proto::parse_command(&bytes) {
-                    Ok(t) => self.dispatch(t).await?,
+                    Ok(t) => {
+                        let (started, name) = (std::time::Instant::now(), command_name(&t.command));
+                        self.result = "none";
+                        let flow = self.dispatch(t).await?;
+                        facteur_access::metrics::command(name, self.result, started.elapsed());
+                        flow
+                    }
                     Err(e) => {
                         self.bad(e.tag.as_deref(), &e.message);
                         Flow::Continue
@@ -565,15 +579,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     // ---- replies ----
 
     pub(crate) fn ok(&mut self, tag: &str, text: &str) {
+        self.result = "ok";
         self.io.write(format!("{tag} OK {text}\r\n").as_bytes());
     }
 
     pub(crate) fn no(&mut self, tag: &str, text: &str) {
+        self.result = "no";
         self.io.write(format!("{tag} NO {text}\r\n").as_bytes());
     }
 
     /// BAD, counted towards `max_errors`.
     pub(crate) fn bad(&mut self, tag: Option<&str>, text: &str) {
+        self.result = "bad";
         self.errors += 1;
         let tag = tag.unwrap_or("*");
         self.io.write(format!("{tag} BAD {text}\r\n").as_bytes());
@@ -688,6 +705,51 @@ fn tag_of(buf: &[u8]) -> Option<String> {
             .all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b)))
     .then(|| String::from_utf8_lossy(tag).into_owned())
 }
+
+/// Every name [`command_name`] gives (the metrics register them at zero).
+pub const COMMAND_NAMES: &[&str] = &[
+    "CAPABILITY",
+    "NOOP",
+    "LOGOUT",
+    "ID",
+    "STARTTLS",
+    "AUTHENTICATE",
+    "LOGIN",
+    "ENABLE",
+    "SELECT",
+    "EXAMINE",
+    "CREATE",
+    "DELETE",
+    "RENAME",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "LIST",
+    "LSUB",
+    "NAMESPACE",
+    "STATUS",
+    "APPEND",
+    "IDLE",
+    "GETQUOTA",
+    "GETQUOTAROOT",
+    "SETQUOTA",
+    "COMPRESS",
+    "CHECK",
+    "CLOSE",
+    "UNSELECT",
+    "EXPUNGE",
+    "UID EXPUNGE",
+    "SEARCH",
+    "SORT",
+    "CANCELUPDATE",
+    "NOTIFY",
+    "GETMETADATA",
+    "SETMETADATA",
+    "THREAD",
+    "FETCH",
+    "STORE",
+    "COPY",
+    "MOVE",
+];
 
 pub(crate) fn command_name(c: &Command) -> &'static str {
     match c {

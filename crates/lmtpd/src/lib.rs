@@ -34,6 +34,7 @@
 pub mod deliver;
 pub mod envelope;
 pub mod handler;
+pub mod metrics;
 pub mod server;
 pub mod sieve;
 

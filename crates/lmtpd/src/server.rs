@@ -104,6 +104,7 @@ pub async fn serve(
     if let Some(run_dir) = &run_dir {
         accept::publish(run_dir, "facteur-lmtpd", &listeners);
     }
+    crate::metrics::register();
     let handler = Arc::new(Lmtp::new(ctx));
     accept::serve(policy, listeners, shutdown, move |(), conn, peer, stop| {
         let h = Arc::clone(&handler);

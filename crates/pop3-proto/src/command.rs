@@ -50,6 +50,12 @@ pub enum Command {
 }
 
 impl Command {
+    /// Every name [`Command::name`] gives (metrics register them).
+    pub const NAMES: &'static [&'static str] = &[
+        "USER", "PASS", "AUTH", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "QUIT", "TOP",
+        "UIDL", "CAPA", "STLS",
+    ];
+
     /// The keyword, for logs.
     pub fn name(&self) -> &'static str {
         match self {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 /// Runs facteur-pop3d until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
+    facteur_access::metrics::register(facteur_pop3_proto::Command::NAMES, &["ok", "err"]);
     let refusal = |why: &str| Response::err_code(RespCode::SysTemp, why).to_bytes();
     let apply = |ctx: &Context, new: &Config| ctx.cfg.set(new.pop3d.clone());
     facteur_access::run(Daemon::Pop3d, &cfg, ctx, refusal, apply, session::serve).await

@@ -56,6 +56,8 @@ struct Session<S> {
     ip: IpAddr,
     state: State,
     errors: u32,
+    /// How the command being answered ended: ok or err (metrics).
+    result: &'static str,
 }
 
 /// Serves one connection. For implicit TLS the caller passes a stream on
@@ -80,6 +82,7 @@ where
             ip,
             state: State::Authorization { user: None },
             errors: 0,
+            result: "none",
         };
         let greeting = Response::ok(format!("{} POP3 server ready (facteur)", s.ctx.hostname));
         s.reply(&greeting);
@@ -101,6 +104,7 @@ where
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn reply(&mut self, r: &Response) {
+        self.result = if r.ok { "ok" } else { "err" };
         r.write_to(self.io.out());
     }
 
@@ -165,6 +169,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Ok(Flow::Continue);
             }
         };
+        let (name, started) = (cmd.name(), std::time::Instant::now());
+        self.result = "none";
+        let flow = self.run_command(cmd).await;
+        facteur_access::metrics::command(name, self.result, started.elapsed());
+        flow
+    }
+
+    async fn run_command(&mut self, cmd: Command) -> io::Result<Flow> {
         match (&self.state, cmd) {
             (_, Command::Capa) => {
                 self.capa();

@@ -68,6 +68,7 @@ pub mod dkim;
 pub mod dsn;
 pub mod lane;
 pub mod lmtp;
+pub mod metrics;
 pub mod queue;
 pub mod ready;
 pub mod resolve;

@@ -422,7 +422,9 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             })
         };
         if !lmtp.is_empty() {
+            let started = std::time::Instant::now();
             let outcomes = lmtp::deliver(&ctx, &id, &env, &lmtp, &open).await;
+            crate::metrics::duration("local", started.elapsed());
             for (&i, outcome) in lmtp.iter().zip(outcomes) {
                 let r = &mut env.recipients[i];
                 let (status, text) = match outcome {
@@ -433,7 +435,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                     Ok(reply) => (RcptStatus::Deferred, reply.to_string()),
                     Err(text) => (RcptStatus::Deferred, text),
                 };
-                record(&id, r, status, text, &ctx.lmtp.to_string());
+                record(&id, r, status, text, &ctx.lmtp.to_string(), "local");
             }
         }
         // Remote recipients, one destination domain at a time.
@@ -465,6 +467,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             srs::rewritten(&ctx, &id, &env).await
         };
         for (domain, which) in groups {
+            let started = std::time::Instant::now();
             let outcomes = ctx
                 .remote
                 .deliver(
@@ -478,6 +481,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                     &which,
                 )
                 .await;
+            crate::metrics::duration("remote", started.elapsed());
             let dest = ctx.remote.destination(&domain).key;
             for (&i, o) in which.iter().zip(outcomes) {
                 let (status, text) = match o {
@@ -489,7 +493,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                     Outcome::Temp(t) => (RcptStatus::Deferred, t),
                     Outcome::Perm(t) => (RcptStatus::Bounced, t),
                 };
-                record(&id, &mut env.recipients[i], status, text, &dest);
+                record(&id, &mut env.recipients[i], status, text, &dest, "remote");
             }
         }
         env.attempts = env.attempts.saturating_add(1);
@@ -550,6 +554,7 @@ async fn delay_notice(ctx: &Arc<Context>, id: &str, env: &mut Envelope) -> bool 
     let queued = match blocking(move || queue_dsn(&c, &i, &e, Some(until))).await {
         Ok(Some(new_id)) => {
             info!(queue_id = %id, notice_id = %new_id, to = %env.sender, "delay notice created");
+            crate::metrics::dsn("delay");
             info!(queue_id = %new_id, orig_id = %id, "delay notice for {id}");
             true
         }
@@ -565,13 +570,14 @@ async fn delay_notice(ctx: &Arc<Context>, id: &str, env: &mut Envelope) -> bool 
 }
 
 /// Sets a recipient's outcome, with its log line.
-fn record(id: &str, r: &mut Recipient, status: RcptStatus, text: String, relay: &str) {
+fn record(id: &str, r: &mut Recipient, status: RcptStatus, text: String, relay: &str, class: &str) {
     r.status = status;
     let word = match status {
         RcptStatus::Delivered => "delivered",
         RcptStatus::Bounced => "bounced",
         _ => "deferred",
     };
+    crate::metrics::delivery(class, word);
     info!(queue_id = %id, rcpt = %r.address, status = word, relay = %relay, reply = %text, "{word}");
     r.last_reply = Some(text);
 }
@@ -607,6 +613,7 @@ async fn finish(ctx: &Arc<Context>, id: &str, env: &Envelope, saved: bool) -> At
         match blocking(move || queue_dsn(&c, &i, &e, None)).await {
             Ok(Some(new_id)) => {
                 info!(queue_id = %id, bounce_id = %new_id, to = %env.sender, "bounce created");
+                crate::metrics::dsn("bounce");
                 info!(queue_id = %new_id, orig_id = %id, "bounce for {id}");
                 rescan = true;
             }

@@ -72,6 +72,7 @@ const FIXED: &[facteur_daemon::reload::Fixed] = &[
 /// Runs facteur-qmgr until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
+    crate::metrics::register(&ctx.spool);
     let sock = bind_wakeup(&ctx.socket)
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", ctx.socket.display()))?;
     // SIGHUP (systemctl reload): the configuration is read again.

@@ -353,13 +353,18 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         }
         let replies = self.h.finish(&self.info, txn, sink, size).await;
         let mut received = false;
+        let lmtp = self.h.dialect() == crate::handler::Dialect::Lmtp;
         for r in replies {
             let r = r.await;
             received |= r.code / 100 == 2;
+            if lmtp {
+                crate::metrics::lmtp_delivery(&r);
+            }
             self.reply(&r);
             self.io.flush().await?;
         }
         if received {
+            crate::metrics::message(self.info.listener, size);
             // A message received forgives earlier errors and junk commands,
             // as Postfix's smtpd does: a client that keeps its connection
             // for many messages, with an RSET before each (qmgr's LMTP pool,

@@ -49,6 +49,7 @@ pub mod check;
 mod data;
 pub mod edit;
 pub mod handler;
+pub mod metrics;
 mod session;
 
 pub use check::{Check, CheckFuture, Content, MAX_ADDED_HEADERS, Message, Notes, Verdict};

@@ -48,6 +48,8 @@ pub(crate) struct Session<H: Handler, S> {
     pub(crate) limits: Arc<crate::handler::Limits>,
     /// A connect check refused the client: every command but QUIT gets this.
     refused: Option<Reply>,
+    /// The stage of the command being answered (metrics).
+    pub(crate) stage: &'static str,
 }
 
 /// Serves one connection until QUIT, EOF, a time-out, too many errors or a
@@ -92,6 +94,7 @@ pub async fn serve<H, S>(
             junk: 0,
             limits,
             refused: None,
+            stage: "connect",
         };
         if let Err(e) = s.run().await {
             debug!(error = %e, "connection ended with an I/O error");
@@ -105,6 +108,7 @@ pub async fn serve<H, S>(
 
 impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
     pub(crate) fn reply(&mut self, r: &Reply) {
+        crate::metrics::reply(self.info.listener, self.stage, r);
         r.write_to(self.io.out());
     }
 
@@ -234,6 +238,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
     }
 
     async fn command(&mut self, line: &[u8]) -> io::Result<Flow> {
+        self.stage = "other";
         let cmd = match parse_command(line) {
             Ok(c) => c,
             Err(r) => {
@@ -254,6 +259,14 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             self.error(r);
             return Ok(Flow::Continue);
         }
+        self.stage = match cmd {
+            Command::Ehlo(_) | Command::Helo(_) | Command::Lhlo(_) => "helo",
+            Command::Auth { .. } => "auth",
+            Command::Mail(_) => "mail",
+            Command::Rcpt(_) => "rcpt",
+            Command::Data | Command::Bdat { .. } => "data",
+            _ => "other",
+        };
         let lmtp = self.h.dialect() == Dialect::Lmtp;
         // Past JUNK_LIMIT, each command that moves nothing forward counts
         // as an error (Postfix's smtpd_junk_command_limit): a client cannot

@@ -36,6 +36,7 @@
 
 pub mod handler;
 pub mod message;
+pub mod metrics;
 pub mod milter;
 pub mod policy;
 pub mod scan;

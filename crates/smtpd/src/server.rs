@@ -60,6 +60,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .await?;
     accept::publish(&cfg.paths.run_dir, "facteur-smtpd", &listeners);
+    let names: Vec<&str> = listeners.iter().map(|b| b.name).collect();
+    crate::metrics::register(&ctx, &names);
     let live = Arc::clone(&ctx);
     accept::ready("facteur-smtpd", &cfg, ctx.tls.clone(), FIXED, move |new| {
         live.cfg.set(new.smtpd.clone())

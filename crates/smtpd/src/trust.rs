@@ -196,6 +196,12 @@ impl TrustCheck {
             decision = ?decision,
             "message checked"
         );
+        let dkim: Vec<&str> = r.dkim.iter().map(|d| d.outcome.as_str()).collect();
+        crate::metrics::authentication(
+            spf.map(|s| s.outcome.as_str()),
+            &dkim,
+            r.dmarc.outcome.as_str(),
+        );
         let verdict = match &decision {
             Decision::Reject(why) => {
                 return Verdict::Reject(Reply::new(550, (5, 7, 1), why.clone()));

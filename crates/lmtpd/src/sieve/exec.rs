@@ -395,6 +395,7 @@ impl Delivery<'_> {
 
     /// Carry out `out` for the message `original`.
     pub fn carry_out(&self, out: &Outcome, original: &Original<'_>) -> Done {
+        crate::metrics::sieve_actions(out);
         if let Some(Action::Reject { reason, extended }) = out
             .actions
             .iter()
