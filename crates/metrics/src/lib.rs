@@ -18,7 +18,6 @@ mod render;
 
 pub use http::serve;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -50,7 +49,7 @@ pub struct Family {
     label_names: Vec<&'static str>,
     /// Histograms: the upper bounds of the buckets (without +Inf).
     bounds: Vec<f64>,
-    series: RwLock<BTreeMap<Vec<String>, Arc<Series>>>,
+    series: RwLock<SeriesList>,
 }
 
 impl Family {
@@ -68,13 +67,20 @@ impl Family {
     pub fn with(&self, values: &[&str]) -> Arc<Series> {
         debug_assert_eq!(values.len(), self.label_names.len(), "{}", self.name);
         if let Ok(m) = self.series.read()
-            && let Some(s) = m.get_key_value_by(values)
+            && let Some(s) = find(&m, values)
         {
             return s;
         }
-        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
         let mut m = self.series.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(m.entry(key).or_insert_with(|| Arc::new(self.new_series())))
+        match m.binary_search_by(|(k, _)| cmp_key(k, values)) {
+            Ok(i) => Arc::clone(&m[i].1),
+            Err(i) => {
+                let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+                let s = Arc::new(self.new_series());
+                m.insert(i, (key, Arc::clone(&s)));
+                s
+            }
+        }
     }
 
     /// Makes a series exist at zero.
@@ -93,18 +99,19 @@ impl Family {
     }
 }
 
-/// Lookup of a `Vec<String>` key by `&[&str]` without allocating.
-trait ByStrs {
-    fn get_key_value_by(&self, values: &[&str]) -> Option<Arc<Series>>;
+/// Orders a stored key against label values, as `[String]` orders.
+fn cmp_key(k: &[String], values: &[&str]) -> std::cmp::Ordering {
+    k.iter().map(String::as_str).cmp(values.iter().copied())
 }
 
-impl ByStrs for BTreeMap<Vec<String>, Arc<Series>> {
-    fn get_key_value_by(&self, values: &[&str]) -> Option<Arc<Series>> {
-        // Few series per family: a scan is cheaper than building a key.
-        self.iter()
-            .find(|(k, _)| k.len() == values.len() && k.iter().zip(values).all(|(a, b)| a == b))
-            .map(|(_, s)| Arc::clone(s))
-    }
+/// Series sorted by their label values: found by binary search, without
+/// allocating a key.
+type SeriesList = Vec<(Vec<String>, Arc<Series>)>;
+
+fn find(m: &SeriesList, values: &[&str]) -> Option<Arc<Series>> {
+    m.binary_search_by(|(k, _)| cmp_key(k, values))
+        .ok()
+        .map(|i| Arc::clone(&m[i].1))
 }
 
 impl Series {
@@ -207,7 +214,7 @@ impl Registry {
             kind,
             label_names: labels.to_vec(),
             bounds: bounds.to_vec(),
-            series: RwLock::new(BTreeMap::new()),
+            series: RwLock::new(Vec::new()),
         });
         if labels.is_empty() {
             f.register(&[]);
