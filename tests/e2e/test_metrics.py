@@ -155,3 +155,22 @@ def test_only_metrics_is_served(site):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://{addr}/", timeout=10)
     assert e.value.code == 404
+
+
+def test_the_grafana_dashboard_uses_names_the_daemons_export(site):
+    import json
+    import re
+    from harness import REPO
+    dash = json.loads((REPO / "packaging" / "grafana" / "facteur.json").read_text())
+    used = set()
+    for p in dash["panels"]:
+        for t in p["targets"]:
+            used |= {re.sub(r"_(bucket|sum|count)$", "", n) for n in re.findall(r"facteur_[a-z_]+", t["expr"])}
+    exported = set()
+    for d in DAEMONS:
+        # Families, even those without a series here (no scanner is on).
+        addr = (site.root / "run" / f"facteur-{d}.metrics").read_text().split()[1]
+        text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=10).read().decode()
+        exported |= set(re.findall(r"^# TYPE (\S+)", text, re.M))
+    missing = sorted(n for n in used if n not in exported)
+    assert not missing, missing
