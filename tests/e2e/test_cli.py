@@ -89,6 +89,40 @@ def test_users_domains_aliases(facteur):
     assert not md.exists()
 
 
+def test_users_moved_in_with_their_password_hashes(facteur):
+    """`user add --hash` and `user import` of a Dovecot passwd-file: each
+    user logs in over IMAP with the password they had (hashes made by
+    openssl and Python's crypt-compatible forms, not by facteur)."""
+    import imaplib
+    f = facteur
+    f.ctl("config", "check")
+    sha512 = subprocess.run(["openssl", "passwd", "-6", "old-secret"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    f.ctl("user", "add", "moved@example.test", "--hash", "{SHA512-CRYPT}" + sha512)
+    passwd = f.root / "users.passwd"
+    sha256 = subprocess.run(["openssl", "passwd", "-5", "pw-two"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    passwd.write_text(
+        "# from Dovecot\n"
+        f"one@example.test:{{SHA512-CRYPT}}{sha512}::::::userdb_quota_rule=*:storage=1G\n"
+        f"two:{{SHA256-CRYPT}}{sha256}:1000:1000::/home/two::\n"
+        "\n"
+        f"moved@example.test:{{PLAIN}}other::::::\n")
+    out = f.ctl("user", "import", str(passwd), "--domain", "example.test")
+    assert "2 users added, 1 left alone" in out, out
+    assert str(1024 ** 3) in f.ctl("user", "list", "example.test")
+    r = f.ctl("user", "add", "bad@example.test", "--hash", "{MD5}nonsense", check=False)
+    assert "no scheme" in r, r
+    from harness import set_key
+    f.config.write_text(set_key(f.config.read_text(), "imapd", "allow_plaintext_auth_on_loopback = true"))
+    f.start("imapd")
+    for user, pw in (("moved@example.test", "old-secret"), ("one@example.test", "old-secret"),
+                     ("two@example.test", "pw-two")):
+        with imaplib.IMAP4("127.0.0.1", f.imap_port) as m:
+            m.login(user, pw)
+            assert m.select("INBOX")[0] == "OK"
+
+
 def test_up_runs_and_restarts_lmtpd(facteur):
     f = facteur
     up = subprocess.Popen([str(BIN / "facteurctl"), "up", "--config", str(f.config)], stdout=f.log, stderr=f.log)

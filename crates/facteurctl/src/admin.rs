@@ -78,6 +78,7 @@ pub fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
             address,
             quota,
             quota_messages,
+            hash,
         } => {
             let address = normalize(&address)?;
             let bytes = quota
@@ -86,9 +87,38 @@ pub fn user(cfg: &Config, action: UserAction) -> anyhow::Result<()> {
                 .transpose()?
                 .unwrap_or(cfg.store.default_quota_bytes.0);
             let messages = quota_messages.unwrap_or(cfg.store.default_quota_messages);
-            let pw = read_password(&format!("Password for {address}: "))?;
-            add_user(dir.as_ref(), &store, &address, &pw, bytes, messages)?;
+            match hash {
+                Some(h) => add_user_hashed(dir.as_ref(), &store, &address, &h, bytes, messages)?,
+                None => {
+                    let pw = read_password(&format!("Password for {address}: "))?;
+                    add_user(dir.as_ref(), &store, &address, &pw, bytes, messages)?;
+                }
+            }
             println!("user {address} added");
+        }
+        UserAction::Import { file, domain } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let (mut added, mut kept) = (0, 0);
+            for (n, line) in text.lines().enumerate() {
+                let Some(entry) = passwd_line(line, domain.as_deref())
+                    .with_context(|| format!("{} line {}", file.display(), n + 1))?
+                else {
+                    continue;
+                };
+                let address = normalize(&entry.user)
+                    .with_context(|| format!("{} line {}", file.display(), n + 1))?;
+                if dir.get_user(&address)?.is_some() {
+                    println!("{address}: exists, left alone");
+                    kept += 1;
+                    continue;
+                }
+                let bytes = entry.quota.unwrap_or(cfg.store.default_quota_bytes.0);
+                let messages = cfg.store.default_quota_messages;
+                add_user_hashed(dir.as_ref(), &store, &address, &entry.hash, bytes, messages)?;
+                added += 1;
+            }
+            println!("{added} users added, {kept} left alone");
         }
         UserAction::Del { address, purge } => {
             let address = normalize(&address)?;
@@ -180,6 +210,84 @@ pub fn add_user(
         .create_user(address)
         .with_context(|| format!("creating the mailbox of {address}"))?;
     Ok(())
+}
+
+/// Creates a user with a password hash made elsewhere (no SCRAM keys: they
+/// need the password). A hash no scheme of ours reads is refused, so a
+/// typing error cannot lock the user out.
+pub fn add_user_hashed(
+    dir: &dyn Directory,
+    store: &Store,
+    address: &str,
+    hash: &str,
+    bytes: u64,
+    messages: u64,
+) -> anyhow::Result<()> {
+    let Some(scheme) = password::scheme_of(hash) else {
+        bail!(
+            "{address}: the password hash is of no scheme facteur reads (ARGON2ID, ARGON2I, \
+             SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, PLAIN)"
+        );
+    };
+    if scheme == "PLAIN" {
+        eprintln!("note: {address} has a clear-text password; `facteurctl user passwd` hashes it");
+    }
+    dir.add_user_with(
+        address,
+        &facteur_directory::Credentials::hash_only(hash),
+        bytes,
+        messages,
+    )?;
+    store
+        .create_user(address)
+        .with_context(|| format!("creating the mailbox of {address}"))?;
+    Ok(())
+}
+
+/// One user of a Dovecot passwd-file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PasswdEntry {
+    pub user: String,
+    pub hash: String,
+    /// `userdb_quota_rule=*:storage=SIZE`, in bytes.
+    pub quota: Option<u64>,
+}
+
+/// Reads one line of a Dovecot passwd-file (`user:password:uid:gid:gecos:
+/// home:shell:extra fields`): `None` for a blank line or a comment. A
+/// name without a domain takes `domain`.
+pub fn passwd_line(line: &str, domain: Option<&str>) -> anyhow::Result<Option<PasswdEntry>> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if line.trim().is_empty() || line.trim_start().starts_with('#') {
+        return Ok(None);
+    }
+    let fields: Vec<&str> = line.splitn(8, ':').collect();
+    let (user, hash) = match fields.as_slice() {
+        [u, h, ..] if !u.is_empty() && !h.is_empty() => (*u, *h),
+        _ => bail!("expected user:password:..."),
+    };
+    let user = match (user.contains('@'), domain) {
+        (true, _) => user.to_string(),
+        (false, Some(d)) => format!("{user}@{d}"),
+        (false, None) => bail!("{user:?} has no domain: give --domain"),
+    };
+    let mut quota = None;
+    if let Some(extra) = fields.get(7) {
+        for f in extra.split_whitespace() {
+            if let Some(rule) = f
+                .strip_prefix("userdb_quota_rule=")
+                .or_else(|| f.strip_prefix("quota_rule="))
+                && let Some(size) = rule.strip_prefix("*:storage=")
+            {
+                quota = Some(size_arg(size)?);
+            }
+        }
+    }
+    Ok(Some(PasswdEntry {
+        user,
+        hash: hash.to_string(),
+        quota,
+    }))
 }
 
 /// Sets a user's password: its hash and its SCRAM keys, in one write.

@@ -365,7 +365,8 @@ pub enum DomainAction {
 
 #[derive(Debug, Subcommand)]
 pub enum UserAction {
-    /// Create a user; the password comes from a prompt or standard input.
+    /// Create a user; the password comes from a prompt or standard input,
+    /// or is an existing hash (`--hash`).
     Add {
         address: String,
         /// Quota in bytes or with a suffix ("1G"); default: store.default_quota_bytes.
@@ -374,6 +375,21 @@ pub enum UserAction {
         /// Quota in messages; default: store.default_quota_messages.
         #[arg(long)]
         quota_messages: Option<u64>,
+        /// A password hash from another server, kept as it is
+        /// (`{SHA512-CRYPT}$6$...`, `$argon2id$...`, `{BLF-CRYPT}...`):
+        /// the user keeps their password. SCRAM-SHA-256 works once the
+        /// password is set again (its keys need the password).
+        #[arg(long, value_name = "HASH")]
+        hash: Option<String>,
+    },
+    /// Create the users of a Dovecot passwd-file (`user:{SCHEME}hash:...`,
+    /// one per line), keeping their password hashes; `userdb_quota_rule=
+    /// *:storage=SIZE` sets the quota. Users that exist are left alone.
+    Import {
+        file: std::path::PathBuf,
+        /// The domain of names without one.
+        #[arg(long)]
+        domain: Option<String>,
     },
     /// Delete a user. Mail stays on disk unless --purge.
     Del {
