@@ -94,6 +94,9 @@ pub enum Command {
         #[command(subcommand)]
         action: SieveAction,
     },
+    /// The suite's log lines in time order, across the daemons, filtered:
+    /// from the systemd journal, or the `*.log` files of `--dir`.
+    Log(LogArgs),
     /// The allow and deny lists of smtpd's screening: networks, addresses
     /// and domains always accepted (no pregreet wait, DNS lists, FCrDNS or
     /// greylisting) or always refused. Applied within a second, without a
@@ -102,6 +105,38 @@ pub enum Command {
         #[command(subcommand)]
         action: AccessAction,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// One day (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: Option<String>,
+    /// From this time on (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Lines containing this text.
+    #[arg(long)]
+    pub grep: Option<String>,
+    /// One message's lines, through every daemon.
+    #[arg(long)]
+    pub queue_id: Option<String>,
+    /// Lines naming this address (any case).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Warnings and errors only.
+    #[arg(long)]
+    pub errors: bool,
+    /// Keep printing new lines as they come.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Read the `*.log` files of this directory instead of the journal (a
+    /// development setup).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

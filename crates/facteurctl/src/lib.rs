@@ -22,6 +22,7 @@ pub mod dnscheck;
 pub mod dovecot;
 pub mod filter;
 pub mod init;
+pub mod log;
 pub mod privs;
 pub mod queue;
 pub mod sieve;
@@ -134,6 +135,19 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Filter { action } => filter::run(&load_as_owner(&cli.config)?, action),
         Command::Access { action } => access::run(&load_as_owner(&cli.config)?, action),
+        // The journal or files only: no configuration needed.
+        Command::Log(a) => {
+            let f = log::Filter {
+                date: a.date,
+                since: a.since,
+                until: a.until,
+                grep: a.grep,
+                queue_id: a.queue_id,
+                address: a.address,
+                errors: a.errors,
+            };
+            log::run(&f, a.dir.as_deref(), a.follow)
+        }
         Command::Sieve { action } => match action {
             // check and test need no configuration (one is used if present)
             cli::SieveAction::Check { .. } | cli::SieveAction::Test { .. } => {
