@@ -174,3 +174,31 @@ def test_the_grafana_dashboard_uses_names_the_daemons_export(site):
         exported |= set(re.findall(r"^# TYPE (\S+)", text, re.M))
     missing = sorted(n for n in used if n not in exported)
     assert not missing, missing
+
+
+def test_stats_and_report_count_the_same_day(site):
+    """`facteurctl stats` and `report` read the daemons' log lines (here
+    the development log files): the day of test_a_day_of_traffic_... —
+    6 messages received from example.test and delivered to alice's
+    mailbox, 2 recipients refused."""
+    import json
+    import time as _time
+    day = _time.strftime("%Y-%m-%d", _time.gmtime())
+    hour = _time.strftime("%Y-%m-%d %H:00", _time.gmtime())
+    stats = lambda *a: json.loads(site.ctl("stats", "--dir", str(site.root), "--format", "json", *a))
+    rows = {r["key"]: r for r in stats("--by", "sender-domain")}
+    assert rows["example.test"]["received"] == 6 and rows["example.test"]["delivered"] == 6, rows
+    rows = {r["key"]: r for r in stats("--by", "mailbox")}
+    assert rows[ALICE]["delivered"] == 6, rows
+    rows = {r["key"]: r for r in stats("--by", "day")}
+    assert rows[day]["received"] == 6 and rows[day]["rejected"] == 2, rows
+    rows = stats("--by", "hour")
+    assert sum(r["received"] for r in rows) == 6 and hour in {r["key"] for r in rows}
+    rows = {r["key"]: r for r in stats("deliverability")}
+    assert rows["example.test"]["delivered"] == 6 and rows["example.test"]["bounced"] == 0, rows
+    csv = site.ctl("stats", "--dir", str(site.root), "--by", "total", "--format", "csv")
+    assert csv.splitlines()[1].startswith("total,6,"), csv
+    report = site.ctl("report", "--dir", str(site.root), "--day", day)
+    assert "received          6" in report and "delivered         6" in report, report
+    assert "rejected          2" in report and "550 5.1.1" in report, report
+    assert "example.test" in report

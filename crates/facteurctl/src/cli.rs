@@ -97,6 +97,13 @@ pub enum Command {
     /// The suite's log lines in time order, across the daemons, filtered:
     /// from the systemd journal, or the `*.log` files of `--dir`.
     Log(LogArgs),
+    /// Mail traffic counted from the daemons' log lines: received,
+    /// delivered, deferred, bounced and refused, by key.
+    /// `stats deliverability`: per destination domain with the last error.
+    Stats(StatsArgs),
+    /// A day's summary (totals, per hour, top senders and recipients, top
+    /// refusal, deferral and bounce reasons), as pflogsumm gives Postfix's.
+    Report(ReportArgs),
     /// The allow and deny lists of smtpd's screening: networks, addresses
     /// and domains always accepted (no pregreet wait, DNS lists, FCrDNS or
     /// greylisting) or always refused. Applied within a second, without a
@@ -105,6 +112,38 @@ pub enum Command {
         #[command(subcommand)]
         action: AccessAction,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// `deliverability`: by recipient domain, with the last error.
+    pub what: Option<String>,
+    /// From this time on (UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// sender-domain, recipient-domain, mailbox, hour, day, month,
+    /// remote-host, or total.
+    #[arg(long, default_value = "day")]
+    pub by: String,
+    /// table, json or csv.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Read the `*.log` files of this directory instead of the journal.
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The day (YYYY-MM-DD, UTC); yesterday without one.
+    #[arg(long, num_args = 0..=1, default_missing_value = "yesterday")]
+    pub day: Option<String>,
+    /// Read the `*.log` files of this directory instead of the journal.
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

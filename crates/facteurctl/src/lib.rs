@@ -26,6 +26,7 @@ pub mod log;
 pub mod privs;
 pub mod queue;
 pub mod sieve;
+pub mod stats;
 pub mod tls;
 pub mod up;
 
@@ -147,6 +148,54 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 errors: a.errors,
             };
             log::run(&f, a.dir.as_deref(), a.follow)
+        }
+        Command::Stats(a) => {
+            let deliverability = match a.what.as_deref() {
+                None => false,
+                Some("deliverability") => true,
+                Some(other) => anyhow::bail!("{other:?}: the only one is `stats deliverability`"),
+            };
+            let by = if deliverability {
+                "recipient-domain"
+            } else {
+                a.by.as_str()
+            };
+            let by = stats::By::parse(by).with_context(|| {
+                format!("--by {by:?}: sender-domain, recipient-domain, mailbox, hour, day, month, remote-host or total")
+            })?;
+            if !["table", "json", "csv"].contains(&a.format.as_str()) {
+                anyhow::bail!("--format {:?}: table, json or csv", a.format);
+            }
+            let f = log::Filter {
+                since: a.since,
+                until: a.until,
+                ..log::Filter::default()
+            };
+            let mut t = stats::Tally::default();
+            t.add(&stats::lines(&f, a.dir.as_deref())?, by);
+            print!("{}", stats::render(&t.rows, &a.format, deliverability));
+            Ok(0)
+        }
+        Command::Report(a) => {
+            let day = match a.day.as_deref() {
+                None | Some("yesterday") => {
+                    facteur_util::date::short(facteur_util::date::now_unix() - 86_400)[..10]
+                        .to_string()
+                }
+                Some("today") => {
+                    facteur_util::date::short(facteur_util::date::now_unix())[..10].to_string()
+                }
+                Some(d) => d.to_string(),
+            };
+            let f = log::Filter {
+                date: Some(day.clone()),
+                ..log::Filter::default()
+            };
+            print!(
+                "{}",
+                stats::report(&stats::lines(&f, a.dir.as_deref())?, &day)
+            );
+            Ok(0)
         }
         Command::Sieve { action } => match action {
             // check and test need no configuration (one is used if present)

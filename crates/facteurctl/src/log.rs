@@ -82,8 +82,8 @@ fn parse_json(raw: &str) -> Option<Line> {
         }
     }
     if let Some(Value::Object(f)) = v.get("fields") {
-        if let Some(m) = f.get("message") {
-            text.push_str(&plain(m));
+        if let Some(m) = f.get("message").and_then(Value::as_str) {
+            text.push_str(m);
         }
         for (k, x) in f.iter().filter(|(k, _)| *k != "message") {
             text.push_str(&format!(" {k}={}", plain(x)));
@@ -97,8 +97,11 @@ fn parse_json(raw: &str) -> Option<Line> {
     })
 }
 
+/// A field's value as the text format writes it: a string with spaces or
+/// quotes quoted (as tracing writes a string field), others as they are.
 fn plain(v: &Value) -> String {
     match v {
+        Value::String(s) if s.contains([' ', '"', '\t']) => format!("{s:?}"),
         Value::String(s) => s.clone(),
         x => x.to_string(),
     }
@@ -231,6 +234,26 @@ fn print(out: &mut impl Write, l: &Line, colour: bool) -> std::io::Result<()> {
     }
 }
 
+/// The kept lines, in time order, from `dir`'s files or the journal.
+pub fn collect(filter: &Filter, dir: Option<&Path>) -> anyhow::Result<Vec<Line>> {
+    let mut lines: Vec<Line> = match dir {
+        Some(dir) => from_dir(dir)?,
+        None => {
+            let out = std::process::Command::new("journalctl")
+                .args(journal_args(filter, false))
+                .output()
+                .context("running journalctl (use --dir for log files)")?;
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(journal_line)
+                .collect()
+        }
+    };
+    lines.retain(|l| filter.keeps(l));
+    lines.sort_by(|a, b| a.time.cmp(&b.time));
+    Ok(lines)
+}
+
 /// Runs the command: prints the kept lines in time order (and new ones as
 /// they come with `follow`).
 pub fn run(filter: &Filter, dir: Option<&Path>, follow: bool) -> anyhow::Result<u8> {
@@ -239,44 +262,34 @@ pub fn run(filter: &Filter, dir: Option<&Path>, follow: bool) -> anyhow::Result<
     let mut out = stdout.lock();
     match dir {
         Some(dir) => {
-            let mut lines: Vec<Line> = from_dir(dir)?
-                .into_iter()
-                .filter(|l| filter.keeps(l))
-                .collect();
-            lines.sort_by(|a, b| a.time.cmp(&b.time));
-            for l in &lines {
+            for l in &collect(filter, Some(dir))? {
                 print(&mut out, l, colour)?;
             }
             if follow {
                 follow_dir(dir, filter, &mut out, colour)?;
             }
         }
+        None if !follow => {
+            for l in &collect(filter, None)? {
+                print(&mut out, l, colour)?;
+            }
+        }
         None => {
             let mut child = std::process::Command::new("journalctl")
-                .args(journal_args(filter, follow))
+                .args(journal_args(filter, true))
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .context("running journalctl (use --dir for log files)")?;
             let reader =
                 std::io::BufReader::new(child.stdout.take().context("journalctl's output")?);
-            let mut lines = Vec::new();
             for raw in reader.lines() {
                 let Some(l) = journal_line(&raw?) else {
                     continue;
                 };
-                if !filter.keeps(&l) {
-                    continue;
-                }
-                if follow {
+                if filter.keeps(&l) {
                     print(&mut out, &l, colour)?;
                     out.flush()?;
-                } else {
-                    lines.push(l);
                 }
-            }
-            lines.sort_by(|a, b| a.time.cmp(&b.time));
-            for l in &lines {
-                print(&mut out, l, colour)?;
             }
             child.wait()?;
         }

@@ -578,7 +578,7 @@ fn record(id: &str, r: &mut Recipient, status: RcptStatus, text: String, relay: 
         _ => "deferred",
     };
     crate::metrics::delivery(class, word);
-    info!(queue_id = %id, rcpt = %r.address, status = word, relay = %relay, reply = %text, "{word}");
+    info!(queue_id = %id, rcpt = %r.address, status = word, relay = %relay, reply = ?text, "{word}");
     r.last_reply = Some(text);
 }
 

@@ -293,7 +293,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         let n = txn.rcpts.len();
         if let Some(r) = refusal {
             sink.abort();
-            info!(from = %from, size, result = %r, "message refused");
+            info!(from = %from, size, result = ?r.to_string(), "message refused");
             self.refuse_message(r, n);
             return Ok(Flow::Continue);
         }
@@ -340,13 +340,13 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             Verdict::Accept => {}
             Verdict::Reject(r) => {
                 sink.abort();
-                info!(from = %from, size, result = %r, "message refused");
+                info!(from = %from, size, result = ?r.to_string(), "message refused");
                 self.refuse_message(r, n);
                 return Ok(Flow::Continue);
             }
             Verdict::Disconnect(r) => {
                 sink.abort();
-                info!(from = %from, size, result = %r, "message refused");
+                info!(from = %from, size, result = ?r.to_string(), "message refused");
                 self.reply(&r);
                 return Ok(Flow::Close);
             }

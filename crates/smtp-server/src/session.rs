@@ -451,7 +451,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
             }
         }
         if let Err(r) = self.h.mail(&self.info, &from).await {
-            info!(from = %from.address, result = %r, "sender refused");
+            info!(from = %from.address, result = ?r.to_string(), "sender refused");
             return self.error(r);
         }
         let info = self.info.clone();
@@ -484,7 +484,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         let (data, ok) = match self.h.rcpt(&self.info, t, &to).await {
             Ok(x) => x,
             Err(r) => {
-                info!(rcpt = %to.address, result = %r, "recipient refused");
+                info!(rcpt = %to.address, result = ?r.to_string(), "recipient refused");
                 return self.error(r);
             }
         };
@@ -493,7 +493,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Session<H, S> {
         match check::first_refusal(self.h.checks(), |c| c.rcpt(&info, from, &to)).await {
             Verdict::Accept => {}
             Verdict::Reject(r) | Verdict::Disconnect(r) => {
-                info!(rcpt = %to.address, result = %r, "recipient refused");
+                info!(rcpt = %to.address, result = ?r.to_string(), "recipient refused");
                 return self.error(r);
             }
         }
