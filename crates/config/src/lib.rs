@@ -16,6 +16,8 @@
 //! No global state: the loaded value is passed down explicitly.
 
 mod auth;
+mod metrics;
+mod net;
 mod qmgr;
 pub mod scan;
 pub mod screen;
@@ -28,6 +30,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
+pub use metrics::Metrics;
+pub use net::IpNet;
 pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
 pub use scan::Scan;
 pub use screen::Screen;
@@ -236,39 +240,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[metrics]`: each daemon's Prometheus endpoint.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Metrics {
-    /// Where facteur-smtpd serves `GET /metrics`; the other daemons take
-    /// the next ports (qmgr +1, lmtpd +2, imapd +3, pop3d +4,
-    /// managesieved +5; port 0: each its own free port). Unset: no
-    /// endpoint. Keep it on loopback or a management network: it tells
-    /// how much mail flows.
-    pub listen: Option<SocketAddr>,
-}
-
-impl Metrics {
-    /// The address of `daemon`'s endpoint (`facteur-smtpd`, ...).
-    pub fn address_of(&self, daemon: &str) -> Option<SocketAddr> {
-        let base = self.listen?;
-        let offset = match daemon {
-            "facteur-smtpd" => 0,
-            "facteur-qmgr" => 1,
-            "facteur-lmtpd" => 2,
-            "facteur-imapd" => 3,
-            "facteur-pop3d" => 4,
-            "facteur-managesieved" => 5,
-            _ => return None,
-        };
-        let port = match base.port() {
-            0 => 0,
-            p => p.checked_add(offset)?,
-        };
-        Some(SocketAddr::new(base.ip(), port))
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -330,68 +301,6 @@ impl Default for Lmtpd {
             max_errors: 20,
             over_quota: OverQuota::Reject,
         }
-    }
-}
-
-/// An IP network in CIDR form (`127.0.0.0/8`, `::1/128`; a bare address is
-/// a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: std::net::IpAddr,
-    pub prefix: u8,
-}
-
-impl IpNet {
-    pub fn parse(s: &str) -> Option<IpNet> {
-        let (a, p) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: std::net::IpAddr = a.trim().parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match p {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
-            None => max,
-        };
-        Some(IpNet { addr, prefix })
-    }
-
-    /// Whether `ip` is inside this network (IPv4-mapped IPv6 addresses match
-    /// IPv4 networks).
-    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.prefix)
-                };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.prefix)
-                };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for IpNet {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        IpNet::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("{s:?} is not a network such as \"127.0.0.0/8\""))
-        })
     }
 }
 

@@ -29,9 +29,12 @@ mod listing;
 mod mailboxes;
 mod metadata;
 mod modify;
+mod names;
 mod quota;
 mod search;
 mod sort;
+
+pub(crate) use names::{COMMAND_NAMES, command_name};
 #[cfg(test)]
 mod tests;
 
@@ -704,99 +707,4 @@ fn tag_of(buf: &[u8]) -> Option<String> {
             .iter()
             .all(|&b| b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b)))
     .then(|| String::from_utf8_lossy(tag).into_owned())
-}
-
-/// Every name [`command_name`] gives (the metrics register them at zero).
-pub const COMMAND_NAMES: &[&str] = &[
-    "CAPABILITY",
-    "NOOP",
-    "LOGOUT",
-    "ID",
-    "STARTTLS",
-    "AUTHENTICATE",
-    "LOGIN",
-    "ENABLE",
-    "SELECT",
-    "EXAMINE",
-    "CREATE",
-    "DELETE",
-    "RENAME",
-    "SUBSCRIBE",
-    "UNSUBSCRIBE",
-    "LIST",
-    "LSUB",
-    "NAMESPACE",
-    "STATUS",
-    "APPEND",
-    "IDLE",
-    "GETQUOTA",
-    "GETQUOTAROOT",
-    "SETQUOTA",
-    "COMPRESS",
-    "CHECK",
-    "CLOSE",
-    "UNSELECT",
-    "EXPUNGE",
-    "UID EXPUNGE",
-    "SEARCH",
-    "SORT",
-    "CANCELUPDATE",
-    "NOTIFY",
-    "GETMETADATA",
-    "SETMETADATA",
-    "THREAD",
-    "FETCH",
-    "STORE",
-    "COPY",
-    "MOVE",
-];
-
-pub(crate) fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Capability => "CAPABILITY",
-        Command::Noop => "NOOP",
-        Command::Logout => "LOGOUT",
-        Command::Id(_) => "ID",
-        Command::StartTls => "STARTTLS",
-        Command::Authenticate { .. } => "AUTHENTICATE",
-        Command::Login { .. } => "LOGIN",
-        Command::Enable(_) => "ENABLE",
-        Command::Select {
-            read_only: false, ..
-        } => "SELECT",
-        Command::Select {
-            read_only: true, ..
-        } => "EXAMINE",
-        Command::Create { .. } => "CREATE",
-        Command::Delete(_) => "DELETE",
-        Command::Rename { .. } => "RENAME",
-        Command::Subscribe(_) => "SUBSCRIBE",
-        Command::Unsubscribe(_) => "UNSUBSCRIBE",
-        Command::List { .. } => "LIST",
-        Command::Lsub { .. } => "LSUB",
-        Command::Namespace => "NAMESPACE",
-        Command::Status { .. } => "STATUS",
-        Command::Append { .. } => "APPEND",
-        Command::Idle => "IDLE",
-        Command::GetQuota(_) => "GETQUOTA",
-        Command::GetQuotaRoot(_) => "GETQUOTAROOT",
-        Command::SetQuota { .. } => "SETQUOTA",
-        Command::Compress(_) => "COMPRESS",
-        Command::Check => "CHECK",
-        Command::Close => "CLOSE",
-        Command::Unselect => "UNSELECT",
-        Command::Expunge => "EXPUNGE",
-        Command::UidExpunge(_) => "UID EXPUNGE",
-        Command::Search { .. } => "SEARCH",
-        Command::Sort { .. } => "SORT",
-        Command::CancelUpdate(_) => "CANCELUPDATE",
-        Command::Notify(_) => "NOTIFY",
-        Command::GetMetadata { .. } => "GETMETADATA",
-        Command::SetMetadata { .. } => "SETMETADATA",
-        Command::Thread { .. } => "THREAD",
-        Command::Fetch { .. } => "FETCH",
-        Command::Store(_) => "STORE",
-        Command::Copy { .. } => "COPY",
-        Command::Move { .. } => "MOVE",
-    }
 }
