@@ -33,15 +33,6 @@ fn dsns() -> Arc<facteur_metrics::Family> {
     )
 }
 
-const QUEUES: &[QueueName] = &[
-    QueueName::Maildrop,
-    QueueName::Incoming,
-    QueueName::Active,
-    QueueName::Deferred,
-    QueueName::Hold,
-    QueueName::Corrupt,
-];
-
 /// Registers qmgr's series and the collector of the queue's figures.
 pub fn register(spool: &Spool) {
     let d = deliveries();
@@ -68,7 +59,7 @@ pub fn register(spool: &Spool) {
     let spool = spool.clone();
     let collect = move || {
         let now = facteur_util::date::now_unix();
-        for q in QUEUES {
+        for q in &QueueName::ALL {
             let ids = spool.list(*q).unwrap_or_default();
             size.with(&[q.as_str()]).set(ids.len() as i64);
             let age = ids
