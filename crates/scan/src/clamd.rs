@@ -40,7 +40,9 @@ pub fn parse_reply(reply: &[u8]) -> Result<Finding, String> {
             ));
         }
     }
-    Err(format!("clamd said {:?}", &text[..text.len().min(200)]))
+    // At most 200 characters (a byte index could fall inside one).
+    let shown: String = text.chars().take(200).collect();
+    Err(format!("clamd said {shown:?}"))
 }
 
 /// Scans the message read from `message`, within `timeout`.
@@ -99,6 +101,11 @@ mod tests {
         assert!(parse_reply(b"INSTREAM size limit exceeded. ERROR").is_err());
         assert!(parse_reply(b"stream:  FOUND").is_err());
         assert!(parse_reply(b"").is_err());
+        // A long reply of multi-byte characters (the fuzzer's find: a cut
+        // at byte 200 fell inside one).
+        let mut long = b"\x06 y".to_vec();
+        long.extend(std::iter::repeat_n(0xaf, 300));
+        assert!(parse_reply(&long).is_err());
     }
 
     /// A clamd stand-in that reads the stream and answers as clamd does:
