@@ -225,6 +225,16 @@ class Facteur:
         assert p.poll() is None, self.log_text(name)
         return p
 
+    def restart(self, name, edit=None):
+        """Stops facteur-<name> (SIGTERM), applies `edit` (text -> text) to
+        the configuration if given, and starts it again."""
+        p = self.daemons[name]
+        p.terminate()
+        p.wait(15)
+        if edit:
+            self.config.write_text(edit(self.config.read_text()))
+        return self.start(name)
+
     def start_all(self):
         for n in ("lmtpd", "qmgr", "smtpd"):
             self.start(n)

@@ -174,11 +174,8 @@ def test_clamd_down_fails_closed(site):
 
 
 def test_notice_mode_delivers_a_notice_and_keeps_no_virus(site):
-    site.daemons["smtpd"].terminate()
-    site.daemons["smtpd"].wait(15)
-    cfg = site.config.read_text().replace('listeners = ["submission"]\n', 'listeners = ["submission"]\naction = "notice"\n')
-    site.config.write_text(cfg)
-    site.start("smtpd")
+    site.restart("smtpd", lambda cfg: cfg.replace('listeners = ["submission"]\n',
+                                                  'listeners = ["submission"]\naction = "notice"\n'))
     assert send_submission(site, "carrier", "x " + Clamd.TEST_VIRUS.decode() + "\n") is None
     m = delivered(site, "contained a virus")
     body = m.get_payload()

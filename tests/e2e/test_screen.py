@@ -186,10 +186,7 @@ def test_greylisting_then_a_retry_after_the_delay_kept_across_a_restart(site):
     again = send(site, GREY_IP, "greylisted")
     assert again and again[0] == 451, again
     # smtpd restarts: the triplet's first attempt is remembered.
-    p = site.daemons["smtpd"]
-    p.terminate()
-    p.wait(15)
-    site.start("smtpd")
+    site.restart("smtpd")
     time.sleep(GREY_DELAY + 0.5)
     assert send(site, GREY_IP, "greylisted") is None
     delivered(site, "greylisted")
@@ -279,12 +276,8 @@ def test_a_flood_from_a_listed_range_leaves_others_served(site):
 
 
 def test_a_bounce_is_greylisted_after_its_data_when_configured(site):
-    p = site.daemons["smtpd"]
-    p.terminate()
-    p.wait(15)
-    site.config.write_text(site.config.read_text().replace("retry_window = \"1h\"\n",
-                                                           "retry_window = \"1h\"\nnull_sender_at = \"data\"\n"))
-    site.start("smtpd")
+    site.restart("smtpd", lambda cfg: cfg.replace('retry_window = "1h"\n',
+                                                  'retry_window = "1h"\nnull_sender_at = "data"\n'))
     bounce = crlf(f"From: MAILER-DAEMON@sender.test\nTo: {ALICE}\nSubject: a bounce\n\nUndelivered.\n")
     with smtp(site, "127.0.0.76") as s:
         s.ehlo()
@@ -299,12 +292,8 @@ def test_a_bounce_is_greylisted_after_its_data_when_configured(site):
 
 
 def test_fcrdns_required_on_a_listener(site):
-    p = site.daemons["smtpd"]
-    p.terminate()
-    p.wait(15)
-    site.config.write_text(site.config.read_text().replace('dns_lists_timeout = "3s"\n',
-                                                           'dns_lists_timeout = "3s"\nrequire_fcrdns = ["mx"]\n'))
-    site.start("smtpd")
+    site.restart("smtpd", lambda cfg: cfg.replace('dns_lists_timeout = "3s"\n',
+                                                  'dns_lists_timeout = "3s"\nrequire_fcrdns = ["mx"]\n'))
     # Loopback addresses have no verified name (the resolver answers
     # 127/8 itself, RFC 6761): refused at connection.
     with pytest.raises(smtplib.SMTPConnectError) as e:

@@ -82,9 +82,7 @@ pub async fn scan(
         }
         parse_reply(&reply[..end]).map_err(ScanError::Protocol)
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or(Err(ScanError::Timeout(timeout.as_secs())))
+    crate::within(timeout, exchange).await
 }
 
 #[cfg(test)]

@@ -26,6 +26,16 @@ pub enum ScanError {
     Protocol(String),
 }
 
+/// Runs a scanner's whole exchange within `timeout`.
+pub(crate) async fn within<T>(
+    timeout: std::time::Duration,
+    exchange: impl std::future::Future<Output = Result<T, ScanError>>,
+) -> Result<T, ScanError> {
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(ScanError::Timeout(timeout.as_secs())))
+}
+
 impl ScanError {
     /// A short reason for logs and `X-Facteur-Unscanned`.
     pub fn short(&self) -> String {

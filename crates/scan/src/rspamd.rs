@@ -218,9 +218,7 @@ pub async fn check(
         }
         parse_reply(&reply.body).map_err(ScanError::Protocol)
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or(Err(ScanError::Timeout(timeout.as_secs())))
+    crate::within(timeout, exchange).await
 }
 
 #[cfg(test)]

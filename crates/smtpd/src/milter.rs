@@ -96,10 +96,7 @@ impl MilterCheck {
     async fn connect_stage(&self, s: &SessionInfo) -> Verdict {
         let mut slots = Vec::new();
         let mut verdict_out = Verdict::Accept;
-        for (i, m) in self.ctx.scan.milters.iter().enumerate() {
-            while slots.len() < i {
-                slots.push(Mutex::new(Slot::Done));
-            }
+        for m in &self.ctx.scan.milters {
             if !m.listeners.iter().any(|l| l == s.listener) || verdict_out != Verdict::Accept {
                 slots.push(Mutex::new(Slot::Done));
                 continue;
