@@ -16,6 +16,7 @@
 //! No global state: the loaded value is passed down explicitly.
 
 mod auth;
+mod local;
 mod metrics;
 mod net;
 mod qmgr;
@@ -30,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
+pub use local::{Aliases, Report};
 pub use metrics::Metrics;
 pub use net::IpNet;
 pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
@@ -102,6 +104,12 @@ pub struct Config {
     /// The daemons' Prometheus endpoints: `[metrics]`.
     #[serde(default)]
     pub metrics: Metrics,
+    /// The system's aliases file and Unix users: `[aliases]`.
+    #[serde(default)]
+    pub aliases: Aliases,
+    /// The daily report's recipient: `[report]`.
+    #[serde(default)]
+    pub report: Report,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -632,6 +640,21 @@ impl Config {
         self.hostname.clone().unwrap_or_else(system_hostname)
     }
 
+    /// The system domains `[aliases]` answers for: `aliases.domains`, or
+    /// the host name and `localhost`; lower-case, without a final dot.
+    pub fn system_domains(&self) -> Vec<String> {
+        let mut out: Vec<String> = if self.aliases.domains.is_empty() {
+            vec![self.hostname(), "localhost".into()]
+        } else {
+            self.aliases.domains.clone()
+        };
+        for d in &mut out {
+            *d = d.trim_end_matches('.').to_ascii_lowercase();
+        }
+        out.dedup();
+        out
+    }
+
     /// The SRS domain: `srs.domain`, or the host name.
     pub fn srs_domain(&self) -> String {
         match self.srs.domain.as_str() {
@@ -704,7 +727,8 @@ pub fn sections_under(root: &Path) -> String {
         "[paths]\nspool_dir = {}\nstate_dir = {}\nrun_dir = {}\n\n\
          [tls]\ncert = {}\nkey = {}\n\n\
          [directory]\npath = {}\n\n\
-         [store]\nmail_root = {}\n\n",
+         [store]\nmail_root = {}\n\n\
+         [aliases]\nfile = {}\n\n",
         p("spool"),
         p("state"),
         p("run"),
@@ -712,6 +736,7 @@ pub fn sections_under(root: &Path) -> String {
         p("tls/key.pem"),
         p("state/directory.sqlite"),
         p("mail"),
+        p("aliases"),
     )
 }
 

@@ -240,6 +240,20 @@ fn sections_under_a_root_name_its_directories() {
     assert_eq!(c.tls.key, root.join("tls/key.pem"));
     assert_eq!(c.directory.path, root.join("state/directory.sqlite"));
     assert_eq!(c.store.mail_root, root.join("mail"));
+    assert_eq!(c.aliases.file, root.join("aliases"));
+}
+
+#[test]
+fn system_domains_default_to_the_host_name_and_localhost() {
+    let c = Config::parse("hostname = \"Mail.Example.Org.\"\n", "t").unwrap();
+    assert_eq!(c.aliases.file, Path::new("/etc/aliases"));
+    assert_eq!(c.system_domains(), ["mail.example.org", "localhost"]);
+    let c = Config::parse(
+        "hostname = \"m.example.org\"\n[aliases]\ndomains = [\"Box.Example.Org\"]\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.system_domains(), ["box.example.org"]);
 }
 
 #[test]

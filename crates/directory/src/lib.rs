@@ -45,10 +45,12 @@
 //! time on unknown users so a client cannot probe which logins exist. The
 //! database file is created mode 0640 (daemons read it as group `facteur`).
 
+pub mod aliases_file;
 pub mod login_cache;
 pub mod password;
 pub mod resolve;
 pub mod sqlite;
+pub mod system;
 
 pub use login_cache::{Check, LoginCache, Pending};
 pub use resolve::{
@@ -60,10 +62,20 @@ pub use sqlite::SqliteDirectory;
 use facteur_mail::Address;
 use std::sync::Arc;
 
-/// Opens the directory the configuration names: the one way every program
-/// opens it, so that another backend (PostgreSQL) is one more arm here.
-/// The error names the backend's location.
+/// Opens the directory the configuration names, with the system domains
+/// of `[aliases]` laid over it ([`system::SystemAliases`]): the one way
+/// every program opens it, so that another backend (PostgreSQL) is one more
+/// arm here. The error names the backend's location.
 pub fn open(cfg: &facteur_config::Config) -> Result<Arc<dyn Directory>> {
+    let inner = open_backend(cfg)?;
+    Ok(Arc::new(system::SystemAliases::new(
+        inner,
+        system::Settings::from_config(cfg),
+    )))
+}
+
+/// The configured backend alone, without the system aliases.
+pub fn open_backend(cfg: &facteur_config::Config) -> Result<Arc<dyn Directory>> {
     let d = &cfg.directory;
     match d.backend {
         facteur_config::DirectoryBackend::Sqlite => SqliteDirectory::open(&d.path)
@@ -242,6 +254,12 @@ pub trait Directory: Send + Sync {
     /// of unknown users (`facteur_sasl::Secret`), so they are stable and
     /// cannot be told from real ones.
     fn scram_secret(&self) -> Result<Vec<u8>>;
+    /// Reads again what the directory keeps from files (the system aliases
+    /// file), now; a summary for the one who asked, `None` when there is
+    /// nothing of the kind.
+    fn reload_files(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Parses and checks an address; the error names the input.

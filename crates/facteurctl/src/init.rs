@@ -5,7 +5,8 @@
 //! DESIGN.md, moved together by `--port-base`, so that several instances
 //! run side by side), a self-signed certificate in `DIR/tls/`, the directory with the
 //! domain `example.test` and the user `demo@example.test` (a random password,
-//! printed and written to `DIR/demo-password`, mode 0600), and the spool,
+//! printed and written to `DIR/demo-password`, mode 0600), `DIR/aliases`
+//! (the system aliases: root's mail to the demo user), and the spool,
 //! state, run and mail directories.
 
 use anyhow::{Context as _, bail};
@@ -141,6 +142,19 @@ pub fn init_dev(dir: &Path, force: bool, port_base: u16) -> anyhow::Result<Strin
         format!("{password}\n").as_bytes(),
         0o600,
     )?;
+    // The system aliases of this setup (`[aliases] file`), as Debian's
+    // /etc/aliases with root's mail given to someone: kept when present.
+    if !cfg.aliases.file.exists() {
+        facteur_util::write_atomic(
+            &cfg.aliases.file,
+            format!(
+                "# System aliases, aliases(5): root, postmaster and the machine's Unix users.\n\
+                 postmaster: root\nroot: {DEV_USER}\n"
+            )
+            .as_bytes(),
+            0o644,
+        )?;
+    }
 
     print_setup(&dir, &cfg_path, &cfg, &password, &ports);
     Ok(password)

@@ -108,7 +108,11 @@ pub async fn serve(
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<control::Request>(16);
     let ctl_listener = control::bind(&ctx.control_socket)
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", ctx.control_socket.display()))?;
-    let ctl_task = tokio::spawn(control::accept(ctl_listener, ctl_tx));
+    let ctl_task = tokio::spawn(control::accept(
+        ctl_listener,
+        ctl_tx,
+        Arc::clone(&ctx.directory),
+    ));
     let (lane_tx, mut lane_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut s = Scheduler::new(Arc::clone(&ctx), lane_tx);
     let mut tasks = Tasks::new();

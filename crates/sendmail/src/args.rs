@@ -20,7 +20,7 @@ pub enum Mode {
     ListQueue,
     /// `-bs`: speak SMTP on stdin/stdout.
     Smtp,
-    /// `-bi`, `newaliases`: nothing to rebuild.
+    /// `-bi`, `newaliases`: check the system aliases file, tell qmgr.
     NewAliases,
     /// `-q`: ask the queue manager to run the queue now.
     Flush,

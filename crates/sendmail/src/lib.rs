@@ -95,7 +95,8 @@ pub struct Context {
 }
 
 impl Context {
-    fn from_config(cfg: &facteur_config::Config) -> Context {
+    /// For the invoking user, as the configuration says.
+    pub fn from_config(cfg: &facteur_config::Config) -> Context {
         let (user, user_full_name) = invoking_user();
         Context {
             spool_dir: cfg.paths.spool_dir.clone(),
@@ -324,6 +325,56 @@ fn say(stderr: &mut dyn Write, prog: &str, code: u8, msg: &str) -> u8 {
     code
 }
 
+/// `newaliases` (`sendmail -bi`): there is nothing to compile (the daemons
+/// read the text file and notice its changes within a second), so it
+/// reads the system aliases file exactly as they will, reports every line
+/// they refuse or cannot read, and asks a running qmgr to read it at once.
+/// Exit 65 when a line cannot be read at all.
+fn newaliases(
+    cfg: &facteur_config::Config,
+    prog: &str,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> u8 {
+    use facteur_directory::system;
+    use facteur_spool::control::{Op, request};
+    let settings = system::Settings::from_config(cfg);
+    if settings.file.as_os_str().is_empty() {
+        let _ = writeln!(stdout, "{prog}: no aliases file ([aliases] file is empty)");
+        return exit::OK;
+    }
+    let t = system::check(&settings);
+    for p in &t.problems {
+        let _ = writeln!(stderr, "{prog}: {p}");
+    }
+    let file = settings.file.display();
+    let missing = !settings.file.exists();
+    let _ = match missing {
+        true => writeln!(stdout, "{prog}: {file} does not exist: no aliases"),
+        false => writeln!(stdout, "{prog}: {file}: {} aliases", t.entries.len()),
+    };
+    if !t.entries.contains_key("root") {
+        let _ = writeln!(
+            stderr,
+            "{prog}: {file} has no entry for root: root's mail (cron, system tools) is refused; add `root: you@example.org`"
+        );
+    }
+    let said = match request(&cfg.qmgr_control_socket(), &Op::Aliases) {
+        Ok(Ok(lines)) => format!("facteur-qmgr read it again ({})", lines.join("; ")),
+        Ok(Err(e)) => format!("facteur-qmgr: {e}"),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            format!("cannot tell facteur-qmgr ({e}); the daemons notice the change within a second")
+        }
+        Err(_) => "facteur-qmgr is not running; the daemons read the file when they start".into(),
+    };
+    let _ = writeln!(stdout, "{prog}: {said}");
+    if t.errors > 0 {
+        exit::DATAERR
+    } else {
+        exit::OK
+    }
+}
+
 /// The whole command: `args` is argv (argv[0] included), `config_env` the
 /// value of `FACTEUR_CONFIG`. Returns the exit code.
 pub fn run(
@@ -363,13 +414,6 @@ pub fn run(
             );
         }
     };
-    if opts.mode == Mode::NewAliases {
-        let _ = writeln!(
-            stdout,
-            "{prog}: nothing to rebuild: facteur keeps aliases in its directory (see `facteurctl alias`)"
-        );
-        return exit::OK;
-    }
     let config = opts
         .config
         .clone()
@@ -381,7 +425,7 @@ pub fn run(
     };
     let ctx = Context::from_config(&cfg);
     match opts.mode {
-        Mode::NewAliases => exit::OK,
+        Mode::NewAliases => newaliases(&cfg, &prog, &mut stdout, &mut stderr),
         Mode::Flush => {
             facteur_spool::wake_qmgr(&ctx.qmgr_socket);
             exit::OK
@@ -587,13 +631,13 @@ mod tests {
         assert_eq!(code, exit::CONFIG);
         assert!(String::from_utf8_lossy(&err).contains("/nonexistent/f.toml"));
         let code = run(
-            args(&["/usr/bin/newaliases"]),
+            args(&["/usr/bin/newaliases", "-C", "/nonexistent/f.toml"]),
             None,
             &b""[..],
             &mut out,
             &mut err,
         );
-        assert_eq!(code, exit::OK);
+        assert_eq!(code, exit::CONFIG);
         let code = run(
             args(&["sendmail", "-k"]),
             None,

@@ -153,6 +153,13 @@ fn called_as_mailq_and_newaliases() {
         String::from_utf8_lossy(&out.stdout),
         "Mail queue is empty\n"
     );
-    let out = Command::new(bin.join("newaliases")).output().unwrap();
+    // No aliases file yet (the test root's [aliases] file): said, exit 0.
+    let out = Command::new(bin.join("newaliases"))
+        .env("FACTEUR_CONFIG", s.config_path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("does not exist: no aliases"), "{said}");
+    assert!(said.contains("facteur-qmgr is not running"), "{said}");
 }

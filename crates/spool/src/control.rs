@@ -32,7 +32,9 @@
 //!   bounce;
 //! - `requeue ID`: back to incoming/ with `next_attempt` reset, so its
 //!   recipients are resolved again (after an alias change) and it is tried
-//!   at once.
+//!   at once;
+//! - `aliases`: qmgr reads the system aliases file again now (what
+//!   `newaliases` asks; it touches no message).
 //!
 //! The listing (`mailq`, `sendmail -bp`, `facteurctl queue list`) reads
 //! every queue directory: id, queue, size, arrival, sender, and each
@@ -60,6 +62,8 @@ pub enum Op {
     Release(String),
     Delete(String),
     Requeue(String),
+    /// `ALIASES`: read the system aliases file again now (newaliases).
+    Aliases,
 }
 
 impl Op {
@@ -67,6 +71,7 @@ impl Op {
     pub fn id(&self) -> Option<&str> {
         match self {
             Op::Flush(id) => id.as_deref(),
+            Op::Aliases => None,
             Op::Hold(id) | Op::Release(id) | Op::Delete(id) | Op::Requeue(id) => Some(id),
         }
     }
@@ -80,6 +85,7 @@ impl Op {
             Op::Release(id) => format!("RELEASE {id}"),
             Op::Delete(id) => format!("DELETE {id}"),
             Op::Requeue(id) => format!("REQUEUE {id}"),
+            Op::Aliases => "ALIASES".into(),
         }
     }
 }
@@ -104,6 +110,8 @@ pub fn parse_request(line: &str) -> Result<Op, String> {
         "RELEASE" => Ok(Op::Release(need(id)?)),
         "DELETE" => Ok(Op::Delete(need(id)?)),
         "REQUEUE" => Ok(Op::Requeue(need(id)?)),
+        "ALIASES" if id.is_none() => Ok(Op::Aliases),
+        "ALIASES" => Err("ALIASES takes no argument".into()),
         _ => Err(format!("unknown request {verb:?}")),
     }
 }
@@ -216,6 +224,10 @@ pub fn apply(spool: &Spool, op: &Op) -> Result<Vec<String>, String> {
                 Ok(vec![format!("{id}: requeued")])
             }
         },
+        // Without qmgr nobody holds the file: the next reader reads it.
+        Op::Aliases => Ok(vec![
+            "qmgr is not running; it reads the file when it starts".into(),
+        ]),
     }
 }
 
