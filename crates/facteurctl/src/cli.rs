@@ -141,6 +141,11 @@ pub struct ReportArgs {
     /// The day (YYYY-MM-DD, UTC); yesterday without one.
     #[arg(long, num_args = 0..=1, default_missing_value = "yesterday")]
     pub day: Option<String>,
+    /// Mail the report to `[report] mail_to` (through the queue) instead
+    /// of printing it; nothing is done when that key is empty (what
+    /// facteur-report.timer runs each morning).
+    #[arg(long)]
+    pub mail: bool,
     /// Read the `*.log` files of this directory instead of the journal.
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,

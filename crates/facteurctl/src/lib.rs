@@ -191,10 +191,24 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 date: Some(day.clone()),
                 ..log::Filter::default()
             };
-            print!(
-                "{}",
-                stats::report(&stats::lines(&f, a.dir.as_deref())?, &day)
-            );
+            let cfg = if a.mail {
+                let cfg = Config::load(&cli.config)?;
+                if cfg.report.mail_to.trim().is_empty() {
+                    eprintln!("the daily report is not mailed: [report] mail_to is empty");
+                    return Ok(0);
+                }
+                Some(cfg)
+            } else {
+                None
+            };
+            let text = stats::report(&stats::lines(&f, a.dir.as_deref())?, &day);
+            match cfg {
+                Some(cfg) => {
+                    let (to, id) = stats::mail_report(&cfg, &day, &text)?;
+                    println!("report of {day} queued for {to} as {id}");
+                }
+                None => print!("{text}"),
+            }
             Ok(0)
         }
         Command::Sieve { action } => match action {

@@ -16,6 +16,43 @@ use crate::log::{Filter, Line};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
+/// Queues `report` (the text of [`report`] for `day`) for `[report]
+/// mail_to` as the invoking user would with sendmail; the recipient as
+/// completed (a bare name takes the host name) and the queue id.
+pub fn mail_report(
+    cfg: &facteur_config::Config,
+    day: &str,
+    report: &str,
+) -> anyhow::Result<(String, String)> {
+    use facteur_sendmail::{Context, Submission, enqueue, message::Message, normalize_address};
+    let ctx = Context::from_config(cfg);
+    let to = normalize_address(cfg.report.mail_to.trim(), &ctx.hostname)
+        .map_err(|e| anyhow::anyhow!("[report] mail_to: {e}"))?;
+    let mut text = format!(
+        "To: {to}\r\nSubject: facteur daily report: {day} on {host}\r\n\
+         Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        host = ctx.hostname
+    );
+    for line in report.lines() {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    let sub = Submission {
+        sender: format!("{}@{}", ctx.user, ctx.hostname),
+        recipients: vec![facteur_spool::Recipient::new(to.clone())],
+        ret: None,
+        envid: None,
+        smtputf8: false,
+        message: Message::parse(text.as_bytes()),
+        full_name: Some("facteur daily report".into()),
+    };
+    let id =
+        enqueue(&ctx, sub).map_err(|e| anyhow::anyhow!("queueing the report: {}", e.message))?;
+    facteur_spool::wake_qmgr(&ctx.qmgr_socket);
+    Ok((to, id))
+}
+
 /// The `key=value` fields of a line's text, after its spans and message:
 /// values quoted as tracing quotes strings (`"..."` with `\"` and `\\`)
 /// or up to the next space.
@@ -103,7 +140,7 @@ fn fields_of(s: &str) -> (String, HashMap<String, String>) {
 /// What one line tells.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// smtpd accepted a message.
+    /// smtpd accepted a message, or qmgr picked up one from sendmail.
     Received {
         qid: String,
         sender: String,
@@ -138,6 +175,13 @@ impl Event {
             ("facteur-smtpd", "queued") => Event::Received {
                 qid: get("queue_id"),
                 sender: get("from"),
+                size: num("size"),
+            },
+            // From maildrop/: submitted with sendmail, which smtpd never
+            // saw; received here.
+            ("facteur-qmgr", "picked up") if get("queue") == "maildrop" => Event::Received {
+                qid: get("queue_id"),
+                sender: get("from").trim_matches(['<', '>']).to_string(),
                 size: num("size"),
             },
             ("facteur-qmgr", "picked up") => Event::PickedUp {
@@ -552,5 +596,31 @@ mod tests {
         );
         assert!(r.contains("550 5.1.1 <nobody@local.test>: unknown"), "{r}");
         assert!(r.contains("451 4.7.1 try later"), "{r}");
+    }
+
+    #[test]
+    fn sendmail_pickups_are_received_smtpd_ones_counted_once() {
+        let lines = vec![
+            line(
+                "facteur-qmgr",
+                "2026-12-05T08:00:00Z",
+                "picked up queue_id=S1 from=<root@host.test> size=151 nrcpt=1 queue=\"maildrop\" user=\"root\"",
+            ),
+            line(
+                "facteur-smtpd",
+                "2026-12-05T08:10:00Z",
+                "session{listener=mx}: queued from=a@news.test nrcpt=1 queue_id=Q1 size=100 user=\"\"",
+            ),
+            line(
+                "facteur-qmgr",
+                "2026-12-05T08:10:00Z",
+                "picked up queue_id=Q1 from=<a@news.test> size=100 nrcpt=1 queue=\"incoming\"",
+            ),
+        ];
+        let mut t = Tally::default();
+        t.add(&lines, By::SenderDomain);
+        assert_eq!(t.rows["host.test"].received, 1);
+        assert_eq!(t.rows["news.test"].received, 1);
+        assert_eq!(t.rows.len(), 2);
     }
 }
