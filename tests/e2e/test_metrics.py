@@ -8,6 +8,7 @@ test sent and what was refused."""
 import imaplib
 import poplib
 import smtplib
+import socket
 import urllib.request
 
 import pytest
@@ -18,7 +19,7 @@ parser = pytest.importorskip("prometheus_client.parser",
                              reason="prometheus_client is not installed (tests/deps installs it)")
 
 ALICE, PASSWORD = "alice@example.test", "pw-secret"
-DAEMONS = ["smtpd", "qmgr", "lmtpd", "imapd", "pop3d"]
+DAEMONS = ["smtpd", "qmgr", "lmtpd", "imapd", "pop3d", "managesieved"]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,8 @@ def test_series_exist_at_zero_before_any_traffic(site):
     assert value(imapd, "facteur_sessions_active", listener="imap") == 0
     pop3d = scrape(site, "pop3d")
     assert value(pop3d, "facteur_commands_total", command="RETR", result="ok") == 0
+    sieve = scrape(site, "managesieved")
+    assert value(sieve, "facteur_commands_total", command="PUTSCRIPT", result="ok") == 0
 
 
 def message(subject):
@@ -119,6 +122,23 @@ def test_a_day_of_traffic_is_counted_exactly(site):
     p.stat()
     p.retr(1)
     p.quit()
+    # ManageSieve: CAPABILITY, a command before login (NO), LOGOUT.
+    with socket.create_connection(("127.0.0.1", site.sieve_port), timeout=30) as s:
+        f = s.makefile("rb")
+
+        def until_done():
+            while True:
+                line = f.readline()
+                assert line, "connection closed"
+                if line.startswith((b"OK", b"NO", b"BYE")):
+                    return line
+        until_done()
+        s.sendall(b"CAPABILITY\r\n")
+        assert until_done().startswith(b"OK")
+        s.sendall(b"LISTSCRIPTS\r\n")
+        assert until_done().startswith(b"NO")
+        s.sendall(b"LOGOUT\r\n")
+        assert until_done().startswith(b"OK")
 
     def grew(daemon, name, **labels):
         after = scrape(site, daemon)
@@ -142,6 +162,9 @@ def test_a_day_of_traffic_is_counted_exactly(site):
     assert grew("pop3d", "facteur_commands_total", command="STAT", result="ok") == 1
     assert grew("pop3d", "facteur_commands_total", command="RETR", result="ok") == 1
     assert grew("pop3d", "facteur_logins_total", mechanism="password", result="success") == 1
+    assert grew("managesieved", "facteur_commands_total", command="CAPABILITY", result="ok") == 1
+    assert grew("managesieved", "facteur_commands_total", command="LISTSCRIPTS", result="no") == 1
+    assert grew("managesieved", "facteur_commands_total", command="LOGOUT", result="ok") == 1
     after = scrape(site, "qmgr")
     assert value(after, "facteur_queue_messages", queue="active") == 0
     assert value(after, "facteur_queue_oldest_seconds", queue="deferred") == 0

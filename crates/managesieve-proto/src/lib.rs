@@ -238,6 +238,46 @@ pub enum Command {
     Unauthenticate,
 }
 
+impl Command {
+    /// Every name [`Command::name`] gives (metrics register them).
+    pub const NAMES: &'static [&'static str] = &[
+        "AUTHENTICATE",
+        "STARTTLS",
+        "LOGOUT",
+        "CAPABILITY",
+        "HAVESPACE",
+        "PUTSCRIPT",
+        "LISTSCRIPTS",
+        "SETACTIVE",
+        "GETSCRIPT",
+        "DELETESCRIPT",
+        "RENAMESCRIPT",
+        "CHECKSCRIPT",
+        "NOOP",
+        "UNAUTHENTICATE",
+    ];
+
+    /// The keyword, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Authenticate { .. } => "AUTHENTICATE",
+            Command::StartTls => "STARTTLS",
+            Command::Logout => "LOGOUT",
+            Command::Capability => "CAPABILITY",
+            Command::HaveSpace { .. } => "HAVESPACE",
+            Command::PutScript { .. } => "PUTSCRIPT",
+            Command::ListScripts => "LISTSCRIPTS",
+            Command::SetActive { .. } => "SETACTIVE",
+            Command::GetScript { .. } => "GETSCRIPT",
+            Command::DeleteScript { .. } => "DELETESCRIPT",
+            Command::RenameScript { .. } => "RENAMESCRIPT",
+            Command::CheckScript { .. } => "CHECKSCRIPT",
+            Command::Noop { .. } => "NOOP",
+            Command::Unauthenticate => "UNAUTHENTICATE",
+        }
+    }
+}
+
 fn string(t: Option<&Token>) -> Result<Vec<u8>, Error> {
     match t {
         Some(Token::Str(s)) => Ok(s.clone()),

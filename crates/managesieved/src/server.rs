@@ -12,6 +12,10 @@ use std::sync::Arc;
 /// Runs facteur-managesieved until a shutdown signal.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
+    facteur_access::metrics::register(
+        facteur_managesieve_proto::Command::NAMES,
+        &["ok", "no", "bye"],
+    );
     let refusal = |why: &str| {
         let mut out = Vec::new();
         Response::bye(why).code("TRYLATER").write_to(&mut out);

@@ -59,6 +59,8 @@ struct Session<S> {
     ip: IpAddr,
     user: Option<UserRecord>,
     errors: u32,
+    /// The kind of the last response (`ok`, `no`, `bye`), for the metrics.
+    result: &'static str,
 }
 
 /// Serves one connection.
@@ -81,6 +83,7 @@ where
             ip,
             user: None,
             errors: 0,
+            result: "ok",
         };
         s.capabilities();
         let hello = format!("{} ManageSieve ready (facteur)", s.ctx.hostname);
@@ -96,6 +99,11 @@ where
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     fn reply(&mut self, r: &Response) {
+        self.result = match r.kind {
+            "OK" => "ok",
+            "NO" => "no",
+            _ => "bye",
+        };
         r.write_to(self.io.out());
     }
 
@@ -231,7 +239,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Read::Command(t) => t,
             };
             let flow = match proto::parse(&tokens) {
-                Ok(cmd) => self.command(cmd).await?,
+                Ok(cmd) => {
+                    let (name, started) = (cmd.name(), std::time::Instant::now());
+                    let flow = self.command(cmd).await?;
+                    facteur_access::metrics::command(name, self.result, started.elapsed());
+                    flow
+                }
                 Err(e) => {
                     self.error(Response::no(e.to_string()));
                     Flow::Continue
