@@ -202,16 +202,7 @@ fn classify(v: &str, domain: &str) -> Result<Value, String> {
     if let Some(n) = v.strip_prefix('\\') {
         return Ok(Value::Mailbox(n.to_string()));
     }
-    let v = v
-        .strip_prefix('<')
-        .and_then(|s| s.strip_suffix('>'))
-        .unwrap_or(v);
-    let full = if v.contains('@') {
-        v.to_string()
-    } else {
-        format!("{v}@{domain}")
-    };
-    facteur_mail::Address::parse(&full)
+    facteur_mail::qualify(v, domain)
         .map(|a| Value::Address(a.to_string()))
         .map_err(|e| format!("{v:?} is not an address: {e}"))
 }

@@ -112,6 +112,21 @@ impl Address {
     }
 }
 
+/// An address as people write it on a command line or in an aliases
+/// file: `<a@b>` or `a@b`, and a bare `name` completed with `domain`.
+pub fn qualify(s: &str, domain: &str) -> Result<Address, AddressError> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(s);
+    if s.contains('@') {
+        Address::parse(s)
+    } else {
+        Address::parse(&format!("{s}@{domain}"))
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.local, self.domain)

@@ -65,19 +65,9 @@ fn fail(code: u8, message: impl Into<String>) -> Failure {
 /// Checks an address and completes it: `<a@b>` -> `a@b` (domain lower-case),
 /// `user` -> `user@hostname`.
 pub fn normalize_address(s: &str, hostname: &str) -> Result<String, String> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix('<')
-        .and_then(|s| s.strip_suffix('>'))
-        .unwrap_or(s);
-    let full = if s.contains('@') {
-        s.to_string()
-    } else {
-        format!("{s}@{hostname}")
-    };
-    facteur_mail::Address::parse(&full)
+    facteur_mail::qualify(s, hostname)
         .map(|a| a.to_string())
-        .map_err(|e| format!("{s:?}: {e}"))
+        .map_err(|e| format!("{:?}: {e}", s.trim()))
 }
 
 /// What the command needs from its surroundings.
