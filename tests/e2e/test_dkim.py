@@ -349,3 +349,25 @@ def test_dkim_commands_refuse_what_they_cannot_do(f):
     assert "not a domain name" in out, out
     out = f.ctl("dkim", "dns", "nokeys.test", check=False)
     assert "has no DKIM keys" in out, out
+
+
+def test_a_list_copy_leaves_signed_with_its_list_fields(world, f):
+    # A member's post to a list of ours, copied to a member on another
+    # server: signed for the author's domain (ours), List-* fields included
+    # in what the signatures cover, both verified by OpenDKIM and dkimpy.
+    f.ctl("list", "create", "team@example.test", "--owner", ALICE)
+    f.ctl("list", "add", "team@example.test", ALICE, "bob@judge.test")
+    n = len(world.mail())
+    msg = crlf(f"From: Alice <{ALICE}>\nTo: team@example.test\nSubject: to the list\n\nHello team.\n")
+    with smtplib.SMTP("127.0.0.1", f.submission_port, timeout=30) as s:
+        s.starttls(context=ssl._create_unverified_context())
+        s.login(ALICE, "alice-pw")
+        s.sendmail(ALICE, ["team@example.test"], msg)
+    raw = world.wait_mail(n + 1, f)
+    m = email.message_from_bytes(raw)
+    assert m["List-Id"] == "<team.example.test>" and m["Subject"] == "to the list", raw[:1500]
+    assert m["Return-Path"] == "<team-bounces@example.test>", m["Return-Path"]
+    sigs = signatures(raw)
+    assert len(sigs) == 2 and all("list-id" in tag(s, "h").lower() for s in sigs), sigs
+    assert dkimpy_verdicts(world, raw) == [True, True]
+    assert [v[0] for v in judged(raw)] == ["pass", "pass"]

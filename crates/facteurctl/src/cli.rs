@@ -44,6 +44,14 @@ pub enum Command {
         #[command(subcommand)]
         action: AliasAction,
     },
+    /// Mailing lists: an address whose mail goes to its members, from the
+    /// list (`LIST-bounces@DOMAIN`, bounces counted), with the List-*
+    /// header fields; posts the policy does not let through wait for
+    /// `list approve`.
+    List {
+        #[command(subcommand)]
+        action: ListAction,
+    },
     /// TLS certificates.
     Tls {
         #[command(subcommand)]
@@ -197,6 +205,64 @@ pub enum AccessAction {
     List,
     /// Remove ENTRY from this command's lists.
     Del { entry: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListAction {
+    /// Create LIST@DOMAIN (the domain must be local; the address must not
+    /// be a user or an alias).
+    Create {
+        list: String,
+        /// Gets LIST-owner and LIST-request mail and held-post notices.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Delete a list, its members and held posts.
+    Delete { list: String },
+    /// Add members (one already there is enabled again).
+    Add {
+        list: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members.
+    Remove {
+        list: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// The members, with their bounce counts and whether disabled.
+    Members { list: String },
+    /// Change a list's settings.
+    Set {
+        list: String,
+        /// members (others held), anyone, or moderated (all held).
+        #[arg(long)]
+        post: Option<String>,
+        /// list (a Reply-To: the list) or sender (replies to the author).
+        #[arg(long, value_name = "list|sender")]
+        reply_to: Option<String>,
+        /// `[TAG]` in front of subjects ("" = none).
+        #[arg(long)]
+        subject_tag: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        /// Bounces after which a member is disabled.
+        #[arg(long)]
+        bounce_limit: Option<u32>,
+        /// yes: From: becomes the list when the copy changes what the
+        /// author signed (subject tag, Reply-To:), as Mailman does for DMARC.
+        #[arg(long, value_name = "yes|no")]
+        munge_from: Option<String>,
+    },
+    /// The lists and their settings (or one).
+    Show { list: Option<String> },
+    /// Posts held for the owner (of one list, or all).
+    Pending { list: Option<String> },
+    /// Send a held post to the members.
+    Approve { id: String },
+    /// Throw a held post away.
+    Reject { id: String },
 }
 
 /// Whose filters: a user, or `--domain D` (every user of D, before their own).

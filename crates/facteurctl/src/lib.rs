@@ -22,6 +22,7 @@ pub mod dnscheck;
 pub mod dovecot;
 pub mod filter;
 pub mod init;
+pub mod lists;
 pub mod log;
 pub mod privs;
 pub mod queue;
@@ -72,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::User { action } => admin::user(&load_as_owner(&cli.config)?, action).map(|_| 0),
         Command::Alias { action } => admin::alias(&load_as_owner(&cli.config)?, action).map(|_| 0),
+        Command::List { action } => lists::run(&load_as_owner(&cli.config)?, action),
         Command::Queue { action } => queue::run(&load(&cli.config)?, action),
         Command::Tls {
             action:

@@ -21,6 +21,7 @@
 //!   bounded steps beside deliveries, so no queue size stalls qmgr;
 //! - [`queue`]: the state machine of one queue file (pickup, attempt,
 //!   deferral, removal) and its durability rules;
+//! - [`lists`]: mailing lists at pickup, before aliases;
 //! - [`resolve`](mod@resolve): recipient expansion, pure over the directory;
 //! - [`submitter`]: who submitted a file a local user wrote (its owner,
 //!   not its claims);
@@ -67,6 +68,7 @@ pub mod control;
 pub mod dkim;
 pub mod dsn;
 pub mod lane;
+pub mod lists;
 pub mod lmtp;
 pub mod metrics;
 pub mod queue;
@@ -88,6 +90,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use server::{bind_wakeup, run, serve};
+
+/// The lists' tables, or `None` with a log line.
+fn open_lists(cfg: &Config) -> Option<facteur_lists::ListStore> {
+    facteur_lists::ListStore::open(&cfg.directory.path)
+        .inspect_err(|e| tracing::warn!(error = %e, "mailing lists unavailable"))
+        .ok()
+}
 
 /// Everything the queue manager needs, built once from the configuration.
 pub struct Context {
@@ -125,6 +134,9 @@ pub struct Context {
     pub srs: Option<facteur_mail::srs::Srs>,
     /// `smtpd.mynetworks`: what they relay is ours ([`Context::is_ours`]).
     pub mynetworks: Vec<facteur_config::IpNet>,
+    /// The mailing lists (in the directory's database); `None` when their
+    /// tables cannot be opened (logged; lists then are unknown addresses).
+    pub lists: Option<facteur_lists::ListStore>,
 }
 
 impl Context {
@@ -180,6 +192,7 @@ impl Context {
             dkim: dkim::Dkim::from_config(cfg),
             srs: facteur_daemon::srs(cfg)?,
             mynetworks: cfg.smtpd.mynetworks.clone(),
+            lists: open_lists(cfg),
         })
     }
 }

@@ -133,6 +133,16 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
         user = env.local_user.as_deref().unwrap_or(""),
         "picked up"
     );
+    let mut lists_changed = false;
+    if let Some(lists) = &ctx.lists {
+        match crate::lists::take(ctx, lists, q, id, &mut env) {
+            Ok(c) => lists_changed = c,
+            Err(e) => {
+                warn!(queue_id = %id, error = %e, "mailing list step failed; will retry");
+                return false;
+            }
+        }
+    }
     let srs = ctx.srs.as_ref().map(|s| (s, now().div_euclid(86_400)));
     let exp = match resolve::expand(ctx.directory.as_ref(), &env, &ctx.delimiters, srs) {
         Ok(x) => x,
@@ -147,7 +157,7 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
     for a in &exp.warnings {
         warn!(queue_id = %id, rcpt = %a, "this mailbox address is also an alias source; the LMTP server may expand it again");
     }
-    if exp.changed || origin_changed {
+    if exp.changed || origin_changed || lists_changed {
         let new = Envelope {
             recipients: exp.recipients,
             ..env

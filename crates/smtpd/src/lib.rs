@@ -74,6 +74,9 @@ impl Mode {
 pub struct Context {
     pub hostname: String,
     pub directory: Arc<dyn Directory>,
+    /// The mailing lists, whose addresses RCPT accepts (qmgr acts on
+    /// them); `None` when their tables cannot be opened (logged).
+    pub lists: Option<Arc<facteur_lists::ListStore>>,
     /// AUTH: the login driver (SASL mechanisms, the password cache of
     /// `directory.login_cache_seconds`, the slow-down of failures and the
     /// bound on password hashes of `[auth]`).
@@ -170,6 +173,10 @@ impl Context {
             rates: policy::Rates::default(),
             limits,
             srs: facteur_daemon::srs(cfg)?,
+            lists: facteur_lists::ListStore::open(&cfg.directory.path)
+                .inspect_err(|e| tracing::warn!(error = %e, "mailing lists unavailable"))
+                .ok()
+                .map(Arc::new),
         })
     }
 }

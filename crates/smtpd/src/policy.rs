@@ -65,6 +65,16 @@ pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Resul
         // An address literal is never a local domain (and the directory
         // refuses to be asked about one).
         let local = !a.domain().starts_with('[') && c.directory.is_local_domain(a.domain())?;
+        // A list's addresses (qmgr acts on them), before aliases.
+        let list = local
+            && c.lists.as_ref().is_some_and(|l| {
+                l.role(&a.to_string())
+                    .inspect_err(|e| tracing::warn!(error = %e, "list lookup failed"))
+                    .is_ok_and(|r| r.is_some())
+            });
+        if list {
+            return Ok((true, Some(Ok(Vec::new()))));
+        }
         let resolved = (local && !a.local().contains(['%', '!', '@'])).then(|| {
             facteur_directory::resolve_for(c.directory.as_ref(), &a, &c.delimiters, Hop::Accept)
         });

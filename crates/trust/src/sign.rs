@@ -70,7 +70,7 @@ const SIGNED_FIELDS: &[&str] = &[
 pub fn is_ours(auth_user: Option<&str>, local_user: Option<&str>, protocol: Option<&str>) -> bool {
     auth_user.is_some_and(|u| !u.is_empty())
         || local_user.is_some_and(|u| !u.is_empty())
-        || protocol == Some("qmgr-dsn")
+        || matches!(protocol, Some("qmgr-dsn" | "qmgr-list"))
 }
 
 /// A loaded key, shared by the signatures made at once (mail-auth's
@@ -392,6 +392,7 @@ mod tests {
         assert!(is_ours(Some("alice@example.org"), None, Some("ESMTPSA")));
         assert!(is_ours(None, Some("root"), Some("sendmail")));
         assert!(is_ours(None, None, Some("qmgr-dsn")));
+        assert!(is_ours(None, None, Some("qmgr-list")));
         assert!(!is_ours(None, None, Some("ESMTPS")));
         assert!(!is_ours(Some(""), None, None));
     }

@@ -71,6 +71,7 @@ pub(crate) fn fixture_with(
             "mx.example.test",
             21,
         )),
+        lists: None,
     });
     Fixture { _tmp: tmp, ctx }
 }
