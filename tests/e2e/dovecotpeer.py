@@ -17,7 +17,7 @@ from harness import wait_for
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 CONF = """# Private Dovecot of facteur's tests (see ../shared/peer-configs/dovecot.conf).
-protocols = imap
+protocols = imap{pop3}
 listen = 127.0.0.1
 base_dir = {d}/run
 state_dir = {d}/state
@@ -53,6 +53,17 @@ service imap-login {{
 }}
 """
 
+POP3 = """service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+"""
+
 
 def vmail_owner():
     try:
@@ -78,9 +89,10 @@ def chown_tree(path, owner):
 
 
 @contextlib.contextmanager
-def dovecot(d, mail, users):
+def dovecot(d, mail, users, pop3=False):
     """Dovecot serving `users` ({login: password}) from `mail`/<login>;
-    yields its IMAP port. Stopped (and its processes gone) afterwards."""
+    yields its IMAP port (with `pop3`, the IMAP and the POP3 ports).
+    Stopped (and its processes gone) afterwards."""
     d, mail = Path(d), Path(mail)
     owner = vmail_owner()
     for sub in ("run", "state", "log"):
@@ -91,7 +103,11 @@ def dovecot(d, mail, users):
     port = free_port()
     (d / "users").write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in users.items()))
     conf = d / "dovecot.conf"
-    conf.write_text(CONF.format(d=d, mail=mail, port=port))
+    pop3_port = free_port() if pop3 else None
+    text = CONF.format(d=d, mail=mail, port=port, pop3=" pop3" if pop3 else "")
+    if pop3:
+        text += POP3.format(port=pop3_port)
+    conf.write_text(text)
     # Output to a file, not a pipe: the daemon it leaves behind keeps its
     # descriptors, and a pipe would never reach end of file.
     with open(d / "log" / "start.log", "w") as out:
@@ -105,7 +121,7 @@ def dovecot(d, mail, users):
 
     try:
         wait_for(up, 30, "dovecot")
-        yield port
+        yield (port, pop3_port) if pop3 else port
     finally:
         subprocess.run([DOVECOT, "-c", str(conf), "stop"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)

@@ -16,6 +16,7 @@
 //! No global state: the loaded value is passed down explicitly.
 
 mod auth;
+mod fetchd;
 mod local;
 mod metrics;
 mod net;
@@ -31,6 +32,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
+pub use fetchd::Fetchd;
 pub use local::{Aliases, Report};
 pub use metrics::Metrics;
 pub use net::IpNet;
@@ -110,6 +112,9 @@ pub struct Config {
     /// The daily report's recipient: `[report]`.
     #[serde(default)]
     pub report: Report,
+    /// The mail collector: `[fetchd]`.
+    #[serde(default)]
+    pub fetchd: Fetchd,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,

@@ -52,6 +52,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ListAction,
     },
+    /// The mail collector's accounts (facteur-fetchd): remote POP3 or
+    /// IMAP mailboxes whose mail is brought into a local mailbox.
+    Fetch {
+        #[command(subcommand)]
+        action: FetchAction,
+    },
     /// TLS certificates.
     Tls {
         #[command(subcommand)]
@@ -263,6 +269,69 @@ pub enum ListAction {
     Approve { id: String },
     /// Throw a held post away.
     Reject { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FetchAction {
+    /// Add an account; the password is read from the terminal or standard
+    /// input, never from the command line.
+    Add {
+        /// The local mailbox (with --multidrop, where mail that names no
+        /// local recipient goes).
+        local_user: String,
+        #[arg(long, value_name = "pop3|imap")]
+        protocol: String,
+        #[arg(long)]
+        host: String,
+        /// Default: 995/993 with implicit TLS, else 110/143.
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(
+            long,
+            value_name = "implicit|starttls|none",
+            default_value = "implicit"
+        )]
+        tls: String,
+        /// Do not check the server's certificate (said in the log).
+        #[arg(long)]
+        insecure: bool,
+        /// The remote login.
+        #[arg(long)]
+        user: String,
+        /// Leave the messages on the server (the default).
+        #[arg(long, conflicts_with = "delete")]
+        keep: bool,
+        /// Delete each message on the server once its local copy is safe.
+        #[arg(long)]
+        delete: bool,
+        /// Only messages not fetched before (else all of them, each run).
+        #[arg(long)]
+        new_only: bool,
+        /// Time between runs (10m, 1h).
+        #[arg(long, default_value = "10m")]
+        interval: String,
+        /// IMAP folders to read (repeat; default INBOX).
+        #[arg(long = "folder")]
+        folders: Vec<String>,
+        /// Deliver to the local recipients the messages name.
+        #[arg(long)]
+        multidrop: bool,
+        /// At most this many messages per run.
+        #[arg(long, default_value_t = 500)]
+        max: u32,
+    },
+    /// The accounts.
+    List,
+    /// Remove an account (what it fetched stays).
+    Del { id: i64 },
+    /// Run one account (or all) now, in the foreground, and report.
+    Run {
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Each account's last run, its result and error, and the next run.
+    Status,
 }
 
 /// Whose filters: a user, or `--domain D` (every user of D, before their own).

@@ -20,6 +20,7 @@ pub mod dkim;
 pub mod dns;
 pub mod dnscheck;
 pub mod dovecot;
+pub mod fetch;
 pub mod filter;
 pub mod init;
 pub mod lists;
@@ -74,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::User { action } => admin::user(&load_as_owner(&cli.config)?, action).map(|_| 0),
         Command::Alias { action } => admin::alias(&load_as_owner(&cli.config)?, action).map(|_| 0),
         Command::List { action } => lists::run(&load_as_owner(&cli.config)?, action),
+        Command::Fetch { action } => fetch::run(&load(&cli.config)?, action),
         Command::Queue { action } => queue::run(&load(&cli.config)?, action),
         Command::Tls {
             action:

@@ -57,11 +57,25 @@ pub fn act_as_store_owner(cfg: &Config) -> anyhow::Result<()> {
     let directory_group = owner(db)
         .or_else(|| db.parent().and_then(owner))
         .map(|(_, g)| g);
-    let Some(id) = target(
+    let id = target(
         Uid::effective().as_raw(),
         owner(&cfg.store.mail_root),
         directory_group,
-    ) else {
+    );
+    become_(id, &cfg.store.mail_root)
+}
+
+/// Becomes the spool's owner (`facteur`, the daemons' user) if running as
+/// root: `facteurctl fetch` writes fetchd's 0600 database and queue files
+/// as facteur-fetchd does.
+pub fn act_as_spool_owner(cfg: &Config) -> anyhow::Result<()> {
+    let spool = &cfg.paths.spool_dir;
+    let id = target(Uid::effective().as_raw(), owner(spool), None);
+    become_(id, spool)
+}
+
+fn become_(id: Option<Identity>, of: &Path) -> anyhow::Result<()> {
+    let Some(id) = id else {
         return Ok(());
     };
     let groups: Vec<Gid> = id.groups.iter().map(|&g| Gid::from_raw(g)).collect();
@@ -71,7 +85,7 @@ pub fn act_as_store_owner(cfg: &Config) -> anyhow::Result<()> {
         format!(
             "cannot become uid {}, the owner of {}",
             id.uid,
-            cfg.store.mail_root.display()
+            of.display()
         )
     })?;
     Ok(())

@@ -28,6 +28,7 @@ pub const DAEMONS: &[&str] = &[
     "facteur-pop3d",
     "facteur-imapd",
     "facteur-managesieved",
+    "facteur-fetchd",
 ];
 
 /// Finds a program beside the running executable, else relies on PATH.
