@@ -36,7 +36,7 @@ pub use fetchd::Fetchd;
 pub use local::{Aliases, Report};
 pub use metrics::Metrics;
 pub use net::IpNet;
-pub use qmgr::{Destination, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
+pub use qmgr::{Destination, LmtpAddr, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
 pub use scan::Scan;
 pub use screen::Screen;
 pub use sieve::{Managesieved, Sieve};

@@ -48,6 +48,42 @@ pub struct Destination {
     pub relayhost: String,
     /// The TLS policy for this domain (default: `qmgr.tls_policy`).
     pub tls_policy: Option<TlsPolicy>,
+    /// Hand this domain's mail to an LMTP server instead ("inet:host:port"
+    /// or "unix:/path"): a list manager (Mailman 3's LMTP runner) or
+    /// another store. smtpd accepts mail for such a domain from anyone,
+    /// as for a local one; the LMTP server says which recipients exist.
+    pub lmtp: String,
+}
+
+impl Destination {
+    /// The LMTP address of `lmtp`, checked: `Unix(path)` or `Inet(host:port)`.
+    pub fn lmtp_target(&self) -> Option<Result<LmtpAddr, String>> {
+        let s = self.lmtp.trim();
+        if s.is_empty() {
+            return None;
+        }
+        Some(
+            if let Some(p) = s.strip_prefix("unix:").filter(|p| p.starts_with('/')) {
+                Ok(LmtpAddr::Unix(PathBuf::from(p)))
+            } else if let Some(a) = s.strip_prefix("inet:").filter(|a| {
+                a.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            }) {
+                Ok(LmtpAddr::Inet(a.to_string()))
+            } else {
+                Err(format!(
+                    "{s:?}: expected \"inet:host:port\" or \"unix:/path\""
+                ))
+            },
+        )
+    }
+}
+
+/// Where an LMTP server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LmtpAddr {
+    Unix(PathBuf),
+    Inet(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +262,15 @@ pub fn check(q: &Qmgr) -> Result<(), (String, String)> {
             parse_relayhost(&d.relayhost)
                 .map_err(|r| (format!("qmgr.destinations.{dom:?}.relayhost"), r))?;
         }
+        if let Some(Err(r)) = d.lmtp_target() {
+            return Err((format!("qmgr.destinations.{dom:?}.lmtp"), r));
+        }
+        if !d.lmtp.is_empty() && !d.relayhost.is_empty() {
+            return Err((
+                format!("qmgr.destinations.{dom:?}"),
+                "lmtp and relayhost cannot both be set".into(),
+            ));
+        }
     }
     for (key, p) in [
         ("qmgr.tls_ca_file", &q.tls_ca_file),
@@ -296,6 +341,28 @@ mod tests {
         for bad in ["", "[x", "[x]:0", "[x]:y", "a b:25", "[x]25"] {
             assert!(parse_relayhost(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn destinations_lmtp() {
+        let key = |t: &str| crate::Config::parse(t, "t").unwrap_err().key;
+        let c = crate::Config::parse(
+            "[qmgr.destinations.\"lists.example.org\"]\nlmtp = \"inet:127.0.0.1:8024\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.qmgr.destinations["lists.example.org"].lmtp_target(),
+            Some(Ok(LmtpAddr::Inet("127.0.0.1:8024".into())))
+        );
+        assert!(
+            key("[qmgr.destinations.\"a.test\"]\nlmtp = \"127.0.0.1:8024\"\n")
+                .is_some_and(|k| k.ends_with(".lmtp"))
+        );
+        assert!(
+            key("[qmgr.destinations.\"a.test\"]\nlmtp = \"unix:/x\"\nrelayhost = \"h\"\n")
+                .is_some()
+        );
     }
 
     #[test]

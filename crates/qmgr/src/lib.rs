@@ -137,6 +137,9 @@ pub struct Context {
     /// The mailing lists (in the directory's database); `None` when their
     /// tables cannot be opened (logged; lists then are unknown addresses).
     pub lists: Option<facteur_lists::ListStore>,
+    /// Domains handed to another LMTP server (`[qmgr.destinations."d"]
+    /// lmtp`): a list manager, another store. Read at start.
+    pub transports: std::collections::BTreeMap<String, lmtp::LmtpTarget>,
 }
 
 impl Context {
@@ -193,6 +196,14 @@ impl Context {
             srs: facteur_daemon::srs(cfg)?,
             mynetworks: cfg.smtpd.mynetworks.clone(),
             lists: open_lists(cfg),
+            transports: q
+                .destinations
+                .iter()
+                .filter_map(|(d, dest)| {
+                    let a = dest.lmtp_target()?.ok()?;
+                    Some((d.to_ascii_lowercase(), lmtp::LmtpTarget::from_addr(&a)))
+                })
+                .collect(),
         })
     }
 }

@@ -16,7 +16,7 @@
 //! case). Addresses go through the codec's checked formatter, as in SMTP.
 
 use crate::Context;
-use facteur_mail::dsn::BodyType;
+use facteur_mail::dsn::{BodyType, RcptStatus};
 use facteur_smtp_client::{Connection, Dialect, Opener, Txn, TxnRcpt, open_source};
 use facteur_smtp_codec::Reply;
 use facteur_smtp_codec::client::{Body, MailParams};
@@ -85,21 +85,54 @@ impl std::fmt::Display for LmtpTarget {
     }
 }
 
+impl LmtpTarget {
+    /// From a destination's checked `lmtp` address.
+    pub fn from_addr(a: &facteur_config::LmtpAddr) -> LmtpTarget {
+        match a {
+            facteur_config::LmtpAddr::Unix(p) => LmtpTarget::Unix(p.clone()),
+            facteur_config::LmtpAddr::Inet(h) => LmtpTarget::Inet(h.clone()),
+        }
+    }
+}
+
+/// The pool key of a target: lmtpd's, or the target itself.
+fn pool_key(ctx: &Context, target: &LmtpTarget) -> String {
+    if *target == ctx.lmtp {
+        POOL_KEY.to_string()
+    } else {
+        target.to_string()
+    }
+}
+
 /// A live connection: a pooled one that answers RSET, or a new one.
-async fn connection(ctx: &Context) -> Result<Connection<facteur_daemon::Stream>, String> {
-    while let Some(mut c) = ctx.lmtp_pool.take(POOL_KEY) {
+async fn connection(
+    ctx: &Context,
+    target: &LmtpTarget,
+) -> Result<Connection<facteur_daemon::Stream>, String> {
+    let key = pool_key(ctx, target);
+    while let Some(mut c) = ctx.lmtp_pool.take(&key) {
         if c.rset().await.is_ok() {
             return Ok(c);
         }
     }
-    let stream = ctx
-        .lmtp
+    let stream = target
         .connect(ctx.timeouts.connect)
         .await
-        .map_err(|e| format!("4.4.1 cannot connect to {}: {e}", ctx.lmtp))?;
+        .map_err(|e| format!("4.4.1 cannot connect to {target}: {e}"))?;
     Connection::start(stream, Dialect::Lmtp, &ctx.hostname, ctx.timeouts)
         .await
         .map_err(|e| e.as_reply_text())
+}
+
+/// A recipient's state after an LMTP outcome: 2xx delivered, 5xx bounced,
+/// anything else (4xx, no reply) deferred.
+pub fn status(outcome: Result<Reply, String>) -> (RcptStatus, String) {
+    match outcome {
+        Ok(reply) if reply.code / 100 == 2 => (RcptStatus::Delivered, reply.to_string()),
+        Ok(reply) if reply.code / 100 == 5 => (RcptStatus::Bounced, reply.to_string()),
+        Ok(reply) => (RcptStatus::Deferred, reply.to_string()),
+        Err(text) => (RcptStatus::Deferred, text),
+    }
 }
 
 /// Delivers the message `id` to its recipients `which` over LMTP. One
@@ -107,6 +140,7 @@ async fn connection(ctx: &Context) -> Result<Connection<facteur_daemon::Stream>,
 /// (treated as temporary).
 pub async fn deliver(
     ctx: &Arc<Context>,
+    target: &LmtpTarget,
     id: &str,
     env: &Envelope,
     which: &[usize],
@@ -118,7 +152,7 @@ pub async fn deliver(
             out.push(Err(text.clone()));
         }
     };
-    let mut client = match connection(ctx).await {
+    let mut client = match connection(ctx, target).await {
         Ok(c) => c,
         Err(t) => {
             fail_all(&mut out, t);
@@ -155,11 +189,11 @@ pub async fn deliver(
         let (replies, broken) = client.send(&txn, message).await.per_recipient();
         out.extend(replies);
         if let Some(t) = broken {
-            warn!(queue_id = %id, relay = %ctx.lmtp, error = %t, "LMTP connection failed");
+            warn!(queue_id = %id, relay = %target, error = %t, "LMTP connection failed");
             fail_all(&mut out, t);
             return out;
         }
     }
-    ctx.lmtp_pool.put(POOL_KEY, client);
+    ctx.lmtp_pool.put(&pool_key(ctx, target), client);
     out
 }

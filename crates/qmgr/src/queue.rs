@@ -433,19 +433,18 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
         };
         if !lmtp.is_empty() {
             let started = std::time::Instant::now();
-            let outcomes = lmtp::deliver(&ctx, &id, &env, &lmtp, &open).await;
+            let outcomes = lmtp::deliver(&ctx, &ctx.lmtp, &id, &env, &lmtp, &open).await;
             crate::metrics::duration("local", started.elapsed());
             for (&i, outcome) in lmtp.iter().zip(outcomes) {
-                let r = &mut env.recipients[i];
-                let (status, text) = match outcome {
-                    Ok(reply) if reply.code / 100 == 2 => {
-                        (RcptStatus::Delivered, reply.to_string())
-                    }
-                    Ok(reply) if reply.code / 100 == 5 => (RcptStatus::Bounced, reply.to_string()),
-                    Ok(reply) => (RcptStatus::Deferred, reply.to_string()),
-                    Err(text) => (RcptStatus::Deferred, text),
-                };
-                record(&id, r, status, text, &ctx.lmtp.to_string(), "local");
+                let (status, text) = lmtp::status(outcome);
+                record(
+                    &id,
+                    &mut env.recipients[i],
+                    status,
+                    text,
+                    &ctx.lmtp.to_string(),
+                    "local",
+                );
             }
         }
         // Remote recipients, one destination domain at a time.
@@ -469,6 +468,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             dkim::fields(&ctx, &id, &env).await
         };
         let size = qf.message_size + signature.len() as u64;
+        let unsigned = open.clone();
         let open = dkim::signed_opener(&open, signature);
         // A stranger's message forwarded elsewhere leaves under our name.
         let rewritten = if groups.is_empty() {
@@ -478,6 +478,24 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
         };
         for (domain, which) in groups {
             let started = std::time::Instant::now();
+            // A domain handed to another LMTP server: the message as it is
+            // (no signature, no SRS: it stays on this side).
+            if let Some(target) = ctx.transports.get(&domain) {
+                let outcomes = lmtp::deliver(&ctx, target, &id, &env, &which, &unsigned).await;
+                crate::metrics::duration("local", started.elapsed());
+                for (&i, outcome) in which.iter().zip(outcomes) {
+                    let (status, text) = lmtp::status(outcome);
+                    record(
+                        &id,
+                        &mut env.recipients[i],
+                        status,
+                        text,
+                        &target.to_string(),
+                        "local",
+                    );
+                }
+                continue;
+            }
             let outcomes = ctx
                 .remote
                 .deliver(

@@ -77,6 +77,10 @@ pub struct Context {
     /// The mailing lists, whose addresses RCPT accepts (qmgr acts on
     /// them); `None` when their tables cannot be opened (logged).
     pub lists: Option<Arc<facteur_lists::ListStore>>,
+    /// Domains qmgr hands to another LMTP server (`[qmgr.destinations."d"]
+    /// lmtp`), lower-case: accepted from anyone, that server checks the
+    /// recipients.
+    pub lmtp_domains: std::collections::HashSet<String>,
     /// AUTH: the login driver (SASL mechanisms, the password cache of
     /// `directory.login_cache_seconds`, the slow-down of failures and the
     /// bound on password hashes of `[auth]`).
@@ -173,6 +177,13 @@ impl Context {
             rates: policy::Rates::default(),
             limits,
             srs: facteur_daemon::srs(cfg)?,
+            lmtp_domains: cfg
+                .qmgr
+                .destinations
+                .iter()
+                .filter(|(_, d)| matches!(d.lmtp_target(), Some(Ok(_))))
+                .map(|(d, _)| d.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
             lists: facteur_lists::ListStore::open(&cfg.directory.path)
                 .inspect_err(|e| tracing::warn!(error = %e, "mailing lists unavailable"))
                 .ok()

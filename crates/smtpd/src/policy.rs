@@ -58,6 +58,11 @@ pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Resul
             Err(e) => Err(Reply::new(550, (5, 1, 1), format!("<{addr}>: {e}"))),
         };
     }
+    // A domain handed to another LMTP server (Mailman's): accepted; that
+    // server refuses unknown recipients at delivery.
+    if ctx.lmtp_domains.contains(addr.domain()) && !addr.local().contains(['%', '!', '@']) {
+        return Ok(addr);
+    }
     // Is the domain ours, and then who is it: one blocking call.
     let c = Arc::clone(ctx);
     let a = addr.clone();

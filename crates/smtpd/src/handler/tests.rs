@@ -72,6 +72,7 @@ pub(crate) fn fixture_with(
             21,
         )),
         lists: None,
+        lmtp_domains: Default::default(),
     });
     Fixture { _tmp: tmp, ctx }
 }
