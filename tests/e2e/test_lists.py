@@ -10,23 +10,34 @@ over the MX port:
 - a post that already carries the list's List-Id is dropped (a loop);
 - a member whose copies bounce (an unknown local address) is disabled
   after the list's limit, from the delivery reports sent to -bounces;
-- -owner reaches the owner; a subject tag makes From: the list's."""
+- -owner reaches the owner; a subject tag makes From: the list's;
+- one-click unsubscription (RFC 8058): each member's copy has its own
+  List-Unsubscribe URL and List-Unsubscribe-Post; a GET only asks, a POST
+  unsubscribes that member, another member's token is refused."""
 
 import email
 import smtplib
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
-from harness import Facteur, crlf, wait_for
+from harness import Facteur, crlf, free_port, wait_for
 
 ALICE, BOB, CAROL = "alice@example.test", "bob@example.test", "carol@example.test"
 LIST = "team@example.test"
 
 
+UNSUB_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def f():
     f = Facteur(extra={"qmgr": 'scan_interval = "1s"'})
+    with open(f.config, "a") as c:
+        c.write(f'\n[lists]\nunsubscribe_url = "https://lists.example.test/unsubscribe"\n'
+                f'unsubscribe_listen = "127.0.0.1:{UNSUB_PORT}"\n')
     for u in (ALICE, BOB, CAROL):
         f.add_user(u)
     f.start_all()
@@ -135,3 +146,32 @@ def test_owner_address_and_subject_tag(f):
         assert s.mail("x@remote.test")[0] == 250
         assert s.rcpt("team-other@example.test")[0] == 550
         assert s.rcpt("team-request@example.test")[0] == 250
+
+
+def test_one_click_unsubscription(f):
+    post(f, BOB, "unsubscribe me")
+    wait_for(lambda: with_subject(f, CAROL, "unsubscribe me") and with_subject(f, ALICE, "unsubscribe me"), 30,
+             "the post at carol and alice")
+    m = with_subject(f, CAROL, "unsubscribe me")[0]
+    assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = m["List-Unsubscribe"].strip("<>")
+    assert url.startswith("https://lists.example.test/unsubscribe/team@example.test/carol@example.test/"), url
+    alices = with_subject(f, ALICE, "unsubscribe me")[0]["List-Unsubscribe"].strip("<>")
+    assert alices != url  # each member's own
+    local = url.replace("https://lists.example.test", f"http://127.0.0.1:{UNSUB_PORT}")
+    page = urllib.request.urlopen(local, timeout=10).read().decode()
+    assert 'method="post"' in page and "carol@example.test" in f.ctl("list", "members", LIST)
+    # Alice's token on Carol's address: refused.
+    forged = local.rsplit("/", 1)[0] + "/" + alices.rsplit("/", 1)[1]
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(urllib.request.Request(forged, data=b"List-Unsubscribe=One-Click"), timeout=10)
+    assert e.value.code == 403
+    # What a mail provider does: POST with the RFC 8058 body.
+    r = urllib.request.urlopen(urllib.request.Request(local, data=b"List-Unsubscribe=One-Click", headers={
+        "Content-Type": "application/x-www-form-urlencoded"}), timeout=10)
+    assert r.status == 200 and "unsubscribed" in r.read().decode()
+    assert "carol@example.test" not in f.ctl("list", "members", LIST)
+    post(f, BOB, "after carol left")
+    wait_for(lambda: with_subject(f, ALICE, "after carol left"), 30, "the next post at alice")
+    time.sleep(1.5)
+    assert not with_subject(f, CAROL, "after carol left")

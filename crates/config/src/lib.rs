@@ -17,6 +17,7 @@
 
 mod auth;
 mod fetchd;
+mod lists;
 mod local;
 mod metrics;
 mod net;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 pub use auth::Auth;
 pub use fetchd::Fetchd;
+pub use lists::Lists;
 pub use local::{Aliases, Report};
 pub use metrics::Metrics;
 pub use net::IpNet;
@@ -115,6 +117,9 @@ pub struct Config {
     /// The mail collector: `[fetchd]`.
     #[serde(default)]
     pub fetchd: Fetchd,
+    /// Mailing lists' one-click unsubscription: `[lists]`.
+    #[serde(default)]
+    pub lists: Lists,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,

@@ -5,7 +5,7 @@
 use crate::cli::ListAction;
 use anyhow::{Context as _, bail};
 use facteur_config::Config;
-use facteur_lists::{ListStore, Post, queue_copy};
+use facteur_lists::{ListStore, Post, queue_copies};
 
 fn yes_no(flag: &str, v: &str) -> anyhow::Result<bool> {
     match v {
@@ -136,14 +136,16 @@ pub fn run(cfg: &Config, action: ListAction) -> anyhow::Result<u8> {
                 .collect();
             let spool = facteur_spool::Spool::open(&cfg.paths.spool_dir)?;
             let smtputf8 = !msg.is_ascii();
-            let qid = queue_copy(
-                &spool,
-                facteur_spool::QueueName::Maildrop,
+            let ids = queue_copies(
+                &store,
+                (&spool, facteur_spool::QueueName::Maildrop),
                 &l,
                 &msg,
                 &to,
                 smtputf8,
+                &cfg.lists.unsubscribe_url,
             )?;
+            let qid = ids.first().cloned().unwrap_or_default();
             store.drop_pending(&id)?;
             facteur_spool::wake_qmgr(&cfg.qmgr_socket());
             println!(

@@ -26,6 +26,9 @@
 //! a console offers, with the habits that keep such a list deliverable.
 
 pub mod message;
+pub mod send;
+
+pub use send::{PROTOCOL, queue_copies};
 
 use facteur_mail::Address;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -48,6 +51,8 @@ pub enum ListError {
     Invalid(String),
     #[error("lists database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("queue: {0}")]
+    Spool(String),
 }
 
 pub type Result<T> = std::result::Result<T, ListError>;
@@ -195,7 +200,8 @@ CREATE TABLE IF NOT EXISTS lists (
     reply_to_list INTEGER NOT NULL DEFAULT 0,
     subject_tag TEXT NOT NULL DEFAULT '',
     bounce_limit INTEGER NOT NULL DEFAULT 5,
-    munge_from INTEGER NOT NULL DEFAULT 1
+    munge_from INTEGER NOT NULL DEFAULT 1,
+    secret TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS list_members (
     list TEXT NOT NULL REFERENCES lists(address) ON DELETE CASCADE,
@@ -273,9 +279,13 @@ impl ListStore {
         if self.get(&a)?.is_some() {
             return Err(ListError::Exists(a));
         }
+        use rand::Rng;
+        let secret: String = (0..32)
+            .map(|_| format!("{:02x}", rand::thread_rng().r#gen::<u8>()))
+            .collect();
         self.lock().execute(
-            "INSERT INTO lists (address, owner) VALUES (?1, ?2)",
-            params![a, owner],
+            "INSERT INTO lists (address, owner, secret) VALUES (?1, ?2, ?3)",
+            params![a, owner, secret],
         )?;
         self.get(&a)?.ok_or(ListError::NoList(a))
     }
@@ -419,6 +429,31 @@ impl ListStore {
         Ok(None)
     }
 
+    /// The unsubscription token of `member` on `list` (an HMAC of both
+    /// with the list's secret, made at creation): what the one-click URL
+    /// carries, so that only the member's own copy can unsubscribe it.
+    pub fn token(&self, list: &str, member: &str) -> Result<String> {
+        let l = key(list)?;
+        let secret: String = self
+            .lock()
+            .query_row("SELECT secret FROM lists WHERE address = ?1", [&l], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| ListError::NoList(l.clone()))?;
+        Ok(token(secret.as_bytes(), &l, &key(member)?))
+    }
+
+    /// Removes `member` from `list` if `token` is theirs; whether it was
+    /// removed (false: a wrong token, or not a member any more).
+    pub fn unsubscribe(&self, list: &str, member: &str, token: &str) -> Result<bool> {
+        let good = self.token(list, member)?;
+        if !constant_eq(good.as_bytes(), token.as_bytes()) {
+            return Ok(false);
+        }
+        Ok(self.remove(list, &[member.to_string()])? == 1)
+    }
+
     /// Counts a bounce of `member`'s mail; returns its count and whether
     /// this one disabled it. `None`: not a member.
     pub fn bounced(&self, list: &str, member: &str) -> Result<Option<(u32, bool)>> {
@@ -540,46 +575,64 @@ impl ListStore {
     }
 }
 
-/// Queues the list copy of `post` for `to` in `q` (incoming/ for qmgr,
-/// maildrop/ for `facteurctl list approve`), from the list's `-bounces`
-/// address; committed (fsynced) before it returns the queue id.
-pub fn queue_copy(
-    spool: &facteur_spool::Spool,
-    q: facteur_spool::QueueName,
-    list: &List,
-    post: &[u8],
-    to: &[String],
-    smtputf8: bool,
-) -> facteur_spool::Result<String> {
-    use facteur_mail::dsn::BodyType;
-    use std::io::Write;
-    let copy = message::list_copy(list, post);
-    let env = facteur_spool::Envelope {
-        sender: list.role_address("bounces"),
-        recipients: to
-            .iter()
-            .map(|a| facteur_spool::Recipient::new(a.clone()))
-            .collect(),
-        body: if copy.is_ascii() {
-            BodyType::SevenBit
-        } else {
-            BodyType::EightBitMime
-        },
-        smtputf8,
-        protocol: Some(PROTOCOL.into()),
-        arrival: facteur_util::date::now_unix(),
-        ..facteur_spool::Envelope::default()
-    };
-    let mut w = spool.create(q, &env)?;
-    if let Err(e) = w.write_all(&copy) {
-        w.abort();
-        return Err(e.into());
-    }
-    w.commit()
+/// HMAC-SHA256 of `list` and `member` under `secret`, hex, 32 digits.
+fn token(secret: &[u8], list: &str, member: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+    mac.update(list.as_bytes());
+    mac.update(b"\0");
+    mac.update(member.as_bytes());
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-/// The envelope protocol of list copies and notices (ours to sign).
-pub const PROTOCOL: &str = "qmgr-list";
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Percent-encodes an address for a URL path segment (RFC 3986: letters,
+/// digits, `-._~` and `@+` as they are).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' | b'+' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Decodes a percent-encoded path segment (`None` when malformed or not
+/// UTF-8).
+pub fn decode_segment(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The one-click unsubscription URL of `member` under `base`.
+pub fn unsubscribe_url(base: &str, list: &str, member: &str, token: &str) -> String {
+    format!(
+        "{}/{}/{}/{token}",
+        base.trim_end_matches('/'),
+        path_segment(list),
+        path_segment(member)
+    )
+}
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,8 @@
 //! anything else 404, over HTTP/1.x with `Connection: close`. Bounded: the
 //! request head is read up to 8 KiB within 5 seconds, 16 scrapes at once
 //! (more wait for a turn), so a scraper gone wrong costs little.
+//! [`serve_with`] is the same small server with another handler (the
+//! lists' one-click unsubscription); [`response`] writes a reply.
 
 use crate::Registry;
 use std::sync::Arc;
@@ -37,12 +39,17 @@ pub(crate) fn answer(head: &[u8], registry: &Registry) -> Vec<u8> {
             "the metrics are at /metrics\n".to_string(),
         )
     };
+    response(status, ctype, &body, method == "HEAD")
+}
+
+/// An HTTP/1.1 reply with `Connection: close` (no body for HEAD).
+pub fn response(status: &str, ctype: &str, body: &str, head_only: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
-    if method != "HEAD" {
+    if !head_only {
         out.extend_from_slice(body.as_bytes());
     }
     out
@@ -50,6 +57,19 @@ pub(crate) fn answer(head: &[u8], registry: &Registry) -> Vec<u8> {
 
 /// Serves `registry` on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, registry: &'static Registry) {
+    serve_with(
+        listener,
+        Arc::new(move |head: &[u8]| answer(head, registry)),
+    )
+    .await
+}
+
+/// The request heads (method line and fields; a small body may be at the
+/// end) handed to `handler`, whose reply is written back.
+pub type Handler = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
+/// Serves `handler` on `listener` until the task is dropped.
+pub async fn serve_with(listener: TcpListener, handler: Handler) {
     let slots = Arc::new(Semaphore::new(16));
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
@@ -59,6 +79,7 @@ pub async fn serve(listener: TcpListener, registry: &'static Registry) {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
+        let handler = Arc::clone(&handler);
         tokio::spawn(async move {
             let _permit = permit;
             let mut head = Vec::with_capacity(512);
@@ -77,7 +98,7 @@ pub async fn serve(listener: TcpListener, registry: &'static Registry) {
                 .await
                 .is_ok()
             {
-                let reply = answer(&head, registry);
+                let reply = handler(&head);
                 let _ = tokio::time::timeout(Duration::from_secs(10), conn.write_all(&reply)).await;
             }
         });

@@ -16,7 +16,7 @@
 mod http;
 mod render;
 
-pub use http::serve;
+pub use http::{Handler, response, serve, serve_with};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};

@@ -79,6 +79,7 @@ pub mod scheduler;
 pub mod server;
 pub mod srs;
 pub mod submitter;
+pub mod unsubscribe;
 
 use facteur_config::Config;
 use facteur_directory::Directory;
@@ -137,6 +138,8 @@ pub struct Context {
     /// The mailing lists (in the directory's database); `None` when their
     /// tables cannot be opened (logged; lists then are unknown addresses).
     pub lists: Option<facteur_lists::ListStore>,
+    /// `[lists] unsubscribe_url` ("": one copy for all members).
+    pub lists_unsubscribe: String,
     /// Domains handed to another LMTP server (`[qmgr.destinations."d"]
     /// lmtp`): a list manager, another store. Read at start.
     pub transports: std::collections::BTreeMap<String, lmtp::LmtpTarget>,
@@ -196,6 +199,7 @@ impl Context {
             srs: facteur_daemon::srs(cfg)?,
             mynetworks: cfg.smtpd.mynetworks.clone(),
             lists: open_lists(cfg),
+            lists_unsubscribe: cfg.lists.unsubscribe_url.trim().to_string(),
             transports: q
                 .destinations
                 .iter()

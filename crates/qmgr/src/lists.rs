@@ -93,17 +93,19 @@ pub fn take(
                         "250 2.0.0 no enabled member".into()
                     }
                     Decision::Distribute(to) => {
-                        let new = facteur_lists::queue_copy(
-                            &ctx.spool,
-                            QueueName::Incoming,
+                        let new = facteur_lists::queue_copies(
+                            lists,
+                            (&ctx.spool, QueueName::Incoming),
                             &list,
                             msg,
                             &to,
                             env.smtputf8,
+                            &ctx.lists_unsubscribe,
                         )
-                        .map_err(|e| format!("queueing the list copy: {e}"))?;
-                        info!(queue_id = %id, list = %list.address, list_id = %new, members = to.len(), "list post distributed");
-                        format!("250 2.0.0 sent to {} members as {new}", to.len())
+                        .map_err(|e| format!("queueing the list copies: {e}"))?;
+                        let first = new.first().cloned().unwrap_or_default();
+                        info!(queue_id = %id, list = %list.address, list_id = %first, copies = new.len(), members = to.len(), "list post distributed");
+                        format!("250 2.0.0 sent to {} members as {first}", to.len())
                     }
                     Decision::Hold(why) => {
                         match lists

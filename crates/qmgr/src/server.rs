@@ -73,6 +73,25 @@ const FIXED: &[facteur_daemon::reload::Fixed] = &[
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::from_config(&cfg)?);
     crate::metrics::register(&ctx.spool);
+    if let Some(addr) = cfg.lists.unsubscribe_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("[lists] unsubscribe_listen {addr}: {e}"))?;
+        info!(listen = %l.local_addr()?, "one-click list unsubscription served");
+        let c = Arc::clone(&ctx);
+        tokio::spawn(facteur_metrics::serve_with(
+            l,
+            Arc::new(move |head: &[u8]| match &c.lists {
+                Some(s) => crate::unsubscribe::answer(s, head),
+                None => facteur_metrics::response(
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "lists unavailable\n",
+                    false,
+                ),
+            }),
+        ));
+    }
     let sock = bind_wakeup(&ctx.socket)
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", ctx.socket.display()))?;
     // SIGHUP (systemctl reload): the configuration is read again.

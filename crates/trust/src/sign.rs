@@ -55,6 +55,7 @@ const SIGNED_FIELDS: &[&str] = &[
     "List-Id",
     "List-Help",
     "List-Unsubscribe",
+    "List-Unsubscribe-Post",
     "List-Subscribe",
     "List-Post",
     "List-Owner",
