@@ -248,6 +248,17 @@ fn list_row(r: &rusqlite::Row) -> rusqlite::Result<List> {
     })
 }
 
+fn pending_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
+    Ok(Pending {
+        id: r.get(0)?,
+        list: r.get(1)?,
+        sender: r.get(2)?,
+        subject: r.get(3)?,
+        received: r.get(4)?,
+        reason: r.get(5)?,
+    })
+}
+
 const LIST_COLUMNS: &str =
     "address, owner, post, reply_to_list, subject_tag, bounce_limit, munge_from";
 
@@ -526,16 +537,7 @@ impl ListStore {
             "SELECT id, list, sender, subject, received, reason FROM list_pending
              WHERE ?1 IS NULL OR list = ?1 ORDER BY received, id",
         )?;
-        let rows = st.query_map([&l], |r| {
-            Ok(Pending {
-                id: r.get(0)?,
-                list: r.get(1)?,
-                sender: r.get(2)?,
-                subject: r.get(3)?,
-                received: r.get(4)?,
-                reason: r.get(5)?,
-            })
-        })?;
+        let rows = st.query_map([&l], pending_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -545,19 +547,7 @@ impl ListStore {
             .query_row(
                 "SELECT id, list, sender, subject, received, reason, message FROM list_pending WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok((
-                        Pending {
-                            id: r.get(0)?,
-                            list: r.get(1)?,
-                            sender: r.get(2)?,
-                            subject: r.get(3)?,
-                            received: r.get(4)?,
-                            reason: r.get(5)?,
-                        },
-                        r.get(6)?,
-                    ))
-                },
+                |r| Ok((pending_row(r)?, r.get(6)?)),
             )
             .optional()?
             .ok_or_else(|| ListError::NoPending(id.to_string()))

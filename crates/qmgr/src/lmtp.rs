@@ -124,6 +124,26 @@ async fn connection(
         .map_err(|e| e.as_reply_text())
 }
 
+/// Delivers to `which` over LMTP at `target` and records each outcome in
+/// `env` (logged and counted as local deliveries).
+pub async fn deliver_and_record(
+    ctx: &Arc<Context>,
+    target: &LmtpTarget,
+    id: &str,
+    env: &mut Envelope,
+    which: &[usize],
+    open: &Opener,
+) {
+    let started = std::time::Instant::now();
+    let outcomes = deliver(ctx, target, id, env, which, open).await;
+    crate::metrics::duration("local", started.elapsed());
+    let relay = target.to_string();
+    for (&i, outcome) in which.iter().zip(outcomes) {
+        let (status, text) = status(outcome);
+        crate::queue::record(id, &mut env.recipients[i], status, text, &relay, "local");
+    }
+}
+
 /// A recipient's state after an LMTP outcome: 2xx delivered, 5xx bounced,
 /// anything else (4xx, no reply) deferred.
 pub fn status(outcome: Result<Reply, String>) -> (RcptStatus, String) {

@@ -432,20 +432,8 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             })
         };
         if !lmtp.is_empty() {
-            let started = std::time::Instant::now();
-            let outcomes = lmtp::deliver(&ctx, &ctx.lmtp, &id, &env, &lmtp, &open).await;
-            crate::metrics::duration("local", started.elapsed());
-            for (&i, outcome) in lmtp.iter().zip(outcomes) {
-                let (status, text) = lmtp::status(outcome);
-                record(
-                    &id,
-                    &mut env.recipients[i],
-                    status,
-                    text,
-                    &ctx.lmtp.to_string(),
-                    "local",
-                );
-            }
+            let target = ctx.lmtp.clone();
+            lmtp::deliver_and_record(&ctx, &target, &id, &mut env, &lmtp, &open).await;
         }
         // Remote recipients, one destination domain at a time.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
@@ -481,19 +469,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             // A domain handed to another LMTP server: the message as it is
             // (no signature, no SRS: it stays on this side).
             if let Some(target) = ctx.transports.get(&domain) {
-                let outcomes = lmtp::deliver(&ctx, target, &id, &env, &which, &unsigned).await;
-                crate::metrics::duration("local", started.elapsed());
-                for (&i, outcome) in which.iter().zip(outcomes) {
-                    let (status, text) = lmtp::status(outcome);
-                    record(
-                        &id,
-                        &mut env.recipients[i],
-                        status,
-                        text,
-                        &target.to_string(),
-                        "local",
-                    );
-                }
+                lmtp::deliver_and_record(&ctx, target, &id, &mut env, &which, &unsigned).await;
                 continue;
             }
             let outcomes = ctx
@@ -598,7 +574,14 @@ async fn delay_notice(ctx: &Arc<Context>, id: &str, env: &mut Envelope) -> bool 
 }
 
 /// Sets a recipient's outcome, with its log line.
-fn record(id: &str, r: &mut Recipient, status: RcptStatus, text: String, relay: &str, class: &str) {
+pub(crate) fn record(
+    id: &str,
+    r: &mut Recipient,
+    status: RcptStatus,
+    text: String,
+    relay: &str,
+    class: &str,
+) {
     r.status = status;
     let word = match status {
         RcptStatus::Delivered => "delivered",
