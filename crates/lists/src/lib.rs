@@ -228,6 +228,10 @@ pub const MAX_PENDING: u64 = 1000;
 /// The lists, their members and held posts (see the module).
 pub struct ListStore {
     conn: Mutex<Connection>,
+    /// The lists' addresses, read again when another connection changed
+    /// the database (`PRAGMA data_version`): [`ListStore::role`], asked for
+    /// every recipient, answers "not a list" without a query.
+    names: Mutex<Option<(i64, std::collections::HashSet<String>)>>,
 }
 
 fn key(address: &str) -> Result<String> {
@@ -259,6 +263,8 @@ fn pending_row(r: &rusqlite::Row) -> rusqlite::Result<Pending> {
     })
 }
 
+const GET_LIST: &str = "SELECT address, owner, post, reply_to_list, subject_tag, bounce_limit, munge_from FROM lists WHERE address = ?1";
+
 const LIST_COLUMNS: &str =
     "address, owner, post, reply_to_list, subject_tag, bounce_limit, munge_from";
 
@@ -273,6 +279,7 @@ impl ListStore {
         conn.execute_batch(SCHEMA)?;
         Ok(ListStore {
             conn: Mutex::new(conn),
+            names: Mutex::new(None),
         })
     }
 
@@ -298,16 +305,18 @@ impl ListStore {
             "INSERT INTO lists (address, owner, secret) VALUES (?1, ?2, ?3)",
             params![a, owner, secret],
         )?;
+        self.forget_names();
         self.get(&a)?.ok_or(ListError::NoList(a))
     }
 
     /// Deletes a list with its members and held posts.
     pub fn delete(&self, address: &str) -> Result<()> {
         let a = key(address)?;
-        match self
+        let n = self
             .lock()
-            .execute("DELETE FROM lists WHERE address = ?1", [&a])?
-        {
+            .execute("DELETE FROM lists WHERE address = ?1", [&a])?;
+        self.forget_names();
+        match n {
             0 => Err(ListError::NoList(a)),
             _ => Ok(()),
         }
@@ -317,12 +326,31 @@ impl ListStore {
         let a = key(address)?;
         Ok(self
             .lock()
-            .query_row(
-                &format!("SELECT {LIST_COLUMNS} FROM lists WHERE address = ?1"),
-                [&a],
-                list_row,
-            )
+            .prepare_cached(GET_LIST)?
+            .query_row([&a], list_row)
             .optional()?)
+    }
+
+    /// This connection's own changes do not move `data_version`.
+    fn forget_names(&self) {
+        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Whether `key` (lower-case) names a list, from the cached names.
+    fn is_list(&self, key: &str) -> Result<bool> {
+        let c = self.lock();
+        let version: i64 = c
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.as_ref().is_none_or(|(v, _)| *v != version) {
+            let mut st = c.prepare_cached("SELECT address FROM lists")?;
+            let set = st
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            *names = Some((version, set));
+        }
+        Ok(names.as_ref().is_some_and(|(_, s)| s.contains(key)))
     }
 
     fn need(&self, address: &str) -> Result<List> {
@@ -421,7 +449,9 @@ impl ListStore {
         let Ok(a) = Address::parse(address) else {
             return Ok(None);
         };
-        if let Some(l) = self.get(address)? {
+        if self.is_list(&a.key())?
+            && let Some(l) = self.get(address)?
+        {
             return Ok(Some((l, Role::Post)));
         }
         let local = a.local().to_lowercase();
@@ -432,6 +462,7 @@ impl ListStore {
         ] {
             if let Some(name) = local.strip_suffix(suffix)
                 && !name.is_empty()
+                && self.is_list(&format!("{name}@{}", a.domain()))?
                 && let Some(l) = self.get(&format!("{name}@{}", a.domain()))?
             {
                 return Ok(Some((l, role)));

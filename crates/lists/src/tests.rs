@@ -265,3 +265,25 @@ Final-Recipient: rfc822;<d@y.test>\r\nAction: failed\r\n\r\n--b--\r\n";
         assert!(failed_recipients(b"Subject: out of office\r\n\r\nI am away\r\n").is_empty());
     }
 }
+
+#[test]
+fn another_connections_new_list_is_seen_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("directory.sqlite");
+    let reader = ListStore::open(&path).unwrap();
+    let writer = ListStore::open(&path).unwrap();
+    assert!(reader.role("team@example.org").unwrap().is_none());
+    writer.create("team@example.org", "").unwrap();
+    assert_eq!(
+        reader
+            .role("team-bounces@example.org")
+            .unwrap()
+            .map(|(_, r)| r),
+        Some(Role::Bounces)
+    );
+    writer.delete("team@example.org").unwrap();
+    assert!(reader.role("team@example.org").unwrap().is_none());
+    // Its own changes too.
+    reader.create("own@example.org", "").unwrap();
+    assert!(reader.role("own@example.org").unwrap().is_some());
+}
