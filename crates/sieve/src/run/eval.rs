@@ -187,13 +187,31 @@ impl Runtime<'_> {
                     for f in self.header_fields(&h, *index) {
                         let seps = &self.detail_separators;
                         // an address that is not valid has no local part or
-                        // domain to match (RFC 5228 §2.7.4)
-                        let valid = |a: &&String| {
-                            *part == crate::ir::AddrPart::All
-                                || matches!(a.rsplit_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty())
+                        // domain to match (RFC 5228 §2.7.4); 8-bit text in
+                        // a header address is not RFC 5322 syntax (Pigeonhole
+                        // agrees: its test-address.svtest)
+                        let ok = |a: &String| {
+                            a.is_ascii()
+                                && matches!(a.rsplit_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty())
                         };
+                        let valid = |a: &&String| *part == crate::ir::AddrPart::All || ok(a);
+                        // an empty field, or one that is a single invalid
+                        // address, is that text to `:all` (Pigeonhole's
+                        // reading: `Cc: nonsense` is "nonsense")
+                        let mut addrs = f.addresses();
+                        let raw = String::from_utf8_lossy(&f.value)
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        let single = !raw.contains(',');
+                        if addrs.is_empty() || (single && !addrs.iter().all(ok)) {
+                            if *part == crate::ir::AddrPart::All {
+                                values.push(raw);
+                            }
+                            addrs.clear();
+                        }
                         values.extend(
-                            f.addresses()
+                            addrs
                                 .iter()
                                 .filter(valid)
                                 .filter_map(|a| address::part_with(a, *part, seps)),
