@@ -88,6 +88,54 @@ impl Message<'_> {
     }
 }
 
+/// A multipart body's prologue (before the first boundary line) and
+/// epilogue (after the closing one), without the line ends that belong to
+/// the boundaries; the empty ones left out.
+fn prologue_epilogue(body: &[u8], boundary: &str) -> Vec<String> {
+    if boundary.is_empty() {
+        return Vec::new();
+    }
+    let open = format!("--{boundary}");
+    let close = format!("--{boundary}--");
+    let mut lines = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let end = body[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(body.len(), |i| pos + i + 1);
+        lines.push((pos, end));
+        pos = end;
+    }
+    let text = |l: &[u8]| {
+        let l = l.strip_suffix(b"\n").unwrap_or(l);
+        l.strip_suffix(b"\r").unwrap_or(l).to_vec()
+    };
+    let is = |s: usize, e: usize, b: &str| {
+        let l = text(&body[s..e]);
+        l.starts_with(b.as_bytes()) && l[b.len()..].iter().all(|c| *c == b' ' || *c == b'\t')
+    };
+    let first = lines
+        .iter()
+        .position(|&(s, e)| is(s, e, &open) || is(s, e, &close));
+    let last = lines.iter().rposition(|&(s, e)| is(s, e, &close));
+    let mut out = Vec::new();
+    let mut push = |bytes: &[u8]| {
+        let b = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let b = b.strip_suffix(b"\r").unwrap_or(b);
+        if !b.iter().all(u8::is_ascii_whitespace) {
+            out.push(String::from_utf8_lossy(b).into_owned());
+        }
+    };
+    if let Some(f) = first {
+        push(&body[..lines[f].0]);
+    }
+    if let Some(l) = last {
+        push(&body[lines[l].1..]);
+    }
+    out
+}
+
 fn walk(
     raw: &[u8],
     e: &Entity<'_>,
@@ -95,10 +143,30 @@ fn walk(
     visit: &mut dyn FnMut(Part<'_>),
 ) {
     match &e.kind {
-        Kind::Multipart(kids) => kids.iter().for_each(|k| walk(raw, k, want, visit)),
+        Kind::Multipart(kids) => {
+            // A multipart's own text: its prologue and its epilogue, each
+            // a string of its own (RFC 5173 §5.2).
+            if want(&e.mtype, &e.subtype) {
+                let body = raw.get(e.body.clone()).unwrap_or_default();
+                for text in prologue_epilogue(body, e.param("boundary").unwrap_or_default()) {
+                    visit(Part {
+                        mtype: &e.mtype,
+                        subtype: &e.subtype,
+                        text,
+                    });
+                }
+            }
+            kids.iter().for_each(|k| walk(raw, k, want, visit))
+        }
         Kind::Message(inner) => {
             if want(&e.mtype, &e.subtype) {
+                // The header fields, without the empty line that ends them.
                 let h = raw.get(inner.header.clone()).unwrap_or_default();
+                let h = h
+                    .strip_suffix(b"\r\n")
+                    .filter(|h| h.ends_with(b"\n"))
+                    .or_else(|| h.strip_suffix(b"\n").filter(|h| h.ends_with(b"\n")))
+                    .unwrap_or(h);
                 visit(Part {
                     mtype: &e.mtype,
                     subtype: &e.subtype,
@@ -109,10 +177,18 @@ fn walk(
         }
         Kind::Leaf => {
             if want(&e.mtype, &e.subtype) {
+                // A part in an encoding nobody knows cannot be read: its
+                // text is empty (Pigeonhole's body tests agree).
+                let unreadable =
+                    crate::decode::Cte::of(e.cte.as_deref()) == crate::decode::Cte::Unknown;
                 visit(Part {
                     mtype: &e.mtype,
                     subtype: &e.subtype,
-                    text: crate::search::body_text_prefix(raw, e, usize::MAX),
+                    text: if unreadable {
+                        String::new()
+                    } else {
+                        crate::search::body_text_prefix(raw, e, usize::MAX)
+                    },
                 });
             }
         }
