@@ -466,10 +466,23 @@ impl Runtime<'_> {
         if protected(name) {
             return Ok(());
         }
-        let clean: String = value
-            .chars()
-            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-            .collect();
+        // Line breaks in the value: one already folded (followed by a
+        // blank) is unfolded, any other becomes a space; the field is
+        // folded again when it is written.
+        let mut clean = String::with_capacity(value.len());
+        let mut it = value.chars().peekable();
+        while let Some(c) = it.next() {
+            if c == '\r' || c == '\n' {
+                if c == '\r' && it.peek() == Some(&'\n') {
+                    it.next();
+                }
+                if !matches!(it.peek(), Some(' ' | '\t')) {
+                    clean.push(' ');
+                }
+            } else {
+                clean.push(c);
+            }
+        }
         let encoded = facteur_imap_message::fields::encode(&clean);
         let mut v = b" ".to_vec();
         v.extend_from_slice(fold_value(&encoded).as_bytes());
