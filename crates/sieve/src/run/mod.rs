@@ -453,7 +453,12 @@ impl<'m> Runtime<'m> {
             }
             Cmd::Set { name, value, mods } => {
                 let v = self.expand(value);
-                let v = vars::apply_modifiers(v, mods);
+                let mut v = vars::apply_modifiers(v, mods);
+                if mods.quote_wildcard || mods.quote_regex {
+                    // cut to the size limit here, never inside an escape
+                    // pair (a lone `\` at the end would escape nothing)
+                    v = vars::bound_escaped(v, self.limits.max_variable_size);
+                }
                 self.set_var(name, v)?;
             }
             Cmd::AddHeader { last, name, value } => {

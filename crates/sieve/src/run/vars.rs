@@ -26,6 +26,17 @@ pub fn bound_to(mut s: String, max: usize) -> String {
     s
 }
 
+/// [`bound_to`] for a quoted value: when the cut leaves an odd number of
+/// `\` at the end, the last (half of a pair) goes too.
+pub fn bound_escaped(s: String, max: usize) -> String {
+    let mut s = bound_to(s, max);
+    let trailing = s.bytes().rev().take_while(|&b| b == b'\\').count();
+    if trailing % 2 == 1 {
+        s.pop();
+    }
+    s
+}
+
 fn upper_first(s: &str, upper: bool) -> String {
     let mut c = s.chars();
     match c.next() {
@@ -194,6 +205,9 @@ mod tests {
             "YA\\*\\?"
         );
         assert_eq!(apply_modifiers("été".into(), &m(0, 0, false, true)), "3");
+        assert_eq!(bound_escaped("0\\*\\*".into(), 4), "0\\*");
+        assert_eq!(bound_escaped("0\\*\\*".into(), 5), "0\\*\\*");
+        assert_eq!(bound_escaped("ab\\\\".into(), 9), "ab\\\\");
         assert_eq!(apply_modifiers("été".into(), &m(0, 2, false, false)), "Été");
         assert_eq!(encode_url("a b/é"), "a%20b%2F%C3%A9");
         assert_eq!(bound("é".repeat(40_000)).len(), MAX_VALUE);
