@@ -139,6 +139,42 @@ pub fn is_inbox(name: &str) -> bool {
     name.eq_ignore_ascii_case("inbox")
 }
 
+/// Adds `a` to the actions of a result that was executed already (see
+/// `Runtime::append_outcome`).
+pub(crate) fn merge_executed(actions: &mut Vec<Action>, a: Action) {
+    match &a {
+        Action::Reject { .. } if actions.iter().any(|x| matches!(x, Action::Reject { .. })) => {}
+        Action::Keep { .. } => {
+            match actions.iter().position(|x| {
+                matches!(x, Action::Keep { .. })
+                    || matches!(x, Action::FileInto { mailbox, .. } if is_inbox(mailbox))
+            }) {
+                Some(i) => actions[i] = a,
+                None => actions.push(a),
+            }
+        }
+        Action::FileInto { mailbox, .. } => {
+            let same = actions.iter().any(|x| match x {
+                Action::FileInto { mailbox: m, .. } => m == mailbox,
+                Action::Keep { .. } => is_inbox(mailbox),
+                _ => false,
+            });
+            if !same {
+                actions.push(a);
+            }
+        }
+        Action::Redirect { address, .. } => {
+            let same = actions.iter().any(
+                |x| matches!(x, Action::Redirect { address: y, .. } if y.eq_ignore_ascii_case(address)),
+            );
+            if !same {
+                actions.push(a);
+            }
+        }
+        _ => actions.push(a),
+    }
+}
+
 impl Runtime<'_> {
     pub(crate) fn add_action(&mut self, action: Action) -> Result<(), RunError> {
         let has_reject = self

@@ -284,7 +284,13 @@ impl<'m> Runtime<'m> {
     pub fn append_outcome(&mut self, other: Outcome) {
         self.out.implicit_keep &= other.implicit_keep;
         self.out.discarded |= other.discarded;
-        self.out.actions.extend(other.actions);
+        // The earlier result was executed already (Pigeonhole's
+        // multiscript): what repeats it is merged, a second reject is
+        // dropped rather than an error, a keep takes the place of a
+        // fileinto "INBOX".
+        for a in other.actions {
+            actions::merge_executed(&mut self.out.actions, a);
+        }
         self.out.duplicates.extend(other.duplicates);
         if other.edited_message.is_some() {
             self.out.edited_message = other.edited_message;
