@@ -155,3 +155,18 @@ def test_console_filters_for_a_user_and_a_domain(suite):
     assert "1. if any of:" in f.ctl("filter", "list", CAROL)
     bad = f.ctl("filter", "add", CAROL, "--if", "size", "is", "12", "--delete", check=False)
     assert "size takes over or under" in bad
+
+
+def test_editheader_protected_fields(suite):
+    # The site keeps X-Spam-Status from users' scripts ([sieve]
+    # editheader_protected); other fields stay theirs to edit.
+    f = suite
+    f.restart("lmtpd", edit=lambda t: t + '\n[sieve]\neditheader_protected = ["X-Spam-Status"]\n')
+    script = ('require "editheader";\ndeleteheader "X-Spam-Status";\naddheader "X-Spam-Status" "No";\n'
+              'deleteheader "X-Mailer";\naddheader "X-Tag" "added";\n')
+    f.ctl("sieve", "put", CAROL, "edit", "-", "--activate", stdin=script)
+    send(f, ALICE, CAROL, "edited", extra="X-Spam-Status: Yes, score=9\r\nX-Mailer: old\r\n")
+    wait_for(lambda: "edited" in subjects(f, CAROL), 60, lambda: f"carol: {subjects(f, CAROL)}")
+    m = [m for _, m in mailbox(f, CAROL) if m["Subject"] == "edited"][0]
+    assert m.get_all("X-Spam-Status") == ["Yes, score=9"], m.get_all("X-Spam-Status")
+    assert m["X-Tag"] == "added" and m["X-Mailer"] is None

@@ -72,6 +72,14 @@ pub struct Sieve {
     /// How long duplicate-test records are kept when the script says no
     /// `:seconds` (RFC 7352 leaves the default to the site).
     pub duplicate_default_period: Seconds,
+    /// Header fields scripts may neither add nor delete (editheader),
+    /// beside Received and Auto-Submitted, which they never delete; e.g.
+    /// `["X-Spam-Status"]`. Subject cannot be protected.
+    pub editheader_protected: Vec<String>,
+    /// Fields scripts may not add.
+    pub editheader_forbid_add: Vec<String>,
+    /// Fields scripts may not delete.
+    pub editheader_forbid_delete: Vec<String>,
 }
 
 impl Default for Sieve {
@@ -90,6 +98,9 @@ impl Default for Sieve {
             vacation_min_period: Seconds(86_400),
             vacation_max_period: Seconds(90 * 86_400),
             duplicate_default_period: Seconds(12 * 3600),
+            editheader_protected: Vec::new(),
+            editheader_forbid_add: Vec::new(),
+            editheader_forbid_delete: Vec::new(),
         }
     }
 }

@@ -193,6 +193,12 @@ impl Suite {
         {
             l.max_variable_size = n.min(facteur_sieve::strings::MAX_VALUE);
         }
+        let get = |k: &str| self.config.get(k).map(String::as_str).unwrap_or("");
+        l.editheader = facteur_sieve::EditHeaderPolicy::from_lists(
+            get("sieve_editheader_protected"),
+            get("sieve_editheader_forbid_add"),
+            get("sieve_editheader_forbid_delete"),
+        );
         l
     }
 

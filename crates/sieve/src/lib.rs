@@ -42,7 +42,7 @@ pub mod strings;
 use std::collections::BTreeSet;
 
 pub use compile::{CustomExtension, Options};
-pub use run::{Action, Envelope, Host, Limits, Outcome, RunError};
+pub use run::{Action, EditHeaderPolicy, Envelope, Host, Limits, Outcome, RunError};
 
 /// A compile error, at a line and column of the script.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

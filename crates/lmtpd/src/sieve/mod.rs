@@ -56,6 +56,11 @@ impl Settings {
             limits: facteur_sieve::Limits {
                 max_actions: c.max_actions as usize,
                 max_redirects: c.max_redirects as usize,
+                editheader: facteur_sieve::EditHeaderPolicy::from_lists(
+                    &c.editheader_protected.join(" "),
+                    &c.editheader_forbid_add.join(" "),
+                    &c.editheader_forbid_delete.join(" "),
+                ),
                 ..facteur_sieve::Limits::default()
             },
             vacation: (

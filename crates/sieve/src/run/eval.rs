@@ -21,8 +21,8 @@ pub const ENVIRONMENT_ITEMS: &[&str] = &[
     "version",
 ];
 
-/// Fields a script may neither add nor delete (RFC 5293 §6): the trace
-/// and loop-protection fields.
+/// Fields a script may not delete (RFC 5293 §6): the trace and
+/// loop-protection fields.
 fn protected(name: &str) -> bool {
     name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("auto-submitted")
 }
@@ -463,7 +463,11 @@ impl Runtime<'_> {
         if !crate::compile::valid_header_name(name) {
             return Err(self.fail(format!("addheader: invalid header name \"{name}\"")));
         }
-        if protected(name) {
+        let lower = name.to_ascii_lowercase();
+        let policy = &self.limits.editheader;
+        // Received and Auto-Submitted may be added, never deleted (RFC
+        // 5293 §6 protects what is there).
+        if policy.protected.contains(&lower) || policy.forbid_add.contains(&lower) {
             return Ok(());
         }
         // Line breaks in the value: one already folded (followed by a
@@ -509,7 +513,12 @@ impl Runtime<'_> {
         patterns: Option<&[Template]>,
     ) -> Result<(), RunError> {
         let name = self.expand(name);
-        if protected(&name) {
+        let lower = name.to_ascii_lowercase();
+        let policy = &self.limits.editheader;
+        if protected(&name)
+            || policy.protected.contains(&lower)
+            || policy.forbid_delete.contains(&lower)
+        {
             return Ok(());
         }
         let positions: Vec<usize> = self

@@ -60,6 +60,40 @@ pub struct Limits {
     /// Longest value a variable holds (bytes; longer values are cut at a
     /// character boundary), at most [`crate::strings::MAX_VALUE`].
     pub max_variable_size: usize,
+    /// Header fields the site keeps from editheader (beside Received and
+    /// Auto-Submitted, always): lower-case names.
+    pub editheader: EditHeaderPolicy,
+}
+
+/// What the site forbids editheader (Pigeonhole's
+/// `sieve_editheader_protected`, `_forbid_add`, `_forbid_delete`).
+/// `Subject` cannot be protected: scripts may always change it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EditHeaderPolicy {
+    /// Neither added nor deleted.
+    pub protected: Vec<String>,
+    pub forbid_add: Vec<String>,
+    pub forbid_delete: Vec<String>,
+}
+
+impl EditHeaderPolicy {
+    /// From space-separated lists of field names; invalid names and
+    /// `subject` are left out.
+    pub fn from_lists(protected: &str, forbid_add: &str, forbid_delete: &str) -> EditHeaderPolicy {
+        let names = |s: &str| {
+            s.split_whitespace()
+                .filter(|n| {
+                    crate::compile::valid_header_name(n) && !n.eq_ignore_ascii_case("subject")
+                })
+                .map(str::to_ascii_lowercase)
+                .collect()
+        };
+        EditHeaderPolicy {
+            protected: names(protected),
+            forbid_add: names(forbid_add),
+            forbid_delete: names(forbid_delete),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -72,6 +106,7 @@ impl Default for Limits {
             max_includes: 255,
             max_variables: 255,
             max_variable_size: crate::strings::MAX_VALUE,
+            editheader: EditHeaderPolicy::default(),
         }
     }
 }
