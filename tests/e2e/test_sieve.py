@@ -170,3 +170,17 @@ def test_editheader_protected_fields(suite):
     m = [m for _, m in mailbox(f, CAROL) if m["Subject"] == "edited"][0]
     assert m.get_all("X-Spam-Status") == ["Yes, score=9"], m.get_all("X-Spam-Status")
     assert m["X-Tag"] == "added" and m["X-Mailer"] is None
+
+
+def test_vacation_site_settings(suite):
+    # [sieve] vacation_subject_template and vacation_send_from_recipient:
+    # the reply's subject from the site's template, its envelope sender the
+    # recipient instead of <>.
+    f = suite
+    f.restart("lmtpd", edit=lambda t: t + '\n[sieve]\nvacation_subject_template = "Absent: %$"\n'
+                                        'vacation_send_from_recipient = true\n')
+    f.ctl("sieve", "put", CAROL, "away", "-", "--activate", stdin='require "vacation";\nvacation "I am away.";\n')
+    send(f, ALICE, CAROL, "are you there")
+    wait_for(lambda: "Absent: are you there" in subjects(f, ALICE), 60, lambda: f"alice: {subjects(f, ALICE)}")
+    reply = [m for _, m in mailbox(f, ALICE) if m["Subject"] == "Absent: are you there"][0]
+    assert reply["Return-Path"] == f"<{CAROL}>", reply["Return-Path"]

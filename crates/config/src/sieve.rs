@@ -80,6 +80,23 @@ pub struct Sieve {
     pub editheader_forbid_add: Vec<String>,
     /// Fields scripts may not delete.
     pub editheader_forbid_delete: Vec<String>,
+    /// vacation's reply subject when the script gives none: for a message
+    /// without a Subject, and the template for one with (`%$` is its
+    /// subject), cut at this many characters.
+    pub vacation_default_subject: String,
+    pub vacation_subject_template: String,
+    pub vacation_max_subject_codepoints: u32,
+    /// The address the message was sent to before aliases counts as the
+    /// user's (mail to an alias gets replies).
+    pub vacation_use_original_recipient: bool,
+    /// Reply even to mail that names none of the user's addresses.
+    pub vacation_dont_check_recipient: bool,
+    /// Send replies from the recipient's address instead of `<>` (some
+    /// receivers refuse null-sender mail; replies can then bounce back).
+    pub vacation_send_from_recipient: bool,
+    /// Address the reply to the message's Sender/From even when the
+    /// envelope sender differs (forwarded mail with SRS senders).
+    pub vacation_to_header_ignore_envelope: bool,
 }
 
 impl Default for Sieve {
@@ -101,6 +118,13 @@ impl Default for Sieve {
             editheader_protected: Vec::new(),
             editheader_forbid_add: Vec::new(),
             editheader_forbid_delete: Vec::new(),
+            vacation_default_subject: "Automated reply".into(),
+            vacation_subject_template: "Auto: %$".into(),
+            vacation_max_subject_codepoints: 256,
+            vacation_use_original_recipient: false,
+            vacation_dont_check_recipient: false,
+            vacation_send_from_recipient: false,
+            vacation_to_header_ignore_envelope: false,
         }
     }
 }

@@ -194,6 +194,33 @@ impl Suite {
             l.max_variable_size = n.min(facteur_sieve::strings::MAX_VALUE);
         }
         let get = |k: &str| self.config.get(k).map(String::as_str).unwrap_or("");
+        let yes = |k: &str| matches!(get(k), "yes" | "true" | "on");
+        let v = &mut l.vacation;
+        if let Some(s) = self
+            .config
+            .get("sieve_vacation_default_subject")
+            .filter(|s| !s.is_empty())
+        {
+            v.default_subject = s.clone();
+        }
+        if let Some(s) = self
+            .config
+            .get("sieve_vacation_default_subject_template")
+            .filter(|s| !s.is_empty())
+        {
+            v.default_subject_template = s.clone();
+        }
+        if let Some(n) = self
+            .config
+            .get("sieve_vacation_max_subject_codepoints")
+            .and_then(|n| n.parse().ok())
+        {
+            v.max_subject_codepoints = n;
+        }
+        v.use_original_recipient = yes("sieve_vacation_use_original_recipient");
+        v.dont_check_recipient = yes("sieve_vacation_dont_check_recipient");
+        v.send_from_recipient = yes("sieve_vacation_send_from_recipient");
+        v.to_header_ignore_envelope = yes("sieve_vacation_to_header_ignore_envelope");
         l.editheader = facteur_sieve::EditHeaderPolicy::from_lists(
             get("sieve_editheader_protected"),
             get("sieve_editheader_forbid_add"),
@@ -366,8 +393,11 @@ impl Suite {
                 }
                 Action::Vacation(v) => {
                     if v.skip.is_none() {
-                        self.outbox
-                            .push((String::new(), v.to.clone(), v.message.clone()));
+                        self.outbox.push((
+                            v.envelope_from.clone(),
+                            v.to.clone(),
+                            v.message.clone(),
+                        ));
                     }
                     Ok(())
                 }

@@ -42,7 +42,9 @@ pub mod strings;
 use std::collections::BTreeSet;
 
 pub use compile::{CustomExtension, Options};
-pub use run::{Action, EditHeaderPolicy, Envelope, Host, Limits, Outcome, RunError};
+pub use run::{
+    Action, EditHeaderPolicy, Envelope, Host, Limits, Outcome, RunError, VacationOptions,
+};
 
 /// A compile error, at a line and column of the script.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -541,7 +541,7 @@ impl Delivery<'_> {
                         continue;
                     }
                     if let Err(e) = self.outbox.send(
-                        "",
+                        &v.envelope_from,
                         &v.to,
                         &mut &v.message[..],
                         !v.message.is_ascii(),

@@ -61,6 +61,15 @@ impl Settings {
                     &c.editheader_forbid_add.join(" "),
                     &c.editheader_forbid_delete.join(" "),
                 ),
+                vacation: facteur_sieve::VacationOptions {
+                    default_subject: c.vacation_default_subject.clone(),
+                    default_subject_template: c.vacation_subject_template.clone(),
+                    max_subject_codepoints: c.vacation_max_subject_codepoints.max(1) as usize,
+                    use_original_recipient: c.vacation_use_original_recipient,
+                    dont_check_recipient: c.vacation_dont_check_recipient,
+                    send_from_recipient: c.vacation_send_from_recipient,
+                    to_header_ignore_envelope: c.vacation_to_header_ignore_envelope,
+                },
                 ..facteur_sieve::Limits::default()
             },
             vacation: (

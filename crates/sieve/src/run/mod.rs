@@ -63,6 +63,45 @@ pub struct Limits {
     /// Header fields the site keeps from editheader (beside Received and
     /// Auto-Submitted, always): lower-case names.
     pub editheader: EditHeaderPolicy,
+    /// How the site shapes vacation replies.
+    pub vacation: VacationOptions,
+}
+
+/// The site's vacation settings (Pigeonhole's `sieve_vacation_*` of the
+/// same names). The defaults are RFC 5230's behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VacationOptions {
+    /// The reply's subject when the script gives none and the message has
+    /// no Subject.
+    pub default_subject: String,
+    /// The reply's subject when the script gives none: `%$` or
+    /// `%{subject}` stands for the message's.
+    pub default_subject_template: String,
+    /// A longer reply subject is cut (with `…`).
+    pub max_subject_codepoints: usize,
+    /// The original recipient (before aliases) counts as the user's.
+    pub use_original_recipient: bool,
+    /// Reply whether or not the message names one of the user's addresses.
+    pub dont_check_recipient: bool,
+    /// The reply's envelope sender is the recipient, not `<>`.
+    pub send_from_recipient: bool,
+    /// The reply's To: is the message's From (or Sender) even when it is
+    /// not the envelope sender.
+    pub to_header_ignore_envelope: bool,
+}
+
+impl Default for VacationOptions {
+    fn default() -> Self {
+        VacationOptions {
+            default_subject: "Automated reply".into(),
+            default_subject_template: "Auto: %$".into(),
+            max_subject_codepoints: 256,
+            use_original_recipient: false,
+            dont_check_recipient: false,
+            send_from_recipient: false,
+            to_header_ignore_envelope: false,
+        }
+    }
 }
 
 /// What the site forbids editheader (Pigeonhole's
@@ -107,6 +146,7 @@ impl Default for Limits {
             max_variables: 255,
             max_variable_size: crate::strings::MAX_VALUE,
             editheader: EditHeaderPolicy::default(),
+            vacation: VacationOptions::default(),
         }
     }
 }

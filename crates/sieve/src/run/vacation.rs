@@ -31,6 +31,9 @@ pub struct VacationReply {
     pub message: Vec<u8>,
     /// Why no reply is sent, when the checks said so.
     pub skip: Option<String>,
+    /// The reply's envelope sender: "" (the null path) unless the site
+    /// sends from the recipient.
+    pub envelope_from: String,
 }
 
 /// FNV-1a, 64 bits: a stable short digest for handles and Message-IDs.
@@ -107,7 +110,7 @@ impl Runtime<'_> {
         if list.iter().any(|h| self.message.exists(h)) {
             return Some("the message comes from a mailing list".into());
         }
-        if self.named_address(user).is_none() {
+        if !self.limits.vacation.dont_check_recipient && self.named_address(user).is_none() {
             return Some("none of the user's addresses is in To, Cc or Bcc".into());
         }
         None
@@ -133,11 +136,18 @@ impl Runtime<'_> {
     /// else the bare envelope sender.
     fn reply_to_field(&mut self) -> String {
         let sender = self.envelope.from.clone();
-        for h in ["from", "sender"] {
+        // ignoring the envelope, Sender (who sent it) before From (Pigeonhole)
+        let any = self.limits.vacation.to_header_ignore_envelope;
+        let order = if any {
+            ["sender", "from"]
+        } else {
+            ["from", "sender"]
+        };
+        for h in order {
             let fields: Vec<_> = self.message.named(h);
             for f in fields {
                 if let [a] = f.addresses().as_slice()
-                    && a.eq_ignore_ascii_case(&sender)
+                    && (any || a.eq_ignore_ascii_case(&sender))
                 {
                     return f.text();
                 }
@@ -163,6 +173,11 @@ impl Runtime<'_> {
         // (the original recipient is not one: mail to an alias or a list
         // the user is on is not personal mail)
         let mut user: Vec<String> = vec![self.envelope.to.clone()];
+        if self.limits.vacation.use_original_recipient
+            && let Some(o) = self.envelope.orig_to.clone()
+        {
+            user.push(o);
+        }
         user.extend(self.expand_list(&v.addresses));
         if let Some(f) = from.as_deref().and_then(address::parse_one) {
             user.push(f);
@@ -204,6 +219,11 @@ impl Runtime<'_> {
             period,
             message,
             skip,
+            envelope_from: if self.limits.vacation.send_from_recipient {
+                self.envelope.to.clone()
+            } else {
+                String::new()
+            },
         })))
     }
 
@@ -225,11 +245,19 @@ impl Runtime<'_> {
             .into_iter()
             .next()
             .unwrap_or_default();
+        let opts = &self.limits.vacation;
         let subject = subject.unwrap_or_else(|| {
-            // at most MAX_SUBJECT characters of the original's
-            let s = format!("Auto: {orig_subject}");
-            if s.chars().count() > MAX_SUBJECT {
-                let mut cut: String = s.chars().take(MAX_SUBJECT - 1).collect();
+            let s = if orig_subject.trim().is_empty() {
+                opts.default_subject.clone()
+            } else {
+                opts.default_subject_template
+                    .replace("%{subject}", &orig_subject)
+                    .replace("%$", &orig_subject)
+            };
+            // at most max_subject_codepoints characters
+            let max = opts.max_subject_codepoints.clamp(1, MAX_SUBJECT * 4);
+            if s.chars().count() > max {
+                let mut cut: String = s.chars().take(max - 1).collect();
                 cut.push('\u{2026}');
                 cut
             } else {
