@@ -97,6 +97,13 @@ pub struct Sieve {
     /// Address the reply to the message's Sender/From even when the
     /// envelope sender differs (forwarded mail with SRS senders).
     pub vacation_to_header_ignore_envelope: bool,
+    /// The envelope sender of redirected messages: `sender` (the message's
+    /// own: SPF then fails at the next hop unless senders are rewritten),
+    /// `recipient`, `orig_recipient`, `user_email` (the mailbox's
+    /// address), `postmaster`, or a fixed `<address>` (`<>` for none). A
+    /// message with the null sender is always redirected with the null
+    /// sender (RFC 5228 §4.2).
+    pub redirect_envelope_from: String,
 }
 
 impl Default for Sieve {
@@ -125,6 +132,7 @@ impl Default for Sieve {
             vacation_dont_check_recipient: false,
             vacation_send_from_recipient: false,
             vacation_to_header_ignore_envelope: false,
+            redirect_envelope_from: "sender".into(),
         }
     }
 }
@@ -140,5 +148,33 @@ pub(crate) fn check(s: &Sieve) -> Result<(), (String, String)> {
             "must not be above sieve.vacation_max_period".into(),
         ));
     }
+    if !redirect_sender_ok(&s.redirect_envelope_from) {
+        return Err((
+            "sieve.redirect_envelope_from".into(),
+            "expected sender, recipient, orig_recipient, user_email, postmaster or <address>"
+                .into(),
+        ));
+    }
     Ok(())
+}
+
+/// The forms facteur_sieve::RedirectSender::parse takes (this crate does
+/// not depend on the interpreter).
+fn redirect_sender_ok(v: &str) -> bool {
+    let v = v.trim();
+    match v.strip_prefix('<').and_then(|r| r.strip_suffix('>')) {
+        Some(a) => {
+            let a = a.trim();
+            a.is_empty()
+                || a.split_once('@').is_some_and(|(l, d)| {
+                    !l.is_empty()
+                        && !d.is_empty()
+                        && !a.contains(|c: char| c.is_whitespace() || c == '<' || c == '>')
+                })
+        }
+        None => matches!(
+            v.to_ascii_lowercase().as_str(),
+            "" | "sender" | "recipient" | "orig_recipient" | "user_email" | "postmaster"
+        ),
+    }
 }

@@ -338,6 +338,7 @@ impl Filtered<'_> {
             delivered_to: &self.target.delivered_to,
             junk: self.junk,
             hostname: &ctx.hostname,
+            envelope: envelope.clone(),
         };
         let outcome = match crate::sieve::exec::run(&mut host, sources, &message, size, envelope) {
             Verdict::Filtered(o) => o,

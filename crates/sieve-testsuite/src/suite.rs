@@ -345,16 +345,24 @@ impl Suite {
         Ok(())
     }
 
-    /// The message a redirect sends: the stored form with the headers
-    /// Pigeonhole's redirect adds.
-    fn redirected(&self, env: &Envelope, message: &[u8]) -> Vec<u8> {
-        let mut out = format!(
-            "X-Sieve: facteur\r\nX-Sieve-Redirected-From: {}\r\n",
-            env.to
-        )
-        .into_bytes();
+    /// The message a redirect sends (the fields lmtpd prepends, then the
+    /// stored form) and its envelope sender, as `sieve_user_email` and
+    /// `sieve_redirect_envelope_from` say; None for a loop.
+    fn redirected(&self, env: &Envelope, message: &[u8]) -> Option<(String, Vec<u8>)> {
+        use facteur_sieve::run::redirect;
+        let user = self.config.get("sieve_user_email").map(String::as_str);
+        if redirect::loops(message, env, user) {
+            return None;
+        }
+        let policy = self
+            .config
+            .get("sieve_redirect_envelope_from")
+            .and_then(|s| facteur_sieve::RedirectSender::parse(s).ok())
+            .unwrap_or_default();
+        let from = policy.envelope_from(env, user, "postmaster@example.com");
+        let mut out = redirect::prepended_fields(env, user).into_bytes();
         out.extend_from_slice(message);
-        out
+        Some((from, out))
     }
 
     /// Carry out the actions of `out` from `from` on (a second execute of
@@ -387,8 +395,10 @@ impl Suite {
                 Action::Redirect {
                     address, message, ..
                 } => {
-                    let m = self.redirected(env, &msg_for(*message));
-                    self.outbox.push((env.from.clone(), address.clone(), m));
+                    // a loop is not sent; the implicit keep stands
+                    if let Some((from, m)) = self.redirected(env, &msg_for(*message)) {
+                        self.outbox.push((from, address.clone(), m));
+                    }
                     Ok(())
                 }
                 Action::Vacation(v) => {

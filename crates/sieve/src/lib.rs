@@ -44,6 +44,7 @@ use std::collections::BTreeSet;
 pub use compile::{CustomExtension, Options};
 pub use run::{
     Action, EditHeaderPolicy, Envelope, Host, Limits, Outcome, RunError, VacationOptions,
+    redirect::RedirectSender,
 };
 
 /// A compile error, at a line and column of the script.

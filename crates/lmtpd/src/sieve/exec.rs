@@ -19,7 +19,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use facteur_mail::dsn::BodyType;
-use facteur_sieve::run::{Flow, Runtime};
+use facteur_sieve::run::{Flow, Runtime, redirect};
 use facteur_sieve::{Action, Envelope, Host, Outcome, Script};
 use facteur_smtp_codec::Reply;
 use facteur_spool::{QueueName, Recipient, Spool};
@@ -322,6 +322,8 @@ pub struct Delivery<'a> {
     pub junk: bool,
     /// Our name, for the notices reject sends.
     pub hostname: &'a str,
+    /// The delivery's envelope (a redirect's sender and loop check).
+    pub envelope: facteur_sieve::Envelope,
 }
 
 impl Delivery<'_> {
@@ -503,18 +505,27 @@ impl Delivery<'_> {
                 Action::Redirect {
                     address, message, ..
                 } => {
-                    if seen_here {
-                        warn!(queue_id = self.queue_id, user = self.user, to = %address, "sieve: redirect loop (the message was delivered here before): not sent");
+                    let looped = seen_here
+                        || redirect::loops(original.seen, &self.envelope, Some(self.user));
+                    if looped {
+                        warn!(queue_id = self.queue_id, user = self.user, to = %address, "sieve: redirect loop (the message was delivered or redirected here before): not sent");
                         sent_ok = false;
                         continue;
                     }
-                    let mut reader: Box<dyn Read + Send + '_> =
+                    let reader: Box<dyn Read + Send + '_> =
                         match original.version(out, *message, self.queue_id) {
                             Some(b) => Box::new(without_return_path(b)),
                             None => (original.sent)(),
                         };
+                    let fields = redirect::prepended_fields(&self.envelope, Some(self.user));
+                    let mut reader = fields.as_bytes().chain(reader);
+                    let from = self.settings.redirect_from.envelope_from(
+                        &self.envelope,
+                        Some(self.user),
+                        &format!("postmaster@{}", self.hostname),
+                    );
                     if let Err(e) = self.outbox.send(
-                        self.sender,
+                        &from,
                         address,
                         &mut reader,
                         original.eight_bit,

@@ -43,6 +43,8 @@ pub struct Settings {
     pub limits: facteur_sieve::Limits,
     pub vacation: (u64, u64, u64),
     pub duplicate_period: u64,
+    /// The envelope sender of redirects.
+    pub redirect_from: facteur_sieve::RedirectSender,
 }
 
 impl Settings {
@@ -78,6 +80,13 @@ impl Settings {
                 c.vacation_max_period.0,
             ),
             duplicate_period: c.duplicate_default_period.0,
+            // checked at load (facteur_config); a value it let through
+            // and the interpreter does not read keeps the sender
+            redirect_from: facteur_sieve::RedirectSender::parse(&c.redirect_envelope_from)
+                .unwrap_or_else(|e| {
+                    warn!(error = %e, "sieve.redirect_envelope_from not understood: redirects keep the sender");
+                    facteur_sieve::RedirectSender::Sender
+                }),
         }
     }
 }

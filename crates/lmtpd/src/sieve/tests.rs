@@ -245,8 +245,9 @@ async fn redirect_goes_through_the_spool() {
     assert_eq!(q[0].0, "journal@news.example");
     assert_eq!(q[0].1, ["archive@elsewhere.test"]);
     assert!(
-        q[0].2
-            .starts_with("Delivered-To: bob@example.test\r\nFrom: journal@"),
+        q[0].2.starts_with(
+            "X-Sieve: facteur\r\nX-Sieve-Redirected-From: bob@example.test\r\nDelivered-To: bob@example.test\r\nFrom: journal@"
+        ),
         "{}",
         q[0].2
     );
@@ -261,6 +262,48 @@ async fn redirect_goes_through_the_spool() {
     )
     .await;
     assert_eq!(queued(&f).len(), 1);
+}
+
+#[tokio::test]
+async fn redirect_sends_as_the_site_says_and_sees_its_own_loops() {
+    let f = fixture(1 << 20);
+    let c = facteur_config::Sieve {
+        redirect_envelope_from: " recipient ".into(),
+        ..Default::default()
+    };
+    f.ctx.sieve.set(crate::sieve::Settings::from_config(&c));
+    put_script(&f, "bob@example.test", r#"redirect "bob@elsewhere.test";"#);
+    send(
+        &f,
+        "journal@news.example",
+        "bob@example.test",
+        MSG,
+        "250 2.0.0",
+    )
+    .await;
+    // sent from the recipient, not kept
+    let q = queued(&f);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].0, "bob@example.test");
+    assert!(f.new_files("bob@example.test").is_empty());
+    // mail from <> stays from <>
+    send(&f, "", "bob@example.test", MSG, "250 2.0.0").await;
+    let q = queued(&f);
+    assert_eq!(q.len(), 2);
+    assert!(q.iter().any(|m| m.0.is_empty()), "{q:?}");
+    // the copy comes back through another server (no Delivered-To of
+    // ours): its X-Sieve-Redirected-From shows the loop; kept, not sent
+    let back = format!("X-Sieve-Redirected-From: bob@example.test\r\n{MSG}");
+    send(
+        &f,
+        "journal@news.example",
+        "bob@example.test",
+        &back,
+        "250 2.0.0",
+    )
+    .await;
+    assert_eq!(queued(&f).len(), 2);
+    assert_eq!(f.new_files("bob@example.test").len(), 1);
 }
 
 #[tokio::test]

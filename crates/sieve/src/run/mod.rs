@@ -19,6 +19,7 @@ pub mod date;
 mod eval;
 pub mod matching;
 pub mod message;
+pub mod redirect;
 pub mod reject;
 pub mod vacation;
 mod vars;
