@@ -80,6 +80,8 @@ pub struct Sieve {
     pub editheader_forbid_add: Vec<String>,
     /// Fields scripts may not delete.
     pub editheader_forbid_delete: Vec<String>,
+    /// Longest value a script's addheader may add.
+    pub editheader_max_header_size: ByteSize,
     /// vacation's reply subject when the script gives none: for a message
     /// without a Subject, and the template for one with (`%$` is its
     /// subject), cut at this many characters.
@@ -125,6 +127,7 @@ impl Default for Sieve {
             editheader_protected: Vec::new(),
             editheader_forbid_add: Vec::new(),
             editheader_forbid_delete: Vec::new(),
+            editheader_max_header_size: ByteSize(2048),
             vacation_default_subject: "Automated reply".into(),
             vacation_subject_template: "Auto: %$".into(),
             vacation_max_subject_codepoints: 256,

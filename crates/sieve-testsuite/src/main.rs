@@ -4,6 +4,7 @@
 //! extension those files are written in ([`suite`]).
 //!
 //!     sieve-testsuite [--known-failures FILE] DIR_OR_FILE...
+//!     sieve-testsuite --errors SCRIPT...   (the compile errors, one a line)
 //!
 //! Prints one line per file (passed / failed / skipped and why), the
 //! failing tests with their reasons, and a table by extension: files,
@@ -103,6 +104,15 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    // sieve-testsuite --errors SCRIPT...: what test_script_compile reports
+    if args.first().map(String::as_str) == Some("--errors") {
+        for a in &args[1..] {
+            for e in suite::compile_errors(Path::new(a)) {
+                println!("{a}: {e}");
+            }
+        }
+        return ExitCode::SUCCESS;
     }
     if args.is_empty() {
         eprintln!("usage: sieve-testsuite [--known-failures FILE] DIR_OR_FILE...");

@@ -167,7 +167,19 @@ impl Suite {
 
     fn script_options(&self) -> Options {
         // the scripts a test compiles may use the test suite too
-        suite_options()
+        Options {
+            editheader_max_header_size: self.max_header_size(),
+            ..suite_options()
+        }
+    }
+
+    /// sieve_editheader_max_header_size (Pigeonhole's default 2048 when
+    /// unset or empty).
+    fn max_header_size(&self) -> usize {
+        self.config
+            .get("sieve_editheader_max_header_size")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(2048)
     }
 
     fn limits(&self) -> Limits {
@@ -221,11 +233,14 @@ impl Suite {
         v.dont_check_recipient = yes("sieve_vacation_dont_check_recipient");
         v.send_from_recipient = yes("sieve_vacation_send_from_recipient");
         v.to_header_ignore_envelope = yes("sieve_vacation_to_header_ignore_envelope");
-        l.editheader = facteur_sieve::EditHeaderPolicy::from_lists(
-            get("sieve_editheader_protected"),
-            get("sieve_editheader_forbid_add"),
-            get("sieve_editheader_forbid_delete"),
-        );
+        l.editheader = facteur_sieve::EditHeaderPolicy {
+            max_header_size: self.max_header_size(),
+            ..facteur_sieve::EditHeaderPolicy::from_lists(
+                get("sieve_editheader_protected"),
+                get("sieve_editheader_forbid_add"),
+                get("sieve_editheader_forbid_delete"),
+            )
+        };
         l
     }
 
@@ -625,6 +640,20 @@ impl Suite {
 }
 
 /// Run one `.svtest` file.
+/// The errors compiling `path` as test_script_compile does (with the
+/// suite's extensions and includes beside it), one per line: for
+/// comparing with Pigeonhole's `sievec` when a count differs.
+pub fn compile_errors(path: &Path) -> Vec<String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut suite = Suite::new(dir);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    if suite.compile(&name.unwrap_or_default()) {
+        Vec::new()
+    } else {
+        suite.errors.clone()
+    }
+}
+
 pub fn run_file(path: &Path) -> FileResult {
     let text = match std::fs::read(path) {
         Ok(t) => t,

@@ -54,15 +54,21 @@ impl Settings {
             before: c.before.clone(),
             after: c.after.clone(),
             global_dir: c.global_dir.clone(),
-            options: Options::disabling(&c.disabled_extensions),
+            options: Options {
+                editheader_max_header_size: c.editheader_max_header_size.0 as usize,
+                ..Options::disabling(&c.disabled_extensions)
+            },
             limits: facteur_sieve::Limits {
                 max_actions: c.max_actions as usize,
                 max_redirects: c.max_redirects as usize,
-                editheader: facteur_sieve::EditHeaderPolicy::from_lists(
-                    &c.editheader_protected.join(" "),
-                    &c.editheader_forbid_add.join(" "),
-                    &c.editheader_forbid_delete.join(" "),
-                ),
+                editheader: facteur_sieve::EditHeaderPolicy {
+                    max_header_size: c.editheader_max_header_size.0 as usize,
+                    ..facteur_sieve::EditHeaderPolicy::from_lists(
+                        &c.editheader_protected.join(" "),
+                        &c.editheader_forbid_add.join(" "),
+                        &c.editheader_forbid_delete.join(" "),
+                    )
+                },
                 vacation: facteur_sieve::VacationOptions {
                     default_subject: c.vacation_default_subject.clone(),
                     default_subject_template: c.vacation_subject_template.clone(),

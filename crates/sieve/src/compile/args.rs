@@ -71,6 +71,47 @@ fn index_tag(name: &str) -> Option<(TagArg, Option<&'static str>)> {
     })
 }
 
+/// Whether `name` is the name of a tag some test or command takes (a tag
+/// written without its colon reads as a test name).
+pub fn is_tag_name(name: &str) -> bool {
+    match_tag(name).is_some()
+        || address_tag(name).is_some()
+        || index_tag(name).is_some()
+        || matches!(
+            name,
+            "copy"
+                | "create"
+                | "flags"
+                | "over"
+                | "under"
+                | "days"
+                | "seconds"
+                | "subject"
+                | "from"
+                | "addresses"
+                | "mime"
+                | "handle"
+                | "raw"
+                | "content"
+                | "text"
+                | "zone"
+                | "originalzone"
+                | "specialuse"
+                | "global"
+                | "personal"
+                | "once"
+                | "optional"
+                | "upper"
+                | "lower"
+                | "upperfirst"
+                | "lowerfirst"
+                | "quotewildcard"
+                | "quoteregex"
+                | "length"
+                | "uniqueid"
+        )
+}
+
 /// Which tag groups a test accepts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Groups {
@@ -106,22 +147,30 @@ impl Compiler<'_> {
                 continue;
             };
             let name = tag.to_ascii_lowercase();
-            if !out.positional.is_empty() {
-                self.error(
-                    a.pos,
-                    format!("{what}: tag :{tag} after the positional arguments"),
-                );
-                return None;
-            }
             let spec = own(&name)
                 .or_else(|| groups.matching.then(|| match_tag(&name)).flatten())
                 .or_else(|| groups.address.then(|| address_tag(&name)).flatten())
                 .or_else(|| groups.index.then(|| index_tag(&name)).flatten());
-            let Some((targ, ext)) = spec.filter(|(_, ext)| ext.is_none_or(|e| self.has(e))) else {
-                self.error(a.pos, format!("{what}: unknown tag :{tag}"));
+            let noun = self.noun(what);
+            let Some((targ, _)) = spec.filter(|(_, ext)| ext.is_none_or(|e| self.has(e))) else {
+                // one mistake, usually repeated: said once per script
+                if self.unknown_names.insert(format!("{what} :{name}")) {
+                    self.error(
+                        a.pos,
+                        format!(
+                            "unknown tagged argument ':{tag}' for the {what} {noun} (said once)"
+                        ),
+                    );
+                }
                 return None;
             };
-            let _ = ext;
+            if !out.positional.is_empty() {
+                self.error(
+                    a.pos,
+                    format!("unexpected tag ':{tag}' after the positional arguments of the {what} {noun}"),
+                );
+                return None;
+            }
             if out.tags.iter().any(|t| t.name == name) {
                 self.error(a.pos, format!("{what}: tag :{tag} given twice"));
                 ok = false;
@@ -132,9 +181,7 @@ impl Compiler<'_> {
                     let next = args.get(i + 1);
                     let fits = match (targ, next.map(|n| &n.arg)) {
                         (TagArg::Number, Some(Arg::Number(_))) => true,
-                        (TagArg::String, Some(Arg::Strings { values, list })) => {
-                            !list || values.len() == 1
-                        }
+                        (TagArg::String, Some(Arg::Strings { list, .. })) => !list,
                         (TagArg::List, Some(Arg::Strings { .. })) => true,
                         _ => false,
                     };
@@ -198,7 +245,9 @@ impl Compiler<'_> {
     /// A single-string argument.
     pub fn string_arg(&mut self, what: &str, a: Option<&Argument>, pos: Pos) -> Option<Template> {
         match a.map(|a| (&a.arg, a.pos)) {
-            Some((Arg::Strings { values, list }, p)) if !list || values.len() == 1 => {
+            // a list of one is still a list (RFC 5228 §2.4.2.1 lets a
+            // string stand for a list, not the other way)
+            Some((Arg::Strings { values, list: false }, p)) => {
                 let v = values[0].clone();
                 Some(self.template(&v, p))
             }
@@ -247,15 +296,61 @@ impl Compiler<'_> {
         if s.positional.len() == n {
             return true;
         }
+        let noun = self.noun(what);
         self.error(
             pos,
             format!(
-                "{what} takes {n} positional argument{}, found {}",
+                "the {what} {noun} requires {n} positional argument{}, but {} {} specified",
                 if n == 1 { "" } else { "s" },
-                s.positional.len()
+                s.positional.len(),
+                if s.positional.len() == 1 { "is" } else { "are" }
             ),
         );
         false
+    }
+
+    /// "test" or "command", for messages.
+    pub fn noun(&self, what: &str) -> &'static str {
+        let custom = self
+            .opts
+            .custom
+            .as_ref()
+            .is_some_and(|c| c.tests.iter().any(|n| n == what));
+        if custom || super::tests::TESTS.contains(&what) {
+            "test"
+        } else {
+            "command"
+        }
+    }
+
+    /// A string-list argument at a place the messages name (`n`, from 1,
+    /// and what it holds).
+    pub fn list_arg_at(
+        &mut self,
+        what: &str,
+        a: Option<&Argument>,
+        pos: Pos,
+        n: usize,
+        role: &str,
+    ) -> Option<List> {
+        if let Some(a) = a
+            && !matches!(a.arg, Arg::Strings { .. })
+        {
+            let found = if matches!(a.arg, Arg::Number(_)) {
+                "a number"
+            } else {
+                "something else"
+            };
+            let noun = self.noun(what);
+            self.error(
+                a.pos,
+                format!(
+                    "the {what} {noun} expects a string list as argument {n} ({role}), but {found} was found"
+                ),
+            );
+            return None;
+        }
+        self.list_arg(what, a, pos)
     }
 
     /// The comparator and match type among the scanned tags.

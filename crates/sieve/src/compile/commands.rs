@@ -19,12 +19,37 @@ impl Compiler<'_> {
         false
     }
 
+    /// Says what is wrong with a command given tests or a block it does
+    /// not take; false then.
     fn no_block(&mut self, cmd: &parse::Command, what: &str) -> bool {
-        if cmd.block.is_some() || !cmd.tests.is_empty() {
-            self.error(cmd.pos, format!("{what} takes no tests and no block"));
+        if let Some(t) = cmd.tests.first() {
+            self.stray_test(what, t, cmd.pos);
+            return false;
+        }
+        if cmd.block.is_some() {
+            self.error(
+                cmd.pos,
+                format!("the {what} command takes no block, but one is given"),
+            );
             return false;
         }
         true
+    }
+
+    /// A test after the arguments of a command or test that takes none:
+    /// said as the typo it most likely is (a tag without its colon, a
+    /// semicolon left out before the next command) or as it is.
+    pub fn stray_test(&mut self, what: &str, t: &parse::Test, pos: crate::lex::Pos) {
+        let name = t.name.to_ascii_lowercase();
+        let noun = self.noun(what);
+        let msg = if super::args::is_tag_name(&name) {
+            format!("missing colon ':' before ':{name}' tag in the {what} {noun}")
+        } else if super::tests::TESTS.contains(&name.as_str()) {
+            format!("the {what} {noun} accepts no sub-tests, but some are specified")
+        } else {
+            format!("missing semicolon ';' after the {what} {noun}")
+        };
+        self.error(pos, msg);
     }
 
     pub fn command(&mut self, cmd: &parse::Command, name: &str) -> Option<Cmd> {
@@ -45,7 +70,9 @@ impl Compiler<'_> {
         }
         if what == "if" {
             let Some(block) = &cmd.block else {
-                self.error(pos, "if needs a block");
+                self.error(pos, "the if command requires a block, but none is given");
+                // its test is checked all the same
+                let _ = self.single_test(cmd);
                 return None;
             };
             let test = self.single_test(cmd);
@@ -55,7 +82,26 @@ impl Compiler<'_> {
                 otherwise: None,
             });
         }
-        if !self.no_block(cmd, what) {
+        if super::tests::TESTS.contains(&what) {
+            self.error(pos, format!("cannot use test '{}' as a command", cmd.name));
+            return None;
+        }
+        if !KNOWN.contains(&what) {
+            // once per name, as an unknown name is usually one mistake
+            if self.unknown_names.insert(what.to_string()) {
+                self.error(pos, format!("unknown command '{}'", cmd.name));
+            }
+            return None;
+        }
+        if !cmd.tests.is_empty() || cmd.block.is_some() {
+            // its arguments are checked all the same, and said first
+            let bare = parse::Command {
+                tests: Vec::new(),
+                block: None,
+                ..cmd.clone()
+            };
+            let _ = self.command(&bare, name);
+            self.no_block(cmd, what);
             return None;
         }
         let copy_tag = |ext_copy: bool| {
@@ -120,8 +166,16 @@ impl Compiler<'_> {
                     return None;
                 }
                 let mailbox = self.string_arg(what, Some(s.positional[0]), pos)?;
-                if mailbox.as_literal() == Some("") {
-                    self.error(pos, "fileinto: empty mailbox name");
+                match mailbox.as_literal() {
+                    Some("") => self.error(pos, "fileinto: empty mailbox name"),
+                    // octets that were not UTF-8 (encoded-character)
+                    Some(m) if m.contains('\u{FFFD}') => {
+                        self.error(pos, "fileinto: the mailbox name is not valid UTF-8")
+                    }
+                    _ => {}
+                }
+                if let Some(u) = special_use.as_ref().and_then(|u| u.as_literal()) {
+                    self.check_special_use(what, u, pos);
                 }
                 Cmd::FileInto {
                     mailbox,
@@ -138,8 +192,11 @@ impl Compiler<'_> {
                     return None;
                 }
                 let address = self.string_arg(what, Some(s.positional[0]), pos)?;
+                // a constant address is checked now: one address, its local
+                // part in ASCII (SMTP without SMTPUTF8)
                 if let Some(a) = address.as_literal()
-                    && crate::run::address::parse_mailbox(a).is_none()
+                    && !crate::run::address::parse_mailbox(a)
+                        .is_some_and(|m| m.rsplit_once('@').is_some_and(|(l, _)| l.is_ascii()))
                 {
                     self.error(pos, format!("redirect: invalid address \"{a}\""));
                 }
@@ -321,7 +378,13 @@ impl Compiler<'_> {
                 if let Some(n) = name.as_literal()
                     && !super::tests::valid_header_name(n)
                 {
-                    self.error(pos, format!("addheader: invalid header name \"{n}\""));
+                    self.error(pos, format!("addheader: the field name \"{n}\" is invalid"));
+                }
+                if let Some(v) = value.as_literal()
+                    && let Some(why) =
+                        super::bad_header_value(v, self.opts.editheader_max_header_size)
+                {
+                    self.error(pos, format!("addheader: {why}"));
                 }
                 Cmd::AddHeader { last, name, value }
             }
@@ -358,7 +421,10 @@ impl Compiler<'_> {
                 if let Some(n) = name.as_literal()
                     && !super::tests::valid_header_name(n)
                 {
-                    self.error(pos, format!("deleteheader: invalid header name \"{n}\""));
+                    self.error(
+                        pos,
+                        format!("deleteheader: the field name \"{n}\" is invalid"),
+                    );
                 }
                 if let Some(p) = &patterns {
                     self.check_regex_keys(&m, p, pos);
@@ -441,3 +507,26 @@ impl Compiler<'_> {
         })
     }
 }
+
+/// The commands [`Compiler::command`] knows (beside `if` and the custom
+/// extension's), whatever the script requires.
+pub const KNOWN: &[&str] = &[
+    "stop",
+    "discard",
+    "return",
+    "keep",
+    "fileinto",
+    "redirect",
+    "reject",
+    "ereject",
+    "vacation",
+    "setflag",
+    "addflag",
+    "removeflag",
+    "set",
+    "addheader",
+    "deleteheader",
+    "include",
+    "global",
+    "error",
+];

@@ -55,6 +55,25 @@ pub const EXTENSIONS: &[&str] = &[
     "variables",
 ];
 
+/// Why addheader may not add `value`: a NUL (no header can carry it), or
+/// more than `max` bytes (0: no limit). Other control characters are
+/// let through (encoded when the field is written).
+pub fn bad_header_value(value: &str, max: usize) -> Option<String> {
+    if let Some(i) = value.find('\0') {
+        let shown: String = value[..i].chars().take(40).collect();
+        return Some(format!(
+            "the value \"{shown}\" is invalid: it contains a NUL character"
+        ));
+    }
+    if max > 0 && value.len() > max {
+        return Some(format!(
+            "the value is too long ({} bytes, the limit is {max})",
+            value.len()
+        ));
+    }
+    None
+}
+
 /// What the host lets a script use.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -68,6 +87,9 @@ pub struct Options {
     /// smallest; values outside are clamped (RFC 5230 §4.1).
     pub vacation_min_period: u64,
     pub vacation_max_period: u64,
+    /// Longest value addheader may add (bytes; 0: no limit), checked here
+    /// for a constant and at run time for one built from variables.
+    pub editheader_max_header_size: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -106,6 +128,8 @@ pub(crate) struct Compiler<'o> {
     pub errors: Vec<CompileError>,
     /// Names of the variables declared `global` (include, RFC 6609).
     pub globals: BTreeSet<String>,
+    /// Unknown command and test names already reported.
+    pub unknown_names: BTreeSet<String>,
 }
 
 impl Compiler<'_> {
@@ -116,6 +140,20 @@ impl Compiler<'_> {
     pub fn error(&mut self, pos: Pos, msg: impl Into<String>) {
         if self.errors.len() < MAX_ERRORS {
             self.errors.push(CompileError::new(pos, msg));
+        }
+    }
+
+    /// A special-use attribute (RFC 6154's use-attr: a backslash and an
+    /// atom), checked when the script writes it as a constant.
+    pub fn check_special_use(&mut self, what: &str, flag: &str, pos: Pos) {
+        let atom = |c: char| {
+            c.is_ascii_graphic() && !matches!(c, '(' | ')' | '{' | '%' | '*' | '"' | '\\' | ']')
+        };
+        let ok = flag
+            .strip_prefix('\\')
+            .is_some_and(|rest| !rest.is_empty() && rest.chars().all(atom));
+        if !ok {
+            self.error(pos, format!("{what}: invalid special-use flag \"{flag}\""));
         }
     }
 
@@ -150,6 +188,9 @@ impl Compiler<'_> {
     pub fn block(&mut self, cmds: &[parse::Command], top: bool) -> Vec<Cmd> {
         let mut out: Vec<Cmd> = Vec::new();
         let mut requires_allowed = top;
+        // after an elsif without an if, the rest of its chain is not
+        // reported again
+        let mut orphan_chain = false;
         for cmd in cmds {
             if self.errors.len() >= MAX_ERRORS {
                 break;
@@ -170,7 +211,10 @@ impl Compiler<'_> {
                     otherwise,
                 }) = out.last_mut()
                 else {
-                    self.error(cmd.pos, format!("{name} without a preceding if"));
+                    if !orphan_chain {
+                        self.error(cmd.pos, format!("{name} without a preceding if"));
+                    }
+                    orphan_chain = name == "elsif";
                     continue;
                 };
                 if otherwise.is_some() {
@@ -194,6 +238,7 @@ impl Compiler<'_> {
                 }
                 continue;
             }
+            orphan_chain = false;
             if let Some(c) = self.command(cmd, &name) {
                 out.push(c);
             }
@@ -236,6 +281,7 @@ pub(crate) fn compile(
         exts: BTreeSet::new(),
         errors: Vec::new(),
         globals: BTreeSet::new(),
+        unknown_names: BTreeSet::new(),
     };
     let out = c.block(cmds, true);
     if c.errors.is_empty() {

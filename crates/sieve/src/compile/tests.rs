@@ -81,8 +81,23 @@ impl Compiler<'_> {
         let custom = self.opts.custom.as_ref().is_some_and(|c| {
             c.tests.iter().any(|n| n == what) && c.names.iter().any(|n| self.has(n))
         });
-        if !takes_tests && !t.tests.is_empty() && !custom {
-            self.error(pos, format!("{what} takes no tests"));
+        if super::commands::KNOWN.contains(&what)
+            || matches!(what, "if" | "elsif" | "else" | "require")
+        {
+            self.error(pos, format!("cannot use command '{}' as a test", t.name));
+            return None;
+        }
+        if !takes_tests
+            && !custom
+            && let Some(first) = t.tests.first()
+        {
+            // its arguments are checked all the same, and said first
+            let bare = parse::Test {
+                tests: Vec::new(),
+                ..t.clone()
+            };
+            let _ = self.try_test(&bare);
+            self.stray_test(what, first, pos);
             return None;
         }
         let matching = Groups {
@@ -144,12 +159,30 @@ impl Compiler<'_> {
                 if !self.arity(what, &s, want, pos) {
                     return None;
                 }
-                let names = self.list_arg(what, s.positional.first().copied(), pos)?;
+                let role = if what == "address" {
+                    "header list"
+                } else {
+                    "header names"
+                };
+                let names = self.list_arg_at(what, s.positional.first().copied(), pos, 1, role)?;
                 self.check_header_names(&names, pos);
+                if what == "address"
+                    && let Some(n) = names
+                        .iter()
+                        .filter_map(|n| n.as_literal())
+                        .find(|n| !holds_addresses(n))
+                {
+                    // RFC 5228 §5.1: restricted to fields that hold addresses
+                    self.error(
+                        pos,
+                        format!("the field '{n}' is not allowed in the address test: it holds no addresses"),
+                    );
+                }
                 if what == "exists" {
                     return Some(Test::Exists { names, mime: None });
                 }
-                let keys = self.list_arg(what, s.positional.get(1).copied(), pos)?;
+                let keys =
+                    self.list_arg_at(what, s.positional.get(1).copied(), pos, 2, "key list")?;
                 self.check_regex_keys(&m, &keys, pos);
                 if what == "address" {
                     Test::Address {
@@ -367,7 +400,7 @@ impl Compiler<'_> {
                     return None;
                 }
                 let s = self.scan(what, &t.args, Groups::default(), &no_tags)?;
-                match s.positional.len() {
+                let test = match s.positional.len() {
                     1 => Test::SpecialUseExists {
                         mailbox: None,
                         uses: self.list_arg(what, Some(s.positional[0]), pos)?,
@@ -380,7 +413,13 @@ impl Compiler<'_> {
                         self.arity(what, &s, 2, pos);
                         return None;
                     }
+                };
+                if let Test::SpecialUseExists { uses, .. } = &test {
+                    for u in uses.iter().filter_map(|u| u.as_literal()) {
+                        self.check_special_use(what, u, pos);
+                    }
                 }
+                test
             }
             "environment" => {
                 if !self.needs("environment", pos, what) {
@@ -464,8 +503,14 @@ impl Compiler<'_> {
                 None,
                 pos,
             ))),
+            _ if super::commands::KNOWN.contains(&what) => {
+                self.error(pos, format!("cannot use command '{}' as a test", t.name));
+                return None;
+            }
             _ => {
-                self.error(pos, format!("unknown test '{}'", t.name));
+                if self.unknown_names.insert(format!("test {what}")) {
+                    self.error(pos, format!("unknown test '{}'", t.name));
+                }
                 return None;
             }
         })
@@ -510,3 +555,65 @@ impl Compiler<'_> {
         }
     }
 }
+
+/// The fields an `address` test may read (RFC 5228 §5.1: restricted to
+/// fields that hold addresses, at least From, To, Cc, Bcc, Sender,
+/// Resent-From and Resent-To): RFC 5322's address fields, the ones MTAs
+/// and list managers add, and any `X-` field (sites add their own).
+pub fn holds_addresses(field: &str) -> bool {
+    const FIELDS: &[&str] = &[
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "sender",
+        "reply-to",
+        "resent-from",
+        "resent-to",
+        "resent-cc",
+        "resent-bcc",
+        "resent-sender",
+        "resent-reply-to",
+        "return-path",
+        "delivered-to",
+        "envelope-to",
+        "original-recipient",
+        "errors-to",
+        "apparently-to",
+        "mail-followup-to",
+        "mail-reply-to",
+        "disposition-notification-to",
+        "return-receipt-to",
+        "read-receipt-to",
+        "abuse-reports-to",
+        "for-approval",
+        "for-handling",
+        "for-comment",
+    ];
+    let f = field.to_ascii_lowercase();
+    FIELDS.contains(&f.as_str()) || (f.starts_with("x-") && f.len() > 2)
+}
+
+/// The tests [`Compiler::try_test`] knows, whatever the script requires.
+pub const TESTS: &[&str] = &[
+    "true",
+    "false",
+    "not",
+    "allof",
+    "anyof",
+    "address",
+    "header",
+    "exists",
+    "envelope",
+    "size",
+    "body",
+    "date",
+    "currentdate",
+    "hasflag",
+    "string",
+    "mailboxexists",
+    "specialuse_exists",
+    "environment",
+    "duplicate",
+    "ihave",
+];

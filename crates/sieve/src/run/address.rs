@@ -149,6 +149,31 @@ impl P<'_> {
         }
     }
 
+    /// A dot-atom local part, or one with leading, trailing or repeated
+    /// dots (not RFC 5322, but real: some Japanese mobile carriers handed
+    /// such addresses out, and mail to them works).
+    fn loose_local(&mut self) -> Option<String> {
+        let mut out = String::new();
+        loop {
+            let save = self.i;
+            self.cfws();
+            match self.peek() {
+                Some('.') => {
+                    self.i += 1;
+                    out.push('.');
+                }
+                Some(c) if is_atext(c) && (out.is_empty() || out.ends_with('.')) => {
+                    out.push_str(&self.atom()?);
+                }
+                _ => {
+                    self.i = save;
+                    break;
+                }
+            }
+        }
+        out.chars().any(|c| c != '.').then_some(out)
+    }
+
     /// local-part "@" domain, normalized: a quoted local part that is a
     /// plain dot-atom loses its quotes.
     fn addr_spec(&mut self) -> Option<String> {
@@ -172,7 +197,7 @@ impl P<'_> {
                 esc
             }
         } else {
-            self.dot_atom()?
+            self.loose_local()?
         };
         self.cfws();
         if self.peek() != Some('@') {

@@ -461,7 +461,12 @@ impl Runtime<'_> {
         last: bool,
     ) -> Result<(), RunError> {
         if !crate::compile::valid_header_name(name) {
-            return Err(self.fail(format!("addheader: invalid header name \"{name}\"")));
+            return Err(self.fail(format!("addheader: the field name \"{name}\" is invalid")));
+        }
+        if let Some(why) =
+            crate::compile::bad_header_value(value, self.limits.editheader.max_header_size)
+        {
+            return Err(self.fail(format!("addheader: {why}")));
         }
         let lower = name.to_ascii_lowercase();
         let policy = &self.limits.editheader;

@@ -114,6 +114,8 @@ pub struct EditHeaderPolicy {
     pub protected: Vec<String>,
     pub forbid_add: Vec<String>,
     pub forbid_delete: Vec<String>,
+    /// Longest value addheader may add (bytes; 0: no limit).
+    pub max_header_size: usize,
 }
 
 impl EditHeaderPolicy {
@@ -132,6 +134,7 @@ impl EditHeaderPolicy {
             protected: names(protected),
             forbid_add: names(forbid_add),
             forbid_delete: names(forbid_delete),
+            max_header_size: 0,
         }
     }
 }
