@@ -158,8 +158,11 @@ fn is_ident(s: &str) -> bool {
 /// Is `name` a valid variable name for `set` (an identifier, or a
 /// namespaced one when `ns` allows it)?
 pub fn valid_var_name(name: &str) -> bool {
-    is_ident(name)
+    is_ident(name) && name.len() <= MAX_VAR_NAME
 }
+
+/// The longest variable name.
+pub const MAX_VAR_NAME: usize = 64;
 
 /// Split a string into a template (RFC 5229 §3): `${identifier}`,
 /// `${ns.identifier}` and `${digits}`; anything else that looks like a

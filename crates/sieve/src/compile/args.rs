@@ -224,6 +224,17 @@ impl Compiler<'_> {
         if self.has("variables") {
             let t = strings::template(&s);
             for p in &t.parts {
+                if let strings::Part::Match(n) = p
+                    && *n >= crate::run::vars::MAX_MATCHES
+                {
+                    self.error(
+                        pos,
+                        format!(
+                            "match value index {n} out of range (the highest is {})",
+                            crate::run::vars::MAX_MATCHES - 1
+                        ),
+                    );
+                }
                 if let strings::Part::Ns(ns, _) = p {
                     let known = ns == "env" && self.has("environment")
                         || ns == "global" && self.has("include")
@@ -247,7 +258,13 @@ impl Compiler<'_> {
         match a.map(|a| (&a.arg, a.pos)) {
             // a list of one is still a list (RFC 5228 §2.4.2.1 lets a
             // string stand for a list, not the other way)
-            Some((Arg::Strings { values, list: false }, p)) => {
+            Some((
+                Arg::Strings {
+                    values,
+                    list: false,
+                },
+                p,
+            )) => {
                 let v = values[0].clone();
                 Some(self.template(&v, p))
             }

@@ -357,6 +357,21 @@ impl Compiler<'_> {
                     self.error(pos, format!("set: invalid variable name \"{n}\""));
                     return None;
                 }
+                // the run's bound on variables, said when the script
+                // already declares more (once)
+                let lower = n.to_ascii_lowercase();
+                if !self.declared.contains(&lower) {
+                    self.declared.insert(lower);
+                    if self.declared.len() == crate::run::MAX_VARIABLES + 1 {
+                        self.error(
+                            pos,
+                            format!(
+                                "set: the variable \"{n}\" is one more than a script may declare ({})",
+                                crate::run::MAX_VARIABLES
+                            ),
+                        );
+                    }
+                }
                 Cmd::Set {
                     name: n.to_ascii_lowercase(),
                     value,
@@ -461,7 +476,13 @@ impl Compiler<'_> {
                     self.error(pos, "include: the script name cannot contain variables");
                     return None;
                 };
-                if n.is_empty() || n.contains('/') || n.chars().any(char::is_control) {
+                // RFC 5804 §1.6's script names: no controls, no line or
+                // paragraph separators; and no path
+                if n.is_empty()
+                    || n.contains('/')
+                    || n.chars()
+                        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+                {
                     self.error(pos, format!("include: invalid script name \"{n}\""));
                     return None;
                 }

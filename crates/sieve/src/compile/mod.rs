@@ -130,6 +130,8 @@ pub(crate) struct Compiler<'o> {
     pub globals: BTreeSet<String>,
     /// Unknown command and test names already reported.
     pub unknown_names: BTreeSet<String>,
+    /// The variables `set` declares.
+    pub declared: BTreeSet<String>,
 }
 
 impl Compiler<'_> {
@@ -282,6 +284,7 @@ pub(crate) fn compile(
         errors: Vec::new(),
         globals: BTreeSet::new(),
         unknown_names: BTreeSet::new(),
+        declared: BTreeSet::new(),
     };
     let out = c.block(cmds, true);
     if c.errors.is_empty() {

@@ -22,7 +22,7 @@ pub mod message;
 pub mod redirect;
 pub mod reject;
 pub mod vacation;
-mod vars;
+pub(crate) mod vars;
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
@@ -48,6 +48,9 @@ pub struct Envelope {
     /// The authenticated submitter, when any.
     pub auth: Option<String>,
 }
+
+/// Variables a run holds by default (and a script may declare).
+pub const MAX_VARIABLES: usize = 255;
 
 /// Bounds on one run.
 #[derive(Debug, Clone)]
@@ -147,7 +150,7 @@ impl Default for Limits {
             max_redirects: 4,
             max_include_depth: 10,
             max_includes: 255,
-            max_variables: 255,
+            max_variables: MAX_VARIABLES,
             max_variable_size: crate::strings::MAX_VALUE,
             editheader: EditHeaderPolicy::default(),
             vacation: VacationOptions::default(),

@@ -6,8 +6,9 @@ use super::{RunError, Runtime};
 use crate::ir::Modifiers;
 use crate::strings::{MAX_VALUE, Part, Template};
 
-/// Match variables kept (`${0}` .. `${63}`; RFC 5229 asks for 0 to 9).
-pub const MAX_MATCHES: usize = 64;
+/// Match variables kept (`${0}` .. `${32}`; RFC 5229 asks for 0 to 9);
+/// a script naming a higher one does not compile.
+pub const MAX_MATCHES: usize = 33;
 
 /// Cut `s` to at most MAX_VALUE bytes, at a character boundary.
 pub fn bound(s: String) -> String {
