@@ -265,9 +265,13 @@ impl Suite {
         };
         let parsed = std::str::from_utf8(&text)
             .map_err(|_| "the script is not valid UTF-8".to_string())
-            .and_then(|t| facteur_sieve::parse::parse(t).map_err(|e| e.message));
-        if let Err(e) = parsed {
-            self.errors.push(e);
+            .map_err(|e| vec![e])
+            .and_then(|t| {
+                facteur_sieve::parse::parse_all(t)
+                    .map_err(|es| es.into_iter().map(|e| e.message).collect())
+            });
+        if let Err(es) = parsed {
+            self.errors.extend(es);
             self.errors.push("parse failed".into());
             return false;
         }

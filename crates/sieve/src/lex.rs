@@ -35,7 +35,13 @@ pub enum Token {
     RBrace,
     Comma,
     Semicolon,
+    /// Characters no token starts with (said as an error when met; the
+    /// parser then skips the command they are in).
+    Bad,
 }
+
+/// The longest identifier or tag name (longer ones are an error).
+pub const MAX_IDENTIFIER: usize = 32;
 
 impl Token {
     pub fn describe(&self) -> String {
@@ -52,6 +58,7 @@ impl Token {
             Token::RBrace => "'}'".into(),
             Token::Comma => "','".into(),
             Token::Semicolon => "';'".into(),
+            Token::Bad => "unexpected characters".into(),
         }
     }
 }
@@ -61,6 +68,8 @@ struct Lexer<'a> {
     i: usize,
     line: u32,
     col: u32,
+    /// Errors after which lexing goes on.
+    soft: Vec<CompileError>,
 }
 
 fn err(pos: Pos, msg: impl Into<String>) -> CompileError {
@@ -132,20 +141,28 @@ impl Lexer<'_> {
 
     fn ident(&mut self) -> String {
         let start = self.i;
+        let pos = self.pos();
         while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'_') {
             self.bump();
         }
-        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
+        let id = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+        if id.len() > MAX_IDENTIFIER {
+            let shown: String = id.chars().take(MAX_IDENTIFIER).collect();
+            self.soft.push(err(
+                pos,
+                format!("identifier '{shown}...' too long (at most {MAX_IDENTIFIER} characters)"),
+            ));
+        }
+        id
     }
 
     fn number(&mut self, pos: Pos) -> Result<u64, CompileError> {
-        let mut n: u64 = 0;
+        let mut n: Option<u64> = Some(0);
         while let Some(c @ b'0'..=b'9') = self.peek() {
             self.bump();
             n = n
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(c - b'0')))
-                .ok_or_else(|| err(pos, "number too large"))?;
+                .and_then(|n| n.checked_mul(10))
+                .and_then(|n| n.checked_add(u64::from(c - b'0')));
         }
         let shift = match self.peek() {
             Some(b'K' | b'k') => 10,
@@ -155,10 +172,16 @@ impl Lexer<'_> {
         };
         if shift > 0 {
             self.bump();
-            n = n
-                .checked_mul(1 << shift)
-                .ok_or_else(|| err(pos, "number too large"))?;
+            n = n.and_then(|n| n.checked_mul(1 << shift));
         }
+        let n = n.unwrap_or_else(|| {
+            // said, and read as the largest so that parsing goes on
+            self.soft.push(err(
+                pos,
+                format!("number too large (the largest is {})", u64::MAX),
+            ));
+            u64::MAX
+        });
         if matches!(self.peek(), Some(c) if c.is_ascii_alphabetic() || c == b'_') {
             return Err(err(pos, "invalid number"));
         }
@@ -290,7 +313,21 @@ impl Lexer<'_> {
                     .chars()
                     .next()
                     .unwrap_or('?');
-                return Err(err(pos, format!("unexpected character '{ch}'")));
+                self.soft.push(err(
+                    pos,
+                    format!("unexpected character(s) starting with '{ch}'"),
+                ));
+                // the whole run, one error
+                while let Some(c) = self.peek() {
+                    let starts_token = c.is_ascii_alphanumeric()
+                        || b" \t\r\n[](){},;:\"#_".contains(&c)
+                        || self.rest().starts_with(b"/*");
+                    if starts_token {
+                        break;
+                    }
+                    self.bump();
+                }
+                Token::Bad
             }
         };
         Ok(Some((tok, pos)))
@@ -299,17 +336,41 @@ impl Lexer<'_> {
 
 /// The script's tokens, or the first lexical error.
 pub fn tokens(script: &str) -> Result<Vec<(Token, Pos)>, CompileError> {
+    let (toks, mut errors) = tokens_all(script);
+    if errors.is_empty() {
+        Ok(toks)
+    } else {
+        Err(errors.swap_remove(0))
+    }
+}
+
+/// The script's tokens and every lexical error: after most the lexer
+/// goes on (a number too large, an identifier too long, stray characters
+/// as a [`Token::Bad`]); an unterminated string or comment ends the
+/// tokens.
+pub fn tokens_all(script: &str) -> (Vec<(Token, Pos)>, Vec<CompileError>) {
     let mut lx = Lexer {
         s: script.as_bytes(),
         i: 0,
         line: 1,
         col: 1,
+        soft: Vec::new(),
     };
     let mut out = Vec::new();
-    while let Some(t) = lx.next()? {
-        out.push(t);
+    let mut fatal = None;
+    loop {
+        match lx.next() {
+            Ok(Some(t)) => out.push(t),
+            Ok(None) => break,
+            Err(e) => {
+                fatal = Some(e);
+                break;
+            }
+        }
     }
-    Ok(out)
+    let mut errors = lx.soft;
+    errors.extend(fatal);
+    (out, errors)
 }
 
 #[cfg(test)]
@@ -375,5 +436,23 @@ mod tests {
         assert!(tokens("@").is_err());
         let e = tokens("\"é\" @").expect_err("bad char");
         assert_eq!(e.col, 5);
+    }
+
+    #[test]
+    fn lexing_goes_on_after_most_errors() {
+        let long = "a".repeat(MAX_IDENTIFIER + 1);
+        let (t, e) = tokens_all(&format!(
+            "size :over 99999999999999999999 $$ {long}; x 40000000000G;"
+        ));
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].message.contains("number too large"));
+        assert!(e[1].message.contains("unexpected character"));
+        assert!(e[2].message.contains("too long"));
+        assert_eq!(t[2].0, Token::Number(u64::MAX));
+        assert_eq!(t[3].0, Token::Bad);
+        assert_eq!(t.last().map(|t| &t.0), Some(&Token::Semicolon));
+        // an unterminated string ends the tokens
+        let (t, e) = tokens_all("keep; \"open");
+        assert_eq!((t.len(), e.len()), (2, 1));
     }
 }

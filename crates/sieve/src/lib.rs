@@ -85,7 +85,7 @@ impl Script {
     /// Compile a script's text. All errors found are returned (at most
     /// [`compile::MAX_ERRORS`]).
     pub fn compile(text: &str, opts: &Options) -> Result<Script, Vec<CompileError>> {
-        let tree = parse::parse(text).map_err(|e| vec![e])?;
+        let tree = parse::parse_all(text)?;
         let (cmds, extensions) = compile::compile(&tree, opts)?;
         Ok(Script { cmds, extensions })
     }

@@ -3,14 +3,23 @@
 //! means and which arguments it takes is the compiler's business
 //! ([`crate::compile`]); this only knows the shape.
 //!
-//! Nesting (blocks, test lists, `not not ...`) is cut at [`MAX_NESTING`]
-//! so a hostile script cannot exhaust the stack.
+//! Nesting is cut at [`MAX_NESTING`] blocks and as many tests (test
+//! lists, `not not ...`), and a command takes at most [`MAX_ARGUMENTS`]
+//! arguments, so a hostile script cannot exhaust the stack.
+//!
+//! A syntax error does not end the parse: it is recorded, the rest of the
+//! command it is in is skipped (to its `;`, past its block, or up to the
+//! `}` that closes the block around it), and parsing goes on, so that a
+//! script's author sees all its mistakes at once.
 
 use crate::CompileError;
 use crate::lex::{Pos, Token};
 
-/// Deepest nesting of blocks and tests.
-pub const MAX_NESTING: usize = 64;
+/// Deepest nesting of blocks, and of tests.
+pub const MAX_NESTING: usize = 32;
+
+/// Most arguments of one command or test.
+pub const MAX_ARGUMENTS: usize = 32;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
@@ -53,6 +62,8 @@ struct Parser {
     toks: Vec<(Token, Pos)>,
     i: usize,
     end: Pos,
+    /// Errors recorded and recovered from.
+    errors: Vec<CompileError>,
 }
 
 impl Parser {
@@ -80,12 +91,72 @@ impl Parser {
     fn commands(&mut self, depth: usize, in_block: bool) -> Result<Vec<Command>, CompileError> {
         let mut out = Vec::new();
         loop {
-            match self.peek() {
+            let r = match self.peek() {
                 None if !in_block => return Ok(out),
                 Some(Token::RBrace) if in_block => return Ok(out),
-                Some(Token::Ident(_)) => out.push(self.command(depth)?),
+                // a `}` too many at the top: said, and passed
+                Some(Token::RBrace) => {
+                    self.errors.push(self.unexpected("a command"));
+                    self.i += 1;
+                    continue;
+                }
+                Some(Token::Ident(_)) => self.command(depth),
                 None => return Err(self.unexpected("'}' to close the block")),
-                _ => return Err(self.unexpected("a command")),
+                _ => Err(self.unexpected("a command")),
+            };
+            match r {
+                Ok(c) => out.push(c),
+                Err(e) => {
+                    self.errors.push(e);
+                    self.skip_command();
+                }
+            }
+        }
+    }
+
+    /// After an error: skip the rest of the command it is in (to its `;`,
+    /// past its block), stopping before a `}` that closes the enclosing
+    /// block. Brackets opened before the error and closed after it are
+    /// passed over.
+    fn skip_command(&mut self) {
+        let mut depth = 0usize;
+        let mut braces = 0usize;
+        while let Some(t) = self.peek() {
+            match t {
+                Token::LParen | Token::LBracket => depth += 1,
+                Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
+                Token::LBrace => braces += 1,
+                Token::RBrace if braces == 0 => return,
+                Token::RBrace => {
+                    braces -= 1;
+                    if braces == 0 {
+                        self.i += 1;
+                        return;
+                    }
+                }
+                Token::Semicolon if braces == 0 && depth == 0 => {
+                    self.i += 1;
+                    return;
+                }
+                _ => {}
+            }
+            self.i += 1;
+        }
+    }
+
+    /// Skip a block whose `{` was just taken, through its `}`.
+    fn skip_block(&mut self) {
+        let mut braces = 1usize;
+        while let Some(t) = self.take() {
+            match t {
+                Token::LBrace => braces += 1,
+                Token::RBrace => {
+                    braces -= 1;
+                    if braces == 0 {
+                        return;
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -95,12 +166,25 @@ impl Parser {
         let Some(Token::Ident(name)) = self.take() else {
             return Err(CompileError::new(pos, "expected a command"));
         };
-        let (args, tests, test_list) = self.arguments(depth)?;
+        let (args, tests, test_list) = self.arguments(0)?;
         let block = match self.take() {
             Some(Token::Semicolon) => None,
             Some(Token::LBrace) => {
                 if depth >= MAX_NESTING {
-                    return Err(CompileError::new(pos, "blocks nested too deeply"));
+                    // said once for the block, which is passed over whole
+                    self.errors.push(CompileError::new(
+                        pos,
+                        format!("blocks nested deeper than {MAX_NESTING} levels"),
+                    ));
+                    self.skip_block();
+                    return Ok(Command {
+                        name,
+                        args,
+                        tests,
+                        test_list,
+                        block: None,
+                        pos,
+                    });
                 }
                 let block = self.commands(depth + 1, true)?;
                 self.i += 1; // the closing brace
@@ -124,7 +208,7 @@ impl Parser {
     #[allow(clippy::type_complexity)]
     fn arguments(
         &mut self,
-        depth: usize,
+        test_depth: usize,
     ) -> Result<(Vec<Argument>, Vec<Test>, bool), CompileError> {
         let mut args = Vec::new();
         loop {
@@ -155,17 +239,23 @@ impl Parser {
                 }
                 _ => break,
             };
+            if args.len() == MAX_ARGUMENTS {
+                self.errors.push(CompileError::new(
+                    pos,
+                    format!("more than {MAX_ARGUMENTS} arguments"),
+                ));
+            }
             args.push(Argument { arg, pos });
         }
         let mut tests = Vec::new();
         let mut test_list = false;
         match self.peek() {
-            Some(Token::Ident(_)) => tests.push(self.test(depth + 1)?),
+            Some(Token::Ident(_)) => tests.push(self.test(test_depth + 1)?),
             Some(Token::LParen) => {
                 self.i += 1;
                 test_list = true;
                 loop {
-                    tests.push(self.test(depth + 1)?);
+                    tests.push(self.test(test_depth + 1)?);
                     match self.take() {
                         Some(Token::Comma) => {}
                         Some(Token::RParen) => break,
@@ -204,8 +294,11 @@ impl Parser {
 
     fn test(&mut self, depth: usize) -> Result<Test, CompileError> {
         let pos = self.pos();
-        if depth >= MAX_NESTING {
-            return Err(CompileError::new(pos, "tests nested too deeply"));
+        if depth > MAX_NESTING {
+            return Err(CompileError::new(
+                pos,
+                format!("tests nested deeper than {MAX_NESTING} levels"),
+            ));
         }
         let Some(Token::Ident(name)) = self.take() else {
             self.i -= 1;
@@ -224,14 +317,35 @@ impl Parser {
 
 /// Parse a whole script into its commands.
 pub fn parse(script: &str) -> Result<Vec<Command>, CompileError> {
-    let toks = crate::lex::tokens(script)?;
+    parse_all(script).map_err(|mut e| e.swap_remove(0))
+}
+
+/// Parse a whole script into its commands, or give every lexical and
+/// syntax error found (in the order of the script).
+pub fn parse_all(script: &str) -> Result<Vec<Command>, Vec<CompileError>> {
+    let (toks, lex_errors) = crate::lex::tokens_all(script);
     let last = script.rsplit('\n').next().unwrap_or_default();
     let end = Pos {
         line: u32::try_from(script.matches('\n').count() + 1).unwrap_or(u32::MAX),
         col: u32::try_from(last.chars().count() + 1).unwrap_or(u32::MAX),
     };
-    let mut p = Parser { toks, i: 0, end };
-    p.commands(0, false)
+    let mut p = Parser {
+        toks,
+        i: 0,
+        end,
+        errors: Vec::new(),
+    };
+    let cmds = p.commands(0, false);
+    let mut errors = lex_errors;
+    errors.append(&mut p.errors);
+    match cmds {
+        Ok(c) if errors.is_empty() => return Ok(c),
+        Ok(_) => {}
+        Err(e) => errors.push(e),
+    }
+    errors.sort_by_key(|e| (e.line, e.col));
+    errors.truncate(crate::compile::MAX_ERRORS);
+    Err(errors)
 }
 
 #[cfg(test)]
@@ -276,5 +390,24 @@ mod tests {
         assert!(parse(&deep).is_err());
         let deep = "if true {".repeat(100) + &"}".repeat(100);
         assert!(parse(&deep).is_err());
+    }
+
+    #[test]
+    fn every_error_is_said_and_the_rest_is_read() {
+        let script = "if true {\n keep\n}\nif true { keep, keep }\nfrop $$$;\nif anyof(true,) { stop; }\nstop;\n";
+        let e = parse_all(script).expect_err("errors");
+        let lines: Vec<u32> = e.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 5, 5, 6], "{e:?}");
+        // a block too deep is said once and passed over whole
+        let deep = "if true {".repeat(40) + "stop;" + &"}".repeat(40) + " keep; ]";
+        let e = parse_all(&deep).expect_err("too deep");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].message.contains("nested deeper"));
+        // errors are bounded
+        let many = "frop $;".repeat(1000);
+        assert_eq!(
+            parse_all(&many).expect_err("many").len(),
+            crate::compile::MAX_ERRORS
+        );
     }
 }
