@@ -275,24 +275,27 @@ impl Suite {
             self.errors.push("parse failed".into());
             return false;
         }
-        match Script::compile_bytes(&text, &self.script_options()) {
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let (get, personal, global) = (
+            |c: &HashMap<String, String>, k: &str, d: usize| {
+                c.get(k).and_then(|v| v.parse().ok()).unwrap_or(d)
+            },
+            self.include_dir.clone(),
+            self.dir.join("included-global"),
+        );
+        // includes are resolved when compiling, as Pigeonhole does
+        let (depth, count) = (
+            get(&self.config, "sieve_include_max_nesting_depth", 10),
+            get(&self.config, "sieve_include_max_includes", 255),
+        );
+        let opts = self.script_options();
+        let mut load = |g: bool, name: &str| -> Result<Option<Script>, String> {
+            let dir = if g { &global } else { &personal };
+            let text = std::fs::read(dir.join(format!("{name}.sieve"))).ok();
+            facteur_sieve::compile_included(text, &opts)
+        };
+        match Script::compile_partial(&text, &opts) {
             Ok(s) => {
-                // includes are resolved when compiling, as Pigeonhole does
-                let get = |k: &str, d: usize| {
-                    self.config.get(k).and_then(|v| v.parse().ok()).unwrap_or(d)
-                };
-                let (depth, count) = (
-                    get("sieve_include_max_nesting_depth", 10),
-                    get("sieve_include_max_includes", 255),
-                );
-                let (personal, global) =
-                    (self.include_dir.clone(), self.dir.join("included-global"));
-                let opts = self.script_options();
-                let mut load = |g: bool, name: &str| -> Result<Option<Script>, String> {
-                    let dir = if g { &global } else { &personal };
-                    let text = std::fs::read(dir.join(format!("{name}.sieve"))).ok();
-                    facteur_sieve::compile_included(text, &opts)
-                };
                 let errs = facteur_sieve::check_includes(&s, &mut load, depth, count);
                 if !errs.is_empty() {
                     self.errors = errs;
@@ -302,13 +305,18 @@ impl Suite {
                 self.compiled = Some((Arc::new(s), path));
                 true
             }
-            Err(errs) => {
+            Err((partial, errs)) => {
+                // what compiled is checked for its includes too
+                let mut errs: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+                if let Some(p) = partial {
+                    errs.extend(facteur_sieve::check_includes(&p, &mut load, depth, count));
+                }
                 for e in &errs {
-                    if let Some(x) = e.message.strip_prefix("unsupported extension ") {
+                    if let Some(x) = e.strip_prefix("unsupported extension ") {
                         self.unsupported.insert(x.trim_matches('"').to_string());
                     }
                 }
-                self.errors = errs.iter().map(|e| e.message.clone()).collect();
+                self.errors = errs;
                 self.errors.push("validation failed".into());
                 false
             }

@@ -90,6 +90,24 @@ impl Script {
         Ok(Script { cmds, extensions })
     }
 
+    /// Compile, and on validation errors give also the script as far as
+    /// it compiled (its commands in error left out: never to run, only to
+    /// be checked further, e.g. by [`check_includes`], so that all of a
+    /// script's mistakes are said at once). None after syntax errors.
+    pub fn compile_partial(
+        text: &str,
+        opts: &Options,
+    ) -> Result<Script, (Option<Script>, Vec<CompileError>)> {
+        let tree = parse::parse_all(text).map_err(|e| (None, e))?;
+        let (cmds, extensions, errors) = compile::compile_all(&tree, opts);
+        let script = Script { cmds, extensions };
+        if errors.is_empty() {
+            Ok(script)
+        } else {
+            Err((Some(script), errors))
+        }
+    }
+
     /// Compile from bytes: scripts must be UTF-8 (RFC 5228 §2.2).
     pub fn compile_bytes(bytes: &[u8], opts: &Options) -> Result<Script, Vec<CompileError>> {
         match std::str::from_utf8(bytes) {

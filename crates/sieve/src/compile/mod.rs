@@ -278,6 +278,20 @@ pub(crate) fn compile(
     cmds: &[parse::Command],
     opts: &Options,
 ) -> Result<(Vec<Cmd>, BTreeSet<String>), Vec<CompileError>> {
+    let (out, exts, errors) = compile_all(cmds, opts);
+    if errors.is_empty() {
+        Ok((out, exts))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Compile a parsed script as far as it goes: the commands that compiled
+/// (those in error left out), the extensions required, and the errors.
+pub(crate) fn compile_all(
+    cmds: &[parse::Command],
+    opts: &Options,
+) -> (Vec<Cmd>, BTreeSet<String>, Vec<CompileError>) {
     let mut c = Compiler {
         opts,
         exts: BTreeSet::new(),
@@ -287,9 +301,5 @@ pub(crate) fn compile(
         declared: BTreeSet::new(),
     };
     let out = c.block(cmds, true);
-    if c.errors.is_empty() {
-        Ok((out, c.exts))
-    } else {
-        Err(c.errors)
-    }
+    (out, c.exts, c.errors)
 }
