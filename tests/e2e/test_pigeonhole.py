@@ -28,4 +28,4 @@ def test_pigeonhole_suite():
     files, passed = int(total[1]), int(total[2])
     assert files >= 140, table
     # a floor, so that a harness that stops running files cannot pass
-    assert passed >= 100, table
+    assert passed >= 102, table

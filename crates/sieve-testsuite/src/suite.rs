@@ -294,6 +294,14 @@ impl Suite {
             let text = std::fs::read(dir.join(format!("{name}.sieve"))).ok();
             facteur_sieve::compile_included(text, &opts)
         };
+        // a script asking `ihave` for an extension not offered: a test
+        // that then fails needs that extension (it is skipped, not failed)
+        if let Ok(tree) = facteur_sieve::parse::parse_all(&text) {
+            let mut asked = Vec::new();
+            ihave_names(&tree, &mut asked);
+            self.unsupported
+                .extend(asked.into_iter().filter(|n| !opts.knows(n)));
+        }
         match Script::compile_partial(&text, &opts) {
             Ok(s) => {
                 let errs = facteur_sieve::check_includes(&s, &mut load, depth, count);
@@ -717,4 +725,29 @@ pub fn run_file(path: &Path) -> FileResult {
         });
     }
     FileResult::Ran(suite.tests)
+}
+
+/// The extensions the `ihave` tests of a parsed script ask for.
+fn ihave_names(cmds: &[facteur_sieve::parse::Command], out: &mut Vec<String>) {
+    use facteur_sieve::parse::{Arg, Test};
+    fn in_test(t: &Test, out: &mut Vec<String>) {
+        if t.name.eq_ignore_ascii_case("ihave") {
+            for a in &t.args {
+                if let Arg::Strings { values, .. } = &a.arg {
+                    out.extend(values.iter().map(|v| v.to_ascii_lowercase()));
+                }
+            }
+        }
+        for s in &t.tests {
+            in_test(s, out);
+        }
+    }
+    for c in cmds {
+        for t in &c.tests {
+            in_test(t, out);
+        }
+        if let Some(b) = &c.block {
+            ihave_names(b, out);
+        }
+    }
 }
