@@ -548,7 +548,11 @@ impl Suite {
         let first = |rt: &mut Runtime<'_>, names: &[&str]| {
             for n in names {
                 let fields: Vec<_> = rt.message.named(n);
-                if let Some(a) = fields.iter().flat_map(|f| f.addresses()).next() {
+                if let Some(a) = fields
+                    .iter()
+                    .flat_map(|f| f.addresses().iter().cloned())
+                    .next()
+                {
                     return Some(a);
                 }
             }

@@ -139,7 +139,7 @@ impl Runtime<'_> {
         Some(re)
     }
 
-    fn header_fields(&mut self, name: &str, index: Option<Index>) -> Vec<Field> {
+    fn header_fields(&mut self, name: &str, index: Option<Index>) -> Vec<std::sync::Arc<Field>> {
         let all = self.message.named(name);
         pick(all, index)
     }
@@ -199,16 +199,16 @@ impl Runtime<'_> {
                         // address, is that text to `:all` (Pigeonhole's
                         // reading: `Cc: nonsense` is "nonsense")
                         let mut addrs = f.addresses();
-                        let raw = String::from_utf8_lossy(&f.value)
-                            .split_whitespace()
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        let single = !raw.contains(',');
+                        let single = !f.value.contains(&b',');
                         if addrs.is_empty() || (single && !addrs.iter().all(ok)) {
                             if *part == crate::ir::AddrPart::All {
+                                let raw = String::from_utf8_lossy(&f.value)
+                                    .split_whitespace()
+                                    .collect::<Vec<_>>()
+                                    .join(" ");
                                 values.push(raw);
                             }
-                            addrs.clear();
+                            addrs = &[];
                         }
                         values.extend(
                             addrs
@@ -258,7 +258,11 @@ impl Runtime<'_> {
             } => {
                 let mut values = Vec::new();
                 for h in self.expand_list(names) {
-                    values.extend(self.header_fields(&h, *index).iter().map(Field::text));
+                    values.extend(
+                        self.header_fields(&h, *index)
+                            .iter()
+                            .map(|f| f.text().to_string()),
+                    );
                 }
                 self.match_values(m, &values, keys)?
             }
@@ -289,13 +293,11 @@ impl Runtime<'_> {
                 for f in self.header_fields(&header, *index) {
                     let text = f.text();
                     let text = if f.is("received") {
-                        text.rsplit_once(';')
-                            .map_or(text.as_str(), |(_, d)| d)
-                            .to_string()
+                        text.rsplit_once(';').map_or(text, |(_, d)| d)
                     } else {
                         text
                     };
-                    let Some(mo) = date::parse_date(&text) else {
+                    let Some(mo) = date::parse_date(text) else {
                         continue;
                     };
                     let Some(offset) = self.zone_offset(host, zone, mo.offset) else {
@@ -496,10 +498,7 @@ impl Runtime<'_> {
         let mut v = b" ".to_vec();
         v.extend_from_slice(fold_value(&encoded).as_bytes());
         v.extend_from_slice(b"\r\n");
-        let field = Field {
-            name: name.to_string(),
-            value: v,
-        };
+        let field = std::sync::Arc::new(Field::new(name, v));
         let fields = self.message.fields();
         if last {
             fields.push(field);
@@ -540,7 +539,7 @@ impl Runtime<'_> {
             let keep_it = match patterns {
                 None => false,
                 Some(p) => {
-                    let text = self.message.fields()[i].text();
+                    let text = self.message.fields()[i].text().to_string();
                     !self.match_values(m, &[text], p)?
                 }
             };

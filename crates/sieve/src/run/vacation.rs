@@ -123,7 +123,7 @@ impl Runtime<'_> {
         for h in ["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"] {
             let fields: Vec<_> = self.message.named(h);
             for f in fields {
-                named.extend(f.addresses());
+                named.extend(f.addresses().iter().cloned());
             }
         }
         user.iter()
@@ -146,10 +146,10 @@ impl Runtime<'_> {
         for h in order {
             let fields: Vec<_> = self.message.named(h);
             for f in fields {
-                if let [a] = f.addresses().as_slice()
+                if let [a] = f.addresses()
                     && (any || a.eq_ignore_ascii_case(&sender))
                 {
-                    return f.text();
+                    return f.text().to_string();
                 }
             }
         }
