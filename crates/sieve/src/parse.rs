@@ -64,6 +64,8 @@ struct Parser {
     end: Pos,
     /// Errors recorded and recovered from.
     errors: Vec<CompileError>,
+    /// The end of the script came inside a block (said once).
+    unclosed: bool,
 }
 
 impl Parser {
@@ -101,7 +103,14 @@ impl Parser {
                     continue;
                 }
                 Some(Token::Ident(_)) => self.command(depth),
-                None => return Err(self.unexpected("'}' to close the block")),
+                // the script ends inside blocks: said once, not once a level
+                None => {
+                    if !self.unclosed {
+                        self.unclosed = true;
+                        self.errors.push(self.unexpected("'}' to close the block"));
+                    }
+                    return Ok(out);
+                }
                 _ => Err(self.unexpected("a command")),
             };
             match r {
@@ -334,6 +343,7 @@ pub fn parse_all(script: &str) -> Result<Vec<Command>, Vec<CompileError>> {
         i: 0,
         end,
         errors: Vec::new(),
+        unclosed: false,
     };
     let cmds = p.commands(0, false);
     let mut errors = lex_errors;
@@ -403,6 +413,9 @@ mod tests {
         let e = parse_all(&deep).expect_err("too deep");
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].message.contains("nested deeper"));
+        // a script ending inside blocks: one error
+        let e = parse_all("if true { if true { if true { keep;").expect_err("unclosed");
+        assert_eq!(e.len(), 1, "{e:?}");
         // errors are bounded
         let many = "frop $;".repeat(1000);
         assert_eq!(
