@@ -83,9 +83,9 @@ fn bounces_disable_at_the_limit_and_adding_again_enables() {
     assert!(!m.disabled && m.bounces == 0);
 }
 
-#[test]
-fn the_posting_policy() {
-    let list = List {
+/// A members-only list of example.org, for the tests.
+fn team_list() -> List {
+    List {
         address: "team@example.org".into(),
         owner: "boss@example.org".into(),
         post: Post::Members,
@@ -93,7 +93,12 @@ fn the_posting_policy() {
         subject_tag: String::new(),
         bounce_limit: 5,
         munge_from: true,
-    };
+    }
+}
+
+#[test]
+fn the_posting_policy() {
+    let list = team_list();
     let members = vec![
         Member {
             address: "a@x.test".into(),
@@ -165,19 +170,11 @@ fn held_posts() {
 }
 
 mod copy {
+    use crate::List;
     use crate::message::*;
-    use crate::{List, Post};
 
     fn list() -> List {
-        List {
-            address: "team@example.org".into(),
-            owner: "boss@example.org".into(),
-            post: Post::Members,
-            reply_to_list: false,
-            subject_tag: String::new(),
-            bounce_limit: 5,
-            munge_from: true,
-        }
+        super::team_list()
     }
 
     const POST: &[u8] = b"DKIM-Signature: v=1; d=x.test;\r\n\tb=abc\r\nFrom: Alice <a@x.test>\r\n\
