@@ -111,43 +111,9 @@ pub fn loops(header: &[u8], env: &Envelope, user_email: Option<&str>) -> bool {
         (!env.to.is_empty() && v.eq_ignore_ascii_case(&env.to))
             || user_email.is_some_and(|u| !u.is_empty() && v.eq_ignore_ascii_case(u))
     };
-    fields(header)
-        .filter(|(name, _)| name.eq_ignore_ascii_case("x-sieve-redirected-from"))
-        .any(|(_, value)| mine(&value))
-}
-
-/// The header's fields, unfolded, up to the first empty line.
-fn fields(header: &[u8]) -> impl Iterator<Item = (String, String)> + '_ {
-    let mut lines = header.split(|&b| b == b'\n').peekable();
-    std::iter::from_fn(move || {
-        loop {
-            let line = lines.next()?;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                // the end of the header
-                while lines.next().is_some() {}
-                return None;
-            }
-            if line[0] == b' ' || line[0] == b'\t' {
-                continue; // a continuation of a field we did not want
-            }
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                continue;
-            };
-            let name = String::from_utf8_lossy(&line[..colon]).trim().to_string();
-            let mut value = String::from_utf8_lossy(&line[colon + 1..]).into_owned();
-            while let Some(next) = lines.peek() {
-                if next.first().is_some_and(|&b| b == b' ' || b == b'\t') {
-                    let next = lines.next().unwrap_or_default();
-                    let next = next.strip_suffix(b"\r").unwrap_or(next);
-                    value.push_str(&String::from_utf8_lossy(next));
-                } else {
-                    break;
-                }
-            }
-            return Some((name, value));
-        }
-    })
+    facteur_imap_message::fields::header_fields(header)
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"x-sieve-redirected-from"))
+        .any(|(_, value)| mine(&facteur_imap_message::fields::decode(value)))
 }
 
 #[cfg(test)]
