@@ -270,11 +270,14 @@ impl Suite {
                 facteur_sieve::parse::parse_all(t)
                     .map_err(|es| es.into_iter().map(|e| e.message).collect())
             });
-        if let Err(es) = parsed {
-            self.errors.extend(es);
-            self.errors.push("parse failed".into());
-            return false;
-        }
+        let tree = match parsed {
+            Ok(t) => t,
+            Err(es) => {
+                self.errors.extend(es);
+                self.errors.push("parse failed".into());
+                return false;
+            }
+        };
         let text = String::from_utf8_lossy(&text).into_owned();
         let (get, personal, global) = (
             |c: &HashMap<String, String>, k: &str, d: usize| {
@@ -296,12 +299,10 @@ impl Suite {
         };
         // a script asking `ihave` for an extension not offered: a test
         // that then fails needs that extension (it is skipped, not failed)
-        if let Ok(tree) = facteur_sieve::parse::parse_all(&text) {
-            let mut asked = Vec::new();
-            ihave_names(&tree, &mut asked);
-            self.unsupported
-                .extend(asked.into_iter().filter(|n| !opts.knows(n)));
-        }
+        let mut asked = Vec::new();
+        ihave_names(&tree, &mut asked);
+        self.unsupported
+            .extend(asked.into_iter().filter(|n| !opts.knows(n)));
         match Script::compile_partial(&text, &opts) {
             Ok(s) => {
                 let errs = facteur_sieve::check_includes(&s, &mut load, depth, count);

@@ -20,20 +20,16 @@ impl Compiler<'_> {
     }
 
     /// Says what is wrong with a command given tests or a block it does
-    /// not take; false then.
-    fn no_block(&mut self, cmd: &parse::Command, what: &str) -> bool {
+    /// not take (the tests first: a block after them is not said again).
+    fn no_block(&mut self, cmd: &parse::Command, what: &str) {
         if let Some(t) = cmd.tests.first() {
             self.stray_test(what, t, cmd.pos);
-            return false;
-        }
-        if cmd.block.is_some() {
+        } else if cmd.block.is_some() {
             self.error(
                 cmd.pos,
                 format!("the {what} command takes no block, but one is given"),
             );
-            return false;
         }
-        true
     }
 
     /// A test after the arguments of a command or test that takes none:
