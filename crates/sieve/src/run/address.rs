@@ -20,22 +20,22 @@ pub fn split(addr: &str) -> (&str, Option<&str>) {
 /// such part (no detail without a separator: RFC 5233 §4 says the test
 /// then fails for that address).
 pub fn part(addr: &str, part: AddrPart) -> Option<String> {
-    part_with(addr, part, "+")
+    part_with(addr, part, "+").map(str::to_string)
 }
 
 /// [`part`] with the site's user/detail separators (the first one found
-/// in the local part splits it).
-pub fn part_with(addr: &str, part: AddrPart, separators: &str) -> Option<String> {
+/// in the local part splits it). A slice of `addr`, not a copy.
+pub fn part_with<'a>(addr: &'a str, part: AddrPart, separators: &str) -> Option<&'a str> {
     let (local, domain) = split(addr);
-    let cut = local.find(|c| separators.contains(c));
+    let cut = || local.find(|c| separators.contains(c));
     match part {
-        AddrPart::All => Some(addr.to_string()),
-        AddrPart::LocalPart => Some(local.to_string()),
-        AddrPart::Domain => Some(domain.unwrap_or_default().to_string()),
-        AddrPart::User => Some(cut.map_or(local, |i| &local[..i]).to_string()),
-        AddrPart::Detail => cut.map(|i| {
+        AddrPart::All => Some(addr),
+        AddrPart::LocalPart => Some(local),
+        AddrPart::Domain => Some(domain.unwrap_or_default()),
+        AddrPart::User => Some(cut().map_or(local, |i| &local[..i])),
+        AddrPart::Detail => cut().map(|i| {
             let sep = local[i..].chars().next().map_or(1, char::len_utf8);
-            local[i + sep..].to_string()
+            &local[i + sep..]
         }),
     }
 }

@@ -1,6 +1,11 @@
 //! Evaluating tests, the match driver shared by all of them, and the
 //! editheader commands (which match like tests do).
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
 use super::address;
 use super::date::{self, Moment};
 use super::matching::{self, build_regex};
@@ -27,6 +32,10 @@ fn protected(name: &str) -> bool {
     name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("auto-submitted")
 }
 
+/// A test's values, fields or keys: most tests have one or two, kept
+/// without a heap allocation (a script runs at every delivery).
+type Few<T> = SmallVec<[T; 4]>;
+
 /// Pick the `:index` occurrence out of `values`.
 fn pick<T>(mut values: Vec<T>, index: Option<Index>) -> Vec<T> {
     let Some(ix) = index else {
@@ -40,13 +49,18 @@ fn pick<T>(mut values: Vec<T>, index: Option<Index>) -> Vec<T> {
     vec![values.swap_remove(i)]
 }
 
+/// `:index` as [`super::message::MessageView::named_into`] takes it.
+fn index_pair(ix: Index) -> (usize, bool) {
+    (usize::try_from(ix.n).unwrap_or(usize::MAX), ix.last)
+}
+
 impl Runtime<'_> {
     /// Does any value match any key? Sets the match variables on success
     /// of :matches and :regex.
-    pub(crate) fn match_values(
+    pub(crate) fn match_values<V: AsRef<str>>(
         &mut self,
         m: &Match,
-        values: &[String],
+        values: &[V],
         keys: &[Template],
     ) -> Result<bool, RunError> {
         self.match_values_capturing(m, values, keys, true)
@@ -54,14 +68,19 @@ impl Runtime<'_> {
 
     /// [`Runtime::match_values`]; `capture` false for the tests whose
     /// matches set no match variables (body, as in Pigeonhole).
-    pub(crate) fn match_values_capturing(
+    pub(crate) fn match_values_capturing<V: AsRef<str>>(
         &mut self,
         m: &Match,
-        values: &[String],
+        values: &[V],
         keys: &[Template],
         capture: bool,
     ) -> Result<bool, RunError> {
-        let keys = self.expand_list(keys);
+        // no value, no match (and no key to expand): the usual case of a
+        // rule on a field the message does not have
+        if values.is_empty() && !matches!(m.kind, MatchKind::Count(_)) {
+            return Ok(false);
+        }
+        let keys: Few<Cow<'_, str>> = keys.iter().map(|k| self.expand_cow(k)).collect();
         if let MatchKind::Count(op) = m.kind {
             let count = values.len().to_string();
             self.step(keys.len() as u64)?;
@@ -70,6 +89,7 @@ impl Runtime<'_> {
                 .any(|k| matching::relation(op, matching::order(m.cmp, &count, k))));
         }
         for v in values {
+            let v = v.as_ref();
             self.step(keys.len() as u64 + 1)?;
             for k in &keys {
                 let hit = match &m.kind {
@@ -139,9 +159,22 @@ impl Runtime<'_> {
         Some(re)
     }
 
-    fn header_fields(&mut self, name: &str, index: Option<Index>) -> Vec<std::sync::Arc<Field>> {
-        let all = self.message.named(name);
-        pick(all, index)
+    fn header_fields(&mut self, name: &str, index: Option<Index>) -> Few<Arc<Field>> {
+        let mut out = Few::new();
+        self.message
+            .named_into(name, index.map(index_pair), &mut out);
+        out
+    }
+
+    /// The fields of every name in `names` (each one's `:index` applied),
+    /// in the names' order.
+    fn fields_named(&mut self, names: &[Template], index: Option<Index>) -> Few<Arc<Field>> {
+        let mut out = Few::new();
+        for n in names {
+            let n = self.expand_cow(n);
+            self.message.named_into(&n, index.map(index_pair), &mut out);
+        }
+        out
     }
 
     fn zone_offset(&mut self, host: &mut dyn Host, zone: &Zone, original: i32) -> Option<i32> {
@@ -182,41 +215,42 @@ impl Runtime<'_> {
                 keys,
                 ..
             } => {
-                let mut values = Vec::new();
-                for h in self.expand_list(headers) {
-                    for f in self.header_fields(&h, *index) {
-                        let seps = &self.detail_separators;
-                        // an address that is not valid has no local part or
-                        // domain to match (RFC 5228 §2.7.4); 8-bit text in
-                        // a header address is not RFC 5322 syntax (Pigeonhole
-                        // agrees: its test-address.svtest)
-                        let ok = |a: &String| {
-                            a.is_ascii()
-                                && matches!(a.rsplit_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty())
-                        };
-                        let valid = |a: &&String| *part == crate::ir::AddrPart::All || ok(a);
-                        // an empty field, or one that is a single invalid
-                        // address, is that text to `:all` (Pigeonhole's
-                        // reading: `Cc: nonsense` is "nonsense")
-                        let mut addrs = f.addresses();
-                        let single = !f.value.contains(&b',');
-                        if addrs.is_empty() || (single && !addrs.iter().all(ok)) {
-                            if *part == crate::ir::AddrPart::All {
-                                let raw = String::from_utf8_lossy(&f.value)
-                                    .split_whitespace()
-                                    .collect::<Vec<_>>()
-                                    .join(" ");
-                                values.push(raw);
-                            }
-                            addrs = &[];
+                // the values borrow from the fields (shared, not copied)
+                let fields = self.fields_named(headers, *index);
+                let seps = &self.detail_separators;
+                let mut values: Few<Cow<'_, str>> = Few::new();
+                for f in &fields {
+                    // an address that is not valid has no local part or
+                    // domain to match (RFC 5228 §2.7.4); 8-bit text in
+                    // a header address is not RFC 5322 syntax (Pigeonhole
+                    // agrees: its test-address.svtest)
+                    let ok = |a: &String| {
+                        a.is_ascii()
+                            && matches!(a.rsplit_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty())
+                    };
+                    let valid = |a: &&String| *part == crate::ir::AddrPart::All || ok(a);
+                    // an empty field, or one that is a single invalid
+                    // address, is that text to `:all` (Pigeonhole's
+                    // reading: `Cc: nonsense` is "nonsense")
+                    let mut addrs = f.addresses();
+                    let single = !f.value().contains(&b',');
+                    if addrs.is_empty() || (single && !addrs.iter().all(ok)) {
+                        if *part == crate::ir::AddrPart::All {
+                            let raw = String::from_utf8_lossy(f.value())
+                                .split_whitespace()
+                                .collect::<Vec<_>>()
+                                .join(" ");
+                            values.push(Cow::Owned(raw));
                         }
-                        values.extend(
-                            addrs
-                                .iter()
-                                .filter(valid)
-                                .filter_map(|a| address::part_with(a, *part, seps)),
-                        );
+                        addrs = &[];
                     }
+                    values.extend(
+                        addrs
+                            .iter()
+                            .filter(valid)
+                            .filter_map(|a| address::part_with(a, *part, seps))
+                            .map(Cow::Borrowed),
+                    );
                 }
                 self.match_values(m, &values, keys)?
             }
@@ -227,7 +261,8 @@ impl Runtime<'_> {
                 keys,
             } => {
                 let mut values = Vec::new();
-                for f in self.expand_list(fields) {
+                for f in fields {
+                    let f = self.expand_cow(f);
                     let addr = match f.to_ascii_lowercase().as_str() {
                         // the null reverse-path is matched as "" whatever
                         // the address part (RFC 5228 §5.4)
@@ -245,7 +280,10 @@ impl Runtime<'_> {
                         },
                         _ => continue,
                     };
-                    values.extend(address::part_with(&addr, *part, &self.detail_separators));
+                    values.extend(
+                        address::part_with(&addr, *part, &self.detail_separators)
+                            .map(str::to_string),
+                    );
                 }
                 self.match_values(m, &values, keys)?
             }
@@ -256,20 +294,14 @@ impl Runtime<'_> {
                 keys,
                 ..
             } => {
-                let mut values = Vec::new();
-                for h in self.expand_list(names) {
-                    values.extend(
-                        self.header_fields(&h, *index)
-                            .iter()
-                            .map(|f| f.text().to_string()),
-                    );
-                }
+                let fields = self.fields_named(names, *index);
+                let values: Few<&str> = fields.iter().map(|f| f.text()).collect();
                 self.match_values(m, &values, keys)?
             }
-            Test::Exists { names, .. } => {
-                let names = self.expand_list(names);
-                names.iter().all(|n| self.message.exists(n))
-            }
+            Test::Exists { names, .. } => names.iter().all(|n| {
+                let n = self.expand_cow(n);
+                self.message.exists(&n)
+            }),
             Test::Size { over, limit } => {
                 let size = self.message.size();
                 if *over { size > *limit } else { size < *limit }
@@ -498,7 +530,7 @@ impl Runtime<'_> {
         let mut v = b" ".to_vec();
         v.extend_from_slice(fold_value(&encoded).as_bytes());
         v.extend_from_slice(b"\r\n");
-        let field = std::sync::Arc::new(Field::new(name, v));
+        let field = Arc::new(Field::new(name, &v));
         let fields = self.message.fields();
         if last {
             fields.push(field);

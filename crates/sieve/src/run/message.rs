@@ -9,33 +9,57 @@ use facteur_imap_message::fields;
 /// A header field. Its decoded text and its addresses are worked out once,
 /// when a test first asks, and kept: a script of twenty rules reads From
 /// once, not twenty times (the fields are shared, [`MessageView::named`]).
+///
+/// The name and the value share one buffer (a message's fields are made
+/// at every delivery through a script: one allocation each, not two).
 #[derive(Debug, Clone)]
 pub struct Field {
-    pub name: String,
-    /// Everything after the colon, folding and the final line end included.
-    pub value: Vec<u8>,
+    /// The name (valid UTF-8), then everything after the colon.
+    bytes: Box<[u8]>,
+    name_len: usize,
     text: OnceLock<String>,
     addresses: OnceLock<Vec<String>>,
 }
 
 impl Field {
-    pub fn new(name: impl Into<String>, value: Vec<u8>) -> Field {
+    pub fn new(name: &str, value: &[u8]) -> Field {
+        let mut bytes = Vec::with_capacity(name.len() + value.len());
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.extend_from_slice(value);
         Field {
-            name: name.into(),
-            value,
+            bytes: bytes.into_boxed_slice(),
+            name_len: name.len(),
             text: OnceLock::new(),
             addresses: OnceLock::new(),
         }
     }
 
+    /// A field as the message has it: a name that is not UTF-8 is read
+    /// leniently.
+    fn parsed(name: &[u8], value: &[u8]) -> Field {
+        match std::str::from_utf8(name) {
+            Ok(n) => Field::new(n, value),
+            Err(_) => Field::new(&String::from_utf8_lossy(name), value),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.name_len]).unwrap_or_default()
+    }
+
+    /// Everything after the colon, folding and the final line end included.
+    pub fn value(&self) -> &[u8] {
+        &self.bytes[self.name_len..]
+    }
+
     pub fn is(&self, name: &str) -> bool {
-        self.name.eq_ignore_ascii_case(name)
+        self.bytes[..self.name_len].eq_ignore_ascii_case(name.as_bytes())
     }
 
     /// Unfolded, RFC 2047-decoded, blanks around removed.
     pub fn text(&self) -> &str {
         self.text.get_or_init(|| {
-            let t = fields::decode(&self.value);
+            let t = fields::decode(self.value());
             t.trim_matches([' ', '\t', '\r', '\n']).to_string()
         })
     }
@@ -43,7 +67,7 @@ impl Field {
     /// The addresses in the field (address-list syntax).
     pub fn addresses(&self) -> &[String] {
         self.addresses
-            .get_or_init(|| fields::addresses(&self.value))
+            .get_or_init(|| fields::addresses(self.value()))
     }
 }
 
@@ -75,18 +99,34 @@ impl<'a> MessageView<'a> {
         let raw = &self.raw;
         self.fields.get_or_insert_with(|| {
             fields::header_fields(raw)
-                .map(|(n, v)| Arc::new(Field::new(String::from_utf8_lossy(n), v.to_vec())))
+                .map(|(n, v)| Arc::new(Field::parsed(n, v)))
                 .collect()
         })
     }
 
     /// The fields named `name`, in order (shared, not copied).
     pub fn named(&mut self, name: &str) -> Vec<Arc<Field>> {
-        self.fields()
-            .iter()
-            .filter(|f| f.is(name))
-            .cloned()
-            .collect()
+        let mut out = Vec::new();
+        self.named_into(name, None, &mut out);
+        out
+    }
+
+    /// Appends the fields named `name` to `out`, or only the `:index`
+    /// one (RFC 5260 §4.1: `(n, last)`, counted from 1, from the end when
+    /// `last`) when `index` is given.
+    pub fn named_into(
+        &mut self,
+        name: &str,
+        index: Option<(usize, bool)>,
+        out: &mut impl Extend<Arc<Field>>,
+    ) {
+        let mut all = self.fields().iter().filter(|f| f.is(name));
+        match index {
+            None => out.extend(all.cloned()),
+            Some((0, _)) => {}
+            Some((n, false)) => out.extend(all.nth(n - 1).cloned()),
+            Some((n, true)) => out.extend(all.rev().nth(n - 1).cloned()),
+        }
     }
 
     /// The decoded values of the fields named `name`, in order.
@@ -137,10 +177,10 @@ impl<'a> MessageView<'a> {
         let fields = self.fields.as_ref()?;
         let mut out = Vec::with_capacity(self.raw.len() + 256);
         for f in fields {
-            out.extend_from_slice(f.name.as_bytes());
+            out.extend_from_slice(f.name().as_bytes());
             out.push(b':');
-            out.extend_from_slice(&f.value);
-            if !f.value.ends_with(b"\n") {
+            out.extend_from_slice(f.value());
+            if !f.value().ends_with(b"\n") {
                 out.extend_from_slice(b"\r\n");
             }
         }
@@ -198,7 +238,7 @@ mod tests {
         assert!(m.exists("X-A") && !m.exists("x-b"));
         assert_eq!(m.render(), None);
         m.fields()
-            .insert(0, Arc::new(Field::new("X-New", b" v\r\n".to_vec())));
+            .insert(0, Arc::new(Field::new("X-New", b" v\r\n")));
         m.fields().retain(|f| !f.is("subject"));
         m.version += 1;
         assert_eq!(

@@ -2,6 +2,8 @@
 //! match variables; `global` ones shared with included scripts (RFC 6609
 //! §3.5).
 
+use std::borrow::Cow;
+
 use super::{RunError, Runtime};
 use crate::ir::Modifiers;
 use crate::strings::{MAX_VALUE, Part, Template};
@@ -150,8 +152,14 @@ impl Runtime<'_> {
 
     /// Expand a template into its text.
     pub fn expand(&self, t: &Template) -> String {
+        self.expand_cow(t).into_owned()
+    }
+
+    /// [`Runtime::expand`] without a copy of a template that has no
+    /// references (most of a script's strings: header names, keys).
+    pub fn expand_cow<'t>(&self, t: &'t Template) -> Cow<'t, str> {
         if let Some(l) = t.as_literal() {
-            return l.to_string();
+            return Cow::Borrowed(l);
         }
         let mut out = String::new();
         for p in &t.parts {
@@ -175,7 +183,7 @@ impl Runtime<'_> {
                 break;
             }
         }
-        bound(out)
+        Cow::Owned(bound(out))
     }
 
     pub fn expand_list(&self, l: &[Template]) -> Vec<String> {
