@@ -104,6 +104,34 @@ impl Written {
     }
 }
 
+/// Bytes read from the content at a time.
+const COPY_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// The copy buffers of [`write_tmp`], one pair per thread for the
+    /// thread's life: a delivery used to allocate (and zero) 128 KiB and
+    /// free it, and glibc gave the freed top of a thread's arena back to
+    /// the kernel (madvise) often enough that the next delivery's page
+    /// faults cost more than the copy.
+    static BUFFERS: std::cell::Cell<(Vec<u8>, Vec<u8>)> = const {
+        std::cell::Cell::new((Vec::new(), Vec::new()))
+    };
+}
+
+/// Runs `f` with the thread's copy buffers (a read buffer of
+/// [`COPY_CHUNK`] bytes and an output buffer): taken out for the call and
+/// put back after (a call further down the stack would find empty ones
+/// and make its own).
+fn with_buffers<T>(f: impl FnOnce(&mut [u8], &mut Vec<u8>) -> T) -> T {
+    let (mut buf, mut out) = BUFFERS.try_with(std::cell::Cell::take).unwrap_or_default();
+    if buf.len() != COPY_CHUNK {
+        buf.resize(COPY_CHUNK, 0);
+    }
+    let r = f(&mut buf, &mut out);
+    let _ = BUFFERS.try_with(|b| b.set((buf, out)));
+    r
+}
+
 /// Writes `content` (CRLF form) into `<folder>/tmp/` in LF form and fsyncs it.
 pub(crate) fn write_tmp(
     folder: &Path,
@@ -120,30 +148,29 @@ pub(crate) fn write_tmp(
             Err(e) => return Err(e.into()),
         }
     };
-    let result = (|| -> io::Result<(u64, u64)> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut out = Vec::with_capacity(64 * 1024 + 1);
+    let result = with_buffers(|buf: &mut [u8], out| -> io::Result<(u64, u64)> {
+        out.clear();
         let mut conv = ToLf::new();
         let (mut crlf, mut disk) = (0u64, 0u64);
         loop {
-            let n = match content.read(&mut buf) {
+            let n = match content.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             crlf += n as u64;
-            conv.push(&buf[..n], &mut out);
-            file.write_all(&out)?;
+            conv.push(&buf[..n], out);
+            file.write_all(out)?;
             disk += out.len() as u64;
             out.clear();
         }
-        conv.finish(&mut out);
-        file.write_all(&out)?;
+        conv.finish(out);
+        file.write_all(out)?;
         disk += out.len() as u64;
         fsops::sync_file(&file, &tmp)?;
         Ok((disk, crlf))
-    })();
+    });
     match result {
         Ok((disk_size, crlf_size)) => Ok(Written {
             tmp,
