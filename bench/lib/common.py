@@ -102,7 +102,7 @@ def _children_map():
     return kids
 
 
-def _proc_cpu(pid):
+def _proc_cpu(pid, user_only=False):
     try:
         with open(f"/proc/{pid}/stat") as f:
             st = f.read()
@@ -110,6 +110,8 @@ def _proc_cpu(pid):
         return 0
     fields = st[st.rindex(")") + 2 :].split()
     # fields[11..14] are utime stime cutime cstime (stat fields 14-17)
+    if user_only:
+        return int(fields[11]) + int(fields[13])
     return sum(int(x) for x in fields[11:15])
 
 
@@ -164,6 +166,13 @@ class Accounting:
         if self.method == "cgroup":
             return int((self.cg / "cpuacct.usage").read_text()) / 1e9
         return sum(_proc_cpu(p) for p in self.pids()) / TICK
+
+    def cpu_user_seconds(self):
+        """The user-space part of cpu_seconds() (the rest is the kernel's:
+        system calls, file system, network)."""
+        if self.method == "cgroup":
+            return int((self.cg / "cpuacct.usage_user").read_text()) / 1e9
+        return sum(_proc_cpu(p, user_only=True) for p in self.pids()) / TICK
 
     def pss_kib(self):
         return sum(pss_kib(p) for p in self.pids())

@@ -153,31 +153,38 @@ def sieve_deliveries(sides, count, size, reps):
     each of DELIVERY_USERS), back to back, so the difference of the pair is
     the filtering's cost under the same conditions. The row's figure is the
     rate with the scripts; its note the median of the pairs' CPU per
-    message differences."""
+    message differences, and of their user-space part (the interpreter's
+    work; the kernel's part of a delivery, fsyncs and renames, varies
+    from run to run by more than a script costs)."""
     name = "9. LMTP -> Maildir, a 20-rule Sieve script per user (smtp-source -L)"
     row = Row(f"{name}, {count} msgs x {size // 1000} KB, 10 sessions", "msg/s")
     for s in sides:
         s.install_sieve(DELIVERY_USERS, SIEVE_20)
-    diffs = {}
+    diffs, user_diffs = {}, {}
 
     def one(side, rep):
         # without-then-with on even repetitions, with-then-without on odd
         # ones: whatever favours the second run of a pair cancels out
         def run(on):
             side.sieve_active(DELIVERY_USERS, on)
-            return deliver_once(side, count, size, True)
+            u0 = side.acct.cpu_user_seconds()
+            r = deliver_once(side, count, size, True)
+            return r, (side.acct.cpu_user_seconds() - u0) / r[2]
 
         if rep % 2 == 0:
-            base, r = run(False), run(True)
+            (base, ub), (r, ur) = run(False), run(True)
         else:
-            r, base = run(True), run(False)
+            (r, ur), (base, ub) = run(True), run(False)
         diffs.setdefault(side.name, []).append((r[1] / r[2] - base[1] / base[2]) * 1e6)
+        user_diffs.setdefault(side.name, []).append((ur - ub) * 1e6)
         return r
 
     alternate(sides, reps, row, one)
-    parts = [f"{side} {statistics.median(d):+.0f} µs" for side, d in diffs.items() if d]
+    parts = [f"{side} {statistics.median(d):+.0f} µs (user space {statistics.median(user_diffs[side]):+.0f} µs; "
+             f"pairs {min(d):+.0f} to {max(d):+.0f})" for side, d in diffs.items() if d]
     if parts:
-        row.notes.append("CPU per message with the scripts minus without, paired runs (median): " + ", ".join(parts))
+        row.notes.append(f"CPU per message with the scripts minus without, {reps} paired runs (median): "
+                         + ", ".join(parts))
     return [row]
 
 
