@@ -42,6 +42,10 @@ const READ_CHUNK: usize = 64 * 1024;
 pub const MIN_RATE: u64 = 1024;
 /// The read buffer between commands.
 const IDLE_CHUNK: usize = 4 * 1024;
+/// What a read between commands with nothing buffered takes, into the
+/// session's own state rather than a heap buffer: a connection waiting
+/// for its next command (an IMAP IDLE for hours) holds no buffer at all.
+const FIRST_READ: usize = 512;
 
 /// What a read brought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,15 +100,14 @@ struct Deflate {
 
 /// Reads what `stream` has into `buf`, waiting until `until` at most;
 /// `idle` lets a shutdown interrupt the wait.
-async fn read_some<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
+async fn read_some(
+    read: impl std::future::Future<Output = io::Result<usize>>,
     stop: &watch::Receiver<bool>,
     idle: bool,
     until: Instant,
 ) -> io::Result<Fill> {
     let mut stop = stop.clone();
-    let read = tokio::time::timeout_at(until, stream.read_buf(buf));
+    let read = tokio::time::timeout_at(until, read);
     let r = if idle {
         tokio::select! {
             r = read => r,
@@ -253,6 +256,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             None => until,
         };
         self.flush().await?;
+        if idle && self.deflate.is_none() && self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+            if self.out.is_empty() {
+                self.out = Vec::new();
+            }
+            let mut first = [0u8; FIRST_READ];
+            let mut n = 0;
+            let read = async {
+                n = self.stream.read(&mut first).await?;
+                Ok(n)
+            };
+            let fill = read_some(read, &self.stop, idle, until).await?;
+            self.inbuf.extend_from_slice(&first[..n]);
+            return Ok(fill);
+        }
         if idle {
             // Between commands: a small buffer, so thousands of idle
             // connections (IMAP IDLE) cost little; what a bulk transfer
@@ -273,7 +291,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             self.inbuf.reserve(READ_CHUNK);
         }
         let Some(d) = &mut self.deflate else {
-            return read_some(&mut self.stream, &mut self.inbuf, &self.stop, idle, until).await;
+            return read_some(
+                self.stream.read_buf(&mut self.inbuf),
+                &self.stop,
+                idle,
+                until,
+            )
+            .await;
         };
         loop {
             if !d.raw.is_empty() {
@@ -299,7 +323,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
                     ));
                 }
             }
-            match read_some(&mut self.stream, &mut d.raw, &self.stop, idle, until).await? {
+            match read_some(self.stream.read_buf(&mut d.raw), &self.stop, idle, until).await? {
                 Fill::Data => {}
                 other => return Ok(other),
             }
@@ -580,6 +604,32 @@ mod tests {
             Input::Line(b"a NOOP\r\n".to_vec())
         );
         assert!(io.out.capacity() <= 4 * IDLE_CHUNK, "{}", io.out.capacity());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_command_holds_no_buffer() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let (_tx, rx) = watch::channel(false);
+        let mut io = LineIo::new(server, 4096, Duration::from_millis(100), rx);
+        // pipelined lines longer together than the first read's room
+        let lines: Vec<Vec<u8>> = (0..3)
+            .map(|i| format!("a{i} {}\r\n", "x".repeat(300)).into_bytes())
+            .collect();
+        client.write_all(&lines.concat()).await.unwrap();
+        for l in &lines {
+            assert_eq!(io.next_line(true).await.unwrap(), Input::Line(l.clone()));
+        }
+        io.write(b"a2 OK done\r\n");
+        assert_eq!(io.next_line(true).await.unwrap(), Input::Timeout);
+        assert_eq!((io.inbuf.capacity(), io.out.capacity()), (0, 0));
+        let mut reply = [0u8; 12];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"a2 OK done\r\n");
+        client.write_all(b"b NOOP\r\n").await.unwrap();
+        assert_eq!(
+            io.next_line(true).await.unwrap(),
+            Input::Line(b"b NOOP\r\n".to_vec())
+        );
     }
 
     #[tokio::test]

@@ -191,14 +191,18 @@ where
             notify: None,
             first_input: None,
         };
-        let caps = s.capabilities();
-        s.io.write(
-            format!(
-                "* OK [CAPABILITY {caps}] {} IMAP server ready (facteur)\r\n",
-                s.ctx.hostname
-            )
-            .as_bytes(),
-        );
+        // (a block: a local kept across `run` would stay for the whole
+        // session, a kilobyte per idle connection)
+        {
+            let caps = s.capabilities();
+            s.io.write(
+                format!(
+                    "* OK [CAPABILITY {caps}] {} IMAP server ready (facteur)\r\n",
+                    s.ctx.hostname
+                )
+                .as_bytes(),
+            );
+        }
         if let Err(e) = s.run().await {
             debug!(error = %e, "connection ended with an I/O error");
         } else {
