@@ -17,12 +17,12 @@ struct Args {
 
 /// Threads for blocking work (tokio's pool: `spawn_blocking`, and the
 /// replacement workers of `block_in_place`). The mail-access daemons serve
-/// many connections with short store calls, and each call in progress kept
-/// a thread alive afterwards: 1,000 IMAP clients logging in and going IDLE
-/// left 170 threads of about 85 KiB of touched stack each (which glibc
-/// then keeps in its stack cache), 13 KiB per connection; they get 8 per
-/// core, at least 16 (on 2 cores, 1,000 IDLE connections: 12.8 KiB each
-/// instead of 21.6). The others keep tokio's 512: a delivery's fsync waits
+/// many connections with short store calls, and each call in progress
+/// became a thread that outlived it: 1,000 IMAP clients logging in and
+/// going IDLE left 170 threads, their stacks (about 85 KiB touched each)
+/// still resident while the clients idled, 13 KiB per connection. They get
+/// 8 per core, at least 16 (on 2 cores, 1,000 IDLE connections: 12.8 KiB
+/// each instead of 21.6; 19 threads). The others keep tokio's 512: a delivery's fsync waits
 /// on its own thread, and parallel fsyncs are what a fast disk wants.
 fn blocking_threads(name: &str) -> usize {
     match name {
