@@ -159,13 +159,6 @@ impl Runtime<'_> {
         Some(re)
     }
 
-    fn header_fields(&mut self, name: &str, index: Option<Index>) -> Few<Arc<Field>> {
-        let mut out = Few::new();
-        self.message
-            .named_into(name, index.map(index_pair), &mut out);
-        out
-    }
-
     /// The fields of every name in `names` (each one's `:index` applied),
     /// in the names' order.
     fn fields_named(&mut self, names: &[Template], index: Option<Index>) -> Few<Arc<Field>> {
@@ -319,10 +312,9 @@ impl Runtime<'_> {
                 part,
                 keys,
             } => {
-                let header = self.expand(header);
                 let part = self.expand(part);
                 let mut values = Vec::new();
-                for f in self.header_fields(&header, *index) {
+                for f in self.fields_named(std::slice::from_ref(header), *index) {
                     let text = f.text();
                     let text = if f.is("received") {
                         text.rsplit_once(';').map_or(text, |(_, d)| d)
