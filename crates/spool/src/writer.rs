@@ -146,8 +146,12 @@ impl QueueWriter {
         file.write_all_at(&len.to_be_bytes(), self.len_offset)?;
         // A reused file (`Spool::create`) may be longer than this message.
         file.set_len(end + END_RECORD.len() as u64)?;
-        file.sync_all()?;
         let dir = self.spool.dir(self.queue);
+        // Group commit (facteur_util::group): the queue directory's fsync
+        // is shared with the other sessions committing now, and whoever
+        // leads the next one waits for us to link our file first.
+        let intent = facteur_util::group::intend(&dir);
+        file.sync_all()?;
         let dst = dir.join(&self.id);
         match fs::hard_link(&self.tmp_path, &dst) {
             Ok(()) => fs::remove_file(&self.tmp_path)?,
@@ -163,7 +167,7 @@ impl QueueWriter {
                 fs::rename(&self.tmp_path, &dst)?;
             }
         }
-        match facteur_util::fsync_dir(&dir) {
+        match intent.fsync_dir() {
             // An unprivileged sendmail cannot open maildrop/ (mode 3733: no
             // read bit for others) to fsync it; syncfs on the queue file
             // makes the new directory entry durable with the rest of its

@@ -47,14 +47,17 @@ impl Store {
         };
         // Early refusal when already full, before reading the message.
         quota::check(&user_dir, quota, 0, 1)?;
+        let new_dir = folder.join("new");
+        // Group commit: new/'s fsync is shared with the deliveries into
+        // the same folder at the same moment (fsops::intend).
+        let sync = fsops::intend(&new_dir);
         let w = write_tmp(&folder, &self.shared.names, content)?;
         if let Err(e) = quota::check(&user_dir, quota, w.disk_size, 1) {
             w.discard();
             return Err(e);
         }
-        let new_dir = folder.join("new");
         let path = new_dir.join(w.base());
-        if let Err(e) = fsops::rename(&w.tmp, &path).and_then(|()| fsops::fsync_dir(&new_dir)) {
+        if let Err(e) = fsops::rename(&w.tmp, &path).and_then(|()| sync.fsync_dir()) {
             w.discard();
             return Err(e.into());
         }

@@ -86,10 +86,32 @@ pub(crate) fn rename(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// fsync(2) of a directory: the entries made in it so far are durable.
+/// Shared with the other deliveries into the same directory at the same
+/// moment (`facteur_util::group`: one fsync that starts after the entry
+/// was made makes it durable, whoever asked for it).
 pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
-    facteur_util::fsync_dir(dir)?;
+    facteur_util::group::fsync_dir(dir)?;
     record(|| Event::SyncDir(dir.to_path_buf()));
     Ok(())
+}
+
+/// A coming [`fsync_dir`] announced before the work that precedes it (the
+/// new file's write and fsync), so that the round that covers another
+/// delivery into the same directory waits for this one too
+/// (`facteur_util::group::intend`).
+pub(crate) struct DirSync(facteur_util::group::Intent, std::path::PathBuf);
+
+pub(crate) fn intend(dir: &Path) -> DirSync {
+    DirSync(facteur_util::group::intend(dir), dir.to_path_buf())
+}
+
+impl DirSync {
+    /// The announced [`fsync_dir`].
+    pub(crate) fn fsync_dir(self) -> io::Result<()> {
+        self.0.fsync_dir()?;
+        record(|| Event::SyncDir(self.1));
+        Ok(())
+    }
 }
 
 /// [`mkdir`] and [`fsync_dir`] for `facteur_util::create_dirs_durable_with`.

@@ -3,7 +3,9 @@
 //! Offers durable file operations: [`fsync_dir`] (make a rename or a create in
 //! a directory durable), [`write_atomic`] (temporary name, write, fsync,
 //! rename, fsync the directory) and [`create_dirs_durable`] (make missing
-//! directories and fsync every directory an entry was added to); [`line`],
+//! directories and fsync every directory an entry was added to), and
+//! [`group::fsync_dir`] (one directory fsync shared by the threads that ask
+//! for it at once: group commit); [`line`],
 //! the command-line framer every line protocol (SMTP, LMTP, POP3, IMAP)
 //! reads with; [`date`] and [`id`]. Needs `std` and memchr.
 //!
@@ -20,6 +22,7 @@
 //! only if its own entry, in its parent, is durable too.
 
 pub mod date;
+pub mod group;
 pub mod id;
 pub mod line;
 
