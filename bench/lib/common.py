@@ -20,8 +20,11 @@ counted once, not once per process.
 
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -222,3 +225,41 @@ def count_files(dirs):
         except FileNotFoundError:
             pass
     return n
+
+
+SYNC_CALLS = ("fsync", "fdatasync", "syncfs")
+_perf_ok = None
+
+
+class SyncCount:
+    """Counts the fsync(2), fdatasync(2) and syncfs(2) calls made on the
+    whole machine while it is open (`with SyncCount() as c: ...; c.total`),
+    with `perf stat` on the syscall tracepoints; `total` stays None when
+    perf cannot (not installed, no tracefs). Only one side runs at a time,
+    and the other side's idle daemons do not sync, so the count is the
+    running side's."""
+
+    def __init__(self):
+        self.total, self.proc, self.out = None, None, None
+
+    def __enter__(self):
+        global _perf_ok
+        events = ",".join(f"syscalls:sys_enter_{c}" for c in SYNC_CALLS)
+        if _perf_ok is None:
+            _perf_ok = shutil.which("perf") is not None and subprocess.run(
+                ["perf", "stat", "-a", "-e", events, "true"], capture_output=True).returncode == 0
+        if _perf_ok:
+            self.out = tempfile.NamedTemporaryFile(prefix="bench-perf-", suffix=".txt", delete=False).name
+            self.proc = subprocess.Popen(["perf", "stat", "-a", "-x,", "-o", self.out, "-e", events],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)  # perf's start-up, so that the first calls count
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(30)
+            counts = [ln.split(",")[0] for ln in Path(self.out).read_text().splitlines() if "syscalls:" in ln]
+            os.unlink(self.out)
+            self.total = sum(int(c) for c in counts if c.isdigit())
+        return False

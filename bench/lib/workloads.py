@@ -20,7 +20,7 @@ from pathlib import Path
 
 import queuefile
 import seed
-from common import count_files, log, run
+from common import SyncCount, count_files, log, run
 from sides import DOMAIN
 
 PASSWORD = "bench-Pw-7q2"
@@ -80,10 +80,12 @@ def timed(side, fn):
 DELIVERY_USERS = [f"d{i}" for i in range(10)]
 
 
-def deliver_once(side, count, size, lmtp, msg_file=None, sender=SENDER, helo=None):
+def deliver_once(side, count, size, lmtp, msg_file=None, sender=SENDER, helo=None, syncs=None):
     """One timed delivery run: smtp-source (10 processes, one per user of
     DELIVERY_USERS) into the side, until every message is a file in the
-    users' Maildirs. Returns (messages/s, CPU s, messages)."""
+    users' Maildirs. Returns (messages/s, CPU s, messages). `syncs`: a
+    list to which the run's fsyncs per message are appended (when perf can
+    count them)."""
     mds = [side.maildir(u) for u in DELIVERY_USERS]
     seed.clear(mds)
     dirs = [m / sub for m in mds for sub in ("new", "cur")]
@@ -107,10 +109,13 @@ def deliver_once(side, count, size, lmtp, msg_file=None, sender=SENDER, helo=Non
                 raise RuntimeError(f"smtp-source failed: {bad.stderr.read()[:300]}")
             time.sleep(0.02)
 
-    secs, cpu, _ = timed(side, go)
+    with SyncCount() as sc:
+        secs, cpu, _ = timed(side, go)
     for p in procs:
         p.wait(30)
     n = per * len(DELIVERY_USERS)
+    if syncs is not None and sc.total is not None:
+        syncs.append(sc.total / n)
     return n / secs, cpu, n
 
 
@@ -120,14 +125,19 @@ def deliveries(sides, count, size, reps, lmtp, msg_file=None, sender=SENDER, hel
     run, to check what it delivered)."""
     name = name or ("2. LMTP -> Maildir (smtp-source -L)" if lmtp else "1. SMTP -> queue -> LMTP -> Maildir")
     row = Row(f"{name}, {count} msgs x {size // 1000} KB, 10 sessions", "msg/s")
+    syncs = {}
 
     def one(side, rep):
-        r = deliver_once(side, count, size, lmtp, msg_file, sender, helo)
+        r = deliver_once(side, count, size, lmtp, msg_file, sender, helo, syncs.setdefault(side.name, []))
         if after_first and rep == 0:
             after_first(side, row)
         return r
 
     alternate(sides, reps, row, one)
+    for side, v in syncs.items():
+        if v:
+            row.notes.append(f"{side}: {statistics.median(v):.2f} fsync/fdatasync/syncfs calls per message "
+                             f"(all processes, perf stat; median of {len(v)} runs)")
     return [row]
 
 
