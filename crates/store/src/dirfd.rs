@@ -279,8 +279,9 @@ pub(crate) fn file_id(st: &FileStat) -> FileId {
 /// directory) and its `cur/`, neither through a link (but the user
 /// directory, see the module header). `new/` and `tmp/` are opened when a
 /// scan needs them, the same way. So a selected mailbox holds two
-/// descriptors for its life (an IDLE session too): reading a message is
-/// then one `openat`, as many calls as the path-based open it replaces.
+/// descriptors while it is in use (an IDLE session closes them while it
+/// waits: `Mailbox::park`): reading a message is then one `openat`, as
+/// many calls as the path-based open it replaces.
 #[derive(Debug)]
 pub(crate) struct OpenMaildir {
     pub folder: Dir,

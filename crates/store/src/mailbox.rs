@@ -26,13 +26,13 @@ pub(crate) mod recent;
 mod transfer;
 
 use std::io;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::dirfd::{OpenMaildir, is_link_refused};
+use crate::dirfd::{FileId, OpenMaildir, is_link_refused};
 use crate::folders::UserInner;
 use crate::index::{self, MailboxRow};
 use crate::layout::{folder_path, maildir_id, normalize};
@@ -43,9 +43,9 @@ use crate::{MessageMeta, Result, StoreError, SyncChanges, quota, sync};
 pub struct Mailbox {
     user: Arc<UserInner>,
     name: String,
-    /// The Maildir directory (its path: `md.folder.path()`) and its
-    /// `cur/`, open (no symbolic link followed).
-    md: OpenMaildir,
+    /// The Maildir directory (its path: `md.path()`) and its `cur/`, open
+    /// (no symbolic link followed) except while parked ([`Mailbox::park`]).
+    md: LazyMaildir,
     id: i64,
     uidvalidity: u32,
     uidnext: u32,
@@ -84,6 +84,51 @@ fn open_maildir(dir: &Path, name: &str) -> Result<OpenMaildir> {
     })
 }
 
+/// A mailbox's [`OpenMaildir`], which an idle session can close
+/// ([`Mailbox::park`]: two descriptors fewer for each IDLE connection) and
+/// which is opened again, the same way, at its next use. Opening it again
+/// is what a directory replaced by another tool gets anyway (`refresh`).
+#[derive(Debug)]
+struct LazyMaildir {
+    dir: PathBuf,
+    name: String,
+    open: OnceLock<OpenMaildir>,
+}
+
+impl LazyMaildir {
+    fn new(dir: PathBuf, name: &str) -> Result<LazyMaildir> {
+        let md = open_maildir(&dir, name)?;
+        Ok(LazyMaildir {
+            dir,
+            name: name.to_owned(),
+            open: OnceLock::from(md),
+        })
+    }
+
+    /// The open directories, opened again if parked.
+    fn get(&self) -> Result<&OpenMaildir> {
+        if let Some(md) = self.open.get() {
+            return Ok(md);
+        }
+        let md = open_maildir(&self.dir, &self.name)?;
+        Ok(self.open.get_or_init(|| md))
+    }
+
+    fn park(&mut self) {
+        self.open.take();
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        self.open = OnceLock::from(open_maildir(&self.dir, &self.name)?);
+        Ok(())
+    }
+
+    /// The id of `cur/` as open now (None: parked).
+    fn cur_id(&self) -> Option<FileId> {
+        self.open.get().map(|m| m.cur_id)
+    }
+}
+
 /// The row of the mailbox `mb` has open, read inside the write lock; gone
 /// if the mailbox was deleted and recreated or its index rebuilt (a new
 /// row id, or the old one again with a new UIDVALIDITY).
@@ -98,7 +143,7 @@ impl Mailbox {
         let name = normalize(name)?;
         let dir = folder_path(&user.dir, &name);
         // Refuses a folder, or a cur/, that is missing or a link.
-        let md = open_maildir(&dir, &name)?;
+        let md = LazyMaildir::new(dir.clone(), &name)?;
         if name == "INBOX" {
             crate::maildir::ensure_maildir(&dir, &user.shared.cfg.root)?;
         }
@@ -125,7 +170,7 @@ impl Mailbox {
         if !first {
             match maildir_id(self.dir()) {
                 None => return Err(StoreError::NoSuchMailbox(self.name.clone())),
-                Some(id) if id != self.md.cur_id => self.md = open_maildir(self.dir(), &self.name)?,
+                Some(id) if self.md.cur_id().is_some_and(|c| c != id) => self.md.reopen()?,
                 Some(_) => {}
             }
         }
@@ -133,7 +178,7 @@ impl Mailbox {
         let row = index::mailbox_row(&conn, &self.name)?;
         let scan = match &row {
             None => true,
-            Some(r) => (!first && !self.is_row(r)) || sync::needs_scan(&self.md, r)?,
+            Some(r) => (!first && !self.is_row(r)) || sync::needs_scan(self.md.get()?, r)?,
         };
         if scan {
             drop(conn);
@@ -164,7 +209,7 @@ impl Mailbox {
                     None if first => {
                         durable = !creating;
                         let mut row = index::create_row(tx, &self.user.dir, &self.name, None)?;
-                        if let Some(view) = sync::scan_new(tx, &self.md, &mut row)? {
+                        if let Some(view) = sync::scan_new(tx, self.md.get()?, &mut row)? {
                             fresh = Some((row, view));
                         }
                         return Ok(());
@@ -172,7 +217,7 @@ impl Mailbox {
                     _ => return Err(StoreError::NoSuchMailbox(self.name.clone())),
                 };
                 let before = (row.uidnext, row.highest_modseq);
-                sync::scan_locked(tx, &self.md, &mut row, false)?;
+                sync::scan_locked(tx, self.md.get()?, &mut row, false)?;
                 durable |= before != (row.uidnext, row.highest_modseq);
                 Ok(())
             })?;
@@ -271,9 +316,9 @@ impl Mailbox {
     fn write<T>(&self, f: impl FnOnce(&Connection, &mut MailboxRow) -> Result<T>) -> Result<T> {
         self.user.write(|tx| {
             let mut row = locked_row(tx, self)?;
-            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.md).ok());
+            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(self.md.get()?).ok());
             let t = f(tx, &mut row)?;
-            sync::after_own_change(&self.md, &mut row, rec, pre);
+            sync::after_own_change(self.md.get()?, &mut row, rec, pre);
             index::update_row(tx, &row)?;
             Ok(t)
         })
@@ -291,10 +336,10 @@ impl Mailbox {
         let t = self.user.write_unsynced(|tx| {
             let mut row = locked_row(tx, self)?;
             let uidnext = row.uidnext;
-            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(&self.md).ok());
+            let (rec, pre) = (row.cur_mtime_ns, sync::cur_mtime(self.md.get()?).ok());
             let t = f(tx, &mut row)?;
             gave_uids = row.uidnext != uidnext;
-            sync::after_own_change(&self.md, &mut row, rec, pre);
+            sync::after_own_change(self.md.get()?, &mut row, rec, pre);
             index::update_row(tx, &row)?;
             Ok(t)
         })?;
@@ -317,7 +362,13 @@ impl Mailbox {
     /// The mailbox's Maildir directory (watched by IDLE for changes made
     /// by other processes).
     pub fn dir(&self) -> &Path {
-        self.md.folder.path()
+        &self.md.dir
+    }
+
+    /// Closes the mailbox's directories until its next use (which opens
+    /// them again): an IDLE session holds its socket and nothing else.
+    pub fn park(&mut self) {
+        self.md.park();
     }
 
     /// The mailbox name ("INBOX", "Lists/rust").

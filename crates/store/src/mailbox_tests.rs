@@ -1011,3 +1011,48 @@ fn recent_messages_are_claimed_once() {
     let tmp = us.select("Tmp").unwrap();
     assert_eq!(tmp.recent_from().unwrap(), 1);
 }
+
+/// Descriptors of this process open on `dir` or a directory in it (a
+/// parked mailbox has none; the user's index files are the user's).
+fn fds_on(dir: &Path) -> usize {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.starts_with(dir) && t.is_dir())
+        .count()
+}
+
+#[test]
+fn a_parked_mailbox_holds_no_directory_and_works_as_before() {
+    let (d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    let mut mb = us.select("INBOX").unwrap();
+    let udir = d.path().join("x.test/u");
+    assert!(fds_on(&udir) >= 2, "selected: the folder and cur/ open");
+    mb.park();
+    assert_eq!(fds_on(&udir), 0, "parked: nothing open in the Maildir");
+    // A delivery while parked is found by the next sync, which opens them.
+    deliver(&s, "b\r\n");
+    assert_eq!(mb.sync().unwrap().added, [2]);
+    assert_eq!(mb.read_message(2).unwrap(), b"b\r\n");
+    // cur/ replaced while parked (a restore): opened afresh, same content.
+    mb.park();
+    let cur = udir.join("cur");
+    fs::rename(&cur, udir.join("cur.old")).unwrap();
+    fs::create_dir(&cur).unwrap();
+    for e in fs::read_dir(udir.join("cur.old")).unwrap() {
+        let e = e.unwrap();
+        fs::rename(e.path(), cur.join(e.file_name())).unwrap();
+    }
+    mb.sync().unwrap();
+    assert_eq!(uids(&mb), [1, 2]);
+    let r = mb
+        .store_flags(&[1], FlagOp::Add, &Flags::system(SEEN), None)
+        .unwrap();
+    assert_eq!(r.updated, [1]);
+    assert_eq!(mb.read_message(1).unwrap(), b"a\r\n");
+    // Gone while parked: the next use says so.
+    mb.park();
+    fs::remove_dir_all(&udir).unwrap();
+    assert!(matches!(mb.sync(), Err(StoreError::NoSuchMailbox(_))));
+}

@@ -7,7 +7,8 @@
 //! for a lost notification (inotify watch limit reached), the view is also
 //! re-synced every two minutes, when a `* OK Still here` keeps NAT mappings
 //! alive. The session ends after the configured idle timeout as any other
-//! idle session does.
+//! idle session does. While waiting, the session keeps no directory of the
+//! mailbox open (one descriptor per IDLE connection, its socket).
 
 use super::{Flow, Session};
 use facteur_daemon::lineio::Input;
@@ -32,6 +33,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let started = Instant::now();
         let limit = self.cfg.timeout.duration();
         loop {
+            // While it waits, the session holds its socket and no mailbox
+            // directory: the next sync opens them again (the store's
+            // `Mailbox::park`).
+            if let Some(s) = self.sel.as_mut() {
+                s.mb.park();
+            }
             // Flushed here, so the select below only ever reads: a read is
             // cancel-safe, a half-written flush would not be.
             self.io.flush().await?;

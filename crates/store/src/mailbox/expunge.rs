@@ -10,7 +10,7 @@ impl Mailbox {
     /// Removes the messages flagged \Deleted (only those in `uids` if
     /// given). Returns their UIDs, ascending; they leave this view.
     pub fn expunge(&mut self, uids: Option<&[u32]>) -> Result<Vec<u32>> {
-        let cur = &self.md.cur;
+        let cur = &self.md.get()?.cur;
         let mut keys = ((0, 0), (0, 0));
         // The removals are made durable by fsyncing cur/ below; the index
         // commit is not fsynced: if a power failure undoes it, the next
@@ -50,7 +50,7 @@ impl Mailbox {
                     if !is_not_found(&e) {
                         return Err(e.into());
                     }
-                    sync::scan_locked(tx, &self.md, row, true)?;
+                    sync::scan_locked(tx, self.md.get()?, row, true)?;
                     match index::message(tx, row.id, uid)? {
                         Some(again) if again.flags.system & DELETED != 0 => m = again,
                         _ => continue,

@@ -44,10 +44,10 @@ impl Mailbox {
                     }
                     let mut file_name = m.file_name;
                     if new.system != m.flags.system {
-                        match rename_flags(&self.md.cur, &file_name, new.system) {
+                        match rename_flags(&self.md.get()?.cur, &file_name, new.system) {
                             Ok(f) => file_name = f,
                             Err(e) if is_not_found(&e) && attempt == 0 => {
-                                sync::scan_locked(tx, &self.md, row, true)?;
+                                sync::scan_locked(tx, self.md.get()?, row, true)?;
                                 continue;
                             }
                             Err(e) if is_not_found(&e) => continue 'each,

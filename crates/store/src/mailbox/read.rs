@@ -58,7 +58,7 @@ impl Mailbox {
         if todo.is_empty() {
             return Ok(());
         }
-        let cur = &self.md.cur;
+        let cur = &self.md.get()?.cur;
         let mut found: Vec<(usize, i64)> = Vec::with_capacity(todo.len());
         for i in todo {
             let m = &self.messages[i];
@@ -114,7 +114,7 @@ impl Mailbox {
     /// (never a symbolic link: a message that is not a regular file is
     /// refused, and logged, as no message).
     fn open_file(&self, uid: u32) -> Result<MsgFile> {
-        let cur = &self.md.cur;
+        let cur = &self.md.get()?.cur;
         let refused = |e: io::Error| -> StoreError {
             if is_link_refused(&e) || e.kind() == io::ErrorKind::InvalidData {
                 tracing::warn!(dir = %cur.path().display(), uid, error = %e, "message is not a regular file (a symbolic link?): not read");
@@ -133,7 +133,7 @@ impl Mailbox {
         for force in [false, true] {
             let name = if force {
                 self.write(|tx, row| {
-                    sync::scan_locked(tx, &self.md, row, true)?;
+                    sync::scan_locked(tx, self.md.get()?, row, true)?;
                     index::message(tx, row.id, uid)
                 })?
             } else {

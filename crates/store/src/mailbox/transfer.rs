@@ -41,7 +41,7 @@ impl Mailbox {
                 fs::symlink_metadata(&w.tmp).map(|m| m.mtime()).unwrap_or(0)
             });
             let name = cur_name(&w.base(), flags.system, "");
-            let cur = &self.md.cur;
+            let cur = &self.md.get()?.cur;
             self.write(|tx, row| {
                 keys.0 = (row.uidnext, row.highest_modseq);
                 // Renamed into cur/ under the lock, so no scan can see it
@@ -125,7 +125,7 @@ impl Mailbox {
         if dest.user.dir != self.user.dir {
             return Err(StoreError::Index("copy between users".into()));
         }
-        let (src_cur, dst_cur) = (&self.md.cur, &dest.md.cur);
+        let (src_cur, dst_cur) = (&self.md.get()?.cur, &dest.md.get()?.cur);
         let names = &self.user.shared.names;
         let (pairs, bytes) = self.user.write(|tx| {
             let mut row = locked_row(tx, self)?;
@@ -176,7 +176,7 @@ impl Mailbox {
                         Err(e) if is_not_found(&e) && !tried => {
                             // Moved by another process: rescan, retry once.
                             tried = true;
-                            sync::scan_locked(tx, &self.md, &mut row, true)?;
+                            sync::scan_locked(tx, self.md.get()?, &mut row, true)?;
                             match index::message(tx, row.id, m.uid)? {
                                 Some(again) => m = again,
                                 None => break false,
