@@ -11,8 +11,11 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
+
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// What a command ended with, and what came before it.
 pub struct Response {
@@ -45,8 +48,8 @@ impl Response {
 }
 
 pub struct Conn {
-    rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    wr: tokio::net::tcp::OwnedWriteHalf,
+    rd: BufReader<Reader>,
+    wr: Writer,
     next_tag: u32,
     timeout: Duration,
     line: Vec<u8>,
@@ -63,27 +66,80 @@ fn err(msg: String) -> io::Error {
     io::Error::other(msg)
 }
 
+/// How to open a connection: TLS from the first byte (`--tls 1`: the
+/// server's implicit-TLS port) or not, and the read buffer's size.
+#[derive(Clone)]
+pub struct Dial {
+    pub tls: Option<crate::tls::Client>,
+    pub buf: usize,
+    pub timeout: Duration,
+}
+
 impl Conn {
-    /// Connects from `src` to `dst` and reads the greeting.
+    /// Connects from `src` to `dst` and reads the greeting (IMAP's).
     pub async fn connect(src: Ipv4Addr, dst: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+        Conn::dial(src, dst, &Dial { tls: None, buf: 16 * 1024, timeout }, "* OK").await
+    }
+
+    /// Connects from `src` to `dst` and reads a greeting line that must
+    /// start with `greeting` ("* OK" for IMAP, "+OK" for POP3, "220" for
+    /// SMTP; IMAP's "* PREAUTH" is taken too).
+    pub async fn dial(src: Ipv4Addr, dst: SocketAddr, d: &Dial, greeting: &str) -> io::Result<Conn> {
         let sock = TcpSocket::new_v4()?;
         sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0)))?;
-        let stream: TcpStream = tokio::time::timeout(timeout, sock.connect(dst))
+        let stream: TcpStream = tokio::time::timeout(d.timeout, sock.connect(dst))
             .await
             .map_err(|_| err(format!("connect to {dst}: timed out")))??;
         stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        let mut c = Conn { rd: BufReader::with_capacity(16 * 1024, r), wr: w, next_tag: 1, timeout, line: Vec::new() };
-        let greeting = c.read_line().await?;
-        if !greeting.starts_with("* OK") && !greeting.starts_with("* PREAUTH") {
-            return Err(err(format!("greeting: {greeting}")));
+        let (r, w): (Reader, Writer) = match &d.tls {
+            None => {
+                let (r, w) = stream.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Some(tls) => {
+                let s = tokio::time::timeout(d.timeout, tls.handshake(stream))
+                    .await
+                    .map_err(|_| err(format!("TLS handshake with {dst}: timed out")))??;
+                let (r, w) = tokio::io::split(s);
+                (Box::new(r), Box::new(w))
+            }
+        };
+        let mut c = Conn { rd: BufReader::with_capacity(d.buf, r), wr: w, next_tag: 1, timeout: d.timeout, line: Vec::new() };
+        let first = c.read_line().await?;
+        if !first.starts_with(greeting) && !first.starts_with("* PREAUTH") {
+            return Err(err(format!("greeting: {first}")));
         }
         Ok(c)
     }
 
-    /// Gives the stream back whole (for idle connections kept by the caller).
-    pub fn into_stream(self) -> TcpStream {
-        self.rd.into_inner().reunite(self.wr).expect("halves of one stream")
+    /// Sends one raw line (CRLF added) and reads reply lines until one
+    /// starts with `last` (SMTP's "250 " after EHLO, POP3's "+OK").
+    pub async fn say(&mut self, line: &str, last: &str) -> io::Result<()> {
+        self.wr.write_all(format!("{line}\r\n").as_bytes()).await?;
+        loop {
+            let l = self.read_line().await?;
+            if l.starts_with(last) {
+                return Ok(());
+            }
+            if l.starts_with("5") || l.starts_with("-ERR") {
+                return Err(err(format!("{line}: {l}")));
+            }
+        }
+    }
+
+    /// Waits, with no time limit, for the server to announce a new
+    /// message (`* N EXISTS`) in IDLE.
+    pub async fn wait_exists(&mut self) -> io::Result<()> {
+        loop {
+            self.line.clear();
+            if self.rd.read_until(b'\n', &mut self.line).await? == 0 {
+                return Err(err("connection closed by the server in IDLE".into()));
+            }
+            let l = String::from_utf8_lossy(&self.line);
+            if l.starts_with("* ") && l.trim_end().to_ascii_uppercase().ends_with(" EXISTS") {
+                return Ok(());
+            }
+        }
     }
 
     async fn read_line(&mut self) -> io::Result<String> {

@@ -14,16 +14,23 @@
 //! - `idle`: opens N connections that LOGIN, SELECT and IDLE, prints the
 //!   JSON line when all are idling, then holds them until standard input
 //!   gives a line or closes (the harness measures the server meanwhile).
+//!   A line `wake` instead times how long until every connection is told
+//!   of a new message, which the harness delivers (bench/scale).
+//! - `hold`: opens N POP3 or SMTP connections (greeting; EHLO for SMTP)
+//!   and holds them the same way (bench/scale).
 //!
 //! Options (all modes): --port P [--host 127.0.0.1] --password PW
 //! --user-prefix P [--user-suffix S] --users K (users are P0S..P{K-1}S) [--timeout SECS].
 //! mix: --sessions S --cycles C. big: --user NAME --repeat R --warmup W.
-//! idle: --connections N [--ramp R].
+//! idle: --connections N [--ramp R] [--wake-timeout SECS]. hold: --proto
+//! pop3|smtp --connections N [--ramp R]. idle and hold: [--tls 1] (implicit
+//! TLS, the certificate not checked: tls.rs) [--buffer BYTES].
 //!
 //! Loopback only: connections are made from 127.0.0.2-254 to the host given.
 
 mod conn;
 mod modes;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,7 +63,7 @@ fn die(msg: &str) -> ! {
 
 fn parse_args() -> (String, Opts) {
     let mut args = std::env::args().skip(1);
-    let mode = args.next().unwrap_or_else(|| die("usage: imap-load mix|big|idle --port P ..."));
+    let mode = args.next().unwrap_or_else(|| die("usage: imap-load mix|big|idle|hold --port P ..."));
     let mut kv = HashMap::new();
     while let Some(a) = args.next() {
         let key = a.strip_prefix("--").unwrap_or_else(|| die(&format!("unexpected argument {a}")));
@@ -89,6 +96,7 @@ fn main() {
             "mix" => modes::mix(&opts).await,
             "big" => modes::big(&opts).await,
             "idle" => modes::idle(&opts).await,
+            "hold" => modes::hold(&opts).await,
             other => die(&format!("unknown mode {other}")),
         }
     });

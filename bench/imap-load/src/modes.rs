@@ -1,9 +1,9 @@
-//! The three load modes of imap-load (see main.rs): `mix`, `big`, `idle`.
+//! The load modes of imap-load (see main.rs): `mix`, `big`, `idle`, `hold`.
 //! Each returns the JSON object that main prints; numbers only, no
 //! judgement — bench/run compares the two servers.
 
 use crate::Opts;
-use crate::conn::{Conn, source_addr};
+use crate::conn::{Conn, Dial, source_addr};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,41 +161,161 @@ pub async fn big(opts: &Opts) -> io::Result<String> {
     ))
 }
 
+/// How `idle` and `hold` dial: `--tls 1` for an implicit-TLS port,
+/// `--buffer B` bytes of read buffer per connection (16 KiB by default).
+fn dial(opts: &Opts) -> Dial {
+    Dial {
+        tls: (opts.num("tls", 0) == 1).then(crate::tls::Client::new),
+        buf: opts.num("buffer", 16 * 1024),
+        timeout: opts.timeout,
+    }
+}
+
+/// `idle`: N connections LOGIN, SELECT INBOX and IDLE; one JSON line when
+/// all are idling. Then each standard-input line `wake` starts a clock and
+/// waits (up to --wake-timeout seconds, 120 by default) until every idling
+/// connection has been told of a new message (`* N EXISTS`; the harness
+/// delivers one to each user right after writing the line), and prints a
+/// second JSON line: how many were told, and when (ms after the line).
+/// Any other line, or the end of standard input, closes everything.
 pub async fn idle(opts: &Opts) -> io::Result<String> {
     let n = opts.num("connections", 100);
     let ramp = Arc::new(Semaphore::new(opts.num("ramp", 100)));
+    let d = dial(opts);
+    let start = Instant::now();
+    let woke_at: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (told_tx, mut told_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for i in 0..n {
+        let (ramp, dst, user, pw, d) = (ramp.clone(), opts.dst, opts.user(i), opts.password.clone(), d.clone());
+        let (ready_tx, told_tx, woke_at, mut stop) = (ready_tx.clone(), told_tx.clone(), woke_at.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let opened = async {
+                let _permit = ramp.acquire_owned().await.map_err(io::Error::other)?;
+                let mut c = Conn::dial(source_addr(i), dst, &d, "* OK").await?;
+                c.login(&user, &pw).await?;
+                c.command("SELECT INBOX").await?;
+                c.idle().await?;
+                Ok::<_, io::Error>(c)
+            }
+            .await;
+            let mut c = match opened {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            tokio::select! {
+                _ = stop.changed() => {}
+                told = async {
+                    loop {
+                        c.wait_exists().await?;
+                        if let Some(t) = woke_at.get() {
+                            return Ok::<_, io::Error>(t.elapsed());
+                        }
+                    }
+                } => {
+                    if let Ok(after) = told {
+                        let _ = told_tx.send(after);
+                    }
+                    let _ = stop.changed().await;
+                }
+            }
+        });
+    }
+    let (mut idling, mut errors) = (0usize, Vec::new());
+    for _ in 0..n {
+        match ready_rx.recv().await {
+            Some(Ok(())) => idling += 1,
+            Some(Err(e)) => errors.push(e),
+            None => break,
+        }
+    }
+    println!(
+        "{{\"mode\":\"idle\",\"connections\":{n},\"idling\":{idling},\"errors\":{},\"first_error\":{:?},\"secs\":{:.3}}}",
+        errors.len(),
+        errors.first().cloned().unwrap_or_default(),
+        start.elapsed().as_secs_f64()
+    );
+    let wake_timeout = Duration::from_secs(opts.num("wake-timeout", 120) as u64);
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    // Hold the connections until the harness has measured the server.
+    while tokio::time::timeout(Duration::from_secs(1800), stdin.read_line(&mut line)).await.is_ok_and(|r| r.is_ok_and(|n| n > 0))
+        && line.trim() == "wake"
+        && woke_at.get().is_none()
+    {
+        line.clear();
+        let _ = woke_at.set(Instant::now());
+        let mut ms = Vec::with_capacity(idling);
+        let until = tokio::time::Instant::now() + wake_timeout;
+        while ms.len() < idling {
+            match tokio::time::timeout_at(until, told_rx.recv()).await {
+                Ok(Some(after)) => ms.push(after.as_secs_f64() * 1000.0),
+                _ => break,
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        let q = |f: f64| ms.get(((ms.len() as f64 * f) as usize).min(ms.len().saturating_sub(1))).copied().unwrap_or(0.0);
+        println!(
+            "{{\"mode\":\"wake\",\"idling\":{idling},\"told\":{},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1}}}",
+            ms.len(),
+            q(0.5),
+            q(0.99),
+            ms.last().copied().unwrap_or(0.0)
+        );
+    }
+    let _ = stop_tx.send(true);
+    Ok(String::new())
+}
+
+/// `hold`: N connections to a POP3 (`--proto pop3`: greeting only, the
+/// session left in its AUTHORIZATION state) or SMTP server (`--proto smtp`:
+/// greeting and EHLO), held open; one JSON line when all are open, then
+/// held until standard input gives a line or closes.
+pub async fn hold(opts: &Opts) -> io::Result<String> {
+    let n = opts.num("connections", 100);
+    let smtp = match opts.rest.get("proto").map(String::as_str) {
+        Some("smtp") => true,
+        Some("pop3") => false,
+        _ => return Err(io::Error::other("hold: --proto pop3|smtp")),
+    };
+    let ramp = Arc::new(Semaphore::new(opts.num("ramp", 100)));
+    let d = dial(opts);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let (ramp, dst, user, pw, timeout) = (ramp.clone(), opts.dst, opts.user(i), opts.password.clone(), opts.timeout);
+        let (ramp, dst, d) = (ramp.clone(), opts.dst, d.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = ramp.acquire_owned().await.map_err(io::Error::other)?;
-            let mut c = Conn::connect(source_addr(i), dst, timeout).await?;
-            c.login(&user, &pw).await?;
-            c.command("SELECT INBOX").await?;
-            c.idle().await?;
-            Ok::<_, io::Error>(c.into_stream())
+            let mut c = Conn::dial(source_addr(i), dst, &d, if smtp { "220" } else { "+OK" }).await?;
+            if smtp {
+                c.say("EHLO load.bench.test", "250 ").await?;
+            }
+            Ok::<_, io::Error>(c)
         }));
     }
     let mut held = Vec::with_capacity(n);
     let mut errors = Vec::new();
     for t in tasks {
         match t.await.map_err(io::Error::other)? {
-            Ok(s) => held.push(s),
+            Ok(c) => held.push(c),
             Err(e) => errors.push(e.to_string()),
         }
     }
     println!(
-        "{{\"mode\":\"idle\",\"connections\":{n},\"idling\":{},\"errors\":{},\"first_error\":{:?},\"secs\":{:.3}}}",
+        "{{\"mode\":\"hold\",\"connections\":{n},\"open\":{},\"errors\":{},\"first_error\":{:?},\"secs\":{:.3}}}",
         held.len(),
         errors.len(),
         errors.first().cloned().unwrap_or_default(),
         start.elapsed().as_secs_f64()
     );
-    // Hold the connections until the harness has measured the server.
     let mut line = String::new();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let _ = tokio::time::timeout(Duration::from_secs(600), stdin.read_line(&mut line)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1800), stdin.read_line(&mut line)).await;
     drop(held);
     Ok(String::new())
 }
