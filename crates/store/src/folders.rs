@@ -89,7 +89,31 @@ impl UserInner {
     /// change that gives out UIDs (callers follow a scan that did with a
     /// fsynced commit).
     pub fn write_unsynced<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.write_unsynced_on(&mut self.conn(), f)
+    }
+
+    /// [`UserInner::write_unsynced`] if `wanted` says so, asked first
+    /// under the same hold of the connection. Sessions that all saw the
+    /// same change (an IDLE wake-up: hundreds of one user's connections)
+    /// then scan once: the others, waiting for the connection meanwhile,
+    /// find the change indexed and write nothing. None: not wanted.
+    pub fn write_unsynced_if<T>(
+        &self,
+        wanted: impl FnOnce(&Connection) -> Result<bool>,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
         let mut conn = self.conn();
+        if !wanted(&conn)? {
+            return Ok(None);
+        }
+        self.write_unsynced_on(&mut conn, f).map(Some)
+    }
+
+    fn write_unsynced_on<T>(
+        &self,
+        conn: &mut Connection,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         // Cached statements: a pragma_update parses its text every time.
         conn.prepare_cached("PRAGMA synchronous = NORMAL")?
             .execute([])?;

@@ -198,10 +198,18 @@ impl Mailbox {
             let creating = row.is_none() && first;
             let write = |f: &mut dyn FnMut(&rusqlite::Transaction<'_>) -> Result<()>| {
                 if creating {
-                    self.user.write(|tx| f(tx))
-                } else {
-                    self.user.write_unsynced(|tx| f(tx))
+                    return self.user.write(|tx| f(tx));
                 }
+                // Asked again once this session holds the index: another
+                // one (of the same user, woken by the same delivery) may
+                // have scanned meanwhile, and then this one writes nothing.
+                let wanted = |conn: &Connection| match index::mailbox_row(conn, &self.name)? {
+                    Some(r) if first || self.is_row(&r) => {
+                        Ok(sync::needs_scan(self.md.get()?, &r)?)
+                    }
+                    _ => Ok(true),
+                };
+                self.user.write_unsynced_if(wanted, |tx| f(tx)).map(|_| ())
             };
             write(&mut |tx| {
                 let mut row = match index::mailbox_row(tx, &self.name)? {

@@ -1056,3 +1056,32 @@ fn a_parked_mailbox_holds_no_directory_and_works_as_before() {
     fs::remove_dir_all(&udir).unwrap();
     assert!(matches!(mb.sync(), Err(StoreError::NoSuchMailbox(_))));
 }
+
+/// A delivery's young new/ is trusted by the other sessions of this
+/// process until it is verified: they do not each scan again, and a file
+/// that arrived in the same clock tick is found by the verification.
+#[test]
+fn a_young_new_is_scanned_once_and_verified_after_settle() {
+    let (d, s, us) = setup();
+    let mut a = us.select("INBOX").unwrap();
+    let mut b = us.select("INBOX").unwrap();
+    let mut c = us.select("INBOX").unwrap();
+    deliver(&s, "a\r\n");
+    // a's scan moves the file, which changes the mtimes it read before:
+    // the next session scans once more and records them as they are now.
+    assert_eq!(a.sync().unwrap().added, [1]);
+    assert_eq!(c.sync().unwrap().added, [1]);
+    let new = d.path().join("x.test/u/new");
+    let mtime = fs::metadata(&new).unwrap().modified().unwrap();
+    // Another delivery in the same tick: new/'s mtime as it was.
+    deliver(&s, "b\r\n");
+    File::open(&new).unwrap().set_modified(mtime).unwrap();
+    // b trusts a's young record (no scan): it hears of message 1 only.
+    assert_eq!(b.sync().unwrap().added, [1]);
+    let wait = b.verification_in().expect("a verification is due");
+    std::thread::sleep(wait + std::time::Duration::from_millis(50));
+    // The verification scans and finds the second delivery.
+    assert_eq!(b.sync().unwrap().added, [2]);
+    assert_eq!(a.sync().unwrap().added, [2]);
+    assert_eq!(b.read_message(2).unwrap(), b"b\r\n");
+}

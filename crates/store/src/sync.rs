@@ -25,9 +25,8 @@
 //! 5. The recorded directory mtimes (ns) are the ones seen *before* the
 //!    readdir. One older than [`SETTLE`] is trusted: a change made within
 //!    the same timestamp tick is impossible, and an equal mtime means
-//!    nothing changed. A younger `new/` mtime is not recorded (the next
-//!    sync scans again). A younger `cur/` mtime is recorded as *young*
-//!    (`-2 - mtime`), and so is `cur/`'s mtime after a change this process
+//!    nothing changed. A younger `cur/` or `new/` mtime is recorded as
+//!    *young* (`-2 - mtime`), and so is `cur/`'s mtime after a change this process
 //!    made itself under the lock and wrote to the index (APPEND, STORE's
 //!    renames, EXPUNGE: [`after_own_change`]), when the record was current
 //!    before it. A young record is trusted only by the process that made
@@ -158,9 +157,9 @@ fn mark_unverified(dir: &Path, keep_older: bool) {
     m.insert(dir.to_path_buf(), Instant::now());
 }
 
-/// Whether the record `rec` says `cur/` (now at mtime `cur_ns`) has not
-/// changed since it was written.
-fn cur_current(dir: &Path, rec: i64, cur_ns: i64) -> bool {
+/// Whether the record `rec` says `cur/` or `new/` (now at mtime `cur_ns`)
+/// has not changed since it was written.
+fn record_current(dir: &Path, rec: i64, cur_ns: i64) -> bool {
     if rec >= 0 {
         return rec == cur_ns;
     }
@@ -194,7 +193,7 @@ pub(crate) fn after_own_change(
     let dir = md.folder.path();
     let Some(pre) = pre else { return };
     // A scan inside the change wrote its own record.
-    if row.cur_mtime_ns != rec_before || !cur_current(dir, rec_before, pre) {
+    if row.cur_mtime_ns != rec_before || !record_current(dir, rec_before, pre) {
         return;
     }
     match cur_mtime(md) {
@@ -213,7 +212,7 @@ pub(crate) fn after_own_change(
 pub fn needs_scan(md: &OpenMaildir, row: &MailboxRow) -> io::Result<bool> {
     let dir = md.folder.path();
     let (c, n) = dir_mtimes(md)?;
-    Ok(!(cur_current(dir, row.cur_mtime_ns, c) && row.new_mtime_ns >= 0 && n == row.new_mtime_ns))
+    Ok(!(record_current(dir, row.cur_mtime_ns, c) && record_current(dir, row.new_mtime_ns, n)))
 }
 
 /// Brings the rows of mailbox `row` (in the Maildir `md`) up to date. Must
@@ -252,9 +251,8 @@ fn scan(
     let dir = md.folder.path();
     let (cur_ns, new_ns) = dir_mtimes(md)?;
     if !force
-        && cur_current(dir, row.cur_mtime_ns, cur_ns)
-        && row.new_mtime_ns >= 0
-        && row.new_mtime_ns == new_ns
+        && record_current(dir, row.cur_mtime_ns, cur_ns)
+        && record_current(dir, row.new_mtime_ns, new_ns)
     {
         return Ok(());
     }
@@ -425,7 +423,16 @@ fn scan(
         mark_unverified(dir, false);
         young(cur_ns)
     };
-    row.new_mtime_ns = if new_ns < settled { new_ns } else { -1 };
+    row.new_mtime_ns = if new_ns < settled {
+        new_ns
+    } else {
+        // Young too (a delivery just now): trusted by this process until
+        // the verification, so the other sessions woken by the same
+        // delivery do not each scan again. Keeps an older deferral (the
+        // cur/ branch above restarted it if cur/ is young).
+        mark_unverified(dir, true);
+        young(new_ns)
+    };
     index::update_row(conn, row)?;
     Ok(())
 }
