@@ -4,7 +4,9 @@
 //! benchmark talks to the server it just started, on loopback, with the
 //! self-signed certificate `facteurctl init --dev` made. Everything else
 //! is a real TLS handshake (the server's signature over the handshake is
-//! verified), so the server pays what it pays for any client.
+//! verified), so the server pays what it pays for any client. (The same
+//! shape as facteur-remote's verifier for opportunistic SMTP TLS; imap-load
+//! stays outside the workspace, so it does not borrow it.)
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
