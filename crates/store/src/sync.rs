@@ -157,13 +157,13 @@ fn mark_unverified(dir: &Path, keep_older: bool) {
     m.insert(dir.to_path_buf(), Instant::now());
 }
 
-/// Whether the record `rec` says `cur/` or `new/` (now at mtime `cur_ns`)
-/// has not changed since it was written.
-fn record_current(dir: &Path, rec: i64, cur_ns: i64) -> bool {
+/// Whether the record `rec` says `cur/` or `new/` (now at mtime `ns`) has
+/// not changed since it was written.
+fn record_current(dir: &Path, rec: i64, ns: i64) -> bool {
     if rec >= 0 {
-        return rec == cur_ns;
+        return rec == ns;
     }
-    young_mtime(rec) == Some(cur_ns) && unverified().get(dir).is_some_and(|t| t.elapsed() < SETTLE)
+    young_mtime(rec) == Some(ns) && unverified().get(dir).is_some_and(|t| t.elapsed() < SETTLE)
 }
 
 /// When this process will want to verify `dir`'s young record by a scan
