@@ -157,7 +157,7 @@ SIEVE_20 = "require [\"fileinto\", \"imap4flags\", \"variables\", \"envelope\", 
     ] for i in range(4))
 
 
-def sieve_deliveries(sides, count, size, reps):
+def sieve_deliveries(sides, count, size, reps, tmpfs=False):
     """Workload 9: for each side and repetition, workload 2 without the
     users' scripts and then with them (the 20-rule SIEVE_20, active for
     each of DELIVERY_USERS), back to back, so the difference of the pair is
@@ -195,6 +195,9 @@ def sieve_deliveries(sides, count, size, reps):
     if parts:
         row.notes.append(f"CPU per message with the scripts minus without, {reps} paired runs (median): "
                          + ", ".join(parts))
+        if not tmpfs:
+            row.notes.append("on a disk file system the kernel's part of a delivery varies from run to run by more "
+                             "than a script costs (see the pairs' range): `--tmpfs` measures the difference apart")
     return [row]
 
 
