@@ -66,7 +66,7 @@ pub struct ParsedName<'a> {
 /// Parses a file name found in `cur/` or `new/`. `None` for names that are no
 /// messages (dot files, names with `/` or NUL, empty unique parts).
 pub fn parse_file_name(name: &str) -> Option<ParsedName<'_>> {
-    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\0']) {
+    if name.is_empty() || name.starts_with('.') || name.bytes().any(|b| b == b'/' || b == 0) {
         return None;
     }
     let (base, info) = match name.find(':') {

@@ -78,18 +78,43 @@ fn now_ns() -> i64 {
 /// (ours, Dovecot's) or `<secs>.<anything>` (usec 0); (0, 0) for a name
 /// without one. Numbers, so that `M99` sorts before `M100`.
 fn name_time(name: &str) -> (u64, u64) {
-    fn digits(s: &str) -> (Option<u64>, &str) {
-        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        (s[..end].parse::<u64>().ok(), &s[end..])
+    /// The number the bytes start with (None: no digit, or too large) and
+    /// what follows it.
+    fn digits(s: &[u8]) -> (Option<u64>, &[u8]) {
+        let end = s
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(s.len());
+        let n = s[..end].iter().try_fold(0u64, |n, &c| {
+            n.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        });
+        (n.filter(|_| end > 0), &s[end..])
     }
-    let (Some(secs), rest) = digits(name) else {
+    let (Some(secs), rest) = digits(name.as_bytes()) else {
         return (0, 0);
     };
     let usec = rest
-        .strip_prefix(".M")
+        .strip_prefix(b".M")
         .and_then(|r| digits(r).0)
         .unwrap_or(0);
     (secs, usec)
+}
+
+/// A message file found in `cur/`, its name parsed once.
+struct OnDisk<'a> {
+    time: (u64, u64),
+    name: &'a str,
+    p: crate::name::ParsedName<'a>,
+    /// Matched by a message the index knows.
+    known: bool,
+}
+
+impl OnDisk<'_> {
+    /// The order new UIDs are given in (delivery time, then name), which
+    /// also keeps the files of one base side by side.
+    fn key(&self) -> ((u64, u64), &str) {
+        (self.time, self.p.base)
+    }
 }
 
 /// What a scan needs of a new file whose name lacks its size.
@@ -285,25 +310,32 @@ fn scan(
         }
         Err(e) => return Err(e.into()),
     }
-    // What is in cur/, by base.
+    // What is in cur/: each name parsed once, sorted by OnDisk::key (a
+    // known message is found by binary search, new ones come out in
+    // order). Two files with one base: the first by name is kept (a
+    // stable choice), the other ignored.
     let listing = cur.list()?;
     listing.warn_skipped(cur.path());
-    let names: Vec<String> = listing
+    let mut files: Vec<OnDisk<'_>> = listing
         .files
-        .into_iter()
-        .filter(|n| parse_file_name(n).is_some())
+        .iter()
+        .filter_map(|n| {
+            parse_file_name(n).map(|p| OnDisk {
+                time: name_time(p.unique),
+                name: n,
+                p,
+                known: false,
+            })
+        })
         .collect();
-    let mut on_disk: HashMap<&str, &str> = HashMap::with_capacity(names.len());
-    for n in &names {
-        let base = n.split(':').next().unwrap_or(n);
-        if let Some(other) = on_disk.insert(base, n) {
-            // Two files, one base: keep one (stable choice), ignore the other.
-            tracing::warn!(dir = %cur.path().display(), a = other, b = n.as_str(), "two files with one base name");
-            if other < n.as_str() {
-                on_disk.insert(base, other);
-            }
+    files.sort_unstable_by(|a, b| a.key().cmp(&b.key()).then(a.name.cmp(b.name)));
+    files.dedup_by(|later, first| {
+        let same = later.p.base == first.p.base;
+        if same {
+            tracing::warn!(dir = %cur.path().display(), a = first.name, b = later.name, "two files with one base name");
         }
-    }
+        same
+    });
     let modseq = row.highest_modseq + 1;
     let mut changed = false;
     {
@@ -329,11 +361,20 @@ fn scan(
         )?;
         for (uid, file_name, flags) in known {
             let base = file_name.split(':').next().unwrap_or(&file_name);
-            match on_disk.remove(base) {
-                Some(now) if now == file_name => {}
-                Some(now) => {
+            let key = (name_time(base), base);
+            let found = match files.binary_search_by(|f| f.key().cmp(&key)) {
+                // a second row of one base (never written so) is expunged
+                Ok(i) if !files[i].known => {
+                    files[i].known = true;
+                    Some(&files[i])
+                }
+                _ => None,
+            };
+            match found {
+                Some(f) if f.name == file_name => {}
+                Some(f) => {
                     // Renamed by someone else: flags may have changed.
-                    let new_flags = parse_file_name(now).map(|p| p.flags).unwrap_or(flags);
+                    let (now, new_flags) = (f.name, f.p.flags);
                     let bump = new_flags != flags;
                     upd.execute(params![row.id, uid, now, new_flags, bump, modseq as i64])?;
                     changed |= bump;
@@ -345,23 +386,18 @@ fn scan(
             }
         }
     }
-    // Files unknown to the index: new messages, in name order. Only a
+    // Files unknown to the index: new messages, in OnDisk::key order. Only a
     // name without its size (S=) costs a stat (fstatat on the descriptor
     // of cur/, no path walk); the internal date is left unknown otherwise.
-    let mut fresh: Vec<((u64, u64), &str)> =
-        on_disk.into_values().map(|n| (name_time(n), n)).collect();
-    fresh.sort_unstable();
+    let fresh = files.iter().filter(|f| !f.known);
     // One read buffer for every file that has to be read (no W= size).
     let mut buf = Vec::new();
     let mut ins = index::insert_statement(conn)?;
     let mut out = view.and_then(|v| v.as_mut());
     if let Some(v) = out.as_deref_mut() {
-        v.reserve(fresh.len());
+        v.reserve(files.len());
     }
-    for (_, name) in fresh {
-        let Some(p) = parse_file_name(name) else {
-            continue;
-        };
+    for &OnDisk { name, ref p, .. } in fresh {
         let (disk_size, internal_date) = match p.disk_size {
             Some(d) => (d, crate::UNKNOWN_DATE),
             None => match stat_at(cur, name) {
