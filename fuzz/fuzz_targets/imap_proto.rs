@@ -8,12 +8,16 @@
 //! modified UTF-7 codec. Checks: no panic; an error's tag is the input's
 //! leading tag; parsed sequence sets give sorted, merged ranges that agree
 //! with `contains`; every fetch item has a label; a literal is only found at
-//! a line ending in `}`; UTF-7 round-trips and `decode` accepts only
+//! a line ending in `}` (and only ends an APPEND line, CATENATE's TEXT
+//! parts included); IMAP URLs parse or say why; UTF-7 round-trips and `decode` accepts only
 //! canonical encodings (`encode(decode(x)) == x`).
 
 #![no_main]
 
-use facteur_imap_proto::{Command, FetchAttr, SearchKey, SequenceSet, Store, literal_at_end, parse_command, section_label, utf7};
+use facteur_imap_proto::{
+    AppendStep, Command, FetchAttr, SearchKey, SequenceSet, Store, append_next, literal_at_end, parse_command, parse_imap_url,
+    section_label, utf7,
+};
 use libfuzzer_sys::fuzz_target;
 
 const TOKENS: &[&[u8]] = &[
@@ -27,7 +31,8 @@ const TOKENS: &[&[u8]] = &[
     b"NOT ", b"OR ", b"CHARSET UTF-8 ", b"RETURN (", b"MIN COUNT SAVE", b"MODSEQ \"/flags/\\\\seen\" all ", b"SINCE ",
     b"1-Feb-2024", b"\"29-Feb-2024 23:59:60 -0130\"", b"\\Seen", b"$Junk", b"NIL", b"INBOX", b"(SUBSCRIBED RECURSIVEMATCH) ",
     b"RETURN (CHILDREN STATUS (MESSAGES SIZE))", b"(USE (\\Sent))", b"dGVzdA==", b"=", b"\0", b"\xc3\xa9", b"\xff", b"&",
-    b"&AOk-", b"&-", b"-", b"%",
+    b"&AOk-", b"&-", b"-", b"%", b"CATENATE (", b"URL \"/INBOX/;uid=1/;section=1.MIME/;partial=0.5\"", b"TEXT ",
+    b"/;UIDVALIDITY=", b"imap://u@h/",
 ];
 
 fn expand(data: &[u8]) -> Vec<u8> {
@@ -92,12 +97,16 @@ fn check_command(input: &[u8], largest: u32) {
                 Command::Store(Store { set, .. }) | Command::Copy { set, .. } | Command::Move { set, .. } => check_set(set, largest),
                 Command::UidExpunge(set) => check_set(set, largest),
                 Command::Search { key, .. } => check_key(key, largest, &mut 10_000),
-                Command::Append { .. } => {
-                    // The announcement ends the input.
-                    assert!(input.ends_with(b"}"));
-                    let line = input.rsplit(|&b| b == b'\n').next().unwrap_or(input);
-                    assert!(matches!(literal_at_end(line), Ok(Some(_))));
-                }
+                Command::Append { steps, .. } => match steps.last() {
+                    // A literal's announcement ends the input.
+                    Some(AppendStep::Message(_) | AppendStep::Text(_)) => {
+                        assert!(input.ends_with(b"}"));
+                        let line = input.rsplit(|&b| b == b'\n').next().unwrap_or(input);
+                        assert!(matches!(literal_at_end(line), Ok(Some(_))));
+                    }
+                    // Or a CATENATE of URLs only, closed.
+                    last => assert_eq!(last, Some(&AppendStep::EndCatenate)),
+                },
                 _ => {}
             }
         }
@@ -126,6 +135,17 @@ fuzz_target!(|data: &[u8]| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Ok(Some(_)) = literal_at_end(line) {
             assert!(line.ends_with(b"}"));
+        }
+        // APPEND's next lines: a literal only ever ends one
+        for catenate in [false, true] {
+            if let Ok(steps) = append_next(line, catenate) {
+                for s in steps.iter().rev().skip(1) {
+                    assert!(!matches!(s, AppendStep::Message(_) | AppendStep::Text(_)));
+                }
+            }
+        }
+        if let Ok(u) = parse_imap_url(&String::from_utf8_lossy(line)) {
+            assert!(u.uid > 0 && !u.mailbox.is_empty());
         }
     }
 

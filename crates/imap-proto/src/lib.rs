@@ -41,5 +41,5 @@ pub mod utf7;
 
 pub use frame::literal_at_end;
 pub use label::section_label;
-pub use parse::{MAX_SEARCH_DEPTH, ParseError, append_next, parse_command};
+pub use parse::{MAX_SEARCH_DEPTH, ParseError, append_next, parse_command, parse_imap_url};
 pub use types::*;

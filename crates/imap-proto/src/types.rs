@@ -164,12 +164,52 @@ pub enum NotifyEvent {
     Other(String),
 }
 
-/// The next message of a MULTIAPPEND (RFC 3502).
+/// A message of APPEND given as one literal (several with MULTIAPPEND,
+/// RFC 3502).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendNext {
     pub flags: Vec<String>,
+    /// Unix seconds, from the date-time with its zone applied.
     pub date: Option<i64>,
     pub literal: Literal,
+}
+
+/// An IMAP URL of a message or of a part of it (RFC 5092), as CATENATE
+/// takes them ([`crate::parse_imap_url`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapUrl {
+    /// The user an absolute URL names (`imap://user@host/...`).
+    pub user: Option<String>,
+    /// The mailbox name, percent-decoded (UTF-8, not modified UTF-7).
+    pub mailbox: String,
+    pub uidvalidity: Option<u32>,
+    pub uid: u32,
+    /// None: the whole message.
+    pub section: Option<Section>,
+    /// `PARTIAL=offset[.length]`.
+    pub partial: Option<(u64, Option<u64>)>,
+}
+
+/// What one line of an APPEND says, in order. A line ends with a literal
+/// ([`AppendStep::Message`] or [`AppendStep::Text`], always last) or with
+/// the end of the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendStep {
+    /// A message given as one literal.
+    Message(AppendNext),
+    /// A message put together from parts (CATENATE, RFC 4469): its flags
+    /// and date; its parts follow, then [`AppendStep::EndCatenate`].
+    Catenate {
+        flags: Vec<String>,
+        date: Option<i64>,
+    },
+    /// A part taken from a message in this server: an IMAP URL (RFC 5092),
+    /// as sent.
+    Url(String),
+    /// A part sent as a literal (`TEXT`).
+    Text(Literal),
+    /// The `)` that ends a CATENATE's parts.
+    EndCatenate,
 }
 
 /// A SORT key (RFC 5256 §3, DISPLAYFROM/DISPLAYTO RFC 5957).
@@ -402,12 +442,12 @@ pub enum Command {
     /// APPEND box [(flags)] ["date-time"] {n}: the message literal follows
     /// (see [`Literal`]); the session reads `literal.len` octets, then the
     /// rest of the line (normally just CRLF).
+    /// The steps of its first line (see [`AppendStep`]): a message, or a
+    /// CATENATE's parts up to the first TEXT literal, or a whole CATENATE
+    /// of URLs (then no literal follows the line).
     Append {
         mailbox: String,
-        flags: Vec<String>,
-        /// Unix seconds, from the date-time with its zone applied.
-        date: Option<i64>,
-        literal: Literal,
+        steps: Vec<AppendStep>,
     },
     Idle,
     GetQuota(String),

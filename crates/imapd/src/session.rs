@@ -43,7 +43,7 @@ pub(crate) use announce::{expunge_lines, parse_flags, write_flags};
 use crate::Context;
 use facteur_daemon::conn::Conn;
 use facteur_daemon::lineio::{Fill, Input, LineIo};
-use facteur_imap_proto::{Command, Literal, SeqBound, SequenceSet, Tagged, encode};
+use facteur_imap_proto::{Command, SeqBound, SequenceSet, Tagged, encode};
 use facteur_store::{Mailbox, StoreError, UserStore};
 use std::io;
 use std::net::IpAddr;
@@ -320,6 +320,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     flow
                 }
                 Read::Command(bytes) => match facteur_imap_proto::parse_command(&bytes) {
+                    // A CATENATE of URLs only: no literal ends its line.
+                    Ok(t) if matches!(t.command, Command::Append { .. }) => {
+                        let started = std::time::Instant::now();
+                        let flow = Box::pin(self.append(t)).await?;
+                        facteur_access::metrics::command("APPEND", self.result, started.elapsed());
+                        flow
+                    }
                     Ok(t) => {
                         let (started, name) = (std::time::Instant::now(), command_name(&t.command));
                         self.result = "none";
@@ -409,23 +416,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Fill::Eof | Fill::Stop => return Ok(Read::Eof),
             }
         }
-    }
-
-    /// Reads and drops a literal the client sends without waiting for us
-    /// (a refused non-synchronising APPEND); `false` if the connection must
-    /// close instead.
-    pub(crate) async fn skip_literal(&mut self, lit: Literal) -> io::Result<bool> {
-        if lit.sync {
-            return Ok(true);
-        }
-        if lit.len > 2 * self.cfg.max_append_size.0 {
-            return Ok(false);
-        }
-        if self.io.read_exact(lit.len, |_| {}).await? != Fill::Data {
-            return Ok(false);
-        }
-        // The rest of the command line.
-        Ok(matches!(self.io.next_line(false).await?, Input::Line(_)))
     }
 
     async fn dispatch(&mut self, t: Tagged) -> io::Result<Flow> {

@@ -168,7 +168,7 @@ fn part(p: &mut Parser<'_>) -> Res<Vec<u32>> {
 }
 
 /// `section`: `[` [section-spec] `]`.
-fn section(p: &mut Parser<'_>) -> Res<Section> {
+pub(super) fn section(p: &mut Parser<'_>) -> Res<Section> {
     p.expect(b'[', "expected '['")?;
     let mut s = Section::default();
     if p.eat(b']') {

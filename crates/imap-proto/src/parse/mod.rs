@@ -14,7 +14,8 @@
 //!                RENAME, (UN)SUBSCRIBE, LIST (extended), LSUB, STATUS, APPEND
 //!   fetch.rs     FETCH (sections, partials, BINARY, modifiers), STORE,
 //!                COPY, MOVE, UID EXPUNGE
-//!   append.rs    APPEND (and MULTIAPPEND's next messages)
+//!   append.rs    APPEND (MULTIAPPEND's next messages, CATENATE's parts)
+//!   url.rs       IMAP URLs of a message or part (CATENATE's URL parts)
 //!   search.rs    SEARCH (ESEARCH RETURN, CHARSET, every search key), SORT
 //!                (ESORT RETURN), THREAD
 //!   notify.rs    NOTIFY
@@ -50,6 +51,8 @@ mod metadata;
 mod notify;
 mod search;
 mod session;
+mod url;
+pub use url::parse_imap_url;
 
 use crate::types::{Command, Tagged};
 use lexer::{Parser, Res, astring_char};

@@ -1,6 +1,6 @@
 //! APPEND (RFC 9051 §6.3.12, UIDPLUS RFC 4315 APPENDUID, APPENDLIMIT RFC
 //! 7889, LITERAL+ RFC 7888, BINARY literal8 RFC 3516, MULTIAPPEND RFC
-//! 3502).
+//! 3502, CATENATE RFC 4469).
 //!
 //! Everything that can be refused is refused before the literal is read:
 //! state, mailbox name and existence (`[TRYCREATE]`), flags, size over
@@ -9,32 +9,64 @@
 //! (or the connection closed if it is absurdly large). The octets go to
 //! memory, then to an unlinked file past 1 MiB (facteur_daemon::body), and
 //! the store writes, fsyncs and indexes the message before OK is sent.
+//!
+//! A CATENATE message is put together the same way from its parts: TEXT
+//! literals and IMAP URLs of this user's messages or their parts (read as
+//! `BODY.PEEK[section]<partial>` would, no \Seen set). A URL that names
+//! nothing (no such mailbox, UIDVALIDITY, UID or part) fails the whole
+//! APPEND with `[BADURL url]`; the total size counts against APPENDLIMIT.
 
 use super::{Flow, Session, blocking, parse_flags};
 use facteur_daemon::body::Body;
 use facteur_daemon::lineio::{Fill, Input};
-use facteur_imap_proto::{Command, Literal, Tagged, encode};
+use facteur_imap_proto::{AppendStep, Command, Literal, Tagged, encode};
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
+/// A CATENATE message while its parts arrive.
+struct Catenated {
+    flags: Vec<String>,
+    date: Option<i64>,
+    body: Body,
+}
+
+/// The literal a line of APPEND ends with (the last of its steps), and
+/// whether a CATENATE's parts are still open there.
+fn line_end(steps: &VecDeque<AppendStep>, mut catenate: bool) -> (Option<Literal>, bool) {
+    for s in steps {
+        match s {
+            AppendStep::Catenate { .. } => catenate = true,
+            AppendStep::EndCatenate => catenate = false,
+            _ => {}
+        }
+    }
+    match steps.back() {
+        Some(AppendStep::Message(m)) => (Some(m.literal), false),
+        Some(AppendStep::Text(l)) => (Some(*l), true),
+        _ => (None, catenate),
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn append(&mut self, t: Tagged) -> io::Result<Flow> {
         let tag = t.tag;
-        let Command::Append {
-            mailbox,
-            flags,
-            date,
-            literal,
-        } = t.command
-        else {
+        let Command::Append { mailbox, steps } = t.command else {
             return Ok(Flow::Continue);
         };
+        let mut steps: VecDeque<AppendStep> = steps.into();
         // Refusals before the literal.
         let refusal: Option<(&str, String)> = if self.user.is_none() {
             Some(("BAD", "APPEND needs a login first".into()))
         } else {
-            self.message_refusal(&literal, &flags)
+            match steps.front() {
+                Some(AppendStep::Message(m)) => self.message_refusal(&m.literal, &m.flags),
+                Some(AppendStep::Catenate { flags, .. }) => {
+                    parse_flags(flags).err().map(|e| ("BAD", e))
+                }
+                _ => Some(("BAD", "APPEND needs a message".into())),
+            }
         };
         let name = self.mailbox_in(&mailbox);
         let refusal = match (refusal, &name) {
@@ -74,28 +106,113 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             _ => Some(("BAD", "APPEND needs a login first".into())),
         };
         if let Some((kind, text)) = refusal {
-            return self.refuse_message(&tag, kind, &text, literal).await;
+            return self.refuse_rest(&tag, kind, &text, &steps, false).await;
         }
         // Each message (several with MULTIAPPEND, RFC 3502) is read,
         // stored and fsynced in turn, so memory holds one at a time; if a
         // later one cannot be stored or is refused, the ones stored before
         // are expunged again: all or none (a crash in between can leave the
         // first ones, each whole).
-        let (mut literal, mut flags, mut date) = (literal, flags, date);
         let mut uids: Vec<u32> = Vec::new();
         let mut total: u64 = 0;
-        loop {
-            if literal.sync {
+        let mut cat: Option<Catenated> = None;
+        while let Some(step) = steps.pop_front() {
+            // A refusal of this step: (kind, text).
+            let mut refusal: Option<(&str, String)> = None;
+            let mut literal = None;
+            match step {
+                AppendStep::Message(m) => {
+                    refusal = self
+                        .count_refusal(uids.len())
+                        .or_else(|| self.message_refusal(&m.literal, &m.flags));
+                    if refusal.is_none() {
+                        literal = Some((m.literal, None));
+                        cat = Some(Catenated {
+                            flags: m.flags,
+                            date: m.date,
+                            body: Body::default(),
+                        });
+                    } else {
+                        steps.push_front(AppendStep::Message(m));
+                    }
+                }
+                AppendStep::Catenate { flags, date } => {
+                    refusal = self
+                        .count_refusal(uids.len())
+                        .or_else(|| parse_flags(&flags).err().map(|e| ("BAD", e)));
+                    cat = Some(Catenated {
+                        flags,
+                        date,
+                        body: Body::default(),
+                    });
+                }
+                AppendStep::Url(url) => {
+                    let c = cat.as_mut().expect("the parser opens a CATENATE first");
+                    match self.url_part(&url) {
+                        Ok(part) => {
+                            refusal = self.size_refusal(c.body.len(), part.len() as u64);
+                            if refusal.is_none()
+                                && let Err(e) = c.body.append(&part, &self.tmp_dir())
+                            {
+                                warn!(error = %e, "cannot buffer a CATENATE part");
+                                refusal =
+                                    Some(("NO", "[SERVERBUG] Cannot store the message now".into()));
+                            }
+                        }
+                        Err(why) => {
+                            info!(url = %url, reason = %why, "CATENATE: bad URL");
+                            refusal = Some(("NO", format!("[BADURL {}] {why}", resp_text(&url))));
+                        }
+                    }
+                }
+                AppendStep::Text(l) => {
+                    let c = cat.as_ref().expect("the parser opens a CATENATE first");
+                    refusal = self.size_refusal(c.body.len(), l.len);
+                    if refusal.is_none() {
+                        literal = Some((l, Some(())));
+                    } else {
+                        steps.push_front(AppendStep::Text(l));
+                    }
+                }
+                AppendStep::EndCatenate => {
+                    let c = cat.take().expect("the parser opens a CATENATE first");
+                    if c.body.is_empty() {
+                        refusal = Some(("NO", "Empty message".into()));
+                    } else {
+                        total = total.saturating_add(c.body.len());
+                        match self.store_appended(&mut target, c.body, false, &c.flags, c.date) {
+                            Ok(uid) => uids.push(uid),
+                            Err(e) => {
+                                self.undo_appends(&mut target, &uids);
+                                self.store_error(&tag, &e);
+                                return self.drain_append(&steps, false).await;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some((kind, text)) = refusal {
+                self.undo_appends(&mut target, &uids);
+                let open = cat.is_some();
+                return self.refuse_rest(&tag, kind, &text, &steps, open).await;
+            }
+            // A literal ends the line: the message's octets, or a TEXT
+            // part of the CATENATE being put together.
+            let Some((lit, text_part)) = literal else {
+                continue;
+            };
+            if lit.sync {
                 self.io.write(b"+ Ready for literal data\r\n");
             }
-            let body = match self.read_message(literal).await? {
-                Some(Ok(b)) => b,
+            let c = cat.as_mut().expect("set with the literal");
+            match self.read_into(&mut c.body, lit).await? {
+                Some(Ok(())) => {}
                 Some(Err(e)) => {
                     warn!(error = %e, "cannot buffer an APPEND literal");
                     self.undo_appends(&mut target, &uids);
                     self.no(&tag, "[SERVERBUG] Cannot store the message now");
-                    // The rest of the command: its end, or more messages
-                    // announced, too much to read through.
+                    // The rest of the command: its end, or more announced,
+                    // too much to read through.
                     return Ok(match self.io.next_line(false).await? {
                         Input::Line(l) if l == b"\r\n" || l == b"\n" => Flow::Continue,
                         _ => {
@@ -110,42 +227,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.undo_appends(&mut target, &uids);
                     return Ok(Flow::Close);
                 }
-            };
-            total = total.saturating_add(literal.len);
-            let stored = self.store_appended(&mut target, body, literal.binary, &flags, date);
+            }
+            let mut stored = None;
+            if text_part.is_none() {
+                let c = cat.take().expect("set with the literal");
+                total = total.saturating_add(lit.len);
+                stored =
+                    Some(self.store_appended(&mut target, c.body, lit.binary, &c.flags, c.date));
+            }
             let rest = match self.io.next_line(false).await? {
                 Input::Line(l) => Some(l),
                 Input::TooLong => None,
                 _ => {
                     // The command never ended: nothing of it stays.
-                    if let Ok(uid) = stored {
+                    if let Some(Ok(uid)) = stored {
                         uids.push(uid);
                     }
                     self.undo_appends(&mut target, &uids);
                     return Ok(Flow::Close);
                 }
             };
+            let next = rest
+                .as_deref()
+                .map(|r| facteur_imap_proto::append_next(r, text_part.is_some()));
             match stored {
-                Ok(uid) => uids.push(uid),
-                Err(e) => {
+                Some(Ok(uid)) => uids.push(uid),
+                Some(Err(e)) => {
                     self.undo_appends(&mut target, &uids);
                     self.store_error(&tag, &e);
-                    if rest.as_deref().is_some_and(|r| r != b"\r\n" && r != b"\n") {
-                        // More messages announced: their literals follow,
-                        // too much to read through; end the connection.
-                        self.io
-                            .write(b"* BYE Cannot read the rest of this APPEND\r\n");
-                        return Ok(Flow::Close);
-                    }
-                    return Ok(Flow::Continue);
+                    return match next {
+                        Some(Ok(n)) => self.drain_append(&n.into(), false).await,
+                        _ => {
+                            // More announced that cannot be followed: too
+                            // much to read through; end the connection.
+                            self.io
+                                .write(b"* BYE Cannot read the rest of this APPEND\r\n");
+                            Ok(Flow::Close)
+                        }
+                    };
                 }
+                None => {}
             }
-            let next = match rest.as_deref().map(facteur_imap_proto::append_next) {
-                Some(Ok(None)) => break,
-                Some(Ok(Some(n))) => n,
+            steps = match next {
+                Some(Ok(n)) => n.into(),
                 Some(Err(why)) => {
                     self.undo_appends(&mut target, &uids);
-                    self.bad(Some(&tag), &format!("After a message literal: {why}"));
+                    self.bad(Some(&tag), &format!("After a literal of APPEND: {why}"));
                     return Ok(Flow::Continue);
                 }
                 None => {
@@ -154,19 +281,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return Ok(Flow::Continue);
                 }
             };
-            let refusal = if uids.len() >= MAX_MULTIAPPEND {
-                Some((
-                    "NO",
-                    format!("[LIMIT] At most {MAX_MULTIAPPEND} messages in one APPEND"),
-                ))
-            } else {
-                self.message_refusal(&next.literal, &next.flags)
-            };
-            if let Some((kind, text)) = refusal {
-                self.undo_appends(&mut target, &uids);
-                return self.refuse_message(&tag, kind, &text, next.literal).await;
-            }
-            (literal, flags, date) = (next.literal, next.flags, next.date);
         }
         let (validity, dir) = match (&target, &self.sel) {
             (Some(mb), _) => (mb.uidvalidity(), mb.dir().to_path_buf()),
@@ -190,27 +304,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         })
     }
 
-    /// Answers a message refused before its literal: the literal is
-    /// skipped (never asked for when synchronising), or the connection
-    /// closed when it is too large to read through.
-    async fn refuse_message(
+    /// Answers an APPEND refused at `steps` (what is left of the line,
+    /// the refused step first), then reads through what the client still
+    /// sends of it: a synchronising literal is never asked for, a
+    /// non-synchronising one is read and dropped with the lines after it.
+    async fn refuse_rest(
         &mut self,
         tag: &str,
         kind: &str,
         text: &str,
-        literal: Literal,
+        steps: &VecDeque<AppendStep>,
+        catenate: bool,
     ) -> io::Result<Flow> {
-        if !self.skip_literal(literal).await? {
-            self.io.write(format!("{tag} {kind} {text}\r\n").as_bytes());
-            self.io.write(b"* BYE Literal too large to skip\r\n");
-            return Ok(Flow::Close);
-        }
         if kind == "BAD" {
             self.bad(Some(tag), text);
         } else {
             self.no(tag, text);
         }
-        Ok(Flow::Continue)
+        self.drain_append(steps, catenate).await
+    }
+
+    /// Reads through the rest of a refused APPEND (see [`Self::refuse_rest`]);
+    /// closes the connection when a literal is too large to read through or
+    /// what follows cannot be followed.
+    async fn drain_append(
+        &mut self,
+        steps: &VecDeque<AppendStep>,
+        catenate: bool,
+    ) -> io::Result<Flow> {
+        let (mut last, mut open) = line_end(steps, catenate);
+        loop {
+            let lit = match last {
+                Some(l) if !l.sync => l,
+                // The line ended the command, or the client waits for a
+                // go-ahead it will not get.
+                _ => return Ok(Flow::Continue),
+            };
+            if lit.len > 2 * self.cfg.max_append_size.0
+                || self.io.read_exact(lit.len, |_| {}).await? != Fill::Data
+            {
+                self.io.write(b"* BYE Literal too large to skip\r\n");
+                return Ok(Flow::Close);
+            }
+            let steps: VecDeque<AppendStep> = match self.io.next_line(false).await? {
+                Input::Line(l) => match facteur_imap_proto::append_next(&l, open) {
+                    Ok(s) => s.into(),
+                    Err(_) => return Ok(Flow::Continue),
+                },
+                _ => return Ok(Flow::Close),
+            };
+            (last, open) = line_end(&steps, open);
+        }
     }
 
     /// Why one message of an APPEND is refused before its literal: size
@@ -235,14 +379,103 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Reads a message literal into memory, then a file past 1 MiB
-    /// (facteur_daemon::body). None: the connection ended.
-    async fn read_message(&mut self, literal: Literal) -> io::Result<Option<io::Result<Body>>> {
+    /// Over MULTIAPPEND's count.
+    fn count_refusal(&self, stored: usize) -> Option<(&'static str, String)> {
+        (stored >= MAX_MULTIAPPEND).then(|| {
+            (
+                "NO",
+                format!("[LIMIT] At most {MAX_MULTIAPPEND} messages in one APPEND"),
+            )
+        })
+    }
+
+    /// A CATENATE part of `more` octets after `have` would make the message
+    /// larger than APPENDLIMIT.
+    fn size_refusal(&self, have: u64, more: u64) -> Option<(&'static str, String)> {
+        (have.saturating_add(more) > self.cfg.max_append_size.0).then(|| {
+            (
+                "NO",
+                format!(
+                    "[TOOBIG] Message larger than {} octets",
+                    self.cfg.max_append_size.0
+                ),
+            )
+        })
+    }
+
+    /// Where a message being received spills past 1 MiB: the user's tmp/.
+    fn tmp_dir(&self) -> std::path::PathBuf {
+        self.user
+            .as_ref()
+            .map(|u| u.store.dir().join("tmp"))
+            .unwrap_or_default()
+    }
+
+    /// The octets a CATENATE URL names (RFC 4469 §5, RFC 5092): a message
+    /// of this user, or a part of it, or a range of either; the error says
+    /// why it names nothing.
+    fn url_part(&mut self, url: &str) -> Result<Vec<u8>, String> {
+        let u = facteur_imap_proto::parse_imap_url(url).map_err(str::to_string)?;
         let Some(user) = &self.user else {
-            return Ok(None);
+            return Err("not logged in".into());
         };
-        let tmp = user.store.dir().join("tmp");
-        let mut body = Body::default();
+        if u.user
+            .as_ref()
+            .is_some_and(|n| !n.eq_ignore_ascii_case(&user.address))
+        {
+            return Err("another user's mailbox".into());
+        }
+        let norm = facteur_store::normalize_name(&u.mailbox).map_err(|e| e.to_string())?;
+        let read = |mb: &facteur_store::Mailbox| -> Result<Vec<u8>, String> {
+            if u.uidvalidity.is_some_and(|v| v != mb.uidvalidity()) {
+                return Err("UIDVALIDITY differs".into());
+            }
+            if !mb.messages().iter().any(|m| m.uid == u.uid) {
+                return Err("no such message".into());
+            }
+            mb.read_message(u.uid).map_err(|e| e.to_string())
+        };
+        let raw = blocking(|| match &self.sel {
+            Some(sel) if sel.mb.name() == norm => read(&sel.mb),
+            _ => match user.store.select(&u.mailbox) {
+                Ok(mb) => read(&mb),
+                Err(facteur_store::StoreError::NoSuchMailbox(_)) => Err("no such mailbox".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        })?;
+        let bytes = match &u.section {
+            None => raw,
+            Some(s) => facteur_imap_message::Message::parse(&raw)
+                .section(s)
+                .ok_or("no such part")?,
+        };
+        Ok(match u.partial {
+            None => bytes,
+            Some((offset, len)) => {
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let end = match len {
+                    Some(l) => start.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)),
+                    None => bytes.len(),
+                }
+                .min(bytes.len());
+                bytes[start..end].to_vec()
+            }
+        })
+    }
+
+    /// Reads a literal into `body`: memory, then a file past 1 MiB
+    /// (facteur_daemon::body). None: the connection ended.
+    async fn read_into(
+        &mut self,
+        body: &mut Body,
+        literal: Literal,
+    ) -> io::Result<Option<io::Result<()>>> {
+        if self.user.is_none() {
+            return Ok(None);
+        }
+        let tmp = self.tmp_dir();
         let mut failed: Option<io::Error> = None;
         match self
             .io
@@ -257,7 +490,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         {
             Fill::Data => Ok(Some(match failed {
                 Some(e) => Err(e),
-                None => Ok(body),
+                None => Ok(()),
             })),
             _ => Ok(None),
         }
@@ -316,6 +549,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             warn!(error = %e, uids = %encode::seq_set(uids), "cannot take back the messages of a failed APPEND");
         }
     }
+}
+
+/// `url` as text of a response code: a `]` or a control character would
+/// end or break it.
+fn resp_text(url: &str) -> String {
+    url.chars()
+        .map(|c| if c == ']' || c.is_control() { '?' } else { c })
+        .take(1000)
+        .collect()
 }
 
 /// Most messages in one MULTIAPPEND.

@@ -795,3 +795,70 @@ async fn savedate_in_fetch_and_search() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catenate_puts_a_message_together_from_parts() {
+    // RFC 4469: TEXT literals and URLs of this user's messages or their
+    // parts; a URL that names nothing fails the whole APPEND, and what
+    // the client still sends of it is read through.
+    let f = fixture();
+    f.claim_recent().await;
+    f.transcript(
+        r#"
+        C: a LOGIN alice@example.test alice-pw
+        S: a OK **
+        C: b APPEND INBOX {26+}
+        C: Subject: one
+        C:
+        C: body one
+        C:
+        S: b OK [APPENDUID * 4] APPEND completed
+        C: c APPEND INBOX (\Draft) CATENATE (URL "/INBOX/;uid=4/;section=header" TEXT {10+}
+        C: new body
+        C: )
+        S: c OK [APPENDUID * 5] APPEND completed
+        C: d APPEND INBOX CATENATE (URL "/INBOX/;uid=4/;partial=0.16" URL "imap://alice%40example.test@h/INBOX/;UID=4/;SECTION=TEXT") CATENATE (TEXT {6}
+        S: + Ready for literal data
+        C: x: y
+        C: )
+        S: d OK [APPENDUID * 6:7] APPEND completed
+        C: e APPEND INBOX CATENATE (TEXT {6+}
+        C: a: b
+        C:  URL "/INBOX/;uid=99" TEXT {6+}
+        C: c: d
+        C: )
+        S: e NO [BADURL /INBOX/;uid=99] no such message
+        C: f APPEND INBOX CATENATE (URL "imap://bob%40example.test@h/INBOX/;UID=1")
+        S: f NO [BADURL imap://bob%40example.test@h/INBOX/;UID=1] another user's mailbox
+        C: g APPEND INBOX CATENATE (URL "/INBOX/;uid=4/;section=7" TEXT {3}
+        S: g NO [BADURL /INBOX/;uid=4/;section=7] no such part
+        C: h APPEND INBOX CATENATE (URL "/INBOX/;uid=4" TEXT {70000}
+        S: h NO [TOOBIG] Message larger than 65536 octets
+        C: i APPEND INBOX CATENATE (URL "/Nowhere/;uid=1")
+        S: i NO [BADURL /Nowhere/;uid=1] no such mailbox
+        C: j APPEND Nowhere CATENATE (TEXT {3+}
+        C: a
+        C: )
+        S: j NO [TRYCREATE] No such mailbox
+        C: k EXAMINE INBOX
+        S*: * 7 EXISTS
+        S*: k OK [READ-ONLY] EXAMINE completed
+        C: l FETCH 5:7 (FLAGS BODY.PEEK[])
+        S: * 5 FETCH (FLAGS (\Draft \Recent) BODY[] {26}
+        S: Subject: one
+        S:
+        S: new body
+        S: )
+        S: * 6 FETCH (FLAGS (\Recent) BODY[] {26}
+        S: Subject: one
+        S:
+        S: body one
+        S: )
+        S: * 7 FETCH (FLAGS (\Recent) BODY[] {6}
+        S: x: y
+        S: )
+        S: l OK FETCH completed
+        "#,
+    )
+    .await;
+}
