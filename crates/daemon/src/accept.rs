@@ -240,19 +240,14 @@ where
                     if !implicit_tls {
                         return session(tag, Conn::Plain(stream), peer, stop).await;
                     }
-                    let Some(tls) = policy.tls.get() else { return };
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                    match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(t)) => {
-                            let conn = Conn::Tls(Box::new(t));
-                            crate::metrics::tls_session(conn.tls_version().unwrap_or("other"));
-                            session(tag, conn, peer, stop).await
-                        }
-                        Ok(Err(e)) => info!(peer = %peer, error = %e, "TLS handshake failed"),
-                        Err(_) => info!(peer = %peer, "TLS handshake timed out"),
-                    }
+                    // Boxed, and over before the session starts: a
+                    // connection's task is sized for its largest state all
+                    // its life, and a handshake's (or a TLS stream held
+                    // across the session's await) is kilobytes.
+                    let Some(conn) = Box::pin(handshake(&policy, stream, &peer)).await else {
+                        return;
+                    };
+                    session(tag, conn, peer, stop).await
                 });
                 while sessions.try_join_next().is_some() {}
             }
@@ -272,6 +267,27 @@ where
         }
     }
     Ok(())
+}
+
+/// The TLS handshake of an implicit-TLS connection, within 30 seconds;
+/// None (logged) when it fails.
+async fn handshake(policy: &Policy, stream: Stream, peer: &Peer) -> Option<Conn<Stream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(policy.tls.get()?);
+    match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
+        Ok(Ok(t)) => {
+            let conn = Conn::Tls(Box::new(t));
+            crate::metrics::tls_session(conn.tls_version().unwrap_or("other"));
+            Some(conn)
+        }
+        Ok(Err(e)) => {
+            info!(peer = %peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            info!(peer = %peer, "TLS handshake timed out");
+            None
+        }
+    }
 }
 
 /// Refuses a connection in clear text. On a TLS listener the client will

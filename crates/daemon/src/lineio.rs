@@ -45,7 +45,9 @@ const IDLE_CHUNK: usize = 4 * 1024;
 /// What a read between commands with nothing buffered takes, into the
 /// session's own state rather than a heap buffer: a connection waiting
 /// for its next command (an IMAP IDLE for hours) holds no buffer at all.
-const FIRST_READ: usize = 512;
+/// Small, since every connection's task is sized for it all its life: a
+/// command longer than this takes a second read.
+const FIRST_READ: usize = 32;
 
 /// What a read brought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +271,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
             };
             let fill = read_some(read, &self.stop, idle, until).await?;
             self.inbuf.extend_from_slice(&first[..n]);
+            if n == FIRST_READ {
+                // More may have come in the same packet (pipelined
+                // commands): take what is there now, so that it is
+                // handled as if read at once (STARTTLS discards it).
+                self.take_ready();
+            }
             return Ok(fill);
         }
         if idle {
@@ -332,6 +340,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
 
     /// The next command line, reading as needed: the whole line must
     /// arrive within the time-out.
+    /// Reads what the stream has ready now into the buffer, without
+    /// waiting (one poll; nothing, an end or an error is left for the next
+    /// read to find).
+    fn take_ready(&mut self) {
+        self.inbuf.reserve(IDLE_CHUNK);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let read = std::pin::pin!(self.stream.read_buf(&mut self.inbuf));
+        let _ = read.poll(&mut cx);
+    }
+
     pub async fn next_line(&mut self, idle: bool) -> io::Result<Input> {
         let until = Instant::now() + self.timeout;
         loop {

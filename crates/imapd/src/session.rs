@@ -129,6 +129,18 @@ enum Read {
     Close(String),
 }
 
+/// What the session does with what was read (small: it stays in the
+/// session's task while the command runs).
+enum Step {
+    /// Answered already (a BAD).
+    Done,
+    Idle(String),
+    Append(Box<Tagged>),
+    Command(Box<Tagged>),
+    /// End the connection with this BYE text.
+    Bye(String),
+}
+
 pub(crate) struct Session<S> {
     pub ctx: Arc<Context>,
     /// `[imapd]` as the session began (a reload applies to later ones).
@@ -295,50 +307,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
             }
-            let flow = match self.read_command().await? {
+            // What was read, made small before anything else is awaited:
+            // every session's task is sized for its largest state all its
+            // life, so a command's state is boxed (but IDLE's, where idle
+            // sessions spend their time) and no parsed command stays in
+            // the frame across an await.
+            let step = match self.read_command().await? {
                 Read::Eof => return Ok(()),
                 Read::Stop => continue,
-                Read::Timeout => {
-                    self.io.write(b"* BYE Autologout: idle for too long\r\n");
-                    return self.io.flush().await;
-                }
-                Read::Close(why) => {
-                    self.io.write(format!("* BYE {why}\r\n").as_bytes());
-                    return self.io.flush().await;
-                }
+                Read::Timeout => Step::Bye("Autologout: idle for too long".into()),
+                Read::Close(why) => Step::Bye(why),
                 Read::Bad(tag, why) => {
                     self.bad(tag.as_deref(), &why);
-                    Flow::Continue
+                    Step::Done
                 }
-                // Boxed: APPEND's state (the target mailbox, the messages
-                // stored so far) lives only while it runs, not in every
-                // idle session's task.
-                Read::Append(t) => {
-                    let started = std::time::Instant::now();
-                    let flow = Box::pin(self.append(t)).await?;
-                    facteur_access::metrics::command("APPEND", self.result, started.elapsed());
-                    flow
-                }
+                Read::Append(t) => Step::Append(Box::new(t)),
                 Read::Command(bytes) => match facteur_imap_proto::parse_command(&bytes) {
                     // A CATENATE of URLs only: no literal ends its line.
                     Ok(t) if matches!(t.command, Command::Append { .. }) => {
-                        let started = std::time::Instant::now();
-                        let flow = Box::pin(self.append(t)).await?;
-                        facteur_access::metrics::command("APPEND", self.result, started.elapsed());
-                        flow
+                        Step::Append(Box::new(t))
                     }
-                    Ok(t) => {
-                        let (started, name) = (std::time::Instant::now(), command_name(&t.command));
-                        self.result = "none";
-                        let flow = self.dispatch(t).await?;
-                        facteur_access::metrics::command(name, self.result, started.elapsed());
-                        flow
-                    }
+                    Ok(t) if matches!(t.command, Command::Idle) => Step::Idle(t.tag),
+                    Ok(t) => Step::Command(Box::new(t)),
                     Err(e) => {
                         self.bad(e.tag.as_deref(), &e.message);
-                        Flow::Continue
+                        Step::Done
                     }
                 },
+            };
+            let started = std::time::Instant::now();
+            let flow = match step {
+                Step::Bye(why) => {
+                    self.io.write(format!("* BYE {why}\r\n").as_bytes());
+                    return self.io.flush().await;
+                }
+                Step::Done => Flow::Continue,
+                // Boxed: APPEND's state (the target mailbox, the messages
+                // stored so far) lives only while it runs.
+                Step::Append(t) => {
+                    let flow = Box::pin(self.append(*t)).await?;
+                    facteur_access::metrics::command("APPEND", self.result, started.elapsed());
+                    flow
+                }
+                Step::Idle(tag) => {
+                    self.result = "none";
+                    let flow = self.idle(&tag).await?;
+                    facteur_access::metrics::command("IDLE", self.result, started.elapsed());
+                    flow
+                }
+                Step::Command(t) => {
+                    let name = command_name(&t.command);
+                    self.result = "none";
+                    let flow = Box::pin(self.dispatch(*t)).await?;
+                    facteur_access::metrics::command(name, self.result, started.elapsed());
+                    flow
+                }
             };
             if self.io.out().len() > WRITE_CHUNK || !self.io.has_input() {
                 self.io.flush().await?;

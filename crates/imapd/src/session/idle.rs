@@ -49,24 +49,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             };
             // The store trusted recent changes without a scan: sync when
-            // it wants them verified (store's sync.rs, invariant 5).
+            // it wants them verified (store's sync.rs, invariant 5). One
+            // timer for that and the keep-alive (each timer is in every
+            // idling session's task).
             let verify = self.sel.as_ref().and_then(|s| s.mb.verification_in());
-            let verified = async {
-                match verify {
-                    // Zero: the sync just done could not verify (an
-                    // error); try again later rather than at once.
-                    Some(d) if d.is_zero() => tokio::time::sleep(KEEPALIVE / 8).await,
-                    Some(d) => tokio::time::sleep(d + Duration::from_millis(20)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let now = tokio::time::Instant::now();
+            let keepalive = now + KEEPALIVE;
+            let wake = match verify {
+                // Zero: the sync just done could not verify (an error);
+                // try again later rather than at once.
+                Some(d) if d.is_zero() => now + KEEPALIVE / 8,
+                Some(d) => now + d + Duration::from_millis(20),
+                None => keepalive,
+            }
+            .min(keepalive);
             let input = tokio::select! {
                 i = self.io.next_line(true) => Some(i?),
                 _ = changed => None,
                 _ = super::events::notify_wait(&mut self.notify) => None,
-                _ = verified => None,
-                _ = tokio::time::sleep(KEEPALIVE) => {
-                    self.io.write(b"* OK Still here\r\n");
+                _ = tokio::time::sleep_until(wake) => {
+                    if wake >= keepalive {
+                        self.io.write(b"* OK Still here\r\n");
+                    }
                     None
                 }
             };
