@@ -433,3 +433,155 @@ class PeerSide:
         except RuntimeError:
             pass
         self.acct.kill_leftovers()
+
+
+# --- Exim 4 (workload 1's other MTA) -----------------------------------------
+
+EXIM_CONF = """# Private Exim for bench/run: SMTP in, its queue, LMTP out to the same
+# Dovecot as Postfix's (so that only the MTA differs). Exim's defaults
+# otherwise (Debian's exim4-config adds nothing that this workload meets).
+primary_hostname = exim.localhost
+exim_path = {exim}
+spool_directory = {d}/spool
+log_file_path = {d}/log/%slog
+pid_file_path = {d}/exim.pid
+keep_environment =
+local_interfaces = 127.0.0.1
+daemon_smtp_ports = {port}
+domainlist local_domains = example.test
+acl_smtp_rcpt = acl_check_rcpt
+host_lookup =
+rfc1413_hosts =
+smtp_accept_max = 200
+smtp_accept_queue_per_connection = 0
+message_size_limit = 50M
+tls_advertise_hosts =
+
+begin acl
+
+acl_check_rcpt:
+  accept domains = +local_domains
+  deny message = relay not permitted
+
+begin routers
+
+dovecot:
+  driver = accept
+  domains = +local_domains
+  transport = dovecot_lmtp
+
+begin transports
+
+dovecot_lmtp:
+  driver = lmtp
+  socket = {lmtp_socket}
+  user = Debian-exim
+
+begin retry
+
+* * F,1h,1m
+"""
+
+
+def exim_binary(cache):
+    """Exim from Debian's packages, unpacked under `cache` (never installed:
+    it and facteur's package both provide mail-transport-agent, as Postfix
+    does), with what it needs from the system: libidn12 and the user
+    Debian-exim it drops to (created as exim4-base's postinst would). The
+    path of its binary, or the reason it is not there."""
+    exim = Path(cache) / "root" / "usr" / "sbin" / "exim4"
+    if not exim.exists():
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        p = subprocess.run(["apt-get", "download", "exim4-daemon-light", "exim4-base"], cwd=cache,
+                           capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            return None, f"apt-get download exim4-daemon-light failed: {p.stderr.strip()[-300:]}"
+        for deb in Path(cache).glob("*.deb"):
+            run(["dpkg-deb", "-x", str(deb), str(Path(cache) / "root")])
+    if "libidn.so.12" not in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout:
+        subprocess.run(["apt-get", "install", "-y", "-q", "libidn12"], capture_output=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), timeout=600)
+    try:
+        pwd.getpwnam("Debian-exim")
+    except KeyError:
+        run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", "Debian-exim"])
+    p = subprocess.run([str(exim), "-bV", "-C", "/dev/null"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None, f"exim does not run: {(p.stdout + p.stderr).strip()[-300:]}"
+    return exim, None
+
+
+class SummedAccounting:
+    """The accounting of two groups taken together (Exim and the Dovecot
+    it delivers to: only the running side is busy during a run)."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+        self.method = parts[0].method
+
+    def cpu_seconds(self):
+        return sum(p.cpu_seconds() for p in self.parts)
+
+    def cpu_user_seconds(self):
+        return sum(p.cpu_user_seconds() for p in self.parts)
+
+    def pids(self):
+        return [x for p in self.parts for x in p.pids()]
+
+    def pss_kib(self):
+        return sum(p.pss_kib() for p in self.parts)
+
+    def kill_leftovers(self):
+        self.parts[0].kill_leftovers()
+
+
+class EximSide:
+    """Exim 4 (SMTP, its queue, its LMTP transport) handing mail to the
+    Dovecot of `peer` (PeerSide) over the same LMTP socket as Postfix: for
+    workload 1 only. Its CPU is Exim's plus Dovecot's."""
+
+    name = "exim+dovecot"
+
+    def __init__(self, tmp, peer, exim):
+        self.dir = Path(tmp) / "exim"
+        self.peer = peer
+        self.exim = exim
+        self.own = Accounting("exim")
+        self.acct = SummedAccounting(self.own, peer.acct)
+        self.smtp_port = free_port()
+        self.has_imap = False
+
+    def setup(self):
+        pw = pwd.getpwnam("Debian-exim")
+        for d in (self.dir / "spool", self.dir / "log"):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.dir, 0o755)
+        (self.dir / "exim.conf").write_text(EXIM_CONF.format(
+            d=self.dir, exim=self.exim, port=self.smtp_port, lmtp_socket=self.peer.dov / "run" / "lmtp"))
+
+    def maildir(self, user):
+        return self.peer.maildir(user)
+
+    def start(self):
+        rc, out = run_daemonizing([str(self.exim), "-C", str(self.dir / "exim.conf"), "-bd", "-q5m"],
+                                  self.dir / "start.log", self.own.preexec)
+        if rc != 0:
+            raise RuntimeError(f"exim did not start: {out}")
+        wait_for(lambda: tcp_up(self.smtp_port), 30, "exim")
+        try:
+            self.own.add_root(int((self.dir / "exim.pid").read_text().split()[0]))
+        except (OSError, IndexError, ValueError):
+            pass
+
+    def stop(self):
+        try:
+            os.kill(int((self.dir / "exim.pid").read_text().split()[0]), 15)
+        except (OSError, IndexError, ValueError):
+            pass
+        try:
+            wait_for(lambda: not [p for p in self.own.pids() if p != os.getpid()], 15, "exim to exit")
+        except RuntimeError:
+            pass
+        self.own.kill_leftovers()
