@@ -162,6 +162,14 @@ mod tests {
         Literal { len, sync, binary }
     }
 
+    /// A CATENATE without flags or date.
+    fn cat() -> AppendStep {
+        AppendStep::Catenate {
+            flags: vec![],
+            date: None,
+        }
+    }
+
     fn msg(flags: &[&str], date: Option<i64>, literal: Literal) -> AppendStep {
         AppendStep::Message(AppendNext {
             flags: flags.iter().map(|x| s(x)).collect(),
@@ -227,10 +235,7 @@ mod tests {
             Command::Append {
                 mailbox: s("x"),
                 steps: vec![
-                    AppendStep::Catenate {
-                        flags: vec![],
-                        date: None
-                    },
+                    cat(),
                     AppendStep::Url(s("/a/;uid=1")),
                     AppendStep::Url(s("/a/;uid=2")),
                     AppendStep::EndCatenate,
@@ -243,10 +248,7 @@ mod tests {
             Command::Append {
                 mailbox: s("x"),
                 steps: vec![
-                    AppendStep::Catenate {
-                        flags: vec![],
-                        date: None
-                    },
+                    cat(),
                     AppendStep::Url(s("/a/;uid=1")),
                     AppendStep::EndCatenate,
                 ],
@@ -269,10 +271,7 @@ mod tests {
             append_next(b") CATENATE (TEXT {1}\r\n", true),
             Ok(vec![
                 AppendStep::EndCatenate,
-                AppendStep::Catenate {
-                    flags: vec![],
-                    date: None
-                },
+                cat(),
                 AppendStep::Text(lit(1, true, false))
             ])
         );
