@@ -338,8 +338,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         }
     }
 
-    /// The next command line, reading as needed: the whole line must
-    /// arrive within the time-out.
     /// Reads what the stream has ready now into the buffer, without
     /// waiting (one poll; nothing, an end or an error is left for the next
     /// read to find).
@@ -350,6 +348,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         let _ = read.poll(&mut cx);
     }
 
+    /// The next command line, reading as needed: the whole line must
+    /// arrive within the time-out.
     pub async fn next_line(&mut self, idle: bool) -> io::Result<Input> {
         let until = Instant::now() + self.timeout;
         loop {

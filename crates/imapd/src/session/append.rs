@@ -147,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     });
                 }
                 AppendStep::Url(url) => {
-                    let c = cat.as_mut().expect("the parser opens a CATENATE first");
+                    let c = cat.as_mut().ok_or_else(lost)?;
                     match self.url_part(&url) {
                         Ok(part) => {
                             refusal = self.size_refusal(c.body.len(), part.len() as u64);
@@ -166,7 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 AppendStep::Text(l) => {
-                    let c = cat.as_ref().expect("the parser opens a CATENATE first");
+                    let c = cat.as_ref().ok_or_else(lost)?;
                     refusal = self.size_refusal(c.body.len(), l.len);
                     if refusal.is_none() {
                         literal = Some((l, Some(())));
@@ -175,7 +175,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
                 AppendStep::EndCatenate => {
-                    let c = cat.take().expect("the parser opens a CATENATE first");
+                    let c = cat.take().ok_or_else(lost)?;
                     if c.body.is_empty() {
                         refusal = Some(("NO", "Empty message".into()));
                     } else {
@@ -204,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if lit.sync {
                 self.io.write(b"+ Ready for literal data\r\n");
             }
-            let c = cat.as_mut().expect("set with the literal");
+            let c = cat.as_mut().ok_or_else(lost)?;
             match self.read_into(&mut c.body, lit).await? {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
@@ -230,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             let mut stored = None;
             if text_part.is_none() {
-                let c = cat.take().expect("set with the literal");
+                let c = cat.take().ok_or_else(lost)?;
                 total = total.saturating_add(lit.len);
                 stored =
                     Some(self.store_appended(&mut target, c.body, lit.binary, &c.flags, c.date));
@@ -549,6 +549,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             warn!(error = %e, uids = %encode::seq_set(uids), "cannot take back the messages of a failed APPEND");
         }
     }
+}
+
+/// A CATENATE part without its CATENATE: the parser never gives one, so
+/// this ends the connection rather than guess.
+fn lost() -> io::Error {
+    io::Error::other("APPEND: a CATENATE part outside a CATENATE")
 }
 
 /// `url` as text of a response code: a `]` or a control character would
