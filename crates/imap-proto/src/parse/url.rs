@@ -136,7 +136,10 @@ fn decode(s: &str) -> Result<String, &'static str> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).ok_or("invalid %-escape in the URL")?;
+            let hex = b
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .ok_or("invalid %-escape in the URL")?;
             let h = std::str::from_utf8(hex).map_err(|_| "invalid %-escape in the URL")?;
             out.push(u8::from_str_radix(h, 16).map_err(|_| "invalid %-escape in the URL")?);
             i += 3;
@@ -245,6 +248,7 @@ mod tests {
             "/INBOX/;uid=1/;urlauth=anonymous:internal:abc",
             "/INBOX?SUBJECT%20x",
             "/%ZZ/;uid=1",
+            "/%+5/;uid=1",
             "/%FF/;uid=1",
             "/;uid=1",
             "imap://host",
