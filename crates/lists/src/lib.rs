@@ -629,20 +629,7 @@ pub fn path_segment(s: &str) -> String {
 /// Decodes a percent-encoded path segment (`None` when malformed or not
 /// UTF-8).
 pub fn decode_segment(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    facteur_util::percent_decode(s)
 }
 
 /// The one-click unsubscription URL of `member` under `base`.

@@ -7,7 +7,8 @@
 //! [`group::fsync_dir`] (one directory fsync shared by the threads that ask
 //! for it at once: group commit); [`line`],
 //! the command-line framer every line protocol (SMTP, LMTP, POP3, IMAP)
-//! reads with; [`date`] and [`id`]. Needs `std` and memchr.
+//! reads with; [`date`] and [`id`]; [`percent_decode`] (URL segments).
+//! Needs `std` and memchr.
 //!
 //! Guarantees: after `write_atomic` returns `Ok`, a crash at any later moment
 //! leaves either the complete new file or the old one, never a mix; before it
@@ -235,9 +236,45 @@ pub fn create_dirs_durable_with(
     Ok(true)
 }
 
+/// Decodes RFC 3986 percent-encoding (`%` and two hex digits) into UTF-8;
+/// None when an escape is malformed or the result is not UTF-8. Pure; never
+/// panics.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_escapes_are_two_hex_digits() {
+        assert_eq!(percent_decode("a%20b%2Fc").as_deref(), Some("a b/c"));
+        assert_eq!(
+            percent_decode("Dr%C3%A4fts").as_deref(),
+            Some("Dr\u{e4}fts")
+        );
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%2", "%ZZ", "%+5", "%FF", "a%2"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn a_secret_is_made_once_and_kept() {

@@ -131,24 +131,7 @@ fn nz_number(s: &str) -> Result<u32, &'static str> {
 
 /// Percent-decoding into UTF-8.
 fn decode(s: &str) -> Result<String, &'static str> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .ok_or("invalid %-escape in the URL")?;
-            let h = std::str::from_utf8(hex).map_err(|_| "invalid %-escape in the URL")?;
-            out.push(u8::from_str_radix(h, 16).map_err(|_| "invalid %-escape in the URL")?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the URL is not UTF-8")
+    facteur_util::percent_decode(s).ok_or("invalid %-escape in the URL, or not UTF-8")
 }
 
 /// `SECTION=` text, read as FETCH's `[section]`.
