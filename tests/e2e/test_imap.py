@@ -364,8 +364,8 @@ def test_list_create_delete_rename_subscribe_status_namespace(imap):
     assert int(m.group(2)) == stored
     typ, data = c.status("Nope", "(MESSAGES)")
     assert typ == "NO" and b"NONEXISTENT" in data[0], data
-    # NAMESPACE: one personal namespace, "/" as delimiter.
-    assert ok(c.namespace()) == [b'(("" "/")) NIL NIL']
+    # NAMESPACE: the personal namespace and the other users' (Shared/), "/" as delimiter.
+    assert ok(c.namespace()) == [b'(("" "/")) (("Shared/" "/")) NIL']
     # RENAME, children follow; DELETE; INBOX cannot be deleted.
     ok(c.rename("Projects", "Work"))
     after = b" ".join(ok(c.list()))

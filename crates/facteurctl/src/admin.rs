@@ -314,7 +314,7 @@ fn show_limit(v: u64) -> String {
     }
 }
 
-fn normalize(address: &str) -> anyhow::Result<String> {
+pub(crate) fn normalize(address: &str) -> anyhow::Result<String> {
     Ok(facteur_mail::Address::parse(address)
         .with_context(|| format!("{address:?} is not an address"))?
         .key())

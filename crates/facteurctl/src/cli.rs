@@ -102,6 +102,13 @@ pub enum Command {
         #[command(subcommand)]
         action: FilterAction,
     },
+    /// Shared mailboxes: who may do what on a user's mailboxes (IMAP ACL,
+    /// RFC 4314). The other users of the domain see a shared mailbox as
+    /// `Shared/<owner>/<mailbox>`.
+    Acl {
+        #[command(subcommand)]
+        action: AclAction,
+    },
     /// Sieve filtering rules: users' scripts, and `check` / `test` for
     /// writing them.
     Sieve {
@@ -384,6 +391,36 @@ pub enum FilterAction {
         #[arg(num_args = 1..=2, value_names = ["USER", "NUMBER"], required = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclAction {
+    /// The grants on USER's mailboxes (or on MAILBOX only).
+    List {
+        user: String,
+        mailbox: Option<String>,
+    },
+    /// Give IDENTIFIER (a user of the same domain, its local part alone,
+    /// `anyone` or `authenticated`) RIGHTS on USER's MAILBOX: letters of
+    /// "lrswipkxtea" (l see, r read, s keep \Seen, w other flags, i add
+    /// messages, p post, k create below, x delete or rename, t mark
+    /// \Deleted, e expunge, a administer); "+..." adds, "-..." removes;
+    /// "all" and "read" (lrs) and "write" (lrswipkxte) are shorthands.
+    Set {
+        user: String,
+        mailbox: String,
+        identifier: String,
+        #[arg(allow_hyphen_values = true)]
+        rights: String,
+    },
+    /// Take IDENTIFIER's rights on USER's MAILBOX away.
+    Delete {
+        user: String,
+        mailbox: String,
+        identifier: String,
+    },
+    /// The other users' mailboxes USER sees, with USER's rights.
+    Shared { user: String },
 }
 
 #[derive(Debug, Subcommand)]

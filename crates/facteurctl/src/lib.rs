@@ -14,6 +14,7 @@
 //! standard input.
 
 pub mod access;
+pub mod acl;
 pub mod admin;
 pub mod cli;
 pub mod dkim;
@@ -140,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Filter { action } => filter::run(&load_as_owner(&cli.config)?, action),
         Command::Access { action } => access::run(&load_as_owner(&cli.config)?, action),
+        Command::Acl { action } => acl::run(&load_as_owner(&cli.config)?, action).map(|_| 0),
         // The journal or files only: no configuration needed.
         Command::Log(a) => {
             let f = log::Filter {

@@ -365,6 +365,8 @@ pub struct ListReturn {
     pub special_use: bool,
     /// RETURN (STATUS (...)).
     pub status: Option<Vec<StatusItem>>,
+    /// RETURN (MYRIGHTS) (RFC 8440).
+    pub myrights: bool,
 }
 
 /// The literal that ends an APPEND command line: the message itself, which
@@ -458,6 +460,27 @@ pub enum Command {
         limits: Vec<(String, u64)>,
     },
     Compress(String),
+    /// SETACL mailbox identifier rights (RFC 4314 §3.1): `rights` as sent,
+    /// with its `+` or `-`.
+    SetAcl {
+        mailbox: String,
+        identifier: String,
+        rights: String,
+    },
+    /// DELETEACL mailbox identifier (§3.2).
+    DeleteAcl {
+        mailbox: String,
+        identifier: String,
+    },
+    /// GETACL mailbox (§3.3).
+    GetAcl(String),
+    /// LISTRIGHTS mailbox identifier (§3.4).
+    ListRights {
+        mailbox: String,
+        identifier: String,
+    },
+    /// MYRIGHTS mailbox (§3.5).
+    MyRights(String),
 
     // Selected.
     Check,

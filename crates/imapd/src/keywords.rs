@@ -22,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use facteur_store::Flags;
+use facteur_store::{ANSWERED, DELETED, DRAFT, FLAGGED, FlagMask, Flags, SEEN};
 
 /// Most keywords one mailbox's board holds.
 const MAX_POSTED: usize = 1024;
@@ -122,17 +122,19 @@ impl Keywords {
     /// grows and the lists go out again.
     pub(crate) fn announce<'a>(
         &mut self,
-        read_only: bool,
+        permanent: FlagMask,
         flags: impl IntoIterator<Item = &'a Flags>,
         out: &mut Vec<u8>,
     ) {
         if self.learn(flags) {
-            self.write(out, read_only);
+            self.write(out, permanent);
         }
     }
 
-    /// The `* FLAGS` response and the PERMANENTFLAGS that goes with it.
-    pub(crate) fn write(&self, out: &mut Vec<u8>, read_only: bool) {
+    /// The `* FLAGS` response and the PERMANENTFLAGS that goes with it:
+    /// the flags in `permanent` (what the session may change: nothing in a
+    /// read-only mailbox, what the user's rights allow in a shared one).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, permanent: FlagMask) {
         let posted = self.board.posted.lock().unwrap_or_else(|e| e.into_inner());
         let mut names: Vec<&str> = posted.set.iter().map(String::as_str).collect();
         if !self.extra.is_empty() {
@@ -151,21 +153,39 @@ impl Keywords {
         out.extend_from_slice(b")\r\n");
         // PERMANENTFLAGS lists the keywords too (every one is kept), then
         // `\*`: new ones may be created.
-        if read_only {
+        if permanent.system == 0 && !permanent.keywords {
             out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
-            out.extend_from_slice(
-                b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft",
-            );
-            list(out);
-            out.extend_from_slice(b" \\*)] Flags permitted\r\n");
+            return;
         }
+        let system: Vec<&str> = [
+            (ANSWERED, "\\Answered"),
+            (FLAGGED, "\\Flagged"),
+            (DELETED, "\\Deleted"),
+            (SEEN, "\\Seen"),
+            (DRAFT, "\\Draft"),
+        ]
+        .iter()
+        .filter(|(bit, _)| permanent.system & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS (");
+        out.extend_from_slice(system.join(" ").as_bytes());
+        if permanent.keywords {
+            list(out);
+            out.extend_from_slice(b" \\*");
+        }
+        out.extend_from_slice(b")] Flags permitted\r\n");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const READ_ONLY: FlagMask = FlagMask {
+        system: 0,
+        keywords: false,
+    };
 
     fn kw(names: &[&str]) -> Flags {
         Flags {
@@ -176,7 +196,7 @@ mod tests {
 
     fn listed(k: &Keywords) -> String {
         let mut out = Vec::new();
-        k.write(&mut out, true);
+        k.write(&mut out, READ_ONLY);
         String::from_utf8(out).unwrap()
     }
 
@@ -189,19 +209,19 @@ mod tests {
         let mut out = Vec::new();
         // b's SELECT took a's keyword from the board.
         assert!(listed(&b).contains(" $a)"));
-        b.announce(false, [], &mut out);
+        b.announce(FlagMask::ALL, [], &mut out);
         assert!(out.is_empty());
         // a sets $new on a message b never sees: b learns it anyway.
         out.clear();
-        a.announce(false, [&kw(&["$new"])], &mut out);
+        a.announce(FlagMask::ALL, [&kw(&["$new"])], &mut out);
         assert!(!out.is_empty());
         out.clear();
-        b.announce(false, [], &mut out);
+        b.announce(FlagMask::ALL, [], &mut out);
         assert!(listed(&b).contains("$new"));
         // Nothing new: nothing sent.
         out.clear();
-        b.announce(false, [&kw(&["$new", "$a"])], &mut out);
-        a.announce(false, [], &mut out);
+        b.announce(FlagMask::ALL, [&kw(&["$new", "$a"])], &mut out);
+        a.announce(FlagMask::ALL, [], &mut out);
         assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
         assert_eq!(listed(&a), listed(&b));
         // Another mailbox has its own board.
@@ -220,7 +240,7 @@ mod tests {
             ..Flags::default()
         };
         let mut out = Vec::new();
-        a.announce(false, [&f], &mut out);
+        a.announce(FlagMask::ALL, [&f], &mut out);
         assert_eq!(a.board.posted.lock().unwrap().set.len(), MAX_POSTED);
         // The rest are this session's own, still announced.
         assert_eq!(a.extra.len(), USUAL.len() + 10);

@@ -17,6 +17,8 @@
 //!   session/search.rs      SEARCH, ESEARCH, SEARCHRES
 //!   session/modify.rs      STORE, COPY, MOVE, EXPUNGE, CLOSE, UNSELECT
 //!   session/idle.rs        IDLE
+//!   session/shared.rs      the Shared/ namespace, rights per command, SETACL,
+//!                          DELETEACL, GETACL, LISTRIGHTS, MYRIGHTS
 //! ```
 //!
 //! The codec is `facteur-imap-proto` (pure); message views (ENVELOPE,
@@ -62,7 +64,8 @@
 //! RFC 6154 (SPECIAL-USE), RFC 5258/5819 (LIST-EXTENDED, LIST-STATUS),
 //! RFC 3348 (CHILDREN), RFC 4731 (ESEARCH), RFC 5182 (SEARCHRES), RFC 7162
 //! (CONDSTORE, QRESYNC), RFC 9208 (QUOTA), RFC 7889 (APPENDLIMIT), RFC 8438
-//! (STATUS=SIZE), RFC 3516 (BINARY).
+//! (STATUS=SIZE), RFC 3516 (BINARY), RFC 4314 (ACL), RFC 8440
+//! (LIST-MYRIGHTS).
 
 pub mod keywords;
 pub mod notify;

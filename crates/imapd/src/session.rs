@@ -32,6 +32,7 @@ mod modify;
 mod names;
 mod quota;
 mod search;
+mod shared;
 mod sort;
 
 pub(crate) use names::{COMMAND_NAMES, command_name};
@@ -73,6 +74,11 @@ pub(crate) struct User {
 /// The selected mailbox.
 pub(crate) struct Selected {
     pub mb: Mailbox,
+    /// Its name as the client knows it (`Shared/bob/Team` for bob's
+    /// `Team`; `mb.name()` is the owner's).
+    pub name: String,
+    /// The user's rights on it as of SELECT (all, for the user's own).
+    pub rights: facteur_store::Rights,
     pub read_only: bool,
     /// IMAP4rev1's `\Recent` (RFC 3501 §2.3.2): the UID ranges `[from,
     /// to)` recent in this session — claimed by SELECT and by each sync
@@ -92,6 +98,18 @@ pub(crate) struct Selected {
 }
 
 impl Selected {
+    /// The flags this session may change (PERMANENTFLAGS).
+    pub(crate) fn permanent(&self) -> facteur_store::FlagMask {
+        if self.read_only {
+            facteur_store::FlagMask {
+                system: 0,
+                keywords: false,
+            }
+        } else {
+            shared::flag_mask(self.rights)
+        }
+    }
+
     pub(crate) fn is_recent(&self, uid: u32) -> bool {
         in_ranges(&self.recent, uid)
     }
@@ -520,7 +538,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 })
             }
             Command::Namespace => {
-                self.io.write(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+                // Personal, other users' (shared.rs), no public one.
+                self.io.write(
+                    format!(
+                        "* NAMESPACE ((\"\" \"/\")) ((\"{}/\" \"/\")) NIL\r\n",
+                        shared::PREFIX
+                    )
+                    .as_bytes(),
+                );
                 self.announce_and_ok(&tag, "NAMESPACE completed")
             }
             Command::Status { mailbox, items } => blocking(|| self.status(&tag, &mailbox, &items)),
@@ -534,6 +559,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::SetMetadata { mailbox, entries } => {
                 blocking(|| self.set_metadata(&tag, &mailbox, &entries))
             }
+            Command::SetAcl {
+                mailbox,
+                identifier,
+                rights,
+            } => blocking(|| self.set_acl(&tag, &mailbox, &identifier, Some(&rights))),
+            Command::DeleteAcl {
+                mailbox,
+                identifier,
+            } => blocking(|| self.set_acl(&tag, &mailbox, &identifier, None)),
+            Command::GetAcl(mailbox) => blocking(|| self.get_acl(&tag, &mailbox)),
+            Command::ListRights {
+                mailbox,
+                identifier,
+            } => blocking(|| self.list_rights(&tag, &mailbox, &identifier)),
+            Command::MyRights(mailbox) => blocking(|| self.my_rights(&tag, &mailbox)),
             Command::GetQuota(root) => self.get_quota(&tag, &root),
             Command::GetQuotaRoot(m) => self.get_quota_root(&tag, &m),
             Command::SetQuota { root, limits } => blocking(|| self.set_quota(&tag, &root, &limits)),
@@ -630,6 +670,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "[EXPUNGEISSUED] Some messages were expunged".to_string()
             }
             StoreError::Limit(why) => format!("[LIMIT] {why}"),
+            StoreError::NoPermission(why) => format!("[NOPERM] {why}"),
             e => {
                 warn!(error = %e, "store error");
                 "[SERVERBUG] Internal error, try again later".to_string()

@@ -263,6 +263,9 @@ impl UserStore {
                     }
                     continue;
                 }
+                // Grants left for the name by a mailbox deleted before
+                // (acl.rs) do not pass to the new one.
+                crate::acl::forget(dir, &n);
                 // Built under a temporary name, then renamed: a crash leaves
                 // either no folder or a complete one.
                 let tmp = dir.join(format!(
@@ -318,7 +321,10 @@ impl UserStore {
             fs::remove_dir_all(&aside)?;
             quota::record(dir, -(bytes as i64), -(count as i64))?;
             Ok(())
-        })
+        })?;
+        // RFC 4314 §4: DELETE deletes the mailbox's ACL.
+        crate::acl::forget(dir, &norm);
+        Ok(())
     }
 
     /// Renames a mailbox and its children. Renaming INBOX moves its
@@ -371,7 +377,9 @@ impl UserStore {
             }
             fsops::fsync_dir(dir)?;
             Ok(())
-        })
+        })?;
+        crate::acl::renamed(dir, &from, &to);
+        Ok(())
     }
 
     fn rename_inbox(&self, to: &str) -> Result<()> {
@@ -473,6 +481,12 @@ impl UserStore {
             &self.inner.dir,
             &normalize(name)?,
         ))
+    }
+
+    /// Whether the mailbox exists (without opening it).
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        let norm = normalize(name)?;
+        Ok(is_maildir(&folder_path(&self.inner.dir, &norm)))
     }
 
     /// Opens a mailbox and syncs it.

@@ -24,6 +24,7 @@
 //!   sync.rs     bringing the index up to date with the directories
 //!   mailbox.rs  a selected Mailbox: view, flags, append, copy, move, expunge
 //!   sieve.rs    the user's Sieve scripts and which one is active
+//!   acl.rs      access control lists: mailboxes shared in a domain
 //!
 //! Dependencies point one way: users -> folders -> mailbox -> sync, index;
 //! deliver, folders and mailbox -> maildir -> fsops; all -> layout.
@@ -63,6 +64,7 @@
 //! skipped and logged, never moved, listed or read. Directories are 0700,
 //! files 0600.
 
+pub mod acl;
 mod crlf;
 mod deliver;
 mod dirfd;
@@ -85,6 +87,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use acl::{Grant, Rights};
 pub use crlf::{CrlfReader, ToCrlf, ToLf, read_header, to_crlf, to_lf};
 pub use folders::UserStore;
 pub use import::{ExportMailbox, ImportCount, ImportMessage};
@@ -118,6 +121,10 @@ pub enum StoreError {
     Limit(String),
     #[error("index: {0}")]
     Index(String),
+    /// Another user's mailbox, visible to this one but not for this
+    /// (RFC 4314 rights; the text says which).
+    #[error("{0}")]
+    NoPermission(String),
     #[error("no such script: {0}")]
     NoSuchScript(String),
     #[error("script already exists: {0}")]
@@ -299,6 +306,55 @@ impl Flags {
             FlagOp::Remove => Flags {
                 system: self.system & !arg.system,
                 keywords: self.keywords.difference(&arg.keywords).cloned().collect(),
+            },
+        }
+    }
+}
+
+/// Which flags a change may touch: the system flags whose bits are set,
+/// and keywords or not (a shared mailbox's rights, RFC 4314 §4: `s` for
+/// \Seen, `t` for \Deleted, `w` for the others). The flags outside it keep
+/// their values, whatever the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagMask {
+    pub system: u8,
+    pub keywords: bool,
+}
+
+impl FlagMask {
+    pub const ALL: FlagMask = FlagMask {
+        system: u8::MAX,
+        keywords: true,
+    };
+
+    /// Whether every flag may change.
+    pub fn is_all(&self) -> bool {
+        *self == FlagMask::ALL
+    }
+
+    /// `flags` without what the mask leaves out.
+    pub fn filter(&self, flags: &Flags) -> Flags {
+        Flags {
+            system: flags.system & self.system,
+            keywords: if self.keywords {
+                flags.keywords.clone()
+            } else {
+                Default::default()
+            },
+        }
+    }
+}
+
+impl Flags {
+    /// [`Flags::apply`] within `mask`.
+    pub fn apply_masked(&self, op: FlagOp, arg: &Flags, mask: FlagMask) -> Flags {
+        let new = self.apply(op, arg);
+        Flags {
+            system: (new.system & mask.system) | (self.system & !mask.system),
+            keywords: if mask.keywords {
+                new.keywords
+            } else {
+                self.keywords.clone()
             },
         }
     }

@@ -295,6 +295,37 @@ fn store_flags_keywords_and_unchangedsince() {
 }
 
 #[test]
+fn a_masked_store_keeps_the_flags_outside_the_mask() {
+    let (_d, s, us) = setup();
+    deliver(&s, "a\r\n");
+    let mut mb = us.select("INBOX").unwrap();
+    let mut f = Flags::system(FLAGGED | DELETED);
+    f.keywords.insert("$Work".into());
+    mb.store_flags(&[1], FlagOp::Replace, &f, None).unwrap();
+    // Rights "s" only (RFC 4314 §4): \Seen may change, nothing else.
+    let only_seen = crate::FlagMask {
+        system: SEEN,
+        keywords: false,
+    };
+    let r = mb
+        .store_flags_masked(&[1], FlagOp::Replace, &Flags::system(SEEN), None, only_seen)
+        .unwrap();
+    assert_eq!(r.updated, [1]);
+    let mut want = f.clone();
+    want.system |= SEEN;
+    assert_eq!(mb.messages()[0].flags, want);
+    // A change wholly outside the mask changes nothing (no new modseq).
+    let ms = mb.messages()[0].modseq;
+    let r = mb
+        .store_flags_masked(&[1], FlagOp::Remove, &f, None, only_seen)
+        .unwrap();
+    assert!(r.updated.is_empty());
+    assert_eq!(mb.messages()[0].modseq, ms);
+    assert_eq!(crate::FlagMask::ALL.filter(&f), f);
+    assert_eq!(only_seen.filter(&want), Flags::system(SEEN));
+}
+
+#[test]
 fn append_copy_move_expunge() {
     let (d, _s, us) = setup();
     let mut inbox = us.select("INBOX").unwrap();

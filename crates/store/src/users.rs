@@ -38,6 +38,7 @@ impl Store {
         let Some(parent) = dir.parent() else {
             return Ok(());
         };
+        self.forget_user(user)?;
         let local = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

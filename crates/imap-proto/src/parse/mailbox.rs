@@ -47,10 +47,49 @@ pub(super) fn parse(p: &mut Parser<'_>, name: &[u8]) -> Res<Option<Command>> {
         Command::Status { mailbox, items }
     } else if is("APPEND") {
         super::append::append(p)?
+    } else if is("SETACL") {
+        let (mailbox, identifier) = mailbox_and_identifier(p)?;
+        p.arg("missing rights")?;
+        let rights = p.astring()?;
+        Command::SetAcl {
+            mailbox,
+            identifier,
+            rights,
+        }
+    } else if is("DELETEACL") {
+        let (mailbox, identifier) = mailbox_and_identifier(p)?;
+        Command::DeleteAcl {
+            mailbox,
+            identifier,
+        }
+    } else if is("LISTRIGHTS") {
+        let (mailbox, identifier) = mailbox_and_identifier(p)?;
+        Command::ListRights {
+            mailbox,
+            identifier,
+        }
+    } else if is("GETACL") {
+        p.arg("missing mailbox name")?;
+        Command::GetAcl(p.mailbox()?)
+    } else if is("MYRIGHTS") {
+        p.arg("missing mailbox name")?;
+        Command::MyRights(p.mailbox()?)
     } else {
         return Ok(None);
     };
     Ok(Some(cmd))
+}
+
+/// `mailbox SP identifier` (RFC 4314 §7: an identifier is an astring).
+fn mailbox_and_identifier(p: &mut Parser<'_>) -> Res<(String, String)> {
+    p.arg("missing mailbox name")?;
+    let mailbox = p.mailbox()?;
+    p.arg("missing identifier")?;
+    let identifier = p.astring()?;
+    if identifier.is_empty() {
+        return Err("empty identifier");
+    }
+    Ok((mailbox, identifier))
 }
 
 /// `SELECT mailbox [SP "(" select-param *(SP select-param) ")"]`.
@@ -203,6 +242,8 @@ fn list(p: &mut Parser<'_>) -> Res<Command> {
             } else if is("STATUS") {
                 p.sp()?;
                 ret.status = Some(p.paren_list(status_item)?);
+            } else if is("MYRIGHTS") {
+                ret.myrights = true;
             } else {
                 return Err("unknown LIST return option");
             }
@@ -562,9 +603,64 @@ mod tests {
                         children: true,
                         special_use: true,
                         status: Some(vec![StatusItem::Messages, StatusItem::Unseen]),
+                        myrights: false,
                     },
                 ),
             ),
+            // RFC 8440 §3.
+            (
+                "T1 LIST \"\" \"%\" RETURN (MYRIGHTS)",
+                list(
+                    "",
+                    &["%"],
+                    ListSelect::default(),
+                    ListReturn {
+                        myrights: true,
+                        ..n()
+                    },
+                ),
+            ),
+            // RFC 4314 §3 (its examples).
+            (
+                "A035 SETACL INBOX/Drafts John lrQswicda",
+                Command::SetAcl {
+                    mailbox: s("INBOX/Drafts"),
+                    identifier: s("John"),
+                    rights: s("lrQswicda"),
+                },
+            ),
+            (
+                "A002 SETACL INBOX/Drafts Chris +cda",
+                Command::SetAcl {
+                    mailbox: s("INBOX/Drafts"),
+                    identifier: s("Chris"),
+                    rights: s("+cda"),
+                },
+            ),
+            (
+                "a setacl x \"bob@example.test\" \"\"",
+                Command::SetAcl {
+                    mailbox: s("x"),
+                    identifier: s("bob@example.test"),
+                    rights: s(""),
+                },
+            ),
+            (
+                "B002 DeleteAcl INBOX Fred",
+                Command::DeleteAcl {
+                    mailbox: s("INBOX"),
+                    identifier: s("Fred"),
+                },
+            ),
+            ("A002 getAcl INBOX", Command::GetAcl(s("INBOX"))),
+            (
+                "a001 LISTRIGHTS ~/Mail/saved smith",
+                Command::ListRights {
+                    mailbox: s("~/Mail/saved"),
+                    identifier: s("smith"),
+                },
+            ),
+            ("A003 MYRIGHTS INBOX", Command::MyRights(s("INBOX"))),
             (
                 "A002 LSUB \"#news.\" \"comp.mail.*\"",
                 Command::Lsub {
@@ -647,6 +743,13 @@ mod tests {
             (b"a LIST \"\" % FOO ()", "expected RETURN"),
             (b"a LSUB \"\"", "missing mailbox pattern"),
             (b"a STATUS x", "missing status items"),
+            (b"a SETACL x", "missing identifier"),
+            (b"a SETACL x bob", "missing rights"),
+            (b"a SETACL x \"\" lr", "empty identifier"),
+            (b"a DELETEACL x", "missing identifier"),
+            (b"a LISTRIGHTS", "missing mailbox name"),
+            (b"a GETACL", "missing mailbox name"),
+            (b"a MYRIGHTS", "missing mailbox name"),
             (b"a STATUS x ()", "unknown status item"),
             (b"a STATUS x (MESSAGES FOO)", "unknown status item"),
             (b"a STATUS x MESSAGES", "expected '('"),

@@ -85,7 +85,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .filter_map(|uid| msgs.binary_search_by_key(uid, |m| m.uid).ok())
                 .map(|i| &msgs[i].flags);
             let mut out = Vec::new();
-            sel.keywords.announce(sel.read_only, flags, &mut out);
+            let permanent = sel.permanent();
+            sel.keywords.announce(permanent, flags, &mut out);
             self.io.write(&out);
         }
         if !changes.added.is_empty() || !changes.expunged.is_empty() {

@@ -76,19 +76,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         // The target: the selected mailbox itself, or another one opened.
         let mut target = None;
+        // The flags the user may set there (all, but in a shared mailbox):
+        // the others are dropped, the APPEND does not fail (RFC 4314 §4).
+        let mut mask = facteur_store::FlagMask::ALL;
         let refusal = match (refusal, name, &self.user) {
             (Some(r), _, _) => Some(r),
-            (None, Some(name), Some(user)) => {
-                let same = self.sel.as_ref().is_some_and(|s| {
-                    facteur_store::normalize_name(&name).ok().as_deref() == Some(s.mb.name())
+            (None, Some(name), Some(_)) => {
+                let same = self.sel.as_ref().filter(|s| {
+                    facteur_store::normalize_name(&name).ok().as_deref() == Some(s.name.as_str())
                 });
-                if same {
-                    None
+                if let Some(s) = same {
+                    mask = super::shared::flag_mask(s.rights);
+                    (!s.rights.has('i')).then(|| {
+                        (
+                            "NO",
+                            "[NOPERM] Needs the right \"i\" on this mailbox".to_string(),
+                        )
+                    })
                 } else {
-                    match blocking(|| user.store.select(&name)) {
-                        Ok(mb) => {
+                    match self
+                        .target(&name, "i")
+                        .and_then(|t| Ok((blocking(|| t.store.select(&t.name))?, t.rights)))
+                    {
+                        Ok((mb, rights)) => {
                             target = Some(mb);
+                            mask = super::shared::flag_mask(rights);
                             None
+                        }
+                        Err(facteur_store::StoreError::NoPermission(why)) => {
+                            Some(("NO", format!("[NOPERM] {why}")))
                         }
                         Err(facteur_store::StoreError::NoSuchMailbox(_)) => {
                             Some(("NO", "[TRYCREATE] No such mailbox".to_string()))
@@ -180,7 +196,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         refusal = Some(("NO", "Empty message".into()));
                     } else {
                         total = total.saturating_add(c.body.len());
-                        match self.store_appended(&mut target, c.body, false, &c.flags, c.date) {
+                        match self.store_appended(
+                            &mut target,
+                            c.body,
+                            false,
+                            &c.flags,
+                            c.date,
+                            mask,
+                        ) {
                             Ok(uid) => uids.push(uid),
                             Err(e) => {
                                 self.undo_appends(&mut target, &uids);
@@ -232,8 +255,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if text_part.is_none() {
                 let c = cat.take().ok_or_else(lost)?;
                 total = total.saturating_add(lit.len);
-                stored =
-                    Some(self.store_appended(&mut target, c.body, lit.binary, &c.flags, c.date));
+                stored = Some(self.store_appended(
+                    &mut target,
+                    c.body,
+                    lit.binary,
+                    &c.flags,
+                    c.date,
+                    mask,
+                ));
             }
             let rest = match self.io.next_line(false).await? {
                 Input::Line(l) => Some(l),
@@ -436,7 +465,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             mb.read_message(u.uid).map_err(|e| e.to_string())
         };
         let raw = blocking(|| match &self.sel {
-            Some(sel) if sel.mb.name() == norm => read(&sel.mb),
+            Some(sel) if sel.name == norm => read(&sel.mb),
             _ => match user.store.select(&u.mailbox) {
                 Ok(mb) => read(&mb),
                 Err(facteur_store::StoreError::NoSuchMailbox(_)) => Err("no such mailbox".into()),
@@ -505,8 +534,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         binary: bool,
         flags: &[String],
         date: Option<i64>,
+        mask: facteur_store::FlagMask,
     ) -> Result<u32, facteur_store::StoreError> {
-        let flags = parse_flags(flags).unwrap_or_default();
+        let flags = mask.filter(&parse_flags(flags).unwrap_or_default());
         let body = body.freeze();
         let mut reader: Box<dyn io::Read + Send> = Box::new(body.reader(Vec::new()));
         blocking(|| {

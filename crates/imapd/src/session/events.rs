@@ -190,7 +190,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(Flow::Continue);
         }
         if set.status {
-            let selected = self.sel.as_ref().map(|s| s.mb.name().to_string());
+            let selected = self.sel.as_ref().map(|s| s.name.clone());
             let mut names: Vec<&String> = st.watched.keys().collect();
             names.sort();
             for name in names {
@@ -296,7 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if st.names.take_change() {
             self.names_changed(&mut st);
         }
-        let selected = self.sel.as_ref().map(|s| s.mb.name().to_string());
+        let selected = self.sel.as_ref().map(|s| s.name.clone());
         let mut said: Vec<(String, bool)> = Vec::new();
         if let Some(user) = &self.user {
             for (name, w) in &mut st.watched {

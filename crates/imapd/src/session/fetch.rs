@@ -192,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         // \Seen first, in one go.
         let mut seen_set: Vec<u32> = Vec::new();
-        if !sel.read_only && attrs.iter().any(sets_seen) {
+        if !sel.read_only && sel.rights.has('s') && attrs.iter().any(sets_seen) {
             let msgs = sel.mb.messages();
             seen_set = positions
                 .iter()

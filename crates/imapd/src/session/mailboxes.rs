@@ -10,10 +10,11 @@
 //! keeps every mailbox inside the user's directory.
 
 use super::listing::listing;
+use super::shared::{Place, place};
 use super::{Flow, Selected, Session, blocking, write_flags};
 use crate::keywords::Keywords;
 use facteur_imap_proto::{ListReturn, ListSelect, QresyncParams, StatusItem, encode};
-use facteur_store::{DELETED, SEEN, SpecialUse, StoreError};
+use facteur_store::{DELETED, FlagMask, Rights, SEEN, SpecialUse, StoreError};
 use std::collections::BTreeSet;
 use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -49,15 +50,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(name) = self.name_or_no(tag, name) else {
             return Ok(Flow::Continue);
         };
-        let Some(user) = &self.user else {
-            return Ok(Flow::Continue);
+        let target = match self.target(&name, "r") {
+            Ok(t) => t,
+            Err(e) => {
+                self.store_error(tag, &e);
+                return Ok(Flow::Continue);
+            }
         };
+        // READ-ONLY without a right to change anything (RFC 4314 §5.2;
+        // every flag is shared here).
+        // The name as the client knows it, normalized (`Shared/bob/INBOX`).
+        let name = if target.owner == self.me_address() {
+            target.name.clone()
+        } else {
+            super::shared::shown(&target.owner, &target.name)
+        };
+        let forced = !target.rights.any("iestw");
+        let asked_read_only = read_only;
+        let read_only = read_only || forced;
         // \Recent (IMAP4rev1 only): SELECT claims the unclaimed messages
         // for this session; EXAMINE sees them without taking them (RFC 3501
         // §6.3.2). In the same blocking call as the opening.
         let rev2 = self.rev2;
         let opened = blocking(|| {
-            let mb = user.store.select(&name)?;
+            let mb = target.store.select(&target.name)?;
             let recent: Vec<(u32, u32)> = if rev2 {
                 Vec::new()
             } else if read_only {
@@ -83,7 +99,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             msgs.iter().map(|m| &m.flags),
         );
         let mut out = Vec::with_capacity(512);
-        keywords.write(&mut out, read_only);
+        keywords.write(
+            &mut out,
+            if read_only {
+                FlagMask {
+                    system: 0,
+                    keywords: false,
+                }
+            } else {
+                super::shared::flag_mask(target.rights)
+            },
+        );
         out.extend_from_slice(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
         let announced_recent = if recent.is_empty() {
             0
@@ -113,7 +139,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         );
         if self.rev2 {
             out.extend_from_slice(b"* LIST () \"/\" ");
-            self.mailbox_out(&mut out, mb.name());
+            self.mailbox_out(&mut out, &name);
             out.extend_from_slice(b"\r\n");
         }
         if let Some(q) = qresync
@@ -154,13 +180,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.io.write(&out);
         self.sel = Some(Selected {
             mb,
+            name,
+            rights: target.rights,
             read_only,
             recent,
             announced_recent,
             keywords,
             contexts: Vec::new(),
         });
-        if read_only {
+        if forced && !asked_read_only {
+            self.ok(tag, "[READ-ONLY] SELECT completed");
+        } else if read_only {
             self.ok(tag, "[READ-ONLY] EXAMINE completed");
         } else {
             self.ok(tag, "[READ-WRITE] SELECT completed");
@@ -191,11 +221,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(user) = &self.user else {
             return Ok(Flow::Continue);
         };
-        // The new mailbox's MAILBOXID goes in the OK (RFC 8474 §4.1).
-        let created = blocking(|| {
-            user.store.create_mailbox(&name, special)?;
-            user.store.select(&name).map(|mb| mb.mailbox_id())
-        });
+        let created = match place(&user.address, &name) {
+            Place::Own(_) => blocking(|| {
+                user.store.create_mailbox(&name, special)?;
+                // The new mailbox's MAILBOXID goes in the OK (RFC 8474 §4.1).
+                user.store.select(&name).map(|mb| mb.mailbox_id())
+            }),
+            Place::Level => Err(StoreError::NoPermission(
+                "Mailboxes are made below an existing shared mailbox".into(),
+            )),
+            Place::Other { .. } => self.create_shared(&name, special),
+        };
         match created {
             Ok(id) => {
                 self.list_changed();
@@ -208,18 +244,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// CREATE of `Shared/<owner>/<name>`: the `k` right on the nearest
+    /// existing parent (RFC 4314 §4), whose ACL the new mailbox inherits.
+    fn create_shared(&self, name: &str, special: Option<SpecialUse>) -> Result<String, StoreError> {
+        let levels = name.matches('/').count();
+        let mut parent = name;
+        let found = loop {
+            let Some((p, _)) = parent.rsplit_once('/') else {
+                break None;
+            };
+            parent = p;
+            // `Shared/<owner>` itself is no mailbox.
+            if parent.matches('/').count() < 2 {
+                break None;
+            }
+            match self.target(parent, "") {
+                Ok(t) if t.store.exists(&t.name)? => break Some(t),
+                Ok(_) | Err(StoreError::NoSuchMailbox(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let Some(p) = found else {
+            return Err(StoreError::NoPermission(
+                "Mailboxes are made below an existing shared mailbox".into(),
+            ));
+        };
+        if !p.rights.has('k') {
+            return Err(StoreError::NoPermission(
+                "Needs the right \"k\" on the parent mailbox".into(),
+            ));
+        }
+        debug_assert!(levels >= 3);
+        let Place::Other { name: child, .. } = place(self.me_address(), name) else {
+            return Err(StoreError::InvalidName(name.to_string()));
+        };
+        let child = facteur_store::normalize_name(&child)?;
+        p.store.create_mailbox(&child, special)?;
+        let store = &self.ctx.store;
+        for (id, rights) in store.acl(&p.owner, &p.name)? {
+            store.set_acl(&p.owner, &child, &id, rights)?;
+        }
+        p.store.select(&child).map(|mb| mb.mailbox_id())
+    }
+
     pub(super) fn delete(&mut self, tag: &str, name: &str) -> io::Result<Flow> {
         let Some(name) = self.name_or_no(tag, name) else {
-            return Ok(Flow::Continue);
-        };
-        let Some(user) = &self.user else {
             return Ok(Flow::Continue);
         };
         if name.eq_ignore_ascii_case("INBOX") {
             self.no(tag, "[CANNOT] INBOX cannot be deleted");
             return Ok(Flow::Continue);
         }
-        match blocking(|| user.store.delete_mailbox(&name)) {
+        let target = match self.target(&name, "x") {
+            Ok(t) => t,
+            Err(e) => {
+                self.store_error(tag, &e);
+                return Ok(Flow::Continue);
+            }
+        };
+        if target.name == "INBOX" {
+            self.no(tag, "[CANNOT] INBOX cannot be deleted");
+            return Ok(Flow::Continue);
+        }
+        match blocking(|| target.store.delete_mailbox(&target.name)) {
             Ok(()) => {
                 self.list_changed();
                 self.announce_and_ok(tag, "DELETE completed")
@@ -236,10 +323,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.no(tag, "[CANNOT] Invalid mailbox name encoding");
             return Ok(Flow::Continue);
         };
-        let Some(user) = &self.user else {
-            return Ok(Flow::Continue);
-        };
-        match blocking(|| user.store.rename_mailbox(&from, to.trim_end_matches('/'))) {
+        let to = to.trim_end_matches('/').to_string();
+        // Within one owner's mailboxes: `x` on the old name, `k` on the new
+        // name's parent (RFC 4314 §4); the user's own have every right.
+        let renamed = self.target(&from, "x").and_then(|src| {
+            let to_place = place(self.me_address(), &to);
+            let to_name = match (&to_place, src.owner == self.me_address()) {
+                (Place::Own(n), true) => n.clone(),
+                (Place::Other { owner, name }, false) if *owner == src.owner => {
+                    let parent = to.rsplit_once('/').map_or("", |(p, _)| p);
+                    let can = parent.matches('/').count() >= 2
+                        && self
+                            .target(parent, "k")
+                            .and_then(|t| t.store.exists(&t.name))
+                            .unwrap_or(false);
+                    if !can {
+                        return Err(StoreError::NoPermission(
+                            "Needs the right \"k\" on the new parent mailbox".into(),
+                        ));
+                    }
+                    name.clone()
+                }
+                _ => {
+                    return Err(StoreError::NoPermission(
+                        "A mailbox cannot move between users".into(),
+                    ));
+                }
+            };
+            blocking(|| src.store.rename_mailbox(&src.name, &to_name))
+        });
+        match renamed {
             Ok(()) => {
                 self.list_changed();
                 self.announce_and_ok(tag, "RENAME completed")
@@ -297,15 +410,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let by_subscription = lsub || select.subscribed || ret.subscribed;
         let listed = blocking(|| {
-            let boxes = user.store.list_mailboxes()?;
+            let mut boxes = user.store.list_mailboxes()?;
+            // Other users' mailboxes shared with this one (`l` right).
+            let (shared, rights) = self.shared_boxes()?;
+            boxes.extend(shared);
             let subs: BTreeSet<String> = if by_subscription {
                 user.store.subscriptions()?.into_iter().collect()
             } else {
                 BTreeSet::new()
             };
-            Ok::<_, StoreError>((boxes, subs))
+            Ok::<_, StoreError>((boxes, subs, rights))
         });
-        let (boxes, subs) = match listed {
+        let (boxes, subs, rights) = match listed {
             Ok(b) => b,
             Err(e) => {
                 self.store_error(tag, &e);
@@ -356,6 +472,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
             out.extend_from_slice(b"\r\n");
+            // RFC 8440: the rights on each mailbox listed that exists.
+            if ret.myrights && e.info.is_some() {
+                let r = rights.get(&e.name).copied().unwrap_or(Rights::ALL);
+                self.write_myrights(&mut out, &e.name, r);
+            }
             if e.info.is_some() && ret.status.is_some() {
                 status_for.push(e.name.clone());
             }
@@ -376,12 +497,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         name: &str,
         items: &[StatusItem],
     ) -> Result<(), StoreError> {
-        let Some(user) = &self.user else {
+        if self.user.is_none() {
             return Ok(());
-        };
+        }
         let want_recent = items.contains(&StatusItem::Recent);
+        let target = self.target(name, "r")?;
         let (mb, recent_from) = blocking(|| {
-            let mb = user.store.select(name)?;
+            let mb = target.store.select(&target.name)?;
             let from = if want_recent { mb.recent_from()? } else { 0 };
             Ok::<_, StoreError>((mb, from))
         })?;

@@ -37,16 +37,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.no(tag, "[READ-ONLY] Mailbox is read-only");
             return Ok(Flow::Continue);
         }
-        let uids: Vec<u32> = positions
-            .iter()
-            .map(|&i| sel.mb.messages()[i].uid)
-            .collect();
         let op = match args.op {
             StoreOp::Add => FlagOp::Add,
             StoreOp::Remove => FlagOp::Remove,
             StoreOp::Replace => FlagOp::Replace,
         };
-        let result = match blocking(|| sel.mb.store_flags(&uids, op, &flags, unchanged_since)) {
+        // In a shared mailbox, the flags the rights allow change and the
+        // others stay; only a STORE that can change none fails (RFC 4314
+        // §4).
+        let mask = super::shared::flag_mask(sel.rights);
+        let none_allowed = if op == FlagOp::Replace {
+            mask.system == 0 && !mask.keywords
+        } else {
+            mask.filter(&flags) == Default::default() && flags != Default::default()
+        };
+        if none_allowed {
+            self.no(tag, "[NOPERM] No right to change these flags here");
+            return Ok(Flow::Continue);
+        }
+        let uids: Vec<u32> = positions
+            .iter()
+            .map(|&i| sel.mb.messages()[i].uid)
+            .collect();
+        let result = match blocking(|| {
+            sel.mb
+                .store_flags_masked(&uids, op, &flags, unchanged_since, mask)
+        }) {
             Ok(r) => r,
             Err(e) => {
                 self.store_error(tag, &e);
@@ -63,7 +79,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .iter()
             .filter_map(|u| msgs.binary_search_by_key(u, |m| m.uid).ok())
             .map(|i| &msgs[i].flags);
-        sel.keywords.announce(sel.read_only, touched, &mut out);
+        let permanent = sel.permanent();
+        sel.keywords.announce(permanent, touched, &mut out);
         let mut failed = result.failed.clone();
         failed.sort_unstable();
         let mut updated = result.updated.clone();
@@ -151,11 +168,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.no(tag, "[CANNOT] Invalid mailbox name encoding");
             return Ok(Flow::Continue);
         };
-        let (Some(user), Some(sel)) = (&self.user, &mut self.sel) else {
+        let Some(sel) = &self.sel else {
             return Ok(Flow::Continue);
         };
         if remove && sel.read_only {
             self.no(tag, "[READ-ONLY] Mailbox is read-only");
+            return Ok(Flow::Continue);
+        }
+        // MOVE takes the messages away: `t` and `e` on the source.
+        if remove && !(sel.rights.has('t') && sel.rights.has('e')) {
+            self.no(tag, "[NOPERM] Needs the rights \"te\" on this mailbox");
             return Ok(Flow::Continue);
         }
         if positions.is_empty() {
@@ -166,8 +188,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             return Ok(Flow::Continue);
         }
-        let mut target = match blocking(|| user.store.select(&dest_name)) {
-            Ok(mb) => mb,
+        let (mut target, mask) = match self
+            .target(&dest_name, "i")
+            .and_then(|t| Ok((blocking(|| t.store.select(&t.name))?, t.rights)))
+        {
+            Ok((mb, rights)) => (mb, super::shared::flag_mask(rights)),
             Err(StoreError::NoSuchMailbox(_)) => {
                 self.no(tag, "[TRYCREATE] No such mailbox");
                 return Ok(Flow::Continue);
@@ -176,6 +201,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.store_error(tag, &e);
                 return Ok(Flow::Continue);
             }
+        };
+        let Some(sel) = &mut self.sel else {
+            return Ok(Flow::Continue);
         };
         let uids: Vec<u32> = positions
             .iter()
@@ -189,7 +217,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // MOVE into the selected mailbox itself gives the messages new UIDs
         // (as COPY and EXPUNGE would, RFC 6851 §3.3; what Dovecot does and
         // imaptest expects).
-        let result = if remove {
+        let result = if !sel.mb.same_user(&target) || !mask.is_all() {
+            // Into another user's mailbox, or with limited flags: each
+            // message appended again; a MOVE then expunges the originals
+            // (a crash in between leaves both copies, never none).
+            blocking(|| {
+                let pairs = sel.mb.copy_appending(&uids, &mut target, mask)?;
+                if remove && !pairs.is_empty() {
+                    let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+                    let deleted = facteur_store::Flags::system(facteur_store::DELETED);
+                    sel.mb.store_flags(&moved, FlagOp::Add, &deleted, None)?;
+                    sel.mb.expunge(Some(&moved))?;
+                }
+                Ok(pairs)
+            })
+        } else if remove {
             blocking(|| sel.mb.move_to(&uids, &mut target))
         } else {
             blocking(|| sel.mb.copy_to(&uids, &mut target))
@@ -266,6 +308,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.no(tag, "[READ-ONLY] Mailbox is read-only");
             return Ok(Flow::Continue);
         }
+        if !sel.rights.has('e') {
+            self.no(tag, "[NOPERM] Needs the right \"e\" on this mailbox");
+            return Ok(Flow::Continue);
+        }
         let before: Vec<(u32, usize)> = sel
             .mb
             .messages()
@@ -302,9 +348,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// CLOSE (expunging silently when read-write) or UNSELECT.
     pub(super) fn close(&mut self, tag: &str, expunge: bool) -> io::Result<Flow> {
+        // Without the `e` right, CLOSE just closes (RFC 4314 §4).
         if let Some(mut sel) = self.sel.take()
             && expunge
             && !sel.read_only
+            && sel.rights.has('e')
         {
             match blocking(|| sel.mb.expunge(None)) {
                 Ok(gone) if !gone.is_empty() => self.ctx.notifier.changed(sel.mb.dir()),

@@ -106,6 +106,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let mut out = b"* QUOTAROOT ".to_vec();
         self.mailbox_out(&mut out, name);
+        // Another user's mailbox counts against their quota, which is no
+        // root of this user's: no root is named (RFC 9208 §5.2 allows none).
+        let own = self.mailbox_in(name).is_none_or(|n| {
+            matches!(
+                super::shared::place(&address, &n),
+                super::shared::Place::Own(_)
+            )
+        });
+        if !own {
+            out.extend_from_slice(b"\r\n");
+            self.io.write(&out);
+            return self.announce_and_ok(tag, "GETQUOTAROOT completed");
+        }
         out.extend_from_slice(b" \"\"\r\n");
         self.io.write(&out);
         if let Err(e) = self.write_quota("", &address) {

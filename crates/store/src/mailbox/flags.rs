@@ -7,7 +7,7 @@ use std::io;
 use super::{Mailbox, is_not_found};
 use crate::dirfd::Dir;
 use crate::name::{cur_name, parse_file_name};
-use crate::{FlagOp, Flags, Result, StoreFlagsResult, index, sync};
+use crate::{FlagMask, FlagOp, Flags, Result, StoreFlagsResult, index, sync};
 
 impl Mailbox {
     /// Changes flags (STORE). Messages expunged meanwhile are skipped;
@@ -19,6 +19,19 @@ impl Mailbox {
         op: FlagOp,
         flags: &Flags,
         unchanged_since: Option<u64>,
+    ) -> Result<StoreFlagsResult> {
+        self.store_flags_masked(uids, op, flags, unchanged_since, FlagMask::ALL)
+    }
+
+    /// [`Mailbox::store_flags`] touching only the flags in `mask` (the
+    /// others keep their values, even under `FlagOp::Replace`).
+    pub fn store_flags_masked(
+        &mut self,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &Flags,
+        unchanged_since: Option<u64>,
+        mask: FlagMask,
     ) -> Result<StoreFlagsResult> {
         let mut changes: Vec<(u32, String, Flags, u64)> = Vec::new();
         // Not fsynced: flag changes are not worth a disk flush each (the
@@ -38,7 +51,7 @@ impl Mailbox {
                         res.failed.push(uid);
                         continue 'each;
                     }
-                    let new = m.flags.apply(op, flags);
+                    let new = m.flags.apply_masked(op, flags, mask);
                     if new == m.flags {
                         continue 'each;
                     }

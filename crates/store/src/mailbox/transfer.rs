@@ -14,7 +14,7 @@ use crate::fsops;
 use crate::index::{self, MailboxRow, MsgRow};
 use crate::maildir::{set_mtime, write_tmp};
 use crate::name::{base_with_sizes, cur_name, parse_file_name};
-use crate::{Flags, MessageMeta, Result, StoreError, quota, sync};
+use crate::{FlagMask, Flags, MessageMeta, Result, StoreError, quota, sync};
 
 impl Mailbox {
     /// Appends a message (CRLF form). Fsynced before return; the UID is
@@ -104,6 +104,43 @@ impl Mailbox {
     /// are skipped.
     pub fn copy_to(&mut self, uids: &[u32], dest: &mut Mailbox) -> Result<Vec<(u32, u32)>> {
         self.transfer(uids, dest, false)
+    }
+
+    /// Copies messages into `dest` by appending each again (a new file,
+    /// its internal date kept, only the flags in `mask`): for a `dest` of
+    /// another user, whose directory a link must not share and whose quota
+    /// counts the copy, or for flags limited by a shared mailbox's rights.
+    /// Returns (source UID, new UID) pairs; messages gone meanwhile are
+    /// skipped.
+    pub fn copy_appending(
+        &mut self,
+        uids: &[u32],
+        dest: &mut Mailbox,
+        mask: FlagMask,
+    ) -> Result<Vec<(u32, u32)>> {
+        self.resolve_dates(Some(uids))?;
+        let mut pairs = Vec::new();
+        for &uid in uids {
+            let Some(i) = self.position(uid) else {
+                continue;
+            };
+            let m = &self.messages()[i];
+            let flags = mask.filter(&m.flags);
+            let date = (m.internal_date != crate::UNKNOWN_DATE).then_some(m.internal_date);
+            let mut content = match self.open_message(uid) {
+                Ok(r) => r,
+                Err(StoreError::NoSuchMessage(_)) => continue,
+                Err(StoreError::Io(e)) if is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            pairs.push((uid, dest.append(&mut content, &flags, date)?));
+        }
+        Ok(pairs)
+    }
+
+    /// Whether `other` is a mailbox of the same user.
+    pub fn same_user(&self, other: &Mailbox) -> bool {
+        self.user.dir == other.user.dir
     }
 
     /// Moves messages into `dest` (one rename each); they leave this view.
