@@ -21,7 +21,8 @@
 //!
 //! Options (all modes): --port P [--host 127.0.0.1] --password PW
 //! --user-prefix P [--user-suffix S] --users K (users are P0S..P{K-1}S) [--timeout SECS].
-//! mix: --sessions S --cycles C. big: --user NAME --repeat R --warmup W.
+//! mix: --sessions S --cycles C. big: --user NAME --repeat R --warmup W
+//! [--search NEEDLE] (a SEARCH TEXT after the FETCH, timed).
 //! idle: --connections N [--ramp R] [--wake-timeout SECS]. hold: --proto
 //! pop3|smtp --connections N [--ramp R]. idle and hold: [--tls 1] (implicit
 //! TLS, the certificate not checked: tls.rs) [--buffer BYTES].

@@ -3,7 +3,7 @@
 //! judgement — bench/run compares the two servers.
 
 use crate::Opts;
-use crate::conn::{Conn, Dial, source_addr};
+use crate::conn::{Conn, Dial, quote, source_addr};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,9 +131,11 @@ pub async fn big(opts: &Opts) -> io::Result<String> {
     let repeat = opts.num("repeat", 3);
     let warmup = opts.num("warmup", 1);
     let user = opts.rest.get("user").cloned().unwrap_or_else(|| opts.user(0));
-    let (mut sel_ms, mut fetch_ms) = (Vec::new(), Vec::new());
-    let (mut exists, mut fetched) = (0, 0);
-    let mut cold_ms = -1.0;
+    let (mut sel_ms, mut fetch_ms, mut search_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut exists, mut fetched, mut found) = (0, 0, 0);
+    let (mut cold_ms, mut cold_search_ms) = (-1.0, -1.0);
+    // `--search NEEDLE`: a SEARCH TEXT after the FETCH, timed too.
+    let needle = opts.rest.get("search").cloned();
     for r in 0..warmup + repeat {
         let mut c = Conn::connect(source_addr(r), opts.dst, opts.timeout).await?;
         c.login(&user, &opts.password).await?;
@@ -142,6 +144,22 @@ pub async fn big(opts: &Opts) -> io::Result<String> {
         let t1 = Instant::now();
         let f = c.command("FETCH 1:* (FLAGS)").await?;
         let t2 = Instant::now();
+        if let Some(n) = &needle {
+            let s = c.command(&format!("SEARCH TEXT {}", quote(n))).await?;
+            let ms = t2.elapsed().as_secs_f64() * 1000.0;
+            found = s
+                .untagged
+                .iter()
+                .filter_map(|l| l.strip_prefix("* SEARCH"))
+                .map(|l| l.split_whitespace().count())
+                .sum();
+            if r == 0 {
+                cold_search_ms = ms;
+            }
+            if r >= warmup {
+                search_ms.push(ms);
+            }
+        }
         c.logout().await?;
         exists = sel.exists().unwrap_or(0);
         fetched = f.untagged.iter().filter(|l| l.contains("FETCH")).count();
@@ -155,8 +173,14 @@ pub async fn big(opts: &Opts) -> io::Result<String> {
     }
     let (s50, _) = median_and(&mut sel_ms, 1.0);
     let (f50, _) = median_and(&mut fetch_ms, 1.0);
+    let q50 = if search_ms.is_empty() {
+        -1.0
+    } else {
+        median_and(&mut search_ms, 1.0).0
+    };
     Ok(format!(
         "{{\"mode\":\"big\",\"exists\":{exists},\"fetched\":{fetched},\"first_select_ms\":{cold_ms:.3},\"select_ms\":{s50:.3},\"fetch_ms\":{f50:.3},\
+         \"found\":{found},\"first_search_ms\":{cold_search_ms:.3},\"search_ms\":{q50:.3},\
          \"select_all_ms\":{sel_ms:?},\"fetch_all_ms\":{fetch_ms:?}}}"
     ))
 }

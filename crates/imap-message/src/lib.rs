@@ -167,6 +167,12 @@ impl<'a> Message<'a> {
     pub fn text_contains(&self, needle: &str) -> bool {
         search::text_contains(self, needle)
     }
+
+    /// The texts SEARCH TEXT and BODY look in, lower-cased: a message can
+    /// match a needle only if its lower-cased form is inside one of them.
+    pub fn search_texts(&self) -> Vec<String> {
+        search::texts(self)
+    }
 }
 
 /// Number of lines in a body, as BODYSTRUCTURE reports for text and

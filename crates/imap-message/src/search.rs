@@ -140,6 +140,29 @@ fn entity_contains(raw: &[u8], e: &Entity<'_>, needle: &str) -> bool {
     }
 }
 
+/// The texts BODY and TEXT look in, folded as they fold them: the header
+/// block (TEXT only), then, walking the body, the header of each
+/// message/rfc822 part and each text/* leaf. A message matches TEXT (or
+/// BODY) for a needle only if the folded needle is inside one of them, so
+/// an index built from these (facteur-imapd's fts.rs) names every message
+/// that can match.
+pub(crate) fn texts(m: &Message<'_>) -> Vec<String> {
+    fn walk(raw: &[u8], e: &Entity<'_>, out: &mut Vec<String>) {
+        match &e.kind {
+            Kind::Multipart(kids) => kids.iter().for_each(|k| walk(raw, k, out)),
+            Kind::Message(inner) => {
+                out.push(fold(&header_text(raw, inner.header.clone())));
+                walk(raw, inner, out);
+            }
+            Kind::Leaf if e.is_text() => out.push(fold(&body_text(raw, e))),
+            Kind::Leaf => {}
+        }
+    }
+    let mut out = vec![fold(&header_text(m.raw, m.header_range()))];
+    walk(m.raw, m.tree(), &mut out);
+    out
+}
+
 pub(crate) fn body_contains(m: &Message<'_>, needle: &str) -> bool {
     let needle = fold(needle);
     needle.is_empty() || entity_contains(m.raw, m.tree(), &needle)
@@ -232,6 +255,30 @@ PHA+w6l0w6k8L3A+\r\n\
             assert_eq!(m.body_contains(needle), *body, "body {needle}");
             assert_eq!(m.text_contains(needle), *text, "text {needle}");
         }
+    }
+
+    #[test]
+    fn every_match_is_inside_one_of_the_texts() {
+        let m = Message::parse(MAIL.as_bytes());
+        let texts = m.search_texts();
+        for needle in [
+            "café crème",
+            "grand",
+            "forwarded thing",
+            "été",
+            "<p>",
+            "réunion",
+            "x-tag: second",
+        ] {
+            let folded = needle.to_lowercase();
+            assert!(m.text_contains(needle));
+            assert!(
+                texts.iter().any(|t| t.contains(&folded)),
+                "{needle} in none of {texts:?}"
+            );
+        }
+        // The base64 attachment is no text.
+        assert!(!texts.iter().any(|t| t.contains("secret")));
     }
 
     #[test]

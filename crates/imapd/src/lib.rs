@@ -7,6 +7,7 @@
 //!   server.rs              listeners (143 STARTTLS, 993 TLS), limits, SIGHUP
 //!   notify.rs              change notification for IDLE (in-process + inotify)
 //!   keywords.rs            the keywords announced in FLAGS, agreed per mailbox
+//!   fts.rs                 the full-text index SEARCH BODY/TEXT reads first
 //!   session.rs             one connection: reading commands and their
 //!                          literals, dispatch by state, untagged updates
 //!   session/auth.rs        CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE, ENABLE, ID
@@ -67,6 +68,7 @@
 //! (STATUS=SIZE), RFC 3516 (BINARY), RFC 4314 (ACL), RFC 8440
 //! (LIST-MYRIGHTS).
 
+pub mod fts;
 pub mod keywords;
 pub mod notify;
 pub mod server;

@@ -154,6 +154,21 @@ fn in_set(set: &SequenceSet, n: u32, largest: u32, saved_hit: bool) -> bool {
     }
 }
 
+/// The trigrams of the BODY and TEXT needles every message `key` matches
+/// must contain (its top-level conjuncts; none under OR or NOT).
+fn required_needles(key: &SearchKey, out: &mut Vec<Vec<u32>>) {
+    match key {
+        SearchKey::And(keys) => keys.iter().for_each(|k| required_needles(k, out)),
+        SearchKey::Body(s) | SearchKey::Text(s) => {
+            let g = crate::fts::needle_grams(s);
+            if !g.is_empty() {
+                out.push(g);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn eval(key: &SearchKey, p: &mut Probe<'_>) -> bool {
     let meta: &MessageMeta = p.meta;
     let f = &meta.flags;
@@ -325,6 +340,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Vec::new();
         };
         let msgs = sel.mb.messages();
+        let positions: Vec<usize> = positions.into_iter().collect();
+        // BODY and TEXT: the full-text index leaves out the messages that
+        // cannot contain every needle the key requires (fts.rs); the
+        // others are matched as always. Not for one or two messages
+        // (updates of search contexts), which are as quickly read.
+        let mut needles = Vec::new();
+        required_needles(key, &mut needles);
+        let index = if needles.is_empty() || positions.len() < 3 {
+            None
+        } else {
+            match blocking(|| crate::fts::Index::up_to_date(&sel.mb)) {
+                Ok((ix, _)) => Some(ix),
+                Err(e) => {
+                    tracing::warn!(dir = %sel.mb.dir().display(), error = %e, "full-text index unavailable: searching every message");
+                    None
+                }
+            }
+        };
         let mut saved = self.saved.clone();
         saved.sort_unstable();
         let largest_uid = msgs.last().map_or(0, |m| m.uid);
@@ -336,6 +369,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut hits = Vec::new();
         for i in positions {
             let Some(meta) = msgs.get(i) else { continue };
+            if index
+                .as_ref()
+                .is_some_and(|ix| !ix.may_match(meta.uid, &needles))
+            {
+                continue;
+            }
             let raw = OnceCell::new();
             let msg = OnceCell::new();
             let mut p = Probe {

@@ -13,6 +13,7 @@
 
 mod acl;
 mod extensions;
+mod fts;
 mod input;
 mod sasl;
 
