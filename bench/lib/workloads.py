@@ -242,15 +242,19 @@ def imap_big(sides, count, reps):
     # Debian installs it) reads every message each time.
     needle = f"message {count // 2}:"
     srch = Row(f"3b. SEARCH TEXT of a phrase in 1 of {count} messages (warm)", "ms", higher_better=False)
-    srch_cold = Row(f"3b. first SEARCH TEXT in {count} messages (facteur: index build)", "ms", higher_better=False)
-    base = lambda s: ["big", "--port", s.imap_port, "--password", PASSWORD,  # noqa: E731
-                      "--user", f"big@{DOMAIN}", "--timeout", 900, "--search", needle]
+    srch_cold = Row(f"3b. first SEARCH TEXT in {count} messages (facteur: index build)", "ms", higher_better=False,
+                    cpu_unit="visit")
+    plain = lambda s: ["big", "--port", s.imap_port, "--password", PASSWORD,  # noqa: E731
+                       "--user", f"big@{DOMAIN}", "--timeout", 900]
+    base = lambda s: plain(s) + ["--search", needle]  # noqa: E731
     for s in sides:
-        secs, cpu, j = timed(s, lambda: imap_load(base(s) + ["--warmup", 1, "--repeat", 0]))
+        secs, cpu, j = timed(s, lambda: imap_load(plain(s) + ["--warmup", 1, "--repeat", 0]))
         if j["exists"] != count:
             cold.notes.append(f"{s.name}: SELECT said {j['exists']} EXISTS, {count} seeded")
         cold.add(s.name, j["first_select_ms"], cpu, 1)
-        srch_cold.add(s.name, j["first_search_ms"], None, 1)
+        # The first search, in a visit of its own (its CPU: the visit's).
+        secs, cpu, j = timed(s, lambda: imap_load(base(s) + ["--warmup", 1, "--repeat", 0]))
+        srch_cold.add(s.name, j["first_search_ms"], cpu, 1)
 
     def one(side, rep):
         c0 = side.acct.cpu_seconds()
