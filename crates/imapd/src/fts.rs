@@ -29,6 +29,10 @@
 //! messages expunged since outnumber the living, the file is rewritten
 //! without them.
 //!
+//! A search reads the file once, as a stream, and keeps only the UIDs that
+//! pass (memory: the candidates, not the index); the whole search runs
+//! behind the CPU gate of FETCH and SEARCH (`session::heavy`).
+//!
 //! When it is updated: at each search that needs it, the messages it lacks
 //! are indexed first (new deliveries, APPENDs, copies): delivery itself
 //! (facteur-lmtpd) never opens it, so it stays as fast as before, and a
@@ -94,167 +98,172 @@ fn has_all(log2: u8, sig: &[u8], grams: &[u32]) -> bool {
     })
 }
 
-/// One message's record: its UID and where its signature is in `data`.
-#[derive(Clone, Copy)]
-struct Entry {
-    uid: u32,
-    log2: u8,
-    at: usize,
+/// What a search may skip: the messages whose signatures lack a needle's
+/// trigram.
+pub struct Candidates {
+    /// The indexed messages that may contain every needle.
+    pass: HashSet<u32>,
+    /// The messages that could not be indexed (read errors): they may.
+    unindexed: HashSet<u32>,
+    /// Bytes of signatures read (reports).
+    pub bytes: u64,
 }
 
-/// A mailbox's index, loaded and brought up to date.
-pub struct Index {
-    data: Vec<u8>,
-    /// By UID.
-    entries: Vec<Entry>,
+impl Candidates {
+    /// Whether the message `uid` may contain every needle.
+    pub fn may_match(&self, uid: u32) -> bool {
+        self.pass.contains(&uid) || self.unindexed.contains(&uid)
+    }
 }
 
-/// How many messages were indexed by [`Index::up_to_date`] (tests).
+/// How many messages were indexed by [`candidates`] (tests).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Added(pub usize);
 
-impl Index {
-    /// The index of `mb`, with every message of its view in it: the file is
-    /// read, the messages it lacks are read, indexed and appended.
-    pub fn up_to_date(mb: &Mailbox) -> io::Result<(Index, Added)> {
-        let path = mb.dir().join(FILE);
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)?;
-        f.lock()?;
-        let mut data = Vec::new();
-        f.read_to_end(&mut data)?;
-        let uidvalidity = mb.uidvalidity().to_le_bytes();
-        let (mut entries, good) =
-            if data.len() >= HEADER && data[..8] == MAGIC[..] && data[8..12] == uidvalidity {
-                parse(&data)
-            } else {
-                data.clear();
-                data.extend_from_slice(MAGIC);
-                data.extend_from_slice(&uidvalidity);
-                f.set_len(0)?;
-                f.seek(SeekFrom::Start(0))?;
-                f.write_all(&data)?;
-                (Vec::new(), HEADER)
-            };
-        if good < data.len() {
-            // A record cut short: dropped.
-            data.truncate(good);
-            f.set_len(good as u64)?;
-        }
-        entries.sort_by_key(|e| e.uid);
-        entries.dedup_by_key(|e| e.uid);
-        let live: HashSet<u32> = mb.messages().iter().map(|m| m.uid).collect();
-        let dead = entries.iter().filter(|e| !live.contains(&e.uid)).count();
-        if dead > 256 && dead > entries.len() - dead {
-            let (d, e) = rewrite(&data, &entries, &live);
-            data = d;
-            entries = e;
-            let tmp = mb.dir().join(format!("{FILE}.new"));
-            std::fs::write(&tmp, &data)?;
-            std::fs::rename(&tmp, &path)?;
-        }
-        let known: HashSet<u32> = entries.iter().map(|e| e.uid).collect();
-        let mut added = Vec::new();
-        let start = data.len();
-        for m in mb.messages() {
-            if known.contains(&m.uid) {
+/// The messages of `mb`'s view that may contain every needle (each given
+/// by [`needle_grams`]), from its index, which is first brought up to date:
+/// the file is read once, as a stream (memory: the candidates, not the
+/// index), the messages it lacks are read, indexed and appended.
+pub fn candidates(mb: &Mailbox, needles: &[Vec<u32>]) -> io::Result<(Candidates, Added)> {
+    let path = mb.dir().join(FILE);
+    let mut f = open_nofollow(&path, false)?;
+    f.lock()?;
+    let live: HashSet<u32> = mb.messages().iter().map(|m| m.uid).collect();
+    let mut c = Candidates {
+        pass: HashSet::new(),
+        unindexed: HashSet::new(),
+        bytes: 0,
+    };
+    let mut known: HashSet<u32> = HashSet::new();
+    let mut dead = 0usize;
+    let uidvalidity = mb.uidvalidity().to_le_bytes();
+    let mut header = [0u8; HEADER];
+    let valid =
+        f.read_exact(&mut header).is_ok() && header[..8] == MAGIC[..] && header[8..] == uidvalidity;
+    let end = if valid {
+        let mut r = io::BufReader::with_capacity(64 * 1024, &mut f);
+        let mut sig = Vec::new();
+        let mut at = HEADER as u64;
+        while let Some((uid, log2)) = read_record(&mut r, &mut sig)? {
+            at += 5 + sig.len() as u64;
+            c.bytes += sig.len() as u64;
+            if !live.contains(&uid) {
+                dead += 1;
                 continue;
             }
-            let raw = match mb.read_message(m.uid) {
-                Ok(r) => r,
-                // Gone meanwhile: not indexed (a later search sees it go).
-                Err(_) => continue,
-            };
-            let msg = Message::parse(&raw);
-            let texts = msg.search_texts();
-            let (log2, sig) = signature(&grams(texts.iter().map(String::as_str)));
-            data.extend_from_slice(&m.uid.to_le_bytes());
-            data.push(log2);
-            added.push(Entry {
-                uid: m.uid,
-                log2,
-                at: data.len(),
-            });
-            data.extend_from_slice(&sig);
+            if known.insert(uid) && needles.iter().all(|g| has_all(log2, &sig, g)) {
+                c.pass.insert(uid);
+            }
         }
-        if !added.is_empty() {
-            // Not fsynced: the index is a cache; a record lost or cut in a
-            // crash is indexed again.
-            f.seek(SeekFrom::End(0))?;
-            f.write_all(&data[start..])?;
-        }
-        let n = added.len();
-        entries.extend(added);
-        entries.sort_by_key(|e| e.uid);
-        Ok((Index { data, entries }, Added(n)))
+        at
+    } else {
+        header[..8].copy_from_slice(MAGIC);
+        header[8..].copy_from_slice(&uidvalidity);
+        f.set_len(0)?;
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(&header)?;
+        HEADER as u64
+    };
+    // A record cut short (a crash while appending) is dropped.
+    if f.metadata()?.len() > end {
+        f.set_len(end)?;
     }
-
-    /// Whether the message `uid` may contain every needle (each given by
-    /// [`needle_grams`]). A message not in the index may.
-    pub fn may_match(&self, uid: u32, needles: &[Vec<u32>]) -> bool {
-        let Ok(i) = self.entries.binary_search_by_key(&uid, |e| e.uid) else {
-            return true;
+    if dead > 256 && dead > known.len() {
+        compact(mb, &path, &live)?;
+        f = open_nofollow(&path, false)?;
+        f.lock()?;
+    }
+    let mut out = Vec::new();
+    let mut added = 0;
+    for m in mb.messages() {
+        if known.contains(&m.uid) {
+            continue;
+        }
+        let Ok(raw) = mb.read_message(m.uid) else {
+            // Gone meanwhile, or unreadable: not indexed, read by the search.
+            c.unindexed.insert(m.uid);
+            continue;
         };
-        let e = self.entries[i];
-        let sig = &self.data[e.at..e.at + (1usize << e.log2) / 8];
-        needles.iter().all(|g| has_all(e.log2, sig, g))
+        let texts = Message::parse(&raw).search_texts();
+        let (log2, sig) = signature(&grams(texts.iter().map(String::as_str)));
+        if needles.iter().all(|g| has_all(log2, &sig, g)) {
+            c.pass.insert(m.uid);
+        }
+        out.extend_from_slice(&m.uid.to_le_bytes());
+        out.push(log2);
+        out.extend_from_slice(&sig);
+        added += 1;
+        // Written as it grows, so a mailbox indexed at once for the first
+        // time does not hold its whole index in memory.
+        if out.len() >= 1 << 20 {
+            f.seek(SeekFrom::End(0))?;
+            f.write_all(&out)?;
+            out.clear();
+        }
     }
-
-    /// The size of the index in bytes (reports).
-    pub fn len(&self) -> usize {
-        self.data.len()
+    if !out.is_empty() {
+        // Not fsynced: the index is a cache; a record lost or cut in a
+        // crash is indexed again.
+        f.seek(SeekFrom::End(0))?;
+        f.write_all(&out)?;
     }
+    Ok((c, Added(added)))
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+fn open_nofollow(path: &std::path::Path, truncate: bool) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// The next whole record: (uid, log2) with its bits in `sig`; None at the
+/// end or at a record cut short or malformed.
+fn read_record(r: &mut impl Read, sig: &mut Vec<u8>) -> io::Result<Option<(u32, u8)>> {
+    let mut head = [0u8; 5];
+    match r.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let uid = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let log2 = head[4];
+    if !(MIN_LOG2..=MAX_LOG2).contains(&log2) {
+        return Ok(None);
+    }
+    sig.resize((1usize << log2) / 8, 0);
+    match r.read_exact(sig) {
+        Ok(()) => Ok(Some((uid, log2))),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
-/// The records of a file whose header is valid, and the length of its
-/// whole records.
-fn parse(data: &[u8]) -> (Vec<Entry>, usize) {
-    let mut entries = Vec::new();
-    let mut at = HEADER;
-    while at + 5 <= data.len() {
-        let uid = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
-        let log2 = data[at + 4];
-        if !(MIN_LOG2..=MAX_LOG2).contains(&log2) {
-            break;
+/// Rewrites the index with only the `live` messages' records (a new file
+/// renamed over the old one, under the old one's lock).
+fn compact(mb: &Mailbox, path: &std::path::Path, live: &HashSet<u32>) -> io::Result<()> {
+    let tmp = mb.dir().join(format!("{FILE}.new"));
+    let mut src = io::BufReader::new(open_nofollow(path, false)?);
+    let mut dst = io::BufWriter::new(open_nofollow(&tmp, true)?);
+    let mut header = [0u8; HEADER];
+    src.read_exact(&mut header)?;
+    dst.write_all(&header)?;
+    let mut sig = Vec::new();
+    let mut seen = HashSet::new();
+    while let Some((uid, log2)) = read_record(&mut src, &mut sig)? {
+        if live.contains(&uid) && seen.insert(uid) {
+            dst.write_all(&uid.to_le_bytes())?;
+            dst.write_all(&[log2])?;
+            dst.write_all(&sig)?;
         }
-        let len = (1usize << log2) / 8;
-        if at + 5 + len > data.len() {
-            break;
-        }
-        entries.push(Entry {
-            uid,
-            log2,
-            at: at + 5,
-        });
-        at += 5 + len;
     }
-    (entries, at)
-}
-
-/// The file's bytes and entries with only the `live` messages.
-fn rewrite(data: &[u8], entries: &[Entry], live: &HashSet<u32>) -> (Vec<u8>, Vec<Entry>) {
-    let mut out = data[..HEADER].to_vec();
-    let mut kept = Vec::new();
-    for e in entries.iter().filter(|e| live.contains(&e.uid)) {
-        out.extend_from_slice(&e.uid.to_le_bytes());
-        out.push(e.log2);
-        kept.push(Entry {
-            uid: e.uid,
-            log2: e.log2,
-            at: out.len(),
-        });
-        out.extend_from_slice(&data[e.at..e.at + (1usize << e.log2) / 8]);
-    }
-    (out, kept)
+    dst.flush()?;
+    drop(dst);
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -338,29 +347,31 @@ mod tests {
     }
 
     #[test]
-    fn a_file_cut_short_keeps_its_whole_records() {
-        let mut data = MAGIC.to_vec();
-        data.extend_from_slice(&7u32.to_le_bytes());
+    fn records_cut_short_or_malformed_end_the_file() {
+        let mut data = Vec::new();
         for uid in 1..=3u32 {
             let (log2, sig) = signature(&grams(["some text"]));
             data.extend_from_slice(&uid.to_le_bytes());
             data.push(log2);
             data.extend_from_slice(&sig);
         }
-        let whole = data.len();
-        data.extend_from_slice(&[4, 0, 0, 0, MIN_LOG2, 1, 2]);
-        let (entries, good) = parse(&data);
-        assert_eq!(entries.len(), 3);
-        assert_eq!(good, whole);
-        // A bad size byte ends the records too.
-        data.truncate(whole);
-        data.extend_from_slice(&[4, 0, 0, 0, 40]);
-        assert_eq!(parse(&data).1, whole);
-        // Rewriting keeps the live ones, readable again.
-        let live: HashSet<u32> = [1, 3].into_iter().collect();
-        let (out, kept) = rewrite(&data, &entries, &live);
-        assert_eq!(kept.iter().map(|e| e.uid).collect::<Vec<_>>(), [1, 3]);
-        assert_eq!(parse(&out).0.len(), 2);
+        let read_all = |bytes: &[u8]| {
+            let mut r = bytes;
+            let mut sig = Vec::new();
+            let mut uids = Vec::new();
+            while let Some((uid, _)) = read_record(&mut r, &mut sig).unwrap() {
+                uids.push(uid);
+            }
+            uids
+        };
+        assert_eq!(read_all(&data), [1, 2, 3]);
+        let mut cut = data.clone();
+        cut.extend_from_slice(&[4, 0, 0, 0, MIN_LOG2, 1, 2]);
+        assert_eq!(read_all(&cut), [1, 2, 3]);
+        let mut bad = data.clone();
+        bad.extend_from_slice(&[4, 0, 0, 0, 40, 0, 0, 0]);
+        assert_eq!(read_all(&bad), [1, 2, 3]);
+        assert_eq!(read_all(&data[..3]), Vec::<u32>::new());
     }
 }
 
@@ -415,25 +426,25 @@ mod bench {
         }
         let us = s.open_user("u@x.test", Quota::default()).unwrap();
         let mb = us.select("INBOX").unwrap();
+        let needle = vec![needle_grams("message 50000:")];
         let t = std::time::Instant::now();
-        let (ix, added) = Index::up_to_date(&mb).unwrap();
+        let (_, added) = candidates(&mb, &needle).unwrap();
+        let size = std::fs::metadata(mb.dir().join(FILE)).unwrap().len();
         eprintln!(
-            "built: {} messages in {:?}, {} bytes",
+            "built: {} messages in {:?}, {size} bytes",
             added.0,
-            t.elapsed(),
-            ix.len()
+            t.elapsed()
         );
-        let needle = needle_grams("message 50000:");
         for _ in 0..3 {
             let t = std::time::Instant::now();
-            let (ix, added) = Index::up_to_date(&mb).unwrap();
+            let (c, added) = candidates(&mb, &needle).unwrap();
             assert_eq!(added.0, 0);
             let loaded = t.elapsed();
             let cands: Vec<u32> = mb
                 .messages()
                 .iter()
                 .map(|m| m.uid)
-                .filter(|&u| ix.may_match(u, std::slice::from_ref(&needle)))
+                .filter(|&u| c.may_match(u))
                 .collect();
             let hits: Vec<u32> = cands
                 .iter()
@@ -443,7 +454,7 @@ mod bench {
                 })
                 .collect();
             eprintln!(
-                "warm search: {:?} (index loaded in {loaded:?}), {} candidates, {} hits",
+                "warm search: {:?} (index read in {loaded:?}), {} candidates, {} hits",
                 t.elapsed(),
                 cands.len(),
                 hits.len()

@@ -350,8 +350,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let index = if needles.is_empty() || positions.len() < 3 {
             None
         } else {
-            match blocking(|| crate::fts::Index::up_to_date(&sel.mb)) {
-                Ok((ix, _)) => Some(ix),
+            match blocking(|| crate::fts::candidates(&sel.mb, &needles)) {
+                Ok((c, _)) => Some(c),
                 Err(e) => {
                     tracing::warn!(dir = %sel.mb.dir().display(), error = %e, "full-text index unavailable: searching every message");
                     None
@@ -369,10 +369,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let mut hits = Vec::new();
         for i in positions {
             let Some(meta) = msgs.get(i) else { continue };
-            if index
-                .as_ref()
-                .is_some_and(|ix| !ix.may_match(meta.uid, &needles))
-            {
+            if index.as_ref().is_some_and(|c| !c.may_match(meta.uid)) {
                 continue;
             }
             let raw = OnceCell::new();

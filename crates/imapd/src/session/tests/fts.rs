@@ -69,7 +69,7 @@ async fn body_and_text_searches_use_the_index_and_stay_exact() {
     .await;
     let us = f.ctx.store.open_user(ALICE.0, Quota::default()).unwrap();
     let mb = us.select("INBOX").unwrap();
-    let (_, added) = crate::fts::Index::up_to_date(&mb).unwrap();
+    let (_, added) = crate::fts::candidates(&mb, &[]).unwrap();
     assert_eq!(added, crate::fts::Added(0), "every message indexed");
     // A damaged file: cut inside a record, then garbage; answers unchanged.
     let len = std::fs::metadata(&file).unwrap().len();
