@@ -23,8 +23,10 @@
 //!
 //! Where: `facteur-fts` in the mailbox's directory, a cache that can always
 //! be deleted (it is rebuilt at the next search): an 8-byte magic, the
-//! mailbox's UIDVALIDITY, then records `uid (u32 LE), log2 bits (u8), bits`
-//! in the order they were added. A record cut short (a crash) is dropped
+//! mailbox's UIDVALIDITY, the highest UID indexed, then records `uid (u32
+//! LE), log2 bits (u8), bits` in UID order. Every message up to the highest
+//! UID has its record (one that could not be read has all bits set, so
+//! every search reads it). A record cut short (a crash) is dropped
 //! at the next load; another UIDVALIDITY starts the file afresh; when the
 //! messages expunged since outnumber the living, the file is rewritten
 //! without them.
@@ -33,11 +35,14 @@
 //! pass (memory: the candidates, not the index); the whole search runs
 //! behind the CPU gate of FETCH and SEARCH (`session::heavy`).
 //!
-//! When it is updated: at each search that needs it, the messages it lacks
-//! are indexed first (new deliveries, APPENDs, copies): delivery itself
-//! (facteur-lmtpd) never opens it, so it stays as fast as before, and a
-//! mailbox nobody searches costs nothing. A file lock serializes the
-//! sessions and processes updating one mailbox's file.
+//! When it is updated: as soon as a session sees new messages (a delivery
+//! an IDLE client is told of, an APPEND, a COPY) in a mailbox that has an
+//! index ([`catch_up`]: the new messages only, from the highest UID
+//! indexed, without reading the rest), and at each search for whatever
+//! is still missing. Delivery itself (facteur-lmtpd) never opens it, so it
+//! stays as fast as before, and a mailbox nobody searches has no index and
+//! costs nothing. A file lock serializes the sessions and processes
+//! updating one mailbox's file.
 
 use facteur_imap_message::Message;
 use facteur_store::Mailbox;
@@ -48,8 +53,9 @@ use std::os::unix::fs::OpenOptionsExt;
 
 /// The file, in the mailbox's directory.
 pub const FILE: &str = "facteur-fts";
-const MAGIC: &[u8; 8] = b"FFTS\x01\0\0\0";
-const HEADER: usize = 12;
+const MAGIC: &[u8; 8] = b"FFTS\x02\0\0\0";
+/// The magic, the UIDVALIDITY, the highest UID indexed (all LE).
+const HEADER: usize = 16;
 const MIN_LOG2: u8 = 9;
 const MAX_LOG2: u8 = 16;
 
@@ -101,10 +107,8 @@ fn has_all(log2: u8, sig: &[u8], grams: &[u32]) -> bool {
 /// What a search may skip: the messages whose signatures lack a needle's
 /// trigram.
 pub struct Candidates {
-    /// The indexed messages that may contain every needle.
+    /// The messages that may contain every needle.
     pass: HashSet<u32>,
-    /// The messages that could not be indexed (read errors): they may.
-    unindexed: HashSet<u32>,
     /// Bytes of signatures read (reports).
     pub bytes: u64,
 }
@@ -112,7 +116,7 @@ pub struct Candidates {
 impl Candidates {
     /// Whether the message `uid` may contain every needle.
     pub fn may_match(&self, uid: u32) -> bool {
-        self.pass.contains(&uid) || self.unindexed.contains(&uid)
+        self.pass.contains(&uid)
     }
 }
 
@@ -131,15 +135,12 @@ pub fn candidates(mb: &Mailbox, needles: &[Vec<u32>]) -> io::Result<(Candidates,
     let live: HashSet<u32> = mb.messages().iter().map(|m| m.uid).collect();
     let mut c = Candidates {
         pass: HashSet::new(),
-        unindexed: HashSet::new(),
         bytes: 0,
     };
     let mut known: HashSet<u32> = HashSet::new();
     let mut dead = 0usize;
-    let uidvalidity = mb.uidvalidity().to_le_bytes();
     let mut header = [0u8; HEADER];
-    let valid =
-        f.read_exact(&mut header).is_ok() && header[..8] == MAGIC[..] && header[8..] == uidvalidity;
+    let valid = f.read_exact(&mut header).is_ok() && header_valid(&header, mb);
     let end = if valid {
         let mut r = io::BufReader::with_capacity(64 * 1024, &mut f);
         let mut sig = Vec::new();
@@ -157,8 +158,7 @@ pub fn candidates(mb: &Mailbox, needles: &[Vec<u32>]) -> io::Result<(Candidates,
         }
         at
     } else {
-        header[..8].copy_from_slice(MAGIC);
-        header[8..].copy_from_slice(&uidvalidity);
+        header = new_header(mb, 0);
         f.set_len(0)?;
         f.seek(SeekFrom::Start(0))?;
         f.write_all(&header)?;
@@ -173,41 +173,117 @@ pub fn candidates(mb: &Mailbox, needles: &[Vec<u32>]) -> io::Result<(Candidates,
         f = open_nofollow(&path, false)?;
         f.lock()?;
     }
+    // Every message without a record is indexed now: those above the
+    // highest UID indexed, and any below it whose record was lost (a file
+    // cut short above, with the records written after the cut).
+    let todo: Vec<u32> = mb
+        .messages()
+        .iter()
+        .map(|m| m.uid)
+        .filter(|u| !known.contains(u))
+        .collect();
+    let added = append(&mut f, mb, last_uid(&header), &todo, |uid, log2, sig| {
+        if needles.iter().all(|g| has_all(log2, sig, g)) {
+            c.pass.insert(uid);
+        }
+    })?;
+    Ok((c, Added(added)))
+}
+
+/// Indexes what a mailbox that has an index got since (new deliveries,
+/// APPENDs, copies): the messages above its highest UID indexed, if they
+/// are at most `max` (more are left to the next search). A mailbox
+/// without an index is left without one. Returns how many were indexed.
+pub fn catch_up(mb: &Mailbox, max: usize) -> io::Result<usize> {
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(mb.dir().join(FILE))
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    f.lock()?;
+    let mut header = [0u8; HEADER];
+    if f.read_exact(&mut header).is_err() || !header_valid(&header, mb) {
+        // The next search starts it afresh.
+        return Ok(0);
+    }
+    let last = last_uid(&header);
+    let msgs = mb.messages();
+    let new: Vec<u32> = msgs[msgs.partition_point(|m| m.uid <= last)..]
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    if new.len() > max {
+        return Ok(0);
+    }
+    append(&mut f, mb, last, &new, |_, _, _| {})
+}
+
+fn header_valid(header: &[u8; HEADER], mb: &Mailbox) -> bool {
+    header[..8] == MAGIC[..] && header[8..12] == mb.uidvalidity().to_le_bytes()
+}
+
+fn new_header(mb: &Mailbox, last: u32) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&mb.uidvalidity().to_le_bytes());
+    h[12..].copy_from_slice(&last.to_le_bytes());
+    h
+}
+
+fn last_uid(header: &[u8; HEADER]) -> u32 {
+    u32::from_le_bytes([header[12], header[13], header[14], header[15]])
+}
+
+/// Indexes the messages `uids` (ascending), appends their records, then
+/// writes the new highest UID indexed (at least `last`) in the header;
+/// `each` sees every new signature. The file is locked.
+fn append(
+    f: &mut std::fs::File,
+    mb: &Mailbox,
+    last: u32,
+    uids: &[u32],
+    mut each: impl FnMut(u32, u8, &[u8]),
+) -> io::Result<usize> {
+    if uids.is_empty() {
+        return Ok(0);
+    }
     let mut out = Vec::new();
-    let mut added = 0;
-    for m in mb.messages() {
-        if known.contains(&m.uid) {
-            continue;
-        }
-        let Ok(raw) = mb.read_message(m.uid) else {
-            // Gone meanwhile, or unreadable: not indexed, read by the search.
-            c.unindexed.insert(m.uid);
-            continue;
+    let mut high = last;
+    f.seek(SeekFrom::End(0))?;
+    for &uid in uids {
+        let (log2, sig) = match mb.read_message(uid) {
+            Ok(raw) => {
+                let texts = Message::parse(&raw).search_texts();
+                signature(&grams(texts.iter().map(String::as_str)))
+            }
+            // Unreadable (gone meanwhile?): every bit set, so that every
+            // search reads it and finds out.
+            Err(_) => (MIN_LOG2, vec![0xff; (1usize << MIN_LOG2) / 8]),
         };
-        let texts = Message::parse(&raw).search_texts();
-        let (log2, sig) = signature(&grams(texts.iter().map(String::as_str)));
-        if needles.iter().all(|g| has_all(log2, &sig, g)) {
-            c.pass.insert(m.uid);
-        }
-        out.extend_from_slice(&m.uid.to_le_bytes());
+        each(uid, log2, &sig);
+        out.extend_from_slice(&uid.to_le_bytes());
         out.push(log2);
         out.extend_from_slice(&sig);
-        added += 1;
+        high = high.max(uid);
         // Written as it grows, so a mailbox indexed at once for the first
         // time does not hold its whole index in memory.
         if out.len() >= 1 << 20 {
-            f.seek(SeekFrom::End(0))?;
             f.write_all(&out)?;
             out.clear();
         }
     }
-    if !out.is_empty() {
-        // Not fsynced: the index is a cache; a record lost or cut in a
-        // crash is indexed again.
-        f.seek(SeekFrom::End(0))?;
-        f.write_all(&out)?;
-    }
-    Ok((c, Added(added)))
+    // Not fsynced: the index is a cache. The highest UID goes in after
+    // the records: a crash in between leaves records that the next
+    // search's catch-up writes again (a UID read twice counts once).
+    f.write_all(&out)?;
+    f.seek(SeekFrom::Start(12))?;
+    f.write_all(&high.to_le_bytes())?;
+    Ok(uids.len())
 }
 
 fn open_nofollow(path: &std::path::Path, truncate: bool) -> io::Result<std::fs::File> {

@@ -78,6 +78,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(e) => info!(error = %e, "cannot record \\Recent"),
             }
         }
+        // The folder's full-text index, if it has one, takes the new
+        // messages now (a few: a flood is left to the next search).
+        if !changes.added.is_empty()
+            && let Err(e) = blocking(|| crate::fts::catch_up(&sel.mb, 100))
+        {
+            info!(dir = %sel.mb.dir().display(), error = %e, "cannot update the full-text index");
+        }
         let msgs = sel.mb.messages();
         {
             let shown = changes.added.iter().chain(&changes.flags_changed);
