@@ -317,6 +317,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             (None, None) => return Ok(Flow::Continue),
         };
         self.ctx.notifier.changed(&dir);
+        // Into another folder than the selected one: its full-text index,
+        // if it has one, takes the messages now (the selected one's does
+        // when the announcement below syncs it).
+        if let Some(mb) = &target
+            && let Err(e) = blocking(|| crate::fts::catch_up(mb, 100))
+        {
+            info!(dir = %dir.display(), error = %e, "cannot update the full-text index");
+        }
         info!(user = %self.user.as_ref().map_or("", |u| u.address.as_str()), uids = %encode::seq_set(&uids), size = total, "message appended");
         blocking(|| {
             if self.announce() == Flow::Close {

@@ -125,3 +125,54 @@ async fn body_and_text_searches_use_the_index_and_stay_exact() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_to_another_folder_updates_its_index() {
+    let f = fixture();
+    let (mut c, _s) = f.connect(LOOPBACK).await;
+    c.run(
+        r#"
+        C: l LOGIN alice@example.test alice-pw
+        S: l OK **
+        C: c CREATE Notes
+        S: c OK **
+        C: a APPEND Notes {24}
+        S: + **
+        C: Subject: a
+        C:
+        C: first note
+        S: a OK **
+        C: b APPEND Notes {25}
+        S: + **
+        C: Subject: b
+        C:
+        C: second note
+        S: b OK **
+        C: d APPEND Notes {24}
+        S: + **
+        C: Subject: d
+        C:
+        C: third note
+        S: d OK **
+        C: s SELECT Notes
+        S*: s OK [READ-WRITE] SELECT completed
+        C: t SEARCH BODY "second"
+        S: * SEARCH 2
+        S: t OK SEARCH completed
+        C: i SELECT INBOX
+        S*: i OK [READ-WRITE] SELECT completed
+        C: e APPEND Notes {25}
+        S: + **
+        C: Subject: e
+        C:
+        C: fourth note
+        S: e OK **
+        "#,
+    )
+    .await;
+    let us = f.ctx.store.open_user(ALICE.0, Quota::default()).unwrap();
+    let mb = us.select("Notes").unwrap();
+    let (c4, added) = crate::fts::candidates(&mb, &[crate::fts::needle_grams("fourth")]).unwrap();
+    assert_eq!(added, crate::fts::Added(0), "indexed at the APPEND");
+    assert!(c4.may_match(4));
+}
