@@ -136,7 +136,7 @@ def near_file(near, box, mid):
     raise AssertionError(f"{mid} not in near {box}")
 
 
-def write_config(tmp, f):
+def write_config(tmp, f, user=ALICE, password=ALICE_PW):
     near = tmp / "near"
     near.mkdir()
     cfg = tmp / "mbsyncrc"
@@ -147,8 +147,8 @@ FSync no
 IMAPAccount facteur
 Host 127.0.0.1
 Port {f.imaps_port}
-User {ALICE}
-Pass {ALICE_PW}
+User {user}
+Pass {password}
 SSLType IMAPS
 CertificateFile {f.root / "tls" / "cert.pem"}
 SystemCertificates no

@@ -10,7 +10,7 @@ import smtplib
 import pytest
 
 from harness import Facteur
-from test_mbsync import MBSYNC, mbsync
+from test_mbsync import MBSYNC, mbsync, write_config
 
 ALICE, ALICE_PW = "alice@example.test", "alice-pw"
 BOB, BOB_PW = "bob@example.test", "bob-pw"
@@ -137,40 +137,7 @@ def test_a_team_mailbox_for_two_members(f):
 def test_mbsync_syncs_a_shared_mailbox(f, tmp_path):
     team_mail(f, 5)
     f.ctl("acl", "set", TEAM, "INBOX", BOB, "lrs")
-    near = tmp_path / "near"
-    near.mkdir()
-    cfg = tmp_path / "mbsyncrc"
-    cfg.write_text(
-        f"""FSync no
-
-IMAPAccount facteur
-Host 127.0.0.1
-Port {f.imaps_port}
-User {BOB}
-Pass {BOB_PW}
-SSLType IMAPS
-CertificateFile {f.root / "tls" / "cert.pem"}
-SystemCertificates no
-AuthMechs PLAIN LOGIN
-Timeout 60
-
-IMAPStore far
-Account facteur
-
-MaildirStore near
-Path {near}/
-Inbox {near}/INBOX
-SubFolders Verbatim
-
-Channel facteur
-Far :far:
-Near :near:
-Patterns *
-Create Near
-Sync Pull
-SyncState *
-"""
-    )
+    cfg, near = write_config(tmp_path, f, BOB, BOB_PW)
     out = mbsync(cfg, tmp_path)
     box = near / "Shared" / "team" / "INBOX"
     got = sorted(p.name for sub in ("cur", "new") for p in (box / sub).iterdir())
