@@ -57,14 +57,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Ok(Flow::Continue);
             }
         };
-        // READ-ONLY without a right to change anything (RFC 4314 §5.2;
-        // every flag is shared here).
         // The name as the client knows it, normalized (`Shared/bob/INBOX`).
         let name = if target.owner == self.me_address() {
             target.name.clone()
         } else {
             super::shared::shown(&target.owner, &target.name)
         };
+        // READ-ONLY without a right to change anything (RFC 4314 §5.2;
+        // every flag is shared here).
         let forced = !target.rights.any("iestw");
         let asked_read_only = read_only;
         let read_only = read_only || forced;
@@ -247,17 +247,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// CREATE of `Shared/<owner>/<name>`: the `k` right on the nearest
     /// existing parent (RFC 4314 §4), whose ACL the new mailbox inherits.
     fn create_shared(&self, name: &str, special: Option<SpecialUse>) -> Result<String, StoreError> {
-        let levels = name.matches('/').count();
         let mut parent = name;
         let found = loop {
             let Some((p, _)) = parent.rsplit_once('/') else {
                 break None;
             };
             parent = p;
-            // `Shared/<owner>` itself is no mailbox.
-            if parent.matches('/').count() < 2 {
-                break None;
-            }
+            // `Shared/<owner>` and `Shared` are no mailboxes (unless the
+            // user had folders of those names before).
             match self.target(parent, "") {
                 Ok(t) if t.store.exists(&t.name)? => break Some(t),
                 Ok(_) | Err(StoreError::NoSuchMailbox(_)) => continue,
@@ -274,11 +271,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "Needs the right \"k\" on the parent mailbox".into(),
             ));
         }
-        debug_assert!(levels >= 3);
-        let Place::Other { name: child, .. } = place(self.me_address(), name) else {
-            return Err(StoreError::InvalidName(name.to_string()));
-        };
-        let child = facteur_store::normalize_name(&child)?;
+        // The new mailbox in the parent's store: the parent's name there,
+        // then the rest of the name given.
+        let child =
+            facteur_store::normalize_name(&format!("{}/{}", p.name, &name[parent.len() + 1..]))?;
         p.store.create_mailbox(&child, special)?;
         let store = &self.ctx.store;
         for (id, rights) in store.acl(&p.owner, &p.name)? {

@@ -267,9 +267,13 @@ async fn a_folder_named_shared_before_the_namespace_stays_the_users() {
         S: x NO [NONEXISTENT] No such mailbox
         C: c CREATE Shared/new
         S: c NO [NOPERM] Mailboxes are made below an existing shared mailbox
+        C: c CREATE Shared/old/sub
+        S: c OK **
         C: r RENAME Shared/old Old
         S: r OK RENAME completed
         "#,
     )
     .await;
+    // Below the user's own folder, in the user's own store.
+    assert!(us.exists("Old/sub").unwrap());
 }
