@@ -149,9 +149,19 @@ impl Drop for DnsServer {
 impl DnsServer {
     pub async fn start(zone: Zone) -> DnsServer {
         let zone = Arc::new(zone);
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
+        // UDP and TCP on one port: the system picks a free UDP port, whose
+        // TCP twin another process may hold (tests run in parallel with
+        // other suites): then another port is tried.
+        let mut tries = 0;
+        let (udp, addr, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            match TcpListener::bind(addr).await {
+                Ok(tcp) => break (udp, addr, tcp),
+                Err(_) if tries < 50 => tries += 1,
+                Err(e) => panic!("no port free for UDP and TCP both: {e}"),
+            }
+        };
         let queries = Arc::new(Mutex::new(0));
         let (z, n) = (Arc::clone(&zone), Arc::clone(&queries));
         let u = tokio::spawn(async move {
