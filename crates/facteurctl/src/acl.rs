@@ -6,17 +6,18 @@
 
 use anyhow::{Context, bail};
 use facteur_config::Config;
+use facteur_store::acl::Change;
 use facteur_store::{Quota, Rights, Store};
 
 use crate::admin::{normalize, open_directory, open_store};
 use crate::cli::AclAction;
 
-/// RIGHTS with its shorthands and its `+`/`-`: (change, rights).
-fn parse_rights(s: &str) -> anyhow::Result<(char, Rights)> {
-    let (change, letters) = match s.as_bytes().first() {
-        Some(b'+') => ('+', &s[1..]),
-        Some(b'-') => ('-', &s[1..]),
-        _ => ('=', s),
+/// RIGHTS with its shorthands (`all`, `read`, `write`) and its `+`/`-`,
+/// as SETACL takes them (RFC 4314 §3.1).
+fn parse_rights(s: &str) -> anyhow::Result<Change> {
+    let (sign, letters) = match s.as_bytes().first() {
+        Some(b'+' | b'-') => s.split_at(1),
+        _ => ("", s),
     };
     let letters = match letters {
         "all" => "lrswipkxtea",
@@ -24,9 +25,8 @@ fn parse_rights(s: &str) -> anyhow::Result<(char, Rights)> {
         "write" => "lrswipkxte",
         l => l,
     };
-    let r = Rights::parse(letters)
-        .map_err(|c| anyhow::anyhow!("{c:?} is not a right (they are \"lrswipkxtea\")"))?;
-    Ok((change, r))
+    Change::parse(&format!("{sign}{letters}"))
+        .map_err(|c| anyhow::anyhow!("{c:?} is not a right (they are \"lrswipkxtea\")"))
 }
 
 /// The owner's address and the mailbox, checked: the user and the mailbox
@@ -92,18 +92,7 @@ pub fn run(cfg: &Config, action: AclAction) -> anyhow::Result<()> {
         } => {
             let (owner, name) = mailbox(&store, cfg, &user, &m)?;
             let id = identifier(cfg, &owner, &id, true)?;
-            let (change, r) = parse_rights(&rights)?;
-            let old = store
-                .acl(&owner, &name)?
-                .into_iter()
-                .find(|(i, _)| *i == id)
-                .map_or(Rights::NONE, |(_, r)| r);
-            let new = match change {
-                '+' => old.union(r),
-                '-' => old.without(r),
-                _ => r,
-            };
-            store.set_acl(&owner, &name, &id, new)?;
+            let new = store.change_acl(&owner, &name, &id, parse_rights(&rights)?)?;
             if new.is_empty() {
                 println!("{id} has no rights on {owner}'s {name} any more");
             } else {
@@ -137,7 +126,13 @@ mod tests {
 
     #[test]
     fn rights_arguments() {
-        let p = |s: &str| parse_rights(s).map(|(c, r)| format!("{c}{r}"));
+        let p = |s: &str| {
+            parse_rights(s).map(|c| match c {
+                Change::Add(r) => format!("+{r}"),
+                Change::Remove(r) => format!("-{r}"),
+                Change::Replace(r) => format!("={r}"),
+            })
+        };
         assert_eq!(p("lr").unwrap(), "=lr");
         assert_eq!(p("+w").unwrap(), "+w");
         assert_eq!(p("-te").unwrap(), "-ted");

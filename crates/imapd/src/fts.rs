@@ -109,8 +109,6 @@ fn has_all(log2: u8, sig: &[u8], grams: &[u32]) -> bool {
 pub struct Candidates {
     /// The messages that may contain every needle.
     pass: HashSet<u32>,
-    /// Bytes of signatures read (reports).
-    pub bytes: u64,
 }
 
 impl Candidates {
@@ -130,12 +128,11 @@ pub struct Added(pub usize);
 /// index), the messages it lacks are read, indexed and appended.
 pub fn candidates(mb: &Mailbox, needles: &[Vec<u32>]) -> io::Result<(Candidates, Added)> {
     let path = mb.dir().join(FILE);
-    let mut f = open_nofollow(&path, false)?;
+    let mut f = open_nofollow(&path, Open::Create)?;
     f.lock()?;
     let live: HashSet<u32> = mb.messages().iter().map(|m| m.uid).collect();
     let mut c = Candidates {
         pass: HashSet::new(),
-        bytes: 0,
     };
     let mut known: HashSet<u32> = HashSet::new();
     let mut dead = 0usize;
@@ -147,7 +144,6 @@ pub fn candidates(mb: &Mailbox, needles: &[Vec<u32>]) -> io::Result<(Candidates,
         let mut at = HEADER as u64;
         while let Some((uid, log2)) = read_record(&mut r, &mut sig)? {
             at += 5 + sig.len() as u64;
-            c.bytes += sig.len() as u64;
             if !live.contains(&uid) {
                 dead += 1;
                 continue;
@@ -170,7 +166,7 @@ pub fn candidates(mb: &Mailbox, needles: &[Vec<u32>]) -> io::Result<(Candidates,
     }
     if dead > 256 && dead > known.len() {
         compact(mb, &path, &live)?;
-        f = open_nofollow(&path, false)?;
+        f = open_nofollow(&path, Open::Create)?;
         f.lock()?;
     }
     // Every message without a record is indexed now: those above the
@@ -195,12 +191,7 @@ pub fn candidates(mb: &Mailbox, needles: &[Vec<u32>]) -> io::Result<(Candidates,
 /// are at most `max` (more are left to the next search). A mailbox
 /// without an index is left without one. Returns how many were indexed.
 pub fn catch_up(mb: &Mailbox, max: usize) -> io::Result<usize> {
-    let mut f = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(mb.dir().join(FILE))
-    {
+    let mut f = match open_nofollow(&mb.dir().join(FILE), Open::Existing) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
@@ -286,12 +277,24 @@ fn append(
     Ok(uids.len())
 }
 
-fn open_nofollow(path: &std::path::Path, truncate: bool) -> io::Result<std::fs::File> {
+/// How [`open_nofollow`] opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    /// Only a file that exists.
+    Existing,
+    /// Made if missing.
+    Create,
+    /// Made if missing, emptied.
+    Truncate,
+}
+
+/// The file at `path` for reading and writing, never through a link.
+fn open_nofollow(path: &std::path::Path, how: Open) -> io::Result<std::fs::File> {
     OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(truncate)
+        .create(how != Open::Existing)
+        .truncate(how == Open::Truncate)
         .mode(0o600)
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
@@ -323,8 +326,8 @@ fn read_record(r: &mut impl Read, sig: &mut Vec<u8>) -> io::Result<Option<(u32, 
 /// renamed over the old one, under the old one's lock).
 fn compact(mb: &Mailbox, path: &std::path::Path, live: &HashSet<u32>) -> io::Result<()> {
     let tmp = mb.dir().join(format!("{FILE}.new"));
-    let mut src = io::BufReader::new(open_nofollow(path, false)?);
-    let mut dst = io::BufWriter::new(open_nofollow(&tmp, true)?);
+    let mut src = io::BufReader::new(open_nofollow(path, Open::Existing)?);
+    let mut dst = io::BufWriter::new(open_nofollow(&tmp, Open::Truncate)?);
     let mut header = [0u8; HEADER];
     src.read_exact(&mut header)?;
     dst.write_all(&header)?;

@@ -153,7 +153,7 @@ impl Keywords {
         out.extend_from_slice(b")\r\n");
         // PERMANENTFLAGS lists the keywords too (every one is kept), then
         // `\*`: new ones may be created.
-        if permanent.system == 0 && !permanent.keywords {
+        if permanent == FlagMask::NONE {
             out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
             return;
         }
@@ -182,11 +182,6 @@ impl Keywords {
 mod tests {
     use super::*;
 
-    const READ_ONLY: FlagMask = FlagMask {
-        system: 0,
-        keywords: false,
-    };
-
     fn kw(names: &[&str]) -> Flags {
         Flags {
             keywords: names.iter().map(|s| s.to_string()).collect(),
@@ -196,7 +191,7 @@ mod tests {
 
     fn listed(k: &Keywords) -> String {
         let mut out = Vec::new();
-        k.write(&mut out, READ_ONLY);
+        k.write(&mut out, FlagMask::NONE);
         String::from_utf8(out).unwrap()
     }
 

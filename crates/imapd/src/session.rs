@@ -101,10 +101,7 @@ impl Selected {
     /// The flags this session may change (PERMANENTFLAGS).
     pub(crate) fn permanent(&self) -> facteur_store::FlagMask {
         if self.read_only {
-            facteur_store::FlagMask {
-                system: 0,
-                keywords: false,
-            }
+            facteur_store::FlagMask::NONE
         } else {
             shared::flag_mask(self.rights)
         }

@@ -121,6 +121,35 @@ impl fmt::Debug for Rights {
     }
 }
 
+/// A change of one identifier's rights (SETACL's third argument, RFC 4314
+/// §3.1): `+` adds rights, `-` removes them, anything else replaces them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Add(Rights),
+    Remove(Rights),
+    Replace(Rights),
+}
+
+impl Change {
+    /// Parses `[+|-]letters`; Err: the first letter that is no right.
+    pub fn parse(s: &str) -> std::result::Result<Change, char> {
+        Ok(match s.as_bytes().first() {
+            Some(b'+') => Change::Add(Rights::parse(&s[1..])?),
+            Some(b'-') => Change::Remove(Rights::parse(&s[1..])?),
+            _ => Change::Replace(Rights::parse(s)?),
+        })
+    }
+
+    /// The rights after the change, from `old`.
+    pub fn apply(self, old: Rights) -> Rights {
+        match self {
+            Change::Add(r) => old.union(r),
+            Change::Remove(r) => old.without(r),
+            Change::Replace(r) => r,
+        }
+    }
+}
+
 /// A mailbox shared with a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -325,28 +354,55 @@ impl Store {
         identifier: &str,
         rights: Rights,
     ) -> Result<()> {
+        self.change_acl(owner, mailbox, identifier, Change::Replace(rights))
+            .map(|_| ())
+    }
+
+    /// Changes `identifier`'s rights on `owner`'s mailbox as `change`
+    /// says, in one transaction (two SETACL `+` at once both count);
+    /// returns the rights it has now. Checked as for [`Store::set_acl`].
+    pub fn change_acl(
+        &self,
+        owner: &str,
+        mailbox: &str,
+        identifier: &str,
+        change: Change,
+    ) -> Result<Rights> {
         if identifier == owner {
             return Err(StoreError::Index(
                 "an owner's own rights cannot change".into(),
             ));
         }
         let path = self.acl_file(owner)?;
-        let Some(c) = open(&path, !rights.is_empty())? else {
-            return Ok(());
+        // No file yet and nothing granted: nothing to remove.
+        let grants = matches!(change, Change::Add(r) | Change::Replace(r) if !r.is_empty());
+        let Some(mut c) = open(&path, grants)? else {
+            return Ok(Rights::NONE);
         };
-        if rights.is_empty() {
-            c.execute(
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let old = tx
+            .query_row(
+                "SELECT rights FROM acl WHERE owner = ?1 AND mailbox = ?2 AND identifier = ?3",
+                params![owner, mailbox, identifier],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map_or(Rights::NONE, |s| parse_stored(&s));
+        let new = change.apply(old);
+        if new.is_empty() {
+            tx.execute(
                 "DELETE FROM acl WHERE owner = ?1 AND mailbox = ?2 AND identifier = ?3",
                 params![owner, mailbox, identifier],
             )?;
         } else {
-            c.execute(
+            tx.execute(
                 "INSERT INTO acl (owner, mailbox, identifier, rights) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (owner, mailbox, identifier) DO UPDATE SET rights = excluded.rights",
-                params![owner, mailbox, identifier, rights.to_string()],
+                params![owner, mailbox, identifier, new.to_string()],
             )?;
         }
-        Ok(())
+        tx.commit()?;
+        Ok(new)
     }
 
     /// What `user` may do on `owner`'s mailbox: everything for the owner,
@@ -517,6 +573,23 @@ mod tests {
         assert!(s.shared_with("eve@other.test").unwrap().is_empty());
         // The owner's rights are not rows.
         assert!(s.set_acl(a, "Sent", a, Rights::NONE).is_err());
+        // Changes add to and take from what is there.
+        let change = |s: &str| Change::parse(s).unwrap();
+        assert_eq!(change("+w"), Change::Add(Rights::parse("w").unwrap()));
+        assert_eq!(Change::parse("-lQ"), Err('Q'));
+        assert_eq!(
+            s.change_acl(a, "Sent", b, change("+iw"))
+                .unwrap()
+                .to_string(),
+            "lrwi"
+        );
+        assert_eq!(
+            s.change_acl(a, "Sent", b, change("-rd"))
+                .unwrap()
+                .to_string(),
+            "lwi"
+        );
+        assert_eq!(s.rights(a, "Sent", b).unwrap().to_string(), "lswi");
         // No rights: the row goes.
         s.set_acl(a, "Sent", b, Rights::NONE).unwrap();
         assert!(!s.has_acl_row(a, "Sent", b).unwrap());

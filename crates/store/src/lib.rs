@@ -326,6 +326,11 @@ impl FlagMask {
         system: u8::MAX,
         keywords: true,
     };
+    /// A read-only mailbox's.
+    pub const NONE: FlagMask = FlagMask {
+        system: 0,
+        keywords: false,
+    };
 
     /// Whether every flag may change.
     pub fn is_all(&self) -> bool {

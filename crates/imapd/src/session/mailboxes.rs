@@ -102,10 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         keywords.write(
             &mut out,
             if read_only {
-                FlagMask {
-                    system: 0,
-                    keywords: false,
-                }
+                FlagMask::NONE
             } else {
                 super::shared::flag_mask(target.rights)
             },

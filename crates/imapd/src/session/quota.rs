@@ -47,17 +47,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let store = if address == me.address {
             std::sync::Arc::clone(&me.store)
         } else {
-            let dir = self.ctx.logins.directory();
-            let record =
-                blocking(|| dir.get_user(address)).map_err(|e| StoreError::Index(e.to_string()))?;
-            let Some(r) = record else {
-                return Ok(false);
-            };
-            let q = Quota {
-                bytes: r.quota_bytes,
-                messages: r.quota_messages,
-            };
-            blocking(|| self.ctx.user_store(address, q))?
+            match self.owner_store(address) {
+                Ok(s) => s,
+                // No such user: no such root.
+                Err(StoreError::NoSuchMailbox(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
         };
         let q = store.quota();
         let mut res = Vec::new();

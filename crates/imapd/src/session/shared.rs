@@ -30,6 +30,7 @@
 
 use super::{Flow, Session, blocking};
 use facteur_imap_proto::encode;
+use facteur_store::acl::Change;
 use facteur_store::{DELETED, SEEN};
 use facteur_store::{FlagMask, MailboxInfo, Quota, Rights, StoreError, UserStore};
 use std::collections::HashMap;
@@ -114,13 +115,6 @@ pub(crate) struct Target {
 /// Which rights the ACL commands require (RFC 4314 §4).
 const ADMIN: &str = "a";
 
-/// How SETACL changes the rights (RFC 4314 §3.1).
-enum Change {
-    Add,
-    Remove,
-    Replace,
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The logged-in user's address.
     pub(super) fn me_address(&self) -> &str {
@@ -199,12 +193,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         })
     }
 
-    /// The target of a command, or its NO sent and None.
-    fn target_or_no(&mut self, tag: &str, name: &str, need: &str) -> Option<Target> {
+    /// The target of a command that must exist, with its name as the
+    /// client gave it (decoded), or its NO sent and None.
+    fn target_or_no(&mut self, tag: &str, name: &str, need: &str) -> Option<(String, Target)> {
         let name = self.name_or_no(tag, name)?;
         match self.target(&name, need) {
             Ok(t) => match blocking(|| t.store.exists(&t.name)) {
-                Ok(true) => Some(t),
+                Ok(true) => Some((name, t)),
                 Ok(false) => {
                     self.no(tag, "[NONEXISTENT] No such mailbox");
                     None
@@ -279,24 +274,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         identifier: &str,
         rights: Option<&str>,
     ) -> io::Result<Flow> {
-        let (change, parsed) = match rights {
-            None => (Change::Replace, Rights::NONE),
-            Some(r) => {
-                let (change, letters) = match r.as_bytes().first() {
-                    Some(b'+') => (Change::Add, &r[1..]),
-                    Some(b'-') => (Change::Remove, &r[1..]),
-                    _ => (Change::Replace, r),
-                };
-                match Rights::parse(letters) {
-                    Ok(p) => (change, p),
-                    Err(c) => {
-                        self.bad(Some(tag), &format!("Unknown right {c:?}"));
-                        return Ok(Flow::Continue);
-                    }
-                }
+        let change = match rights.map(Change::parse) {
+            None => Change::Replace(Rights::NONE),
+            Some(Ok(c)) => c,
+            Some(Err(c)) => {
+                self.bad(Some(tag), &format!("Unknown right {c:?}"));
+                return Ok(Flow::Continue);
             }
         };
-        let Some(t) = self.target_or_no(tag, mailbox, ADMIN) else {
+        let Some((_, t)) = self.target_or_no(tag, mailbox, ADMIN) else {
             return Ok(Flow::Continue);
         };
         let id = match self.identifier(&t.owner, identifier, rights.is_some()) {
@@ -310,22 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.no(tag, "[CANNOT] The owner's rights cannot be changed");
             return Ok(Flow::Continue);
         }
-        let store = &self.ctx.store;
-        let done = blocking(|| {
-            let old = store
-                .acl(&t.owner, &t.name)?
-                .into_iter()
-                .find(|(i, _)| *i == id)
-                .map_or(Rights::NONE, |(_, r)| r);
-            let new = match change {
-                Change::Add => old.union(parsed),
-                Change::Remove => old.without(parsed),
-                Change::Replace => parsed,
-            };
-            store.set_acl(&t.owner, &t.name, &id, new)?;
-            Ok::<_, StoreError>(new)
-        });
-        match done {
+        match blocking(|| self.ctx.store.change_acl(&t.owner, &t.name, &id, change)) {
             Ok(new) => {
                 tracing::info!(owner = %t.owner, mailbox = %t.name, identifier = %id, rights = %new, "access control list changed");
                 self.announce_and_ok(
@@ -346,7 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// GETACL: the owner (every right) and each grant.
     pub(super) fn get_acl(&mut self, tag: &str, mailbox: &str) -> io::Result<Flow> {
-        let Some(t) = self.target_or_no(tag, mailbox, ADMIN) else {
+        let Some((name, t)) = self.target_or_no(tag, mailbox, ADMIN) else {
             return Ok(Flow::Continue);
         };
         let entries = match blocking(|| self.ctx.store.acl(&t.owner, &t.name)) {
@@ -355,9 +326,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.store_error(tag, &e);
                 return Ok(Flow::Continue);
             }
-        };
-        let Some(name) = self.mailbox_in(mailbox) else {
-            return Ok(Flow::Continue);
         };
         let mut out = self.untagged("ACL", &name);
         for (id, r) in std::iter::once((t.owner.clone(), Rights::ALL)).chain(entries) {
@@ -380,7 +348,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         mailbox: &str,
         identifier: &str,
     ) -> io::Result<Flow> {
-        let Some(t) = self.target_or_no(tag, mailbox, ADMIN) else {
+        let Some((name, t)) = self.target_or_no(tag, mailbox, ADMIN) else {
             return Ok(Flow::Continue);
         };
         let id = match self.identifier(&t.owner, identifier, false) {
@@ -389,9 +357,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.no(tag, &text);
                 return Ok(Flow::Continue);
             }
-        };
-        let Some(name) = self.mailbox_in(mailbox) else {
-            return Ok(Flow::Continue);
         };
         let mut out = self.untagged("LISTRIGHTS", &name);
         out.push(b' ');
@@ -408,20 +373,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// MYRIGHTS: any right lets a user ask (§4).
     pub(super) fn my_rights(&mut self, tag: &str, mailbox: &str) -> io::Result<Flow> {
-        let Some(t) = self.target_or_no(tag, mailbox, "") else {
+        let Some((name, t)) = self.target_or_no(tag, mailbox, "") else {
             return Ok(Flow::Continue);
         };
         if !t.rights.any("lrikxa") {
             self.no(tag, "[NONEXISTENT] No such mailbox");
             return Ok(Flow::Continue);
         }
-        let Some(name) = self.mailbox_in(mailbox) else {
-            return Ok(Flow::Continue);
-        };
-        let mut out = self.untagged("MYRIGHTS", &name);
-        out.push(b' ');
-        encode::astring(&mut out, &t.rights.to_string(), false);
-        out.extend_from_slice(b"\r\n");
+        let mut out = Vec::new();
+        self.write_myrights(&mut out, &name, t.rights);
         self.io.write(&out);
         self.announce_and_ok(tag, "MYRIGHTS completed")
     }
