@@ -16,13 +16,16 @@ strings made by facteurctl, given to Dovecot as {ARGON2ID}), so a login
 costs the same work on both.
 """
 
+import imaplib
 import os
 import pwd
 import re
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
+import seed as S
 from common import Accounting, free_port, log, run, run_daemonizing, set_key, tcp_up, wait_for
 
 DOMAIN = "example.test"
@@ -585,3 +588,439 @@ class EximSide:
         except RuntimeError:
             pass
         self.own.kill_leftovers()
+
+
+# --- Cyrus IMAP (workloads 2 to 5: the other store) ---------------------------
+
+CYRUS_PACKAGES = ["cyrus-common", "cyrus-imapd", "cyrus-pop3d"]
+
+CYRUS_IMAPD_CONF = """# Private Cyrus for bench/run: Debian's imapd.conf with the paths moved
+# under the run's directory, users as user@domain (virtdomains), and
+# passwords in a private sasldb.
+configdirectory: {d}/conf
+defaultpartition: default
+partition-default: {d}/spool
+proc_path: {d}/proc
+mboxname_lockpath: {d}/lock
+lmtpsocket: {d}/run/lmtp
+idlesocket: {d}/run/idle
+notifysocket: {d}/run/notify
+admins: cyrus
+allowplaintext: yes
+sasl_pwcheck_method: auxprop
+sasl_auxprop_plugin: sasldb
+sasl_sasldb_path: {d}/sasldb2
+sasl_mech_list: PLAIN LOGIN
+unixhierarchysep: yes
+virtdomains: userid
+lmtp_downcase_rcpt: yes
+hashimapspool: true
+umask: 077
+# Debian's 1 would refuse a second POP3 login of a user within a minute.
+popminpoll: 0
+# Dovecot and facteur deliver a message sent twice twice: so does this one.
+duplicatesuppression: no
+# Between delivery runs bench/run deletes and recreates the mailboxes:
+# let that remove the files at once.
+delete_mode: immediate
+syslog_prefix: facteur-bench-cyrus
+"""
+
+CYRUS_CONF = """# Private Cyrus master configuration for bench/run (Debian's services,
+# on loopback ports; -U 30 as Debian ships them).
+START {{
+  recover cmd="{b}/ctl_cyrusdb -C {conf} -r"
+}}
+SERVICES {{
+  imap cmd="{b}/imapd -C {conf} -U 30" listen="127.0.0.1:{imap}" prefork=0 maxchild={imap_max}
+  pop3 cmd="{b}/pop3d -C {conf} -U 30" listen="127.0.0.1:{pop3}" prefork=0 maxchild=200
+  lmtp cmd="{b}/lmtpd -C {conf} -a" listen="127.0.0.1:{lmtp}" prefork=0 maxchild=100
+}}
+EVENTS {{
+  checkpoint cmd="{b}/ctl_cyrusdb -C {conf} -c" period=30
+}}
+"""
+
+
+def unpacked(cache, packages, marker, extra):
+    """Debian's `packages`, fetched with apt-get download into `cache` and
+    unpacked there with dpkg-deb (once: `marker` is a file they hold), and
+    the libraries they declare (plus `extra` packages) installed when
+    missing, never a package that is not a library, with no service
+    started. The unpacked tree, or (None, the reason)."""
+    root = Path(cache) / "root"
+    if not (root / marker).exists():
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        p = subprocess.run(["apt-get", "download"] + packages, cwd=cache, capture_output=True, text=True,
+                           timeout=300)
+        if p.returncode != 0:
+            return None, f"apt-get download {' '.join(packages)} failed: {p.stderr.strip()[-300:]}"
+        for deb in Path(cache).glob("*.deb"):
+            run(["dpkg-deb", "-x", str(deb), str(root)])
+    wanted = set(extra)
+    for deb in Path(cache).glob("*.deb"):
+        deps = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True).stdout
+        for alt in deps.split(","):
+            name = alt.split("|")[0].split("(")[0].strip()
+            if name.startswith("lib") and not name.startswith("<"):
+                wanted.add(name.split(":")[0])
+    missing = [n for n in sorted(wanted) if "install ok installed" not in subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", n], capture_output=True, text=True).stdout]
+    if missing:
+        log(f"installing what {packages[0]} needs: {' '.join(missing)}")
+        guard = Path("/usr/sbin/policy-rc.d")
+        made_guard = not guard.exists()
+        if made_guard:  # e.g. sasl2-bin's saslauthd must not start
+            guard.write_text("#!/bin/sh\n# bench/run: no service starts during this install\nexit 101\n")
+            guard.chmod(0o755)
+        try:
+            subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends"] + missing,
+                           capture_output=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), timeout=900)
+        finally:
+            if made_guard:
+                guard.unlink()
+    return root, None
+
+
+def cyrus_root(cache):
+    """Cyrus IMAP from Debian's packages, unpacked under `cache` (not
+    installed: cyrus-common depends on a mail-transport-agent, which would
+    replace facteur's or Postfix's package), with what it needs from the
+    system: the libraries its packages depend on, saslpasswd2 (sasl2-bin),
+    and the user `cyrus` its master drops to (created as cyrus-common's
+    postinst would). The unpacked tree, or the reason it is not there."""
+    root, why = unpacked(cache, CYRUS_PACKAGES, "usr/lib/cyrus/bin/master",
+                         [] if Path("/usr/sbin/saslpasswd2").exists() else ["sasl2-bin"])
+    if root is None:
+        return None, why
+    try:
+        pwd.getpwnam("cyrus")
+    except KeyError:
+        run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", "cyrus"])
+    env = cyrus_env(root)
+    p = subprocess.run(["ldd", str(root / "usr" / "lib" / "cyrus" / "bin" / "imapd")], capture_output=True,
+                       text=True, env=env)
+    if "not found" in p.stdout or p.returncode != 0:
+        return None, "Cyrus's libraries are missing: " + " ".join(
+            line.split()[0] for line in p.stdout.splitlines() if "not found" in line)
+    return root, None
+
+
+def cyrus_env(root):
+    """Cyrus's shared libraries (libcyrus*.so) live in its unpacked tree."""
+    libs = next((p.parent for p in (Path(root) / "usr" / "lib").glob("*/libcyrus.so.0")), Path(root) / "usr" / "lib")
+    return dict(os.environ, LD_LIBRARY_PATH=str(libs))
+
+
+def cyrus_version(root):
+    changelog = Path(root) / "usr" / "lib" / "cyrus" / "cyrus-hardwired-config.txt"
+    try:
+        return next(line.split()[1] for line in changelog.read_text().splitlines()
+                    if line.startswith("PACKAGE_VERSION"))
+    except (OSError, StopIteration, IndexError):
+        return "?"
+
+
+class CyrusSide:
+    """Cyrus IMAP 3 (its master, lmtpd, imapd, pop3d) from Debian's packages,
+    with a private configuration: the other store of workloads 2 to 5. Its
+    mailboxes are Cyrus's own format (one file per message, named `N.`,
+    and a binary cyrus.index per folder), not Maildir: the seeded
+    messages are written as Cyrus's files and indexed with its
+    `reconstruct`, and deliveries are counted as those files."""
+
+    name = "cyrus"
+    # 3b's first SELECT: seeded files enter through reconstruct, which
+    # builds the index, so there is no first SELECT without one to time.
+    indexed_when_seeded = True
+    # 3c: an imapd process per connection (as Dovecot without hibernation):
+    # its memory per connection does not change with their number.
+    idle_limit = 1000
+    idle_limit_why = "Cyrus runs a process per connection, so its memory per connection is that of one process"
+
+    def __init__(self, tmp, root, imap_max=1200):
+        self.dir = Path(tmp) / "cyrus"
+        self.root = Path(root)
+        self.bin = self.root / "usr" / "lib" / "cyrus" / "bin"
+        self.env = cyrus_env(root)
+        self.conf = self.dir / "imapd.conf"
+        self.acct = Accounting("cyrus")
+        self.imap_port, self.pop3_port, self.lmtp_port = (free_port() for _ in range(3))
+        self.has_imap = True
+        self.imap_max = imap_max
+        pw = pwd.getpwnam("cyrus")
+        self.owner = (pw.pw_uid, pw.pw_gid)
+        self.admin_password = os.urandom(12).hex()
+        self.idle_settle_secs = 3
+        self.proc = None
+        self.paths = {}
+
+    def setup(self, users, password):
+        for sub in ("conf", "spool", "proc", "lock", "run", "log"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(CYRUS_IMAPD_CONF.format(d=self.dir))
+        (self.dir / "cyrus.conf").write_text(CYRUS_CONF.format(
+            b=self.bin, conf=self.conf, imap=self.imap_port, pop3=self.pop3_port, lmtp=self.lmtp_port,
+            imap_max=self.imap_max))
+        db = str(self.dir / "sasldb2")
+        for u, pw, realm in [(u, password, DOMAIN) for u in users] + [("cyrus", self.admin_password, None)]:
+            run(["saslpasswd2", "-p", "-f", db, "-c"] + (["-u", realm] if realm else []) + [u], input=pw)
+        os.chmod(self.dir, 0o755)
+        for dirpath, dirnames, filenames in os.walk(self.dir):
+            for n in [dirpath] + [os.path.join(dirpath, f) for f in filenames]:
+                os.chown(n, *self.owner)
+        self.users, self.password = list(users), password
+
+    def start(self):
+        log_f = open(self.dir / "log" / "master.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(self.bin / "master"), "-C", str(self.conf), "-M", str(self.dir / "cyrus.conf"),
+             "-p", str(self.dir / "run" / "master.pid"), "-D"],
+            stdin=subprocess.DEVNULL, stdout=log_f, stderr=log_f, env=self.env, cwd=self.dir,
+            preexec_fn=self.acct.preexec, start_new_session=True)
+        log_f.close()
+        self.acct.add_root(self.proc.pid)
+        wait_for(lambda: self.proc.poll() is None and tcp_up(self.imap_port) and tcp_up(self.lmtp_port), 30,
+                 "cyrus")
+        self.create(self.users)
+
+    def admin(self):
+        a = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=60)
+        a.login("cyrus", self.admin_password)
+        return a
+
+    @staticmethod
+    def mailbox(user):
+        return f"user/{user}@{DOMAIN}"
+
+    def create(self, users):
+        a = self.admin()
+        try:
+            for u in users:
+                typ, data = a.create(self.mailbox(u))
+                if typ != "OK":
+                    raise RuntimeError(f"cyrus: CREATE {self.mailbox(u)}: {data}")
+                self.paths.pop(u, None)
+        finally:
+            a.logout()
+
+    def path(self, user):
+        """The folder's directory (Cyrus 3 names it after the mailbox's
+        unique id)."""
+        if user not in self.paths:
+            p = run([str(self.bin / "mbpath"), "-C", str(self.conf), self.mailbox(user)], env=self.env)
+            self.paths[user] = Path(p.stdout.strip().splitlines()[-1])
+        return self.paths[user]
+
+    @staticmethod
+    def count(path):
+        try:
+            return sum(1 for e in os.scandir(path) if e.name.endswith(".") and e.name[:-1].isdigit())
+        except FileNotFoundError:
+            return 0
+
+    def empty_and_count(self, users):
+        """Empties the users' INBOXes (deleted and created again) and returns
+        a function counting the messages delivered into them since."""
+        a = self.admin()
+        try:
+            for u in users:
+                # an administrator deletes a user's mailbox after granting
+                # itself the right to (as cyradm's documentation shows)
+                for typ, data in (a.setacl(self.mailbox(u), "cyrus", "lrswipkxtecda"), a.delete(self.mailbox(u))):
+                    if typ != "OK":
+                        raise RuntimeError(f"cyrus: emptying {self.mailbox(u)}: {data}")
+        finally:
+            a.logout()
+        self.create(users)
+        paths = [self.path(u) for u in users]
+        return lambda: sum(self.count(p) for p in paths)
+
+    def seed(self, user, seed_name, count, size, seen_every=3):
+        """The same messages as seed.seed() writes for the other sides, as
+        Cyrus's message files (CRLF, as Cyrus stores them; mtime =
+        INTERNALDATE), indexed by reconstruct; then the same \\Seen flags,
+        set by the user (Cyrus keeps the owner's \\Seen in the index)."""
+        d = self.path(user)
+        for i in range(count):
+            p = d / f"{i + 1}."
+            with open(p, "wb") as f:
+                f.write(S.message(seed_name, i, size).replace(b"\n", b"\r\n"))
+            os.chown(p, *self.owner)
+            os.utime(p, (S.BASE_TIME + i, S.BASE_TIME + i))
+        run(["runuser", "-u", "cyrus", "--", str(self.bin / "reconstruct"), "-C", str(self.conf),
+             self.mailbox(user)], env=self.env, timeout=1800)
+        seen = [str(i + 1) for i in range(count) if i % seen_every != 0]
+        c = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=300)
+        try:
+            c.login(f"{user}@{DOMAIN}", self.password)
+            c.select("INBOX")
+            for k in range(0, len(seen), 2000):
+                typ, data = c.uid("STORE", ",".join(seen[k:k + 2000]), "+FLAGS.SILENT", "(\\Seen)")
+                if typ != "OK":
+                    raise RuntimeError(f"cyrus: STORE \\Seen in {user}'s INBOX: {data}")
+            typ, data = c.select("INBOX")
+            if typ != "OK" or int(data[0]) != count:
+                raise RuntimeError(f"cyrus: {user}'s INBOX has {data} messages after reconstruct, {count} seeded")
+        finally:
+            c.logout()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        try:
+            wait_for(lambda: not [p for p in self.acct.pids() if p != os.getpid()], 15, "cyrus to exit")
+        except RuntimeError:
+            pass
+        self.acct.kill_leftovers()
+
+
+# --- Courier-IMAP (workloads 3, 4, 5 and 8: the Maildir store of old) --------
+
+COURIER_PACKAGES = ["courier-imap", "courier-pop", "courier-base", "courier-authlib", "courier-authdaemon",
+                    "courier-authlib-userdb"]
+# Paths compiled into Courier's programs: in its private mount namespace,
+# each has the unpacked (or the run's) directory mounted on it.
+COURIER_MOUNTS = ["/etc/courier", "/run/courier", "/usr/lib/courier", "/usr/lib/courier-authlib"]
+
+
+def courier_root(cache):
+    """Courier-IMAP and its POP3 server from Debian's packages, unpacked under
+    `cache` (not installed: they depend on a mail-transport-agent), with
+    the libraries they declare. The unpacked tree, or the reason it is
+    not there."""
+    root, why = unpacked(cache, COURIER_PACKAGES, "usr/bin/imapd", [])
+    if root is None:
+        return None, why
+    env = dict(os.environ, LD_LIBRARY_PATH=str(root / "usr" / "lib"))
+    p = subprocess.run(["ldd", str(root / "usr" / "bin" / "imapd"),
+                        str(root / "usr" / "lib" / "courier" / "courier-authlib" / "authdaemond")],
+                       capture_output=True, text=True, env=env)
+    if "not found" in p.stdout or p.returncode != 0:
+        return None, "Courier's libraries are missing: " + " ".join(
+            line.split()[0] for line in p.stdout.splitlines() if "not found" in line)
+    return root, None
+
+
+def courier_version(root):
+    for deb in Path(root).parent.glob("courier-imap_*.deb"):
+        return deb.name.split("_")[1]
+    return "?"
+
+
+class CourierSide:
+    """Courier-IMAP 5 (couriertcpd, imaplogin, imapd) and courierpop3d, their
+    logins checked by Courier's authdaemond against a userdb holding the
+    run's hashes, all from Debian's packages unpacked, run in a private
+    mount namespace (COURIER_MOUNTS: Courier's programs find their
+    configuration, modules and the authdaemon socket at compiled-in
+    paths). It reads Maildir, so its mailboxes are seeded with the very
+    files of the other two. No LMTP server: not in workload 2."""
+
+    name = "courier"
+    # 3c: an imapd process per connection
+    idle_limit = 1000
+    idle_limit_why = "Courier runs a process per connection, so its memory per connection is that of one process"
+
+    def __init__(self, tmp, root):
+        self.dir = Path(tmp) / "courier"
+        self.root = Path(root)
+        self.acct = Accounting("courier")
+        self.imap_port, self.pop3_port = free_port(), free_port()
+        self.has_imap = True
+        self.owner = vmail_owner()
+        self.idle_settle_secs = 3
+        self.proc = None
+        self.made = []  # mount points this run created (removed at the end)
+
+    def maildir(self, user):
+        return self.dir / "mail" / user
+
+    @staticmethod
+    def userdb_password(stored):
+        """The userdb field for a hash of the run (sha512-crypt, as crypt(3)
+        reads it, or plain), or None (argon2id: Courier cannot check it)."""
+        if stored.startswith("{SHA512-CRYPT}"):
+            return "systempw=" + stored[len("{SHA512-CRYPT}"):]
+        if stored.startswith("{PLAIN}"):
+            return "clearpw=" + stored[len("{PLAIN}"):]
+        return None
+
+    def setup(self, hashes):
+        for sub in ("etc", "run/authdaemon", "mail", "log"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        os.chown(self.dir / "mail", *self.owner)
+        lines = []
+        for u, h in hashes.items():
+            pw = self.userdb_password(h)
+            if pw is None:
+                raise RuntimeError("Courier's userdb cannot check this run's password hash (argon2id)")
+            m = self.maildir(u)
+            # Courier refuses a login whose Maildir does not exist (the
+            # others create it): every user gets one, as maildirmake would
+            S.make_maildir(m, self.owner)
+            lines.append(f"{u}@{DOMAIN}\tuid={self.owner[0]}|gid={self.owner[1]}|home={m}|mail={m}|{pw}\n")
+        userdb = self.dir / "etc" / "userdb"
+        userdb.write_text("".join(lines))
+        os.chmod(userdb, 0o600)
+        (self.dir / "etc" / "authdaemonrc").write_text(
+            'authmodulelist="authuserdb"\ndaemons=5\nauthdaemonvar=/run/courier/authdaemon\nDEBUG_LOGIN=0\n'
+            'DEFAULTOPTIONS=""\nLOGGEROPTS=""\n')
+        # Debian's settings for imapd and pop3d, read by the servers from
+        # their environment (as the init scripts give them)
+        for f in ("imapd", "pop3d"):
+            shutil.copy(self.root / "etc" / "courier" / f, self.dir / "etc" / f)
+        (self.dir / "etc" / "imapd-ssl").write_text("")
+        for d in COURIER_MOUNTS:
+            if not os.path.isdir(d):
+                os.makedirs(d)
+                self.made.append(d)
+
+    def start(self):
+        r, d = self.root, self.dir
+        tcpd = f"{r}/usr/sbin/couriertcpd -address=127.0.0.1 -nodnslookup -noidentlookup"
+        script = "\n".join(
+            ["set -e"]
+            + [f"mount --bind {src} {dst}" for src, dst in zip(
+                [d / "etc", d / "run", r / "usr/lib/courier", r / "usr/lib/courier-authlib"], COURIER_MOUNTS)]
+            + [f"export LD_LIBRARY_PATH={r}/usr/lib",
+               f"{r}/usr/sbin/makeuserdb",
+               "/usr/lib/courier/courier-authlib/authdaemond &",
+               f"(set -a; . /etc/courier/imapd; exec {tcpd} -maxprocs=1200 -maxperip=1200 {self.imap_port} "
+               f"/usr/lib/courier/courier/imaplogin {r}/usr/bin/imapd Maildir) &",
+               f"(set -a; . /etc/courier/pop3d; exec {tcpd} -maxprocs=200 -maxperip=200 {self.pop3_port} "
+               "/usr/lib/courier/courier/courierpop3login /usr/lib/courier/courier/courierpop3d Maildir) &",
+               "wait"])
+        (d / "start.sh").write_text(script + "\n")
+        log_f = open(d / "log" / "courier.log", "ab")
+        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", str(d / "start.sh")],
+                                     stdin=subprocess.DEVNULL, stdout=log_f, stderr=log_f, cwd=d,
+                                     preexec_fn=self.acct.preexec, start_new_session=True)
+        log_f.close()
+        self.acct.add_root(self.proc.pid)
+        wait_for(lambda: self.proc.poll() is None and tcp_up(self.imap_port) and tcp_up(self.pop3_port), 30,
+                 "courier")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 15)
+                self.proc.wait(20)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        try:
+            wait_for(lambda: not [p for p in self.acct.pids() if p != os.getpid()], 15, "courier to exit")
+        except RuntimeError:
+            pass
+        self.acct.kill_leftovers()
+        for mp in reversed(self.made):
+            try:
+                os.rmdir(mp)
+            except OSError:
+                pass
