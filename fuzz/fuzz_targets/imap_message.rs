@@ -124,7 +124,18 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let _ = m.binary(p);
+        // BODYPARTSTRUCTURE (URLAUTH=BINARY): for every part that exists,
+        // a parenthesised list; the whole message's is BODYSTRUCTURE
+        let mut one = Vec::new();
+        if m.part_structure(p, &mut one, false, None) {
+            assert!(one.starts_with(b"(") && one.ends_with(b")"));
+            assert!(m.section(&sec(p, None)).is_some() || p.is_empty());
+        }
     }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    assert!(m.part_structure(&[], &mut a, true, None));
+    m.body_structure(&mut b, true, true);
+    assert_eq!(a, b);
     if let Some(converted) = m.binary_to_base64() {
         assert_eq!(Message::parse(&converted).binary_to_base64(), None);
     }

@@ -9,7 +9,8 @@
 //! leading tag; parsed sequence sets give sorted, merged ranges that agree
 //! with `contains`; every fetch item has a label; a literal is only found at
 //! a line ending in `}` (and only ends an APPEND line, CATENATE's TEXT
-//! parts included); IMAP URLs parse or say why; UTF-7 round-trips and `decode` accepts only
+//! parts included); IMAP URLs parse or say why (a URLAUTH rump parses
+//! alone); UTF-7 round-trips and `decode` accepts only
 //! canonical encodings (`encode(decode(x)) == x`).
 
 #![no_main]
@@ -32,7 +33,9 @@ const TOKENS: &[&[u8]] = &[
     b"1-Feb-2024", b"\"29-Feb-2024 23:59:60 -0130\"", b"\\Seen", b"$Junk", b"NIL", b"INBOX", b"(SUBSCRIBED RECURSIVEMATCH) ",
     b"RETURN (CHILDREN STATUS (MESSAGES SIZE))", b"(USE (\\Sent))", b"dGVzdA==", b"=", b"\0", b"\xc3\xa9", b"\xff", b"&",
     b"&AOk-", b"&-", b"-", b"%", b"CATENATE (", b"URL \"/INBOX/;uid=1/;section=1.MIME/;partial=0.5\"", b"TEXT ",
-    b"/;UIDVALIDITY=", b"imap://u@h/",
+    b"/;UIDVALIDITY=", b"imap://u@h/", b"GENURLAUTH ", b"URLFETCH ", b"RESETKEY", b" INTERNAL", b";urlauth=",
+    b"anonymous", b"authuser", b"user+u", b"submit+u", b":internal:", b"0123456789abcdef0123456789abcdef",
+    b";expire=2026-12-31T23:59:59Z", b"+01:00", b" BINARY BODYPARTSTRUCTURE)",
 ];
 
 fn expand(data: &[u8]) -> Vec<u8> {
@@ -144,8 +147,17 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        if let Ok(u) = parse_imap_url(&String::from_utf8_lossy(line)) {
+        let text = String::from_utf8_lossy(line);
+        if let Ok(u) = parse_imap_url(&text) {
             assert!(u.uid > 0 && !u.mailbox.is_empty());
+            if let Some(a) = &u.urlauth {
+                // the rump is a prefix of the URL, and a URL made of the rump
+                // alone parses to the same but the token
+                assert!(text.starts_with(&a.rump) && u.user.is_some());
+                assert_eq!(a.mechanism.is_some(), a.token.is_some());
+                let rump = parse_imap_url(&a.rump).expect("a rump parses");
+                assert_eq!(rump.urlauth.as_ref().map(|r| &r.access), Some(&a.access));
+            }
         }
     }
 

@@ -86,8 +86,13 @@ def test_scripted_rfc_suite_passes_whole(imaptest, imapd):
     assert int(groups.group(2)) == 0, out[-6000:]
     assert int(base.group(1)) == 0 and int(ext.group(1)) == 0, out[-6000:]
     assert int(groups.group(1)) >= 70, out[-3000:]
-    # Skipped only for what facteur does not offer: URLAUTH (3 groups).
-    assert int(groups.group(3)) <= 3, out[-3000:]
+    # One group skipped, and not for a capability: urlauth2 (one user's
+    # URL fetched by another) runs only with a second user (`user2=`), and
+    # as shipped it seeds no message (no `messages:` line) yet fetches two,
+    # so it cannot pass against any server; its case is in facteur-imapd's
+    # transcript test session/tests/urlauth.rs. urlauth and urlauth-binary
+    # run and pass.
+    assert int(groups.group(3)) <= 1, out[-3000:]
     assert errors(out) == [], "\n".join(errors(out)[:40])
 
 

@@ -32,6 +32,21 @@ use crate::mime::{self, Entity, Kind};
 const EMPTY_PART: &[u8] = b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0";
 
 pub(crate) fn write(out: &mut Vec<u8>, raw: &[u8], e: &Entity<'_>, ext: bool, utf8: bool) {
+    write_as(out, raw, e, ext, utf8, None);
+}
+
+/// [`write`], with a leaf described as its `decoded` content would be
+/// (URLFETCH's BODYPARTSTRUCTURE beside BINARY, RFC 5524 §3): encoding
+/// 7BIT, 8BIT or BINARY by what the octets hold, their size, and 0 lines
+/// (as Dovecot gives).
+pub(crate) fn write_as(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    e: &Entity<'_>,
+    ext: bool,
+    utf8: bool,
+    decoded: Option<&[u8]>,
+) {
     match &e.kind {
         Kind::Multipart(kids) => {
             out.push(b'(');
@@ -78,18 +93,36 @@ pub(crate) fn write(out: &mut Vec<u8>, raw: &[u8], e: &Entity<'_>, ext: bool, ut
                 d => nstring(out, d.map(unfold).as_deref(), utf8),
             }
             out.push(b' ');
-            let enc = e.cte.as_deref().map(str::to_ascii_uppercase);
-            string(out, enc.as_deref().unwrap_or("7BIT").as_bytes(), utf8);
             let body = raw.get(e.body.clone()).unwrap_or_default();
-            out.extend_from_slice(format!(" {}", body.len()).as_bytes());
-            if let Kind::Message(inner) = kind {
-                out.push(b' ');
-                envelope::write(out, raw, inner.header.clone(), utf8);
-                out.push(b' ');
-                write(out, raw, inner, ext, utf8);
-                out.extend_from_slice(format!(" {}", crate::lines(body)).as_bytes());
-            } else if e.is_text() {
-                out.extend_from_slice(format!(" {}", crate::lines(body)).as_bytes());
+            match decoded.filter(|_| matches!(kind, Kind::Leaf)) {
+                Some(d) => {
+                    let enc = if d.contains(&0) {
+                        "BINARY"
+                    } else if d.is_ascii() {
+                        "7BIT"
+                    } else {
+                        "8BIT"
+                    };
+                    string(out, enc.as_bytes(), utf8);
+                    out.extend_from_slice(format!(" {}", d.len()).as_bytes());
+                    if e.is_text() {
+                        out.extend_from_slice(b" 0");
+                    }
+                }
+                None => {
+                    let enc = e.cte.as_deref().map(str::to_ascii_uppercase);
+                    string(out, enc.as_deref().unwrap_or("7BIT").as_bytes(), utf8);
+                    out.extend_from_slice(format!(" {}", body.len()).as_bytes());
+                    if let Kind::Message(inner) = kind {
+                        out.push(b' ');
+                        envelope::write(out, raw, inner.header.clone(), utf8);
+                        out.push(b' ');
+                        write(out, raw, inner, ext, utf8);
+                        out.extend_from_slice(format!(" {}", crate::lines(body)).as_bytes());
+                    } else if e.is_text() {
+                        out.extend_from_slice(format!(" {}", crate::lines(body)).as_bytes());
+                    }
+                }
             }
             if ext {
                 out.push(b' ');

@@ -180,6 +180,8 @@ pub struct AppendNext {
 pub struct ImapUrl {
     /// The user an absolute URL names (`imap://user@host/...`).
     pub user: Option<String>,
+    /// The host of an absolute URL (port left out), as written.
+    pub host: Option<String>,
     /// The mailbox name, percent-decoded (UTF-8, not modified UTF-7).
     pub mailbox: String,
     pub uidvalidity: Option<u32>,
@@ -188,6 +190,45 @@ pub struct ImapUrl {
     pub section: Option<Section>,
     /// `PARTIAL=offset[.length]`.
     pub partial: Option<(u64, Option<u64>)>,
+    /// `;EXPIRE=` (RFC 4467 §3), as unix seconds.
+    pub expire: Option<i64>,
+    /// `;URLAUTH=access[:mechanism:token]` (RFC 4467 §2).
+    pub urlauth: Option<UrlAuth>,
+}
+
+/// The URLAUTH part of an IMAP URL (RFC 4467).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlAuth {
+    /// Who may use the URL.
+    pub access: UrlAccess,
+    /// The URL up to and including the access identifier (the "rump" the
+    /// token is computed over), exactly as written.
+    pub rump: String,
+    /// `mechanism` and `token` of an authorized URL; None in a rump.
+    pub mechanism: Option<String>,
+    pub token: Option<String>,
+}
+
+/// An access identifier (RFC 4467 §3): `user+` and `submit+` carry a
+/// percent-decoded user name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlAccess {
+    Anonymous,
+    AuthUser,
+    User(String),
+    Submit(String),
+}
+
+/// One URL of URLFETCH: the URL alone (RFC 4467), or with the data items
+/// of URLAUTH=BINARY (RFC 5524) asked in parentheses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlFetchItem {
+    pub url: String,
+    /// False: the plain form, answered with an nstring.
+    pub extended: bool,
+    pub body: bool,
+    pub binary: bool,
+    pub bodypartstructure: bool,
 }
 
 /// What one line of an APPEND says, in order. A line ends with a literal
@@ -481,6 +522,15 @@ pub enum Command {
     },
     /// MYRIGHTS mailbox (§3.5).
     MyRights(String),
+    /// GENURLAUTH (RFC 4467 §7.1): (URL rump, mechanism) pairs.
+    GenUrlAuth(Vec<(String, String)>),
+    /// URLFETCH (RFC 4467 §7.2, RFC 5524).
+    UrlFetch(Vec<UrlFetchItem>),
+    /// RESETKEY (RFC 4467 §7.3): one mailbox (and mechanisms), or all.
+    ResetKey {
+        mailbox: Option<String>,
+        mechanisms: Vec<String>,
+    },
 
     // Selected.
     Check,

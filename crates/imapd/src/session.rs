@@ -34,6 +34,7 @@ mod quota;
 mod search;
 mod shared;
 mod sort;
+mod urlauth;
 
 pub(crate) use names::{COMMAND_NAMES, command_name};
 #[cfg(test)]
@@ -571,6 +572,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 identifier,
             } => blocking(|| self.list_rights(&tag, &mailbox, &identifier)),
             Command::MyRights(mailbox) => blocking(|| self.my_rights(&tag, &mailbox)),
+            Command::GenUrlAuth(items) => blocking(|| self.gen_url_auth(&tag, &items)),
+            Command::UrlFetch(items) => blocking(|| self.url_fetch(&tag, &items)),
+            Command::ResetKey {
+                mailbox,
+                mechanisms,
+            } => blocking(|| self.reset_key(&tag, mailbox.as_deref(), &mechanisms)),
             Command::GetQuota(root) => self.get_quota(&tag, &root),
             Command::GetQuotaRoot(m) => self.get_quota_root(&tag, &m),
             Command::SetQuota { root, limits } => blocking(|| self.set_quota(&tag, &root, &limits)),

@@ -25,6 +25,7 @@
 //!   mailbox.rs  a selected Mailbox: view, flags, append, copy, move, expunge
 //!   sieve.rs    the user's Sieve scripts and which one is active
 //!   acl.rs      access control lists: mailboxes shared in a domain
+//!   urlauth.rs  URLAUTH access keys, one per mailbox of a user
 //!
 //! Dependencies point one way: users -> folders -> mailbox -> sync, index;
 //! deliver, folders and mailbox -> maildir -> fsops; all -> layout.
@@ -80,6 +81,7 @@ pub mod name;
 mod quota;
 pub mod sieve;
 mod sync;
+mod urlauth;
 mod users;
 mod views;
 

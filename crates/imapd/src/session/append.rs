@@ -449,10 +449,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// The octets a CATENATE URL names (RFC 4469 §5, RFC 5092): a message
-    /// of this user, or a part of it, or a range of either; the error says
+    /// of this user, or a part of it, or a range of either, or what a
+    /// URLAUTH URL authorizes (RFC 4469 §5: of any user); the error says
     /// why it names nothing.
     fn url_part(&mut self, url: &str) -> Result<Vec<u8>, String> {
         let u = facteur_imap_proto::parse_imap_url(url).map_err(str::to_string)?;
+        if u.urlauth.is_some() {
+            let raw = self
+                .authorized_message(&u)
+                .ok_or("the URL authorizes nothing")?;
+            let msg = facteur_imap_message::Message::parse(&raw);
+            return super::urlauth::part_bytes(&msg, &raw, &u).ok_or_else(|| "no such part".into());
+        }
         let Some(user) = &self.user else {
             return Err("not logged in".into());
         };
@@ -480,26 +488,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Err(e) => Err(e.to_string()),
             },
         })?;
-        let bytes = match &u.section {
-            None => raw,
-            Some(s) => facteur_imap_message::Message::parse(&raw)
-                .section(s)
-                .ok_or("no such part")?,
-        };
-        Ok(match u.partial {
-            None => bytes,
-            Some((offset, len)) => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
-                let end = match len {
-                    Some(l) => start.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)),
-                    None => bytes.len(),
-                }
-                .min(bytes.len());
-                bytes[start..end].to_vec()
-            }
-        })
+        let msg = facteur_imap_message::Message::parse(&raw);
+        super::urlauth::part_bytes(&msg, &raw, &u).ok_or_else(|| "no such part".into())
     }
 
     /// Reads a literal into `body`: memory, then a file past 1 MiB

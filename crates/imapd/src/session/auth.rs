@@ -55,7 +55,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
              BINARY UTF8=ACCEPT SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT \
              THREAD=REFERENCES CONTEXT=SEARCH CONTEXT=SORT PARTIAL NOTIFY METADATA SAVEDATE \
              PREVIEW MULTIAPPEND CATENATE COMPRESS=DEFLATE OBJECTID ACL RIGHTS=texk \
-             LIST-MYRIGHTS",
+             LIST-MYRIGHTS URLAUTH URLAUTH=BINARY",
         );
         c.push_str(&format!(" APPENDLIMIT={}", self.cfg.max_append_size.0));
         if self.quota_admin() {
