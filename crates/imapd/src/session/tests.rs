@@ -61,6 +61,19 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// A session logged in as Alice (`who` = "alice") or Bob.
+    async fn login(&self, who: &str) -> (Client<DuplexStream>, Running) {
+        let (mut c, s) = self.connect(LOOPBACK).await;
+        let (user, pw) = if who == "alice" {
+            ALICE
+        } else {
+            facteur_testkit::BOB
+        };
+        c.run(&format!("C: l LOGIN {user} {pw}\nS: l OK **\n"))
+            .await;
+        (c, s)
+    }
+
     /// Connects a client from `ip`; returns it after the greeting.
     async fn connect(&self, ip: &str) -> (Client<DuplexStream>, Running) {
         let (ctx, ip) = (Arc::clone(&self.ctx), ip.parse().unwrap());

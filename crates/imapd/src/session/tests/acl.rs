@@ -4,23 +4,11 @@
 
 use super::*;
 
-async fn login(f: &Fixture, who: &str) -> (Client<DuplexStream>, Running) {
-    let (mut c, s) = f.connect(LOOPBACK).await;
-    let (user, pw) = if who == "alice" {
-        ALICE
-    } else {
-        facteur_testkit::BOB
-    };
-    c.run(&format!("C: l LOGIN {user} {pw}\nS: l OK **\n"))
-        .await;
-    (c, s)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_shared_with_rights_and_taken_back() {
     let f = fixture();
-    let (mut a, _sa) = login(&f, "alice").await;
-    let (mut b, _sb) = login(&f, "bob").await;
+    let (mut a, _sa) = f.login("alice").await;
+    let (mut b, _sb) = f.login("bob").await;
     a.run(
         r#"
         C: c CREATE Team
@@ -217,7 +205,7 @@ async fn a_mailbox_shared_with_rights_and_taken_back() {
 async fn read_only_rights_select_read_only_and_fetch_leaves_seen_alone() {
     let f = fixture();
     f.claim_recent().await;
-    let (mut a, _sa) = login(&f, "alice").await;
+    let (mut a, _sa) = f.login("alice").await;
     a.run(
         r#"
         C: s SETACL INBOX anyone lr
@@ -225,7 +213,7 @@ async fn read_only_rights_select_read_only_and_fetch_leaves_seen_alone() {
         "#,
     )
     .await;
-    let (mut b, _sb) = login(&f, "bob").await;
+    let (mut b, _sb) = f.login("bob").await;
     b.run(
         r#"
         C: x SELECT Shared/alice/INBOX
@@ -254,7 +242,7 @@ async fn a_folder_named_shared_before_the_namespace_stays_the_users() {
     let f = fixture();
     let us = f.ctx.store.open_user(ALICE.0, Quota::default()).unwrap();
     us.create_mailbox("Shared/old", None).unwrap();
-    let (mut a, _sa) = login(&f, "alice").await;
+    let (mut a, _sa) = f.login("alice").await;
     a.run(
         r#"
         C: s SELECT Shared/old

@@ -3,18 +3,6 @@
 
 use super::*;
 
-async fn login(f: &Fixture, who: &str) -> (Client<DuplexStream>, Running) {
-    let (mut c, s) = f.connect(LOOPBACK).await;
-    let (user, pw) = if who == "alice" {
-        ALICE
-    } else {
-        facteur_testkit::BOB
-    };
-    c.run(&format!("C: l LOGIN {user} {pw}\nS: l OK **\n"))
-        .await;
-    (c, s)
-}
-
 /// The one URL of a `* GENURLAUTH url` reply (checked OK).
 async fn authorize(c: &mut Client<DuplexStream>, rump: &str) -> String {
     let lines = c.cmd("g", &format!("GENURLAUTH \"{rump}\" INTERNAL")).await;
@@ -37,8 +25,8 @@ const MESSAGE: &str = "Subject: parts\r\nMIME-Version: 1.0\r\nContent-Type: mult
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urls_fetched_by_whom_they_allow_until_the_key_is_reset() {
     let f = fixture();
-    let (mut a, _sa) = login(&f, "alice").await;
-    let (mut b, _sb) = login(&f, "bob").await;
+    let (mut a, _sa) = f.login("alice").await;
+    let (mut b, _sb) = f.login("bob").await;
     a.run(&format!(
         "C: p APPEND INBOX {{{}+}}\nC: {}\nC:\nS: p OK [APPENDUID * 4] APPEND completed\n",
         MESSAGE.len(),
