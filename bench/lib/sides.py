@@ -1024,3 +1024,128 @@ class CourierSide:
                 os.rmdir(mp)
             except OSError:
                 pass
+
+
+# --- OpenSMTPD (workload 1's third MTA) ---------------------------------------
+
+# Paths compiled into OpenSMTPD 6.8 that no option moves: its queue, its
+# privilege-separation chroot and its MDA helpers (mail.lmtp). In its
+# private mount namespace each has the run's (or the unpacked) directory
+# mounted on it; /run (its control socket) is a tmpfs there.
+OPENSMTPD_MOUNTS = ["/var/spool/smtpd", "/var/lib/opensmtpd/empty", "/usr/libexec/opensmtpd"]
+
+OPENSMTPD_CONF = """# Private OpenSMTPD for bench/run: SMTP in, its queue, LMTP out to the
+# same Dovecot socket as Postfix's and Exim's (mail.lmtp, run as vmail).
+table vusers file:{d}/vusers
+listen on 127.0.0.1 port {port}
+action "dovecot" lmtp "{lmtp_socket}" rcpt-to virtual <vusers>
+match from any for domain "{domain}" action "dovecot"
+"""
+
+
+def opensmtpd_root(cache):
+    """OpenSMTPD from Debian's package, unpacked under `cache` (not installed:
+    it provides mail-transport-agent), with the libraries it declares and
+    the users opensmtpd and opensmtpq it drops to (created as its postinst
+    would). The unpacked tree, or the reason it is not there."""
+    root, why = unpacked(cache, ["opensmtpd"], "usr/sbin/smtpd", [])
+    if root is None:
+        return None, why
+    for u in ("opensmtpd", "opensmtpq"):
+        try:
+            pwd.getpwnam(u)
+        except KeyError:
+            run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
+                 "/var/lib/opensmtpd/empty", "--shell", "/usr/sbin/nologin", u])
+    p = subprocess.run(["ldd", str(root / "usr" / "sbin" / "smtpd")], capture_output=True, text=True)
+    if "not found" in p.stdout or p.returncode != 0:
+        return None, "OpenSMTPD's libraries are missing: " + " ".join(
+            line.split()[0] for line in p.stdout.splitlines() if "not found" in line)
+    return root, None
+
+
+def opensmtpd_version(root):
+    for deb in Path(root).parent.glob("opensmtpd_*.deb"):
+        return deb.name.split("_")[1]
+    return "?"
+
+
+class OpenSmtpdSide:
+    """OpenSMTPD 6.8 (smtpd, its queue, its lmtp action) handing mail to the
+    Dovecot of `peer` over the same LMTP socket as Postfix: for workload 1
+    only. Its CPU is OpenSMTPD's plus Dovecot's."""
+
+    name = "opensmtpd+dovecot"
+
+    def __init__(self, tmp, peer, root):
+        self.dir = Path(tmp) / "opensmtpd"
+        self.peer = peer
+        self.root = Path(root)
+        self.own = Accounting("opensmtpd")
+        self.acct = SummedAccounting(self.own, peer.acct)
+        self.smtp_port = free_port()
+        self.has_imap = False
+        self.proc = None
+        self.made = []  # mount points this run created (removed at the end)
+
+    def setup(self):
+        for sub, mode in (("spool", 0o711), ("empty", 0o755), ("log", 0o755)):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(self.dir / sub, mode)
+        os.chmod(self.dir, 0o755)
+        (self.dir / "vusers").write_text(f"@{DOMAIN} vmail\n")
+        # OpenSMTPD's resolver (libasr) asks DNS before /etc/hosts by default,
+        # for each client's name: /etc/hosts first, and DNS only on loopback
+        # (nothing answers there), never the machine's resolver.
+        (self.dir / "resolv.conf").write_text(
+            "# bench/run: OpenSMTPD's private resolv.conf\nnameserver 127.0.0.1\nlookup file bind\n")
+        (self.dir / "smtpd.conf").write_text(OPENSMTPD_CONF.format(
+            d=self.dir, port=self.smtp_port, lmtp_socket=self.peer.dov / "run" / "lmtp", domain=DOMAIN))
+        for d in OPENSMTPD_MOUNTS:
+            missing = []
+            p = Path(d)
+            while not p.exists():
+                missing.append(p)
+                p = p.parent
+            for m in reversed(missing):
+                m.mkdir()
+                self.made.append(m)
+
+    def maildir(self, user):
+        return self.peer.maildir(user)
+
+    def start(self):
+        r, d = self.root, self.dir
+        script = "\n".join(
+            ["set -e"]
+            + [f"mount --bind {src} {dst}" for src, dst in zip(
+                [d / "spool", d / "empty", r / "usr/libexec/opensmtpd"], OPENSMTPD_MOUNTS)]
+            + [f"mount --bind {d}/resolv.conf /etc/resolv.conf",
+               "mount -t tmpfs -o mode=755 facteur-bench-run /run",
+               f"exec {r}/usr/sbin/smtpd -d -f {d}/smtpd.conf"])
+        (d / "start.sh").write_text(script + "\n")
+        log_f = open(d / "log" / "smtpd.log", "ab")
+        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", str(d / "start.sh")],
+                                     stdin=subprocess.DEVNULL, stdout=log_f, stderr=log_f, cwd=d,
+                                     preexec_fn=self.own.preexec, start_new_session=True)
+        log_f.close()
+        self.own.add_root(self.proc.pid)
+        wait_for(lambda: self.proc.poll() is None and tcp_up(self.smtp_port), 30, "opensmtpd")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 15)
+                self.proc.wait(20)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        try:
+            wait_for(lambda: not [p for p in self.own.pids() if p != os.getpid()], 15, "opensmtpd to exit")
+        except RuntimeError:
+            pass
+        self.own.kill_leftovers()
+        for m in reversed(self.made):
+            try:
+                m.rmdir()
+            except OSError:
+                pass
