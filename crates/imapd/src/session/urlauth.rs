@@ -98,8 +98,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             store
                 .urlauth_key(&u.mailbox, uidvalidity, true)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "no URLAUTH key".to_string())
+                .map_err(internal)?
+                .ok_or_else(|| internal(StoreError::Index("no URLAUTH key made".into())))
         })?;
         Ok(format!("{rump}:internal:{}", token(&key, &auth.rump)))
     }
@@ -121,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match store.select(mailbox) {
             Ok(mb) => Ok(mb.uidvalidity()),
             Err(StoreError::NoSuchMailbox(_)) => Err("[NONEXISTENT] No such mailbox".into()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(internal(e)),
         }
     }
 
@@ -301,11 +301,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Ok(Flow::Continue)
             }
             Err(e) => {
-                self.no(tag, &format!("[SERVERBUG] {e}"));
+                self.no(tag, &internal(e));
                 Ok(Flow::Continue)
             }
         }
     }
+}
+
+/// A store failure: logged, and answered without its details.
+fn internal(e: StoreError) -> String {
+    tracing::warn!(error = %e, "URLAUTH: store error");
+    "[SERVERBUG] Internal error, try again later".to_string()
 }
 
 /// Fetched octets: always a literal (as FETCH sends bodies), `~{n}`
