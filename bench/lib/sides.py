@@ -880,6 +880,59 @@ class CyrusSide:
         self.acct.kill_leftovers()
 
 
+# --- Peers whose paths are compiled in: a private mount namespace ------------
+
+class Namespaced:
+    """A peer whose programs look for their files at paths compiled into
+    them (Courier, OpenSMTPD): it runs under `unshare --mount`, where a
+    shell script mounts the run's (or the unpacked) directories on those
+    paths, then starts it. Mount points missing on the machine are created
+    empty first and removed at the end."""
+
+    def make_mount_points(self, paths):
+        self.made = []
+        for d in paths:
+            missing = []
+            p = Path(d)
+            while not p.exists():
+                missing.append(p)
+                p = p.parent
+            for m in reversed(missing):
+                m.mkdir()
+                self.made.append(m)
+
+    def start_namespaced(self, script, log_name, acct, up, what):
+        """Runs `script` (lines of sh) in a new mount namespace, in the
+        side's group `acct`; waits until `up()` or the process ends."""
+        d = self.dir
+        (d / "start.sh").write_text("\n".join(["set -e"] + script) + "\n")
+        with open(d / "log" / log_name, "ab") as log_f:
+            self.proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", str(d / "start.sh")],
+                stdin=subprocess.DEVNULL, stdout=log_f, stderr=log_f, cwd=d, preexec_fn=acct.preexec,
+                start_new_session=True)
+        acct.add_root(self.proc.pid)
+        wait_for(lambda: self.proc.poll() is None and up(), 30, what)
+
+    def stop_namespaced(self, acct, what):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 15)
+                self.proc.wait(20)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        try:
+            wait_for(lambda: not [p for p in acct.pids() if p != os.getpid()], 15, f"{what} to exit")
+        except RuntimeError:
+            pass
+        acct.kill_leftovers()
+        for m in reversed(self.made):
+            try:
+                m.rmdir()
+            except OSError:
+                pass
+
+
 # --- Courier-IMAP (workloads 3, 4, 5 and 8: the Maildir store of old) --------
 
 COURIER_PACKAGES = ["courier-imap", "courier-pop", "courier-base", "courier-authlib", "courier-authdaemon",
@@ -913,7 +966,7 @@ def courier_version(root):
     return "?"
 
 
-class CourierSide:
+class CourierSide(Namespaced):
     """Courier-IMAP 5 (couriertcpd, imaplogin, imapd) and courierpop3d, their
     logins checked by Courier's authdaemond against a userdb holding the
     run's hashes, all from Debian's packages unpacked, run in a private
@@ -977,17 +1030,13 @@ class CourierSide:
         for f in ("imapd", "pop3d"):
             shutil.copy(self.root / "etc" / "courier" / f, self.dir / "etc" / f)
         (self.dir / "etc" / "imapd-ssl").write_text("")
-        for d in COURIER_MOUNTS:
-            if not os.path.isdir(d):
-                os.makedirs(d)
-                self.made.append(d)
+        self.make_mount_points(COURIER_MOUNTS)
 
     def start(self):
         r, d = self.root, self.dir
         tcpd = f"{r}/usr/sbin/couriertcpd -address=127.0.0.1 -nodnslookup -noidentlookup"
-        script = "\n".join(
-            ["set -e"]
-            + [f"mount --bind {src} {dst}" for src, dst in zip(
+        script = (
+            [f"mount --bind {src} {dst}" for src, dst in zip(
                 [d / "etc", d / "run", r / "usr/lib/courier", r / "usr/lib/courier-authlib"], COURIER_MOUNTS)]
             + [f"export LD_LIBRARY_PATH={r}/usr/lib",
                f"{r}/usr/sbin/makeuserdb",
@@ -997,33 +1046,11 @@ class CourierSide:
                f"(set -a; . /etc/courier/pop3d; exec {tcpd} -maxprocs=200 -maxperip=200 {self.pop3_port} "
                "/usr/lib/courier/courier/courierpop3login /usr/lib/courier/courier/courierpop3d Maildir) &",
                "wait"])
-        (d / "start.sh").write_text(script + "\n")
-        log_f = open(d / "log" / "courier.log", "ab")
-        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", str(d / "start.sh")],
-                                     stdin=subprocess.DEVNULL, stdout=log_f, stderr=log_f, cwd=d,
-                                     preexec_fn=self.acct.preexec, start_new_session=True)
-        log_f.close()
-        self.acct.add_root(self.proc.pid)
-        wait_for(lambda: self.proc.poll() is None and tcp_up(self.imap_port) and tcp_up(self.pop3_port), 30,
-                 "courier")
+        self.start_namespaced(script, "courier.log", self.acct,
+                              lambda: tcp_up(self.imap_port) and tcp_up(self.pop3_port), "courier")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 15)
-                self.proc.wait(20)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        try:
-            wait_for(lambda: not [p for p in self.acct.pids() if p != os.getpid()], 15, "courier to exit")
-        except RuntimeError:
-            pass
-        self.acct.kill_leftovers()
-        for mp in reversed(self.made):
-            try:
-                os.rmdir(mp)
-            except OSError:
-                pass
+        self.stop_namespaced(self.acct, "courier")
 
 
 # --- OpenSMTPD (workload 1's third MTA) ---------------------------------------
@@ -1070,7 +1097,7 @@ def opensmtpd_version(root):
     return "?"
 
 
-class OpenSmtpdSide:
+class OpenSmtpdSide(Namespaced):
     """OpenSMTPD 6.8 (smtpd, its queue, its lmtp action) handing mail to the
     Dovecot of `peer` over the same LMTP socket as Postfix: for workload 1
     only. Its CPU is OpenSMTPD's plus Dovecot's."""
@@ -1101,51 +1128,20 @@ class OpenSmtpdSide:
             "# bench/run: OpenSMTPD's private resolv.conf\nnameserver 127.0.0.1\nlookup file bind\n")
         (self.dir / "smtpd.conf").write_text(OPENSMTPD_CONF.format(
             d=self.dir, port=self.smtp_port, lmtp_socket=self.peer.dov / "run" / "lmtp", domain=DOMAIN))
-        for d in OPENSMTPD_MOUNTS:
-            missing = []
-            p = Path(d)
-            while not p.exists():
-                missing.append(p)
-                p = p.parent
-            for m in reversed(missing):
-                m.mkdir()
-                self.made.append(m)
+        self.make_mount_points(OPENSMTPD_MOUNTS)
 
     def maildir(self, user):
         return self.peer.maildir(user)
 
     def start(self):
         r, d = self.root, self.dir
-        script = "\n".join(
-            ["set -e"]
-            + [f"mount --bind {src} {dst}" for src, dst in zip(
+        script = (
+            [f"mount --bind {src} {dst}" for src, dst in zip(
                 [d / "spool", d / "empty", r / "usr/libexec/opensmtpd"], OPENSMTPD_MOUNTS)]
             + [f"mount --bind {d}/resolv.conf /etc/resolv.conf",
                "mount -t tmpfs -o mode=755 facteur-bench-run /run",
                f"exec {r}/usr/sbin/smtpd -d -f {d}/smtpd.conf"])
-        (d / "start.sh").write_text(script + "\n")
-        log_f = open(d / "log" / "smtpd.log", "ab")
-        self.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", str(d / "start.sh")],
-                                     stdin=subprocess.DEVNULL, stdout=log_f, stderr=log_f, cwd=d,
-                                     preexec_fn=self.own.preexec, start_new_session=True)
-        log_f.close()
-        self.own.add_root(self.proc.pid)
-        wait_for(lambda: self.proc.poll() is None and tcp_up(self.smtp_port), 30, "opensmtpd")
+        self.start_namespaced(script, "smtpd.log", self.own, lambda: tcp_up(self.smtp_port), "opensmtpd")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 15)
-                self.proc.wait(20)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        try:
-            wait_for(lambda: not [p for p in self.own.pids() if p != os.getpid()], 15, "opensmtpd to exit")
-        except RuntimeError:
-            pass
-        self.own.kill_leftovers()
-        for m in reversed(self.made):
-            try:
-                m.rmdir()
-            except OSError:
-                pass
+        self.stop_namespaced(self.own, "opensmtpd")
