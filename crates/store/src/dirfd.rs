@@ -25,6 +25,7 @@ use std::io::{self, Read};
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
@@ -68,7 +69,8 @@ pub(crate) struct Dir {
 /// The names in a directory: regular files, and what was skipped.
 #[derive(Debug, Default)]
 pub(crate) struct Listing {
-    pub files: Vec<String>,
+    /// Shared strings: a scan's new messages keep their names as they are.
+    pub files: Vec<Arc<str>>,
     /// Entries that are not regular files (links, FIFOs, directories...).
     pub skipped: Vec<String>,
 }
@@ -76,9 +78,14 @@ pub(crate) struct Listing {
 impl Listing {
     /// Logs the skipped entries of directory `dir`, if any.
     pub fn warn_skipped(&self, dir: &Path) {
-        if !self.skipped.is_empty() {
-            tracing::warn!(dir = %dir.display(), entries = ?self.skipped, "not regular files (symbolic links?): skipped, never followed");
-        }
+        warn_skipped(dir, &self.skipped);
+    }
+}
+
+/// Logs the entries of directory `dir` that were skipped, if any.
+pub(crate) fn warn_skipped(dir: &Path, skipped: &[String]) {
+    if !skipped.is_empty() {
+        tracing::warn!(dir = %dir.display(), entries = ?skipped, "not regular files (symbolic links?): skipped, never followed");
     }
 }
 
@@ -159,20 +166,32 @@ impl Dir {
     /// the directory entry; only a file system that does not give it costs
     /// an `fstatat`.
     pub fn list(&self) -> io::Result<Listing> {
-        let mut d = nix::dir::Dir::openat(Some(self.fd.0), ".", DIR_FLAGS, Mode::empty())?;
         let mut out = Listing::default();
+        self.each_entry(|name, regular| {
+            if regular {
+                out.files.push(name.into());
+            } else {
+                out.skipped.push(name.to_owned());
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// [`Dir::list`] as it reads: `each(name, regular)` for every entry.
+    pub fn each_entry(&self, mut each: impl FnMut(&str, bool)) -> io::Result<()> {
+        let mut d = nix::dir::Dir::openat(Some(self.fd.0), ".", DIR_FLAGS, Mode::empty())?;
         for e in d.iter() {
             let e = e?;
             let raw = e.file_name().to_bytes();
             if raw == b"." || raw == b".." {
                 continue;
             }
-            let Some(name) = std::str::from_utf8(raw).ok().map(str::to_owned) else {
+            let Ok(name) = std::str::from_utf8(raw) else {
                 continue;
             };
             let regular = match e.file_type() {
                 Some(t) => t == nix::dir::Type::File,
-                None => match self.stat_at(&name) {
+                None => match self.stat_at(name) {
                     Ok(st) => {
                         SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
                     }
@@ -181,13 +200,9 @@ impl Dir {
                     Err(e) => return Err(e),
                 },
             };
-            if regular {
-                out.files.push(name);
-            } else {
-                out.skipped.push(name);
-            }
+            each(name, regular);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// `renameat` of `from` in this directory to `to` in `to_dir` (a link
@@ -330,7 +345,7 @@ mod tests {
         let md = OpenMaildir::open(&m, true).unwrap();
         let mut l = md.cur.list().unwrap();
         l.files.sort();
-        assert_eq!(l.files, ["real"]);
+        assert_eq!(l.files, [Arc::from("real")]);
         assert_eq!(l.skipped, ["link"]);
         let mut s = String::new();
         md.cur

@@ -14,7 +14,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -52,6 +52,13 @@ pub(crate) struct UserInner {
     quota_bytes: AtomicU64,
     quota_messages: AtomicU64,
     conn: Mutex<Connection>,
+    /// `conn` runs without SQLite's automatic checkpoint (after
+    /// [`UserInner::write_bulk`]); read and changed with `conn` held.
+    autocheckpoint_off: AtomicBool,
+    /// A checkpoint runs aside ([`index::checkpoint_aside`]): until it
+    /// ends, `conn` stays without the automatic one, whose commit would
+    /// otherwise do the copy itself first.
+    pub(crate) checkpointing: Arc<AtomicBool>,
 }
 
 impl UserInner {
@@ -73,10 +80,60 @@ impl UserInner {
     /// error); the commit is fsynced (`synchronous=FULL`).
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
+        self.restore_autocheckpoint(&mut conn)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let t = f(&tx)?;
         tx.commit()?;
         Ok(t)
+    }
+
+    /// [`UserInner::write`] of a transaction that may write much (the
+    /// first scan of a big Maildir: a row for each of its messages). Its
+    /// commit leaves out SQLite's automatic checkpoint (copying the WAL
+    /// into the database and fsyncing both, on the committing thread, once
+    /// the WAL passes 1,000 pages): a thread of its own does it after, so
+    /// the client waiting for the commit does not wait for the copy too.
+    /// The commit itself is fsynced as any other: the checkpoint moves
+    /// durable data, it does not make it durable.
+    pub fn write_bulk<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        if !self.autocheckpoint_off.load(Ordering::Relaxed) {
+            let _: i64 = conn.query_row("PRAGMA wal_autocheckpoint = 0", [], |r| r.get(0))?;
+            self.autocheckpoint_off.store(true, Ordering::Relaxed);
+        }
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let t = f(&tx)?;
+            tx.commit()?;
+            Ok(t)
+        })();
+        // The commits after this one (the same SELECT claims its \Recent
+        // messages) also leave the copy to the thread, until it is done.
+        if result.is_err() || !index::checkpoint_aside(&self.dir, &self.checkpointing) {
+            self.restore_autocheckpoint(&mut conn)?;
+        }
+        result
+    }
+
+    /// Gives `conn` its automatic checkpoint back once no checkpoint runs
+    /// aside. Should that fail, the connection is replaced (a fresh one
+    /// has it) rather than left without.
+    fn restore_autocheckpoint(&self, conn: &mut Connection) -> Result<()> {
+        if !self.autocheckpoint_off.load(Ordering::Relaxed)
+            || self.checkpointing.load(Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        let pragma = format!(
+            "PRAGMA wal_autocheckpoint = {}",
+            index::AUTOCHECKPOINT_PAGES
+        );
+        if let Err(e) = conn.query_row(&pragma, [], |r| r.get::<_, i64>(0)) {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot restore wal_autocheckpoint; reopening the index");
+            *conn = index::open(&self.dir)?;
+        }
+        self.autocheckpoint_off.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     /// [`UserInner::write`] whose commit is not fsynced
@@ -114,6 +171,7 @@ impl UserInner {
         conn: &mut Connection,
         f: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.restore_autocheckpoint(conn)?;
         // Cached statements: a pragma_update parses its text every time.
         conn.prepare_cached("PRAGMA synchronous = NORMAL")?
             .execute([])?;
@@ -188,6 +246,8 @@ impl UserStore {
                 quota_bytes: AtomicU64::new(quota.bytes),
                 quota_messages: AtomicU64::new(quota.messages),
                 conn: Mutex::new(conn),
+                autocheckpoint_off: AtomicBool::new(false),
+                checkpointing: Arc::new(AtomicBool::new(false)),
             }),
         })
     }

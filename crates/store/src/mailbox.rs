@@ -198,7 +198,7 @@ impl Mailbox {
             let creating = row.is_none() && first;
             let write = |f: &mut dyn FnMut(&rusqlite::Transaction<'_>) -> Result<()>| {
                 if creating {
-                    return self.user.write(|tx| f(tx));
+                    return self.user.write_bulk(|tx| f(tx));
                 }
                 // Asked again once this session holds the index: another
                 // one (of the same user, woken by the same delivery) may

@@ -47,7 +47,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
@@ -101,19 +101,104 @@ fn name_time(name: &str) -> (u64, u64) {
 }
 
 /// A message file found in `cur/`, its name parsed once.
-struct OnDisk<'a> {
+/// Names listed in `cur/` before [`parsed_files`] parses the rest on a
+/// second thread, and then per batch sent to it.
+const PARSE_BATCH: usize = 2048;
+
+/// The files of `cur/`, parsed, and the entries that are not regular
+/// files. A big directory is read on this thread and parsed on another as
+/// the names come: the kernel's readdir and the parsing each take a core.
+fn parsed_files(cur: &Dir) -> io::Result<(Vec<OnDisk>, Vec<String>)> {
+    let mut skipped = Vec::new();
+    let mut batch: Vec<Arc<str>> = Vec::with_capacity(PARSE_BATCH);
+    let parse = |files: &mut Vec<OnDisk>, batch: Vec<Arc<str>>| {
+        files.extend(batch.into_iter().filter_map(OnDisk::new));
+    };
+    std::thread::scope(|s| {
+        let mut parser: Option<(mpsc::SyncSender<Vec<Arc<str>>>, _)> = None;
+        let listed = cur.each_entry(|name, regular| {
+            if !regular {
+                skipped.push(name.to_owned());
+                return;
+            }
+            batch.push(name.into());
+            if batch.len() < PARSE_BATCH {
+                return;
+            }
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(PARSE_BATCH));
+            if parser.is_none() {
+                let (tx, rx) = mpsc::sync_channel::<Vec<Arc<str>>>(8);
+                let spawned = std::thread::Builder::new()
+                    .name("scan-parse".into())
+                    .spawn_scoped(s, move || {
+                        let mut files = Vec::new();
+                        for b in rx {
+                            parse(&mut files, b);
+                        }
+                        files
+                    });
+                match spawned {
+                    Ok(h) => parser = Some((tx, h)),
+                    // No thread: everything parsed here, after.
+                    Err(_) => {
+                        batch = full;
+                        batch.reserve(PARSE_BATCH);
+                        return;
+                    }
+                }
+            }
+            if let Some((tx, _)) = &parser {
+                // The parser ends only when this side hangs up.
+                let _ = tx.send(full);
+            }
+        });
+        let mut files = match parser {
+            Some((tx, h)) => {
+                drop(tx);
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            }
+            None => Vec::new(),
+        };
+        parse(&mut files, batch);
+        listed.map(|()| (files, skipped))
+    })
+}
+
+/// New rows from which a first scan builds its view on a thread of its own
+/// while this one writes them into the index.
+const PARALLEL_VIEW_ROWS: usize = 4096;
+
+/// Only what a scan uses of the parsed name: a first SELECT holds one for
+/// each of a big Maildir's files, and memory first touched costs a page
+/// fault per page.
+struct OnDisk {
     time: (u64, u64),
-    name: &'a str,
-    p: crate::name::ParsedName<'a>,
+    name: Arc<str>,
+    disk_size: Option<u64>,
+    crlf_size: Option<u64>,
+    /// The length of the base (`ParsedName::base`), a prefix of the name.
+    base_len: u32,
+    flags: u8,
     /// Matched by a message the index knows.
     known: bool,
 }
 
-impl OnDisk<'_> {
-    /// The order new UIDs are given in (delivery time, then name), which
-    /// also keeps the files of one base side by side.
-    fn key(&self) -> ((u64, u64), &str) {
-        (self.time, self.p.base)
+impl OnDisk {
+    fn new(name: Arc<str>) -> Option<OnDisk> {
+        let p = parse_file_name(&name)?;
+        Some(OnDisk {
+            time: name_time(p.unique),
+            disk_size: p.disk_size,
+            crlf_size: p.crlf_size,
+            base_len: p.base.len() as u32,
+            flags: p.flags,
+            known: false,
+            name,
+        })
+    }
+
+    fn base(&self) -> &str {
+        &self.name[..self.base_len as usize]
     }
 }
 
@@ -294,7 +379,7 @@ fn scan(
                     continue;
                 };
                 let target = if p.has_info {
-                    name.clone()
+                    name.to_string()
                 } else {
                     format!("{name}:2,")
                 };
@@ -310,34 +395,42 @@ fn scan(
         }
         Err(e) => return Err(e.into()),
     }
-    // What is in cur/: each name parsed once, sorted by OnDisk::key (a
-    // known message is found by binary search, new ones come out in
-    // order). Two files with one base: the first by name is kept (a
-    // stable choice), the other ignored.
-    let listing = cur.list()?;
-    listing.warn_skipped(cur.path());
-    let mut files: Vec<OnDisk<'_>> = listing
-        .files
+    // What is in cur/: each name parsed once, sorted by delivery time, then
+    // base, then name (a known message is found by binary search, new ones
+    // come out in order, and the files of one base are side by side). Two
+    // files with one base: the first by name is kept (a stable choice),
+    // the other ignored.
+    let (mut files, skipped) = parsed_files(cur)?;
+    crate::dirfd::warn_skipped(cur.path(), &skipped);
+    // The files stay where they are; their order is a list of slim keys
+    // (the time, then the file's place), sorted: sorting the files
+    // themselves moved all their fields at every step.
+    let mut order: Vec<(u64, u64, u32)> = files
         .iter()
-        .filter_map(|n| {
-            parse_file_name(n).map(|p| OnDisk {
-                time: name_time(p.unique),
-                name: n,
-                p,
-                known: false,
-            })
-        })
+        .enumerate()
+        .map(|(i, f)| (f.time.0, f.time.1, i as u32))
         .collect();
-    files.sort_unstable_by(|a, b| a.key().cmp(&b.key()).then(a.name.cmp(b.name)));
-    files.dedup_by(|later, first| {
-        let same = later.p.base == first.p.base;
+    order.sort_unstable_by(|a, b| {
+        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+            let (x, y) = (&files[a.2 as usize], &files[b.2 as usize]);
+            x.base().cmp(y.base()).then_with(|| x.name.cmp(&y.name))
+        })
+    });
+    order.dedup_by(|later, first| {
+        // One base, one time: files of different times are different.
+        if (later.0, later.1) != (first.0, first.1) {
+            return false;
+        }
+        let (l, f) = (&files[later.2 as usize], &files[first.2 as usize]);
+        let same = l.base() == f.base();
         if same {
-            tracing::warn!(dir = %cur.path().display(), a = first.name, b = later.name, "two files with one base name");
+            tracing::warn!(dir = %cur.path().display(), a = &*f.name, b = &*l.name, "two files with one base name");
         }
         same
     });
     let modseq = row.highest_modseq + 1;
     let mut changed = false;
+    let mut matched = 0;
     {
         let mut st =
             conn.prepare_cached("SELECT uid, file_name, flags FROM messages WHERE mailbox = ?1")?;
@@ -362,19 +455,26 @@ fn scan(
         for (uid, file_name, flags) in known {
             let base = file_name.split(':').next().unwrap_or(&file_name);
             let key = (name_time(base), base);
-            let found = match files.binary_search_by(|f| f.key().cmp(&key)) {
+            let found = order.binary_search_by(|&(t0, t1, i)| {
+                (t0, t1)
+                    .cmp(&key.0)
+                    .then_with(|| files[i as usize].base().cmp(key.1))
+            });
+            let found = match found {
                 // a second row of one base (never written so) is expunged
-                Ok(i) if !files[i].known => {
-                    files[i].known = true;
-                    Some(&files[i])
+                Ok(k) if !files[order[k].2 as usize].known => {
+                    let f = &mut files[order[k].2 as usize];
+                    f.known = true;
+                    matched += 1;
+                    Some(&*f)
                 }
                 _ => None,
             };
             match found {
-                Some(f) if f.name == file_name => {}
+                Some(f) if *f.name == *file_name => {}
                 Some(f) => {
                     // Renamed by someone else: flags may have changed.
-                    let (now, new_flags) = (f.name, f.p.flags);
+                    let (now, new_flags) = (&*f.name, f.flags);
                     let bump = new_flags != flags;
                     upd.execute(params![row.id, uid, now, new_flags, bump, modseq as i64])?;
                     changed |= bump;
@@ -386,19 +486,21 @@ fn scan(
             }
         }
     }
-    // Files unknown to the index: new messages, in OnDisk::key order. Only a
+    // Files unknown to the index: new messages, in that order. Only a
     // name without its size (S=) costs a stat (fstatat on the descriptor
     // of cur/, no path walk); the internal date is left unknown otherwise.
-    let fresh = files.iter().filter(|f| !f.known);
+    let fresh = order
+        .iter()
+        .map(|&(_, _, i)| &files[i as usize])
+        .filter(|f| !f.known);
     // One read buffer for every file that has to be read (no W= size).
     let mut buf = Vec::new();
-    let mut ins = index::insert_statement(conn)?;
-    let mut out = view.and_then(|v| v.as_mut());
-    if let Some(v) = out.as_deref_mut() {
-        v.reserve(files.len());
-    }
-    for &OnDisk { name, ref p, .. } in fresh {
-        let (disk_size, internal_date) = match p.disk_size {
+    // The new rows, inserted together after the loop (many to a statement).
+    let unknown = order.len() - matched;
+    let mut fresh_rows: Vec<index::NewRow<'_>> = Vec::with_capacity(unknown);
+    for f in fresh {
+        let name = &*f.name;
+        let (disk_size, internal_date) = match f.disk_size {
             Some(d) => (d, crate::UNKNOWN_DATE),
             None => match stat_at(cur, name) {
                 Ok(Some(t)) => (t.len, t.mtime),
@@ -408,7 +510,7 @@ fn scan(
                 Err(e) => return Err(e.into()),
             },
         };
-        let size = match p.crlf_size {
+        let size = match f.crlf_size {
             Some(w) => w,
             None => match crlf_size_of(cur, name, &mut buf) {
                 Ok(w) => w,
@@ -424,28 +526,51 @@ fn scan(
             .uidnext
             .checked_add(1)
             .ok_or_else(|| crate::StoreError::Index("UIDs exhausted in this mailbox".into()))?;
-        let flags = Flags::system(p.flags);
-        index::insert_with(
-            &mut ins,
-            row.id,
+        fresh_rows.push(index::NewRow {
             uid,
-            name,
-            &flags,
-            modseq,
-            (size, disk_size),
+            file_name: &f.name,
+            flags: f.flags,
+            size,
+            disk_size,
             internal_date,
-        )?;
-        if let Some(v) = out.as_deref_mut() {
-            v.push(MessageMeta {
-                uid,
-                flags,
+        });
+    }
+    changed |= !fresh_rows.is_empty();
+    // The rows go into the index on this thread (the connection's); the
+    // view of a first scan, if asked, is built meanwhile on another when
+    // there are many (both cores: the first SELECT of a big Maildir).
+    let view = view.and_then(|v| v.as_mut());
+    let build = |rows: &[index::NewRow<'_>]| -> Vec<MessageMeta> {
+        rows.iter()
+            .map(|r| MessageMeta {
+                uid: r.uid,
+                flags: Flags::system(r.flags),
                 modseq,
-                size,
-                internal_date,
-                file_name: name.into(),
-            });
+                size: r.size,
+                internal_date: r.internal_date,
+                file_name: Arc::clone(r.file_name),
+            })
+            .collect()
+    };
+    match view {
+        Some(v) if fresh_rows.len() >= PARALLEL_VIEW_ROWS => {
+            let built = std::thread::scope(|s| {
+                let builder = std::thread::Builder::new()
+                    .name("scan-view".into())
+                    .spawn_scoped(s, || build(&fresh_rows));
+                index::insert_many(conn, row.id, modseq, &fresh_rows)?;
+                Ok::<_, crate::StoreError>(match builder {
+                    Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    Err(_) => build(&fresh_rows),
+                })
+            })?;
+            v.extend(built);
         }
-        changed = true;
+        Some(v) => {
+            index::insert_many(conn, row.id, modseq, &fresh_rows)?;
+            v.extend(build(&fresh_rows));
+        }
+        None => index::insert_many(conn, row.id, modseq, &fresh_rows)?,
     }
     if changed {
         row.highest_modseq = modseq;
@@ -565,3 +690,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "sync_big_tests.rs"]
+mod big_tests;
