@@ -2,12 +2,13 @@
 //! (RFC 9051 §6.3.2-3, RFC 7162 §3.1.8, §3.2.5), CREATE with USE (RFC 6154
 //! §3), DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST with the extended
 //! syntax (RFC 5258 §3, RFC 5819, RFC 6154 §5), LSUB (RFC 3501), STATUS
-//! (RFC 9051 §6.3.11, RFC 8438, RFC 7889, RFC 7162); APPEND is in `append.rs`.
+//! (RFC 9051 §6.3.11, RFC 8438, RFC 7889, RFC 7162), the ACL commands (RFC
+//! 4314 §3); APPEND is in `append.rs`, the URLAUTH commands in `urlauth.rs`.
 //!
 //! Needs the lexer; guarantees what it does (no panic, linear time).
 
 use super::lexer::{Parser, Res};
-use crate::types::{Command, ListReturn, ListSelect, QresyncParams, StatusItem, UrlFetchItem};
+use crate::types::{Command, ListReturn, ListSelect, QresyncParams, StatusItem};
 
 /// Parses the commands of this group; Ok(None) if `name` is not one.
 pub(super) fn parse(p: &mut Parser<'_>, name: &[u8]) -> Res<Option<Command>> {
@@ -74,44 +75,6 @@ pub(super) fn parse(p: &mut Parser<'_>, name: &[u8]) -> Res<Option<Command>> {
     } else if is("MYRIGHTS") {
         p.arg("missing mailbox name")?;
         Command::MyRights(p.mailbox()?)
-    } else if is("GENURLAUTH") {
-        // 1*(SP url-rump SP mechanism)
-        let mut v = Vec::new();
-        while !p.at_end() {
-            p.arg("missing URL")?;
-            let url = p.astring()?;
-            p.arg("missing URLAUTH mechanism")?;
-            v.push((url, p.atom()?));
-        }
-        if v.is_empty() {
-            return Err("missing URL");
-        }
-        Command::GenUrlAuth(v)
-    } else if is("URLFETCH") {
-        let mut v = Vec::new();
-        while !p.at_end() {
-            p.arg("missing URL")?;
-            v.push(url_fetch_item(p)?);
-        }
-        if v.is_empty() {
-            return Err("missing URL");
-        }
-        Command::UrlFetch(v)
-    } else if is("RESETKEY") {
-        let mut mailbox = None;
-        let mut mechanisms = Vec::new();
-        if !p.at_end() {
-            p.arg("missing mailbox name")?;
-            mailbox = Some(p.mailbox()?);
-            while !p.at_end() {
-                p.arg("missing URLAUTH mechanism")?;
-                mechanisms.push(p.atom()?);
-            }
-        }
-        Command::ResetKey {
-            mailbox,
-            mechanisms,
-        }
     } else {
         return Ok(None);
     };
@@ -119,38 +82,6 @@ pub(super) fn parse(p: &mut Parser<'_>, name: &[u8]) -> Res<Option<Command>> {
 }
 
 /// `mailbox SP identifier` (RFC 4314 §7: an identifier is an astring).
-/// One URLFETCH argument: `url`, or `(url *(SP item))` with the items of
-/// RFC 5524 (BODY, BINARY, BODYPARTSTRUCTURE; BODY and BINARY exclude
-/// each other).
-fn url_fetch_item(p: &mut Parser<'_>) -> Res<UrlFetchItem> {
-    let extended = p.eat(b'(');
-    let mut item = UrlFetchItem {
-        url: p.astring()?,
-        extended,
-        body: false,
-        binary: false,
-        bodypartstructure: false,
-    };
-    while extended && !p.eat(b')') {
-        p.sp().map_err(|_| "expected ')'")?;
-        let w = p.word();
-        let is = |s: &str| w.eq_ignore_ascii_case(s.as_bytes());
-        if is("BODY") {
-            item.body = true;
-        } else if is("BINARY") {
-            item.binary = true;
-        } else if is("BODYPARTSTRUCTURE") {
-            item.bodypartstructure = true;
-        } else {
-            return Err("unknown URLFETCH item");
-        }
-    }
-    if item.body && item.binary {
-        return Err("URLFETCH asks for BODY or BINARY, not both");
-    }
-    Ok(item)
-}
-
 fn mailbox_and_identifier(p: &mut Parser<'_>) -> Res<(String, String)> {
     p.arg("missing mailbox name")?;
     let mailbox = p.mailbox()?;
@@ -767,70 +698,6 @@ mod tests {
     }
 
     #[test]
-    fn urlauth_commands() {
-        let item = |url: &str, extended, body, binary, bodypartstructure| UrlFetchItem {
-            url: url.into(),
-            extended,
-            body,
-            binary,
-            bodypartstructure,
-        };
-        parses(&[
-            // RFC 4467 §7 (its examples)
-            (
-                "a GENURLAUTH \"imap://joe@example.com/INBOX/;uid=20/;section=1.2;urlauth=submit+fred\" INTERNAL",
-                Command::GenUrlAuth(vec![(
-                    s("imap://joe@example.com/INBOX/;uid=20/;section=1.2;urlauth=submit+fred"),
-                    s("INTERNAL"),
-                )]),
-            ),
-            (
-                "b GENURLAUTH imap://a@h/x/;uid=1;urlauth=anonymous internal imap://a@h/y/;uid=2;urlauth=authuser INTERNAL",
-                Command::GenUrlAuth(vec![
-                    (s("imap://a@h/x/;uid=1;urlauth=anonymous"), s("internal")),
-                    (s("imap://a@h/y/;uid=2;urlauth=authuser"), s("INTERNAL")),
-                ]),
-            ),
-            (
-                "c URLFETCH \"imap://a@h/x/;uid=1;urlauth=anonymous:internal:00\" u2",
-                Command::UrlFetch(vec![
-                    item(
-                        "imap://a@h/x/;uid=1;urlauth=anonymous:internal:00",
-                        false,
-                        false,
-                        false,
-                        false,
-                    ),
-                    item("u2", false, false, false, false),
-                ]),
-            ),
-            // RFC 5524
-            (
-                "d URLFETCH (u1 BINARY bodypartstructure) (u2) (u3 BODY)",
-                Command::UrlFetch(vec![
-                    item("u1", true, false, true, true),
-                    item("u2", true, false, false, false),
-                    item("u3", true, true, false, false),
-                ]),
-            ),
-            (
-                "e RESETKEY",
-                Command::ResetKey {
-                    mailbox: None,
-                    mechanisms: vec![],
-                },
-            ),
-            (
-                "f RESETKEY INBOX INTERNAL",
-                Command::ResetKey {
-                    mailbox: Some(s("INBOX")),
-                    mechanisms: vec![s("INTERNAL")],
-                },
-            ),
-        ]);
-    }
-
-    #[test]
     fn errors() {
         refused(&[
             (&b"a SELECT"[..], "missing mailbox name"),
@@ -884,19 +751,6 @@ mod tests {
             (b"a LISTRIGHTS", "missing mailbox name"),
             (b"a GETACL", "missing mailbox name"),
             (b"a MYRIGHTS", "missing mailbox name"),
-            (b"a GENURLAUTH", "missing URL"),
-            (
-                b"a GENURLAUTH imap://u@h/INBOX/;uid=1;urlauth=anonymous",
-                "missing URLAUTH mechanism",
-            ),
-            (b"a URLFETCH", "missing URL"),
-            (b"a URLFETCH (x FOO)", "unknown URLFETCH item"),
-            (
-                b"a URLFETCH (x BODY BINARY)",
-                "URLFETCH asks for BODY or BINARY, not both",
-            ),
-            (b"a URLFETCH (x BODY", "expected ')'"),
-            (b"a RESETKEY INBOX ", "missing URLAUTH mechanism"),
             (b"a STATUS x ()", "unknown status item"),
             (b"a STATUS x (MESSAGES FOO)", "unknown status item"),
             (b"a STATUS x MESSAGES", "expected '('"),

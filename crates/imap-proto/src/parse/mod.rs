@@ -52,6 +52,7 @@ mod notify;
 mod search;
 mod session;
 mod url;
+mod urlauth;
 pub use url::parse_imap_url;
 
 use crate::types::{Command, Tagged};
@@ -137,6 +138,8 @@ fn command(p: &mut Parser<'_>) -> Res<Command> {
     } else if let Some(c) = session::parse(p, name)? {
         c
     } else if let Some(c) = mailbox::parse(p, name)? {
+        c
+    } else if let Some(c) = urlauth::parse(p, name)? {
         c
     } else if is("FETCH") {
         fetch::fetch(p, false)?
