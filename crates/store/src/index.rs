@@ -446,9 +446,16 @@ pub(crate) fn checkpoint_aside(user_dir: &Path, running: &Arc<AtomicBool>) -> bo
     let spawned = std::thread::Builder::new()
         .name("index-checkpoint".into())
         .spawn(move || {
-            let r = open(&dir).and_then(|c| {
+            // A bare connection to the existing file: never one that
+            // creates it, or sets a corrupt one aside, from this thread.
+            let r = Connection::open_with_flags(
+                dir.join(FILE),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .and_then(|c| {
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
                 c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    .map_err(StoreError::from)
             });
             if let Err(e) = r {
                 tracing::warn!(dir = %dir.display(), error = %e, "index checkpoint failed (the next commit makes it)");
