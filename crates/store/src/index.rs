@@ -426,8 +426,10 @@ pub fn insert_message(conn: &Connection, id: i64, m: &MsgRow) -> Result<()> {
 pub(crate) const AUTOCHECKPOINT_PAGES: u32 = 1000;
 
 /// Checkpoints the index of `user_dir` on a thread of its own, through a
-/// connection of its own, if its WAL has passed [`AUTOCHECKPOINT_PAGES`]
-/// (after a commit made without the automatic checkpoint) and no such
+/// connection of its own, if its WAL file has passed [`AUTOCHECKPOINT_PAGES`]
+/// (after a commit made without the automatic checkpoint; a WAL file keeps
+/// the size it once reached, and a checkpoint of a few pages costs little)
+/// and no such
 /// thread runs yet; `running` is set until it ends. PASSIVE: it waits for
 /// no reader or writer. Should it fail, the next commit of a connection
 /// with automatic checkpoints does it. False if no thread was started

@@ -100,7 +100,6 @@ fn name_time(name: &str) -> (u64, u64) {
     (secs, usec)
 }
 
-/// A message file found in `cur/`, its name parsed once.
 /// Names listed in `cur/` before [`parsed_files`] parses the rest on a
 /// second thread, and then per batch sent to it.
 const PARSE_BATCH: usize = 2048;
@@ -168,9 +167,10 @@ fn parsed_files(cur: &Dir) -> io::Result<(Vec<OnDisk>, Vec<String>)> {
 /// while this one writes them into the index.
 const PARALLEL_VIEW_ROWS: usize = 4096;
 
-/// Only what a scan uses of the parsed name: a first SELECT holds one for
-/// each of a big Maildir's files, and memory first touched costs a page
-/// fault per page.
+/// A message file found in `cur/`, its name parsed once. Only what a
+/// scan uses of the parsed name: a first SELECT holds one for each of a
+/// big Maildir's files, and memory first touched costs a page fault per
+/// page.
 struct OnDisk {
     time: (u64, u64),
     name: Arc<str>,
