@@ -115,13 +115,15 @@ fn parsed_files(cur: &Dir) -> io::Result<(Vec<OnDisk>, Vec<String>)> {
     };
     std::thread::scope(|s| {
         let mut parser: Option<(mpsc::SyncSender<Vec<Arc<str>>>, _)> = None;
+        // No thread could start: everything is parsed here, after.
+        let mut alone = false;
         let listed = cur.each_entry(|name, regular| {
             if !regular {
                 skipped.push(name.to_owned());
                 return;
             }
             batch.push(name.into());
-            if batch.len() < PARSE_BATCH {
+            if alone || batch.len() < PARSE_BATCH {
                 return;
             }
             let full = std::mem::replace(&mut batch, Vec::with_capacity(PARSE_BATCH));
@@ -138,10 +140,9 @@ fn parsed_files(cur: &Dir) -> io::Result<(Vec<OnDisk>, Vec<String>)> {
                     });
                 match spawned {
                     Ok(h) => parser = Some((tx, h)),
-                    // No thread: everything parsed here, after.
                     Err(_) => {
+                        alone = true;
                         batch = full;
-                        batch.reserve(PARSE_BATCH);
                         return;
                     }
                 }
