@@ -426,14 +426,14 @@ pub fn insert_message(conn: &Connection, id: i64, m: &MsgRow) -> Result<()> {
 pub(crate) const AUTOCHECKPOINT_PAGES: u32 = 1000;
 
 /// Checkpoints the index of `user_dir` on a thread of its own, through a
-/// connection of its own, if its WAL file has passed [`AUTOCHECKPOINT_PAGES`]
-/// (after a commit made without the automatic checkpoint; a WAL file keeps
-/// the size it once reached, and a checkpoint of a few pages costs little)
-/// and no such
-/// thread runs yet; `running` is set until it ends. PASSIVE: it waits for
-/// no reader or writer. Should it fail, the next commit of a connection
-/// with automatic checkpoints does it. False if no thread was started
-/// (nothing to do, one runs already, or none could start).
+/// connection of its own, if its WAL file has passed
+/// [`AUTOCHECKPOINT_PAGES`] (after a commit made without the automatic
+/// checkpoint; a WAL file keeps the size it once reached, and a checkpoint
+/// of a few pages costs little) and no such thread runs yet; `running` is
+/// set until it ends. PASSIVE: it waits for no reader or writer. Should it
+/// fail, the next commit of a connection with automatic checkpoints does
+/// it. False if no thread was started (nothing to do, one runs already, or
+/// none could start).
 pub(crate) fn checkpoint_aside(user_dir: &Path, running: &Arc<AtomicBool>) -> bool {
     let wal = user_dir.join(format!("{FILE}-wal"));
     match fs::metadata(&wal) {
