@@ -20,6 +20,7 @@ a name whose entry has `"SERVFAIL": True` answers SERVFAIL to every query
 to put a PTR under.
 """
 
+import errno
 import socket
 import struct
 import threading
@@ -75,12 +76,23 @@ class DnsServer:
         bench/run's workload 7 takes port 53 of its own loopback address,
         for programs that read /etc/resolv.conf)."""
         self.zone = {k.lower().rstrip("."): v for k, v in zone.items()}
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind((host, port))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind((host, self.port))
+        # One port number for UDP and TCP. The system picks a free UDP
+        # port, and a TCP socket may hold the same number (a client's
+        # ephemeral port): then another UDP port is tried.
+        for attempt in range(50):
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind((host, port))
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind((host, self.port))
+                break
+            except OSError as e:
+                self.udp.close()
+                self.tcp.close()
+                if e.errno != errno.EADDRINUSE or port != 0 or attempt == 49:
+                    raise
         self.tcp.listen(16)
         self.addr = f"{host}:{self.port}"
         self.queries = []
