@@ -81,10 +81,7 @@ impl UserInner {
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
         self.restore_autocheckpoint(&mut conn)?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let t = f(&tx)?;
-        tx.commit()?;
-        Ok(t)
+        commit_on(&mut conn, f)
     }
 
     /// [`UserInner::write`] of a transaction that may write much (the
@@ -101,12 +98,7 @@ impl UserInner {
             let _: i64 = conn.query_row("PRAGMA wal_autocheckpoint = 0", [], |r| r.get(0))?;
             self.autocheckpoint_off.store(true, Ordering::Relaxed);
         }
-        let result = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let t = f(&tx)?;
-            tx.commit()?;
-            Ok(t)
-        })();
+        let result = commit_on(&mut conn, f);
         // The commits after this one (the same SELECT claims its \Recent
         // messages) also leave the copy to the thread, until it is done.
         if result.is_err() || !index::checkpoint_aside(&self.dir, &self.checkpointing) {
@@ -175,12 +167,7 @@ impl UserInner {
         // Cached statements: a pragma_update parses its text every time.
         conn.prepare_cached("PRAGMA synchronous = NORMAL")?
             .execute([])?;
-        let result = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let t = f(&tx)?;
-            tx.commit()?;
-            Ok(t)
-        })();
+        let result = commit_on(conn, f);
         let full = conn
             .prepare_cached("PRAGMA synchronous = FULL")
             .and_then(|mut st| st.execute([]));
@@ -192,6 +179,15 @@ impl UserInner {
         }
         result
     }
+}
+
+/// `f` inside `BEGIN IMMEDIATE` ... `COMMIT` on `conn` (rolled back on
+/// error), as the connection's settings make the commit.
+fn commit_on<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let t = f(&tx)?;
+    tx.commit()?;
+    Ok(t)
 }
 
 fn subscriptions(dir: &Path) -> io::Result<Vec<String>> {

@@ -410,16 +410,50 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (mailbox, uid, file_name, fla
 /// Inserts a message row.
 pub fn insert_message(conn: &Connection, id: i64, m: &MsgRow) -> Result<()> {
     let mut st = conn.prepare_cached(INSERT_MESSAGE)?;
-    insert_with(
-        &mut st,
-        id,
-        m.uid,
-        &m.file_name,
-        &m.flags,
-        m.modseq,
-        (m.size, m.disk_size),
-        m.internal_date,
-    )
+    let row = RowValues {
+        uid: m.uid,
+        file_name: &m.file_name,
+        flags: m.flags.system,
+        keywords: &join_keywords(&m.flags),
+        modseq: m.modseq,
+        sizes: (m.size, m.disk_size),
+        internal_date: m.internal_date,
+    };
+    bind_row(&mut st, 0, id, &row)?;
+    st.raw_execute()?;
+    Ok(())
+}
+
+/// The values of a row of `messages`, as [`INSERT_MESSAGE`] lists them
+/// (after the mailbox's id).
+struct RowValues<'a> {
+    uid: u32,
+    file_name: &'a str,
+    flags: u8,
+    keywords: &'a str,
+    modseq: u64,
+    /// CRLF size, size on disk.
+    sizes: (u64, u64),
+    internal_date: i64,
+}
+
+/// Binds mailbox `id` and `row` to the parameters `at + 1 ..= at + 9` of
+/// `st`: one row of [`INSERT_MESSAGE`], or of the many of [`insert_many`].
+fn bind_row(
+    st: &mut rusqlite::CachedStatement<'_>,
+    at: usize,
+    id: i64,
+    row: &RowValues<'_>,
+) -> rusqlite::Result<()> {
+    st.raw_bind_parameter(at + 1, id)?;
+    st.raw_bind_parameter(at + 2, row.uid)?;
+    st.raw_bind_parameter(at + 3, row.file_name)?;
+    st.raw_bind_parameter(at + 4, row.flags)?;
+    st.raw_bind_parameter(at + 5, row.keywords)?;
+    st.raw_bind_parameter(at + 6, row.modseq as i64)?;
+    st.raw_bind_parameter(at + 7, row.sizes.0 as i64)?;
+    st.raw_bind_parameter(at + 8, row.sizes.1 as i64)?;
+    st.raw_bind_parameter(at + 9, row.internal_date)
 }
 
 /// SQLite's automatic checkpoint threshold, in WAL pages (its default).
@@ -508,16 +542,17 @@ pub struct NewRow<'a> {
 /// Inserts the rows of a scan's new messages of mailbox `id`, all with
 /// `modseq`, [`BULK_ROWS`] to a statement.
 pub fn insert_many(conn: &Connection, id: i64, modseq: u64, rows: &[NewRow<'_>]) -> Result<()> {
-    let bind = |st: &mut rusqlite::CachedStatement<'_>, b: usize, r: &NewRow<'_>| {
-        st.raw_bind_parameter(b + 1, id)?;
-        st.raw_bind_parameter(b + 2, r.uid)?;
-        st.raw_bind_parameter(b + 3, &**r.file_name)?;
-        st.raw_bind_parameter(b + 4, r.flags)?;
-        st.raw_bind_parameter(b + 5, "")?;
-        st.raw_bind_parameter(b + 6, modseq as i64)?;
-        st.raw_bind_parameter(b + 7, r.size as i64)?;
-        st.raw_bind_parameter(b + 8, r.disk_size as i64)?;
-        st.raw_bind_parameter(b + 9, r.internal_date)
+    let bind = |st: &mut rusqlite::CachedStatement<'_>, at: usize, r: &NewRow<'_>| {
+        let row = RowValues {
+            uid: r.uid,
+            file_name: r.file_name,
+            flags: r.flags,
+            keywords: "",
+            modseq,
+            sizes: (r.size, r.disk_size),
+            internal_date: r.internal_date,
+        };
+        bind_row(st, at, id, &row)
     };
     let mut chunks = rows.chunks_exact(BULK_ROWS);
     if rows.len() >= BULK_ROWS {
@@ -534,33 +569,6 @@ pub fn insert_many(conn: &Connection, id: i64, modseq: u64, rows: &[NewRow<'_>])
         bind(&mut st, 0, r)?;
         st.raw_execute()?;
     }
-    Ok(())
-}
-
-/// Inserts a message row with `st`, a prepared [`INSERT_MESSAGE`];
-/// `sizes`: (CRLF size, size on disk).
-#[allow(clippy::too_many_arguments)]
-fn insert_with(
-    st: &mut rusqlite::CachedStatement<'_>,
-    id: i64,
-    uid: u32,
-    file_name: &str,
-    flags: &Flags,
-    modseq: u64,
-    sizes: (u64, u64),
-    internal_date: i64,
-) -> Result<()> {
-    st.execute(params![
-        id,
-        uid,
-        file_name,
-        flags.system,
-        join_keywords(flags),
-        modseq as i64,
-        sizes.0 as i64,
-        sizes.1 as i64,
-        internal_date
-    ])?;
     Ok(())
 }
 
