@@ -84,21 +84,25 @@ impl UserInner {
         commit_on(&mut conn, f)
     }
 
-    /// [`UserInner::write`] of a transaction that may write much (the
-    /// first scan of a big Maildir: a row for each of its messages). Its
-    /// commit leaves out SQLite's automatic checkpoint (copying the WAL
-    /// into the database and fsyncing both, on the committing thread, once
-    /// the WAL passes 1,000 pages): a thread of its own does it after, so
-    /// the client waiting for the commit does not wait for the copy too.
-    /// The commit itself is fsynced as any other: the checkpoint moves
-    /// durable data, it does not make it durable.
+    /// The transaction that creates a folder's row and fills it (the first
+    /// scan of a Maildir without an index: a row for each of its messages,
+    /// under a UIDVALIDITY made for it). Its commit is not fsynced: a power
+    /// failure that undoes it undoes the UIDVALIDITY with the UIDs, and the
+    /// next scan gives a new one (`facteur-uidvalidity` was fsynced before,
+    /// so it is greater), so no UID comes back for another message under
+    /// the UIDVALIDITY a client was told. It also leaves out SQLite's
+    /// automatic checkpoint (copying the WAL into the database and fsyncing
+    /// both, on the committing thread, once the WAL passes 1,000 pages): a
+    /// thread of its own does that after, which makes the commit durable
+    /// without the client waiting for it. Any fsynced commit meanwhile
+    /// (an APPEND) makes it durable too: the WAL is fsynced up to its end.
     pub fn write_bulk<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
         if !self.autocheckpoint_off.load(Ordering::Relaxed) {
             let _: i64 = conn.query_row("PRAGMA wal_autocheckpoint = 0", [], |r| r.get(0))?;
             self.autocheckpoint_off.store(true, Ordering::Relaxed);
         }
-        let result = commit_on(&mut conn, f);
+        let result = self.commit_unsynced_on(&mut conn, f);
         // The commits after this one (the same SELECT claims its \Recent
         // messages) also leave the copy to the thread, until it is done.
         if result.is_err() || !index::checkpoint_aside(&self.dir, &self.checkpointing) {
@@ -164,6 +168,15 @@ impl UserInner {
         f: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
         self.restore_autocheckpoint(conn)?;
+        self.commit_unsynced_on(conn, f)
+    }
+
+    /// [`commit_on`] with `synchronous=NORMAL` for this one commit.
+    fn commit_unsynced_on<T>(
+        &self,
+        conn: &mut Connection,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         // Cached statements: a pragma_update parses its text every time.
         conn.prepare_cached("PRAGMA synchronous = NORMAL")?
             .execute([])?;
@@ -548,6 +561,13 @@ impl UserStore {
     /// Opens a mailbox and syncs it.
     pub fn select(&self, name: &str) -> Result<Mailbox> {
         Mailbox::open(Arc::clone(&self.inner), name)
+    }
+
+    /// [`UserStore::select`] for a session that takes the mailbox's
+    /// `\Recent` messages (an IMAP4rev1 SELECT, RFC 3501 §2.3.2): also
+    /// says which UIDs it took, `[from, to)`.
+    pub fn select_claiming(&self, name: &str) -> Result<(Mailbox, Option<(u32, u32)>)> {
+        Mailbox::open_claiming(Arc::clone(&self.inner), name)
     }
 }
 

@@ -20,6 +20,7 @@
 //! (APPEND, COPY, MOVE), `mailbox/expunge.rs` (EXPUNGE).
 
 mod expunge;
+mod fill;
 mod flags;
 mod read;
 pub(crate) mod recent;
@@ -39,6 +40,10 @@ use crate::layout::{folder_path, maildir_id, normalize};
 use crate::views::ViewKey;
 use crate::{MessageMeta, Result, StoreError, SyncChanges, quota, sync};
 
+/// How soon an IDLE session whose view comes from a first fill still
+/// committing syncs again (a delivery meanwhile is seen then).
+const FILL_RECHECK: Duration = Duration::from_millis(50);
+
 /// A selected mailbox.
 pub struct Mailbox {
     user: Arc<UserInner>,
@@ -55,6 +60,9 @@ pub struct Mailbox {
     /// UIDs this handle's own APPEND put in its view (at the end: each was
     /// UIDNEXT), for the next `sync` to report as added.
     unannounced: Vec<u32>,
+    /// The first fill of this mailbox's rows, which this handle's view
+    /// comes from, until seen committed (mailbox/fill.rs).
+    filling: Option<Box<fill::Filling>>,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -140,6 +148,28 @@ fn locked_row(conn: &Connection, mb: &Mailbox) -> Result<MailboxRow> {
 
 impl Mailbox {
     pub(crate) fn open(user: Arc<UserInner>, name: &str) -> Result<Mailbox> {
+        Mailbox::open_with(user, name, false)
+    }
+
+    /// [`Mailbox::open`] for a session that takes the mailbox's `\Recent`
+    /// messages (an IMAP4rev1 SELECT): also says which it took, `[from,
+    /// to)`.
+    pub(crate) fn open_claiming(
+        user: Arc<UserInner>,
+        name: &str,
+    ) -> Result<(Mailbox, Option<(u32, u32)>)> {
+        let mut mb = Mailbox::open_with(user, name, true)?;
+        let claimed = match mb.filling.as_mut() {
+            // A first fill claimed them in its commit.
+            Some(f) => f.claim.take(),
+            None => mb.claim_recent()?,
+        };
+        Ok((mb, claimed))
+    }
+
+    /// `claim`: a first fill (no row yet) claims the `\Recent` messages
+    /// for this handle.
+    fn open_with(user: Arc<UserInner>, name: &str, claim: bool) -> Result<Mailbox> {
         let name = normalize(name)?;
         let dir = folder_path(&user.dir, &name);
         // Refuses a folder, or a cur/, that is missing or a link.
@@ -157,14 +187,28 @@ impl Mailbox {
             highest_modseq: 0,
             messages: Arc::new(Vec::new()),
             unannounced: Vec::new(),
+            filling: None,
         };
-        mb.refresh(true)?;
+        mb.refresh(true, claim)?;
         Ok(mb)
     }
 
     /// Scans if needed, then reloads the view if anything changed. Returns
-    /// whether the view was reloaded.
-    fn refresh(&mut self, first: bool) -> Result<bool> {
+    /// whether the view was reloaded. `claim`: see [`Mailbox::open_with`].
+    fn refresh(&mut self, first: bool, claim: bool) -> Result<bool> {
+        if let Some(f) = &self.filling {
+            match f.done() {
+                // Nothing changed since the fill listed the directories:
+                // nothing to wait for (the fill holds the index).
+                None if !sync::needs_scan(self.md.get()?, &f.row)? => return Ok(false),
+                // Something did: read it once the fill is in, below (the
+                // index is locked until then).
+                None => {}
+                Some(Ok(())) => self.filling = None,
+                // Its UIDVALIDITY is gone: as if the index was rebuilt.
+                Some(Err(_)) => return Err(StoreError::NoSuchMailbox(self.name.clone())),
+            }
+        }
         // Still there, and still the directories we hold open? (One
         // replaced by another tool is opened again.) Just opened: yes.
         if !first {
@@ -187,15 +231,20 @@ impl Mailbox {
             // records the directories' mtimes, a hint, so it is not
             // fsynced. A scan that changed anything a client can see (UIDs
             // given, expunges, flags: HIGHESTMODSEQ moved) or created the
-            // row is followed by a fsynced commit before anyone hears of it.
+            // row is followed by a fsynced commit before anyone hears of it,
+            // except the one commit that creates and fills a row (below).
             let mut durable = false;
             // A row made now: the scan's own view of what it indexed is
             // the mailbox, with the row as it left it.
             let mut fresh: Option<(MailboxRow, Vec<MessageMeta>)> = None;
-            // No row yet: it is made and filled in one fsynced commit (the
-            // first SELECT of a Maildir without an index), not an unsynced
-            // one and then a second, fsynced, rewrite.
+            // No row yet: it is made and filled in one commit (the first
+            // SELECT of a Maildir without an index), not fsynced: its
+            // UIDVALIDITY is new, so a power failure that undoes the UIDs
+            // undoes it too (see `UserInner::write_bulk`).
             let creating = row.is_none() && first;
+            if creating && self.fill_first(claim)? {
+                return Ok(true);
+            }
             let write = |f: &mut dyn FnMut(&rusqlite::Transaction<'_>) -> Result<()>| {
                 if creating {
                     return self.user.write_bulk(|tx| f(tx));
@@ -217,7 +266,12 @@ impl Mailbox {
                     None if first => {
                         durable = !creating;
                         let mut row = index::create_row(tx, &self.user.dir, &self.name, None)?;
-                        if let Some(view) = sync::scan_new(tx, self.md.get()?, &mut row)? {
+                        let view = std::sync::Mutex::new(None);
+                        let publish = |v, _: &MailboxRow| {
+                            *view.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+                        };
+                        sync::scan_new(tx, self.md.get()?, &mut row, &publish)?;
+                        if let Some(view) = view.into_inner().unwrap_or_else(|p| p.into_inner()) {
                             fresh = Some((row, view));
                         }
                         return Ok(());
@@ -364,6 +418,9 @@ impl Mailbox {
     /// then, so a change by another tool made in the same clock tick as
     /// one of ours is pushed too. None: nothing to verify.
     pub fn verification_in(&self) -> Option<Duration> {
+        if self.filling.as_ref().is_some_and(|f| f.done().is_none()) {
+            return Some(FILL_RECHECK);
+        }
         sync::verification_in(self.dir())
     }
 
@@ -439,7 +496,7 @@ impl Mailbox {
     /// or recreated (new UIDVALIDITY): the session must end.
     pub fn sync(&mut self) -> Result<SyncChanges> {
         let old = Arc::clone(&self.messages);
-        let mut changes = match self.refresh(false)? {
+        let mut changes = match self.refresh(false, false)? {
             true => diff(&old, &self.messages),
             false => SyncChanges::default(),
         };

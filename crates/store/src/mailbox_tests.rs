@@ -1113,6 +1113,9 @@ fn a_parked_mailbox_holds_no_directory_and_works_as_before() {
     let (d, s, us) = setup();
     deliver(&s, "a\r\n");
     let mut mb = us.select("INBOX").unwrap();
+    // Another opening waits for the first fill's commit, hence for its
+    // thread to close the directories it opened.
+    drop(us.select("INBOX").unwrap());
     let udir = d.path().join("x.test/u");
     assert!(fds_on(&udir) >= 2, "selected: the folder and cur/ open");
     mb.park();

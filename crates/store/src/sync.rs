@@ -166,7 +166,7 @@ fn parsed_files(cur: &Dir) -> io::Result<(Vec<OnDisk>, Vec<String>)> {
 
 /// New rows from which a first scan builds its view on a thread of its own
 /// while this one writes them into the index.
-const PARALLEL_VIEW_ROWS: usize = 4096;
+pub(crate) const PARALLEL_VIEW_ROWS: usize = 4096;
 
 /// A message file found in `cur/`, its name parsed once. Only what a
 /// scan uses of the parsed name: a first SELECT holds one for each of a
@@ -338,18 +338,24 @@ pub fn scan_locked(
     scan(conn, md, row, force, None)
 }
 
+/// What a first scan hands out before its rows go in (see [`scan_new`]):
+/// the view (every message, by UID) and the row as the commit will leave
+/// it (UIDNEXT, HIGHESTMODSEQ, the directories' mtimes).
+pub type Publish<'a> = &'a (dyn Fn(Vec<MessageMeta>, &MailboxRow) + Sync);
+
 /// [`scan_locked`] of a mailbox whose row was just created: it also gives
-/// the view of what it indexed (every message, by UID), so that the first
-/// SELECT of a Maildir without an index does not read back the rows it has
-/// just written. None if the row had messages after all.
+/// the view of what it indexes to `publish`, as soon as that view is built
+/// and before the rows are in (from another thread for a big one), so
+/// that the first SELECT of a Maildir without an index neither reads back
+/// the rows it has just written nor waits for them. Not called if the row
+/// had messages after all.
 pub fn scan_new(
     conn: &Connection,
     md: &OpenMaildir,
     row: &mut MailboxRow,
-) -> Result<Option<Vec<MessageMeta>>> {
-    let mut view = Some(Vec::new());
-    scan(conn, md, row, true, Some(&mut view))?;
-    Ok(view)
+    publish: Publish<'_>,
+) -> Result<()> {
+    scan(conn, md, row, true, Some(publish))
 }
 
 fn scan(
@@ -357,7 +363,7 @@ fn scan(
     md: &OpenMaildir,
     row: &mut MailboxRow,
     force: bool,
-    mut view: Option<&mut Option<Vec<MessageMeta>>>,
+    mut publish: Option<Publish<'_>>,
 ) -> Result<()> {
     let dir = md.folder.path();
     let (cur_ns, new_ns) = dir_mtimes(md)?;
@@ -444,10 +450,8 @@ fn scan(
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        if !known.is_empty()
-            && let Some(v) = view.as_deref_mut()
-        {
-            *v = None;
+        if !known.is_empty() {
+            publish = None;
         }
         let mut upd = conn.prepare_cached(
             "UPDATE messages SET file_name = ?3, flags = ?4, modseq = CASE WHEN ?5 THEN ?6 ELSE modseq END
@@ -537,42 +541,6 @@ fn scan(
         });
     }
     changed |= !fresh_rows.is_empty();
-    // The rows go into the index on this thread (the connection's); the
-    // view of a first scan, if asked, is built meanwhile on another when
-    // there are many (both cores: the first SELECT of a big Maildir).
-    let view = view.and_then(|v| v.as_mut());
-    let build = |rows: &[index::NewRow<'_>]| -> Vec<MessageMeta> {
-        rows.iter()
-            .map(|r| MessageMeta {
-                uid: r.uid,
-                flags: Flags::system(r.flags),
-                modseq,
-                size: r.size,
-                internal_date: r.internal_date,
-                file_name: Arc::clone(r.file_name),
-            })
-            .collect()
-    };
-    match view {
-        Some(v) if fresh_rows.len() >= PARALLEL_VIEW_ROWS => {
-            let built = std::thread::scope(|s| {
-                let builder = std::thread::Builder::new()
-                    .name("scan-view".into())
-                    .spawn_scoped(s, || build(&fresh_rows));
-                index::insert_many(conn, row.id, modseq, &fresh_rows)?;
-                Ok::<_, crate::StoreError>(match builder {
-                    Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    Err(_) => build(&fresh_rows),
-                })
-            })?;
-            v.extend(built);
-        }
-        Some(v) => {
-            index::insert_many(conn, row.id, modseq, &fresh_rows)?;
-            v.extend(build(&fresh_rows));
-        }
-        None => index::insert_many(conn, row.id, modseq, &fresh_rows)?,
-    }
     if changed {
         row.highest_modseq = modseq;
     }
@@ -595,6 +563,55 @@ fn scan(
         mark_unverified(dir, true);
         young(new_ns)
     };
+    // The rows go into the index on this thread (the connection's); the
+    // view of a first scan, if asked, is built and published meanwhile on
+    // another when there are many (both cores: the first SELECT of a big
+    // Maildir), else just before.
+    let shown = publish.is_some().then(|| row.clone());
+    let build = |rows: &[index::NewRow<'_>]| -> Vec<MessageMeta> {
+        rows.iter()
+            .map(|r| MessageMeta {
+                uid: r.uid,
+                flags: Flags::system(r.flags),
+                modseq,
+                size: r.size,
+                internal_date: r.internal_date,
+                file_name: Arc::clone(r.file_name),
+            })
+            .collect()
+    };
+    let rows = &fresh_rows;
+    // Copy (it holds references and numbers): if no thread can start
+    // with a copy, another copy runs here.
+    let publish = publish
+        .zip(shown.as_ref())
+        .map(|(p, r)| move || p(build(rows), r));
+    match publish {
+        Some(publish) if fresh_rows.len() >= PARALLEL_VIEW_ROWS => {
+            std::thread::scope(|s| {
+                let builder = std::thread::Builder::new()
+                    .name("scan-view".into())
+                    .spawn_scoped(s, publish);
+                let builder = match builder {
+                    Ok(h) => Some(h),
+                    Err(_) => {
+                        publish();
+                        None
+                    }
+                };
+                index::insert_many(conn, row.id, modseq, &fresh_rows)?;
+                if let Some(h) = builder {
+                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                }
+                Ok::<_, crate::StoreError>(())
+            })?;
+        }
+        Some(publish) => {
+            publish();
+            index::insert_many(conn, row.id, modseq, &fresh_rows)?;
+        }
+        None => index::insert_many(conn, row.id, modseq, &fresh_rows)?,
+    }
     index::update_row(conn, row)?;
     Ok(())
 }

@@ -73,13 +73,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         // §6.3.2). In the same blocking call as the opening.
         let rev2 = self.rev2;
         let opened = blocking(|| {
+            if !rev2 && !read_only {
+                let (mb, claimed) = target.store.select_claiming(&target.name)?;
+                return Ok((mb, claimed.into_iter().collect()));
+            }
             let mb = target.store.select(&target.name)?;
             let recent: Vec<(u32, u32)> = if rev2 {
                 Vec::new()
-            } else if read_only {
-                vec![(mb.recent_from()?, u32::MAX)]
             } else {
-                mb.claim_recent()?.into_iter().collect()
+                vec![(mb.recent_from()?, u32::MAX)]
             };
             Ok::<_, StoreError>((mb, recent))
         });

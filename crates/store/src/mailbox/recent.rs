@@ -37,7 +37,7 @@ impl Known {
             .copied()
     }
 
-    fn set(&self, key: (PathBuf, u32), next: u32) {
+    pub(super) fn set(&self, key: (PathBuf, u32), next: u32) {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() >= KNOWN_MAX {
             m.clear();
@@ -59,9 +59,23 @@ fn next_uid(conn: &rusqlite::Connection, id: i64) -> Result<u32> {
         .unwrap_or(1))
 }
 
+/// Records that the UIDs of mailbox `id` below `next` are claimed.
+pub(super) fn record_claim(conn: &rusqlite::Connection, id: i64, next: u32) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO recent (mailbox, next_uid) VALUES (?1, ?2) \
+         ON CONFLICT (mailbox) DO UPDATE SET next_uid = ?2",
+    )?
+    .execute(params![id, next])?;
+    Ok(())
+}
+
 impl Mailbox {
     /// The first UID not yet claimed: messages from it on are recent.
     pub fn recent_from(&self) -> Result<u32> {
+        // A first fill still committing holds the index; it says.
+        if let Some(f) = self.filling.as_ref().filter(|f| f.done().is_none()) {
+            return Ok(f.recent_from);
+        }
         next_uid(&self.user.conn(), self.id)
     }
 
@@ -88,11 +102,7 @@ impl Mailbox {
             if from >= row.uidnext {
                 return Ok(None);
             }
-            tx.prepare_cached(
-                "INSERT INTO recent (mailbox, next_uid) VALUES (?1, ?2) \
-                 ON CONFLICT (mailbox) DO UPDATE SET next_uid = ?2",
-            )?
-            .execute(params![row.id, row.uidnext])?;
+            record_claim(tx, row.id, row.uidnext)?;
             Ok(Some((from, row.uidnext)))
         })?;
         if let Some((_, to)) = claimed {
