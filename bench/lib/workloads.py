@@ -75,6 +75,20 @@ def timed(side, fn):
     return t1 - t0, c1 - c0, out
 
 
+def settled_cpu(side, limit=10.0):
+    """The side's CPU seconds once it has stopped spending any (0.2 s
+    without a tick, at most `limit` s): work a server does after its reply
+    (facteur commits a first SELECT's index rows then) is counted too."""
+    last, end = side.acct.cpu_seconds(), time.monotonic() + limit
+    while time.monotonic() < end:
+        time.sleep(0.2)
+        now = side.acct.cpu_seconds()
+        if now == last:
+            break
+        last = now
+    return last
+
+
 # --- 1 and 2: SMTP and LMTP deliveries into Maildir --------------------------
 
 DELIVERY_USERS = [f"d{i}" for i in range(10)]
@@ -246,6 +260,11 @@ def imap_big(sides, count, reps):
     sel = Row(f"3b. SELECT of a {count}-message mailbox (warm)", "ms", higher_better=False, cpu_unit="select")
     fet = Row(f"3b. FETCH 1:* (FLAGS) of {count} messages (warm)", "ms", higher_better=False, cpu_unit="fetch")
     cold = Row(f"3b. first SELECT of {count} messages (index build)", "ms", higher_better=False, cpu_unit="select")
+    # What a client waits for before it has every message's flags: the
+    # first SELECT and the FETCH after it (facteur's view is shown before
+    # its index rows are committed; the FETCH is served meanwhile).
+    cold_all = Row(f"3b. first SELECT + FETCH 1:* (FLAGS) of {count} messages", "ms", higher_better=False,
+                   cpu_unit="visit")
     # SEARCH TEXT of a phrase one message has (its Subject: "big message
     # N: ..."): facteur answers from its full-text index (built by the
     # first search: the "first" row), Dovecot without an FTS plugin (as
@@ -262,12 +281,16 @@ def imap_big(sides, count, reps):
         if getattr(s, "indexed_when_seeded", False):
             cold.skipped[s.name] = ("its mailbox cannot be seeded without its index: the files enter through "
                                     "its reconstruct, which builds the index before any client comes")
-        secs, cpu, j = timed(s, lambda: imap_load(plain(s) + ["--warmup", 1, "--repeat", 0]))
+        c0 = s.acct.cpu_seconds()
+        j = imap_load(plain(s) + ["--warmup", 1, "--repeat", 0])
+        cpu = settled_cpu(s) - c0
         if s.name in cold.skipped:
+            cold_all.skipped[s.name] = cold.skipped[s.name]
             continue
         if j["exists"] != count:
             cold.notes.append(f"{s.name}: SELECT said {j['exists']} EXISTS, {count} seeded")
         cold.add(s.name, j["first_select_ms"], cpu, 1)
+        cold_all.add(s.name, j["first_select_ms"] + j["first_fetch_ms"], cpu, 1)
 
     def one(side, rep):
         c0 = side.acct.cpu_seconds()
@@ -295,7 +318,7 @@ def imap_big(sides, count, reps):
     alternate(sides, reps, srch, one_search)
     for r in (fet,):
         r.skipped.update(sel.skipped)
-    return [cold, sel, fet, srch_cold, srch]
+    return [cold, cold_all, sel, fet, srch_cold, srch]
 
 
 def imap_idle(sides, n, users, settle, seeded):
