@@ -109,6 +109,9 @@ pub fn open(user_dir: &Path) -> Result<Connection> {
 fn try_open(path: &Path) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // rusqlite keeps 16 by default, fewer than the statements a session's
+    // commands use in turn: each miss parsed its statement again.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     // mmap: a SELECT of a big mailbox reads its rows straight from the OS
     // page cache instead of through read(2) and a small SQLite cache.
@@ -455,6 +458,9 @@ fn bind_row(
     st.raw_bind_parameter(at + 8, row.sizes.1 as i64)?;
     st.raw_bind_parameter(at + 9, row.internal_date)
 }
+
+/// Prepared statements kept per connection (see `try_open`).
+const STATEMENT_CACHE: usize = 64;
 
 /// SQLite's automatic checkpoint threshold, in WAL pages (its default).
 pub(crate) const AUTOCHECKPOINT_PAGES: u32 = 1000;

@@ -245,7 +245,7 @@ impl Mailbox {
             if creating && self.fill_first(claim)? {
                 return Ok(true);
             }
-            let write = |f: &mut dyn FnMut(&rusqlite::Transaction<'_>) -> Result<()>| {
+            let write = |f: &mut dyn FnMut(&Connection) -> Result<()>| {
                 if creating {
                     return self.user.write_bulk(|tx| f(tx));
                 }
