@@ -936,6 +936,67 @@ def test_idle_gets_an_lmtp_delivery_within_a_second(imap):
     r.close()
 
 
+def test_a_folder_another_tool_filled_is_numbered_at_its_first_select(imap):
+    """A Maildir folder written by another tool (no index row yet): the
+    first SELECT numbers its messages in delivery order (answered before
+    the index rows are committed: crates/store/src/mailbox/fill.rs), the
+    next sessions see the same UIDVALIDITY and UIDs, and so does one after
+    a SIGKILL of imapd."""
+    f = imap
+    folder = f.maildir(ALICE, ".Migrated")
+    for sub in ("cur", "new", "tmp"):
+        (folder / sub).mkdir(parents=True)
+    n = 5000
+    # Written in an order unlike the delivery order (the dates the names
+    # start with); every third one seen, half without W= (read for it).
+    for k in range(n):
+        i = (k * 7919) % n
+        body = f"Subject: old {i}\n\nmessage {i}\n"
+        crlf_size = len(body) + body.count("\n")
+        sizes = f",S={len(body)}" + (f",W={crlf_size}" if i % 2 else "")
+        flags = "S" if i % 3 == 0 else ""
+        (folder / "cur" / f"{1_600_000_000 + i}.M{i}P1.oldhost{sizes}:2,{flags}").write_text(body)
+
+    def numbering(c):
+        typ, data = c.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK", data
+        got = {}
+        for item in data:
+            if not isinstance(item, tuple):
+                continue
+            uid = int(re.search(rb"UID (\d+)", item[0]).group(1))
+            seen = b"\\Seen" in re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1)
+            got[uid] = (item[1].strip().decode(), seen)
+        return got
+
+    want = {i + 1: (f"Subject: old {i}", i % 3 == 0) for i in range(n)}
+    c = login(f)
+    typ, data = c.select("Migrated")
+    assert (typ, int(data[0])) == ("OK", n)
+    # IMAP4rev1: every message is recent for the first session.
+    assert c.response("RECENT")[1] == [str(n).encode()]
+    uidvalidity = c.response("UIDVALIDITY")[1]
+    assert numbering(c) == want
+    # Another session waits for the commit if need be; nothing is recent
+    # for it.
+    c2 = login(f)
+    typ, data = c2.select("Migrated")
+    assert (typ, int(data[0])) == ("OK", n)
+    assert c2.response("UIDVALIDITY")[1] == uidvalidity
+    assert c2.response("RECENT")[1] == [b"0"]
+    c2.logout()
+    c.logout()
+    # The numbering is on disk: a killed imapd finds it again.
+    f.kill9(f.daemons["imapd"])
+    f.start("imapd")
+    c3 = login(f)
+    typ, data = c3.select("Migrated")
+    assert (typ, int(data[0])) == ("OK", n)
+    assert c3.response("UIDVALIDITY")[1] == uidvalidity
+    assert numbering(c3) == want
+    c3.logout()
+
+
 def test_two_sessions_see_each_others_flags_and_expunges(imap):
     f = imap
     deliver(f, ALICE, [crlf(f"Subject: m{i}\n\nbody {i}\n") for i in range(1, 5)])
