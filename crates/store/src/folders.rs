@@ -103,8 +103,8 @@ impl UserInner {
             self.autocheckpoint_off.store(true, Ordering::Relaxed);
         }
         let result = self.commit_unsynced_on(&mut conn, f);
-        // The commits after this one (the same SELECT claims its \Recent
-        // messages) also leave the copy to the thread, until it is done.
+        // The commits after this one (the session's first STORE, say) also
+        // leave the copy to the thread, until it is done.
         if result.is_err() || !index::checkpoint_aside(&self.dir, &self.checkpointing) {
             self.restore_autocheckpoint(&mut conn)?;
         }

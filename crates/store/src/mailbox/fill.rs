@@ -16,9 +16,10 @@
 //! power failure, disk error), the UIDVALIDITY goes with them, the next
 //! scan gives a new, greater one (`facteur-uidvalidity` is fsynced before
 //! the fill writes anything), and clients resynchronise: no UID comes back
-//! for another message under a UIDVALIDITY a client was told. A session
-//! whose fill failed finds its row missing at its next sync and ends
-//! (`* BYE`), as when a mailbox is rebuilt under it. The commit itself is
+//! for another message under a UIDVALIDITY a client was told (a stopped
+//! process does not wait for its fills either). A session whose fill
+//! failed is told so at its next sync and ends (`* BYE`), as when a
+//! mailbox is rebuilt under it. The commit itself is
 //! not fsynced (`UserInner::write_bulk`).
 
 use std::path::PathBuf;
