@@ -17,7 +17,9 @@
 //! Layout: this file holds the handle, opening and syncing the view; each
 //! kind of operation has its own file: `mailbox/read.rs` (messages,
 //! internal dates), `mailbox/flags.rs` (STORE), `mailbox/transfer.rs`
-//! (APPEND, COPY, MOVE), `mailbox/expunge.rs` (EXPUNGE).
+//! (APPEND, COPY, MOVE), `mailbox/expunge.rs` (EXPUNGE),
+//! `mailbox/recent.rs` (`\Recent`), `mailbox/fill.rs` (the first scan of
+//! a folder without an index row, answered before its commit).
 
 mod expunge;
 mod fill;
