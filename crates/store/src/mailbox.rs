@@ -295,13 +295,7 @@ impl Mailbox {
                 })?;
             }
             if let Some((row, view)) = fresh {
-                self.messages = Arc::new(view);
-                self.id = row.id;
-                self.uidvalidity = row.uidvalidity;
-                self.uidnext = row.uidnext;
-                self.highest_modseq = row.highest_modseq;
-                let key = self.view_key();
-                self.user.shared.views.put(self.dir(), key, &self.messages);
+                self.take_view(&row, Arc::new(view));
                 return Ok(true);
             }
             conn = self.user.conn();
@@ -373,6 +367,18 @@ impl Mailbox {
         self.uidnext = row.uidnext;
         self.highest_modseq = row.highest_modseq;
         Ok(true)
+    }
+
+    /// Makes `messages` this handle's view, of mailbox `row` as it is, and
+    /// shares it with the process's view cache (a view a scan made).
+    fn take_view(&mut self, row: &MailboxRow, messages: Arc<Vec<MessageMeta>>) {
+        self.messages = messages;
+        self.id = row.id;
+        self.uidvalidity = row.uidvalidity;
+        self.uidnext = row.uidnext;
+        self.highest_modseq = row.highest_modseq;
+        let key = self.view_key();
+        self.user.shared.views.put(self.dir(), key, &self.messages);
     }
 
     /// Runs `f` with this mailbox's row inside the write lock, then saves

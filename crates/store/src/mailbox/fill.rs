@@ -111,13 +111,7 @@ impl Mailbox {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(StoreError::Index("the index fill's thread ended".into())),
         };
-        self.id = p.row.id;
-        self.uidvalidity = p.row.uidvalidity;
-        self.uidnext = p.row.uidnext;
-        self.highest_modseq = p.row.highest_modseq;
-        self.messages = Arc::new(p.messages);
-        let key = self.view_key();
-        self.user.shared.views.put(self.dir(), key, &self.messages);
+        self.take_view(&p.row, Arc::new(p.messages));
         let recent_from = p.claim.map_or(1, |(_, to)| to);
         if claim {
             let key = (self.dir().to_path_buf(), self.uidvalidity);
