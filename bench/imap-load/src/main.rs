@@ -23,7 +23,7 @@
 //! --user-prefix P [--user-suffix S] --users K (users are P0S..P{K-1}S) [--timeout SECS].
 //! mix: --sessions S --cycles C. big: --user NAME --repeat R --warmup W
 //! [--search NEEDLE] (a SEARCH TEXT after the FETCH, timed).
-//! idle: --connections N [--ramp R] [--wake-timeout SECS]. hold: --proto
+//! idle: --connections N [--ramp R] [--wake-timeout SECS] [--all-ms 1]. hold: --proto
 //! pop3|smtp --connections N [--ramp R]. idle and hold: [--tls 1] (implicit
 //! TLS, the certificate not checked: tls.rs) [--buffer BYTES].
 //!

@@ -201,7 +201,8 @@ fn dial(opts: &Opts) -> Dial {
 /// waits (up to --wake-timeout seconds, 120 by default) until every idling
 /// connection has been told of a new message (`* N EXISTS`; the harness
 /// delivers one to each user right after writing the line), and prints a
-/// second JSON line: how many were told, and when (ms after the line).
+/// second JSON line: how many were told, and when (ms after the line;
+/// with --all-ms 1, every connection's figure as well).
 /// Any other line, or the end of standard input, closes everything.
 pub async fn idle(opts: &Opts) -> io::Result<String> {
     let n = opts.num("connections", 100);
@@ -285,8 +286,16 @@ pub async fn idle(opts: &Opts) -> io::Result<String> {
         }
         ms.sort_by(f64::total_cmp);
         let q = |f: f64| ms.get(((ms.len() as f64 * f) as usize).min(ms.len().saturating_sub(1))).copied().unwrap_or(0.0);
+        // --all-ms 1: every figure too, for a harness that merges the
+        // figures of several imap-load processes (bench/scale).
+        let all = if opts.num("all-ms", 0) != 0 {
+            let list: Vec<String> = ms.iter().map(|m| format!("{m:.1}")).collect();
+            format!(",\"ms\":[{}]", list.join(","))
+        } else {
+            String::new()
+        };
         println!(
-            "{{\"mode\":\"wake\",\"idling\":{idling},\"told\":{},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1}}}",
+            "{{\"mode\":\"wake\",\"idling\":{idling},\"told\":{},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1}{all}}}",
             ms.len(),
             q(0.5),
             q(0.99),
