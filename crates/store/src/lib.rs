@@ -95,7 +95,7 @@ pub use folders::UserStore;
 pub use import::{ExportMailbox, ImportCount, ImportMessage};
 pub use layout::normalize as normalize_name;
 pub use layout::{decode_dir, dir_name};
-pub use mailbox::Mailbox;
+pub use mailbox::{Mailbox, Synced};
 pub use metadata::SetMetadata;
 pub use name::{ANSWERED, DELETED, DRAFT, FLAGGED, ParsedName, SEEN, parse_file_name};
 

@@ -46,6 +46,11 @@ use crate::{MessageMeta, Result, StoreError, SyncChanges, quota, sync};
 /// committing syncs again (a delivery meanwhile is seen then).
 const FILL_RECHECK: Duration = Duration::from_millis(50);
 
+/// The state of a mailbox one handle's sync found ([`Mailbox::synced`]),
+/// which other handles in the process can take ([`Mailbox::sync_like`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synced(ViewKey);
+
 /// A selected mailbox.
 pub struct Mailbox {
     user: Arc<UserInner>,
@@ -504,7 +509,47 @@ impl Mailbox {
     /// or recreated (new UIDVALIDITY): the session must end.
     pub fn sync(&mut self) -> Result<SyncChanges> {
         let old = Arc::clone(&self.messages);
-        let mut changes = match self.refresh(false, false)? {
+        let reloaded = self.refresh(false, false)?;
+        Ok(self.changes_from(old, reloaded))
+    }
+
+    /// What the last sync of this handle found, for other handles of the
+    /// same mailbox in this process ([`Mailbox::sync_like`]).
+    pub fn synced(&self) -> Synced {
+        Synced(self.view_key())
+    }
+
+    /// [`Mailbox::sync`] with the result of another handle's sync of this
+    /// mailbox (`s`, its [`Mailbox::synced`]), read from the process's view
+    /// cache without touching the disk or the index. For sessions woken by
+    /// one change: the caller vouches that that sync began after the change
+    /// it must see (imapd's notify.rs). None (the caller syncs itself): the
+    /// view is no longer cached, it is another row, it is older than this
+    /// handle's, or a first fill is pending.
+    pub fn sync_like(&mut self, s: Synced) -> Option<SyncChanges> {
+        let key = s.0;
+        let (id, uidvalidity, uidnext, modseq) = key;
+        if self.filling.is_some()
+            || (id, uidvalidity) != (self.id, self.uidvalidity)
+            || uidnext < self.uidnext
+            || modseq < self.highest_modseq
+        {
+            return None;
+        }
+        if key == self.view_key() {
+            return Some(self.changes_from(Arc::clone(&self.messages), false));
+        }
+        let messages = self.user.shared.views.get(self.dir(), key)?;
+        let old = std::mem::replace(&mut self.messages, messages);
+        self.uidnext = uidnext;
+        self.highest_modseq = modseq;
+        Some(self.changes_from(old, true))
+    }
+
+    /// The changes from `old` to this handle's view (`reloaded`: whether
+    /// it was replaced since), with this handle's own APPENDs not yet told.
+    fn changes_from(&mut self, old: Arc<Vec<MessageMeta>>, reloaded: bool) -> SyncChanges {
+        let mut changes = match reloaded {
             true => diff(&old, &self.messages),
             false => SyncChanges::default(),
         };
@@ -520,7 +565,7 @@ impl Mailbox {
         }
         changes.added.sort_unstable();
         changes.added.dedup();
-        Ok(changes)
+        changes
     }
 
     /// Messages of the view with a modseq above `modseq` (CHANGEDSINCE).
@@ -617,3 +662,7 @@ fn diff(old: &[MessageMeta], new: &[MessageMeta]) -> SyncChanges {
 #[cfg(test)]
 #[path = "mailbox_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "mailbox/sync_like_tests.rs"]
+mod sync_like_tests;

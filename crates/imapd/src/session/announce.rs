@@ -24,7 +24,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Syncs the selected mailbox and writes what changed: EXPUNGE (or
     /// VANISHED), EXISTS, FETCH FLAGS.
     pub(crate) fn announce(&mut self) -> Flow {
-        let flow = self.announce_selected();
+        self.announce_woken(None)
+    }
+
+    /// [`announce`](Self::announce) after `woken` (the selected mailbox's
+    /// subscription) said the mailbox changed: the sync may be another
+    /// session's (`Subscription::sync`).
+    pub(crate) fn announce_woken(&mut self, woken: Option<&crate::notify::Subscription>) -> Flow {
+        let flow = self.announce_selected(woken);
         if flow == Flow::Continue {
             self.notify_check();
         }
@@ -33,11 +40,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// [`announce`](Self::announce) for the selected mailbox (NOTIFY's
     /// other mailboxes apart).
-    fn announce_selected(&mut self) -> Flow {
+    fn announce_selected(&mut self, woken: Option<&crate::notify::Subscription>) -> Flow {
         let Some(sel) = &mut self.sel else {
             return Flow::Continue;
         };
-        let changes = match blocking(|| sel.mb.sync()) {
+        let changes = match blocking(|| match woken {
+            Some(sub) => sub.sync(&mut sel.mb),
+            None => sel.mb.sync(),
+        }) {
             Ok(c) => c,
             Err(e) => {
                 info!(error = %e, "selected mailbox is gone");

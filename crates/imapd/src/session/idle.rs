@@ -63,9 +63,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 None => keepalive,
             }
             .min(keepalive);
+            // Woken by a change of the selected mailbox (not NOTIFY's
+            // events, nor the timer): its sync may be shared.
+            let mut woken = false;
             let input = tokio::select! {
                 i = self.io.next_line(true) => Some(i?),
-                _ = changed => None,
+                _ = changed => {
+                    woken = true;
+                    None
+                }
                 _ = super::events::notify_wait(&mut self.notify) => None,
                 _ = tokio::time::sleep_until(wake) => {
                     if wake >= keepalive {
@@ -76,7 +82,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             };
             match input {
                 None => {
-                    if self.announce() == Flow::Close {
+                    let by = sub.as_ref().filter(|_| woken);
+                    if self.announce_woken(by) == Flow::Close {
                         return Ok(Flow::Close);
                     }
                     if started.elapsed() > limit {
