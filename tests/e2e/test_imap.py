@@ -936,6 +936,65 @@ def test_idle_gets_an_lmtp_delivery_within_a_second(imap):
     r.close()
 
 
+def test_many_idle_sessions_of_one_mailbox_are_each_told_every_change(imap):
+    """Sessions woken by one change share one sync of the mailbox
+    (crates/imapd/src/notify.rs): each is still told every change, in its
+    own numbering, and a new message is recent in exactly one of them."""
+    f = imap
+    deliver(f, ALICE, [crlf("Subject: first\n\nx\n")])
+    # Message 1 is recent in this session only, gone before the others.
+    c = login(f)
+    c.select("INBOX")
+    c.logout()
+    sessions = []
+    for _ in range(30):
+        r = Raw(f.imap_port)
+        r.login()
+        r.cmd("SELECT INBOX")
+        r.send("i IDLE\r\n")
+        assert r.line() == b"+ idling\r\n"
+        sessions.append(r)
+
+    def told(r, last):
+        lines = []
+        while True:
+            line = r.line()
+            lines.append(line)
+            if line.startswith(last):
+                return lines
+
+    # A delivery by lmtpd (inotify): every session is told of message 2,
+    # and one of them (IMAP4rev1) has it as recent.
+    deliver(f, ALICE, [crlf("Subject: second\n\nx\n")])
+    recent = []
+    for r in sessions:
+        lines = told(r, b"* 2 EXISTS")
+        line = r.line()
+        assert line in (b"* 0 RECENT\r\n", b"* 1 RECENT\r\n"), (lines, line)
+        recent.append(line)
+    assert recent.count(b"* 1 RECENT\r\n") == 1, recent
+    # Another session's flag change and expunge (this process).
+    c = login(f)
+    c.select("INBOX")
+    ok(c.store("2", "+FLAGS.SILENT", "(\\Flagged)"))
+    for r in sessions:
+        lines = told(r, b"* 2 FETCH")
+        assert b"\\Flagged" in lines[-1], lines
+    ok(c.store("1", "+FLAGS.SILENT", "(\\Deleted)"))
+    for r in sessions:
+        told(r, b"* 1 FETCH")
+    ok(c.expunge())
+    for r in sessions:
+        told(r, b"* 1 EXPUNGE")
+    c.logout()
+    for r in sessions:
+        r.send("DONE\r\n")
+        u, t = r.until("i")
+        assert t.startswith(b"OK"), t
+        r.cmd("FETCH 1:* (UID FLAGS)")
+        r.close()
+
+
 def test_a_folder_another_tool_filled_is_numbered_at_its_first_select(imap):
     """A Maildir folder written by another tool (no index row yet): the
     first SELECT numbers its messages in delivery order (answered before

@@ -37,6 +37,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -59,9 +60,18 @@ struct SharedSync {
 struct Rounds {
     /// A session is syncing for the others.
     leading: bool,
-    /// The latest sync that finished: the counter's value before it began,
-    /// and what it found.
-    latest: Option<(u64, Synced)>,
+    /// The latest sync that finished: the counter's value and the time
+    /// before it began, and what it found.
+    latest: Option<(u64, Instant, Synced)>,
+}
+
+impl Rounds {
+    /// The latest sync's result if it began once the counter had reached
+    /// `wanted`, and after `after`.
+    fn usable(&self, wanted: u64, after: Option<Instant>) -> Option<Synced> {
+        let (began, at, found) = self.latest?;
+        (began >= wanted && after.is_none_or(|t| at >= t)).then_some(found)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -235,23 +245,28 @@ impl Subscription {
     }
 
     /// `mb` (the mailbox subscribed to) brought up to date after
-    /// [`changed`](Self::changed) woke this session: by a sync of its own,
-    /// or with the result of another session's sync that began after the
-    /// counter reached the value this one sees now (the module's
-    /// documentation). Blocks while another session syncs (call it where
-    /// the session may block). Only for wake-ups: changes made while
-    /// nobody watched never moved the counter.
-    pub fn sync(&self, mb: &mut Mailbox) -> facteur_store::Result<SyncChanges> {
+    /// [`changed`](Self::changed) woke this session, or after the time
+    /// `after` the store asked it to verify its view at
+    /// (`Mailbox::verification_in`): by a sync of its own, or with the
+    /// result of another session's sync that began after the counter
+    /// reached the value this one sees now, and after `after` (the
+    /// module's documentation). Blocks while another session syncs (call
+    /// it where the session may block). Only for those wake-ups: changes
+    /// made while nobody watched never moved the counter. Says whether the
+    /// sync was another session's.
+    pub fn sync(
+        &self,
+        mb: &mut Mailbox,
+        after: Option<Instant>,
+    ) -> facteur_store::Result<(SyncChanges, bool)> {
         let wanted = *self.rx.borrow();
         let mut st = lock(&self.shared.state);
         loop {
-            if let Some((began, found)) = st.latest
-                && began >= wanted
-            {
+            if let Some(found) = st.usable(wanted, after) {
                 drop(st);
                 return match mb.sync_like(found) {
-                    Some(changes) => Ok(changes),
-                    None => mb.sync(),
+                    Some(changes) => Ok((changes, true)),
+                    None => mb.sync().map(|c| (c, false)),
                 };
             }
             if !st.leading {
@@ -267,15 +282,15 @@ impl Subscription {
         drop(st);
         /// Hands the lead back however the sync ends (a panic included),
         /// so that the others never wait for a leader that is gone.
-        struct Lead<'a>(&'a SharedSync, Option<(u64, Synced)>);
+        struct Lead<'a>(&'a SharedSync, Option<(u64, Instant, Synced)>);
         impl Drop for Lead<'_> {
             fn drop(&mut self) {
                 let mut st = lock(&self.0.state);
                 st.leading = false;
-                if let Some((began, found)) = self.1
-                    && st.latest.is_none_or(|(b, _)| b < began)
+                if let Some(round) = self.1
+                    && st.latest.is_none_or(|(_, at, _)| at < round.1)
                 {
-                    st.latest = Some((began, found));
+                    st.latest = Some(round);
                 }
                 self.0.done.notify_all();
             }
@@ -283,10 +298,19 @@ impl Subscription {
         let mut lead = Lead(&self.shared, None);
         // Read before the sync begins: every change that moved the counter
         // up to here is one this sync sees.
-        let began = *self.rx.borrow();
+        let (began, at) = (*self.rx.borrow(), Instant::now());
         let changes = mb.sync()?;
-        lead.1 = Some((began, mb.synced()));
-        Ok(changes)
+        lead.1 = Some((began, at, mb.synced()));
+        Ok((changes, false))
+    }
+
+    /// [`Subscription::sync`] if it can take another session's sync at
+    /// once, without waiting or reading anything but memory (so the
+    /// caller need not move to a thread that may block); None otherwise.
+    pub fn try_shared(&self, mb: &mut Mailbox, after: Option<Instant>) -> Option<SyncChanges> {
+        let wanted = *self.rx.borrow();
+        let found = lock(&self.shared.state).usable(wanted, after)?;
+        mb.sync_like(found)
     }
 
     /// Whether the mailbox may have changed since the last call (or
@@ -410,20 +434,36 @@ mod tests {
         // No runtime: no inotify reader, so only `changed` moves the counter.
         let n = Notifier::new();
         let (a, b) = (n.subscribe(ma.dir()), n.subscribe(mb.dir()));
-        let added = |c: facteur_store::Result<SyncChanges>| c.unwrap().added;
+        let added = |c: facteur_store::Result<(SyncChanges, bool)>, shared: bool| {
+            let (c, s) = c.unwrap();
+            assert_eq!(s, shared);
+            c.added
+        };
 
         deliver("Subject: 2\n\ntwo\n");
         n.changed(ma.dir());
-        assert_eq!(added(a.sync(&mut ma)), vec![2]);
+        assert_eq!(added(a.sync(&mut ma, None), false), vec![2]);
         // Delivered without a word: `b`, woken by the same change as `a`,
         // takes `a`'s sync, which began after that change.
         deliver("Subject: 3\n\nthree\n");
-        assert_eq!(added(b.sync(&mut mb)), vec![2]);
+        assert_eq!(added(b.sync(&mut mb, None), true), vec![2]);
         // A new change: `a`'s sync began before it, so `b` syncs itself,
         // and `a` then takes that.
         n.changed(ma.dir());
-        assert_eq!(added(b.sync(&mut mb)), vec![3]);
-        assert_eq!(added(a.sync(&mut ma)), vec![3]);
+        assert_eq!(added(b.sync(&mut mb, None), false), vec![3]);
+        assert_eq!(added(a.sync(&mut ma, None), true), vec![3]);
         assert_eq!(ma.synced(), mb.synced());
+        // A verification due after `b`'s sync began: `a` syncs itself
+        // (and finds what came in without a word), then `b` takes it.
+        deliver("Subject: 4\n\nfour\n");
+        let due = Some(Instant::now());
+        assert_eq!(added(a.sync(&mut ma, due), false), vec![4]);
+        assert_eq!(added(b.sync(&mut mb, due), true), vec![4]);
+        // Taken at once, or not at all: a change no sync began after yet.
+        deliver("Subject: 5\n\nfive\n");
+        n.changed(ma.dir());
+        assert!(b.try_shared(&mut mb, None).is_none());
+        assert_eq!(added(a.sync(&mut ma, None), false), vec![5]);
+        assert_eq!(b.try_shared(&mut mb, None).unwrap().added, vec![5]);
     }
 }

@@ -10,6 +10,11 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
+/// What woke an idling session ([`Session::announce_woken`]): its
+/// subscription to the selected mailbox, and the time a verification the
+/// store asked for was due at (None: the subscription's counter moved).
+pub(crate) type Woken<'a> = (&'a crate::notify::Subscription, Option<std::time::Instant>);
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Announces changes, then OK (or BYE and close if the selected
     /// mailbox vanished).
@@ -28,9 +33,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// [`announce`](Self::announce) after `woken` (the selected mailbox's
-    /// subscription) said the mailbox changed: the sync may be another
-    /// session's (`Subscription::sync`).
-    pub(crate) fn announce_woken(&mut self, woken: Option<&crate::notify::Subscription>) -> Flow {
+    /// subscription, and the time a verification was due at, if that is
+    /// what woke the session) said the mailbox changed: the sync may be
+    /// another session's (`Subscription::sync`).
+    pub(crate) fn announce_woken(&mut self, woken: Option<Woken<'_>>) -> Flow {
         let flow = self.announce_selected(woken);
         if flow == Flow::Continue {
             self.notify_check();
@@ -40,14 +46,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// [`announce`](Self::announce) for the selected mailbox (NOTIFY's
     /// other mailboxes apart).
-    fn announce_selected(&mut self, woken: Option<&crate::notify::Subscription>) -> Flow {
+    fn announce_selected(&mut self, woken: Option<Woken<'_>>) -> Flow {
         let Some(sel) = &mut self.sel else {
             return Flow::Continue;
         };
-        let changes = match blocking(|| match woken {
-            Some(sub) => sub.sync(&mut sel.mb),
-            None => sel.mb.sync(),
-        }) {
+        // Another session's sync taken at once needs no thread that may
+        // block: each hand-over to one costs more than the rest of this.
+        let taken = woken.and_then(|(sub, after)| sub.try_shared(&mut sel.mb, after));
+        let synced = match taken {
+            Some(c) => Ok((c, true)),
+            None => blocking(|| match woken {
+                Some((sub, after)) => sub.sync(&mut sel.mb, after),
+                None => sel.mb.sync().map(|c| (c, false)),
+            }),
+        };
+        let (changes, shared) = match synced {
             Ok(c) => c,
             Err(e) => {
                 info!(error = %e, "selected mailbox is gone");
@@ -81,7 +94,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         // New messages are recent in the first session that sees them
         // (read-write, IMAP4rev1): this one, if no other claimed them.
-        if !changes.added.is_empty() && !sel.read_only && !self.rev2 {
+        if !changes.added.is_empty() && !sel.read_only && !self.rev2 && !sel.mb.recent_all_claimed()
+        {
             match blocking(|| sel.mb.claim_recent()) {
                 Ok(Some(r)) => sel.recent.push(r),
                 Ok(None) => {}
@@ -89,8 +103,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         // The folder's full-text index, if it has one, takes the new
-        // messages now (a few: a flood is left to the next search).
+        // messages now (a few: a flood is left to the next search). Once
+        // per change: not by the sessions that took another's sync (each
+        // would open the index's file to find nothing to add).
         if !changes.added.is_empty()
+            && !shared
             && let Err(e) = blocking(|| crate::fts::catch_up(&sel.mb, 100))
         {
             info!(dir = %sel.mb.dir().display(), error = %e, "cannot update the full-text index");

@@ -53,36 +53,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // timer for that and the keep-alive (each timer is in every
             // idling session's task).
             let verify = self.sel.as_ref().and_then(|s| s.mb.verification_in());
-            let now = tokio::time::Instant::now();
+            let (now, clock) = (tokio::time::Instant::now(), Instant::now());
             let keepalive = now + KEEPALIVE;
-            let wake = match verify {
+            // When to wake, and when the verification is due (a sync that
+            // began after that is one).
+            let (wake, due) = match verify {
                 // Zero: the sync just done could not verify (an error);
                 // try again later rather than at once.
-                Some(d) if d.is_zero() => now + KEEPALIVE / 8,
-                Some(d) => now + d + Duration::from_millis(20),
-                None => keepalive,
-            }
-            .min(keepalive);
-            // Woken by a change of the selected mailbox (not NOTIFY's
-            // events, nor the timer): its sync may be shared.
-            let mut woken = false;
+                Some(d) if d.is_zero() => (now + KEEPALIVE / 8, clock + KEEPALIVE / 8),
+                Some(d) => (now + d + Duration::from_millis(20), clock + d),
+                None => (keepalive, clock + KEEPALIVE),
+            };
+            let wake = wake.min(keepalive);
+            // Woken by a change of the selected mailbox or by a due
+            // verification (not by NOTIFY's events, nor to say we are
+            // still here): the sync may be shared (`Subscription::sync`).
+            let mut woken = None;
             let input = tokio::select! {
                 i = self.io.next_line(true) => Some(i?),
                 _ = changed => {
-                    woken = true;
+                    woken = Some(None);
                     None
                 }
                 _ = super::events::notify_wait(&mut self.notify) => None,
                 _ = tokio::time::sleep_until(wake) => {
                     if wake >= keepalive {
                         self.io.write(b"* OK Still here\r\n");
+                    } else {
+                        woken = Some(Some(due));
                     }
                     None
                 }
             };
             match input {
                 None => {
-                    let by = sub.as_ref().filter(|_| woken);
+                    let by = sub.as_ref().zip(woken);
                     if self.announce_woken(by) == Flow::Close {
                         return Ok(Flow::Close);
                     }

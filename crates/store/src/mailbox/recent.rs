@@ -70,6 +70,19 @@ pub(super) fn record_claim(conn: &rusqlite::Connection, id: i64, next: u32) -> R
 }
 
 impl Mailbox {
+    /// Whether this process knows, without reading the index, that every
+    /// message of this handle's view is claimed already (by this session or
+    /// another): then [`Mailbox::claim_recent`] would claim nothing. A
+    /// lookup in memory, for callers that avoid blocking when they can.
+    pub fn recent_all_claimed(&self) -> bool {
+        let key = (self.dir().to_path_buf(), self.uidvalidity);
+        self.user
+            .shared
+            .recent
+            .get(&key)
+            .is_some_and(|n| n >= self.uidnext)
+    }
+
     /// The first UID not yet claimed: messages from it on are recent.
     pub fn recent_from(&self) -> Result<u32> {
         // A first fill still committing holds the index; it says.
@@ -86,11 +99,11 @@ impl Mailbox {
         // Nothing new in this handle's view: no write transaction (a warm
         // SELECT stays a read). Messages that came after the view are
         // claimed by the sync that shows them.
-        let key = (self.dir().to_path_buf(), self.uidvalidity);
-        let known = &self.user.shared.recent;
-        if known.get(&key).is_some_and(|n| n >= self.uidnext) {
+        if self.recent_all_claimed() {
             return Ok(None);
         }
+        let key = (self.dir().to_path_buf(), self.uidvalidity);
+        let known = &self.user.shared.recent;
         let next = next_uid(&self.user.conn(), self.id)?;
         if next >= self.uidnext {
             known.set(key, next);
