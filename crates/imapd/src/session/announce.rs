@@ -10,6 +10,12 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
+/// The largest view whose comparison with another session's newer one
+/// ([`crate::notify::Subscription::try_shared`], a pass over both views)
+/// runs on the async worker; a bigger one is compared on a thread that
+/// may block, as a sync of its own would be.
+const INLINE_COMPARE_MAX: usize = 20_000;
+
 /// What woke an idling session ([`Session::announce_woken`]): its
 /// subscription to the selected mailbox, and the time a verification the
 /// store asked for was due at (None: the subscription's counter moved).
@@ -51,8 +57,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Flow::Continue;
         };
         // Another session's sync taken at once needs no thread that may
-        // block: each hand-over to one costs more than the rest of this.
-        let taken = woken.and_then(|(sub, after)| sub.try_shared(&mut sel.mb, after));
+        // block: each hand-over to one costs more than the rest of this,
+        // unless the view is big enough that comparing it with the new one
+        // should not hold up the worker's other sessions.
+        let taken = woken
+            .filter(|_| sel.mb.messages().len() <= INLINE_COMPARE_MAX)
+            .and_then(|(sub, after)| sub.try_shared(&mut sel.mb, after));
         let synced = match taken {
             Some(c) => Ok((c, true)),
             None => blocking(|| match woken {
