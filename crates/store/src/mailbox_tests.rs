@@ -9,7 +9,7 @@ use std::path::Path;
 
 const USER: &str = "u@x.test";
 
-fn setup() -> (tempfile::TempDir, Store, UserStore) {
+pub(super) fn setup() -> (tempfile::TempDir, Store, UserStore) {
     let d = tempfile::tempdir().unwrap();
     let s = Store::new(StoreConfig {
         root: d.path().to_path_buf(),
@@ -20,12 +20,12 @@ fn setup() -> (tempfile::TempDir, Store, UserStore) {
     (d, s, us)
 }
 
-fn deliver(s: &Store, body: &str) {
+pub(super) fn deliver(s: &Store, body: &str) {
     s.deliver(USER, None, &mut body.as_bytes(), Quota::default())
         .unwrap();
 }
 
-fn uids(mb: &Mailbox) -> Vec<u32> {
+pub(super) fn uids(mb: &Mailbox) -> Vec<u32> {
     mb.messages().iter().map(|m| m.uid).collect()
 }
 

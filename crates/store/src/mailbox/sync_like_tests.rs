@@ -1,28 +1,12 @@
 //! Tests of `Mailbox::sync_like`: a handle taking another handle's sync.
 
+use super::tests::{deliver, setup, uids};
 use super::*;
-use crate::{Flags, Quota, Store, StoreConfig};
-
-const USER: &str = "u@x.test";
-
-fn deliver(s: &Store, body: &str) {
-    s.deliver(USER, None, &mut body.as_bytes(), Quota::default())
-        .unwrap();
-}
-
-fn uids(mb: &Mailbox) -> Vec<u32> {
-    mb.messages().iter().map(|m| m.uid).collect()
-}
+use crate::Flags;
 
 #[test]
 fn a_handle_takes_what_another_handles_sync_found_without_reading_the_disk() {
-    let d = tempfile::tempdir().unwrap();
-    let s = Store::new(StoreConfig {
-        root: d.path().to_path_buf(),
-        hostname: "h".into(),
-    });
-    s.create_user(USER).unwrap();
-    let us = s.open_user(USER, Quota::default()).unwrap();
+    let (_d, s, us) = setup();
     deliver(&s, "Subject: 1\n\none\n");
     let mut a = us.select("INBOX").unwrap();
     let mut b = us.select("INBOX").unwrap();
