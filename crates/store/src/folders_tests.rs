@@ -5,13 +5,7 @@ use super::*;
 use crate::{Store, StoreConfig};
 
 fn user() -> (tempfile::TempDir, UserStore) {
-    let d = tempfile::tempdir().unwrap();
-    let s = Store::new(StoreConfig {
-        root: d.path().to_path_buf(),
-        hostname: "h".into(),
-    });
-    s.create_user("u@x.test").unwrap();
-    let us = s.open_user("u@x.test", Quota::default()).unwrap();
+    let (d, _store, us) = crate::mailbox::tests::setup();
     (d, us)
 }
 

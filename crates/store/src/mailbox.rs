@@ -661,7 +661,7 @@ fn diff(old: &[MessageMeta], new: &[MessageMeta]) -> SyncChanges {
 
 #[cfg(test)]
 #[path = "mailbox_tests.rs"]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 #[path = "mailbox/sync_like_tests.rs"]

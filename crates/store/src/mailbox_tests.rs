@@ -9,7 +9,8 @@ use std::path::Path;
 
 const USER: &str = "u@x.test";
 
-pub(super) fn setup() -> (tempfile::TempDir, Store, UserStore) {
+/// A store with one user, `USER` (the other modules' tests use it too).
+pub(crate) fn setup() -> (tempfile::TempDir, Store, UserStore) {
     let d = tempfile::tempdir().unwrap();
     let s = Store::new(StoreConfig {
         root: d.path().to_path_buf(),

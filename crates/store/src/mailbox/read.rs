@@ -201,17 +201,11 @@ fn name_time(name: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use crate::{Flags, Quota, Store, StoreConfig};
+    use crate::Flags;
 
     #[test]
     fn save_dates_are_recorded_or_read_from_the_file_name() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::new(StoreConfig {
-            root: d.path().to_path_buf(),
-            hostname: "h".into(),
-        });
-        s.create_user("u@x.test").unwrap();
-        let us = s.open_user("u@x.test", Quota::default()).unwrap();
+        let (_d, _s, us) = crate::mailbox::tests::setup();
         // A file another program put in new/, named in 2001.
         let inbox_new = us.mailbox_dir("INBOX").unwrap().join("new");
         std::fs::write(inbox_new.join("1000000000.M1P1.h"), "Subject: x\n\nx\n").unwrap();
