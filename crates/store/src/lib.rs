@@ -10,6 +10,7 @@
 //!   lib.rs      the types and Store
 //!   name.rs     unique names, file name parsing, flag letters (pure)
 //!   crlf.rs     CRLF <-> LF conversion (pure, incremental)
+//!   contents.rs small messages' content kept for reading again (FETCH)
 //!   layout.rs   user and mailbox names <-> directories, what is a Maildir
 //!   fsops.rs    the mkdirs, new files, renames and directory fsyncs of
 //!               delivery and folders (recorded in tests: durability)
@@ -66,6 +67,8 @@
 //! files 0600.
 
 pub mod acl;
+pub use contents::Content;
+mod contents;
 mod crlf;
 mod deliver;
 mod dirfd;
@@ -187,6 +190,8 @@ pub(crate) struct Shared {
     pub limits: FolderLimits,
     pub names: name::UniqueNames,
     pub views: views::Views,
+    /// Small messages' content (`contents.rs`).
+    pub contents: contents::Contents,
     /// `\Recent` claims known to this process (`mailbox/recent.rs`).
     pub recent: mailbox::recent::Known,
 }
@@ -454,6 +459,7 @@ impl Store {
                 limits,
                 names,
                 views: views::Views::default(),
+                contents: Default::default(),
                 recent: Default::default(),
             }),
         }

@@ -471,7 +471,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Err("another user's mailbox".into());
         }
         let norm = facteur_store::normalize_name(&u.mailbox).map_err(|e| e.to_string())?;
-        let read = |mb: &facteur_store::Mailbox| -> Result<Vec<u8>, String> {
+        let read = |mb: &facteur_store::Mailbox| -> Result<facteur_store::Content, String> {
             if u.uidvalidity.is_some_and(|v| v != mb.uidvalidity()) {
                 return Err("UIDVALIDITY differs".into());
             }

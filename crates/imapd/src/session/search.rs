@@ -98,7 +98,7 @@ struct Probe<'a> {
     /// Save dates, when a key needs them.
     save_dates: &'a HashMap<u32, i64>,
     /// The message bytes, read on first need (None inside: unreadable).
-    raw: &'a OnceCell<Option<Vec<u8>>>,
+    raw: &'a OnceCell<Option<facteur_store::Content>>,
     /// The message parsed once, so that its caches (the header's field
     /// index, the MIME tree) serve every key.
     msg: &'a OnceCell<Option<Message<'a>>>,

@@ -89,7 +89,7 @@ pub(super) fn ordered_set(nums: &[u32]) -> String {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Reads the header of the message with `uid` (None if unreadable: it
     /// sorts as one without the fields).
-    fn header_of(&self, uid: u32) -> Option<Vec<u8>> {
+    fn header_of(&self, uid: u32) -> Option<facteur_store::Content> {
         self.sel.as_ref()?.mb.read_header(uid).ok()
     }
 

@@ -214,7 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// The whole message a URLAUTH URL names, if it authorizes this
     /// session to read it now; None otherwise, whatever the reason.
-    pub(super) fn authorized_message(&self, u: &ImapUrl) -> Option<Vec<u8>> {
+    pub(super) fn authorized_message(&self, u: &ImapUrl) -> Option<facteur_store::Content> {
         let auth = u.urlauth.as_ref()?;
         if !auth.mechanism.as_deref()?.eq_ignore_ascii_case(INTERNAL) {
             return None;
@@ -239,7 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let given = hex(auth.token.as_deref()?)?;
         blocking(|| {
-            let read = |mb: &facteur_store::Mailbox| -> Option<Vec<u8>> {
+            let read = |mb: &facteur_store::Mailbox| -> Option<facteur_store::Content> {
                 if u.uidvalidity.is_some_and(|v| v != mb.uidvalidity()) {
                     return None;
                 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{Mailbox, is_not_found};
 use crate::crlf::CrlfReader;
 use crate::dirfd::{MsgFile, is_link_refused};
-use crate::{MessageMeta, Result, StoreError, index, sync};
+use crate::{Content, MessageMeta, Result, StoreError, index, sync};
 
 impl Mailbox {
     /// Save dates (SAVEDATE, RFC 8514: when each message was saved into
@@ -151,20 +151,47 @@ impl Mailbox {
         Err(StoreError::NoSuchMessage(uid))
     }
 
-    /// The whole message in CRLF form.
-    pub fn read_message(&self, uid: u32) -> Result<Vec<u8>> {
+    /// The whole message in CRLF form; a small one is kept for the next
+    /// reader in this process (`contents.rs`).
+    pub fn read_message(&self, uid: u32) -> Result<Content> {
+        let i = self.position(uid).ok_or(StoreError::NoSuchMessage(uid))?;
+        let m = &self.messages[i];
+        let contents = &self.user.shared.contents;
+        if let Some(c) = contents.get(self.dir(), &m.file_name) {
+            return Ok(c);
+        }
         // The index's CRLF size bounds the file's: one read, no regrowth.
-        let size = self.position(uid).map_or(0, |i| self.messages[i].size);
-        let mut raw = Vec::with_capacity((size as usize).min(64 << 20) + 1);
+        let mut raw = Vec::with_capacity((m.size as usize).min(64 << 20) + 1);
         self.open_file(uid)?.read_to_end(&mut raw)?;
-        Ok(crate::crlf::to_crlf_exact(&raw))
+        let c = Content::from(crate::crlf::to_crlf_exact(&raw));
+        contents.put(self.dir(), &m.file_name, &c);
+        Ok(c)
+    }
+
+    /// The message, if this process keeps it in memory (read before, and
+    /// small: `contents.rs`): no file is opened.
+    pub fn kept_message(&self, uid: u32) -> Option<Content> {
+        let m = &self.messages[self.position(uid)?];
+        self.user.shared.contents.get(self.dir(), &m.file_name)
+    }
+
+    /// The message's header block (as [`Mailbox::read_header`]), if this
+    /// process keeps the message in memory: no file is opened.
+    pub fn kept_header(&self, uid: u32) -> Option<Content> {
+        self.kept_message(uid).map(Content::header)
     }
 
     /// The message's header block in CRLF form, up to and with the empty
     /// line that ends it (see [`crate::crlf::read_header`]): what FETCH of
-    /// ENVELOPE or header fields needs, without reading a big message.
-    pub fn read_header(&self, uid: u32) -> Result<Vec<u8>> {
-        Ok(crate::crlf::read_header(&mut self.open_file(uid)?, 8192)?)
+    /// ENVELOPE or header fields needs. A small message is read whole and
+    /// kept (as [`Mailbox::read_message`] does); of a big one, only the
+    /// first kilobytes are read.
+    pub fn read_header(&self, uid: u32) -> Result<Content> {
+        let i = self.position(uid).ok_or(StoreError::NoSuchMessage(uid))?;
+        if self.messages[i].size <= crate::contents::MAX_MESSAGE {
+            return Ok(self.read_message(uid)?.header());
+        }
+        Ok(crate::crlf::read_header(&mut self.open_file(uid)?, 8192)?.into())
     }
 
     /// The exact size of the message in CRLF form, counted from its file
@@ -240,5 +267,55 @@ mod tests {
         let dates = inbox.save_dates(None).unwrap();
         assert_eq!(dates.len(), 1);
         assert!(dates.contains_key(&appended));
+    }
+
+    #[test]
+    fn a_small_message_once_read_is_read_again_without_its_file() {
+        let (_d, s, us) = crate::mailbox::tests::setup();
+        let small = "Subject: small\r\nTo: a@x.test\r\n\r\nbody\r\n";
+        let big = format!(
+            "Subject: big\r\n\r\n{}",
+            "0123456789abcdef\r\n".repeat(5000)
+        );
+        crate::mailbox::tests::deliver(&s, small);
+        crate::mailbox::tests::deliver(&s, &big);
+        let mut mb = us.select("INBOX").unwrap();
+        assert_eq!(
+            mb.read_header(1).unwrap(),
+            b"Subject: small\r\nTo: a@x.test\r\n\r\n"
+        );
+        assert_eq!(mb.read_header(2).unwrap(), b"Subject: big\r\n\r\n");
+        assert_eq!(mb.read_message(2).unwrap(), big.as_bytes());
+        // A flag change renames the file: the same message all the same.
+        mb.store_flags(
+            &[1, 2],
+            crate::FlagOp::Add,
+            &Flags::system(crate::SEEN),
+            None,
+        )
+        .unwrap();
+        // The files go (as if another process expunged them): the small
+        // message is still read, from memory; the big one was not kept.
+        let cur = us.mailbox_dir("INBOX").unwrap().join("cur");
+        for e in std::fs::read_dir(&cur).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        assert_eq!(mb.read_message(1).unwrap(), small.as_bytes());
+        assert_eq!(
+            mb.read_header(1).unwrap(),
+            b"Subject: small\r\nTo: a@x.test\r\n\r\n"
+        );
+        assert!(mb.read_message(2).is_err());
+        assert!(mb.read_header(2).is_err());
+        // Another mailbox's message of the same file name is its own.
+        us.create_mailbox("Other", None).unwrap();
+        let name = &mb.messages()[0].file_name;
+        let other_cur = us.mailbox_dir("Other").unwrap().join("cur");
+        std::fs::write(other_cur.join(&**name), "Subject: other\n\nx\n").unwrap();
+        let other = us.select("Other").unwrap();
+        assert_eq!(
+            other.read_message(1).unwrap(),
+            b"Subject: other\r\n\r\nx\r\n"
+        );
     }
 }
