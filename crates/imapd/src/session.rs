@@ -270,6 +270,16 @@ fn heavy_gate() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// Runs `f`, heavy work on memory alone (no file, no lock another
+/// process may hold), when [`heavy_gate`] lets it, on this worker: it
+/// waits for nothing, and a batch of it costs less than a hand-off to
+/// another thread (see `fetch.rs`).
+pub(crate) async fn heavy_inline<T>(f: impl FnOnce() -> T) -> T {
+    // The semaphore is never closed: acquire cannot fail.
+    let _permit = heavy_gate().acquire().await.ok();
+    f()
+}
+
 /// Runs `f`, heavy work, when [`heavy_gate`] lets it, then as [`blocking`].
 pub(crate) async fn heavy<T>(f: impl FnOnce() -> T) -> T {
     // The semaphore is never closed: acquire cannot fail.

@@ -19,9 +19,15 @@
 //! and [`MAX_FIELD_NAMES`] header field names at most (more is `BAD`), and
 //! each batch is read and formatted in one blocking call behind the
 //! heavy-work gate (`super::heavy`).
+//!
+//! Messages the store keeps in memory (small ones read before:
+//! `facteur_store::Content`) are formatted first on the session's own
+//! worker, still behind the gate (`super::heavy_inline`): handing a batch
+//! to another thread costs more than formatting it. The batch goes to a
+//! blocking call from the first message that needs its file.
 
 use super::content::{without_nul, write_content};
-use super::{Flow, Session, WRITE_CHUNK, blocking, heavy, in_ranges, write_flags};
+use super::{Flow, Session, WRITE_CHUNK, blocking, heavy, heavy_inline, in_ranges, write_flags};
 use facteur_imap_message::Message;
 use facteur_imap_proto::{FetchAttr, SectionText, SequenceSet, encode, section_label};
 use facteur_store::{FlagOp, Flags, Mailbox, MessageMeta, SEEN, StoreError, UNKNOWN_DATE};
@@ -294,12 +300,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // it reads messages: what a client asks for cannot take every
             // core (issue 14).
             let end = if content {
-                heavy(|| batch_ctx.run(&sel.mb, batch, &mut out)).await
+                match heavy_inline(|| batch_ctx.run(&sel.mb, batch, &mut out, Reads::Memory)).await
+                {
+                    BatchEnd::NotKept(0) => {
+                        heavy(|| batch_ctx.run(&sel.mb, batch, &mut out, Reads::Files)).await
+                    }
+                    end => end,
+                }
             } else {
-                batch_ctx.run(&sel.mb, batch, &mut out)
+                batch_ctx.run(&sel.mb, batch, &mut out, Reads::Files)
             };
             match end {
                 BatchEnd::Done => next += batch.len(),
+                // The rest of the batch is read from the files next round.
+                BatchEnd::NotKept(done) => next += done,
                 BatchEnd::Failed(e) => {
                     self.store_error(tag, &e);
                     return Ok(Flow::Continue);
@@ -376,11 +390,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             unknown_cte: false,
         };
         let mut out = Vec::new();
-        if let BatchEnd::Failed(e) = f.run(&sel.mb, positions, &mut out) {
+        if let BatchEnd::Failed(e) = f.run(&sel.mb, positions, &mut out, Reads::Files) {
             tracing::info!(error = %e, "cannot read a new message for NOTIFY");
         }
         self.io.write(&out);
     }
+}
+
+/// Where [`Formatter::run`] may take message content from.
+#[derive(Clone, Copy, PartialEq)]
+enum Reads {
+    /// Only what the store keeps in memory: no file is opened.
+    Memory,
+    /// The message files (through the store's memory first).
+    Files,
 }
 
 /// How a batch of messages went.
@@ -389,6 +412,9 @@ enum BatchEnd {
     Done,
     /// The first `n` were answered; the next one is to be streamed.
     Stream(usize),
+    /// The first `n` were answered; the next one's content is not in
+    /// memory ([`Reads::Memory`] only).
+    NotKept(usize),
     /// A message could not be read; the command fails.
     Failed(StoreError),
 }
@@ -418,7 +444,7 @@ struct Formatter<'c> {
 impl Formatter<'_> {
     /// Reads and answers the messages at `batch` (positions in `mb`) into
     /// `out`, stopping before one to stream.
-    fn run(&mut self, mb: &Mailbox, batch: &[usize], out: &mut Vec<u8>) -> BatchEnd {
+    fn run(&mut self, mb: &Mailbox, batch: &[usize], out: &mut Vec<u8>, reads: Reads) -> BatchEnd {
         let msgs = mb.messages();
         for (n, &i) in batch.iter().enumerate() {
             let m = &msgs[i];
@@ -427,6 +453,16 @@ impl Formatter<'_> {
             }
             let raw = if !self.content {
                 None
+            } else if reads == Reads::Memory {
+                let kept = if self.header_only {
+                    mb.kept_header(m.uid)
+                } else {
+                    mb.kept_message(m.uid)
+                };
+                match kept {
+                    Some(c) => Some(Ok(c)),
+                    None => return BatchEnd::NotKept(n),
+                }
             } else if self.header_only {
                 Some(mb.read_header(m.uid))
             } else {

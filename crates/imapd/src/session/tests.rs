@@ -593,6 +593,65 @@ async fn select_fetch_search_store() {
     .await;
 }
 
+/// FETCH answers messages the store keeps in memory on the session's
+/// worker and reads the others' files; a batch mixing both comes out
+/// whole and in order, and a kept message is still answered once its file
+/// is gone (as RFC 2180 §4.1 allows: another session expunged it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_mixes_messages_kept_in_memory_and_read_from_files() {
+    let f = fixture();
+    f.claim_recent().await;
+    let (mut c, _s) = f.login("alice").await;
+    c.run(
+        r#"
+        C: a SELECT INBOX
+        S*: a OK [READ-WRITE] SELECT completed
+        C: b FETCH 2 (BODY.PEEK[TEXT])
+        S: * 2 FETCH (BODY[TEXT] {13}
+        S: hello world
+        S: )
+        S: b OK FETCH completed
+        C: c FETCH 1:3 (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])
+        S: * 1 FETCH (RFC822.SIZE 140 BODY[HEADER.FIELDS (SUBJECT)] {16}
+        S: Subject: one
+        S:
+        S: )
+        S: * 2 FETCH (RFC822.SIZE 29 BODY[HEADER.FIELDS (SUBJECT)] {16}
+        S: Subject: two
+        S:
+        S: )
+        S: * 3 FETCH (RFC822.SIZE 25 BODY[HEADER.FIELDS (SUBJECT)] {18}
+        S: Subject: three
+        S:
+        S: )
+        S: c OK FETCH completed
+        "#,
+    )
+    .await;
+    let inbox = f.home.mail_root().join("example.test/alice");
+    for sub in ["cur", "new"] {
+        for e in std::fs::read_dir(inbox.join(sub)).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+    c.run(
+        r#"
+        C: d FETCH 1:3 (BODY.PEEK[TEXT])
+        S: * 1 FETCH (BODY[TEXT] {10}
+        S: body one
+        S: )
+        S: * 2 FETCH (BODY[TEXT] {13}
+        S: hello world
+        S: )
+        S: * 3 FETCH (BODY[TEXT] {7}
+        S: three
+        S: )
+        S: d OK FETCH completed
+        "#,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_move_expunge_close_unselect() {
     let f = fixture();
