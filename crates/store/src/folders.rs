@@ -55,6 +55,11 @@ pub(crate) struct UserInner {
     /// `conn` runs without SQLite's automatic checkpoint (after
     /// [`UserInner::write_bulk`]); read and changed with `conn` held.
     autocheckpoint_off: AtomicBool,
+    /// `conn` is at `synchronous=NORMAL`, as the last unsynced commit left
+    /// it (a fresh connection is at FULL); read and changed with `conn`
+    /// held. Each commit sets the level it needs only if the connection is
+    /// not there already ([`UserInner::set_synchronous`]).
+    unsynced: AtomicBool,
     /// A checkpoint runs aside ([`index::checkpoint_aside`]): until it
     /// ends, `conn` stays without the automatic one, whose commit would
     /// otherwise do the copy itself first.
@@ -81,7 +86,36 @@ impl UserInner {
     pub fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
         self.restore_autocheckpoint(&mut conn)?;
+        self.set_synchronous(&mut conn, true)?;
         commit_on(&mut conn, f)
+    }
+
+    /// Puts `conn` at `synchronous=FULL` (`full`) or NORMAL for the next
+    /// commit, unless it is there already. SQLite applies a PRAGMA when it
+    /// prepares it, so even a cached one is prepared again at every run:
+    /// switching at every unsynced commit and back cost two statement
+    /// compilations per STORE (perf under imaptest's stress mix). Should
+    /// going back to FULL fail, the connection is replaced (a fresh one is
+    /// at FULL) rather than left unsynced for a commit that must not be.
+    fn set_synchronous(&self, conn: &mut Connection, full: bool) -> Result<()> {
+        if self.unsynced.load(Ordering::Relaxed) != full {
+            return Ok(());
+        }
+        let pragma = if full {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        };
+        match conn.execute_batch(pragma) {
+            Ok(()) => {}
+            Err(e) if full => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot restore synchronous=FULL; reopening the index");
+                *conn = crate::index::open(&self.dir)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.unsynced.store(!full, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The transaction that creates a folder's row and fills it (the first
@@ -127,13 +161,15 @@ impl UserInner {
         if let Err(e) = conn.query_row(&pragma, [], |r| r.get::<_, i64>(0)) {
             tracing::error!(dir = %self.dir.display(), error = %e, "cannot restore wal_autocheckpoint; reopening the index");
             *conn = index::open(&self.dir)?;
+            self.unsynced.store(false, Ordering::Relaxed);
         }
         self.autocheckpoint_off.store(false, Ordering::Relaxed);
         Ok(())
     }
 
     /// [`UserInner::write`] whose commit is not fsynced
-    /// (`synchronous=NORMAL` for this one transaction). A killed process
+    /// (`synchronous=NORMAL`, which the connection keeps until a commit
+    /// that must be fsynced sets FULL again). A killed process
     /// loses nothing (the WAL is written before COMMIT returns); a power
     /// failure may undo the commit until the next fsynced commit or
     /// checkpoint, as with Dovecot's default `mail_fsync = optimized`. For
@@ -171,26 +207,14 @@ impl UserInner {
         self.commit_unsynced_on(conn, f)
     }
 
-    /// [`commit_on`] with `synchronous=NORMAL` for this one commit.
+    /// [`commit_on`] with `synchronous=NORMAL` for this commit.
     fn commit_unsynced_on<T>(
         &self,
         conn: &mut Connection,
         f: impl FnOnce(&Connection) -> Result<T>,
     ) -> Result<T> {
-        // Cached statements: a pragma_update parses its text every time.
-        conn.prepare_cached("PRAGMA synchronous = NORMAL")?
-            .execute([])?;
-        let result = commit_on(conn, f);
-        let full = conn
-            .prepare_cached("PRAGMA synchronous = FULL")
-            .and_then(|mut st| st.execute([]));
-        if let Err(e) = full {
-            // Never leave the connection unsynced for the next writer:
-            // replace it (a fresh one starts FULL) or refuse.
-            tracing::error!(dir = %self.dir.display(), error = %e, "cannot restore synchronous=FULL; reopening the index");
-            *conn = crate::index::open(&self.dir)?;
-        }
-        result
+        self.set_synchronous(conn, false)?;
+        commit_on(conn, f)
     }
 }
 
@@ -272,6 +296,7 @@ impl UserStore {
                 quota_messages: AtomicU64::new(quota.messages),
                 conn: Mutex::new(conn),
                 autocheckpoint_off: AtomicBool::new(false),
+                unsynced: AtomicBool::new(false),
                 checkpointing: Arc::new(AtomicBool::new(false)),
             }),
         })
