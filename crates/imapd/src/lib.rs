@@ -112,8 +112,12 @@ impl std::ops::Deref for Context {
 const RECENT_USERS: usize = 128;
 
 impl Context {
-    /// The user's store, shared with the user's other sessions.
+    /// The user's store, shared with the user's other sessions; opened
+    /// (the index: file work) if this process does not have it open.
     pub fn user_store(&self, address: &str, quota: Quota) -> Result<Arc<UserStore>, StoreError> {
+        if let Some(s) = self.user_store_if_open(address, quota) {
+            return Ok(s);
+        }
         let s = {
             let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
             match users.get(address).and_then(std::sync::Weak::upgrade) {
@@ -128,6 +132,25 @@ impl Context {
                 }
             }
         };
+        self.used(&s, quota);
+        Ok(s)
+    }
+
+    /// The user's store if this process has it open (another session of
+    /// the user's, or [`Context::recent`]): memory alone, so a login
+    /// needs no blocking call for it.
+    pub fn user_store_if_open(&self, address: &str, quota: Quota) -> Option<Arc<UserStore>> {
+        let s = {
+            let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+            users.get(address).and_then(std::sync::Weak::upgrade)?
+        };
+        self.used(&s, quota);
+        Some(s)
+    }
+
+    /// Records a login's use of the store `s`: its quota, and its place
+    /// among the recent ones.
+    fn used(&self, s: &Arc<UserStore>, quota: Quota) {
         // The directory's quota as of this login (or SETQUOTA): a change
         // made since the store was opened applies to every handle.
         s.set_quota(quota);
@@ -136,8 +159,7 @@ impl Context {
         if recent.len() >= RECENT_USERS {
             recent.pop_front();
         }
-        recent.push_back(Arc::clone(&s));
-        Ok(s)
+        recent.push_back(Arc::clone(s));
     }
 }
 

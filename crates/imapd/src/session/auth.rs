@@ -192,7 +192,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let ctx = Arc::clone(&self.ctx);
         let address = record.address.clone();
-        match blocking(|| ctx.user_store(&address, quota)) {
+        // Open already (the user's other sessions, a recent login): no
+        // hand-off to another thread; else the index is opened there.
+        let opened = match ctx.user_store_if_open(&address, quota) {
+            Some(s) => Ok(s),
+            None => blocking(|| ctx.user_store(&address, quota)),
+        };
+        match opened {
             Ok(store) => {
                 info!(user = %record.address, "logged in");
                 self.user = Some(User {
