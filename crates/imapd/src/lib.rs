@@ -155,7 +155,7 @@ impl Context {
         // made since the store was opened applies to every handle.
         s.set_quota(quota);
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.retain(|r| !Arc::ptr_eq(r, &s));
+        recent.retain(|r| !Arc::ptr_eq(r, s));
         if recent.len() >= RECENT_USERS {
             recent.pop_front();
         }
