@@ -443,7 +443,8 @@ struct Formatter<'c> {
 
 impl Formatter<'_> {
     /// Reads and answers the messages at `batch` (positions in `mb`) into
-    /// `out`, stopping before one to stream.
+    /// `out`, stopping before one to stream, or (with [`Reads::Memory`])
+    /// before one whose content the store does not keep.
     fn run(&mut self, mb: &Mailbox, batch: &[usize], out: &mut Vec<u8>, reads: Reads) -> BatchEnd {
         let msgs = mb.messages();
         for (n, &i) in batch.iter().enumerate() {
