@@ -154,17 +154,16 @@ impl Mailbox {
     /// The whole message in CRLF form; a small one is kept for the next
     /// reader in this process (`contents.rs`).
     pub fn read_message(&self, uid: u32) -> Result<Content> {
-        let i = self.position(uid).ok_or(StoreError::NoSuchMessage(uid))?;
-        let m = &self.messages[i];
-        let contents = &self.user.shared.contents;
-        if let Some(c) = contents.get(self.dir(), &m.file_name) {
+        if let Some(c) = self.kept_message(uid) {
             return Ok(c);
         }
+        let i = self.position(uid).ok_or(StoreError::NoSuchMessage(uid))?;
+        let m = &self.messages[i];
         // The index's CRLF size bounds the file's: one read, no regrowth.
         let mut raw = Vec::with_capacity((m.size as usize).min(64 << 20) + 1);
         self.open_file(uid)?.read_to_end(&mut raw)?;
         let c = Content::from(crate::crlf::to_crlf_exact(&raw));
-        contents.put(self.dir(), &m.file_name, &c);
+        self.user.shared.contents.put(self.dir(), &m.file_name, &c);
         Ok(c)
     }
 
