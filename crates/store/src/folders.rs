@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 
 use crate::dirfd::{Dir, is_link_refused};
-use crate::layout::{decode_dir, folder_path, is_maildir, normalize};
+use crate::layout::{folder_path, is_maildir, normalize};
 use crate::maildir::build_folder;
 use crate::{
     DEFAULT_FOLDERS, FolderLimits, Mailbox, MailboxInfo, Quota, Result, Shared, SpecialUse,
@@ -64,6 +64,8 @@ pub(crate) struct UserInner {
     /// ends, `conn` stays without the automatic one, whose commit would
     /// otherwise do the copy itself first.
     pub(crate) checkpointing: Arc<AtomicBool>,
+    /// The folders and subscriptions LIST read last (listing.rs).
+    listing: crate::listing::Listing,
 }
 
 impl UserInner {
@@ -269,20 +271,9 @@ fn write_subscriptions(dir: &Path, names: &[String]) -> io::Result<()> {
 }
 
 /// The folder directories of the user: (normalized name, directory name).
+/// Read afresh (LIST keeps what it read: listing.rs).
 fn folder_dirs(user_dir: &Path) -> io::Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(user_dir)? {
-        let e = e?;
-        let Ok(n) = e.file_name().into_string() else {
-            continue;
-        };
-        if let Some(name) = decode_dir(&n)
-            && is_maildir(&e.path())
-        {
-            out.push((name, n));
-        }
-    }
-    Ok(out)
+    crate::listing::read_folders(user_dir).map(|(maildirs, _)| maildirs)
 }
 
 impl UserStore {
@@ -298,6 +289,7 @@ impl UserStore {
                 autocheckpoint_off: AtomicBool::new(false),
                 unsynced: AtomicBool::new(false),
                 checkpointing: Arc::new(AtomicBool::new(false)),
+                listing: crate::listing::Listing::default(),
             }),
         })
     }
@@ -324,8 +316,11 @@ impl UserStore {
     /// All mailboxes: INBOX first, then by name.
     pub fn list_mailboxes(&self) -> Result<Vec<MailboxInfo>> {
         let rows = index::all_rows(&self.inner.conn())?;
-        let subs = subscriptions(&self.inner.dir)?;
-        let mut names: Vec<String> = folder_dirs(&self.inner.dir)?
+        let dir = &self.inner.dir;
+        let listing = &self.inner.listing;
+        let subs = listing.subscriptions(&dir.join(SUBSCRIPTIONS), || subscriptions(dir))?;
+        let mut names: Vec<String> = listing
+            .folder_dirs(dir)?
             .into_iter()
             .map(|(n, _)| n)
             .collect();

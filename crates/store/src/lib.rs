@@ -77,6 +77,7 @@ mod fsops;
 mod import;
 mod index;
 mod layout;
+mod listing;
 mod mailbox;
 mod maildir;
 mod metadata;
