@@ -15,11 +15,17 @@
 //!
 //! Bounded: messages of at most [`MAX_MESSAGE`] bytes, [`MAX_BYTES`] in all;
 //! the oldest entries go first.
+//!
+//! An entry also keeps what a reader worked out from its bytes
+//! ([`Content::derived`]: imapd's formatted ENVELOPE and BODYSTRUCTURE),
+//! which goes with it; the reader bounds it by the entry's size.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The biggest message kept (CRLF bytes): bigger ones are read from their
 /// files each time, as before (they are few, and a FETCH of their header
@@ -42,7 +48,7 @@ type Key = Box<[u8]>;
 #[derive(Default)]
 struct Inner {
     /// Directory -> base name -> content.
-    map: HashMap<Key, HashMap<Key, Arc<[u8]>>>,
+    map: HashMap<Key, HashMap<Key, Arc<Kept>>>,
     /// Keys in the order they came in: the first goes first.
     order: VecDeque<(Key, Key)>,
     bytes: usize,
@@ -58,21 +64,45 @@ impl std::fmt::Debug for Contents {
 /// message, or its header block, shared with the cache without a copy.
 #[derive(Clone)]
 pub struct Content {
-    bytes: Arc<[u8]>,
+    kept: Arc<Kept>,
     len: usize,
 }
 
+/// The bytes of a message as read, and what a reader worked out from them.
+struct Kept {
+    bytes: Box<[u8]>,
+    /// In the cache: [`Content::derived`] is worth keeping.
+    cached: AtomicBool,
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
 impl Content {
-    /// The first `len` bytes of `bytes` (all of them if fewer).
-    fn prefix(bytes: Arc<[u8]>, len: usize) -> Content {
-        let len = len.min(bytes.len());
-        Content { bytes, len }
+    /// The first `len` bytes of `kept` (all of them if fewer).
+    fn prefix(kept: Arc<Kept>, len: usize) -> Content {
+        let len = len.min(kept.bytes.len());
+        Content { kept, len }
     }
 
     /// The header block of this message (see [`header_of`]).
     pub(crate) fn header(self) -> Content {
         let len = header_of(&self).len();
-        Content::prefix(self.bytes, len)
+        Content::prefix(self.kept, len)
+    }
+
+    /// What a reader works out from this message's bytes and keeps with
+    /// them while the cache holds them (imapd: its formatted ENVELOPE and
+    /// BODYSTRUCTURE): made by `make` the first time it is asked for. None
+    /// for content the cache does not hold (read from its file each time),
+    /// or if another type was kept first. The header block of a message
+    /// shares its whole content's. The reader bounds what it keeps there.
+    pub fn derived<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
+        if !self.kept.cached.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.kept
+            .derived
+            .get_or_init(|| Box::new(make()))
+            .downcast_ref::<T>()
     }
 }
 
@@ -80,7 +110,11 @@ impl From<Vec<u8>> for Content {
     fn from(v: Vec<u8>) -> Content {
         let len = v.len();
         Content {
-            bytes: v.into(),
+            kept: Arc::new(Kept {
+                bytes: v.into(),
+                cached: AtomicBool::new(false),
+                derived: OnceLock::new(),
+            }),
             len,
         }
     }
@@ -89,7 +123,7 @@ impl From<Vec<u8>> for Content {
 impl std::ops::Deref for Content {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        &self.kept.bytes[..self.len]
     }
 }
 
@@ -122,18 +156,18 @@ impl Contents {
     /// kept.
     pub fn get(&self, dir: &Path, file_name: &str) -> Option<Content> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes = g
+        let kept = g
             .map
             .get(dir.as_os_str().as_bytes())?
             .get(base(file_name))?;
-        Some(Content::prefix(Arc::clone(bytes), usize::MAX))
+        Some(Content::prefix(Arc::clone(kept), usize::MAX))
     }
 
     /// Keeps `content` (CRLF form) of the message in `dir` whose file is
     /// `file_name`, if it is small enough, dropping the oldest entries to
     /// stay within [`MAX_BYTES`].
     pub fn put(&self, dir: &Path, file_name: &str, content: &Content) {
-        if content.len() as u64 > MAX_MESSAGE || content.len != content.bytes.len() {
+        if content.len() as u64 > MAX_MESSAGE || content.len != content.kept.bytes.len() {
             return;
         }
         let key = base(file_name);
@@ -149,7 +183,8 @@ impl Contents {
         if files.contains_key(key) {
             return;
         }
-        files.insert(key.into(), Arc::clone(&content.bytes));
+        content.kept.cached.store(true, Ordering::Relaxed);
+        files.insert(key.into(), Arc::clone(&content.kept));
         inner.order.push_back((dir.into(), key.into()));
         inner.bytes += content.len();
         while inner.bytes > MAX_BYTES {
@@ -158,7 +193,7 @@ impl Contents {
             };
             if let Some(files) = inner.map.get_mut(&d) {
                 if let Some(c) = files.remove(&k) {
-                    inner.bytes -= c.len();
+                    inner.bytes -= c.bytes.len();
                 }
                 if files.is_empty() {
                     inner.map.remove(&d);
@@ -248,6 +283,32 @@ mod tests {
         assert!(c.get(d, "h").is_none(), "a part is never taken for a whole");
         c.put(d, "h", &whole);
         assert_eq!(&*c.get(d, "h").unwrap().header(), b"A: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn what_is_derived_stays_with_a_kept_entry_only() {
+        let c = Contents::default();
+        let d = Path::new("/m/a/u/cur");
+        let whole = Content::from(b"A: 1\r\n\r\nbody\r\n".to_vec());
+        // Not in the cache: nothing is kept with it.
+        assert!(whole.derived(|| 1u32).is_none());
+        c.put(d, "m:2,", &whole);
+        let made = std::cell::Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            7u32
+        };
+        // The reader's own copy, what the cache hands out later (under
+        // other flags) and its header block share one.
+        assert_eq!(whole.derived(make), Some(&7));
+        assert_eq!(c.get(d, "m:2,S").unwrap().derived(make), Some(&7));
+        assert_eq!(c.get(d, "m").unwrap().header().derived(make), Some(&7));
+        assert_eq!(made.get(), 1);
+        // Another type: none.
+        assert!(c.get(d, "m").unwrap().derived(String::new).is_none());
+        // Another message: its own.
+        c.put(d, "n", &content(3, b'n'));
+        assert_eq!(c.get(d, "n").unwrap().derived(|| 8u32), Some(&8));
     }
 
     #[test]

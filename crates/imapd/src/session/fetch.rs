@@ -26,7 +26,7 @@
 //! to another thread costs more than formatting it. The batch goes to a
 //! blocking call from the first message that needs its file.
 
-use super::content::{without_nul, write_content};
+use super::content::{Formatted, Keep, without_nul, write_content};
 use super::{Flow, Session, WRITE_CHUNK, blocking, heavy, heavy_inline, in_ranges, write_flags};
 use facteur_imap_message::Message;
 use facteur_imap_proto::{FetchAttr, SectionText, SequenceSet, encode, section_label};
@@ -479,6 +479,12 @@ impl Formatter<'_> {
                 Some(Err(e)) => return BatchEnd::Failed(e),
             };
             let msg = raw.as_deref().map(Message::parse);
+            let formatted = raw.as_ref().and_then(|r| r.derived(Formatted::default));
+            let keep = formatted.map(|formatted| Keep {
+                formatted,
+                limit: usize::try_from(m.size).unwrap_or(usize::MAX),
+                whole: !self.header_only,
+            });
             let _ = write!(out, "* {} FETCH (", i + 1);
             let mut first = true;
             for a in self.attrs {
@@ -488,7 +494,9 @@ impl Formatter<'_> {
                 }
                 let written = match &msg {
                     _ if self.index_item(out, a, m) => true,
-                    Some(msg) => write_content(out, a, msg, self.utf8, &mut self.unknown_cte),
+                    Some(msg) => {
+                        write_content(out, a, msg, keep.as_ref(), self.utf8, &mut self.unknown_cte)
+                    }
                     None => false,
                 };
                 if written {
