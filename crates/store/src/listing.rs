@@ -21,7 +21,10 @@
 //!
 //! An entry named like a folder that was not a Maildir yet (another tool
 //! makes `.Name` and then `.Name/cur`, which does not touch the user
-//! directory) is looked at again at every LIST.
+//! directory) is looked at again at every LIST. The other way round, a
+//! folder whose `cur/` another tool removes stays listed until the user
+//! directory changes; SELECT then finds no such mailbox, as it would have
+//! a moment after any LIST.
 
 use std::fs;
 use std::io;
@@ -92,7 +95,7 @@ pub(crate) struct Listing {
 
 impl Listing {
     /// The folder directories of `user_dir`: (normalized name, directory
-    /// name), in the directory's order.
+    /// name), in no particular order.
     pub(crate) fn folder_dirs(&self, user_dir: &Path) -> io::Result<Vec<(String, String)>> {
         let stamp = Stamp::of(&fs::symlink_metadata(user_dir)?);
         let mut kept = self.folders.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,6 +1,7 @@
 //! The content items of a FETCH response (BODY[section]<partial>,
 //! BINARY, BINARY.SIZE, ENVELOPE, BODYSTRUCTURE, RFC822.*, PREVIEW),
-//! written from one parsed message. Pure formatting: fetch.rs reads the
+//! written from one parsed message. Formatting only (ENVELOPE and
+//! BODYSTRUCTURE kept once written, see [`Formatted`]): fetch.rs reads the
 //! files and decides what goes out.
 
 use std::sync::OnceLock;
