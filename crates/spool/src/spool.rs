@@ -64,8 +64,9 @@ pub struct Spool {
     free_states: std::sync::Arc<std::sync::Mutex<Option<Vec<PathBuf>>>>,
     /// Queue files of delivered messages waiting in `tmp/.free/` to be
     /// rewritten by `create` (names seen there; another process may have
-    /// taken one meanwhile), and how many `discard` thinks are there.
-    free_queue_files: std::sync::Arc<std::sync::Mutex<(Vec<PathBuf>, usize, u32)>>,
+    /// taken one meanwhile), and how many `discard` kept since it last
+    /// trimmed the directory.
+    free_queue_files: std::sync::Arc<std::sync::Mutex<(Vec<PathBuf>, u32)>>,
     /// When `discard` last fsynced each queue directory (moves.rs).
     discard_syncs: std::sync::Arc<std::sync::Mutex<[Option<std::time::Instant>; 6]>>,
 }
