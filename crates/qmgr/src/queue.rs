@@ -66,6 +66,18 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(SpoolError::Io(std::io::Error::other(e.to_string()))))
 }
 
+/// Whether `address` is in one of our domains (an address literal never
+/// is). Blocking: a directory lookup.
+fn is_local(ctx: &Context, address: &str) -> Result<bool, String> {
+    let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+    if domain.starts_with('[') {
+        return Ok(false);
+    }
+    ctx.directory
+        .is_local_domain(domain)
+        .map_err(|e| e.to_string())
+}
+
 /// Moves an unreadable file to corrupt/, with a log line.
 fn to_corrupt(spool: &Spool, q: QueueName, id: &str, why: &SpoolError) {
     error!(queue_id = %id, queue = q.as_str(), error = %why, "unreadable queue file, moving it to corrupt/");
@@ -328,7 +340,19 @@ pub struct AttemptResult {
 pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
     let c = Arc::clone(&ctx);
     let i = id.clone();
-    let qf = match blocking(move || c.spool.read(QueueName::Active, &i)).await {
+    // The queue file, and which of its recipients are local: one trip to
+    // the blocking threads for both.
+    let read = blocking(move || {
+        let qf = c.spool.read(QueueName::Active, &i)?;
+        let local: Vec<Option<Result<bool, String>>> = qf
+            .envelope
+            .recipients
+            .iter()
+            .map(|r| (!r.status.is_final()).then(|| is_local(&c, &r.address)))
+            .collect();
+        Ok((qf, local))
+    });
+    let (qf, local) = match read.await {
         Ok(f) => f,
         Err(SpoolError::NotFound(_)) => return AttemptResult::default(),
         Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
@@ -364,33 +388,11 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             return AttemptResult::default();
         }
     } else if !todo.is_empty() {
-        // Which recipients are local?
-        let c = Arc::clone(&ctx);
-        let addrs: Vec<String> = todo
-            .iter()
-            .map(|&i| env.recipients[i].address.clone())
-            .collect();
-        let local: Vec<Result<bool, String>> = tokio::task::spawn_blocking(move || {
-            addrs
-                .iter()
-                .map(|a| {
-                    let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-                    if domain.starts_with('[') {
-                        return Ok(false);
-                    }
-                    c.directory
-                        .is_local_domain(domain)
-                        .map_err(|e| e.to_string())
-                })
-                .collect()
-        })
-        .await
-        .unwrap_or_default();
         let mut lmtp = Vec::new();
         let mut remote: Vec<usize> = Vec::new();
-        for (k, &i) in todo.iter().enumerate() {
+        for &i in &todo {
             let r = &mut env.recipients[i];
-            match local.get(k) {
+            match local.get(i).and_then(Option::as_ref) {
                 Some(Ok(true)) => lmtp.push(i),
                 Some(Ok(false)) => remote.push(i),
                 Some(Err(e)) => {
