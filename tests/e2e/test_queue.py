@@ -209,3 +209,31 @@ def test_one_grep_follows_a_message(suite):
     me = pwd.getpwuid(os.geteuid()).pw_name
     picked = [l for l in f.log_text("qmgr").splitlines() if "picked up" in l and re.search(r'queue="?maildrop', l)]
     assert picked and re.search(rf'user="?{me}\b', picked[-1]), picked
+
+
+def test_a_pooled_lmtp_connection_closed_by_a_restart_loses_no_attempt(suite):
+    """The qmgr reuses its LMTP connection without a RSET first. After
+    lmtpd restarts, the pooled connection is dead: the next message must
+    go through on a new connection at its first attempt (the dead one
+    fails before any reply, so nothing was sent), not be deferred."""
+    f = suite
+
+    def send(i):
+        with smtplib.SMTP("127.0.0.1", f.smtp_port, timeout=30) as c:
+            c.ehlo("client.test")
+            c.mail("far@remote.test")
+            c.rcpt("bob@example.test")
+            code, text = c.data(crlf(f"Subject: pooled {i}\nX-Seq: {i}\n\nhi\n"))
+        assert code == 250, text
+        return re.search(rb"queued as ([0-9A-Za-z]+)", text).group(1).decode()
+
+    send(0)
+    wait_for(lambda: len(seqs_delivered(f)) == 1, 60, "the first delivery")
+    # The qmgr's connection is back in its pool; lmtpd goes away and comes back.
+    f.restart("lmtpd")
+    qid = send(1)
+    wait_for(lambda: len(seqs_delivered(f)) == 2, 60, "the second delivery")
+    lines = [l for l in f.log_text("qmgr").splitlines() if re.search(rf'queue_id="?{qid}\b', l)]
+    assert any('status="delivered"' in l or "status=delivered" in l for l in lines), lines
+    assert not any("deferred" in l or "LMTP connection failed" in l for l in lines), lines
+    assert len(seqs_delivered(f)[1]) == 1

@@ -104,17 +104,26 @@ fn pool_key(ctx: &Context, target: &LmtpTarget) -> String {
     }
 }
 
-/// A live connection: a pooled one that answers RSET, or a new one.
+/// A pooled connection (and true), or a new one. A pooled one is not
+/// asked for RSET first: its last transaction ended cleanly, and one the
+/// server has closed since fails its next transaction before any reply,
+/// which `deliver` then runs again on a new connection. That spares a
+/// round trip per message.
 async fn connection(
     ctx: &Context,
     target: &LmtpTarget,
-) -> Result<Connection<facteur_daemon::Stream>, String> {
-    let key = pool_key(ctx, target);
-    while let Some(mut c) = ctx.lmtp_pool.take(&key) {
-        if c.rset().await.is_ok() {
-            return Ok(c);
-        }
+) -> Result<(Connection<facteur_daemon::Stream>, bool), String> {
+    match ctx.lmtp_pool.take(&pool_key(ctx, target)) {
+        Some(c) => Ok((c, true)),
+        None => new_connection(ctx, target).await.map(|c| (c, false)),
     }
+}
+
+/// A new connection to `target`, greeted.
+async fn new_connection(
+    ctx: &Context,
+    target: &LmtpTarget,
+) -> Result<Connection<facteur_daemon::Stream>, String> {
     let stream = target
         .connect(ctx.timeouts.connect)
         .await
@@ -172,7 +181,7 @@ pub async fn deliver(
             out.push(Err(text.clone()));
         }
     };
-    let mut client = match connection(ctx, target).await {
+    let (mut client, mut pooled) = match connection(ctx, target).await {
         Ok(c) => c,
         Err(t) => {
             fail_all(&mut out, t);
@@ -190,23 +199,40 @@ pub async fn deliver(
             .iter()
             .map(|&i| TxnRcpt::new(env.recipients[i].address.clone()))
             .collect();
-        let message = match open_source(open).await {
-            Ok(m) => m,
-            Err(e) => {
-                fail_all(
-                    &mut out,
-                    format!("4.3.0 cannot read the queued message: {e}"),
-                );
-                return out;
-            }
-        };
         let txn = Txn {
             sender: &env.sender,
             params: params.clone(),
             rcpts: &rcpts,
             queue_id: Some(id),
         };
-        let (replies, broken) = client.send(&txn, message).await.per_recipient();
+        let outcome = loop {
+            let message = match open_source(open).await {
+                Ok(m) => m,
+                Err(e) => {
+                    fail_all(
+                        &mut out,
+                        format!("4.3.0 cannot read the queued message: {e}"),
+                    );
+                    return out;
+                }
+            };
+            let outcome = client.send(&txn, message).await;
+            if !(pooled && outcome.unheard) {
+                break outcome;
+            }
+            // A pooled connection the server had closed (a restart): the
+            // message was not sent; once more on a new connection.
+            pooled = false;
+            client = match new_connection(ctx, target).await {
+                Ok(c) => c,
+                Err(t) => {
+                    fail_all(&mut out, t);
+                    return out;
+                }
+            };
+        };
+        pooled = false;
+        let (replies, broken) = outcome.per_recipient();
         out.extend(replies);
         if let Some(t) = broken {
             warn!(queue_id = %id, relay = %target, error = %t, "LMTP connection failed");

@@ -28,8 +28,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Runs one transaction. Never fails as a whole: see [`TxnOutcome`].
     pub async fn send(&mut self, txn: &Txn<'_>, message: MessageSource) -> TxnOutcome {
         let mut replies: Vec<Option<Reply>> = vec![None; txn.rcpts.len()];
-        let error = self.send_inner(txn, message, &mut replies).await.err();
-        TxnOutcome { replies, error }
+        let mut heard = false;
+        let error = self
+            .send_inner(txn, message, &mut replies, &mut heard)
+            .await
+            .err();
+        TxnOutcome {
+            replies,
+            unheard: error.is_some() && !heard,
+            error,
+        }
     }
 
     async fn send_inner(
@@ -37,6 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         txn: &Txn<'_>,
         message: MessageSource,
         replies: &mut [Option<Reply>],
+        heard: &mut bool,
     ) -> Result<(), ClientError> {
         let lmtp = self.dialect == Dialect::Lmtp;
         let mut params = txn.params.clone();
@@ -75,6 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         self.flush(t).await?;
         let mail_reply = self.read_reply(t, "the MAIL reply").await?;
+        *heard = true;
         let mail_ok = mail_reply.code / 100 == 2;
         for (i, l) in rcpt_lines.iter().enumerate() {
             if l.is_none() {

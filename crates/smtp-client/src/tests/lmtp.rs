@@ -111,6 +111,41 @@ async fn connection_lost_after_first_data_reply() {
 }
 
 #[tokio::test]
+async fn a_transaction_lost_before_any_reply_is_unheard() {
+    // The server is gone before it answers anything (a pooled connection
+    // it had closed): the message was never sent.
+    for steps in [
+        vec![("LHLO", Act::Say(LHLO_PIPE)), ("MAIL", Act::Close)],
+        vec![("LHLO", Act::Say("250 srv\r\n")), ("MAIL", Act::Close)],
+    ] {
+        let (mut c, peer) = scripted(steps).await;
+        let r = rcpts(&["a@x.test"]);
+        let out = c.send(&txn("", &r), message(b"x\r\n", 3)).await;
+        peer.done().await;
+        assert!(out.error.is_some() && out.unheard, "{out:?}");
+        assert!(out.replies[0].is_none());
+    }
+    // Once MAIL is answered, it is not: the data may follow.
+    let (mut c, peer) = scripted(vec![
+        ("LHLO", Act::Say(LHLO_PIPE)),
+        ("MAIL", Act::Silent),
+        ("RCPT", Act::Silent),
+        ("DATA", Act::Last("250 OK\r\n")),
+    ])
+    .await;
+    let r = rcpts(&["a@x.test"]);
+    let out = c.send(&txn("", &r), message(b"x\r\n", 3)).await;
+    peer.done().await;
+    assert!(out.error.is_some() && !out.unheard, "{out:?}");
+    // Nor is a transaction that ends well, or with a refusal.
+    let (mut c, peer) = one_rcpt(LHLO_PIPE).await;
+    let out = c.send(&txn("", &r), message(b"x\r\n", 3)).await;
+    assert!(out.error.is_none() && !out.unheard);
+    drop(c);
+    peer.done().await;
+}
+
+#[tokio::test]
 async fn mail_refused_without_pipelining() {
     let (mut c, peer) = scripted(vec![
         ("LHLO", Act::Say("250 srv\r\n")),
