@@ -47,12 +47,14 @@
 
 pub mod aliases_file;
 pub mod login_cache;
+mod nowait;
 pub mod password;
 pub mod resolve;
 pub mod sqlite;
 pub mod system;
 
 pub use login_cache::{Check, LoginCache, Pending};
+pub use nowait::without_waiting;
 pub use resolve::{
     Hop, MAX_ALIAS_DEPTH, ResolveError, Target, authenticate, lookup_login, resolve, resolve_for,
     resolve_local, verify_login,

@@ -30,7 +30,7 @@
 //! missing. All SQL uses bound parameters, never string formatting.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -95,7 +95,35 @@ impl std::fmt::Debug for SqliteDirectory {
 
 /// rusqlite errors become backend errors; the message keeps SQLite's text.
 fn db(e: rusqlite::Error) -> DirectoryError {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    if crate::nowait::active()
+        && matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked))
+    {
+        return crate::nowait::would_wait();
+    }
     DirectoryError::Backend(e.to_string())
+}
+
+/// The connection for a read (see [`SqliteDirectory::read`]).
+struct Reader<'a> {
+    conn: MutexGuard<'a, Connection>,
+    /// Taken under `without_waiting`: the busy time-out is off meanwhile.
+    quick: bool,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if self.quick {
+            let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        }
+    }
 }
 
 fn quota(q: u64) -> Result<i64> {
@@ -170,6 +198,25 @@ impl SqliteDirectory {
         // half-written state (an open Transaction rolls back on drop), so a
         // poisoned lock is safe to take over.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection for a read. Under [`crate::without_waiting`], only
+    /// if no other thread holds it, and with no busy time-out: a database
+    /// locked by another process fails at once (`db` then records it).
+    fn read(&self) -> Result<Reader<'_>> {
+        if !crate::nowait::active() {
+            return Ok(Reader {
+                conn: self.lock(),
+                quick: false,
+            });
+        }
+        let conn = match self.conn.try_lock() {
+            Ok(c) => c,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(crate::nowait::would_wait()),
+        };
+        conn.busy_timeout(Duration::ZERO).map_err(db)?;
+        Ok(Reader { conn, quick: true })
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committing on success.
@@ -272,7 +319,7 @@ impl Directory for SqliteDirectory {
     }
 
     fn list_domains(&self) -> Result<Vec<String>> {
-        let conn = self.lock();
+        let conn = self.read()?;
         let mut st = conn
             .prepare_cached("SELECT name FROM domains ORDER BY name")
             .map_err(db)?;
@@ -282,7 +329,8 @@ impl Directory for SqliteDirectory {
 
     fn is_local_domain(&self, name: &str) -> Result<bool> {
         let d = check_domain(name)?;
-        domain_exists(&self.lock(), &d)
+        let conn = self.read()?;
+        domain_exists(&conn, &d)
     }
 
     fn add_user_with(
@@ -376,7 +424,7 @@ impl Directory for SqliteDirectory {
 
     fn get_user(&self, address: &str) -> Result<Option<UserRecord>> {
         let key = check_address(address)?.key();
-        let conn = self.lock();
+        let conn = self.read()?;
         let mut st = conn
             .prepare_cached(&format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE address = ?1"
@@ -387,7 +435,7 @@ impl Directory for SqliteDirectory {
 
     fn list_users(&self, domain: Option<&str>) -> Result<Vec<UserRecord>> {
         let d = domain.map(check_domain).transpose()?;
-        let conn = self.lock();
+        let conn = self.read()?;
         let mut st = conn
             .prepare_cached(&format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE ?1 IS NULL OR domain = ?1 ORDER BY address"
@@ -454,7 +502,7 @@ impl Directory for SqliteDirectory {
 
     fn alias_targets(&self, source: &str) -> Result<Vec<String>> {
         let (src, _) = check_alias_source(source)?;
-        let conn = self.lock();
+        let conn = self.read()?;
         let mut st = conn
             .prepare_cached("SELECT target FROM aliases WHERE source = ?1 ORDER BY id")
             .map_err(db)?;
@@ -464,7 +512,7 @@ impl Directory for SqliteDirectory {
 
     fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<AliasRecord>> {
         let d = domain.map(check_domain).transpose()?;
-        let conn = self.lock();
+        let conn = self.read()?;
         let mut st = conn
             .prepare_cached(
                 "SELECT source, target FROM aliases WHERE ?1 IS NULL OR domain = ?1

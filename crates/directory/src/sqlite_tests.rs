@@ -408,3 +408,61 @@ fn version_1_is_migrated_and_its_users_keep_their_password() {
             .matches("new-pw")
     );
 }
+
+#[test]
+fn lookups_without_waiting_run_at_once_or_say_they_would_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("directory.sqlite");
+    let d = SqliteDirectory::open(&path).unwrap();
+    d.add_domain("example.test").unwrap();
+    let local = || d.is_local_domain("example.test");
+    // Nothing in the way: the answer, as without.
+    assert_eq!(crate::without_waiting(local), Some(Ok(true)));
+    // Another thread holds the connection: refused, not waited for.
+    {
+        let _held = d.lock();
+        std::thread::scope(|s| {
+            let r = s.spawn(|| crate::without_waiting(local)).join().unwrap();
+            assert_eq!(r, None);
+        });
+    }
+    // A database another process holds (SQLITE_BUSY) is not waited for:
+    // the busy time-out is off while such a read holds the connection, and
+    // a busy error is a refusal.
+    let timeout = |c: &Connection| -> i64 {
+        c.query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .unwrap()
+    };
+    let inside = crate::without_waiting(|| timeout(&d.read().unwrap()));
+    assert_eq!(inside, Some(0));
+    assert_eq!(timeout(&d.lock()), BUSY_TIMEOUT.as_millis() as i64);
+    let busy = || {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None)
+    };
+    assert_eq!(crate::without_waiting(|| db(busy())), None);
+    assert!(matches!(db(busy()), DirectoryError::Backend(_)));
+    assert_eq!(crate::without_waiting(local), Some(Ok(true)));
+}
+
+#[test]
+fn system_domains_are_not_looked_up_without_waiting() {
+    use crate::system::{Settings, SystemAliases};
+    let tmp = tempfile::tempdir().unwrap();
+    let inner: std::sync::Arc<dyn Directory> = std::sync::Arc::new(dir());
+    let settings = Settings {
+        file: tmp.path().join("aliases"),
+        domains: vec!["host.example.test".into()],
+        unix_users: "root@host.example.test".into(),
+        allow_include: false,
+    };
+    let s = SystemAliases::new(inner, settings);
+    assert_eq!(
+        crate::without_waiting(|| s.alias_targets("root@host.example.test").is_ok()),
+        None
+    );
+    // Other domains are.
+    assert_eq!(
+        crate::without_waiting(|| s.alias_targets("a@example.test")),
+        Some(Ok(Vec::new()))
+    );
+}

@@ -351,6 +351,11 @@ impl Directory for SystemAliases {
             return Ok(found);
         }
         match Address::parse(source) {
+            // Its files and the system's user database (getpwnam, maybe
+            // remote) are not for an async thread.
+            Ok(a) if self.is_system(a.domain()) && crate::nowait::active() => {
+                Err(crate::nowait::would_wait())
+            }
             Ok(a) if self.is_system(a.domain()) && self.inner.get_user(source)?.is_none() => {
                 Ok(self.system_targets(&a))
             }

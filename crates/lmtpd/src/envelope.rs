@@ -21,12 +21,26 @@ pub async fn rcpt(
 ) -> Result<(Vec<LocalTarget>, Reply), Reply> {
     let addr = Address::parse(address)
         .map_err(|e| Reply::new(501, (5, 1, 3), format!("Bad recipient address: {e}")))?;
-    let c = Arc::clone(ctx);
-    let a = addr.clone();
-    let resolved = tokio::task::spawn_blocking(move || {
-        facteur_directory::resolve_for(c.directory.as_ref(), &a, &c.delimiters, Hop::Deliver)
-    })
-    .await;
+    // On this thread when no lookup has to wait, else on a blocking one.
+    let quick = facteur_directory::without_waiting(|| {
+        facteur_directory::resolve_for(ctx.directory.as_ref(), &addr, &ctx.delimiters, Hop::Deliver)
+    });
+    let resolved = match quick {
+        Some(r) => Ok(r),
+        None => {
+            let c = Arc::clone(ctx);
+            let a = addr.clone();
+            tokio::task::spawn_blocking(move || {
+                facteur_directory::resolve_for(
+                    c.directory.as_ref(),
+                    &a,
+                    &c.delimiters,
+                    Hop::Deliver,
+                )
+            })
+            .await
+        }
+    };
     let shown = addr.to_string();
     let targets = match resolved {
         Err(_) => {
