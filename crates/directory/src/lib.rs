@@ -20,7 +20,9 @@
 //!   hash and the SCRAM-SHA-256 keys (facteur-sasl);
 //! - [`resolve`](mod@resolve): recipient resolution ([`resolve()`]) and
 //!   login ([`authenticate`]), written once against the trait so every
-//!   backend behaves alike.
+//!   backend behaves alike;
+//! - `nowait.rs`: [`without_waiting`], lookups run on an async thread
+//!   unless one of them would wait (lmtpd's RCPT).
 //!
 //! Needs `facteur-mail` for address syntax and normalisation; the SQLite
 //! backend needs a writable directory for its database file.

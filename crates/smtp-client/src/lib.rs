@@ -215,10 +215,10 @@ pub struct TxnOutcome {
     /// In recipient order; `None`: no answer (see the crate guarantees).
     pub replies: Vec<Option<Reply>>,
     pub error: Option<ClientError>,
-    /// The connection failed before the peer's first reply in this
-    /// transaction (the one to MAIL): the peer got no byte of the message,
-    /// which is sent only after its replies, so the transaction can run
-    /// again on a new connection without any risk of a duplicate.
+    /// The transaction ended in an error before the peer's first reply in
+    /// it (the one to MAIL): the peer got no byte of the message, which is
+    /// sent only after its replies, so the transaction can run again on a
+    /// new connection without any risk of a duplicate.
     pub unheard: bool,
 }
 
