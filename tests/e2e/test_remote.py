@@ -351,8 +351,11 @@ def test_queue_commands_on_a_stuck_message(net, facteur_cleanup):
     for i in queued(f):
         ids["spam" if "spammer" in f.ctl("queue", "show", i, check=False) else "stuck"] = i
     i = ids["stuck"]
-    listing = f.ctl("queue", "list")
-    assert i in listing and "someone@tempfail.test (deferred: 451 4.2.0" in listing and "alice@example.test" in listing
+    # Read between two attempts (min_backoff 1 s): while one is under way,
+    # the last reply reads "[attempt in progress] 451 ...".
+    listing = lambda: f.ctl("queue", "list")
+    shown = lambda l: i in l and "someone@tempfail.test (deferred: 451 4.2.0" in l and "alice@example.test" in l
+    wait_for(lambda: shown(listing()), 20, listing)
     show = f.ctl("queue", "show", i)
     assert "sender:       <alice@example.test>" in show and "Subject: stuck" in show
 
