@@ -426,6 +426,17 @@ impl Mailbox {
         Ok(t)
     }
 
+    /// Waits (up to 30 s) until a first fill this handle started has
+    /// committed and its thread let go of the index.
+    #[cfg(test)]
+    pub(crate) fn wait_for_fill(&self) {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while self.filling.as_ref().is_some_and(|f| f.done().is_none()) {
+            assert!(std::time::Instant::now() < until, "the fill never ended");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// When the store wants to verify, by one scan, changes it trusted
     /// without a scan (see sync.rs, invariant 5): an IDLE session syncs
     /// then, so a change by another tool made in the same clock tick as

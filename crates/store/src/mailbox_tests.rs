@@ -493,6 +493,10 @@ fn index_deleted_or_corrupt_is_rebuilt_with_new_uidvalidity() {
         "roles come back"
     );
     let v2 = mb.uidvalidity();
+    // The rebuild's fill commits on a thread of its own: until that thread
+    // lets go of the index, closing its connection could write the WAL
+    // back over the garbage below.
+    mb.wait_for_fill();
     drop(mb);
     drop(us);
     fs::write(udir.join("facteur-index.sqlite"), vec![0x55; 4096]).unwrap();

@@ -148,7 +148,10 @@ impl Job {
         }
     }
 
-    fn run(&self, filled: &Filled) {
+    /// Fills, then says how it went. The job (its hold on the user's
+    /// index connection) is dropped before `filled` is set: whoever sees the
+    /// fill done knows this thread holds the index no more.
+    fn run(self, filled: &Filled) {
         let result = self.user.write_bulk(|tx| {
             if index::mailbox_row(tx, &self.name)?.is_some() {
                 return Ok(());
@@ -172,17 +175,17 @@ impl Job {
             Ok(())
         });
         let published = self.published.load(Ordering::Acquire);
-        match result {
-            Ok(()) if published => {
-                let _ = filled.set(Ok(()));
-            }
-            Ok(()) => self.say(Ok(None)),
-            Err(e) if !published => self.say(Err(e)),
+        let outcome = match result {
+            Ok(()) if published => Ok(()),
+            Ok(()) => return self.say(Ok(None)),
+            Err(e) if !published => return self.say(Err(e)),
             Err(e) => {
                 tracing::error!(dir = %self.dir.display(), error = %e, "first fill of the index failed after its view was shown; its sessions end");
-                let _ = filled.set(Err(e.to_string()));
+                Err(e.to_string())
             }
-        }
+        };
+        drop(self);
+        let _ = filled.set(outcome);
     }
 }
 
