@@ -268,12 +268,38 @@ const GET_LIST: &str = "SELECT address, owner, post, reply_to_list, subject_tag,
 const LIST_COLUMNS: &str =
     "address, owner, post, reply_to_list, subject_tag, bounce_limit, munge_from";
 
+/// How long a query waits for another process's lock on the database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The lists `address` may belong to, each with the role it would have
+/// there: the list itself (`team@d`), then `team-bounces@d`,
+/// `team-owner@d`, `team-request@d`. Keys as the lists table has them.
+fn role_candidates(address: &str) -> Vec<(String, Role)> {
+    let Ok(a) = Address::parse(address) else {
+        return Vec::new();
+    };
+    let local = a.local().to_lowercase();
+    let mut out = vec![(a.key(), Role::Post)];
+    for (suffix, role) in [
+        ("-bounces", Role::Bounces),
+        ("-owner", Role::Owner),
+        ("-request", Role::Request),
+    ] {
+        if let Some(name) = local.strip_suffix(suffix)
+            && !name.is_empty()
+        {
+            out.push((format!("{name}@{}", a.domain()), role));
+        }
+    }
+    out
+}
+
 impl ListStore {
     /// Opens the tables in the SQLite database at `path` (the directory's),
     /// creating them when missing.
     pub fn open(path: &Path) -> Result<ListStore> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
@@ -338,7 +364,11 @@ impl ListStore {
 
     /// Whether `key` (lower-case) names a list, from the cached names.
     fn is_list(&self, key: &str) -> Result<bool> {
-        let c = self.lock();
+        self.is_list_on(&self.lock(), key)
+    }
+
+    /// [`ListStore::is_list`] on the connection `c` (this store's, locked).
+    fn is_list_on(&self, c: &Connection, key: &str) -> Result<bool> {
         let version: i64 = c
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
@@ -446,29 +476,47 @@ impl ListStore {
     /// The list an address belongs to, and as what: `team@d` (post),
     /// `team-bounces@d`, `team-owner@d`, `team-request@d`.
     pub fn role(&self, address: &str) -> Result<Option<(List, Role)>> {
-        let Ok(a) = Address::parse(address) else {
-            return Ok(None);
-        };
-        if self.is_list(&a.key())?
-            && let Some(l) = self.get(address)?
-        {
-            return Ok(Some((l, Role::Post)));
-        }
-        let local = a.local().to_lowercase();
-        for (suffix, role) in [
-            ("-bounces", Role::Bounces),
-            ("-owner", Role::Owner),
-            ("-request", Role::Request),
-        ] {
-            if let Some(name) = local.strip_suffix(suffix)
-                && !name.is_empty()
-                && self.is_list(&format!("{name}@{}", a.domain()))?
-                && let Some(l) = self.get(&format!("{name}@{}", a.domain()))?
+        for (list, role) in role_candidates(address) {
+            if self.is_list(&list)?
+                && let Some(l) = self.get(&list)?
             {
                 return Ok(Some((l, role)));
             }
         }
         Ok(None)
+    }
+
+    /// Whether [`ListStore::role`] would find `address`, answered only when
+    /// nothing has to wait: `None` if another thread holds the connection
+    /// or another process a lock on the database (the busy time-out is off
+    /// meanwhile). For a caller on an async thread, which asks again on a
+    /// blocking one after a `None`.
+    pub fn is_role_address_now(&self, address: &str) -> Option<Result<bool>> {
+        let c = match self.conn.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        c.busy_timeout(Duration::ZERO).ok()?;
+        let mut found = Ok(false);
+        for (list, _) in role_candidates(address) {
+            found = self.is_list_on(&c, &list);
+            if !matches!(found, Ok(false)) {
+                break;
+            }
+        }
+        let _ = c.busy_timeout(BUSY_TIMEOUT);
+        match found {
+            Err(ListError::Db(e))
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                None
+            }
+            r => Some(r),
+        }
     }
 
     /// The unsubscription token of `member` on `list` (an HMAC of both

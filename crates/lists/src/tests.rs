@@ -284,3 +284,53 @@ fn another_connections_new_list_is_seen_at_once() {
     reader.create("own@example.org", "").unwrap();
     assert!(reader.role("own@example.org").unwrap().is_some());
 }
+
+#[test]
+fn role_addresses_are_answered_now_unless_that_would_wait() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("directory.sqlite");
+    let s = ListStore::open(&path).unwrap();
+    s.create("team@example.org", "").unwrap();
+    for (a, want) in [
+        ("team@example.org", true),
+        ("Team-Owner@Example.org", true),
+        ("team-request@example.org", true),
+        ("teamx@example.org", false),
+        ("-bounces@example.org", false),
+        ("not an address", false),
+    ] {
+        assert_eq!(
+            s.is_role_address_now(a).map(|r| r.unwrap()),
+            Some(want),
+            "{a}"
+        );
+        assert_eq!(s.role(a).unwrap().is_some(), want, "{a}");
+    }
+    // Another thread holds the connection: no answer rather than a wait.
+    let held = s.lock();
+    std::thread::scope(|t| {
+        let r = t.spawn(|| s.is_role_address_now("team@example.org"));
+        assert!(r.join().unwrap().is_none());
+    });
+    drop(held);
+    // Another connection locks the database: no answer, at once (the busy
+    // time-out is 10 s).
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let t0 = std::time::Instant::now();
+    assert!(s.is_role_address_now("team@example.org").is_none());
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // The time-out is back: a lookup that may wait outlasts the lock.
+    std::thread::scope(|t| {
+        t.spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            other.execute_batch("ROLLBACK").unwrap();
+        });
+        assert!(s.role("team-bounces@example.org").unwrap().is_some());
+    });
+    assert_eq!(
+        s.is_role_address_now("team@example.org")
+            .map(|r| r.unwrap()),
+        Some(true)
+    );
+}

@@ -63,31 +63,21 @@ pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Resul
     if ctx.lmtp_domains.contains(addr.domain()) && !addr.local().contains(['%', '!', '@']) {
         return Ok(addr);
     }
-    // Is the domain ours, and then who is it: one blocking call.
-    let c = Arc::clone(ctx);
-    let a = addr.clone();
-    let (local, resolved) = tokio::task::spawn_blocking(move || {
-        // An address literal is never a local domain (and the directory
-        // refuses to be asked about one).
-        let local = !a.domain().starts_with('[') && c.directory.is_local_domain(a.domain())?;
-        // A list's addresses (qmgr acts on them), before aliases.
-        let list = local
-            && c.lists.as_ref().is_some_and(|l| {
-                l.role(&a.to_string())
-                    .inspect_err(|e| tracing::warn!(error = %e, "list lookup failed"))
-                    .is_ok_and(|r| r.is_some())
-            });
-        if list {
-            return Ok((true, Some(Ok(Vec::new()))));
+    // Is the domain ours, and then who is it: on this thread when no lookup
+    // has to wait, else in one blocking call.
+    let quick = facteur_directory::without_waiting(|| lookup(ctx, &addr, true)).flatten();
+    let found = match quick {
+        Some(r) => r,
+        None => {
+            let c = Arc::clone(ctx);
+            let a = addr.clone();
+            tokio::task::spawn_blocking(move || lookup(&c, &a, false))
+                .await
+                .map_err(|_| temp_failure())?
+                .ok_or_else(temp_failure)?
         }
-        let resolved = (local && !a.local().contains(['%', '!', '@'])).then(|| {
-            facteur_directory::resolve_for(c.directory.as_ref(), &a, &c.delimiters, Hop::Accept)
-        });
-        Ok::<_, facteur_directory::DirectoryError>((local, resolved))
-    })
-    .await
-    .map_err(|_| temp_failure())?
-    .map_err(|e| {
+    };
+    let (local, resolved) = found.map_err(|e| {
         tracing::warn!(error = %e, "directory lookup failed");
         temp_failure()
     })?;
@@ -124,6 +114,50 @@ pub async fn check_rcpt(ctx: &Arc<Context>, client: &Client, raw: &str) -> Resul
             format!("<{addr}>: relay access denied"),
         ))
     }
+}
+
+/// What RCPT learns of an address: whether its domain is ours, and then
+/// whom it reaches (None for a local part with `%`, `!` or `@` routing; no
+/// one for a list's addresses, which the qmgr acts on).
+type Found = (bool, Option<Result<Vec<Target>, ResolveError>>);
+
+/// Looks `a` up in the directory and the lists. With `now` (under
+/// `without_waiting`), `None` when the lists' database would have made it
+/// wait; without, always `Some`.
+fn lookup(
+    c: &Context,
+    a: &Address,
+    now: bool,
+) -> Option<Result<Found, facteur_directory::DirectoryError>> {
+    // An address literal is never a local domain (and the directory
+    // refuses to be asked about one).
+    let local = if a.domain().starts_with('[') {
+        false
+    } else {
+        match c.directory.is_local_domain(a.domain()) {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        }
+    };
+    // A list's addresses (qmgr acts on them), before aliases.
+    if local && let Some(lists) = c.lists.as_ref() {
+        let shown = a.to_string();
+        let role = if now {
+            lists.is_role_address_now(&shown)?
+        } else {
+            lists.role(&shown).map(|r| r.is_some())
+        };
+        let list = role
+            .inspect_err(|e| tracing::warn!(error = %e, "list lookup failed"))
+            .unwrap_or(false);
+        if list {
+            return Some(Ok((true, Some(Ok(Vec::new())))));
+        }
+    }
+    let resolved = (local && !a.local().contains(['%', '!', '@'])).then(|| {
+        facteur_directory::resolve_for(c.directory.as_ref(), a, &c.delimiters, Hop::Accept)
+    });
+    Some(Ok((local, resolved)))
 }
 
 fn temp_failure() -> Reply {
