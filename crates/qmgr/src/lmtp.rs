@@ -17,7 +17,9 @@
 
 use crate::Context;
 use facteur_mail::dsn::{BodyType, RcptStatus};
-use facteur_smtp_client::{Connection, Dialect, Opener, Txn, TxnRcpt, open_source};
+use facteur_smtp_client::{
+    Connection, Dialect, MessageSource, Opener, Txn, TxnRcpt, in_memory, open_source,
+};
 use facteur_smtp_codec::Reply;
 use facteur_smtp_codec::client::{Body, MailParams};
 use facteur_spool::Envelope;
@@ -33,6 +35,24 @@ const POOL_KEY: &str = "lmtp";
 /// How long a pooled LMTP connection may wait for its next message (well
 /// inside lmtpd's idle time-out).
 pub const POOL_IDLE: Duration = Duration::from_secs(20);
+
+/// The message of a local delivery: held in memory when small (read with
+/// its queue file, queue.rs), so a transaction needs no blocking thread to
+/// read it; else opened for each transaction.
+#[derive(Clone)]
+pub struct Source {
+    pub open: Opener,
+    pub held: Option<Arc<[u8]>>,
+}
+
+impl Source {
+    async fn start(&self) -> io::Result<MessageSource> {
+        match &self.held {
+            Some(m) => Ok(in_memory(m)),
+            None => open_source(&self.open).await,
+        }
+    }
+}
 
 /// Where LMTP goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,10 +161,10 @@ pub async fn deliver_and_record(
     id: &str,
     env: &mut Envelope,
     which: &[usize],
-    open: &Opener,
+    message: &Source,
 ) {
     let started = std::time::Instant::now();
-    let outcomes = deliver(ctx, target, id, env, which, open).await;
+    let outcomes = deliver(ctx, target, id, env, which, message).await;
     crate::metrics::duration("local", started.elapsed());
     let relay = target.to_string();
     for (&i, outcome) in which.iter().zip(outcomes) {
@@ -173,7 +193,7 @@ pub async fn deliver(
     id: &str,
     env: &Envelope,
     which: &[usize],
-    open: &Opener,
+    message: &Source,
 ) -> Vec<Result<Reply, String>> {
     let mut out: Vec<Result<Reply, String>> = Vec::with_capacity(which.len());
     let fail_all = |out: &mut Vec<Result<Reply, String>>, text: String| {
@@ -206,7 +226,7 @@ pub async fn deliver(
             queue_id: Some(id),
         };
         let outcome = loop {
-            let message = match open_source(open).await {
+            let source = match message.start().await {
                 Ok(m) => m,
                 Err(e) => {
                     fail_all(
@@ -216,7 +236,7 @@ pub async fn deliver(
                     return out;
                 }
             };
-            let outcome = client.send(&txn, message).await;
+            let outcome = client.send(&txn, source).await;
             if !(pooled && outcome.unheard) {
                 break outcome;
             }

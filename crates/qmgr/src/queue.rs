@@ -57,6 +57,11 @@ use tracing::{debug, error, info, warn};
 /// The mark put in front of `last_reply` while an attempt is in progress.
 pub const IN_PROGRESS: &str = "[attempt in progress] ";
 
+/// The largest message an attempt reads with its queue file and holds in
+/// memory (one chunk of the client's stream): at most this much per
+/// attempt in progress.
+const HELD_MAX: u64 = 64 * 1024;
+
 /// Runs a blocking spool operation off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
@@ -340,19 +345,19 @@ pub struct AttemptResult {
 pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
     let c = Arc::clone(&ctx);
     let i = id.clone();
-    // The queue file, and which of its recipients are local: one trip to
-    // the blocking threads for both.
+    // The queue file, which of its recipients are local, and a small
+    // message itself: one trip to the blocking threads for all three.
     let read = blocking(move || {
-        let qf = c.spool.read(QueueName::Active, &i)?;
+        let (qf, held) = c.spool.read_small(QueueName::Active, &i, HELD_MAX)?;
         let local: Vec<Option<Result<bool, String>>> = qf
             .envelope
             .recipients
             .iter()
             .map(|r| (!r.status.is_final()).then(|| is_local(&c, &r.address)))
             .collect();
-        Ok((qf, local))
+        Ok((qf, local, held))
     });
-    let (qf, local) = match read.await {
+    let (qf, local, held) = match read.await {
         Ok(f) => f,
         Err(SpoolError::NotFound(_)) => return AttemptResult::default(),
         Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
@@ -424,18 +429,33 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
                 return AttemptResult::default();
             }
         }
-        // The message's bytes, opened again for each transaction.
-        let open: Opener = {
-            let (spool, i) = (ctx.spool.clone(), id.clone());
-            Arc::new(move || {
-                spool
-                    .open_message(QueueName::Active, &i)
-                    .map_err(std::io::Error::other)
-            })
+        // The message's bytes: those read with the queue file, or the file
+        // opened again for each transaction.
+        let held: Option<Arc<[u8]>> = held.map(Into::into);
+        let open: Opener = match &held {
+            Some(m) => {
+                let m = Arc::clone(m);
+                Arc::new(move || {
+                    Ok(Box::new(std::io::Cursor::new(Arc::clone(&m)))
+                        as Box<dyn std::io::Read + Send>)
+                })
+            }
+            None => {
+                let (spool, i) = (ctx.spool.clone(), id.clone());
+                Arc::new(move || {
+                    spool
+                        .open_message(QueueName::Active, &i)
+                        .map_err(std::io::Error::other)
+                })
+            }
+        };
+        let source = lmtp::Source {
+            open: open.clone(),
+            held,
         };
         if !lmtp.is_empty() {
             let target = ctx.lmtp.clone();
-            lmtp::deliver_and_record(&ctx, &target, &id, &mut env, &lmtp, &open).await;
+            lmtp::deliver_and_record(&ctx, &target, &id, &mut env, &lmtp, &source).await;
         }
         // Remote recipients, one destination domain at a time.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
@@ -458,7 +478,6 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             dkim::fields(&ctx, &id, &env).await
         };
         let size = qf.message_size + signature.len() as u64;
-        let unsigned = open.clone();
         let open = dkim::signed_opener(&open, signature);
         // A stranger's message forwarded elsewhere leaves under our name.
         let rewritten = if groups.is_empty() {
@@ -471,7 +490,7 @@ pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
             // A domain handed to another LMTP server: the message as it is
             // (no signature, no SRS: it stays on this side).
             if let Some(target) = ctx.transports.get(&domain) {
-                lmtp::deliver_and_record(&ctx, target, &id, &mut env, &which, &unsigned).await;
+                lmtp::deliver_and_record(&ctx, target, &id, &mut env, &which, &source).await;
                 continue;
             }
             let outcomes = ctx

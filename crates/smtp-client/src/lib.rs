@@ -70,7 +70,7 @@ pub mod transaction;
 
 pub use connection::{BoxIo, Connection, Io};
 pub use pool::Pool;
-pub use source::{MessageSource, Opener, open_source, stream_reader};
+pub use source::{MessageSource, Opener, in_memory, open_source, stream_reader};
 
 use facteur_smtp_codec::Reply;
 use facteur_smtp_codec::client::MailParams;

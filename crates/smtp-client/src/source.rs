@@ -8,6 +8,9 @@
 //! to read. Most mail fits in the first chunk: it is read before the open
 //! is reported, and the task ends there.
 //!
+//! A message the caller holds already (a small one, read with its queue
+//! file) is a source at once, with no blocking thread: [`in_memory`].
+//!
 //! A read error arrives as an `Err` chunk; the connection then stops the
 //! transaction without its final dot (see the crate guarantees).
 
@@ -65,6 +68,19 @@ pub fn stream_reader(mut r: Box<dyn io::Read + Send>) -> MessageSource {
             let _ = tx.blocking_send(Err(e));
         }
     });
+    rx
+}
+
+/// A message already in memory, as a source: every chunk is in the channel
+/// before it is returned, so it needs no blocking thread. For small
+/// messages (the caller bounds the memory: the chunks are copies).
+pub fn in_memory(message: &[u8]) -> MessageSource {
+    let chunks = message.chunks(CHUNK);
+    let (tx, rx) = mpsc::channel(chunks.len().max(1));
+    for c in chunks {
+        // The channel has room for every chunk.
+        let _ = tx.try_send(Ok(c.to_vec()));
+    }
     rx
 }
 
@@ -146,6 +162,9 @@ mod tests {
             assert_eq!(sizes.len(), len.div_ceil(CHUNK), "{len} bytes: {sizes:?}");
             let (again, _, _) = drain(stream_reader(Box::new(io::Cursor::new(msg.clone())))).await;
             assert!(again == msg, "stream_reader, {len} bytes");
+            let (held, held_sizes, err) = drain(in_memory(&msg)).await;
+            assert!(held == msg && err.is_none(), "in_memory, {len} bytes");
+            assert_eq!(held_sizes, sizes, "in_memory, {len} bytes");
         }
     }
 

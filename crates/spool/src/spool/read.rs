@@ -1,6 +1,7 @@
 //! Reading: [`Spool::list`] (the ids in a queue), [`Spool::read`] and
 //! [`Spool::find`] (envelope with its latest state), [`Spool::open_message`]
-//! (the message bytes). Files are opened with `O_NOFOLLOW` and must be
+//! (the message bytes), [`Spool::read_small`] (both at once, for a small
+//! message). Files are opened with `O_NOFOLLOW` and must be
 //! regular files; the queue id record must name the file.
 
 use super::open_regular;
@@ -72,6 +73,47 @@ impl Spool {
     /// Reads a queue file's envelope, with its latest delivery state.
     pub fn read(&self, q: QueueName, id: &str) -> Result<QueueFile> {
         let (_, parsed, path) = self.parse(q, id)?;
+        self.with_state(q, id, parsed, path)
+    }
+
+    /// [`Spool::read`], and the message as [`Spool::open_message`] gives
+    /// it when it is at most `max` bytes: read from the file already open,
+    /// so a small message costs no second open and parse (nor, for the
+    /// caller, a second trip to a blocking thread).
+    pub fn read_small(
+        &self,
+        q: QueueName,
+        id: &str,
+        max: u64,
+    ) -> Result<(QueueFile, Option<Vec<u8>>)> {
+        let (mut file, parsed, path) = self.parse(q, id)?;
+        let size = parsed.size();
+        let message = if size <= max {
+            let mut buf = Vec::with_capacity(size as usize);
+            buf.extend_from_slice(&parsed.prepend);
+            file.seek(SeekFrom::Start(parsed.message_offset))?;
+            (&mut file).take(parsed.message_len).read_to_end(&mut buf)?;
+            if buf.len() as u64 != size {
+                return Err(SpoolError::Incomplete(format!(
+                    "{}: the message ends early",
+                    path.display()
+                )));
+            }
+            Some(buf)
+        } else {
+            None
+        };
+        Ok((self.with_state(q, id, parsed, path)?, message))
+    }
+
+    /// The queue file of `parsed`, with its latest delivery state.
+    fn with_state(
+        &self,
+        q: QueueName,
+        id: &str,
+        parsed: format::ParsedQueueFile,
+        path: PathBuf,
+    ) -> Result<QueueFile> {
         let message_size = parsed.size();
         let mut envelope = parsed.envelope;
         if let Some(st) = self.load_state(id, parsed.nonce)?
@@ -182,6 +224,31 @@ mod tests {
         assert!(matches!(
             spool.read(QueueName::Hold, "OTHER"),
             Err(SpoolError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_small_message_comes_with_its_queue_file_as_open_message_reads_it() {
+        use std::io::Write;
+        let (_d, spool) = temp_spool();
+        let plain = put(&spool, QueueName::Incoming, b"Subject: s\r\n\r\nsmall\r\n");
+        let mut w = spool.create(QueueName::Incoming, &env()).unwrap();
+        w.write_all(b"Subject: t\r\n\r\nbody\r\n").unwrap();
+        w.prepend(b"X-Spam: Yes\r\n").unwrap();
+        let prepended = w.commit().unwrap();
+        for id in [&plain, &prepended] {
+            let want = message(&spool, QueueName::Incoming, id);
+            let (qf, bytes) = spool.read_small(QueueName::Incoming, id, 1 << 16).unwrap();
+            assert_eq!(qf, spool.read(QueueName::Incoming, id).unwrap());
+            assert_eq!(bytes.as_deref(), Some(&want[..]));
+            // One byte over the bound: the queue file alone.
+            let max = want.len() as u64 - 1;
+            let (qf, bytes) = spool.read_small(QueueName::Incoming, id, max).unwrap();
+            assert_eq!((qf.message_size, bytes), (want.len() as u64, None));
+        }
+        assert!(matches!(
+            spool.read_small(QueueName::Incoming, "NOSUCHID", 1 << 16),
+            Err(SpoolError::NotFound(_))
         ));
     }
 
