@@ -12,6 +12,11 @@ use facteur_mail::Address;
 use facteur_smtp_codec::Reply;
 use std::sync::Arc;
 
+/// The mailboxes `a` reaches, as the last hop resolves it.
+fn resolve(ctx: &Context, a: &Address) -> Result<Vec<Target>, ResolveError> {
+    facteur_directory::resolve_for(ctx.directory.as_ref(), a, &ctx.delimiters, Hop::Deliver)
+}
+
 /// RCPT TO: resolves the recipient to the mailboxes it reaches, or refuses
 /// it. `queue_id` is the sending qmgr's, for the logs ("" if none).
 pub async fn rcpt(
@@ -22,23 +27,12 @@ pub async fn rcpt(
     let addr = Address::parse(address)
         .map_err(|e| Reply::new(501, (5, 1, 3), format!("Bad recipient address: {e}")))?;
     // On this thread when no lookup has to wait, else on a blocking one.
-    let quick = facteur_directory::without_waiting(|| {
-        facteur_directory::resolve_for(ctx.directory.as_ref(), &addr, &ctx.delimiters, Hop::Deliver)
-    });
+    let quick = facteur_directory::without_waiting(|| resolve(ctx, &addr));
     let resolved = match quick {
         Some(r) => Ok(r),
         None => {
-            let c = Arc::clone(ctx);
-            let a = addr.clone();
-            tokio::task::spawn_blocking(move || {
-                facteur_directory::resolve_for(
-                    c.directory.as_ref(),
-                    &a,
-                    &c.delimiters,
-                    Hop::Deliver,
-                )
-            })
-            .await
+            let (c, a) = (Arc::clone(ctx), addr.clone());
+            tokio::task::spawn_blocking(move || resolve(&c, &a)).await
         }
     };
     let shown = addr.to_string();
