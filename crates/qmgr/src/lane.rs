@@ -257,6 +257,11 @@ pub struct Applied {
 /// Runs one operation of `facteurctl queue` on one message (a flush of
 /// all of deferred/ is a walk instead: [`list_deferred`], [`deferred`]).
 pub fn control(ctx: &Context, op: &Op) -> Applied {
+    // What pickup kept for the message's first attempt may be about to
+    // change (prefetch.rs).
+    if let Some(id) = op.id() {
+        ctx.prefetch.forget(id);
+    }
     let in_active = |id: Option<&str>| {
         id.is_some_and(|id| {
             std::fs::symlink_metadata(ctx.spool.dir(QueueName::Active).join(id)).is_ok()

@@ -71,6 +71,7 @@ pub mod lane;
 pub mod lists;
 pub mod lmtp;
 pub mod metrics;
+pub mod prefetch;
 pub mod queue;
 pub mod ready;
 pub mod resolve;
@@ -143,6 +144,8 @@ pub struct Context {
     /// Domains handed to another LMTP server (`[qmgr.destinations."d"]
     /// lmtp`): a list manager, another store. Read at start.
     pub transports: std::collections::BTreeMap<String, lmtp::LmtpTarget>,
+    /// Pickup's reads of new messages, kept for their first attempt.
+    pub prefetch: prefetch::Prefetch,
 }
 
 impl Context {
@@ -208,6 +211,7 @@ impl Context {
                     Some((d.to_ascii_lowercase(), lmtp::LmtpTarget::from_addr(&a)))
                 })
                 .collect(),
+            prefetch: prefetch::Prefetch::default(),
         })
     }
 }

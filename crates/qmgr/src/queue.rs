@@ -41,6 +41,7 @@ use crate::Context;
 use crate::dkim;
 use crate::dsn;
 use crate::lmtp;
+use crate::prefetch::{Locality, Read};
 use crate::resolve;
 use crate::schedule::now;
 use crate::srs;
@@ -83,6 +84,15 @@ fn is_local(ctx: &Context, address: &str) -> Result<bool, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Which of `env`'s recipients are local (`None` for a final one).
+/// Blocking: directory lookups.
+fn locality(ctx: &Context, env: &Envelope) -> Locality {
+    env.recipients
+        .iter()
+        .map(|r| (!r.status.is_final()).then(|| is_local(ctx, &r.address)))
+        .collect()
+}
+
 /// Moves an unreadable file to corrupt/, with a log line.
 fn to_corrupt(spool: &Spool, q: QueueName, id: &str, why: &SpoolError) {
     error!(queue_id = %id, queue = q.as_str(), error = %why, "unreadable queue file, moving it to corrupt/");
@@ -110,7 +120,15 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
     } else {
         q
     };
-    let qf = match spool.read(q, id) {
+    // A new message's read is kept for its first attempt (prefetch.rs):
+    // its bytes too when small, read from the file already open.
+    let keep = ctx.prefetch.has_room(HELD_MAX as usize);
+    let read = if keep {
+        spool.read_small(q, id, HELD_MAX)
+    } else {
+        spool.read(q, id).map(|f| (f, None))
+    };
+    let (qf, held) = match read {
         Ok(f) => f,
         Err(SpoolError::NotFound(_)) => return false,
         Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
@@ -124,6 +142,7 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
             return false;
         }
     };
+    let message_size = qf.message_size;
     let mut env = qf.envelope;
     // incoming/ is ours alone: the owner seen now is the writer's.
     let owner = match std::fs::symlink_metadata(&qf.path) {
@@ -174,7 +193,8 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
     for a in &exp.warnings {
         warn!(queue_id = %id, rcpt = %a, "this mailbox address is also an alias source; the LMTP server may expand it again");
     }
-    if exp.changed || origin_changed || lists_changed {
+    let rewritten = exp.changed || origin_changed || lists_changed;
+    if rewritten {
         let new = Envelope {
             recipients: exp.recipients,
             ..env
@@ -183,9 +203,24 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
             error!(queue_id = %id, error = %e, "cannot record the resolved recipients; will retry");
             return false;
         }
+        env = new;
     }
     match spool.relocate(id, q, QueueName::Active) {
-        Ok(()) => true,
+        Ok(()) => {
+            // Only a file left as it was read: a rewritten one is read
+            // again by its attempt, as the spool wrote it.
+            if keep && !rewritten {
+                let local = locality(ctx, &env);
+                let qf = facteur_spool::QueueFile {
+                    queue: QueueName::Active,
+                    envelope: env,
+                    message_size,
+                    path: spool.dir(QueueName::Active).join(id),
+                };
+                ctx.prefetch.put(id.to_string(), Read { qf, local, held });
+            }
+            true
+        }
         Err(e) => {
             error!(queue_id = %id, error = %e, "cannot move the file to active/");
             false
@@ -343,21 +378,23 @@ pub struct AttemptResult {
 
 /// One delivery attempt of the message `id` in active/.
 pub async fn attempt(ctx: Arc<Context>, id: String) -> AttemptResult {
-    let c = Arc::clone(&ctx);
-    let i = id.clone();
     // The queue file, which of its recipients are local, and a small
-    // message itself: one trip to the blocking threads for all three.
-    let read = blocking(move || {
-        let (qf, held) = c.spool.read_small(QueueName::Active, &i, HELD_MAX)?;
-        let local: Vec<Option<Result<bool, String>>> = qf
-            .envelope
-            .recipients
-            .iter()
-            .map(|r| (!r.status.is_final()).then(|| is_local(&c, &r.address)))
-            .collect();
-        Ok((qf, local, held))
-    });
-    let (qf, local, held) = match read.await {
+    // message itself: what pickup kept of a new message, or one trip to
+    // the blocking threads for all three.
+    let read = match ctx.prefetch.take(&id) {
+        Some(r) => Ok(r),
+        None => {
+            let c = Arc::clone(&ctx);
+            let i = id.clone();
+            blocking(move || {
+                let (qf, held) = c.spool.read_small(QueueName::Active, &i, HELD_MAX)?;
+                let local = locality(&c, &qf.envelope);
+                Ok(Read { qf, local, held })
+            })
+            .await
+        }
+    };
+    let Read { qf, local, held } = match read {
         Ok(f) => f,
         Err(SpoolError::NotFound(_)) => return AttemptResult::default(),
         Err(e @ (SpoolError::Corrupt(_) | SpoolError::Incomplete(_))) => {
