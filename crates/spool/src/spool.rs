@@ -55,10 +55,16 @@ pub const FILE_MODE: u32 = 0o600;
 pub(super) const TMP_DIR: &str = "tmp";
 pub(super) const STATE_DIR: &str = "state";
 
-/// A spool rooted at a directory. Cheap to clone; holds no open files.
+/// A spool rooted at a directory. Cheap to clone; holds at most one open
+/// descriptor per queue directory (see `queue_dirs`), shared by its clones.
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    /// The queue directories, opened `O_PATH` at the first
+    /// [`Spool::exists_anywhere`] (each `None` if it could not be):
+    /// smtpd asks about every new queue id, and an `fstatat` in an open
+    /// directory looks up one name where a path looks up six.
+    queue_dirs: std::sync::Arc<std::sync::OnceLock<Vec<Option<File>>>>,
     /// State files of delivered messages kept for reuse (see `discard`);
     /// `None` until first needed.
     free_states: std::sync::Arc<std::sync::Mutex<Option<Vec<PathBuf>>>>,
@@ -117,6 +123,7 @@ impl Spool {
         }
         let spool = Spool {
             root: root.to_path_buf(),
+            queue_dirs: Default::default(),
             free_states: Default::default(),
             free_queue_files: Default::default(),
             discard_syncs: Default::default(),
@@ -183,10 +190,34 @@ impl Spool {
     }
 
     /// Whether a file named `id` is in any queue directory.
+    ///
+    /// A directory that could not be opened is asked by path. One opened
+    /// stays the one asked about for the life of this `Spool`: a spool
+    /// directory replaced under a running daemon (not something facteur
+    /// does) needs the daemon restarted.
     pub(super) fn exists_anywhere(&self, id: &str) -> bool {
-        QueueName::ALL
-            .iter()
-            .any(|&q| fs::symlink_metadata(self.dir(q).join(id)).is_ok())
+        use std::os::fd::AsRawFd;
+        let dirs = self.queue_dirs.get_or_init(|| {
+            QueueName::ALL
+                .iter()
+                .map(|&q| {
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                        .open(self.dir(q))
+                        .ok()
+                })
+                .collect()
+        });
+        QueueName::ALL.iter().zip(dirs).any(|(&q, dir)| match dir {
+            Some(d) => nix::sys::stat::fstatat(
+                Some(d.as_raw_fd()),
+                id,
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .is_ok(),
+            None => fs::symlink_metadata(self.dir(q).join(id)).is_ok(),
+        })
     }
 }
 
@@ -212,6 +243,26 @@ mod tests {
         }
         // Opening again is harmless.
         Spool::open(spool.root()).unwrap();
+    }
+
+    #[test]
+    fn exists_anywhere_looks_in_every_queue_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&d.path().join("spool")).unwrap();
+        let id = facteur_util::new_id();
+        assert!(!spool.exists_anywhere(&id));
+        for q in QueueName::ALL {
+            let path = spool.dir(q).join(&id);
+            fs::write(&path, b"x").unwrap();
+            assert!(spool.exists_anywhere(&id), "{q}");
+            // A clone shares the open directories and sees the same.
+            assert!(spool.clone().exists_anywhere(&id), "{q}");
+            fs::remove_file(&path).unwrap();
+            assert!(!spool.exists_anywhere(&id), "{q}");
+        }
+        // A name that is only in tmp/ or state/ is in no queue.
+        fs::write(d.path().join("spool").join(TMP_DIR).join(&id), b"x").unwrap();
+        assert!(!spool.exists_anywhere(&id));
     }
 
     #[test]
