@@ -90,8 +90,8 @@ pub(super) fn invalid_input(msg: String) -> SpoolError {
 }
 
 /// Opens an existing queue or state file for reading, refusing symlinks and
-/// anything but a regular file.
-pub(super) fn open_regular(path: &Path, id: &str) -> Result<File> {
+/// anything but a regular file; with its length.
+pub(super) fn open_regular(path: &Path, id: &str) -> Result<(File, u64)> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -103,13 +103,14 @@ pub(super) fn open_regular(path: &Path, id: &str) -> Result<File> {
                 not_found_to(e, || id.to_string())
             }
         })?;
-    if !f.metadata()?.file_type().is_file() {
+    let m = f.metadata()?;
+    if !m.file_type().is_file() {
         return Err(SpoolError::Corrupt(format!(
             "{}: not a regular file",
             path.display()
         )));
     }
-    Ok(f)
+    Ok((f, m.len()))
 }
 
 impl Spool {

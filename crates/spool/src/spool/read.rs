@@ -12,6 +12,23 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
+/// How much longer than the message asked for a queue file may be and
+/// still be read whole by [`Spool::read_small`]: its envelope (a few
+/// hundred bytes, more with many recipients).
+const WHOLE_FILE_SLACK: u64 = 16 * 1024;
+
+/// Refuses a queue file whose queue id record does not name it.
+fn check_id(parsed: &format::ParsedQueueFile, id: &str, path: &std::path::Path) -> Result<()> {
+    if parsed.envelope.queue_id != id {
+        return Err(SpoolError::Corrupt(format!(
+            "{}: queue id record says {:?}",
+            path.display(),
+            parsed.envelope.queue_id
+        )));
+    }
+    Ok(())
+}
+
 impl Spool {
     /// The queue ids in `q`, sorted (= by arrival). Temporary files, state
     /// files and anything that is not a valid id are never listed.
@@ -35,18 +52,11 @@ impl Spool {
         id: &str,
     ) -> Result<(File, format::ParsedQueueFile, PathBuf)> {
         let path = self.path(q, id)?;
-        let file = open_regular(&path, id)?;
-        let len = file.metadata()?.len();
+        let (file, len) = open_regular(&path, id)?;
         let mut r = BufReader::with_capacity(16 * 1024, &file);
         let parsed = format::parse_queue_file(&mut r, len)?;
         drop(r);
-        if parsed.envelope.queue_id != id {
-            return Err(SpoolError::Corrupt(format!(
-                "{}: queue id record says {:?}",
-                path.display(),
-                parsed.envelope.queue_id
-            )));
-        }
+        check_id(&parsed, id, &path)?;
         Ok((file, parsed, path))
     }
 
@@ -86,7 +96,40 @@ impl Spool {
         id: &str,
         max: u64,
     ) -> Result<(QueueFile, Option<Vec<u8>>)> {
-        let (mut file, parsed, path) = self.parse(q, id)?;
+        let path = self.path(q, id)?;
+        let (mut file, len) = open_regular(&path, id)?;
+        if len <= max.saturating_add(WHOLE_FILE_SLACK) {
+            // Small enough to read at once: one read(2) for the envelope,
+            // the message and the END record, instead of reads and seeks.
+            let mut data = Vec::with_capacity(len as usize);
+            (&mut file).take(len).read_to_end(&mut data)?;
+            let parsed = format::parse_queue_file_bytes(&data)?;
+            check_id(&parsed, id, &path)?;
+            let size = parsed.size();
+            let message = if size <= max {
+                // The parser has checked that the message lies within the
+                // file; a range outside it would be a parser bug, refused
+                // here as a corrupt file rather than a panic.
+                let body = usize::try_from(parsed.message_offset)
+                    .ok()
+                    .zip(usize::try_from(parsed.message_len).ok())
+                    .and_then(|(at, n)| data.get(at..at.checked_add(n)?))
+                    .ok_or_else(|| {
+                        SpoolError::Corrupt(format!("{}: message out of bounds", path.display()))
+                    })?;
+                let mut buf = Vec::with_capacity(size as usize);
+                buf.extend_from_slice(&parsed.prepend);
+                buf.extend_from_slice(body);
+                Some(buf)
+            } else {
+                None
+            };
+            return Ok((self.with_state(q, id, parsed, path)?, message));
+        }
+        let mut r = BufReader::with_capacity(16 * 1024, &file);
+        let parsed = format::parse_queue_file(&mut r, len)?;
+        drop(r);
+        check_id(&parsed, id, &path)?;
         let size = parsed.size();
         let message = if size <= max {
             let mut buf = Vec::with_capacity(size as usize);
@@ -250,6 +293,32 @@ mod tests {
             spool.read_small(QueueName::Incoming, "NOSUCHID", 1 << 16),
             Err(SpoolError::NotFound(_))
         ));
+        // An envelope longer than WHOLE_FILE_SLACK: the file is read in
+        // parts, and gives the same.
+        let mut many = env_with("r0@x.test");
+        many.recipients = (0..2000)
+            .map(|i| Recipient::new(format!("recipient{i}@example.test")))
+            .collect();
+        let mut w = spool.create(QueueName::Incoming, &many).unwrap();
+        w.write_all(b"Subject: u\r\n\r\nmany\r\n").unwrap();
+        let big = w.commit().unwrap();
+        let want = message(&spool, QueueName::Incoming, &big);
+        let len = fs::metadata(spool.dir(QueueName::Incoming).join(&big))
+            .unwrap()
+            .len();
+        assert!(len > want.len() as u64 + WHOLE_FILE_SLACK);
+        let (qf, bytes) = spool
+            .read_small(QueueName::Incoming, &big, want.len() as u64)
+            .unwrap();
+        assert_eq!(qf, spool.read(QueueName::Incoming, &big).unwrap());
+        assert_eq!(bytes.as_deref(), Some(&want[..]));
+        // A small file cut short is refused, with or without its message.
+        let cut = spool.dir(QueueName::Hold).join(&plain);
+        let data = fs::read(spool.dir(QueueName::Incoming).join(&plain)).unwrap();
+        fs::write(&cut, &data[..data.len() - 3]).unwrap();
+        for max in [1 << 16, 0] {
+            assert!(spool.read_small(QueueName::Hold, &plain, max).is_err());
+        }
     }
 
     #[test]
