@@ -117,7 +117,7 @@ impl Spool {
         // The state file's removal needs no fsync: come back alone, it
         // belongs to no queue file and `sweep` removes it.
         let state = self.state_path(id);
-        if self.keep_free_state(&state, id) {
+        if self.keep_free_state(&state, id) != super::recycle::Kept::No {
             return Ok(());
         }
         match fs::remove_file(state) {

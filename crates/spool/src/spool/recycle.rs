@@ -29,10 +29,11 @@ const TRIM_EVERY: u32 = 64;
 const KEEP_MAX_LEN: u64 = 256 * 1024;
 
 /// Renames `from` to `dir/name`, making `dir` (a `.free/`) the first time.
+/// `NotFound`: `from` does not exist.
 fn move_into(from: &Path, dir: &Path, name: &str) -> io::Result<()> {
     let to = dir.join(name);
     match fs::rename(from, &to) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && from.exists() && !dir.is_dir() => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => {
             fs::DirBuilder::new()
                 .mode(DIR_MODE & 0o777)
                 .create(dir)
@@ -62,6 +63,16 @@ fn trim(dir: &Path, keep: usize) {
 pub(super) fn sole_name(f: &File) -> bool {
     use std::os::unix::fs::MetadataExt;
     f.metadata().is_ok_and(|m| m.nlink() == 1)
+}
+
+/// What [`Spool::keep_free_state`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kept {
+    Yes,
+    /// Not kept (enough are, or the move failed): remove it.
+    No,
+    /// There was no such file.
+    Missing,
 }
 
 impl Spool {
@@ -157,20 +168,22 @@ impl Spool {
         self.with_free_states(Vec::pop)
     }
 
-    /// Moves a delivered message's state file aside for reuse; false if
-    /// it was not (none, or enough kept already).
-    pub(super) fn keep_free_state(&self, state: &Path, id: &str) -> bool {
+    /// Moves a delivered message's state file aside for reuse.
+    pub(super) fn keep_free_state(&self, state: &Path, id: &str) -> Kept {
         self.with_free_states(|list| {
             if list.len() >= MAX_FREE_STATES {
-                return false;
+                return Kept::No;
             }
             let dir = self.root.join(STATE_DIR).join(FREE_STATES);
             match move_into(state, &dir, id) {
                 Ok(()) => {
                     list.push(dir.join(id));
-                    true
+                    Kept::Yes
                 }
-                Err(_) => false,
+                // Most messages never had one (delivered at the first
+                // attempt): nothing to remove either.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Kept::Missing,
+                Err(_) => Kept::No,
             }
         })
     }
@@ -247,6 +260,23 @@ mod tests {
         spool.discard(QueueName::Incoming, &b).unwrap();
         let again = Spool::open(d.path()).unwrap();
         assert!(again.take_free_state().is_some());
+    }
+
+    #[test]
+    fn a_message_without_a_state_file_is_discarded_without_one() {
+        let (d, spool) = temp_spool();
+        let mut w = spool.create(QueueName::Incoming, &env_with("a@x.test")).unwrap();
+        w.write_all(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        let id = w.commit().unwrap();
+        spool.discard(QueueName::Incoming, &id).unwrap();
+        assert!(!spool.dir(QueueName::Incoming).join(&id).exists());
+        assert!(!spool.state_path(&id).exists());
+        let free = d.path().join(STATE_DIR).join(FREE_STATES);
+        assert_eq!(fs::read_dir(&free).map(|r| r.count()).unwrap_or(0), 0);
+        assert_eq!(
+            spool.keep_free_state(&spool.state_path(&id), &id),
+            Kept::Missing
+        );
     }
 
     #[test]
