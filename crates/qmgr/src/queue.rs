@@ -187,7 +187,9 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
             return false;
         }
     };
-    for (orig, fin) in &exp.events {
+    // A recipient that stays as it was (a plain mailbox) gets no line
+    // here: its delivery line names it.
+    for (orig, fin) in exp.events.iter().filter(|(o, f)| o != f) {
         info!(queue_id = %id, orig = %orig, to = %fin, "resolved");
     }
     for a in &exp.warnings {
