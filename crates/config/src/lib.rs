@@ -23,6 +23,7 @@ mod metrics;
 mod net;
 mod qmgr;
 pub mod scan;
+mod scheduling;
 pub mod screen;
 pub mod sieve;
 pub mod trust;
@@ -40,6 +41,7 @@ pub use metrics::Metrics;
 pub use net::IpNet;
 pub use qmgr::{Destination, LmtpAddr, Qmgr, Relayhost, TlsPolicy, parse_relayhost};
 pub use scan::Scan;
+pub use scheduling::Scheduling;
 pub use screen::Screen;
 pub use sieve::{Managesieved, Sieve};
 pub use trust::Trust;
@@ -120,6 +122,9 @@ pub struct Config {
     /// Mailing lists' one-click unsubscription: `[lists]`.
     #[serde(default)]
     pub lists: Lists,
+    /// How the kernel schedules the daemons: `[scheduling]`.
+    #[serde(default)]
+    pub scheduling: Scheduling,
     /// Set by [`Config::load`]: the file it came from (for messages).
     #[serde(skip)]
     pub source: PathBuf,
@@ -550,6 +555,7 @@ impl Config {
         sieve::check(&self.sieve)?;
         screen::check(&self.screen)?;
         scan::check(&self.scan)?;
+        scheduling::check(&self.scheduling)?;
         if !self.srs.domain.is_empty() {
             facteur_mail::normalize_domain(&self.srs.domain)
                 .map_err(|e| ("srs.domain".into(), format!("{:?}: {e}", self.srs.domain)))?;

@@ -36,6 +36,7 @@ fn the_reference_file_parses_and_matches_the_defaults() {
     assert_eq!(c.pop3d.max_errors, d.pop3d.max_errors);
     assert_eq!(c.auth, d.auth);
     assert_eq!(format!("{:?}", c.trust), format!("{:?}", d.trust));
+    assert_eq!(c.scheduling.batch, d.scheduling.batch);
 }
 
 #[test]

@@ -59,6 +59,9 @@ where
     };
     crate::init_logging(&cfg.log, name);
     fix_mmap_threshold();
+    if cfg.scheduling.is_batch(name) {
+        batch_scheduling();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(blocking_threads(name))
@@ -93,6 +96,28 @@ where
 /// memory; without this, about 15 MiB more per login) the arenas keep
 /// them. A fixed threshold makes every large block an mmap that goes back
 /// to the system when freed.
+/// Puts this thread, and so every thread the runtime starts after, under
+/// `SCHED_BATCH` (`[scheduling] batch`). Measured on bench/'s workload 1
+/// (facteur alone, 6 rounds of 5,000 messages, alternated): context
+/// switches per message 12.3 / 8.7 / 14.9 (lmtpd, qmgr, smtpd) became
+/// 10.9 / 6.2 / 12.8, and CPU per message 0.89 ms became 0.78. Most of a
+/// message's steps wake a thread of the next daemon or of the blocking
+/// pool; under the normal policy the woken thread often preempts the one
+/// that woke it, which is switched back in a moment later to finish.
+fn batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads the parameter we pass and changes
+    // only the calling thread's policy; no memory is handed over.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if r != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot switch to SCHED_BATCH ([scheduling] batch); running under the normal policy"
+        );
+    }
+}
+
 fn fix_mmap_threshold() {
     // SAFETY: mallopt only sets an allocator parameter; it is called here
     // before the runtime starts any thread, and a failure (0) just leaves

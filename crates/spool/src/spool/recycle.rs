@@ -33,12 +33,10 @@ const KEEP_MAX_LEN: u64 = 256 * 1024;
 fn move_into(from: &Path, dir: &Path, name: &str) -> io::Result<()> {
     let to = dir.join(name);
     match fs::rename(from, &to) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => {
-            fs::DirBuilder::new()
-                .mode(DIR_MODE & 0o777)
-                .create(dir)
-                .and_then(|()| fs::rename(from, &to))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => fs::DirBuilder::new()
+            .mode(DIR_MODE & 0o777)
+            .create(dir)
+            .and_then(|()| fs::rename(from, &to)),
         r => r,
     }
 }
@@ -265,7 +263,9 @@ mod tests {
     #[test]
     fn a_message_without_a_state_file_is_discarded_without_one() {
         let (d, spool) = temp_spool();
-        let mut w = spool.create(QueueName::Incoming, &env_with("a@x.test")).unwrap();
+        let mut w = spool
+            .create(QueueName::Incoming, &env_with("a@x.test"))
+            .unwrap();
         w.write_all(b"Subject: x\r\n\r\nbody\r\n").unwrap();
         let id = w.commit().unwrap();
         spool.discard(QueueName::Incoming, &id).unwrap();
