@@ -127,6 +127,11 @@ def pss_kib(pid):
         return 0
 
 
+# bench/run --peers-batch: the peers run under SCHED_BATCH too, as
+# facteur's smtpd, qmgr and lmtpd do by default ([scheduling] batch).
+PEERS_BATCH = False
+
+
 class Accounting:
     """One side's CPU time and memory (see the module comment)."""
 
@@ -142,10 +147,14 @@ class Accounting:
             self.method = "proc-tree"
 
     def preexec(self):
-        """For subprocess preexec_fn: joins the side's cgroup."""
+        """For subprocess preexec_fn: joins the side's cgroup (and, with
+        bench/run --peers-batch, a peer's process takes SCHED_BATCH, which
+        its children inherit)."""
         if self.method == "cgroup":
             with open(self.cg / "cgroup.procs", "w") as f:
                 f.write(str(os.getpid()))
+        if PEERS_BATCH and self.name != "facteur":
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
     def add_root(self, pid):
         self.roots.add(pid)
