@@ -96,6 +96,17 @@ where
 /// memory; without this, about 15 MiB more per login) the arenas keep
 /// them. A fixed threshold makes every large block an mmap that goes back
 /// to the system when freed.
+fn fix_mmap_threshold() {
+    // SAFETY: mallopt only sets an allocator parameter; it is called here
+    // before the runtime starts any thread, and a failure (0) just leaves
+    // the default behaviour.
+    #[allow(unsafe_code)]
+    let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
+    if ok == 0 {
+        tracing::debug!("mallopt(M_MMAP_THRESHOLD) refused");
+    }
+}
+
 /// Puts this thread, and so every thread the runtime starts after, under
 /// `SCHED_BATCH` (`[scheduling] batch`). Measured on bench/'s workload 1
 /// (facteur alone, 6 rounds of 5,000 messages, alternated): context
@@ -115,16 +126,5 @@ fn batch_scheduling() {
             error = %std::io::Error::last_os_error(),
             "cannot switch to SCHED_BATCH ([scheduling] batch); running under the normal policy"
         );
-    }
-}
-
-fn fix_mmap_threshold() {
-    // SAFETY: mallopt only sets an allocator parameter; it is called here
-    // before the runtime starts any thread, and a failure (0) just leaves
-    // the default behaviour.
-    #[allow(unsafe_code)]
-    let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
-    if ok == 0 {
-        tracing::debug!("mallopt(M_MMAP_THRESHOLD) refused");
     }
 }
