@@ -66,6 +66,26 @@ pub use sqlite::SqliteDirectory;
 use facteur_mail::Address;
 use std::sync::Arc;
 
+/// Runs `f` with its lookups in `dir` together ([`Directory::read_together`]:
+/// one read transaction where the backend has them) and returns what it
+/// returns.
+pub fn read_together<T>(dir: &dyn Directory, f: impl FnOnce() -> T) -> T {
+    let mut f = Some(f);
+    let mut out = None;
+    dir.read_together(&mut || {
+        if let Some(f) = f.take() {
+            out = Some(f());
+        }
+    });
+    // A backend that did not call it (none here does): run it alone.
+    if let Some(f) = f.take() {
+        out = Some(f());
+    }
+    // Invariant: f ran exactly once, above or inside (a panic in it
+    // unwinds through read_together and never gets here).
+    out.expect("f ran")
+}
+
 /// Opens the directory the configuration names, with the system domains
 /// of `[aliases]` laid over it ([`system::SystemAliases`]): the one way
 /// every program opens it, so that another backend (PostgreSQL) is one more
@@ -258,6 +278,15 @@ pub trait Directory: Send + Sync {
     /// of unknown users (`facteur_sasl::Secret`), so they are stable and
     /// cannot be told from real ones.
     fn scram_secret(&self) -> Result<Vec<u8>>;
+    /// Runs `f`, whose lookups in this directory (on this thread) then
+    /// share one read transaction where the backend has them: one view of
+    /// the directory, and for SQLite one lock round trip instead of one per
+    /// lookup (resolving an address asks three to five questions). For
+    /// reads only: a write inside `f` fails. Nested calls run `f` as it
+    /// is. Default: runs `f`.
+    fn read_together(&self, f: &mut dyn FnMut()) {
+        f()
+    }
     /// Reads again what the directory keeps from files (the system aliases
     /// file), now; a summary for the one who asked, `None` when there is
     /// nothing of the kind.

@@ -166,19 +166,22 @@ fn resolve_with(
     delimiters: &str,
     local: HashMap<String, bool>,
 ) -> std::result::Result<Vec<Target>, ResolveError> {
-    let mut r = Resolver {
-        dir,
-        delimiters,
-        path: Vec::new(),
-        seen: HashSet::new(),
-        out: Vec::new(),
-        local,
-    };
-    if !r.is_local(addr.domain())? {
-        return Err(ResolveError::NotLocal);
-    }
-    r.expand(addr, 0)?;
-    Ok(r.out)
+    // Every question of one resolution in one read of the directory.
+    crate::read_together(dir, || {
+        let mut r = Resolver {
+            dir,
+            delimiters,
+            path: Vec::new(),
+            seen: HashSet::new(),
+            out: Vec::new(),
+            local,
+        };
+        if !r.is_local(addr.domain())? {
+            return Err(ResolveError::NotLocal);
+        }
+        r.expand(addr, 0)?;
+        Ok(r.out)
+    })
 }
 
 struct Resolver<'a> {

@@ -105,21 +105,56 @@ fn db(e: rusqlite::Error) -> DirectoryError {
 }
 
 /// The connection for a read (see [`SqliteDirectory::read`]).
-struct Reader<'a> {
-    conn: MutexGuard<'a, Connection>,
-    /// Taken under `without_waiting`: the busy time-out is off meanwhile.
-    quick: bool,
+enum Reader<'a> {
+    Locked {
+        conn: MutexGuard<'a, Connection>,
+        /// Taken under `without_waiting`: the busy time-out is off
+        /// meanwhile.
+        quick: bool,
+    },
+    /// The connection this thread holds in [`Directory::read_together`],
+    /// inside its read transaction.
+    Held(&'a Connection),
 }
 
 impl std::ops::Deref for Reader<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {
-        &self.conn
+        match self {
+            Reader::Locked { conn, .. } => conn,
+            Reader::Held(c) => c,
+        }
     }
 }
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
+        if let Reader::Locked { conn, quick: true } = self {
+            let _ = conn.busy_timeout(BUSY_TIMEOUT);
+        }
+    }
+}
+
+thread_local! {
+    /// The directory (its address) whose connection this thread holds in
+    /// [`Directory::read_together`], and that connection.
+    static HELD: std::cell::Cell<Option<(usize, *const Connection)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Ends a [`Directory::read_together`]: forgets the held connection, ends
+/// its read transaction and puts its busy time-out back. Dropped before
+/// the mutex guard it points into, on return and on unwinding alike.
+struct Together<'a> {
+    conn: &'a Connection,
+    quick: bool,
+}
+
+impl Drop for Together<'_> {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(None));
+        // A read transaction: COMMIT only releases its snapshot.
+        let _ = self.conn.execute_batch("COMMIT");
         if self.quick {
             let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         }
@@ -190,25 +225,50 @@ impl SqliteDirectory {
 
     /// The schema version of the open database (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<i64> {
-        user_version(&self.lock())
+        user_version(&*self.lock()?)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    /// This directory's address, as [`HELD`] names it.
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// The connection this thread holds in `read_together`, if it does.
+    fn held(&self) -> Option<&Connection> {
+        match HELD.with(std::cell::Cell::get) {
+            // SAFETY: HELD names a connection only while `read_together`
+            // on this same thread holds its mutex guard: `Together` clears
+            // it before the guard is dropped (also when unwinding). Calls
+            // made meanwhile on this thread run inside `f`, within the
+            // guard's life, and use the connection only through shared
+            // references (rusqlite's reads take `&Connection`); no other
+            // thread can reach it, the mutex being held.
+            #[allow(unsafe_code)]
+            Some((id, conn)) if id == self.id() => Some(unsafe { &*conn }),
+            _ => None,
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>> {
+        if self.held().is_some() {
+            // The mutex is this thread's already: waiting would never end.
+            return Err(DirectoryError::Backend(
+                "a write or a direct use of the directory inside read_together".into(),
+            ));
+        }
         // A panic while the lock was held cannot leave the connection in a
         // half-written state (an open Transaction rolls back on drop), so a
         // poisoned lock is safe to take over.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        Ok(self.conn.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The connection for a read. Under [`crate::without_waiting`], only
-    /// if no other thread holds it, and with no busy time-out: a database
-    /// locked by another process fails at once (`db` then records it).
-    fn read(&self) -> Result<Reader<'_>> {
+    /// The connection, locked; under [`crate::without_waiting`], only if
+    /// no other thread holds it, and with no busy time-out (`quick`): a
+    /// database locked by another process fails at once (`db` then
+    /// records it).
+    fn lock_for_read(&self) -> Result<(MutexGuard<'_, Connection>, bool)> {
         if !crate::nowait::active() {
-            return Ok(Reader {
-                conn: self.lock(),
-                quick: false,
-            });
+            return Ok((self.lock()?, false));
         }
         let conn = match self.conn.try_lock() {
             Ok(c) => c,
@@ -216,12 +276,22 @@ impl SqliteDirectory {
             Err(TryLockError::WouldBlock) => return Err(crate::nowait::would_wait()),
         };
         conn.busy_timeout(Duration::ZERO).map_err(db)?;
-        Ok(Reader { conn, quick: true })
+        Ok((conn, true))
+    }
+
+    /// The connection for a read: the one this thread holds in
+    /// `read_together`, else the locked one (`lock_for_read`).
+    fn read(&self) -> Result<Reader<'_>> {
+        if let Some(c) = self.held() {
+            return Ok(Reader::Held(c));
+        }
+        let (conn, quick) = self.lock_for_read()?;
+        Ok(Reader::Locked { conn, quick })
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committing on success.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
+        let mut conn = self.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
@@ -538,10 +608,33 @@ impl Directory for SqliteDirectory {
         Ok(out)
     }
 
+    fn read_together(&self, f: &mut dyn FnMut()) {
+        if self.held().is_some() {
+            // Already inside one (a resolution inside a wider batch).
+            return f();
+        }
+        let Ok((conn, quick)) = self.lock_for_read() else {
+            // Would wait (or failed): each lookup locks on its own, and
+            // says so itself.
+            return f();
+        };
+        // DEFERRED: the snapshot is taken at the first read inside `f`.
+        if conn.execute_batch("BEGIN").is_err() {
+            if quick {
+                let _ = conn.busy_timeout(BUSY_TIMEOUT);
+            }
+            drop(conn);
+            return f();
+        }
+        HELD.with(|h| h.set(Some((self.id(), &*conn as *const Connection))));
+        let _together = Together { conn: &conn, quick };
+        f();
+    }
+
     fn scram_secret(&self) -> Result<Vec<u8>> {
         const GET: &str = "SELECT value FROM secrets WHERE name = 'scram'";
         let found: Option<Vec<u8>> = self
-            .lock()
+            .lock()?
             .query_row(GET, [], |r| r.get(0))
             .optional()
             .map_err(db)?;

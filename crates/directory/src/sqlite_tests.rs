@@ -253,11 +253,13 @@ fn file_shared_between_handles() {
     );
     let mode: String = writer
         .lock()
+        .unwrap()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
     let fk: i64 = writer
         .lock()
+        .unwrap()
         .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
         .unwrap();
     assert_eq!(fk, 1);
@@ -420,7 +422,7 @@ fn lookups_without_waiting_run_at_once_or_say_they_would_wait() {
     assert_eq!(crate::without_waiting(local), Some(Ok(true)));
     // Another thread holds the connection: refused, not waited for.
     {
-        let _held = d.lock();
+        let _held = d.lock().unwrap();
         std::thread::scope(|s| {
             let r = s.spawn(|| crate::without_waiting(local)).join().unwrap();
             assert_eq!(r, None);
@@ -435,7 +437,7 @@ fn lookups_without_waiting_run_at_once_or_say_they_would_wait() {
     };
     let inside = crate::without_waiting(|| timeout(&d.read().unwrap()));
     assert_eq!(inside, Some(0));
-    assert_eq!(timeout(&d.lock()), BUSY_TIMEOUT.as_millis() as i64);
+    assert_eq!(timeout(&d.lock().unwrap()), BUSY_TIMEOUT.as_millis() as i64);
     let busy = || {
         rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None)
     };
@@ -465,4 +467,68 @@ fn system_domains_are_not_looked_up_without_waiting() {
         crate::without_waiting(|| s.alias_targets("a@example.test")),
         Some(Ok(Vec::new()))
     );
+}
+
+#[test]
+fn lookups_read_together_share_one_snapshot_and_writes_inside_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("directory.sqlite");
+    let d = SqliteDirectory::open(&path).unwrap();
+    d.add_domain("example.test").unwrap();
+    // Another process's connection (facteurctl's).
+    let other = SqliteDirectory::open(&path).unwrap();
+    let mut seen = Vec::new();
+    crate::read_together(&d, || {
+        seen.push(d.get_user("amy@example.test").unwrap().is_some());
+        other
+            .add_user("amy@example.test", "{PLAIN}x", 0, 0)
+            .unwrap();
+        // The same view as the first lookup: one read transaction.
+        seen.push(d.get_user("amy@example.test").unwrap().is_some());
+        // Nested: runs inside the same one.
+        crate::read_together(&d, || {
+            seen.push(d.get_user("amy@example.test").unwrap().is_some());
+        });
+        // A write, which would wait on this thread's own lock: refused.
+        assert!(matches!(
+            d.add_domain("b.test"),
+            Err(DirectoryError::Backend(_))
+        ));
+    });
+    assert_eq!(seen, [false, false, false]);
+    // Afterwards: the new state, and writes work again.
+    assert!(d.get_user("amy@example.test").unwrap().is_some());
+    d.add_domain("b.test").unwrap();
+    // A panic inside leaves the directory usable, its snapshot released.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::read_together(&d, || {
+            d.is_local_domain("example.test").unwrap();
+            panic!("inside");
+        })
+    }));
+    assert!(r.is_err());
+    other
+        .add_user("bea@example.test", "{PLAIN}x", 0, 0)
+        .unwrap();
+    assert!(d.get_user("bea@example.test").unwrap().is_some());
+    d.add_domain("c.test").unwrap();
+}
+
+#[test]
+fn reading_together_without_waiting_still_refuses_to_wait() {
+    let d = dir();
+    // Another thread holds the connection: the lookups inside say they
+    // would wait, each on its own, and nothing blocks.
+    let _held = d.lock().unwrap();
+    std::thread::scope(|s| {
+        let r = s
+            .spawn(|| {
+                crate::without_waiting(|| {
+                    crate::read_together(&d, || d.is_local_domain("example.test"))
+                })
+            })
+            .join()
+            .unwrap();
+        assert_eq!(r, None);
+    });
 }

@@ -309,6 +309,9 @@ fn is_unix_user(name: &str) -> bool {
 }
 
 impl Directory for SystemAliases {
+    fn read_together(&self, f: &mut dyn FnMut()) {
+        self.inner.read_together(f)
+    }
     fn add_domain(&self, name: &str) -> Result<()> {
         self.inner.add_domain(name)
     }

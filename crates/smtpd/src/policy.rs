@@ -129,6 +129,15 @@ fn lookup(
     a: &Address,
     now: bool,
 ) -> Option<Result<Found, facteur_directory::DirectoryError>> {
+    // The domain, then who the address is: one read of the directory.
+    facteur_directory::read_together(c.directory.as_ref(), || lookup_in(c, a, now))
+}
+
+fn lookup_in(
+    c: &Context,
+    a: &Address,
+    now: bool,
+) -> Option<Result<Found, facteur_directory::DirectoryError>> {
     // An address literal is never a local domain (and the directory
     // refuses to be asked about one).
     let local = if a.domain().starts_with('[') {
