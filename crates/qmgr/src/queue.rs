@@ -180,7 +180,15 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
         }
     }
     let srs = ctx.srs.as_ref().map(|s| (s, now().div_euclid(86_400)));
-    let exp = match resolve::expand(ctx.directory.as_ref(), &env, &ctx.delimiters, srs) {
+    // The expansion and, for the kept read below, which recipients are
+    // local: one read of the directory. That read is kept only when the
+    // recipients stay as they are, so asking about these is enough.
+    let (exp, local) = facteur_directory::read_together(ctx.directory.as_ref(), || {
+        let exp = resolve::expand(ctx.directory.as_ref(), &env, &ctx.delimiters, srs);
+        let local = (keep && exp.as_ref().is_ok_and(|x| !x.changed)).then(|| locality(ctx, &env));
+        (exp, local)
+    });
+    let exp = match exp {
         Ok(x) => x,
         Err(e) => {
             warn!(queue_id = %id, error = %e, "directory unavailable, recipient resolution postponed");
@@ -211,8 +219,7 @@ pub fn pickup(ctx: &Context, q: QueueName, id: &str) -> bool {
         Ok(()) => {
             // Only a file left as it was read: a rewritten one is read
             // again by its attempt, as the spool wrote it.
-            if keep && !rewritten {
-                let local = locality(ctx, &env);
+            if let Some(local) = local.filter(|_| !rewritten) {
                 let qf = facteur_spool::QueueFile {
                     queue: QueueName::Active,
                     envelope: env,

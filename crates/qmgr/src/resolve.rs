@@ -56,6 +56,16 @@ pub fn expand(
     delimiters: &str,
     srs: Option<(&Srs, i64)>,
 ) -> Result<Expansion, DirectoryError> {
+    // All the lookups of one message in one read of the directory.
+    facteur_directory::read_together(dir, || expand_all(dir, env, delimiters, srs))
+}
+
+fn expand_all(
+    dir: &dyn Directory,
+    env: &Envelope,
+    delimiters: &str,
+    srs: Option<(&Srs, i64)>,
+) -> Result<Expansion, DirectoryError> {
     let mut out = Expansion {
         recipients: Vec::new(),
         events: Vec::new(),
