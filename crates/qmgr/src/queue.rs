@@ -85,12 +85,14 @@ fn is_local(ctx: &Context, address: &str) -> Result<bool, String> {
 }
 
 /// Which of `env`'s recipients are local (`None` for a final one).
-/// Blocking: directory lookups.
+/// Blocking: directory lookups, in one read of the directory.
 fn locality(ctx: &Context, env: &Envelope) -> Locality {
-    env.recipients
-        .iter()
-        .map(|r| (!r.status.is_final()).then(|| is_local(ctx, &r.address)))
-        .collect()
+    facteur_directory::read_together(ctx.directory.as_ref(), || {
+        env.recipients
+            .iter()
+            .map(|r| (!r.status.is_final()).then(|| is_local(ctx, &r.address)))
+            .collect()
+    })
 }
 
 /// Moves an unreadable file to corrupt/, with a log line.
